@@ -1,0 +1,60 @@
+//! Assets: every stored image, uploaded or produced by a job.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetKind {
+    /// Sent by a client.
+    Upload,
+    /// Produced by a job.
+    Output,
+}
+
+impl AssetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssetKind::Upload => "upload",
+            AssetKind::Output => "output",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "upload" => Some(AssetKind::Upload),
+            "output" => Some(AssetKind::Output),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Asset {
+    pub id: String,
+    pub owner_id: String,
+    /// The job that produced it (outputs only).
+    pub job_id: Option<String>,
+    /// Position among the job's outputs.
+    pub output_index: Option<u32>,
+    pub kind: AssetKind,
+    pub mime_type: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub bytes: u64,
+    /// Hex SHA-256 of the content; also the ETag.
+    pub sha256: String,
+    /// The generation parameters (outputs) or client-supplied metadata.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// The input asset this one was derived from.
+    pub parent_id: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// Blob key of an asset in the object store.
+pub fn blob_key(owner_id: &str, asset_id: &str) -> String {
+    format!("assets/{owner_id}/{asset_id}")
+}

@@ -1,0 +1,122 @@
+//! The one error type that crosses crate boundaries up to the HTTP layer. Each dialect renders
+//! it in its own wire shape; the kind decides the status code, `field` names the offending input.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Malformed request (bad JSON, wrong content type): 400.
+    BadRequest,
+    /// Missing or invalid credentials: 401.
+    Unauthorized,
+    /// Authenticated but not allowed: 403.
+    Forbidden,
+    /// Not found, or owned by someone else: 404.
+    NotFound,
+    /// State conflict (e.g. cancel of a finished job): 409.
+    Conflict,
+    /// Body or image too large: 413.
+    PayloadTooLarge,
+    /// Well-formed but invalid input: 422.
+    Invalid,
+    /// Rate limit or queue cap: 429.
+    RateLimited,
+    /// A dependency (database, blob store) is unavailable: 503.
+    Unavailable,
+    /// A bug or an unexpected failure: 500.
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::Invalid => 422,
+            ErrorKind::RateLimited => 429,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    /// Stable machine-readable name, used as the `type` of native API errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::Invalid => "invalid_request",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal_error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// Dotted path of the offending input field (`input.factor`), when there is one.
+    pub field: Option<String>,
+    /// Seconds the client should wait (rate limits).
+    pub retry_after: Option<u64>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
+    }
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Invalid, message).with_field(field)
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::BadRequest, message)
+    }
+    pub fn not_found(what: &str) -> Self {
+        Error::new(ErrorKind::NotFound, format!("{what} not found"))
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Internal, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Unavailable, message)
+    }
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+    /// Prefix the field path (`factor` → `input.factor`).
+    pub fn under(mut self, parent: &str) -> Self {
+        self.field = Some(match self.field.take() {
+            Some(f) if !f.is_empty() => format!("{parent}.{f}"),
+            _ => parent.to_string(),
+        });
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{}: {}", field, self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

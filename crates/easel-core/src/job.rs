@@ -1,0 +1,237 @@
+//! Jobs: the one unit of work for every task. A job moves
+//! `queued → running → succeeded | failed | canceled`; a running job whose worker is lost goes
+//! back to `queued` until it has used its attempts.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        JobStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled
+        )
+    }
+}
+
+/// Why a job failed: a stable code and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        JobError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Error codes the queue itself produces.
+pub mod codes {
+    /// The job's worker stopped heartbeating too many times.
+    pub const LEASE_EXPIRED: &str = "lease_expired";
+    /// The task rejected its input at run time (bad image, limit).
+    pub const INVALID_INPUT: &str = "invalid_input";
+    /// The task failed for another reason.
+    pub const TASK_FAILED: &str = "task_failed";
+    /// No provider can run this task.
+    pub const NO_PROVIDER: &str = "no_provider";
+}
+
+/// The events a webhook can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookEvent {
+    /// The job started running.
+    Start,
+    /// Progress changed (throttled).
+    Progress,
+    /// The job reached a terminal state (always delivered or recorded as failed).
+    Completed,
+}
+
+impl WebhookEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEvent::Start => "start",
+            WebhookEvent::Progress => "progress",
+            WebhookEvent::Completed => "completed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Webhook {
+    /// `http` or `https` URL that receives signed POSTs.
+    pub url: String,
+    /// Events to deliver; all of them when omitted.
+    #[serde(default = "all_events")]
+    pub events: Vec<WebhookEvent>,
+}
+
+fn all_events() -> Vec<WebhookEvent> {
+    vec![
+        WebhookEvent::Start,
+        WebhookEvent::Progress,
+        WebhookEvent::Completed,
+    ]
+}
+
+impl Webhook {
+    pub fn validate(&self) -> crate::error::Result<()> {
+        let ok = (self.url.starts_with("http://") || self.url.starts_with("https://"))
+            && self.url.len() <= 2048
+            && self.url.len() > "http://".len();
+        if !ok {
+            return Err(crate::Error::invalid(
+                "webhook.url",
+                "must be an http(s) URL of at most 2048 characters",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn wants(&self, event: WebhookEvent) -> bool {
+        self.events.contains(&event)
+    }
+}
+
+/// One entry of a job's status history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StatusChange {
+    pub status: JobStatus,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Progress {
+    /// 0..1
+    pub fraction: f32,
+    /// Current step, where the task has steps.
+    pub step: Option<u32>,
+    /// Number of steps, where the task has steps.
+    pub total_steps: Option<u32>,
+}
+
+/// A job as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    pub id: String,
+    pub owner_id: String,
+    pub task: String,
+    pub model: Option<String>,
+    pub status: JobStatus,
+    pub priority: i32,
+    /// The normalized input (input images replaced by asset ids).
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+    pub progress: f32,
+    pub step: Option<u32>,
+    pub total_steps: Option<u32>,
+    pub error: Option<JobError>,
+    /// Ids of the output assets, in output order.
+    pub outputs: Vec<String>,
+    pub usage_units: f64,
+    pub webhook: Option<Webhook>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub cancel_requested: bool,
+    /// The provider that ran the job (set when it succeeds).
+    pub provider: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub completed_at: Option<Timestamp>,
+}
+
+/// What a caller asks the queue to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub owner_id: String,
+    pub task: String,
+    pub model: Option<String>,
+    pub input: serde_json::Value,
+    pub priority: i32,
+    pub webhook: Option<Webhook>,
+    pub max_attempts: u32,
+    pub idempotency_key: Option<String>,
+}
+
+/// Priorities are clamped to this range; higher runs first.
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -100..=100;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trip() {
+        for s in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+            assert_eq!(
+                serde_json::to_value(s).unwrap(),
+                serde_json::json!(s.as_str())
+            );
+        }
+        assert!(JobStatus::Canceled.is_terminal());
+        assert!(!JobStatus::Running.is_terminal());
+        assert_eq!(JobStatus::parse("done"), None);
+    }
+
+    #[test]
+    fn webhook_defaults_to_all_events_and_checks_url() {
+        let w: Webhook =
+            serde_json::from_value(serde_json::json!({"url": "https://x.test/h"})).unwrap();
+        assert_eq!(w.events.len(), 3);
+        assert!(w.validate().is_ok());
+        let bad = Webhook {
+            url: "ftp://x".into(),
+            events: vec![],
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().field.as_deref(),
+            Some("webhook.url")
+        );
+    }
+}

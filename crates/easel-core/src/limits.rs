@@ -1,0 +1,34 @@
+//! Server-wide limits. Defaults are generous for a single local user and safe for a shared
+//! server; every one can be changed in the configuration.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Largest image (input or output) in pixels.
+    pub max_pixels: u64,
+    /// Longest side of any image.
+    pub max_side: u32,
+    /// Queued jobs one owner may have at once (429 above).
+    pub max_queued_per_owner: u64,
+    /// Attempts before a job whose worker keeps dying fails.
+    pub max_attempts: u32,
+    /// Longest prompt, in characters.
+    pub max_prompt_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 25 * 1024 * 1024,
+            max_pixels: 40_000_000,
+            max_side: 16_384,
+            max_queued_per_owner: 5_000,
+            max_attempts: 3,
+            max_prompt_chars: 4_000,
+        }
+    }
+}

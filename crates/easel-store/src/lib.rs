@@ -1,0 +1,26 @@
+//! Persistence: metadata in SQL (SQLite embedded by default, PostgreSQL for scale-out; one
+//! code path through sqlx's `Any` driver, with the few dialect differences in `db`) and
+//! blobs in an object store (local disk by default, S3 by URL).
+//!
+//! Invariant: an asset row is written only after its blob, in the same transaction as the
+//! job's terminal state — never a row without its blob, never a succeeded job without assets.
+
+pub mod assets;
+pub mod blobs;
+pub mod db;
+pub mod jobs;
+pub mod models;
+pub mod settings;
+pub mod usage;
+pub mod users;
+pub mod webhooks;
+
+pub use blobs::Blobs;
+pub use db::{Backend, Db};
+
+/// Metadata and blobs together: what the server and workers share.
+#[derive(Clone)]
+pub struct Store {
+    pub db: Db,
+    pub blobs: Blobs,
+}

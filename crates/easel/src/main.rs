@@ -1,0 +1,2 @@
+//! easel
+fn main() {}
