@@ -356,20 +356,23 @@ pub fn check_size(field: &str, width: u32, height: u32, limits: &Limits) -> Resu
     Ok(())
 }
 
-/// `#rrggbb`, `rrggbb` or `#rgb` → RGB.
+/// Parses `#rrggbb`, `rrggbb`, `#rgb` or `rgb` (hex digits in either case;
+/// surrounding whitespace is ignored).
 pub fn parse_hex_color(s: &str) -> Option<[u8; 3]> {
-    let h = s.strip_prefix('#').unwrap_or(s);
-    let nib = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    match h.len() {
+    let s = s.trim();
+    let hex = s.strip_prefix('#').unwrap_or(s);
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let digit = |i: usize| u8::from_str_radix(&hex[i..i + 1], 16).ok();
+    match hex.len() {
         6 => {
-            let b = h.as_bytes();
-            let byte = |i: usize| Some(nib(b[i])? * 16 + nib(b[i + 1])?);
+            let byte = |i: usize| Some(digit(i)? * 16 + digit(i + 1)?);
             Some([byte(0)?, byte(2)?, byte(4)?])
         }
         3 => {
-            let b = h.as_bytes();
-            let d = |i: usize| nib(b[i]).map(|v| v * 17);
-            Some([d(0)?, d(1)?, d(2)?])
+            let byte = |i: usize| Some(digit(i)? * 17);
+            Some([byte(0)?, byte(1)?, byte(2)?])
         }
         _ => None,
     }
@@ -382,15 +385,14 @@ fn from_json<T: DeserializeOwned>(input: serde_json::Value) -> Result<T> {
     serde_path_to_error::deserialize(input).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        // serde reports a missing or unknown field at the parent; name it from the message.
         let named = |marker: &str| {
             inner
                 .split_once(marker)
                 .and_then(|(_, rest)| rest.split('`').next())
                 .map(str::to_string)
         };
+        // A missing field is reported at its parent; an unknown one is already in the path.
         let field = named("missing field `")
-            .or_else(|| named("unknown field `"))
             .map(|f| {
                 if path == "." {
                     f
@@ -539,8 +541,21 @@ mod tests {
         }
         assert!(ImageRef::parse("data:image/png,raw").is_err());
         assert!(ImageRef::parse("data:image/png;base64,@@@").is_err());
-        assert_eq!(parse_hex_color("#f80"), Some([255, 136, 0]));
-        assert_eq!(parse_hex_color("00ff10"), Some([0, 255, 16]));
-        assert_eq!(parse_hex_color("#12345"), None);
     }
+
+    #[test]
+    fn hex_colors() {
+        assert_eq!(parse_hex_color("#ff8000"), Some([255, 128, 0]));
+        assert_eq!(parse_hex_color("ff8000"), Some([255, 128, 0]));
+        assert_eq!(parse_hex_color("#FFfFfF"), Some([255, 255, 255]));
+        assert_eq!(parse_hex_color("#f80"), Some([255, 136, 0]));
+        assert_eq!(parse_hex_color("abc"), Some([170, 187, 204]));
+        assert_eq!(parse_hex_color(" #000000 "), Some([0, 0, 0]));
+        for bad in [
+            "", "#", "#12345", "#1234567", "#gg0000", "#+f+f+f", "12", "#ff80", "#ff800é", "red",
+        ] {
+            assert_eq!(parse_hex_color(bad), None, "{bad:?}");
+        }
+    }
+
 }

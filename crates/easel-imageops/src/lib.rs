@@ -4,13 +4,14 @@
 //! [`image::DynamicImage`]s: no async, no file or network I/O, no knowledge of
 //! jobs or HTTP. The modules are:
 //!
-//! * [`format`] – sniffing ([`probe`]) and size-limited decoding ([`decode`]);
-//! * [`resize`] – SIMD resizing ([`resize`], [`resize_fit`]) and Lanczos
+//! * [`mod@format`] – sniffing ([`probe`]) and size-limited decoding
+//!   ([`decode`]);
+//! * [`mod@resize`] – SIMD resizing ([`resize()`], [`resize_fit`]) and Lanczos
 //!   upscaling ([`upscale`]);
-//! * [`pixelate`] – the pixel-art filter ([`pixelate()`]) with its own colour
-//!   quantizer;
-//! * [`encode`] – PNG/JPEG/WebP encoding ([`encode()`]) and reading PNG text
-//!   chunks back ([`read_png_text`]).
+//! * [`mod@pixelate`] – the pixel-art filter ([`pixelate()`]) with its own
+//!   colour quantizer;
+//! * [`mod@encode`] – PNG/JPEG/WebP encoding ([`encode()`]) and reading PNG
+//!   text chunks back ([`read_png_text`]).
 //!
 //! The `image` crate is re-exported so callers use exactly the version these
 //! functions take and return.
@@ -27,5 +28,5 @@ pub use image;
 pub use encode::{encode, read_png_text, Encoding};
 pub use error::OpsError;
 pub use format::{decode, probe, ImageFormat, ImageInfo};
-pub use pixelate::{parse_hex_color, pixelate, pixelate_grid, Palette, PixelateParams};
+pub use pixelate::{pixelate, pixelate_grid, Palette, PixelateParams};
 pub use resize::{resize, resize_fit, scaled_size, upscale, Filter, Fit, ScaleTarget};

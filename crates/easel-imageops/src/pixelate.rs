@@ -128,28 +128,6 @@ pub fn pixelate(img: &DynamicImage, params: &PixelateParams) -> Result<DynamicIm
     ))
 }
 
-/// Parses `#rrggbb`, `rrggbb`, `#rgb` or `rgb` (hex digits in either case;
-/// surrounding whitespace is ignored).
-pub fn parse_hex_color(s: &str) -> Option<[u8; 3]> {
-    let s = s.trim();
-    let hex = s.strip_prefix('#').unwrap_or(s);
-    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let digit = |i: usize| u8::from_str_radix(&hex[i..i + 1], 16).ok();
-    match hex.len() {
-        6 => {
-            let byte = |i: usize| Some(digit(i)? * 16 + digit(i + 1)?);
-            Some([byte(0)?, byte(2)?, byte(4)?])
-        }
-        3 => {
-            let byte = |i: usize| Some(digit(i)? * 17);
-            Some([byte(0)?, byte(1)?, byte(2)?])
-        }
-        _ => None,
-    }
-}
-
 fn validate(params: &PixelateParams) -> Result<(), OpsError> {
     if !GRID_SIZE_RANGE.contains(&params.grid_size) {
         return Err(OpsError::invalid(

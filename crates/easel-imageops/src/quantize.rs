@@ -186,8 +186,8 @@ fn refine(hist: &[Entry], palette: &mut [Rgb], rounds: usize) {
         for e in hist {
             let i = nearest(palette, e.color);
             counts[i] += e.count;
-            for ch in 0..3 {
-                sums[i][ch] += e.count as f64 * f64::from(e.color[ch]);
+            for (sum, &v) in sums[i].iter_mut().zip(&e.color) {
+                *sum += e.count as f64 * f64::from(v);
             }
         }
         let mut changed = false;

@@ -1,1 +1,219 @@
-//! easel-queue
+//! The durable job queue on top of `easel-store`: submit and cancel, workers that claim jobs
+//! with leases and heartbeats, a reaper that requeues jobs of dead workers, progress notices
+//! for SSE and long-poll, and the webhook dispatcher.
+//!
+//! The database is the truth; the in-process `Hub` only wakes listeners early. Every listener
+//! also re-reads the database on a short timer, so several processes sharing one PostgreSQL
+//! see each other's changes.
+
+pub mod webhooks;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use easel_core::job::NewJob;
+use easel_core::{Job, Result};
+use easel_store::jobs::{self, Inserted};
+use easel_store::Store;
+use tokio::sync::{broadcast, Notify};
+
+pub use worker::{Executor, RunContext, RunError, RunOutput, OutputImage, Worker};
+
+/// What changed about a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// New events are in the job's log (status or progress).
+    Changed,
+    /// A cancel was requested for a running job.
+    CancelRequested,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub job_id: String,
+    pub kind: NoticeKind,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// How long a claim holds a job without a heartbeat.
+    pub lease: Duration,
+    /// How often idle workers look for work when not woken.
+    pub poll_interval: Duration,
+    /// How often expired leases are reaped.
+    pub reap_interval: Duration,
+    /// On shutdown, how long running jobs may take to finish before their lease is released.
+    pub shutdown_grace: Duration,
+    /// Minimum time between progress webhooks of one job.
+    pub progress_webhook_interval: Duration,
+    /// First retry delay of a failed webhook delivery; doubles each attempt.
+    pub webhook_retry_base: Duration,
+    /// Longest delay between webhook attempts.
+    pub webhook_retry_max: Duration,
+    /// Attempts before a delivery is recorded as failed.
+    pub webhook_max_attempts: u32,
+    /// Per-request timeout of a webhook delivery.
+    pub webhook_timeout: Duration,
+    /// Attempts per job before a job whose worker keeps dying fails.
+    pub max_attempts: u32,
+    /// Queued jobs one owner may have.
+    pub max_queued_per_owner: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+            reap_interval: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(30),
+            progress_webhook_interval: Duration::from_secs(1),
+            webhook_retry_base: Duration::from_secs(2),
+            webhook_retry_max: Duration::from_secs(600),
+            webhook_max_attempts: 8,
+            webhook_timeout: Duration::from_secs(10),
+            max_attempts: 3,
+            max_queued_per_owner: 5_000,
+        }
+    }
+}
+
+/// The queue handle shared by the API, workers and background loops.
+#[derive(Clone)]
+pub struct Queue {
+    pub store: Store,
+    pub config: QueueConfig,
+    notices: broadcast::Sender<Notice>,
+    new_work: Arc<Notify>,
+    new_webhooks: Arc<Notify>,
+    observer: Arc<std::sync::RwLock<Option<JobObserver>>>,
+}
+
+/// Called when a job ends, with its run time (the HTTP layer feeds metrics from it).
+pub type JobObserver = Arc<dyn Fn(&Job, Duration) + Send + Sync>;
+
+impl Queue {
+    pub fn new(store: Store, config: QueueConfig) -> Queue {
+        Queue {
+            store,
+            config,
+            notices: broadcast::channel(4096).0,
+            new_work: Arc::new(Notify::new()),
+            new_webhooks: Arc::new(Notify::new()),
+            observer: Arc::default(),
+        }
+    }
+
+    /// Enqueue a job (honouring its idempotency key and the owner's queued-job cap).
+    pub async fn submit(&self, mut new: NewJob) -> Result<Inserted> {
+        if new.max_attempts == 0 {
+            new.max_attempts = self.config.max_attempts;
+        }
+        let ins = jobs::insert(&self.store.db, &new, self.config.max_queued_per_owner).await?;
+        if ins.created {
+            self.new_work.notify_waiters();
+            self.new_work.notify_one();
+            self.notify(&ins.job.id, NoticeKind::Changed);
+        }
+        Ok(ins)
+    }
+
+    /// Cancel a job (see `easel_store::jobs::request_cancel`).
+    pub async fn cancel(&self, id: &str, owner_id: Option<&str>) -> Result<Job> {
+        let job = jobs::request_cancel(&self.store.db, id, owner_id).await?;
+        let kind = if job.status.is_terminal() {
+            self.webhooks_due();
+            NoticeKind::Changed
+        } else {
+            NoticeKind::CancelRequested
+        };
+        self.notify(id, kind);
+        Ok(job)
+    }
+
+    pub fn set_job_observer(&self, f: JobObserver) {
+        if let Ok(mut o) = self.observer.write() {
+            *o = Some(f);
+        }
+    }
+
+    pub(crate) fn observe(&self, job: &Job, elapsed: Duration) {
+        let f = self.observer.read().ok().and_then(|o| o.clone());
+        if let Some(f) = f {
+            f(job, elapsed);
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    pub(crate) fn notify(&self, job_id: &str, kind: NoticeKind) {
+        let _ = self.notices.send(Notice {
+            job_id: job_id.to_string(),
+            kind,
+        });
+    }
+
+    /// Wake the webhook dispatcher (deliveries were enqueued).
+    pub(crate) fn webhooks_due(&self) {
+        self.new_webhooks.notify_one();
+    }
+
+    /// Wait until `job_id` reaches a terminal state or `timeout` passes; returns the job as it
+    /// is then (long-poll).
+    pub async fn wait_terminal(&self, job_id: &str, timeout: Duration) -> Result<Option<Job>> {
+        let mut rx = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let job = jobs::get(&self.store.db, job_id).await?;
+            match &job {
+                Some(j) if !j.status.is_terminal() => {}
+                _ => return Ok(job),
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(job);
+            }
+            // Wake on a notice for this job, or re-read every second (other processes).
+            let wait = (deadline - now).min(Duration::from_secs(1));
+            let _ = tokio::time::timeout(wait, async {
+                loop {
+                    match rx.recv().await {
+                        Ok(n) if n.job_id == job_id => break,
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Requeue or fail jobs whose worker died, forever (until `stop` is true).
+    pub async fn run_reaper(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            match jobs::reap_expired(&self.store.db).await {
+                Ok(jobs) => {
+                    for j in &jobs {
+                        tracing::warn!(job = %j.id, status = j.status.as_str(), attempts = j.attempts, "lease expired");
+                        self.notify(&j.id, NoticeKind::Changed);
+                    }
+                    if !jobs.is_empty() {
+                        self.new_work.notify_waiters();
+                        self.webhooks_due();
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "reaper failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.reap_interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}

@@ -33,7 +33,7 @@ pub fn gradient_rgba(w: u32, h: u32) -> RgbaImage {
 /// Checkerboard of `cell`-pixel squares in two colours.
 pub fn checker_rgba(w: u32, h: u32, cell: u32, a: [u8; 4], b: [u8; 4]) -> RgbaImage {
     RgbaImage::from_fn(w, h, |x, y| {
-        if (x / cell + y / cell) % 2 == 0 {
+        if (x / cell + y / cell) & 1 == 0 {
             Rgba(a)
         } else {
             Rgba(b)

@@ -1,7 +1,7 @@
-//! pixelate / pixelate_grid / parse_hex_color.
+//! pixelate / pixelate_grid.
 
 use easel_imageops::image::{DynamicImage, GenericImageView, Rgb, RgbImage, Rgba, RgbaImage};
-use easel_imageops::{parse_hex_color, pixelate, pixelate_grid, OpsError, Palette, PixelateParams};
+use easel_imageops::{pixelate, pixelate_grid, OpsError, Palette, PixelateParams};
 
 use crate::common::*;
 
@@ -281,16 +281,14 @@ fn invalid_params_are_rejected() {
 }
 
 #[test]
-fn hex_colors() {
-    assert_eq!(parse_hex_color("#ff8000"), Some([255, 128, 0]));
-    assert_eq!(parse_hex_color("ff8000"), Some([255, 128, 0]));
-    assert_eq!(parse_hex_color("#FFfFfF"), Some([255, 255, 255]));
-    assert_eq!(parse_hex_color("#f80"), Some([255, 136, 0]));
-    assert_eq!(parse_hex_color("abc"), Some([170, 187, 204]));
-    assert_eq!(parse_hex_color(" #000000 "), Some([0, 0, 0]));
-    for bad in [
-        "", "#", "#12345", "#1234567", "#gg0000", "#+f+f+f", "12", "#ff80", "#ff800é", "red",
+fn fully_transparent_image_stays_transparent() {
+    let img = DynamicImage::ImageRgba8(RgbaImage::from_pixel(40, 30, Rgba([90, 10, 10, 0])));
+    for palette in [
+        Palette::Keep,
+        Palette::Size(4),
+        Palette::Colors(vec![[1, 2, 3]]),
     ] {
-        assert_eq!(parse_hex_color(bad), None, "{bad:?}");
+        let out = pixelate(&img, &params(10, palette, true)).unwrap();
+        assert!(out.to_rgba8().pixels().all(|p| p.0 == [0, 0, 0, 0]));
     }
 }

@@ -1,0 +1,362 @@
+//! Workers: claim a job, run it through an `Executor`, keep the lease alive, forward progress,
+//! watch for cancel, store outputs (blobs first, then rows and the terminal state in one
+//! transaction). On shutdown a worker lets its job finish within the grace period, then stops
+//! it and releases the lease so another worker (or the next start) picks it up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use easel_core::asset::{blob_key, Asset, AssetKind};
+use easel_core::job::{codes, JobError, Progress};
+use easel_core::{time, Job};
+use easel_store::jobs::{self, Finished, LeaseState};
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, watch};
+
+use crate::{NoticeKind, Queue};
+
+/// One output image of a run.
+#[derive(Debug, Clone)]
+pub struct OutputImage {
+    pub bytes: Bytes,
+    pub mime_type: String,
+    pub width: u32,
+    pub height: u32,
+    /// Generation parameters, stored on the asset.
+    pub metadata: serde_json::Value,
+    /// The input asset it derives from.
+    pub parent_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub outputs: Vec<OutputImage>,
+    pub usage_units: f64,
+    /// Which provider ran the job (`local`, or a remote's name).
+    pub provider: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunError {
+    /// The run saw the cancel flag and stopped.
+    Canceled,
+    Failed(JobError),
+}
+
+impl From<easel_core::Error> for RunError {
+    fn from(e: easel_core::Error) -> Self {
+        let code = match e.kind {
+            easel_core::ErrorKind::Invalid | easel_core::ErrorKind::NotFound | easel_core::ErrorKind::PayloadTooLarge => {
+                codes::INVALID_INPUT
+            }
+            _ => codes::TASK_FAILED,
+        };
+        RunError::Failed(JobError::new(code, e.to_string()))
+    }
+}
+
+/// Runs jobs. `easel-providers` implements it; the queue only needs this much.
+#[async_trait::async_trait]
+pub trait Executor: Send + Sync + 'static {
+    /// Tasks this executor can run (the worker only claims these).
+    fn tasks(&self) -> Vec<String>;
+    async fn run(&self, job: &Job, ctx: &RunContext) -> Result<RunOutput, RunError>;
+}
+
+/// Handed to a running job: report progress, check for cancel. Cheap to clone, usable from
+/// blocking threads.
+#[derive(Clone)]
+pub struct RunContext {
+    cancel: Arc<AtomicBool>,
+    progress: Arc<watch::Sender<Option<Progress>>>,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl RunContext {
+    fn new() -> (RunContext, watch::Receiver<Option<Progress>>) {
+        let (tx, rx) = watch::channel(None);
+        (
+            RunContext {
+                cancel: Arc::new(AtomicBool::new(false)),
+                progress: Arc::new(tx),
+                logs: Arc::new(Mutex::new(Vec::new())),
+            },
+            rx,
+        )
+    }
+
+    /// A context not attached to a queue (tools run from the command line).
+    pub fn detached() -> RunContext {
+        RunContext::new().0
+    }
+
+    pub fn is_canceled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// `Err(Canceled)` once a cancel was requested: call between steps and return it.
+    pub fn check(&self) -> Result<(), RunError> {
+        if self.is_canceled() {
+            Err(RunError::Canceled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Report step `step` of `total` done, then check for cancel.
+    pub fn step(&self, step: u32, total: u32) -> Result<(), RunError> {
+        let total = total.max(1);
+        self.progress.send_replace(Some(Progress {
+            fraction: step.min(total) as f32 / total as f32,
+            step: Some(step),
+            total_steps: Some(total),
+        }));
+        self.check()
+    }
+
+    /// Add a log line (dialects that show logs use them).
+    pub fn log(&self, line: impl Into<String>) {
+        if let Ok(mut l) = self.logs.lock() {
+            l.push(line.into());
+        }
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+pub struct Worker {
+    pub id: String,
+    queue: Queue,
+    executor: Arc<dyn Executor>,
+}
+
+impl Worker {
+    pub fn new(queue: Queue, executor: Arc<dyn Executor>) -> Worker {
+        let id = format!("wrk_{}", ulid::Ulid::new().to_string().to_lowercase());
+        Worker { id, queue, executor }
+    }
+
+    /// Claim and run jobs until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let tasks = self.executor.tasks();
+        let new_work = self.queue.new_work.clone();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let notified = new_work.notified();
+            match jobs::claim(&self.queue.store.db, &self.id, self.lease_ms(), Some(&tasks)).await {
+                Ok(Some(job)) => {
+                    self.queue.notify(&job.id, NoticeKind::Changed);
+                    self.queue.webhooks_due();
+                    self.run_job(job, stop.clone()).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(worker = %self.id, error = %e, "claim failed"),
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(self.queue.config.poll_interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.queue.config.lease.as_millis() as i64
+    }
+
+    async fn run_job(&self, job: Job, mut stop: watch::Receiver<bool>) {
+        let span = tracing::info_span!("job", id = %job.id, task = %job.task, attempt = job.attempts);
+        let _enter = span.enter();
+        let started = Instant::now();
+        let (ctx, progress_rx) = RunContext::new();
+        if job.cancel_requested {
+            ctx.cancel();
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let keeper = tokio::spawn(keep_lease(
+            self.queue.clone(),
+            self.id.clone(),
+            job.id.clone(),
+            ctx.clone(),
+            progress_rx,
+            lost.clone(),
+        ));
+        let run = self.executor.run(&job, &ctx);
+        tokio::pin!(run);
+        let mut stopping = false;
+        let result = loop {
+            tokio::select! {
+                r = &mut run => break r,
+                _ = stop.wait_for(|s| *s), if !stopping => {
+                    stopping = true;
+                    tracing::info!("shutdown: waiting for the running job");
+                }
+                _ = tokio::time::sleep(self.queue.config.shutdown_grace), if stopping => {
+                    tracing::warn!("shutdown grace over: stopping the job and releasing it");
+                    ctx.cancel();
+                    // The run returns at its next step; give it a moment, then release.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), &mut run).await;
+                    keeper.abort();
+                    match jobs::release(&self.queue.store.db, &job.id, &self.id).await {
+                        Ok(_) => self.queue.notify(&job.id, NoticeKind::Changed),
+                        Err(e) => tracing::error!(error = %e, "release failed; the lease will expire"),
+                    }
+                    return;
+                }
+            }
+        };
+        keeper.abort();
+        let _ = keeper.await;
+        if lost.load(Ordering::Relaxed) {
+            tracing::warn!("lease lost while running; discarding the result");
+            return;
+        }
+        let db = &self.queue.store.db;
+        let finished = match result {
+            Ok(out) => self.store_outputs(&job, out).await,
+            Err(RunError::Canceled) if stopping && !self.cancel_requested(&job.id).await => {
+                match jobs::release(db, &job.id, &self.id).await {
+                    Ok(_) => self.queue.notify(&job.id, NoticeKind::Changed),
+                    Err(e) => tracing::error!(error = %e, "release failed"),
+                }
+                return;
+            }
+            Err(RunError::Canceled) => jobs::finish_canceled(db, &job.id, &self.id).await,
+            Err(RunError::Failed(e)) => jobs::fail(db, &job.id, &self.id, &e).await,
+        };
+        match finished {
+            Ok(Finished::Done(j)) | Ok(Finished::Canceled(j)) => {
+                tracing::info!(status = j.status.as_str(), seconds = started.elapsed().as_secs_f64(), "job finished");
+                self.queue.observe(&j, started.elapsed());
+            }
+            Ok(Finished::LeaseLost) => tracing::warn!("lease lost before finishing"),
+            Err(e) => tracing::error!(error = %e, "could not record the job's end; its lease will expire"),
+        }
+        self.queue.notify(&job.id, NoticeKind::Changed);
+        self.queue.webhooks_due();
+    }
+
+    async fn cancel_requested(&self, id: &str) -> bool {
+        matches!(jobs::get(&self.queue.store.db, id).await, Ok(Some(j)) if j.cancel_requested)
+    }
+
+    /// Blobs first, then rows + terminal state in one transaction; blobs of a job that ended
+    /// otherwise are deleted.
+    async fn store_outputs(&self, job: &Job, out: RunOutput) -> easel_core::Result<Finished> {
+        let blobs = &self.queue.store.blobs;
+        let mut assets = Vec::with_capacity(out.outputs.len());
+        for (i, o) in out.outputs.into_iter().enumerate() {
+            let id = easel_core::id::new(easel_core::id::ASSET);
+            let key = blob_key(&job.owner_id, &id);
+            let sha = hex::encode(Sha256::digest(&o.bytes));
+            let len = o.bytes.len() as u64;
+            if let Err(e) = blobs.put(&key, o.bytes).await {
+                for a in &assets {
+                    let a: &Asset = a;
+                    let _ = blobs.delete(&blob_key(&a.owner_id, &a.id)).await;
+                }
+                return jobs::fail(
+                    &self.queue.store.db,
+                    &job.id,
+                    &self.id,
+                    &JobError::new(codes::TASK_FAILED, format!("could not store output: {e}")),
+                )
+                .await;
+            }
+            assets.push(Asset {
+                id,
+                owner_id: job.owner_id.clone(),
+                job_id: Some(job.id.clone()),
+                output_index: Some(i as u32),
+                kind: AssetKind::Output,
+                mime_type: o.mime_type,
+                width: Some(o.width),
+                height: Some(o.height),
+                bytes: len,
+                sha256: sha,
+                metadata: o.metadata,
+                parent_id: o.parent_id,
+                created_at: time::now(),
+            });
+        }
+        let res = jobs::succeed(&self.queue.store.db, &job.id, &self.id, &assets, out.usage_units, &out.provider).await;
+        if !matches!(res, Ok(Finished::Done(_))) {
+            for a in &assets {
+                let _ = blobs.delete(&blob_key(&a.owner_id, &a.id)).await;
+            }
+        }
+        res
+    }
+}
+
+/// While a job runs: write progress as it changes (coalesced), heartbeat on a timer, and
+/// turn cancel requests (from the database or an in-process notice) into the run's flag.
+async fn keep_lease(
+    queue: Queue,
+    worker: String,
+    job_id: String,
+    ctx: RunContext,
+    mut progress: watch::Receiver<Option<Progress>>,
+    lost: Arc<AtomicBool>,
+) {
+    let lease_ms = queue.config.lease.as_millis() as i64;
+    let beat = queue.config.lease / 3;
+    let mut notices = queue.subscribe();
+    let mut last_hook: Option<Instant> = None;
+    let mut next_beat = tokio::time::Instant::now() + beat;
+    loop {
+        let state = tokio::select! {
+            changed = progress.changed() => {
+                if changed.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                let Some(p) = progress.borrow_and_update().clone() else { continue };
+                let hook = last_hook.is_none_or(|t| t.elapsed() >= queue.config.progress_webhook_interval);
+                let r = jobs::set_progress(&queue.store.db, &job_id, &worker, lease_ms, &p, hook).await;
+                if hook {
+                    last_hook = Some(Instant::now());
+                    queue.webhooks_due();
+                }
+                queue.notify(&job_id, NoticeKind::Changed);
+                next_beat = tokio::time::Instant::now() + beat;
+                r
+            }
+            _ = tokio::time::sleep_until(next_beat) => {
+                next_beat = tokio::time::Instant::now() + beat;
+                jobs::heartbeat(&queue.store.db, &job_id, &worker, lease_ms).await
+            }
+            n = notices.recv() => {
+                match n {
+                    Ok(n) if n.job_id == job_id && n.kind == NoticeKind::CancelRequested => ctx.cancel(),
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+                    _ => {}
+                }
+                continue;
+            }
+        };
+        match state {
+            Ok(LeaseState::Held { cancel_requested }) => {
+                if cancel_requested {
+                    ctx.cancel();
+                }
+            }
+            Ok(LeaseState::Lost) => {
+                lost.store(true, Ordering::Relaxed);
+                ctx.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed; will retry"),
+        }
+    }
+}
