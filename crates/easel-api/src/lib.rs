@@ -1,1 +1,46 @@
-//! easel-api
+//! The HTTP API (axum): the native API under `/v1`, the OpenAPI document and docs page,
+//! metrics and health. Dialect modules (added beside `native`) translate their wire formats
+//! onto the same core calls in `service`; they never talk to each other.
+//!
+//! `server::start` assembles a whole Easel process (store, queue, workers, background loops,
+//! HTTP) and is what the binary and the end-to-end tests run.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod native;
+pub mod openapi;
+pub mod server;
+pub mod service;
+pub mod signing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use easel_core::limits::Limits;
+use easel_queue::Queue;
+use easel_store::Store;
+
+/// Everything a handler needs, passed explicitly as axum state.
+#[derive(Clone)]
+pub struct AppState(pub Arc<AppInner>);
+
+pub struct AppInner {
+    pub store: Store,
+    pub queue: Queue,
+    pub limits: Limits,
+    /// Base for absolute URLs in responses (`http://127.0.0.1:7878`).
+    pub public_url: String,
+    pub signer: signing::UrlSigner,
+    pub auth: auth::Authenticator,
+    pub metrics: metrics::Metrics,
+    pub signed_url_ttl: Duration,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}

@@ -557,5 +557,4 @@ mod tests {
             assert_eq!(parse_hex_color(bad), None, "{bad:?}");
         }
     }
-
 }

@@ -2,6 +2,7 @@
 //! job to the provider that can run it — today the local image tools (`tools`); the local
 //! diffusion engine and remote HTTP providers with fallback plug in here.
 
+pub mod discover;
 pub mod tools;
 
 use std::sync::Arc;

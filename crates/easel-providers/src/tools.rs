@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use easel_core::asset::blob_key;
 use easel_core::limits::Limits;
-use easel_core::task::{self, Fit, Filter, OutputFormat, TaskInput};
+use easel_core::task::{self, Filter, Fit, OutputFormat, TaskInput};
 use easel_core::{Error, Job};
 use easel_imageops as ops;
 use easel_queue::{OutputImage, RunContext, RunError, RunOutput};
@@ -13,14 +13,22 @@ use easel_store::Store;
 /// Tasks this provider runs.
 pub const TASKS: &[&str] = &["upscale", "resize", "pixelate", "convert"];
 
-pub async fn run(store: &Store, limits: &Limits, job: &Job, ctx: &RunContext) -> Result<RunOutput, RunError> {
+pub async fn run(
+    store: &Store,
+    limits: &Limits,
+    job: &Job,
+    ctx: &RunContext,
+) -> Result<RunOutput, RunError> {
     let input = TaskInput::parse(&job.task, job.input.clone(), limits)?;
     let image_id = input.image().to_string();
     let asset = easel_store::assets::get(&store.db, &image_id)
         .await?
         .filter(|a| a.owner_id == job.owner_id)
         .ok_or_else(|| Error::invalid("input.image", format!("asset {image_id} not found")))?;
-    let bytes = store.blobs.get(&blob_key(&asset.owner_id, &asset.id)).await?;
+    let bytes = store
+        .blobs
+        .get(&blob_key(&asset.owner_id, &asset.id))
+        .await?;
     ctx.step(1, 3)?;
     let limits = limits.clone();
     let ctx2 = ctx.clone();
@@ -69,7 +77,10 @@ fn process(
         TaskInput::Upscale(i) => {
             let target = match (i.factor, i.width, i.height) {
                 (Some(f), _, _) => ops::ScaleTarget::Factor(f),
-                (None, Some(w), Some(h)) => ops::ScaleTarget::Size { width: w, height: h },
+                (None, Some(w), Some(h)) => ops::ScaleTarget::Size {
+                    width: w,
+                    height: h,
+                },
                 (None, Some(w), None) => ops::ScaleTarget::Width(w),
                 (None, None, Some(h)) => ops::ScaleTarget::Height(h),
                 (None, None, None) => ops::ScaleTarget::Factor(1.0),
@@ -93,7 +104,10 @@ fn process(
         TaskInput::Pixelate(i) => {
             let palette = match (&i.palette, i.palette_size) {
                 (Some(colors), _) => ops::Palette::Colors(
-                    colors.iter().filter_map(|c| task::parse_hex_color(c)).collect(),
+                    colors
+                        .iter()
+                        .filter_map(|c| task::parse_hex_color(c))
+                        .collect(),
                 ),
                 (None, Some(n)) => ops::Palette::Size(n),
                 (None, None) => ops::Palette::Keep,
@@ -111,8 +125,12 @@ fn process(
     let (format, quality) = input.output();
     let enc = match format {
         OutputFormat::Png => ops::Encoding::Png,
-        OutputFormat::Jpeg => ops::Encoding::Jpeg { quality: quality.unwrap_or(90) },
-        OutputFormat::Webp => ops::Encoding::Webp { quality: quality.unwrap_or(90) },
+        OutputFormat::Jpeg => ops::Encoding::Jpeg {
+            quality: quality.unwrap_or(90),
+        },
+        OutputFormat::Webp => ops::Encoding::Webp {
+            quality: quality.unwrap_or(90),
+        },
     };
     let text = vec![("easel".to_string(), params.to_string())];
     let encoded = ops::encode(&out, &enc, &text).map_err(ops_err)?;

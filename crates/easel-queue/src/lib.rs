@@ -18,7 +18,12 @@ use easel_store::jobs::{self, Inserted};
 use easel_store::Store;
 use tokio::sync::{broadcast, Notify};
 
-pub use worker::{Executor, RunContext, RunError, RunOutput, OutputImage, Worker};
+pub use worker::{Executor, OutputImage, RunContext, RunError, RunOutput, Worker};
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
 
 /// What changed about a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,7 +217,7 @@ impl Queue {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.reap_interval) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = crate::stopped(&mut stop) => return,
             }
         }
     }

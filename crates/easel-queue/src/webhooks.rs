@@ -54,7 +54,9 @@ impl Queue {
             let woken = self.new_webhooks.notified();
             match webhooks::claim_due(&self.store.db, 60_000, 32).await {
                 Ok(due) if !due.is_empty() => {
-                    let sends = due.iter().map(|d| self.deliver(&client, d, enrich.as_ref()));
+                    let sends = due
+                        .iter()
+                        .map(|d| self.deliver(&client, d, enrich.as_ref()));
                     futures::future::join_all(sends).await;
                     continue;
                 }
@@ -64,7 +66,7 @@ impl Queue {
             tokio::select! {
                 _ = woken => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = crate::stopped(&mut stop) => return,
             }
         }
     }
@@ -89,7 +91,10 @@ impl Queue {
             .header("content-type", "application/json")
             .header("webhook-id", &d.id)
             .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", sign(&secret, &d.id, ts, body.as_bytes()))
+            .header(
+                "webhook-signature",
+                sign(&secret, &d.id, ts, body.as_bytes()),
+            )
             .body(body)
             .send()
             .await;
@@ -104,10 +109,15 @@ impl Queue {
             Err(e) => (false, true, None, Some(e.to_string())),
         };
         let failed_attempts = d.attempts + 1;
-        let next_attempt_at = (!ok && retry && failed_attempts < self.config.webhook_max_attempts).then(|| {
-            let delay = backoff(self.config.webhook_retry_base, self.config.webhook_retry_max, failed_attempts);
-            easel_core::time::now() + chrono::Duration::milliseconds(delay.as_millis() as i64)
-        });
+        let next_attempt_at = (!ok && retry && failed_attempts < self.config.webhook_max_attempts)
+            .then(|| {
+                let delay = backoff(
+                    self.config.webhook_retry_base,
+                    self.config.webhook_retry_max,
+                    failed_attempts,
+                );
+                easel_core::time::now() + chrono::Duration::milliseconds(delay.as_millis() as i64)
+            });
         tracing::info!(delivery = %d.id, job = %d.job_id, event = %d.event, ok, status = ?status_code, attempt = failed_attempts, "webhook attempt");
         let outcome = AttemptOutcome {
             ok,

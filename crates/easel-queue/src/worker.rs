@@ -14,6 +14,7 @@ use easel_core::{time, Job};
 use easel_store::jobs::{self, Finished, LeaseState};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, watch};
+use tracing::Instrument;
 
 use crate::{NoticeKind, Queue};
 
@@ -48,9 +49,9 @@ pub enum RunError {
 impl From<easel_core::Error> for RunError {
     fn from(e: easel_core::Error) -> Self {
         let code = match e.kind {
-            easel_core::ErrorKind::Invalid | easel_core::ErrorKind::NotFound | easel_core::ErrorKind::PayloadTooLarge => {
-                codes::INVALID_INPUT
-            }
+            easel_core::ErrorKind::Invalid
+            | easel_core::ErrorKind::NotFound
+            | easel_core::ErrorKind::PayloadTooLarge => codes::INVALID_INPUT,
             _ => codes::TASK_FAILED,
         };
         RunError::Failed(JobError::new(code, e.to_string()))
@@ -141,7 +142,11 @@ pub struct Worker {
 impl Worker {
     pub fn new(queue: Queue, executor: Arc<dyn Executor>) -> Worker {
         let id = format!("wrk_{}", ulid::Ulid::new().to_string().to_lowercase());
-        Worker { id, queue, executor }
+        Worker {
+            id,
+            queue,
+            executor,
+        }
     }
 
     /// Claim and run jobs until `stop` turns true.
@@ -149,15 +154,24 @@ impl Worker {
         let tasks = self.executor.tasks();
         let new_work = self.queue.new_work.clone();
         loop {
-            if *stop.borrow() {
+            let stopped = *stop.borrow();
+            if stopped {
                 return;
             }
             let notified = new_work.notified();
-            match jobs::claim(&self.queue.store.db, &self.id, self.lease_ms(), Some(&tasks)).await {
+            match jobs::claim(
+                &self.queue.store.db,
+                &self.id,
+                self.lease_ms(),
+                Some(&tasks),
+            )
+            .await
+            {
                 Ok(Some(job)) => {
                     self.queue.notify(&job.id, NoticeKind::Changed);
                     self.queue.webhooks_due();
-                    self.run_job(job, stop.clone()).await;
+                    let span = tracing::info_span!("job", id = %job.id, task = %job.task, attempt = job.attempts);
+                    self.run_job(job, stop.clone()).instrument(span).await;
                     continue;
                 }
                 Ok(None) => {}
@@ -166,7 +180,7 @@ impl Worker {
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep(self.queue.config.poll_interval) => {}
-                _ = stop.wait_for(|s| *s) => return,
+                _ = crate::stopped(&mut stop) => return,
             }
         }
     }
@@ -176,8 +190,6 @@ impl Worker {
     }
 
     async fn run_job(&self, job: Job, mut stop: watch::Receiver<bool>) {
-        let span = tracing::info_span!("job", id = %job.id, task = %job.task, attempt = job.attempts);
-        let _enter = span.enter();
         let started = Instant::now();
         let (ctx, progress_rx) = RunContext::new();
         if job.cancel_requested {
@@ -198,7 +210,7 @@ impl Worker {
         let result = loop {
             tokio::select! {
                 r = &mut run => break r,
-                _ = stop.wait_for(|s| *s), if !stopping => {
+                _ = crate::stopped(&mut stop), if !stopping => {
                     stopping = true;
                     tracing::info!("shutdown: waiting for the running job");
                 }
@@ -237,11 +249,17 @@ impl Worker {
         };
         match finished {
             Ok(Finished::Done(j)) | Ok(Finished::Canceled(j)) => {
-                tracing::info!(status = j.status.as_str(), seconds = started.elapsed().as_secs_f64(), "job finished");
+                tracing::info!(
+                    status = j.status.as_str(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "job finished"
+                );
                 self.queue.observe(&j, started.elapsed());
             }
             Ok(Finished::LeaseLost) => tracing::warn!("lease lost before finishing"),
-            Err(e) => tracing::error!(error = %e, "could not record the job's end; its lease will expire"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not record the job's end; its lease will expire")
+            }
         }
         self.queue.notify(&job.id, NoticeKind::Changed);
         self.queue.webhooks_due();
@@ -290,7 +308,15 @@ impl Worker {
                 created_at: time::now(),
             });
         }
-        let res = jobs::succeed(&self.queue.store.db, &job.id, &self.id, &assets, out.usage_units, &out.provider).await;
+        let res = jobs::succeed(
+            &self.queue.store.db,
+            &job.id,
+            &self.id,
+            &assets,
+            out.usage_units,
+            &out.provider,
+        )
+        .await;
         if !matches!(res, Ok(Finished::Done(_))) {
             for a in &assets {
                 let _ = blobs.delete(&blob_key(&a.owner_id, &a.id)).await;

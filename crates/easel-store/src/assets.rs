@@ -17,7 +17,8 @@ fn from_row(r: &AnyRow) -> Result<Asset> {
         owner_id: get_str(r, "owner_id")?,
         job_id: get_opt_str(r, "job_id")?,
         output_index: get_opt_i64(r, "output_index")?.map(|v| v as u32),
-        kind: AssetKind::parse(&kind).ok_or_else(|| Error::internal(format!("bad asset kind {kind}")))?,
+        kind: AssetKind::parse(&kind)
+            .ok_or_else(|| Error::internal(format!("bad asset kind {kind}")))?,
         mime_type: get_str(r, "mime_type")?,
         width: get_opt_i64(r, "width")?.map(|v| v as u32),
         height: get_opt_i64(r, "height")?.map(|v| v as u32),

@@ -52,7 +52,9 @@ impl Blobs {
                     .with_endpoint(ep)
                     .with_virtual_hosted_style_request(false);
             }
-            let s3 = b.build().map_err(|e| bad(format!("S3 configuration: {e}")))?;
+            let s3 = b
+                .build()
+                .map_err(|e| bad(format!("S3 configuration: {e}")))?;
             return Ok(Blobs {
                 store: Arc::new(s3),
                 prefix: prefix.trim_matches('/').to_string(),

@@ -23,22 +23,40 @@ pub struct Db {
     write_lock: Option<Arc<Mutex<()>>>,
 }
 
-/// A write transaction (plus, on SQLite, the process-wide writer lock).
+/// A write transaction (plus, on SQLite, the process-wide writer lock). Dropped without
+/// `commit`, it rolls back on a spawned task that keeps the writer lock until the rollback
+/// is done — otherwise the connection would go back to the pool still holding SQLite's
+/// write lock, and the next writer would fail with "database is locked".
 pub struct WriteTx {
-    pub tx: Transaction<'static, Any>,
-    _guard: Option<OwnedMutexGuard<()>>,
+    tx: Option<Transaction<'static, Any>>,
+    guard: Option<OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
-    pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await.map_err(db_err)
+    pub async fn commit(mut self) -> Result<()> {
+        let tx = self.tx.take().expect("transaction present until commit");
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let guard = self.guard.take();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = tx.rollback().await;
+                    drop(guard);
+                });
+            }
+        }
     }
 }
 
 impl WriteTx {
     /// The connection to run statements on.
     pub fn conn(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.tx
+        self.tx.as_mut().expect("transaction present until commit")
     }
 }
 
@@ -108,8 +126,17 @@ impl Db {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.pool.begin().await.map_err(db_err)?;
-        Ok(WriteTx { tx, _guard: guard })
+        // IMMEDIATE takes SQLite's write lock now (waiting on busy_timeout for other
+        // processes), so a transaction that reads first cannot fail to upgrade later.
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(db_err)?;
+        Ok(WriteTx {
+            tx: Some(tx),
+            guard,
+        })
     }
 
     /// `FOR UPDATE SKIP LOCKED` where the database has it (SQLite's writer lock makes it moot).

@@ -4,8 +4,9 @@
 //! by its lease (`lease_owner`), so a worker that lost its lease cannot overwrite the job.
 //!
 //! Fairness: each enqueue gets a `fair_rank` from the owner's virtual clock, never below the
-//! smallest rank still queued; claims go by priority, then rank. An owner with 1,000 queued
-//! jobs holds ranks n..n+1000, and a newcomer's job slots in at the front of that run.
+//! smallest rank still queued (or, with nothing queued, the highest clock: all of that work
+//! was served); claims go by priority, then rank, then id. An owner with 1,000 queued jobs
+//! holds ranks n..n+1000, and a newcomer's job takes rank n, right behind the first of them.
 
 use easel_core::job::{codes, JobError, NewJob, StatusChange};
 use easel_core::time::{self, from_millis, Timestamp};
@@ -13,7 +14,10 @@ use easel_core::{Error, ErrorKind, Job, JobStatus, Result, WebhookEvent};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 
-use crate::db::{db_err, get_f64, get_i64, get_json, get_opt_i64, get_opt_json, get_opt_str, get_str, Db, WriteTx};
+use crate::db::{
+    db_err, get_f64, get_i64, get_json, get_opt_i64, get_opt_json, get_opt_str, get_str, Db,
+    WriteTx,
+};
 use crate::{assets, usage, webhooks};
 
 const JOB_COLS: &str = "id, owner_id, task, model, status, priority, input, progress, step, total_steps, \
@@ -25,7 +29,10 @@ pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 
 fn job_from_row(row: &AnyRow) -> Result<Job> {
     let status = get_str(row, "status")?;
-    let error = match (get_opt_str(row, "error_code")?, get_opt_str(row, "error_message")?) {
+    let error = match (
+        get_opt_str(row, "error_code")?,
+        get_opt_str(row, "error_message")?,
+    ) {
         (Some(code), message) => Some(JobError::new(code, message.unwrap_or_default())),
         _ => None,
     };
@@ -66,7 +73,12 @@ pub struct JobEvent {
     pub at: Timestamp,
 }
 
-async fn append_event(tx: &mut WriteTx, job_id: &str, kind: &str, data: serde_json::Value) -> Result<()> {
+async fn append_event(
+    tx: &mut WriteTx,
+    job_id: &str,
+    kind: &str,
+    data: serde_json::Value,
+) -> Result<()> {
     sqlx::query("INSERT INTO job_events (job_id, kind, data, created_at) VALUES ($1, $2, $3, $4)")
         .bind(job_id)
         .bind(kind)
@@ -108,18 +120,23 @@ pub async fn insert(db: &Db, new: &NewJob, max_queued_per_owner: u64) -> Result<
     let now = time::to_millis(time::now());
     let mut tx = db.begin().await?;
     if let Some(key) = &new.idempotency_key {
-        let row = sqlx::query("SELECT job_id, created_at FROM idempotency_keys WHERE owner_id = $1 AND key = $2")
-            .bind(&new.owner_id)
-            .bind(key)
-            .fetch_optional(tx.conn())
-            .await
-            .map_err(db_err)?;
+        let row = sqlx::query(
+            "SELECT job_id, created_at FROM idempotency_keys WHERE owner_id = $1 AND key = $2",
+        )
+        .bind(&new.owner_id)
+        .bind(key)
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(db_err)?;
         if let Some(row) = row {
             if get_i64(&row, "created_at")? > now - IDEMPOTENCY_TTL_MS {
                 let id = get_str(&row, "job_id")?;
                 drop(tx);
                 let job = get(db, &id).await?.ok_or_else(|| Error::not_found("job"))?;
-                return Ok(Inserted { job, created: false });
+                return Ok(Inserted {
+                    job,
+                    created: false,
+                });
             }
             sqlx::query("DELETE FROM idempotency_keys WHERE owner_id = $1 AND key = $2")
                 .bind(&new.owner_id)
@@ -129,12 +146,13 @@ pub async fn insert(db: &Db, new: &NewJob, max_queued_per_owner: u64) -> Result<
                 .map_err(db_err)?;
         }
     }
-    let queued: i64 = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE owner_id = $1 AND status = 'queued'")
-        .bind(&new.owner_id)
-        .fetch_one(tx.conn())
-        .await
-        .and_then(|r| sqlx::Row::try_get(&r, "n"))
-        .map_err(db_err)?;
+    let queued: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE owner_id = $1 AND status = 'queued'")
+            .bind(&new.owner_id)
+            .fetch_one(tx.conn())
+            .await
+            .and_then(|r| sqlx::Row::try_get(&r, "n"))
+            .map_err(db_err)?;
     if queued as u64 >= max_queued_per_owner {
         let mut e = Error::new(
             ErrorKind::RateLimited,
@@ -144,8 +162,9 @@ pub async fn insert(db: &Db, new: &NewJob, max_queued_per_owner: u64) -> Result<
         return Err(e);
     }
     let rank_row = sqlx::query(
-        "UPDATE users SET queue_vtime = (CASE WHEN queue_vtime > f.floor THEN queue_vtime ELSE f.floor END) + 1 \
-         FROM (SELECT COALESCE(MIN(fair_rank), 0) AS floor FROM jobs WHERE status = 'queued') AS f \
+        "UPDATE users SET queue_vtime = CASE WHEN queue_vtime >= f.floor THEN queue_vtime + 1 ELSE f.floor END \
+         FROM (SELECT COALESCE((SELECT MIN(fair_rank) FROM jobs WHERE status = 'queued'), \
+                               (SELECT MAX(queue_vtime) FROM users), 0) AS floor) AS f \
          WHERE users.id = $1 RETURNING queue_vtime",
     )
     .bind(&new.owner_id)
@@ -237,7 +256,10 @@ pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<Job>> {
     if let Some(b) = &f.before {
         cond("id", b.clone(), "<");
     }
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", f.limit.clamp(1, 1000)));
+    sql.push_str(&format!(
+        " ORDER BY id DESC LIMIT {}",
+        f.limit.clamp(1, 1000)
+    ));
     let mut q = sqlx::query(&sql);
     for b in binds {
         q = q.bind(b);
@@ -251,7 +273,12 @@ pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<Job>> {
 }
 
 /// Claim the next queued job (optionally only of the given tasks) for `worker` with a lease.
-pub async fn claim(db: &Db, worker: &str, lease_ms: i64, tasks: Option<&[String]>) -> Result<Option<Job>> {
+pub async fn claim(
+    db: &Db,
+    worker: &str,
+    lease_ms: i64,
+    tasks: Option<&[String]>,
+) -> Result<Option<Job>> {
     let now = time::to_millis(time::now());
     let mut filter = String::new();
     if let Some(tasks) = tasks {
@@ -269,7 +296,10 @@ pub async fn claim(db: &Db, worker: &str, lease_ms: i64, tasks: Option<&[String]
         db.skip_locked()
     );
     let mut tx = db.begin().await?;
-    let mut q = sqlx::query(&sql).bind(worker).bind(now + lease_ms).bind(now);
+    let mut q = sqlx::query(&sql)
+        .bind(worker)
+        .bind(now + lease_ms)
+        .bind(now);
     for t in tasks.unwrap_or_default() {
         q = q.bind(t.clone());
     }
@@ -288,7 +318,9 @@ pub async fn claim(db: &Db, worker: &str, lease_ms: i64, tasks: Option<&[String]
 /// What a worker learns when it heartbeats or reports progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseState {
-    Held { cancel_requested: bool },
+    Held {
+        cancel_requested: bool,
+    },
     /// The job is no longer ours (expired and taken over, or finished elsewhere).
     Lost,
 }
@@ -350,7 +382,13 @@ pub async fn set_progress(
         return Ok(LeaseState::Lost);
     };
     let job = job_from_row(&row)?;
-    append_event(&mut tx, id, "progress", serde_json::to_value(progress).unwrap_or_default()).await?;
+    append_event(
+        &mut tx,
+        id,
+        "progress",
+        serde_json::to_value(progress).unwrap_or_default(),
+    )
+    .await?;
     if webhook {
         maybe_webhook(&mut tx, &job, WebhookEvent::Progress).await?;
     }
@@ -382,9 +420,19 @@ struct Terminal<'a> {
 
 /// Move a job to a terminal state inside `tx`. `guard` restricts the update: a worker's
 /// lease, or a required current status.
-async fn terminal(tx: &mut WriteTx, id: &str, guard: &str, guard_val: &str, t: Terminal<'_>) -> Result<Option<Job>> {
+async fn terminal(
+    tx: &mut WriteTx,
+    id: &str,
+    guard: &str,
+    guard_val: &str,
+    t: Terminal<'_>,
+) -> Result<Option<Job>> {
     let now = time::to_millis(time::now());
-    let progress_set = if t.status == JobStatus::Succeeded { ", progress = 1" } else { "" };
+    let progress_set = if t.status == JobStatus::Succeeded {
+        ", progress = 1"
+    } else {
+        ""
+    };
     let row = sqlx::query(&format!(
         "UPDATE jobs SET status = $1, error_code = $2, error_message = $3, outputs = $4, usage_units = $5, \
          provider = $6, completed_at = $7, updated_at = $7, lease_owner = NULL, lease_expires_at = NULL{progress_set} \
@@ -480,7 +528,9 @@ pub async fn fail(db: &Db, id: &str, worker: &str, error: &JobError) -> Result<F
         return Ok(Finished::LeaseLost);
     };
     let res = if job.cancel_requested {
-        cancel_held(&mut tx, id, worker).await?.map(Finished::Canceled)
+        cancel_held(&mut tx, id, worker)
+            .await?
+            .map(Finished::Canceled)
     } else {
         let t = Terminal {
             status: JobStatus::Failed,
@@ -489,7 +539,9 @@ pub async fn fail(db: &Db, id: &str, worker: &str, error: &JobError) -> Result<F
             usage_units: 0.0,
             provider: None,
         };
-        terminal(&mut tx, id, "lease_owner", worker, t).await?.map(Finished::Done)
+        terminal(&mut tx, id, "lease_owner", worker, t)
+            .await?
+            .map(Finished::Done)
     };
     tx.commit().await?;
     Ok(res.unwrap_or(Finished::LeaseLost))
@@ -506,7 +558,9 @@ pub async fn finish_canceled(db: &Db, id: &str, worker: &str) -> Result<Finished
 /// Cancel: a queued job is canceled at once, a running one is flagged (its worker stops at
 /// the next step). `owner_id` restricts to the owner's jobs (`None`: admin).
 pub async fn request_cancel(db: &Db, id: &str, owner_id: Option<&str>) -> Result<Job> {
-    let job = get(db, id).await?.filter(|j| owner_id.is_none_or(|o| o == j.owner_id));
+    let job = get(db, id)
+        .await?
+        .filter(|j| owner_id.is_none_or(|o| o == j.owner_id));
     let Some(job) = job else {
         return Err(Error::not_found("job"));
     };
@@ -591,7 +645,9 @@ pub async fn reap_expired(db: &Db) -> Result<Vec<Job>> {
     let mut out = Vec::new();
     for row in rows {
         let job = job_from_row(&row)?;
-        let Some(worker) = get_opt_str(&row, "lease_owner")? else { continue };
+        let Some(worker) = get_opt_str(&row, "lease_owner")? else {
+            continue;
+        };
         let mut tx = db.begin().await?;
         // Re-check inside the transaction: the worker may have heartbeated meanwhile.
         let still = sqlx::query("SELECT id FROM jobs WHERE id = $1 AND lease_owner = $2 AND status = 'running' AND lease_expires_at < $3")
@@ -688,7 +744,10 @@ pub async fn counts_by_status(db: &Db) -> Result<Vec<(JobStatus, i64)>> {
     rows.iter()
         .map(|r| {
             let s = get_str(r, "status")?;
-            Ok((JobStatus::parse(&s).unwrap_or(JobStatus::Queued), get_i64(r, "n")?))
+            Ok((
+                JobStatus::parse(&s).unwrap_or(JobStatus::Queued),
+                get_i64(r, "n")?,
+            ))
         })
         .collect()
 }

@@ -11,9 +11,14 @@ pub mod db;
 pub mod jobs;
 pub mod models;
 pub mod settings;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod usage;
 pub mod users;
 pub mod webhooks;
+
+// Lets `testing` name the crate the same way from inside and from integration tests.
+extern crate self as easel_store;
 
 pub use blobs::Blobs;
 pub use db::{Backend, Db};

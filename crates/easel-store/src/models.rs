@@ -39,8 +39,13 @@ async fn set_names(tx: &mut WriteTx, id: &str, spec: &ModelSpec) -> Result<()> {
         .execute(tx.conn())
         .await
         .map_err(db_err)?;
-    let mut names: Vec<&String> = std::iter::once(&spec.name).chain(spec.aliases.iter()).collect();
-    names.dedup();
+    // A name repeated in the model's own list is not a conflict: keep its first occurrence.
+    let mut names: Vec<&String> = Vec::new();
+    for n in std::iter::once(&spec.name).chain(spec.aliases.iter()) {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
     for n in names {
         sqlx::query("INSERT INTO model_names (name, model_id) VALUES ($1, $2)")
             .bind(n)
@@ -50,8 +55,15 @@ async fn set_names(tx: &mut WriteTx, id: &str, spec: &ModelSpec) -> Result<()> {
             .map_err(|e| {
                 let e = db_err(e);
                 if e.kind == ErrorKind::Conflict {
-                    Error::new(ErrorKind::Conflict, format!("the name `{n}` is already used by another model"))
-                        .with_field(if *n == spec.name { "name" } else { "aliases" })
+                    Error::new(
+                        ErrorKind::Conflict,
+                        format!("the name `{n}` is already used by another model"),
+                    )
+                    .with_field(if *n == spec.name {
+                        "name"
+                    } else {
+                        "aliases"
+                    })
                 } else {
                     e
                 }
@@ -83,7 +95,9 @@ pub async fn create(db: &Db, spec: &ModelSpec, discovered: bool) -> Result<Model
         })?;
     set_names(&mut tx, &id, spec).await?;
     tx.commit().await?;
-    get(db, &id).await?.ok_or_else(|| Error::internal("model vanished"))
+    get(db, &id)
+        .await?
+        .ok_or_else(|| Error::internal("model vanished"))
 }
 
 pub async fn update(db: &Db, id: &str, spec: &ModelSpec) -> Result<Model> {
@@ -99,7 +113,11 @@ pub async fn update(db: &Db, id: &str, spec: &ModelSpec) -> Result<Model> {
         .map_err(|e| {
             let e = db_err(e);
             if e.kind == ErrorKind::Conflict {
-                Error::new(ErrorKind::Conflict, format!("a model named `{}` exists", spec.name)).with_field("name")
+                Error::new(
+                    ErrorKind::Conflict,
+                    format!("a model named `{}` exists", spec.name),
+                )
+                .with_field("name")
             } else {
                 e
             }
@@ -172,5 +190,8 @@ pub async fn list(db: &Db, skip: u32, limit: u32) -> Result<(Vec<Model>, u64)> {
         .fetch_one(&db.pool)
         .await
         .map_err(db_err)?;
-    Ok((rows.iter().map(from_row).collect::<Result<_>>()?, get_i64(&count, "n")? as u64))
+    Ok((
+        rows.iter().map(from_row).collect::<Result<_>>()?,
+        get_i64(&count, "n")? as u64,
+    ))
 }

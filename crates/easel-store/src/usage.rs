@@ -28,7 +28,11 @@ pub(crate) async fn record_tx(tx: &mut WriteTx, job: &Job, outputs: i64) -> Resu
 }
 
 /// Usage rows, newest day first; `owner_id: None` for everyone's.
-pub async fn list(db: &Db, owner_id: Option<&str>, since_day: Option<&str>) -> Result<Vec<UsageRow>> {
+pub async fn list(
+    db: &Db,
+    owner_id: Option<&str>,
+    since_day: Option<&str>,
+) -> Result<Vec<UsageRow>> {
     let rows = sqlx::query(
         "SELECT owner_id, day, task, jobs, units, outputs FROM usage \
          WHERE ($1 = '' OR owner_id = $1) AND day >= $2 ORDER BY day DESC, owner_id, task LIMIT 10000",

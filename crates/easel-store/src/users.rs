@@ -38,11 +38,14 @@ pub async fn create_user(db: &Db, name: &str, role: Role) -> Result<User> {
         role,
         created_at: time::now(),
     };
-    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode({
-        let mut b = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut b);
-        b
-    }));
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode({
+            let mut b = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut b);
+            b
+        })
+    );
     let mut tx = db.begin().await?;
     sqlx::query("INSERT INTO users (id, name, role, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(&user.id)
@@ -100,14 +103,25 @@ pub async fn has_admin_key(db: &Db) -> Result<bool> {
 
 /// Create a key for `user_id`. Returns the listing row and the full key (shown once).
 /// `secret` lets an operator choose the key (`EASEL_ADMIN_KEY`); otherwise it is random.
-pub async fn create_key(db: &Db, user_id: &str, name: &str, chosen: Option<&str>) -> Result<(ApiKey, String)> {
-    let user = get_user(db, user_id).await?.ok_or_else(|| Error::not_found("user"))?;
+pub async fn create_key(
+    db: &Db,
+    user_id: &str,
+    name: &str,
+    chosen: Option<&str>,
+) -> Result<(ApiKey, String)> {
+    let user = get_user(db, user_id)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
     let (id, full, secret) = match chosen {
         Some(k) => match auth::split_key(k) {
             Some((id, secret)) => (id.to_string(), k.to_string(), secret.to_string()),
             None => {
                 // A free-form operator key: give it an id and hash the whole string.
-                (easel_core::id::new(easel_core::id::KEY), k.to_string(), k.to_string())
+                (
+                    easel_core::id::new(easel_core::id::KEY),
+                    k.to_string(),
+                    k.to_string(),
+                )
             }
         },
         None => {
@@ -146,7 +160,8 @@ pub async fn create_key(db: &Db, user_id: &str, name: &str, chosen: Option<&str>
     Ok((key, full))
 }
 
-const KEY_COLS: &str = "k.id, k.user_id, u.name AS user_name, u.role, k.name, k.prefix, k.secret_hash, \
+const KEY_COLS: &str =
+    "k.id, k.user_id, u.name AS user_name, u.role, k.name, k.prefix, k.secret_hash, \
     k.created_at, k.last_used_at, k.revoked_at";
 
 fn key_from_row(r: &AnyRow) -> Result<ApiKey> {
@@ -206,7 +221,9 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Option<Principal>>
         .await
         .map_err(db_err)?,
     };
-    let secret = auth::split_key(presented).map(|(_, s)| s).unwrap_or(presented);
+    let secret = auth::split_key(presented)
+        .map(|(_, s)| s)
+        .unwrap_or(presented);
     let want = hash_secret(secret);
     for r in rows {
         let stored = get_str(&r, "secret_hash")?;

@@ -54,7 +54,9 @@ fn from_row(r: &AnyRow) -> Result<Delivery> {
 }
 
 pub(crate) async fn enqueue(tx: &mut WriteTx, job: &Job, event: WebhookEvent) -> Result<()> {
-    let Some(hook) = &job.webhook else { return Ok(()) };
+    let Some(hook) = &job.webhook else {
+        return Ok(());
+    };
     let now = time::now();
     let payload = serde_json::json!({
         "type": format!("job.{}", event.as_str()),
@@ -149,11 +151,13 @@ pub async fn record_attempt(db: &Db, d: &Delivery, o: &AttemptOutcome) -> Result
 
 /// A job's deliveries with their attempts, oldest first.
 pub async fn for_job(db: &Db, job_id: &str) -> Result<Vec<(Delivery, Vec<Attempt>)>> {
-    let rows = sqlx::query(&format!("SELECT {COLS} FROM webhook_deliveries WHERE job_id = $1 ORDER BY id"))
-        .bind(job_id)
-        .fetch_all(&db.pool)
-        .await
-        .map_err(db_err)?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS} FROM webhook_deliveries WHERE job_id = $1 ORDER BY id"
+    ))
+    .bind(job_id)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(db_err)?;
     let mut out = Vec::new();
     for r in rows {
         let d = from_row(&r)?;

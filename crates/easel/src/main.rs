@@ -1,2 +1,57 @@
-//! easel
-fn main() {}
+//! `easel`: the command line. `serve` runs the whole server; `worker` runs workers only
+//! (against a shared PostgreSQL + S3); `keys`, `models` and `jobs` administer the data dir or
+//! database directly; `bench` measures.
+
+mod admin;
+mod bench;
+mod config;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "easel",
+    version,
+    about = "Easel: a self-hosted image-generation server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server: HTTP API, in-process workers, webhooks (embedded defaults: no
+    /// configuration needed).
+    Serve(config::ServeArgs),
+    /// Run workers only, sharing the database and blob store of a server.
+    Worker(config::ServeArgs),
+    /// Create, list and revoke API keys.
+    Keys(admin::KeysArgs),
+    /// List, add and remove registry models.
+    Models(admin::ModelsArgs),
+    /// List, show and cancel jobs.
+    Jobs(admin::JobsArgs),
+    /// Benchmarks (`easel bench queue`).
+    Bench(bench::BenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(a) => config::serve(a, true).await,
+        Command::Worker(a) => config::serve(a, false).await,
+        Command::Keys(a) => admin::keys(a).await,
+        Command::Models(a) => admin::models(a).await,
+        Command::Jobs(a) => admin::jobs(a).await,
+        Command::Bench(a) => bench::run(a).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Authentication and per-key rate limits. `Auth` extracts the caller from
+//! `Authorization: Bearer <key>` (401 without a valid key); `Admin` also requires the admin
+//! role (403). Verified keys are cached for a few seconds so hot endpoints do not hit the
+//! database for every request; revoking a key clears the cache.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use easel_core::auth::Principal;
+use easel_core::{Error, ErrorKind};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+const CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Token-bucket settings: `per_second` refill, `burst` capacity.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        // Generous: the default setup is one local user.
+        RateLimit {
+            per_second: 100.0,
+            burst: 500.0,
+        }
+    }
+}
+
+pub struct Authenticator {
+    cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    limit: RateLimit,
+}
+
+impl Authenticator {
+    pub fn new(limit: RateLimit) -> Authenticator {
+        Authenticator {
+            cache: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+            limit,
+        }
+    }
+
+    pub fn forget_all(&self) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
+        }
+    }
+
+    /// Take one token from the key's bucket, or say how many seconds until one is there.
+    pub fn take(&self, key_id: &str) -> Result<(), u64> {
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let (tokens, last) = b
+            .entry(key_id.to_string())
+            .or_insert((self.limit.burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.limit.per_second)
+            .min(self.limit.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - *tokens) / self.limit.per_second.max(1e-9);
+            Err(wait.ceil().max(1.0) as u64)
+        }
+    }
+
+    async fn principal(
+        &self,
+        state: &AppState,
+        presented: &str,
+    ) -> Result<Option<Principal>, Error> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        if let Some((p, at)) = self.cache.lock().ok().and_then(|c| c.get(&digest).cloned()) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(Some(p));
+            }
+        }
+        let found = easel_store::users::authenticate(&state.store.db, presented).await?;
+        if let (Some(p), Ok(mut c)) = (&found, self.cache.lock()) {
+            if c.len() > 10_000 {
+                c.clear();
+            }
+            c.insert(digest, (p.clone(), Instant::now()));
+        }
+        Ok(found)
+    }
+}
+
+/// The key presented in `Authorization` (`Bearer` or `Token` scheme).
+pub fn presented_key(parts: &Parts) -> Option<&str> {
+    let v = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, key) = v.trim().split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
+        .then(|| key.trim())
+        .filter(|k| !k.is_empty())
+}
+
+/// Resolve and rate-limit the caller from a presented key.
+pub async fn authenticate(state: &AppState, presented: Option<&str>) -> Result<Principal, Error> {
+    let Some(key) = presented else {
+        return Err(Error::new(
+            ErrorKind::Unauthorized,
+            "missing API key: send `Authorization: Bearer <key>`",
+        ));
+    };
+    let Some(p) = state.auth.principal(state, key).await? else {
+        return Err(Error::new(
+            ErrorKind::Unauthorized,
+            "invalid or revoked API key",
+        ));
+    };
+    if let Err(wait) = state.auth.take(&p.key_id) {
+        let mut e = Error::new(
+            ErrorKind::RateLimited,
+            "rate limit exceeded for this API key; slow down",
+        );
+        e.retry_after = Some(wait);
+        return Err(e);
+    }
+    Ok(p)
+}
+
+/// An authenticated caller.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let p = authenticate(state, presented_key(parts)).await?;
+        parts.extensions.insert(p.clone());
+        Ok(Auth(p))
+    }
+}
+
+/// An authenticated admin.
+pub struct Admin(pub Principal);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Auth(p) = Auth::from_request_parts(parts, state).await?;
+        if !p.is_admin() {
+            return Err(
+                Error::new(ErrorKind::Forbidden, "this endpoint needs an admin key").into(),
+            );
+        }
+        Ok(Admin(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_refuses_past_burst_and_says_when() {
+        let a = Authenticator::new(RateLimit {
+            per_second: 1.0,
+            burst: 2.0,
+        });
+        assert!(a.take("k").is_ok());
+        assert!(a.take("k").is_ok());
+        assert_eq!(a.take("k"), Err(1));
+        assert!(a.take("other").is_ok(), "buckets are per key");
+    }
+}

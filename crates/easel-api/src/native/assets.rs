@@ -1,0 +1,331 @@
+//! `/v1/assets`: upload (multipart or raw body), metadata, content (ETag, Range, signed
+//! URLs for header-less clients), list, delete.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use easel_core::asset::{blob_key, Asset, AssetKind};
+use easel_core::{Error, ErrorKind};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{self, Auth};
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{bytes_rejection, too_large, Query};
+use crate::service;
+use crate::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct AssetView {
+    pub id: String,
+    pub kind: AssetKind,
+    pub mime_type: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub bytes: u64,
+    pub sha256: String,
+    pub job_id: Option<String>,
+    pub output_index: Option<u32>,
+    pub parent_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    pub created_at: String,
+    /// Signed URL of the content.
+    pub url: String,
+}
+
+pub fn view(state: &AppState, a: Asset) -> AssetView {
+    AssetView {
+        url: service::asset_url(state, &a.id),
+        id: a.id,
+        kind: a.kind,
+        mime_type: a.mime_type,
+        width: a.width,
+        height: a.height,
+        bytes: a.bytes,
+        sha256: a.sha256,
+        job_id: a.job_id,
+        output_index: a.output_index,
+        parent_id: a.parent_id,
+        metadata: a.metadata,
+        created_at: a
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }
+}
+
+/// Upload an image: `multipart/form-data` with a `file` part, or the raw bytes with an
+/// `image/*` content type. The image is decoded to validate it.
+#[utoipa::path(post, path = "/v1/assets", tag = "assets",
+    request_body(content_type = "multipart/form-data", description = "A `file` part with the image (or a raw image/* body)"),
+    responses((status = 201, body = AssetView), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn upload(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    req: Request,
+) -> ApiResult<Response> {
+    let limit = state.limits.max_body_bytes;
+    let ctype = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let bytes = if ctype.starts_with("multipart/form-data") {
+        let mut mp = Multipart::from_request(req, &state).await.map_err(|e| {
+            Error::bad_request(format!("malformed multipart body: {}", e.body_text()))
+        })?;
+        let mut found = None;
+        loop {
+            let field = match mp.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    return Err(too_large(limit).into())
+                }
+                Err(e) => {
+                    return Err(Error::bad_request(format!(
+                        "malformed multipart body: {}",
+                        e.body_text()
+                    ))
+                    .into())
+                }
+            };
+            if field.name() == Some("file") || (found.is_none() && field.file_name().is_some()) {
+                let data = field.bytes().await.map_err(|e| {
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        too_large(limit)
+                    } else {
+                        Error::bad_request(format!("malformed multipart body: {}", e.body_text()))
+                    }
+                })?;
+                found = Some(data);
+            }
+        }
+        found.ok_or_else(|| Error::invalid("file", "the multipart body has no `file` part"))?
+    } else if ctype.starts_with("image/") || ctype == "application/octet-stream" {
+        Bytes::from_request(req, &state)
+            .await
+            .map_err(|r| bytes_rejection(&r, limit))?
+    } else {
+        return Err(Error::new(
+            ErrorKind::BadRequest,
+            "send multipart/form-data with a `file` part, or the image bytes with an image/* Content-Type",
+        )
+        .into());
+    };
+    let asset = service::store_upload(&state, &who, bytes, serde_json::json!({})).await?;
+    Ok((StatusCode::CREATED, axum::Json(view(&state, asset))).into_response())
+}
+
+/// Asset metadata.
+#[utoipa::path(get, path = "/v1/assets/{id}", tag = "assets", params(("id" = String, Path)),
+    responses((status = 200, body = AssetView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<AssetView>> {
+    let a = service::owned_asset(&state, &who, &id).await?;
+    Ok(axum::Json(view(&state, a)))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct AssetListParams {
+    pub cursor: Option<String>,
+    /// 1..100, default 20.
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AssetList {
+    pub data: Vec<AssetView>,
+    pub next_cursor: Option<String>,
+}
+
+/// The caller's assets, newest first.
+#[utoipa::path(get, path = "/v1/assets", tag = "assets", params(AssetListParams),
+    responses((status = 200, body = AssetList)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<AssetListParams>,
+) -> ApiResult<axum::Json<AssetList>> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Error::invalid("limit", "must be between 1 and 100").into());
+    }
+    let mut rows = easel_store::assets::list(
+        &state.store.db,
+        &who.user_id,
+        q.cursor.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more.then(|| rows.last().map(|a| a.id.clone())).flatten();
+    Ok(axum::Json(AssetList {
+        data: rows.into_iter().map(|a| view(&state, a)).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ContentParams {
+    /// Expiry of a signed URL (unix seconds).
+    pub expires: Option<i64>,
+    /// Signature of a signed URL.
+    pub sig: Option<String>,
+}
+
+/// The asset's bytes, with `Content-Type`, `ETag` (its SHA-256) and `Range` support.
+/// Authorized by a key or by a signed URL's `expires` + `sig`.
+#[utoipa::path(get, path = "/v1/assets/{id}/content", tag = "assets", params(("id" = String, Path), ContentParams,
+        ("Range" = Option<String>, Header, description = "bytes=start-end")),
+    responses((status = 200, description = "The content"), (status = 206, description = "Part of the content"),
+        (status = 304, description = "Not modified"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 416, description = "Bad range")),
+    security(("bearer" = []), ()))]
+pub async fn content(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ContentParams>,
+    req: Request,
+) -> ApiResult<Response> {
+    let (mut parts, _) = req.into_parts();
+    let asset = match (q.expires, q.sig.as_deref()) {
+        (Some(expires), Some(sig)) => {
+            let now = chrono::Utc::now().timestamp();
+            if !state.signer.verify(&id, expires, sig, now) {
+                return Err(Error::new(
+                    ErrorKind::Unauthorized,
+                    "the signed URL is invalid or expired",
+                )
+                .into());
+            }
+            easel_store::assets::get(&state.store.db, &id)
+                .await?
+                .ok_or_else(|| Error::not_found("asset"))?
+        }
+        _ => {
+            let who = auth::authenticate(&state, auth::presented_key(&parts)).await?;
+            parts.extensions.insert(who.clone());
+            service::owned_asset(&state, &who, &id).await?
+        }
+    };
+    serve_bytes(&state, &asset, &parts.headers).await
+}
+
+async fn serve_bytes(state: &AppState, a: &Asset, headers: &HeaderMap) -> ApiResult<Response> {
+    let etag = format!("\"{}\"", a.sha256);
+    let key = blob_key(&a.owner_id, &a.id);
+    let base = |status: StatusCode| {
+        let mut r = Response::builder()
+            .status(status)
+            .header(header::ETAG, &etag)
+            .header(header::ACCEPT_RANGES, "bytes")
+            .header(
+                header::CACHE_CONTROL,
+                "private, max-age=31536000, immutable",
+            );
+        if status != StatusCode::NOT_MODIFIED {
+            r = r.header(header::CONTENT_TYPE, &a.mime_type);
+        }
+        r
+    };
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if inm.split(',').any(|t| t.trim() == etag || t.trim() == "*") {
+            return Ok(base(StatusCode::NOT_MODIFIED)
+                .body(Body::empty())
+                .expect("response"));
+        }
+    }
+    if let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        return match parse_range(range, a.bytes) {
+            Some((start, end)) => {
+                let data = state.store.blobs.get_range(&key, start..end + 1).await?;
+                Ok(base(StatusCode::PARTIAL_CONTENT)
+                    .header(
+                        header::CONTENT_RANGE,
+                        format!("bytes {start}-{end}/{}", a.bytes),
+                    )
+                    .body(Body::from(data))
+                    .expect("response"))
+            }
+            None => Ok(Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{}", a.bytes))
+                .body(Body::empty())
+                .expect("response")),
+        };
+    }
+    let data = state.store.blobs.get(&key).await?;
+    let mut r = base(StatusCode::OK)
+        .body(Body::from(data))
+        .expect("response");
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(a.bytes));
+    Ok(r)
+}
+
+/// One `bytes=` range → inclusive (start, end) within `len`; `None` if unsatisfiable.
+/// Several ranges are answered with the first.
+pub fn parse_range(h: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = h.trim().strip_prefix("bytes=")?.split(',').next()?.trim();
+    let (a, b) = spec.split_once('-')?;
+    if len == 0 {
+        return None;
+    }
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().ok()?;
+            if n == 0 {
+                return None;
+            }
+            (len.saturating_sub(n), len - 1)
+        }
+        (s, "") => (s.parse().ok()?, len - 1),
+        (s, e) => (s.parse().ok()?, e.parse::<u64>().ok()?.min(len - 1)),
+    };
+    (start <= end && start < len).then_some((start, end))
+}
+
+/// Delete an asset (the row first, then the blob).
+#[utoipa::path(delete, path = "/v1/assets/{id}", tag = "assets", params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let a = service::owned_asset(&state, &who, &id).await?;
+    if easel_store::assets::delete(&state.store.db, &a.id).await? {
+        state
+            .store
+            .blobs
+            .delete(&blob_key(&a.owner_id, &a.id))
+            .await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=9-3", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}

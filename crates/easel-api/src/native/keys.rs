@@ -1,0 +1,170 @@
+//! `/v1/keys` (admin), `/v1/me` and `/v1/usage`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use easel_core::auth::{ApiKey, Role, User};
+use easel_core::usage::UsageRow;
+use easel_core::Error;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{Admin, Auth};
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Json, Query};
+use crate::AppState;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// A label for the key.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Add the key to this existing user; otherwise a new user is created.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Name of the new user (default: the key's name).
+    #[serde(default)]
+    pub user_name: Option<String>,
+    /// Role of the new user, default `user`.
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// The key itself: shown only now.
+    pub key: String,
+    #[serde(flatten)]
+    pub info: ApiKey,
+}
+
+/// Create an API key (admin). Without `user_id`, a new user is created for it.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = CreateKey,
+    responses((status = 201, body = CreatedKey), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    _: Admin,
+    Json(body): Json<CreateKey>,
+) -> ApiResult<(StatusCode, axum::Json<CreatedKey>)> {
+    let name = body.name.unwrap_or_else(|| "default".to_string());
+    if name.is_empty() || name.len() > 100 {
+        return Err(Error::invalid("name", "must be 1 to 100 characters").into());
+    }
+    let user = match body.user_id {
+        Some(id) => {
+            if body.role.is_some() || body.user_name.is_some() {
+                return Err(Error::invalid(
+                    "user_id",
+                    "give `user_id` or `user_name`/`role`, not both",
+                )
+                .into());
+            }
+            easel_store::users::get_user(&state.store.db, &id)
+                .await?
+                .ok_or_else(|| Error::invalid("user_id", format!("no user {id}")))?
+        }
+        None => {
+            let user_name = body.user_name.unwrap_or_else(|| name.clone());
+            easel_store::users::create_user(
+                &state.store.db,
+                &user_name,
+                body.role.unwrap_or(Role::User),
+            )
+            .await?
+        }
+    };
+    let (info, key) =
+        easel_store::users::create_key(&state.store.db, &user.id, &name, None).await?;
+    Ok((StatusCode::CREATED, axum::Json(CreatedKey { key, info })))
+}
+
+/// Every key (admin); never the secrets.
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", responses((status = 200, body = Vec<ApiKey>), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, _: Admin) -> ApiResult<axum::Json<Vec<ApiKey>>> {
+    Ok(axum::Json(
+        easel_store::users::list_keys(&state.store.db).await?,
+    ))
+}
+
+/// Revoke a key (admin).
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path)),
+    responses((status = 204, description = "Revoked"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if !easel_store::users::revoke_key(&state.store.db, &id).await? {
+        return Err(Error::not_found("key").into());
+    }
+    state.auth.forget_all();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub user: User,
+    pub key_id: String,
+    /// Secret that signs this user's webhooks (Standard Webhooks, `whsec_…`).
+    pub webhook_secret: String,
+}
+
+/// The caller: user, key and webhook signing secret.
+#[utoipa::path(get, path = "/v1/me", tag = "keys", responses((status = 200, body = Me)), security(("bearer" = [])))]
+pub async fn me(State(state): State<AppState>, Auth(who): Auth) -> ApiResult<axum::Json<Me>> {
+    let user = easel_store::users::get_user(&state.store.db, &who.user_id)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))?;
+    let webhook_secret = easel_store::users::webhook_secret(&state.store.db, &who.user_id).await?;
+    Ok(axum::Json(Me {
+        user,
+        key_id: who.key_id,
+        webhook_secret,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct UsageParams {
+    /// First day (`YYYY-MM-DD`), inclusive.
+    pub since: Option<String>,
+    /// Admins: `all` for everyone's usage (default: your own).
+    pub owner: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UsageList {
+    pub data: Vec<UsageRow>,
+}
+
+/// Usage by day and task: your own; admins may ask for everyone's (`owner=all`) or a user's.
+#[utoipa::path(get, path = "/v1/usage", tag = "keys", params(UsageParams),
+    responses((status = 200, body = UsageList), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn usage(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<UsageParams>,
+) -> ApiResult<axum::Json<UsageList>> {
+    if let Some(s) = &q.since {
+        if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_err() {
+            return Err(Error::invalid("since", "must be a date like 2026-01-31").into());
+        }
+    }
+    let owner = match q.owner.as_deref() {
+        None => Some(who.user_id.clone()),
+        Some(_) if !who.is_admin() => {
+            return Err(Error::new(
+                easel_core::ErrorKind::Forbidden,
+                "only admins can see others' usage",
+            )
+            .into())
+        }
+        Some("all") => None,
+        Some(id) => Some(id.to_string()),
+    };
+    let data =
+        easel_store::usage::list(&state.store.db, owner.as_deref(), q.since.as_deref()).await?;
+    Ok(axum::Json(UsageList { data }))
+}

@@ -1,0 +1,34 @@
+//! The native API under `/v1`: jobs, assets, models, keys, usage.
+
+pub mod assets;
+pub mod jobs;
+pub mod keys;
+pub mod models;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/jobs", post(jobs::create).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/events", get(jobs::events))
+        .route("/v1/jobs/{id}/webhooks", get(jobs::webhooks))
+        .route("/v1/assets", post(assets::upload).get(assets::list))
+        .route("/v1/assets/{id}", get(assets::get).delete(assets::delete))
+        .route("/v1/assets/{id}/content", get(assets::content))
+        .route("/v1/models", get(models::list).post(models::create))
+        .route(
+            "/v1/models/{id}",
+            get(models::get)
+                .patch(models::update)
+                .delete(models::delete),
+        )
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/v1/me", get(keys::me))
+        .route("/v1/usage", get(keys::usage))
+}

@@ -1,0 +1,105 @@
+//! `/v1/models`: the models registry. Reads for every caller, writes for admins.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use easel_core::model::{Model, ModelPatch, ModelSpec};
+use easel_core::Error;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{Admin, Auth};
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Json, Query};
+use crate::AppState;
+
+#[derive(Deserialize, IntoParams)]
+pub struct ModelListParams {
+    pub skip: Option<u32>,
+    /// 1..1000, default 100.
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelList {
+    pub data: Vec<Model>,
+    pub count: u64,
+}
+
+/// List models by name.
+#[utoipa::path(get, path = "/v1/models", tag = "models", params(ModelListParams),
+    responses((status = 200, body = ModelList)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    _: Auth,
+    Query(q): Query<ModelListParams>,
+) -> ApiResult<axum::Json<ModelList>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::invalid("limit", "must be between 1 and 1000").into());
+    }
+    let (data, count) =
+        easel_store::models::list(&state.store.db, q.skip.unwrap_or(0), limit).await?;
+    Ok(axum::Json(ModelList { data, count }))
+}
+
+/// A model by id, name or alias.
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "models", params(("id" = String, Path, description = "Id, name or alias")),
+    responses((status = 200, body = Model), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    _: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Model>> {
+    let m = easel_store::models::resolve(&state.store.db, &id)
+        .await?
+        .ok_or_else(|| Error::not_found("model"))?;
+    Ok(axum::Json(m))
+}
+
+/// Register a model (admin).
+#[utoipa::path(post, path = "/v1/models", tag = "models", request_body = ModelSpec,
+    responses((status = 201, body = Model), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    _: Admin,
+    Json(spec): Json<ModelSpec>,
+) -> ApiResult<(StatusCode, axum::Json<Model>)> {
+    let m = easel_store::models::create(&state.store.db, &spec, false).await?;
+    Ok((StatusCode::CREATED, axum::Json(m)))
+}
+
+/// Change some fields of a model (admin).
+#[utoipa::path(patch, path = "/v1/models/{id}", tag = "models", params(("id" = String, Path)), request_body = ModelPatch,
+    responses((status = 200, body = Model), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    Json(patch): Json<ModelPatch>,
+) -> ApiResult<axum::Json<Model>> {
+    let m = easel_store::models::resolve(&state.store.db, &id)
+        .await?
+        .ok_or_else(|| Error::not_found("model"))?;
+    let spec: ModelSpec = m.spec().patched(patch);
+    Ok(axum::Json(
+        easel_store::models::update(&state.store.db, &m.id, &spec).await?,
+    ))
+}
+
+/// Remove a model from the registry (admin).
+#[utoipa::path(delete, path = "/v1/models/{id}", tag = "models", params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let m = easel_store::models::resolve(&state.store.db, &id)
+        .await?
+        .ok_or_else(|| Error::not_found("model"))?;
+    easel_store::models::delete(&state.store.db, &m.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,44 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::native::{assets, jobs, keys, models};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Easel", description = "Self-hosted image generation: a durable job queue, assets, models and API keys. \
+        Errors are `{\"error\": {\"type\", \"message\", \"field\"}}`."),
+    paths(
+        jobs::create, jobs::get, jobs::list, jobs::cancel, jobs::events, jobs::webhooks,
+        assets::upload, assets::get, assets::list, assets::content, assets::delete,
+        models::list, models::get, models::create, models::update, models::delete,
+        keys::create, keys::list, keys::revoke, keys::me, keys::usage,
+    ),
+    components(schemas(
+        ErrorBody, ErrorDetail,
+        easel_core::task::UpscaleInput, easel_core::task::ResizeInput,
+        easel_core::task::PixelateInput, easel_core::task::ConvertInput,
+    )),
+    modifiers(&Security),
+    tags(
+        (name = "jobs", description = "Submit work and follow it"),
+        (name = "assets", description = "Uploaded and generated images"),
+        (name = "models", description = "The models registry"),
+        (name = "keys", description = "API keys, the caller, usage"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! Assemble and run a whole Easel process: open the store, make sure an admin key exists,
+//! register models found on disk, start workers, the reaper and the webhook dispatcher, and
+//! serve HTTP. `Server::shutdown` stops accepting work, lets running jobs finish within the
+//! grace period, then releases their leases.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use easel_core::auth::Role;
+use easel_core::limits::Limits;
+use easel_core::{Error, Result};
+use easel_queue::{Queue, QueueConfig, Worker};
+use easel_store::{Blobs, Db, Store};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::auth::{Authenticator, RateLimit};
+use crate::error::ApiError;
+use crate::extract::BodyLimit;
+use crate::metrics::Metrics;
+use crate::signing::UrlSigner;
+use crate::{native, openapi, AppInner, AppState};
+
+/// Everything that configures a server. `Config::embedded(dir)` gives the defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default `sqlite://<data-dir>/easel.db`.
+    pub database_url: Option<String>,
+    /// `file://…` or `s3://bucket/prefix`; default `file://<data-dir>/blobs`.
+    pub store_url: Option<String>,
+    /// Base of absolute URLs; default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// In-process workers (0: API only).
+    pub workers: usize,
+    pub limits: Limits,
+    pub queue: QueueConfig,
+    pub rate_limit: RateLimit,
+    /// Admin key to install if none exists (`EASEL_ADMIN_KEY`).
+    pub admin_key: Option<String>,
+    pub signed_url_ttl: Duration,
+    /// Register models found under `<data-dir>/models/` at start.
+    pub scan_models: bool,
+    /// Start the HTTP listener (false for a worker-only process).
+    pub http: bool,
+}
+
+impl Config {
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            listen: "127.0.0.1:7878".parse().expect("address"),
+            data_dir: data_dir.into(),
+            database_url: None,
+            store_url: None,
+            public_url: None,
+            workers: 2,
+            limits: Limits::default(),
+            queue: QueueConfig::default(),
+            rate_limit: RateLimit::default(),
+            admin_key: None,
+            signed_url_ttl: Duration::from_secs(24 * 3600),
+            scan_models: true,
+            http: true,
+        }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    /// The admin key, when this start generated it (printed once by the binary).
+    pub generated_admin_key: Option<String>,
+    stop: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+    http: Option<JoinHandle<()>>,
+}
+
+/// Open the store at the configured URLs (creating the data dir for embedded defaults).
+pub async fn open_store(cfg: &Config) -> Result<Store> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        Error::invalid(
+            "data_dir",
+            format!("cannot create {}: {e}", cfg.data_dir.display()),
+        )
+    })?;
+    let data_dir = std::fs::canonicalize(&cfg.data_dir)
+        .map_err(|e| Error::invalid("data_dir", e.to_string()))?;
+    let db_url = cfg
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("easel.db").display()));
+    let store_url = cfg
+        .store_url
+        .clone()
+        .unwrap_or_else(|| format!("file://{}", data_dir.join("blobs").display()));
+    Ok(Store {
+        db: Db::connect(&db_url).await?,
+        blobs: Blobs::open(&store_url)?,
+    })
+}
+
+/// Make sure an admin can log in: install `admin_key` if given and unknown; otherwise, when
+/// no admin key exists, generate one and write it to `<data-dir>/admin.key` (mode 0600).
+pub async fn ensure_admin(
+    store: &Store,
+    data_dir: &std::path::Path,
+    admin_key: Option<&str>,
+) -> Result<Option<String>> {
+    let db = &store.db;
+    let admin = || async {
+        let users = easel_store::users::list_users(db).await?;
+        match users.into_iter().find(|u| u.role == Role::Admin) {
+            Some(u) => Ok::<_, Error>(u),
+            None => easel_store::users::create_user(db, "admin", Role::Admin).await,
+        }
+    };
+    if let Some(k) = admin_key {
+        if easel_store::users::authenticate(db, k).await?.is_none() {
+            let user = admin().await?;
+            easel_store::users::create_key(db, &user.id, "EASEL_ADMIN_KEY", Some(k)).await?;
+        }
+        return Ok(None);
+    }
+    if easel_store::users::has_admin_key(db).await? {
+        return Ok(None);
+    }
+    let user = admin().await?;
+    let (_, key) = easel_store::users::create_key(db, &user.id, "first admin key", None).await?;
+    let path = data_dir.join("admin.key");
+    write_secret_file(&path, &key)
+        .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
+    Ok(Some(key))
+}
+
+fn write_secret_file(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(content.as_bytes())?;
+    f.write_all(b"\n")
+}
+
+/// Start a server as configured.
+pub async fn start(cfg: Config) -> Result<Server> {
+    let store = open_store(&cfg).await?;
+    let generated_admin_key = ensure_admin(&store, &cfg.data_dir, cfg.admin_key.as_deref()).await?;
+    if cfg.scan_models {
+        let dir = cfg.data_dir.join("models");
+        match easel_providers::discover::scan(&store.db, &dir).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(count = n, dir = %dir.display(), "registered models found on disk")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "scanning the models folder failed"),
+        }
+    }
+    let secret = easel_store::settings::get_or_init(
+        &store.db,
+        "url_signing_secret",
+        easel_store::settings::random_hex,
+    )
+    .await?;
+    let mut queue_cfg = cfg.queue.clone();
+    queue_cfg.max_attempts = cfg.limits.max_attempts;
+    queue_cfg.max_queued_per_owner = cfg.limits.max_queued_per_owner;
+    let queue = Queue::new(store.clone(), queue_cfg);
+
+    let listener = if cfg.http {
+        Some(
+            tokio::net::TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|e| {
+                    Error::invalid("listen", format!("cannot listen on {}: {e}", cfg.listen))
+                })?,
+        )
+    } else {
+        None
+    };
+    let addr = listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(cfg.listen);
+    let public_url = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
+    let state = AppState(Arc::new(AppInner {
+        store: store.clone(),
+        queue: queue.clone(),
+        limits: cfg.limits.clone(),
+        public_url,
+        signer: UrlSigner::new(&secret),
+        auth: Authenticator::new(cfg.rate_limit),
+        metrics: Metrics::new(),
+        signed_url_ttl: cfg.signed_url_ttl,
+    }));
+    let m = state.metrics.clone();
+    queue.set_job_observer(Arc::new(move |job, elapsed| {
+        m.job_finished(&job.task, job.status.as_str(), elapsed)
+    }));
+
+    let (stop, stop_rx) = watch::channel(false);
+    let executor = Arc::new(easel_providers::Providers::new(
+        store.clone(),
+        cfg.limits.clone(),
+    ));
+    let workers = (0..cfg.workers)
+        .map(|_| tokio::spawn(Worker::new(queue.clone(), executor.clone()).run(stop_rx.clone())))
+        .collect();
+    let enrich_state = state.clone();
+    let enrich: easel_queue::webhooks::Enricher =
+        Arc::new(move |payload| enrich_webhook(&enrich_state, payload));
+    let background = vec![
+        tokio::spawn({
+            let q = queue.clone();
+            let rx = stop_rx.clone();
+            async move { q.run_reaper(rx).await }
+        }),
+        tokio::spawn({
+            let q = queue.clone();
+            let rx = stop_rx.clone();
+            async move { q.run_webhooks(Some(enrich), rx).await }
+        }),
+    ];
+    let http = listener.map(|listener| {
+        let app = router(state.clone());
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        })
+    });
+    Ok(Server {
+        addr,
+        state,
+        generated_admin_key,
+        stop,
+        workers,
+        background,
+        http,
+    })
+}
+
+/// Add signed output URLs to a webhook payload's job.
+fn enrich_webhook(state: &AppState, payload: &mut serde_json::Value) {
+    let Some(job) = payload.get("data").cloned() else {
+        return;
+    };
+    if let Ok(job) = serde_json::from_value::<easel_core::Job>(job) {
+        let view = native::jobs::view(state, job, None);
+        payload["data"] = serde_json::to_value(view).unwrap_or_default();
+    }
+}
+
+impl Server {
+    /// Stop: no new HTTP connections or claims; running jobs get the grace period, then
+    /// their leases are released. Returns when everything stopped.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for w in self.workers.drain(..) {
+            let _ = w.await;
+        }
+        for b in self.background.drain(..) {
+            let _ = b.await;
+        }
+        if let Some(h) = self.http.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+        }
+        self.state.store.db.pool.close().await;
+    }
+
+    /// Stop everything at once, as a crash would: leases are not released.
+    pub async fn abort(mut self) {
+        for h in self
+            .workers
+            .drain(..)
+            .chain(self.background.drain(..))
+            .chain(self.http.take())
+        {
+            h.abort();
+            let _ = h.await;
+        }
+        self.state.store.db.pool.close().await;
+    }
+
+    /// Wait until the HTTP server ends (after `stop`).
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+#[derive(Clone, Default)]
+struct UlidRequestId;
+
+impl MakeRequestId for UlidRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = ulid::Ulid::new().to_string().to_lowercase();
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let limit = state.limits.max_body_bytes;
+    let doc = openapi::ApiDoc::openapi();
+    Router::new()
+        .merge(native::routes())
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .route("/metrics", get(crate::metrics::render))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(|req: Request| async move {
+            ApiError(Error::not_found(&format!("route {} {}", req.method(), req.uri().path())))
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::Extension(BodyLimit(limit)))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(UlidRequestId))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let db = state.store.db.ping().await;
+    let blobs = state.store.blobs.ping().await;
+    match (db, blobs) {
+        (Ok(()), Ok(())) => "ready".into_response(),
+        (db, blobs) => {
+            let msg = format!(
+                "not ready: database {}, blob store {}",
+                db.err().map(|e| e.message).unwrap_or_else(|| "ok".into()),
+                blobs
+                    .err()
+                    .map(|e| e.message)
+                    .unwrap_or_else(|| "ok".into())
+            );
+            (StatusCode::SERVICE_UNAVAILABLE, msg).into_response()
+        }
+    }
+}

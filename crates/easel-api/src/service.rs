@@ -1,0 +1,196 @@
+//! What every dialect does the same way: validate a task, resolve its model and input
+//! images (asset ids of the caller, or `data:` URLs stored as uploads), enqueue it; store an
+//! upload; sign asset URLs. Dialect modules call these and only translate shapes.
+
+use bytes::Bytes;
+use easel_core::asset::{blob_key, Asset, AssetKind};
+use easel_core::auth::Principal;
+use easel_core::job::{NewJob, PRIORITY_RANGE};
+use easel_core::task::{check_size, ImageRef, TaskInput};
+use easel_core::{time, Error, ErrorKind, Job, Result, Webhook};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+
+/// A task as a dialect asks for it.
+pub struct TaskRequest {
+    pub task: String,
+    pub model: Option<String>,
+    pub input: serde_json::Value,
+    pub priority: Option<i32>,
+    pub webhook: Option<Webhook>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Validate and enqueue. Returns the job and whether it was created (false: an
+/// idempotency key matched an earlier job).
+pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Result<(Job, bool)> {
+    let mut input = TaskInput::parse(&req.task, req.input, &state.limits)?;
+    let priority = req.priority.unwrap_or(0);
+    if !PRIORITY_RANGE.contains(&priority) {
+        return Err(Error::invalid(
+            "priority",
+            format!(
+                "must be between {} and {}",
+                PRIORITY_RANGE.start(),
+                PRIORITY_RANGE.end()
+            ),
+        ));
+    }
+    if let Some(w) = &req.webhook {
+        w.validate()?;
+    }
+    if let Some(k) = &req.idempotency_key {
+        if k.is_empty() || k.len() > 255 {
+            return Err(Error::invalid(
+                "Idempotency-Key",
+                "must be 1 to 255 characters",
+            ));
+        }
+    }
+    let model = match &req.model {
+        None => None,
+        Some(name) => {
+            let m = easel_store::models::resolve(&state.store.db, name)
+                .await?
+                .ok_or_else(|| Error::invalid("model", format!("no model named `{name}`")))?;
+            if !m.tasks.is_empty() && !m.tasks.iter().any(|t| *t == req.task) {
+                return Err(Error::invalid(
+                    "model",
+                    format!(
+                        "the model `{}` cannot do `{}`; it does: {}",
+                        m.name,
+                        req.task,
+                        m.tasks.join(", ")
+                    ),
+                ));
+            }
+            Some(m.name)
+        }
+    };
+    let mut sizes = Vec::new();
+    for (field, slot) in input.images_mut() {
+        let field = format!("input.{field}");
+        let asset = match ImageRef::parse(slot).map_err(|e| e.with_field(&field))? {
+            ImageRef::Asset(id) => easel_store::assets::get(&state.store.db, &id)
+                .await?
+                .filter(|a| a.owner_id == who.user_id)
+                .ok_or_else(|| Error::invalid(&field, format!("asset {id} not found")))?,
+            ImageRef::Data { bytes, .. } => {
+                store_upload(state, who, Bytes::from(bytes), serde_json::json!({}))
+                    .await
+                    .map_err(|e| {
+                        if e.field.is_none() {
+                            e.with_field(&field)
+                        } else {
+                            e
+                        }
+                    })?
+            }
+        };
+        if !asset.mime_type.starts_with("image/") {
+            return Err(Error::invalid(&field, "the asset is not an image"));
+        }
+        *slot = asset.id.clone();
+        if let (Some(w), Some(h)) = (asset.width, asset.height) {
+            sizes.push((w, h));
+        }
+    }
+    for (w, h) in sizes {
+        input
+            .check_output_size(w, h, &state.limits)
+            .map_err(|e| e.with_field("input"))?;
+    }
+    let new = NewJob {
+        owner_id: who.user_id.clone(),
+        task: req.task,
+        model,
+        input: input.to_value(),
+        priority,
+        webhook: req.webhook,
+        max_attempts: 0,
+        idempotency_key: req.idempotency_key,
+    };
+    let ins = state.queue.submit(new).await?;
+    Ok((ins.job, ins.created))
+}
+
+/// Validate image bytes (decoded in full, within the pixel limit) and store them as an
+/// upload asset: blob first, then the row.
+pub async fn store_upload(
+    state: &AppState,
+    who: &Principal,
+    bytes: Bytes,
+    metadata: serde_json::Value,
+) -> Result<Asset> {
+    if bytes.is_empty() {
+        return Err(Error::invalid("file", "the upload is empty"));
+    }
+    let max_pixels = state.limits.max_pixels;
+    let data = bytes.clone();
+    let info = tokio::task::spawn_blocking(move || {
+        let info = easel_imageops::probe(&data)?;
+        easel_imageops::decode(&data, max_pixels)?;
+        Ok::<_, easel_imageops::OpsError>(info)
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))?
+    .map_err(|e| match e {
+        easel_imageops::OpsError::TooLarge { .. } => {
+            Error::new(ErrorKind::PayloadTooLarge, e.to_string()).with_field("file")
+        }
+        e => Error::invalid(
+            "file",
+            format!("not a supported image (PNG, JPEG, WebP, GIF, BMP): {e}"),
+        ),
+    })?;
+    check_size("file", info.width, info.height, &state.limits)?;
+    let asset = Asset {
+        id: easel_core::id::new(easel_core::id::ASSET),
+        owner_id: who.user_id.clone(),
+        job_id: None,
+        output_index: None,
+        kind: AssetKind::Upload,
+        mime_type: info.format.mime().to_string(),
+        width: Some(info.width),
+        height: Some(info.height),
+        bytes: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        metadata,
+        parent_id: None,
+        created_at: time::now(),
+    };
+    state
+        .store
+        .blobs
+        .put(&blob_key(&asset.owner_id, &asset.id), bytes)
+        .await?;
+    easel_store::assets::insert(&state.store.db, &asset).await?;
+    Ok(asset)
+}
+
+/// Absolute, signed URL of an asset's content.
+pub fn asset_url(state: &AppState, asset_id: &str) -> String {
+    let expires = chrono::Utc::now().timestamp() + state.signed_url_ttl.as_secs() as i64;
+    format!(
+        "{}/v1/assets/{asset_id}/content?{}",
+        state.public_url,
+        state.signer.query(asset_id, expires)
+    )
+}
+
+/// A job of the caller (admins see every job); others' jobs are "not found".
+pub async fn owned_job(state: &AppState, who: &Principal, id: &str) -> Result<Job> {
+    easel_store::jobs::get(&state.store.db, id)
+        .await?
+        .filter(|j| who.is_admin() || j.owner_id == who.user_id)
+        .ok_or_else(|| Error::not_found("job"))
+}
+
+/// An asset of the caller (admins see every asset).
+pub async fn owned_asset(state: &AppState, who: &Principal, id: &str) -> Result<Asset> {
+    easel_store::assets::get(&state.store.db, id)
+        .await?
+        .filter(|a| who.is_admin() || a.owner_id == who.user_id)
+        .ok_or_else(|| Error::not_found("asset"))
+}

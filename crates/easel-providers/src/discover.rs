@@ -1,0 +1,284 @@
+//! Discover models on disk: every diffusers folder (one with `model_index.json`) and every
+//! single-file `.safetensors` checkpoint directly under the models folder is registered
+//! under its folder or file name. The family is read from `model_index.json`, or from the
+//! tensor names and shapes in the safetensors header (no weights are loaded here).
+
+use std::path::Path;
+
+use easel_core::model::{family, ModelSpec};
+use easel_core::Result;
+use easel_store::Db;
+
+/// What a file or folder holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub name: String,
+    pub family: String,
+    pub tasks: Vec<String>,
+    /// LoRA adapter rather than a full model.
+    pub lora: bool,
+}
+
+const DIFFUSION_TASKS: &[&str] = &["txt2img", "img2img", "inpaint"];
+
+/// Register what `dir` holds; returns how many models were added or updated. Models an
+/// operator registered by hand under the same name are left alone.
+pub async fn scan(db: &Db, dir: &Path) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(found) = inspect(&path) else {
+            continue;
+        };
+        let source = std::fs::canonicalize(&path).unwrap_or(path.clone());
+        let mut spec = ModelSpec {
+            name: found.name.clone(),
+            aliases: vec![],
+            family: found.family.clone(),
+            tasks: found.tasks.clone(),
+            source: Some(source.display().to_string()),
+            provider: "local".into(),
+            provider_config: serde_json::json!({}),
+            fallback_provider: None,
+            fallback_provider_config: None,
+            defaults: Default::default(),
+            limits: Default::default(),
+            recommended: false,
+            beta: false,
+            tags: if found.lora {
+                vec!["lora".into()]
+            } else {
+                vec![]
+            },
+        };
+        match easel_store::models::resolve(db, &found.name).await? {
+            None => {
+                easel_store::models::create(db, &spec, true).await?;
+                n += 1;
+            }
+            Some(m) if m.discovered && (m.source != spec.source || m.family != spec.family) => {
+                spec.aliases = m.aliases.clone();
+                spec.defaults = m.defaults.clone();
+                spec.limits = m.limits.clone();
+                easel_store::models::update(db, &m.id, &spec).await?;
+                n += 1;
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(n)
+}
+
+/// Name usable as a model name: file stem with other characters replaced by `-`.
+fn model_name(path: &Path) -> Option<String> {
+    let stem = if path.is_dir() {
+        path.file_name()?
+    } else {
+        path.file_stem()?
+    };
+    let name: String = stem
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Inspect one entry of the models folder.
+pub fn inspect(path: &Path) -> Option<Found> {
+    let name = model_name(path)?;
+    if path.is_dir() {
+        let index = std::fs::read_to_string(path.join("model_index.json")).ok()?;
+        let index: serde_json::Value = serde_json::from_str(&index).ok()?;
+        let class = index
+            .get("_class_name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let unet_in = std::fs::read_to_string(path.join("unet/config.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|c| c.get("in_channels").and_then(|v| v.as_u64()));
+        let fam = if class.contains("XL") {
+            family::SDXL
+        } else if class.contains("Inpaint") || unet_in == Some(9) {
+            family::SD15_INPAINT
+        } else if class.starts_with("StableDiffusion") {
+            // SD 2.x ships an OpenCLIP text encoder with 1024-wide hidden states.
+            let width = std::fs::read_to_string(path.join("text_encoder/config.json"))
+                .ok()
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+                .and_then(|c| c.get("hidden_size").and_then(|v| v.as_u64()));
+            if width == Some(1024) {
+                family::SD2
+            } else {
+                family::SD15
+            }
+        } else {
+            family::UNKNOWN
+        };
+        return Some(Found {
+            name,
+            family: fam.to_string(),
+            tasks: DIFFUSION_TASKS.iter().map(|t| t.to_string()).collect(),
+            lora: false,
+        });
+    }
+    if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        return None;
+    }
+    let header = read_safetensors_header(path)?;
+    let keys: Vec<&String> = header.keys().filter(|k| *k != "__metadata__").collect();
+    let has = |p: &str| keys.iter().any(|k| k.starts_with(p));
+    let lora = keys.iter().any(|k| {
+        k.starts_with("lora_")
+            || k.contains(".lora_down.")
+            || k.contains("lora_A")
+            || k.contains(".lora.down.")
+    });
+    if lora {
+        return Some(Found {
+            name,
+            family: "lora".into(),
+            tasks: vec![],
+            lora: true,
+        });
+    }
+    let in_channels = header
+        .get("model.diffusion_model.input_blocks.0.0.weight")
+        .and_then(|t| t.get("shape"))
+        .and_then(|s| s.get(1))
+        .and_then(|v| v.as_u64());
+    let fam = if has("conditioner.embedders.1") {
+        family::SDXL
+    } else if in_channels == Some(9) {
+        family::SD15_INPAINT
+    } else if has("cond_stage_model.model.") {
+        family::SD2
+    } else if has("cond_stage_model.transformer.") || has("model.diffusion_model.") {
+        family::SD15
+    } else {
+        return None;
+    };
+    Some(Found {
+        name,
+        family: fam.to_string(),
+        tasks: DIFFUSION_TASKS.iter().map(|t| t.to_string()).collect(),
+        lora: false,
+    })
+}
+
+/// The JSON header of a safetensors file (tensor name → dtype/shape/offsets), read without
+/// touching the weights. Refuses headers over 100 MB.
+pub fn read_safetensors_header(path: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let len = u64::from_le_bytes(len);
+    if len > 100_000_000 {
+        return None;
+    }
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact(&mut buf).ok()?;
+    match serde_json::from_slice(&buf).ok()? {
+        serde_json::Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_safetensors(path: &Path, tensors: &[(&str, Vec<u64>)]) {
+        let mut header = serde_json::Map::new();
+        let mut offset = 0u64;
+        for (name, shape) in tensors {
+            let n: u64 = shape.iter().product::<u64>() * 2;
+            header.insert(
+                name.to_string(),
+                serde_json::json!({"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + n]}),
+            );
+            offset += n;
+        }
+        let h = serde_json::to_vec(&header).unwrap();
+        let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(h);
+        bytes.extend(vec![0u8; offset as usize]);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn families_from_single_files_and_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write_safetensors(
+            &d.join("xl.safetensors"),
+            &[("conditioner.embedders.1.model.ln_final.weight", vec![4])],
+        );
+        write_safetensors(
+            &d.join("v1 model.safetensors"),
+            &[
+                ("cond_stage_model.transformer.text_model.x", vec![4]),
+                (
+                    "model.diffusion_model.input_blocks.0.0.weight",
+                    vec![8, 4, 3, 3],
+                ),
+            ],
+        );
+        write_safetensors(
+            &d.join("inp.safetensors"),
+            &[(
+                "model.diffusion_model.input_blocks.0.0.weight",
+                vec![8, 9, 3, 3],
+            )],
+        );
+        write_safetensors(
+            &d.join("v2.safetensors"),
+            &[("cond_stage_model.model.transformer.x", vec![4])],
+        );
+        write_safetensors(
+            &d.join("style.safetensors"),
+            &[("lora_unet_down_blocks_0.lora_down.weight", vec![4, 4])],
+        );
+        write_safetensors(&d.join("other.safetensors"), &[("encoder.weight", vec![4])]);
+        std::fs::write(d.join("notes.txt"), "x").unwrap();
+        let f = |n: &str| inspect(&d.join(n));
+        assert_eq!(f("xl.safetensors").unwrap().family, "sdxl");
+        let v1 = f("v1 model.safetensors").unwrap();
+        assert_eq!((v1.name.as_str(), v1.family.as_str()), ("v1-model", "sd15"));
+        assert_eq!(f("inp.safetensors").unwrap().family, "sd15-inpaint");
+        assert_eq!(f("v2.safetensors").unwrap().family, "sd2");
+        assert!(f("style.safetensors").unwrap().lora);
+        assert_eq!(f("other.safetensors"), None);
+        assert_eq!(f("notes.txt"), None);
+
+        let folder = d.join("tiny-xl");
+        std::fs::create_dir_all(folder.join("unet")).unwrap();
+        std::fs::write(
+            folder.join("model_index.json"),
+            r#"{"_class_name": "StableDiffusionXLPipeline"}"#,
+        )
+        .unwrap();
+        assert_eq!(f("tiny-xl").unwrap().family, "sdxl");
+        let folder = d.join("tiny-inpaint");
+        std::fs::create_dir_all(folder.join("unet")).unwrap();
+        std::fs::write(
+            folder.join("model_index.json"),
+            r#"{"_class_name": "StableDiffusionPipeline"}"#,
+        )
+        .unwrap();
+        std::fs::write(folder.join("unet/config.json"), r#"{"in_channels": 9}"#).unwrap();
+        assert_eq!(f("tiny-inpaint").unwrap().family, "sd15-inpaint");
+    }
+}

@@ -1,0 +1,308 @@
+//! Admin commands that work on the data folder or database directly (no server needed).
+
+use anyhow::{anyhow, bail, Result};
+use clap::{Args, Subcommand};
+use easel_api::server::{self, Config};
+use easel_core::auth::Role;
+use easel_core::model::ModelSpec;
+use easel_core::JobStatus;
+use easel_store::Store;
+
+use crate::config::{read_file_config, StoreArgs};
+
+async fn open(args: &StoreArgs) -> Result<(Store, Config)> {
+    let file = read_file_config(args.config.as_deref())?;
+    let mut cfg = Config::embedded(
+        args.data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| "easel-data".into()),
+    );
+    cfg.database_url = args.database_url.clone().or(file.database_url);
+    cfg.store_url = args.store_url.clone().or(file.store_url);
+    let store = server::open_store(&cfg).await.map_err(|e| anyhow!("{e}"))?;
+    Ok((store, cfg))
+}
+
+fn err(e: easel_core::Error) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+#[derive(Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    cmd: KeysCmd,
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a key (for a new user unless --user-id is given); prints it once.
+    Create {
+        /// Label of the key.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Add the key to this existing user.
+        #[arg(long)]
+        user_id: Option<String>,
+        /// Name of the new user (default: the key's label).
+        #[arg(long)]
+        user_name: Option<String>,
+        /// Role of the new user: `user` or `admin`.
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+pub async fn keys(a: KeysArgs) -> Result<()> {
+    let (store, _) = open(&a.store).await?;
+    let db = &store.db;
+    match a.cmd {
+        KeysCmd::Create {
+            name,
+            user_id,
+            user_name,
+            role,
+        } => {
+            let user = match user_id {
+                Some(id) => easel_store::users::get_user(db, &id)
+                    .await
+                    .map_err(err)?
+                    .ok_or_else(|| anyhow!("no user {id}"))?,
+                None => {
+                    let role = Role::parse(&role)
+                        .ok_or_else(|| anyhow!("--role must be `user` or `admin`"))?;
+                    easel_store::users::create_user(db, user_name.as_deref().unwrap_or(&name), role)
+                        .await
+                        .map_err(err)?
+                }
+            };
+            let (info, key) = easel_store::users::create_key(db, &user.id, &name, None)
+                .await
+                .map_err(err)?;
+            println!(
+                "key id:  {}\nuser:    {} ({}, {})\nAPI key: {key}",
+                info.id,
+                user.name,
+                user.id,
+                user.role.as_str()
+            );
+        }
+        KeysCmd::List => {
+            println!(
+                "{:<32} {:<10} {:<6} {:<20} {:<14} STATUS",
+                "ID", "USER", "ROLE", "NAME", "PREFIX"
+            );
+            for k in easel_store::users::list_keys(db).await.map_err(err)? {
+                let status = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<32} {:<10} {:<6} {:<20} {:<14} {status}",
+                    k.id,
+                    k.user_name,
+                    k.role.as_str(),
+                    k.name,
+                    k.prefix
+                );
+            }
+        }
+        KeysCmd::Revoke { id } => {
+            if !easel_store::users::revoke_key(db, &id).await.map_err(err)? {
+                bail!("no active key {id}");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ModelsArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    cmd: ModelsCmd,
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// List registered models.
+    List,
+    /// Register a model.
+    Add {
+        /// Unique name.
+        #[arg(long)]
+        name: String,
+        /// Local path or hub repository id.
+        #[arg(long)]
+        source: Option<String>,
+        /// Family: sd15, sd2, sdxl, sd15-inpaint, …
+        #[arg(long, default_value = "unknown")]
+        family: String,
+        /// Tasks it can do (repeatable): txt2img, img2img, inpaint, …
+        #[arg(long = "task")]
+        tasks: Vec<String>,
+        /// Other names (repeatable).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// Provider: local, openai, replicate, easel.
+        #[arg(long, default_value = "local")]
+        provider: String,
+    },
+    /// Remove a model by id, name or alias.
+    Remove { name: String },
+    /// Register the models found under <data-dir>/models/.
+    Scan,
+}
+
+pub async fn models(a: ModelsArgs) -> Result<()> {
+    let (store, cfg) = open(&a.store).await?;
+    let db = &store.db;
+    match a.cmd {
+        ModelsCmd::List => {
+            let (models, count) = easel_store::models::list(db, 0, 1000).await.map_err(err)?;
+            println!(
+                "{:<24} {:<14} {:<10} {:<28} SOURCE",
+                "NAME", "FAMILY", "PROVIDER", "TASKS"
+            );
+            for m in models {
+                println!(
+                    "{:<24} {:<14} {:<10} {:<28} {}",
+                    m.name,
+                    m.family,
+                    m.provider,
+                    m.tasks.join(","),
+                    m.source.unwrap_or_default()
+                );
+            }
+            println!("({count} models)");
+        }
+        ModelsCmd::Add {
+            name,
+            source,
+            family,
+            tasks,
+            aliases,
+            provider,
+        } => {
+            let spec: ModelSpec = serde_json::from_value(serde_json::json!({
+                "name": name, "source": source, "family": family, "tasks": tasks,
+                "aliases": aliases, "provider": provider,
+            }))?;
+            let m = easel_store::models::create(db, &spec, false)
+                .await
+                .map_err(err)?;
+            println!("registered {} ({})", m.name, m.id);
+        }
+        ModelsCmd::Remove { name } => {
+            let m = easel_store::models::resolve(db, &name)
+                .await
+                .map_err(err)?
+                .ok_or_else(|| anyhow!("no model {name}"))?;
+            easel_store::models::delete(db, &m.id).await.map_err(err)?;
+            println!("removed {}", m.name);
+        }
+        ModelsCmd::Scan => {
+            let n = easel_providers::discover::scan(db, &cfg.data_dir.join("models"))
+                .await
+                .map_err(err)?;
+            println!("registered or updated {n} models");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    cmd: JobsCmd,
+}
+
+#[derive(Subcommand)]
+enum JobsCmd {
+    /// List jobs, newest first.
+    List {
+        /// queued, running, succeeded, failed or canceled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this owner's (user id).
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one job as JSON, with its status history.
+    Show { id: String },
+    /// Cancel a job (queued: at once; running: at its next step).
+    Cancel { id: String },
+}
+
+pub async fn jobs(a: JobsArgs) -> Result<()> {
+    let (store, _) = open(&a.store).await?;
+    let db = &store.db;
+    match a.cmd {
+        JobsCmd::List {
+            status,
+            owner,
+            limit,
+        } => {
+            let status = match status {
+                Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| anyhow!("unknown status {s}"))?),
+                None => None,
+            };
+            let f = easel_store::jobs::JobFilter {
+                owner_id: owner,
+                status,
+                task: None,
+                before: None,
+                limit,
+            };
+            println!(
+                "{:<30} {:<10} {:<10} {:<9} {:<24} OWNER",
+                "ID", "TASK", "STATUS", "PROGRESS", "CREATED"
+            );
+            for j in easel_store::jobs::list(db, &f).await.map_err(err)? {
+                println!(
+                    "{:<30} {:<10} {:<10} {:<9} {:<24} {}",
+                    j.id,
+                    j.task,
+                    j.status.as_str(),
+                    format!("{:.0}%", j.progress * 100.0),
+                    j.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    j.owner_id
+                );
+            }
+        }
+        JobsCmd::Show { id } => {
+            let j = easel_store::jobs::get(db, &id)
+                .await
+                .map_err(err)?
+                .ok_or_else(|| anyhow!("no job {id}"))?;
+            let history = easel_store::jobs::history(db, &id).await.map_err(err)?;
+            let mut v = serde_json::to_value(&j)?;
+            v["history"] = serde_json::to_value(history)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        JobsCmd::Cancel { id } => {
+            let j = easel_store::jobs::request_cancel(db, &id, None)
+                .await
+                .map_err(err)?;
+            if j.status.is_terminal() {
+                println!("{} is {}", j.id, j.status.as_str());
+            } else {
+                println!("{} will stop at its next step", j.id);
+            }
+        }
+    }
+    Ok(())
+}

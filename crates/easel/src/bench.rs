@@ -1,0 +1,176 @@
+//! `easel bench queue`: end-to-end throughput of a tiny image task through the HTTP API, and
+//! `GET /v1/jobs/{id}` requests per second, against an in-process server on a temporary
+//! SQLite data folder (or `--database-url`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use clap::{Args, Subcommand};
+use futures::stream::{self, StreamExt};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    cmd: BenchCmd,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Jobs per second end to end, and job reads per second.
+    Queue {
+        /// Jobs to run.
+        #[arg(long, default_value_t = 500)]
+        jobs: usize,
+        /// GET requests to time.
+        #[arg(long, default_value_t = 5000)]
+        gets: usize,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// In-process workers.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Database (default: SQLite in a temporary folder).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+pub async fn run(a: BenchArgs) -> Result<()> {
+    match a.cmd {
+        BenchCmd::Queue {
+            jobs,
+            gets,
+            concurrency,
+            workers,
+            database_url,
+        } => queue(jobs, gets, concurrency, workers, database_url).await,
+    }
+}
+
+fn tiny_png() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(16, 16, |x, y| {
+        image::Rgb([(x * 16) as u8, (y * 16) as u8, 128])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode");
+    out.into_inner()
+}
+
+async fn queue(
+    jobs: usize,
+    gets: usize,
+    concurrency: usize,
+    workers: usize,
+    database_url: Option<String>,
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = easel_api::server::Config::embedded(dir.path());
+    cfg.listen = "127.0.0.1:0".parse()?;
+    cfg.workers = workers;
+    cfg.database_url = database_url;
+    cfg.admin_key = Some("bench-admin-key-0123456789".into());
+    cfg.rate_limit.per_second = 1e9;
+    cfg.rate_limit.burst = 1e9;
+    cfg.queue.poll_interval = Duration::from_millis(50);
+    let srv = easel_api::server::start(cfg)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let base = format!("http://{}", srv.addr);
+    let key = "bench-admin-key-0123456789";
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let up: serde_json::Value = http
+        .post(format!("{base}/v1/assets"))
+        .bearer_auth(key)
+        .header("content-type", "image/png")
+        .body(tiny_png())
+        .send()
+        .await?
+        .json()
+        .await?;
+    let asset = up["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("upload failed: {up}"))?
+        .to_string();
+
+    let started = Instant::now();
+    let ids: Vec<String> = stream::iter(0..jobs)
+        .map(|_| {
+            let (http, base, asset) = (http.clone(), base.clone(), asset.clone());
+            async move {
+                let body = serde_json::json!({"task": "convert", "input": {"image": asset, "format": "png"}});
+                let r: serde_json::Value = http.post(format!("{base}/v1/jobs")).bearer_auth(key).json(&body).send().await?.json().await?;
+                r["id"].as_str().map(str::to_string).ok_or_else(|| anyhow!("create failed: {r}"))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<Result<String>>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let submitted = started.elapsed();
+    for id in &ids {
+        let r: serde_json::Value = http
+            .get(format!("{base}/v1/jobs/{id}?wait=60"))
+            .bearer_auth(key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if r["status"] != "succeeded" {
+            bail!("job {id} ended {}", r["status"]);
+        }
+    }
+    let done = started.elapsed();
+
+    let first = ids.first().cloned().unwrap_or_default();
+    let t = Instant::now();
+    let ok = stream::iter(0..gets)
+        .map(|_| {
+            let (http, url) = (http.clone(), format!("{base}/v1/jobs/{first}"));
+            async move {
+                http.get(url)
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await;
+    let get_time = t.elapsed();
+    srv.shutdown().await;
+
+    println!(
+        "easel bench queue ({workers} workers, {concurrency} clients, {})",
+        if cfg!(debug_assertions) {
+            "debug build"
+        } else {
+            "release build"
+        }
+    );
+    println!("{:<44} {:>12}", "measure", "value");
+    println!(
+        "{:<44} {:>12.1}",
+        format!("submit rate, jobs/s ({jobs} jobs)"),
+        jobs as f64 / submitted.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>12.1}",
+        "end-to-end throughput, jobs/s",
+        jobs as f64 / done.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>12.1}",
+        format!("GET /v1/jobs/{{id}}, requests/s ({ok} ok)"),
+        gets as f64 / get_time.as_secs_f64()
+    );
+    Ok(())
+}

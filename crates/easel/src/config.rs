@@ -1,0 +1,203 @@
+//! Configuration: each setting comes from its flag, else its `EASEL_*` environment variable,
+//! else `easel.toml` (`--config`, default `./easel.toml` when present), else the default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use easel_api::server::{self, Config};
+use serde::Deserialize;
+
+/// Where the data lives; shared by every command.
+#[derive(Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Data folder: SQLite database, blobs, models, admin.key.
+    #[arg(long, env = "EASEL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (default: SQLite in the data folder).
+    #[arg(long, env = "EASEL_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Blob store URL: file:///PATH or s3://BUCKET/PREFIX (AWS_* variables; EASEL_S3_ENDPOINT
+    /// for other S3 servers). Default: the data folder's blobs/.
+    #[arg(long, env = "EASEL_STORE_URL")]
+    pub store_url: Option<String>,
+    /// Configuration file (default: ./easel.toml if it exists).
+    #[arg(long, env = "EASEL_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on (default 127.0.0.1:7878).
+    #[arg(long, env = "EASEL_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Base of absolute URLs in responses (default http://<listen>).
+    #[arg(long, env = "EASEL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Number of in-process workers (default 2; 0 serves the API only).
+    #[arg(long, env = "EASEL_WORKERS")]
+    pub workers: Option<usize>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "EASEL_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    /// Largest request body in bytes (default 25 MB).
+    #[arg(long, env = "EASEL_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Largest image in pixels, input or output (default 40,000,000).
+    #[arg(long, env = "EASEL_MAX_PIXELS")]
+    pub max_pixels: Option<u64>,
+    /// Queued jobs one owner may have at once (default 5000).
+    #[arg(long, env = "EASEL_MAX_QUEUED_PER_OWNER")]
+    pub max_queued_per_owner: Option<u64>,
+    /// Requests per second per API key (token bucket refill; default 100).
+    #[arg(long, env = "EASEL_RATE_LIMIT")]
+    pub rate_limit: Option<f64>,
+    /// Burst size of the per-key token bucket (default 500).
+    #[arg(long, env = "EASEL_RATE_BURST")]
+    pub rate_burst: Option<f64>,
+    /// Seconds running jobs may take to finish on shutdown before they are requeued (default 30).
+    #[arg(long, env = "EASEL_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<u64>,
+    /// Seconds a worker's lease lasts without a heartbeat (default 30).
+    #[arg(long, env = "EASEL_LEASE_SECONDS")]
+    pub lease_seconds: Option<u64>,
+}
+
+/// `easel.toml`: the same settings as the flags, by their long names with underscores.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub store_url: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub workers: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+    pub max_pixels: Option<u64>,
+    pub max_queued_per_owner: Option<u64>,
+    pub rate_limit: Option<f64>,
+    pub rate_burst: Option<f64>,
+    pub shutdown_grace: Option<u64>,
+    pub lease_seconds: Option<u64>,
+}
+
+pub fn read_file_config(path: Option<&Path>) -> Result<FileConfig> {
+    let (path, required) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from("easel.toml"), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) => toml::from_str(&s).with_context(|| format!("reading {}", path.display())),
+        Err(_) if !required => Ok(FileConfig::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The server configuration from flags, environment and file.
+pub fn build(args: &ServeArgs, http: bool) -> Result<Config> {
+    let file = read_file_config(args.store.config.as_deref())?;
+    let data_dir = args
+        .store
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("easel-data"));
+    let mut cfg = Config::embedded(data_dir);
+    cfg.http = http;
+    cfg.database_url = args.store.database_url.clone().or(file.database_url);
+    cfg.store_url = args.store.store_url.clone().or(file.store_url);
+    if let Some(l) = args.listen.or(file.listen) {
+        cfg.listen = l;
+    }
+    cfg.public_url = args.public_url.clone().or(file.public_url);
+    if let Some(w) = args.workers.or(file.workers) {
+        cfg.workers = w;
+    }
+    if let Some(v) = args.max_body_bytes.or(file.max_body_bytes) {
+        cfg.limits.max_body_bytes = v;
+    }
+    if let Some(v) = args.max_pixels.or(file.max_pixels) {
+        cfg.limits.max_pixels = v;
+    }
+    if let Some(v) = args.max_queued_per_owner.or(file.max_queued_per_owner) {
+        cfg.limits.max_queued_per_owner = v;
+    }
+    if let Some(v) = args.rate_limit.or(file.rate_limit) {
+        cfg.rate_limit.per_second = v;
+    }
+    if let Some(v) = args.rate_burst.or(file.rate_burst) {
+        cfg.rate_limit.burst = v;
+    }
+    if let Some(v) = args.shutdown_grace.or(file.shutdown_grace) {
+        cfg.queue.shutdown_grace = Duration::from_secs(v);
+    }
+    if let Some(v) = args.lease_seconds.or(file.lease_seconds) {
+        cfg.queue.lease = Duration::from_secs(v.max(1));
+    }
+    cfg.admin_key = std::env::var("EASEL_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    Ok(cfg)
+}
+
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+/// `easel serve` / `easel worker`: run until SIGINT or SIGTERM, then shut down gracefully.
+pub async fn serve(args: ServeArgs, http: bool) -> Result<()> {
+    init_logging(&args.log_format);
+    let cfg = build(&args, http)?;
+    let grace = cfg.queue.shutdown_grace;
+    let data_dir = cfg.data_dir.clone();
+    let srv = server::start(cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(key) = &srv.generated_admin_key {
+        println!(
+            "Admin API key (shown once; also saved to {}):",
+            data_dir.join("admin.key").display()
+        );
+        println!("  {key}");
+    }
+    if http {
+        tracing::info!(addr = %srv.addr, docs = %format!("http://{}/docs", srv.addr), "Easel is listening");
+    } else {
+        tracing::info!("Easel worker started");
+    }
+    shutdown_signal().await;
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        "shutting down: finishing running jobs"
+    );
+    srv.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
