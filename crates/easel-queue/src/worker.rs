@@ -196,6 +196,7 @@ impl Worker {
             ctx.cancel();
         }
         let lost = Arc::new(AtomicBool::new(false));
+        let (done_tx, done_rx) = watch::channel(false);
         let keeper = tokio::spawn(keep_lease(
             self.queue.clone(),
             self.id.clone(),
@@ -203,6 +204,7 @@ impl Worker {
             ctx.clone(),
             progress_rx,
             lost.clone(),
+            done_rx,
         ));
         let run = self.executor.run(&job, &ctx);
         tokio::pin!(run);
@@ -228,8 +230,14 @@ impl Worker {
                 }
             }
         };
-        keeper.abort();
-        let _ = keeper.await;
+        // Let the keeper write the last progress, then stop it.
+        let _ = done_tx.send(true);
+        if tokio::time::timeout(Duration::from_secs(10), keeper)
+            .await
+            .is_err()
+        {
+            tracing::warn!("progress writer did not stop in time");
+        }
         if lost.load(Ordering::Relaxed) {
             tracing::warn!("lease lost while running; discarding the result");
             return;
@@ -335,6 +343,7 @@ async fn keep_lease(
     ctx: RunContext,
     mut progress: watch::Receiver<Option<Progress>>,
     lost: Arc<AtomicBool>,
+    mut done: watch::Receiver<bool>,
 ) {
     let lease_ms = queue.config.lease.as_millis() as i64;
     let beat = queue.config.lease / 3;
@@ -361,6 +370,17 @@ async fn keep_lease(
             _ = tokio::time::sleep_until(next_beat) => {
                 next_beat = tokio::time::Instant::now() + beat;
                 jobs::heartbeat(&queue.store.db, &job_id, &worker, lease_ms).await
+            }
+            _ = crate::stopped(&mut done) => {
+                // The run ended: write progress it reported since the last write, if any.
+                if progress.has_changed().unwrap_or(false) {
+                    let latest = progress.borrow_and_update().clone();
+                    if let Some(p) = latest {
+                        let _ = jobs::set_progress(&queue.store.db, &job_id, &worker, lease_ms, &p, false).await;
+                        queue.notify(&job_id, NoticeKind::Changed);
+                    }
+                }
+                return;
             }
             n = notices.recv() => {
                 match n {

@@ -1,0 +1,971 @@
+//! End-to-end: the real server in-process on an ephemeral port, spoken to over HTTP.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upscale_job_streams_progress_and_produces_the_image() {
+    let t = TestServer::start(|_| {}).await;
+    let (key, _) = t.user("alice").await;
+    let img = t.upload(&key, png(40, 30)).await;
+    let job = t
+        .submit(
+            &key,
+            json!({"task": "upscale", "input": {"image": img, "factor": 2}}),
+        )
+        .await;
+    assert_eq!(job["status"], "queued");
+    let id = job["id"].as_str().unwrap();
+
+    // SSE: the stream carries status and progress events with ids, then the job, then ends.
+    let resp = t
+        .req(Method::GET, &format!("/v1/jobs/{id}/events"), Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = tokio::time::timeout(Duration::from_secs(30), resp.text())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.contains("event: status"), "{text}");
+    assert!(text.contains("\"status\":\"running\""), "{text}");
+    assert!(text.contains("event: progress"), "{text}");
+    assert!(text.contains("\"status\":\"succeeded\""), "{text}");
+    assert!(text.contains("event: job"), "{text}");
+
+    // Resuming after the first event id skips it.
+    let resp = t
+        .req(Method::GET, &format!("/v1/jobs/{id}/events"), Some(&key))
+        .header(
+            "last-event-id",
+            text.lines().find_map(|l| l.strip_prefix("id: ")).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let resumed = resp.text().await.unwrap();
+    assert!(!resumed.contains("\"status\":\"queued\""), "{resumed}");
+    assert!(resumed.contains("\"status\":\"succeeded\""));
+
+    let done = t.wait(&key, id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["progress"], 1.0);
+    let statuses: Vec<&str> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["queued", "running", "succeeded"]);
+    assert!(done["usage"]["units"].as_f64().unwrap() > 0.0);
+
+    // The output by asset id (with the key) and by its signed URL (without).
+    let asset_id = done["outputs"][0]["asset_id"].as_str().unwrap();
+    let (s, meta) = t
+        .json(Method::GET, &format!("/v1/assets/{asset_id}"), &key, None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        (meta["width"].as_u64(), meta["height"].as_u64()),
+        (Some(80), Some(60))
+    );
+    assert_eq!(meta["job_id"], id);
+    assert_eq!(meta["parent_id"], img.as_str());
+    let resp = t
+        .http
+        .get(done["outputs"][0]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let bytes = resp.bytes().await.unwrap();
+    let out = decode(&bytes);
+    assert_eq!((out.width(), out.height()), (80, 60));
+    // Its parameters travel in a PNG text chunk.
+    let text_chunks = easel_imageops::read_png_text(&bytes);
+    assert!(
+        text_chunks
+            .iter()
+            .any(|(k, v)| k == "easel" && v.contains("upscale")),
+        "{text_chunks:?}"
+    );
+
+    // ETag, Range, and signed URL checks.
+    let content = format!("/v1/assets/{asset_id}/content");
+    let r = t
+        .req(Method::GET, &content, Some(&key))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let r = t
+        .req(Method::GET, &content, Some(&key))
+        .header("range", "bytes=0-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"].to_str().unwrap(),
+        format!("bytes 0-7/{}", bytes.len())
+    );
+    assert_eq!(&r.bytes().await.unwrap()[..], &bytes[..8]);
+    let r = t
+        .req(Method::GET, &content, Some(&key))
+        .header("range", "bytes=999999-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    let r = t.req(Method::GET, &content, None).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let tampered = done["outputs"][0]["url"]
+        .as_str()
+        .unwrap()
+        .replace("sig=", "sig=0");
+    assert_eq!(t.http.get(tampered).send().await.unwrap().status(), 401);
+
+    // Usage recorded for the owner.
+    let (_, usage) = t.json(Method::GET, "/v1/usage", &key, None).await;
+    assert_eq!(usage["data"][0]["task"], "upscale");
+    assert_eq!(usage["data"][0]["jobs"], 1);
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_image_task_runs_and_data_urls_are_accepted() {
+    let t = TestServer::start(|_| {}).await;
+    let (key, _) = t.user("bob").await;
+    let data_url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png(64, 32))
+    );
+    let cases = [
+        (
+            json!({"task": "resize", "input": {"image": data_url, "width": 32, "height": 32, "fit": "cover"}}),
+            (32, 32),
+            "image/png",
+        ),
+        (
+            json!({"task": "resize", "input": {"image": data_url, "width": 16}}),
+            (16, 8),
+            "image/png",
+        ),
+        (
+            json!({"task": "pixelate", "input": {"image": data_url, "grid_size": 8, "palette": ["#000000", "#ffffff"]}}),
+            (64, 32),
+            "image/png",
+        ),
+        (
+            json!({"task": "convert", "input": {"image": data_url, "format": "jpeg", "quality": 80}}),
+            (64, 32),
+            "image/jpeg",
+        ),
+        (
+            json!({"task": "convert", "input": {"image": data_url, "format": "webp"}}),
+            (64, 32),
+            "image/webp",
+        ),
+        (
+            json!({"task": "upscale", "input": {"image": data_url, "width": 128}}),
+            (128, 64),
+            "image/png",
+        ),
+    ];
+    for (body, (w, h), mime) in cases {
+        let job = t.submit(&key, body.clone()).await;
+        assert!(
+            job["input"]["image"].as_str().unwrap().starts_with("ast_"),
+            "data URL stored as an asset"
+        );
+        let done = t.wait(&key, job["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "succeeded", "{body} → {done}");
+        let url = done["outputs"][0]["url"].as_str().unwrap();
+        let r = t.http.get(url).send().await.unwrap();
+        assert_eq!(r.headers()["content-type"], mime, "{body}");
+        let img = decode(&r.bytes().await.unwrap());
+        assert_eq!((img.width(), img.height()), (w, h), "{body}");
+        if body["task"] == "pixelate" {
+            let rgb = img.to_rgb8();
+            assert!(rgb
+                .pixels()
+                .all(|p| p.0 == [0, 0, 0] || p.0 == [255, 255, 255]));
+        }
+    }
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_queued_and_running_jobs() {
+    let t = TestServer::start(|c| c.workers = 0).await;
+    let (key, _) = t.user("carol").await;
+    let img = t.upload(&key, png(8, 8)).await;
+    let body = json!({"task": "convert", "input": {"image": img, "format": "png"}});
+
+    // Queued: canceled at once.
+    let queued = t.submit(&key, body.clone()).await;
+    let id = queued["id"].as_str().unwrap();
+    let (s, v) = t
+        .json(Method::POST, &format!("/v1/jobs/{id}/cancel"), &key, None)
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("canceled")), "{v}");
+    // Canceling a finished job again is fine; a second user cannot see it.
+    let (s, _) = t
+        .json(Method::POST, &format!("/v1/jobs/{id}/cancel"), &key, None)
+        .await;
+    assert_eq!(s, 200);
+
+    // Running: the worker sees the cancel at its next step; nothing is stored.
+    let w = gated_worker(t.server());
+    let started = w.started.clone();
+    let running = t.submit(&key, body.clone()).await;
+    let rid = running["id"].as_str().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), started.notified())
+        .await
+        .unwrap();
+    wait_status(&t, &key, rid, "running").await;
+    let (s, v) = t
+        .json(Method::POST, &format!("/v1/jobs/{rid}/cancel"), &key, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let done = t.wait(&key, rid).await;
+    assert_eq!(done["status"], "canceled", "{done}");
+    assert_eq!(done["outputs"], json!([]));
+    let (_, assets) = t
+        .json(Method::GET, "/v1/assets?limit=100", &key, None)
+        .await;
+    assert!(
+        assets["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["kind"] == "upload"),
+        "{assets}"
+    );
+
+    // A succeeded job cannot be canceled: 409.
+    w.open.store(true, Ordering::SeqCst);
+    let ok = t.submit(&key, body).await;
+    let okid = ok["id"].as_str().unwrap();
+    assert_eq!(t.wait(&key, okid).await["status"], "succeeded");
+    let (s, v) = t
+        .json(Method::POST, &format!("/v1/jobs/{okid}/cancel"), &key, None)
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["type"], "conflict");
+    let _ = w.stop.send(true);
+    let _ = w.handle.await;
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_returns_the_same_job() {
+    let t = TestServer::start(|c| c.workers = 0).await;
+    let (a, _) = t.user("a").await;
+    let (b, _) = t.user("b").await;
+    let img_a = t.upload(&a, png(8, 8)).await;
+    let img_b = t.upload(&b, png(8, 8)).await;
+    let send = |key: &str, img: &str, idem: &str| {
+        t.req(Method::POST, "/v1/jobs", Some(key))
+            .header("idempotency-key", idem)
+            .json(&json!({"task": "convert", "input": {"image": img, "format": "png"}}))
+            .send()
+    };
+    let (s1, j1) = get(send(&a, &img_a, "k1").await.unwrap()).await;
+    let (s2, j2) = get(send(&a, &img_a, "k1").await.unwrap()).await;
+    assert_eq!((s1, s2), (201, 200));
+    assert_eq!(j1["id"], j2["id"]);
+    let (s3, j3) = get(send(&b, &img_b, "k1").await.unwrap()).await;
+    assert_eq!(s3, 201);
+    assert_ne!(j3["id"], j1["id"], "keys are per owner");
+    let (s4, j4) = get(send(&a, &img_a, "k2").await.unwrap()).await;
+    assert_eq!(s4, 201);
+    assert_ne!(j4["id"], j1["id"]);
+    let (_, list) = t.json(Method::GET, "/v1/jobs", &a, None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_matrix_401_403_404() {
+    let t = TestServer::start(|c| c.workers = 0).await;
+    let (a, _) = t.user("a").await;
+    let (b, _) = t.user("b").await;
+    let img = t.upload(&a, png(8, 8)).await;
+    let job = t
+        .submit(
+            &a,
+            json!({"task": "convert", "input": {"image": img, "format": "png"}}),
+        )
+        .await;
+    let jid = job["id"].as_str().unwrap();
+
+    // 401: no key, malformed key, unknown key, revoked key.
+    for key in [
+        None,
+        Some("nope"),
+        Some("esk_key_01jd0000000000000000000000_secret"),
+    ] {
+        let r = t.req(Method::GET, "/v1/jobs", key).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{key:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "unauthorized");
+    }
+    // 404: another owner's job, asset, content, events, cancel — never the contents.
+    for (m, path) in [
+        (Method::GET, format!("/v1/jobs/{jid}")),
+        (Method::POST, format!("/v1/jobs/{jid}/cancel")),
+        (Method::GET, format!("/v1/jobs/{jid}/events")),
+        (Method::GET, format!("/v1/assets/{img}")),
+        (Method::GET, format!("/v1/assets/{img}/content")),
+        (Method::DELETE, format!("/v1/assets/{img}")),
+    ] {
+        let (s, v) = t.json(m.clone(), &path, &b, None).await;
+        assert_eq!(s, 404, "{m} {path}: {v}");
+        assert!(
+            !v.to_string().contains(&img)
+                || path.contains(&img) && !v.to_string().contains("sha256")
+        );
+    }
+    // Using another owner's asset as input: 422 naming the field.
+    let (s, v) = t
+        .json(
+            Method::POST,
+            "/v1/jobs",
+            &b,
+            Some(json!({"task": "convert", "input": {"image": img, "format": "png"}})),
+        )
+        .await;
+    assert_eq!(s, 422);
+    assert_eq!(v["error"]["field"], "input.image");
+    let (_, list) = t.json(Method::GET, "/v1/jobs", &b, None).await;
+    assert_eq!(list["data"], json!([]));
+    // 403: a user on admin endpoints.
+    for (m, path) in [
+        (Method::GET, "/v1/keys"),
+        (Method::POST, "/v1/keys"),
+        (Method::POST, "/v1/models"),
+        (Method::DELETE, "/v1/keys/key_x"),
+    ] {
+        let (s, v) = t.json(m.clone(), path, &a, Some(json!({}))).await;
+        assert_eq!(s, 403, "{m} {path}: {v}");
+        assert_eq!(v["error"]["type"], "forbidden");
+    }
+    let (s, _) = t.json(Method::GET, "/v1/usage?owner=all", &a, None).await;
+    assert_eq!(s, 403);
+    // The admin sees the keys; revoking b's key makes it 401.
+    let (s, keys) = t.json(Method::GET, "/v1/keys", ADMIN_KEY, None).await;
+    assert_eq!(s, 200);
+    assert!(!keys.to_string().contains(&b), "keys are never listed");
+    let bid = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["user_name"] == "b")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, _) = t
+        .json(Method::DELETE, &format!("/v1/keys/{bid}"), ADMIN_KEY, None)
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        t.req(Method::GET, "/v1/jobs", Some(&b))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_413_422_429() {
+    let t = TestServer::start(|c| {
+        c.workers = 0;
+        c.limits.max_body_bytes = 4096;
+        c.limits.max_queued_per_owner = 3;
+        c.rate_limit.per_second = 0.5;
+        c.rate_limit.burst = 30.0;
+    })
+    .await;
+    let (key, _) = t.user("dave").await;
+    // 413: body over the limit (JSON and raw upload).
+    let big = json!({"task": "convert", "input": {"image": format!("data:image/png;base64,{}", "A".repeat(8000)), "format": "png"}});
+    let (s, v) = t.json(Method::POST, "/v1/jobs", &key, Some(big)).await;
+    assert_eq!(s, 413, "{v}");
+    assert_eq!(v["error"]["type"], "payload_too_large");
+    let r = t
+        .req(Method::POST, "/v1/assets", Some(&key))
+        .header("content-type", "image/png")
+        .body(vec![0u8; 10_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // 422 naming the field.
+    let img = t.upload(&key, png(8, 8)).await;
+    for (body, field) in [
+        (
+            json!({"task": "upscale", "input": {"image": img, "factor": 9}}),
+            "input.factor",
+        ),
+        (
+            json!({"task": "upscale", "input": {"image": img}}),
+            "input.factor",
+        ),
+        (
+            json!({"task": "pixelate", "input": {"image": img, "grid_size": 8, "palette": ["#zzz"]}}),
+            "input.palette[0]",
+        ),
+        (json!({"task": "nope", "input": {}}), "task"),
+        (
+            json!({"task": "convert", "input": {"image": img, "format": "tiff"}}),
+            "input.format",
+        ),
+        (
+            json!({"task": "convert", "input": {"image": img, "format": "png"}, "priority": 1000}),
+            "priority",
+        ),
+        (
+            json!({"task": "convert", "input": {"image": img, "format": "png"}, "webhook": {"url": "ftp://x"}}),
+            "webhook.url",
+        ),
+        (
+            json!({"task": "convert", "input": {"image": img, "format": "png"}, "extra": 1}),
+            "extra",
+        ),
+        (
+            json!({"task": "convert", "model": "missing", "input": {"image": img, "format": "png"}}),
+            "model",
+        ),
+    ] {
+        let (s, v) = t
+            .json(Method::POST, "/v1/jobs", &key, Some(body.clone()))
+            .await;
+        assert_eq!(s, 422, "{body}: {v}");
+        assert_eq!(v["error"]["field"], field, "{body}: {v}");
+        assert_eq!(v["error"]["type"], "invalid_request");
+    }
+    let (s, v) = t.json(Method::GET, "/v1/jobs/x?wait=61", &key, None).await;
+    assert!(s == 404 || s == 422, "{v}");
+    // Not an image: 422 on upload.
+    let r = t
+        .req(Method::POST, "/v1/assets", Some(&key))
+        .header("content-type", "image/png")
+        .body("not a png")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    // Malformed JSON: 400.
+    let r = t
+        .req(Method::POST, "/v1/jobs", Some(&key))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // 429: the queued-job cap...
+    let body = json!({"task": "convert", "input": {"image": img, "format": "png"}});
+    for _ in 0..3 {
+        t.submit(&key, body.clone()).await;
+    }
+    let r = t
+        .req(Method::POST, "/v1/jobs", Some(&key))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // ... and the per-key rate limit, with Retry-After.
+    let mut limited = None;
+    for _ in 0..60 {
+        let r = t
+            .req(Method::GET, "/v1/jobs", Some(&key))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("the bucket runs dry");
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "rate_limited");
+    // Another key is not affected.
+    let (other, _) = t.user("erin").await;
+    assert_eq!(
+        t.req(Method::GET, "/v1/jobs", Some(&other))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    t.shutdown().await;
+}
+
+/// Count the output assets of each job through the API.
+async fn outputs_per_job(t: &TestServer, key: &str) -> std::collections::HashMap<String, usize> {
+    let mut m = std::collections::HashMap::new();
+    let (_, assets) = t.json(Method::GET, "/v1/assets?limit=100", key, None).await;
+    for a in assets["data"].as_array().unwrap() {
+        if let Some(j) = a["job_id"].as_str() {
+            *m.entry(j.to_string()).or_default() += 1;
+        }
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_recovers_queued_and_running_jobs() {
+    // First life: no in-process workers; an outside worker holds one job running.
+    let t1 = TestServer::start(|c| {
+        c.workers = 0;
+        c.queue.shutdown_grace = Duration::from_millis(200);
+    })
+    .await;
+    let dir = t1.dir.clone();
+    let (key, _) = t1.user("frank").await;
+    let img = t1.upload(&key, png(16, 16)).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let j = t1
+            .submit(
+                &key,
+                json!({"task": "upscale", "input": {"image": img, "factor": 2}}),
+            )
+            .await;
+        ids.push(j["id"].as_str().unwrap().to_string());
+    }
+    let mut gw = gated_worker(t1.server());
+    // Make the outside worker stop with the same short grace.
+    tokio::time::timeout(Duration::from_secs(20), gw.started.notified())
+        .await
+        .unwrap();
+    let running = wait_status(&t1, &key, &ids[0], "running").await;
+    assert_eq!(running["attempts"], 1);
+    // SIGTERM-like stop: the running job is released after the grace period.
+    let _ = gw.stop.send(true);
+    tokio::time::timeout(Duration::from_secs(60), &mut gw.handle)
+        .await
+        .unwrap()
+        .unwrap();
+    t1.shutdown().await;
+
+    // Second life on the same data folder: every job ends, once.
+    let t2 = TestServer::start_in(dir, |_| {}).await;
+    for id in &ids {
+        let done = t2.wait(&key, id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(
+            done["attempts"], 1,
+            "a released job does not use up an attempt: {done}"
+        );
+        let statuses: Vec<&str> = done["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses.iter().filter(|s| **s == "succeeded").count(), 1);
+    }
+    let per_job = outputs_per_job(&t2, &key).await;
+    for id in &ids {
+        assert_eq!(per_job.get(id), Some(&1), "exactly one output for {id}");
+    }
+    t2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_recovery_through_lease_expiry() {
+    // A server that dies without releasing its leases (as kill -9 would).
+    let t1 = TestServer::start(|c| {
+        c.workers = 0;
+        c.queue.lease = Duration::from_millis(600);
+    })
+    .await;
+    let dir = t1.dir.clone();
+    let (key, _) = t1.user("gina").await;
+    let img = t1.upload(&key, png(16, 16)).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let j = t1
+            .submit(
+                &key,
+                json!({"task": "convert", "input": {"image": img, "format": "webp"}}),
+            )
+            .await;
+        ids.push(j["id"].as_str().unwrap().to_string());
+    }
+    let gw = gated_worker(t1.server());
+    tokio::time::timeout(Duration::from_secs(20), gw.started.notified())
+        .await
+        .unwrap();
+    wait_status(&t1, &key, &ids[0], "running").await;
+    gw.handle.abort();
+    let _ = gw.handle.await;
+    let srv = t1.srv.unwrap();
+    srv.abort().await;
+
+    // Restart: the reaper finds the expired lease and the job runs again.
+    let t2 = TestServer::start_in(dir, |c| c.queue.lease = Duration::from_millis(600)).await;
+    for id in &ids {
+        let done = t2.wait(&key, id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let first = t2.wait(&key, &ids[0]).await;
+    assert_eq!(first["attempts"], 2, "{first}");
+    let statuses: Vec<&str> = first["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["queued", "running", "queued", "running", "succeeded"]
+    );
+    let per_job = outputs_per_job(&t2, &key).await;
+    for id in &ids {
+        assert_eq!(per_job.get(id), Some(&1));
+    }
+    t2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_expiry_fails_after_max_attempts() {
+    let t = TestServer::start(|c| {
+        c.workers = 0;
+        c.limits.max_attempts = 2;
+    })
+    .await;
+    let (key, _) = t.user("hank").await;
+    let img = t.upload(&key, png(8, 8)).await;
+    let job = t
+        .submit(
+            &key,
+            json!({"task": "convert", "input": {"image": img, "format": "png"}}),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap();
+    let db = &t.server().state.store.db;
+    // Two workers claim it and die (tiny leases, no heartbeats).
+    for w in ["dead-1", "dead-2"] {
+        let claimed = loop {
+            if let Some(j) = easel_store::jobs::claim(db, w, 50, None).await.unwrap() {
+                break j;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(claimed.id, id);
+    }
+    let done = t.wait(&key, id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "lease_expired");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 attempts"),
+        "{done}"
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_owners_backlog_does_not_starve_another() {
+    let t = TestServer::start(|c| c.workers = 0).await;
+    let (a, _) = t.user("busy").await;
+    let (b, _) = t.user("light").await;
+    let img_a = t.upload(&a, png(8, 8)).await;
+    let img_b = t.upload(&b, png(8, 8)).await;
+    for _ in 0..150 {
+        t.submit(
+            &a,
+            json!({"task": "convert", "input": {"image": img_a, "format": "png"}}),
+        )
+        .await;
+    }
+    let jb = t
+        .submit(
+            &b,
+            json!({"task": "convert", "input": {"image": img_b, "format": "png"}}),
+        )
+        .await;
+    let (stop, handle) = worker(t.server());
+    let done_b = t.wait(&b, jb["id"].as_str().unwrap()).await;
+    assert_eq!(done_b["status"], "succeeded");
+    let b_started = done_b["started_at"].as_str().unwrap().to_string();
+    let _ = stop.send(true);
+    let _ = handle.await;
+    // Count A's jobs that started before B's.
+    let (_, list) = t
+        .json(Method::GET, "/v1/jobs?limit=100&status=succeeded", &a, None)
+        .await;
+    let earlier = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["started_at"].as_str().unwrap() < b_started.as_str())
+        .count();
+    assert!(
+        earlier <= 2,
+        "{earlier} of the busy owner's jobs ran before the other owner's first"
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_signed_and_recorded() {
+    use axum::routing::post;
+    let received = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<(
+        axum::http::HeaderMap,
+        String,
+    )>::new()));
+    let r2 = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: axum::http::HeaderMap, body: String| {
+            let r = r2.clone();
+            async move {
+                let mut g = r.lock().await;
+                g.push((headers, body));
+                // The first delivery fails with a 500 and must be retried.
+                if g.len() == 1 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let t = TestServer::start(|_| {}).await;
+    let (key, _) = t.user("ivy").await;
+    let (_, me) = t.json(Method::GET, "/v1/me", &key, None).await;
+    let secret = me["webhook_secret"].as_str().unwrap().to_string();
+    let img = t.upload(&key, png(8, 8)).await;
+    let job = t
+        .submit(&key, json!({"task": "convert", "input": {"image": img, "format": "png"},
+            "webhook": {"url": format!("http://{hook_addr}/hook"), "events": ["start", "completed"]}}))
+        .await;
+    let id = job["id"].as_str().unwrap();
+    assert_eq!(t.wait(&key, id).await["status"], "succeeded");
+    let mut deliveries = Value::Null;
+    for _ in 0..200 {
+        let (_, d) = t
+            .json(Method::GET, &format!("/v1/jobs/{id}/webhooks"), &key, None)
+            .await;
+        if d.as_array().unwrap().len() == 2
+            && d.as_array()
+                .unwrap()
+                .iter()
+                .all(|x| x["status"] == "delivered")
+        {
+            deliveries = d;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events: Vec<&str> = deliveries
+        .as_array()
+        .expect("both delivered")
+        .iter()
+        .map(|d| d["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["start", "completed"]);
+    let attempts: usize = deliveries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["attempts"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(attempts, 3, "one 500 then two successes: {deliveries}");
+    let got = received.lock().await;
+    for (h, body) in got.iter() {
+        let id = h["webhook-id"].to_str().unwrap();
+        let ts: i64 = h["webhook-timestamp"].to_str().unwrap().parse().unwrap();
+        let sig = h["webhook-signature"].to_str().unwrap();
+        assert_eq!(
+            sig,
+            easel_queue::webhooks::sign(&secret, id, ts, body.as_bytes())
+        );
+    }
+    let completed: Value = got
+        .iter()
+        .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap())
+        .find(|v| v["type"] == "job.completed")
+        .expect("a completed delivery");
+    assert_eq!(completed["type"], "job.completed");
+    assert_eq!(completed["data"]["status"], "succeeded");
+    assert!(
+        completed["data"]["outputs"][0]["url"]
+            .as_str()
+            .unwrap()
+            .contains("sig="),
+        "{completed}"
+    );
+    drop(got);
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_metrics_health_models() {
+    let t = TestServer::start(|c| c.workers = 0).await;
+    let (key, _) = t.user("jo").await;
+    let r = t
+        .req(Method::GET, "/openapi.json", None)
+        .send()
+        .await
+        .unwrap();
+    let doc: Value = r.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for p in [
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/events",
+        "/v1/assets",
+        "/v1/assets/{id}/content",
+        "/v1/models",
+        "/v1/keys",
+        "/v1/usage",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "{p} documented");
+    }
+    let r = t.req(Method::GET, "/docs/", None).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("swagger"));
+    assert_eq!(
+        t.req(Method::GET, "/healthz", None)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        t.req(Method::GET, "/readyz", None)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = t
+        .req(Method::GET, "/v1/jobs", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().contains_key("x-request-id"));
+    let metrics = t
+        .req(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for m in ["easel_http_request_duration_seconds", "easel_queue_depth"] {
+        assert!(metrics.contains(m), "{m} in {metrics}");
+    }
+    // Models: users read, admins write; names and aliases resolve.
+    let spec = json!({"name": "sd15", "aliases": ["runwayml/stable-diffusion-v1-5"], "family": "sd15", "tasks": ["txt2img"],
+        "defaults": {"steps": 25, "width": 512, "height": 512}, "limits": {"max_steps": 50}});
+    let (s, _) = t
+        .json(Method::POST, "/v1/models", &key, Some(spec.clone()))
+        .await;
+    assert_eq!(s, 403);
+    let (s, m) = t
+        .json(Method::POST, "/v1/models", ADMIN_KEY, Some(spec.clone()))
+        .await;
+    assert_eq!(s, 201, "{m}");
+    let (s, _) = t
+        .json(Method::POST, "/v1/models", ADMIN_KEY, Some(spec))
+        .await;
+    assert_eq!(s, 409);
+    let (s, got) = t
+        .json(
+            Method::GET,
+            "/v1/models/runwayml%2Fstable-diffusion-v1-5",
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!((s, got["id"].clone()), (200, m["id"].clone()));
+    let (s, upd) = t
+        .json(
+            Method::PATCH,
+            "/v1/models/sd15",
+            ADMIN_KEY,
+            Some(json!({"recommended": true})),
+        )
+        .await;
+    assert_eq!((s, upd["recommended"].as_bool()), (200, Some(true)));
+    let (s, v) = t
+        .json(
+            Method::PATCH,
+            "/v1/models/sd15",
+            ADMIN_KEY,
+            Some(json!({"provider": "fal"})),
+        )
+        .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (422, Some("provider")));
+    let (_, list) = t.json(Method::GET, "/v1/models", &key, None).await;
+    assert_eq!(list["count"], 1);
+    let (s, _) = t
+        .json(Method::DELETE, "/v1/models/sd15", ADMIN_KEY, None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, v) = t.json(Method::GET, "/v1/nothing", &key, None).await;
+    assert_eq!((s, v["error"]["type"].as_str()), (404, Some("not_found")));
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_found_on_disk_are_registered() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let folder = dir.path().join("models/tiny-sd");
+    std::fs::create_dir_all(folder.join("unet")).unwrap();
+    std::fs::write(
+        folder.join("model_index.json"),
+        r#"{"_class_name": "StableDiffusionPipeline"}"#,
+    )
+    .unwrap();
+    let t = TestServer::start_in(dir, |c| c.scan_models = true).await;
+    let (s, m) = t
+        .json(Method::GET, "/v1/models/tiny-sd", ADMIN_KEY, None)
+        .await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(m["family"], "sd15");
+    assert_eq!(m["discovered"], true);
+    assert!(m["tasks"].as_array().unwrap().contains(&json!("txt2img")));
+    t.shutdown().await;
+}
