@@ -72,15 +72,18 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<Asset>> {
 
 /// An owner's assets, newest first, before the cursor id.
 pub async fn list(db: &Db, owner_id: &str, before: Option<&str>, limit: u32) -> Result<Vec<Asset>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLS} FROM assets WHERE owner_id = $1 AND id < $2 ORDER BY id DESC LIMIT {}",
+    // No sentinel for "no cursor": under a linguistic collation (PostgreSQL `en_US`, ICU)
+    // punctuation such as `~` sorts before letters.
+    let cursor = if before.is_some() { " AND id < $2" } else { "" };
+    let sql = format!(
+        "SELECT {COLS} FROM assets WHERE owner_id = $1{cursor} ORDER BY id DESC LIMIT {}",
         limit.clamp(1, 1000)
-    ))
-    .bind(owner_id)
-    .bind(before.unwrap_or("~"))
-    .fetch_all(&db.pool)
-    .await
-    .map_err(db_err)?;
+    );
+    let mut q = sqlx::query(&sql).bind(owner_id);
+    if let Some(b) = before {
+        q = q.bind(b);
+    }
+    let rows = q.fetch_all(&db.pool).await.map_err(db_err)?;
     rows.iter().map(from_row).collect()
 }
 

@@ -3,9 +3,9 @@
 //! * SQLite, always: a new database file in a temporary folder.
 //! * PostgreSQL, when `EASEL_TEST_DATABASE_URL` is set (for example
 //!   `postgres://postgres@127.0.0.1:5432/postgres`): a new database `easel_t_<random>` is
-//!   created through that URL for the test, migrated, and dropped (`WITH (FORCE)`, best
-//!   effort) when the `TestStore` is dropped. Set `EASEL_TEST_KEEP_DB=1` to keep it for
-//!   inspection.
+//!   created through that URL for the test (with the ICU `en-US` collation where the server
+//!   has it), migrated, and dropped (`WITH (FORCE)`, best effort) when the `TestStore` is
+//!   dropped. Set `EASEL_TEST_KEEP_DB=1` to keep it for inspection.
 //!
 //! Blobs go to a local folder inside the store's temporary folder in both cases.
 //!
@@ -150,9 +150,19 @@ pub async fn postgres(admin_url: &str) -> TestStore {
     let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
         .unwrap_or_else(|e| panic!("{DATABASE_URL_VAR}: cannot connect to {admin_url}: {e}"));
-    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+    // A linguistic collation, like the `en_US.utf8` default of many installations (string
+    // comparisons differ from `C`: punctuation sorts low). PostgreSQL 15+ with ICU; else the
+    // server's default.
+    let icu =
+        format!("CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'");
+    if sqlx::Executor::execute(&mut conn, icu.as_str())
         .await
-        .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
+        .is_err()
+    {
+        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
+    }
     let _ = conn.close().await;
     // From here on the guard drops the database, even if the rest panics.
     let pg = PgDatabase {

@@ -174,6 +174,24 @@ async fn lifecycle_insert_claim_progress_succeed() {
         );
         let listed = assets::list(db, &owner.id, None, 10).await.unwrap();
         assert_eq!(listed.len(), 2, "{n}");
+        assert!(listed[0].id > listed[1].id, "{n}: newest first");
+        let older = assets::list(db, &owner.id, Some(&listed[0].id), 10)
+            .await
+            .unwrap();
+        assert_eq!(older, vec![listed[1].clone()], "{n}: the cursor");
+        assert_eq!(
+            assets::list(db, &owner.id, None, 1).await.unwrap().len(),
+            1,
+            "{n}: limit"
+        );
+        assert!(
+            assets::list(db, "usr_nobody", None, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{n}"
+        );
+        assert_eq!(b.blob_count(), 2, "{n}");
         assert!(
             b.blobs()
                 .exists(&blob_key(&owner.id, &a1.id))
@@ -266,6 +284,38 @@ async fn idempotency_keys() {
             alice.id
         );
         assert_eq!(count(db, &sql).await, 3, "{n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_with_one_key_make_one_job() {
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let alice = user(db, "alice").await;
+        let mut nj = new_job(&alice.id, "upscale");
+        nj.idempotency_key = Some("race".into());
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (db, nj) = (db.clone(), nj.clone());
+                tokio::spawn(async move { jobs::insert(&db, &nj, 100).await })
+            })
+            .collect();
+        let mut created = 0;
+        let mut ids = HashSet::new();
+        for t in tasks {
+            let ins = t.await.unwrap().unwrap_or_else(|e| panic!("{n}: {e}"));
+            created += ins.created as usize;
+            ids.insert(ins.job.id);
+        }
+        assert_eq!((created, ids.len()), (1, 1), "{n}: one job, created once");
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM jobs WHERE owner_id = '{}'",
+            alice.id
+        );
+        assert_eq!(count(db, &sql).await, 1, "{n}: no stray job rows");
+        let sql = "SELECT COUNT(*) AS n FROM job_events";
+        assert_eq!(count(db, sql).await, 1, "{n}: no stray events");
     }
 }
 
@@ -891,7 +941,7 @@ async fn concurrent_claims_take_each_job_once() {
                         .await
                         .unwrap()
                     {
-                        assert_eq!(j.attempts, 1, "claimed twice: {}", j.id);
+                        assert_eq!(j.attempts, 1, "{n}: claimed twice: {}", j.id);
                         got.push(j.id);
                     }
                     got

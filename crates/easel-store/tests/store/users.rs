@@ -197,3 +197,24 @@ async fn keys_authenticate_until_revoked() {
         assert_eq!(e.kind, ErrorKind::NotFound, "{n}");
     }
 }
+
+#[tokio::test]
+async fn settings_keep_the_first_value() {
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let first = easel_store::settings::get_or_init(db, "url_secret", || "one".into())
+            .await
+            .unwrap();
+        assert_eq!(first, "one", "{n}");
+        let again = easel_store::settings::get_or_init(db, "url_secret", || "two".into())
+            .await
+            .unwrap();
+        assert_eq!(again, "one", "{n}: the first writer wins");
+        let other =
+            easel_store::settings::get_or_init(db, "other", easel_store::settings::random_hex)
+                .await
+                .unwrap();
+        assert_eq!(other.len(), 64, "{n}");
+    }
+}
