@@ -54,7 +54,7 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
             let m = easel_store::models::resolve(&state.store.db, name)
                 .await?
                 .ok_or_else(|| Error::invalid("model", format!("no model named `{name}`")))?;
-            if !m.tasks.is_empty() && !m.tasks.iter().any(|t| *t == req.task) {
+            if !m.tasks.is_empty() && !m.tasks.contains(&req.task) {
                 return Err(Error::invalid(
                     "model",
                     format!(
