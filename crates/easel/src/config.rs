@@ -14,17 +14,17 @@ use serde::Deserialize;
 #[derive(Args, Clone, Debug)]
 pub struct StoreArgs {
     /// Data folder: SQLite database, blobs, models, admin.key.
-    #[arg(long, env = "EASEL_DATA_DIR")]
+    #[arg(long, env = "EASEL_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (default: SQLite in the data folder).
-    #[arg(long, env = "EASEL_DATABASE_URL")]
+    #[arg(long, env = "EASEL_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
     /// Blob store URL: file:///PATH or s3://BUCKET/PREFIX (AWS_* variables; EASEL_S3_ENDPOINT
     /// for other S3 servers). Default: the data folder's blobs/.
-    #[arg(long, env = "EASEL_STORE_URL")]
+    #[arg(long, env = "EASEL_STORE_URL", global = true)]
     pub store_url: Option<String>,
     /// Configuration file (default: ./easel.toml if it exists).
-    #[arg(long, env = "EASEL_CONFIG")]
+    #[arg(long, env = "EASEL_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }
 
