@@ -977,17 +977,43 @@ async fn multipart_upload_delete_and_listing() {
     // Multipart with a `file` part.
     let form = reqwest::multipart::Form::new().part(
         "file",
-        reqwest::multipart::Part::bytes(png(12, 10)).file_name("x.png").mime_str("image/png").unwrap(),
+        reqwest::multipart::Part::bytes(png(12, 10))
+            .file_name("x.png")
+            .mime_str("image/png")
+            .unwrap(),
     );
-    let r = t.req(Method::POST, "/v1/assets", Some(&key)).multipart(form).send().await.unwrap();
+    let r = t
+        .req(Method::POST, "/v1/assets", Some(&key))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     let (s, a) = get(r).await;
     assert_eq!(s, 201, "{a}");
-    assert_eq!((a["width"].as_u64(), a["height"].as_u64(), a["mime_type"].as_str()), (Some(12), Some(10), Some("image/png")));
+    assert_eq!(
+        (
+            a["width"].as_u64(),
+            a["height"].as_u64(),
+            a["mime_type"].as_str()
+        ),
+        (Some(12), Some(10), Some("image/png"))
+    );
     let form = reqwest::multipart::Form::new().text("other", "x");
-    let r = t.req(Method::POST, "/v1/assets", Some(&key)).multipart(form).send().await.unwrap();
+    let r = t
+        .req(Method::POST, "/v1/assets", Some(&key))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     let (s, v) = get(r).await;
     assert_eq!((s, v["error"]["field"].as_str()), (422, Some("file")));
-    let r = t.req(Method::POST, "/v1/assets", Some(&key)).header("content-type", "text/plain").body("hi").send().await.unwrap();
+    let r = t
+        .req(Method::POST, "/v1/assets", Some(&key))
+        .header("content-type", "text/plain")
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
     // Jobs: filters and cursor pagination, newest first.
@@ -995,35 +1021,86 @@ async fn multipart_upload_delete_and_listing() {
     let mut created = Vec::new();
     for i in 0..5 {
         let task = if i % 2 == 0 { "convert" } else { "upscale" };
-        let input = if task == "convert" { json!({"image": id, "format": "png"}) } else { json!({"image": id, "factor": 2}) };
-        created.push(t.submit(&key, json!({"task": task, "input": input})).await["id"].as_str().unwrap().to_string());
+        let input = if task == "convert" {
+            json!({"image": id, "format": "png"})
+        } else {
+            json!({"image": id, "factor": 2})
+        };
+        created.push(
+            t.submit(&key, json!({"task": task, "input": input})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     let (_, p1) = t.json(Method::GET, "/v1/jobs?limit=2", &key, None).await;
-    let ids1: Vec<&str> = p1["data"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    let ids1: Vec<&str> = p1["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids1, [created[4].as_str(), created[3].as_str()]);
     let cursor = p1["next_cursor"].as_str().unwrap();
-    let (_, p2) = t.json(Method::GET, &format!("/v1/jobs?limit=2&cursor={cursor}"), &key, None).await;
+    let (_, p2) = t
+        .json(
+            Method::GET,
+            &format!("/v1/jobs?limit=2&cursor={cursor}"),
+            &key,
+            None,
+        )
+        .await;
     assert_eq!(p2["data"][0]["id"], created[2].as_str());
-    let (_, p3) = t.json(Method::GET, &format!("/v1/jobs?limit=2&cursor={}", p2["next_cursor"].as_str().unwrap()), &key, None).await;
+    let (_, p3) = t
+        .json(
+            Method::GET,
+            &format!(
+                "/v1/jobs?limit=2&cursor={}",
+                p2["next_cursor"].as_str().unwrap()
+            ),
+            &key,
+            None,
+        )
+        .await;
     assert_eq!(p3["data"].as_array().unwrap().len(), 1);
     assert!(p3["next_cursor"].is_null());
-    let (_, up) = t.json(Method::GET, "/v1/jobs?task=upscale", &key, None).await;
+    let (_, up) = t
+        .json(Method::GET, "/v1/jobs?task=upscale", &key, None)
+        .await;
     assert_eq!(up["data"].as_array().unwrap().len(), 2);
-    let (_, q) = t.json(Method::GET, "/v1/jobs?status=queued", &key, None).await;
+    let (_, q) = t
+        .json(Method::GET, "/v1/jobs?status=queued", &key, None)
+        .await;
     assert_eq!(q["data"].as_array().unwrap().len(), 5);
-    let (s, v) = t.json(Method::GET, "/v1/jobs?status=done", &key, None).await;
+    let (s, v) = t
+        .json(Method::GET, "/v1/jobs?status=done", &key, None)
+        .await;
     assert_eq!(s, 422, "{v}");
     let (s, _) = t.json(Method::GET, "/v1/jobs?limit=0", &key, None).await;
     assert_eq!(s, 422);
 
     // Delete: the asset and its bytes are gone.
-    let (s, _) = t.json(Method::DELETE, &format!("/v1/assets/{id}"), &key, None).await;
+    let (s, _) = t
+        .json(Method::DELETE, &format!("/v1/assets/{id}"), &key, None)
+        .await;
     assert_eq!(s, 204);
-    let (s, _) = t.json(Method::GET, &format!("/v1/assets/{id}"), &key, None).await;
+    let (s, _) = t
+        .json(Method::GET, &format!("/v1/assets/{id}"), &key, None)
+        .await;
     assert_eq!(s, 404);
-    let r = t.req(Method::GET, &format!("/v1/assets/{id}/content"), Some(&key)).send().await.unwrap();
+    let r = t
+        .req(Method::GET, &format!("/v1/assets/{id}/content"), Some(&key))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let blobs = &t.server().state.store.blobs;
-    assert!(!blobs.exists(&easel_core::asset::blob_key(&uid, id)).await.unwrap(), "blob deleted");
+    assert!(
+        !blobs
+            .exists(&easel_core::asset::blob_key(&uid, id))
+            .await
+            .unwrap(),
+        "blob deleted"
+    );
     t.shutdown().await;
 }

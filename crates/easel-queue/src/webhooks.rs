@@ -75,7 +75,9 @@ impl Queue {
         let secret = match easel_store::users::webhook_secret(&self.store.db, &d.owner_id).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "no webhook secret");
+                tracing::error!(delivery = %d.id, error = %e, "no webhook secret; the attempt fails");
+                self.record(d, false, true, None, Some(format!("cannot sign: {e}")), 0)
+                    .await;
                 return;
             }
         };
@@ -108,6 +110,20 @@ impl Queue {
             }
             Err(e) => (false, true, None, Some(e.to_string())),
         };
+        self.record(d, ok, retry, status_code, error, duration_ms)
+            .await;
+    }
+
+    /// Record one attempt and schedule the next (backoff) or end the delivery.
+    async fn record(
+        &self,
+        d: &Delivery,
+        ok: bool,
+        retry: bool,
+        status_code: Option<u16>,
+        error: Option<String>,
+        duration_ms: u64,
+    ) {
         let failed_attempts = d.attempts + 1;
         let next_attempt_at = (!ok && retry && failed_attempts < self.config.webhook_max_attempts)
             .then(|| {

@@ -308,7 +308,8 @@ pub async fn claim(
     };
     let job = job_from_row(&row)?;
     status_event(&mut tx, &job, None).await?;
-    if job.attempts == 1 {
+    // `start` is sent once: on the claim that set `started_at` (a requeued job keeps it).
+    if job.started_at.map(time::to_millis) == Some(now) {
         maybe_webhook(&mut tx, &job, WebhookEvent::Start).await?;
     }
     tx.commit().await?;
@@ -601,6 +602,38 @@ pub async fn request_cancel(db: &Db, id: &str, owner_id: Option<&str>) -> Result
     }
 }
 
+/// Put a job `worker` holds back in the queue (with its event). `count_attempt: false` gives
+/// the attempt back (a graceful release is not the job's fault).
+async fn requeue(
+    tx: &mut WriteTx,
+    id: &str,
+    worker: &str,
+    count_attempt: bool,
+    reason: &str,
+) -> Result<Option<Job>> {
+    let attempts = if count_attempt {
+        "attempts"
+    } else {
+        "CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
+    };
+    let row = sqlx::query(&format!(
+        "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, attempts = {attempts}, \
+         progress = 0, step = NULL, updated_at = $1 \
+         WHERE id = $2 AND lease_owner = $3 AND status = 'running' RETURNING {JOB_COLS}"
+    ))
+    .bind(time::to_millis(time::now()))
+    .bind(id)
+    .bind(worker)
+    .fetch_optional(tx.conn())
+    .await
+    .map_err(db_err)?;
+    let job = row.map(|r| job_from_row(&r)).transpose()?;
+    if let Some(j) = &job {
+        status_event(tx, j, Some(reason)).await?;
+    }
+    Ok(job)
+}
+
 /// Give a running job back to the queue without counting the attempt (graceful shutdown).
 /// A job with a pending cancel ends canceled instead.
 pub async fn release(db: &Db, id: &str, worker: &str) -> Result<Option<Job>> {
@@ -613,21 +646,7 @@ pub async fn release(db: &Db, id: &str, worker: &str) -> Result<Option<Job>> {
         tx.commit().await?;
         return Ok(res);
     }
-    let row = sqlx::query(&format!(
-        "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
-         attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, progress = 0, step = NULL, updated_at = $1 \
-         WHERE id = $2 AND lease_owner = $3 AND status = 'running' RETURNING {JOB_COLS}"
-    ))
-    .bind(time::to_millis(time::now()))
-    .bind(id)
-    .bind(worker)
-    .fetch_optional(tx.conn())
-    .await
-    .map_err(db_err)?;
-    let job = row.map(|r| job_from_row(&r)).transpose()?;
-    if let Some(j) = &job {
-        status_event(&mut tx, j, Some("released by a stopping worker")).await?;
-    }
+    let job = requeue(&mut tx, id, worker, false, "released by a stopping worker").await?;
     tx.commit().await?;
     Ok(job)
 }
@@ -679,21 +698,7 @@ pub async fn reap_expired(db: &Db) -> Result<Vec<Job>> {
             };
             terminal(&mut tx, &job.id, "lease_owner", &worker, t).await?
         } else {
-            let row = sqlx::query(&format!(
-                "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, progress = 0, step = NULL, updated_at = $1 \
-                 WHERE id = $2 AND lease_owner = $3 AND status = 'running' RETURNING {JOB_COLS}"
-            ))
-            .bind(now)
-            .bind(&job.id)
-            .bind(&worker)
-            .fetch_optional(tx.conn())
-            .await
-            .map_err(db_err)?;
-            let j = row.map(|r| job_from_row(&r)).transpose()?;
-            if let Some(j) = &j {
-                status_event(&mut tx, j, Some("lease expired; requeued")).await?;
-            }
-            j
+            requeue(&mut tx, &job.id, &worker, true, "lease expired; requeued").await?
         };
         tx.commit().await?;
         out.extend(done);

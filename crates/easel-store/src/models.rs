@@ -33,6 +33,20 @@ fn from_row(r: &AnyRow) -> Result<Model> {
     })
 }
 
+/// A unique-name violation, said in terms of the model's name.
+fn name_taken(e: sqlx::Error, name: &str) -> Error {
+    let e = db_err(e);
+    if e.kind == ErrorKind::Conflict {
+        Error::new(
+            ErrorKind::Conflict,
+            format!("a model named `{name}` exists"),
+        )
+        .with_field("name")
+    } else {
+        e
+    }
+}
+
 async fn set_names(tx: &mut WriteTx, id: &str, spec: &ModelSpec) -> Result<()> {
     sqlx::query("DELETE FROM model_names WHERE model_id = $1")
         .bind(id)
@@ -85,14 +99,7 @@ pub async fn create(db: &Db, spec: &ModelSpec, discovered: bool) -> Result<Model
         .bind(now)
         .execute(tx.conn())
         .await
-        .map_err(|e| {
-            let e = db_err(e);
-            if e.kind == ErrorKind::Conflict {
-                Error::new(ErrorKind::Conflict, format!("a model named `{}` exists", spec.name)).with_field("name")
-            } else {
-                e
-            }
-        })?;
+        .map_err(|e| name_taken(e, &spec.name))?;
     set_names(&mut tx, &id, spec).await?;
     tx.commit().await?;
     get(db, &id)
@@ -110,18 +117,7 @@ pub async fn update(db: &Db, id: &str, spec: &ModelSpec) -> Result<Model> {
         .bind(id)
         .execute(tx.conn())
         .await
-        .map_err(|e| {
-            let e = db_err(e);
-            if e.kind == ErrorKind::Conflict {
-                Error::new(
-                    ErrorKind::Conflict,
-                    format!("a model named `{}` exists", spec.name),
-                )
-                .with_field("name")
-            } else {
-                e
-            }
-        })?
+        .map_err(|e| name_taken(e, &spec.name))?
         .rows_affected();
     if n == 0 {
         return Err(Error::not_found("model"));
