@@ -1104,3 +1104,76 @@ async fn multipart_upload_delete_and_listing() {
     );
     t.shutdown().await;
 }
+
+/// The main flow on PostgreSQL (when `EASEL_TEST_DATABASE_URL` is set): a job end to end, a
+/// cancel, and recovery of a crashed server's job through lease expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_end_to_end() {
+    let Ok(admin_url) = std::env::var("EASEL_TEST_DATABASE_URL") else {
+        eprintln!("skipping PostgreSQL: EASEL_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let pg = easel_store::testing::postgres(&admin_url).await;
+    let url = pg.db_url.clone();
+    let t1 = TestServer::start(|c| {
+        c.database_url = Some(url.clone());
+        c.workers = 0;
+        c.queue.lease = Duration::from_millis(600);
+    })
+    .await;
+    let dir = t1.dir.clone();
+    let (key, _) = t1.user("pat").await;
+    let img = t1.upload(&key, png(20, 10)).await;
+    let queued = t1
+        .submit(
+            &key,
+            json!({"task": "convert", "input": {"image": img, "format": "png"}}),
+        )
+        .await;
+    let (s, v) = t1
+        .json(
+            Method::POST,
+            &format!("/v1/jobs/{}/cancel", queued["id"].as_str().unwrap()),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("canceled")));
+    let job = t1
+        .submit(
+            &key,
+            json!({"task": "upscale", "input": {"image": img, "factor": 3}}),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let gw = gated_worker(t1.server());
+    tokio::time::timeout(Duration::from_secs(20), gw.started.notified())
+        .await
+        .unwrap();
+    wait_status(&t1, &key, &id, "running").await;
+    gw.handle.abort();
+    let _ = gw.handle.await;
+    t1.srv.unwrap().abort().await;
+
+    let t2 = TestServer::start_in(dir, |c| {
+        c.database_url = Some(url.clone());
+        c.queue.lease = Duration::from_millis(600);
+    })
+    .await;
+    let done = t2.wait(&key, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2);
+    let bytes = t2
+        .http
+        .get(done["outputs"][0]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let out = decode(&bytes);
+    assert_eq!((out.width(), out.height()), (60, 30));
+    t2.shutdown().await;
+    drop(pg);
+}

@@ -29,6 +29,8 @@ pub struct TestStore {
     /// `sqlite` or `postgres`: name it in assertion messages.
     pub name: &'static str,
     pub store: Store,
+    /// The database URL, for opening more connections (a server under test).
+    pub db_url: String,
     blob_dir: std::path::PathBuf,
     _guard: Guard,
 }
@@ -135,6 +137,7 @@ pub async fn sqlite() -> TestStore {
     TestStore {
         name: "sqlite",
         store: Store { db, blobs },
+        db_url,
         blob_dir,
         _guard: Guard {
             _dir: dir,
@@ -179,6 +182,7 @@ pub async fn postgres(admin_url: &str) -> TestStore {
     TestStore {
         name: "postgres",
         store: Store { db, blobs },
+        db_url: url.to_string(),
         blob_dir,
         _guard: Guard {
             _dir: dir,
