@@ -1,0 +1,8 @@
+//! The local diffusion engine: the only crate that depends on candle. Pipelines, schedulers,
+//! loaders and the pieces they share (tokenizer, PyTorch-compatible noise).
+
+pub mod noise;
+pub mod prompt;
+pub mod rng;
+pub mod schedulers;
+pub mod tokenizer;

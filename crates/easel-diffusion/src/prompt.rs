@@ -1,0 +1,1 @@
+//! Prompt parsing: emphasis weights and chunking (filled in next).

@@ -1,0 +1,1 @@
+//! PyTorch-compatible CPU random numbers (filled in next).
