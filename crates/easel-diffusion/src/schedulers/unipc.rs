@@ -1,0 +1,389 @@
+//! UniPC (Zhao et al. 2023), diffusers' `UniPCMultistepScheduler`: a multistep predictor
+//! (UniP) plus a corrector (UniC) applied to the incoming sample on every step but the first,
+//! reusing the model output just computed. B(h) is `h` (bh1) or `expm1(h)` (bh2).
+//!
+//! Class defaults: betas linear 0.0001 → 0.02, `timestep_spacing` linspace, `solver_order` 2,
+//! `solver_type` bh2 (midpoint/heun/logrho mapped to bh2, as diffusers does),
+//! `lower_order_final` true, `predict_x0` true, `final_sigmas_type` zero. Takes Karras and
+//! exponential sigmas (with `sigma_min`/`sigma_max`), `disable_corrector`,
+//! `rescale_betas_zero_snr`. Rejected: `solver_p`, flow sigmas, dynamic shifting.
+//!
+//! One deliberate difference: with noise prediction (`predict_x0` false) or `bh1` and a final
+//! sigma of 0, diffusers' last step computes 0·∞ and returns NaN; here the last (first-order)
+//! step takes the limit and returns the x0 prediction.
+
+use candle_core::{Result, Tensor};
+
+use super::config::{
+    FinalSigmasType, PredictionType, SchedulerConfig, SchedulerError, SolverType, TimestepSpacing,
+};
+use super::schedule::{self as sch, alpha_sigma, f32r, lin, X0Limit};
+use crate::noise::NoiseSource;
+
+const NAME: &str = "UniPCMultistepScheduler";
+
+pub(crate) struct UniPc {
+    train_sigmas: Vec<f64>,
+    log_sigmas: Vec<f64>,
+    num_train: usize,
+    spacing: TimestepSpacing,
+    steps_offset: usize,
+    prediction: PredictionType,
+    limit: X0Limit,
+    solver_order: usize,
+    bh1: bool,
+    lower_order_final: bool,
+    predict_x0: bool,
+    disable_corrector: Vec<usize>,
+    final_sigmas: FinalSigmasType,
+    karras: bool,
+    exponential: bool,
+    sigma_min: Option<f64>,
+    sigma_max: Option<f64>,
+    timesteps: Vec<f64>,
+    sigmas: Vec<f64>,
+    model_outputs: Vec<Option<Tensor>>,
+    lower_order_nums: usize,
+    last_sample: Option<Tensor>,
+    this_order: usize,
+}
+
+impl UniPc {
+    pub(crate) fn new(cfg: &SchedulerConfig) -> std::result::Result<Self, SchedulerError> {
+        sch::reject_unsupported_sigmas(cfg, NAME)?;
+        if cfg.use_flow_sigmas {
+            return Err(SchedulerError::unsupported(NAME, "use_flow_sigmas", true));
+        }
+        if cfg.use_dynamic_shifting {
+            return Err(SchedulerError::unsupported(
+                NAME,
+                "use_dynamic_shifting",
+                true,
+            ));
+        }
+        if cfg.solver_p {
+            return Err(SchedulerError::unsupported(NAME, "solver_p", "a scheduler"));
+        }
+        if cfg.solver_order == 0 {
+            return Err(SchedulerError::unsupported_because(
+                NAME,
+                "solver_order",
+                0,
+                "must be ≥ 1",
+            ));
+        }
+        let mut ac = sch::alphas_cumprod(cfg, &sch::LINEAR_DEFAULTS, true)?;
+        if cfg.rescale_betas_zero_snr {
+            if let Some(last) = ac.last_mut() {
+                *last = 2f64.powi(-24);
+            }
+        }
+        let train_sigmas = sch::train_sigmas(&ac);
+        Ok(UniPc {
+            log_sigmas: sch::log_sigmas(&train_sigmas),
+            train_sigmas,
+            num_train: cfg.num_train_timesteps,
+            spacing: sch::spacing(cfg, TimestepSpacing::Linspace),
+            steps_offset: cfg.steps_offset,
+            prediction: cfg.prediction_type,
+            limit: X0Limit::threshold_only(cfg),
+            solver_order: cfg.solver_order,
+            bh1: cfg.solver_type == Some(SolverType::Bh1),
+            lower_order_final: cfg.lower_order_final.unwrap_or(true),
+            predict_x0: cfg.predict_x0,
+            disable_corrector: cfg.disable_corrector.clone(),
+            final_sigmas: cfg.final_sigmas_type,
+            karras: cfg.use_karras_sigmas,
+            exponential: cfg.use_exponential_sigmas,
+            sigma_min: cfg.sigma_min,
+            sigma_max: cfg.sigma_max,
+            timesteps: Vec::new(),
+            sigmas: Vec::new(),
+            model_outputs: Vec::new(),
+            lower_order_nums: 0,
+            last_sample: None,
+            this_order: 1,
+        })
+    }
+
+    pub(crate) fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+        let mut ts = sch::solver_timesteps(
+            self.spacing,
+            self.num_train,
+            self.num_train,
+            n,
+            self.steps_offset,
+        );
+        let mut sig: Vec<f64> = if self.karras || self.exponential {
+            let lo = self.sigma_min.unwrap_or(self.train_sigmas[0]);
+            let hi = self
+                .sigma_max
+                .unwrap_or(self.train_sigmas[self.train_sigmas.len() - 1]);
+            let sig = if self.karras {
+                sch::karras_sigmas(lo, hi, n)
+            } else {
+                sch::exponential_sigmas(lo, hi, n)
+            };
+            ts = sig
+                .iter()
+                .map(|&s| {
+                    let t = sch::sigma_to_t(s, &self.log_sigmas);
+                    if self.karras {
+                        sch::np_round(t)
+                    } else {
+                        t
+                    }
+                })
+                .collect();
+            let last = match self.final_sigmas {
+                FinalSigmasType::Zero => 0.0,
+                FinalSigmasType::SigmaMin => sig[sig.len() - 1],
+            };
+            let mut sig = sig;
+            sig.push(last);
+            sig
+        } else {
+            let mut sig: Vec<f64> = ts
+                .iter()
+                .map(|&t| sch::interp(t, &self.train_sigmas))
+                .collect();
+            sig.push(match self.final_sigmas {
+                FinalSigmasType::Zero => 0.0,
+                FinalSigmasType::SigmaMin => self.train_sigmas[0],
+            });
+            sig
+        };
+        sig = sig.into_iter().map(f32r).collect();
+        self.sigmas = sig;
+        self.timesteps = ts.into_iter().map(f64::trunc).collect();
+        self.reset();
+        Ok(())
+    }
+
+    pub(crate) fn timesteps(&self) -> &[f64] {
+        &self.timesteps
+    }
+
+    pub(crate) fn sigmas(&self) -> Option<&[f64]> {
+        Some(&self.sigmas)
+    }
+
+    pub(crate) fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
+
+    pub(crate) fn order(&self) -> usize {
+        1
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.model_outputs = vec![None; self.solver_order];
+        self.lower_order_nums = 0;
+        self.last_sample = None;
+        self.this_order = 1;
+    }
+
+    pub(crate) fn scale_model_input(&self, x: &Tensor, _idx: usize) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+
+    fn convert(&self, model_output: &Tensor, sample: &Tensor, sigma: f64) -> Result<Tensor> {
+        let (a, s) = alpha_sigma(sigma);
+        if self.predict_x0 {
+            let x0 = match self.prediction {
+                PredictionType::Epsilon => lin(&[(1.0 / a, sample), (-s / a, model_output)])?,
+                PredictionType::Sample => model_output.clone(),
+                PredictionType::VPrediction => lin(&[(a, sample), (-s, model_output)])?,
+            };
+            self.limit.apply(x0)
+        } else {
+            match self.prediction {
+                PredictionType::Epsilon => Ok(model_output.clone()),
+                PredictionType::Sample => lin(&[(1.0 / s, sample), (-a / s, model_output)]),
+                PredictionType::VPrediction => lin(&[(a, model_output), (s, sample)]),
+            }
+        }
+    }
+
+    /// The coefficient system shared by predictor and corrector: the ratios r_k, the matrix
+    /// R (rows r^0, r^1, …), the right side b, h_phi_1 and B(h).
+    fn system(&self, h: f64, rks: &[f64], order: usize) -> (Vec<Vec<f64>>, Vec<f64>, f64, f64) {
+        let hh = if self.predict_x0 { -h } else { h };
+        let h_phi_1 = hh.exp_m1();
+        let mut h_phi_k = h_phi_1 / hh - 1.0;
+        let mut factorial = 1.0;
+        let b_h = if self.bh1 { hh } else { hh.exp_m1() };
+        let mut r = Vec::with_capacity(order);
+        let mut b = Vec::with_capacity(order);
+        for i in 1..=order {
+            r.push(
+                rks.iter()
+                    .map(|&x| x.powi(i as i32 - 1))
+                    .collect::<Vec<f64>>(),
+            );
+            b.push(h_phi_k * factorial / b_h);
+            factorial *= (i + 1) as f64;
+            h_phi_k = h_phi_k / hh - 1.0 / factorial;
+        }
+        (r, b, h_phi_1, b_h)
+    }
+
+    /// The base update x_t_ from x (at σ_s0) with model output m0 to σ_t.
+    fn base_update(
+        &self,
+        x: &Tensor,
+        m0: &Tensor,
+        sig_t: f64,
+        sig_s0: f64,
+        h_phi_1: f64,
+    ) -> Vec<(f64, Tensor)> {
+        let (a_t, s_t) = alpha_sigma(sig_t);
+        let (a_s0, s_s0) = alpha_sigma(sig_s0);
+        if self.predict_x0 {
+            vec![(s_t / s_s0, x.clone()), (-a_t * h_phi_1, m0.clone())]
+        } else {
+            vec![
+                (a_t / a_s0, x.clone()),
+                (-noise_coefficient(sig_t, sig_s0, h_phi_1), m0.clone()),
+            ]
+        }
+    }
+
+    fn lambda(sigma: f64) -> f64 {
+        let (a, s) = alpha_sigma(sigma);
+        a.ln() - s.ln()
+    }
+
+    /// UniP: predicts x at σ_{idx+1} from x at σ_idx and the stored outputs.
+    fn predictor(&self, idx: usize, x: &Tensor, order: usize) -> Result<Tensor> {
+        let outs: Vec<&Tensor> = self.model_outputs.iter().flatten().collect();
+        let k = outs.len();
+        let m0 = outs[k - 1];
+        let (sig_t, sig_s0) = (self.sigmas[idx + 1], self.sigmas[idx]);
+        let h = Self::lambda(sig_t) - Self::lambda(sig_s0);
+        let mut rks = Vec::new();
+        let mut d1s = Vec::new();
+        for i in 1..order {
+            let rk = (Self::lambda(self.sigmas[idx - i]) - Self::lambda(sig_s0)) / h;
+            rks.push(rk);
+            d1s.push(lin(&[(1.0 / rk, outs[k - 1 - i]), (-1.0 / rk, m0)])?);
+        }
+        rks.push(1.0);
+        let (r, b, h_phi_1, b_h) = self.system(h, &rks, order);
+        let mut terms = self.base_update(x, m0, sig_t, sig_s0, h_phi_1);
+        if !d1s.is_empty() {
+            let rhos = if order == 2 {
+                vec![0.5]
+            } else {
+                let m = order - 1;
+                let a: Vec<Vec<f64>> = r[..m].iter().map(|row| row[..m].to_vec()).collect();
+                sch::solve(a, b[..m].to_vec())
+            };
+            let c = self.coefficient(sig_t, b_h);
+            for (rho, d) in rhos.iter().zip(&d1s) {
+                terms.push((-c * rho, d.clone()));
+            }
+        }
+        let refs: Vec<(f64, &Tensor)> = terms.iter().map(|(c, t)| (*c, t)).collect();
+        lin(&refs)
+    }
+
+    /// UniC: corrects the sample at σ_idx (predicted by the previous step from `last`) using
+    /// the model output `m_t` just computed there.
+    fn corrector(&self, idx: usize, m_t: &Tensor, last: &Tensor, order: usize) -> Result<Tensor> {
+        let outs: Vec<&Tensor> = self.model_outputs.iter().flatten().collect();
+        let k = outs.len();
+        let m0 = outs[k - 1];
+        let (sig_t, sig_s0) = (self.sigmas[idx], self.sigmas[idx - 1]);
+        let h = Self::lambda(sig_t) - Self::lambda(sig_s0);
+        let mut rks = Vec::new();
+        let mut d1s = Vec::new();
+        for i in 1..order {
+            let rk = (Self::lambda(self.sigmas[idx - (i + 1)]) - Self::lambda(sig_s0)) / h;
+            rks.push(rk);
+            d1s.push(lin(&[(1.0 / rk, outs[k - 1 - i]), (-1.0 / rk, m0)])?);
+        }
+        rks.push(1.0);
+        let (r, b, h_phi_1, b_h) = self.system(h, &rks, order);
+        let rhos = if order == 1 {
+            vec![0.5]
+        } else {
+            sch::solve(r, b)
+        };
+        let c = self.coefficient(sig_t, b_h);
+        let mut terms = self.base_update(last, m0, sig_t, sig_s0, h_phi_1);
+        for (rho, d) in rhos.iter().zip(&d1s) {
+            terms.push((-c * rho, d.clone()));
+        }
+        let d1_t = (m_t - m0)?;
+        terms.push((-c * rhos[rhos.len() - 1], d1_t));
+        let refs: Vec<(f64, &Tensor)> = terms.iter().map(|(c, t)| (*c, t)).collect();
+        lin(&refs)
+    }
+
+    /// α_t·B(h) (x0 prediction) or σ_t·B(h) (noise prediction).
+    fn coefficient(&self, sig_t: f64, b_h: f64) -> f64 {
+        let (a_t, s_t) = alpha_sigma(sig_t);
+        if self.predict_x0 {
+            a_t * b_h
+        } else if s_t == 0.0 {
+            0.0 // only reached without residual terms; see `noise_coefficient`
+        } else {
+            s_t * b_h
+        }
+    }
+
+    pub(crate) fn step(
+        &mut self,
+        model_output: &Tensor,
+        idx: usize,
+        sample: &Tensor,
+        _noise: &mut dyn NoiseSource,
+    ) -> Result<Tensor> {
+        let use_corrector =
+            idx > 0 && !self.disable_corrector.contains(&(idx - 1)) && self.last_sample.is_some();
+        let m = self.convert(model_output, sample, self.sigmas[idx])?;
+        let sample = match (&self.last_sample, use_corrector) {
+            (Some(last), true) => self.corrector(idx, &m, last, self.this_order)?,
+            _ => sample.clone(),
+        };
+        self.model_outputs.rotate_left(1);
+        let last = self.model_outputs.len() - 1;
+        self.model_outputs[last] = Some(m);
+        let this_order = if self.lower_order_final {
+            self.solver_order.min(self.timesteps.len() - idx)
+        } else {
+            self.solver_order
+        };
+        self.this_order = this_order.min(self.lower_order_nums + 1);
+        let prev = self.predictor(idx, &sample, self.this_order)?;
+        self.last_sample = Some(sample);
+        if self.lower_order_nums < self.solver_order {
+            self.lower_order_nums += 1;
+        }
+        Ok(prev)
+    }
+
+    pub(crate) fn add_noise(
+        &self,
+        original: &Tensor,
+        noise: &Tensor,
+        idx: usize,
+    ) -> Result<Tensor> {
+        let (a, s) = alpha_sigma(self.sigmas[idx]);
+        lin(&[(a, original), (s, noise)])
+    }
+}
+
+/// σ_t·expm1(h) of the noise-prediction update. At a final σ_t = 0 (h = ∞) diffusers computes
+/// 0·∞ = NaN; the limit α_t·σ_s/α_s − σ_t (the same quantity, since e^h = α_t σ_s / (σ_t α_s))
+/// is used there instead, which makes the last step return the x0 prediction.
+fn noise_coefficient(sig_t: f64, sig_s0: f64, h_phi_1: f64) -> f64 {
+    let (a_t, s_t) = alpha_sigma(sig_t);
+    if h_phi_1.is_finite() {
+        s_t * h_phi_1
+    } else {
+        let (a_s0, s_s0) = alpha_sigma(sig_s0);
+        a_t * s_s0 / a_s0 - s_t
+    }
+}
