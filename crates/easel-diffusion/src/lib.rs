@@ -1,6 +1,7 @@
 //! The local diffusion engine: the only crate that depends on candle. Pipelines, schedulers,
 //! loaders and the pieces they share (tokenizer, PyTorch-compatible noise).
 
+pub mod clip;
 pub mod noise;
 pub mod prompt;
 pub mod rng;
