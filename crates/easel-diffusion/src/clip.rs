@@ -16,6 +16,9 @@ use candle_nn::{
 };
 use serde::Deserialize;
 
+use crate::loader;
+use crate::lora::Lora;
+
 /// The fields of a transformers `CLIPTextConfig` the encoder uses.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ClipTextConfig {
@@ -46,15 +49,6 @@ fn default_act() -> String {
 }
 fn default_eps() -> f64 {
     1e-5
-}
-
-impl ClipTextConfig {
-    pub fn from_file(path: &Path) -> Result<ClipTextConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| candle_core::Error::Msg(format!("reading {}: {e}", path.display())))?;
-        serde_json::from_str(&text)
-            .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -174,19 +168,21 @@ impl ClipTextModel {
     }
 
     /// Load a diffusers `text_encoder/` folder: `config.json` and `model.safetensors` (or its
-    /// `.fp16` variant), memory-mapped and converted to `dtype`.
-    pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<ClipTextModel> {
-        let cfg = ClipTextConfig::from_file(&dir.join("config.json"))?;
-        let weights = ["model.safetensors", "model.fp16.safetensors"]
-            .iter()
-            .map(|f| dir.join(f))
-            .find(|p| p.exists())
-            .ok_or_else(|| {
-                candle_core::Error::Msg(format!("no model.safetensors in {}", dir.display()))
-            })?;
-        // SAFETY: the file is mapped read-only and not modified while the model lives.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, device)? };
-        ClipTextModel::load(vb, &cfg)
+    /// `.fp16` variant), memory-mapped, with `loras` merged in (`component`: `text_encoder`
+    /// or `text_encoder_2`, as LoRA files name them).
+    pub fn from_dir(
+        dir: &Path,
+        component: &str,
+        loras: &[(&Lora, f64)],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<ClipTextModel> {
+        let cfg: ClipTextConfig = loader::read_config(&dir.join("config.json"))?;
+        let weights = loader::find_weights(dir, "model")?;
+        ClipTextModel::load(
+            loader::var_builder(&weights, component, loras, dtype, device)?,
+            &cfg,
+        )
     }
 
     /// Encode token ids [B, T] (u32 or i64).

@@ -3,9 +3,12 @@
 
 pub mod blocks;
 pub mod clip;
+pub mod loader;
+pub mod lora;
 pub mod noise;
 pub mod prompt;
 pub mod rng;
 pub mod schedulers;
 pub mod tokenizer;
+pub mod unet;
 pub mod vae;

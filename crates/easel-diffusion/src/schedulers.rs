@@ -27,9 +27,11 @@
 //! taken in order (multistep solvers keep history); `set_timesteps` and `set_begin_index`
 //! start over.
 //!
-//! Each scheduler lives in its own file with its config defaults next to its code; the shared
-//! schedule math is in `schedule.rs`, the config parsing in `config.rs`, the name table in
-//! `names.rs`.
+//! Each scheduler lives in its own file with its config defaults next to its code and
+//! implements `Solver` (its schedule and its step); the shared schedule math and the `Table`
+//! that answers the common methods are in `schedule.rs`, the base of the sigma (k-diffusion)
+//! schedulers in `ve.rs`, what the DPM-Solver family shares in `multistep.rs`, the config
+//! parsing in `config.rs`, the name table in `names.rs`.
 
 mod config;
 mod ddim;
@@ -42,11 +44,13 @@ mod heun;
 mod kdpm2;
 mod lcm;
 mod lms;
+mod multistep;
 mod names;
 mod pndm;
 mod schedule;
 mod tcd;
 mod unipc;
+mod ve;
 
 use candle_core::{Result, Tensor};
 
@@ -124,52 +128,34 @@ impl SchedulerKind {
     }
 }
 
-enum Inner {
-    Ddim(ddim::Ddim),
-    Ddpm(ddpm::Ddpm),
-    Pndm(pndm::Pndm),
-    Euler(euler::Euler),
-    EulerAncestral(euler::EulerAncestral),
-    Heun(heun::Heun),
-    Lms(lms::Lms),
-    DpmMultistep(dpm_multistep::DpmMultistep),
-    DpmSinglestep(dpm_singlestep::DpmSinglestep),
-    KDpm2(kdpm2::KDpm2),
-    KDpm2Ancestral(kdpm2::KDpm2Ancestral),
-    Deis(deis::Deis),
-    UniPc(unipc::UniPc),
-    Lcm(lcm::Lcm),
-    Tcd(tcd::Tcd),
-}
-
-/// Runs `$body` with `$s` bound to the scheduler inside `$inner`, whatever its kind.
-macro_rules! each {
-    ($inner:expr, $s:ident => $body:expr) => {
-        match $inner {
-            Inner::Ddim($s) => $body,
-            Inner::Ddpm($s) => $body,
-            Inner::Pndm($s) => $body,
-            Inner::Euler($s) => $body,
-            Inner::EulerAncestral($s) => $body,
-            Inner::Heun($s) => $body,
-            Inner::Lms($s) => $body,
-            Inner::DpmMultistep($s) => $body,
-            Inner::DpmSinglestep($s) => $body,
-            Inner::KDpm2($s) => $body,
-            Inner::KDpm2Ancestral($s) => $body,
-            Inner::Deis($s) => $body,
-            Inner::UniPc($s) => $body,
-            Inner::Lcm($s) => $body,
-            Inner::Tcd($s) => $body,
-        }
-    };
+/// What each scheduler implements: its schedule (`table`, filled by `set_timesteps`) and its
+/// step. `set_timesteps` is followed by `reset`, which clears the stepping state.
+trait Solver: Send + Sync {
+    fn table(&self) -> &schedule::Table;
+    fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError>;
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        idx: usize,
+        sample: &Tensor,
+        noise: &mut dyn NoiseSource,
+    ) -> Result<Tensor>;
+    /// Clears the stepping state (multistep history, half-done steps).
+    fn reset(&mut self) {}
+    /// Model calls per step (diffusers' `order`).
+    fn order(&self) -> usize {
+        1
+    }
+    fn scale_model_input(&self, x: &Tensor, idx: usize) -> Result<Tensor> {
+        self.table().scale_model_input(x, idx)
+    }
 }
 
 /// One scheduler of any kind, with its schedule and its stepping state.
 pub struct Scheduler {
     kind: SchedulerKind,
     config: SchedulerConfig,
-    inner: Inner,
+    inner: Box<dyn Solver>,
     /// Requested `num_inference_steps` (None before `set_timesteps`).
     steps: Option<usize>,
     begin: usize,
@@ -183,26 +169,22 @@ impl Scheduler {
         config: SchedulerConfig,
     ) -> std::result::Result<Self, SchedulerError> {
         let c = &config;
-        let inner = match kind {
-            SchedulerKind::Ddim => Inner::Ddim(ddim::Ddim::new(c)?),
-            SchedulerKind::Ddpm => Inner::Ddpm(ddpm::Ddpm::new(c)?),
-            SchedulerKind::Pndm => Inner::Pndm(pndm::Pndm::new(c)?),
-            SchedulerKind::Euler => Inner::Euler(euler::Euler::new(c)?),
-            SchedulerKind::EulerAncestral => Inner::EulerAncestral(euler::EulerAncestral::new(c)?),
-            SchedulerKind::Heun => Inner::Heun(heun::Heun::new(c)?),
-            SchedulerKind::Lms => Inner::Lms(lms::Lms::new(c)?),
-            SchedulerKind::DpmSolverMultistep => {
-                Inner::DpmMultistep(dpm_multistep::DpmMultistep::new(c)?)
-            }
-            SchedulerKind::DpmSolverSinglestep => {
-                Inner::DpmSinglestep(dpm_singlestep::DpmSinglestep::new(c)?)
-            }
-            SchedulerKind::KDpm2 => Inner::KDpm2(kdpm2::KDpm2::new(c)?),
-            SchedulerKind::KDpm2Ancestral => Inner::KDpm2Ancestral(kdpm2::KDpm2Ancestral::new(c)?),
-            SchedulerKind::Deis => Inner::Deis(deis::Deis::new(c)?),
-            SchedulerKind::UniPc => Inner::UniPc(unipc::UniPc::new(c)?),
-            SchedulerKind::Lcm => Inner::Lcm(lcm::Lcm::new(c)?),
-            SchedulerKind::Tcd => Inner::Tcd(tcd::Tcd::new(c)?),
+        let inner: Box<dyn Solver> = match kind {
+            SchedulerKind::Ddim => Box::new(ddim::Ddim::new(c)?),
+            SchedulerKind::Ddpm => Box::new(ddpm::Ddpm::new(c)?),
+            SchedulerKind::Pndm => Box::new(pndm::Pndm::new(c)?),
+            SchedulerKind::Euler => Box::new(euler::Euler::new(c)?),
+            SchedulerKind::EulerAncestral => Box::new(euler::EulerAncestral::new(c)?),
+            SchedulerKind::Heun => Box::new(heun::Heun::new(c)?),
+            SchedulerKind::Lms => Box::new(lms::Lms::new(c)?),
+            SchedulerKind::DpmSolverMultistep => Box::new(dpm_multistep::DpmMultistep::new(c)?),
+            SchedulerKind::DpmSolverSinglestep => Box::new(dpm_singlestep::DpmSinglestep::new(c)?),
+            SchedulerKind::KDpm2 => Box::new(kdpm2::KDpm2::new(c)?),
+            SchedulerKind::KDpm2Ancestral => Box::new(kdpm2::KDpm2Ancestral::new(c)?),
+            SchedulerKind::Deis => Box::new(deis::Deis::new(c)?),
+            SchedulerKind::UniPc => Box::new(unipc::UniPc::new(c)?),
+            SchedulerKind::Lcm => Box::new(lcm::Lcm::new(c)?),
+            SchedulerKind::Tcd => Box::new(tcd::Tcd::new(c)?),
         };
         Ok(Scheduler {
             kind,
@@ -244,7 +226,8 @@ impl Scheduler {
                 ),
             ));
         }
-        each!(&mut self.inner, s => s.set_timesteps(num_inference_steps))?;
+        self.inner.set_timesteps(num_inference_steps)?;
+        self.inner.reset();
         self.steps = Some(num_inference_steps);
         self.begin = 0;
         self.taken = 0;
@@ -259,24 +242,24 @@ impl Scheduler {
 
     /// diffusers' `scheduler.timesteps`: the whole schedule, ignoring the begin index.
     pub fn all_timesteps(&self) -> &[f64] {
-        each!(&self.inner, s => s.timesteps())
+        &self.inner.table().timesteps
     }
 
     /// diffusers' `scheduler.sigmas` (whole schedule, final sigma included) for the schedulers
     /// that have them; interleaved like diffusers' for Heun and KDPM2.
     pub fn sigmas(&self) -> Option<&[f64]> {
-        each!(&self.inner, s => s.sigmas())
+        self.inner.table().sigmas()
     }
 
     /// The factor pure noise is scaled by to start a txt2img loop.
     pub fn init_noise_sigma(&self) -> f64 {
-        each!(&self.inner, s => s.init_noise_sigma())
+        self.inner.table().init_noise_sigma()
     }
 
     /// diffusers' `scheduler.order` (2 for Heun and KDPM2, whose loops take two model calls
     /// per step; 1 otherwise).
     pub fn order(&self) -> usize {
-        each!(&self.inner, s => s.order())
+        self.inner.order()
     }
 
     /// img2img: the index of the full schedule the loop starts at for `strength` (diffusers'
@@ -294,7 +277,7 @@ impl Scheduler {
     pub fn set_begin_index(&mut self, i: usize) {
         self.begin = i;
         self.taken = 0;
-        each!(&mut self.inner, s => s.reset());
+        self.inner.reset();
     }
 
     pub fn begin_index(&self) -> usize {
@@ -306,7 +289,7 @@ impl Scheduler {
     pub fn scale_model_input(&self, x: &Tensor, step_index: usize) -> Result<Tensor> {
         let idx = self.index(step_index)?;
         let x = schedule::f32t(x)?;
-        each!(&self.inner, s => s.scale_model_input(&x, idx))
+        self.inner.scale_model_input(&x, idx)
     }
 
     /// One scheduler step of loop iteration `step_index`: from the model output (after
@@ -329,7 +312,7 @@ impl Scheduler {
         }
         let mo = schedule::f32t(model_output)?;
         let x = schedule::f32t(sample)?;
-        let out = each!(&mut self.inner, s => s.step(&mo, idx, &x, noise))?;
+        let out = self.inner.step(&mo, idx, &x, noise)?;
         self.taken += 1;
         Ok(out)
     }
@@ -345,7 +328,7 @@ impl Scheduler {
         let idx = self.index(step_index)?;
         let o = schedule::f32t(original)?;
         let n = schedule::f32t(noise)?;
-        each!(&self.inner, s => s.add_noise(&o, &n, idx))
+        self.inner.table().add_noise(&o, &n, idx)
     }
 
     fn index(&self, step_index: usize) -> Result<usize> {

@@ -8,6 +8,7 @@ use candle_nn::{group_norm, Conv2d, GroupNorm, VarBuilder};
 use serde::Deserialize;
 
 use crate::blocks::{conv1x1, conv3x3, Downsample, ResnetBlock, SpatialSelfAttention, Upsample};
+use crate::loader;
 
 const EPS: f64 = 1e-6;
 
@@ -236,22 +237,12 @@ impl Vae {
     /// Load a diffusers `vae/` folder (`config.json` + `diffusion_pytorch_model.safetensors`
     /// or its `.fp16` variant), memory-mapped.
     pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Vae> {
-        let cfg_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&cfg_path)
-            .map_err(|e| candle_core::Error::Msg(format!("reading {}: {e}", cfg_path.display())))?;
-        let cfg: VaeConfig = serde_json::from_str(&text)
-            .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", cfg_path.display())))?;
-        let weights = [
-            "diffusion_pytorch_model.safetensors",
-            "diffusion_pytorch_model.fp16.safetensors",
-        ]
-        .iter()
-        .map(|f| dir.join(f))
-        .find(|p| p.exists())
-        .ok_or_else(|| candle_core::Error::Msg(format!("no VAE weights in {}", dir.display())))?;
-        // SAFETY: mapped read-only; the file is not modified while the model lives.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, device)? };
-        Vae::load(vb, cfg)
+        let cfg: VaeConfig = loader::read_config(&dir.join("config.json"))?;
+        let weights = loader::find_weights(dir, "diffusion_pytorch_model")?;
+        Vae::load(
+            loader::var_builder(&weights, "vae", &[], dtype, device)?,
+            cfg,
+        )
     }
 
     /// Encode images in [-1, 1] ([B, 3, H, W]) to their latent distribution (unscaled).

@@ -46,7 +46,7 @@ fn text_embeddings_match_diffusers() {
             if p.is_dir() {
                 models.insert(
                     p.clone(),
-                    ClipTextModel::from_dir(&p, DType::F32, &dev).unwrap(),
+                    ClipTextModel::from_dir(&p, sub, &[], DType::F32, &dev).unwrap(),
                 );
             }
         }
@@ -115,8 +115,14 @@ fn text_embeddings_match_diffusers() {
 fn a_batch_encodes_like_its_rows() {
     let Some(dir) = parity_dir() else { return };
     let dev = Device::Cpu;
-    let te = ClipTextModel::from_dir(&dir.join("models/tiny-sd/text_encoder"), DType::F32, &dev)
-        .unwrap();
+    let te = ClipTextModel::from_dir(
+        &dir.join("models/tiny-sd/text_encoder"),
+        "text_encoder",
+        &[],
+        DType::F32,
+        &dev,
+    )
+    .unwrap();
     let a: Vec<u32> = [613, 320, 521, 515, 614]
         .into_iter()
         .chain(std::iter::repeat(614))

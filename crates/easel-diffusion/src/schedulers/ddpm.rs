@@ -10,20 +10,18 @@ use candle_core::{Result, Tensor};
 use super::config::{
     PredictionType, SchedulerConfig, SchedulerError, TimestepSpacing, VarianceType,
 };
-use super::schedule::{self as sch, X0Limit};
+use super::schedule::{self as sch, Levels, Spacing, Table, X0Limit};
+use super::Solver;
 use crate::noise::NoiseSource;
 
 const NAME: &str = "DDPMScheduler";
 
 pub(crate) struct Ddpm {
-    ac: Vec<f64>,
-    num_train: usize,
-    spacing: TimestepSpacing,
-    steps_offset: usize,
+    table: Table,
+    spacing: Spacing,
     prediction: PredictionType,
     limit: X0Limit,
     variance: VarianceType,
-    timesteps: Vec<f64>,
 }
 
 impl Ddpm {
@@ -39,62 +37,39 @@ impl Ddpm {
             }
             _ => {}
         }
+        let ac = sch::alphas_cumprod(cfg, &sch::LINEAR_DEFAULTS, true)?;
         Ok(Ddpm {
-            ac: sch::alphas_cumprod(cfg, &sch::LINEAR_DEFAULTS, true)?,
-            num_train: cfg.num_train_timesteps,
-            spacing: sch::spacing(cfg, TimestepSpacing::Leading),
-            steps_offset: cfg.steps_offset,
+            table: Table::new(NAME, Levels::Alphas(ac)),
+            spacing: Spacing::new(cfg, TimestepSpacing::Leading),
             prediction: cfg.prediction_type,
             limit: X0Limit::from_config(cfg, true),
             variance,
-            timesteps: Vec::new(),
         })
     }
+}
 
-    pub(crate) fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
-        self.timesteps =
-            sch::spaced_timesteps(self.spacing, self.num_train, n, self.steps_offset, true);
+impl Solver for Ddpm {
+    fn table(&self) -> &Table {
+        &self.table
+    }
+
+    fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+        self.table.timesteps = self.spacing.spaced(n, true);
         Ok(())
     }
 
-    pub(crate) fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    pub(crate) fn sigmas(&self) -> Option<&[f64]> {
-        None
-    }
-
-    pub(crate) fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    pub(crate) fn order(&self) -> usize {
-        1
-    }
-
-    pub(crate) fn reset(&mut self) {}
-
-    pub(crate) fn scale_model_input(&self, x: &Tensor, _idx: usize) -> Result<Tensor> {
-        Ok(x.clone())
-    }
-
-    pub(crate) fn step(
+    fn step(
         &mut self,
         model_output: &Tensor,
         idx: usize,
         sample: &Tensor,
         noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
-        let t = self.timesteps[idx];
+        let t = self.table.timesteps[idx];
         // diffusers' previous_timestep: the next entry of the schedule, -1 after the last.
-        let prev_t = self.timesteps.get(idx + 1).copied().unwrap_or(-1.0);
-        let a_t = sch::ac_at(&self.ac, t, NAME)?;
-        let a_prev = if prev_t >= 0.0 {
-            sch::ac_at(&self.ac, prev_t, NAME)?
-        } else {
-            1.0
-        };
+        let prev_t = self.table.timesteps.get(idx + 1).copied().unwrap_or(-1.0);
+        let a_t = self.table.alpha(t)?;
+        let a_prev = self.table.alpha_prev(prev_t, 1.0)?;
         let (b_t, b_prev) = (1.0 - a_t, 1.0 - a_prev);
         let cur_alpha = a_t / a_prev;
         let cur_beta = 1.0 - cur_alpha;
@@ -114,15 +89,5 @@ impl Ddpm {
             _ => var.sqrt(),
         };
         mean + z.affine(std, 0.0)?
-    }
-
-    pub(crate) fn add_noise(
-        &self,
-        original: &Tensor,
-        noise: &Tensor,
-        idx: usize,
-    ) -> Result<Tensor> {
-        let a = sch::ac_at(&self.ac, self.timesteps[idx], NAME)?;
-        sch::vp_add_noise(original, noise, a)
     }
 }

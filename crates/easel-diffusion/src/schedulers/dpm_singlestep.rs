@@ -13,41 +13,30 @@
 use candle_core::{Result, Tensor};
 
 use super::config::{
-    AlgorithmType, FinalSigmasType, PredictionType, SchedulerConfig, SchedulerError, SolverType,
+    AlgorithmType, FinalSigmasType, SchedulerConfig, SchedulerError, TimestepSpacing,
 };
-use super::dpm_multistep::{
-    check_common, clipped_index, convert_model_output, first_order, is_sde,
-};
-use super::schedule::{self as sch, alpha_sigma, f32r, lin, X0Limit};
+use super::dpm_multistep::{check_dpm, clipped_index, convert_model_output, midpoint};
+use super::multistep::{self as ms, dpm_update, step_h, Base, Diffs};
+use super::schedule::{self as sch, lin, Spacing, Table};
+use super::Solver;
 use crate::noise::NoiseSource;
 
 const NAME: &str = "DPMSolverSinglestepScheduler";
 
 pub(crate) struct DpmSinglestep {
-    ac: Vec<f64>,
-    train_sigmas: Vec<f64>,
-    log_sigmas: Vec<f64>,
-    num_train: usize,
-    prediction: PredictionType,
-    limit: X0Limit,
+    base: Base,
     algorithm: AlgorithmType,
-    solver: SolverType,
-    solver_order: usize,
+    midpoint: bool,
     lower_order_final: bool,
     final_sigmas: FinalSigmasType,
     lambda_min_clipped: f64,
-    karras: bool,
-    exponential: bool,
-    timesteps: Vec<f64>,
-    sigmas: Vec<f64>,
     order_list: Vec<usize>,
-    model_outputs: Vec<Option<Tensor>>,
     group_sample: Option<Tensor>,
 }
 
 impl DpmSinglestep {
     pub(crate) fn new(cfg: &SchedulerConfig) -> std::result::Result<Self, SchedulerError> {
-        check_common(cfg, NAME)?;
+        check_dpm(cfg, NAME)?;
         if cfg.use_lu_lambdas {
             return Err(SchedulerError::unsupported(NAME, "use_lu_lambdas", true));
         }
@@ -65,10 +54,6 @@ impl DpmSinglestep {
             }
             a => a,
         };
-        let solver = match cfg.solver_type.unwrap_or(SolverType::Midpoint) {
-            SolverType::Heun => SolverType::Heun,
-            _ => SolverType::Midpoint,
-        };
         if algorithm == AlgorithmType::DpmSolver && cfg.final_sigmas_type == FinalSigmasType::Zero {
             return Err(SchedulerError::unsupported_because(
                 NAME,
@@ -77,304 +62,114 @@ impl DpmSinglestep {
                 "dpmsolver needs final_sigmas_type sigma_min",
             ));
         }
-        let ac = sch::alphas_cumprod(cfg, &sch::LINEAR_DEFAULTS, false)?;
-        let train_sigmas = sch::train_sigmas(&ac);
         Ok(DpmSinglestep {
-            log_sigmas: sch::log_sigmas(&train_sigmas),
-            train_sigmas,
-            num_train: cfg.num_train_timesteps,
-            prediction: cfg.prediction_type,
-            limit: X0Limit::threshold_only(cfg),
+            base: Base::new(cfg, NAME, false, false)?,
             algorithm,
-            solver,
-            solver_order: cfg.solver_order,
+            midpoint: midpoint(cfg),
             lower_order_final: cfg.lower_order_final.unwrap_or(false),
             final_sigmas: cfg.final_sigmas_type,
             lambda_min_clipped: cfg.lambda_min_clipped,
-            karras: cfg.use_karras_sigmas,
-            exponential: cfg.use_exponential_sigmas,
-            timesteps: Vec::new(),
-            sigmas: Vec::new(),
             order_list: Vec::new(),
-            model_outputs: Vec::new(),
             group_sample: None,
-            ac,
         })
     }
+}
 
-    pub(crate) fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
-        let clipped = clipped_index(&self.ac, self.lambda_min_clipped);
-        let mut ts: Vec<f64> =
-            sch::np_linspace(0.0, (self.num_train - 1 - clipped) as f64, n + 1, true)
-                .into_iter()
-                .map(sch::np_round)
-                .rev()
-                .collect();
-        ts.pop();
-        let mut sig: Vec<f64> = if self.karras || self.exponential {
-            let (lo, hi) = (
-                self.train_sigmas[0],
-                self.train_sigmas[self.train_sigmas.len() - 1],
-            );
-            let sig = if self.karras {
-                sch::karras_sigmas(lo, hi, n)
-            } else {
-                sch::exponential_sigmas(lo, hi, n)
-            };
-            ts = sig
-                .iter()
-                .map(|&s| {
-                    let t = sch::sigma_to_t(s, &self.log_sigmas);
-                    if self.karras {
-                        sch::np_round(t)
-                    } else {
-                        t
-                    }
-                })
-                .collect();
-            sig
-        } else {
-            ts.iter()
-                .map(|&t| sch::interp(t, &self.train_sigmas))
-                .collect()
+impl Solver for DpmSinglestep {
+    fn table(&self) -> &Table {
+        &self.base.table
+    }
+
+    fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+        let b = &mut self.base;
+        // always linspace (the class has no `timestep_spacing`)
+        let spacing = Spacing {
+            kind: TimestepSpacing::Linspace,
+            ..b.spacing
         };
-        sig.push(match self.final_sigmas {
-            FinalSigmasType::Zero => 0.0,
-            FinalSigmasType::SigmaMin => self.train_sigmas[0],
-        });
-        self.sigmas = sig.into_iter().map(f32r).collect();
-        self.timesteps = ts.into_iter().map(f64::trunc).collect();
+        let clipped = clipped_index(&b.train.ac, self.lambda_min_clipped);
+        let ts = spacing.solver(n, spacing.num_train - clipped);
+        let last = sch::final_sigma(self.final_sigmas, b.train.min());
+        b.set_schedule(ts, true, |_| last);
+        let solver_order = b.solver_order;
         if !self.lower_order_final
-            && (n % self.solver_order > 0 || self.final_sigmas == FinalSigmasType::Zero)
+            && (n % solver_order > 0 || self.final_sigmas == FinalSigmasType::Zero)
         {
             self.lower_order_final = true;
         }
-        self.order_list = order_list(
-            self.solver_order,
-            n,
-            self.lower_order_final,
-            self.final_sigmas,
-        );
-        self.reset();
+        self.order_list = order_list(solver_order, n, self.lower_order_final, self.final_sigmas);
         Ok(())
     }
 
-    pub(crate) fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    pub(crate) fn sigmas(&self) -> Option<&[f64]> {
-        Some(&self.sigmas)
-    }
-
-    pub(crate) fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    pub(crate) fn order(&self) -> usize {
-        1
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.model_outputs = vec![None; self.solver_order];
+    fn reset(&mut self) {
+        self.base.history.clear();
         self.group_sample = None;
     }
 
-    pub(crate) fn scale_model_input(&self, x: &Tensor, _idx: usize) -> Result<Tensor> {
-        Ok(x.clone())
-    }
-
-    pub(crate) fn step(
+    fn step(
         &mut self,
         model_output: &Tensor,
         idx: usize,
         sample: &Tensor,
         noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
-        let m = convert_model_output(
-            self.algorithm,
-            self.prediction,
-            self.limit,
-            model_output,
-            sample,
-            self.sigmas[idx],
-        )?;
-        self.model_outputs.rotate_left(1);
-        let last = self.model_outputs.len() - 1;
-        self.model_outputs[last] = Some(m);
-        let z = if is_sde(self.algorithm) {
+        let b = &mut self.base;
+        let sigma = b.table.sigmas[idx];
+        let m = convert_model_output(b, self.algorithm, model_output, sample, sigma)?;
+        b.history.push(m);
+        let z = if ms::is_sde(self.algorithm) {
             Some(noise.randn(model_output.dims(), model_output.device())?)
         } else {
             None
         };
-        let mut order = self.order_list.get(idx).copied().unwrap_or(1);
-        while order > 1 && self.model_outputs[self.model_outputs.len() - order].is_none() {
-            order -= 1;
-        }
+        let order = self
+            .order_list
+            .get(idx)
+            .copied()
+            .unwrap_or(1)
+            .min(b.history.len());
         if order == 1 {
             self.group_sample = Some(sample.clone());
         }
         let x = self
             .group_sample
-            .clone()
+            .as_ref()
             .ok_or_else(|| candle_core::Error::Msg(format!("{NAME}: no group start sample")))?;
-        let outs: Vec<&Tensor> = self.model_outputs.iter().flatten().collect();
-        let s = |k: usize| self.sigmas[idx + 1 - k];
-        let z = z.as_ref();
+        let outs = b.history.outs();
+        let k = outs.len();
+        let s = |j: usize| b.table.sigmas[idx + 1 - j];
+        // every update of a group starts at the group's first sigma, s(order)
+        let h = step_h(s(0), s(order));
+        let update = |m: &Tensor, d: Diffs| {
+            dpm_update(self.algorithm, h, s(0), s(order), x, m, d, z.as_ref(), NAME)
+        };
         match order {
-            1 => first_order(self.algorithm, s(0), s(1), outs[outs.len() - 1], &x, z),
-            2 => self.second_order([s(0), s(1), s(2)], &outs, &x, z),
-            _ => self.third_order([s(0), s(1), s(2), s(3)], &outs, &x, z),
-        }
-    }
-
-    fn second_order(
-        &self,
-        sig: [f64; 3],
-        outs: &[&Tensor],
-        x: &Tensor,
-        z: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let (l_t, a_t, s_t) = lambda(sig[0]);
-        let (l_s0, _, _) = lambda(sig[1]);
-        let (l_s1, a_s1, s_s1) = lambda(sig[2]);
-        let k = outs.len();
-        let (m0, m1) = (outs[k - 1], outs[k - 2]);
-        let h = l_t - l_s1;
-        let r0 = (l_s0 - l_s1) / h;
-        let d1 = lin(&[(1.0 / r0, m0), (-1.0 / r0, m1)])?;
-        let midpoint = self.solver != SolverType::Heun;
-        let (em, ep) = ((-h).exp() - 1.0, h.exp() - 1.0);
-        match self.algorithm {
-            AlgorithmType::DpmSolver => {
-                let c1 = if midpoint {
-                    -0.5 * s_t * ep
+            1 => update(outs[k - 1], Diffs::None),
+            2 => {
+                let (m0, m1) = (outs[k - 1], outs[k - 2]);
+                let r0 = step_h(s(1), s(2)) / h;
+                let d1 = lin(&[(1.0 / r0, m0), (-1.0 / r0, m1)])?;
+                if self.midpoint {
+                    update(m1, Diffs::Midpoint(&d1))
                 } else {
-                    -s_t * (ep / h - 1.0)
-                };
-                lin(&[(a_t / a_s1, x), (-s_t * ep, m1), (c1, &d1)])
-            }
-            AlgorithmType::SdeDpmSolverPlusPlus => {
-                let e2 = 1.0 - (-2.0 * h).exp();
-                let c1 = if midpoint {
-                    0.5 * a_t * e2
-                } else {
-                    a_t * (e2 / (-2.0 * h) + 1.0)
-                };
-                lin(&[
-                    (s_t / s_s1 * (-h).exp(), x),
-                    (a_t * e2, m1),
-                    (c1, &d1),
-                    (s_t * e2.sqrt(), noise_of(z)?),
-                ])
-            }
-            _ => {
-                let c1 = if midpoint {
-                    -0.5 * a_t * em
-                } else {
-                    a_t * (em / h + 1.0)
-                };
-                lin(&[(s_t / s_s1, x), (-a_t * em, m1), (c1, &d1)])
-            }
-        }
-    }
-
-    fn third_order(
-        &self,
-        sig: [f64; 4],
-        outs: &[&Tensor],
-        x: &Tensor,
-        z: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let (l_t, a_t, s_t) = lambda(sig[0]);
-        let (l_s0, _, _) = lambda(sig[1]);
-        let (l_s1, _, _) = lambda(sig[2]);
-        let (l_s2, a_s2, s_s2) = lambda(sig[3]);
-        let k = outs.len();
-        let (m0, m1, m2) = (outs[k - 1], outs[k - 2], outs[k - 3]);
-        let h = l_t - l_s2;
-        let (r0, r1) = ((l_s0 - l_s2) / h, (l_s1 - l_s2) / h);
-        let d1_0 = lin(&[(1.0 / r1, m1), (-1.0 / r1, m2)])?;
-        let d1_1 = lin(&[(1.0 / r0, m0), (-1.0 / r0, m2)])?;
-        let d1 = lin(&[(r0 / (r0 - r1), &d1_0), (-r1 / (r0 - r1), &d1_1)])?;
-        let d2 = lin(&[(2.0 / (r0 - r1), &d1_1), (-2.0 / (r0 - r1), &d1_0)])?;
-        let midpoint = self.solver != SolverType::Heun;
-        let (em, ep) = ((-h).exp() - 1.0, h.exp() - 1.0);
-        match self.algorithm {
-            AlgorithmType::DpmSolver => {
-                if midpoint {
-                    lin(&[
-                        (a_t / a_s2, x),
-                        (-s_t * ep, m2),
-                        (-s_t * (ep / h - 1.0), &d1_1),
-                    ])
-                } else {
-                    lin(&[
-                        (a_t / a_s2, x),
-                        (-s_t * ep, m2),
-                        (-s_t * (ep / h - 1.0), &d1),
-                        (-s_t * ((ep - h) / (h * h) - 0.5), &d2),
-                    ])
-                }
-            }
-            AlgorithmType::SdeDpmSolverPlusPlus => {
-                let e2 = 1.0 - (-2.0 * h).exp();
-                let c = a_t * (e2 / (-2.0 * h) + 1.0);
-                let noise = noise_of(z)?;
-                if midpoint {
-                    lin(&[
-                        (s_t / s_s2 * (-h).exp(), x),
-                        (a_t * e2, m2),
-                        (c, &d1_1),
-                        (s_t * e2.sqrt(), noise),
-                    ])
-                } else {
-                    lin(&[
-                        (s_t / s_s2 * (-h).exp(), x),
-                        (a_t * e2, m2),
-                        (c, &d1),
-                        (a_t * ((e2 - 2.0 * h) / (2.0 * h).powi(2) - 0.5), &d2),
-                        (s_t * e2.sqrt(), noise),
-                    ])
+                    update(m1, Diffs::Taylor(&d1, None))
                 }
             }
             _ => {
-                if midpoint {
-                    lin(&[
-                        (s_t / s_s2, x),
-                        (-a_t * em, m2),
-                        (a_t * (em / h + 1.0), &d1_1),
-                    ])
+                let (m0, m1, m2) = (outs[k - 1], outs[k - 2], outs[k - 3]);
+                let (r0, r1) = (step_h(s(1), s(3)) / h, step_h(s(2), s(3)) / h);
+                let d1_0 = lin(&[(1.0 / r1, m1), (-1.0 / r1, m2)])?;
+                let d1_1 = lin(&[(1.0 / r0, m0), (-1.0 / r0, m2)])?;
+                if self.midpoint {
+                    update(m2, Diffs::Taylor(&d1_1, None))
                 } else {
-                    lin(&[
-                        (s_t / s_s2, x),
-                        (-a_t * em, m2),
-                        (a_t * (em / h + 1.0), &d1),
-                        (-a_t * ((em + h) / (h * h) - 0.5), &d2),
-                    ])
+                    let d1 = lin(&[(r0 / (r0 - r1), &d1_0), (-r1 / (r0 - r1), &d1_1)])?;
+                    let d2 = lin(&[(2.0 / (r0 - r1), &d1_1), (-2.0 / (r0 - r1), &d1_0)])?;
+                    update(m2, Diffs::Taylor(&d1, Some(&d2)))
                 }
             }
         }
     }
-
-    pub(crate) fn add_noise(
-        &self,
-        original: &Tensor,
-        noise: &Tensor,
-        idx: usize,
-    ) -> Result<Tensor> {
-        let (a, s) = alpha_sigma(self.sigmas[idx]);
-        lin(&[(a, original), (s, noise)])
-    }
-}
-
-fn lambda(sigma: f64) -> (f64, f64, f64) {
-    let (a, s) = alpha_sigma(sigma);
-    (a.ln() - s.ln(), a, s)
-}
-
-fn noise_of(z: Option<&Tensor>) -> Result<&Tensor> {
-    z.ok_or_else(|| candle_core::Error::Msg(format!("{NAME}: SDE update without noise")))
 }
 
 /// diffusers' `get_order_list`: the solver order of each step.

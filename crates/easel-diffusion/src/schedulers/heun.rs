@@ -10,10 +10,10 @@
 
 use candle_core::{Result, Tensor};
 
-use super::config::{
-    BetaSchedule, PredictionType, SchedulerConfig, SchedulerError, TimestepSpacing,
-};
-use super::schedule::{self as sch, f32r, BetaDefaults, X0Limit};
+use super::config::{BetaSchedule, SchedulerConfig, SchedulerError};
+use super::schedule::{self as sch, f32r, BetaDefaults, Table, X0Limit};
+use super::ve::{euler_step, VeBase};
+use super::Solver;
 use crate::noise::NoiseSource;
 
 const NAME: &str = "HeunDiscreteScheduler";
@@ -25,151 +25,92 @@ pub(crate) const K_DEFAULTS: BetaDefaults = BetaDefaults {
     schedule: BetaSchedule::Linear,
 };
 
+/// The first half of a Heun step: its derivative, σ step and starting sample.
+struct FirstHalf {
+    derivative: Tensor,
+    dt: f64,
+    sample: Tensor,
+}
+
 pub(crate) struct Heun {
-    train_sigmas: Vec<f64>,
-    log_sigmas: Vec<f64>,
-    num_train: usize,
-    spacing: TimestepSpacing,
-    steps_offset: usize,
-    prediction: PredictionType,
-    karras: bool,
-    exponential: bool,
+    base: VeBase,
     limit: X0Limit,
-    timesteps: Vec<f64>,
-    sigmas: Vec<f64>,
-    // state of the current Heun step (set by its first half)
-    prev_derivative: Option<Tensor>,
-    dt: Option<f64>,
-    first_sample: Option<Tensor>,
+    table: Table,
+    /// Set by the first half of the current step.
+    first: Option<FirstHalf>,
 }
 
 impl Heun {
     pub(crate) fn new(cfg: &SchedulerConfig) -> std::result::Result<Self, SchedulerError> {
-        sch::reject_unsupported_sigmas(cfg, NAME)?;
-        let ac = sch::alphas_cumprod(cfg, &K_DEFAULTS, false)?;
-        let train_sigmas = sch::train_sigmas(&ac);
+        let base = VeBase::new(cfg, NAME, &K_DEFAULTS, false, true)?;
         Ok(Heun {
-            log_sigmas: sch::log_sigmas(&train_sigmas),
-            train_sigmas,
-            num_train: cfg.num_train_timesteps,
-            spacing: sch::spacing(cfg, TimestepSpacing::Linspace),
-            steps_offset: cfg.steps_offset,
-            prediction: cfg.prediction_type,
-            karras: cfg.use_karras_sigmas,
-            exponential: cfg.use_exponential_sigmas,
+            table: base.table(NAME),
+            base,
             limit: if cfg.clip_sample.unwrap_or(false) {
                 X0Limit::Clip(cfg.clip_sample_range)
             } else {
                 X0Limit::None
             },
-            timesteps: Vec::new(),
-            sigmas: Vec::new(),
-            prev_derivative: None,
-            dt: None,
-            first_sample: None,
+            first: None,
         })
     }
+}
 
-    pub(crate) fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
-        let (mut ts, mut sig) = sch::ve_base(
-            self.spacing,
-            self.num_train,
-            n,
-            self.steps_offset,
-            &self.train_sigmas,
-        );
-        if self.karras || self.exponential {
-            let (lo, hi) = (sig[sig.len() - 1], sig[0]);
-            sig = if self.karras {
-                sch::karras_sigmas(lo, hi, n)
-            } else {
-                sch::exponential_sigmas(lo, hi, n)
-            };
-            ts = sig
-                .iter()
-                .map(|&s| sch::sigma_to_t(s, &self.log_sigmas))
-                .collect();
-        }
-        sig.push(0.0);
-        let sig: Vec<f64> = sig.into_iter().map(f32r).collect();
-        self.sigmas = interleave(&sig);
+impl Solver for Heun {
+    fn table(&self) -> &Table {
+        &self.table
+    }
+
+    fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+        let (ts, sig, _) = self.base.schedule(n, false, 0.0);
+        self.table.sigmas = interleave(&sig);
         let mut t = vec![f32r(ts[0])];
         for &x in &ts[1..] {
             t.extend([f32r(x), f32r(x)]);
         }
-        self.timesteps = t;
-        self.reset();
+        self.table.timesteps = t;
         Ok(())
     }
 
-    pub(crate) fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    pub(crate) fn sigmas(&self) -> Option<&[f64]> {
-        Some(&self.sigmas)
-    }
-
-    pub(crate) fn init_noise_sigma(&self) -> f64 {
-        sch::ve_init_noise_sigma(&self.sigmas, self.spacing)
-    }
-
-    pub(crate) fn order(&self) -> usize {
+    fn order(&self) -> usize {
         2
     }
 
-    pub(crate) fn reset(&mut self) {
-        self.prev_derivative = None;
-        self.dt = None;
-        self.first_sample = None;
+    fn reset(&mut self) {
+        self.first = None;
     }
 
-    pub(crate) fn scale_model_input(&self, x: &Tensor, idx: usize) -> Result<Tensor> {
-        sch::ve_scale(x, self.sigmas[idx])
-    }
-
-    pub(crate) fn step(
+    fn step(
         &mut self,
         model_output: &Tensor,
         idx: usize,
         sample: &Tensor,
         _noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
-        let first = self.dt.is_none();
-        let (sigma, sigma_next) = if first {
-            (self.sigmas[idx], self.sigmas[idx + 1])
-        } else {
-            (self.sigmas[idx - 1], self.sigmas[idx])
-        };
-        let sigma_input = if first { sigma } else { sigma_next };
-        let x0 = sch::ve_x0(self.prediction, model_output, sample, sigma_input)?;
-        let x0 = self.limit.apply(x0)?;
-        if first {
-            let derivative = sch::ve_derivative(sample, &x0, sigma)?;
-            let dt = f32r(sigma_next - sigma);
-            let prev = (sample + derivative.affine(dt, 0.0)?)?;
-            self.prev_derivative = Some(derivative);
-            self.dt = Some(dt);
-            self.first_sample = Some(sample.clone());
-            Ok(prev)
-        } else {
-            let d2 = sch::ve_derivative(sample, &x0, sigma_next)?;
-            let missing = || candle_core::Error::Msg(format!("{NAME}: missing first-order state"));
-            let d1 = self.prev_derivative.take().ok_or_else(missing)?;
-            let dt = self.dt.take().ok_or_else(missing)?;
-            let x = self.first_sample.take().ok_or_else(missing)?;
-            let derivative = ((d1 + d2)? * 0.5)?;
-            x + derivative.affine(dt, 0.0)?
+        let s = &self.table.sigmas;
+        match self.first.take() {
+            None => {
+                let (sigma, sigma_next) = (s[idx], s[idx + 1]);
+                let x0 = sch::ve_x0(self.base.prediction, model_output, sample, sigma)?;
+                let x0 = self.limit.apply(x0)?;
+                let derivative = sch::ve_derivative(sample, &x0, sigma)?;
+                let prev = euler_step(sample, &derivative, sigma, sigma_next)?;
+                self.first = Some(FirstHalf {
+                    derivative,
+                    dt: f32r(sigma_next - sigma),
+                    sample: sample.clone(),
+                });
+                Ok(prev)
+            }
+            Some(first) => {
+                let sigma_next = s[idx];
+                let x0 = sch::ve_x0(self.base.prediction, model_output, sample, sigma_next)?;
+                let x0 = self.limit.apply(x0)?;
+                let d2 = sch::ve_derivative(sample, &x0, sigma_next)?;
+                let derivative = ((first.derivative + d2)? * 0.5)?;
+                first.sample + derivative.affine(first.dt, 0.0)?
+            }
         }
-    }
-
-    pub(crate) fn add_noise(
-        &self,
-        original: &Tensor,
-        noise: &Tensor,
-        idx: usize,
-    ) -> Result<Tensor> {
-        original + noise.affine(self.sigmas[idx], 0.0)?
     }
 }
 

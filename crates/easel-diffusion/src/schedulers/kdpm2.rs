@@ -15,26 +15,26 @@
 
 use candle_core::{Result, Tensor};
 
-use super::config::{PredictionType, SchedulerConfig, SchedulerError, TimestepSpacing};
+use super::config::{PredictionType, SchedulerConfig, SchedulerError};
 use super::heun::K_DEFAULTS;
-use super::schedule::{self as sch, f32r};
+use super::schedule::{self as sch, f32r, Table};
+use super::ve::{ancestral_sigmas, euler_step, VeBase};
+use super::Solver;
 use crate::noise::NoiseSource;
 
-/// What both variants share: the training sigmas and the base (one per step) schedule.
+/// What both variants share: the base schedule, the table, the midpoint sigmas and the
+/// stepping state.
 struct Base {
-    train_sigmas: Vec<f64>,
-    log_sigmas: Vec<f64>,
-    num_train: usize,
-    spacing: TimestepSpacing,
-    steps_offset: usize,
-    prediction: PredictionType,
-    karras: bool,
-    exponential: bool,
+    ve: VeBase,
+    table: Table,
+    sigmas_interpol: Vec<f64>,
+    /// The sample at the start of the current step (set by its first half).
+    first_sample: Option<Tensor>,
 }
 
 impl Base {
     fn new(cfg: &SchedulerConfig, name: &'static str) -> std::result::Result<Self, SchedulerError> {
-        sch::reject_unsupported_sigmas(cfg, name)?;
+        let ve = VeBase::new(cfg, name, &K_DEFAULTS, false, true)?;
         if cfg.prediction_type == PredictionType::Sample {
             return Err(SchedulerError::unsupported(
                 name,
@@ -42,58 +42,49 @@ impl Base {
                 "sample",
             ));
         }
-        let ac = sch::alphas_cumprod(cfg, &K_DEFAULTS, false)?;
-        let train_sigmas = sch::train_sigmas(&ac);
         Ok(Base {
-            log_sigmas: sch::log_sigmas(&train_sigmas),
-            train_sigmas,
-            num_train: cfg.num_train_timesteps,
-            spacing: sch::spacing(cfg, TimestepSpacing::Linspace),
-            steps_offset: cfg.steps_offset,
-            prediction: cfg.prediction_type,
-            karras: cfg.use_karras_sigmas,
-            exponential: cfg.use_exponential_sigmas,
+            table: ve.table(name),
+            ve,
+            sigmas_interpol: Vec::new(),
+            first_sample: None,
         })
     }
 
-    /// (timesteps, sigmas with the final 0, whether the timesteps are float32 like diffusers').
-    fn schedule(&self, n: usize) -> (Vec<f64>, Vec<f64>, bool) {
-        let (mut ts, mut sig) = sch::ve_base(
-            self.spacing,
-            self.num_train,
-            n,
-            self.steps_offset,
-            &self.train_sigmas,
-        );
-        let mut float32 = true;
-        if self.karras {
-            let (lo, hi) = (sig[sig.len() - 1], sig[0]);
-            sig = sch::karras_sigmas(lo, hi, n);
-            ts = sig
-                .iter()
-                .map(|&s| sch::np_round(sch::sigma_to_t(s, &self.log_sigmas)))
-                .collect();
-            float32 = false;
-        } else if self.exponential {
-            let (lo, hi) = (sig[sig.len() - 1], sig[0]);
-            sig = sch::exponential_sigmas(lo, hi, n);
-            ts = sig
-                .iter()
-                .map(|&s| sch::sigma_to_t(s, &self.log_sigmas))
-                .collect();
-            float32 = false;
+    /// Fills the table from the per-step timesteps `ts`, sigmas `sig` and midpoint sigmas
+    /// `si`; the midpoint timestep after step k − 1 is that of `si[mid(k)]`.
+    fn fill(
+        &mut self,
+        ts: &[f64],
+        sig: &[f64],
+        si: &[f64],
+        mid: impl Fn(usize) -> usize,
+        float32: bool,
+    ) {
+        let round = |x: f64| if float32 { f32r(x) } else { x };
+        let mut t = vec![round(ts[0])];
+        for k in 1..ts.len() {
+            t.push(round(round(sch::sigma_to_t(
+                si[mid(k)],
+                &self.ve.train.log,
+            ))));
+            t.push(round(ts[k]));
         }
-        sig.push(0.0);
-        (ts, sig.into_iter().map(f32r).collect(), float32)
+        self.table.timesteps = t;
+        self.table.sigmas = interleave(sig);
+        self.sigmas_interpol = interleave(si);
     }
 
-    fn t_of(&self, sigma: f64, float32: bool) -> f64 {
-        let t = sch::sigma_to_t(sigma, &self.log_sigmas);
-        if float32 {
-            f32r(t)
-        } else {
-            t
-        }
+    /// The first half: an Euler step from σ_i to the midpoint σ; keeps the sample.
+    fn first_half(
+        &mut self,
+        model_output: &Tensor,
+        sample: &Tensor,
+        sigma: f64,
+        sigma_mid: f64,
+    ) -> Result<Tensor> {
+        let derivative = self.ve.derivative(model_output, sample, sigma)?;
+        self.first_sample = Some(sample.clone());
+        euler_step(sample, &derivative, sigma, sigma_mid)
     }
 }
 
@@ -115,28 +106,21 @@ fn interleave(x: &[f64]) -> Vec<f64> {
 
 const NAME: &str = "KDPM2DiscreteScheduler";
 
-pub(crate) struct KDpm2 {
-    base: Base,
-    timesteps: Vec<f64>,
-    sigmas: Vec<f64>,
-    sigmas_interpol: Vec<f64>,
-    /// The sample at the start of the current step (set by its first half).
-    first_sample: Option<Tensor>,
-}
+pub(crate) struct KDpm2(Base);
 
 impl KDpm2 {
     pub(crate) fn new(cfg: &SchedulerConfig) -> std::result::Result<Self, SchedulerError> {
-        Ok(KDpm2 {
-            base: Base::new(cfg, NAME)?,
-            timesteps: Vec::new(),
-            sigmas: Vec::new(),
-            sigmas_interpol: Vec::new(),
-            first_sample: None,
-        })
+        Ok(KDpm2(Base::new(cfg, NAME)?))
+    }
+}
+
+impl Solver for KDpm2 {
+    fn table(&self) -> &Table {
+        &self.0.table
     }
 
-    pub(crate) fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
-        let (ts, sig, float32) = self.base.schedule(n);
+    fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+        let (ts, sig, converted) = self.0.ve.schedule(n, true, 0.0);
         let last = sig.len() - 1;
         // σ_interpol[i] = sqrt(σ_i σ_{i-1}); [0] is NaN in diffusers (never read), [last] = 0.
         let si: Vec<f64> = (0..sig.len())
@@ -146,84 +130,48 @@ impl KDpm2 {
                 i => log_midpoint(sig[i], sig[i - 1]),
             })
             .collect();
-        let mut t = vec![ts[0]];
-        for k in 1..ts.len() {
-            t.push(self.base.t_of(si[k], float32));
-            t.push(ts[k]);
-        }
-        self.timesteps = t
-            .into_iter()
-            .map(|x| if float32 { f32r(x) } else { x })
-            .collect();
-        self.sigmas = interleave(&sig);
-        self.sigmas_interpol = interleave(&si);
-        self.reset();
+        self.0.fill(&ts, &sig, &si, |k| k, !converted);
         Ok(())
     }
 
-    pub(crate) fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    pub(crate) fn sigmas(&self) -> Option<&[f64]> {
-        Some(&self.sigmas)
-    }
-
-    pub(crate) fn init_noise_sigma(&self) -> f64 {
-        sch::ve_init_noise_sigma(&self.sigmas, self.base.spacing)
-    }
-
-    pub(crate) fn order(&self) -> usize {
+    fn order(&self) -> usize {
         2
     }
 
-    pub(crate) fn reset(&mut self) {
-        self.first_sample = None;
+    fn reset(&mut self) {
+        self.0.first_sample = None;
     }
 
-    pub(crate) fn scale_model_input(&self, x: &Tensor, idx: usize) -> Result<Tensor> {
-        let sigma = if self.first_sample.is_none() {
-            self.sigmas[idx]
+    fn scale_model_input(&self, x: &Tensor, idx: usize) -> Result<Tensor> {
+        let b = &self.0;
+        let sigma = if b.first_sample.is_none() {
+            b.table.sigmas[idx]
         } else {
-            self.sigmas_interpol[idx]
+            b.sigmas_interpol[idx]
         };
         sch::ve_scale(x, sigma)
     }
 
-    pub(crate) fn step(
+    fn step(
         &mut self,
         model_output: &Tensor,
         idx: usize,
         sample: &Tensor,
         _noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
-        match self.first_sample.take() {
+        let b = &mut self.0;
+        match b.first_sample.take() {
             None => {
-                let sigma = self.sigmas[idx];
-                let sigma_mid = self.sigmas_interpol[idx + 1];
-                let x0 = sch::ve_x0(self.base.prediction, model_output, sample, sigma)?;
-                let derivative = sch::ve_derivative(sample, &x0, sigma)?;
-                self.first_sample = Some(sample.clone());
-                sample + derivative.affine(f32r(sigma_mid - sigma), 0.0)?
+                let (sigma, sigma_mid) = (b.table.sigmas[idx], b.sigmas_interpol[idx + 1]);
+                b.first_half(model_output, sample, sigma, sigma_mid)
             }
             Some(x) => {
-                let sigma = self.sigmas[idx - 1];
-                let sigma_mid = self.sigmas_interpol[idx];
-                let sigma_next = self.sigmas[idx];
-                let x0 = sch::ve_x0(self.base.prediction, model_output, sample, sigma_mid)?;
-                let derivative = sch::ve_derivative(sample, &x0, sigma_mid)?;
-                x + derivative.affine(f32r(sigma_next - sigma), 0.0)?
+                let (sigma, sigma_next) = (b.table.sigmas[idx - 1], b.table.sigmas[idx]);
+                let sigma_mid = b.sigmas_interpol[idx];
+                let derivative = b.ve.derivative(model_output, sample, sigma_mid)?;
+                euler_step(&x, &derivative, sigma, sigma_next)
             }
         }
-    }
-
-    pub(crate) fn add_noise(
-        &self,
-        original: &Tensor,
-        noise: &Tensor,
-        idx: usize,
-    ) -> Result<Tensor> {
-        original + noise.affine(self.sigmas[idx], 0.0)?
     }
 }
 
@@ -231,40 +179,36 @@ const NAME_A: &str = "KDPM2AncestralDiscreteScheduler";
 
 pub(crate) struct KDpm2Ancestral {
     base: Base,
-    timesteps: Vec<f64>,
-    sigmas: Vec<f64>,
-    sigmas_interpol: Vec<f64>,
     sigmas_up: Vec<f64>,
     sigmas_down: Vec<f64>,
-    first_sample: Option<Tensor>,
 }
 
 impl KDpm2Ancestral {
     pub(crate) fn new(cfg: &SchedulerConfig) -> std::result::Result<Self, SchedulerError> {
         Ok(KDpm2Ancestral {
             base: Base::new(cfg, NAME_A)?,
-            timesteps: Vec::new(),
-            sigmas: Vec::new(),
-            sigmas_interpol: Vec::new(),
             sigmas_up: Vec::new(),
             sigmas_down: Vec::new(),
-            first_sample: None,
         })
     }
+}
 
-    pub(crate) fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
-        let (ts, sig, float32) = self.base.schedule(n);
+impl Solver for KDpm2Ancestral {
+    fn table(&self) -> &Table {
+        &self.base.table
+    }
+
+    fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+        let (ts, sig, converted) = self.base.ve.schedule(n, true, 0.0);
         let len = sig.len();
         let mut up = vec![0.0; len];
         let mut down = vec![0.0; len];
         for i in 0..len - 1 {
             // float32 like diffusers; where float32 cancels to ≤ 0 (huge σ_max, e.g. cosine
             // betas; diffusers then produces NaN) the exact σ_down = σ_next²/σ is used
-            let (s, next) = (sig[i] as f32, sig[i + 1] as f32);
-            let u = (next * next * (s * s - next * next) / (s * s)).sqrt();
-            let d2 = next * next - u * u;
+            let (u, d2) = ancestral_sigmas(sig[i], sig[i + 1]);
             up[i] = u as f64;
-            down[i] = if d2 > 0.0 || next == 0.0 {
+            down[i] = if d2 > 0.0 || sig[i + 1] as f32 == 0.0 {
                 d2.sqrt() as f64
             } else {
                 f32r(sig[i + 1] * sig[i + 1] / sig[i])
@@ -280,88 +224,52 @@ impl KDpm2Ancestral {
                 }
             })
             .collect();
-        let mut t = vec![ts[0]];
-        for k in 1..ts.len() {
-            t.push(self.base.t_of(si[k - 1], float32));
-            t.push(ts[k]);
-        }
-        self.timesteps = t
-            .into_iter()
-            .map(|x| if float32 { f32r(x) } else { x })
-            .collect();
-        self.sigmas = interleave(&sig);
-        self.sigmas_interpol = interleave(&si);
+        self.base.fill(&ts, &sig, &si, |k| k - 1, !converted);
         self.sigmas_up = interleave(&up);
         self.sigmas_down = interleave(&down);
-        self.reset();
         Ok(())
     }
 
-    pub(crate) fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    pub(crate) fn sigmas(&self) -> Option<&[f64]> {
-        Some(&self.sigmas)
-    }
-
-    pub(crate) fn init_noise_sigma(&self) -> f64 {
-        sch::ve_init_noise_sigma(&self.sigmas, self.base.spacing)
-    }
-
-    pub(crate) fn order(&self) -> usize {
+    fn order(&self) -> usize {
         2
     }
 
-    pub(crate) fn reset(&mut self) {
-        self.first_sample = None;
+    fn reset(&mut self) {
+        self.base.first_sample = None;
     }
 
-    pub(crate) fn scale_model_input(&self, x: &Tensor, idx: usize) -> Result<Tensor> {
-        let sigma = if self.first_sample.is_none() {
-            self.sigmas[idx]
+    fn scale_model_input(&self, x: &Tensor, idx: usize) -> Result<Tensor> {
+        let b = &self.base;
+        let sigma = if b.first_sample.is_none() {
+            b.table.sigmas[idx]
         } else {
-            self.sigmas_interpol[idx - 1]
+            b.sigmas_interpol[idx - 1]
         };
         sch::ve_scale(x, sigma)
     }
 
-    pub(crate) fn step(
+    fn step(
         &mut self,
         model_output: &Tensor,
         idx: usize,
         sample: &Tensor,
         noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
-        match self.first_sample.take() {
+        let b = &mut self.base;
+        match b.first_sample.take() {
             None => {
-                let sigma = self.sigmas[idx];
-                let sigma_mid = self.sigmas_interpol[idx];
-                let x0 = sch::ve_x0(self.base.prediction, model_output, sample, sigma)?;
-                let derivative = sch::ve_derivative(sample, &x0, sigma)?;
-                self.first_sample = Some(sample.clone());
-                sample + derivative.affine(f32r(sigma_mid - sigma), 0.0)?
+                let (sigma, sigma_mid) = (b.table.sigmas[idx], b.sigmas_interpol[idx]);
+                b.first_half(model_output, sample, sigma, sigma_mid)
             }
             Some(x) => {
-                let sigma = self.sigmas[idx - 1];
-                let sigma_mid = self.sigmas_interpol[idx - 1];
-                let sigma_up = self.sigmas_up[idx - 1];
-                let sigma_down = self.sigmas_down[idx - 1];
-                let x0 = sch::ve_x0(self.base.prediction, model_output, sample, sigma_mid)?;
-                let derivative = sch::ve_derivative(sample, &x0, sigma_mid)?;
-                let prev = (x + derivative.affine(f32r(sigma_down - sigma), 0.0)?)?;
+                let sigma = b.table.sigmas[idx - 1];
+                let sigma_mid = b.sigmas_interpol[idx - 1];
+                let (sigma_up, sigma_down) = (self.sigmas_up[idx - 1], self.sigmas_down[idx - 1]);
+                let derivative = b.ve.derivative(model_output, sample, sigma_mid)?;
+                let prev = euler_step(&x, &derivative, sigma, sigma_down)?;
                 let z = noise.randn(model_output.dims(), model_output.device())?;
                 prev + z.affine(sigma_up, 0.0)?
             }
         }
-    }
-
-    pub(crate) fn add_noise(
-        &self,
-        original: &Tensor,
-        noise: &Tensor,
-        idx: usize,
-    ) -> Result<Tensor> {
-        original + noise.affine(self.sigmas[idx], 0.0)?
     }
 }

@@ -14,7 +14,8 @@
 use candle_core::{Result, Tensor};
 
 use super::config::{BetaSchedule, PredictionType, SchedulerConfig, SchedulerError};
-use super::schedule::{self as sch, BetaDefaults, X0Limit};
+use super::schedule::{self as sch, BetaDefaults, Levels, Table, X0Limit};
+use super::Solver;
 use crate::noise::NoiseSource;
 
 const NAME: &str = "LCMScheduler";
@@ -58,81 +59,52 @@ pub(crate) fn lcm_timesteps(
 }
 
 pub(crate) struct Lcm {
-    ac: Vec<f64>,
+    table: Table,
     final_ac: f64,
     num_train: usize,
     original_steps: usize,
     timestep_scaling: f64,
     prediction: PredictionType,
     limit: X0Limit,
-    n: usize,
-    timesteps: Vec<f64>,
 }
 
 impl Lcm {
     pub(crate) fn new(cfg: &SchedulerConfig) -> std::result::Result<Self, SchedulerError> {
         let ac = sch::alphas_cumprod(cfg, &LCM_DEFAULTS, true)?;
-        let final_ac = if cfg.set_alpha_to_one.unwrap_or(true) {
-            1.0
-        } else {
-            ac[0]
-        };
         Ok(Lcm {
-            final_ac,
+            final_ac: sch::final_alpha(cfg, &ac, true),
+            table: Table::new(NAME, Levels::Alphas(ac)),
             num_train: cfg.num_train_timesteps,
             original_steps: cfg.original_inference_steps,
             timestep_scaling: cfg.timestep_scaling,
             prediction: cfg.prediction_type,
             limit: X0Limit::from_config(cfg, false),
-            n: 0,
-            timesteps: Vec::new(),
-            ac,
         })
     }
+}
 
-    pub(crate) fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
-        self.timesteps = lcm_timesteps(self.num_train, self.original_steps, n, NAME)?;
-        self.n = n;
+impl Solver for Lcm {
+    fn table(&self) -> &Table {
+        &self.table
+    }
+
+    fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+        self.table.timesteps = lcm_timesteps(self.num_train, self.original_steps, n, NAME)?;
         Ok(())
     }
 
-    pub(crate) fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    pub(crate) fn sigmas(&self) -> Option<&[f64]> {
-        None
-    }
-
-    pub(crate) fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    pub(crate) fn order(&self) -> usize {
-        1
-    }
-
-    pub(crate) fn reset(&mut self) {}
-
-    pub(crate) fn scale_model_input(&self, x: &Tensor, _idx: usize) -> Result<Tensor> {
-        Ok(x.clone())
-    }
-
-    pub(crate) fn step(
+    fn step(
         &mut self,
         model_output: &Tensor,
         idx: usize,
         sample: &Tensor,
         noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
-        let t = self.timesteps[idx];
-        let prev_t = self.timesteps.get(idx + 1).copied().unwrap_or(t);
-        let a_t = sch::ac_at(&self.ac, t, NAME)?;
-        let a_prev = if prev_t >= 0.0 {
-            sch::ac_at(&self.ac, prev_t, NAME)?
-        } else {
-            self.final_ac
-        };
+        let ts = &self.table.timesteps;
+        let t = ts[idx];
+        let prev_t = ts.get(idx + 1).copied().unwrap_or(t);
+        let a_t = self.table.alpha(t)?;
+        let a_prev = self.table.alpha_prev(prev_t, self.final_ac)?;
         let sigma_data = 0.5f64;
         let st = t * self.timestep_scaling;
         let c_skip = sigma_data * sigma_data / (st * st + sigma_data * sigma_data);
@@ -140,21 +112,11 @@ impl Lcm {
         let (x0, _) = sch::vp_x0_eps(self.prediction, model_output, sample, a_t)?;
         let x0 = self.limit.apply(x0)?;
         let denoised = sch::lin(&[(c_out, &x0), (c_skip, sample)])?;
-        if idx + 1 != self.n {
+        if idx + 1 != ts.len() {
             let z = noise.randn(model_output.dims(), model_output.device())?;
             sch::lin(&[(a_prev.sqrt(), &denoised), ((1.0 - a_prev).sqrt(), &z)])
         } else {
             Ok(denoised)
         }
-    }
-
-    pub(crate) fn add_noise(
-        &self,
-        original: &Tensor,
-        noise: &Tensor,
-        idx: usize,
-    ) -> Result<Tensor> {
-        let a = sch::ac_at(&self.ac, self.timesteps[idx], NAME)?;
-        sch::vp_add_noise(original, noise, a)
     }
 }

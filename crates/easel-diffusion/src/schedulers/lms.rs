@@ -13,102 +13,35 @@ use std::collections::VecDeque;
 
 use candle_core::{Result, Tensor};
 
-use super::config::{PredictionType, SchedulerConfig, SchedulerError, TimestepSpacing};
-use super::schedule::{self as sch, f32r};
+use super::config::{SchedulerConfig, SchedulerError};
+use super::schedule::{self as sch, f32r, Table};
+use super::ve::VeBase;
+use super::Solver;
 use crate::noise::NoiseSource;
 
 const NAME: &str = "LMSDiscreteScheduler";
 const ORDER: usize = 4;
 
 pub(crate) struct Lms {
-    train_sigmas: Vec<f64>,
-    log_sigmas: Vec<f64>,
-    num_train: usize,
-    spacing: TimestepSpacing,
-    steps_offset: usize,
-    prediction: PredictionType,
-    karras: bool,
-    exponential: bool,
-    timesteps: Vec<f64>,
-    sigmas: Vec<f64>,
+    base: VeBase,
+    table: Table,
     derivatives: VecDeque<Tensor>,
 }
 
 impl Lms {
     pub(crate) fn new(cfg: &SchedulerConfig) -> std::result::Result<Self, SchedulerError> {
-        sch::reject_unsupported_sigmas(cfg, NAME)?;
-        let ac = sch::alphas_cumprod(cfg, &sch::LINEAR_DEFAULTS, false)?;
-        let train_sigmas = sch::train_sigmas(&ac);
+        let base = VeBase::new(cfg, NAME, &sch::LINEAR_DEFAULTS, false, true)?;
         Ok(Lms {
-            log_sigmas: sch::log_sigmas(&train_sigmas),
-            train_sigmas,
-            num_train: cfg.num_train_timesteps,
-            spacing: sch::spacing(cfg, TimestepSpacing::Linspace),
-            steps_offset: cfg.steps_offset,
-            prediction: cfg.prediction_type,
-            karras: cfg.use_karras_sigmas,
-            exponential: cfg.use_exponential_sigmas,
-            timesteps: Vec::new(),
-            sigmas: Vec::new(),
+            table: base.table(NAME),
+            base,
             derivatives: VecDeque::new(),
         })
-    }
-
-    pub(crate) fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
-        let (mut ts, mut sig) = sch::ve_base(
-            self.spacing,
-            self.num_train,
-            n,
-            self.steps_offset,
-            &self.train_sigmas,
-        );
-        if self.karras || self.exponential {
-            let (lo, hi) = (sig[sig.len() - 1], sig[0]);
-            sig = if self.karras {
-                sch::karras_sigmas(lo, hi, n)
-            } else {
-                sch::exponential_sigmas(lo, hi, n)
-            };
-            ts = sig
-                .iter()
-                .map(|&s| sch::sigma_to_t(s, &self.log_sigmas))
-                .collect();
-        }
-        sig.push(0.0);
-        self.sigmas = sig.into_iter().map(f32r).collect();
-        self.timesteps = ts.into_iter().map(f32r).collect();
-        self.reset();
-        Ok(())
-    }
-
-    pub(crate) fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    pub(crate) fn sigmas(&self) -> Option<&[f64]> {
-        Some(&self.sigmas)
-    }
-
-    pub(crate) fn init_noise_sigma(&self) -> f64 {
-        sch::ve_init_noise_sigma(&self.sigmas, self.spacing)
-    }
-
-    pub(crate) fn order(&self) -> usize {
-        1
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.derivatives.clear();
-    }
-
-    pub(crate) fn scale_model_input(&self, x: &Tensor, idx: usize) -> Result<Tensor> {
-        sch::ve_scale(x, self.sigmas[idx])
     }
 
     /// ∫ over [σ_t, σ_{t+1}] of the Lagrange basis polynomial of node `current` among the
     /// `order` nodes σ_t, σ_{t-1}, …
     fn coefficient(&self, order: usize, t: usize, current: usize) -> f64 {
-        let s = &self.sigmas;
+        let s = &self.table.sigmas;
         let basis = |tau: f64| {
             (0..order)
                 .filter(|&k| k != current)
@@ -117,17 +50,33 @@ impl Lms {
         };
         sch::integrate(basis, s[t], s[t + 1])
     }
+}
 
-    pub(crate) fn step(
+impl Solver for Lms {
+    fn table(&self) -> &Table {
+        &self.table
+    }
+
+    fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+        let (ts, sigmas, _) = self.base.schedule(n, false, 0.0);
+        self.table.sigmas = sigmas;
+        self.table.timesteps = ts.into_iter().map(f32r).collect();
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.derivatives.clear();
+    }
+
+    fn step(
         &mut self,
         model_output: &Tensor,
         idx: usize,
         sample: &Tensor,
         _noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
-        let sigma = self.sigmas[idx];
-        let x0 = sch::ve_x0(self.prediction, model_output, sample, sigma)?;
-        let derivative = sch::ve_derivative(sample, &x0, sigma)?;
+        let sigma = self.table.sigmas[idx];
+        let derivative = self.base.derivative(model_output, sample, sigma)?;
         self.derivatives.push_back(derivative);
         if self.derivatives.len() > ORDER {
             self.derivatives.pop_front();
@@ -139,14 +88,5 @@ impl Lms {
             terms.push((self.coefficient(order, idx, current), d));
         }
         sample + sch::lin(&terms)?
-    }
-
-    pub(crate) fn add_noise(
-        &self,
-        original: &Tensor,
-        noise: &Tensor,
-        idx: usize,
-    ) -> Result<Tensor> {
-        original + noise.affine(self.sigmas[idx], 0.0)?
     }
 }

@@ -57,40 +57,21 @@ const DPMPP_2M_SDE: &str = r#"{"algorithm_type": "sde-dpmsolver++", "solver_orde
 const DPMPP_2M_SDE_KARRAS: &str =
     r#"{"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": true}"#;
 
-/// Every accepted scheduler name.
+/// Every accepted scheduler name (a data table: one row per name).
+#[rustfmt::skip]
 pub const SCHEDULER_NAMES: &[SchedulerName] = &[
     // diffusers class names (Scenario's `scheduler` enum): the class as the model config says
     n("DDIMScheduler", Ddim, NONE, "diffusers"),
     n("DDPMScheduler", Ddpm, NONE, "diffusers"),
     n("PNDMScheduler", Pndm, NONE, "diffusers"),
     n("EulerDiscreteScheduler", Euler, NONE, "diffusers"),
-    n(
-        "EulerAncestralDiscreteScheduler",
-        EulerAncestral,
-        NONE,
-        "diffusers",
-    ),
+    n("EulerAncestralDiscreteScheduler", EulerAncestral, NONE, "diffusers"),
     n("HeunDiscreteScheduler", Heun, NONE, "diffusers"),
     n("LMSDiscreteScheduler", Lms, NONE, "diffusers"),
-    n(
-        "DPMSolverMultistepScheduler",
-        DpmSolverMultistep,
-        NONE,
-        "diffusers",
-    ),
-    n(
-        "DPMSolverSinglestepScheduler",
-        DpmSolverSinglestep,
-        NONE,
-        "diffusers",
-    ),
+    n("DPMSolverMultistepScheduler", DpmSolverMultistep, NONE, "diffusers"),
+    n("DPMSolverSinglestepScheduler", DpmSolverSinglestep, NONE, "diffusers"),
     n("KDPM2DiscreteScheduler", KDpm2, NONE, "diffusers"),
-    n(
-        "KDPM2AncestralDiscreteScheduler",
-        KDpm2Ancestral,
-        NONE,
-        "diffusers",
-    ),
+    n("KDPM2AncestralDiscreteScheduler", KDpm2Ancestral, NONE, "diffusers"),
     n("DEISMultistepScheduler", Deis, NONE, "diffusers"),
     n("UniPCMultistepScheduler", UniPc, NONE, "diffusers"),
     n("LCMScheduler", Lcm, NONE, "diffusers"),
@@ -109,40 +90,15 @@ pub const SCHEDULER_NAMES: &[SchedulerName] = &[
     n("lms", Lms, NONE, "comfyui"),
     n("lms_karras", Lms, KARRAS, "a1111"),
     n("dpmpp_2m", DpmSolverMultistep, DPMPP_2M, "comfyui"),
-    n(
-        "dpmpp_2m_karras",
-        DpmSolverMultistep,
-        DPMPP_2M_KARRAS,
-        "a1111",
-    ),
+    n("dpmpp_2m_karras", DpmSolverMultistep, DPMPP_2M_KARRAS, "a1111"),
     n("dpmpp_2m_sde", DpmSolverMultistep, DPMPP_2M_SDE, "comfyui"),
-    n(
-        "dpmpp_2m_sde_karras",
-        DpmSolverMultistep,
-        DPMPP_2M_SDE_KARRAS,
-        "a1111",
-    ),
+    n("dpmpp_2m_sde_karras", DpmSolverMultistep, DPMPP_2M_SDE_KARRAS, "a1111"),
     n("dpm_singlestep", DpmSolverSinglestep, NONE, "easel"),
     n("dpmpp_2s", DpmSolverSinglestep, DPMPP_2M, "easel"),
-    n(
-        "dpmpp_2s_karras",
-        DpmSolverSinglestep,
-        DPMPP_2M_KARRAS,
-        "easel",
-    ),
+    n("dpmpp_2s_karras", DpmSolverSinglestep, DPMPP_2M_KARRAS, "easel"),
     n("dpmpp_2s_a", DpmSolverSinglestep, DPMPP_2M, "a1111"),
-    n(
-        "dpmpp_2s_a_karras",
-        DpmSolverSinglestep,
-        DPMPP_2M_KARRAS,
-        "a1111",
-    ),
-    n(
-        "dpmpp_2s_ancestral",
-        DpmSolverSinglestep,
-        DPMPP_2M,
-        "comfyui",
-    ),
+    n("dpmpp_2s_a_karras", DpmSolverSinglestep, DPMPP_2M_KARRAS, "a1111"),
+    n("dpmpp_2s_ancestral", DpmSolverSinglestep, DPMPP_2M, "comfyui"),
     n("dpm_2", KDpm2, NONE, "comfyui"),
     n("dpm2", KDpm2, NONE, "a1111"),
     n("dpm_2_karras", KDpm2, KARRAS, "easel"),
@@ -166,12 +122,7 @@ pub const SCHEDULER_NAMES: &[SchedulerName] = &[
     n("K_DPM_2", KDpm2, NONE, "stability"),
     n("K_DPM_2_ANCESTRAL", KDpm2Ancestral, NONE, "stability"),
     n("K_DPMPP_2M", DpmSolverMultistep, DPMPP_2M, "stability"),
-    n(
-        "K_DPMPP_2S_ANCESTRAL",
-        DpmSolverSinglestep,
-        DPMPP_2M,
-        "stability",
-    ),
+    n("K_DPMPP_2S_ANCESTRAL", DpmSolverSinglestep, DPMPP_2M, "stability"),
     // Leonardo's `sd_generation_schedulers` (DDIM and PNDM are the short names above)
     n("KLMS", Lms, NONE, "leonardo"),
     n("EULER_ANCESTRAL_DISCRETE", EulerAncestral, NONE, "leonardo"),

@@ -9,23 +9,21 @@
 use candle_core::{Result, Tensor};
 
 use super::config::{PredictionType, SchedulerConfig, SchedulerError, TimestepSpacing};
-use super::schedule as sch;
+use super::schedule::{self as sch, Levels, Spacing, Table};
+use super::Solver;
 use crate::noise::NoiseSource;
 
 const NAME: &str = "PNDMScheduler";
 
 pub(crate) struct Pndm {
-    ac: Vec<f64>,
+    table: Table,
     final_ac: f64,
-    num_train: usize,
-    spacing: TimestepSpacing,
-    steps_offset: usize,
+    spacing: Spacing,
     v_prediction: bool,
     skip_prk: bool,
     n: usize,
     prk_len: usize,
     prk_timesteps: Vec<f64>,
-    timesteps: Vec<f64>,
     // stepping state
     counter: usize,
     ets: Vec<Tensor>,
@@ -43,47 +41,33 @@ impl Pndm {
             ));
         }
         let ac = sch::alphas_cumprod(cfg, &sch::LINEAR_DEFAULTS, false)?;
-        let final_ac = if cfg.set_alpha_to_one.unwrap_or(false) {
-            1.0
-        } else {
-            ac[0]
-        };
         Ok(Pndm {
-            final_ac,
-            num_train: cfg.num_train_timesteps,
-            spacing: sch::spacing(cfg, TimestepSpacing::Leading),
-            steps_offset: cfg.steps_offset,
+            final_ac: sch::final_alpha(cfg, &ac, false),
+            table: Table::new(NAME, Levels::Alphas(ac)),
+            spacing: Spacing::new(cfg, TimestepSpacing::Leading),
             v_prediction: cfg.prediction_type == PredictionType::VPrediction,
             skip_prk: cfg.skip_prk_steps,
             n: 0,
             prk_len: 0,
             prk_timesteps: Vec::new(),
-            timesteps: Vec::new(),
             counter: 0,
             ets: Vec::new(),
             cur_model_output: None,
             cur_sample: None,
-            ac,
         })
     }
+}
 
-    pub(crate) fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+impl Solver for Pndm {
+    fn table(&self) -> &Table {
+        &self.table
+    }
+
+    fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
         self.n = n;
         // ascending, as diffusers' `_timesteps`
-        let base: Vec<f64> = match self.spacing {
-            TimestepSpacing::Linspace => {
-                sch::np_linspace(0.0, (self.num_train - 1) as f64, n, true)
-                    .into_iter()
-                    .map(sch::np_round)
-                    .collect()
-            }
-            _ => {
-                let mut t =
-                    sch::spaced_timesteps(self.spacing, self.num_train, n, self.steps_offset, true);
-                t.reverse();
-                t
-            }
-        };
+        let mut base = self.spacing.spaced(n, true);
+        base.reverse();
         if self.skip_prk {
             self.prk_timesteps.clear();
             let len = base.len();
@@ -95,7 +79,7 @@ impl Pndm {
                 plms.push(last);
             }
             plms.reverse();
-            self.timesteps = plms;
+            self.table.timesteps = plms;
         } else {
             if base.len() < 4 {
                 return Err(SchedulerError::schedule(
@@ -103,7 +87,7 @@ impl Pndm {
                     format!("PRK warm-up needs at least 4 steps, got {n} (or set skip_prk_steps)"),
                 ));
             }
-            let half = (self.num_train / n / 2) as f64;
+            let half = (self.spacing.num_train / n / 2) as f64;
             let tail = &base[base.len() - 4..];
             // repeat(2) + tile([0, half]) → [t0, t0+half, t1, t1+half, ...]
             let prk: Vec<f64> = tail.iter().flat_map(|&t| [t, t + half]).collect();
@@ -116,54 +100,35 @@ impl Pndm {
             self.prk_len = prk_ts.len();
             self.prk_timesteps = prk_ts.clone();
             prk_ts.extend(plms);
-            self.timesteps = prk_ts;
+            self.table.timesteps = prk_ts;
         }
-        self.reset();
         Ok(())
     }
 
-    pub(crate) fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    pub(crate) fn sigmas(&self) -> Option<&[f64]> {
-        None
-    }
-
-    pub(crate) fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    pub(crate) fn order(&self) -> usize {
-        1
-    }
-
-    pub(crate) fn reset(&mut self) {
+    fn reset(&mut self) {
         self.counter = 0;
         self.ets.clear();
         self.cur_model_output = None;
         self.cur_sample = None;
     }
 
-    pub(crate) fn scale_model_input(&self, x: &Tensor, _idx: usize) -> Result<Tensor> {
-        Ok(x.clone())
-    }
-
-    pub(crate) fn step(
+    fn step(
         &mut self,
         model_output: &Tensor,
         idx: usize,
         sample: &Tensor,
         _noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
-        let t = self.timesteps[idx];
+        let t = self.table.timesteps[idx];
         if !self.skip_prk && self.counter < self.prk_len {
             self.step_prk(model_output, t, sample)
         } else {
             self.step_plms(model_output, t, sample)
         }
     }
+}
 
+impl Pndm {
     fn step_prk(
         &mut self,
         model_output: &Tensor,
@@ -173,7 +138,7 @@ impl Pndm {
         let diff_to_prev = if self.counter % 2 == 1 {
             0.0
         } else {
-            (self.num_train / self.n / 2) as f64
+            (self.spacing.num_train / self.n / 2) as f64
         };
         let prev_t = timestep - diff_to_prev;
         let t = self.prk_timesteps[self.counter / 4 * 4];
@@ -214,7 +179,7 @@ impl Pndm {
                 "{NAME}: PLMS steps need the PRK warm-up first"
             )));
         }
-        let ratio = (self.num_train / self.n) as f64;
+        let ratio = (self.spacing.num_train / self.n) as f64;
         let mut t = timestep;
         let mut prev_t = timestep - ratio;
         if self.counter != 1 {
@@ -266,12 +231,8 @@ impl Pndm {
         prev_t: f64,
         model_output: &Tensor,
     ) -> Result<Tensor> {
-        let a_t = sch::ac_at(&self.ac, t, NAME)?;
-        let a_prev = if prev_t >= 0.0 {
-            sch::ac_at(&self.ac, prev_t, NAME)?
-        } else {
-            self.final_ac
-        };
+        let a_t = self.table.alpha(t)?;
+        let a_prev = self.table.alpha_prev(prev_t, self.final_ac)?;
         let (b_t, b_prev) = (1.0 - a_t, 1.0 - a_prev);
         let mo = if self.v_prediction {
             sch::lin(&[(a_t.sqrt(), model_output), (b_t.sqrt(), sample)])?
@@ -281,15 +242,5 @@ impl Pndm {
         let sample_coeff = (a_prev / a_t).sqrt();
         let denom = a_t * b_prev.sqrt() + (a_t * b_t * a_prev).sqrt();
         sch::lin(&[(sample_coeff, sample), (-(a_prev - a_t) / denom, &mo)])
-    }
-
-    pub(crate) fn add_noise(
-        &self,
-        original: &Tensor,
-        noise: &Tensor,
-        idx: usize,
-    ) -> Result<Tensor> {
-        let a = sch::ac_at(&self.ac, self.timesteps[idx], NAME)?;
-        sch::vp_add_noise(original, noise, a)
     }
 }

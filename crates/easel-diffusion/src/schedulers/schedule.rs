@@ -1,7 +1,9 @@
-//! The schedule math the schedulers share: training betas and `alphas_cumprod`, the
-//! timestep spacings, sigma conversions (interpolation, Karras, exponential, sigma → timestep),
-//! numpy/torch-compatible `linspace`/`arange`, and small tensor helpers (linear combinations,
-//! clipping, dynamic thresholding).
+//! The schedule math the schedulers share: training betas and `alphas_cumprod`, the training
+//! sigmas, the timestep spacings, sigma conversions (interpolation, Karras, exponential, Lu
+//! lambdas, sigma → timestep), numpy/torch-compatible `linspace`/`arange`, the x0/noise
+//! conversions of a model output, small tensor helpers (linear combinations, clipping, dynamic
+//! thresholding), and `Table`: a scheduler's timesteps and noise levels, from which the
+//! common `Scheduler` methods (sigmas, initial noise, input scaling, `add_noise`) are answered.
 //!
 //! Precision: diffusers builds its schedules with float32 torch tensors (betas, `alphas_cumprod`,
 //! the training sigmas) and float64 numpy arrays in between, then stores `sigmas` as float32.
@@ -12,7 +14,7 @@
 use candle_core::{DType, Result, Tensor};
 
 use super::config::{
-    BetaSchedule, PredictionType, SchedulerConfig, SchedulerError, TimestepSpacing,
+    BetaSchedule, FinalSigmasType, PredictionType, SchedulerConfig, SchedulerError, TimestepSpacing,
 };
 
 /// Rounds to float32 precision (what storing in a float32 tensor does).
@@ -211,73 +213,77 @@ pub(crate) fn np_round(x: f64) -> f64 {
     x.round_ties_even()
 }
 
-/// The timesteps of schedulers with one entry per inference step (DDIM, DDPM, PNDM, Euler,
-/// Heun, LMS, KDPM2), descending. `linspace` values are rounded to integers when
-/// `round_linspace` (the integer schedulers) and to float32 otherwise.
-pub(crate) fn spaced_timesteps(
-    spacing: TimestepSpacing,
-    num_train: usize,
-    n: usize,
-    steps_offset: usize,
-    round_linspace: bool,
-) -> Vec<f64> {
-    match spacing {
-        TimestepSpacing::Linspace => np_linspace(0.0, (num_train - 1) as f64, n, true)
-            .into_iter()
-            .rev()
-            .map(|t| if round_linspace { np_round(t) } else { f32r(t) })
-            .collect(),
-        TimestepSpacing::Leading => {
-            let ratio = num_train / n;
-            (0..n)
-                .rev()
-                .map(|i| (i * ratio + steps_offset) as f64)
-                .collect()
+/// A class's timestep spacing (the config's, else the class default) and the config values
+/// the spacings read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spacing {
+    pub kind: TimestepSpacing,
+    pub num_train: usize,
+    pub steps_offset: usize,
+}
+
+impl Spacing {
+    pub(crate) fn new(cfg: &SchedulerConfig, default: TimestepSpacing) -> Self {
+        Spacing {
+            kind: cfg.timestep_spacing.unwrap_or(default),
+            num_train: cfg.num_train_timesteps,
+            steps_offset: cfg.steps_offset,
         }
-        TimestepSpacing::Trailing => {
-            let ratio = num_train as f64 / n as f64;
-            np_arange_down(num_train as f64, 0.0, -ratio)
+    }
+
+    /// The timesteps of schedulers with one entry per inference step (DDIM, DDPM, PNDM, Euler,
+    /// Heun, LMS, KDPM2), descending. `linspace` values are rounded to integers when
+    /// `round_linspace` (the integer schedulers) and to float32 otherwise.
+    pub(crate) fn spaced(&self, n: usize, round_linspace: bool) -> Vec<f64> {
+        let num_train = self.num_train;
+        match self.kind {
+            TimestepSpacing::Linspace => np_linspace(0.0, (num_train - 1) as f64, n, true)
                 .into_iter()
-                .map(|t| np_round(t) - 1.0)
-                .collect()
+                .rev()
+                .map(|t| if round_linspace { np_round(t) } else { f32r(t) })
+                .collect(),
+            TimestepSpacing::Leading => {
+                let ratio = num_train / n;
+                (0..n)
+                    .rev()
+                    .map(|i| (i * ratio + self.steps_offset) as f64)
+                    .collect()
+            }
+            TimestepSpacing::Trailing => trailing(num_train as f64, num_train, n),
+        }
+    }
+
+    /// The integer timesteps of the multistep solvers (DPM-Solver, UniPC, DEIS): `n + 1` points
+    /// with the last dropped. `last_timestep` is `num_train` unless `lambda_min_clipped` cuts it.
+    pub(crate) fn solver(&self, n: usize, last_timestep: usize) -> Vec<f64> {
+        match self.kind {
+            TimestepSpacing::Linspace => {
+                let mut t: Vec<f64> = np_linspace(0.0, last_timestep as f64 - 1.0, n + 1, true)
+                    .into_iter()
+                    .map(np_round)
+                    .rev()
+                    .collect();
+                t.pop();
+                t
+            }
+            TimestepSpacing::Leading => {
+                let ratio = last_timestep / (n + 1);
+                (1..=n)
+                    .rev()
+                    .map(|i| (i * ratio + self.steps_offset) as f64)
+                    .collect()
+            }
+            TimestepSpacing::Trailing => trailing(last_timestep as f64, self.num_train, n),
         }
     }
 }
 
-/// The integer timesteps of the multistep solvers (DPM-Solver, UniPC, DEIS): `n + 1` points
-/// with the last dropped. `last_timestep` is `num_train` unless `lambda_min_clipped` cuts it.
-pub(crate) fn solver_timesteps(
-    spacing: TimestepSpacing,
-    num_train: usize,
-    last_timestep: usize,
-    n: usize,
-    steps_offset: usize,
-) -> Vec<f64> {
-    match spacing {
-        TimestepSpacing::Linspace => {
-            let mut t: Vec<f64> = np_linspace(0.0, last_timestep as f64 - 1.0, n + 1, true)
-                .into_iter()
-                .map(np_round)
-                .rev()
-                .collect();
-            t.pop();
-            t
-        }
-        TimestepSpacing::Leading => {
-            let ratio = last_timestep / (n + 1);
-            (1..=n)
-                .rev()
-                .map(|i| (i * ratio + steps_offset) as f64)
-                .collect()
-        }
-        TimestepSpacing::Trailing => {
-            let ratio = num_train as f64 / n as f64;
-            np_arange_down(last_timestep as f64, 0.0, -ratio)
-                .into_iter()
-                .map(|t| np_round(t) - 1.0)
-                .collect()
-        }
-    }
+/// Trailing spacing: `round(arange(from, 0, -num_train / n)) - 1`.
+fn trailing(from: f64, num_train: usize, n: usize) -> Vec<f64> {
+    np_arange_down(from, 0.0, -(num_train as f64 / n as f64))
+        .into_iter()
+        .map(|t| np_round(t) - 1.0)
+        .collect()
 }
 
 /// `np.interp(x, arange(len(fp)), fp)`.
@@ -339,10 +345,131 @@ pub(crate) fn exponential_sigmas(sigma_min: f64, sigma_max: f64, n: usize) -> Ve
         .collect()
 }
 
+/// The training noise levels of the sigma-based schedulers: `alphas_cumprod`, the sigmas
+/// (ascending in t, float32 values) and their logs.
+pub(crate) struct TrainSigmas {
+    pub ac: Vec<f64>,
+    pub sigmas: Vec<f64>,
+    pub log: Vec<f64>,
+}
+
+impl TrainSigmas {
+    /// `zero_snr`: the class honours `rescale_betas_zero_snr` (and then, like diffusers, sets
+    /// the last `alphas_cumprod` entry to 2^-24 so the largest sigma stays finite).
+    pub(crate) fn new(
+        cfg: &SchedulerConfig,
+        d: &BetaDefaults,
+        zero_snr: bool,
+    ) -> std::result::Result<Self, SchedulerError> {
+        let mut ac = alphas_cumprod(cfg, d, zero_snr)?;
+        if zero_snr && cfg.rescale_betas_zero_snr {
+            if let Some(last) = ac.last_mut() {
+                *last = 2f64.powi(-24);
+            }
+        }
+        let sigmas = train_sigmas(&ac);
+        let log = log_sigmas(&sigmas);
+        Ok(TrainSigmas { ac, sigmas, log })
+    }
+
+    /// The smallest training sigma (t = 0).
+    pub(crate) fn min(&self) -> f64 {
+        self.sigmas[0]
+    }
+
+    /// The largest training sigma (t = N − 1).
+    pub(crate) fn max(&self) -> f64 {
+        self.sigmas[self.sigmas.len() - 1]
+    }
+
+    /// The training sigma at a fractional timestep.
+    pub(crate) fn at(&self, t: f64) -> f64 {
+        interp(t, &self.sigmas)
+    }
+}
+
+/// How a sigma scheduler spaces its sigmas: interpolated at the spaced timesteps, or one of
+/// the conversions (whose timesteps then come from the sigmas).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SigmaSchedule {
+    Interpolated,
+    Karras,
+    Exponential,
+    LuLambdas,
+}
+
+impl SigmaSchedule {
+    /// From `use_karras_sigmas`, `use_exponential_sigmas` and (when the class takes it)
+    /// `use_lu_lambdas`, in that order of precedence.
+    pub(crate) fn from_config(cfg: &SchedulerConfig, takes_lu: bool) -> Self {
+        if cfg.use_karras_sigmas {
+            SigmaSchedule::Karras
+        } else if cfg.use_exponential_sigmas {
+            SigmaSchedule::Exponential
+        } else if takes_lu && cfg.use_lu_lambdas {
+            SigmaSchedule::LuLambdas
+        } else {
+            SigmaSchedule::Interpolated
+        }
+    }
+
+    /// The converted sigmas (from `hi` down to `lo`; Lu lambdas span the training range) and
+    /// their fractional timesteps, rounded to integers when `round_t` (Karras and Lu only).
+    /// None when interpolated.
+    pub(crate) fn convert(
+        self,
+        train: &TrainSigmas,
+        lo: f64,
+        hi: f64,
+        n: usize,
+        round_t: bool,
+    ) -> Option<(Vec<f64>, Vec<f64>)> {
+        let sig = match self {
+            SigmaSchedule::Interpolated => return None,
+            SigmaSchedule::Karras => karras_sigmas(lo, hi, n),
+            SigmaSchedule::Exponential => exponential_sigmas(lo, hi, n),
+            // Lu et al.'s uniform-lambda schedule over ln σ, as diffusers computes it.
+            SigmaSchedule::LuLambdas => {
+                np_linspace(train.log[train.log.len() - 1], train.log[0], n, true)
+                    .into_iter()
+                    .map(f64::exp)
+                    .collect()
+            }
+        };
+        let round = round_t && self != SigmaSchedule::Exponential;
+        let ts = sig
+            .iter()
+            .map(|&s| {
+                let t = sigma_to_t(s, &train.log);
+                if round {
+                    np_round(t)
+                } else {
+                    t
+                }
+            })
+            .collect();
+        Some((ts, sig))
+    }
+}
+
+/// The sigma appended after the last step: 0, or the smallest training sigma.
+pub(crate) fn final_sigma(kind: FinalSigmasType, sigma_min: f64) -> f64 {
+    match kind {
+        FinalSigmasType::Zero => 0.0,
+        FinalSigmasType::SigmaMin => sigma_min,
+    }
+}
+
 /// (alpha_t, sigma_t) of the variance-preserving process at a VE sigma.
 pub(crate) fn alpha_sigma(sigma: f64) -> (f64, f64) {
     let alpha = 1.0 / (sigma * sigma + 1.0).sqrt();
     (alpha, sigma * alpha)
+}
+
+/// λ = ln α − ln σ of a VE sigma, with its α and σ.
+pub(crate) fn lambda(sigma: f64) -> (f64, f64, f64) {
+    let (a, s) = alpha_sigma(sigma);
+    (a.ln() - s.ln(), a, s)
 }
 
 /// Σ cᵢ·xᵢ over tensors of one shape (float32).
@@ -490,6 +617,36 @@ pub(crate) fn ac_at(ac: &[f64], t: f64, name: &str) -> Result<f64> {
     Ok(ac[t as usize])
 }
 
+/// x0 predicted from a model output at a point `x = a·x0 + s·ε` of the VP process.
+pub(crate) fn x0_of(
+    pred: PredictionType,
+    model_output: &Tensor,
+    sample: &Tensor,
+    a: f64,
+    s: f64,
+) -> Result<Tensor> {
+    match pred {
+        PredictionType::Epsilon => lin(&[(1.0 / a, sample), (-s / a, model_output)]),
+        PredictionType::Sample => Ok(model_output.clone()),
+        PredictionType::VPrediction => lin(&[(a, sample), (-s, model_output)]),
+    }
+}
+
+/// The noise ε predicted from a model output at a point `x = a·x0 + s·ε` of the VP process.
+pub(crate) fn eps_of(
+    pred: PredictionType,
+    model_output: &Tensor,
+    sample: &Tensor,
+    a: f64,
+    s: f64,
+) -> Result<Tensor> {
+    match pred {
+        PredictionType::Epsilon => Ok(model_output.clone()),
+        PredictionType::Sample => lin(&[(1.0 / s, sample), (-a / s, model_output)]),
+        PredictionType::VPrediction => lin(&[(a, model_output), (s, sample)]),
+    }
+}
+
 /// Predicted x0 and noise from a model output at `alpha_prod` (variance-preserving form).
 pub(crate) fn vp_x0_eps(
     pred: PredictionType,
@@ -497,21 +654,11 @@ pub(crate) fn vp_x0_eps(
     sample: &Tensor,
     alpha_prod: f64,
 ) -> Result<(Tensor, Tensor)> {
-    let (sa, sb) = (alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt());
-    Ok(match pred {
-        PredictionType::Epsilon => (
-            lin(&[(1.0 / sa, sample), (-sb / sa, model_output)])?,
-            model_output.clone(),
-        ),
-        PredictionType::Sample => (
-            model_output.clone(),
-            lin(&[(1.0 / sb, sample), (-sa / sb, model_output)])?,
-        ),
-        PredictionType::VPrediction => (
-            lin(&[(sa, sample), (-sb, model_output)])?,
-            lin(&[(sa, model_output), (sb, sample)])?,
-        ),
-    })
+    let (a, s) = (alpha_prod.sqrt(), (1.0 - alpha_prod).sqrt());
+    Ok((
+        x0_of(pred, model_output, sample, a, s)?,
+        eps_of(pred, model_output, sample, a, s)?,
+    ))
 }
 
 /// `sqrt(a)·x0 + sqrt(1 - a)·noise`: the forward process of the alpha-based schedulers.
@@ -551,11 +698,6 @@ pub(crate) fn ve_derivative(sample: &Tensor, x0: &Tensor, sigma: f64) -> Result<
     div_scalar(&(sample - x0)?, sigma)
 }
 
-/// Timestep spacing, with the class default when the config leaves it out.
-pub(crate) fn spacing(cfg: &SchedulerConfig, default: TimestepSpacing) -> TimestepSpacing {
-    cfg.timestep_spacing.unwrap_or(default)
-}
-
 /// Rejects the sigma options no scheduler here implements.
 pub(crate) fn reject_unsupported_sigmas(
     cfg: &SchedulerConfig,
@@ -584,35 +726,117 @@ pub(crate) fn reject_unsupported_sigmas(
     Ok(())
 }
 
-/// The starting point of the sigma schedulers (Euler, Heun, LMS, KDPM2): float32 timesteps
-/// for the spacing and the training sigmas interpolated at them (float64, not yet rounded).
-pub(crate) fn ve_base(
-    spacing: TimestepSpacing,
-    num_train: usize,
-    n: usize,
-    steps_offset: usize,
-    train_sigmas: &[f64],
-) -> (Vec<f64>, Vec<f64>) {
-    let ts: Vec<f64> = spaced_timesteps(spacing, num_train, n, steps_offset, false)
-        .into_iter()
-        .map(f32r)
-        .collect();
-    let sig = ts.iter().map(|&t| interp(t, train_sigmas)).collect();
-    (ts, sig)
-}
-
-/// `init_noise_sigma` of the sigma schedulers: σ_max for linspace/trailing spacing,
-/// `sqrt(σ_max² + 1)` for leading.
-pub(crate) fn ve_init_noise_sigma(sigmas: &[f64], spacing: TimestepSpacing) -> f64 {
-    let max = sigmas.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    match spacing {
-        TimestepSpacing::Leading => f32r((max * max + 1.0).sqrt()),
-        _ => max,
-    }
-}
-
 /// `x / sqrt(σ² + 1)` (float32 scalar, true division, as diffusers).
 pub(crate) fn ve_scale(x: &Tensor, sigma: f64) -> Result<Tensor> {
     let s = sigma as f32;
     div_scalar(x, (s * s + 1.0).sqrt() as f64)
+}
+
+/// `alphas_cumprod` "before" the first training step: 1 with `set_alpha_to_one` (whose class
+/// default is `default`), else `alphas_cumprod[0]`.
+pub(crate) fn final_alpha(cfg: &SchedulerConfig, ac: &[f64], default: bool) -> f64 {
+    if cfg.set_alpha_to_one.unwrap_or(default) {
+        1.0
+    } else {
+        ac[0]
+    }
+}
+
+/// How a scheduler expresses its noise levels.
+pub(crate) enum Levels {
+    /// `alphas_cumprod` by training timestep (DDIM, DDPM, PNDM, LCM, TCD): no sigmas, the UNet
+    /// input unscaled, noise added at the entry's timestep.
+    Alphas(Vec<f64>),
+    /// Variance-exploding sigmas (Euler, Heun, LMS, KDPM2): the UNet input divided by
+    /// `sqrt(σ² + 1)`, `x0 + σ·noise`; the spacing decides `init_noise_sigma`.
+    Ve(TimestepSpacing),
+    /// VE sigmas read as a VP process (the multistep solvers): `α·x0 + σ_vp·noise`.
+    Vp,
+}
+
+/// A scheduler's schedule: its timesteps and noise levels (`sigmas`, with the final one, empty
+/// for `Levels::Alphas`). Answers the methods every scheduler has in common.
+pub(crate) struct Table {
+    pub name: &'static str,
+    pub timesteps: Vec<f64>,
+    pub sigmas: Vec<f64>,
+    pub levels: Levels,
+}
+
+impl Table {
+    pub(crate) fn new(name: &'static str, levels: Levels) -> Self {
+        Table {
+            name,
+            timesteps: Vec::new(),
+            sigmas: Vec::new(),
+            levels,
+        }
+    }
+
+    pub(crate) fn sigmas(&self) -> Option<&[f64]> {
+        match self.levels {
+            Levels::Alphas(_) => None,
+            _ => Some(&self.sigmas),
+        }
+    }
+
+    /// σ_max for the VE schedulers with linspace/trailing spacing, `sqrt(σ_max² + 1)` for
+    /// leading; 1 otherwise.
+    pub(crate) fn init_noise_sigma(&self) -> f64 {
+        let Levels::Ve(spacing) = self.levels else {
+            return 1.0;
+        };
+        let max = self
+            .sigmas
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        match spacing {
+            TimestepSpacing::Leading => f32r((max * max + 1.0).sqrt()),
+            _ => max,
+        }
+    }
+
+    pub(crate) fn scale_model_input(&self, x: &Tensor, idx: usize) -> Result<Tensor> {
+        match self.levels {
+            Levels::Ve(_) => ve_scale(x, self.sigmas[idx]),
+            _ => Ok(x.clone()),
+        }
+    }
+
+    pub(crate) fn add_noise(
+        &self,
+        original: &Tensor,
+        noise: &Tensor,
+        idx: usize,
+    ) -> Result<Tensor> {
+        match &self.levels {
+            Levels::Alphas(_) => vp_add_noise(original, noise, self.alpha(self.timesteps[idx])?),
+            Levels::Ve(_) => original + noise.affine(self.sigmas[idx], 0.0)?,
+            Levels::Vp => {
+                let (a, s) = alpha_sigma(self.sigmas[idx]);
+                lin(&[(a, original), (s, noise)])
+            }
+        }
+    }
+
+    /// `alphas_cumprod[t]` (alpha schedulers), or an error naming the scheduler.
+    pub(crate) fn alpha(&self, t: f64) -> Result<f64> {
+        match &self.levels {
+            Levels::Alphas(ac) => ac_at(ac, t, self.name),
+            _ => Err(candle_core::Error::Msg(format!(
+                "{}: no alphas_cumprod table",
+                self.name
+            ))),
+        }
+    }
+
+    /// `alphas_cumprod[prev_t]`, or `final_alpha` when `prev_t` is before the first step.
+    pub(crate) fn alpha_prev(&self, prev_t: f64, final_alpha: f64) -> Result<f64> {
+        if prev_t >= 0.0 {
+            self.alpha(prev_t)
+        } else {
+            Ok(final_alpha)
+        }
+    }
 }

@@ -11,19 +11,18 @@ use candle_core::{Result, Tensor};
 
 use super::config::{PredictionType, SchedulerConfig, SchedulerError};
 use super::lcm::{lcm_timesteps, LCM_DEFAULTS};
-use super::schedule as sch;
+use super::schedule::{self as sch, Levels, Table};
+use super::Solver;
 use crate::noise::NoiseSource;
 
 const NAME: &str = "TCDScheduler";
 
 pub(crate) struct Tcd {
-    ac: Vec<f64>,
+    table: Table,
     num_train: usize,
     original_steps: usize,
     prediction: PredictionType,
     gamma: f64,
-    n: usize,
-    timesteps: Vec<f64>,
 }
 
 impl Tcd {
@@ -37,77 +36,50 @@ impl Tcd {
                 "gamma must be in [0, 1]",
             ));
         }
+        let ac = sch::alphas_cumprod(cfg, &LCM_DEFAULTS, true)?;
         Ok(Tcd {
-            ac: sch::alphas_cumprod(cfg, &LCM_DEFAULTS, true)?,
+            table: Table::new(NAME, Levels::Alphas(ac)),
             num_train: cfg.num_train_timesteps,
             original_steps: cfg.original_inference_steps,
             prediction: cfg.prediction_type,
             gamma,
-            n: 0,
-            timesteps: Vec::new(),
         })
     }
+}
 
-    pub(crate) fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
-        self.timesteps = lcm_timesteps(self.num_train, self.original_steps, n, NAME)?;
-        self.n = n;
+impl Solver for Tcd {
+    fn table(&self) -> &Table {
+        &self.table
+    }
+
+    fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+        self.table.timesteps = lcm_timesteps(self.num_train, self.original_steps, n, NAME)?;
         Ok(())
     }
 
-    pub(crate) fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    pub(crate) fn sigmas(&self) -> Option<&[f64]> {
-        None
-    }
-
-    pub(crate) fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    pub(crate) fn order(&self) -> usize {
-        1
-    }
-
-    pub(crate) fn reset(&mut self) {}
-
-    pub(crate) fn scale_model_input(&self, x: &Tensor, _idx: usize) -> Result<Tensor> {
-        Ok(x.clone())
-    }
-
-    pub(crate) fn step(
+    fn step(
         &mut self,
         model_output: &Tensor,
         idx: usize,
         sample: &Tensor,
         noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
-        let t = self.timesteps[idx];
-        let prev_t = self.timesteps.get(idx + 1).copied().unwrap_or(0.0);
+        let ts = &self.table.timesteps;
+        let t = ts[idx];
+        let prev_t = ts.get(idx + 1).copied().unwrap_or(0.0);
         // torch: floor(float32(1 - eta) * float32(prev_t)) in float32
         let s = ((1.0 - self.gamma) as f32 * prev_t as f32).floor() as f64;
-        let a_t = sch::ac_at(&self.ac, t, NAME)?;
-        let a_prev = sch::ac_at(&self.ac, prev_t, NAME)?;
-        let a_s = sch::ac_at(&self.ac, s, NAME)?;
+        let a_t = self.table.alpha(t)?;
+        let a_prev = self.table.alpha(prev_t)?;
+        let a_s = self.table.alpha(s)?;
         let (x0, eps) = sch::vp_x0_eps(self.prediction, model_output, sample, a_t)?;
         let noised = sch::lin(&[(a_s.sqrt(), &x0), ((1.0 - a_s).sqrt(), &eps)])?;
-        if self.gamma > 0.0 && idx + 1 != self.n {
+        if self.gamma > 0.0 && idx + 1 != ts.len() {
             let z = noise.randn(model_output.dims(), model_output.device())?;
             let r = a_prev / a_s;
             sch::lin(&[(r.sqrt(), &noised), ((1.0 - r).max(0.0).sqrt(), &z)])
         } else {
             Ok(noised)
         }
-    }
-
-    pub(crate) fn add_noise(
-        &self,
-        original: &Tensor,
-        noise: &Tensor,
-        idx: usize,
-    ) -> Result<Tensor> {
-        let a = sch::ac_at(&self.ac, self.timesteps[idx], NAME)?;
-        sch::vp_add_noise(original, noise, a)
     }
 }

@@ -14,195 +14,44 @@
 
 use candle_core::{Result, Tensor};
 
-use super::config::{
-    FinalSigmasType, PredictionType, SchedulerConfig, SchedulerError, SolverType, TimestepSpacing,
-};
-use super::schedule::{self as sch, alpha_sigma, f32r, lin, X0Limit};
+use super::config::{FinalSigmasType, SchedulerConfig, SchedulerError, SolverType};
+use super::multistep::{self as ms, Base};
+use super::schedule::{self as sch, alpha_sigma, lambda, lin, Table};
+use super::Solver;
 use crate::noise::NoiseSource;
 
 const NAME: &str = "UniPCMultistepScheduler";
 
 pub(crate) struct UniPc {
-    train_sigmas: Vec<f64>,
-    log_sigmas: Vec<f64>,
-    num_train: usize,
-    spacing: TimestepSpacing,
-    steps_offset: usize,
-    prediction: PredictionType,
-    limit: X0Limit,
-    solver_order: usize,
+    base: Base,
     bh1: bool,
     lower_order_final: bool,
     predict_x0: bool,
     disable_corrector: Vec<usize>,
     final_sigmas: FinalSigmasType,
-    karras: bool,
-    exponential: bool,
-    sigma_min: Option<f64>,
-    sigma_max: Option<f64>,
-    timesteps: Vec<f64>,
-    sigmas: Vec<f64>,
-    model_outputs: Vec<Option<Tensor>>,
-    lower_order_nums: usize,
     last_sample: Option<Tensor>,
     this_order: usize,
 }
 
 impl UniPc {
     pub(crate) fn new(cfg: &SchedulerConfig) -> std::result::Result<Self, SchedulerError> {
-        sch::reject_unsupported_sigmas(cfg, NAME)?;
-        if cfg.use_flow_sigmas {
-            return Err(SchedulerError::unsupported(NAME, "use_flow_sigmas", true));
-        }
-        if cfg.use_dynamic_shifting {
-            return Err(SchedulerError::unsupported(
-                NAME,
-                "use_dynamic_shifting",
-                true,
-            ));
-        }
+        ms::check_common(cfg, NAME)?;
         if cfg.solver_p {
             return Err(SchedulerError::unsupported(NAME, "solver_p", "a scheduler"));
         }
-        if cfg.solver_order == 0 {
-            return Err(SchedulerError::unsupported_because(
-                NAME,
-                "solver_order",
-                0,
-                "must be ≥ 1",
-            ));
-        }
-        let mut ac = sch::alphas_cumprod(cfg, &sch::LINEAR_DEFAULTS, true)?;
-        if cfg.rescale_betas_zero_snr {
-            if let Some(last) = ac.last_mut() {
-                *last = 2f64.powi(-24);
-            }
-        }
-        let train_sigmas = sch::train_sigmas(&ac);
+        ms::check_order(cfg, NAME, false)?;
+        let mut base = Base::new(cfg, NAME, true, false)?;
+        base.bounds = (cfg.sigma_min, cfg.sigma_max);
         Ok(UniPc {
-            log_sigmas: sch::log_sigmas(&train_sigmas),
-            train_sigmas,
-            num_train: cfg.num_train_timesteps,
-            spacing: sch::spacing(cfg, TimestepSpacing::Linspace),
-            steps_offset: cfg.steps_offset,
-            prediction: cfg.prediction_type,
-            limit: X0Limit::threshold_only(cfg),
-            solver_order: cfg.solver_order,
+            base,
             bh1: cfg.solver_type == Some(SolverType::Bh1),
             lower_order_final: cfg.lower_order_final.unwrap_or(true),
             predict_x0: cfg.predict_x0,
             disable_corrector: cfg.disable_corrector.clone(),
             final_sigmas: cfg.final_sigmas_type,
-            karras: cfg.use_karras_sigmas,
-            exponential: cfg.use_exponential_sigmas,
-            sigma_min: cfg.sigma_min,
-            sigma_max: cfg.sigma_max,
-            timesteps: Vec::new(),
-            sigmas: Vec::new(),
-            model_outputs: Vec::new(),
-            lower_order_nums: 0,
             last_sample: None,
             this_order: 1,
         })
-    }
-
-    pub(crate) fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
-        let mut ts = sch::solver_timesteps(
-            self.spacing,
-            self.num_train,
-            self.num_train,
-            n,
-            self.steps_offset,
-        );
-        let mut sig: Vec<f64> = if self.karras || self.exponential {
-            let lo = self.sigma_min.unwrap_or(self.train_sigmas[0]);
-            let hi = self
-                .sigma_max
-                .unwrap_or(self.train_sigmas[self.train_sigmas.len() - 1]);
-            let sig = if self.karras {
-                sch::karras_sigmas(lo, hi, n)
-            } else {
-                sch::exponential_sigmas(lo, hi, n)
-            };
-            ts = sig
-                .iter()
-                .map(|&s| {
-                    let t = sch::sigma_to_t(s, &self.log_sigmas);
-                    if self.karras {
-                        sch::np_round(t)
-                    } else {
-                        t
-                    }
-                })
-                .collect();
-            let last = match self.final_sigmas {
-                FinalSigmasType::Zero => 0.0,
-                FinalSigmasType::SigmaMin => sig[sig.len() - 1],
-            };
-            let mut sig = sig;
-            sig.push(last);
-            sig
-        } else {
-            let mut sig: Vec<f64> = ts
-                .iter()
-                .map(|&t| sch::interp(t, &self.train_sigmas))
-                .collect();
-            sig.push(match self.final_sigmas {
-                FinalSigmasType::Zero => 0.0,
-                FinalSigmasType::SigmaMin => self.train_sigmas[0],
-            });
-            sig
-        };
-        sig = sig.into_iter().map(f32r).collect();
-        self.sigmas = sig;
-        self.timesteps = ts.into_iter().map(f64::trunc).collect();
-        self.reset();
-        Ok(())
-    }
-
-    pub(crate) fn timesteps(&self) -> &[f64] {
-        &self.timesteps
-    }
-
-    pub(crate) fn sigmas(&self) -> Option<&[f64]> {
-        Some(&self.sigmas)
-    }
-
-    pub(crate) fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    pub(crate) fn order(&self) -> usize {
-        1
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.model_outputs = vec![None; self.solver_order];
-        self.lower_order_nums = 0;
-        self.last_sample = None;
-        self.this_order = 1;
-    }
-
-    pub(crate) fn scale_model_input(&self, x: &Tensor, _idx: usize) -> Result<Tensor> {
-        Ok(x.clone())
-    }
-
-    fn convert(&self, model_output: &Tensor, sample: &Tensor, sigma: f64) -> Result<Tensor> {
-        let (a, s) = alpha_sigma(sigma);
-        if self.predict_x0 {
-            let x0 = match self.prediction {
-                PredictionType::Epsilon => lin(&[(1.0 / a, sample), (-s / a, model_output)])?,
-                PredictionType::Sample => model_output.clone(),
-                PredictionType::VPrediction => lin(&[(a, sample), (-s, model_output)])?,
-            };
-            self.limit.apply(x0)
-        } else {
-            match self.prediction {
-                PredictionType::Epsilon => Ok(model_output.clone()),
-                PredictionType::Sample => lin(&[(1.0 / s, sample), (-a / s, model_output)]),
-                PredictionType::VPrediction => lin(&[(a, model_output), (s, sample)]),
-            }
-        }
     }
 
     /// The coefficient system shared by predictor and corrector: the ratios r_k, the matrix
@@ -249,22 +98,18 @@ impl UniPc {
         }
     }
 
-    fn lambda(sigma: f64) -> f64 {
-        let (a, s) = alpha_sigma(sigma);
-        a.ln() - s.ln()
-    }
-
     /// UniP: predicts x at σ_{idx+1} from x at σ_idx and the stored outputs.
     fn predictor(&self, idx: usize, x: &Tensor, order: usize) -> Result<Tensor> {
-        let outs: Vec<&Tensor> = self.model_outputs.iter().flatten().collect();
+        let sigmas = &self.base.table.sigmas;
+        let outs = self.base.history.outs();
         let k = outs.len();
         let m0 = outs[k - 1];
-        let (sig_t, sig_s0) = (self.sigmas[idx + 1], self.sigmas[idx]);
-        let h = Self::lambda(sig_t) - Self::lambda(sig_s0);
+        let (sig_t, sig_s0) = (sigmas[idx + 1], sigmas[idx]);
+        let h = lam(sig_t) - lam(sig_s0);
         let mut rks = Vec::new();
         let mut d1s = Vec::new();
         for i in 1..order {
-            let rk = (Self::lambda(self.sigmas[idx - i]) - Self::lambda(sig_s0)) / h;
+            let rk = (lam(sigmas[idx - i]) - lam(sig_s0)) / h;
             rks.push(rk);
             d1s.push(lin(&[(1.0 / rk, outs[k - 1 - i]), (-1.0 / rk, m0)])?);
         }
@@ -291,15 +136,16 @@ impl UniPc {
     /// UniC: corrects the sample at σ_idx (predicted by the previous step from `last`) using
     /// the model output `m_t` just computed there.
     fn corrector(&self, idx: usize, m_t: &Tensor, last: &Tensor, order: usize) -> Result<Tensor> {
-        let outs: Vec<&Tensor> = self.model_outputs.iter().flatten().collect();
+        let sigmas = &self.base.table.sigmas;
+        let outs = self.base.history.outs();
         let k = outs.len();
         let m0 = outs[k - 1];
-        let (sig_t, sig_s0) = (self.sigmas[idx], self.sigmas[idx - 1]);
-        let h = Self::lambda(sig_t) - Self::lambda(sig_s0);
+        let (sig_t, sig_s0) = (sigmas[idx], sigmas[idx - 1]);
+        let h = lam(sig_t) - lam(sig_s0);
         let mut rks = Vec::new();
         let mut d1s = Vec::new();
         for i in 1..order {
-            let rk = (Self::lambda(self.sigmas[idx - (i + 1)]) - Self::lambda(sig_s0)) / h;
+            let rk = (lam(sigmas[idx - (i + 1)]) - lam(sig_s0)) / h;
             rks.push(rk);
             d1s.push(lin(&[(1.0 / rk, outs[k - 1 - i]), (-1.0 / rk, m0)])?);
         }
@@ -332,8 +178,36 @@ impl UniPc {
             s_t * b_h
         }
     }
+}
 
-    pub(crate) fn step(
+/// λ of a VE sigma.
+fn lam(sigma: f64) -> f64 {
+    lambda(sigma).0
+}
+
+impl Solver for UniPc {
+    fn table(&self) -> &Table {
+        &self.base.table
+    }
+
+    fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+        let b = &mut self.base;
+        let ts = b.spacing.solver(n, b.spacing.num_train);
+        let (final_sigmas, min) = (self.final_sigmas, b.train.min());
+        // sigma_min: the last converted sigma, else the smallest training sigma
+        b.set_schedule(ts, true, |last| {
+            sch::final_sigma(final_sigmas, last.unwrap_or(min))
+        });
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.base.history.clear();
+        self.last_sample = None;
+        self.this_order = 1;
+    }
+
+    fn step(
         &mut self,
         model_output: &Tensor,
         idx: usize,
@@ -342,36 +216,27 @@ impl UniPc {
     ) -> Result<Tensor> {
         let use_corrector =
             idx > 0 && !self.disable_corrector.contains(&(idx - 1)) && self.last_sample.is_some();
-        let m = self.convert(model_output, sample, self.sigmas[idx])?;
+        let sigma = self.base.table.sigmas[idx];
+        let m = if self.predict_x0 {
+            self.base.x0(model_output, sample, sigma)?
+        } else {
+            self.base.eps(model_output, sample, sigma)?
+        };
         let sample = match (&self.last_sample, use_corrector) {
             (Some(last), true) => self.corrector(idx, &m, last, self.this_order)?,
             _ => sample.clone(),
         };
-        self.model_outputs.rotate_left(1);
-        let last = self.model_outputs.len() - 1;
-        self.model_outputs[last] = Some(m);
+        self.base.history.push(m);
+        let solver_order = self.base.solver_order;
         let this_order = if self.lower_order_final {
-            self.solver_order.min(self.timesteps.len() - idx)
+            solver_order.min(self.base.table.timesteps.len() - idx)
         } else {
-            self.solver_order
+            solver_order
         };
-        self.this_order = this_order.min(self.lower_order_nums + 1);
+        self.this_order = this_order.min(self.base.history.warm() + 1);
         let prev = self.predictor(idx, &sample, self.this_order)?;
         self.last_sample = Some(sample);
-        if self.lower_order_nums < self.solver_order {
-            self.lower_order_nums += 1;
-        }
         Ok(prev)
-    }
-
-    pub(crate) fn add_noise(
-        &self,
-        original: &Tensor,
-        noise: &Tensor,
-        idx: usize,
-    ) -> Result<Tensor> {
-        let (a, s) = alpha_sigma(self.sigmas[idx]);
-        lin(&[(a, original), (s, noise)])
     }
 }
 
