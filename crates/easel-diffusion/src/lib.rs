@@ -6,6 +6,7 @@ pub mod clip;
 pub mod loader;
 pub mod lora;
 pub mod noise;
+pub mod pipeline;
 pub mod prompt;
 pub mod rng;
 pub mod schedulers;
