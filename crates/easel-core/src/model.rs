@@ -46,6 +46,33 @@ pub mod family {
     pub const UNKNOWN: &str = "unknown";
 }
 
+/// The family of a single-file checkpoint (original LDM / A1111 key layout) from its tensor
+/// names and the UNet's input channels (`model.diffusion_model.input_blocks.0.0.weight`
+/// dim 1). `None` when the names are not those of a checkpoint.
+pub fn family_from_tensor_names<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    unet_in_channels: Option<u64>,
+) -> Option<&'static str> {
+    let (mut xl, mut open_clip, mut clip, mut unet) = (false, false, false, false);
+    for n in names {
+        xl |= n.starts_with("conditioner.embedders.1");
+        open_clip |= n.starts_with("cond_stage_model.model.");
+        clip |= n.starts_with("cond_stage_model.transformer.");
+        unet |= n.starts_with("model.diffusion_model.");
+    }
+    if xl {
+        Some(family::SDXL)
+    } else if unet_in_channels == Some(9) {
+        Some(family::SD15_INPAINT)
+    } else if open_clip {
+        Some(family::SD2)
+    } else if clip || unet {
+        Some(family::SD15)
+    } else {
+        None
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Model {
     pub id: String,

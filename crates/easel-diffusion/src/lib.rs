@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod prompt;
 pub mod rng;
 pub mod schedulers;
+pub mod single_file;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;

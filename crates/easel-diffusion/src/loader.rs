@@ -59,6 +59,17 @@ pub fn var_builder(
         let t = st.load(&name, device)?;
         tensors.insert(name, t);
     }
+    merge_loras(&mut tensors, component, loras, device)?;
+    Ok(VarBuilder::from_tensors(tensors, dtype, device))
+}
+
+/// Add each LoRA's `scale * delta` to the tensors it targets.
+pub fn merge_loras(
+    tensors: &mut HashMap<String, Tensor>,
+    component: &str,
+    loras: &[(&Lora, f64)],
+    device: &Device,
+) -> Result<()> {
     for (lora, scale) in loras {
         let names: Vec<String> = tensors.keys().cloned().collect();
         for (key, delta) in lora.deltas(component, &names, device)? {
@@ -68,5 +79,5 @@ pub fn var_builder(
             tensors.insert(key, merged);
         }
     }
-    Ok(VarBuilder::from_tensors(tensors, dtype, device))
+    Ok(())
 }

@@ -134,6 +134,61 @@ impl Pipeline {
         })
     }
 
+    /// Load a single-file checkpoint (LDM / A1111 layout). `config_dir` is a diffusers
+    /// folder of the same family that supplies what the weights do not say: component configs,
+    /// tokenizer, scheduler.
+    pub fn from_single_file(
+        path: &Path,
+        config_dir: &Path,
+        loras: &[(&Lora, f64)],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Pipeline> {
+        let mut conv = crate::single_file::convert(path, device)?;
+        let vb = |tensors: std::collections::HashMap<String, Tensor>| {
+            candle_nn::VarBuilder::from_tensors(tensors, dtype, device)
+        };
+        crate::loader::merge_loras(&mut conv.unet, "unet", loras, device)?;
+        crate::loader::merge_loras(&mut conv.text_encoder, "text_encoder", loras, device)?;
+        let read =
+            |sub: &str| crate::loader::read_config::<serde_json::Value>(&config_dir.join(sub));
+        let te_cfg: crate::clip::ClipTextConfig =
+            serde_json::from_value(read("text_encoder/config.json")?)
+                .map_err(|e| err(e.to_string()))?;
+        let unet_cfg: crate::unet::UnetConfig =
+            serde_json::from_value(read("unet/config.json")?).map_err(|e| err(e.to_string()))?;
+        let vae_cfg: crate::vae::VaeConfig =
+            serde_json::from_value(read("vae/config.json")?).map_err(|e| err(e.to_string()))?;
+        if unet_cfg.block_out_channels != conv.inferred.block_out_channels
+            || unet_cfg.in_channels != conv.inferred.in_channels
+        {
+            return Err(err(format!(
+                "{} does not fit the configs in {} (UNet channels {:?} vs {:?})",
+                path.display(),
+                config_dir.display(),
+                conv.inferred.block_out_channels,
+                unet_cfg.block_out_channels
+            )));
+        }
+        let scheduler_config: serde_json::Value = read("scheduler/scheduler_config.json")?;
+        let class = scheduler_config["_class_name"]
+            .as_str()
+            .unwrap_or("PNDMScheduler");
+        Ok(Pipeline {
+            tokenizer: ClipTokenizer::from_dir(&config_dir.join("tokenizer"))
+                .map_err(|e| err(e.to_string()))?,
+            text_encoder: ClipTextModel::load(vb(conv.text_encoder), &te_cfg)?,
+            second: None,
+            unet: Unet::load(vb(conv.unet), unet_cfg)?,
+            vae: Vae::load(vb(conv.vae), vae_cfg)?,
+            scheduler_kind: SchedulerKind::from_class_name(class)
+                .ok_or_else(|| err(format!("unknown scheduler class `{class}`")))?,
+            scheduler_config,
+            force_zeros_for_empty_prompt: false,
+            device: device.clone(),
+        })
+    }
+
     pub fn is_sdxl(&self) -> bool {
         self.second.is_some()
     }

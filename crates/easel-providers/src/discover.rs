@@ -138,7 +138,6 @@ pub fn inspect(path: &Path) -> Option<Found> {
     }
     let header = read_safetensors_header(path)?;
     let keys: Vec<&String> = header.keys().filter(|k| *k != "__metadata__").collect();
-    let has = |p: &str| keys.iter().any(|k| k.starts_with(p));
     let lora = keys.iter().any(|k| {
         k.starts_with("lora_")
             || k.contains(".lora_down.")
@@ -158,17 +157,8 @@ pub fn inspect(path: &Path) -> Option<Found> {
         .and_then(|t| t.get("shape"))
         .and_then(|s| s.get(1))
         .and_then(|v| v.as_u64());
-    let fam = if has("conditioner.embedders.1") {
-        family::SDXL
-    } else if in_channels == Some(9) {
-        family::SD15_INPAINT
-    } else if has("cond_stage_model.model.") {
-        family::SD2
-    } else if has("cond_stage_model.transformer.") || has("model.diffusion_model.") {
-        family::SD15
-    } else {
-        return None;
-    };
+    let fam =
+        easel_core::model::family_from_tensor_names(keys.iter().map(|k| k.as_str()), in_channels)?;
     Some(Found {
         name,
         family: fam.to_string(),
