@@ -34,6 +34,19 @@ enum BenchCmd {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// The diffusion engine on CPU: full-size SD 1.5 architecture with random weights
+    /// (written to a temporary folder and loaded like a real model), f32.
+    Diffusion {
+        /// Image side in pixels (a multiple of 8).
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// UNet steps to time (each with guidance: batch 2).
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// A tiny architecture instead of SD 1.5 (to check the command quickly).
+        #[arg(long)]
+        tiny: bool,
+    },
 }
 
 pub async fn run(a: BenchArgs) -> Result<()> {
@@ -45,6 +58,9 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             workers,
             database_url,
         } => queue(jobs, gets, concurrency, workers, database_url).await,
+        BenchCmd::Diffusion { size, steps, tiny } => {
+            tokio::task::spawn_blocking(move || crate::bench_diffusion::run(size, steps, tiny)).await?
+        }
     }
 }
 

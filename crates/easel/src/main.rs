@@ -4,6 +4,7 @@
 
 mod admin;
 mod bench;
+mod bench_diffusion;
 mod config;
 
 use clap::{Parser, Subcommand};

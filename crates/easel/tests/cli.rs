@@ -191,3 +191,33 @@ fn easel_toml_sets_values_and_flags_win() {
         .unwrap();
     assert!(!out.status.success(), "unknown settings are refused");
 }
+
+#[test]
+fn bench_diffusion_runs_on_a_tiny_model() {
+    let out = easel()
+        .args([
+            "bench",
+            "diffusion",
+            "--tiny",
+            "--size",
+            "64",
+            "--steps",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "UNet step with guidance",
+        "VAE decode",
+        "model load",
+        "peak RSS",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+}
