@@ -2,38 +2,14 @@
 //! prompt embeddings (SD: last hidden state; SDXL: both encoders' penultimate states
 //! concatenated, and the second encoder's pooled projection) within 1e-4.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
+use common::{cases, max_diff, parity_dir};
 use easel_diffusion::clip::ClipTextModel;
-
-fn parity_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("EASEL_PARITY_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity")
-        });
-    if dir.join("cases").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: parity fixtures not found at {}", dir.display());
-        None
-    }
-}
-
-fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 #[test]
 fn text_embeddings_match_diffusers() {
@@ -53,20 +29,9 @@ fn text_embeddings_match_diffusers() {
     }
     let load = |p: PathBuf| -> &ClipTextModel { &models[&p] };
     let mut checked = 0;
-    let mut cases: Vec<_> = std::fs::read_dir(dir.join("cases"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .collect();
-    cases.sort_by_key(|e| e.path());
-    for case in cases {
-        let path = case.path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let meta: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path.join("case.json")).unwrap())
-                .unwrap();
-        let model = dir.join("models").join(meta["model"].as_str().unwrap());
-        let t = candle_core::safetensors::load(path.join("tensors.safetensors"), &dev).unwrap();
+    for case in cases(&dir) {
+        let (name, t) = (&case.name, &case.tensors);
+        let model = case.model_dir(&dir);
         let sdxl = model.join("text_encoder_2").is_dir();
         for (ids, ids2, embeds, pooled) in [
             (
@@ -97,11 +62,11 @@ fn text_embeddings_match_diffusers() {
             } else {
                 (out.last_hidden_state, None)
             };
-            let d = max_abs(&got, want);
+            let d = max_diff(&got, want);
             println!("{name} {embeds}: max abs {d:.2e}");
             assert!(d <= 1e-4, "{name} {embeds}: {d}");
             if let (Some(p), Some(want)) = (pooled_got, t.get(pooled)) {
-                let d = max_abs(&p, want);
+                let d = max_diff(&p, want);
                 println!("{name} {pooled}: max abs {d:.2e}");
                 assert!(d <= 1e-4, "{name} {pooled}: {d}");
             }
@@ -137,7 +102,7 @@ fn a_batch_encodes_like_its_rows() {
     let out = te.forward(&batch).unwrap();
     for (i, row) in [a, b].into_iter().enumerate() {
         let single = te.forward(&Tensor::new(vec![row], &dev).unwrap()).unwrap();
-        let d = max_abs(
+        let d = max_diff(
             &out.last_hidden_state.get(i).unwrap(),
             &single.last_hidden_state.get(0).unwrap(),
         );

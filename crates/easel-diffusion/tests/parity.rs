@@ -4,39 +4,16 @@
 //! token ids exact; embeddings ≤ 1e-4 abs; latents ≤ 1e-4 of the reference's max at every
 //! step; image ≤ 1e-3 abs. A case the pipeline cannot run fails.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
+use common::{cases, max_abs, parity_dir};
 use easel_diffusion::lora::Lora;
 use easel_diffusion::pipeline::{Pipeline, Request};
 use easel_diffusion::rng::TorchRng;
 use easel_diffusion::schedulers::SchedulerKind;
-
-fn parity_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("EASEL_PARITY_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity")
-        });
-    if dir.join("cases").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: parity fixtures not found at {}", dir.display());
-        None
-    }
-}
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 fn ids(t: &Tensor) -> Vec<u32> {
     t.flatten_all()
@@ -54,34 +31,15 @@ fn ids(t: &Tensor) -> Vec<u32> {
 fn whole_pipeline_matches_diffusers() {
     let Some(dir) = parity_dir() else { return };
     let dev = Device::Cpu;
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir.join("cases"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
+    let cases = cases(&dir);
     assert!(!cases.is_empty());
     let mut pipelines: HashMap<String, Pipeline> = HashMap::new();
-    for path in &cases {
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let meta: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path.join("case.json")).unwrap())
-                .unwrap();
-        let t = candle_core::safetensors::load(path.join("tensors.safetensors"), &dev).unwrap();
-        let model = meta["model"].as_str().unwrap().to_string();
-        let lora = meta.get("lora").filter(|l| l.is_object()).map(|l| {
-            let file = dir
-                .join("models")
-                .join(l["model"].as_str().unwrap())
-                .join(l["weight_name"].as_str().unwrap());
-            (Lora::load(&file).unwrap(), l["scale"].as_f64().unwrap())
-        });
-        let key = format!("{model}/{:?}", meta.get("lora"));
-        let pipe = pipelines.entry(key).or_insert_with(|| {
+    for case in &cases {
+        let (name, t, meta) = (&case.name, &case.tensors, &case.meta);
+        let lora = case.lora(&dir);
+        let pipe = pipelines.entry(case.model_key()).or_insert_with(|| {
             let loras: Vec<(&Lora, f64)> = lora.iter().map(|(l, s)| (l, *s)).collect();
-            Pipeline::from_diffusers_dir(&dir.join("models").join(&model), &loras, DType::F32, &dev)
-                .unwrap()
+            Pipeline::from_diffusers_dir(&case.model_dir(&dir), &loras, DType::F32, &dev).unwrap()
         });
         let class = meta["scheduler"]["class_name"].as_str().unwrap();
         let kind = SchedulerKind::from_class_name(class)

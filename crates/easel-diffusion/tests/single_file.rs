@@ -1,24 +1,11 @@
 //! A single-file checkpoint (original LDM / A1111 layout) converts to exactly the weights of
 //! the diffusers folder it was made from, with the shapes the folder's configs say.
 
-use std::path::PathBuf;
+mod common;
 
 use candle_core::{Device, Tensor};
+use common::{max_diff, parity_dir};
 use easel_diffusion::single_file;
-
-fn parity_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("EASEL_PARITY_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity")
-        });
-    if dir.join("models/tiny-sd-single-file.safetensors").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: parity fixtures not found at {}", dir.display());
-        None
-    }
-}
 
 #[test]
 fn single_file_gives_the_folder_weights() {
@@ -53,16 +40,7 @@ fn single_file_gives_the_folder_weights() {
         for (k, w) in &want {
             let g: &Tensor = &got[k];
             assert_eq!(g.dims(), w.dims(), "{name} {k}");
-            let d = (g - w)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = max_diff(g, w);
             assert_eq!(d, 0.0, "{name} {k} differs by {d}");
         }
     }
@@ -151,15 +129,6 @@ fn a_pipeline_from_the_single_file_draws_what_the_folder_draws() {
         .unwrap()
         .unwrap()
         .image;
-    let d = (ia - ib)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = max_diff(&ia, &ib);
     assert_eq!(d, 0.0);
 }

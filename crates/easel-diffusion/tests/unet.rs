@@ -1,77 +1,29 @@
 //! UNet parity: at every recorded step of every fixture case, the recorded UNet input (with
 //! the recorded text conditioning) gives the recorded UNet output within 1e-4 of its range.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
+use common::{cases, max_abs, parity_dir};
 use easel_diffusion::lora::Lora;
 use easel_diffusion::unet::{AddedCond, Unet};
-
-fn parity_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("EASEL_PARITY_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity")
-        });
-    if dir.join("cases").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: parity fixtures not found at {}", dir.display());
-        None
-    }
-}
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 #[test]
 fn unet_outputs_match_diffusers() {
     let Some(dir) = parity_dir() else { return };
     let dev = Device::Cpu;
     let mut unets: HashMap<String, Unet> = HashMap::new();
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir.join("cases"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
     let mut steps = 0;
-    for path in cases {
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let meta: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path.join("case.json")).unwrap())
-                .unwrap();
-        let model = meta["model"].as_str().unwrap().to_string();
+    for case in cases(&dir) {
+        let (name, t, meta) = (&case.name, &case.tensors, &case.meta);
         // A LoRA case runs on the base model with the case's LoRA file merged at its scale.
-        let lora = meta.get("lora").filter(|l| l.is_object()).map(|l| {
-            let file = dir
-                .join("models")
-                .join(l["model"].as_str().unwrap())
-                .join(l["weight_name"].as_str().unwrap());
-            (Lora::load(&file).unwrap(), l["scale"].as_f64().unwrap())
-        });
-        let key = format!("{model}/{:?}", meta.get("lora"));
-        let unet = unets.entry(key).or_insert_with(|| {
+        let lora = case.lora(&dir);
+        let unet = unets.entry(case.model_key()).or_insert_with(|| {
             let loras: Vec<(&Lora, f64)> = lora.iter().map(|(l, s)| (l, *s)).collect();
-            Unet::from_dir(
-                &dir.join("models").join(&model).join("unet"),
-                &loras,
-                DType::F32,
-                &dev,
-            )
-            .unwrap()
+            Unet::from_dir(&case.model_dir(&dir).join("unet"), &loras, DType::F32, &dev).unwrap()
         });
-        let t = candle_core::safetensors::load(path.join("tensors.safetensors"), &dev).unwrap();
         let cfg = t.contains_key("negative_prompt_embeds")
             && meta["do_classifier_free_guidance"]
                 .as_bool()

@@ -59,7 +59,8 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             database_url,
         } => queue(jobs, gets, concurrency, workers, database_url).await,
         BenchCmd::Diffusion { size, steps, tiny } => {
-            tokio::task::spawn_blocking(move || crate::bench_diffusion::run(size, steps, tiny)).await?
+            tokio::task::spawn_blocking(move || crate::bench_diffusion::run(size, steps, tiny))
+                .await?
         }
     }
 }
