@@ -51,27 +51,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 return Err(Error::bad_request(format!("malformed JSON: {}", e.body_text())).into())
             }
         };
-        from_value(value).map(Json).map_err(ApiError)
+        easel_core::error::from_json(value)
+            .map(Json)
+            .map_err(ApiError)
     }
-}
-
-/// Deserialize with the failing field's path in the error.
-pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let message = inner.split(" at line").next().unwrap_or(&inner).to_string();
-        let missing = message
-            .split_once("missing field `")
-            .and_then(|(_, r)| r.split('`').next())
-            .map(str::to_string);
-        let field = match (missing, path.as_str()) {
-            (Some(m), ".") => m,
-            (Some(m), p) => format!("{p}.{m}"),
-            (None, p) => p.to_string(),
-        };
-        Error::invalid(field, message)
-    })
 }
 
 /// Query string; bad parameters are 422 with the parameter named.

@@ -120,3 +120,29 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Deserialize `value`, naming the failing field by its path (`palette[1]`, `webhook.url`;
+/// a missing field by its own name). Errors are `Invalid`.
+pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let message = inner.split(" at line").next().unwrap_or(&inner).to_string();
+        // A missing field is reported at its parent; an unknown one is already in the path.
+        let missing = message
+            .split_once("missing field `")
+            .and_then(|(_, r)| r.split('`').next())
+            .map(str::to_string);
+        let field = match (missing, path.as_str()) {
+            (Some(m), ".") => Some(m),
+            (Some(m), p) => Some(format!("{p}.{m}")),
+            (None, ".") => None,
+            (None, p) => Some(p.to_string()),
+        };
+        let err = Error::new(ErrorKind::Invalid, message);
+        match field {
+            Some(f) => err.with_field(f),
+            None => err,
+        }
+    })
+}

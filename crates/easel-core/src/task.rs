@@ -382,28 +382,7 @@ fn from_json<T: DeserializeOwned>(input: serde_json::Value) -> Result<T> {
     if !input.is_object() {
         return Err(Error::invalid("input", "must be a JSON object"));
     }
-    serde_path_to_error::deserialize(input).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let named = |marker: &str| {
-            inner
-                .split_once(marker)
-                .and_then(|(_, rest)| rest.split('`').next())
-                .map(str::to_string)
-        };
-        // A missing field is reported at its parent; an unknown one is already in the path.
-        let field = named("missing field `")
-            .map(|f| {
-                if path == "." {
-                    f
-                } else {
-                    format!("{path}.{f}")
-                }
-            })
-            .unwrap_or(path);
-        let message = inner.split(" at line").next().unwrap_or(&inner).to_string();
-        Error::invalid(format!("input.{field}"), message)
-    })
+    crate::error::from_json(input).map_err(|e| e.under("input"))
 }
 
 /// A reference to an input image.
