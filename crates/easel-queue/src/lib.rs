@@ -20,6 +20,22 @@ use tokio::sync::{broadcast, Notify};
 
 pub use worker::{Executor, OutputImage, RunContext, RunError, RunOutput, Worker};
 
+/// Wait until `rx` carries a notice about `job_id`, the receiver lags or closes, or `max`
+/// passes. Listeners re-read the database after it either way: notices only wake them early.
+pub async fn wait_notice(rx: &mut broadcast::Receiver<Notice>, job_id: &str, max: Duration) {
+    let _ = tokio::time::timeout(max, async {
+        loop {
+            match rx.recv().await {
+                Ok(n) if n.job_id == job_id => break,
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await;
+}
+
 /// Resolves once `stop` turns true (or its sender is gone).
 pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -182,19 +198,11 @@ impl Queue {
                 return Ok(job);
             }
             // Wake on a notice for this job, or re-read every second (other processes).
-            let wait = (deadline - now).min(Duration::from_secs(1));
-            let _ = tokio::time::timeout(wait, async {
-                loop {
-                    match rx.recv().await {
-                        Ok(n) if n.job_id == job_id => break,
-                        Ok(_) => continue,
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => {
-                            std::future::pending::<()>().await
-                        }
-                    }
-                }
-            })
+            wait_notice(
+                &mut rx,
+                job_id,
+                (deadline - now).min(Duration::from_secs(1)),
+            )
             .await;
         }
     }

@@ -342,16 +342,7 @@ fn event_stream(
                 _ => return,
             }
             // Wait for a notice about this job, or re-read after a second.
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                loop {
-                    match notices.recv().await {
-                        Ok(n) if n.job_id == job_id => break,
-                        Ok(_) => continue,
-                        Err(_) => break,
-                    }
-                }
-            })
-            .await;
+            easel_queue::wait_notice(&mut notices, &job_id, Duration::from_secs(1)).await;
         }
     }
 }

@@ -121,15 +121,15 @@ impl Solver for DpmMultistep {
         sample: &Tensor,
         noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
+        let z = record_dpm_output(
+            &mut self.base,
+            self.algorithm,
+            model_output,
+            idx,
+            sample,
+            noise,
+        )?;
         let b = &mut self.base;
-        let sigma = b.table.sigmas[idx];
-        let m = convert_model_output(b, self.algorithm, model_output, sample, sigma)?;
-        b.history.push(m);
-        let z = if ms::is_sde(self.algorithm) {
-            Some(noise.randn(model_output.dims(), model_output.device())?)
-        } else {
-            None
-        };
         let final_first = self.euler_at_final || self.final_sigmas == FinalSigmasType::Zero;
         let order = b.step_order(idx, self.lower_order_final, final_first);
         let outs = b.history.outs();
@@ -185,6 +185,28 @@ pub(crate) fn clipped_index(ac: &[f64], lambda_min_clipped: f64) -> usize {
         })
         .take_while(|&l| l < lambda_min_clipped)
         .count()
+}
+
+/// The opening of a DPM-Solver step: convert the model output at step `idx`, push it on the
+/// history, and draw the step's noise when the algorithm is an SDE variant.
+pub(crate) fn record_dpm_output(
+    b: &mut Base,
+    algorithm: AlgorithmType,
+    model_output: &Tensor,
+    idx: usize,
+    sample: &Tensor,
+    noise: &mut dyn NoiseSource,
+) -> Result<Option<Tensor>> {
+    let sigma = b.table.sigmas[idx];
+    let m = convert_model_output(b, algorithm, model_output, sample, sigma)?;
+    b.history.push(m);
+    if ms::is_sde(algorithm) {
+        Ok(Some(
+            noise.randn(model_output.dims(), model_output.device())?,
+        ))
+    } else {
+        Ok(None)
+    }
 }
 
 /// The model output in the form the algorithm integrates: x0 for DPM-Solver++, noise for

@@ -15,8 +15,8 @@ use candle_core::{Result, Tensor};
 use super::config::{
     AlgorithmType, FinalSigmasType, SchedulerConfig, SchedulerError, TimestepSpacing,
 };
-use super::dpm_multistep::{check_dpm, clipped_index, convert_model_output, midpoint};
-use super::multistep::{self as ms, dpm_update, step_h, Base, Diffs};
+use super::dpm_multistep::{check_dpm, clipped_index, midpoint, record_dpm_output};
+use super::multistep::{dpm_update, step_h, Base, Diffs};
 use super::schedule::{self as sch, lin, Spacing, Table};
 use super::Solver;
 use crate::noise::NoiseSource;
@@ -113,15 +113,15 @@ impl Solver for DpmSinglestep {
         sample: &Tensor,
         noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
+        let z = record_dpm_output(
+            &mut self.base,
+            self.algorithm,
+            model_output,
+            idx,
+            sample,
+            noise,
+        )?;
         let b = &mut self.base;
-        let sigma = b.table.sigmas[idx];
-        let m = convert_model_output(b, self.algorithm, model_output, sample, sigma)?;
-        b.history.push(m);
-        let z = if ms::is_sde(self.algorithm) {
-            Some(noise.randn(model_output.dims(), model_output.device())?)
-        } else {
-            None
-        };
         let order = self
             .order_list
             .get(idx)
