@@ -8,7 +8,8 @@ use crate::native::{assets, jobs, keys, models};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Easel", description = "Self-hosted image generation: a durable job queue, assets, models and API keys. \
+    info(title = "Easel", description = "Self-hosted image generation: a durable job queue (txt2img, img2img, inpaint and image tools), assets, models and API keys. \
+        Job events (SSE): `status`, `progress`, `preview` (`{step, total_steps, image: data URL}`), `cancel_requested`, then `job`. \
         Errors are `{\"error\": {\"type\", \"message\", \"field\"}}`."),
     paths(
         jobs::create, jobs::get, jobs::list, jobs::cancel, jobs::events, jobs::webhooks,
@@ -20,6 +21,7 @@ use crate::native::{assets, jobs, keys, models};
         ErrorBody, ErrorDetail,
         easel_core::task::UpscaleInput, easel_core::task::ResizeInput,
         easel_core::task::PixelateInput, easel_core::task::ConvertInput,
+        easel_core::generate::GenerateInput, easel_core::generate::LoraRef,
     )),
     modifiers(&Security),
     tags(

@@ -56,6 +56,8 @@ pub struct Config {
     pub scan_models: bool,
     /// Start the HTTP listener (false for a worker-only process).
     pub http: bool,
+    /// The local diffusion engine: device and model cache.
+    pub engine: easel_providers::diffusion::EngineConfig,
 }
 
 impl Config {
@@ -74,6 +76,7 @@ impl Config {
             signed_url_ttl: Duration::from_secs(24 * 3600),
             scan_models: true,
             http: true,
+            engine: Default::default(),
         }
     }
 }
@@ -223,9 +226,11 @@ pub async fn start(cfg: Config) -> Result<Server> {
     }));
 
     let (stop, stop_rx) = watch::channel(false);
+    let engine = Arc::new(easel_providers::diffusion::Engine::new(cfg.engine.clone())?);
     let executor = Arc::new(easel_providers::Providers::new(
         store.clone(),
         cfg.limits.clone(),
+        engine,
     ));
     let workers = (0..cfg.workers)
         .map(|_| tokio::spawn(Worker::new(queue.clone(), executor.clone()).run(stop_rx.clone())))

@@ -49,11 +49,18 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
         }
     }
     let model = match &req.model {
+        None if input.generation().is_some() => Some(default_model(state, &req.task).await?),
         None => None,
         Some(name) => {
             let m = easel_store::models::resolve(&state.store.db, name)
                 .await?
                 .ok_or_else(|| Error::invalid("model", format!("no model named `{name}`")))?;
+            if is_lora(&m) {
+                return Err(Error::invalid(
+                    "model",
+                    format!("`{}` is a LoRA; name it in `input.loras`", m.name),
+                ));
+            }
             if !m.tasks.is_empty() && !m.tasks.contains(&req.task) {
                 return Err(Error::invalid(
                     "model",
@@ -65,7 +72,7 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
                     ),
                 ));
             }
-            Some(m.name)
+            Some(m)
         }
     };
     let mut sizes = Vec::new();
@@ -96,11 +103,35 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
             sizes.push((w, h));
         }
     }
-    for (w, h) in sizes {
-        input
-            .check_output_size(w, h, &state.limits)
-            .map_err(|e| e.with_field("input"))?;
+    if let Some(g) = input.generation_mut() {
+        let m = model.as_ref().expect("generation tasks resolve a model");
+        for (i, l) in g.loras.iter().enumerate() {
+            let found = easel_store::models::resolve(&state.store.db, &l.model).await?;
+            if !found.as_ref().is_some_and(is_lora) {
+                return Err(Error::invalid(
+                    format!("input.loras[{i}].model"),
+                    format!("no LoRA named `{}`", l.model),
+                ));
+            }
+        }
+        let seed = rand::random::<u32>() as u64;
+        g.fill_defaults(
+            &req.task,
+            &m.family,
+            &m.defaults,
+            sizes.first().copied(),
+            seed,
+        );
+        g.check_limits(&state.limits, &m.limits)
+            .map_err(|e| e.under("input"))?;
+    } else {
+        for (w, h) in sizes {
+            input
+                .check_output_size(w, h, &state.limits)
+                .map_err(|e| e.with_field("input"))?;
+        }
     }
+    let model = model.map(|m| m.name);
     let new = NewJob {
         owner_id: who.user_id.clone(),
         task: req.task,
@@ -113,6 +144,30 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
     };
     let ins = state.queue.submit(new).await?;
     Ok((ins.job, ins.created))
+}
+
+fn is_lora(m: &easel_core::model::Model) -> bool {
+    m.tags.iter().any(|t| t == "lora")
+}
+
+/// The model a generation task uses when the request names none: a recommended model that
+/// does the task, else the first by name.
+async fn default_model(state: &AppState, task: &str) -> Result<easel_core::model::Model> {
+    let (models, _) = easel_store::models::list(&state.store.db, 0, 1000).await?;
+    let mut fit: Vec<_> = models
+        .into_iter()
+        .filter(|m| m.tasks.iter().any(|t| t == task) && !is_lora(m))
+        .collect();
+    fit.sort_by(|a, b| b.recommended.cmp(&a.recommended).then(a.name.cmp(&b.name)));
+    fit.into_iter().next().ok_or_else(|| {
+        Error::invalid(
+            "model",
+            format!(
+                "no model for `{task}` is installed: put a diffusers folder or a .safetensors \
+                 checkpoint in <data-dir>/models/, or run `easel models pull <repo>`"
+            ),
+        )
+    })
 }
 
 /// Validate image bytes (decoded in full, within the pixel limit) and store them as an

@@ -50,3 +50,32 @@ async fn native_wire_shapes() {
     });
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generation_job_wire_shape() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    easel_diffusion::tiny::make_tiny(
+        &dir.path().join("models/tiny"),
+        easel_diffusion::tiny::TinyFamily::Sd15,
+        0,
+    )
+    .unwrap();
+    let t = TestServer::start_in(dir, |c| {
+        c.workers = 0;
+        c.scan_models = true;
+    })
+    .await;
+    let (key, _) = t.user("snap").await;
+    let job = t
+        .submit(
+            &key,
+            json!({"task": "txt2img", "input": {"prompt": "a (red:1.2) fox", "negative_prompt": "blurry",
+                "seed": 1234, "scheduler": "dpmpp_2m_karras", "loras": [], "preview_every": 5}}),
+        )
+        .await;
+    insta::assert_json_snapshot!("txt2img_job_created", job, {
+        ".id" => "[job id]", ".created_at" => "[time]",
+        ".history[].at" => "[time]", ".urls.get" => "[url]", ".urls.cancel" => "[url]", ".urls.events" => "[url]",
+    });
+    t.shutdown().await;
+}

@@ -7,10 +7,12 @@
 pub mod asset;
 pub mod auth;
 pub mod error;
+pub mod generate;
 pub mod id;
 pub mod job;
 pub mod limits;
 pub mod model;
+pub mod scheduler;
 pub mod task;
 pub mod time;
 pub mod usage;

@@ -18,6 +18,12 @@ pub struct Limits {
     pub max_attempts: u32,
     /// Longest prompt, in characters.
     pub max_prompt_chars: usize,
+    /// Largest generated image (txt2img, img2img, inpaint), in pixels.
+    pub max_gen_pixels: u64,
+    /// Most denoising steps per image.
+    pub max_steps: u32,
+    /// Most images per generation job.
+    pub max_images: u32,
 }
 
 impl Default for Limits {
@@ -29,6 +35,9 @@ impl Default for Limits {
             max_queued_per_owner: 5_000,
             max_attempts: 3,
             max_prompt_chars: 4_000,
+            max_gen_pixels: 2048 * 2048,
+            max_steps: 150,
+            max_images: 8,
         }
     }
 }

@@ -62,10 +62,11 @@ pub fn family_from_tensor_names<'a>(
     }
     if xl {
         Some(family::SDXL)
+    } else if open_clip {
+        // SD 2.x inpainting checkpoints stay `sd2`: the family names the text encoder.
+        Some(family::SD2)
     } else if unet_in_channels == Some(9) {
         Some(family::SD15_INPAINT)
-    } else if open_clip {
-        Some(family::SD2)
     } else if clip || unet {
         Some(family::SD15)
     } else {
@@ -275,6 +276,33 @@ pub fn check_name(field: &str, name: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn families_from_checkpoint_keys() {
+        let f = |names: &[&str], ch| family_from_tensor_names(names.iter().copied(), ch);
+        let unet = "model.diffusion_model.input_blocks.0.0.weight";
+        assert_eq!(
+            f(&[unet, "cond_stage_model.transformer.x"], Some(4)),
+            Some(family::SD15)
+        );
+        assert_eq!(
+            f(&[unet, "cond_stage_model.transformer.x"], Some(9)),
+            Some(family::SD15_INPAINT)
+        );
+        assert_eq!(
+            f(&[unet, "cond_stage_model.model.x"], Some(4)),
+            Some(family::SD2)
+        );
+        assert_eq!(
+            f(&[unet, "cond_stage_model.model.x"], Some(9)),
+            Some(family::SD2)
+        );
+        assert_eq!(
+            f(&[unet, "conditioner.embedders.1.model.x"], Some(4)),
+            Some(family::SDXL)
+        );
+        assert_eq!(f(&["lora_unet_x.lora_down.weight"], None), None);
+    }
+
     use super::*;
 
     #[test]

@@ -9,6 +9,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{Error, Result};
+use crate::generate::GenerateInput;
 use crate::limits::Limits;
 
 /// Output encodings a task can produce.
@@ -133,10 +134,15 @@ pub enum TaskInput {
     Resize(ResizeInput),
     Pixelate(PixelateInput),
     Convert(ConvertInput),
+    Txt2img(GenerateInput),
+    Img2img(GenerateInput),
+    Inpaint(GenerateInput),
 }
 
 /// Names of the tasks this server knows, for error messages and discovery.
-pub const TASKS: &[&str] = &["upscale", "resize", "pixelate", "convert"];
+pub const TASKS: &[&str] = &[
+    "txt2img", "img2img", "inpaint", "upscale", "resize", "pixelate", "convert",
+];
 
 impl TaskInput {
     /// Parse and validate `input` for `task`. Errors name the field as `input.<name>`.
@@ -146,6 +152,9 @@ impl TaskInput {
             "resize" => TaskInput::Resize(from_json(input)?),
             "pixelate" => TaskInput::Pixelate(from_json(input)?),
             "convert" => TaskInput::Convert(from_json(input)?),
+            "txt2img" => TaskInput::Txt2img(from_json(input)?),
+            "img2img" => TaskInput::Img2img(from_json(input)?),
+            "inpaint" => TaskInput::Inpaint(from_json(input)?),
             other => {
                 return Err(Error::invalid(
                     "task",
@@ -163,6 +172,9 @@ impl TaskInput {
             TaskInput::Resize(_) => "resize",
             TaskInput::Pixelate(_) => "pixelate",
             TaskInput::Convert(_) => "convert",
+            TaskInput::Txt2img(_) => "txt2img",
+            TaskInput::Img2img(_) => "img2img",
+            TaskInput::Inpaint(_) => "inpaint",
         }
     }
 
@@ -173,6 +185,9 @@ impl TaskInput {
             TaskInput::Resize(i) => serde_json::to_value(i),
             TaskInput::Pixelate(i) => serde_json::to_value(i),
             TaskInput::Convert(i) => serde_json::to_value(i),
+            TaskInput::Txt2img(g) | TaskInput::Img2img(g) | TaskInput::Inpaint(g) => {
+                serde_json::to_value(g)
+            }
         };
         v.expect("task inputs serialize")
     }
@@ -184,16 +199,35 @@ impl TaskInput {
             TaskInput::Resize(i) => vec![("image", &mut i.image)],
             TaskInput::Pixelate(i) => vec![("image", &mut i.image)],
             TaskInput::Convert(i) => vec![("image", &mut i.image)],
+            TaskInput::Txt2img(g) | TaskInput::Img2img(g) | TaskInput::Inpaint(g) => g.images_mut(),
         }
     }
 
-    /// The first (main) input image.
-    pub fn image(&self) -> &str {
+    /// The first (main) input image, if the task takes one.
+    pub fn image(&self) -> Option<&str> {
         match self {
-            TaskInput::Upscale(i) => &i.image,
-            TaskInput::Resize(i) => &i.image,
-            TaskInput::Pixelate(i) => &i.image,
-            TaskInput::Convert(i) => &i.image,
+            TaskInput::Upscale(i) => Some(&i.image),
+            TaskInput::Resize(i) => Some(&i.image),
+            TaskInput::Pixelate(i) => Some(&i.image),
+            TaskInput::Convert(i) => Some(&i.image),
+            TaskInput::Txt2img(g) | TaskInput::Img2img(g) | TaskInput::Inpaint(g) => {
+                g.image.as_deref()
+            }
+        }
+    }
+
+    /// The generation input of `txt2img`, `img2img` and `inpaint`.
+    pub fn generation(&self) -> Option<&GenerateInput> {
+        match self {
+            TaskInput::Txt2img(g) | TaskInput::Img2img(g) | TaskInput::Inpaint(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    pub fn generation_mut(&mut self) -> Option<&mut GenerateInput> {
+        match self {
+            TaskInput::Txt2img(g) | TaskInput::Img2img(g) | TaskInput::Inpaint(g) => Some(g),
+            _ => None,
         }
     }
 
@@ -204,6 +238,9 @@ impl TaskInput {
             TaskInput::Resize(i) => (i.format.unwrap_or(OutputFormat::Png), i.quality),
             TaskInput::Pixelate(i) => (i.format.unwrap_or(OutputFormat::Png), i.quality),
             TaskInput::Convert(i) => (i.format, i.quality),
+            TaskInput::Txt2img(g) | TaskInput::Img2img(g) | TaskInput::Inpaint(g) => {
+                (g.format.unwrap_or(OutputFormat::Png), g.quality)
+            }
         }
     }
 
@@ -228,6 +265,9 @@ impl TaskInput {
                 (_, w, h) => keep_aspect(w, h),
             },
             TaskInput::Pixelate(_) | TaskInput::Convert(_) => (width, height),
+            TaskInput::Txt2img(g) | TaskInput::Img2img(g) | TaskInput::Inpaint(g) => {
+                (g.width.unwrap_or(width), g.height.unwrap_or(height))
+            }
         }
     }
 
@@ -238,13 +278,11 @@ impl TaskInput {
     }
 
     fn validate(&self, limits: &Limits) -> Result<()> {
-        for (field, image) in match self {
-            TaskInput::Upscale(i) => vec![("image", &i.image)],
-            TaskInput::Resize(i) => vec![("image", &i.image)],
-            TaskInput::Pixelate(i) => vec![("image", &i.image)],
-            TaskInput::Convert(i) => vec![("image", &i.image)],
-        } {
+        for (field, image) in self.clone().images_mut() {
             ImageRef::parse(image).map_err(|e| e.with_field(field))?;
+        }
+        if let Some(g) = self.generation() {
+            return g.validate(self.task(), limits);
         }
         let (_, quality) = self.output();
         if let Some(q) = quality {
@@ -319,6 +357,7 @@ impl TaskInput {
                 Ok(())
             }
             TaskInput::Convert(_) => Ok(()),
+            TaskInput::Txt2img(_) | TaskInput::Img2img(_) | TaskInput::Inpaint(_) => Ok(()),
         }
     }
 }

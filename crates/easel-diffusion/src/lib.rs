@@ -3,14 +3,17 @@
 
 pub mod blocks;
 pub mod clip;
+pub mod device;
 pub mod loader;
 pub mod lora;
 pub mod noise;
 pub mod pipeline;
+pub mod pixels;
 pub mod prompt;
 pub mod rng;
 pub mod schedulers;
 pub mod single_file;
+pub mod tiny;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;

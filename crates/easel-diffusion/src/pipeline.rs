@@ -3,8 +3,10 @@
 //! guidance. Every random tensor is drawn through a `NoiseSource` in diffusers' order, so a
 //! `TorchRng` seeded like diffusers' CPU generator gives diffusers' results.
 //!
-//! Prompts are encoded as diffusers does (77 tokens, truncated); `Run` keeps every stage so
-//! the parity tests can compare them.
+//! Prompts are encoded one of two ways ([`PromptMode`]): as diffusers does (77 tokens,
+//! truncated), which the parity tests compare against, or as AUTOMATIC1111 does (emphasis
+//! weights, `BREAK`, any length in 75-token chunks; see [`crate::prompt`]), the default.
+//! `Run` keeps every stage so the tests can compare them.
 
 use std::path::Path;
 
@@ -13,6 +15,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use crate::clip::ClipTextModel;
 use crate::lora::Lora;
 use crate::noise::NoiseSource;
+use crate::prompt::{tokenize_weighted, Chunk, WeightedTokens};
 use crate::schedulers::{Scheduler, SchedulerConfig, SchedulerKind};
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::{AddedCond, Unet};
@@ -55,11 +58,29 @@ pub struct Request<'a> {
     pub mask: Option<&'a Tensor>,
     /// How much of the init image to repaint (img2img / inpaint), 0..1.
     pub strength: f64,
+    /// How the prompts become text embeddings.
+    pub prompt_mode: PromptMode,
+}
+
+/// How prompts become text embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PromptMode {
+    /// As diffusers: 77 tokens (longer prompts are truncated), no emphasis syntax (brackets
+    /// are text). What the parity tests measure against.
+    Diffusers,
+    /// As AUTOMATIC1111: `(word:1.2)` / `(word)` / `[word]` emphasis, `BREAK`, and prompts of
+    /// any length in chunks of 75 tokens (see [`crate::prompt`]). A plain prompt of at most
+    /// 75 tokens gives exactly the `Diffusers` embeddings. The default.
+    #[default]
+    Weighted,
 }
 
 /// Every stage of a run.
 pub struct Run {
+    /// The (first) tokenizer's ids: 77, or in `Weighted` mode 77 per chunk, concatenated.
     pub input_ids: Vec<u32>,
+    /// As `input_ids`, padded with empty chunks to the prompt's chunk count; `None` without
+    /// guidance or with SDXL's zeroed empty negative prompt.
     pub negative_input_ids: Option<Vec<u32>>,
     pub prompt_embeds: Tensor,
     pub negative_prompt_embeds: Option<Tensor>,
@@ -70,10 +91,57 @@ pub struct Run {
     pub image: Tensor,
 }
 
-struct Conditioning {
-    ids: Vec<u32>,
-    embeds: Tensor,
-    pooled: Option<Tensor>,
+/// One prompt's text conditioning.
+pub struct PromptEmbeds {
+    /// The (first) tokenizer's ids: 77, or 77 per chunk, concatenated.
+    pub ids: Vec<u32>,
+    /// [1, 77 · chunks, D]: the UNet's `encoder_hidden_states`.
+    pub embeds: Tensor,
+    /// SDXL: [1, projection_dim], the second encoder's pooled output (in `Weighted` mode, of
+    /// the first chunk, as A1111 and ComfyUI take it).
+    pub pooled: Option<Tensor>,
+}
+
+/// A prompt tokenized for `Weighted` mode: the chunks of each tokenizer, all with the same
+/// chunk count.
+struct ChunkedPrompt {
+    first: WeightedTokens,
+    second: Option<WeightedTokens>,
+}
+
+impl ChunkedPrompt {
+    fn len(&self) -> usize {
+        self.first.chunks.len()
+    }
+}
+
+/// A1111's emphasis ("Original" mode) on one chunk's hidden states `z` [77, D]: multiply each
+/// position by its weight, then scale the whole chunk so its mean is the unweighted mean
+/// (`z · w · mean(z) / mean(z · w)`). Computed in f32, returned in `z`'s dtype. A chunk whose
+/// weights are all 1 comes back untouched (bit-exact).
+///
+/// One guard A1111 lacks: when either mean is negligible against the chunk's mean magnitude
+/// (`|mean| ≤ 1e-4 · mean(|z|)`), the ratio is rounding noise (of any size and sign), so the
+/// rescale is skipped and `z · w` is returned. That happens when every position's mean is 0,
+/// as after a final layer norm with zero bias (the tiny test models); real SD checkpoints have
+/// means far from that, and get A1111's result.
+pub fn apply_emphasis(z: &Tensor, weights: &[f32]) -> Result<Tensor> {
+    if weights.iter().all(|&w| w == 1.0) {
+        return Ok(z.clone());
+    }
+    let zf = z.to_dtype(DType::F32)?;
+    let w = Tensor::new(weights, z.device())?.unsqueeze(1)?;
+    let original_mean = zf.mean_all()?.to_scalar::<f32>()?;
+    let weighted = zf.broadcast_mul(&w)?;
+    let new_mean = weighted.mean_all()?.to_scalar::<f32>()?;
+    let magnitude = zf.abs()?.mean_all()?.to_scalar::<f32>()?;
+    let negligible = |m: f32| m.is_nan() || m.abs() <= 1e-4 * magnitude;
+    let out = if negligible(original_mean) || negligible(new_mean) {
+        weighted
+    } else {
+        (weighted * f64::from(original_mean / new_mean))?
+    };
+    out.to_dtype(z.dtype())
 }
 
 impl Pipeline {
@@ -134,59 +202,125 @@ impl Pipeline {
         })
     }
 
-    /// Load a single-file checkpoint (LDM / A1111 layout). `config_dir` is a diffusers
-    /// folder of the same family that supplies what the weights do not say: component configs,
-    /// tokenizer, scheduler.
+    /// Load a single-file checkpoint in the LDM / A1111 layout: SD 1.x, SD 1.x inpainting,
+    /// SD 2.x or SDXL. The architecture is read off the weights (`single_file::convert`);
+    /// `support_dir` (any diffusers folder of the family, or one holding just the tokenizers)
+    /// supplies only the tokenizer (`tokenizer/`; SDXL also `tokenizer_2/`) and, when it has
+    /// one, `scheduler/scheduler_config.json` (else the family's standard scheduler).
     pub fn from_single_file(
         path: &Path,
-        config_dir: &Path,
+        support_dir: &Path,
         loras: &[(&Lora, f64)],
         dtype: DType,
         device: &Device,
     ) -> Result<Pipeline> {
-        let mut conv = crate::single_file::convert(path, device)?;
-        let vb = |tensors: std::collections::HashMap<String, Tensor>| {
-            candle_nn::VarBuilder::from_tensors(tensors, dtype, device)
-        };
-        crate::loader::merge_loras(&mut conv.unet, "unet", loras, device)?;
-        crate::loader::merge_loras(&mut conv.text_encoder, "text_encoder", loras, device)?;
-        let read =
-            |sub: &str| crate::loader::read_config::<serde_json::Value>(&config_dir.join(sub));
-        let te_cfg: crate::clip::ClipTextConfig =
-            serde_json::from_value(read("text_encoder/config.json")?)
-                .map_err(|e| err(e.to_string()))?;
-        let unet_cfg: crate::unet::UnetConfig =
-            serde_json::from_value(read("unet/config.json")?).map_err(|e| err(e.to_string()))?;
-        let vae_cfg: crate::vae::VaeConfig =
-            serde_json::from_value(read("vae/config.json")?).map_err(|e| err(e.to_string()))?;
-        if unet_cfg.block_out_channels != conv.inferred.block_out_channels
-            || unet_cfg.in_channels != conv.inferred.in_channels
-        {
-            return Err(err(format!(
-                "{} does not fit the configs in {} (UNet channels {:?} vs {:?})",
-                path.display(),
-                config_dir.display(),
-                conv.inferred.block_out_channels,
-                unet_cfg.block_out_channels
-            )));
-        }
-        let scheduler_config: serde_json::Value = read("scheduler/scheduler_config.json")?;
+        Self::from_single_file_with(
+            path,
+            support_dir,
+            &crate::single_file::SingleFileOptions::default(),
+            loras,
+            dtype,
+            device,
+        )
+    }
+
+    /// [`Pipeline::from_single_file`] with options (a prediction type that overrides what the
+    /// file and the scheduler config say).
+    pub fn from_single_file_with(
+        path: &Path,
+        support_dir: &Path,
+        options: &crate::single_file::SingleFileOptions,
+        loras: &[(&Lora, f64)],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Pipeline> {
+        let conv = crate::single_file::convert(path, device)?;
+        let scheduler_config = crate::single_file::scheduler_config(&conv, support_dir, options)?;
         let class = scheduler_config["_class_name"]
             .as_str()
             .unwrap_or("PNDMScheduler");
+        let scheduler_kind = SchedulerKind::from_class_name(class)
+            .ok_or_else(|| err(format!("unknown scheduler class `{class}`")))?;
+        let family = conv.family;
+        let tok = |sub: &str| -> Result<ClipTokenizer> {
+            let d = support_dir.join(sub);
+            if !d.is_dir() {
+                return Err(err(format!(
+                    "{} has no {sub}/ folder: the {family} checkpoint {} takes its tokenizer from there",
+                    support_dir.display(),
+                    path.display()
+                )));
+            }
+            ClipTokenizer::from_dir(&d).map_err(|e| err(e.to_string()))
+        };
+        let vb = |tensors: std::collections::HashMap<String, Tensor>| {
+            candle_nn::VarBuilder::from_tensors(tensors, dtype, device)
+        };
+        let encoder = |mut tensors: std::collections::HashMap<String, Tensor>,
+                       config: &serde_json::Value,
+                       tok: &ClipTokenizer,
+                       component: &str|
+         -> Result<ClipTextModel> {
+            let mut cfg: crate::clip::ClipTextConfig = serde_json::from_value(config.clone())
+                .map_err(|e| err(format!("{component} config: {e}")))?;
+            if tok.vocab_size() > cfg.vocab_size {
+                return Err(err(format!(
+                    "the {component} tokenizer in {} has {} tokens, the text encoder of {} only {}",
+                    support_dir.display(),
+                    tok.vocab_size(),
+                    path.display(),
+                    cfg.vocab_size
+                )));
+            }
+            cfg.eos_token_id = Some(tok.eos());
+            crate::loader::merge_loras(&mut tensors, component, loras, device)?;
+            ClipTextModel::load(vb(tensors), &cfg)
+        };
+        let tokenizer = tok("tokenizer")?;
+        let text_encoder = encoder(
+            conv.text_encoder,
+            &conv.configs.text_encoder,
+            &tokenizer,
+            "text_encoder",
+        )?;
+        let second = match (conv.text_encoder_2, &conv.configs.text_encoder_2) {
+            (Some(tensors), Some(config)) => {
+                let tok2 = tok("tokenizer_2")?;
+                let te2 = encoder(tensors, config, &tok2, "text_encoder_2")?;
+                Some((tok2, te2))
+            }
+            _ => None,
+        };
+        let mut unet_tensors = conv.unet;
+        crate::loader::merge_loras(&mut unet_tensors, "unet", loras, device)?;
+        let unet_cfg: crate::unet::UnetConfig =
+            serde_json::from_value(conv.configs.unet).map_err(|e| err(e.to_string()))?;
+        let vae_cfg: crate::vae::VaeConfig =
+            serde_json::from_value(conv.configs.vae).map_err(|e| err(e.to_string()))?;
+        // SDXL pipelines zero the empty negative prompt unless the folder says otherwise.
+        let index = support_dir.join("model_index.json");
+        let force_zeros_for_empty_prompt = second.is_some()
+            && (!index.is_file()
+                || crate::loader::read_config::<serde_json::Value>(&index)?
+                    ["force_zeros_for_empty_prompt"]
+                    .as_bool()
+                    .unwrap_or(true));
         Ok(Pipeline {
-            tokenizer: ClipTokenizer::from_dir(&config_dir.join("tokenizer"))
-                .map_err(|e| err(e.to_string()))?,
-            text_encoder: ClipTextModel::load(vb(conv.text_encoder), &te_cfg)?,
-            second: None,
-            unet: Unet::load(vb(conv.unet), unet_cfg)?,
+            tokenizer,
+            text_encoder,
+            second,
+            unet: Unet::load(vb(unet_tensors), unet_cfg)?,
             vae: Vae::load(vb(conv.vae), vae_cfg)?,
-            scheduler_kind: SchedulerKind::from_class_name(class)
-                .ok_or_else(|| err(format!("unknown scheduler class `{class}`")))?,
             scheduler_config,
-            force_zeros_for_empty_prompt: false,
+            scheduler_kind,
+            force_zeros_for_empty_prompt,
             device: device.clone(),
         })
+    }
+
+    /// The model's own scheduler (from its scheduler config).
+    pub fn scheduler_kind(&self) -> SchedulerKind {
+        self.scheduler_kind
     }
 
     pub fn is_sdxl(&self) -> bool {
@@ -198,12 +332,48 @@ impl Pipeline {
         1 << (self.vae.config.block_out_channels.len() - 1)
     }
 
-    fn encode(&self, text: &str) -> Result<Conditioning> {
+    /// Encodes one prompt (no guidance pairing: see [`Pipeline::encode_prompts`]).
+    pub fn encode_prompt(&self, text: &str, mode: PromptMode) -> Result<PromptEmbeds> {
+        Ok(self.encode_prompts(text, None, mode)?.0)
+    }
+
+    /// Encodes the prompt and, when given, the negative prompt. In `Weighted` mode the one
+    /// with fewer chunks is padded with empty chunks (as A1111's `pad_cond_uncond`), so both
+    /// have the same sequence length and can be batched for classifier-free guidance.
+    pub fn encode_prompts(
+        &self,
+        prompt: &str,
+        negative: Option<&str>,
+        mode: PromptMode,
+    ) -> Result<(PromptEmbeds, Option<PromptEmbeds>)> {
+        match mode {
+            PromptMode::Diffusers => Ok((
+                self.encode_diffusers(prompt)?,
+                negative.map(|n| self.encode_diffusers(n)).transpose()?,
+            )),
+            PromptMode::Weighted => {
+                let mut pos = self.chunk_prompt(prompt);
+                let mut neg = negative.map(|n| self.chunk_prompt(n));
+                if let Some(neg) = &mut neg {
+                    let n = pos.len().max(neg.len());
+                    self.pad_chunks(&mut pos, n);
+                    self.pad_chunks(neg, n);
+                }
+                Ok((
+                    self.encode_chunks(&pos)?,
+                    neg.map(|n| self.encode_chunks(&n)).transpose()?,
+                ))
+            }
+        }
+    }
+
+    /// diffusers: 77 ids, truncated.
+    fn encode_diffusers(&self, text: &str) -> Result<PromptEmbeds> {
         let ids = self.tokenizer.encode_padded(text, 77);
         let t = Tensor::new(vec![ids.clone()], &self.device)?;
         let out = self.text_encoder.forward(&t)?;
         match &self.second {
-            None => Ok(Conditioning {
+            None => Ok(PromptEmbeds {
                 ids,
                 embeds: out.last_hidden_state,
                 pooled: None,
@@ -211,10 +381,83 @@ impl Pipeline {
             Some((tok2, te2)) => {
                 let ids2 = tok2.encode_padded(text, 77);
                 let out2 = te2.forward(&Tensor::new(vec![ids2], &self.device)?)?;
-                Ok(Conditioning {
+                Ok(PromptEmbeds {
                     ids,
                     embeds: Tensor::cat(&[&out.penultimate, &out2.penultimate], 2)?,
                     pooled: Some(out2.pooled),
+                })
+            }
+        }
+    }
+
+    /// Weighted mode: A1111's chunks for each tokenizer, padded to the same count (SDXL's two
+    /// tokenizers can disagree, e.g. on `!`, which the second one reads as its pad token).
+    ///
+    /// Padding: each chunk is `[BOS, ≤75 tokens, EOS, PAD…]` with the tokenizer's own pad id,
+    /// as A1111 pads (`id_pad`: end-of-text for CLIP ViT-L, SD 1.x and SDXL's first encoder;
+    /// 0, i.e. `!`, for OpenCLIP, SD 2.x and SDXL's second encoder) and as ComfyUI does
+    /// (`pad_with_end`). `ClipTokenizer::pad` is that same id, read from the model's
+    /// tokenizer config, so one chunk of a plain prompt is exactly diffusers' 77 ids.
+    fn chunk_prompt(&self, text: &str) -> ChunkedPrompt {
+        let mut p = ChunkedPrompt {
+            first: tokenize_weighted(&self.tokenizer, text),
+            second: self
+                .second
+                .as_ref()
+                .map(|(tok2, _)| tokenize_weighted(tok2, text)),
+        };
+        let n = p.len().max(p.second.as_ref().map_or(0, |s| s.chunks.len()));
+        self.pad_chunks(&mut p, n);
+        p
+    }
+
+    fn pad_chunks(&self, p: &mut ChunkedPrompt, n: usize) {
+        p.first.pad_to(n, &self.tokenizer);
+        if let (Some(s), Some((tok2, _))) = (&mut p.second, &self.second) {
+            s.pad_to(n, tok2);
+        }
+    }
+
+    /// Weighted mode: every chunk through the text encoder(s) on its own (one batch of `[n,
+    /// 77]`: no attention across chunks), emphasis per chunk and per encoder (A1111 applies it
+    /// inside each encoder's wrapper), then the chunks end to end: `[1, 77·n, D]`.
+    fn encode_chunks(&self, p: &ChunkedPrompt) -> Result<PromptEmbeds> {
+        let n = p.len();
+        let run = |chunks: &[Chunk], te: &ClipTextModel, penultimate: bool| -> Result<_> {
+            let ids: Vec<Vec<u32>> = chunks.iter().map(|c| c.ids.clone()).collect();
+            let out = te.forward(&Tensor::new(ids, &self.device)?)?;
+            let z = if penultimate {
+                &out.penultimate
+            } else {
+                &out.last_hidden_state
+            };
+            let zs = chunks
+                .iter()
+                .enumerate()
+                .map(|(i, c)| apply_emphasis(&z.get(i)?, &c.weights))
+                .collect::<Result<Vec<_>>>()?;
+            // n × [77, D] -> [1, 77·n, D]
+            let z = Tensor::cat(&zs, 0)?.unsqueeze(0)?;
+            Ok((z, out.pooled))
+        };
+        let ids: Vec<u32> = p.first.chunks.iter().flat_map(|c| c.ids.clone()).collect();
+        match (&self.second, &p.second) {
+            (Some((_, te2)), Some(second)) => {
+                let (z1, _) = run(&p.first.chunks, &self.text_encoder, true)?;
+                let (z2, pooled) = run(&second.chunks, te2, true)?;
+                debug_assert_eq!(second.chunks.len(), n);
+                Ok(PromptEmbeds {
+                    ids,
+                    embeds: Tensor::cat(&[&z1, &z2], 2)?,
+                    pooled: Some(pooled.narrow(0, 0, 1)?),
+                })
+            }
+            _ => {
+                let (z, _) = run(&p.first.chunks, &self.text_encoder, false)?;
+                Ok(PromptEmbeds {
+                    ids,
+                    embeds: z,
+                    pooled: None,
                 })
             }
         }
@@ -236,17 +479,24 @@ impl Pipeline {
         }
         let dev = &self.device;
         let cfg = req.guidance > 1.0;
-        let cond = self.encode(req.prompt)?;
-        let uncond = match (cfg, req.negative_prompt) {
-            (false, _) => None,
-            (true, None) if self.is_sdxl() && self.force_zeros_for_empty_prompt => {
-                Some(Conditioning {
-                    ids: vec![],
-                    embeds: cond.embeds.zeros_like()?,
-                    pooled: cond.pooled.as_ref().map(|p| p.zeros_like()).transpose()?,
-                })
-            }
-            (true, neg) => Some(self.encode(neg.unwrap_or(""))?),
+        let zero_uncond = cfg
+            && req.negative_prompt.is_none()
+            && self.is_sdxl()
+            && self.force_zeros_for_empty_prompt;
+        let negative = if cfg && !zero_uncond {
+            Some(req.negative_prompt.unwrap_or(""))
+        } else {
+            None
+        };
+        let (cond, uncond) = self.encode_prompts(req.prompt, negative, req.prompt_mode)?;
+        let uncond = match uncond {
+            // SDXL without a negative prompt: zeros shaped like the prompt's embeddings.
+            None if zero_uncond => Some(PromptEmbeds {
+                ids: vec![],
+                embeds: cond.embeds.zeros_like()?,
+                pooled: cond.pooled.as_ref().map(|p| p.zeros_like()).transpose()?,
+            }),
+            u => u,
         };
         let context = match &uncond {
             Some(u) => Tensor::cat(&[&u.embeds, &cond.embeds], 0)?,

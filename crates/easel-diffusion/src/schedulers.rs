@@ -45,7 +45,6 @@ mod kdpm2;
 mod lcm;
 mod lms;
 mod multistep;
-mod names;
 mod pndm;
 mod schedule;
 mod tcd;
@@ -60,73 +59,7 @@ pub use config::{
     AlgorithmType, BetaSchedule, FinalSigmasType, InterpolationType, PredictionType,
     SchedulerConfig, SchedulerError, SolverType, TimestepSpacing, TimestepType, VarianceType,
 };
-pub use names::{resolve, SchedulerName, SCHEDULER_NAMES};
-
-/// The scheduler algorithms (Scenario's scheduler enum, one per diffusers class).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SchedulerKind {
-    Ddim,
-    Ddpm,
-    Pndm,
-    Euler,
-    EulerAncestral,
-    Heun,
-    Lms,
-    DpmSolverMultistep,
-    DpmSolverSinglestep,
-    KDpm2,
-    KDpm2Ancestral,
-    Deis,
-    UniPc,
-    Lcm,
-    Tcd,
-}
-
-impl SchedulerKind {
-    pub const ALL: [SchedulerKind; 15] = [
-        SchedulerKind::Ddim,
-        SchedulerKind::Ddpm,
-        SchedulerKind::Pndm,
-        SchedulerKind::Euler,
-        SchedulerKind::EulerAncestral,
-        SchedulerKind::Heun,
-        SchedulerKind::Lms,
-        SchedulerKind::DpmSolverMultistep,
-        SchedulerKind::DpmSolverSinglestep,
-        SchedulerKind::KDpm2,
-        SchedulerKind::KDpm2Ancestral,
-        SchedulerKind::Deis,
-        SchedulerKind::UniPc,
-        SchedulerKind::Lcm,
-        SchedulerKind::Tcd,
-    ];
-
-    /// The diffusers class name.
-    pub fn class_name(self) -> &'static str {
-        match self {
-            SchedulerKind::Ddim => "DDIMScheduler",
-            SchedulerKind::Ddpm => "DDPMScheduler",
-            SchedulerKind::Pndm => "PNDMScheduler",
-            SchedulerKind::Euler => "EulerDiscreteScheduler",
-            SchedulerKind::EulerAncestral => "EulerAncestralDiscreteScheduler",
-            SchedulerKind::Heun => "HeunDiscreteScheduler",
-            SchedulerKind::Lms => "LMSDiscreteScheduler",
-            SchedulerKind::DpmSolverMultistep => "DPMSolverMultistepScheduler",
-            SchedulerKind::DpmSolverSinglestep => "DPMSolverSinglestepScheduler",
-            SchedulerKind::KDpm2 => "KDPM2DiscreteScheduler",
-            SchedulerKind::KDpm2Ancestral => "KDPM2AncestralDiscreteScheduler",
-            SchedulerKind::Deis => "DEISMultistepScheduler",
-            SchedulerKind::UniPc => "UniPCMultistepScheduler",
-            SchedulerKind::Lcm => "LCMScheduler",
-            SchedulerKind::Tcd => "TCDScheduler",
-        }
-    }
-
-    /// The kind of a diffusers class name (exact spelling, as in `_class_name`).
-    pub fn from_class_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.class_name() == name)
-    }
-}
+pub use easel_core::scheduler::{resolve, SchedulerKind, SchedulerName, SCHEDULER_NAMES};
 
 /// What each scheduler implements: its schedule (`table`, filled by `set_timesteps`) and its
 /// step. `set_timesteps` is followed by `reset`, which clears the stepping state.

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use common::{cases, max_abs, parity_dir};
 use easel_diffusion::lora::Lora;
-use easel_diffusion::pipeline::{Pipeline, Request};
+use easel_diffusion::pipeline::{Pipeline, PromptMode, Request};
 use easel_diffusion::rng::TorchRng;
 use easel_diffusion::schedulers::SchedulerKind;
 
@@ -59,6 +59,7 @@ fn whole_pipeline_matches_diffusers() {
             init_image: t.get("init_image"),
             mask: t.get("mask"),
             strength: meta["strength"].as_f64().unwrap_or(1.0),
+            prompt_mode: PromptMode::Diffusers,
         };
         let mut rng = TorchRng::new(meta["seed"].as_u64().unwrap());
         let run = pipe
@@ -121,6 +122,7 @@ fn a_step_callback_can_cancel() {
         init_image: None,
         mask: None,
         strength: 1.0,
+        prompt_mode: PromptMode::Diffusers,
     };
     let mut seen = vec![];
     let out = pipe

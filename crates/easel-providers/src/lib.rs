@@ -1,7 +1,8 @@
 //! Providers: what actually runs a job. `Providers` is the queue's `Executor`: it routes each
-//! job to the provider that can run it — today the local image tools (`tools`); the local
-//! diffusion engine and remote HTTP providers with fallback plug in here.
+//! job to the provider that can run it — the local image tools (`tools`) and the local
+//! diffusion engine (`diffusion`); remote HTTP providers with fallback plug in here.
 
+pub mod diffusion;
 pub mod discover;
 pub mod tools;
 
@@ -17,26 +18,39 @@ use easel_store::Store;
 pub struct Providers {
     store: Store,
     limits: Arc<Limits>,
+    engine: Arc<diffusion::Engine>,
 }
 
 impl Providers {
-    pub fn new(store: Store, limits: Limits) -> Providers {
+    pub fn new(store: Store, limits: Limits, engine: Arc<diffusion::Engine>) -> Providers {
         Providers {
             store,
             limits: Arc::new(limits),
+            engine,
         }
+    }
+
+    pub fn engine(&self) -> &Arc<diffusion::Engine> {
+        &self.engine
     }
 }
 
 #[async_trait::async_trait]
 impl Executor for Providers {
     fn tasks(&self) -> Vec<String> {
-        tools::TASKS.iter().map(|t| t.to_string()).collect()
+        tools::TASKS
+            .iter()
+            .chain(diffusion::TASKS)
+            .map(|t| t.to_string())
+            .collect()
     }
 
     async fn run(&self, job: &Job, ctx: &RunContext) -> Result<RunOutput, RunError> {
         if tools::TASKS.contains(&job.task.as_str()) {
             return tools::run(&self.store, &self.limits, job, ctx).await;
+        }
+        if diffusion::TASKS.contains(&job.task.as_str()) {
+            return diffusion::run(&self.engine, &self.store, &self.limits, job, ctx).await;
         }
         Err(RunError::Failed(easel_core::JobError::new(
             easel_core::job::codes::NO_PROVIDER,

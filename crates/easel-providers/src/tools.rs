@@ -20,7 +20,7 @@ pub async fn run(
     ctx: &RunContext,
 ) -> Result<RunOutput, RunError> {
     let input = TaskInput::parse(&job.task, job.input.clone(), limits)?;
-    let image_id = input.image().to_string();
+    let image_id = input.image().unwrap_or_default().to_string();
     let asset = easel_store::assets::get(&store.db, &image_id)
         .await?
         .filter(|a| a.owner_id == job.owner_id)
@@ -120,6 +120,9 @@ fn process(
             ops::pixelate(&img, &p).map_err(ops_err)?
         }
         TaskInput::Convert(_) => img,
+        TaskInput::Txt2img(_) | TaskInput::Img2img(_) | TaskInput::Inpaint(_) => {
+            return Err(Error::invalid("task", "not an image tool").into())
+        }
     };
     ctx.step(2, 3)?;
     let (format, quality) = input.output();

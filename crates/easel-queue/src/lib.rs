@@ -18,7 +18,7 @@ use easel_store::jobs::{self, Inserted};
 use easel_store::Store;
 use tokio::sync::{broadcast, Notify};
 
-pub use worker::{Executor, OutputImage, RunContext, RunError, RunOutput, Worker};
+pub use worker::{Executor, OutputImage, Preview, RunContext, RunError, RunOutput, Worker};
 
 /// Wait until `rx` carries a notice about `job_id`, the receiver lags or closes, or `max`
 /// passes. Listeners re-read the database after it either way: notices only wake them early.

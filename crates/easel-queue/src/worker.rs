@@ -66,31 +66,68 @@ pub trait Executor: Send + Sync + 'static {
     async fn run(&self, job: &Job, ctx: &RunContext) -> Result<RunOutput, RunError>;
 }
 
-/// Handed to a running job: report progress, check for cancel. Cheap to clone, usable from
-/// blocking threads.
+/// A preview of a running job's output: an image (a `data:` URL) at a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    pub step: u32,
+    pub total_steps: u32,
+    /// A small image as a `data:` URL.
+    pub image: String,
+}
+
+/// Handed to a running job: report progress and previews, check for cancel. Cheap to
+/// clone, usable from blocking threads.
 #[derive(Clone)]
 pub struct RunContext {
     cancel: Arc<AtomicBool>,
     progress: Arc<watch::Sender<Option<Progress>>>,
+    preview: Arc<watch::Sender<Option<Preview>>>,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
+/// The receiving ends of a context, read by the lease keeper.
+struct Reports {
+    progress: watch::Receiver<Option<Progress>>,
+    preview: watch::Receiver<Option<Preview>>,
+}
+
 impl RunContext {
-    fn new() -> (RunContext, watch::Receiver<Option<Progress>>) {
+    fn new() -> (RunContext, Reports) {
         let (tx, rx) = watch::channel(None);
+        let (ptx, prx) = watch::channel(None);
         (
             RunContext {
                 cancel: Arc::new(AtomicBool::new(false)),
                 progress: Arc::new(tx),
+                preview: Arc::new(ptx),
                 logs: Arc::new(Mutex::new(Vec::new())),
             },
-            rx,
+            Reports {
+                progress: rx,
+                preview: prx,
+            },
         )
     }
 
     /// A context not attached to a queue (tools run from the command line).
     pub fn detached() -> RunContext {
         RunContext::new().0
+    }
+
+    /// Publish a preview (a `preview` event of the job). Previews are best effort: when they
+    /// come faster than they are written, only the latest is kept.
+    pub fn preview(&self, preview: Preview) {
+        self.preview.send_replace(Some(preview));
+    }
+
+    /// The latest progress reported (for callers that show it themselves).
+    pub fn progress(&self) -> Option<Progress> {
+        self.progress.borrow().clone()
+    }
+
+    /// The latest preview sent (for callers that show previews themselves).
+    pub fn latest_preview(&self) -> Option<Preview> {
+        self.preview.borrow().clone()
     }
 
     pub fn is_canceled(&self) -> bool {
@@ -191,7 +228,7 @@ impl Worker {
 
     async fn run_job(&self, job: Job, mut stop: watch::Receiver<bool>) {
         let started = Instant::now();
-        let (ctx, progress_rx) = RunContext::new();
+        let (ctx, reports) = RunContext::new();
         if job.cancel_requested {
             ctx.cancel();
         }
@@ -202,7 +239,7 @@ impl Worker {
             self.id.clone(),
             job.id.clone(),
             ctx.clone(),
-            progress_rx,
+            reports,
             lost.clone(),
             done_rx,
         ));
@@ -341,7 +378,7 @@ async fn keep_lease(
     worker: String,
     job_id: String,
     ctx: RunContext,
-    mut progress: watch::Receiver<Option<Progress>>,
+    reports: Reports,
     lost: Arc<AtomicBool>,
     mut done: watch::Receiver<bool>,
 ) {
@@ -350,8 +387,22 @@ async fn keep_lease(
     let mut notices = queue.subscribe();
     let mut last_hook: Option<Instant> = None;
     let mut next_beat = tokio::time::Instant::now() + beat;
+    let Reports {
+        mut progress,
+        mut preview,
+    } = reports;
     loop {
         let state = tokio::select! {
+            changed = preview.changed() => {
+                if changed.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                let Some(p) = preview.borrow_and_update().clone() else { continue };
+                let data = serde_json::json!({"step": p.step, "total_steps": p.total_steps, "image": p.image});
+                let r = jobs::append_running_event(&queue.store.db, &job_id, &worker, lease_ms, "preview", data).await;
+                queue.notify(&job_id, NoticeKind::Changed);
+                r
+            }
             changed = progress.changed() => {
                 if changed.is_err() {
                     std::future::pending::<()>().await;

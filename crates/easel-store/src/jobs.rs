@@ -399,6 +399,40 @@ pub async fn set_progress(
     })
 }
 
+/// Append an event (a preview, a log line) to a running job the worker still holds; this
+/// also extends the lease.
+pub async fn append_running_event(
+    db: &Db,
+    id: &str,
+    worker: &str,
+    lease_ms: i64,
+    kind: &str,
+    data: serde_json::Value,
+) -> Result<LeaseState> {
+    let now = time::to_millis(time::now());
+    let mut tx = db.begin().await?;
+    let row = sqlx::query(&format!(
+        "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
+         WHERE id = $3 AND lease_owner = $4 AND status = 'running' RETURNING {JOB_COLS}"
+    ))
+    .bind(now + lease_ms)
+    .bind(now)
+    .bind(id)
+    .bind(worker)
+    .fetch_optional(tx.conn())
+    .await
+    .map_err(db_err)?;
+    let Some(row) = row else {
+        return Ok(LeaseState::Lost);
+    };
+    let job = job_from_row(&row)?;
+    append_event(&mut tx, id, kind, data).await?;
+    tx.commit().await?;
+    Ok(LeaseState::Held {
+        cancel_requested: job.cancel_requested,
+    })
+}
+
 /// How a worker's attempt to finish a job ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finished {

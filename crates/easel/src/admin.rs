@@ -1,5 +1,7 @@
 //! Admin commands that work on the data folder or database directly (no server needed).
 
+use std::path::PathBuf;
+
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use easel_api::server::{self, Config};
@@ -10,14 +12,19 @@ use easel_store::Store;
 
 use crate::config::{read_file_config, StoreArgs};
 
+/// The data folder: the flag (or `EASEL_DATA_DIR`), else `easel.toml`, else `./easel-data`.
+fn data_dir(args: &StoreArgs) -> Result<PathBuf> {
+    let file = read_file_config(args.config.as_deref())?;
+    Ok(args
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| "easel-data".into()))
+}
+
 async fn open(args: &StoreArgs) -> Result<(Store, Config)> {
     let file = read_file_config(args.config.as_deref())?;
-    let mut cfg = Config::embedded(
-        args.data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| "easel-data".into()),
-    );
+    let mut cfg = Config::embedded(data_dir(args)?);
     cfg.database_url = args.database_url.clone().or(file.database_url);
     cfg.store_url = args.store_url.clone().or(file.store_url);
     let store = server::open_store(&cfg).await.map_err(|e| anyhow!("{e}"))?;
@@ -161,12 +168,68 @@ enum ModelsCmd {
     Remove { name: String },
     /// Register the models found under <data-dir>/models/.
     Scan,
+    /// Download a model from the Hugging Face hub into <data-dir>/models/: a diffusers
+    /// folder (only what Easel loads, .safetensors weights only) or, with --file, a
+    /// single-file checkpoint.
+    Pull(crate::pull::PullArgs),
+    /// Write a tiny model with random weights, in the layout real models use (for tests
+    /// and demos): a diffusers folder, and with --single-file also `<dir>-single-file.safetensors`
+    /// beside it, in the original LDM / A1111 key layout.
+    MakeTiny {
+        /// The folder to write (created; must not exist).
+        dir: std::path::PathBuf,
+        /// sd15, sd2, sdxl or inpaint.
+        #[arg(long, default_value = "sd15")]
+        family: String,
+        /// Also write the weights as one single-file checkpoint beside the folder.
+        #[arg(long)]
+        single_file: bool,
+        /// Seed of the random weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+fn make_tiny(dir: &std::path::Path, family: &str, single_file: bool, seed: u64) -> Result<()> {
+    let fam: easel_diffusion::tiny::TinyFamily = family.parse()?;
+    if dir.exists() {
+        anyhow::bail!("{} exists; choose a new folder", dir.display());
+    }
+    easel_diffusion::tiny::make_tiny(dir, fam, seed)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", dir.display()))?;
+    println!("{} ({fam}, random weights)", dir.display());
+    if single_file {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("tiny")
+            .to_string();
+        let file = dir.with_file_name(format!("{name}-single-file.safetensors"));
+        easel_diffusion::tiny::write_single_file(dir, &file)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
+        println!(
+            "{} (single file; its tokenizer comes from the folder)",
+            file.display()
+        );
+    }
+    Ok(())
 }
 
 pub async fn models(a: ModelsArgs) -> Result<()> {
+    // `pull` needs the data folder only, not the database.
+    let cmd = match a.cmd {
+        ModelsCmd::Pull(p) => return crate::pull::run(p, &data_dir(&a.store)?).await,
+        ModelsCmd::MakeTiny {
+            dir,
+            family,
+            single_file,
+            seed,
+        } => return make_tiny(&dir, &family, single_file, seed),
+        cmd => cmd,
+    };
     let (store, cfg) = open(&a.store).await?;
     let db = &store.db;
-    match a.cmd {
+    match cmd {
         ModelsCmd::List => {
             let (models, count) = easel_store::models::list(db, 0, 1000).await.map_err(err)?;
             println!(
@@ -216,6 +279,7 @@ pub async fn models(a: ModelsArgs) -> Result<()> {
                 .map_err(err)?;
             println!("registered or updated {n} models");
         }
+        ModelsCmd::Pull(_) | ModelsCmd::MakeTiny { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

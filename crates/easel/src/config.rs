@@ -65,6 +65,21 @@ pub struct ServeArgs {
     /// Seconds a worker's lease lasts without a heartbeat (default 30).
     #[arg(long, env = "EASEL_LEASE_SECONDS")]
     pub lease_seconds: Option<u64>,
+    /// Device of the diffusion engine: cpu, cuda, cuda:N, metal or auto (default cpu).
+    #[arg(long, env = "EASEL_DEVICE")]
+    pub device: Option<String>,
+    /// Diffusion pipelines kept loaded; the least recently used is unloaded first (default 1).
+    #[arg(long, env = "EASEL_MAX_LOADED_MODELS")]
+    pub max_loaded_models: Option<usize>,
+    /// Weights kept loaded, e.g. `12GiB`, `8G`, `500MB` (default: no limit but the count).
+    #[arg(long, env = "EASEL_MEMORY_BUDGET")]
+    pub memory_budget: Option<String>,
+    /// Most denoising steps per image (default 150).
+    #[arg(long, env = "EASEL_MAX_STEPS")]
+    pub max_steps: Option<u32>,
+    /// Most images per generation job (default 8).
+    #[arg(long, env = "EASEL_MAX_IMAGES")]
+    pub max_images: Option<u32>,
 }
 
 /// `easel.toml`: the same settings as the flags, by their long names with underscores.
@@ -84,6 +99,35 @@ pub struct FileConfig {
     pub rate_burst: Option<f64>,
     pub shutdown_grace: Option<u64>,
     pub lease_seconds: Option<u64>,
+    pub device: Option<String>,
+    pub max_loaded_models: Option<usize>,
+    pub memory_budget: Option<String>,
+    pub max_steps: Option<u32>,
+    pub max_images: Option<u32>,
+}
+
+/// Bytes from `12GiB`, `8G`, `500MB`, `1.5TB` or a plain number of bytes (K, M, G, T are
+/// powers of 1024, with or without `i` and `B`).
+pub fn parse_bytes(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("`{s}` is not a size like 12GiB"))?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit.trim_end_matches('b').trim_end_matches('i');
+    let mult: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => anyhow::bail!("`{s}`: unknown unit (use K, M, G or T)"),
+    };
+    Ok((n * mult as f64) as u64)
 }
 
 pub fn read_file_config(path: Option<&Path>) -> Result<FileConfig> {
@@ -138,6 +182,22 @@ pub fn build(args: &ServeArgs, http: bool) -> Result<Config> {
     }
     if let Some(v) = args.lease_seconds.or(file.lease_seconds) {
         cfg.queue.lease = Duration::from_secs(v.max(1));
+    }
+    if let Some(v) = args.device.clone().or(file.device) {
+        cfg.engine.device = v;
+    }
+    if let Some(v) = args.max_loaded_models.or(file.max_loaded_models) {
+        anyhow::ensure!(v >= 1, "--max-loaded-models must be at least 1");
+        cfg.engine.max_loaded_models = v;
+    }
+    if let Some(v) = args.memory_budget.clone().or(file.memory_budget) {
+        cfg.engine.memory_budget = Some(parse_bytes(&v).context("--memory-budget")?);
+    }
+    if let Some(v) = args.max_steps.or(file.max_steps) {
+        cfg.limits.max_steps = v.max(1);
+    }
+    if let Some(v) = args.max_images.or(file.max_images) {
+        cfg.limits.max_images = v.max(1);
     }
     cfg.admin_key = std::env::var("EASEL_ADMIN_KEY")
         .ok()
@@ -200,4 +260,20 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("12GiB").unwrap(), 12 << 30);
+        assert_eq!(parse_bytes("8G").unwrap(), 8 << 30);
+        assert_eq!(parse_bytes("500 MB").unwrap(), 500 << 20);
+        assert_eq!(parse_bytes("1.5k").unwrap(), 1536);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3 parsecs").is_err());
+    }
 }

@@ -1,11 +1,13 @@
 //! `easel`: the command line. `serve` runs the whole server; `worker` runs workers only
 //! (against a shared PostgreSQL + S3); `keys`, `models` and `jobs` administer the data dir or
-//! database directly; `bench` measures.
+//! database directly; `generate` runs the diffusion engine locally; `bench` measures.
 
 mod admin;
 mod bench;
 mod bench_diffusion;
 mod config;
+mod generate;
+mod pull;
 
 use clap::{Parser, Subcommand};
 
@@ -29,10 +31,13 @@ enum Command {
     Worker(config::ServeArgs),
     /// Create, list and revoke API keys.
     Keys(admin::KeysArgs),
-    /// List, add and remove registry models.
+    /// List, add, remove and scan registry models; pull models from the Hugging Face hub.
     Models(admin::ModelsArgs),
     /// List, show and cancel jobs.
     Jobs(admin::JobsArgs),
+    /// Generate images locally, without a server (txt2img, img2img with --init-image,
+    /// inpaint with --mask), with a progress bar.
+    Generate(generate::GenerateArgs),
     /// Benchmarks (`easel bench queue`).
     Bench(bench::BenchArgs),
 }
@@ -46,6 +51,9 @@ async fn main() -> std::process::ExitCode {
         Command::Keys(a) => admin::keys(a).await,
         Command::Models(a) => admin::models(a).await,
         Command::Jobs(a) => admin::jobs(a).await,
+        Command::Generate(a) => tokio::task::spawn_blocking(move || generate::run(a))
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("generate panicked: {e}"))),
         Command::Bench(a) => bench::run(a).await,
     };
     match result {

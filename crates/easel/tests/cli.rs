@@ -221,3 +221,475 @@ fn bench_diffusion_runs_on_a_tiny_model() {
         assert!(text.contains(line), "{line} in {text}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// `easel models pull`, against a fake hub
+// ---------------------------------------------------------------------------------------------
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// A tiny imitation of the Hugging Face hub's two endpoints that `pull` uses:
+/// `GET /api/models/{repo}/revision/{rev}` (the listing) and
+/// `GET /{repo}/resolve/{rev}/{file}` (with `Range`, `ETag`, `X-Repo-Commit`). It records every
+/// request, and answers 500 for the files in `broken`.
+struct FakeHub {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeHub {
+    fn start(repo: &str, files: Vec<(&str, Vec<u8>)>, broken: &[&str]) -> FakeHub {
+        use std::io::{Read, Write};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let files: Arc<Vec<(String, Vec<u8>)>> =
+            Arc::new(files.into_iter().map(|(n, b)| (n.to_string(), b)).collect());
+        let broken: Arc<Vec<String>> = Arc::new(broken.iter().map(|s| s.to_string()).collect());
+        let repo = repo.to_string();
+        let log = requests.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let (files, broken, repo, log) =
+                    (files.clone(), broken.clone(), repo.clone(), log.clone());
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if conn.read(&mut byte).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    let target = head.split(' ').nth(1).unwrap_or("").to_string();
+                    let path = target.split('?').next().unwrap().to_string();
+                    let range = head.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("range")
+                            .then(|| v.trim().trim_start_matches("bytes=").to_string())
+                    });
+                    log.lock().unwrap().push(path.clone());
+                    let respond = |conn: &mut std::net::TcpStream,
+                                   status: &str,
+                                   headers: &[(&str, String)],
+                                   body: &[u8]| {
+                        let mut h = format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                            body.len()
+                        );
+                        for (k, v) in headers {
+                            h.push_str(&format!("{k}: {v}\r\n"));
+                        }
+                        h.push_str("\r\n");
+                        let _ = conn.write_all(h.as_bytes());
+                        let _ = conn.write_all(body);
+                    };
+                    let listing = format!("/api/models/{repo}/revision/");
+                    let resolve = format!("/{repo}/resolve/");
+                    if path.starts_with(&listing) {
+                        let siblings: Vec<serde_json::Value> = files
+                            .iter()
+                            .map(|(n, b)| serde_json::json!({"rfilename": n, "size": b.len()}))
+                            .collect();
+                        let body =
+                            serde_json::json!({"id": repo, "sha": COMMIT, "siblings": siblings});
+                        let body = serde_json::to_vec(&body).unwrap();
+                        let ct = ("Content-Type", "application/json".to_string());
+                        respond(&mut conn, "200 OK", &[ct], &body);
+                        return;
+                    }
+                    let Some(rest) = path.strip_prefix(&resolve) else {
+                        respond(&mut conn, "404 Not Found", &[], b"no such repo");
+                        return;
+                    };
+                    let (_rev, file) = rest.split_once('/').unwrap_or((rest, ""));
+                    let Some(i) = files.iter().position(|(n, _)| n == file) else {
+                        respond(&mut conn, "404 Not Found", &[], b"no such file");
+                        return;
+                    };
+                    if broken.iter().any(|b| b == file) {
+                        respond(&mut conn, "500 Internal Server Error", &[], b"broken");
+                        return;
+                    }
+                    let body = &files[i].1;
+                    let common = vec![
+                        ("ETag", format!("\"etag-{i}\"")),
+                        ("X-Repo-Commit", COMMIT.to_string()),
+                    ];
+                    match range {
+                        Some(r) => {
+                            let (a, b) = r.split_once('-').unwrap();
+                            let a: usize = a.parse().unwrap();
+                            let b: usize = b.parse::<usize>().unwrap().min(body.len() - 1);
+                            let mut h = common;
+                            h.push(("Content-Range", format!("bytes {a}-{b}/{}", body.len())));
+                            respond(&mut conn, "206 Partial Content", &h, &body[a..=b]);
+                        }
+                        None => respond(&mut conn, "200 OK", &common, body),
+                    }
+                });
+            }
+        });
+        FakeHub { port, requests }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A small SD 1.5-shaped diffusers repository, with pickles, fp16 variants, a safety checker
+/// and single-file checkpoints beside it (none of which a default pull takes).
+fn sd15_repo() -> Vec<(&'static str, Vec<u8>)> {
+    let json = |v: serde_json::Value| serde_json::to_vec_pretty(&v).unwrap();
+    // Large enough for several ranged chunks (hf-hub asks 10 MB at a time).
+    let unet: Vec<u8> = (0..23_000_000u32).map(|i| (i % 251) as u8).collect();
+    vec![
+        (".gitattributes", b"*.safetensors filter=lfs".to_vec()),
+        ("README.md", b"# tiny".to_vec()),
+        (
+            "model_index.json",
+            json(serde_json::json!({
+                "_class_name": "StableDiffusionPipeline",
+                "_diffusers_version": "0.6.0",
+                "feature_extractor": ["transformers", "CLIPImageProcessor"],
+                "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
+                "scheduler": ["diffusers", "PNDMScheduler"],
+                "text_encoder": ["transformers", "CLIPTextModel"],
+                "tokenizer": ["transformers", "CLIPTokenizer"],
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "vae": ["diffusers", "AutoencoderKL"]
+            })),
+        ),
+        ("feature_extractor/preprocessor_config.json", b"{}".to_vec()),
+        ("safety_checker/config.json", b"{}".to_vec()),
+        ("safety_checker/model.safetensors", vec![7; 1000]),
+        (
+            "scheduler/scheduler_config.json",
+            json(serde_json::json!({"_class_name": "PNDMScheduler"})),
+        ),
+        (
+            "text_encoder/config.json",
+            json(serde_json::json!({"hidden_size": 768})),
+        ),
+        ("text_encoder/model.safetensors", vec![1; 5000]),
+        ("text_encoder/model.fp16.safetensors", vec![2; 2500]),
+        ("text_encoder/pytorch_model.bin", vec![3; 5000]),
+        ("tokenizer/merges.txt", b"#version: 0.2\n".to_vec()),
+        ("tokenizer/vocab.json", b"{\"a\": 0}".to_vec()),
+        ("tokenizer/tokenizer_config.json", b"{}".to_vec()),
+        (
+            "unet/config.json",
+            json(serde_json::json!({"in_channels": 4})),
+        ),
+        ("unet/diffusion_pytorch_model.safetensors", unet),
+        (
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            vec![4; 3000],
+        ),
+        ("unet/diffusion_pytorch_model.bin", vec![5; 3000]),
+        ("vae/config.json", b"{}".to_vec()),
+        ("vae/diffusion_pytorch_model.safetensors", vec![6; 4000]),
+        (
+            "vae/diffusion_pytorch_model.fp16.safetensors",
+            vec![8; 2000],
+        ),
+        ("v1-5-pruned.ckpt", vec![9; 100]),
+        ("v1-5-pruned-emaonly.safetensors", vec![10; 1234]),
+    ]
+}
+
+fn pull(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    easel()
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_ENDPOINT")
+        .env("HF_HOME", data.join("no-hf-home"))
+        .args(["models", "pull"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+/// Everything under `models/` (relative paths, sorted); hidden temporary folders included.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+            if p.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn pull_refuses_bad_input_before_any_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start("acme/sd", sd15_repo(), &[]);
+    let ep = hub.endpoint();
+    for (args, needle) in [
+        (vec!["not a repo"], "invalid repository id"),
+        (vec!["a/b/c"], "invalid repository id"),
+        (vec!["../etc"], "invalid repository id"),
+        (vec!["acme/sd", "--name", "../x"], "invalid --name"),
+        (vec!["acme/sd", "--revision", "a b"], "invalid --revision"),
+        (vec!["acme/sd", "--file", "model.ckpt"], "pickle"),
+        (
+            vec!["acme/sd", "--file", "../m.safetensors"],
+            "invalid --file",
+        ),
+        (
+            vec!["acme/sd", "--endpoint", "ftp://x"],
+            "invalid --endpoint",
+        ),
+    ] {
+        let mut args = args.clone();
+        if !args.contains(&"--endpoint") {
+            args.extend(["--endpoint", &ep]);
+        }
+        let out = pull(dir.path(), &args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+    // An existing model is refused without --force, also before any network.
+    std::fs::create_dir_all(dir.path().join("models/sd")).unwrap();
+    let out = pull(dir.path(), &["acme/sd", "--endpoint", &ep]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(hub.requests().is_empty(), "{:?}", hub.requests());
+    assert_eq!(tree(&dir.path().join("models")), ["sd"]);
+}
+
+#[test]
+fn pull_from_an_unreachable_hub_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pull(dir.path(), &["acme/sd", "--endpoint", "http://127.0.0.1:9"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("could not reach the hub at http://127.0.0.1:9"),
+        "{err}"
+    );
+    assert!(tree(dir.path()).is_empty(), "{:?}", tree(dir.path()));
+}
+
+#[test]
+fn pull_downloads_a_diffusers_folder_and_scan_registers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = sd15_repo();
+    let hub = FakeHub::start("acme/tiny-sd", files.clone(), &[]);
+    let out = pull(dir.path(), &["acme/tiny-sd", "--endpoint", &hub.endpoint()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("[11/11]"), "a line per file: {stdout}");
+    assert!(stdout.contains("easel models scan"), "{stdout}");
+    let models = dir.path().join("models");
+    assert_eq!(
+        tree(&models),
+        [
+            "tiny-sd",
+            "tiny-sd/model_index.json",
+            "tiny-sd/scheduler",
+            "tiny-sd/scheduler/scheduler_config.json",
+            "tiny-sd/text_encoder",
+            "tiny-sd/text_encoder/config.json",
+            "tiny-sd/text_encoder/model.safetensors",
+            "tiny-sd/tokenizer",
+            "tiny-sd/tokenizer/merges.txt",
+            "tiny-sd/tokenizer/tokenizer_config.json",
+            "tiny-sd/tokenizer/vocab.json",
+            "tiny-sd/unet",
+            "tiny-sd/unet/config.json",
+            "tiny-sd/unet/diffusion_pytorch_model.safetensors",
+            "tiny-sd/vae",
+            "tiny-sd/vae/config.json",
+            "tiny-sd/vae/diffusion_pytorch_model.safetensors",
+        ]
+    );
+    for (name, bytes) in &files {
+        let local = models.join("tiny-sd").join(name);
+        if local.exists() && *name != "model_index.json" {
+            assert_eq!(&std::fs::read(&local).unwrap(), bytes, "{name}");
+        }
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(models.join("tiny-sd/model_index.json")).unwrap())
+            .unwrap();
+    assert_eq!(index["safety_checker"], serde_json::json!([null, null]));
+    assert_eq!(
+        index["unet"],
+        serde_json::json!(["diffusers", "UNet2DConditionModel"])
+    );
+    // Never asked for: pickles, unused components, single-file checkpoints, other variants.
+    for r in hub.requests() {
+        assert!(
+            !r.ends_with(".bin")
+                && !r.ends_with(".ckpt")
+                && !r.contains("safety_checker")
+                && !r.contains("fp16")
+                && !r.contains("pruned"),
+            "{r}"
+        );
+    }
+    // The folder is what `models scan` registers.
+    let out = easel()
+        .args(["models", "scan", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = easel()
+        .args(["models", "list", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("tiny-sd ") && l.contains("sd15")),
+        "{listed}"
+    );
+
+    // Again: refused without --force; with --force and --variant fp16 the folder is replaced.
+    let out = pull(dir.path(), &["acme/tiny-sd", "--endpoint", &hub.endpoint()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    let out = pull(
+        dir.path(),
+        &[
+            "acme/tiny-sd",
+            "--endpoint",
+            &hub.endpoint(),
+            "--force",
+            "--variant",
+            "fp16",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let unet = models.join("tiny-sd/unet");
+    assert!(unet
+        .join("diffusion_pytorch_model.fp16.safetensors")
+        .exists());
+    assert!(!unet.join("diffusion_pytorch_model.safetensors").exists());
+    assert!(
+        !tree(&models).iter().any(|p| p.starts_with('.')),
+        "{:?}",
+        tree(&models)
+    );
+}
+
+#[test]
+fn a_failed_pull_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start(
+        "acme/tiny-sd",
+        sd15_repo(),
+        &["vae/diffusion_pytorch_model.safetensors"],
+    );
+    let out = pull(dir.path(), &["acme/tiny-sd", "--endpoint", &hub.endpoint()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("vae/diffusion_pytorch_model.safetensors") && err.contains("500"),
+        "{err}"
+    );
+    // Earlier files were downloaded, then thrown away with the temporary folder.
+    assert!(hub
+        .requests()
+        .iter()
+        .any(|r| r.ends_with("unet/diffusion_pytorch_model.safetensors")));
+    assert!(
+        tree(&dir.path().join("models")).is_empty(),
+        "{:?}",
+        tree(&dir.path().join("models"))
+    );
+
+    // A repository whose weights are pickles only is refused before any download.
+    let pickles: Vec<(&str, Vec<u8>)> = sd15_repo()
+        .into_iter()
+        .filter(|(n, _)| !(n.starts_with("text_encoder/") && n.ends_with(".safetensors")))
+        .collect();
+    let hub = FakeHub::start("acme/old-sd", pickles, &[]);
+    let out = pull(dir.path(), &["acme/old-sd", "--endpoint", &hub.endpoint()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("component `text_encoder` has only pickle weights (pytorch_model.bin)"),
+        "{err}"
+    );
+    assert!(
+        !hub.requests()
+            .iter()
+            .any(|r| r.contains("/resolve/") && r.ends_with(".safetensors")),
+        "{:?}",
+        hub.requests()
+    );
+    assert!(tree(&dir.path().join("models")).is_empty());
+}
+
+#[test]
+fn pull_a_single_file_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start("acme/tiny-sd", sd15_repo(), &[]);
+    let out = pull(
+        dir.path(),
+        &[
+            "acme/tiny-sd",
+            "--endpoint",
+            &hub.endpoint(),
+            "--file",
+            "v1-5-pruned-emaonly.safetensors",
+            "--name",
+            "emaonly",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let models = dir.path().join("models");
+    assert_eq!(tree(&models), ["emaonly.safetensors"]);
+    assert_eq!(
+        std::fs::read(models.join("emaonly.safetensors")).unwrap(),
+        vec![10u8; 1234]
+    );
+    let out = pull(
+        dir.path(),
+        &[
+            "acme/tiny-sd",
+            "--endpoint",
+            &hub.endpoint(),
+            "--file",
+            "nope.safetensors",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no file `nope.safetensors`"),
+        "{}",
+        stderr(&out)
+    );
+}

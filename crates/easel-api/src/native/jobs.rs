@@ -23,12 +23,15 @@ use crate::AppState;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
-    /// `upscale`, `resize`, `pixelate` or `convert`.
+    /// `txt2img`, `img2img`, `inpaint` (input: `GenerateInput`), `upscale`, `resize`,
+    /// `pixelate` or `convert` (input: `UpscaleInput`, …).
     pub task: String,
-    /// Model name, alias or id (tasks that need one).
+    /// Model name, alias or id. Generation tasks default to an installed model that does
+    /// the task (a recommended one first).
     #[serde(default)]
     pub model: Option<String>,
-    /// The task's input; images as asset ids or `data:` URLs.
+    /// The task's input (see the `*Input` schemas); images as asset ids or `data:` URLs.
+    /// The created job's `input` has every default filled in, the seed included.
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub input: serde_json::Value,

@@ -195,7 +195,7 @@ pub fn gated_worker(srv: &Server) -> GatedWorker {
     let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let started = Arc::new(tokio::sync::Notify::new());
     let exec = Gated {
-        inner: easel_providers::Providers::new(srv.state.store.clone(), srv.state.limits.clone()),
+        inner: providers(srv),
         open: open.clone(),
         started: started.clone(),
     };
@@ -209,9 +209,19 @@ pub fn gated_worker(srv: &Server) -> GatedWorker {
     }
 }
 
+/// The providers a worker outside the server runs (CPU engine, one model loaded).
+pub fn providers(srv: &Server) -> easel_providers::Providers {
+    let engine = easel_providers::diffusion::Engine::new(Default::default()).expect("engine");
+    easel_providers::Providers::new(
+        srv.state.store.clone(),
+        srv.state.limits.clone(),
+        Arc::new(engine),
+    )
+}
+
 /// A plain worker outside the server.
 pub fn worker(srv: &Server) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    let exec = easel_providers::Providers::new(srv.state.store.clone(), srv.state.limits.clone());
+    let exec = providers(srv);
     let (stop, rx) = watch::channel(false);
     let handle = tokio::spawn(Worker::new(srv.state.queue.clone(), Arc::new(exec)).run(rx));
     (stop, handle)

@@ -1,4 +1,8 @@
-//! The one table of scheduler names: diffusers class names (Scenario's enum), short
+//! Scheduler kinds and names, as data: the diffusion schedulers (one per diffusers class) and
+//! the one table of names every dialect's sampler field resolves through. The algorithms live
+//! in `easel-diffusion`; this is here so requests can be validated without it.
+//!
+//! The table of scheduler names: diffusers class names (Scenario's enum), short
 //! A1111/ComfyUI-style names, A1111's display names, Stability's `K_*` samplers and
 //! Leonardo's enum, each mapped to a kind and config overrides (JSON put over the model's
 //! scheduler config, e.g. with `SchedulerConfig::from_json_with_overrides`).
@@ -19,8 +23,73 @@
 
 use serde_json::Value;
 
-use super::SchedulerKind;
-use super::SchedulerKind::*;
+use SchedulerKind::*;
+
+/// The scheduler algorithms (Scenario's scheduler enum, one per diffusers class).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SchedulerKind {
+    Ddim,
+    Ddpm,
+    Pndm,
+    Euler,
+    EulerAncestral,
+    Heun,
+    Lms,
+    DpmSolverMultistep,
+    DpmSolverSinglestep,
+    KDpm2,
+    KDpm2Ancestral,
+    Deis,
+    UniPc,
+    Lcm,
+    Tcd,
+}
+
+impl SchedulerKind {
+    pub const ALL: [SchedulerKind; 15] = [
+        SchedulerKind::Ddim,
+        SchedulerKind::Ddpm,
+        SchedulerKind::Pndm,
+        SchedulerKind::Euler,
+        SchedulerKind::EulerAncestral,
+        SchedulerKind::Heun,
+        SchedulerKind::Lms,
+        SchedulerKind::DpmSolverMultistep,
+        SchedulerKind::DpmSolverSinglestep,
+        SchedulerKind::KDpm2,
+        SchedulerKind::KDpm2Ancestral,
+        SchedulerKind::Deis,
+        SchedulerKind::UniPc,
+        SchedulerKind::Lcm,
+        SchedulerKind::Tcd,
+    ];
+
+    /// The diffusers class name.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            SchedulerKind::Ddim => "DDIMScheduler",
+            SchedulerKind::Ddpm => "DDPMScheduler",
+            SchedulerKind::Pndm => "PNDMScheduler",
+            SchedulerKind::Euler => "EulerDiscreteScheduler",
+            SchedulerKind::EulerAncestral => "EulerAncestralDiscreteScheduler",
+            SchedulerKind::Heun => "HeunDiscreteScheduler",
+            SchedulerKind::Lms => "LMSDiscreteScheduler",
+            SchedulerKind::DpmSolverMultistep => "DPMSolverMultistepScheduler",
+            SchedulerKind::DpmSolverSinglestep => "DPMSolverSinglestepScheduler",
+            SchedulerKind::KDpm2 => "KDPM2DiscreteScheduler",
+            SchedulerKind::KDpm2Ancestral => "KDPM2AncestralDiscreteScheduler",
+            SchedulerKind::Deis => "DEISMultistepScheduler",
+            SchedulerKind::UniPc => "UniPCMultistepScheduler",
+            SchedulerKind::Lcm => "LCMScheduler",
+            SchedulerKind::Tcd => "TCDScheduler",
+        }
+    }
+
+    /// The kind of a diffusers class name (exact spelling, as in `_class_name`).
+    pub fn from_class_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.class_name() == name)
+    }
+}
 
 /// One name of the table.
 #[derive(Clone, Copy, Debug)]
@@ -132,7 +201,7 @@ pub const SCHEDULER_NAMES: &[SchedulerName] = &[
 ];
 
 /// The lookup form of a name: lower case, "++" → "pp", runs of ' ', '-', '_' → one '_'.
-pub(crate) fn normalize(name: &str) -> String {
+pub fn normalize(name: &str) -> String {
     let lower = name.trim().to_lowercase().replace("++", "pp");
     let mut out = String::with_capacity(lower.len());
     for c in lower.chars() {

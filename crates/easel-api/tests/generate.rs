@@ -1,0 +1,303 @@
+//! The diffusion engine through the queue: `POST /v1/jobs` with `txt2img`, `img2img` and
+//! `inpaint` on tiny random-weight models made by `easel_diffusion::tiny`, SSE progress and
+//! previews, outputs with A1111 metadata, seeds, cancel and validation.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use easel_diffusion::tiny::{make_tiny, TinyFamily};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// A server whose models folder holds tiny models of the given families, named
+/// `tiny-<family>`.
+async fn server_with(families: &[TinyFamily]) -> TestServer {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    for f in families {
+        make_tiny(&dir.path().join(format!("models/tiny-{f}")), *f, 7).unwrap();
+    }
+    TestServer::start_in(dir, |c| c.scan_models = true).await
+}
+
+async fn content(t: &TestServer, key: &str, asset_id: &str) -> Vec<u8> {
+    let resp = t
+        .req(
+            Method::GET,
+            &format!("/v1/assets/{asset_id}/content"),
+            Some(key),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.bytes().await.unwrap().to_vec()
+}
+
+fn output_ids(job: &Value) -> Vec<String> {
+    job["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["asset_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn text_chunk(png: &[u8], key: &str) -> String {
+    easel_imageops::read_png_text(png)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no `{key}` chunk"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txt2img_streams_progress_and_previews_and_stores_images_with_metadata() {
+    let t = server_with(&[TinyFamily::Sd15]).await;
+    let (key, _) = t.user("alice").await;
+    let body = json!({"task": "txt2img", "model": "tiny-sd15", "input": {
+        "prompt": "a (red:1.3) fox in the snow", "negative_prompt": "blurry",
+        "width": 64, "height": 64, "steps": 3, "count": 2, "seed": 42,
+        "scheduler": "euler_a", "preview_every": 1}});
+    let job = t.submit(&key, body.clone()).await;
+    let id = job["id"].as_str().unwrap();
+    // The stored input says what runs: defaults are filled in.
+    assert_eq!(job["input"]["guidance"], 7.5, "{job}");
+    assert_eq!(job["model"], "tiny-sd15");
+
+    let resp = t
+        .req(Method::GET, &format!("/v1/jobs/{id}/events"), Some(&key))
+        .send()
+        .await
+        .unwrap();
+    let sse = tokio::time::timeout(Duration::from_secs(120), resp.text())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sse.contains("event: progress"), "{sse}");
+    assert!(sse.contains("\"total_steps\":6"), "{sse}");
+    assert!(sse.contains("event: preview"), "{sse}");
+    assert!(sse.contains("data:image/jpeg;base64,"), "{sse}");
+    assert!(sse.contains("\"status\":\"succeeded\""), "{sse}");
+
+    let done = t.wait(&key, id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let ids = output_ids(&done);
+    assert_eq!(ids.len(), 2);
+    let mut images = Vec::new();
+    for (i, a) in ids.iter().enumerate() {
+        let png = content(&t, &key, a).await;
+        let img = decode(&png);
+        assert_eq!((img.width(), img.height()), (64, 64));
+        let params = text_chunk(&png, "parameters");
+        assert!(
+            params.starts_with("a (red:1.3) fox in the snow\nNegative prompt: blurry\nSteps: 3, Sampler: euler_a, CFG scale: 7.5, "),
+            "{params}"
+        );
+        assert!(params.contains(&format!("Seed: {}", 42 + i)), "{params}");
+        assert!(params.contains("Size: 64x64, Model: tiny-sd15"), "{params}");
+        let meta: Value = serde_json::from_str(&text_chunk(&png, "easel")).unwrap();
+        assert_eq!(meta["seed"], 42 + i as u64);
+        assert_eq!(meta["index"], i as u64);
+        let (_, asset) = t
+            .json(Method::GET, &format!("/v1/assets/{a}"), &key, None)
+            .await;
+        assert_eq!(asset["metadata"]["seed"], 42 + i as u64, "{asset}");
+        images.push(png);
+    }
+    assert_ne!(images[0], images[1], "image i uses seed + i");
+
+    // The same request again gives the same pixels; another seed does not.
+    let again = t.submit(&key, body.clone()).await;
+    let again = t.wait(&key, again["id"].as_str().unwrap()).await;
+    let first = content(&t, &key, &output_ids(&again)[0]).await;
+    assert_eq!(
+        decode(&first).to_rgb8().as_raw(),
+        decode(&images[0]).to_rgb8().as_raw()
+    );
+    let mut other = body.clone();
+    other["input"]["seed"] = json!(43);
+    other["input"]["count"] = json!(1);
+    let other = t.submit(&key, other).await;
+    let other = t.wait(&key, other["id"].as_str().unwrap()).await;
+    let png = content(&t, &key, &output_ids(&other)[0]).await;
+    assert_eq!(
+        decode(&png).to_rgb8().as_raw(),
+        decode(&images[1]).to_rgb8().as_raw(),
+        "seed 43 alone is image 1 of seed 42"
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn img2img_and_inpaint_with_both_kinds_of_model() {
+    let t = server_with(&[TinyFamily::Sd15, TinyFamily::Inpaint]).await;
+    let (key, _) = t.user("bob").await;
+    let init = t.upload(&key, png(128, 96)).await;
+    // A mask as a data URL: white (repaint) on the right half.
+    let mask = {
+        let img =
+            image::GrayImage::from_fn(128, 96, |x, _| image::Luma([if x >= 64 { 255 } else { 0 }]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageLuma8(img)
+            .write_to(&mut out, image::ImageFormat::Png)
+            .unwrap();
+        use base64::Engine;
+        format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(out.into_inner())
+        )
+    };
+    let cases = [
+        json!({"task": "img2img", "model": "tiny-sd15", "input": {"prompt": "a boat", "image": init, "steps": 4, "strength": 0.5, "seed": 1}}),
+        json!({"task": "inpaint", "model": "tiny-sd15", "input": {"prompt": "a boat", "image": init, "mask": mask, "steps": 3, "seed": 1, "strength": 0.8}}),
+        json!({"task": "inpaint", "model": "tiny-inpaint", "input": {"prompt": "a boat", "image": init, "mask": mask, "steps": 3, "seed": 1, "format": "webp", "quality": 80}}),
+    ];
+    for body in cases {
+        let job = t.submit(&key, body.clone()).await;
+        // Size defaults to the init image's.
+        assert_eq!(
+            (
+                job["input"]["width"].as_u64(),
+                job["input"]["height"].as_u64()
+            ),
+            (Some(128), Some(96)),
+            "{job}"
+        );
+        let done = t.wait(&key, job["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "succeeded", "{body}: {done}");
+        let a = &output_ids(&done)[0];
+        let bytes = content(&t, &key, a).await;
+        let img = decode(&bytes);
+        assert_eq!((img.width(), img.height()), (128, 96));
+        let (_, asset) = t
+            .json(Method::GET, &format!("/v1/assets/{a}"), &key, None)
+            .await;
+        assert_eq!(asset["parent_id"], init.as_str(), "{asset}");
+        if body["input"]["format"] == "webp" {
+            assert_eq!(asset["mime_type"], "image/webp");
+        } else {
+            assert!(text_chunk(&bytes, "parameters").contains("Denoising strength: "));
+        }
+    }
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_generation_can_be_canceled() {
+    let t = server_with(&[TinyFamily::Sd15]).await;
+    let (key, _) = t.user("carol").await;
+    let job = t
+        .submit(
+            &key,
+            json!({"task": "txt2img", "model": "tiny-sd15", "input": {
+                "prompt": "x", "width": 256, "height": 256, "steps": 150, "count": 8}}),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap();
+    // Wait for the first progress, then cancel.
+    for _ in 0..600 {
+        let (_, v) = t
+            .json(Method::GET, &format!("/v1/jobs/{id}"), &key, None)
+            .await;
+        if v["progress"].as_f64().unwrap_or(0.0) > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, v) = t
+        .json(Method::POST, &format!("/v1/jobs/{id}/cancel"), &key, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let done = t.wait(&key, id).await;
+    assert_eq!(done["status"], "canceled", "{done}");
+    assert!(done["progress"].as_f64().unwrap() < 1.0, "{done}");
+    assert!(done["outputs"].as_array().unwrap().is_empty());
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generation_requests_are_validated_with_fields() {
+    // No model installed: a clear error naming `model`.
+    let t = TestServer::start(|c| c.workers = 0).await;
+    let (key, _) = t.user("dan").await;
+    let (s, v) = t
+        .json(
+            Method::POST,
+            "/v1/jobs",
+            &key,
+            Some(json!({"task": "txt2img", "input": {"prompt": "x"}})),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["error"]["field"], "model", "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("models pull"));
+    t.shutdown().await;
+
+    let t = server_with(&[TinyFamily::Sd15]).await;
+    let (key, _) = t.user("dan").await;
+    let bad = [
+        (
+            json!({"task": "txt2img", "model": "nope", "input": {"prompt": "x"}}),
+            "model",
+        ),
+        (
+            json!({"task": "txt2img", "input": {"prompt": "x", "scheduler": "warp"}}),
+            "input.scheduler",
+        ),
+        (
+            json!({"task": "txt2img", "input": {"prompt": "x", "width": 70}}),
+            "input.width",
+        ),
+        (
+            json!({"task": "txt2img", "input": {"prompt": "x", "steps": 151}}),
+            "input.steps",
+        ),
+        (
+            json!({"task": "txt2img", "input": {"prompt": "x", "count": 9}}),
+            "input.count",
+        ),
+        (
+            json!({"task": "txt2img", "input": {"prompt": "x", "loras": [{"model": "tiny-sd15"}]}}),
+            "input.loras[0].model",
+        ),
+        (
+            json!({"task": "img2img", "input": {"prompt": "x"}}),
+            "input.image",
+        ),
+        (
+            json!({"task": "inpaint", "input": {"prompt": "x", "image": "ast_01jd0000000000000000000000", "mask": "ast_01jd0000000000000000000000"}}),
+            "input.image",
+        ),
+        (
+            json!({"task": "txt2img", "input": {"prompt": 5}}),
+            "input.prompt",
+        ),
+    ];
+    for (body, field) in bad {
+        let (s, v) = t
+            .json(Method::POST, "/v1/jobs", &key, Some(body.clone()))
+            .await;
+        assert_eq!(s, 422, "{body}: {v}");
+        assert_eq!(v["error"]["field"], field, "{body}: {v}");
+    }
+    // Without a model, the installed one is used.
+    let job = t
+        .submit(
+            &key,
+            json!({"task": "txt2img", "input": {"prompt": "x", "width": 64, "height": 64, "steps": 1}}),
+        )
+        .await;
+    assert_eq!(job["model"], "tiny-sd15");
+    assert!(
+        job["input"]["seed"].as_u64().is_some(),
+        "the seed is recorded"
+    );
+    let done = t.wait(&key, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    t.shutdown().await;
+}

@@ -1,0 +1,567 @@
+//! Generation tasks (`txt2img`, `img2img`, `inpaint`): one input shape for the three, its
+//! validation, and the defaults filled in at submit time so a stored job says exactly what
+//! ran (size, steps, guidance, scheduler and the seed, drawn when the caller gave none).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::model::{family, ModelDefaults, ModelLimits};
+use crate::task::OutputFormat;
+
+/// Tasks of the diffusion engine.
+pub const TASKS: &[&str] = &["txt2img", "img2img", "inpaint"];
+
+/// Width and height must be multiples of this (the VAE's downscale factor).
+pub const SIZE_MULTIPLE: u32 = 8;
+/// Smallest side.
+pub const MIN_SIDE: u32 = 64;
+/// Largest seed (JavaScript clients can hold it exactly).
+pub const MAX_SEED: u64 = (1 << 53) - 1;
+
+/// A LoRA to apply: a model registered with the `lora` tag, and its scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoraRef {
+    /// Name, id or alias of the LoRA in the models registry.
+    pub model: String,
+    /// Strength, -4 to 4 (default 1).
+    #[serde(default = "one")]
+    pub scale: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// Input of `txt2img`, `img2img` and `inpaint`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateInput {
+    /// What to draw. A1111 syntax works: `(word:1.3)`, `(word)`, `[word]`, `BREAK`; prompts
+    /// longer than 75 tokens are encoded in chunks.
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+    /// Multiple of 8, at least 64. Default: the model's (512, 1024 for SDXL); for img2img and
+    /// inpaint, the input image's size rounded down to a multiple of 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Denoising steps (default: the model's, else 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u32>,
+    /// Classifier-free guidance scale, 0 to 30; 1 or less turns guidance off (default: the
+    /// model's, else 7.5; 5 for SDXL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<f32>,
+    /// Image i of the job uses `seed + i`. Default: drawn at random and recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Scheduler by diffusers class name or short name (`euler_a`, `dpmpp_2m_karras`,
+    /// `EULER_DISCRETE`, …). Default: the model's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    /// Images to make (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Init image (img2img, inpaint): asset id or `data:` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Inpaint mask (white = repaint): asset id or `data:` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
+    /// How much of the init image to repaint, above 0 up to 1 (default 0.75 for img2img, 1
+    /// for inpaint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<LoraRef>,
+    /// Send a preview image as an event every this many steps (0 or absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_every: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<OutputFormat>,
+    /// 1 to 100 for JPEG and WebP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u8>,
+}
+
+/// The values a run uses once defaults are filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub width: u32,
+    pub height: u32,
+    pub steps: u32,
+    pub guidance: f32,
+    pub seed: u64,
+    pub count: u32,
+    pub strength: f32,
+}
+
+impl GenerateInput {
+    pub fn validate(&self, task: &str, limits: &Limits) -> Result<()> {
+        if self.prompt.chars().count() > limits.max_prompt_chars {
+            return Err(Error::invalid(
+                "prompt",
+                format!("longer than {} characters", limits.max_prompt_chars),
+            ));
+        }
+        if let Some(n) = &self.negative_prompt {
+            if n.chars().count() > limits.max_prompt_chars {
+                return Err(Error::invalid(
+                    "negative_prompt",
+                    format!("longer than {} characters", limits.max_prompt_chars),
+                ));
+            }
+        }
+        for (name, side) in [("width", self.width), ("height", self.height)] {
+            if let Some(v) = side {
+                check_side(name, v, limits.max_side)?;
+            }
+        }
+        if let (Some(w), Some(h)) = (self.width, self.height) {
+            check_pixels(w, h, limits.max_gen_pixels)?;
+        }
+        if let Some(s) = self.steps {
+            if s == 0 || s > limits.max_steps {
+                return Err(Error::invalid(
+                    "steps",
+                    format!("must be between 1 and {}", limits.max_steps),
+                ));
+            }
+        }
+        if let Some(g) = self.guidance {
+            if !(0.0..=30.0).contains(&g) {
+                return Err(Error::invalid("guidance", "must be between 0 and 30"));
+            }
+        }
+        if let Some(s) = self.seed {
+            if s > MAX_SEED {
+                return Err(Error::invalid(
+                    "seed",
+                    format!("must be between 0 and {MAX_SEED}"),
+                ));
+            }
+        }
+        if let Some(name) = &self.scheduler {
+            if crate::scheduler::resolve(name).is_none() {
+                return Err(Error::invalid(
+                    "scheduler",
+                    format!(
+                        "unknown scheduler `{name}`; use a diffusers class name \
+                         (EulerAncestralDiscreteScheduler) or a short name (euler_a, \
+                         dpmpp_2m_karras, ddim, …)"
+                    ),
+                ));
+            }
+        }
+        if let Some(c) = self.count {
+            if c == 0 || c > limits.max_images {
+                return Err(Error::invalid(
+                    "count",
+                    format!("must be between 1 and {}", limits.max_images),
+                ));
+            }
+        }
+        if let Some(s) = self.strength {
+            if !(s > 0.0 && s <= 1.0) {
+                return Err(Error::invalid("strength", "must be above 0 and at most 1"));
+            }
+        }
+        if self.loras.len() > 8 {
+            return Err(Error::invalid("loras", "at most 8 LoRAs"));
+        }
+        for (i, l) in self.loras.iter().enumerate() {
+            if l.model.trim().is_empty() {
+                return Err(Error::invalid(format!("loras[{i}].model"), "required"));
+            }
+            if !(-4.0..=4.0).contains(&l.scale) {
+                return Err(Error::invalid(
+                    format!("loras[{i}].scale"),
+                    "must be between -4 and 4",
+                ));
+            }
+        }
+        if let Some(q) = self.quality {
+            if !(1..=100).contains(&q) {
+                return Err(Error::invalid("quality", "must be between 1 and 100"));
+            }
+        }
+        match task {
+            "txt2img" => {
+                for (name, v) in [
+                    ("image", &self.image),
+                    ("mask", &self.mask),
+                    ("strength", &self.strength.map(|_| String::new())),
+                ] {
+                    if v.is_some() {
+                        return Err(Error::invalid(
+                            name,
+                            "txt2img takes no init image; use img2img or inpaint",
+                        ));
+                    }
+                }
+            }
+            "img2img" => {
+                if self.image.is_none() {
+                    return Err(Error::invalid("image", "required for img2img"));
+                }
+                if self.mask.is_some() {
+                    return Err(Error::invalid("mask", "img2img takes no mask; use inpaint"));
+                }
+            }
+            "inpaint" => {
+                if self.image.is_none() {
+                    return Err(Error::invalid("image", "required for inpaint"));
+                }
+                if self.mask.is_none() {
+                    return Err(Error::invalid(
+                        "mask",
+                        "required for inpaint (white = repaint)",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Fill every default so the stored input says what runs. `image_size` is the init
+    /// image's size (img2img, inpaint); `seed` is used when the caller gave none.
+    pub fn fill_defaults(
+        &mut self,
+        task: &str,
+        model_family: &str,
+        defaults: &ModelDefaults,
+        image_size: Option<(u32, u32)>,
+        seed: u64,
+    ) {
+        let natural = if model_family == family::SDXL {
+            1024
+        } else {
+            512
+        };
+        let round = |v: u32| (v / SIZE_MULTIPLE * SIZE_MULTIPLE).max(MIN_SIDE);
+        let (iw, ih) = match image_size {
+            Some((w, h)) => (round(w), round(h)),
+            None => (
+                defaults.width.unwrap_or(natural),
+                defaults.height.unwrap_or(natural),
+            ),
+        };
+        match (self.width, self.height, image_size) {
+            // One side given with an init image: keep its aspect ratio.
+            (Some(w), None, Some((sw, sh))) => {
+                self.height = Some(round((w as f64 * sh as f64 / sw.max(1) as f64) as u32))
+            }
+            (None, Some(h), Some((sw, sh))) => {
+                self.width = Some(round((h as f64 * sw as f64 / sh.max(1) as f64) as u32))
+            }
+            _ => {}
+        }
+        self.width.get_or_insert(iw);
+        self.height.get_or_insert(ih);
+        self.steps.get_or_insert(defaults.steps.unwrap_or(30));
+        let g = if model_family == family::SDXL {
+            5.0
+        } else {
+            7.5
+        };
+        self.guidance.get_or_insert(defaults.guidance.unwrap_or(g));
+        if self.scheduler.is_none() {
+            self.scheduler = defaults.scheduler.clone();
+        }
+        self.seed.get_or_insert(seed);
+        self.count.get_or_insert(1);
+        if task != "txt2img" {
+            self.strength
+                .get_or_insert(if task == "inpaint" { 1.0 } else { 0.75 });
+        }
+    }
+
+    /// Check the filled input against the server's and the model's limits.
+    pub fn check_limits(&self, limits: &Limits, model: &ModelLimits) -> Result<()> {
+        let r = self.resolved();
+        let max_w = model
+            .max_width
+            .unwrap_or(limits.max_side)
+            .min(limits.max_side);
+        let max_h = model
+            .max_height
+            .unwrap_or(limits.max_side)
+            .min(limits.max_side);
+        check_side("width", r.width, max_w)?;
+        check_side("height", r.height, max_h)?;
+        let max_px = model
+            .max_pixels
+            .unwrap_or(limits.max_gen_pixels)
+            .min(limits.max_gen_pixels);
+        check_pixels(r.width, r.height, max_px)?;
+        if let Some(m) = model.max_steps {
+            if r.steps > m {
+                return Err(Error::invalid(
+                    "steps",
+                    format!("this model allows at most {m} steps"),
+                ));
+            }
+        }
+        if let Some(m) = model.max_count {
+            if r.count > m {
+                return Err(Error::invalid(
+                    "count",
+                    format!("this model makes at most {m} images per job"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The run's values (defaults filled in by `fill_defaults`; absent ones fall back to
+    /// the generic defaults).
+    pub fn resolved(&self) -> Resolved {
+        Resolved {
+            width: self.width.unwrap_or(512),
+            height: self.height.unwrap_or(512),
+            steps: self.steps.unwrap_or(30),
+            guidance: self.guidance.unwrap_or(7.5),
+            seed: self.seed.unwrap_or(0),
+            count: self.count.unwrap_or(1),
+            strength: self.strength.unwrap_or(1.0),
+        }
+    }
+
+    /// The input images by field name.
+    pub fn images_mut(&mut self) -> Vec<(&'static str, &mut String)> {
+        let mut v = Vec::new();
+        if let Some(i) = self.image.as_mut() {
+            v.push(("image", i));
+        }
+        if let Some(m) = self.mask.as_mut() {
+            v.push(("mask", m));
+        }
+        v
+    }
+}
+
+fn check_side(name: &str, v: u32, max: u32) -> Result<()> {
+    let max = max / SIZE_MULTIPLE * SIZE_MULTIPLE;
+    if v < MIN_SIDE || v > max || v % SIZE_MULTIPLE != 0 {
+        return Err(Error::invalid(
+            name,
+            format!("must be a multiple of {SIZE_MULTIPLE} from {MIN_SIDE} to {max} (got {v})"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_pixels(w: u32, h: u32, max: u64) -> Result<()> {
+    if w as u64 * h as u64 > max {
+        return Err(Error::invalid(
+            "width",
+            format!(
+                "{w}x{h} is {} pixels; the limit is {max}",
+                w as u64 * h as u64
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The A1111 `parameters` text: prompt, `Negative prompt:` line, then the settings line.
+/// Readers (A1111's PNG Info, Civitai, ComfyUI importers) parse this exact shape.
+pub fn a1111_parameters(input: &GenerateInput, seed: u64, sampler: &str, model: &str) -> String {
+    let r = input.resolved();
+    let mut s = input.prompt.clone();
+    if let Some(n) = input.negative_prompt.as_deref().filter(|n| !n.is_empty()) {
+        s.push_str("\nNegative prompt: ");
+        s.push_str(n);
+    }
+    s.push_str(&format!(
+        "\nSteps: {}, Sampler: {}, CFG scale: {}, Seed: {}, Size: {}x{}, Model: {}",
+        r.steps, sampler, r.guidance, seed, r.width, r.height, model
+    ));
+    if input.image.is_some() {
+        s.push_str(&format!(", Denoising strength: {}", r.strength));
+    }
+    if !input.loras.is_empty() {
+        let l: Vec<String> = input
+            .loras
+            .iter()
+            .map(|l| format!("{}: {}", l.model, l.scale))
+            .collect();
+        s.push_str(&format!(", Lora hashes: \"{}\"", l.join(", ")));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::TaskInput;
+    use serde_json::json;
+
+    fn parse(task: &str, v: serde_json::Value) -> Result<TaskInput> {
+        TaskInput::parse(task, v, &Limits::default())
+    }
+    const IMG: &str = "ast_01jd0000000000000000000000";
+
+    #[test]
+    fn validation_names_fields() {
+        assert!(parse("txt2img", json!({"prompt": "a cat"})).is_ok());
+        let cases = [
+            ("txt2img", json!({}), "input.prompt"),
+            (
+                "txt2img",
+                json!({"prompt": "x", "width": 500}),
+                "input.width",
+            ),
+            (
+                "txt2img",
+                json!({"prompt": "x", "height": 32}),
+                "input.height",
+            ),
+            ("txt2img", json!({"prompt": "x", "steps": 0}), "input.steps"),
+            (
+                "txt2img",
+                json!({"prompt": "x", "steps": 1000}),
+                "input.steps",
+            ),
+            (
+                "txt2img",
+                json!({"prompt": "x", "guidance": -1}),
+                "input.guidance",
+            ),
+            (
+                "txt2img",
+                json!({"prompt": "x", "count": 99}),
+                "input.count",
+            ),
+            (
+                "txt2img",
+                json!({"prompt": "x", "scheduler": "warp"}),
+                "input.scheduler",
+            ),
+            (
+                "txt2img",
+                json!({"prompt": "x", "image": IMG}),
+                "input.image",
+            ),
+            ("txt2img", json!({"prompt": "x", "seed": -1}), "input.seed"),
+            (
+                "txt2img",
+                json!({"prompt": "x", "width": 8192, "height": 8192}),
+                "input.width",
+            ),
+            (
+                "txt2img",
+                json!({"prompt": "x", "loras": [{"model": "l", "scale": 9}]}),
+                "input.loras[0].scale",
+            ),
+            ("img2img", json!({"prompt": "x"}), "input.image"),
+            (
+                "img2img",
+                json!({"prompt": "x", "image": IMG, "strength": 0}),
+                "input.strength",
+            ),
+            (
+                "img2img",
+                json!({"prompt": "x", "image": "nope"}),
+                "input.image",
+            ),
+            (
+                "inpaint",
+                json!({"prompt": "x", "image": IMG}),
+                "input.mask",
+            ),
+        ];
+        for (task, input, field) in cases {
+            let e = parse(task, input.clone()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{task} {input}: {e}");
+        }
+        let long = "a ".repeat(3000);
+        let e = parse("txt2img", json!({"prompt": long})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("input.prompt"));
+        assert!(parse(
+            "txt2img",
+            json!({"prompt": "x", "scheduler": "DPM++ 2M Karras"})
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn defaults_are_filled_and_recorded() {
+        let mut g: GenerateInput = serde_json::from_value(json!({"prompt": "x"})).unwrap();
+        g.fill_defaults("txt2img", family::SDXL, &ModelDefaults::default(), None, 42);
+        let r = g.resolved();
+        assert_eq!(
+            (r.width, r.height, r.steps, r.seed, r.count),
+            (1024, 1024, 30, 42, 1)
+        );
+        assert_eq!(r.guidance, 5.0);
+        assert_eq!(g.strength, None);
+
+        let mut g: GenerateInput =
+            serde_json::from_value(json!({"prompt": "x", "image": IMG, "width": 256, "seed": 7}))
+                .unwrap();
+        let d = ModelDefaults {
+            steps: Some(4),
+            guidance: Some(0.0),
+            scheduler: Some("lcm".into()),
+            ..Default::default()
+        };
+        g.fill_defaults("img2img", family::SD15, &d, Some((1000, 500)), 42);
+        let r = g.resolved();
+        assert_eq!((r.width, r.height, r.steps, r.seed), (256, 128, 4, 7));
+        assert_eq!(g.scheduler.as_deref(), Some("lcm"));
+        assert_eq!(r.strength, 0.75);
+
+        let mut g: GenerateInput = serde_json::from_value(json!({"prompt": "x"})).unwrap();
+        g.fill_defaults(
+            "inpaint",
+            family::SD15,
+            &Default::default(),
+            Some((333, 250)),
+            1,
+        );
+        assert_eq!(
+            (g.width, g.height, g.strength),
+            (Some(328), Some(248), Some(1.0))
+        );
+    }
+
+    #[test]
+    fn model_limits_apply() {
+        let mut g: GenerateInput =
+            serde_json::from_value(json!({"prompt": "x", "width": 1024, "steps": 50})).unwrap();
+        g.fill_defaults("txt2img", family::SD15, &Default::default(), None, 1);
+        let ml = ModelLimits {
+            max_width: Some(768),
+            ..Default::default()
+        };
+        let e = g.check_limits(&Limits::default(), &ml).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("width"));
+        let ml = ModelLimits {
+            max_steps: Some(8),
+            ..Default::default()
+        };
+        let e = g.check_limits(&Limits::default(), &ml).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("steps"));
+    }
+
+    #[test]
+    fn a1111_parameters_shape() {
+        let mut g: GenerateInput = serde_json::from_value(json!({
+            "prompt": "a (red:1.2) fox", "negative_prompt": "blurry", "steps": 20, "guidance": 7,
+            "width": 512, "height": 768}))
+        .unwrap();
+        g.fill_defaults("txt2img", family::SD15, &Default::default(), None, 5);
+        assert_eq!(
+            a1111_parameters(&g, 6, "Euler a", "sd15"),
+            "a (red:1.2) fox\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, \
+             Seed: 6, Size: 512x768, Model: sd15"
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! Between tensors and pixels: 8-bit RGB (and grey masks) in and out of the pipeline's
+//! [1, C, H, W] tensors in [0, 1], and the cheap latent → RGB preview (a fixed linear
+//! projection of the four latent channels, no VAE), used for step previews.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+/// `[1, 3, H, W]` in [0, 1] from packed RGB bytes.
+pub fn rgb8_to_tensor(width: usize, height: usize, rgb: &[u8], device: &Device) -> Result<Tensor> {
+    if rgb.len() != width * height * 3 {
+        candle_core::bail!("{} bytes is not a {width}x{height} RGB image", rgb.len());
+    }
+    Tensor::from_vec(rgb.to_vec(), (height, width, 3), device)?
+        .permute((2, 0, 1))?
+        .to_dtype(DType::F32)?
+        .affine(1.0 / 255.0, 0.0)?
+        .unsqueeze(0)
+}
+
+/// `[1, 1, H, W]` in [0, 1] from 8-bit grey values (a mask: 255 = repaint).
+pub fn grey8_to_tensor(
+    width: usize,
+    height: usize,
+    grey: &[u8],
+    device: &Device,
+) -> Result<Tensor> {
+    if grey.len() != width * height {
+        candle_core::bail!("{} bytes is not a {width}x{height} grey image", grey.len());
+    }
+    Tensor::from_vec(grey.to_vec(), (1, 1, height, width), device)?
+        .to_dtype(DType::F32)?
+        .affine(1.0 / 255.0, 0.0)
+}
+
+/// Packed RGB bytes (width, height, bytes) of image `index` of a `[N, 3, H, W]` tensor in
+/// [0, 1] (values outside are clamped).
+pub fn tensor_to_rgb8(images: &Tensor, index: usize) -> Result<(usize, usize, Vec<u8>)> {
+    let (_, c, h, w) = images.dims4()?;
+    if c != 3 {
+        candle_core::bail!("expected 3 channels, got {c}");
+    }
+    let bytes = images
+        .get(index)?
+        .to_dtype(DType::F32)?
+        .clamp(0f32, 1f32)?
+        .affine(255.0, 0.5)?
+        .floor()?
+        .permute((1, 2, 0))?
+        .to_dtype(DType::U8)?
+        .flatten_all()?
+        .to_vec1::<u8>()?;
+    Ok((w, h, bytes))
+}
+
+/// Linear factors from the 4 latent channels to RGB in [-1, 1], per family: a least-squares
+/// fit of decoded images on their latents, as the community's "approx cheap" previews use.
+const SD1_FACTORS: [[f32; 3]; 4] = [
+    [0.298, 0.207, 0.208],
+    [0.187, 0.286, 0.173],
+    [-0.158, 0.189, 0.264],
+    [-0.184, -0.271, -0.473],
+];
+const SDXL_FACTORS: [[f32; 3]; 4] = [
+    [0.3448, 0.4168, 0.4395],
+    [-0.1953, -0.0290, 0.0250],
+    [0.1074, 0.0886, -0.0163],
+    [-0.3730, -0.2499, -0.2088],
+];
+
+/// A preview of `[1, 4, h, w]` latents at latent resolution: packed RGB bytes.
+pub fn latent_preview(latents: &Tensor, sdxl: bool) -> Result<(usize, usize, Vec<u8>)> {
+    let (_, c, h, w) = latents.dims4()?;
+    if c != 4 {
+        candle_core::bail!("previews need 4 latent channels, got {c}");
+    }
+    let factors = if sdxl { SDXL_FACTORS } else { SD1_FACTORS };
+    let m = Tensor::new(&factors, latents.device())?; // [4, 3]
+    let x = latents
+        .get(0)?
+        .to_dtype(DType::F32)?
+        .reshape((4, h * w))?
+        .t()?
+        .matmul(&m)?; // [h*w, 3]
+    let rgb = x
+        .affine(0.5, 0.5)?
+        .clamp(0f32, 1f32)?
+        .affine(255.0, 0.5)?
+        .floor()?
+        .to_dtype(DType::U8)?
+        .flatten_all()?
+        .to_vec1::<u8>()?;
+    Ok((w, h, rgb))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rgb_round_trip() {
+        let dev = Device::Cpu;
+        let rgb: Vec<u8> = (0..2 * 3 * 3).map(|i| (i * 13) as u8).collect();
+        let t = rgb8_to_tensor(3, 2, &rgb, &dev).unwrap();
+        assert_eq!(t.dims(), &[1, 3, 2, 3]);
+        let (w, h, back) = tensor_to_rgb8(&t, 0).unwrap();
+        assert_eq!((w, h), (3, 2));
+        assert_eq!(back, rgb);
+        assert!(rgb8_to_tensor(3, 3, &rgb, &dev).is_err());
+        let g = grey8_to_tensor(2, 1, &[0, 255], &dev).unwrap();
+        assert_eq!(
+            g.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![0.0, 1.0]
+        );
+    }
+
+    #[test]
+    fn preview_projects_channels() {
+        let dev = Device::Cpu;
+        // Only channel 0 set to 1: every pixel gets 0.5 + 0.5 * factors[0].
+        let mut v = vec![0f32; 4 * 2 * 2];
+        v[..4].iter_mut().for_each(|x| *x = 1.0);
+        let lat = Tensor::from_vec(v, (1, 4, 2, 2), &dev).unwrap();
+        let (w, h, rgb) = latent_preview(&lat, false).unwrap();
+        assert_eq!((w, h, rgb.len()), (2, 2, 12));
+        let expect = |f: f32| ((0.5 + 0.5 * f) * 255.0 + 0.5).floor() as u8;
+        assert_eq!(&rgb[..3], &[expect(0.298), expect(0.207), expect(0.208)]);
+    }
+}

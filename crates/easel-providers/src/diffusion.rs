@@ -1,0 +1,514 @@
+//! The local diffusion provider: `txt2img`, `img2img` and `inpaint` on `easel-diffusion`.
+//!
+//! A job runs as: resolve the model and LoRAs in the registry → load the input images →
+//! take the device (one generation at a time per process) → get the pipeline from the cache
+//! (loading it on a miss, evicting least-recently-used pipelines to stay under
+//! `max_loaded_models` and `memory_budget`) → for image i, seed `seed + i`, run with a step
+//! callback that reports progress, checks cancel and sends previews → encode each image
+//! with an A1111 `parameters` text chunk and an `easel` JSON chunk.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use candle_core::{DType, Device, Tensor};
+use easel_core::asset::blob_key;
+use easel_core::generate::{a1111_parameters, GenerateInput};
+use easel_core::job::codes;
+use easel_core::limits::Limits;
+use easel_core::task::{OutputFormat, TaskInput};
+use easel_core::{Error, Job, JobError};
+use easel_diffusion::lora::Lora;
+use easel_diffusion::pipeline::{Pipeline, Request};
+use easel_diffusion::pixels;
+use easel_diffusion::rng::TorchRng;
+use easel_imageops as ops;
+use easel_queue::{OutputImage, Preview, RunContext, RunError, RunOutput};
+use easel_store::Store;
+
+/// Tasks this provider runs.
+pub const TASKS: &[&str] = easel_core::generate::TASKS;
+
+/// How the engine uses the machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// `cpu`, `cuda`, `cuda:N`, `metal` or `auto`.
+    pub device: String,
+    /// Pipelines kept loaded (at least 1).
+    pub max_loaded_models: usize,
+    /// Bytes of weights kept loaded; `None`: no limit but the count. A model larger than
+    /// the budget still loads (alone).
+    pub memory_budget: Option<u64>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            device: "cpu".into(),
+            max_loaded_models: 1,
+            memory_budget: None,
+        }
+    }
+}
+
+/// What identifies a loaded pipeline: the model's weights and the merged LoRA set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadSpec {
+    pub source: PathBuf,
+    /// For single-file checkpoints: a folder with the tokenizer(s) (and optionally the
+    /// scheduler config); found beside the file when not given.
+    pub support: Option<PathBuf>,
+    pub family: String,
+    pub loras: Vec<(PathBuf, f64)>,
+}
+
+struct Entry {
+    spec: LoadSpec,
+    pipeline: Arc<Pipeline>,
+    bytes: u64,
+}
+
+/// The engine: a device, a pipeline cache and the lock that gives one job the device.
+pub struct Engine {
+    config: EngineConfig,
+    device: Device,
+    /// Least recently used first.
+    cache: Mutex<Vec<Entry>>,
+    device_lock: tokio::sync::Mutex<()>,
+}
+
+fn failed(msg: impl Into<String>) -> RunError {
+    RunError::Failed(JobError::new(codes::TASK_FAILED, msg.into()))
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Result<Engine, Error> {
+        let device = easel_diffusion::device::device(&config.device)
+            .map_err(|e| Error::invalid("device", e.to_string()))?;
+        Ok(Engine {
+            config,
+            device,
+            cache: Mutex::new(Vec::new()),
+            device_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Names (sources) of the loaded pipelines, least recently used first.
+    pub fn loaded(&self) -> Vec<LoadSpec> {
+        self.cache
+            .lock()
+            .map(|c| c.iter().map(|e| e.spec.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The pipeline for `spec`, from the cache or loaded (blocking).
+    pub fn pipeline(&self, spec: &LoadSpec) -> Result<Arc<Pipeline>, Error> {
+        {
+            let mut cache = self
+                .cache
+                .lock()
+                .map_err(|_| Error::internal("cache lock"))?;
+            if let Some(i) = cache.iter().position(|e| &e.spec == spec) {
+                let e = cache.remove(i);
+                let p = e.pipeline.clone();
+                cache.push(e);
+                return Ok(p);
+            }
+        }
+        let bytes = weight_bytes(&spec.source);
+        self.evict_for(bytes);
+        let t = std::time::Instant::now();
+        let pipeline = Arc::new(self.load(spec)?);
+        tracing::info!(
+            model = %spec.source.display(),
+            loras = spec.loras.len(),
+            mb = bytes / (1 << 20),
+            secs = t.elapsed().as_secs_f64(),
+            "model loaded"
+        );
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| Error::internal("cache lock"))?;
+        cache.push(Entry {
+            spec: spec.clone(),
+            pipeline: pipeline.clone(),
+            bytes,
+        });
+        Ok(pipeline)
+    }
+
+    /// Drop least-recently-used pipelines until one of `incoming` bytes fits.
+    fn evict_for(&self, incoming: u64) {
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
+        let max = self.config.max_loaded_models.max(1);
+        loop {
+            let total: u64 = cache.iter().map(|e| e.bytes).sum();
+            let over_count = cache.len() >= max;
+            let over_budget = self
+                .config
+                .memory_budget
+                .is_some_and(|b| total + incoming > b);
+            if cache.is_empty() || !(over_count || over_budget) {
+                break;
+            }
+            let e = cache.remove(0);
+            tracing::info!(model = %e.spec.source.display(), "model unloaded (cache full)");
+        }
+    }
+
+    fn load(&self, spec: &LoadSpec) -> Result<Pipeline, Error> {
+        let loras = spec
+            .loras
+            .iter()
+            .map(|(p, s)| {
+                Lora::load(p)
+                    .map(|l| (l, *s))
+                    .map_err(|e| Error::invalid("input.loras", e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<(&Lora, f64)> = loras.iter().map(|(l, s)| (l, *s)).collect();
+        let what = spec.source.display().to_string();
+        let r = if spec.source.is_dir() {
+            Pipeline::from_diffusers_dir(&spec.source, &refs, DType::F32, &self.device)
+        } else {
+            let support = match &spec.support {
+                Some(s) => s.clone(),
+                None => find_support(&spec.source, &spec.family).ok_or_else(|| {
+                    Error::invalid(
+                        "model",
+                        format!(
+                            "the single-file checkpoint {what} needs a CLIP tokenizer: put a \
+                             diffusers model of the same family ({}) in the same folder, or set \
+                             `provider_config.support_dir` on the model",
+                            spec.family
+                        ),
+                    )
+                })?,
+            };
+            Pipeline::from_single_file(&spec.source, &support, &refs, DType::F32, &self.device)
+        };
+        r.map_err(|e| Error::internal(format!("loading {what}: {e}")))
+    }
+}
+
+/// Bytes of the weight files of a model folder or file (f16 files count double: they are
+/// loaded as f32).
+fn weight_bytes(source: &Path) -> u64 {
+    fn file(p: &Path) -> u64 {
+        let len = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.contains("fp16") || name.contains("bf16") {
+            len * 2
+        } else {
+            len
+        }
+    }
+    fn walk(dir: &Path, depth: usize) -> u64 {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        rd.flatten()
+            .map(|e| {
+                let p = e.path();
+                if p.is_dir() && depth > 0 {
+                    walk(&p, depth - 1)
+                } else if p.extension().is_some_and(|x| x == "safetensors") {
+                    file(&p)
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+    if source.is_dir() {
+        walk(source, 1)
+    } else {
+        file(source)
+    }
+}
+
+/// A diffusers folder beside a single-file checkpoint whose family fits it.
+pub fn find_support(file: &Path, family: &str) -> Option<PathBuf> {
+    let base = |f: &str| f.trim_end_matches("-inpaint").to_string();
+    let dir = file.parent()?;
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && p.join("tokenizer").is_dir())
+        .filter(|p| crate::discover::inspect(p).is_some_and(|f| base(&f.family) == base(family)))
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+/// A generation with everything read: what a job needs from the store before it takes the
+/// device, or what `easel generate` builds from its flags.
+pub struct Prepared {
+    /// Filled in (`GenerateInput::fill_defaults`).
+    pub input: GenerateInput,
+    pub task: String,
+    pub model_name: String,
+    pub model_family: String,
+    pub load: LoadSpec,
+    /// Encoded init image and mask.
+    pub init: Option<Vec<u8>>,
+    pub mask: Option<Vec<u8>>,
+    /// The init image's asset id (outputs name it as their parent).
+    pub init_id: Option<String>,
+}
+
+async fn prepare(store: &Store, limits: &Limits, job: &Job) -> Result<Prepared, RunError> {
+    let parsed = TaskInput::parse(&job.task, job.input.clone(), limits)?;
+    let input = parsed
+        .generation()
+        .cloned()
+        .ok_or_else(|| failed(format!("`{}` is not a generation task", job.task)))?;
+    let name = job
+        .model
+        .as_deref()
+        .ok_or_else(|| Error::invalid("model", format!("`{}` needs a model", job.task)))?;
+    let model = easel_store::models::resolve(&store.db, name)
+        .await?
+        .ok_or_else(|| Error::invalid("model", format!("no model named `{name}`")))?;
+    let source = model.source.clone().ok_or_else(|| {
+        Error::invalid(
+            "model",
+            format!("the model `{}` has no local weights (`source`)", model.name),
+        )
+    })?;
+    let mut loras = Vec::new();
+    for (i, l) in input.loras.iter().enumerate() {
+        let field = format!("input.loras[{i}].model");
+        let m = easel_store::models::resolve(&store.db, &l.model)
+            .await?
+            .filter(|m| m.tags.iter().any(|t| t == "lora"))
+            .ok_or_else(|| Error::invalid(&field, format!("no LoRA named `{}`", l.model)))?;
+        let src = m
+            .source
+            .ok_or_else(|| Error::invalid(&field, "the LoRA has no file (`source`)"))?;
+        loras.push((PathBuf::from(src), l.scale as f64));
+    }
+    let support = model
+        .provider_config
+        .get("support_dir")
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from);
+    let load = LoadSpec {
+        source: PathBuf::from(source),
+        support,
+        family: model.family.clone(),
+        loras,
+    };
+    let fetch = |id: Option<String>, field: &'static str| async move {
+        let Some(id) = id else {
+            return Ok::<_, RunError>(None);
+        };
+        let asset = easel_store::assets::get(&store.db, &id)
+            .await?
+            .filter(|a| a.owner_id == job.owner_id)
+            .ok_or_else(|| Error::invalid(field, format!("asset {id} not found")))?;
+        let bytes = store
+            .blobs
+            .get(&blob_key(&asset.owner_id, &asset.id))
+            .await?;
+        Ok(Some(bytes.to_vec()))
+    };
+    let init = fetch(input.image.clone(), "input.image").await?;
+    let mask = fetch(input.mask.clone(), "input.mask").await?;
+    Ok(Prepared {
+        init_id: input.image.clone(),
+        input,
+        task: job.task.clone(),
+        model_name: model.name,
+        model_family: model.family,
+        load,
+        init,
+        mask,
+    })
+}
+
+/// Run a generation job.
+pub async fn run(
+    engine: &Arc<Engine>,
+    store: &Store,
+    limits: &Limits,
+    job: &Job,
+    ctx: &RunContext,
+) -> Result<RunOutput, RunError> {
+    let p = prepare(store, limits, job).await?;
+    ctx.log(format!(
+        "model {} ({}), {} image(s), {} steps, seed {}",
+        p.model_name,
+        p.model_family,
+        p.input.resolved().count,
+        p.input.resolved().steps,
+        p.input.resolved().seed
+    ));
+    let _device = engine.device_lock.lock().await;
+    ctx.check()?;
+    let engine = engine.clone();
+    let limits = limits.clone();
+    let ctx2 = ctx.clone();
+    let outputs = tokio::task::spawn_blocking(move || generate(&engine, &p, &limits, &ctx2))
+        .await
+        .map_err(|e| failed(format!("generation panicked: {e}")))??;
+    let sizes: Vec<(u32, u32)> = outputs.iter().map(|o| (o.width, o.height)).collect();
+    Ok(RunOutput {
+        usage_units: easel_core::usage::image_units(&sizes),
+        outputs,
+        provider: "local".into(),
+    })
+}
+
+fn ops_invalid(field: &str) -> impl Fn(ops::OpsError) -> RunError + '_ {
+    move |e| Error::invalid(field, e.to_string()).into()
+}
+
+/// The blocking part: load, run each image, encode. Progress, previews and cancel go
+/// through `ctx`.
+pub fn generate(
+    engine: &Engine,
+    p: &Prepared,
+    limits: &Limits,
+    ctx: &RunContext,
+) -> Result<Vec<OutputImage>, RunError> {
+    let g = &p.input;
+    let r = g.resolved();
+    let (w, h) = (r.width, r.height);
+    let dev = &engine.device;
+    let init = match &p.init {
+        Some(b) => {
+            let img = ops::decode(b, limits.max_pixels).map_err(ops_invalid("input.image"))?;
+            let img = ops::resize(&img, w, h, ops::Filter::Lanczos3)
+                .map_err(ops_invalid("input.image"))?;
+            let rgb = img.to_rgb8();
+            Some(
+                pixels::rgb8_to_tensor(w as usize, h as usize, rgb.as_raw(), dev)
+                    .map_err(|e| failed(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let mask = match &p.mask {
+        Some(b) => {
+            let img = ops::decode(b, limits.max_pixels).map_err(ops_invalid("input.mask"))?;
+            let img = ops::resize(&img, w, h, ops::Filter::Bilinear)
+                .map_err(ops_invalid("input.mask"))?;
+            let grey = img.to_luma8();
+            Some(
+                pixels::grey8_to_tensor(w as usize, h as usize, grey.as_raw(), dev)
+                    .map_err(|e| failed(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let pipeline = engine.pipeline(&p.load)?;
+    ctx.check()?;
+    let scheduler = g
+        .scheduler
+        .as_deref()
+        .and_then(easel_core::scheduler::resolve);
+    let sampler = g
+        .scheduler
+        .clone()
+        .unwrap_or_else(|| pipeline.scheduler_kind().class_name().to_string());
+    let (format, quality) = (g.format.unwrap_or(OutputFormat::Png), g.quality);
+    let enc = match format {
+        OutputFormat::Png => ops::Encoding::Png,
+        OutputFormat::Jpeg => ops::Encoding::Jpeg {
+            quality: quality.unwrap_or(90),
+        },
+        OutputFormat::Webp => ops::Encoding::Webp {
+            quality: quality.unwrap_or(90),
+        },
+    };
+    let preview_every = g.preview_every.unwrap_or(0);
+    let sdxl = pipeline.is_sdxl();
+    let mut outputs = Vec::new();
+    for i in 0..r.count {
+        let seed = r.seed + i as u64;
+        let req = Request {
+            prompt: &g.prompt,
+            negative_prompt: g.negative_prompt.as_deref(),
+            width: w as usize,
+            height: h as usize,
+            steps: r.steps as usize,
+            guidance: r.guidance as f64,
+            scheduler: scheduler.clone(),
+            init_image: init.as_ref(),
+            mask: mask.as_ref(),
+            strength: r.strength as f64,
+            prompt_mode: Default::default(),
+        };
+        let mut rng = TorchRng::new(seed);
+        let mut on_step = |step: usize, n: usize, latents: &Tensor| -> bool {
+            let (done, total) = (i * n as u32 + step as u32, r.count * n as u32);
+            if ctx.step(done, total).is_err() {
+                return false;
+            }
+            if preview_every > 0 && step % preview_every as usize == 0 && step < n {
+                if let Some(image) = preview_url(latents, sdxl) {
+                    ctx.preview(Preview {
+                        step: done,
+                        total_steps: total,
+                        image,
+                    });
+                }
+            }
+            true
+        };
+        let run = pipeline
+            .run(&req, &mut rng, &mut on_step)
+            .map_err(|e| failed(format!("generation failed: {e}")))?
+            .ok_or(RunError::Canceled)?;
+        let (iw, ih, rgb) =
+            pixels::tensor_to_rgb8(&run.image, 0).map_err(|e| failed(e.to_string()))?;
+        let img = ops::image::RgbImage::from_raw(iw as u32, ih as u32, rgb)
+            .ok_or_else(|| failed("decoded image has the wrong size"))?;
+        let params = a1111_parameters(g, seed, &sampler, &p.model_name);
+        let meta = serde_json::json!({
+            "task": p.task, "model": p.model_name, "family": p.model_family,
+            "prompt": g.prompt, "negative_prompt": g.negative_prompt,
+            "width": w, "height": h, "steps": r.steps, "guidance": r.guidance,
+            "scheduler": sampler, "seed": seed, "index": i,
+            "strength": g.image.as_ref().map(|_| r.strength),
+            "loras": g.loras,
+        });
+        let text = vec![
+            ("parameters".to_string(), params),
+            ("easel".to_string(), meta.to_string()),
+        ];
+        let bytes = ops::encode(&ops::image::DynamicImage::ImageRgb8(img), &enc, &text)
+            .map_err(|e| failed(format!("encoding failed: {e}")))?;
+        outputs.push(OutputImage {
+            bytes: Bytes::from(bytes),
+            mime_type: format.mime().to_string(),
+            width: w,
+            height: h,
+            metadata: meta,
+            parent_id: p.init_id.clone(),
+        });
+    }
+    Ok(outputs)
+}
+
+/// A JPEG `data:` URL of the cheap latent preview.
+fn preview_url(latents: &Tensor, sdxl: bool) -> Option<String> {
+    let (w, h, rgb) = pixels::latent_preview(latents, sdxl).ok()?;
+    let img = ops::image::RgbImage::from_raw(w as u32, h as u32, rgb)?;
+    let jpeg = ops::encode(
+        &ops::image::DynamicImage::ImageRgb8(img),
+        &ops::Encoding::Jpeg { quality: 70 },
+        &[],
+    )
+    .ok()?;
+    Some(format!(
+        "data:image/jpeg;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(jpeg)
+    ))
+}

@@ -1,0 +1,1553 @@
+//! `easel models pull`: download a model from the Hugging Face hub (or a mirror with the same
+//! API) into `<data-dir>/models/`.
+//!
+//! A diffusers repository becomes the folder `models/<name>/` with only what the engine
+//! loads: `model_index.json`, each component's configuration and tokenizer files, and one
+//! `.safetensors` weights file per component. A single-file checkpoint (`--file`) becomes
+//! `models/<name>.safetensors`. Both are what `easel models scan` (and `easel serve` at start)
+//! registers.
+//!
+//! Nothing half-written is ever visible: files are downloaded into a hidden temporary folder
+//! inside `models/` and the result is renamed into place once every file is complete. Pickle
+//! weights (`.bin`, `.ckpt`, …) are never downloaded, since loading them can run code.
+//!
+//! [`plan`] decides what to download from the repository's file list alone; [`run`] does the
+//! network and file work.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use hf_hub::api::tokio::{ApiBuilder, ApiError, ApiRepo, Progress};
+use hf_hub::{Cache, Repo, RepoType};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `easel models pull REPO`.
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Hub repository id, such as `stable-diffusion-v1-5/stable-diffusion-v1-5`.
+    pub repo: String,
+    /// Branch, tag or commit to download.
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+    /// Local model name (default: the repository's name, without its owner).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Weights variant, such as `fp16`: take `*.fp16.safetensors` where a component has one
+    /// (about half the download), else its default weights.
+    #[arg(long, conflicts_with = "file")]
+    pub variant: Option<String>,
+    /// Download this single-file checkpoint (a `.safetensors` path in the repository) instead
+    /// of a diffusers folder. It is saved as `models/<name>.safetensors`.
+    #[arg(long)]
+    pub file: Option<String>,
+    /// Access token, for gated or private repositories (default: the `huggingface-cli login`
+    /// token, if any).
+    #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Hub address (a mirror with the same API works too).
+    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+    pub endpoint: String,
+    /// Replace an existing model of the same name (only once the new one is complete).
+    #[arg(long)]
+    pub force: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Choosing the files (pure)
+// ---------------------------------------------------------------------------------------------
+
+/// What the user asked for, as far as choosing files goes.
+#[derive(Debug, Clone, Default)]
+pub struct Select {
+    /// `--variant`: prefer `<stem>.<variant>.safetensors`.
+    pub variant: Option<String>,
+    /// `--file`: one single-file checkpoint.
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A diffusers folder, saved as `models/<name>/`.
+    Diffusers,
+    /// One checkpoint file, saved as `models/<name>.safetensors`.
+    SingleFile,
+}
+
+/// One file to download: its path in the repository and its path in the result (relative to
+/// the model folder; for a single file, just the file name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+    pub remote: String,
+    pub local: String,
+}
+
+/// What to download.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub kind: Kind,
+    pub files: Vec<PlannedFile>,
+    /// Components of `model_index.json` left out because Easel does not use them; they are
+    /// set to `[null, null]` in the saved `model_index.json`.
+    pub skipped: Vec<String>,
+    /// Things worth telling the user (a variant that a component lacks, a smaller variant).
+    pub notes: Vec<String>,
+}
+
+/// Components a pipeline may list that Easel never loads (and that can be large).
+const UNUSED_COMPONENTS: &[&str] = &["safety_checker", "feature_extractor", "image_encoder"];
+
+/// Extensions of pickle-based weights: never downloaded.
+const PICKLE_EXTENSIONS: &[&str] = &[".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle"];
+
+fn is_pickle(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    PICKLE_EXTENSIONS.iter().any(|e| lower.ends_with(e))
+}
+
+/// Whether the diffusers `model_index.json` must be read before [`plan`] can decide.
+pub fn needs_index(siblings: &[String], select: &Select) -> bool {
+    select.file.is_none() && siblings.iter().any(|s| s == "model_index.json")
+}
+
+/// Decide what to download from the repository's file list (`siblings`) and, for a diffusers
+/// repository, its `model_index.json`.
+///
+/// - With `select.file`: that one file, which must be listed and be `.safetensors`.
+/// - A diffusers repository (it has `model_index.json`): the index, and for each component
+///   it lists (except [`UNUSED_COMPONENTS`]) the component's top-level `.json`, `.txt` and
+///   `.model` files plus one `.safetensors` weights file. Preferred: the requested variant,
+///   then the default weights, then (without `--variant`) the `fp16` variant. A component
+///   whose weights are only pickles, or only sharded, is refused.
+/// - Otherwise: the repository's only top-level `.safetensors` file, as a single-file
+///   checkpoint; with several, the user must choose one with `--file`.
+pub fn plan(siblings: &[String], model_index: Option<&Value>, select: &Select) -> Result<Plan> {
+    if let Some(file) = &select.file {
+        check_single_file_name(file)?;
+        if !siblings.iter().any(|s| s == file) {
+            let available = top_safetensors(siblings, true);
+            bail!(
+                "the repository has no file `{file}`{}",
+                if available.is_empty() {
+                    String::new()
+                } else {
+                    format!("; its .safetensors files: {}", available.join(", "))
+                }
+            );
+        }
+        return Ok(single(file.clone()));
+    }
+    if siblings.iter().any(|s| s == "model_index.json") {
+        let index =
+            model_index.ok_or_else(|| anyhow!("model_index.json is needed to choose the files"))?;
+        return plan_diffusers(siblings, index, select.variant.as_deref());
+    }
+    // Not a diffusers repository: a single-file checkpoint, if there is exactly one.
+    let top = top_safetensors(siblings, false);
+    match top.len() {
+        1 => Ok(single(top[0].to_string())),
+        0 => {
+            let pickles: Vec<&str> = siblings
+                .iter()
+                .filter(|s| is_pickle(s))
+                .map(String::as_str)
+                .collect();
+            if pickles.is_empty() {
+                bail!("the repository has neither a model_index.json (diffusers) nor a .safetensors checkpoint");
+            }
+            bail!(
+                "the repository has only pickle checkpoints ({}); Easel loads .safetensors \
+                 only, since loading a pickle can run code. Look for a .safetensors \
+                 version of this model",
+                pickles.join(", ")
+            )
+        }
+        _ => bail!(
+            "the repository is not a diffusers folder (no model_index.json) and has several \
+             checkpoints; choose one with --file: {}",
+            top.join(", ")
+        ),
+    }
+}
+
+fn single(file: String) -> Plan {
+    let local = file.rsplit('/').next().unwrap_or(&file).to_string();
+    Plan {
+        kind: Kind::SingleFile,
+        files: vec![PlannedFile {
+            remote: file,
+            local,
+        }],
+        skipped: vec![],
+        notes: vec![],
+    }
+}
+
+/// `.safetensors` files at the top of the repository (or anywhere, with `all`).
+fn top_safetensors(siblings: &[String], all: bool) -> Vec<&str> {
+    siblings
+        .iter()
+        .filter(|s| s.ends_with(".safetensors") && (all || !s.contains('/')))
+        .map(String::as_str)
+        .collect()
+}
+
+/// `--file`: a relative path to a `.safetensors` file.
+pub fn check_single_file_name(file: &str) -> Result<()> {
+    check_relative(file).with_context(|| format!("invalid --file `{file}`"))?;
+    if is_pickle(file) {
+        bail!(
+            "`{file}` is a pickle checkpoint; Easel loads .safetensors only, since loading a \
+             pickle can run code. Look for a .safetensors version of this model"
+        );
+    }
+    if !file.ends_with(".safetensors") {
+        bail!("--file must name a .safetensors checkpoint, not `{file}`");
+    }
+    Ok(())
+}
+
+/// A relative path made of plain names (no `..`, no absolute path, no backslash).
+fn check_relative(path: &str) -> Result<()> {
+    let ok = !path.is_empty()
+        && !path.contains('\\')
+        && !path.contains('\0')
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains(':'));
+    if !ok {
+        bail!("`{path}` is not a plain relative path");
+    }
+    Ok(())
+}
+
+/// The components a `model_index.json` lists: `name: [library, class]` entries whose library
+/// is set (`[null, null]` means absent).
+fn components(index: &Value) -> Result<Vec<String>> {
+    let obj = index
+        .as_object()
+        .ok_or_else(|| anyhow!("model_index.json is not a JSON object"))?;
+    let mut out = Vec::new();
+    for (key, value) in obj {
+        if key.starts_with('_') {
+            continue;
+        }
+        let Some(pair) = value.as_array() else {
+            continue;
+        };
+        if pair.len() == 2 && pair[0].is_string() {
+            out.push(key.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// One `.safetensors` file of a component, split as `<stem>[.<variant>].safetensors`.
+struct Weights<'a> {
+    file: &'a str,
+    stem: &'a str,
+    variant: Option<&'a str>,
+}
+
+fn parse_weights(file: &str) -> Option<Weights<'_>> {
+    let base = file.strip_suffix(".safetensors")?;
+    let (stem, variant) = match base.split_once('.') {
+        Some((stem, variant)) => (stem, Some(variant)),
+        None => (base, None),
+    };
+    Some(Weights {
+        file,
+        stem,
+        variant,
+    })
+}
+
+/// `…-00001-of-00003` (a shard of a sharded checkpoint).
+fn is_shard(name: &str) -> bool {
+    let base = name.trim_end_matches(".safetensors");
+    let Some((head, total)) = base.rsplit_once("-of-") else {
+        return false;
+    };
+    let Some((_, part)) = head.rsplit_once('-') else {
+        return false;
+    };
+    !total.is_empty()
+        && !part.is_empty()
+        && total.bytes().all(|b| b.is_ascii_digit())
+        && part.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn stem_rank(stem: &str) -> usize {
+    match stem {
+        "diffusion_pytorch_model" => 0,
+        "model" => 1,
+        _ => 2,
+    }
+}
+
+fn plan_diffusers(siblings: &[String], index: &Value, variant: Option<&str>) -> Result<Plan> {
+    let mut plan = Plan {
+        kind: Kind::Diffusers,
+        files: vec![PlannedFile {
+            remote: "model_index.json".into(),
+            local: "model_index.json".into(),
+        }],
+        skipped: vec![],
+        notes: vec![],
+    };
+    let mut other_variants: Vec<String> = Vec::new();
+    for component in components(index)? {
+        if UNUSED_COMPONENTS.contains(&component.as_str()) {
+            plan.skipped.push(component);
+            continue;
+        }
+        if component.starts_with('.')
+            || component.contains('/')
+            || check_relative(&component).is_err()
+        {
+            bail!("model_index.json lists an invalid component `{component}`");
+        }
+        let prefix = format!("{component}/");
+        // The component's own files (not those of sub-folders).
+        let files: Vec<&str> = siblings
+            .iter()
+            .filter_map(|s| s.strip_prefix(&prefix))
+            .filter(|f| !f.contains('/') && !f.is_empty())
+            .collect();
+        if files.is_empty() {
+            bail!("model_index.json lists `{component}`, but the repository has no {component}/ folder");
+        }
+        let mut configs: Vec<&str> = files
+            .iter()
+            .copied()
+            .filter(|f| {
+                !f.starts_with('.')
+                    && !f.ends_with(".index.json")
+                    && (f.ends_with(".json") || f.ends_with(".txt") || f.ends_with(".model"))
+            })
+            .collect();
+        configs.sort();
+        // A component with a config.json is a model and needs weights; tokenizers and
+        // schedulers have none.
+        let is_model = files.contains(&"config.json");
+        let safetensors: Vec<Weights> = files
+            .iter()
+            .copied()
+            .filter(|f| !f.starts_with('.') && !is_shard(f))
+            .filter_map(parse_weights)
+            .collect();
+        if is_model || !safetensors.is_empty() {
+            let chosen = choose_weights(&component, &files, &safetensors, variant)?;
+            if let Some(note) = chosen.note {
+                plan.notes.push(note);
+            }
+            for w in &safetensors {
+                if let Some(v) = w.variant {
+                    if Some(v) != variant && !other_variants.iter().any(|o| o == v) {
+                        other_variants.push(v.to_string());
+                    }
+                }
+            }
+            for c in configs {
+                plan.files.push(planned(&component, c, c));
+            }
+            plan.files
+                .push(planned(&component, chosen.file, &chosen.local));
+        } else {
+            if configs.is_empty() {
+                bail!("the repository's {component}/ folder has no configuration files");
+            }
+            for c in configs {
+                plan.files.push(planned(&component, c, c));
+            }
+        }
+    }
+    if variant.is_none() && other_variants.iter().any(|v| v == "fp16") {
+        plan.notes
+            .push("fp16 weights are available: --variant fp16 downloads about half as much".into());
+    }
+    Ok(plan)
+}
+
+fn planned(component: &str, remote: &str, local: &str) -> PlannedFile {
+    PlannedFile {
+        remote: format!("{component}/{remote}"),
+        local: format!("{component}/{local}"),
+    }
+}
+
+struct Chosen<'a> {
+    file: &'a str,
+    /// The name to save it under: the loader finds `<stem>.safetensors` and
+    /// `<stem>.fp16.safetensors`, so other variants are saved as `<stem>.safetensors`.
+    local: String,
+    note: Option<String>,
+}
+
+fn choose_weights<'a>(
+    component: &str,
+    files: &[&'a str],
+    safetensors: &[Weights<'a>],
+    variant: Option<&str>,
+) -> Result<Chosen<'a>> {
+    if safetensors.is_empty() {
+        let pickles: Vec<&str> = files.iter().copied().filter(|f| is_pickle(f)).collect();
+        let shards: Vec<&str> = files
+            .iter()
+            .copied()
+            .filter(|f| f.ends_with(".safetensors") && is_shard(f))
+            .collect();
+        if !shards.is_empty() {
+            bail!(
+                "component `{component}` has only sharded weights ({}); Easel loads one \
+                 .safetensors file per component",
+                shards.join(", ")
+            );
+        }
+        if !pickles.is_empty() {
+            bail!(
+                "component `{component}` has only pickle weights ({}); Easel loads \
+                 .safetensors only, since loading a pickle can run code. Try another \
+                 --revision (a `refs/pr/N` conversion, for example) or a converted copy of \
+                 this model",
+                pickles.join(", ")
+            );
+        }
+        bail!("component `{component}` has no .safetensors weights");
+    }
+    // Rank: the requested variant, then the default weights, then fp16 (without --variant).
+    let rank = |w: &Weights| -> Option<(usize, usize)> {
+        let v = match (w.variant, variant) {
+            (Some(a), Some(b)) if a == b => 0,
+            (None, _) => 1,
+            (Some("fp16"), None) => 2,
+            _ => return None,
+        };
+        Some((v, stem_rank(w.stem)))
+    };
+    let best = safetensors
+        .iter()
+        .filter_map(|w| rank(w).map(|r| (r, w)))
+        .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.file.cmp(b.1.file)));
+    let Some((_, w)) = best else {
+        let found: Vec<&str> = safetensors.iter().map(|w| w.file).collect();
+        bail!(
+            "component `{component}` has no weights for {}: it has {}",
+            match variant {
+                Some(v) => format!("variant `{v}` and no default weights"),
+                None => "the default variant; choose one with --variant".into(),
+            },
+            found.join(", ")
+        );
+    };
+    let note = match (variant, w.variant) {
+        (Some(v), None) => Some(format!(
+            "`{component}` has no {v} variant: taking {}",
+            w.file
+        )),
+        _ => None,
+    };
+    let local = match w.variant {
+        None | Some("fp16") => w.file.to_string(),
+        Some(_) => format!("{}.safetensors", w.stem),
+    };
+    Ok(Chosen {
+        file: w.file,
+        local,
+        note,
+    })
+}
+
+/// The `model_index.json` to save: the components not downloaded become `[null, null]`, so
+/// the folder is consistent for diffusers too.
+pub fn rewrite_index(index: &Value, skipped: &[String]) -> Value {
+    let mut index = index.clone();
+    if let Some(obj) = index.as_object_mut() {
+        for s in skipped {
+            if let Some(v) = obj.get_mut(s) {
+                *v = serde_json::json!([null, null]);
+            }
+        }
+    }
+    index
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names
+// ---------------------------------------------------------------------------------------------
+
+/// Checks a hub repository id: `name` or `owner/name`, each part 1–96 letters, digits, `-`,
+/// `_` or `.`, starting and ending with a letter, digit or `_`, without `--` or `..`.
+pub fn check_repo_id(id: &str) -> Result<()> {
+    let part_ok = |p: &str| {
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        !p.is_empty()
+            && p.len() <= 96
+            && p.chars().all(|c| word(c) || c == '-' || c == '.')
+            && p.starts_with(word)
+            && p.ends_with(word)
+            && !p.contains("--")
+            && !p.contains("..")
+    };
+    let parts: Vec<&str> = id.split('/').collect();
+    if parts.len() > 2 || !parts.iter().all(|p| part_ok(p)) || id.ends_with(".git") {
+        bail!(
+            "invalid repository id `{id}`: expected `owner/name` (letters, digits, `-`, `_`, \
+             `.`), such as `stable-diffusion-v1-5/stable-diffusion-v1-5`"
+        );
+    }
+    Ok(())
+}
+
+fn check_revision(rev: &str) -> Result<()> {
+    let ok = !rev.is_empty()
+        && rev.len() <= 256
+        && rev
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && !rev.contains("..")
+        && !rev.starts_with('/');
+    if !ok {
+        bail!("invalid --revision `{rev}`: expected a branch, tag or commit such as `main`");
+    }
+    Ok(())
+}
+
+fn check_variant(v: &str) -> Result<()> {
+    if v.is_empty()
+        || v.len() > 64
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        bail!("invalid --variant `{v}`: expected a name such as `fp16`");
+    }
+    Ok(())
+}
+
+/// The default model name: the repository's name part, with characters other than letters,
+/// digits, `-`, `_` and `.` replaced by `-` (as `easel models scan` names folders).
+pub fn default_name(repo: &str) -> String {
+    let last = repo.rsplit('/').next().unwrap_or(repo);
+    let name: String = last
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    name.trim_start_matches('.').to_string()
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        bail!(
+            "invalid --name `{name}`: use letters, digits, `-`, `_` and `.` (not first), at \
+             most 100"
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Downloading
+// ---------------------------------------------------------------------------------------------
+
+/// The repository listing (`GET /api/models/{repo}/revision/{rev}?blobs=true`).
+#[derive(Deserialize)]
+struct RepoListing {
+    sha: Option<String>,
+    siblings: Vec<Sibling>,
+}
+
+#[derive(Deserialize)]
+struct Sibling {
+    rfilename: String,
+    size: Option<u64>,
+}
+
+/// Where the result goes.
+fn target(models_dir: &Path, name: &str, kind: Kind) -> PathBuf {
+    match kind {
+        Kind::Diffusers => models_dir.join(name),
+        Kind::SingleFile => models_dir.join(format!("{name}.safetensors")),
+    }
+}
+
+fn refuse_existing(path: &Path, force: bool) -> Result<()> {
+    if !force && std::fs::symlink_metadata(path).is_ok() {
+        bail!(
+            "{} already exists; choose another --name, or pass --force to replace it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// `easel models pull`: validate, list, choose, download into a temporary folder, rename
+/// into place.
+pub async fn run(args: PullArgs, data_dir: &Path) -> Result<()> {
+    // Everything that can be checked without the network is checked first.
+    check_repo_id(&args.repo)?;
+    check_revision(&args.revision)?;
+    let name = match &args.name {
+        Some(n) => {
+            check_name(n)?;
+            n.clone()
+        }
+        None => {
+            let n = default_name(&args.repo);
+            check_name(&n).context("choose a model name with --name")?;
+            n
+        }
+    };
+    let variant = args.variant.as_deref().map(str::trim);
+    if let Some(v) = variant {
+        check_variant(v)?;
+    }
+    if let Some(f) = &args.file {
+        check_single_file_name(f)?;
+    }
+    let endpoint = args.endpoint.trim().trim_end_matches('/').to_string();
+    let url = reqwest::Url::parse(&endpoint)
+        .map_err(|e| anyhow!("invalid --endpoint `{endpoint}`: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("invalid --endpoint `{endpoint}`: expected an http:// or https:// address");
+    }
+    let models_dir = data_dir.join("models");
+    let early_kind = if args.file.is_some() {
+        Kind::SingleFile
+    } else {
+        Kind::Diffusers
+    };
+    refuse_existing(&target(&models_dir, &name, early_kind), args.force)?;
+    let token = args
+        .token
+        .clone()
+        .filter(|t| !t.trim().is_empty())
+        .or_else(saved_token);
+    let select = Select {
+        variant: variant.map(str::to_string),
+        file: args.file.clone(),
+    };
+    let job = Pull {
+        repo: args.repo.clone(),
+        revision: args.revision.clone(),
+        name,
+        endpoint,
+        token,
+        force: args.force,
+        select,
+        data_dir: data_dir.to_path_buf(),
+        models_dir,
+    };
+    // On Ctrl-C the pull future is dropped, which removes its temporary folder.
+    tokio::select! {
+        r = job.run() => r,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted; nothing was saved"),
+    }
+}
+
+/// The token saved by `huggingface-cli login` (`$HF_TOKEN_PATH`, `$HF_HOME/token` or
+/// `~/.cache/huggingface/token`).
+fn saved_token() -> Option<String> {
+    let path = if let Some(p) = std::env::var_os("HF_TOKEN_PATH") {
+        PathBuf::from(p)
+    } else if let Some(home) = std::env::var_os("HF_HOME") {
+        PathBuf::from(home).join("token")
+    } else {
+        PathBuf::from(std::env::var_os("HOME")?).join(".cache/huggingface/token")
+    };
+    let t = std::fs::read_to_string(path).ok()?;
+    let t = t.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+struct Pull {
+    repo: String,
+    revision: String,
+    name: String,
+    endpoint: String,
+    token: Option<String>,
+    force: bool,
+    select: Select,
+    data_dir: PathBuf,
+    models_dir: PathBuf,
+}
+
+impl Pull {
+    fn api(&self, cache: PathBuf) -> Result<hf_hub::api::tokio::Api> {
+        ApiBuilder::from_cache(Cache::new(cache))
+            .with_endpoint(self.endpoint.clone())
+            .with_token(self.token.clone())
+            .with_progress(false)
+            .with_max_files(4)
+            .with_user_agent("easel", env!("CARGO_PKG_VERSION"))
+            .build()
+            .map_err(|e| anyhow!("setting up the hub client: {e}"))
+    }
+
+    fn repo(&self, api: &hf_hub::api::tokio::Api, revision: &str) -> ApiRepo {
+        api.repo(Repo::with_revision(
+            self.repo.clone(),
+            RepoType::Model,
+            revision.to_string(),
+        ))
+    }
+
+    /// An HTTP failure, in words.
+    fn http_error(&self, status: reqwest::StatusCode, what: &str) -> anyhow::Error {
+        match status.as_u16() {
+            401 | 403 => anyhow!(
+                "the hub refused access to {} (HTTP {status}): it is gated or private. Accept \
+                 its terms on the hub, then pass --token or set HF_TOKEN",
+                self.repo
+            ),
+            404 => anyhow!(
+                "{what}: not found (HTTP 404). Check the repository id and --revision `{}` (a \
+                 private repository also answers 404 without a token)",
+                self.revision
+            ),
+            _ => anyhow!("{what}: the hub answered HTTP {status}"),
+        }
+    }
+
+    fn network_error(&self, e: reqwest::Error) -> anyhow::Error {
+        anyhow::Error::new(e).context(format!(
+            "could not reach the hub at {} (check the network, or --endpoint / HF_ENDPOINT)",
+            self.endpoint
+        ))
+    }
+
+    async fn run(self) -> Result<()> {
+        // The listing and model_index.json need no cache; the cache path is never written.
+        let api = self.api(self.models_dir.join(".easel-pull-unused"))?;
+        let repo = self.repo(&api, &self.revision);
+        let listing_what = format!("listing {} at `{}`", self.repo, self.revision);
+        let resp = repo
+            .info_request()
+            .query(&[("blobs", "true")])
+            .send()
+            .await
+            .map_err(|e| self.network_error(e))?;
+        if !resp.status().is_success() {
+            return Err(self.http_error(resp.status(), &listing_what));
+        }
+        let listing: RepoListing = resp
+            .json()
+            .await
+            .with_context(|| format!("{listing_what}: unexpected answer"))?;
+        // Download exactly the listed commit, even if the branch moves meanwhile.
+        let commit = listing
+            .sha
+            .clone()
+            .filter(|s| check_revision(s).is_ok())
+            .unwrap_or_else(|| self.revision.clone());
+        let repo = self.repo(&api, &commit);
+        let siblings: Vec<String> = listing
+            .siblings
+            .iter()
+            .map(|s| s.rfilename.clone())
+            .collect();
+        let sizes: HashMap<&str, u64> = listing
+            .siblings
+            .iter()
+            .filter_map(|s| Some((s.rfilename.as_str(), s.size?)))
+            .collect();
+
+        let index = if needs_index(&siblings, &self.select) {
+            let what = format!("fetching {}/model_index.json", self.repo);
+            let resp = api
+                .client()
+                .get(repo.url("model_index.json"))
+                .send()
+                .await
+                .map_err(|e| self.network_error(e))?;
+            if !resp.status().is_success() {
+                return Err(self.http_error(resp.status(), &what));
+            }
+            let bytes = resp.bytes().await.map_err(|e| self.network_error(e))?;
+            let v: Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{what}: not valid JSON"))?;
+            Some(v)
+        } else {
+            None
+        };
+        let plan = plan(&siblings, index.as_ref(), &self.select)
+            .with_context(|| format!("cannot pull {}", self.repo))?;
+        let dest = target(&self.models_dir, &self.name, plan.kind);
+        refuse_existing(&dest, self.force)?;
+
+        let total: u64 = plan
+            .files
+            .iter()
+            .filter_map(|f| sizes.get(f.remote.as_str()))
+            .sum();
+        println!(
+            "Pulling {}@{} ({} file{}, {}) into {}",
+            self.repo,
+            short(&commit),
+            plan.files.len(),
+            if plan.files.len() == 1 { "" } else { "s" },
+            human(total),
+            dest.display()
+        );
+        if !plan.skipped.is_empty() {
+            println!(
+                "  not downloaded (unused by Easel): {}",
+                plan.skipped.join(", ")
+            );
+        }
+        for note in &plan.notes {
+            println!("  note: {note}");
+        }
+
+        std::fs::create_dir_all(&self.models_dir)
+            .with_context(|| format!("creating {}", self.models_dir.display()))?;
+        // Removed when dropped: on success (after the rename), on error, and on Ctrl-C.
+        let tmp = tempfile::Builder::new()
+            .prefix(".easel-pull-")
+            .tempdir_in(&self.models_dir)
+            .with_context(|| format!("creating a folder in {}", self.models_dir.display()))?;
+        let staged = tmp.path().join("model");
+        let api = self.api(tmp.path().join("cache"))?;
+        let repo = self.repo(&api, &commit);
+        let n = plan.files.len();
+        for (i, f) in plan.files.iter().enumerate() {
+            let label = format!("[{}/{n}] {}", i + 1, f.remote);
+            let out = match plan.kind {
+                Kind::Diffusers => staged.join(&f.local),
+                Kind::SingleFile => tmp.path().join("model.safetensors"),
+            };
+            if let Some(parent) = out.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let started = Instant::now();
+            let size = if f.remote == "model_index.json" && plan.kind == Kind::Diffusers {
+                let index = index.as_ref().expect("fetched above");
+                let text = serde_json::to_string_pretty(&rewrite_index(index, &plan.skipped))?;
+                std::fs::write(&out, text + "\n")?;
+                std::fs::metadata(&out)?.len()
+            } else {
+                let path = self.download(&repo, &f.remote, &label).await?;
+                let blob = std::fs::canonicalize(&path).unwrap_or(path);
+                let got = std::fs::metadata(&blob)?.len();
+                if let Some(&want) = sizes.get(f.remote.as_str()) {
+                    if got != want {
+                        bail!("{}: received {got} bytes, the hub lists {want}", f.remote);
+                    }
+                }
+                move_file(&blob, &out)?;
+                got
+            };
+            println!(
+                "{label}  {}  {:.1}s",
+                human(size),
+                started.elapsed().as_secs_f64()
+            );
+        }
+
+        // Into place. With --force the old model is moved into the temporary folder first
+        // (and removed with it).
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            if !self.force {
+                bail!(
+                    "{} appeared while downloading; pass --force to replace it",
+                    dest.display()
+                );
+            }
+            std::fs::rename(&dest, tmp.path().join("replaced"))
+                .with_context(|| format!("moving the old {} aside", dest.display()))?;
+        }
+        let source = match plan.kind {
+            Kind::Diffusers => staged,
+            Kind::SingleFile => tmp.path().join("model.safetensors"),
+        };
+        std::fs::rename(&source, &dest)
+            .with_context(|| format!("moving the download to {}", dest.display()))?;
+        drop(tmp);
+
+        println!(
+            "Pulled {}@{} into {}",
+            self.repo,
+            short(&commit),
+            dest.display()
+        );
+        println!(
+            "Register it with `easel models scan --data-dir {}` (`easel serve` also registers \
+             it when it starts); it is then the model `{}` in `easel models list`.",
+            self.data_dir.display(),
+            self.name
+        );
+        Ok(())
+    }
+
+    /// Download one file into the cache, retrying network failures and 5xx answers (a retry
+    /// resumes the partial file); returns the cached file.
+    async fn download(&self, repo: &ApiRepo, file: &str, label: &str) -> Result<PathBuf> {
+        const ATTEMPTS: u32 = 3;
+        let mut attempt = 1;
+        loop {
+            let progress = LineProgress::new(label);
+            let result = repo.download_with_progress(file, progress.clone()).await;
+            progress.clear();
+            match result {
+                Ok(path) => return Ok(path),
+                Err(e) if attempt < ATTEMPTS && retryable(&e) => {
+                    let why = match &e {
+                        ApiError::RequestError(r) => match r.status() {
+                            Some(s) => format!("HTTP {s}"),
+                            None => "network error".into(),
+                        },
+                        other => other.to_string(),
+                    };
+                    eprintln!("  {file}: {why}; retrying ({}/{ATTEMPTS})", attempt + 1);
+                    tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(ApiError::RequestError(e)) => {
+                    return Err(match e.status() {
+                        Some(s) => self.http_error(s, &format!("downloading {file}")),
+                        None => self.network_error(e).context(format!("downloading {file}")),
+                    })
+                }
+                Err(e) => return Err(anyhow!("downloading {file}: {e}")),
+            }
+        }
+    }
+}
+
+fn retryable(e: &ApiError) -> bool {
+    match e {
+        ApiError::RequestError(e) => e
+            .status()
+            .is_none_or(|s| s.is_server_error() || s.as_u16() == 429),
+        ApiError::TooManyRetries(_) | ApiError::Join(_) => true,
+        _ => false,
+    }
+}
+
+/// Rename (same filesystem: the cache is inside the temporary folder), else copy.
+fn move_file(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::rename(from, to).is_err() {
+        std::fs::copy(from, to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        let _ = std::fs::remove_file(from);
+    }
+    Ok(())
+}
+
+fn short(commit: &str) -> &str {
+    if commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        &commit[..12]
+    } else {
+        commit
+    }
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: &[&str] = &["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// A live `label  42% of 3.4 GB` line on a terminal's stderr, redrawn at most 5 times a
+/// second. Shared by the chunk tasks of one download.
+#[derive(Clone)]
+struct LineProgress {
+    state: Arc<Mutex<ProgressState>>,
+}
+
+struct ProgressState {
+    label: String,
+    total: usize,
+    done: usize,
+    drawn: Option<Instant>,
+    live: bool,
+}
+
+impl LineProgress {
+    fn new(label: &str) -> LineProgress {
+        LineProgress {
+            state: Arc::new(Mutex::new(ProgressState {
+                label: label.to_string(),
+                total: 0,
+                done: 0,
+                drawn: None,
+                live: std::io::stderr().is_terminal(),
+            })),
+        }
+    }
+
+    fn draw(s: &mut ProgressState, force: bool) {
+        if !s.live
+            || (!force
+                && s.drawn
+                    .is_some_and(|t| t.elapsed() < Duration::from_millis(200)))
+        {
+            return;
+        }
+        let pct = if s.total == 0 {
+            100.0
+        } else {
+            s.done as f64 * 100.0 / s.total as f64
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[2K{}  {pct:.0}% of {}",
+            s.label,
+            human(s.total as u64)
+        );
+        let _ = err.flush();
+        s.drawn = Some(Instant::now());
+    }
+
+    /// Erase the live line (the caller prints the final one).
+    fn clear(&self) {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.live && s.drawn.is_some() {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+        }
+    }
+}
+
+impl Progress for LineProgress {
+    async fn init(&mut self, size: usize, _filename: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.total = size;
+        s.done = 0;
+        LineProgress::draw(&mut s, true);
+    }
+
+    async fn update(&mut self, size: usize) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.done += size;
+        LineProgress::draw(&mut s, false);
+    }
+
+    async fn finish(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn list(files: &[&str]) -> Vec<String> {
+        files.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn remotes(p: &Plan) -> Vec<&str> {
+        p.files.iter().map(|f| f.remote.as_str()).collect()
+    }
+
+    fn variant(v: &str) -> Select {
+        Select {
+            variant: Some(v.into()),
+            file: None,
+        }
+    }
+
+    /// stable-diffusion-v1-5/stable-diffusion-v1-5 at main.
+    fn sd15() -> (Vec<String>, Value) {
+        let siblings = list(&[
+            ".gitattributes",
+            "README.md",
+            "feature_extractor/preprocessor_config.json",
+            "model_index.json",
+            "safety_checker/config.json",
+            "safety_checker/model.fp16.safetensors",
+            "safety_checker/model.safetensors",
+            "safety_checker/pytorch_model.bin",
+            "safety_checker/pytorch_model.fp16.bin",
+            "scheduler/scheduler_config.json",
+            "text_encoder/config.json",
+            "text_encoder/model.fp16.safetensors",
+            "text_encoder/model.safetensors",
+            "text_encoder/pytorch_model.bin",
+            "text_encoder/pytorch_model.fp16.bin",
+            "tokenizer/merges.txt",
+            "tokenizer/special_tokens_map.json",
+            "tokenizer/tokenizer_config.json",
+            "tokenizer/vocab.json",
+            "unet/config.json",
+            "unet/diffusion_pytorch_model.bin",
+            "unet/diffusion_pytorch_model.fp16.bin",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "unet/diffusion_pytorch_model.non_ema.bin",
+            "unet/diffusion_pytorch_model.non_ema.safetensors",
+            "unet/diffusion_pytorch_model.safetensors",
+            "v1-5-pruned-emaonly.ckpt",
+            "v1-5-pruned-emaonly.safetensors",
+            "v1-5-pruned.ckpt",
+            "v1-5-pruned.safetensors",
+            "v1-inference.yaml",
+            "vae/config.json",
+            "vae/diffusion_pytorch_model.bin",
+            "vae/diffusion_pytorch_model.fp16.bin",
+            "vae/diffusion_pytorch_model.fp16.safetensors",
+            "vae/diffusion_pytorch_model.safetensors",
+        ]);
+        let index = json!({
+            "_class_name": "StableDiffusionPipeline",
+            "_diffusers_version": "0.6.0",
+            "feature_extractor": ["transformers", "CLIPImageProcessor"],
+            "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
+            "scheduler": ["diffusers", "PNDMScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"]
+        });
+        (siblings, index)
+    }
+
+    /// stabilityai/stable-diffusion-xl-base-1.0 at main.
+    fn sdxl() -> (Vec<String>, Value) {
+        let siblings = list(&[
+            ".gitattributes",
+            "01.png",
+            "LICENSE.md",
+            "README.md",
+            "comparison.png",
+            "model_index.json",
+            "pipeline.png",
+            "scheduler/scheduler_config.json",
+            "sd_xl_base_1.0.safetensors",
+            "sd_xl_base_1.0_0.9vae.safetensors",
+            "sd_xl_offset_example-lora_1.0.safetensors",
+            "text_encoder/config.json",
+            "text_encoder/flax_model.msgpack",
+            "text_encoder/model.fp16.safetensors",
+            "text_encoder/model.onnx",
+            "text_encoder/model.safetensors",
+            "text_encoder/openvino_model.bin",
+            "text_encoder/openvino_model.xml",
+            "text_encoder_2/config.json",
+            "text_encoder_2/flax_model.msgpack",
+            "text_encoder_2/model.fp16.safetensors",
+            "text_encoder_2/model.onnx",
+            "text_encoder_2/model.onnx_data",
+            "text_encoder_2/model.safetensors",
+            "text_encoder_2/openvino_model.bin",
+            "text_encoder_2/openvino_model.xml",
+            "tokenizer/merges.txt",
+            "tokenizer/special_tokens_map.json",
+            "tokenizer/tokenizer_config.json",
+            "tokenizer/vocab.json",
+            "tokenizer_2/merges.txt",
+            "tokenizer_2/special_tokens_map.json",
+            "tokenizer_2/tokenizer_config.json",
+            "tokenizer_2/vocab.json",
+            "unet/config.json",
+            "unet/diffusion_flax_model.msgpack",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "unet/diffusion_pytorch_model.safetensors",
+            "unet/model.onnx",
+            "unet/model.onnx_data",
+            "unet/openvino_model.bin",
+            "unet/openvino_model.xml",
+            "vae/config.json",
+            "vae/diffusion_flax_model.msgpack",
+            "vae/diffusion_pytorch_model.fp16.safetensors",
+            "vae/diffusion_pytorch_model.safetensors",
+            "vae_1_0/config.json",
+            "vae_1_0/diffusion_pytorch_model.fp16.safetensors",
+            "vae_1_0/diffusion_pytorch_model.safetensors",
+            "vae_decoder/config.json",
+            "vae_decoder/model.onnx",
+            "vae_decoder/openvino_model.bin",
+            "vae_decoder/openvino_model.xml",
+            "vae_encoder/config.json",
+            "vae_encoder/model.onnx",
+            "vae_encoder/openvino_model.bin",
+            "vae_encoder/openvino_model.xml",
+        ]);
+        let index = json!({
+            "_class_name": "StableDiffusionXLPipeline",
+            "_diffusers_version": "0.19.0.dev0",
+            "force_zeros_for_empty_prompt": true,
+            "add_watermarker": null,
+            "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "tokenizer_2": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"]
+        });
+        (siblings, index)
+    }
+
+    #[test]
+    fn sd15_takes_what_the_pipeline_loads_and_nothing_else() {
+        let (siblings, index) = sd15();
+        assert!(needs_index(&siblings, &Select::default()));
+        let p = plan(&siblings, Some(&index), &Select::default()).unwrap();
+        assert_eq!(p.kind, Kind::Diffusers);
+        assert_eq!(
+            remotes(&p),
+            [
+                "model_index.json",
+                "scheduler/scheduler_config.json",
+                "text_encoder/config.json",
+                "text_encoder/model.safetensors",
+                "tokenizer/merges.txt",
+                "tokenizer/special_tokens_map.json",
+                "tokenizer/tokenizer_config.json",
+                "tokenizer/vocab.json",
+                "unet/config.json",
+                "unet/diffusion_pytorch_model.safetensors",
+                "vae/config.json",
+                "vae/diffusion_pytorch_model.safetensors",
+            ]
+        );
+        assert!(p.files.iter().all(|f| f.local == f.remote));
+        assert_eq!(p.skipped, ["feature_extractor", "safety_checker"]);
+        assert!(
+            p.notes.iter().any(|n| n.contains("--variant fp16")),
+            "{:?}",
+            p.notes
+        );
+        let saved = rewrite_index(&index, &p.skipped);
+        assert_eq!(saved["safety_checker"], json!([null, null]));
+        assert_eq!(saved["feature_extractor"], json!([null, null]));
+        assert_eq!(saved["unet"], index["unet"]);
+        assert_eq!(saved["_class_name"], "StableDiffusionPipeline");
+    }
+
+    #[test]
+    fn sd15_variants() {
+        let (siblings, index) = sd15();
+        let p = plan(&siblings, Some(&index), &variant("fp16")).unwrap();
+        let weights: Vec<&str> = remotes(&p)
+            .into_iter()
+            .filter(|f| f.ends_with(".safetensors"))
+            .collect();
+        assert_eq!(
+            weights,
+            [
+                "text_encoder/model.fp16.safetensors",
+                "unet/diffusion_pytorch_model.fp16.safetensors",
+                "vae/diffusion_pytorch_model.fp16.safetensors",
+            ]
+        );
+        assert!(p.files.iter().all(|f| f.local == f.remote));
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        assert!(!remotes(&p).iter().any(|f| f.ends_with(".bin")));
+
+        // non_ema exists for the UNet only: saved under the name the loader finds; the other
+        // components fall back to their default weights, with a note.
+        let p = plan(&siblings, Some(&index), &variant("non_ema")).unwrap();
+        let unet = p
+            .files
+            .iter()
+            .find(|f| f.remote == "unet/diffusion_pytorch_model.non_ema.safetensors")
+            .unwrap();
+        assert_eq!(unet.local, "unet/diffusion_pytorch_model.safetensors");
+        assert!(remotes(&p).contains(&"vae/diffusion_pytorch_model.safetensors"));
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.contains("`vae` has no non_ema variant")));
+    }
+
+    #[test]
+    fn sdxl_with_and_without_fp16() {
+        let (siblings, index) = sdxl();
+        let p = plan(&siblings, Some(&index), &variant("fp16")).unwrap();
+        assert_eq!(
+            remotes(&p),
+            [
+                "model_index.json",
+                "scheduler/scheduler_config.json",
+                "text_encoder/config.json",
+                "text_encoder/model.fp16.safetensors",
+                "text_encoder_2/config.json",
+                "text_encoder_2/model.fp16.safetensors",
+                "tokenizer/merges.txt",
+                "tokenizer/special_tokens_map.json",
+                "tokenizer/tokenizer_config.json",
+                "tokenizer/vocab.json",
+                "tokenizer_2/merges.txt",
+                "tokenizer_2/special_tokens_map.json",
+                "tokenizer_2/tokenizer_config.json",
+                "tokenizer_2/vocab.json",
+                "unet/config.json",
+                "unet/diffusion_pytorch_model.fp16.safetensors",
+                "vae/config.json",
+                "vae/diffusion_pytorch_model.fp16.safetensors",
+            ]
+        );
+        // Not components: the single-file checkpoints, the ONNX/OpenVINO/Flax exports and the
+        // extra VAE folders are never taken.
+        for f in remotes(&p) {
+            assert!(
+                !f.contains("onnx") && !f.contains("openvino") && !f.contains("flax"),
+                "{f}"
+            );
+            assert!(!f.starts_with("vae_") && !f.starts_with("sd_xl"), "{f}");
+        }
+        assert!(p.skipped.is_empty());
+
+        let p = plan(&siblings, Some(&index), &Select::default()).unwrap();
+        assert!(remotes(&p).contains(&"unet/diffusion_pytorch_model.safetensors"));
+        assert!(remotes(&p).contains(&"text_encoder_2/model.safetensors"));
+        assert!(!remotes(&p).iter().any(|f| f.contains(".fp16.")));
+    }
+
+    #[test]
+    fn fp16_only_components_are_taken_without_a_variant() {
+        let siblings = list(&[
+            "model_index.json",
+            "unet/config.json",
+            "unet/diffusion_pytorch_model.fp16.safetensors",
+            "scheduler/scheduler_config.json",
+        ]);
+        let index = json!({"_class_name": "StableDiffusionPipeline",
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "scheduler": ["diffusers", "DDIMScheduler"],
+            "safety_checker": [null, null]});
+        let p = plan(&siblings, Some(&index), &Select::default()).unwrap();
+        assert!(remotes(&p).contains(&"unet/diffusion_pytorch_model.fp16.safetensors"));
+        // A variant that exists nowhere, with no default weights: refused, listing what is there.
+        let e = plan(&siblings, Some(&index), &variant("bf16"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("variant `bf16`") && e.contains("fp16.safetensors"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn pickle_only_components_are_refused() {
+        let siblings = list(&[
+            "model_index.json",
+            "scheduler/scheduler_config.json",
+            "text_encoder/config.json",
+            "text_encoder/pytorch_model.bin",
+            "tokenizer/merges.txt",
+            "tokenizer/vocab.json",
+            "unet/config.json",
+            "unet/diffusion_pytorch_model.bin",
+            "vae/config.json",
+            "vae/diffusion_pytorch_model.bin",
+        ]);
+        let (_, index) = sd15();
+        let e = format!(
+            "{:#}",
+            plan(&siblings, Some(&index), &Select::default()).unwrap_err()
+        );
+        assert!(
+            e.contains("component `text_encoder` has only pickle weights (pytorch_model.bin)")
+                && e.contains(".safetensors only"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sharded_or_missing_components_are_refused() {
+        let index = json!({"unet": ["diffusers", "UNet2DConditionModel"]});
+        let siblings = list(&[
+            "model_index.json",
+            "unet/config.json",
+            "unet/diffusion_pytorch_model-00001-of-00002.safetensors",
+            "unet/diffusion_pytorch_model-00002-of-00002.safetensors",
+            "unet/diffusion_pytorch_model.safetensors.index.json",
+        ]);
+        let e = plan(&siblings, Some(&index), &Select::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only sharded weights"), "{e}");
+        let e = plan(
+            &list(&["model_index.json"]),
+            Some(&index),
+            &Select::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no unet/ folder"), "{e}");
+        let e = plan(
+            &list(&["model_index.json", "unet/config.json"]),
+            Some(&index),
+            &Select::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no .safetensors weights"), "{e}");
+        // A hostile index cannot send files outside the model folder.
+        let evil = json!({"..": ["diffusers", "X"]});
+        assert!(plan(
+            &list(&["model_index.json", "../config.json"]),
+            Some(&evil),
+            &Select::default()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn single_file_repositories() {
+        // One checkpoint (plus a pickle twin and a config): taken without --file.
+        let siblings = list(&[
+            ".gitattributes",
+            "README.md",
+            "dreamshaper_8.ckpt",
+            "dreamshaper_8.safetensors",
+            "v1-inference.yaml",
+            "images/sample.png",
+        ]);
+        assert!(!needs_index(&siblings, &Select::default()));
+        let p = plan(&siblings, None, &Select::default()).unwrap();
+        assert_eq!(p.kind, Kind::SingleFile);
+        assert_eq!(
+            p.files,
+            [PlannedFile {
+                remote: "dreamshaper_8.safetensors".into(),
+                local: "dreamshaper_8.safetensors".into()
+            }]
+        );
+
+        // Several: the user chooses; --file wins even over a diffusers layout.
+        let (mut siblings, _) = sd15();
+        siblings.retain(|s| s != "model_index.json");
+        let e = plan(&siblings, None, &Select::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--file") && e.contains("v1-5-pruned-emaonly.safetensors"),
+            "{e}"
+        );
+        let (siblings, _) = sd15();
+        let pick = Select {
+            variant: None,
+            file: Some("v1-5-pruned-emaonly.safetensors".into()),
+        };
+        assert!(!needs_index(&siblings, &pick));
+        let p = plan(&siblings, None, &pick).unwrap();
+        assert_eq!(p.kind, Kind::SingleFile);
+        assert_eq!(remotes(&p), ["v1-5-pruned-emaonly.safetensors"]);
+
+        // A nested file is saved under its own name.
+        let p = plan(
+            &list(&["v2/model.safetensors"]),
+            None,
+            &Select {
+                variant: None,
+                file: Some("v2/model.safetensors".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(p.files[0].local, "model.safetensors");
+
+        // Pickles are never downloaded; absent files are named.
+        let ckpt = Select {
+            variant: None,
+            file: Some("v1-5-pruned.ckpt".into()),
+        };
+        let e = plan(&siblings, None, &ckpt).unwrap_err().to_string();
+        assert!(e.contains("pickle"), "{e}");
+        let missing = Select {
+            variant: None,
+            file: Some("nope.safetensors".into()),
+        };
+        let e = plan(&siblings, None, &missing).unwrap_err().to_string();
+        assert!(e.contains("no file `nope.safetensors`"), "{e}");
+        let e = plan(
+            &list(&["model.ckpt", "README.md"]),
+            None,
+            &Select::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("only pickle checkpoints (model.ckpt)"), "{e}");
+        assert!(plan(&list(&["README.md"]), None, &Select::default()).is_err());
+    }
+
+    #[test]
+    fn repository_ids_and_names() {
+        for ok in [
+            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+            "stabilityai/stable-diffusion-xl-base-1.0",
+            "gpt2",
+            "user_1/My.Model_v2",
+        ] {
+            check_repo_id(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "/",
+            "a/b/c",
+            "../etc",
+            "owner/",
+            "/name",
+            "with space/x",
+            "a--b/c",
+            "a/b..c",
+            "a/-b",
+            "a/b.git",
+            "https://huggingface.co/a/b",
+        ] {
+            let e = check_repo_id(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid repository id"), "{bad}: {e}");
+        }
+        assert_eq!(
+            default_name("stabilityai/stable-diffusion-xl-base-1.0"),
+            "stable-diffusion-xl-base-1.0"
+        );
+        assert_eq!(default_name("gpt2"), "gpt2");
+        check_name("sd15").unwrap();
+        for bad in ["", ".hidden", "a/b", "a b", ".."] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        check_revision("main").unwrap();
+        check_revision("refs/pr/12").unwrap();
+        check_revision("0123456789abcdef0123456789abcdef01234567").unwrap();
+        for bad in ["", "a b", "../x", "/x", "a?b"] {
+            assert!(check_revision(bad).is_err(), "{bad}");
+        }
+        check_single_file_name("a/b.safetensors").unwrap();
+        for bad in [
+            "../a.safetensors",
+            "/a.safetensors",
+            "a.ckpt",
+            "a.bin",
+            "a.txt",
+        ] {
+            assert!(check_single_file_name(bad).is_err(), "{bad}");
+        }
+        assert!(is_shard(
+            "diffusion_pytorch_model-00001-of-00002.safetensors"
+        ));
+        assert!(!is_shard("diffusion_pytorch_model.fp16.safetensors"));
+        assert_eq!(human(999), "999 B");
+        assert_eq!(human(3_440_000_000), "3.4 GB");
+    }
+}
