@@ -301,3 +301,92 @@ async fn generation_requests_are_validated_with_fields() {
     assert_eq!(done["status"], "succeeded", "{done}");
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sd2_sdxl_and_distilled_settings_run_through_the_queue() {
+    let t = server_with(&[TinyFamily::Sd2, TinyFamily::Sdxl]).await;
+    let (key, _) = t.user("erin").await;
+    let cases = [
+        // SD 2.x (v-prediction, OpenCLIP text encoder) with a long weighted prompt.
+        json!({"task": "txt2img", "model": "tiny-sd2", "input": {"prompt": format!("a (castle:1.4) {}", "on a hill, ".repeat(40)), "width": 64, "height": 64, "steps": 2}}),
+        // SDXL with its default guidance (5) and a negative prompt.
+        json!({"task": "txt2img", "model": "tiny-sdxl", "input": {"prompt": "a castle", "negative_prompt": "fog", "width": 64, "height": 64, "steps": 2}}),
+        // Turbo/LCM-style: guidance off, one step, the LCM scheduler.
+        json!({"task": "txt2img", "model": "tiny-sdxl", "input": {"prompt": "a castle", "width": 64, "height": 64, "steps": 1, "guidance": 0, "scheduler": "lcm"}}),
+    ];
+    for body in cases {
+        let job = t.submit(&key, body.clone()).await;
+        let done = t.wait(&key, job["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "succeeded", "{body}: {done}");
+        let png = content(&t, &key, &output_ids(&done)[0]).await;
+        assert_eq!(decode(&png).width(), 64);
+        let params = text_chunk(&png, "parameters");
+        assert!(
+            params.contains(&format!("Model: {}", body["model"].as_str().unwrap())),
+            "{params}"
+        );
+    }
+    let (_, sdxl) = t
+        .json(Method::GET, "/v1/models/tiny-sdxl", &key, None)
+        .await;
+    assert_eq!(sdxl["family"], "sdxl", "{sdxl}");
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_loras_with_scales_change_the_image() {
+    use easel_diffusion::tiny::{make_tiny_lora, LoraLayout};
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let models = dir.path().join("models");
+    make_tiny(&models.join("tiny-sd15"), TinyFamily::Sd15, 7).unwrap();
+    make_tiny_lora(
+        &models.join("tiny-sd15"),
+        &models.join("style-a.safetensors"),
+        LoraLayout::Kohya,
+        4,
+        1,
+    )
+    .unwrap();
+    make_tiny_lora(
+        &models.join("tiny-sd15"),
+        &models.join("style-b.safetensors"),
+        LoraLayout::Peft,
+        4,
+        2,
+    )
+    .unwrap();
+    let t = TestServer::start_in(dir, |c| c.scan_models = true).await;
+    let (key, _) = t.user("fay").await;
+    let (_, lora) = t.json(Method::GET, "/v1/models/style-a", &key, None).await;
+    assert!(
+        lora["tags"].as_array().unwrap().contains(&json!("lora")),
+        "{lora}"
+    );
+
+    let body = |loras: Value| {
+        json!({"task": "txt2img", "model": "tiny-sd15", "input": {
+            "prompt": "a fox", "width": 64, "height": 64, "steps": 2, "seed": 3, "loras": loras}})
+    };
+    let mut pixels = Vec::new();
+    for loras in [
+        json!([]),
+        json!([{"model": "style-a", "scale": 1.0}]),
+        json!([{"model": "style-a", "scale": 1.0}, {"model": "style-b", "scale": 0.5}]),
+        json!([{"model": "style-a", "scale": 0.0}]),
+    ] {
+        let job = t.submit(&key, body(loras.clone())).await;
+        let done = t.wait(&key, job["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "succeeded", "{loras}: {done}");
+        let png = content(&t, &key, &output_ids(&done)[0]).await;
+        let meta: Value = serde_json::from_str(&text_chunk(&png, "easel")).unwrap();
+        assert_eq!(
+            meta["loras"].as_array().unwrap().len(),
+            loras.as_array().unwrap().len()
+        );
+        pixels.push(decode(&png).to_rgb8().into_raw());
+    }
+    assert_ne!(pixels[0], pixels[1], "a LoRA changes the image");
+    assert_ne!(pixels[1], pixels[2], "a second LoRA changes it again");
+    assert_eq!(pixels[0], pixels[3], "scale 0 is the base model");
+    t.shutdown().await;
+}

@@ -48,6 +48,9 @@ fn parse_key(key: &str) -> Option<(String, String, &'static str)> {
     for (suffix, part) in [
         (".lora.down.weight", "down"),
         (".lora.up.weight", "up"),
+        // Legacy diffusers text encoders (patched projections).
+        (".lora_linear_layer.down.weight", "down"),
+        (".lora_linear_layer.up.weight", "up"),
         (".lora_A.weight", "down"),
         (".lora_B.weight", "up"),
         (".lora_down.weight", "down"),
@@ -124,6 +127,27 @@ impl Lora {
                 }
             }
         }
+        // kohya's SDXL LoRAs name UNet modules as the original (SGM) UNet does.
+        if component == "unet" {
+            let layers = weight_names
+                .iter()
+                .filter_map(|n| {
+                    n.strip_prefix("down_blocks.0.resnets.")?
+                        .split('.')
+                        .next()?
+                        .parse::<usize>()
+                        .ok()
+                })
+                .max()
+                .map_or(0, |j| j + 1);
+            for name in weight_names {
+                if let Some(m) = name.strip_suffix(".weight") {
+                    if let Some(sgm) = sgm_name(m, layers) {
+                        by_module.insert(sgm.replace('.', "_"), name);
+                    }
+                }
+            }
+        }
         let mut out = Vec::new();
         for ((comp, module), p) in &self.pairs {
             if comp != component {
@@ -143,6 +167,26 @@ impl Lora {
             out.push(((*target).clone(), delta));
         }
         Ok(out)
+    }
+}
+
+/// The SGM name of a diffusers UNet module inside an attention block (L layers per block).
+fn sgm_name(module: &str, layers: usize) -> Option<String> {
+    let parts: Vec<&str> = module.splitn(5, '.').collect();
+    let num = |s: &str| s.parse::<usize>().ok();
+    match parts.as_slice() {
+        ["down_blocks", i, "attentions", j, rest] => Some(format!(
+            "input_blocks.{}.1.{rest}",
+            1 + num(i)? * (layers + 1) + num(j)?
+        )),
+        ["mid_block", "attentions", "0", rest @ ..] if !rest.is_empty() => {
+            Some(format!("middle_block.1.{}", rest.join(".")))
+        }
+        ["up_blocks", i, "attentions", j, rest] => Some(format!(
+            "output_blocks.{}.1.{rest}",
+            num(i)? * (layers + 1) + num(j)?
+        )),
+        _ => None,
     }
 }
 

@@ -22,6 +22,10 @@
 //! `</w>`, merges learned from a built-in list of common prompt words, `<|startoftext|>`,
 //! `<|endoftext|>`). Weights are f32, drawn with `TorchRng` from the seed: normal with std
 //! 0.02, norm weights 1 and norm biases 0. The same seed gives the same files.
+//!
+//! [`make_tiny_lora`] writes a LoRA for such a model (its attention layers, found in the
+//! weights files' headers) in the key layout of diffusers, of PEFT or of kohya-ss; the three
+//! layouts hold the same numbers for the same seed and rank.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -877,4 +881,327 @@ pub fn make_tiny(dir: &Path, family: TinyFamily, seed: u64) -> Result<()> {
         false,
         |vb| Vae::load(vb, parsed).map(|_| ()),
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// LoRAs.
+
+/// A LoRA file layout [`make_tiny_lora`] can write, each as the tools that make such files
+/// write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoraLayout {
+    /// diffusers before PEFT (`save_lora_weights` of 0.19 to 0.2x): the UNet as
+    /// `unet.<module>.lora.down.weight` / `.lora.up.weight`, the text encoders as
+    /// `text_encoder.<module>.lora_linear_layer.down.weight` / `.up.weight` (their patched
+    /// projections); no alphas (alpha = rank); metadata `format: pt`.
+    Diffusers,
+    /// diffusers with PEFT: `unet.<module>.lora_A.weight` / `.lora_B.weight`, the same under
+    /// `text_encoder.` and `text_encoder_2.`; no alphas; metadata `format: pt`.
+    Peft,
+    /// kohya-ss sd-scripts (what A1111, ComfyUI and most shared LoRAs use):
+    /// `lora_unet_<module, . as _>.lora_down.weight` / `.lora_up.weight` / `.alpha` (a 0-d
+    /// tensor), text encoders under `lora_te_` (SDXL: `lora_te1_`, `lora_te2_`). SDXL UNet
+    /// modules carry their SGM names (`input_blocks_4_1_…`), as sd-scripts trains SDXL on the
+    /// original UNet; SD 1.x/2.x ones their diffusers names. Metadata `ss_*` and
+    /// `modelspec.*` as sd-scripts writes them.
+    Kohya,
+}
+
+impl LoraLayout {
+    pub const ALL: [LoraLayout; 3] = [LoraLayout::Diffusers, LoraLayout::Peft, LoraLayout::Kohya];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LoraLayout::Diffusers => "diffusers",
+            LoraLayout::Peft => "peft",
+            LoraLayout::Kohya => "kohya",
+        }
+    }
+}
+
+impl std::fmt::Display for LoraLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not a LoRA layout.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown LoRA layout `{0}` (expected diffusers, peft or kohya)")]
+pub struct UnknownLoraLayout(pub String);
+
+impl FromStr for LoraLayout {
+    type Err = UnknownLoraLayout;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        LoraLayout::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| UnknownLoraLayout(s.to_string()))
+    }
+}
+
+/// Std of the entries of `up @ down` (alpha = rank, so that is the delta merged at scale 1):
+/// ten times the base weights' 0.02, so a merged LoRA visibly changes a tiny model's images.
+/// Down and up are drawn with std `√(LORA_DELTA_STD) / rank^¼` each, whatever the rank.
+const LORA_DELTA_STD: f64 = 0.2;
+
+/// The linear layers a LoRA adapts: UNet attention, CLIP self-attention (weight name suffixes).
+const UNET_TARGETS: [&str; 4] = [
+    ".to_q.weight",
+    ".to_k.weight",
+    ".to_v.weight",
+    ".to_out.0.weight",
+];
+const TEXT_TARGETS: [&str; 4] = [
+    ".self_attn.q_proj.weight",
+    ".self_attn.k_proj.weight",
+    ".self_attn.v_proj.weight",
+    ".self_attn.out_proj.weight",
+];
+
+/// Tensor names and shapes from a safetensors file's header (the data is not read).
+fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize>>> {
+    use std::io::Read;
+    let bad = |e: &dyn std::fmt::Display| err(format!("reading {}: {e}", path.display()));
+    let mut f = std::fs::File::open(path).map_err(|e| bad(&e))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|e| bad(&e))?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 << 20 {
+        return Err(bad(&format!("a header of {len} bytes")));
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).map_err(|e| bad(&e))?;
+    let header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(&e))?;
+    let mut out = BTreeMap::new();
+    for (name, info) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let shape = info["shape"]
+            .as_array()
+            .and_then(|s| {
+                s.iter()
+                    .map(|d| d.as_u64().map(|d| d as usize))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| bad(&format!("`{name}` has no shape")))?;
+        out.insert(name, shape);
+    }
+    Ok(out)
+}
+
+/// Write f32 tensors (name → shape, values) and string metadata as a safetensors file.
+fn write_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), json!(metadata));
+    let mut offset = 0usize;
+    for (name, (shape, values)) in tensors {
+        let end = offset + 4 * values.len();
+        header.insert(
+            name.clone(),
+            json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut header = serde_json::to_string(&header).map_err(|e| err(e.to_string()))?;
+    // The data starts 8-aligned, as the reference writer pads it.
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut bytes = Vec::with_capacity(8 + header.len() + offset);
+    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for (_, values) in tensors.values() {
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| err(format!("creating {}: {e}", parent.display())))?;
+    }
+    std::fs::write(path, bytes).map_err(|e| err(format!("writing {}: {e}", path.display())))
+}
+
+/// The SGM (original SDXL UNet) name of a diffusers UNet attention module, as kohya's SDXL
+/// LoRAs name it: `down_blocks.i.attentions.j` → `input_blocks.{1 + i(L+1) + j}.1`,
+/// `mid_block.attentions.0` → `middle_block.1`, `up_blocks.i.attentions.j` →
+/// `output_blocks.{i(L+1) + j}.1`, with L the UNet's layers per block.
+fn sgm_unet_name(module: &str, layers: usize) -> Result<String> {
+    let parts: Vec<&str> = module.splitn(5, '.').collect();
+    let num = |s: &str| s.parse::<usize>().ok();
+    let mapped = match parts.as_slice() {
+        ["down_blocks", i, "attentions", j, rest] => num(i)
+            .zip(num(j))
+            .map(|(i, j)| format!("input_blocks.{}.1.{rest}", 1 + i * (layers + 1) + j)),
+        ["mid_block", "attentions", "0", rest @ ..] => {
+            Some(format!("middle_block.1.{}", rest.join(".")))
+        }
+        ["up_blocks", i, "attentions", j, rest] => num(i)
+            .zip(num(j))
+            .map(|(i, j)| format!("output_blocks.{}.1.{rest}", i * (layers + 1) + j)),
+        _ => None,
+    };
+    mapped.ok_or_else(|| err(format!("no SGM name for the UNet module `{module}`")))
+}
+
+/// Write a LoRA for the model `make_tiny` wrote into `model_dir` (any family) to `out`: a
+/// rank-`rank` pair for every attention projection of the UNet (`to_q`, `to_k`, `to_v`,
+/// `to_out.0`) and of the text encoder(s) (`q_proj`, `k_proj`, `v_proj`, `out_proj`), found
+/// with their shapes in the weights files' headers, in `layout`'s key names. Down and up are
+/// normal from `TorchRng(seed)`, drawn per module in name order (UNet, then text encoders),
+/// scaled so that `up @ down` has std 0.2 at any rank (ten times the base weights'); alpha =
+/// rank. Every layout holds the same numbers for the same seed and rank,
+/// so they merge to the same weights.
+pub fn make_tiny_lora(
+    model_dir: &Path,
+    out: &Path,
+    layout: LoraLayout,
+    rank: usize,
+    seed: u64,
+) -> Result<()> {
+    if rank == 0 {
+        return Err(err("a LoRA needs a rank of at least 1"));
+    }
+    let sdxl = model_dir.join("text_encoder_2").is_dir();
+    let mut components = vec![(
+        "unet",
+        crate::loader::find_weights(&model_dir.join("unet"), "diffusion_pytorch_model")?,
+        &UNET_TARGETS[..],
+    )];
+    for te in ["text_encoder", "text_encoder_2"] {
+        let dir = model_dir.join(te);
+        if te == "text_encoder" || dir.is_dir() {
+            components.push((
+                te,
+                crate::loader::find_weights(&dir, "model")?,
+                &TEXT_TARGETS[..],
+            ));
+        }
+    }
+    // SDXL's kohya names need the UNet's layers per block.
+    let layers = if sdxl && layout == LoraLayout::Kohya {
+        let config: Value = crate::loader::read_config(&model_dir.join("unet/config.json"))?;
+        config["layers_per_block"]
+            .as_u64()
+            .ok_or_else(|| err("unet/config.json: no `layers_per_block` number"))? as usize
+    } else {
+        0
+    };
+
+    let factor_std = (LORA_DELTA_STD.sqrt() / (rank as f64).powf(0.25)) as f32;
+    let mut rng = TorchRng::new(seed);
+    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
+    let mut draw = |n: usize, std: f32| -> Vec<f32> {
+        rng.randn_vec(n).into_iter().map(|x| x * std).collect()
+    };
+    for (component, weights, targets) in components {
+        let mut found = 0;
+        for (name, shape) in safetensors_shapes(&weights)? {
+            let Some(module) = name
+                .strip_suffix(".weight")
+                .filter(|_| targets.iter().any(|t| name.ends_with(t)))
+            else {
+                continue;
+            };
+            let [out_dim, in_dim] = shape[..] else {
+                continue;
+            };
+            found += 1;
+            let down = draw(rank * in_dim, factor_std);
+            let up = draw(out_dim * rank, factor_std);
+            let (base, down_key, up_key, alpha) = match layout {
+                LoraLayout::Diffusers if component == "unet" => (
+                    format!("unet.{module}"),
+                    "lora.down.weight",
+                    "lora.up.weight",
+                    false,
+                ),
+                LoraLayout::Diffusers => (
+                    format!("{component}.{module}"),
+                    "lora_linear_layer.down.weight",
+                    "lora_linear_layer.up.weight",
+                    false,
+                ),
+                LoraLayout::Peft => (
+                    format!("{component}.{module}"),
+                    "lora_A.weight",
+                    "lora_B.weight",
+                    false,
+                ),
+                LoraLayout::Kohya => {
+                    let (prefix, module) = match component {
+                        "unet" if sdxl => ("lora_unet", sgm_unet_name(module, layers)?),
+                        "unet" => ("lora_unet", module.to_string()),
+                        "text_encoder" if sdxl => ("lora_te1", module.to_string()),
+                        "text_encoder" => ("lora_te", module.to_string()),
+                        _ => ("lora_te2", module.to_string()),
+                    };
+                    (
+                        format!("{prefix}_{}", module.replace('.', "_")),
+                        "lora_down.weight",
+                        "lora_up.weight",
+                        true,
+                    )
+                }
+            };
+            tensors.insert(format!("{base}.{down_key}"), (vec![rank, in_dim], down));
+            tensors.insert(format!("{base}.{up_key}"), (vec![out_dim, rank], up));
+            if alpha {
+                tensors.insert(format!("{base}.alpha"), (vec![], vec![rank as f32]));
+            }
+        }
+        if found == 0 {
+            return Err(err(format!(
+                "{}: no attention projections to adapt",
+                weights.display()
+            )));
+        }
+    }
+
+    let mut metadata = BTreeMap::new();
+    match layout {
+        LoraLayout::Diffusers | LoraLayout::Peft => {
+            metadata.insert("format".to_string(), "pt".to_string());
+        }
+        LoraLayout::Kohya => {
+            // OpenCLIP (`gelu`) marks SD 2.x, whose tiny model predicts v.
+            let text: Value =
+                crate::loader::read_config(&model_dir.join("text_encoder/config.json"))?;
+            let v2 = !sdxl && text["hidden_act"] == "gelu";
+            let (version, arch) = if sdxl {
+                ("sdxl_base_v1-0", "stable-diffusion-xl-v1-base")
+            } else if v2 {
+                ("sd_v2", "stable-diffusion-v2-768-v")
+            } else {
+                ("sd_v1", "stable-diffusion-v1")
+            };
+            let title = out
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("tiny-lora")
+                .to_string();
+            for (k, v) in [
+                ("ss_network_module", "networks.lora".to_string()),
+                ("ss_network_dim", rank.to_string()),
+                ("ss_network_alpha", format!("{:.1}", rank as f64)),
+                ("ss_base_model_version", version.to_string()),
+                ("ss_v2", if v2 { "True" } else { "False" }.to_string()),
+                ("ss_output_name", title.clone()),
+                ("modelspec.sai_model_spec", "1.0.0".to_string()),
+                ("modelspec.architecture", format!("{arch}/lora")),
+                ("modelspec.title", title),
+            ] {
+                metadata.insert(k.to_string(), v);
+            }
+        }
+    }
+    write_safetensors(out, &tensors, &metadata)
 }

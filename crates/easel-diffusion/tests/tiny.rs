@@ -1,16 +1,18 @@
 //! `make_tiny` builds a working model of every family in the real diffusers layout, and
 //! `write_single_file` turns it into an LDM / A1111 checkpoint that loads back, without any
-//! config folder, to exactly the same weights and images.
+//! config folder, to exactly the same weights and images. `make_tiny_lora` writes LoRAs for
+//! them in the diffusers, PEFT and kohya layouts that load, merge alike and change the images.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use easel_diffusion::lora::Lora;
 use easel_diffusion::pipeline::{Pipeline, PromptMode, Request};
 use easel_diffusion::rng::TorchRng;
 use easel_diffusion::schedulers::PredictionType;
 use easel_diffusion::single_file::{self, SingleFileOptions};
-use easel_diffusion::tiny::{make_tiny, write_single_file, TinyFamily};
+use easel_diffusion::tiny::{make_tiny, make_tiny_lora, write_single_file, LoraLayout, TinyFamily};
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
@@ -547,4 +549,385 @@ fn the_prediction_type_comes_from_the_file_the_config_or_the_caller() {
         single_file::scheduler_config(&conv15, &eps_dir, &SingleFileOptions::default()).unwrap();
     assert_eq!(s["_class_name"], "DDIMScheduler");
     assert_eq!(s["prediction_type"], "epsilon");
+}
+
+// ---------------------------------------------------------------------------------------------
+// LoRAs.
+
+/// A safetensors file's JSON header.
+fn header(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    serde_json::from_slice(&bytes[8..8 + n]).unwrap()
+}
+
+/// The weights files of a diffusers folder's LoRA-adaptable components.
+fn components(dir: &Path) -> Vec<(&'static str, &'static str)> {
+    [
+        ("unet", "unet/diffusion_pytorch_model.safetensors"),
+        ("text_encoder", "text_encoder/model.safetensors"),
+        ("text_encoder_2", "text_encoder_2/model.safetensors"),
+    ]
+    .into_iter()
+    .filter(|(_, f)| dir.join(f).is_file())
+    .collect()
+}
+
+/// Every component's weights with `loras` merged (the loader's own merge).
+fn merged(dir: &Path, loras: &[(&Lora, f64)]) -> Vec<(&'static str, HashMap<String, Tensor>)> {
+    components(dir)
+        .into_iter()
+        .map(|(comp, file)| {
+            let mut t = weights(dir, file);
+            easel_diffusion::loader::merge_loras(&mut t, comp, loras, &Device::Cpu).unwrap();
+            (comp, t)
+        })
+        .collect()
+}
+
+/// Whether a weight name is one `make_tiny_lora` adapts.
+fn is_target(name: &str) -> bool {
+    [
+        ".to_q.weight",
+        ".to_k.weight",
+        ".to_v.weight",
+        ".to_out.0.weight",
+        ".self_attn.q_proj.weight",
+        ".self_attn.k_proj.weight",
+        ".self_attn.v_proj.weight",
+        ".self_attn.out_proj.weight",
+    ]
+    .iter()
+    .any(|s| name.ends_with(s))
+}
+
+fn lora_file(tmp: &Path, layout: LoraLayout) -> std::path::PathBuf {
+    tmp.join(format!("lora-{layout}.safetensors"))
+}
+
+fn load_with(dir: &Path, loras: &[(&Lora, f64)]) -> Pipeline {
+    Pipeline::from_diffusers_dir(dir, loras, DType::F32, &Device::Cpu).unwrap()
+}
+
+fn lora_layouts_merge_alike(family: TinyFamily) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(family.name());
+    make_tiny(&dir, family, 11).unwrap();
+    let targets: usize = components(&dir)
+        .iter()
+        .map(|(_, f)| weights(&dir, f).keys().filter(|k| is_target(k)).count())
+        .sum();
+    assert!(targets >= 40, "{family}: {targets} attention projections");
+
+    let mut loras = Vec::new();
+    for layout in LoraLayout::ALL {
+        let path = lora_file(tmp.path(), layout);
+        make_tiny_lora(&dir, &path, layout, 4, 3).unwrap();
+        let lora = Lora::load(&path).unwrap_or_else(|e| panic!("{family} {layout}: {e}"));
+        assert_eq!(lora.len(), targets, "{family} {layout}: adapted modules");
+        loras.push((layout, lora));
+    }
+
+    // The three layouts merge to the same weights, bit for bit; every target changes and
+    // nothing else does.
+    let base = merged(&dir, &[]);
+    let reference = merged(&dir, &[(&loras[0].1, 1.0)]);
+    for (layout, lora) in &loras[1..] {
+        for ((comp, got), (_, want)) in merged(&dir, &[(lora, 1.0)]).iter().zip(&reference) {
+            assert_same_tensors(
+                &format!("{family} {layout} vs diffusers: {comp}"),
+                got,
+                want,
+            );
+        }
+    }
+    for ((comp, m), (_, b)) in reference.iter().zip(&base) {
+        for (k, w) in b {
+            let d = max_diff(&m[k], w);
+            if is_target(k) {
+                assert!(d > 1e-2, "{family} {comp} {k}: the LoRA changed it by {d}");
+            } else {
+                assert_eq!(d, 0.0, "{family} {comp} {k} is no LoRA target");
+            }
+        }
+    }
+
+    // Images: the LoRA changes them, each layout alike; scale 0 gives the base image exactly.
+    let req = request(None, None, 1.0);
+    let base_img = draw(&load_dir(&dir), &req, 1);
+    let lora_img = draw(&load_with(&dir, &[(&loras[0].1, 1.0)]), &req, 1);
+    assert!(
+        all_finite(&lora_img),
+        "{family}: non-finite pixels with the LoRA"
+    );
+    let d = max_diff(&lora_img, &base_img);
+    let mean = (&lora_img - &base_img)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        d > 0.1 && mean > 0.005,
+        "{family}: the LoRA barely changes the image (max {d}, mean {mean})"
+    );
+    for (layout, lora) in &loras[1..] {
+        let img = draw(&load_with(&dir, &[(lora, 1.0)]), &req, 1);
+        assert_eq!(
+            max_diff(&img, &lora_img),
+            0.0,
+            "{family}: {layout} draws another image"
+        );
+    }
+    let zero = draw(&load_with(&dir, &[(&loras[2].1, 0.0)]), &req, 1);
+    assert_eq!(max_diff(&zero, &base_img), 0.0, "{family}: scale 0");
+
+    // Two LoRAs at once: the merged weights are the sum of both scaled deltas.
+    let other_path = tmp.path().join("other.safetensors");
+    make_tiny_lora(&dir, &other_path, LoraLayout::Kohya, 2, 9).unwrap();
+    let other = Lora::load(&other_path).unwrap();
+    let (a, b) = (&loras[1].1, &other);
+    let both = merged(&dir, &[(a, 0.5), (b, 1.0)]);
+    let only_a = merged(&dir, &[(a, 1.0)]);
+    let only_b = merged(&dir, &[(b, 1.0)]);
+    for (i, (comp, m)) in both.iter().enumerate() {
+        for (k, w) in &base[i].1 {
+            let want = ((w + ((&only_a[i].1[k] - w).unwrap() * 0.5).unwrap()).unwrap()
+                + (&only_b[i].1[k] - w).unwrap())
+            .unwrap();
+            let d = max_diff(&m[k], &want);
+            assert!(d < 1e-5, "{family} {comp} {k}: two LoRAs off by {d}");
+        }
+    }
+    let two = draw(&load_with(&dir, &[(a, 0.5), (b, 1.0)]), &req, 1);
+    assert!(
+        all_finite(&two),
+        "{family}: non-finite pixels with two LoRAs"
+    );
+    let b_img = draw(&load_with(&dir, &[(b, 1.0)]), &req, 1);
+    for (what, img) in [
+        ("base", &base_img),
+        ("the first", &lora_img),
+        ("the second", &b_img),
+    ] {
+        assert!(
+            max_diff(&two, img) > 1e-3,
+            "{family}: two LoRAs draw what {what} draws"
+        );
+    }
+}
+
+#[test]
+fn sd15_lora_layouts() {
+    lora_layouts_merge_alike(TinyFamily::Sd15);
+}
+
+#[test]
+fn sdxl_lora_layouts() {
+    lora_layouts_merge_alike(TinyFamily::Sdxl);
+}
+
+/// The keys and metadata of each layout, as the tools that write them spell them; the same
+/// numbers under each; and kohya's SDXL UNet names are the SGM ones a single file uses for the
+/// same weights.
+#[test]
+fn lora_files_use_the_real_key_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let names = |path: &Path| -> Vec<String> {
+        let h = header(path);
+        let mut k: Vec<String> = h.as_object().unwrap().keys().cloned().collect();
+        k.retain(|k| k != "__metadata__");
+        k
+    };
+    let attn = "down_blocks.0.attentions.0.transformer_blocks.0.attn1";
+    let te = "text_model.encoder.layers.0.self_attn";
+    let sd15 = tmp.path().join("sd15");
+    make_tiny(&sd15, TinyFamily::Sd15, 2).unwrap();
+    let expect = [
+        (
+            LoraLayout::Diffusers,
+            vec![
+                format!("unet.{attn}.to_q.lora.down.weight"),
+                format!("unet.{attn}.to_out.0.lora.up.weight"),
+                format!("text_encoder.{te}.q_proj.lora_linear_layer.down.weight"),
+                format!("text_encoder.{te}.out_proj.lora_linear_layer.up.weight"),
+            ],
+        ),
+        (
+            LoraLayout::Peft,
+            vec![
+                format!("unet.{attn}.to_q.lora_A.weight"),
+                format!("unet.{attn}.to_out.0.lora_B.weight"),
+                format!("text_encoder.{te}.q_proj.lora_A.weight"),
+                format!("text_encoder.{te}.out_proj.lora_B.weight"),
+            ],
+        ),
+        (
+            LoraLayout::Kohya,
+            vec![
+                "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight".into(),
+                "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_out_0.lora_up.weight".into(),
+                "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_out_0.alpha".into(),
+                "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight".into(),
+                "lora_te_text_model_encoder_layers_1_self_attn_out_proj.alpha".into(),
+            ],
+        ),
+    ];
+    let mut files = HashMap::new();
+    for (layout, keys) in &expect {
+        let path = lora_file(tmp.path(), *layout);
+        make_tiny_lora(&sd15, &path, *layout, 4, 1).unwrap();
+        let got = names(&path);
+        for k in keys {
+            assert!(got.contains(k), "{layout}: no `{k}` in {got:?}");
+        }
+        let pairs = if *layout == LoraLayout::Kohya { 3 } else { 2 };
+        assert_eq!(got.len() % pairs, 0, "{layout}");
+        files.insert(*layout, path);
+    }
+    let meta = |l: LoraLayout| header(&files[&l])["__metadata__"].clone();
+    assert_eq!(meta(LoraLayout::Diffusers)["format"], "pt");
+    assert_eq!(meta(LoraLayout::Peft)["format"], "pt");
+    let k = meta(LoraLayout::Kohya);
+    assert_eq!(k["ss_network_module"], "networks.lora");
+    assert_eq!(k["ss_network_dim"], "4");
+    assert_eq!(k["ss_network_alpha"], "4.0");
+    assert_eq!(k["ss_base_model_version"], "sd_v1");
+    assert_eq!(k["modelspec.architecture"], "stable-diffusion-v1/lora");
+    let kohya = weights(tmp.path(), "lora-kohya.safetensors");
+    let alpha = &kohya[&format!("lora_te_{}_q_proj.alpha", te.replace('.', "_"))];
+    assert_eq!(alpha.dims(), &[] as &[usize]);
+    assert_eq!(alpha.to_scalar::<f32>().unwrap(), 4.0);
+
+    // The same numbers under every layout's names; the same seed writes the same bytes.
+    let peft = weights(tmp.path(), "lora-peft.safetensors");
+    let diffusers = weights(tmp.path(), "lora-diffusers.safetensors");
+    let q = format!("{te}.q_proj");
+    assert_eq!(
+        max_diff(
+            &peft[&format!("text_encoder.{q}.lora_A.weight")],
+            &diffusers[&format!("text_encoder.{q}.lora_linear_layer.down.weight")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        max_diff(
+            &peft[&format!("unet.{attn}.to_out.0.lora_B.weight")],
+            &kohya[&format!(
+                "lora_unet_{}_to_out_0.lora_up.weight",
+                attn.replace('.', "_")
+            )]
+        ),
+        0.0
+    );
+    // (The same file name: kohya's metadata names the file.)
+    let again = tmp.path().join("again/lora-kohya.safetensors");
+    make_tiny_lora(&sd15, &again, LoraLayout::Kohya, 4, 1).unwrap();
+    assert!(std::fs::read(&again).unwrap() == std::fs::read(&files[&LoraLayout::Kohya]).unwrap());
+    make_tiny_lora(&sd15, &again, LoraLayout::Kohya, 4, 2).unwrap();
+    assert!(std::fs::read(&again).unwrap() != std::fs::read(&files[&LoraLayout::Kohya]).unwrap());
+
+    // SDXL: two text encoders, and SGM names for kohya's UNet modules.
+    let xl = tmp.path().join("sdxl");
+    make_tiny(&xl, TinyFamily::Sdxl, 2).unwrap();
+    let xl_peft = tmp.path().join("xl-peft.safetensors");
+    let xl_kohya = tmp.path().join("xl-kohya.safetensors");
+    make_tiny_lora(&xl, &xl_peft, LoraLayout::Peft, 2, 5).unwrap();
+    make_tiny_lora(&xl, &xl_kohya, LoraLayout::Kohya, 2, 5).unwrap();
+    let got = names(&xl_kohya);
+    for k in [
+        "lora_unet_input_blocks_4_1_transformer_blocks_1_attn2_to_k.lora_down.weight",
+        "lora_unet_middle_block_1_transformer_blocks_0_attn1_to_q.alpha",
+        "lora_unet_output_blocks_2_1_transformer_blocks_0_attn1_to_out_0.lora_up.weight",
+        "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight",
+        "lora_te2_text_model_encoder_layers_1_self_attn_out_proj.lora_up.weight",
+    ] {
+        assert!(got.contains(&k.to_string()), "sdxl kohya: no `{k}`");
+    }
+    assert!(!got.iter().any(|k| k.contains("down_blocks")), "{got:?}");
+    assert!(names(&xl_peft).contains(
+        &"text_encoder_2.text_model.encoder.layers.1.self_attn.v_proj.lora_A.weight".into()
+    ));
+    let xk = header(&xl_kohya);
+    assert_eq!(
+        xk["__metadata__"]["ss_base_model_version"],
+        "sdxl_base_v1-0"
+    );
+    assert_eq!(
+        xk["__metadata__"]["modelspec.architecture"],
+        "stable-diffusion-xl-v1-base/lora"
+    );
+
+    // Each kohya UNet module is, in the single file, the weight its PEFT twin (the same
+    // numbers) targets in the diffusers folder.
+    let single = tmp.path().join("sdxl.safetensors");
+    write_single_file(&xl, &single).unwrap();
+    let single = candle_core::safetensors::load(&single, &Device::Cpu).unwrap();
+    let by_underscores: HashMap<String, &Tensor> = single
+        .iter()
+        .filter_map(|(k, t)| {
+            let k = k
+                .strip_prefix("model.diffusion_model.")?
+                .strip_suffix(".weight")?;
+            Some((k.replace('.', "_"), t))
+        })
+        .collect();
+    let (xp, xk) = (
+        weights(tmp.path(), "xl-peft.safetensors"),
+        weights(tmp.path(), "xl-kohya.safetensors"),
+    );
+    let unet = weights(&xl, "unet/diffusion_pytorch_model.safetensors");
+    let mut checked = 0;
+    for (key, down) in &xk {
+        let Some(module) = key
+            .strip_prefix("lora_unet_")
+            .and_then(|k| k.strip_suffix(".lora_down.weight"))
+        else {
+            continue;
+        };
+        let twin = xp
+            .iter()
+            .find(|(k, t)| {
+                k.ends_with(".lora_A.weight") && t.dims() == down.dims() && max_diff(t, down) == 0.0
+            })
+            .map(|(k, _)| k.clone())
+            .unwrap_or_else(|| panic!("no PEFT twin of {key}"));
+        let diffusers_name = format!(
+            "{}.weight",
+            twin.strip_prefix("unet.")
+                .unwrap()
+                .strip_suffix(".lora_A.weight")
+                .unwrap()
+        );
+        let in_single = by_underscores
+            .get(module)
+            .unwrap_or_else(|| panic!("{module} is no single-file UNet weight"));
+        assert_eq!(
+            max_diff(in_single, &unet[&diffusers_name]),
+            0.0,
+            "{module} vs {diffusers_name}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 40, "{checked} kohya UNet modules");
+}
+
+#[test]
+fn lora_layout_names_parse() {
+    for l in LoraLayout::ALL {
+        assert_eq!(l.name().parse::<LoraLayout>().unwrap(), l);
+        assert_eq!(l.to_string(), l.name());
+    }
+    let e = "lycoris".parse::<LoraLayout>().unwrap_err().to_string();
+    assert!(e.contains("lycoris") && e.contains("kohya"), "{e}");
+    let tmp = tempfile::tempdir().unwrap();
+    make_tiny(tmp.path(), TinyFamily::Sd15, 0).unwrap();
+    let out = tmp.path().join("x.safetensors");
+    assert!(make_tiny_lora(tmp.path(), &out, LoraLayout::Peft, 0, 0).is_err());
+    let e = make_tiny_lora(&tmp.path().join("nowhere"), &out, LoraLayout::Peft, 4, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nowhere"), "{e}");
 }

@@ -173,8 +173,10 @@ enum ModelsCmd {
     /// single-file checkpoint.
     Pull(crate::pull::PullArgs),
     /// Write a tiny model with random weights, in the layout real models use (for tests
-    /// and demos): a diffusers folder, and with --single-file also `<dir>-single-file.safetensors`
-    /// beside it, in the original LDM / A1111 key layout.
+    /// and demos): a diffusers folder; with --single-file also `<dir>-single-file.safetensors`
+    /// beside it, in the original LDM / A1111 key layout; with --lora also a rank-4 LoRA of
+    /// its UNet and text encoder attention, `<dir>-lora.safetensors`, in the diffusers, PEFT
+    /// or kohya key layout.
     MakeTiny {
         /// The folder to write (created; must not exist).
         dir: std::path::PathBuf,
@@ -184,31 +186,54 @@ enum ModelsCmd {
         /// Also write the weights as one single-file checkpoint beside the folder.
         #[arg(long)]
         single_file: bool,
+        /// Also write a LoRA for the model beside the folder, in this key layout: diffusers,
+        /// peft or kohya.
+        #[arg(long, value_name = "LAYOUT")]
+        lora: Option<String>,
         /// Seed of the random weights.
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
 }
 
-fn make_tiny(dir: &std::path::Path, family: &str, single_file: bool, seed: u64) -> Result<()> {
+/// Rank of the LoRA `make-tiny --lora` writes.
+const TINY_LORA_RANK: usize = 4;
+
+fn make_tiny(
+    dir: &std::path::Path,
+    family: &str,
+    single_file: bool,
+    lora: Option<&str>,
+    seed: u64,
+) -> Result<()> {
     let fam: easel_diffusion::tiny::TinyFamily = family.parse()?;
+    let layout: Option<easel_diffusion::tiny::LoraLayout> = lora.map(str::parse).transpose()?;
     if dir.exists() {
         anyhow::bail!("{} exists; choose a new folder", dir.display());
     }
     easel_diffusion::tiny::make_tiny(dir, fam, seed)
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", dir.display()))?;
     println!("{} ({fam}, random weights)", dir.display());
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("tiny")
+        .to_string();
     if single_file {
-        let name = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("tiny")
-            .to_string();
         let file = dir.with_file_name(format!("{name}-single-file.safetensors"));
         easel_diffusion::tiny::write_single_file(dir, &file)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
         println!(
             "{} (single file; its tokenizer comes from the folder)",
+            file.display()
+        );
+    }
+    if let Some(layout) = layout {
+        let file = dir.with_file_name(format!("{name}-lora.safetensors"));
+        easel_diffusion::tiny::make_tiny_lora(dir, &file, layout, TINY_LORA_RANK, seed)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
+        println!(
+            "{} (LoRA, {layout} layout, rank {TINY_LORA_RANK})",
             file.display()
         );
     }
@@ -223,8 +248,9 @@ pub async fn models(a: ModelsArgs) -> Result<()> {
             dir,
             family,
             single_file,
+            lora,
             seed,
-        } => return make_tiny(&dir, &family, single_file, seed),
+        } => return make_tiny(&dir, &family, single_file, lora.as_deref(), seed),
         cmd => cmd,
     };
     let (store, cfg) = open(&a.store).await?;

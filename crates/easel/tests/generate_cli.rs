@@ -144,6 +144,47 @@ fn make_tiny_then_generate_from_folder_and_single_file() {
     ));
     assert!(log.contains("img2img"), "{log}");
     assert_eq!(image::open(&img).unwrap().width(), 64);
+    // A LoRA file with a scale (made by make-tiny --lora) changes the image.
+    let other = data.path().join("lt");
+    ok(&easel(
+        &[
+            "models",
+            "make-tiny",
+            other.to_str().unwrap(),
+            "--lora",
+            "kohya",
+        ],
+        data.path(),
+    ));
+    let lora = data.path().join("lt-lora.safetensors");
+    let (plain, styled) = (data.path().join("p.png"), data.path().join("s.png"));
+    for (path, extra) in [
+        (&plain, None),
+        (&styled, Some(format!("{}:0.8", lora.display()))),
+    ] {
+        let mut args = vec![
+            "generate",
+            "x",
+            "--model",
+            other.to_str().unwrap(),
+            "-o",
+            path.to_str().unwrap(),
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "2",
+            "--seed",
+            "1",
+        ];
+        if let Some(l) = &extra {
+            args.extend(["--lora", l.as_str()]);
+        }
+        ok(&easel(&args, data.path()));
+    }
+    assert_ne!(px(&plain), px(&styled));
+
     let missing = easel(&["generate", "x", "--model", "nope"], data.path());
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no model `nope`"));
