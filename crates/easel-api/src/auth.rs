@@ -1,6 +1,6 @@
 //! Authentication and per-key rate limits. `Auth` extracts the caller from
 //! `Authorization: Bearer <key>` (401 without a valid key); `Admin` also requires the admin
-//! role (403). Verified keys are cached for a few seconds so hot endpoints do not hit the
+//! role (403). Both reject in the error shape of the router's state (`dialect::ApiState`). Verified keys are cached for a few seconds so hot endpoints do not hit the
 //! database for every request; revoking a key clears the cache.
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use easel_core::auth::Principal;
 use easel_core::{Error, ErrorKind};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::dialect::ApiState;
 use crate::AppState;
 
 const CACHE_TTL: Duration = Duration::from_secs(10);
@@ -135,17 +135,14 @@ pub async fn authenticate(state: &AppState, presented: Option<&str>) -> Result<P
     Ok(p)
 }
 
-/// An authenticated caller.
+/// An authenticated caller. Rejects with the router state's error (see `dialect`).
 pub struct Auth(pub Principal);
 
-impl FromRequestParts<AppState> for Auth {
-    type Rejection = ApiError;
+impl<S: ApiState> FromRequestParts<S> for Auth {
+    type Rejection = S::Error;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let p = authenticate(state, presented_key(parts)).await?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let p = authenticate(state.app(), presented_key(parts)).await?;
         parts.extensions.insert(p.clone());
         Ok(Auth(p))
     }
@@ -154,13 +151,10 @@ impl FromRequestParts<AppState> for Auth {
 /// An authenticated admin.
 pub struct Admin(pub Principal);
 
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
+impl<S: ApiState> FromRequestParts<S> for Admin {
+    type Rejection = S::Error;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Auth(p) = Auth::from_request_parts(parts, state).await?;
         if !p.is_admin() {
             return Err(

@@ -1,14 +1,16 @@
 //! Extractors whose rejections are core errors, so malformed bodies and queries get the
-//! dialect's error shape (400 for bad JSON, 413 over the body limit, 422 for wrong fields).
+//! dialect's error shape (400 for bad JSON, 413 over the body limit, 422 for wrong fields):
+//! each rejects with the error type of the router's state (`dialect::ApiState`).
 
+use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use easel_core::{Error, ErrorKind};
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::dialect::ApiState;
 
 /// The body-size error every extractor reports past the limit.
 pub fn too_large(limit: usize) -> Error {
@@ -32,8 +34,8 @@ pub fn bytes_rejection(r: &BytesRejection, limit: usize) -> Error {
 /// JSON body; unknown and wrong fields are 422 with the field named.
 pub struct Json<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
-    type Rejection = ApiError;
+impl<S: ApiState, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = S::Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let limit = req
@@ -51,32 +53,105 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 return Err(Error::bad_request(format!("malformed JSON: {}", e.body_text())).into())
             }
         };
-        easel_core::error::from_json(value)
-            .map(Json)
-            .map_err(ApiError)
+        Ok(Json(easel_core::error::from_json(value)?))
     }
 }
 
 /// Query string; bad parameters are 422 with the parameter named.
 pub struct Query<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
-    type Rejection = ApiError;
+impl<S: ApiState, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = S::Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
                 let msg = e.body_text();
-                let field = msg
-                    .split_once("field `")
-                    .and_then(|(_, r)| r.split('`').next())
-                    .unwrap_or("query")
-                    .to_string();
+                // `Failed to deserialize query string: <param>: <why>` names the parameter
+                // by its path; a missing one is `missing field `<param>``.
+                let detail = msg
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&msg);
+                let by_path = detail.split_once(": ").filter(|(p, _)| {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                });
+                let (field, msg) = match by_path {
+                    Some((p, why)) => (p.to_string(), why.to_string()),
+                    None => (
+                        msg.split_once("field `")
+                            .and_then(|(_, r)| r.split('`').next())
+                            .unwrap_or("query")
+                            .to_string(),
+                        msg.clone(),
+                    ),
+                };
                 Err(Error::invalid(field, msg).into())
             }
             Err(e) => Err(Error::bad_request(e.body_text()).into()),
         }
+    }
+}
+
+/// One part of a `multipart/form-data` body.
+pub struct FormPart {
+    pub name: String,
+    /// Set for file parts.
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
+    pub data: bytes::Bytes,
+}
+
+impl FormPart {
+    /// The part as text (form fields), or an error naming it.
+    pub fn text(&self) -> Result<&str, Error> {
+        std::str::from_utf8(&self.data)
+            .map_err(|_| Error::invalid(self.name.clone(), "must be UTF-8 text"))
+    }
+}
+
+/// A `multipart/form-data` body read whole (within the body limit): its parts, in order.
+/// Malformed bodies are 400, bodies over the limit 413.
+pub struct Form(pub Vec<FormPart>);
+
+impl<S: ApiState> FromRequest<S> for Form {
+    type Rejection = S::Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(usize::MAX);
+        let mut mp = Multipart::from_request(req, state).await.map_err(|e| {
+            Error::bad_request(format!(
+                "expected a multipart/form-data body: {}",
+                e.body_text()
+            ))
+        })?;
+        let malformed = |e: MultipartError| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large(limit)
+            } else {
+                Error::bad_request(format!("malformed multipart body: {}", e.body_text()))
+            }
+        };
+        let mut parts = Vec::new();
+        while let Some(field) = mp.next_field().await.map_err(malformed)? {
+            let name = field.name().unwrap_or_default().to_string();
+            let file_name = field.file_name().map(str::to_string);
+            let content_type = field.content_type().map(str::to_string);
+            let data = field.bytes().await.map_err(malformed)?;
+            parts.push(FormPart {
+                name,
+                file_name,
+                content_type,
+                data,
+            });
+        }
+        Ok(Form(parts))
     }
 }
 

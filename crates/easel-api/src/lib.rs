@@ -6,11 +6,14 @@
 //! HTTP) and is what the binary and the end-to-end tests run.
 
 pub mod auth;
+pub mod dialect;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod native;
+pub mod openai;
 pub mod openapi;
+pub mod sartiq;
 pub mod server;
 pub mod service;
 pub mod signing;
@@ -36,6 +39,8 @@ pub struct AppInner {
     pub auth: auth::Authenticator,
     pub metrics: metrics::Metrics,
     pub signed_url_ttl: Duration,
+    /// How long a synchronous dialect request (OpenAI's image generations and edits) waits.
+    pub sync_timeout: Duration,
 }
 
 impl std::ops::Deref for AppState {

@@ -33,6 +33,13 @@ use crate::native::{assets, jobs, keys, models};
 )]
 pub struct ApiDoc;
 
+/// The whole document: the native API and each dialect's part.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::openai::ApiDoc::openapi());
+    doc
+}
+
 struct Security;
 
 impl Modify for Security {

@@ -24,7 +24,6 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 
 use crate::auth::{Authenticator, RateLimit};
 use crate::error::ApiError;
@@ -52,6 +51,9 @@ pub struct Config {
     /// Admin key to install if none exists (`EASEL_ADMIN_KEY`).
     pub admin_key: Option<String>,
     pub signed_url_ttl: Duration,
+    /// How long a synchronous dialect request (OpenAI's image generations and edits) waits
+    /// for its job before answering that it is still running.
+    pub sync_timeout: Duration,
     /// Register models found under `<data-dir>/models/` at start.
     pub scan_models: bool,
     /// Start the HTTP listener (false for a worker-only process).
@@ -74,6 +76,7 @@ impl Config {
             rate_limit: RateLimit::default(),
             admin_key: None,
             signed_url_ttl: Duration::from_secs(24 * 3600),
+            sync_timeout: Duration::from_secs(300),
             scan_models: true,
             http: true,
             engine: Default::default(),
@@ -219,6 +222,7 @@ pub async fn start(cfg: Config) -> Result<Server> {
         auth: Authenticator::new(cfg.rate_limit),
         metrics: Metrics::new(),
         signed_url_ttl: cfg.signed_url_ttl,
+        sync_timeout: cfg.sync_timeout,
     }));
     let m = state.metrics.clone();
     queue.set_job_observer(Arc::new(move |job, elapsed| {
@@ -337,9 +341,11 @@ impl MakeRequestId for UlidRequestId {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let limit = state.limits.max_body_bytes;
-    let doc = openapi::ApiDoc::openapi();
+    let doc = openapi::document();
     Router::new()
         .merge(native::routes())
+        .merge(crate::sartiq::routes(&state))
+        .merge(crate::openai::routes(&state))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
         .route("/metrics", get(crate::metrics::render))
         .route("/healthz", get(|| async { "ok" }))

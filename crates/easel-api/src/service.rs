@@ -1,7 +1,12 @@
 //! What every dialect does the same way: validate a task, resolve its model and input
 //! images (asset ids of the caller, or `data:` URLs stored as uploads), enqueue it; store an
-//! upload; sign asset URLs. Dialect modules call these and only translate shapes.
+//! upload; sign asset URLs; read image references (ids, `data:` URLs, this server's asset
+//! URLs); wait for a job to end; a job's outputs as URLs or base64. Dialect modules call
+//! these and only translate shapes.
 
+use std::time::Duration;
+
+use base64::Engine;
 use bytes::Bytes;
 use easel_core::asset::{blob_key, Asset, AssetKind};
 use easel_core::auth::Principal;
@@ -20,6 +25,18 @@ pub struct TaskRequest {
     pub priority: Option<i32>,
     pub webhook: Option<Webhook>,
     pub idempotency_key: Option<String>,
+}
+
+/// The `Idempotency-Key` header (checked by `submit`), for dialects that honour it.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>> {
+    match headers.get("idempotency-key") {
+        Some(v) => Ok(Some(
+            v.to_str()
+                .map_err(|_| Error::invalid("Idempotency-Key", "must be visible ASCII"))?
+                .to_string(),
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Validate and enqueue. Returns the job and whether it was created (false: an
@@ -146,7 +163,8 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
     Ok((ins.job, ins.created))
 }
 
-fn is_lora(m: &easel_core::model::Model) -> bool {
+/// A LoRA (registered with the `lora` tag): applied through `loras`, never run as a model.
+pub fn is_lora(m: &easel_core::model::Model) -> bool {
     m.tags.iter().any(|t| t == "lora")
 }
 
@@ -248,4 +266,182 @@ pub async fn owned_asset(state: &AppState, who: &Principal, id: &str) -> Result<
         .await?
         .filter(|a| who.is_admin() || a.owner_id == who.user_id)
         .ok_or_else(|| Error::not_found("asset"))
+}
+
+/// Wait up to `timeout` for a job to end (the queue's long-poll); returns it as it is then.
+pub async fn wait_job(state: &AppState, job: Job, timeout: Duration) -> Result<Job> {
+    if job.status.is_terminal() || timeout.is_zero() {
+        return Ok(job);
+    }
+    Ok(state
+        .queue
+        .wait_terminal(&job.id, timeout)
+        .await?
+        .unwrap_or(job))
+}
+
+/// One output image of a job, ready for a dialect's response.
+pub struct OutputImage {
+    pub asset: Asset,
+    /// Signed URL of the content (no key needed until it expires).
+    pub url: String,
+    /// The content, base64-encoded (when asked for).
+    pub base64: Option<String>,
+}
+
+/// A job's outputs, in output order, with signed URLs and, when `base64`, their content.
+pub async fn job_outputs(state: &AppState, job: &Job, base64: bool) -> Result<Vec<OutputImage>> {
+    let mut out = Vec::with_capacity(job.outputs.len());
+    for id in &job.outputs {
+        let asset = easel_store::assets::get(&state.store.db, id)
+            .await?
+            .ok_or_else(|| Error::internal(format!("output {id} of job {} is missing", job.id)))?;
+        let base64 = if base64 {
+            let bytes = state
+                .store
+                .blobs
+                .get(&blob_key(&asset.owner_id, &asset.id))
+                .await?;
+            Some(base64::engine::general_purpose::STANDARD.encode(&bytes))
+        } else {
+            None
+        };
+        out.push(OutputImage {
+            url: asset_url(state, &asset.id),
+            asset,
+            base64,
+        });
+    }
+    Ok(out)
+}
+
+/// Where an input image comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageSource {
+    /// An asset id (the caller's: checked when it is used).
+    Asset(String),
+    /// Bytes sent with the request (a `data:` URL or a file part).
+    Bytes(Bytes),
+}
+
+/// Read an image reference as dialects send it: an asset id, a `data:` URL, or a URL of one
+/// of this server's assets (`<public-url>/v1/assets/{id}` or `…/{id}/content`, signed or
+/// not). Other URLs are refused with a clear error: this server does not fetch remote images.
+pub fn image_source(state: &AppState, field: &str, s: &str) -> Result<ImageSource> {
+    let s = s.trim();
+    if s.starts_with("http://") || s.starts_with("https://") {
+        let ours = s
+            .strip_prefix(state.public_url.as_str())
+            .and_then(|rest| rest.strip_prefix("/v1/assets/"))
+            .map(|rest| rest.split(['?', '#']).next().unwrap_or(""))
+            .map(|path| path.strip_suffix("/content").unwrap_or(path))
+            .filter(|id| easel_core::id::is_valid(easel_core::id::ASSET, id));
+        return match ours {
+            Some(id) => Ok(ImageSource::Asset(id.to_string())),
+            None => Err(Error::invalid(
+                field,
+                format!(
+                    "remote image URLs are not fetched by this server; send a data: URL, an \
+                     asset id, or the URL of an asset of this server ({}/v1/assets/…; upload \
+                     with POST /v1/assets)",
+                    state.public_url
+                ),
+            )),
+        };
+    }
+    match ImageRef::parse(s).map_err(|e| e.with_field(field))? {
+        ImageRef::Asset(id) => Ok(ImageSource::Asset(id)),
+        ImageRef::Data { bytes, .. } => Ok(ImageSource::Bytes(Bytes::from(bytes))),
+    }
+}
+
+/// The bytes of an image source; an asset must be the caller's.
+pub async fn source_bytes(
+    state: &AppState,
+    who: &Principal,
+    field: &str,
+    src: &ImageSource,
+) -> Result<Bytes> {
+    match src {
+        ImageSource::Bytes(b) => Ok(b.clone()),
+        ImageSource::Asset(id) => {
+            let a = easel_store::assets::get(&state.store.db, id)
+                .await?
+                .filter(|a| a.owner_id == who.user_id)
+                .ok_or_else(|| Error::invalid(field, format!("asset {id} not found")))?;
+            state.store.blobs.get(&blob_key(&a.owner_id, &a.id)).await
+        }
+    }
+}
+
+/// An image source as an asset id for a task's input: bytes are validated and stored as an
+/// upload of the caller (errors name `field`); an asset id is passed on (`submit` checks it
+/// is the caller's).
+pub async fn source_asset(
+    state: &AppState,
+    who: &Principal,
+    field: &str,
+    src: ImageSource,
+) -> Result<String> {
+    match src {
+        ImageSource::Asset(id) => Ok(id),
+        ImageSource::Bytes(b) => Ok(store_upload(state, who, b, serde_json::json!({}))
+            .await
+            .map_err(|e| refield(e, "file", field))?
+            .id),
+    }
+}
+
+/// An inpainting mask (white = repaint) from an image whose transparent pixels mark the
+/// area to edit, stored as an upload of the caller; `None` when no pixel is transparent.
+pub async fn mask_from_transparency(
+    state: &AppState,
+    who: &Principal,
+    field: &str,
+    bytes: Bytes,
+) -> Result<Option<Asset>> {
+    let max_pixels = state.limits.max_pixels;
+    let f = field.to_string();
+    let png = tokio::task::spawn_blocking(move || {
+        let img = easel_imageops::decode(&bytes, max_pixels).map_err(|e| match e {
+            easel_imageops::OpsError::TooLarge { .. } => {
+                Error::new(ErrorKind::PayloadTooLarge, e.to_string()).with_field(&f)
+            }
+            e => Error::invalid(&f, format!("not a supported image: {e}")),
+        })?;
+        match easel_imageops::mask_from_alpha(&img) {
+            None => Ok(None),
+            Some(mask) => easel_imageops::encode(
+                &easel_imageops::image::DynamicImage::ImageLuma8(mask),
+                &easel_imageops::Encoding::Png,
+                &[],
+            )
+            .map(Some)
+            .map_err(|e| Error::internal(format!("encoding the mask: {e}"))),
+        }
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))??;
+    match png {
+        None => Ok(None),
+        Some(png) => Ok(Some(
+            store_upload(
+                state,
+                who,
+                Bytes::from(png),
+                serde_json::json!({"derived": "mask_from_alpha"}),
+            )
+            .await
+            .map_err(|e| refield(e, "file", field))?,
+        )),
+    }
+}
+
+/// The same error, naming `to` where it named `from`.
+fn refield(e: Error, from: &str, to: &str) -> Error {
+    if e.field.as_deref() == Some(from) {
+        e.with_field(to)
+    } else {
+        e
+    }
 }

@@ -934,9 +934,10 @@ async fn docs_metrics_health_models() {
             Method::PATCH,
             "/v1/models/sd15",
             ADMIN_KEY,
-            Some(json!({"provider": "fal"})),
+            Some(json!({"provider": "fal ai"})),
         )
         .await;
+    // Provider names are free (a registry's provider types), but not blank or spaced.
     assert_eq!((s, v["error"]["field"].as_str()), (422, Some("provider")));
     let (_, list) = t.json(Method::GET, "/v1/models", &key, None).await;
     assert_eq!(list["count"], 1);

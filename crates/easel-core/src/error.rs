@@ -13,6 +13,8 @@ pub enum ErrorKind {
     Forbidden,
     /// Not found, or owned by someone else: 404.
     NotFound,
+    /// The path exists but not with this HTTP method: 405.
+    MethodNotAllowed,
     /// State conflict (e.g. cancel of a finished job): 409.
     Conflict,
     /// Body or image too large: 413.
@@ -21,8 +23,12 @@ pub enum ErrorKind {
     Invalid,
     /// Rate limit or queue cap: 429.
     RateLimited,
+    /// The server does not implement this request (a dialect endpoint Easel cannot serve): 501.
+    NotImplemented,
     /// A dependency (database, blob store) is unavailable: 503.
     Unavailable,
+    /// A synchronous request's work did not finish in time (it may still finish): 504.
+    Timeout,
     /// A bug or an unexpected failure: 500.
     Internal,
 }
@@ -34,11 +40,14 @@ impl ErrorKind {
             ErrorKind::Unauthorized => 401,
             ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Conflict => 409,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Invalid => 422,
             ErrorKind::RateLimited => 429,
+            ErrorKind::NotImplemented => 501,
             ErrorKind::Unavailable => 503,
+            ErrorKind::Timeout => 504,
             ErrorKind::Internal => 500,
         }
     }
@@ -50,11 +59,14 @@ impl ErrorKind {
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::Conflict => "conflict",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::Invalid => "invalid_request",
             ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::NotImplemented => "not_implemented",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
             ErrorKind::Internal => "internal_error",
         }
     }

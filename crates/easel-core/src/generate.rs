@@ -45,7 +45,8 @@ pub struct GenerateInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub negative_prompt: Option<String>,
     /// Multiple of 8, at least 64. Default: the model's (512, 1024 for SDXL); for img2img and
-    /// inpaint, the input image's size rounded down to a multiple of 8.
+    /// inpaint, the input image's size rounded down to a multiple of 8 (scaled down to the
+    /// model's natural area first when larger).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,6 +246,18 @@ impl GenerateInput {
             512
         };
         let round = |v: u32| (v / SIZE_MULTIPLE * SIZE_MULTIPLE).max(MIN_SIDE);
+        // An init image larger than the model's natural area is scaled down to that area
+        // (keeping its aspect ratio): a 4000x3000 photo becomes 584x440 for SD 1.5.
+        let image_size = image_size.map(|(w, h)| {
+            let area = w as f64 * h as f64;
+            let target = natural as f64 * natural as f64;
+            if area > target {
+                let k = (target / area).sqrt();
+                ((w as f64 * k) as u32, (h as f64 * k) as u32)
+            } else {
+                (w, h)
+            }
+        });
         let (iw, ih) = match image_size {
             Some((w, h)) => (round(w), round(h)),
             None => (
@@ -346,6 +359,32 @@ impl GenerateInput {
     }
 }
 
+/// A size written `WIDTHxHEIGHT` (`1024x1024`, `768X512`), as the OpenAI-style dialects send
+/// it; `auto` (or an empty string) is `None`: the model's default size. Only the syntax is
+/// checked here: the sides are checked by `GenerateInput::validate` and `check_limits` like
+/// any `width`/`height`. Errors name `field`.
+pub fn parse_size(field: &str, s: &str) -> Result<Option<(u32, u32)>> {
+    let t = s.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    let bad = || {
+        Error::invalid(
+            field,
+            format!("`{s}` is not a size like 1024x1024 (WIDTHxHEIGHT) or `auto`"),
+        )
+    };
+    let (w, h) = t.split_once(['x', 'X']).ok_or_else(bad)?;
+    let side = |v: &str| {
+        let v = v.trim();
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        v.parse::<u32>().map_err(|_| bad())
+    };
+    Ok(Some((side(w)?, side(h)?)))
+}
+
 fn check_side(name: &str, v: u32, max: u32) -> Result<()> {
     let max = max / SIZE_MULTIPLE * SIZE_MULTIPLE;
     if v < MIN_SIDE || v > max || v % SIZE_MULTIPLE != 0 {
@@ -407,6 +446,27 @@ mod tests {
         TaskInput::parse(task, v, &Limits::default())
     }
     const IMG: &str = "ast_01jd0000000000000000000000";
+
+    #[test]
+    fn sizes_parse_as_width_x_height() {
+        assert_eq!(parse_size("size", "1024x768").unwrap(), Some((1024, 768)));
+        assert_eq!(parse_size("size", " 64X96 ").unwrap(), Some((64, 96)));
+        assert_eq!(parse_size("size", "auto").unwrap(), None);
+        assert_eq!(parse_size("size", "").unwrap(), None);
+        for bad in [
+            "1024",
+            "x",
+            "1024x",
+            "ax1",
+            "-8x8",
+            "1e3x8",
+            "99999999999x8",
+            "8x8x8",
+        ] {
+            let e = parse_size("size", bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("size"), "{bad}");
+        }
+    }
 
     #[test]
     fn validation_names_fields() {
@@ -530,6 +590,25 @@ mod tests {
             (g.width, g.height, g.strength),
             (Some(328), Some(248), Some(1.0))
         );
+
+        let mut g: GenerateInput = serde_json::from_value(json!({"prompt": "x"})).unwrap();
+        g.fill_defaults(
+            "img2img",
+            family::SD15,
+            &Default::default(),
+            Some((4000, 3000)),
+            1,
+        );
+        assert_eq!((g.width, g.height), (Some(584), Some(440)));
+        let mut g: GenerateInput = serde_json::from_value(json!({"prompt": "x"})).unwrap();
+        g.fill_defaults(
+            "img2img",
+            family::SDXL,
+            &Default::default(),
+            Some((4000, 3000)),
+            1,
+        );
+        assert_eq!((g.width, g.height), (Some(1176), Some(880)));
     }
 
     #[test]

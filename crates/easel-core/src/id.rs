@@ -26,6 +26,55 @@ pub fn is_valid(prefix: &str, s: &str) -> bool {
         .is_some_and(|r| r.len() == 26 && r.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
+/// The 128 bits of an id's ULID written as a UUID (`8-4-4-4-12` lowercase hex), for
+/// dialects whose ids are UUIDs. `from_uuid` reverses it. `None` when `id` is not a canonical
+/// `prefix_<ulid>` id. (The UUID's version and variant bits are the ULID's bits: it is a
+/// well-formed UUID, but not a v4 one.)
+pub fn to_uuid(prefix: &str, id: &str) -> Option<String> {
+    if !is_valid(prefix, id) {
+        return None;
+    }
+    let text = &id[prefix.len() + 1..];
+    let u = ulid::Ulid::from_string(text).ok()?;
+    // Only the canonical spelling (the parser also takes more than 128 bits, and aliases).
+    if u.to_string().to_lowercase() != text {
+        return None;
+    }
+    let h = format!("{:032x}", u.0);
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
+}
+
+/// The `prefix_<ulid>` id whose `to_uuid` is `uuid`. Takes the hyphenated form or 32 bare
+/// hex digits, in either case; `None` for anything else.
+pub fn from_uuid(prefix: &str, uuid: &str) -> Option<String> {
+    let hex: String = if uuid.len() == 36 {
+        let dashes = [8, 13, 18, 23];
+        for (i, b) in uuid.bytes().enumerate() {
+            if dashes.contains(&i) != (b == b'-') {
+                return None;
+            }
+        }
+        uuid.chars().filter(|c| *c != '-').collect()
+    } else {
+        uuid.to_string()
+    };
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let bits = u128::from_str_radix(&hex, 16).ok()?;
+    Some(format!(
+        "{prefix}_{}",
+        ulid::Ulid(bits).to_string().to_lowercase()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +90,60 @@ mod tests {
         let many: Vec<String> = (0..1000).map(|_| new(JOB)).collect();
         assert!(many.windows(2).all(|w| w[0] < w[1]), "strictly increasing");
         assert!(!is_valid(JOB, "job_short"));
+    }
+
+    fn id_upper() -> String {
+        new(MODEL).to_uppercase().replacen("MDL", "mdl", 1)
+    }
+
+    #[test]
+    fn ids_as_uuids_and_back() {
+        for _ in 0..100 {
+            let id = new(MODEL);
+            let u = to_uuid(MODEL, &id).unwrap();
+            assert_eq!(u.len(), 36, "{u}");
+            assert_eq!(u, u.to_lowercase());
+            assert_eq!(from_uuid(MODEL, &u).as_deref(), Some(id.as_str()));
+            assert_eq!(
+                from_uuid(MODEL, &u.to_uppercase()).as_deref(),
+                Some(id.as_str())
+            );
+            assert_eq!(
+                from_uuid(MODEL, &u.replace('-', "")).as_deref(),
+                Some(id.as_str())
+            );
+        }
+        // The extremes of the 128 bits.
+        let zero = "mdl_00000000000000000000000000";
+        assert_eq!(
+            to_uuid(MODEL, zero).as_deref(),
+            Some("00000000-0000-0000-0000-000000000000")
+        );
+        let max = from_uuid(MODEL, "ffffffff-ffff-ffff-ffff-ffffffffffff").unwrap();
+        assert_eq!(max, "mdl_7zzzzzzzzzzzzzzzzzzzzzzzzz");
+        assert_eq!(
+            to_uuid(MODEL, &max).as_deref(),
+            Some("ffffffff-ffff-ffff-ffff-ffffffffffff")
+        );
+        // Not ids, not UUIDs.
+        assert_eq!(to_uuid(MODEL, "job_00000000000000000000000000"), None);
+        assert_eq!(to_uuid(MODEL, "sd15"), None);
+        assert_eq!(to_uuid(MODEL, &id_upper()), None, "ids are lowercase");
+        assert_eq!(
+            to_uuid(MODEL, "mdl_8zzzzzzzzzzzzzzzzzzzzzzzzz"),
+            None,
+            "over 128 bits"
+        );
+        for bad in [
+            "",
+            "sd15",
+            "ffffffff-ffff-ffff-ffff-fffffffffff",
+            "ffffffffffff-ffff-ffff-ffff-ffffffff",
+            "gfffffff-ffff-ffff-ffff-ffffffffffff",
+            "+fffffff-ffff-ffff-ffff-ffffffffffff",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff0",
+        ] {
+            assert_eq!(from_uuid(MODEL, bad), None, "{bad}");
+        }
     }
 }

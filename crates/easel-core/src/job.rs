@@ -48,6 +48,55 @@ impl JobStatus {
     }
 }
 
+/// How a dialect names the job states: one row per dialect, so every status mapping is data
+/// in one place (the table of INVENTORY §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusNames {
+    pub queued: &'static str,
+    pub running: &'static str,
+    pub succeeded: &'static str,
+    pub failed: &'static str,
+    pub canceled: &'static str,
+}
+
+impl StatusNames {
+    /// The OpenAI-compatible jobs (`/openai/v1/jobs`). Their enum has no cancel state: a
+    /// canceled job is `failed`, and its error message says it was canceled.
+    pub const OPENAI: StatusNames = StatusNames {
+        queued: "pending",
+        running: "processing",
+        succeeded: "completed",
+        failed: "failed",
+        canceled: "failed",
+    };
+    /// Replicate/Cog predictions.
+    pub const REPLICATE: StatusNames = StatusNames {
+        queued: "starting",
+        running: "processing",
+        succeeded: "succeeded",
+        failed: "failed",
+        canceled: "canceled",
+    };
+    /// Leonardo generations (no running or cancel state of their own).
+    pub const LEONARDO: StatusNames = StatusNames {
+        queued: "PENDING",
+        running: "PENDING",
+        succeeded: "COMPLETE",
+        failed: "FAILED",
+        canceled: "FAILED",
+    };
+
+    pub fn name(&self, status: JobStatus) -> &'static str {
+        match status {
+            JobStatus::Queued => self.queued,
+            JobStatus::Running => self.running,
+            JobStatus::Succeeded => self.succeeded,
+            JobStatus::Failed => self.failed,
+            JobStatus::Canceled => self.canceled,
+        }
+    }
+}
+
 /// Why a job failed: a stable code and a human-readable message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobError {
@@ -185,6 +234,37 @@ pub struct Job {
     pub completed_at: Option<Timestamp>,
 }
 
+impl Job {
+    /// Why the job has no outputs, as the error of an answer that waited for it; `None` when
+    /// it succeeded or has not ended. Input the task rejected at run time is `Invalid`; a
+    /// canceled job is a `Conflict`; any other failure is `Internal`, with the job's message.
+    pub fn failure(&self) -> Option<crate::Error> {
+        use crate::{Error, ErrorKind};
+        match self.status {
+            JobStatus::Queued | JobStatus::Running | JobStatus::Succeeded => None,
+            JobStatus::Canceled => Some(Error::new(
+                ErrorKind::Conflict,
+                format!("the job {} was canceled", self.id),
+            )),
+            JobStatus::Failed => {
+                let (code, message) = match &self.error {
+                    Some(e) => (e.code.as_str(), e.message.as_str()),
+                    None => (codes::TASK_FAILED, "no reason recorded"),
+                };
+                let kind = if code == codes::INVALID_INPUT {
+                    ErrorKind::Invalid
+                } else {
+                    ErrorKind::Internal
+                };
+                Some(Error::new(
+                    kind,
+                    format!("the job {} failed: {message}", self.id),
+                ))
+            }
+        }
+    }
+}
+
 /// What a caller asks the queue to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
@@ -217,6 +297,23 @@ mod tests {
         assert!(JobStatus::Canceled.is_terminal());
         assert!(!JobStatus::Running.is_terminal());
         assert_eq!(JobStatus::parse("done"), None);
+    }
+
+    #[test]
+    fn status_names_cover_every_state() {
+        let names = |t: StatusNames| JobStatus::ALL.map(|s| t.name(s));
+        assert_eq!(
+            names(StatusNames::OPENAI),
+            ["pending", "processing", "completed", "failed", "failed"]
+        );
+        assert_eq!(
+            names(StatusNames::REPLICATE),
+            ["starting", "processing", "succeeded", "failed", "canceled"]
+        );
+        assert_eq!(
+            names(StatusNames::LEONARDO),
+            ["PENDING", "PENDING", "COMPLETE", "FAILED", "FAILED"]
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod job;
 pub mod limits;
 pub mod model;
 pub mod scheduler;
+pub mod style;
 pub mod task;
 pub mod time;
 pub mod usage;

@@ -86,15 +86,23 @@ pub struct Model {
     pub tasks: Vec<String>,
     /// Local path or hub repository id.
     pub source: Option<String>,
-    /// `local`, `openai`, `replicate` or `easel`.
+    /// Who runs it: Easel's kinds are `local`, `openai`, `replicate` and `easel`; other
+    /// names (a registry's provider types such as `fal_standard`) are stored as given.
     pub provider: String,
     #[schema(value_type = Object)]
     pub provider_config: serde_json::Value,
+    /// What the provider can do, as a registry names it (free strings); `null`: not said.
+    pub provider_capabilities: Option<Vec<String>>,
     pub fallback_provider: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub fallback_provider_config: Option<serde_json::Value>,
+    pub fallback_provider_capabilities: Option<Vec<String>>,
     pub defaults: ModelDefaults,
     pub limits: ModelLimits,
+    /// An icon for UIs (a URL or a name).
+    pub icon: Option<String>,
+    /// The tools a UI offers the model in (`BASE_GENERATION`, …; free strings).
+    pub tool_types: Vec<String>,
     pub recommended: bool,
     pub beta: bool,
     pub tags: Vec<String>,
@@ -106,8 +114,13 @@ pub struct Model {
     pub updated_at: Timestamp,
 }
 
-/// Provider kinds a model may name.
+/// The provider kinds this server runs. A model may name another provider (a registry's
+/// provider type, such as `fal_standard`); it is stored as given, and runs only where a
+/// provider of that name exists.
 pub const PROVIDERS: &[&str] = &["local", "openai", "replicate", "easel"];
+
+/// The longest `icon` (a URL, a name, or a small `data:` URL).
+pub const MAX_ICON_LEN: usize = 65_536;
 
 /// Fields a client sets when creating a model; also the shape of a full update.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -128,14 +141,22 @@ pub struct ModelSpec {
     #[schema(value_type = Object)]
     pub provider_config: serde_json::Value,
     #[serde(default)]
+    pub provider_capabilities: Option<Vec<String>>,
+    #[serde(default)]
     pub fallback_provider: Option<String>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub fallback_provider_config: Option<serde_json::Value>,
     #[serde(default)]
+    pub fallback_provider_capabilities: Option<Vec<String>>,
+    #[serde(default)]
     pub defaults: ModelDefaults,
     #[serde(default)]
     pub limits: ModelLimits,
+    #[serde(default)]
+    pub icon: Option<String>,
+    #[serde(default)]
+    pub tool_types: Vec<String>,
     #[serde(default)]
     pub recommended: bool,
     #[serde(default)]
@@ -166,11 +187,15 @@ pub struct ModelPatch {
     pub provider: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub provider_config: Option<serde_json::Value>,
+    pub provider_capabilities: Option<Vec<String>>,
     pub fallback_provider: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub fallback_provider_config: Option<serde_json::Value>,
+    pub fallback_provider_capabilities: Option<Vec<String>>,
     pub defaults: Option<ModelDefaults>,
     pub limits: Option<ModelLimits>,
+    pub icon: Option<String>,
+    pub tool_types: Option<Vec<String>>,
     pub recommended: Option<bool>,
     pub beta: Option<bool>,
     pub tags: Option<Vec<String>>,
@@ -192,16 +217,70 @@ impl ModelSpec {
             ("fallback_provider", self.fallback_provider.as_ref()),
         ] {
             if let Some(p) = p {
-                if !PROVIDERS.contains(&p.as_str()) {
+                if p.is_empty()
+                    || p.len() > 100
+                    || p.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
                     return Err(Error::invalid(
                         field,
-                        format!("unknown provider `{p}`; one of {}", PROVIDERS.join(", ")),
+                        format!(
+                            "must be 1 to 100 characters without spaces (this server runs {})",
+                            PROVIDERS.join(", ")
+                        ),
                     ));
                 }
             }
         }
         if !self.provider_config.is_object() {
             return Err(Error::invalid("provider_config", "must be an object"));
+        }
+        if self
+            .fallback_provider_config
+            .as_ref()
+            .is_some_and(|c| !c.is_object())
+        {
+            return Err(Error::invalid(
+                "fallback_provider_config",
+                "must be an object or null",
+            ));
+        }
+        for (field, list) in [
+            (
+                "provider_capabilities",
+                self.provider_capabilities.as_deref(),
+            ),
+            (
+                "fallback_provider_capabilities",
+                self.fallback_provider_capabilities.as_deref(),
+            ),
+            ("tool_types", Some(self.tool_types.as_slice())),
+        ] {
+            for (i, v) in list.unwrap_or_default().iter().enumerate() {
+                if v.is_empty() || v.len() > 100 || v.chars().any(char::is_control) {
+                    return Err(Error::invalid(
+                        format!("{field}[{i}]"),
+                        "must be 1 to 100 characters",
+                    ));
+                }
+            }
+        }
+        if self.icon.as_ref().is_some_and(|i| i.len() > MAX_ICON_LEN) {
+            return Err(Error::invalid(
+                "icon",
+                format!("must be at most {MAX_ICON_LEN} characters"),
+            ));
+        }
+        let l = &self.limits;
+        for (field, v) in [
+            ("limits.max_width", l.max_width.map(u64::from)),
+            ("limits.max_height", l.max_height.map(u64::from)),
+            ("limits.max_pixels", l.max_pixels),
+            ("limits.max_steps", l.max_steps.map(u64::from)),
+            ("limits.max_count", l.max_count.map(u64::from)),
+        ] {
+            if v == Some(0) {
+                return Err(Error::invalid(field, "must be at least 1"));
+            }
         }
         Ok(())
     }
@@ -220,19 +299,22 @@ impl ModelSpec {
             provider_config,
             defaults,
             limits,
+            tool_types,
             recommended,
             beta,
             tags
         );
-        if p.source.is_some() {
-            self.source = p.source;
+        macro_rules! set_some {
+            ($($f:ident),*) => { $( if p.$f.is_some() { self.$f = p.$f; } )* };
         }
-        if p.fallback_provider.is_some() {
-            self.fallback_provider = p.fallback_provider;
-        }
-        if p.fallback_provider_config.is_some() {
-            self.fallback_provider_config = p.fallback_provider_config;
-        }
+        set_some!(
+            source,
+            provider_capabilities,
+            fallback_provider,
+            fallback_provider_config,
+            fallback_provider_capabilities,
+            icon
+        );
         self
     }
 }
@@ -247,10 +329,14 @@ impl Model {
             source: self.source.clone(),
             provider: self.provider.clone(),
             provider_config: self.provider_config.clone(),
+            provider_capabilities: self.provider_capabilities.clone(),
             fallback_provider: self.fallback_provider.clone(),
             fallback_provider_config: self.fallback_provider_config.clone(),
+            fallback_provider_capabilities: self.fallback_provider_capabilities.clone(),
             defaults: self.defaults.clone(),
             limits: self.limits.clone(),
+            icon: self.icon.clone(),
+            tool_types: self.tool_types.clone(),
             recommended: self.recommended,
             beta: self.beta,
             tags: self.tags.clone(),
@@ -310,14 +396,52 @@ mod tests {
         let s: ModelSpec = serde_json::from_value(serde_json::json!({"name": "sd15"})).unwrap();
         assert_eq!(s.provider, "local");
         assert!(s.validate().is_ok());
-        let bad = ModelSpec {
-            provider: "fal".into(),
+        // Providers are free names (a registry's provider types), but not blank.
+        let fal = ModelSpec {
+            provider: "fal_standard".into(),
+            fallback_provider: Some("replicate".into()),
             ..s.clone()
         };
-        assert_eq!(
-            bad.validate().unwrap_err().field.as_deref(),
-            Some("provider")
-        );
+        assert!(fal.validate().is_ok());
+        let field = |s: ModelSpec| s.validate().unwrap_err().field;
+        let bad = ModelSpec {
+            provider: "fal standard".into(),
+            ..s.clone()
+        };
+        assert_eq!(field(bad).as_deref(), Some("provider"));
+        let bad = ModelSpec {
+            fallback_provider: Some(String::new()),
+            ..s.clone()
+        };
+        assert_eq!(field(bad).as_deref(), Some("fallback_provider"));
+        let bad = ModelSpec {
+            fallback_provider_config: Some(serde_json::json!([1])),
+            ..s.clone()
+        };
+        assert_eq!(field(bad).as_deref(), Some("fallback_provider_config"));
+        let bad = ModelSpec {
+            tool_types: vec!["BASE_GENERATION".into(), String::new()],
+            ..s.clone()
+        };
+        assert_eq!(field(bad).as_deref(), Some("tool_types[1]"));
+        let bad = ModelSpec {
+            provider_capabilities: Some(vec![String::new()]),
+            ..s.clone()
+        };
+        assert_eq!(field(bad).as_deref(), Some("provider_capabilities[0]"));
+        let bad = ModelSpec {
+            limits: ModelLimits {
+                max_pixels: Some(0),
+                ..Default::default()
+            },
+            ..s.clone()
+        };
+        assert_eq!(field(bad).as_deref(), Some("limits.max_pixels"));
+        let bad = ModelSpec {
+            icon: Some("x".repeat(MAX_ICON_LEN + 1)),
+            ..s.clone()
+        };
+        assert_eq!(field(bad).as_deref(), Some("icon"));
         let bad = ModelSpec {
             name: "a b".into(),
             ..s.clone()
@@ -331,5 +455,16 @@ mod tests {
         assert!(p.beta);
         assert_eq!(p.tags, vec!["x".to_string()]);
         assert_eq!(p.name, "sd15");
+        assert_eq!((p.icon.as_deref(), p.tool_types.len()), (None, 0));
+        let p = p.patched(ModelPatch {
+            icon: Some("https://example.test/i.png".into()),
+            tool_types: Some(vec!["BASE_GENERATION".into()]),
+            provider_capabilities: Some(vec!["txt2img".into()]),
+            ..Default::default()
+        });
+        assert_eq!(p.icon.as_deref(), Some("https://example.test/i.png"));
+        assert_eq!(p.tool_types, ["BASE_GENERATION"]);
+        assert_eq!(p.provider_capabilities, Some(vec!["txt2img".to_string()]));
+        assert!(p.beta, "fields a patch leaves out stay");
     }
 }

@@ -11,7 +11,8 @@
 //! * [`mod@pixelate`] – the pixel-art filter ([`pixelate()`]) with its own
 //!   colour quantizer;
 //! * [`mod@encode`] – PNG/JPEG/WebP encoding ([`encode()`]) and reading PNG
-//!   text chunks back ([`read_png_text`]).
+//!   text chunks back ([`read_png_text`]);
+//! * [`mod@mask`] – inpainting masks from transparency ([`mask_from_alpha`]).
 //!
 //! The `image` crate is re-exported so callers use exactly the version these
 //! functions take and return.
@@ -19,6 +20,7 @@
 pub mod encode;
 mod error;
 pub mod format;
+pub mod mask;
 pub mod pixelate;
 mod quantize;
 pub mod resize;
@@ -28,5 +30,6 @@ pub use image;
 pub use encode::{encode, read_png_text, Encoding};
 pub use error::OpsError;
 pub use format::{decode, probe, ImageFormat, ImageInfo};
+pub use mask::mask_from_alpha;
 pub use pixelate::{pixelate, pixelate_grid, Palette, PixelateParams};
 pub use resize::{resize, resize_fit, scaled_size, upscale, Filter, Fit, ScaleTarget};

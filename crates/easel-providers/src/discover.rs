@@ -42,10 +42,14 @@ pub async fn scan(db: &Db, dir: &Path) -> Result<usize> {
             source: Some(source.display().to_string()),
             provider: "local".into(),
             provider_config: serde_json::json!({}),
+            provider_capabilities: None,
             fallback_provider: None,
             fallback_provider_config: None,
+            fallback_provider_capabilities: None,
             defaults: Default::default(),
             limits: Default::default(),
+            icon: None,
+            tool_types: vec![],
             recommended: false,
             beta: false,
             tags: if found.lora {
@@ -63,6 +67,11 @@ pub async fn scan(db: &Db, dir: &Path) -> Result<usize> {
                 spec.aliases = m.aliases.clone();
                 spec.defaults = m.defaults.clone();
                 spec.limits = m.limits.clone();
+                // What a registry view (Sartiq) set on it stays too.
+                spec.icon = m.icon.clone();
+                spec.tool_types = m.tool_types.clone();
+                spec.recommended = m.recommended;
+                spec.beta = m.beta;
                 easel_store::models::update(db, &m.id, &spec).await?;
                 n += 1;
             }

@@ -1,5 +1,8 @@
 //! The models registry. A model's spec is stored as JSON; its name and aliases are rows of
 //! `model_names`, so every name resolves to exactly one model.
+//!
+//! Fields added to `ModelSpec` need no migration: they are read with their serde defaults
+//! from rows written before they existed (`icon`, the capabilities, `tool_types`).
 
 use easel_core::model::{Model, ModelSpec};
 use easel_core::time::{self, from_millis};
@@ -20,10 +23,14 @@ fn from_row(r: &AnyRow) -> Result<Model> {
         source: spec.source,
         provider: spec.provider,
         provider_config: spec.provider_config,
+        provider_capabilities: spec.provider_capabilities,
         fallback_provider: spec.fallback_provider,
         fallback_provider_config: spec.fallback_provider_config,
+        fallback_provider_capabilities: spec.fallback_provider_capabilities,
         defaults: spec.defaults,
         limits: spec.limits,
+        icon: spec.icon,
+        tool_types: spec.tool_types,
         recommended: spec.recommended,
         beta: spec.beta,
         tags: spec.tags,

@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// Most images per generation job (default 8).
     #[arg(long, env = "EASEL_MAX_IMAGES")]
     pub max_images: Option<u32>,
+    /// Seconds a synchronous request (OpenAI's image generations and edits) waits for its
+    /// job before answering that it is still running (default 300).
+    #[arg(long, env = "EASEL_SYNC_TIMEOUT")]
+    pub sync_timeout: Option<u64>,
 }
 
 /// `easel.toml`: the same settings as the flags, by their long names with underscores.
@@ -104,6 +108,7 @@ pub struct FileConfig {
     pub memory_budget: Option<String>,
     pub max_steps: Option<u32>,
     pub max_images: Option<u32>,
+    pub sync_timeout: Option<u64>,
 }
 
 /// Bytes from `12GiB`, `8G`, `500MB`, `1.5TB` or a plain number of bytes (K, M, G, T are
@@ -198,6 +203,9 @@ pub fn build(args: &ServeArgs, http: bool) -> Result<Config> {
     }
     if let Some(v) = args.max_images.or(file.max_images) {
         cfg.limits.max_images = v.max(1);
+    }
+    if let Some(v) = args.sync_timeout.or(file.sync_timeout) {
+        cfg.sync_timeout = Duration::from_secs(v);
     }
     cfg.admin_key = std::env::var("EASEL_ADMIN_KEY")
         .ok()

@@ -158,14 +158,7 @@ pub async fn create(
     headers: HeaderMap,
     Json(body): Json<CreateJob>,
 ) -> ApiResult<impl IntoResponse> {
-    let idempotency_key = match headers.get("idempotency-key") {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| Error::invalid("Idempotency-Key", "must be visible ASCII"))?
-                .to_string(),
-        ),
-        None => None,
-    };
+    let idempotency_key = service::idempotency_key(&headers)?;
     let req = TaskRequest {
         task: body.task,
         model: body.model,

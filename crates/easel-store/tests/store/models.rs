@@ -214,3 +214,101 @@ async fn create_resolve_update_list_delete() {
         assert_eq!(models::list(db, 0, 100).await.unwrap().1, 5, "{n}");
     }
 }
+
+/// The registry fields a dialect such as Sartiq's sets (icon, capabilities, tool types, a
+/// free provider name, the fallback) round-trip; rows written before these fields existed
+/// read with their defaults.
+#[tokio::test]
+async fn registry_fields_round_trip_and_older_rows_read() {
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let full = spec(serde_json::json!({
+            "name": "flux-pro",
+            "provider": "fal_standard",
+            "provider_config": {"fal_app_id": "fal-ai/flux-pro", "additional_properties": {}},
+            "provider_capabilities": ["TEXT_TO_IMAGE", "IMAGE_TO_IMAGE"],
+            "fallback_provider": "replicate",
+            "fallback_provider_config": {"model": "black-forest-labs/flux-pro"},
+            "fallback_provider_capabilities": [],
+            "icon": "https://example.test/flux.png",
+            "tool_types": ["BASE_GENERATION", "UPSCALE"],
+            "limits": {"max_width": 2048, "max_height": 1536, "max_pixels": 3145728u64},
+            "recommended": true,
+        }));
+        let m = models::create(db, &full, false).await.unwrap();
+        assert_eq!(m.spec(), full, "{n}");
+        assert_eq!(
+            models::get(db, &m.id).await.unwrap().map(|m| m.spec()),
+            Some(full.clone()),
+            "{n}"
+        );
+        assert_eq!(m.provider, "fal_standard", "{n}");
+        assert_eq!(
+            m.icon.as_deref(),
+            Some("https://example.test/flux.png"),
+            "{n}"
+        );
+        assert_eq!(m.tool_types, ["BASE_GENERATION", "UPSCALE"], "{n}");
+        assert_eq!(
+            m.provider_capabilities.as_deref(),
+            Some(&["TEXT_TO_IMAGE".to_string(), "IMAGE_TO_IMAGE".to_string()][..]),
+            "{n}"
+        );
+        assert_eq!(m.fallback_provider_capabilities, Some(vec![]), "{n}");
+
+        // Clearing: an update stores exactly the spec it is given.
+        let mut cleared = full.clone();
+        cleared.icon = None;
+        cleared.provider_capabilities = None;
+        cleared.tool_types = vec![];
+        cleared.limits.max_width = None;
+        let up = models::update(db, &m.id, &cleared).await.unwrap();
+        assert_eq!(up.spec(), cleared, "{n}");
+
+        // The core's rules hold for the new fields.
+        let mut bad = full.clone();
+        bad.name = "other".into();
+        bad.tool_types = vec![String::new()];
+        let e = models::create(db, &bad, false).await.unwrap_err();
+        assert_eq!(
+            (e.kind, e.field.as_deref()),
+            (ErrorKind::Invalid, Some("tool_types[0]")),
+            "{n}"
+        );
+        bad.tool_types = vec![];
+        bad.limits.max_height = Some(0);
+        let e = models::create(db, &bad, false).await.unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("limits.max_height"), "{n}");
+
+        // A row as the first release wrote it: no icon, capabilities or tool types.
+        let old = r#"{"name":"old","aliases":["legacy"],"family":"sd15","tasks":["txt2img"],"source":"/m/old","provider":"local","provider_config":{},"fallback_provider":null,"fallback_provider_config":null,"defaults":{},"limits":{"max_width":768},"recommended":false,"beta":true,"tags":[]}"#;
+        let id = easel_core::id::new(easel_core::id::MODEL);
+        sqlx::query(
+            "INSERT INTO models (id, name, spec, discovered, created_at, updated_at) VALUES ($1, $2, $3, 1, 1000, 1000)",
+        )
+        .bind(&id)
+        .bind("old")
+        .bind(old)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let m = models::get(db, &id).await.unwrap().expect("old row");
+        assert_eq!(
+            (
+                m.icon,
+                m.provider_capabilities,
+                m.fallback_provider_capabilities
+            ),
+            (None, None, None),
+            "{n}"
+        );
+        assert!(m.tool_types.is_empty(), "{n}");
+        assert_eq!(
+            (m.limits.max_width, m.beta, m.discovered),
+            (Some(768), true, true),
+            "{n}"
+        );
+        assert_eq!(m.source.as_deref(), Some("/m/old"), "{n}");
+    }
+}
