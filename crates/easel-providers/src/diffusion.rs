@@ -418,15 +418,7 @@ pub fn generate(
         .clone()
         .unwrap_or_else(|| pipeline.scheduler_kind().class_name().to_string());
     let (format, quality) = (g.format.unwrap_or(OutputFormat::Png), g.quality);
-    let enc = match format {
-        OutputFormat::Png => ops::Encoding::Png,
-        OutputFormat::Jpeg => ops::Encoding::Jpeg {
-            quality: quality.unwrap_or(90),
-        },
-        OutputFormat::Webp => ops::Encoding::Webp {
-            quality: quality.unwrap_or(90),
-        },
-    };
+    let enc = crate::encoding(format, quality);
     let preview_every = g.preview_every.unwrap_or(0);
     let sdxl = pipeline.is_sdxl();
     let mut outputs = Vec::new();

@@ -58,3 +58,17 @@ impl Executor for Providers {
         )))
     }
 }
+
+/// The encoding of an output format and quality (default quality 90 for JPEG and WebP).
+fn encoding(
+    format: easel_core::task::OutputFormat,
+    quality: Option<u8>,
+) -> easel_imageops::Encoding {
+    use easel_core::task::OutputFormat;
+    let quality = quality.unwrap_or(90);
+    match format {
+        OutputFormat::Png => easel_imageops::Encoding::Png,
+        OutputFormat::Jpeg => easel_imageops::Encoding::Jpeg { quality },
+        OutputFormat::Webp => easel_imageops::Encoding::Webp { quality },
+    }
+}

@@ -126,15 +126,7 @@ fn process(
     };
     ctx.step(2, 3)?;
     let (format, quality) = input.output();
-    let enc = match format {
-        OutputFormat::Png => ops::Encoding::Png,
-        OutputFormat::Jpeg => ops::Encoding::Jpeg {
-            quality: quality.unwrap_or(90),
-        },
-        OutputFormat::Webp => ops::Encoding::Webp {
-            quality: quality.unwrap_or(90),
-        },
-    };
+    let enc = crate::encoding(format, quality);
     let text = vec![("easel".to_string(), params.to_string())];
     let encoded = ops::encode(&out, &enc, &text).map_err(ops_err)?;
     Ok((encoded, out.width(), out.height(), format))
