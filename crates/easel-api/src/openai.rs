@@ -710,6 +710,8 @@ async fn run(
             priority: None,
             webhook: None,
             idempotency_key: idempotency_key.clone(),
+            request: None,
+            external_id: None,
         },
     )
     .await?;
@@ -745,6 +747,8 @@ async fn run(
                     priority: None,
                     webhook: None,
                     idempotency_key: idempotency_key.as_ref().map(|k| format!("{k}:upscale:{i}")),
+                    request: None,
+                    external_id: None,
                 },
             )
             .await

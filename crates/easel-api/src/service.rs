@@ -25,6 +25,10 @@ pub struct TaskRequest {
     pub priority: Option<i32>,
     pub webhook: Option<Webhook>,
     pub idempotency_key: Option<String>,
+    /// The wire request, kept with the job (`Job::request`).
+    pub request: Option<serde_json::Value>,
+    /// An id the dialect gives the job (see `NewJob::external_id`).
+    pub external_id: Option<easel_core::job::ExternalId>,
 }
 
 /// The `Idempotency-Key` header (checked by `submit`), for dialects that honour it.
@@ -158,6 +162,8 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
         webhook: req.webhook,
         max_attempts: 0,
         idempotency_key: req.idempotency_key,
+        request: req.request,
+        external_id: req.external_id,
     };
     let ins = state.queue.submit(new).await?;
     Ok((ins.job, ins.created))

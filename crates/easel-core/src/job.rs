@@ -154,6 +154,27 @@ pub struct Webhook {
     /// Events to deliver; all of them when omitted.
     #[serde(default = "all_events")]
     pub events: Vec<WebhookEvent>,
+    /// The payload's shape: Easel's event envelope (default) or a dialect's own object.
+    #[serde(default, skip_serializing_if = "WebhookFormat::is_native")]
+    pub format: WebhookFormat,
+}
+
+/// What a webhook delivery's body is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// `{type, timestamp, data: job}` (the native API's).
+    #[default]
+    Native,
+    /// The prediction itself, as `GET /replicate/v1/predictions/{id}` shows it (Replicate's
+    /// webhooks).
+    Replicate,
+}
+
+impl WebhookFormat {
+    pub fn is_native(&self) -> bool {
+        *self == WebhookFormat::Native
+    }
 }
 
 fn all_events() -> Vec<WebhookEvent> {
@@ -226,6 +247,11 @@ pub struct Job {
     pub cancel_requested: bool,
     /// The provider that ran the job (set when it succeeds).
     pub provider: Option<String>,
+    /// The request as its dialect received it (wire names), where a dialect kept it: what it
+    /// echoes back, and the fields Easel accepted without applying them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub request: Option<serde_json::Value>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -276,6 +302,30 @@ pub struct NewJob {
     pub webhook: Option<Webhook>,
     pub max_attempts: u32,
     pub idempotency_key: Option<String>,
+    /// The request as its dialect received it (kept as `Job::request`).
+    pub request: Option<serde_json::Value>,
+    /// An id a dialect gives the job; a second submit with the same id (and owner) answers
+    /// with the first job instead of creating one (Replicate's idempotent `PUT`).
+    pub external_id: Option<ExternalId>,
+}
+
+/// An id a dialect gives to one of Easel's objects, unique per namespace and owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalId {
+    pub namespace: &'static str,
+    pub id: String,
+}
+
+/// The namespaces of external ids.
+pub mod namespaces {
+    /// Leonardo generation ids (UUIDv4) → job ids.
+    pub const LEONARDO_GENERATION: &str = "leonardo.generation";
+    /// Leonardo image ids (UUIDv4) → asset ids.
+    pub const LEONARDO_IMAGE: &str = "leonardo.image";
+    /// Leonardo user ids (UUIDv4) → user ids.
+    pub const LEONARDO_USER: &str = "leonardo.user";
+    /// Replicate prediction ids chosen by the client (`PUT /predictions/{id}`) → job ids.
+    pub const REPLICATE_PREDICTION: &str = "replicate.prediction";
 }
 
 /// Priorities are clamped to this range; higher runs first.
@@ -325,6 +375,7 @@ mod tests {
         let bad = Webhook {
             url: "ftp://x".into(),
             events: vec![],
+            format: Default::default(),
         };
         assert_eq!(
             bad.validate().unwrap_err().field.as_deref(),

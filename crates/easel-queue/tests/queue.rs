@@ -697,7 +697,11 @@ async fn webhooks_are_signed_retried_and_recorded() {
         let (base, hooks) = start_hook_server().await;
         let hooked = |url: String, events: Vec<WebhookEvent>| {
             let mut nj = job(&owner.id, "quick");
-            nj.webhook = Some(Webhook { url, events });
+            nj.webhook = Some(Webhook {
+                url,
+                events,
+                format: Default::default(),
+            });
             nj
         };
         let ok = q

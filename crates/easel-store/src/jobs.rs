@@ -18,11 +18,11 @@ use crate::db::{
     db_err, get_f64, get_i64, get_json, get_opt_i64, get_opt_json, get_opt_str, get_str, Db,
     WriteTx,
 };
-use crate::{assets, usage, webhooks};
+use crate::{assets, external_ids, usage, webhooks};
 
 const JOB_COLS: &str = "id, owner_id, task, model, status, priority, input, progress, step, total_steps, \
      error_code, error_message, outputs, usage_units, webhook, attempts, max_attempts, cancel_requested, \
-     provider, created_at, started_at, completed_at";
+     provider, request, created_at, started_at, completed_at";
 
 /// Idempotency keys are honoured this long.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -56,6 +56,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         max_attempts: get_i64(row, "max_attempts")? as u32,
         cancel_requested: get_i64(row, "cancel_requested")? != 0,
         provider: get_opt_str(row, "provider")?,
+        request: get_opt_json(row, "request")?,
         created_at: from_millis(get_i64(row, "created_at")?),
         started_at: get_opt_i64(row, "started_at")?.map(from_millis),
         completed_at: get_opt_i64(row, "completed_at")?.map(from_millis),
@@ -119,6 +120,17 @@ pub struct Inserted {
 pub async fn insert(db: &Db, new: &NewJob, max_queued_per_owner: u64) -> Result<Inserted> {
     let now = time::to_millis(time::now());
     let mut tx = db.begin().await?;
+    if let Some(ext) = &new.external_id {
+        let found = external_ids::find_in(&mut tx, ext.namespace, &new.owner_id, &ext.id).await?;
+        if let Some(id) = found {
+            drop(tx);
+            let job = get(db, &id).await?.ok_or_else(|| Error::not_found("job"))?;
+            return Ok(Inserted {
+                job,
+                created: false,
+            });
+        }
+    }
     if let Some(key) = &new.idempotency_key {
         let row = sqlx::query(
             "SELECT job_id, created_at FROM idempotency_keys WHERE owner_id = $1 AND key = $2",
@@ -175,8 +187,8 @@ pub async fn insert(db: &Db, new: &NewJob, max_queued_per_owner: u64) -> Result<
     let rank = get_i64(&rank_row, "queue_vtime")?;
     let id = easel_core::id::new(easel_core::id::JOB);
     let row = sqlx::query(&format!(
-        "INSERT INTO jobs (id, owner_id, task, model, status, priority, fair_rank, input, webhook, max_attempts, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $10) RETURNING {JOB_COLS}"
+        "INSERT INTO jobs (id, owner_id, task, model, status, priority, fair_rank, input, webhook, max_attempts, request, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $11, $10, $10) RETURNING {JOB_COLS}"
     ))
     .bind(&id)
     .bind(&new.owner_id)
@@ -188,6 +200,7 @@ pub async fn insert(db: &Db, new: &NewJob, max_queued_per_owner: u64) -> Result<
     .bind(new.webhook.as_ref().map(|w| serde_json::to_string(w).unwrap_or_default()))
     .bind(new.max_attempts.max(1) as i64)
     .bind(now)
+    .bind(new.request.as_ref().map(|r| r.to_string()))
     .fetch_one(tx.conn())
     .await
     .map_err(db_err)?;
@@ -205,6 +218,17 @@ pub async fn insert(db: &Db, new: &NewJob, max_queued_per_owner: u64) -> Result<
             let e = db_err(e);
             if e.kind == ErrorKind::Conflict {
                 // A concurrent request with the same key won; answer with its job.
+                drop(tx);
+                return Box::pin(insert(db, new, max_queued_per_owner)).await;
+            }
+            return Err(e);
+        }
+    }
+    if let Some(ext) = &new.external_id {
+        let r = external_ids::insert_in(&mut tx, ext.namespace, &new.owner_id, &ext.id, &id).await;
+        if let Err(e) = r {
+            if e.kind == ErrorKind::Conflict {
+                // A concurrent request with the same id won; answer with its job.
                 drop(tx);
                 return Box::pin(insert(db, new, max_queued_per_owner)).await;
             }
@@ -234,6 +258,10 @@ pub struct JobFilter {
     pub task: Option<String>,
     /// Only jobs older than this id (the cursor).
     pub before: Option<String>,
+    /// Only jobs with an external id in this namespace (a dialect's own jobs).
+    pub namespace: Option<&'static str>,
+    /// Skip this many (offset paging, for dialects that page so).
+    pub offset: u32,
     pub limit: u32,
 }
 
@@ -256,9 +284,18 @@ pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<Job>> {
     if let Some(b) = &f.before {
         cond("id", b.clone(), "<");
     }
+    if let Some(ns) = f.namespace {
+        cond(
+            "id IN (SELECT internal_id FROM external_ids WHERE namespace",
+            ns.to_string(),
+            "=",
+        );
+        sql.push(')');
+    }
     sql.push_str(&format!(
-        " ORDER BY id DESC LIMIT {}",
-        f.limit.clamp(1, 1000)
+        " ORDER BY id DESC LIMIT {} OFFSET {}",
+        f.limit.clamp(1, 1000),
+        f.offset
     ));
     let mut q = sqlx::query(&sql);
     for b in binds {

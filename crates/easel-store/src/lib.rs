@@ -8,6 +8,7 @@
 pub mod assets;
 pub mod blobs;
 pub mod db;
+pub mod external_ids;
 pub mod jobs;
 pub mod models;
 pub mod settings;

@@ -220,6 +220,8 @@ pub fn new_job(owner_id: &str, task: &str) -> NewJob {
         webhook: None,
         max_attempts: 3,
         idempotency_key: None,
+        request: None,
+        external_id: None,
     }
 }
 

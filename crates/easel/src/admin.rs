@@ -356,6 +356,7 @@ pub async fn jobs(a: JobsArgs) -> Result<()> {
                 task: None,
                 before: None,
                 limit,
+                ..Default::default()
             };
             println!(
                 "{:<30} {:<10} {:<10} {:<9} {:<24} OWNER",

@@ -166,6 +166,8 @@ pub async fn create(
         priority: body.priority,
         webhook: body.webhook,
         idempotency_key,
+        request: None,
+        external_id: None,
     };
     let (job, created) = service::submit(&state, &who, req).await?;
     let status = if created {
@@ -245,6 +247,7 @@ pub async fn list(
         task: q.task,
         before: q.cursor,
         limit: limit + 1,
+        ..Default::default()
     };
     let mut jobs = easel_store::jobs::list(&state.store.db, &filter).await?;
     let more = jobs.len() > limit as usize;

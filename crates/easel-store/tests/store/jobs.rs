@@ -1105,3 +1105,108 @@ async fn list_filters_and_pages() {
         );
     }
 }
+
+#[tokio::test]
+async fn external_ids_name_jobs_once_per_owner_and_filter_lists() {
+    use easel_core::job::{namespaces, ExternalId};
+    use easel_store::external_ids;
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let alice = user(db, "alice").await;
+        let bob = user(db, "bob").await;
+        let mut nj = new_job(&alice.id, "upscale");
+        nj.external_id = Some(ExternalId {
+            namespace: namespaces::REPLICATE_PREDICTION,
+            id: "my-id".into(),
+        });
+        nj.request = Some(serde_json::json!({"input": {"pag_guidance_scale": 2}}));
+        let first = jobs::insert(db, &nj, 100).await.unwrap();
+        assert!(first.created, "{n}");
+        assert_eq!(first.job.request, nj.request, "{n}: the request is kept");
+        // The same id again: the first job, nothing new.
+        let again = jobs::insert(db, &nj, 100).await.unwrap();
+        assert!(!again.created, "{n}");
+        assert_eq!(again.job.id, first.job.id, "{n}");
+        // Another owner may use the same id.
+        nj.owner_id = bob.id.clone();
+        let bobs = jobs::insert(db, &nj, 100).await.unwrap();
+        assert!(bobs.created, "{n}");
+        assert_ne!(bobs.job.id, first.job.id, "{n}");
+        assert_eq!(
+            external_ids::find(db, namespaces::REPLICATE_PREDICTION, &alice.id, "my-id")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(first.job.id.as_str()),
+            "{n}"
+        );
+        assert_eq!(
+            external_ids::find(db, namespaces::LEONARDO_GENERATION, &alice.id, "my-id")
+                .await
+                .unwrap(),
+            None,
+            "{n}: namespaces are separate"
+        );
+        // Assigned once; later calls get the same id.
+        let plain = jobs::insert(db, &new_job(&alice.id, "upscale"), 100)
+            .await
+            .unwrap()
+            .job;
+        let a = external_ids::get_or_assign(
+            db,
+            namespaces::LEONARDO_GENERATION,
+            &alice.id,
+            &plain.id,
+            || "u-1".into(),
+        )
+        .await
+        .unwrap();
+        let b2 = external_ids::get_or_assign(
+            db,
+            namespaces::LEONARDO_GENERATION,
+            &alice.id,
+            &plain.id,
+            || "u-2".into(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((a.as_str(), b2.as_str()), ("u-1", "u-1"), "{n}");
+        let map = external_ids::of(
+            db,
+            namespaces::REPLICATE_PREDICTION,
+            &[first.job.id.clone(), plain.id.clone()],
+        )
+        .await
+        .unwrap();
+        assert_eq!(map.len(), 1, "{n}");
+        assert_eq!(map[&first.job.id], "my-id", "{n}");
+
+        // Lists: by namespace, with offsets.
+        let f = |ns: Option<&'static str>, offset: u32| JobFilter {
+            owner_id: Some(alice.id.clone()),
+            namespace: ns,
+            offset,
+            limit: 10,
+            ..Default::default()
+        };
+        let ids = |js: Vec<easel_core::Job>| js.into_iter().map(|j| j.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(jobs::list(db, &f(Some(namespaces::LEONARDO_GENERATION), 0))
+                .await
+                .unwrap()),
+            [plain.id.clone()],
+            "{n}"
+        );
+        assert_eq!(
+            ids(jobs::list(db, &f(None, 0)).await.unwrap()).len(),
+            2,
+            "{n}"
+        );
+        assert_eq!(
+            ids(jobs::list(db, &f(None, 1)).await.unwrap()),
+            [first.job.id.clone()],
+            "{n}: offset skips the newest"
+        );
+    }
+}

@@ -28,6 +28,7 @@ async fn deliveries_follow_the_job_and_record_attempts() {
         nj.webhook = Some(Webhook {
             url: "http://127.0.0.1:9/hook".into(),
             events: vec![WebhookEvent::Start, WebhookEvent::Completed],
+            format: Default::default(),
         });
         let job = jobs::insert(db, &nj, 100).await.unwrap().job;
         assert!(
@@ -251,6 +252,7 @@ async fn events_are_filtered_and_leases_expire() {
         nj.webhook = Some(Webhook {
             url: "http://127.0.0.1:9/done".into(),
             events: vec![WebhookEvent::Completed],
+            format: Default::default(),
         });
         let only = jobs::insert(db, &nj, 100).await.unwrap().job;
         jobs::claim(db, "w1", LEASE, Some(&["done-only".to_string()]))
@@ -272,6 +274,7 @@ async fn events_are_filtered_and_leases_expire() {
         nj.webhook = Some(Webhook {
             url: "http://127.0.0.1:9/done".into(),
             events: vec![WebhookEvent::Completed],
+            format: Default::default(),
         });
         let never = jobs::insert(db, &nj, 100).await.unwrap().job;
         jobs::request_cancel(db, &never.id, Some(&alice.id))
