@@ -97,8 +97,18 @@ impl Authenticator {
     }
 }
 
-/// The key presented in `Authorization` (`Bearer` or `Token` scheme).
+/// The key presented in `Authorization` (`Bearer` or `Token` scheme), or in the
+/// `x-api-market-key` header (the Replicate dialect's spec sends it so).
 pub fn presented_key(parts: &Parts) -> Option<&str> {
+    if let Some(k) = parts
+        .headers
+        .get("x-api-market-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+    {
+        return Some(k);
+    }
     let v = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)?

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
@@ -37,6 +37,7 @@ pub struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::openai::ApiDoc::openapi());
+    doc.merge(crate::replicate::ApiDoc::openapi());
     doc
 }
 
@@ -48,6 +49,11 @@ impl Modify for Security {
         c.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // The Replicate dialect's spec (api.market) sends the key in this header.
+        c.add_security_scheme(
+            "api_market_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-market-key"))),
         );
     }
 }

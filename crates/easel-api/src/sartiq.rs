@@ -77,7 +77,6 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -87,7 +86,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::dialect::{self, Dialect, DialectState};
-use crate::error::{error_headers, status_of};
+use crate::fastapi::{self, Detail, WireNames};
 use crate::AppState;
 
 /// Where the dialect is mounted.
@@ -115,139 +114,30 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new().nest(BASE, dialect::mount(api, state))
 }
 
-/// A handler's failure in FastAPI's shapes: a core error, or validation details.
-pub enum Failure {
-    Error(Error),
-    Invalid(Vec<Detail>),
-}
+/// Sartiq's names of the core's fields.
+pub struct SartiqNames;
 
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Error(e)
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let e = match self {
-            Failure::Invalid(d) => return invalid(d),
-            Failure::Error(e) => e,
-        };
-        let mut resp = match e.kind {
-            ErrorKind::Invalid => {
-                let loc = match &e.field {
-                    Some(f) => body_loc(f),
-                    None => vec![json!("body")],
-                };
-                invalid(vec![Detail::new(loc, "value_error", e.message.clone())])
-            }
-            // What FastAPI says of a body it cannot read as JSON.
-            ErrorKind::BadRequest => invalid(vec![Detail::new(
-                vec![json!("body")],
-                "json_invalid",
-                "JSON decode error",
-            )
-            .ctx(json!({"error": e.message}))]),
-            kind => (status_of(kind), axum::Json(json!({"detail": e.message}))).into_response(),
-        };
-        error_headers(&e, &mut resp);
-        resp
-    }
-}
-
-fn invalid(details: Vec<Detail>) -> Response {
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        axum::Json(json!({"detail": details})),
-    )
-        .into_response()
-}
-
-/// One entry of FastAPI's `detail` list (pydantic's `ValidationError`).
-#[derive(Debug, Clone, Serialize)]
-pub struct Detail {
-    pub loc: Vec<Value>,
-    pub msg: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ctx: Option<Value>,
-}
-
-impl Detail {
-    fn new(loc: Vec<Value>, kind: &str, msg: impl Into<String>) -> Detail {
-        Detail {
-            loc,
-            msg: msg.into(),
-            kind: kind.to_string(),
-            input: None,
-            ctx: None,
-        }
-    }
-    fn input(mut self, v: &Value) -> Detail {
-        self.input = Some(v.clone());
-        self
-    }
-    fn ctx(mut self, v: Value) -> Detail {
-        self.ctx = Some(v);
-        self
-    }
-}
-
-/// A core field path as a FastAPI body location, under Sartiq's names:
-/// `tool_types[1]` → `["body", "tool_types", 1]`, `limits.max_width` →
-/// `["body", "max_output_width"]`.
-fn body_loc(field: &str) -> Vec<Value> {
-    let field = match field {
-        "limits.max_width" => "max_output_width",
-        "limits.max_height" => "max_output_height",
-        "limits.max_pixels" => "max_size_pixels",
-        f => f,
-    };
-    let mut loc = vec![json!("body")];
-    for part in field.split('.') {
-        let mut rest = part;
-        if let Some(i) = rest.find('[') {
-            loc.push(json!(&rest[..i]));
-            rest = &rest[i..];
-            while let Some(r) = rest.strip_prefix('[') {
-                let Some((n, after)) = r.split_once(']') else {
-                    break;
-                };
-                loc.push(n.parse::<u64>().map(Value::from).unwrap_or(json!(n)));
-                rest = after;
-            }
-        } else {
-            loc.push(json!(rest));
-        }
-    }
-    loc
-}
-
-/// A core error of a create or update, with the offending value as `input`.
-fn core_failure(e: Error, body: &Map<String, Value>) -> Failure {
-    if e.kind != ErrorKind::Invalid {
-        return Failure::Error(e);
-    }
-    let loc = body_loc(e.field.as_deref().unwrap_or(""));
-    let mut d = Detail::new(loc.clone(), "value_error", e.message);
-    let mut at = loc
-        .get(1)
-        .and_then(|k| k.as_str())
-        .and_then(|k| body.get(k));
-    for step in loc.iter().skip(2) {
-        at = at.and_then(|v| match step {
-            Value::Number(n) => v.get(n.as_u64().unwrap_or(u64::MAX) as usize),
-            Value::String(s) => v.get(s),
+impl WireNames for SartiqNames {
+    fn wire(core: &str) -> Option<&'static str> {
+        match core {
+            "limits.max_width" => Some("max_output_width"),
+            "limits.max_height" => Some("max_output_height"),
+            "limits.max_pixels" => Some("max_size_pixels"),
             _ => None,
-        });
+        }
     }
-    if let Some(v) = at {
-        d = d.input(v);
-    }
-    Failure::Invalid(vec![d])
+}
+
+/// A handler's failure in FastAPI's shapes, under Sartiq's field names.
+pub type Failure = fastapi::Failure<SartiqNames>;
+
+#[cfg(test)]
+fn body_loc(field: &str) -> Vec<Value> {
+    fastapi::body_loc::<SartiqNames>(field)
+}
+
+fn core_failure(e: Error, body: &Map<String, Value>) -> Failure {
+    fastapi::core_failure(e, body)
 }
 
 /// `GenerativeModelsPublic`.

@@ -280,14 +280,23 @@ pub async fn start(cfg: Config) -> Result<Server> {
     })
 }
 
-/// Add signed output URLs to a webhook payload's job.
+/// Render a webhook payload's job as its webhook asks, with signed output URLs fresh at send
+/// time: the native envelope's `data`, or a dialect's own object as the whole body.
 fn enrich_webhook(state: &AppState, payload: &mut serde_json::Value) {
     let Some(job) = payload.get("data").cloned() else {
         return;
     };
-    if let Ok(job) = serde_json::from_value::<easel_core::Job>(job) {
-        let view = native::jobs::view(state, job, None);
-        payload["data"] = serde_json::to_value(view).unwrap_or_default();
+    let Ok(job) = serde_json::from_value::<easel_core::Job>(job) else {
+        return;
+    };
+    match job.webhook.as_ref().map(|w| w.format).unwrap_or_default() {
+        easel_core::WebhookFormat::Native => {
+            let view = native::jobs::view(state, job, None);
+            payload["data"] = serde_json::to_value(view).unwrap_or_default();
+        }
+        easel_core::WebhookFormat::Replicate => {
+            *payload = crate::replicate::webhook_body(state, &job);
+        }
     }
 }
 
@@ -346,6 +355,7 @@ pub fn router(state: AppState) -> Router {
         .merge(native::routes())
         .merge(crate::sartiq::routes(&state))
         .merge(crate::openai::routes(&state))
+        .merge(crate::replicate::routes(&state))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
         .route("/metrics", get(crate::metrics::render))
         .route("/healthz", get(|| async { "ok" }))
