@@ -1,9 +1,13 @@
 //! Providers: what actually runs a job. `Providers` is the queue's `Executor`: it routes each
-//! job to the provider that can run it — the local image tools (`tools`) and the local
-//! diffusion engine (`diffusion`); remote HTTP providers with fallback plug in here.
+//! job to the provider that can run it — the local image tools (`tools`), and for generation
+//! tasks the provider the job's model names: the local diffusion engine (`diffusion`,
+//! provider `local`) or a remote server (`remote`: `openai`, `replicate`, `easel`). When
+//! that provider fails and the model names a `fallback_provider`, the fallback runs the job;
+//! the job records which provider served it (`local`, `easel`, `easel (fallback)`, …).
 
 pub mod diffusion;
 pub mod discover;
+pub mod remote;
 pub mod tools;
 
 use std::sync::Arc;
@@ -50,12 +54,100 @@ impl Executor for Providers {
             return tools::run(&self.store, &self.limits, job, ctx).await;
         }
         if diffusion::TASKS.contains(&job.task.as_str()) {
-            return diffusion::run(&self.engine, &self.store, &self.limits, job, ctx).await;
+            return self.generate(job, ctx).await;
         }
         Err(RunError::Failed(easel_core::JobError::new(
             easel_core::job::codes::NO_PROVIDER,
             format!("no provider on this server runs the task `{}`", job.task),
         )))
+    }
+}
+
+impl Providers {
+    /// A generation job on its model's provider, then on its fallback provider if that fails.
+    async fn generate(&self, job: &Job, ctx: &RunContext) -> Result<RunOutput, RunError> {
+        let model = match job.model.as_deref() {
+            Some(name) => easel_store::models::resolve(&self.store.db, name).await?,
+            None => None,
+        };
+        let Some(model) = model else {
+            // No registry entry to route by: the local engine reports what is missing.
+            return self
+                .on(job, ctx, "local", &serde_json::json!({}), "provider_config")
+                .await;
+        };
+        let first = self
+            .on(
+                job,
+                ctx,
+                &model.provider,
+                &model.provider_config,
+                "provider_config",
+            )
+            .await;
+        let (Err(primary), Some(fallback)) = (&first, &model.fallback_provider) else {
+            return first;
+        };
+        if *primary == RunError::Canceled {
+            return first;
+        }
+        tracing::warn!(job = %job.id, provider = %model.provider, fallback = %fallback, error = ?primary, "the provider failed; trying the fallback");
+        ctx.log(format!(
+            "provider {} failed ({primary:?}); running on the fallback {fallback}",
+            model.provider
+        ));
+        let config = model
+            .fallback_provider_config
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({}));
+        match self
+            .on(job, ctx, fallback, &config, "fallback_provider_config")
+            .await
+        {
+            Ok(mut out) => {
+                out.provider = format!("{} (fallback)", out.provider);
+                Ok(out)
+            }
+            Err(RunError::Failed(e)) => {
+                let first = match primary {
+                    RunError::Failed(p) => p.message.clone(),
+                    RunError::Canceled => "canceled".into(),
+                };
+                Err(RunError::Failed(easel_core::JobError::new(
+                    e.code,
+                    format!(
+                        "{} (the fallback provider {fallback}); the provider {} failed first: {first}",
+                        e.message, model.provider
+                    ),
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A generation job on one provider.
+    async fn on(
+        &self,
+        job: &Job,
+        ctx: &RunContext,
+        kind: &str,
+        config: &serde_json::Value,
+        field: &str,
+    ) -> Result<RunOutput, RunError> {
+        match kind {
+            "local" => diffusion::run(&self.engine, &self.store, &self.limits, job, ctx).await,
+            k if remote::KINDS.contains(&k) => {
+                let r = remote::Remote::from_config(k, config, field)?;
+                remote::run(&r, &self.store, &self.limits, job, ctx).await
+            }
+            other => Err(RunError::Failed(easel_core::JobError::new(
+                easel_core::job::codes::NO_PROVIDER,
+                format!(
+                    "this server has no provider `{other}` (it runs: {})",
+                    easel_core::model::PROVIDERS.join(", ")
+                ),
+            ))),
+        }
     }
 }
 
