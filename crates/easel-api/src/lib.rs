@@ -10,6 +10,7 @@ pub mod dialect;
 pub mod error;
 pub mod extract;
 pub mod fastapi;
+pub mod leonardo;
 pub mod metrics;
 pub mod native;
 pub mod openai;
@@ -43,6 +44,9 @@ pub struct AppInner {
     pub signed_url_ttl: Duration,
     /// How long a synchronous dialect request (OpenAI's image generations and edits) waits.
     pub sync_timeout: Duration,
+    /// The diffusion engine this process's workers use; requests that need a model right
+    /// away (text embeddings) share its pipeline cache and device lock.
+    pub engine: Arc<easel_providers::diffusion::Engine>,
 }
 
 impl std::ops::Deref for AppState {

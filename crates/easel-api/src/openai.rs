@@ -18,7 +18,7 @@
 //! | `POST /images/edits` | `img2img` (no mask) or `inpaint` (a mask, or a transparent image); JSON (the spec's) or multipart (OpenAI's); `?async=true` too |
 //! | `GET /jobs/{id}` | any job of the caller; `?poll=true` waits up to 30 s for it to end |
 //! | `GET /models`, `GET /models/{id}` | the models registry |
-//! | `POST /embeddings` | 501: comes in a later step (CLIP text embeddings) |
+//! | `POST /embeddings` | text embeddings from a local model's CLIP text encoder (pooled, L2-normalised; 768/1024/1280 values for SD 1.x/2.x/XL); `input` a string or up to 256 strings, `encoding_format` `float` or `base64`, `dimensions` must match; `model` absent: the default `txt2img` model |
 //! | `POST /chat/completions`, `/completions`, `/audio/speech`, `/audio/transcriptions`, `/audio/translations`, `/videos/generations`, `/music/generations`, `/images/variations` | 501, naming what is missing |
 //!
 //! Auth: `Authorization: Bearer <Easel key>` (the shared authenticator and rate limit).
@@ -166,8 +166,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 #[derive(Debug)]
 pub struct OpenAiError {
     pub error: Error,
-    pub code: Option<String>,
+    pub code: Option<Box<str>>,
     pub retry: bool,
+    /// The wire field, where the core field path does not say it (`input` of
+    /// `/embeddings` is a wire field, not the core's task input).
+    pub param: Option<Box<str>>,
 }
 
 impl From<Error> for OpenAiError {
@@ -176,6 +179,7 @@ impl From<Error> for OpenAiError {
             error,
             code: None,
             retry: true,
+            param: None,
         }
     }
 }
@@ -187,8 +191,12 @@ impl From<ApiError> for OpenAiError {
 }
 
 impl OpenAiError {
+    fn param(mut self, param: &str) -> Self {
+        self.param = Some(param.into());
+        self
+    }
     fn code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
+        self.code = Some(code.into().into_boxed_str());
         self
     }
     /// The work was done (or is still running): a retry would submit it again.
@@ -266,12 +274,16 @@ impl OpenAiError {
             ErrorKind::Invalid => StatusCode::BAD_REQUEST,
             k => crate::error::status_of(k),
         };
-        let param = e.field.as_deref().and_then(wire_field);
+        let param = self
+            .param
+            .as_deref()
+            .map(str::to_string)
+            .or_else(|| e.field.as_deref().and_then(wire_field));
         let message = match &param {
             Some(p) => format!("{p}: {}", e.message),
             None => e.message.clone(),
         };
-        let code = self.code.clone().unwrap_or_else(|| {
+        let code = self.code.as_deref().map(str::to_string).unwrap_or_else(|| {
             match e.kind {
                 ErrorKind::Invalid if e.message.starts_with("missing field") => {
                     "missing_required_parameter"
@@ -1057,22 +1069,12 @@ fn model_object(m: easel_core::model::Model) -> ModelObject {
 #[utoipa::path(get, path = "/openai/v1/models", tag = "openai",
     responses((status = 200, body = ModelList), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn models(State(state): State<AppState>, _: Auth) -> Result<axum::Json<ModelList>> {
-    const PAGE: u32 = 1000;
-    let mut data = Vec::new();
-    let mut skip = 0;
-    loop {
-        let (page, total) = easel_store::models::list(&state.store.db, skip, PAGE).await?;
-        let n = page.len() as u32;
-        data.extend(
-            page.into_iter()
-                .filter(|m| !service::is_lora(m))
-                .map(model_object),
-        );
-        skip += n;
-        if n < PAGE || u64::from(skip) >= total {
-            break;
-        }
-    }
+    let data = service::all_models(&state)
+        .await?
+        .into_iter()
+        .filter(|m| !service::is_lora(m))
+        .map(model_object)
+        .collect();
     Ok(axum::Json(ModelList {
         object: "list",
         data,
@@ -1102,16 +1104,175 @@ pub async fn model(
     }
 }
 
-/// Text embeddings: not yet (501).
-#[utoipa::path(post, path = "/openai/v1/embeddings", tag = "openai",
-    responses((status = 501, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn embeddings(_: Auth) -> OpenAiError {
-    Error::new(
-        ErrorKind::NotImplemented,
-        "POST /embeddings is not implemented yet: text embeddings from an installed model's \
-         CLIP text encoder come in a later version of Easel",
-    )
-    .into()
+/// Most texts in one `/embeddings` request.
+pub const MAX_EMBEDDING_INPUTS: usize = 256;
+
+/// The body of `/embeddings`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = OpenAiEmbeddingRequest)]
+pub struct EmbeddingRequest {
+    /// A text or a list of texts (token arrays are not taken).
+    #[schema(value_type = Object)]
+    pub input: Value,
+    /// A local model (name, alias or id) whose text encoder embeds; absent: the default model
+    /// for `txt2img`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// `float` (default) or `base64` (little-endian f32s).
+    #[serde(default)]
+    pub encoding_format: Option<String>,
+    /// Must equal the model's embedding size when given (no truncation).
+    #[serde(default)]
+    pub dimensions: Option<u32>,
+    /// Accepted and ignored.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = OpenAiEmbedding)]
+pub struct Embedding {
+    /// `embedding`.
+    pub object: &'static str,
+    pub index: usize,
+    /// The vector (`float`) or its little-endian f32 bytes in base64 (`base64`).
+    #[schema(value_type = Object)]
+    pub embedding: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = OpenAiEmbeddingUsage)]
+pub struct EmbeddingUsage {
+    pub prompt_tokens: usize,
+    pub total_tokens: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = OpenAiEmbeddingList)]
+pub struct EmbeddingList {
+    /// `list`.
+    pub object: &'static str,
+    pub data: Vec<Embedding>,
+    pub model: String,
+    pub usage: EmbeddingUsage,
+}
+
+/// Text embeddings from a local model's CLIP text encoder: the pooled output of its last
+/// text encoder, L2-normalised (768 values for SD 1.x, 1024 for SD 2.x, 1280 for SDXL), at
+/// most 77 tokens per text (longer texts are truncated, as CLIP's context is). Runs in this
+/// process on the engine (sharing its pipeline cache and device lock with generations).
+#[utoipa::path(post, path = "/openai/v1/embeddings", tag = "openai", request_body = EmbeddingRequest,
+    responses((status = 200, body = EmbeddingList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "Unknown model")),
+    security(("bearer" = [])))]
+pub async fn embeddings(
+    State(state): State<AppState>,
+    _: Auth,
+    Json(req): Json<EmbeddingRequest>,
+) -> Result<axum::Json<EmbeddingList>> {
+    let texts: Vec<String> = match &req.input {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    Error::invalid(
+                        format!("input[{i}]"),
+                        "must be a string (token arrays are not taken)",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(OpenAiError::from(Error::invalid(
+                "input",
+                "must be a string or a non-empty list of strings",
+            ))
+            .param("input"))
+        }
+    };
+    if texts.len() > MAX_EMBEDDING_INPUTS {
+        return Err(OpenAiError::from(Error::invalid(
+            "input",
+            format!("at most {MAX_EMBEDDING_INPUTS} texts per request"),
+        ))
+        .param("input"));
+    }
+    for (i, t) in texts.iter().enumerate() {
+        let field = if texts.len() == 1 && req.input.is_string() {
+            "input".to_string()
+        } else {
+            format!("input[{i}]")
+        };
+        let bad = |msg: String| Err(OpenAiError::from(Error::invalid(&field, msg)).param(&field));
+        if t.is_empty() {
+            return bad("must not be empty".into());
+        }
+        if t.chars().count() > state.limits.max_prompt_chars {
+            return bad(format!(
+                "at most {} characters",
+                state.limits.max_prompt_chars
+            ));
+        }
+    }
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(_) => return Err(Error::invalid("encoding_format", "`float` or `base64`").into()),
+    };
+    check_model(&state, req.model.as_deref()).await?;
+    let model = match &req.model {
+        Some(name) => easel_store::models::resolve(&state.store.db, name)
+            .await?
+            .ok_or_else(|| Error::not_found("model"))?,
+        None => service::default_model(&state, "txt2img").await?,
+    };
+    if service::is_lora(&model) {
+        return Err(Error::invalid("model", format!("`{}` is a LoRA", model.name)).into());
+    }
+    let (vectors, tokens) = easel_providers::diffusion::embed(&state.engine, &model, texts).await?;
+    if let Some(d) = req.dimensions {
+        let n = vectors.first().map_or(0, Vec::len);
+        if d as usize != n {
+            return Err(Error::invalid(
+                "dimensions",
+                format!(
+                    "the model `{}` makes {n}-dimensional embeddings",
+                    model.name
+                ),
+            )
+            .into());
+        }
+    }
+    let data = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, v)| Embedding {
+            object: "embedding",
+            index,
+            embedding: if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    bytes
+                ))
+            } else {
+                json!(v)
+            },
+        })
+        .collect();
+    let total: usize = tokens.iter().sum();
+    Ok(axum::Json(EmbeddingList {
+        object: "list",
+        data,
+        model: model.name,
+        usage: EmbeddingUsage {
+            prompt_tokens: total,
+            total_tokens: total,
+        },
+    }))
 }
 
 /// Chat, completions, audio, video, music and image variations: 501, naming what is missing.
@@ -1142,6 +1303,7 @@ async fn unsupported(
     paths(generations, edits, job, models, model, embeddings),
     components(schemas(
         ImageRequest, ResponseFormat, Upscale, ImagesAnswer, ImagesResponse, ImageData, Usage, AsyncJob,
+        EmbeddingRequest, Embedding, EmbeddingList, EmbeddingUsage,
         JobStatusView, ModelList, ModelObject, ErrorBody, ErrorObject
     )),
     tags((name = "openai", description = "OpenAI-compatible images API at /openai/v1 (the AI Magicx dialect): \

@@ -37,6 +37,7 @@ pub struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::openai::ApiDoc::openapi());
+    doc.merge(crate::leonardo::ApiDoc::openapi());
     doc.merge(crate::replicate::ApiDoc::openapi());
     doc
 }

@@ -213,7 +213,9 @@ pub async fn start(cfg: Config) -> Result<Server> {
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_string();
+    let engine = Arc::new(easel_providers::diffusion::Engine::new(cfg.engine.clone())?);
     let state = AppState(Arc::new(AppInner {
+        engine: engine.clone(),
         store: store.clone(),
         queue: queue.clone(),
         limits: cfg.limits.clone(),
@@ -230,7 +232,6 @@ pub async fn start(cfg: Config) -> Result<Server> {
     }));
 
     let (stop, stop_rx) = watch::channel(false);
-    let engine = Arc::new(easel_providers::diffusion::Engine::new(cfg.engine.clone())?);
     let executor = Arc::new(easel_providers::Providers::new(
         store.clone(),
         cfg.limits.clone(),
@@ -355,6 +356,7 @@ pub fn router(state: AppState) -> Router {
         .merge(native::routes())
         .merge(crate::sartiq::routes(&state))
         .merge(crate::openai::routes(&state))
+        .merge(crate::leonardo::routes(&state))
         .merge(crate::replicate::routes(&state))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
         .route("/metrics", get(crate::metrics::render))

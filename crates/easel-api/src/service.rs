@@ -174,16 +174,54 @@ pub fn is_lora(m: &easel_core::model::Model) -> bool {
     m.tags.iter().any(|t| t == "lora")
 }
 
-/// The model a generation task uses when the request names none: a recommended model that
-/// does the task, else the first by name.
-async fn default_model(state: &AppState, task: &str) -> Result<easel_core::model::Model> {
-    let (models, _) = easel_store::models::list(&state.store.db, 0, 1000).await?;
-    let mut fit: Vec<_> = models
+/// Every model of the registry (paged through).
+pub async fn all_models(state: &AppState) -> Result<Vec<easel_core::model::Model>> {
+    const PAGE: u32 = 1000;
+    let mut out = Vec::new();
+    let mut skip = 0;
+    loop {
+        let (page, total) = easel_store::models::list(&state.store.db, skip, PAGE).await?;
+        let n = page.len() as u32;
+        out.extend(page);
+        skip += n;
+        if n < PAGE || u64::from(skip) >= total {
+            return Ok(out);
+        }
+    }
+}
+
+/// The model a request that names none runs: one that does `task` (not a LoRA), of
+/// `families` when given (earlier families first), recommended first, then by name.
+pub async fn pick_model(
+    state: &AppState,
+    task: &str,
+    families: Option<&[&str]>,
+) -> Result<Option<easel_core::model::Model>> {
+    use easel_core::model::Model;
+    let rank = |m: &Model| {
+        families
+            .map(|f| f.iter().position(|x| *x == m.family).unwrap_or(usize::MAX))
+            .unwrap_or(0)
+    };
+    let mut fit: Vec<Model> = all_models(state)
+        .await?
         .into_iter()
-        .filter(|m| m.tasks.iter().any(|t| t == task) && !is_lora(m))
+        .filter(|m| !is_lora(m) && m.tasks.iter().any(|t| t == task))
+        .filter(|m| rank(m) != usize::MAX)
         .collect();
-    fit.sort_by(|a, b| b.recommended.cmp(&a.recommended).then(a.name.cmp(&b.name)));
-    fit.into_iter().next().ok_or_else(|| {
+    fit.sort_by(|a, b| {
+        b.recommended
+            .cmp(&a.recommended)
+            .then(rank(a).cmp(&rank(b)))
+            .then(a.name.cmp(&b.name))
+    });
+    Ok(fit.into_iter().next())
+}
+
+/// The model a generation task uses when the request names none (`pick_model`), or a 422
+/// on `model` saying how to install one.
+pub async fn default_model(state: &AppState, task: &str) -> Result<easel_core::model::Model> {
+    pick_model(state, task, None).await?.ok_or_else(|| {
         Error::invalid(
             "model",
             format!(

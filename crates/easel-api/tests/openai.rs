@@ -597,7 +597,6 @@ async fn errors_have_the_openai_shape() {
     let mut unsupported = serde_json::Map::new();
     for path in [
         "/openai/v1/chat/completions",
-        "/openai/v1/embeddings",
         "/openai/v1/audio/speech",
         "/openai/v1/videos/generations",
         "/openai/v1/music/generations",
@@ -610,6 +609,90 @@ async fn errors_have_the_openai_shape() {
     insta::assert_json_snapshot!("error_not_implemented", unsupported);
     let (s, _) = post(&t, "/openai/v1/chat/completions", "bad-key", json!({})).await;
     assert_eq!(s, 401, "auth comes first");
+    t.shutdown().await;
+}
+
+/// Text embeddings from the tiny model's CLIP text encoder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_come_from_the_text_encoder() {
+    let t = server(|_| {}).await;
+    let (key, _) = t.user("emma").await;
+    let (s, v) = post(
+        &t,
+        "/openai/v1/embeddings",
+        &key,
+        json!({"input": ["a red fox", "a red fox", "a blue car"], "model": "tiny"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["object"].as_str(), v["model"].as_str()),
+        (Some("list"), Some("tiny"))
+    );
+    let vecs: Vec<Vec<f64>> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            assert_eq!(
+                (d["object"].as_str(), d["index"].as_u64()),
+                (Some("embedding"), Some(i as u64))
+            );
+            d["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(vecs.len(), 3);
+    let dim = vecs[0].len();
+    assert!(dim > 0 && vecs.iter().all(|v| v.len() == dim));
+    for v in &vecs {
+        let norm: f64 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "unit length: {norm}");
+    }
+    assert_eq!(vecs[0], vecs[1], "the same text, the same vector");
+    assert_ne!(vecs[0], vecs[2], "different texts differ");
+    // [BOS, a, red, fox, EOS] twice and [BOS, a, blue, car, EOS].
+    assert_eq!(v["usage"]["prompt_tokens"], 15, "{v}");
+
+    // base64: the same floats, little-endian; the default model; one string.
+    let (s, b) = post(
+        &t,
+        "/openai/v1/embeddings",
+        &key,
+        json!({"input": "a red fox", "encoding_format": "base64", "dimensions": dim}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let bytes = b64(&b["data"][0]["embedding"]);
+    let floats: Vec<f32> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let as_f32: Vec<f32> = vecs[0].iter().map(|x| *x as f32).collect();
+    assert_eq!(floats, as_f32, "JSON floats are the f32s, shortest form");
+
+    for (body, status, param) in [
+        (json!({"input": []}), 400, "input"),
+        (json!({"input": [1, 2]}), 400, "input[0]"),
+        (json!({"input": ""}), 400, "input"),
+        (json!({"input": "x", "dimensions": 3}), 400, "dimensions"),
+        (
+            json!({"input": "x", "encoding_format": "int8"}),
+            400,
+            "encoding_format",
+        ),
+        (json!({"input": "x", "model": "nope"}), 404, "model"),
+        (json!({"input": "x", "colour": 1}), 400, "colour"),
+    ] {
+        let (s, v) = post(&t, "/openai/v1/embeddings", &key, body.clone()).await;
+        assert_eq!(s, status, "{body}: {v}");
+        assert_eq!(v["error"]["param"], param, "{body}: {v}");
+    }
     t.shutdown().await;
 }
 

@@ -337,6 +337,36 @@ impl Pipeline {
         Ok(self.encode_prompts(text, None, mode)?.0)
     }
 
+    /// Text embeddings: for each text, the pooled output of the model's last text encoder
+    /// (SDXL's second, projected: 1280 values; SD 1.x: 768; SD 2.x: 1024), L2-normalised,
+    /// as CLIP compares texts. Texts longer than CLIP's 77-token context are truncated (77
+    /// counting the start and end tokens). Returns the vectors and each text's token count
+    /// (with start and end, as it ran).
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
+        let (tok, te) = match &self.second {
+            Some((tok2, te2)) => (tok2, te2),
+            None => (&self.tokenizer, &self.text_encoder),
+        };
+        let mut vectors = Vec::with_capacity(texts.len());
+        let mut tokens = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(16) {
+            let ids: Vec<Vec<u32>> = chunk.iter().map(|t| tok.encode_padded(t, 77)).collect();
+            tokens.extend(chunk.iter().map(|t| (tok.encode(t).len() + 2).min(77)));
+            let pooled = te
+                .forward(&Tensor::new(ids, &self.device)?)?
+                .pooled
+                .to_dtype(DType::F32)?;
+            let norm = pooled
+                .sqr()?
+                .sum_keepdim(1)?
+                .sqrt()?
+                .clamp(1e-12, f64::MAX)?;
+            let unit = pooled.broadcast_div(&norm)?;
+            vectors.extend(unit.to_vec2::<f32>()?);
+        }
+        Ok((vectors, tokens))
+    }
+
     /// Encodes the prompt and, when given, the negative prompt. In `Weighted` mode the one
     /// with fewer chunks is padded with empty chunks (as A1111's `pad_cond_uncond`), so both
     /// have the same sequence length and can be batched for classifier-free guidance.

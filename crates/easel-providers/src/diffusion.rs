@@ -275,12 +275,7 @@ async fn prepare(store: &Store, limits: &Limits, job: &Job) -> Result<Prepared, 
     let model = easel_store::models::resolve(&store.db, name)
         .await?
         .ok_or_else(|| Error::invalid("model", format!("no model named `{name}`")))?;
-    let source = model.source.clone().ok_or_else(|| {
-        Error::invalid(
-            "model",
-            format!("the model `{}` has no local weights (`source`)", model.name),
-        )
-    })?;
+    let mut load = base_spec(&model)?;
     let mut loras = Vec::new();
     for (i, l) in input.loras.iter().enumerate() {
         let field = format!("input.loras[{i}].model");
@@ -293,17 +288,7 @@ async fn prepare(store: &Store, limits: &Limits, job: &Job) -> Result<Prepared, 
             .ok_or_else(|| Error::invalid(&field, "the LoRA has no file (`source`)"))?;
         loras.push((PathBuf::from(src), l.scale as f64));
     }
-    let support = model
-        .provider_config
-        .get("support_dir")
-        .and_then(|v| v.as_str())
-        .map(PathBuf::from);
-    let load = LoadSpec {
-        source: PathBuf::from(source),
-        support,
-        family: model.family.clone(),
-        loras,
-    };
+    load.loras = loras;
     let fetch = |id: Option<String>, field: &'static str| async move {
         let Some(id) = id else {
             return Ok::<_, RunError>(None);
@@ -330,6 +315,57 @@ async fn prepare(store: &Store, limits: &Limits, job: &Job) -> Result<Prepared, 
         init,
         mask,
     })
+}
+
+/// The weights of a local model, without LoRAs.
+fn base_spec(model: &easel_core::model::Model) -> Result<LoadSpec, Error> {
+    let source = model.source.clone().ok_or_else(|| {
+        Error::invalid(
+            "model",
+            format!("the model `{}` has no local weights (`source`)", model.name),
+        )
+    })?;
+    Ok(LoadSpec {
+        source: PathBuf::from(source),
+        support: model
+            .provider_config
+            .get("support_dir")
+            .and_then(|v| v.as_str())
+            .map(PathBuf::from),
+        family: model.family.clone(),
+        loras: Vec::new(),
+    })
+}
+
+/// Text embeddings from a local model's CLIP text encoder (`Pipeline::embed_texts`): the
+/// vectors and each text's token count. Shares the engine's pipeline cache and device lock
+/// with generations.
+pub async fn embed(
+    engine: &Arc<Engine>,
+    model: &easel_core::model::Model,
+    texts: Vec<String>,
+) -> Result<(Vec<Vec<f32>>, Vec<usize>), Error> {
+    if model.provider != "local" {
+        return Err(Error::invalid(
+            "model",
+            format!(
+                "the model `{}` runs on the `{}` provider; embeddings come from a local model's \
+                 text encoder",
+                model.name, model.provider
+            ),
+        ));
+    }
+    let spec = base_spec(model)?;
+    let _device = engine.device_lock.lock().await;
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let p = engine.pipeline(&spec)?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        p.embed_texts(&refs)
+            .map_err(|e| Error::internal(format!("text encoder: {e}")))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("embedding panicked: {e}")))?
 }
 
 /// Run a generation job.

@@ -827,3 +827,62 @@ pub async fn counts_by_status(db: &Db) -> Result<Vec<(JobStatus, i64)>> {
         })
         .collect()
 }
+
+/// What [`delete`] removed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deleted {
+    /// The job as it was when deleted.
+    pub job: Job,
+    /// The ids of its output assets whose rows were deleted; their blobs (under the job
+    /// owner's prefix) are the caller's to delete after this returns (a blob without a row
+    /// is harmless, a row without a blob is not).
+    pub assets: Vec<String>,
+}
+
+/// Delete a job and everything that is only the job's, in one transaction: its row, its
+/// event log, its output asset rows, the external ids of the job and of those assets (every
+/// namespace), idempotency keys naming it, and its webhook deliveries with their attempts.
+/// Usage rows stay (they are per day, not per job). `None` when there is no such job.
+///
+/// Any state may be deleted. A running job's worker loses its lease: its next heartbeat,
+/// progress or finish finds no row, it stops, and it deletes the blobs it wrote (as for any
+/// lost lease); request a cancel first to stop it at the next step instead.
+pub async fn delete(db: &Db, id: &str) -> Result<Option<Deleted>> {
+    let mut tx = db.begin().await?;
+    let row = sqlx::query(&format!(
+        "DELETE FROM jobs WHERE id = $1 RETURNING {JOB_COLS}"
+    ))
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await
+    .map_err(db_err)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let job = job_from_row(&row)?;
+    for sql in [
+        "DELETE FROM external_ids WHERE internal_id = $1 \
+         OR internal_id IN (SELECT id FROM assets WHERE job_id = $1)",
+        "DELETE FROM job_events WHERE job_id = $1",
+        "DELETE FROM idempotency_keys WHERE job_id = $1",
+        "DELETE FROM webhook_attempts WHERE delivery_id IN \
+         (SELECT id FROM webhook_deliveries WHERE job_id = $1)",
+        "DELETE FROM webhook_deliveries WHERE job_id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(id)
+            .execute(tx.conn())
+            .await
+            .map_err(db_err)?;
+    }
+    let assets = sqlx::query("DELETE FROM assets WHERE job_id = $1 RETURNING id")
+        .bind(id)
+        .fetch_all(tx.conn())
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| get_str(r, "id"))
+        .collect::<Result<Vec<_>>>()?;
+    tx.commit().await?;
+    Ok(Some(Deleted { job, assets }))
+}

@@ -84,6 +84,15 @@ check(png_size(data) == (64, 64), "edit without a mask: 64x64")
 ids = [m.id for m in client.models.list()]
 check("tiny" in ids, f"models.list has the model: {ids}")
 
+# embeddings.create: the SDK asks for base64 by default and decodes it.
+e = client.embeddings.create(model="tiny", input=["a red fox", "a red fox", "a blue car"])
+vecs = [d.embedding for d in e.data]
+check(len(vecs) == 3 and len(vecs[0]) > 0, f"embeddings: 3 vectors of {len(vecs[0])}")
+norm = sum(x * x for x in vecs[0]) ** 0.5
+check(abs(norm - 1.0) < 1e-4, f"embeddings are unit length: {norm}")
+check(vecs[0] == vecs[1] and vecs[0] != vecs[2], "same text same vector, others differ")
+check(e.usage.prompt_tokens == 15, f"usage.prompt_tokens: {e.usage.prompt_tokens}")
+
 # Errors arrive as the SDK's exceptions, with OpenAI's fields.
 try:
     client.images.generate(prompt="x", model="no-such-model")

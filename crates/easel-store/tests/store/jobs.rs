@@ -1195,7 +1195,7 @@ async fn external_ids_name_jobs_once_per_owner_and_filter_lists() {
             ids(jobs::list(db, &f(Some(namespaces::LEONARDO_GENERATION), 0))
                 .await
                 .unwrap()),
-            [plain.id.clone()],
+            std::slice::from_ref(&plain.id),
             "{n}"
         );
         assert_eq!(
@@ -1205,8 +1205,142 @@ async fn external_ids_name_jobs_once_per_owner_and_filter_lists() {
         );
         assert_eq!(
             ids(jobs::list(db, &f(None, 1)).await.unwrap()),
-            [first.job.id.clone()],
+            std::slice::from_ref(&first.job.id),
             "{n}: offset skips the newest"
         );
+    }
+}
+
+#[tokio::test]
+async fn delete_removes_a_job_with_its_outputs_ids_events_keys_and_deliveries() {
+    use easel_core::job::{namespaces, ExternalId};
+    use easel_core::{Webhook, WebhookEvent};
+    use easel_store::external_ids;
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let alice = user(db, "alice").await;
+        let mut nj = new_job(&alice.id, "del-a");
+        nj.idempotency_key = Some("k-1".into());
+        nj.external_id = Some(ExternalId {
+            namespace: namespaces::LEONARDO_GENERATION,
+            id: "gen-1".into(),
+        });
+        nj.webhook = Some(Webhook {
+            url: "http://127.0.0.1:9/hook".into(),
+            events: vec![WebhookEvent::Start, WebhookEvent::Completed],
+            format: Default::default(),
+        });
+        let job = jobs::insert(db, &nj, 100).await.unwrap().job;
+        let other = jobs::insert(db, &new_job(&alice.id, "del-b"), 100)
+            .await
+            .unwrap()
+            .job;
+        jobs::claim(db, "w1", LONG_LEASE, Some(&["del-a".to_string()]))
+            .await
+            .unwrap()
+            .expect(n);
+        let a = output_asset(&alice.id, &job.id, 0, b"\x89PNG one");
+        jobs::succeed(db, &job.id, "w1", std::slice::from_ref(&a), 0.5, "local")
+            .await
+            .unwrap();
+        external_ids::get_or_assign(db, namespaces::LEONARDO_IMAGE, &alice.id, &a.id, || {
+            "img-1".into()
+        })
+        .await
+        .unwrap();
+        let sql = |table: &str, col: &str, id: &str| {
+            format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = '{id}'")
+        };
+        assert!(
+            count(db, &sql("job_events", "job_id", &job.id)).await > 0,
+            "{n}"
+        );
+        assert!(
+            count(db, &sql("webhook_deliveries", "job_id", &job.id)).await > 0,
+            "{n}"
+        );
+        for d in easel_store::webhooks::claim_due(db, LONG_LEASE, 10)
+            .await
+            .unwrap()
+        {
+            let o = easel_store::webhooks::AttemptOutcome {
+                ok: false,
+                status_code: Some(500),
+                error: None,
+                duration_ms: 1,
+                next_attempt_at: None,
+            };
+            easel_store::webhooks::record_attempt(db, &d, &o)
+                .await
+                .unwrap();
+        }
+        assert!(
+            count(db, "SELECT COUNT(*) AS n FROM webhook_attempts").await > 0,
+            "{n}"
+        );
+
+        let gone = jobs::delete(db, &job.id).await.unwrap().expect(n);
+        assert_eq!(gone.job.id, job.id, "{n}");
+        assert_eq!(gone.job.status, JobStatus::Succeeded, "{n}");
+        assert_eq!(gone.assets, vec![a.id.clone()], "{n}");
+        assert!(jobs::get(db, &job.id).await.unwrap().is_none(), "{n}");
+        assert!(assets::get(db, &a.id).await.unwrap().is_none(), "{n}");
+        for (table, col, id) in [
+            ("job_events", "job_id", &job.id),
+            ("idempotency_keys", "job_id", &job.id),
+            ("webhook_deliveries", "job_id", &job.id),
+            ("external_ids", "internal_id", &job.id),
+            ("external_ids", "internal_id", &a.id),
+        ] {
+            assert_eq!(count(db, &sql(table, col, id)).await, 0, "{n}: {table}");
+        }
+        assert_eq!(
+            count(db, "SELECT COUNT(*) AS n FROM webhook_attempts").await,
+            0,
+            "{n}"
+        );
+        // Usage stays; the idempotency key is free again; the other job is untouched.
+        assert!(
+            count(db, &sql("usage", "owner_id", &alice.id)).await > 0,
+            "{n}"
+        );
+        let again = jobs::insert(db, &nj, 100).await.unwrap();
+        assert!(again.created, "{n}: key and external id were released");
+        assert!(jobs::get(db, &other.id).await.unwrap().is_some(), "{n}");
+        assert!(jobs::delete(db, &job.id).await.unwrap().is_none(), "{n}");
+
+        // A running job: its worker loses the lease.
+        let running = jobs::claim(db, "w2", LONG_LEASE, Some(&["del-b".to_string()]))
+            .await
+            .unwrap()
+            .expect(n);
+        assert_eq!(running.id, other.id, "{n}");
+        let gone = jobs::delete(db, &other.id).await.unwrap().expect(n);
+        assert_eq!(gone.job.status, JobStatus::Running, "{n}");
+        assert!(gone.assets.is_empty(), "{n}");
+        assert_eq!(
+            jobs::heartbeat(db, &other.id, "w2", LONG_LEASE)
+                .await
+                .unwrap(),
+            LeaseState::Lost,
+            "{n}"
+        );
+        let late = output_asset(&alice.id, &other.id, 0, b"\x89PNG late");
+        assert_eq!(
+            jobs::succeed(
+                db,
+                &other.id,
+                "w2",
+                std::slice::from_ref(&late),
+                0.5,
+                "local"
+            )
+            .await
+            .unwrap(),
+            Finished::LeaseLost,
+            "{n}"
+        );
+        assert!(assets::get(db, &late.id).await.unwrap().is_none(), "{n}");
     }
 }
