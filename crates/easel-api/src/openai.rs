@@ -19,7 +19,7 @@
 //! | `GET /jobs/{id}` | any job of the caller; `?poll=true` waits up to 30 s for it to end |
 //! | `GET /models`, `GET /models/{id}` | the models registry |
 //! | `POST /embeddings` | text embeddings from a local model's CLIP text encoder (pooled, L2-normalised; 768/1024/1280 values for SD 1.x/2.x/XL); `input` a string or up to 256 strings, `encoding_format` `float` or `base64`, `dimensions` must match; `model` absent: the default `txt2img` model |
-//! | `POST /chat/completions`, `/completions`, `/audio/speech`, `/audio/transcriptions`, `/audio/translations`, `/videos/generations`, `/music/generations`, `/images/variations` | 501, naming what is missing |
+//! | `POST /chat/completions`, `/completions`, `/audio/speech`, `/audio/transcriptions`, `/audio/translations`, `/videos/generations`, `/music/generations`, `/images/variations` | relayed to the upstream OpenAI-compatible provider registered for the request's `model` (a model whose `provider` or `fallback_provider` is `openai`; JSON or multipart, answers streamed back, SSE included; the fallback when the first is unreachable or answers 429/5xx); without one, 501 naming what is missing |
 //!
 //! Auth: `Authorization: Bearer <Easel key>` (the shared authenticator and rate limit).
 //!
@@ -77,7 +77,8 @@
 //!   megapixels, at least 0.01 per image) rounded up to whole credits; `credits_breakdown`
 //!   splits them by task (`txt2img`, `upscale`, …).
 //! * Models: `{object: "list", data: [{id: name, object: "model", created, owned_by: "easel",
-//!   category: "image", capabilities: tasks}]}`. LoRAs are left out (they are not models one
+//!   category, capabilities: tasks}]}`; `category` is `image`, or the first task of an upstream's
+//!   model that does no image task (`chat`). LoRAs are left out (they are not models one
 //!   can run; they are applied through the native API's `loras`).
 //! * An `Idempotency-Key` header works as in the native API (same key and owner within 24 h:
 //!   the same job; upscale follow-ups derive their keys from it).
@@ -147,14 +148,14 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/models", get(models))
         .route("/models/{id}", get(model))
         .route("/embeddings", post(embeddings))
-        .route("/chat/completions", post(unsupported))
-        .route("/completions", post(unsupported))
-        .route("/audio/speech", post(unsupported))
-        .route("/audio/transcriptions", post(unsupported))
-        .route("/audio/translations", post(unsupported))
-        .route("/videos/generations", post(unsupported))
-        .route("/music/generations", post(unsupported))
-        .route("/images/variations", post(unsupported));
+        .route("/chat/completions", post(upstream))
+        .route("/completions", post(upstream))
+        .route("/audio/speech", post(upstream))
+        .route("/audio/transcriptions", post(upstream))
+        .route("/audio/translations", post(upstream))
+        .route("/videos/generations", post(upstream))
+        .route("/music/generations", post(upstream))
+        .route("/images/variations", post(upstream));
     Router::new().nest(BASE, dialect::mount(api, state))
 }
 
@@ -623,8 +624,9 @@ pub struct ModelObject {
     pub created: i64,
     /// `easel`.
     pub owned_by: &'static str,
-    /// `image`.
-    pub category: &'static str,
+    /// `image`, or for a model of an upstream that does no image task, its first task
+    /// (`chat`, …).
+    pub category: String,
     /// The tasks it does (`txt2img`, `img2img`, `inpaint`, …).
     pub capabilities: Vec<String>,
 }
@@ -1054,13 +1056,28 @@ pub async fn job(
     }))
 }
 
+/// `image` for models that do image tasks (or say nothing); else the first task a model
+/// registered for an upstream says it does (`chat`, `audio`, …).
+fn category(tasks: &[String]) -> String {
+    match tasks.first() {
+        Some(t)
+            if !tasks
+                .iter()
+                .any(|t| easel_core::task::TASKS.contains(&t.as_str())) =>
+        {
+            t.clone()
+        }
+        _ => "image".to_string(),
+    }
+}
+
 fn model_object(m: easel_core::model::Model) -> ModelObject {
     ModelObject {
         id: m.name,
         object: "model",
         created: m.created_at.timestamp(),
         owned_by: "easel",
-        category: "image",
+        category: category(&m.tasks),
         capabilities: m.tasks,
     }
 }
@@ -1275,26 +1292,153 @@ pub async fn embeddings(
     }))
 }
 
-/// Chat, completions, audio, video, music and image variations: 501, naming what is missing.
-async fn unsupported(
+/// What the relayed endpoints send upstream.
+enum Relay {
+    Json(Value),
+    Form(Vec<crate::extract::FormPart>),
+}
+
+/// Chat, completions, audio, video, music and image variations: relayed to the upstream
+/// OpenAI-compatible provider of the requested `model` (a registry model whose `provider`,
+/// or else `fallback_provider`, is `openai`; `model` is rewritten to the config's `model`),
+/// the answer streamed back as it comes (`stream: true` server-sent events included). The
+/// fallback is tried when the first cannot be reached or answers 429 or 5xx. Without such a
+/// model: 501, naming what is missing.
+async fn upstream(
+    State(state): State<AppState>,
     _: Auth,
     axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
-) -> OpenAiError {
-    let path = uri.path();
-    let what = path.strip_prefix(BASE).unwrap_or(path);
+    req: Request,
+) -> Result<Response> {
+    let path = uri.path().to_string();
+    let what = path.strip_prefix(BASE).unwrap_or(&path).to_string();
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let (name, relay) = if multipart {
+        let Form(parts) = Form::from_request(req, &state).await?;
+        let name = parts
+            .iter()
+            .find(|p| p.name == "model")
+            .map(|p| p.text().map(str::to_string))
+            .transpose()?;
+        (name, Relay::Form(parts))
+    } else {
+        let Json(body) = Json::<Value>::from_request(req, &state).await?;
+        let name = body
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        (name, Relay::Json(body))
+    };
     let hint = if what == "/images/variations" {
         "; make variations with POST /images/edits (an image without a mask runs img2img)"
     } else {
         ""
     };
-    Error::new(
-        ErrorKind::NotImplemented,
-        format!(
-            "POST {what} is not served here: Easel generates images, and no upstream \
-             OpenAI-compatible provider is registered for it{hint}"
-        ),
-    )
-    .into()
+    let missing = |why: String| -> OpenAiError {
+        OpenAiError::from(Error::new(
+            ErrorKind::NotImplemented,
+            format!(
+                "POST {what} is not served here: Easel generates images, and {why}; an admin \
+                 registers an upstream with POST /v1/models {{\"name\": …, \"provider\": \
+                 \"openai\", \"provider_config\": {{\"base_url\": …, \"api_key_env\": …}}}}{hint}"
+            ),
+        ))
+    };
+    let Some(name) = name else {
+        return Err(missing(
+            "the request names no `model` to find an upstream provider by".into(),
+        ));
+    };
+    let model = easel_store::models::resolve(&state.store.db, &name).await?;
+    let Some(model) = model else {
+        return Err(missing(format!("no model `{name}` is registered")));
+    };
+    let mut upstreams = Vec::new();
+    if model.provider == "openai" {
+        upstreams.push((model.provider_config.clone(), "provider_config"));
+    }
+    if model.fallback_provider.as_deref() == Some("openai") {
+        let c = model.fallback_provider_config.clone().unwrap_or_default();
+        upstreams.push((c, "fallback_provider_config"));
+    }
+    if upstreams.is_empty() {
+        return Err(missing(format!(
+            "the model `{}` runs on the `{}` provider, not an OpenAI-compatible upstream",
+            model.name, model.provider
+        )));
+    }
+    let client = reqwest::Client::new();
+    let mut last = None;
+    for (config, field) in upstreams {
+        let remote = easel_providers::remote::Remote::from_config("openai", &config, field)?;
+        let upstream_model = remote.model.clone().unwrap_or_else(|| name.clone());
+        let r = remote
+            .request(&client, reqwest::Method::POST, &what)
+            .timeout(remote.timeout);
+        let r = match &relay {
+            Relay::Json(body) => {
+                let mut body = body.clone();
+                body["model"] = json!(upstream_model);
+                r.json(&body)
+            }
+            Relay::Form(parts) => {
+                let mut form = reqwest::multipart::Form::new();
+                for p in parts {
+                    let data = if p.name == "model" {
+                        bytes::Bytes::from(upstream_model.clone())
+                    } else {
+                        p.data.clone()
+                    };
+                    let mut part = reqwest::multipart::Part::stream(data);
+                    if let Some(f) = &p.file_name {
+                        part = part.file_name(f.clone());
+                    }
+                    if let Some(ct) = &p.content_type {
+                        part = part.mime_str(ct).map_err(|_| {
+                            Error::invalid(&p.name, format!("bad content type `{ct}`"))
+                        })?;
+                    }
+                    form = form.part(p.name.clone(), part);
+                }
+                r.multipart(form)
+            }
+        };
+        match r.send().await {
+            Ok(resp) if !(resp.status().is_server_error() || resp.status().as_u16() == 429) => {
+                let status =
+                    StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+                let mut out = Response::builder().status(status);
+                for h in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
+                    if let Some(v) = resp.headers().get(h.as_str()) {
+                        if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+                            out = out.header(h, v);
+                        }
+                    }
+                }
+                return out
+                    .body(axum::body::Body::from_stream(resp.bytes_stream()))
+                    .map_err(|e| Error::internal(e.to_string()).into());
+            }
+            Ok(resp) => {
+                last = Some(format!("HTTP {}", resp.status().as_u16()));
+                tracing::warn!(model = %model.name, upstream = %remote.base_url, status = %resp.status(), "the upstream failed");
+            }
+            Err(e) => {
+                last = Some(e.to_string());
+                tracing::warn!(model = %model.name, upstream = %remote.base_url, error = %e, "the upstream cannot be reached");
+            }
+        }
+    }
+    Err(Error::unavailable(format!(
+        "the upstream of `{}` failed: {}",
+        model.name,
+        last.unwrap_or_default()
+    ))
+    .into())
 }
 
 /// The dialect's part of the OpenAPI document.

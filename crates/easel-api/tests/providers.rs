@@ -246,3 +246,167 @@ async fn remote_kinds_and_fallback_run_on_a_second_easel() {
     t.shutdown().await;
     up.shutdown().await;
 }
+
+/// A stand-in for a hosted OpenAI-compatible chat API (an external vendor: its answers are
+/// canned, what it received is echoed so the test sees what Easel sent).
+async fn chat_upstream(fail: bool) -> String {
+    use axum::routing::post;
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| async move {
+                use axum::response::IntoResponse;
+                if fail {
+                    return (axum::http::StatusCode::BAD_GATEWAY, "down").into_response();
+                }
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer upstream-secret") {
+                    return (axum::http::StatusCode::UNAUTHORIZED, "no key").into_response();
+                }
+                let said = body["messages"][0]["content"].as_str().unwrap_or("").to_string();
+                if body["stream"] == true {
+                    let events = format!(
+                        "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+                        json!({"object": "chat.completion.chunk", "model": body["model"], "choices": [{"index": 0, "delta": {"content": "echo: "}}]}),
+                        json!({"object": "chat.completion.chunk", "model": body["model"], "choices": [{"index": 0, "delta": {"content": said}}]}),
+                    );
+                    return ([("content-type", "text/event-stream")], events).into_response();
+                }
+                axum::Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("echo: {said}")}, "finish_reason": "stop"}]}))
+                    .into_response()
+            }),
+        )
+        .route(
+            "/v1/audio/transcriptions",
+            post(|mut form: axum::extract::Multipart| async move {
+                let mut model = String::new();
+                let mut file = (String::new(), 0);
+                while let Some(f) = form.next_field().await.unwrap() {
+                    let name = f.name().unwrap_or("").to_string();
+                    let fname = f.file_name().map(str::to_string);
+                    let data = f.bytes().await.unwrap();
+                    match (name.as_str(), fname) {
+                        ("model", _) => model = String::from_utf8_lossy(&data).into_owned(),
+                        ("file", Some(n)) => file = (n, data.len()),
+                        _ => {}
+                    }
+                }
+                axum::Json(json!({"text": format!("{model} heard {} ({} bytes)", file.0, file.1)}))
+            }),
+        );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_requests_beyond_images_go_to_the_models_upstream() {
+    let up = chat_upstream(false).await;
+    let down = chat_upstream(true).await;
+    let var = "EASEL_TEST_PROVIDERS_CHAT_KEY";
+    std::env::set_var(var, "upstream-secret");
+    let t = TestServer::start(|_| {}).await;
+    let (key, _) = t.user("cal").await;
+    for spec in [
+        json!({"name": "gpt-4o-mini", "tasks": ["chat"], "provider": "openai",
+            "provider_config": {"base_url": up, "model": "upstream-chat", "api_key_env": var}}),
+        // The primary answers 502: the fallback serves.
+        json!({"name": "flaky-chat", "tasks": ["chat"], "provider": "openai",
+            "provider_config": {"base_url": down},
+            "fallback_provider": "openai",
+            "fallback_provider_config": {"base_url": up, "api_key_env": var}}),
+    ] {
+        let (s, v) = t
+            .json(Method::POST, "/v1/models", ADMIN_KEY, Some(spec))
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (_, models) = t.json(Method::GET, "/openai/v1/models", &key, None).await;
+    let entry = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "gpt-4o-mini")
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["category"], "chat", "{entry}");
+    let chat = "/openai/v1/chat/completions";
+    let (s, v) = t
+        .json(
+            Method::POST,
+            chat,
+            &key,
+            Some(
+                json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "echo: hello");
+    assert_eq!(v["model"], "upstream-chat", "the model is renamed upstream");
+    let (s, v) = t
+        .json(
+            Method::POST,
+            chat,
+            &key,
+            Some(
+                json!({"model": "flaky-chat", "messages": [{"role": "user", "content": "again"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["model"], "flaky-chat",
+        "no upstream model named: the request's"
+    );
+
+    // Streaming: the events come through as sent.
+    let resp = t
+        .req(Method::POST, chat, Some(&key))
+        .json(&json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("\"echo: \"")
+            && text.contains("\"hi\"")
+            && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+
+    // Multipart: the file and the renamed model go upstream.
+    let form = reqwest::multipart::Form::new()
+        .text("model", "gpt-4o-mini")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![7u8; 1234]).file_name("talk.wav"),
+        );
+    let resp = t
+        .req(Method::POST, "/openai/v1/audio/transcriptions", Some(&key))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["text"], "upstream-chat heard talk.wav (1234 bytes)");
+
+    // No upstream for the model, or no model: 501 in OpenAI's shape, naming what is missing.
+    for body in [
+        json!({"model": "nope", "messages": []}),
+        json!({"messages": []}),
+    ] {
+        let (s, v) = t.json(Method::POST, chat, &key, Some(body.clone())).await;
+        assert_eq!(s, 501, "{body}: {v}");
+        assert_eq!(v["error"]["type"], "not_implemented_error");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("provider"),
+            "{v}"
+        );
+    }
+    t.shutdown().await;
+}

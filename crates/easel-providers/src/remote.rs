@@ -105,6 +105,16 @@ impl Remote {
         })
     }
 
+    /// A request to `{base_url}{path}` with the upstream key.
+    pub fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.auth(client.request(method, format!("{}{path}", self.base_url)))
+    }
+
     fn auth(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.api_key {
             Some(k) => r.bearer_auth(k),
