@@ -47,6 +47,8 @@ pub struct AppInner {
     /// The diffusion engine this process's workers use; requests that need a model right
     /// away (text embeddings) share its pipeline cache and device lock.
     pub engine: Arc<easel_providers::diffusion::Engine>,
+    /// Which image URLs requests may name for the server to fetch.
+    pub fetch_images: service::FetchImages,
 }
 
 impl std::ops::Deref for AppState {

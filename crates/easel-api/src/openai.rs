@@ -47,10 +47,11 @@
 //!
 //! # Edits: images and masks
 //!
-//! `image` and `mask` are, in JSON, an Easel asset id (`ast_…`), a `data:` URL, or a URL of
+//! `image` and `mask` are, in JSON, an Easel asset id (`ast_…`), a `data:` URL, a URL of
 //! an asset of this server (`<public-url>/v1/assets/{id}[/content]`, e.g. a `url` this
-//! dialect returned); remote URLs are refused with a clear error (this server fetches
-//! nothing from the network). In multipart they are file parts (`image` or `image[]`, one
+//! dialect returned), or any other http(s) URL, which the server fetches (`--fetch-images`:
+//! public addresses only by default; at most the body limit, 30 s, 3 redirects) and stores
+//! as an upload. In multipart they are file parts (`image` or `image[]`, one
 //! image; `mask`). OpenAI's masks mark the area to edit with transparent pixels (alpha 0);
 //! Easel's masks are white where to repaint. A mask with transparent pixels is converted
 //! (`255 - alpha`: transparent → repaint, opaque → keep, partial → blended) and stored as an
@@ -961,6 +962,12 @@ pub async fn edits(
     }
     easel_core::task::TaskInput::parse("inpaint", Value::Object(probe), &state.limits)?;
 
+    // Remote URLs are fetched once, now that every field passed.
+    let image = service::fetched(&state, "image", image).await?;
+    let mask = match mask {
+        Some(m) => Some(service::fetched(&state, "mask", m).await?),
+        None => None,
+    };
     // OpenAI's masks: transparent = edit. Converted to Easel's white = repaint.
     let mask_id = match mask {
         Some(m) => {

@@ -51,7 +51,7 @@
 //! | `model_variant` | the model | see above |
 //! | `num_outputs` | `count` | 1 to `--max-images` (default 1) |
 //! | `scheduler` | `scheduler` | Easel's names (`euler_a`, `dpmpp_2m_karras`, …) |
-//! | `image`, `mask`, `prompt_strength` | `image`, `mask`, `strength` | `image` makes it `img2img`, with `mask` `inpaint` (white = repaint); an asset id, a `data:` URL or a URL of an asset of this server |
+//! | `image`, `mask`, `prompt_strength` | `image`, `mask`, `strength` | `image` makes it `img2img`, with `mask` `inpaint` (white = repaint); an asset id, a `data:` URL, a URL of an asset of this server, or an http(s) URL the server fetches (`--fetch-images`: public addresses by default) and stores as an upload |
 //! | `output_format`, `output_quality` | `format`, `quality` | `png` (default), `jpeg`, `webp`; 1–100 |
 //!
 //! Unknown input fields are refused (422 at `["body", "input", field]`), so a typo does not
@@ -286,7 +286,13 @@ fn in_range(field: &str, v: Option<f32>, lo: f32, hi: f32) -> Result<(), Error> 
 
 /// The task and core input of a prediction's input. Image references are made asset ids
 /// where they are URLs of this server (`submit` reads ids and `data:` URLs).
-fn core_input(state: &AppState, i: &Input) -> Result<(&'static str, Map<String, Value>), Error> {
+/// Remote image URLs of an input, fetched once the rest is checked.
+type Remote = Vec<(&'static str, ImageSource)>;
+
+fn core_input(
+    state: &AppState,
+    i: &Input,
+) -> Result<(&'static str, Map<String, Value>, Remote), Error> {
     in_range("guidance_scale", i.guidance_scale, 1.0, 20.0)?;
     in_range("pag_guidance_scale", i.pag_guidance_scale, 1.0, 20.0)?;
     if i.num_inference_steps == Some(0) {
@@ -322,11 +328,18 @@ fn core_input(state: &AppState, i: &Input) -> Result<(&'static str, Map<String, 
     put("strength", i.prompt_strength.map(Value::from));
     put("format", i.output_format.clone().map(Value::from));
     put("quality", i.output_quality.map(Value::from));
-    let image_ref = |field: &str, s: &str| -> Result<Value, Error> {
+    // Asset ids and data: URLs go as they are (`submit` reads them); this server's asset
+    // URLs become ids; other URLs are fetched in `submit`, after every field is checked.
+    let mut remote = Vec::new();
+    let mut image_ref = |field: &'static str, s: &str| -> Result<Value, Error> {
         let f = format!("input.{field}");
         Ok(match service::image_source(state, &f, s)? {
             ImageSource::Asset(id) => json!(id),
             ImageSource::Bytes(_) => json!(s.trim()),
+            src @ ImageSource::Url(_) => {
+                remote.push((field, src));
+                Value::Null
+            }
         })
     };
     let task = match (&i.image, &i.mask) {
@@ -348,7 +361,7 @@ fn core_input(state: &AppState, i: &Input) -> Result<(&'static str, Map<String, 
             }
         }
     };
-    Ok((task, input))
+    Ok((task, input, remote))
 }
 
 /// A registry model by a wire field's value; unknown: 422 at `field`.
@@ -486,7 +499,7 @@ async fn submit(
         )
         .into());
     }
-    let (task, input) = core_input(state, &req.input)?;
+    let (task, mut input, remote) = core_input(state, &req.input)?;
     let webhook = webhook_of(req)?;
     let model = if let Some(v) = &req.input.model_variant {
         Some(named_model(state, "input.model_variant", v).await?)
@@ -500,6 +513,18 @@ async fn submit(
     if let Some(id) = &c.id {
         if id.is_empty() || id.len() > 255 || id.contains('/') {
             return Err(Error::invalid("id", "must be 1 to 255 characters, without `/`").into());
+        }
+    }
+    if !remote.is_empty() {
+        // Every other field must pass first: probe the core's checks with placeholders.
+        let mut probe = input.clone();
+        for (field, _) in &remote {
+            probe.insert((*field).into(), json!("ast_00000000000000000000000000"));
+        }
+        easel_core::task::TaskInput::parse(task, Value::Object(probe), &state.limits)?;
+        for (field, src) in remote {
+            let id = service::source_asset(state, who, &format!("input.{field}"), src).await?;
+            input.insert(field.into(), json!(id));
         }
     }
     let model_ref = match (&c.path, &model) {

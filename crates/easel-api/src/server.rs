@@ -60,6 +60,8 @@ pub struct Config {
     pub http: bool,
     /// The local diffusion engine: device and model cache.
     pub engine: easel_providers::diffusion::EngineConfig,
+    /// Which image URLs requests may name for the server to fetch.
+    pub fetch_images: crate::service::FetchImages,
 }
 
 impl Config {
@@ -80,6 +82,7 @@ impl Config {
             scan_models: true,
             http: true,
             engine: Default::default(),
+            fetch_images: Default::default(),
         }
     }
 }
@@ -225,6 +228,7 @@ pub async fn start(cfg: Config) -> Result<Server> {
         metrics: Metrics::new(),
         signed_url_ttl: cfg.signed_url_ttl,
         sync_timeout: cfg.sync_timeout,
+        fetch_images: cfg.fetch_images,
     }));
     let m = state.metrics.clone();
     queue.set_job_observer(Arc::new(move |job, elapsed| {

@@ -366,6 +366,161 @@ pub enum ImageSource {
     Asset(String),
     /// Bytes sent with the request (a `data:` URL or a file part).
     Bytes(Bytes),
+    /// An http(s) URL elsewhere, fetched when it is used (`FetchImages` allowing).
+    Url(String),
+}
+
+/// Which image URLs requests may name for the server to fetch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FetchImages {
+    /// None: `data:` URLs, asset ids and this server's asset URLs only.
+    Off,
+    /// http(s) URLs whose host resolves only to public addresses (not loopback, private,
+    /// link-local, unique-local or otherwise special), connected to the address checked, so
+    /// a name cannot be re-pointed between the check and the fetch. Redirects (at most 3)
+    /// are checked the same way.
+    #[default]
+    Public,
+    /// Any http(s) URL (a trusted network, tests).
+    Any,
+}
+
+impl FetchImages {
+    pub fn parse(s: &str) -> Option<FetchImages> {
+        match s {
+            "off" => Some(FetchImages::Off),
+            "public" => Some(FetchImages::Public),
+            "any" => Some(FetchImages::Any),
+            _ => None,
+        }
+    }
+}
+
+/// Longest wait for a remote image.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// True for addresses a server must not be made to reach on a client's behalf.
+fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v) => {
+            let o = v.octets();
+            !(v.is_loopback()
+                || v.is_private()
+                || v.is_link_local()
+                || v.is_unspecified()
+                || v.is_broadcast()
+                || v.is_documentation()
+                || v.is_multicast()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1])) // carrier-grade NAT
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v) => {
+            if let Some(v4) = v.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v.segments();
+            !(v.is_loopback()
+                || v.is_unspecified()
+                || v.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] == 0x2001 && s[1] == 0xdb8)) // documentation
+        }
+    }
+}
+
+/// Fetch a remote image under the server's policy and limits: http(s) only, at most
+/// `max_body_bytes`, within 30 s, redirects followed (at most 3) under the same checks.
+pub async fn fetch_image(state: &AppState, field: &str, url: &str) -> Result<Bytes> {
+    let bad = |msg: String| Error::invalid(field, msg);
+    if state.fetch_images == FetchImages::Off {
+        return Err(bad(
+            "this server does not fetch image URLs (--fetch-images off); send a data: URL or \
+             an asset id"
+                .into(),
+        ));
+    }
+    let mut url = url.to_string();
+    for _ in 0..4 {
+        let parsed = reqwest::Url::parse(&url).map_err(|e| bad(format!("not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("only http(s) URLs are fetched".into()));
+        }
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| bad("the URL has no host".into()))?
+            .trim_matches(['[', ']'])
+            .to_string();
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| bad(format!("cannot resolve {host}: {e}")))?
+            .collect();
+        let addr = *addrs
+            .first()
+            .ok_or_else(|| bad(format!("{host} has no address")))?;
+        if state.fetch_images == FetchImages::Public && !addrs.iter().all(|a| is_public(a.ip())) {
+            return Err(bad(format!(
+                "{host} is a loopback, private or otherwise non-public address; this server \
+                 fetches public URLs only (--fetch-images any allows others)"
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve(&host, addr)
+            .user_agent(concat!("easel/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let resp = client
+            .get(parsed.clone())
+            .send()
+            .await
+            .map_err(|e| bad(format!("fetching {url}: {e}")))?;
+        if resp.status().is_redirection() {
+            let next = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| parsed.join(l).ok())
+                .ok_or_else(|| bad(format!("{url} redirects nowhere")))?;
+            url = next.to_string();
+            continue;
+        }
+        if !resp.status().is_success() {
+            return Err(bad(format!(
+                "fetching {url}: HTTP {}",
+                resp.status().as_u16()
+            )));
+        }
+        let max = state.limits.max_body_bytes;
+        if resp.content_length().is_some_and(|n| n > max as u64) {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!("the image at {url} is over {max} bytes"),
+            )
+            .with_field(field));
+        }
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        use futures::StreamExt;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| bad(format!("fetching {url}: {e}")))?;
+            body.extend_from_slice(&chunk);
+            if body.len() > max {
+                return Err(Error::new(
+                    ErrorKind::PayloadTooLarge,
+                    format!("the image at {url} is over {max} bytes"),
+                )
+                .with_field(field));
+            }
+        }
+        return Ok(Bytes::from(body));
+    }
+    Err(bad(format!("{url}: more than 3 redirects")))
 }
 
 /// Read an image reference as dialects send it: an asset id, a `data:` URL, or a URL of one
@@ -382,12 +537,13 @@ pub fn image_source(state: &AppState, field: &str, s: &str) -> Result<ImageSourc
             .filter(|id| easel_core::id::is_valid(easel_core::id::ASSET, id));
         return match ours {
             Some(id) => Ok(ImageSource::Asset(id.to_string())),
+            None if state.fetch_images != FetchImages::Off => Ok(ImageSource::Url(s.to_string())),
             None => Err(Error::invalid(
                 field,
                 format!(
-                    "remote image URLs are not fetched by this server; send a data: URL, an \
-                     asset id, or the URL of an asset of this server ({}/v1/assets/…; upload \
-                     with POST /v1/assets)",
+                    "remote image URLs are not fetched by this server (--fetch-images off); \
+                     send a data: URL, an asset id, or the URL of an asset of this server \
+                     ({}/v1/assets/…; upload with POST /v1/assets)",
                     state.public_url
                 ),
             )),
@@ -396,6 +552,14 @@ pub fn image_source(state: &AppState, field: &str, s: &str) -> Result<ImageSourc
     match ImageRef::parse(s).map_err(|e| e.with_field(field))? {
         ImageRef::Asset(id) => Ok(ImageSource::Asset(id)),
         ImageRef::Data { bytes, .. } => Ok(ImageSource::Bytes(Bytes::from(bytes))),
+    }
+}
+
+/// A URL source fetched (once), so later uses read its bytes; other sources as they are.
+pub async fn fetched(state: &AppState, field: &str, src: ImageSource) -> Result<ImageSource> {
+    match src {
+        ImageSource::Url(u) => Ok(ImageSource::Bytes(fetch_image(state, field, &u).await?)),
+        other => Ok(other),
     }
 }
 
@@ -408,6 +572,7 @@ pub async fn source_bytes(
 ) -> Result<Bytes> {
     match src {
         ImageSource::Bytes(b) => Ok(b.clone()),
+        ImageSource::Url(u) => fetch_image(state, field, u).await,
         ImageSource::Asset(id) => {
             let a = easel_store::assets::get(&state.store.db, id)
                 .await?
@@ -427,13 +592,18 @@ pub async fn source_asset(
     field: &str,
     src: ImageSource,
 ) -> Result<String> {
-    match src {
-        ImageSource::Asset(id) => Ok(id),
-        ImageSource::Bytes(b) => Ok(store_upload(state, who, b, serde_json::json!({}))
-            .await
-            .map_err(|e| refield(e, "file", field))?
-            .id),
-    }
+    let (bytes, source) = match src {
+        ImageSource::Asset(id) => return Ok(id),
+        ImageSource::Bytes(b) => (b, serde_json::json!({})),
+        ImageSource::Url(u) => (
+            fetch_image(state, field, &u).await?,
+            serde_json::json!({ "source_url": u }),
+        ),
+    };
+    Ok(store_upload(state, who, bytes, source)
+        .await
+        .map_err(|e| refield(e, "file", field))?
+        .id)
 }
 
 /// An inpainting mask (white = repaint) from an image whose transparent pixels mark the
@@ -487,5 +657,35 @@ fn refield(e: Error, from: &str, to: &str) -> Error {
         e.with_field(to)
     } else {
         e
+    }
+}
+
+#[cfg(test)]
+mod fetch_tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_pass() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        assert_eq!(FetchImages::parse("any"), Some(FetchImages::Any));
+        assert_eq!(FetchImages::parse("nope"), None);
     }
 }

@@ -400,20 +400,121 @@ async fn edits_take_json_and_multipart_and_convert_masks() {
     );
     assert_eq!(before, after, "nothing stored");
 
-    // Remote URLs are not fetched.
+    // URLs of loopback or private hosts are not fetched (the default `public` policy).
     let (s, v) = post(
         &t,
         EDITS,
         &key,
-        json!({"image": "https://example.com/cat.png", "prompt": "x"}),
+        json!({"image": "http://127.0.0.1:9/cat.png", "prompt": "x"}),
     )
     .await;
     assert_eq!(s, 400, "{v}");
     insta::assert_json_snapshot!("error_remote_image", v, {".error.message" => insta::dynamic_redaction(|v, _| {
         let m = v.as_str().unwrap();
-        assert!(m.starts_with("image: remote image URLs are not fetched"), "{m}");
+        assert!(m.starts_with("image: 127.0.0.1 is a loopback, private or otherwise non-public address"), "{m}");
         "[message]"
     })});
+    t.shutdown().await;
+}
+
+/// Image URLs the server fetches: from a loopback server (allowed with `fetch_images: Any`),
+/// through redirects, within the body limit; refused when fetching is off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_urls_are_fetched_within_the_policy() {
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    let image = png(64, 64);
+    let served = image.clone();
+    let app = axum::Router::new()
+        .route(
+            "/cat.png",
+            get(move || {
+                let b = served.clone();
+                async move { ([("content-type", "image/png")], b).into_response() }
+            }),
+        )
+        .route(
+            "/moved",
+            get(|| async { axum::response::Redirect::temporary("/cat.png") }),
+        )
+        .route("/huge", get(|| async { vec![0u8; 3 << 20] }))
+        .route("/gone", get(|| async { axum::http::StatusCode::NOT_FOUND }));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    let t = server(|c| {
+        c.fetch_images = easel_api::service::FetchImages::Any;
+        c.limits.max_body_bytes = 2 << 20;
+    })
+    .await;
+    let (key, _) = t.user("fern").await;
+    for path in ["/cat.png", "/moved"] {
+        let (s, v) = post(
+            &t,
+            EDITS,
+            &key,
+            json!({"image": format!("{origin}{path}"), "prompt": "a cat", "strength": 0.5}),
+        )
+        .await;
+        assert_eq!(s, 200, "{path}: {v}");
+        assert_eq!(
+            size_of(&fetch(&t, v["data"][0]["url"].as_str().unwrap()).await),
+            (64, 64)
+        );
+    }
+    let (_, list) = t
+        .json(Method::GET, "/v1/assets?limit=100", &key, None)
+        .await;
+    let uploads: Vec<&Value> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "upload")
+        .collect();
+    assert_eq!(
+        uploads.len(),
+        2,
+        "each fetched image is stored as an upload: {list}"
+    );
+    for (path, status) in [("/huge", 413), ("/gone", 400)] {
+        let (s, v) = post(
+            &t,
+            EDITS,
+            &key,
+            json!({"image": format!("{origin}{path}"), "prompt": "x"}),
+        )
+        .await;
+        assert_eq!(s, status, "{path}: {v}");
+        assert_eq!(v["error"]["param"], "image", "{v}");
+    }
+    // The Replicate dialect fetches its `image` the same way.
+    let (s, v, _) = send(
+        t.req(Method::POST, "/replicate/v1/predictions", Some(&key))
+            .header("Prefer", "wait")
+            .json(&json!({"input": {"prompt": "a cat", "image": format!("{origin}/cat.png")}})),
+    )
+    .await;
+    assert_eq!((s, &v["status"]), (201, &json!("succeeded")), "{v}");
+    t.shutdown().await;
+
+    let t = server(|c| c.fetch_images = easel_api::service::FetchImages::Off).await;
+    let (key, _) = t.user("gil").await;
+    let (s, v) = post(
+        &t,
+        EDITS,
+        &key,
+        json!({"image": format!("{origin}/cat.png"), "prompt": "x"}),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--fetch-images off"),
+        "{v}"
+    );
     t.shutdown().await;
 }
 

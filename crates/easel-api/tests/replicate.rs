@@ -412,7 +412,7 @@ async fn errors_come_in_fastapis_shapes() {
             json!(["body", "input", "mask"]),
         ),
         (
-            json!({"input": {"image": "https://example.com/x.png"}}),
+            json!({"input": {"image": "http://127.0.0.1:9/x.png"}}),
             json!(["body", "input", "image"]),
         ),
         (

@@ -84,6 +84,11 @@ pub struct ServeArgs {
     /// job before answering that it is still running (default 300).
     #[arg(long, env = "EASEL_SYNC_TIMEOUT")]
     pub sync_timeout: Option<u64>,
+    /// Image URLs requests may name for the server to fetch: `public` (default: http(s)
+    /// URLs whose host resolves to public addresses only), `any` (also loopback and private
+    /// networks), `off` (only data: URLs, asset ids and this server's asset URLs).
+    #[arg(long, env = "EASEL_FETCH_IMAGES")]
+    pub fetch_images: Option<String>,
 }
 
 /// `easel.toml`: the same settings as the flags, by their long names with underscores.
@@ -109,6 +114,7 @@ pub struct FileConfig {
     pub max_steps: Option<u32>,
     pub max_images: Option<u32>,
     pub sync_timeout: Option<u64>,
+    pub fetch_images: Option<String>,
 }
 
 /// Bytes from `12GiB`, `8G`, `500MB`, `1.5TB` or a plain number of bytes (K, M, G, T are
@@ -206,6 +212,11 @@ pub fn build(args: &ServeArgs, http: bool) -> Result<Config> {
     }
     if let Some(v) = args.sync_timeout.or(file.sync_timeout) {
         cfg.sync_timeout = Duration::from_secs(v);
+    }
+    if let Some(v) = args.fetch_images.clone().or(file.fetch_images) {
+        cfg.fetch_images = easel_api::service::FetchImages::parse(&v).ok_or_else(|| {
+            anyhow::anyhow!("--fetch-images: `off`, `public` or `any`, not `{v}`")
+        })?;
     }
     cfg.admin_key = std::env::var("EASEL_ADMIN_KEY")
         .ok()
