@@ -39,6 +39,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::openai::ApiDoc::openapi());
     doc.merge(crate::leonardo::ApiDoc::openapi());
     doc.merge(crate::replicate::ApiDoc::openapi());
+    doc.merge(crate::sartiq::ApiDoc::openapi());
     doc
 }
 

@@ -141,15 +141,18 @@ fn core_failure(e: Error, body: &Map<String, Value>) -> Failure {
 }
 
 /// `GenerativeModelsPublic`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SartiqGenerationModel)]
 pub struct Public {
     pub id: String,
     pub name: String,
     pub icon: Option<String>,
     pub provider: String,
+    #[schema(value_type = Object)]
     pub provider_config: Value,
     pub provider_capabilities: Option<Vec<String>>,
     pub fallback_provider: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub fallback_provider_config: Option<Value>,
     pub fallback_provider_capabilities: Option<Vec<String>>,
     pub tool_types: Vec<String>,
@@ -185,7 +188,8 @@ impl Public {
 }
 
 /// `GenerativeModelsListPublic`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SartiqGenerationModelList)]
 pub struct ListPublic {
     pub data: Vec<Public>,
     pub count: u64,
@@ -231,7 +235,18 @@ fn query_int(q: &[(String, String)], name: &str, default: i64, errors: &mut Vec<
     v
 }
 
+/// `{"detail": [...]}` (422) or `{"detail": "..."}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SartiqError)]
+pub struct ErrorDoc {
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
 /// `GET /generation-models/`: public.
+#[utoipa::path(get, path = "/sartiq/api/v1/generation-models/", tag = "sartiq",
+    params(("skip" = Option<i64>, Query, description = "default 0"), ("limit" = Option<i64>, Query, description = "default 100, at most 1000")),
+    responses((status = 200, body = ListPublic), (status = 422, body = ErrorDoc)))]
 async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, Failure> {
     let q: Vec<(String, String)> = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
         .into_owned()
@@ -269,7 +284,9 @@ async fn find(state: &AppState, id: Result<Path<String>, PathRejection>) -> Resu
     found.ok_or_else(|| Failure::Error(Error::new(ErrorKind::NotFound, NOT_FOUND)))
 }
 
-/// `GET /generation-models/{id}`: public.
+/// `GET /generation-models/{id}`: public. `{id}`: the model's UUID, Easel id or a name.
+#[utoipa::path(get, path = "/sartiq/api/v1/generation-models/{id}", tag = "sartiq", params(("id" = String, Path)),
+    responses((status = 200, body = Public), (status = 404, body = ErrorDoc)))]
 async fn read(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
@@ -278,6 +295,11 @@ async fn read(
 }
 
 /// `POST /generation-models/`: admin.
+#[utoipa::path(post, path = "/sartiq/api/v1/generation-models/", tag = "sartiq",
+    request_body(content = Object, description = "`GenerativeModelsCreate`: name, provider, provider_config required"),
+    responses((status = 200, body = Public), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc),
+        (status = 409, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
     _: crate::auth::Admin,
@@ -292,6 +314,11 @@ async fn create(
 }
 
 /// `PUT /generation-models/{id}`: admin; only the fields present change.
+#[utoipa::path(put, path = "/sartiq/api/v1/generation-models/{id}", tag = "sartiq", params(("id" = String, Path)),
+    request_body(content = Object, description = "`GenerativeModelsUpdate`: any fields; null clears nullable ones"),
+    responses((status = 200, body = Public), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc),
+        (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
     _: crate::auth::Admin,
@@ -308,6 +335,10 @@ async fn update(
 }
 
 /// `DELETE /generation-models/{id}`: admin.
+#[utoipa::path(delete, path = "/sartiq/api/v1/generation-models/{id}", tag = "sartiq", params(("id" = String, Path)),
+    responses((status = 200, body = Object, description = "`{\"message\": \"Generation model deleted successfully\"}`"),
+        (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    security(("bearer" = [])))]
 async fn delete(
     State(state): State<AppState>,
     _: crate::auth::Admin,
@@ -608,6 +639,17 @@ fn map<T, U>(g: Got<T>, f: impl FnOnce(T) -> U) -> Got<U> {
         Got::Value(v) => Got::Value(f(v)),
     }
 }
+
+/// The dialect's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list, read, create, update, delete),
+    components(schemas(Public, ListPublic, ErrorDoc)),
+    tags((name = "sartiq", description = "The Sartiq generation-models registry at /sartiq/api/v1: public reads, \
+        admin writes; a view of the one models registry. Errors are FastAPI's: 422 {\"detail\": [{loc, msg, type}]}, \
+        else {\"detail\": \"...\"}."))
+)]
+pub struct ApiDoc;
 
 #[cfg(test)]
 mod tests {

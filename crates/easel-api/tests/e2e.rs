@@ -857,8 +857,26 @@ async fn docs_metrics_health_models() {
         "/v1/models",
         "/v1/keys",
         "/v1/usage",
+        // Every dialect's paths are in the one document.
+        "/openai/v1/images/generations",
+        "/openai/v1/embeddings",
+        "/replicate/v1/predictions",
+        "/replicate/v1/predictions/{id}/cancel",
+        "/leonardo/v1/generations",
+        "/sartiq/api/v1/generation-models/",
+        "/sartiq/api/v1/generation-models/{id}",
     ] {
         assert!(doc["paths"].get(p).is_some(), "{p} documented");
+    }
+    for tag in ["openai", "replicate", "leonardo", "sartiq"] {
+        assert!(
+            doc["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == tag),
+            "tag {tag}"
+        );
     }
     let r = t.req(Method::GET, "/docs/", None).send().await.unwrap();
     assert_eq!(r.status(), 200);
