@@ -30,7 +30,7 @@
 //! |---|---|---|
 //! | `prompt` (required) | `prompt` | after `presetStyle`'s template |
 //! | `negative_prompt` | `negative_prompt` | extended by `presetStyle`'s negative terms |
-//! | `modelId` | the job's model | a registry name, alias or id (`mdl_…`), or a model's id as a UUID (as the Sartiq view shows it). Unknown or a LoRA: 400 on `modelId`. Given, it wins over `sd_version` (which is then only echoed). |
+//! | `modelId` | the job's model | a registry name, alias or id (`mdl_…`), the model's Leonardo id (a UUIDv4, as Generations show it), or its id as the Sartiq view's UUID. Unknown or a LoRA: 400 on `modelId`. Given, it wins over `sd_version` (which is then only echoed). |
 //! | `sd_version` | the job's model | without `modelId`: an installed model of the version's family (`model::LEONARDO_SD_VERSIONS`: `v1_5` → sd15 (then sd15-inpaint), `v2` → sd2, `SDXL_0_8`/`SDXL_0_9`/`SDXL_1_0`/`SDXL_LIGHTNING` → sdxl) that does the task, recommended first, then by name. `v3`, `PHOENIX`, `FLUX`, `FLUX_DEV`, `KINO_2_0` have no local family: 400 on `sd_version` unless `modelId` is given. Neither given: the server's default model for the task (recommended first), not necessarily SD 1.5 (the spec's default). |
 //! | `width`, `height` | `width`, `height` | 32–1536 and multiples of 8 (the spec's rule, checked here), then the core's own rules and the server's and model's limits: a side below 64 (32 to 56 pass the spec's rule) is refused by the core, 400 on that side (`width: must be a multiple of 8 from 64 to <the server's largest side> (got 32)`). Absent: the model's default size (512, 1024 for SDXL, or its registry defaults; img2img: the init image's size), not the spec's 1024x768. |
 //! | `num_images` | `count` | 1–8, and 1–4 when the side that runs (given or default) is above 768; default 4 (the spec's) |
@@ -44,7 +44,7 @@
 //! | `canvasRequestType: INPAINT` + `canvasInitId` + `canvasMaskId` | `image`, `mask` (task `inpaint`) | ids as for `init_image_id`. The mask is an Easel mask as is: **white = repaint, black = keep** (the spec does not say; invert masks drawn the other way). `canvasRequest: true` may be sent or not: the type decides. |
 //! | `canvasRequestType: IMG2IMG` + `canvasInitId` | `image` (task `img2img`) | |
 //! | `canvasRequestType: OUTPAINT`, `SKETCH2IMG` | — | 400 `not-supported` on `canvasRequestType` |
-//! | `elements[{akUUID, weight=1}]` | `loras[{model, scale}]` | `akUUID` names a LoRA of the registry (name, alias, id or id as a UUID); anything else is 400 on `elements[i].akUUID`. `weight` is the scale (−4 to 4). |
+//! | `elements[{akUUID, weight=1}]` | `loras[{model, scale}]` | `akUUID` names a LoRA of the registry (name, alias, id, Leonardo id or Sartiq UUID); anything else is 400 on `elements[i].akUUID`. `weight` is the scale (−4 to 4). |
 //! | `userElements[{userLoraId, weight=1}]` | `loras` (after `elements`) | `userLoraId` (a number) names a LoRA by that number as a registry name or alias (give a LoRA the alias `"42"`) |
 //! | `controlnets` (non-empty), `controlNet: true`, `imagePrompts` (non-empty), `unzoom: true`, `transparency: foreground_only`, `tiling: true` | — | 400 `not-supported`, naming the field (no ControlNet, image prompts, unzoom, transparent output or seamless tiling here). Their off values (`[]`, `false`, `disabled`) are accepted. |
 //!
@@ -75,7 +75,9 @@
 //!   guidanceScale, initStrength, public, photoReal, photoRealStrength, promptMagic,
 //!   promptMagicStrength, promptMagicVersion, ultra, generation_elements, generated_images}`.
 //!   `prompt`/`negativePrompt` are the client's; seed, sizes, steps and guidance are what ran
-//!   (defaults filled in). `modelId` echoes the request's, else the model's id as a UUID;
+//!   (defaults filled in). `modelId` is the model's Leonardo id: a UUIDv4 given to each
+//!   registry model the first time one is shown (external ids, namespace `leonardo.model`),
+//!   which requests may then send as `modelId` (the spec's `modelId` is a v4 UUID);
 //!   `sdVersion` echoes the request's, else the model family's (`v1_5`, `v2`, `SDXL_1_0`, or
 //!   null); `scheduler` echoes the request's, else the Leonardo name of what ran (null when
 //!   that has none); `presetStyle` is the one applied (`DYNAMIC` by default); `initStrength`
@@ -84,8 +86,8 @@
 //!   `generated_images` (once `COMPLETE`): `{id (UUIDv4, stable per image), url (signed,
 //!   valid for `signed_url_ttl`), nsfw: false, likeCount: 0,
 //!   generated_image_variation_generics: []}`; an image deleted since through the native
-//!   API is left out. `generation_elements`: `{lora: {akUUID (as
-//!   sent; a userLoraId as text), name (the registry's)}, weightApplied}`.
+//!   API is left out. `generation_elements`: `{lora: {akUUID (the LoRA's Leonardo id, a
+//!   UUIDv4 as for `modelId`), name (the registry's)}, weightApplied}`.
 //!   Easel's additions: `easel_job_id`, `easel_model` (registry name), `easel_prompt` and
 //!   `easel_negative_prompt` (what ran, after the preset), `easel_ignored`, `easel_error`
 //!   (`{code, message}` of a failed or canceled job, else null).
@@ -822,10 +824,29 @@ async fn find_model(state: &AppState, name: &str) -> Result<Option<Model>> {
     if let Some(m) = easel_store::models::resolve(db, name).await? {
         return Ok(Some(m));
     }
+    if is_uuid_v4(name) {
+        let id = easel_store::external_ids::find(db, namespaces::LEONARDO_MODEL, "", name).await?;
+        if let Some(id) = id {
+            return Ok(easel_store::models::resolve(db, &id).await?);
+        }
+    }
     match easel_core::id::from_uuid(easel_core::id::MODEL, name) {
         Some(id) => Ok(easel_store::models::resolve(db, &id).await?),
         None => Ok(None),
     }
+}
+
+/// A model's Leonardo id: a UUIDv4 given to it the first time a Generation shows it (the
+/// spec's `modelId` and `akUUID` are v4 UUIDs); requests may name a model by it.
+async fn model_uuid(state: &AppState, m: &Model) -> Result<String> {
+    Ok(easel_store::external_ids::get_or_assign(
+        &state.store.db,
+        namespaces::LEONARDO_MODEL,
+        "",
+        &m.id,
+        new_uuid_v4,
+    )
+    .await?)
 }
 
 /// An image a request names: an asset id of the caller, or a generated image's UUID.
@@ -1326,11 +1347,10 @@ async fn generation(state: &AppState, job: &Job, id: String) -> Result<Generatio
         Some(name) => easel_store::models::resolve(&state.store.db, name).await?,
         None => None,
     };
-    let model_id = str_of(&req, "modelId").or_else(|| {
-        model
-            .as_ref()
-            .and_then(|m| easel_core::id::to_uuid(easel_core::id::MODEL, &m.id))
-    });
+    let model_id = match &model {
+        Some(m) => Some(model_uuid(state, m).await?),
+        None => None,
+    };
     let sd_version = str_of(&req, "sd_version").or_else(|| {
         model
             .as_ref()
@@ -1363,31 +1383,22 @@ async fn generation(state: &AppState, job: &Job, id: String) -> Result<Generatio
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let sent: Vec<Option<String>> = req
-        .get("elements")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|e| str_of(e, "akUUID"))
-        .chain(
-            req.get("userElements")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(|e| e.get("userLoraId").and_then(Value::as_f64).map(number_name)),
-        )
-        .collect();
-    let generation_elements = core_loras
-        .iter()
-        .enumerate()
-        .map(|(i, l)| GenerationElement {
-            lora: LoraView {
-                ak_uuid: sent.get(i).cloned().flatten(),
-                name: str_of(l, "model"),
-            },
+    let mut generation_elements = Vec::new();
+    for l in &core_loras {
+        let name = str_of(l, "model");
+        let found = match &name {
+            Some(n) => easel_store::models::resolve(&state.store.db, n).await?,
+            None => None,
+        };
+        let ak_uuid = match &found {
+            Some(m) => Some(model_uuid(state, m).await?),
+            None => None,
+        };
+        generation_elements.push(GenerationElement {
+            lora: LoraView { ak_uuid, name },
             weight_applied: l.get("scale").and_then(Value::as_f64).map(short),
-        })
-        .collect();
+        });
+    }
     let mut generated_images = Vec::new();
     if job.status == JobStatus::Succeeded {
         // An output deleted since (`DELETE /v1/assets/{id}`) is left out.

@@ -239,7 +239,8 @@ fn query_int(q: &[(String, String)], name: &str, default: i64, errors: &mut Vec<
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = SartiqError)]
 pub struct ErrorDoc {
-    #[schema(value_type = Object)]
+    /// A message, or (422) the list of `{loc, msg, type}`.
+    #[schema(value_type = Value)]
     pub detail: Value,
 }
 

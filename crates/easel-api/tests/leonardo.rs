@@ -144,8 +144,13 @@ async fn generations_run_are_read_back_and_rerun_to_the_same_pixels() {
         assert_eq!((*w, *h), (64, 96));
     }
     assert_ne!(images[0].2, images[1].2, "image i uses seed + i");
+    let model_id = g["modelId"].as_str().unwrap();
+    assert!(
+        easel_api::leonardo::is_uuid_v4(model_id),
+        "modelId is a UUIDv4: {model_id}"
+    );
     insta::assert_json_snapshot!("generation", g, {
-        ".id" => "[uuid]", ".createdAt" => "[time]", ".easel_job_id" => "[job id]",
+        ".id" => "[uuid]", ".createdAt" => "[time]", ".easel_job_id" => "[job id]", ".modelId" => "[uuid]",
         ".generated_images[].id" => "[uuid]", ".generated_images[].url" => "[url]"
     });
     let (job, _) = job_of(&t, &key, &g).await;
@@ -386,10 +391,23 @@ async fn elements_apply_loras() {
     let mut with = base.clone();
     with["elements"] = json!([{"akUUID": "style-a", "weight": 0.8}]);
     let g = complete(&t, &key, with).await;
+    let ak = g["generation_elements"][0]["lora"]["akUUID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        easel_api::leonardo::is_uuid_v4(&ak),
+        "the LoRA's Leonardo id: {ak}"
+    );
     assert_eq!(
         g["generation_elements"],
-        json!([{"lora": {"akUUID": "style-a", "name": "style-a"}, "weightApplied": 0.8}])
+        json!([{"lora": {"akUUID": ak, "name": "style-a"}, "weightApplied": 0.8}])
     );
+    // The LoRA by that id gives the same pixels.
+    let mut by_id = base.clone();
+    by_id["elements"] = json!([{"akUUID": ak, "weight": 0.8}]);
+    let again = complete(&t, &key, by_id).await;
+    assert_eq!(pixels(&t, &again).await, pixels(&t, &g).await);
     let (job, _) = job_of(&t, &key, &g).await;
     let l = &job["input"]["loras"];
     assert_eq!(l.as_array().unwrap().len(), 1, "{l}");
@@ -416,7 +434,8 @@ async fn elements_apply_loras() {
     let u = complete(&t, &key, user).await;
     assert_eq!(
         u["generation_elements"],
-        json!([{"lora": {"akUUID": "42", "name": "style-a"}, "weightApplied": 0.8}])
+        json!([{"lora": {"akUUID": ak, "name": "style-a"}, "weightApplied": 0.8}]),
+        "the same LoRA, the same Leonardo id"
     );
     assert_eq!(
         pixels(&t, &u).await,

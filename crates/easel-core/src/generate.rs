@@ -104,17 +104,26 @@ pub struct Resolved {
 
 impl GenerateInput {
     pub fn validate(&self, task: &str, limits: &Limits) -> Result<()> {
-        if self.prompt.chars().count() > limits.max_prompt_chars {
-            return Err(Error::invalid(
-                "prompt",
-                format!("longer than {} characters", limits.max_prompt_chars),
-            ));
-        }
-        if let Some(n) = &self.negative_prompt {
-            if n.chars().count() > limits.max_prompt_chars {
+        for (field, text) in [
+            ("prompt", Some(&self.prompt)),
+            ("negative_prompt", self.negative_prompt.as_ref()),
+        ] {
+            let Some(text) = text else { continue };
+            if text.chars().count() > limits.max_prompt_chars {
                 return Err(Error::invalid(
-                    "negative_prompt",
+                    field,
                     format!("longer than {} characters", limits.max_prompt_chars),
+                ));
+            }
+            // Prompts go into the outputs' PNG text chunks, where NUL cannot be written, and
+            // no control character means anything to a text encoder.
+            if text
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            {
+                return Err(Error::invalid(
+                    field,
+                    "must not contain control characters (other than tab and newlines)",
                 ));
             }
         }
@@ -124,7 +133,7 @@ impl GenerateInput {
             }
         }
         if let (Some(w), Some(h)) = (self.width, self.height) {
-            check_pixels(w, h, limits.max_gen_pixels)?;
+            check_pixels(w, h, limits.gen_pixels())?;
         }
         if let Some(s) = self.steps {
             if s == 0 || s > limits.max_steps {
@@ -310,8 +319,8 @@ impl GenerateInput {
         check_side("height", r.height, max_h)?;
         let max_px = model
             .max_pixels
-            .unwrap_or(limits.max_gen_pixels)
-            .min(limits.max_gen_pixels);
+            .unwrap_or(limits.gen_pixels())
+            .min(limits.gen_pixels());
         check_pixels(r.width, r.height, max_px)?;
         if let Some(m) = model.max_steps {
             if r.steps > m {
@@ -642,5 +651,46 @@ mod tests {
             "a (red:1.2) fox\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, \
              Seed: 6, Size: 512x768, Model: sd15"
         );
+    }
+}
+
+#[cfg(test)]
+mod prompt_and_pixel_limits {
+    use super::*;
+
+    fn input(v: serde_json::Value) -> GenerateInput {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_prompts() {
+        let l = Limits::default();
+        let e = input(serde_json::json!({"prompt": "a fox\u{0}"}))
+            .validate("txt2img", &l)
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("prompt"));
+        let e = input(serde_json::json!({"prompt": "a fox", "negative_prompt": "x\u{7}"}))
+            .validate("txt2img", &l)
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("negative_prompt"));
+        input(serde_json::json!({"prompt": "a fox,\n\tin snow\r\n"}))
+            .validate("txt2img", &l)
+            .unwrap();
+    }
+
+    #[test]
+    fn max_pixels_bounds_generated_images_too() {
+        let l = Limits {
+            max_pixels: 128 * 128,
+            ..Limits::default()
+        };
+        assert_eq!(l.gen_pixels(), 128 * 128);
+        let e = input(serde_json::json!({"prompt": "x", "width": 1024, "height": 1024}))
+            .validate("txt2img", &l)
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("width"));
+        let ok = input(serde_json::json!({"prompt": "x", "width": 128, "height": 128}));
+        ok.validate("txt2img", &l).unwrap();
+        ok.check_limits(&l, &Default::default()).unwrap();
     }
 }

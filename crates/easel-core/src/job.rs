@@ -322,6 +322,8 @@ pub mod namespaces {
     pub const LEONARDO_GENERATION: &str = "leonardo.generation";
     /// Leonardo image ids (UUIDv4) → asset ids.
     pub const LEONARDO_IMAGE: &str = "leonardo.image";
+    /// Leonardo model ids (UUIDv4) → model ids (global: owner `""`).
+    pub const LEONARDO_MODEL: &str = "leonardo.model";
     /// Leonardo user ids (UUIDv4) → user ids.
     pub const LEONARDO_USER: &str = "leonardo.user";
     /// Replicate prediction ids chosen by the client (`PUT /predictions/{id}`) → job ids.

@@ -41,3 +41,11 @@ impl Default for Limits {
         }
     }
 }
+
+impl Limits {
+    /// The largest generated image: `max_gen_pixels`, and never above `max_pixels` (the
+    /// limit of every image).
+    pub fn gen_pixels(&self) -> u64 {
+        self.max_gen_pixels.min(self.max_pixels)
+    }
+}
