@@ -153,7 +153,12 @@ async fn generations_run_are_read_back_and_rerun_to_the_same_pixels() {
         ".id" => "[uuid]", ".createdAt" => "[time]", ".easel_job_id" => "[job id]", ".modelId" => "[uuid]",
         ".generated_images[].id" => "[uuid]", ".generated_images[].url" => "[url]"
     });
-    let (job, _) = job_of(&t, &key, &g).await;
+    let (job, request) = job_of(&t, &key, &g).await;
+    // What the request became: the core task and its input, and the request as kept.
+    insta::assert_json_snapshot!(
+        "core_request",
+        json!({"task": job["task"], "model": job["model"], "input": job["input"], "kept": request})
+    );
     assert_eq!(job["task"], "txt2img");
     assert_eq!(job["input"]["steps"], 10);
     assert_eq!(job["input"]["scheduler"], "EULER_ANCESTRAL_DISCRETE");

@@ -119,6 +119,7 @@ async fn predictions_run_and_answer_in_replicates_shape() {
         "negative_prompt": "", "guidance_scale": 5, "pag_guidance_scale": 2, "seed": 7}});
     let (s, created, _) = send(market(&t, Method::POST, PRED, &key).json(&body)).await;
     assert_eq!(s, 201, "{created}");
+    insta::assert_json_snapshot!("replicate_created", redacted(created.clone()));
     assert_eq!(created["status"], "starting", "{created}");
     let id = created["id"].as_str().unwrap().to_string();
     assert_eq!(id.len(), 26, "Replicate-style id: {id}");
@@ -155,6 +156,10 @@ async fn predictions_run_and_answer_in_replicates_shape() {
     insta::assert_json_snapshot!("replicate_prediction_succeeded", redacted(done.clone()));
     // The same job natively; pag_guidance_scale kept with the request.
     let (_, native) = get(&t, &format!("/v1/jobs/job_{id}"), &key).await;
+    insta::assert_json_snapshot!(
+        "replicate_core_request",
+        json!({"task": native["task"], "model": native["model"], "input": native["input"]})
+    );
     assert_eq!(native["task"], "txt2img");
     assert_eq!(native["model"], "tiny");
     assert_eq!(native["input"]["guidance"], 5.0);
