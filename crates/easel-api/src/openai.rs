@@ -35,7 +35,7 @@
 //! | `seed` | `seed` | image i uses `seed + i`; drawn at random when absent |
 //! | `negative_prompt` | `negative_prompt` | |
 //! | `style` | prompt template | `vivid`/`natural` wrap the prompt and extend the negative prompt by `easel_core::style::OPENAI`; absent: the prompt is used as given (the spec's default `vivid` is not applied). The prompt that ran is `revised_prompt`. |
-//! | `upscale` | a follow-up `upscale` job | `2x`/`4x`: each output is upscaled (Lanczos, the `upscale` task) before the answer; synchronous requests only (`?async=true` with `upscale` is refused: the queue has no job chains) |
+//! | `upscale` | `upscale` | `2x`/`4x`: the job upscales each output (Lanczos3) once it is generated, so the images are 2 or 4 times `size`; synchronous and `?async=true` alike, one job |
 //! | `output_format`, `output_compression` | `format`, `quality` | `png` (default), `jpeg`, `webp`; 1–100 |
 //! | `quality`, `user`, `moderation`, `safety_identifier`, `input_fidelity` | — | accepted and ignored: steps decide quality here (see `steps`) |
 //! | `background` | — | `auto`/`opaque` accepted; `transparent` refused (outputs are opaque) |
@@ -76,13 +76,14 @@
 //!   with the items a synchronous answer would have had (URLs), `null` until completed.
 //! * Credits: `usage.credits_used` and `estimated_credits` are the job's usage units (output
 //!   megapixels, at least 0.01 per image) rounded up to whole credits; `credits_breakdown`
-//!   splits them by task (`txt2img`, `upscale`, …).
+//!   splits them by task (`txt2img`, `img2img`, `inpaint`); an upscaled output counts its
+//!   upscaled megapixels.
 //! * Models: `{object: "list", data: [{id: name, object: "model", created, owned_by: "easel",
 //!   category, capabilities: tasks}]}`; `category` is `image`, or the first task of an upstream's
 //!   model that does no image task (`chat`). LoRAs are left out (they are not models one
 //!   can run; they are applied through the native API's `loras`).
 //! * An `Idempotency-Key` header works as in the native API (same key and owner within 24 h:
-//!   the same job; upscale follow-ups derive their keys from it).
+//!   the same job).
 //!
 //! # Errors
 //!
@@ -384,7 +385,7 @@ pub struct ImageRequest {
     /// `vivid` or `natural` (prompt templates); absent: the prompt as given.
     #[serde(default)]
     pub style: Option<String>,
-    /// Synchronous requests only: upscale every output (Lanczos) by this factor.
+    /// Upscale every output (Lanczos) by this factor once it is generated.
     #[serde(default)]
     pub upscale: Option<Upscale>,
     /// `png` (default), `jpeg` or `webp`.
@@ -509,6 +510,7 @@ fn core_input(req: &ImageRequest) -> Result<(Map<String, Value>, String)> {
             .map(|f| serde_json::to_value(f).unwrap_or_default()),
     );
     put("quality", req.output_compression.map(Value::from));
+    put("upscale", req.upscale.map(|u| json!(u.factor())));
     Ok((input, prompt))
 }
 
@@ -644,44 +646,33 @@ fn status_name(job: &Job) -> &'static str {
     StatusNames::OPENAI.name(job.status)
 }
 
-fn credits_of(jobs: &[Job]) -> Usage {
-    let mut by_task = std::collections::BTreeMap::new();
-    for j in jobs {
-        *by_task.entry(j.task.clone()).or_insert(0.0) += j.usage_units;
-    }
-    let total: f64 = jobs.iter().map(|j| j.usage_units).sum();
+fn credits_of(job: &Job) -> Usage {
+    let credits = easel_core::usage::credits(job.usage_units);
     Usage {
-        credits_used: easel_core::usage::credits(total),
-        credits_breakdown: Some(
-            by_task
-                .into_iter()
-                .map(|(t, u)| (t, easel_core::usage::credits(u)))
-                .collect(),
-        ),
+        credits_used: credits,
+        credits_breakdown: Some([(job.task.clone(), credits)].into_iter().collect()),
     }
 }
 
-/// The items of an answer for the final jobs (one per output image).
+/// The items of an answer for a finished job (one per output image).
 async fn image_data(
     state: &AppState,
-    jobs: &[Job],
+    job: &Job,
     format: ResponseFormat,
     prompt: Option<&str>,
 ) -> Result<Vec<ImageData>> {
     let b64 = format == ResponseFormat::B64Json;
-    let mut data = Vec::new();
-    for j in jobs {
-        for o in service::job_outputs(state, j, b64).await? {
-            data.push(ImageData {
-                url: (!b64).then_some(o.url),
-                b64_json: o.base64,
-                revised_prompt: prompt.map(str::to_string),
-                width: o.asset.width,
-                height: o.asset.height,
-            });
-        }
-    }
-    Ok(data)
+    Ok(service::job_outputs(state, job, b64)
+        .await?
+        .into_iter()
+        .map(|o| ImageData {
+            url: (!b64).then_some(o.url),
+            b64_json: o.base64,
+            revised_prompt: prompt.map(str::to_string),
+            width: o.asset.width,
+            height: o.asset.height,
+        })
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -694,8 +685,6 @@ struct Submission {
     input: Map<String, Value>,
     prompt: String,
     format: ResponseFormat,
-    upscale: Option<Upscale>,
-    output_format: Option<OutputFormat>,
     asynchronous: bool,
 }
 
@@ -705,14 +694,6 @@ async fn run(
     headers: &HeaderMap,
     s: Submission,
 ) -> Result<Response> {
-    if s.asynchronous && s.upscale.is_some() {
-        return Err(Error::invalid(
-            "upscale",
-            "only in synchronous requests (without ?async=true): upscaling runs after the \
-             generation ends",
-        )
-        .into());
-    }
     let deadline = tokio::time::Instant::now() + state.sync_timeout;
     let idempotency_key = service::idempotency_key(headers)?;
     let (job, _) = service::submit(
@@ -724,7 +705,7 @@ async fn run(
             input: Value::Object(s.input),
             priority: None,
             webhook: None,
-            idempotency_key: idempotency_key.clone(),
+            idempotency_key,
             request: None,
             external_id: None,
         },
@@ -742,46 +723,12 @@ async fn run(
         .into_response());
     }
     let job = finished(state, job, deadline).await?;
-    let mut all = vec![job.clone()];
-    let mut finals = vec![job.clone()];
-    if let Some(up) = s.upscale {
-        finals.clear();
-        let mut pending = Vec::new();
-        for (i, asset) in job.outputs.iter().enumerate() {
-            let mut input = json!({"image": asset, "factor": up.factor()});
-            if let Some(f) = s.output_format {
-                input["format"] = serde_json::to_value(f).unwrap_or_default();
-            }
-            let (j, _) = service::submit(
-                state,
-                who,
-                TaskRequest {
-                    task: "upscale".into(),
-                    model: None,
-                    input,
-                    priority: None,
-                    webhook: None,
-                    idempotency_key: idempotency_key.as_ref().map(|k| format!("{k}:upscale:{i}")),
-                    request: None,
-                    external_id: None,
-                },
-            )
-            .await
-            .map_err(|e| OpenAiError::from(e).no_retry())?;
-            pending.push(j);
-        }
-        for j in pending {
-            let j = finished(state, j, deadline).await?;
-            all.push(j.clone());
-            finals.push(j);
-        }
-    }
-    let data = image_data(state, &finals, s.format, Some(&s.prompt)).await?;
+    let data = image_data(state, &job, s.format, Some(&s.prompt)).await?;
     Ok(axum::Json(ImagesAnswer::Images(ImagesResponse {
         created: job.created_at.timestamp(),
         data,
         model: job.model.clone(),
-        usage: credits_of(&all),
+        usage: credits_of(&job),
     }))
     .into_response())
 }
@@ -848,8 +795,6 @@ pub async fn generations(
             input,
             prompt,
             format: req.response_format.unwrap_or_default(),
-            upscale: req.upscale,
-            output_format: req.output_format,
             asynchronous: q.asynchronous.unwrap_or(false),
         },
     )
@@ -1003,8 +948,6 @@ pub async fn edits(
             input,
             prompt,
             format: body.response_format.unwrap_or_default(),
-            upscale: body.upscale,
-            output_format: body.output_format,
             asynchronous: q.asynchronous.unwrap_or(false),
         },
     )
@@ -1031,13 +974,7 @@ pub async fn job(
     let output_data = match job.status {
         easel_core::JobStatus::Succeeded => {
             let prompt = job.input["prompt"].as_str();
-            let data = image_data(
-                &state,
-                std::slice::from_ref(&job),
-                ResponseFormat::Url,
-                prompt,
-            )
-            .await?;
+            let data = image_data(&state, &job, ResponseFormat::Url, prompt).await?;
             Some(json!({ "data": data }))
         }
         _ => None,
@@ -1378,14 +1315,23 @@ async fn upstream(
             model.name, model.provider
         )));
     }
-    let client = reqwest::Client::new();
+    // The query goes along (`?async=true` of video and music requests).
+    let target = match uri.query() {
+        Some(q) => format!("{what}?{q}"),
+        None => what.clone(),
+    };
     let mut last = None;
     for (config, field) in upstreams {
         let remote = easel_providers::remote::Remote::from_config("openai", &config, field)?;
         let upstream_model = remote.model.clone().unwrap_or_else(|| name.clone());
-        let r = remote
-            .request(&client, reqwest::Method::POST, &what)
-            .timeout(remote.timeout);
+        // `timeout_s` bounds connecting and each wait for data, not the whole answer: a
+        // streamed answer (SSE) may go on for as long as the upstream keeps sending.
+        let client = reqwest::Client::builder()
+            .connect_timeout(remote.timeout.min(std::time::Duration::from_secs(30)))
+            .read_timeout(remote.timeout)
+            .build()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let r = remote.request(&client, reqwest::Method::POST, &target);
         let r = match &relay {
             Relay::Json(body) => {
                 let mut body = body.clone();
@@ -1419,10 +1365,10 @@ async fn upstream(
                 let status =
                     StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
                 let mut out = Response::builder().status(status);
-                for h in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
-                    if let Some(v) = resp.headers().get(h.as_str()) {
+                for (h, v) in resp.headers() {
+                    if relayed_header(h.as_str()) {
                         if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
-                            out = out.header(h, v);
+                            out = out.header(h.as_str(), v);
                         }
                     }
                 }
@@ -1446,6 +1392,16 @@ async fn upstream(
         last.unwrap_or_default()
     ))
     .into())
+}
+
+/// The upstream's answer headers passed back to the client: the body's type, caching, and
+/// what OpenAI's SDKs read (request ids, rate limits, `retry-after`).
+fn relayed_header(name: &str) -> bool {
+    matches!(
+        name,
+        "content-type" | "cache-control" | "retry-after" | "x-request-id"
+    ) || name.starts_with("x-ratelimit-")
+        || name.starts_with("openai-")
 }
 
 /// The dialect's part of the OpenAPI document.

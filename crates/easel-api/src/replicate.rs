@@ -46,7 +46,7 @@
 //! | `width`, `height` | `width`, `height` | absent: the model's default size (512 for SD 1.5, 1024 for SDXL), not the spec's 1024 |
 //! | `num_inference_steps` | `steps` | ≥ 1 and the server's `--max-steps`; absent: the model's default, not the spec's 18 |
 //! | `guidance_scale` | `guidance` | 1–20 (the spec's range); absent: the model's default |
-//! | `pag_guidance_scale` | — | 1–20, validated and kept with the prediction; no Easel pipeline has perturbed-attention guidance, so the prediction's `logs` say it was not applied |
+//! | `pag_guidance_scale` | `pag_guidance` | 1–20. A model on a `replicate` provider passes it upstream; the local engine has no perturbed-attention guidance, so once the prediction ran its `logs` say whether the provider that served it applied it |
 //! | `seed` | `seed` | image i uses `seed + i`; drawn at random when absent, and logged |
 //! | `model_variant` | the model | see above |
 //! | `num_outputs` | `count` | 1 to `--max-images` (default 1) |
@@ -151,6 +151,7 @@ impl WireNames for ReplicateNames {
     fn wire(core: &str) -> Option<&'static str> {
         Some(match core {
             "input.steps" => "input.num_inference_steps",
+            "input.pag_guidance" => "input.pag_guidance_scale",
             "input.guidance" => "input.guidance_scale",
             "input.count" => "input.num_outputs",
             "input.strength" => "input.prompt_strength",
@@ -322,6 +323,7 @@ fn core_input(
     put("height", i.height.map(Value::from));
     put("steps", i.num_inference_steps.map(Value::from));
     put("guidance", i.guidance_scale.map(Value::from));
+    put("pag_guidance", i.pag_guidance_scale.map(Value::from));
     put("seed", i.seed.map(Value::from));
     put("count", i.num_outputs.map(Value::from));
     put("scheduler", i.scheduler.clone().map(Value::from));
@@ -507,6 +509,9 @@ async fn submit(
         Some(path_model(state, owner, name).await?)
     } else if let Some(v) = &req.version {
         Some(named_model(state, "version", v).await?)
+    } else if req.input.pag_guidance_scale.is_some() {
+        // The model that will run, to say now whether it can apply PAG.
+        Some(service::default_model(state, task).await?)
     } else {
         None
     };
@@ -542,6 +547,14 @@ async fn submit(
     if let Some(id) = &c.id {
         record["id"] = json!(id);
     }
+    // Only a Replicate-style upstream applies perturbed-attention guidance: a model with no
+    // such provider is known not to, before it runs.
+    let pag_possible = model.as_ref().is_some_and(|m| {
+        m.provider == "replicate" || m.fallback_provider.as_deref() == Some("replicate")
+    });
+    if req.input.pag_guidance_scale.is_some() && !pag_possible {
+        record["pag_not_applied"] = json!(true);
+    }
     let (job, created) = service::submit(
         state,
         who,
@@ -560,6 +573,17 @@ async fn submit(
         },
     )
     .await?;
+    answer(state, job, created, wait).await
+}
+
+/// The answer to a create: the prediction (after waiting up to `wait`), 201 when it was
+/// created now, 200 when the request named one that exists.
+async fn answer(
+    state: &AppState,
+    job: Job,
+    created: bool,
+    wait: Option<Duration>,
+) -> Result<Response> {
     let (job, waited_out) = match wait {
         Some(d) => {
             let j = service::wait_job(state, job, d).await?;
@@ -613,6 +637,11 @@ pub async fn create_with_id(
     Json(raw): Json<Value>,
 ) -> Result<Response> {
     let id = id.map(|Path(id)| id).unwrap_or_default();
+    // An id that already names one of the caller's predictions (one a PUT chose, or the id
+    // of one created with POST) answers it: a PUT never shadows a prediction.
+    if let Ok(job) = find(&state, &who, Ok(Path(id.clone()))).await {
+        return answer(&state, job, false, prefer_wait(&headers)?).await;
+    }
     let c = Create {
         raw,
         path: None,
@@ -741,12 +770,23 @@ fn logs(job: &Job, request: Option<&Value>) -> String {
             i["seed"],
         ));
     }
-    let input = request.map(|r| &r["input"]);
-    if let Some(pag) = input.and_then(|i| i.get("pag_guidance_scale")) {
-        lines.push(format!(
-            "pag_guidance_scale {pag} was not applied: Easel's pipelines have no \
-             perturbed-attention guidance; the image uses guidance_scale only"
-        ));
+    // Once it ran, whether the provider that served applied perturbed-attention guidance:
+    // only a Replicate-style upstream does.
+    match (i["pag_guidance"].as_f64(), job.provider.as_deref()) {
+        (Some(pag), Some(p)) if p.starts_with("replicate") => lines.push(format!(
+            "pag_guidance_scale {pag} was passed to the {p} provider"
+        )),
+        (Some(pag), Some(p)) => lines.push(format!(
+            "pag_guidance_scale {pag} was not applied: the {p} provider that ran this model \
+             has no perturbed-attention guidance; the image uses guidance_scale only"
+        )),
+        (Some(pag), None) if request.is_some_and(|r| r["pag_not_applied"] == true) => {
+            lines.push(format!(
+                "pag_guidance_scale {pag} was not applied: this model's providers have no \
+                 perturbed-attention guidance; the image uses guidance_scale only"
+            ))
+        }
+        _ => {}
     }
     if request.is_some_and(|r| r.get("output_file_prefix").is_some()) {
         lines.push("output_file_prefix was not applied: outputs are stored as Easel assets".into());

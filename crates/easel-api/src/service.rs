@@ -93,6 +93,7 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
                     ),
                 ));
             }
+            m.check_runnable()?;
             Some(m)
         }
     };
@@ -190,8 +191,8 @@ pub async fn all_models(state: &AppState) -> Result<Vec<easel_core::model::Model
     }
 }
 
-/// The model a request that names none runs: one that does `task` (not a LoRA), of
-/// `families` when given (earlier families first), recommended first, then by name.
+/// The model a request that names none runs: one that does `task` (not a LoRA) and can run
+/// here, of `families` when given (earlier families first), recommended first, then by name.
 pub async fn pick_model(
     state: &AppState,
     task: &str,
@@ -207,7 +208,7 @@ pub async fn pick_model(
         .await?
         .into_iter()
         .filter(|m| !is_lora(m) && m.tasks.iter().any(|t| t == task))
-        .filter(|m| rank(m) != usize::MAX)
+        .filter(|m| rank(m) != usize::MAX && m.check_runnable().is_ok())
         .collect();
     fit.sort_by(|a, b| {
         b.recommended

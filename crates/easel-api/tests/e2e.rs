@@ -978,7 +978,19 @@ async fn models_found_on_disk_are_registered() {
         r#"{"_class_name": "StableDiffusionPipeline"}"#,
     )
     .unwrap();
-    let t = TestServer::start_in(dir, |c| c.scan_models = true).await;
+    // Single files: addressable by the file name too; files that clean up to the same name
+    // do not take turns at it (the one named so on disk keeps it).
+    let ckpt = dir.path().join("models/sd_v1.5-pruned.safetensors");
+    easel_diffusion::tiny::make_tiny(
+        &dir.path().join("tmp"),
+        easel_diffusion::tiny::TinyFamily::Sd15,
+        0,
+    )
+    .unwrap();
+    easel_diffusion::single_file::write_single_file(&dir.path().join("tmp"), &ckpt).unwrap();
+    std::fs::copy(&ckpt, dir.path().join("models/sd_v1.5 pruned.safetensors")).unwrap();
+    std::fs::copy(&ckpt, dir.path().join("models/sd_v1.5+pruned.safetensors")).unwrap();
+    let t = TestServer::start_in(dir.clone(), |c| c.scan_models = true).await;
     let (s, m) = t
         .json(Method::GET, "/v1/models/tiny-sd", ADMIN_KEY, None)
         .await;
@@ -986,6 +998,33 @@ async fn models_found_on_disk_are_registered() {
     assert_eq!(m["family"], "sd15");
     assert_eq!(m["discovered"], true);
     assert!(m["tasks"].as_array().unwrap().contains(&json!("txt2img")));
+    let (s, m) = t
+        .json(
+            Method::GET,
+            "/v1/models/sd_v1.5-pruned.safetensors",
+            ADMIN_KEY,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(m["name"], "sd_v1.5-pruned");
+    let first = m["source"].clone();
+    assert!(
+        first
+            .as_str()
+            .unwrap()
+            .ends_with("/sd_v1.5-pruned.safetensors"),
+        "{m}"
+    );
+    t.shutdown().await;
+    // A rescan (a restart) leaves it as it was.
+    let t = TestServer::start_in(dir, |c| c.scan_models = true).await;
+    let (_, m) = t
+        .json(Method::GET, "/v1/models/sd_v1.5-pruned", ADMIN_KEY, None)
+        .await;
+    assert_eq!(m["source"], first, "{m}");
+    let (_, list) = t.json(Method::GET, "/v1/models", ADMIN_KEY, None).await;
+    assert_eq!(list["count"], 2, "{list}");
     t.shutdown().await;
 }
 

@@ -154,7 +154,7 @@ async fn synchronous_generations_return_images_of_the_requested_size() {
     assert_eq!(&jpeg[..2], &[0xff, 0xd8], "a JPEG");
     assert_eq!(size_of(&jpeg), (64, 64));
 
-    // Upscale runs the `upscale` task on each output before answering.
+    // Upscale: the one job upscales each output before it is stored.
     let (s, v) = post(
         &t,
         GEN,
@@ -171,10 +171,15 @@ async fn synchronous_generations_return_images_of_the_requested_size() {
         );
     }
     assert!(
-        v["usage"]["credits_breakdown"]["upscale"].as_u64().unwrap() >= 1,
+        v["usage"]["credits_breakdown"]["txt2img"].as_u64().unwrap() >= 1,
         "{v}"
     );
-    assert_eq!(newest_job(&t, &key).await["task"], "upscale");
+    let job = newest_job(&t, &key).await;
+    assert_eq!(
+        (job["task"].as_str(), job["input"]["upscale"].as_u64()),
+        (Some("txt2img"), Some(2)),
+        "{job}"
+    );
     t.shutdown().await;
 }
 
@@ -235,6 +240,28 @@ async fn async_generations_are_jobs_to_poll() {
     insta::assert_json_snapshot!("job_completed", done, {
         ".id" => "[job id]", ".created" => "[time]", ".completed" => "[time]",
         ".outputData.data[].url" => "[url]"});
+
+    // `upscale` with `?async=true`: the job's outputs are upscaled.
+    let (s, job) = post(
+        &t,
+        &format!("{GEN}?async=true"),
+        &key,
+        json!({"prompt": "a castle", "size": "64x96", "upscale": "2x"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{job}");
+    let (s, v) = t
+        .json(
+            Method::GET,
+            &format!("/openai/v1/jobs/{}?poll=true", job["id"].as_str().unwrap()),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("completed")), "{v}");
+    let png = fetch(&t, v["outputData"]["data"][0]["url"].as_str().unwrap()).await;
+    assert_eq!(size_of(&png), (128, 192));
+    assert_eq!(v["outputData"]["data"][0]["width"], 128, "{v}");
 
     // Without poll: at once. A canceled job is `failed`, saying so.
     let (_, queued) = post(
@@ -311,8 +338,14 @@ async fn edits_take_json_and_multipart_and_convert_masks() {
     .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(size_of(&b64(&v["data"][0]["b64_json"])), (64, 64));
+    insta::assert_json_snapshot!("edit_b64", v, {".created" => "[time]", ".data[].b64_json" => "[base64]"});
     let job = newest_job(&t, &key).await;
     assert_eq!(job["task"], "inpaint", "{job}");
+    insta::assert_json_snapshot!(
+        "edit_core_request",
+        json!({"task": job["task"], "model": job["model"], "input": job["input"]}),
+        {".input.image" => "[asset id]", ".input.mask" => "[asset id]", ".input.seed" => "[seed]"}
+    );
     let mask_id = job["input"]["mask"].as_str().unwrap();
     let (_, mask_asset) = t
         .json(Method::GET, &format!("/v1/assets/{mask_id}"), &key, None)
@@ -538,6 +571,7 @@ async fn models_are_listed_from_the_registry() {
         .json(Method::GET, "/openai/v1/models/tiny", &key, None)
         .await;
     assert_eq!((s, v["id"].as_str()), (200, Some("tiny")), "{v}");
+    insta::assert_json_snapshot!("model", v, {".created" => "[time]"});
     let (s, v) = t
         .json(Method::GET, "/openai/v1/models/a-lora", &key, None)
         .await;
@@ -638,12 +672,12 @@ async fn errors_have_the_openai_shape() {
     }
     insta::assert_json_snapshot!("error_fields", shapes);
 
-    // `upscale` needs a synchronous request.
+    // Upscaled outputs over the server's pixel limit are refused at once.
     let (s, v) = post(
         &t,
         &format!("{GEN}?async=true"),
         &key,
-        json!({"prompt": "x", "upscale": "2x"}),
+        json!({"prompt": "x", "size": "2048x2048", "upscale": "4x"}),
     )
     .await;
     assert_eq!(
@@ -759,6 +793,7 @@ async fn embeddings_come_from_the_text_encoder() {
     assert_ne!(vecs[0], vecs[2], "different texts differ");
     // [BOS, a, red, fox, EOS] twice and [BOS, a, blue, car, EOS].
     assert_eq!(v["usage"]["prompt_tokens"], 15, "{v}");
+    insta::assert_json_snapshot!("embeddings", v, {".data[].embedding" => "[floats]"});
 
     // base64: the same floats, little-endian; the default model; one string.
     let (s, b) = post(
@@ -769,6 +804,7 @@ async fn embeddings_come_from_the_text_encoder() {
     )
     .await;
     assert_eq!(s, 200, "{b}");
+    insta::assert_json_snapshot!("embeddings_base64", b, {".data[].embedding" => "[base64]"});
     let bytes = b64(&b["data"][0]["embedding"]);
     let floats: Vec<f32> = bytes
         .chunks(4)

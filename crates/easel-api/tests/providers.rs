@@ -155,6 +155,43 @@ async fn remote_kinds_and_fallback_run_on_a_second_easel() {
         }
     }
 
+    // `pag_guidance` goes to a Replicate upstream as `pag_guidance_scale`; the job's upscale
+    // is done here, after the download.
+    let job = run(
+        &t,
+        &key,
+        json!({"task": "txt2img", "model": "via-replicate",
+            "input": {"prompt": "a lighthouse", "seed": 11, "pag_guidance": 3.0, "upscale": 2}}),
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let (_, newest) = up
+        .json(Method::GET, "/v1/jobs?limit=1", &up_key, None)
+        .await;
+    let upstream_job = easel_store::jobs::get(
+        &up.server().state.store.db,
+        newest["data"][0]["id"].as_str().unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        upstream_job.request.unwrap()["input"]["pag_guidance_scale"],
+        3.0
+    );
+    assert_eq!(
+        upstream_job.input["width"], 64,
+        "the upstream ran the generated size"
+    );
+    let o = &job["outputs"][0];
+    assert_eq!(
+        job["usage"]["units"],
+        128.0 * 128.0 / 1e6,
+        "upscaled megapixels: {job}"
+    );
+    let resp = t.http.get(o["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(decode(&resp.bytes().await.unwrap()).width(), 128);
+
     // Several images, and img2img / inpaint carry their images upstream.
     let job = run(
         &t,
@@ -277,6 +314,15 @@ async fn chat_upstream(fail: bool) -> String {
             }),
         )
         .route(
+            "/v1/videos/generations",
+            post(|axum::extract::RawQuery(q): axum::extract::RawQuery, axum::Json(body): axum::Json<Value>| async move {
+                (
+                    [("x-request-id", "req_upstream_1"), ("x-ratelimit-remaining-requests", "41")],
+                    axum::Json(json!({"id": "vid_1", "status": "queued", "query": q, "model": body["model"]})),
+                )
+            }),
+        )
+        .route(
             "/v1/audio/transcriptions",
             post(|mut form: axum::extract::Multipart| async move {
                 let mut model = String::new();
@@ -378,6 +424,28 @@ async fn openai_requests_beyond_images_go_to_the_models_upstream() {
         "{text}"
     );
 
+    // The query goes along (an async video request), and the upstream's request id and
+    // rate-limit headers come back.
+    let resp = t
+        .req(
+            Method::POST,
+            "/openai/v1/videos/generations?async=true",
+            Some(&key),
+        )
+        .json(&json!({"model": "gpt-4o-mini", "prompt": "waves"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["x-request-id"], "req_upstream_1");
+    assert_eq!(resp.headers()["x-ratelimit-remaining-requests"], "41");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (v["query"].as_str(), v["model"].as_str()),
+        (Some("async=true"), Some("upstream-chat")),
+        "{v}"
+    );
+
     // Multipart: the file and the renamed model go upstream.
     let form = reqwest::multipart::Form::new()
         .text("model", "gpt-4o-mini")
@@ -409,4 +477,315 @@ async fn openai_requests_beyond_images_go_to_the_models_upstream() {
         );
     }
     t.shutdown().await;
+}
+
+/// A port that accepts connections and never answers.
+async fn hanging_port() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    port
+}
+
+/// A proxy in front of `upstream` that answers the first poll of a job (`GET /v1/jobs/…`)
+/// with 503 and counts the jobs submitted through it.
+async fn flaky_proxy(upstream: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let posts = Arc::new(AtomicU32::new(0));
+    let polls = Arc::new(AtomicU32::new(0));
+    let client = reqwest::Client::new();
+    let counted = posts.clone();
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method,
+              uri: axum::http::Uri,
+              headers: axum::http::HeaderMap,
+              body: axum::body::Bytes| {
+            let (client, upstream, posts, polls) = (
+                client.clone(),
+                upstream.clone(),
+                counted.clone(),
+                polls.clone(),
+            );
+            async move {
+                use axum::response::IntoResponse;
+                let path = uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/")
+                    .to_string();
+                if method == axum::http::Method::POST && path == "/v1/jobs" {
+                    posts.fetch_add(1, Ordering::SeqCst);
+                }
+                if method == axum::http::Method::GET
+                    && path.starts_with("/v1/jobs/")
+                    && polls.fetch_add(1, Ordering::SeqCst) == 0
+                {
+                    return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy").into_response();
+                }
+                let mut r = client
+                    .request(method, format!("{upstream}{path}"))
+                    .body(body);
+                for name in ["authorization", "content-type", "idempotency-key"] {
+                    if let Some(v) = headers.get(name) {
+                        r = r.header(name, v.clone());
+                    }
+                }
+                let resp = r.send().await.unwrap();
+                let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap();
+                (
+                    status,
+                    [("content-type", "application/json")],
+                    resp.bytes().await.unwrap(),
+                )
+                    .into_response()
+            }
+        },
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (url, posts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_fall_back_and_a_failed_poll_does_not_submit_again() {
+    let up = upstream().await;
+    let (up_key, _) = up.user("relay").await;
+    let var = "EASEL_TEST_PROVIDERS_TIMEOUT_KEY";
+    std::env::set_var(var, &up_key);
+    let hanging = hanging_port().await;
+    let (proxy, posts) = flaky_proxy(up.base.clone()).await;
+
+    let t = TestServer::start(|_| {}).await;
+    let (key, _) = t.user("tim").await;
+    add_model(
+        &t,
+        json!({"name": "slow-primary", "provider": "easel",
+            "provider_config": {"base_url": format!("http://127.0.0.1:{hanging}"), "model": "tiny",
+                "timeout_s": 1, "retries": 3},
+            "fallback_provider": "easel",
+            "fallback_provider_config": {"base_url": up.base, "model": "tiny", "api_key_env": var}}),
+    )
+    .await;
+    add_model(
+        &t,
+        json!({"name": "flaky-poll", "provider": "easel",
+            "provider_config": {"base_url": proxy, "model": "tiny", "api_key_env": var}}),
+    )
+    .await;
+
+    // The primary never answers: its deadline (1 s, retries included) ends it, the fallback
+    // serves.
+    let job = run(
+        &t,
+        &key,
+        json!({"task": "txt2img", "model": "slow-primary", "input": {"prompt": "fog", "seed": 3}}),
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["provider"], "easel (fallback)", "{job}");
+    output_pixels(&t, &job).await;
+
+    // A 503 while polling the upstream job: polled again, not submitted again.
+    let job = run(
+        &t,
+        &key,
+        json!({"task": "txt2img", "model": "flaky-poll", "input": {"prompt": "rain", "seed": 4}}),
+    )
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        posts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one submission upstream"
+    );
+    output_pixels(&t, &job).await;
+    t.shutdown().await;
+    up.shutdown().await;
+}
+
+/// Read a Leonardo generation until it ends.
+async fn leonardo_done(t: &TestServer, key: &str, id: &str) -> Value {
+    for _ in 0..600 {
+        let (s, v) = t
+            .json(
+                Method::GET,
+                &format!("/leonardo/v1/generations/{id}"),
+                key,
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let g = &v["generations_by_pk"];
+        if g["status"] != "PENDING" {
+            return g.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("generation {id} did not end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_registered_through_sartiq_generates_in_every_dialect() {
+    let up = upstream().await;
+    let (up_key, _) = up.user("relay").await;
+    let var = "EASEL_TEST_PROVIDERS_SARTIQ_KEY";
+    std::env::set_var(var, &up_key);
+    let t = TestServer::start(|_| {}).await;
+    let (key, _) = t.user("sam").await;
+    let sartiq = "/sartiq/api/v1/generation-models/";
+    let (s, created) = t
+        .json(
+            Method::POST,
+            sartiq,
+            ADMIN_KEY,
+            Some(json!({"name": "studio", "provider": "easel",
+                "provider_config": {"base_url": up.base, "model": "tiny", "api_key_env": var},
+                "max_output_width": 512})),
+        )
+        .await;
+    assert_eq!(s, 200, "{created}");
+    let uuid = created["id"].as_str().unwrap().to_string();
+    // A `local` model created there without weights, and one on a provider this server does
+    // not have: refused at submit, saying why, in each dialect's shape.
+    for body in [
+        json!({"name": "no-weights", "provider": "local", "provider_config": {}}),
+        json!({"name": "elsewhere", "provider": "fal_standard", "provider_config": {}}),
+    ] {
+        let (s, v) = t.json(Method::POST, sartiq, ADMIN_KEY, Some(body)).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    // OpenAI: synchronous, by name.
+    let (s, v) = t
+        .json(
+            Method::POST,
+            "/openai/v1/images/generations",
+            &key,
+            Some(
+                json!({"model": "studio", "prompt": "a harbour", "size": "64x64", "seed": 5,
+                "response_format": "b64_json"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    use base64::Engine as _;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(v["data"][0]["b64_json"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(decode(&png).width(), 64);
+
+    // Replicate: by owner/name, waiting.
+    let resp = t
+        .req(
+            Method::POST,
+            "/replicate/v1/models/easel/studio/predictions",
+            Some(&key),
+        )
+        .header("Prefer", "wait")
+        .json(&json!({"input": {"prompt": "a harbour", "width": 64, "height": 64}}))
+        .send()
+        .await
+        .unwrap();
+    let (s, p) = get(resp).await;
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(p["status"], "succeeded", "{p}");
+    let img = t
+        .http
+        .get(p["output"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(decode(&img.bytes().await.unwrap()).height(), 64);
+
+    // Leonardo: by the Sartiq UUID.
+    let (s, v) = t
+        .json(
+            Method::POST,
+            "/leonardo/v1/generations",
+            &key,
+            Some(
+                json!({"modelId": uuid, "prompt": "a harbour", "width": 64, "height": 64,
+                "num_images": 1, "num_inference_steps": 10}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let g = leonardo_done(
+        &t,
+        &key,
+        v["sdGenerationJob"]["generationId"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(g["status"], "COMPLETE", "{g}");
+    let url = g["generated_images"][0]["url"].as_str().unwrap();
+    let img = t.http.get(url).send().await.unwrap();
+    assert_eq!(decode(&img.bytes().await.unwrap()).width(), 64);
+
+    // The registry's limit holds in every dialect.
+    let (s, v) = t
+        .json(
+            Method::POST,
+            "/openai/v1/images/generations",
+            &key,
+            Some(json!({"model": "studio", "prompt": "x", "size": "640x64"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["param"].as_str()),
+        (400, Some("size")),
+        "{v}"
+    );
+
+    // Models that cannot run here are refused before they are queued.
+    for (model, why) in [
+        ("no-weights", "`source`"),
+        ("elsewhere", "no provider `fal_standard`"),
+    ] {
+        let (s, v) = t
+            .json(
+                Method::POST,
+                "/openai/v1/images/generations",
+                &key,
+                Some(json!({"model": model, "prompt": "x"})),
+            )
+            .await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(v["error"]["param"], "model", "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(why), "{v}");
+        let (s, v) = t
+            .json(
+                Method::POST,
+                "/replicate/v1/predictions",
+                &key,
+                Some(json!({"version": model, "input": {"prompt": "x"}})),
+            )
+            .await;
+        assert_eq!(s, 422, "{v}");
+        assert!(v["detail"][0]["msg"].as_str().unwrap().contains(why), "{v}");
+        let (s, v) = t
+            .json(
+                Method::POST,
+                "/leonardo/v1/generations",
+                &key,
+                Some(json!({"modelId": model, "prompt": "x"})),
+            )
+            .await;
+        assert_eq!(s, 400, "{v}");
+        assert_eq!(v["path"], json!(["modelId"]), "{v}");
+    }
+    let (_, jobs) = t.json(Method::GET, "/v1/jobs?limit=100", &key, None).await;
+    assert_eq!(
+        jobs["data"].as_array().map(Vec::len),
+        Some(3),
+        "only the three runnable requests were queued: {jobs}"
+    );
+    t.shutdown().await;
+    up.shutdown().await;
 }

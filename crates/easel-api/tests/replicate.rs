@@ -86,6 +86,61 @@ async fn image_at(t: &TestServer, url: &str) -> image::DynamicImage {
     decode(&resp.bytes().await.unwrap())
 }
 
+/// Every run-dependent string of a value made stable for a snapshot: this server's URLs,
+/// loopback ports, times, ULIDs and asset ids.
+fn scrub(v: Value) -> Value {
+    match v {
+        Value::String(s) => {
+            let is_ulid = s.len() == 26
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+            let is_time = s.len() >= 20 && s.as_bytes()[4] == b'-' && s.as_bytes()[10] == b'T';
+            if s.starts_with("http://127.0.0.1:") {
+                json!("[url]")
+            } else if s.starts_with("ast_") {
+                json!("[asset]")
+            } else if is_ulid
+                || regex::Regex::new(r"^[a-z]{3}_[0-9a-z]{26}$")
+                    .unwrap()
+                    .is_match(&s)
+            {
+                json!("[id]")
+            } else if is_time {
+                json!("[time]")
+            } else {
+                // Inside text: ports, job ids and drawn seeds.
+                let s = regex::Regex::new(r"127\.0\.0\.1:\d+")
+                    .unwrap()
+                    .replace_all(&s, "127.0.0.1:[port]");
+                let s = regex::Regex::new(r"\b([a-z]{3})_[0-9a-z]{26}\b")
+                    .unwrap()
+                    .replace_all(&s, "${1}_[id]");
+                let s = regex::Regex::new(r"seed \d+")
+                    .unwrap()
+                    .replace_all(&s, "seed [seed]");
+                json!(s)
+            }
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(scrub).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| {
+                    let v = if ["predict_time", "total_time"].contains(&k.as_str()) && v.is_number()
+                    {
+                        json!("[seconds]")
+                    } else if k == "seed" && v.is_number() {
+                        json!("[seed]")
+                    } else {
+                        scrub(v)
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 fn redacted(mut v: Value) -> Value {
     for k in ["id", "created_at", "started_at", "completed_at"] {
         if !v[k].is_null() {
@@ -184,6 +239,7 @@ async fn predictions_run_and_answer_in_replicates_shape() {
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["status"], "succeeded", "{v}");
     assert_eq!(v["model"], "easel/tiny");
+    insta::assert_json_snapshot!("replicate_several_outputs", scrub(v.clone()));
     let outs = v["output"].as_array().expect("several images: a list");
     assert_eq!(outs.len(), 2);
     for u in outs {
@@ -224,6 +280,10 @@ async fn predictions_run_and_answer_in_replicates_shape() {
     )
     .await;
     assert_eq!(native["task"], "img2img");
+    insta::assert_json_snapshot!(
+        "replicate_img2img_core_request",
+        scrub(json!({"task": native["task"], "model": native["model"], "input": native["input"]}))
+    );
     let img = t.upload(&key, png(64, 64)).await;
     let mask = t.upload(&key, png(64, 64)).await;
     let (s, v, _) = send(
@@ -241,6 +301,10 @@ async fn predictions_run_and_answer_in_replicates_shape() {
     .await;
     assert_eq!(native["task"], "inpaint");
     assert_eq!(native["input"]["image"], img);
+    insta::assert_json_snapshot!(
+        "replicate_inpaint_core_request",
+        scrub(json!({"task": native["task"], "model": native["model"], "input": native["input"]}))
+    );
 
     // The list: newest first, every prediction of the caller, no one else's.
     let (s, page) = get(&t, PRED, &key).await;
@@ -253,12 +317,43 @@ async fn predictions_run_and_answer_in_replicates_shape() {
         .collect();
     assert_eq!(ids.len(), 5, "{page}");
     assert_eq!(ids[4], id);
+    insta::assert_json_snapshot!("replicate_list", scrub(page.clone()));
     assert!(page["next"].is_null() && page["previous"].is_null());
     let (other, _) = t.user("otto").await;
     let (_, page) = get(&t, PRED, &other).await;
     assert_eq!(page["results"], json!([]));
     let (s, _) = get(&t, &format!("{PRED}/{id}"), &other).await;
     assert_eq!(s, 404, "another user's prediction is not found");
+
+    // A prediction that fails: `failed`, the error, and the error in the logs.
+    let closed = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (s, v) = t
+        .json(
+            Method::POST,
+            "/v1/models",
+            ADMIN_KEY,
+            Some(json!({"name": "broken", "provider": "easel", "tasks": ["txt2img"],
+                "provider_config": {"base_url": format!("http://127.0.0.1:{closed}"), "retries": 0}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v, _) = send(
+        t.req(Method::POST, "/replicate/v1/models/easel/broken/predictions", Some(&key))
+            .header("Prefer", "wait")
+            .json(&json!({"input": {"prompt": "a fox", "seed": 1, "width": 64, "height": 64, "num_inference_steps": 2}})),
+    )
+    .await;
+    assert_eq!((s, &v["status"]), (201, &json!("failed")), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("easel provider"),
+        "{v}"
+    );
+    assert!(v["logs"].as_str().unwrap().contains("\nerror: "), "{v}");
+    assert!(v["output"].is_null());
+    insta::assert_json_snapshot!("replicate_failed", scrub(v.clone()));
 
     // Models and versions, as the clients look them up.
     let (s, m) = get(&t, "/replicate/v1/models/easel/tiny", &key).await;
@@ -267,6 +362,7 @@ async fn predictions_run_and_answer_in_replicates_shape() {
         (m["owner"].as_str(), m["name"].as_str()),
         (Some("easel"), Some("tiny"))
     );
+    insta::assert_json_snapshot!("replicate_model", scrub(m.clone()));
     let (s, v) = get(
         &t,
         &format!("/replicate/v1/models/easel/tiny/versions/{SANA_VERSION}"),
@@ -279,6 +375,7 @@ async fn predictions_run_and_answer_in_replicates_shape() {
         v["openapi_schema"]["components"]["schemas"]["Output"]["format"],
         "uri"
     );
+    insta::assert_json_snapshot!("replicate_version", scrub(v.clone()));
     t.shutdown().await;
 }
 
@@ -324,6 +421,7 @@ async fn put_is_idempotent_and_cancel_stops_predictions() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "canceled", "{v}");
     assert!(v["output"].is_null());
+    insta::assert_json_snapshot!("replicate_canceled", scrub(v.clone()));
     // Canceling again answers it unchanged; theirs is untouched.
     let (s, v) = post(&t, &format!("{PRED}/my-id-1/cancel"), &key, json!({})).await;
     assert_eq!((s, &v["status"]), (200, &json!("canceled")));
@@ -339,14 +437,19 @@ async fn put_is_idempotent_and_cancel_stops_predictions() {
     )
     .await;
     assert_eq!((s, &v["status"]), (201, &json!("starting")), "{v}");
-    let (_, v) = post(
-        &t,
-        &format!("{PRED}/{}/cancel", v["id"].as_str().unwrap()),
-        &key,
-        json!({}),
+    let generated = v["id"].as_str().unwrap().to_string();
+    // A PUT naming a generated id answers that prediction: it never shadows it.
+    let (s, same, _) = send(
+        t.req(Method::PUT, &format!("{PRED}/{generated}"), Some(&key))
+            .json(&body),
     )
     .await;
+    assert_eq!(s, 200, "{same}");
+    assert_eq!(same["created_at"], v["created_at"], "{same}");
+    let (_, v) = post(&t, &format!("{PRED}/{generated}/cancel"), &key, json!({})).await;
     assert_eq!(v["status"], "canceled");
+    let (_, page) = get(&t, PRED, &key).await;
+    assert_eq!(page["results"].as_array().unwrap().len(), 2, "{page}");
     t.shutdown().await;
 }
 
@@ -355,9 +458,11 @@ async fn errors_come_in_fastapis_shapes() {
     let t = server(|c| c.workers = 0).await;
     let (key, _) = t.user("erin").await;
 
+    let mut shapes = serde_json::Map::new();
     // Auth.
     let (s, v, h) = send(t.req(Method::GET, PRED, None)).await;
     assert_eq!(s, 401, "{v}");
+    shapes.insert("401_missing_key".into(), v.clone());
     assert!(v["detail"].as_str().unwrap().contains("API key"), "{v}");
     assert!(h.contains_key("www-authenticate"));
     let (s, _, _) = send(market(&t, Method::GET, PRED, "wrong")).await;
@@ -448,6 +553,7 @@ async fn errors_come_in_fastapis_shapes() {
     .await;
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["detail"][0]["type"], "json_invalid");
+    shapes.insert("422_json_invalid".into(), v.clone());
     let (s, v, _) = send(
         t.req(Method::POST, PRED, Some(&key))
             .header("Prefer", "wait=99")
@@ -456,6 +562,7 @@ async fn errors_come_in_fastapis_shapes() {
     .await;
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["detail"][0]["loc"], json!(["header", "prefer"]), "{v}");
+    shapes.insert("422_prefer".into(), v.clone());
 
     // Not found, wrong method.
     for path in [
@@ -467,6 +574,7 @@ async fn errors_come_in_fastapis_shapes() {
         let (s, v) = get(&t, &path, &key).await;
         assert_eq!(s, 404, "{path}: {v}");
         assert!(v["detail"].is_string(), "{v}");
+        shapes.insert(format!("404 {path}"), v);
     }
     let (s, v) = post(
         &t,
@@ -476,12 +584,16 @@ async fn errors_come_in_fastapis_shapes() {
     )
     .await;
     assert_eq!(s, 404, "{v}");
+    shapes.insert("404_model_predictions".into(), v.clone());
     let (s, v, _) = send(t.req(Method::DELETE, PRED, Some(&key))).await;
     assert_eq!(s, 405, "{v}");
     assert!(v["detail"].is_string());
+    shapes.insert("405".into(), v.clone());
     let (s, v) = get(&t, &format!("{PRED}?cursor=bogus"), &key).await;
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["detail"][0]["loc"], json!(["query", "cursor"]));
+    shapes.insert("422_cursor".into(), v.clone());
+    insta::assert_json_snapshot!("replicate_errors", scrub(Value::Object(shapes)));
     // Nothing was queued by any of it.
     let (_, page) = get(&t, PRED, &key).await;
     assert_eq!(page["results"], json!([]));
@@ -548,6 +660,7 @@ async fn webhooks_carry_the_prediction() {
     assert_eq!(bodies[0]["status"], "processing");
     let last = &bodies[1];
     assert_eq!(last["status"], "succeeded", "{last}");
+    insta::assert_json_snapshot!("replicate_webhook_completed", scrub(last.clone()));
     let img = image_at(&t, last["output"].as_str().unwrap()).await;
     assert_eq!(img.width(), 64);
     t.shutdown().await;

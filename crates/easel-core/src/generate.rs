@@ -88,7 +88,19 @@ pub struct GenerateInput {
     /// 1 to 100 for JPEG and WebP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<u8>,
+    /// Upscale every output by this factor, 1 to 8 (Lanczos3), once it is generated: the
+    /// outputs are `width`×`upscale` by `height`×`upscale`, within the server's pixel limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upscale: Option<u32>,
+    /// Perturbed-attention guidance scale, 0 to 20. Only providers whose upstream has it
+    /// apply it (a `replicate` upstream gets it as `pag_guidance_scale`); the local engine
+    /// has no PAG and runs without it (the job's provider says which ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pag_guidance: Option<f32>,
 }
+
+/// The largest `upscale` factor of a generation (the `upscale` task's too).
+pub const MAX_UPSCALE: u32 = 8;
 
 /// The values a run uses once defaults are filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +210,19 @@ impl GenerateInput {
         if let Some(q) = self.quality {
             if !(1..=100).contains(&q) {
                 return Err(Error::invalid("quality", "must be between 1 and 100"));
+            }
+        }
+        if let Some(p) = self.pag_guidance {
+            if !(0.0..=20.0).contains(&p) {
+                return Err(Error::invalid("pag_guidance", "must be between 0 and 20"));
+            }
+        }
+        if let Some(f) = self.upscale {
+            if !(1..=MAX_UPSCALE).contains(&f) {
+                return Err(Error::invalid(
+                    "upscale",
+                    format!("must be between 1 and {MAX_UPSCALE}"),
+                ));
             }
         }
         match task {
@@ -322,6 +347,17 @@ impl GenerateInput {
             .unwrap_or(limits.gen_pixels())
             .min(limits.gen_pixels());
         check_pixels(r.width, r.height, max_px)?;
+        let (ow, oh) = self.output_size();
+        if ow as u64 * oh as u64 > limits.max_pixels {
+            return Err(Error::invalid(
+                "upscale",
+                format!(
+                    "the outputs would be {ow}x{oh}, {} pixels; the limit is {}",
+                    ow as u64 * oh as u64,
+                    limits.max_pixels
+                ),
+            ));
+        }
         if let Some(m) = model.max_steps {
             if r.steps > m {
                 return Err(Error::invalid(
@@ -353,6 +389,13 @@ impl GenerateInput {
             count: self.count.unwrap_or(1),
             strength: self.strength.unwrap_or(1.0),
         }
+    }
+
+    /// The size of each output: the generated size times `upscale`.
+    pub fn output_size(&self) -> (u32, u32) {
+        let r = self.resolved();
+        let f = self.upscale.unwrap_or(1).max(1);
+        (r.width.saturating_mul(f), r.height.saturating_mul(f))
     }
 
     /// The input images by field name.

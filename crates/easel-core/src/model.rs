@@ -158,9 +158,78 @@ pub struct Model {
 /// provider of that name exists.
 pub const PROVIDERS: &[&str] = &["local", "openai", "replicate", "easel"];
 
-/// Provider config keys that would hold a secret: refused (keys come from the environment,
-/// named by `api_key_env`).
-pub const SECRET_KEYS: &[&str] = &["api_key", "apiKey", "token", "key", "secret", "password"];
+/// The `base_url` of a remote provider kind whose config names none: the hosted service
+/// (`openai`, `replicate`); `easel` has no default.
+pub fn default_base_url(kind: &str) -> Option<&'static str> {
+    match kind {
+        "openai" => Some("https://api.openai.com/v1"),
+        "replicate" => Some("https://api.replicate.com"),
+        _ => None,
+    }
+}
+
+/// Words that make a provider config key one that would hold a secret (`api_key`,
+/// `fal_key`, `accessToken`, `headers.Authorization`, `x-api-key`, …): refused at any depth,
+/// whatever the case. Keys come from the environment, named by a key whose last word is
+/// `env` (`api_key_env`).
+pub const SECRET_WORDS: &[&str] = &[
+    "key",
+    "apikey",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "authorization",
+    "credential",
+    "credentials",
+    "bearer",
+    "cookie",
+];
+
+/// Whether a config key names a secret (see [`SECRET_WORDS`]).
+pub fn is_secret_key(name: &str) -> bool {
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_alphanumeric() {
+            words.extend((!word.is_empty()).then(|| std::mem::take(&mut word)));
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower {
+            words.push(std::mem::take(&mut word));
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        word.extend(c.to_lowercase());
+    }
+    words.extend((!word.is_empty()).then_some(word));
+    if words.last().is_some_and(|w| w == "env") {
+        return false;
+    }
+    words.iter().any(|w| SECRET_WORDS.contains(&w.as_str()))
+}
+
+/// The path (`headers.Authorization`, `auth[0].token`) of the first key in `config` that
+/// names a secret, at any depth.
+pub fn find_secret(config: &serde_json::Value) -> Option<String> {
+    match config {
+        serde_json::Value::Object(o) => o.iter().find_map(|(k, v)| {
+            if is_secret_key(k) {
+                Some(k.clone())
+            } else {
+                find_secret(v).map(|rest| {
+                    format!("{k}{}{rest}", if rest.starts_with('[') { "" } else { "." })
+                })
+            }
+        }),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_secret(v).map(|rest| format!("[{i}].{rest}"))),
+        _ => None,
+    }
+}
 
 /// The longest `icon` (a URL, a name, or a small `data:` URL).
 pub const MAX_ICON_LEN: usize = 65_536;
@@ -284,15 +353,13 @@ impl ModelSpec {
                 self.fallback_provider_config.as_ref(),
             ),
         ] {
-            for secret in SECRET_KEYS {
-                if config.and_then(|c| c.get(secret)).is_some() {
-                    return Err(Error::invalid(
-                        format!("{field}.{secret}"),
-                        "keys are not stored in the registry (it is readable by every caller \
-                         of the models API): put the key in an environment variable of the \
-                         server and name it in `api_key_env`",
-                    ));
-                }
+            if let Some(secret) = config.and_then(find_secret) {
+                return Err(Error::invalid(
+                    format!("{field}.{secret}"),
+                    "keys are not stored in the registry (it is readable by every caller \
+                     of the models API): put the key in an environment variable of the \
+                     server and name it in `api_key_env`",
+                ));
             }
         }
         if self.fallback_provider.is_some()
@@ -411,6 +478,68 @@ impl Model {
             beta: self.beta,
             tags: self.tags.clone(),
         }
+    }
+
+    /// Whether this server can run the model, checked at submit so that a job that could
+    /// never run is refused with the reason instead of failing later: its provider, or else
+    /// its fallback, is a kind this server has (`PROVIDERS`) with what that kind needs
+    /// (`local`: weights in `source`; `easel`: an http(s) `base_url`; `openai`,
+    /// `replicate`: an http(s) `base_url` when one is given, else the hosted service's). The
+    /// error names `model` and says what to set.
+    pub fn check_runnable(&self) -> Result<()> {
+        let primary = provider_problem(&self.provider, &self.provider_config, self);
+        let Some(problem) = primary else {
+            return Ok(());
+        };
+        if let Some(fallback) = &self.fallback_provider {
+            let config = self
+                .fallback_provider_config
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({}));
+            match provider_problem(fallback, &config, self) {
+                None => return Ok(()),
+                Some(second) => {
+                    return Err(Error::invalid(
+                        "model",
+                        format!(
+                            "the model `{}` cannot run here: {problem}; and its fallback: {second}",
+                            self.name
+                        ),
+                    ))
+                }
+            }
+        }
+        Err(Error::invalid(
+            "model",
+            format!("the model `{}` cannot run here: {problem}", self.name),
+        ))
+    }
+}
+
+/// What keeps a provider of a model from running here, if anything.
+fn provider_problem(kind: &str, config: &serde_json::Value, m: &Model) -> Option<String> {
+    match kind {
+        "local" if m.source.as_deref().is_none_or(str::is_empty) => Some(format!(
+            "its provider `local` needs weights: set its `source` (PATCH /v1/models/{} with a \
+             folder or file under the models directory), or put the model in the models \
+             directory",
+            m.name
+        )),
+        "local" => None,
+        "openai" | "replicate" | "easel" => {
+            let ok = match config.get("base_url") {
+                None | Some(serde_json::Value::Null) => default_base_url(kind).is_some(),
+                Some(u) => u
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("http://") || u.starts_with("https://")),
+            };
+            (!ok)
+                .then(|| format!("its provider `{kind}` needs an http(s) `base_url` in its config"))
+        }
+        other => Some(format!(
+            "this server has no provider `{other}` (it runs: {})",
+            PROVIDERS.join(", ")
+        )),
     }
 }
 
@@ -571,5 +700,104 @@ mod tests {
         assert_eq!(p.tool_types, ["BASE_GENERATION"]);
         assert_eq!(p.provider_capabilities, Some(vec!["txt2img".to_string()]));
         assert!(p.beta, "fields a patch leaves out stay");
+    }
+
+    #[test]
+    fn secrets_are_found_at_any_depth_whatever_their_spelling() {
+        for k in [
+            "api_key",
+            "apiKey",
+            "API_KEY",
+            "key",
+            "fal_key",
+            "x-api-key",
+            "accessToken",
+            "token",
+            "Authorization",
+            "client_secret",
+            "password",
+            "credentials",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in [
+            "api_key_env",
+            "TOKEN_ENV",
+            "base_url",
+            "model",
+            "version",
+            "tokenizer",
+            "max_tokens",
+            "timeout_s",
+            "support_dir",
+            "keyframes",
+        ] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+        let cfg = serde_json::json!({
+            "base_url": "http://x", "api_key_env": "K",
+            "headers": {"Accept": "x", "Authorization": "Bearer sk-1"}
+        });
+        assert_eq!(find_secret(&cfg).as_deref(), Some("headers.Authorization"));
+        let cfg = serde_json::json!({"auth": [{"user": "u"}, {"fal_key": "k"}]});
+        assert_eq!(find_secret(&cfg).as_deref(), Some("auth[1].fal_key"));
+        assert_eq!(find_secret(&serde_json::json!({"api_key_env": "K"})), None);
+        let s: ModelSpec = serde_json::from_value(serde_json::json!({
+            "name": "r", "provider": "openai",
+            "provider_config": {"base_url": "http://x", "extra_headers": {"X-Api-Key": "k"}}
+        }))
+        .unwrap();
+        let e = s.validate().unwrap_err();
+        assert_eq!(
+            e.field.as_deref(),
+            Some("provider_config.extra_headers.X-Api-Key")
+        );
+    }
+
+    #[test]
+    fn runnable_models_have_a_provider_this_server_runs_with_what_it_needs() {
+        let model = |spec: serde_json::Value| -> Model {
+            let mut v = serde_json::json!({
+                "id": "mdl_01j00000000000000000000000", "name": "m", "aliases": [],
+                "family": "sd15", "tasks": [], "source": null, "provider": "local",
+                "provider_config": {}, "provider_capabilities": null, "fallback_provider": null,
+                "fallback_provider_config": null, "fallback_provider_capabilities": null,
+                "defaults": {}, "limits": {}, "icon": null, "tool_types": [],
+                "recommended": false, "beta": false, "tags": [], "discovered": false,
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+            });
+            for (k, x) in spec.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let why = |spec| model(spec).check_runnable().map_err(|e| e.message);
+        assert!(why(serde_json::json!({})).unwrap_err().contains("`source`"));
+        assert!(why(serde_json::json!({"source": "/m"})).is_ok());
+        assert!(why(serde_json::json!({"provider": "fal_standard"}))
+            .unwrap_err()
+            .contains("no provider `fal_standard`"));
+        assert!(why(serde_json::json!({"provider": "easel"}))
+            .unwrap_err()
+            .contains("`base_url`"));
+        assert!(why(
+            serde_json::json!({"provider": "easel", "provider_config": {"base_url": "ftp://x"}})
+        )
+        .is_err());
+        assert!(why(
+            serde_json::json!({"provider": "replicate", "provider_config": {"model": "a/b"}})
+        )
+        .is_ok());
+        // A fallback that can run makes the model runnable; both failing name both.
+        let with_fallback = serde_json::json!({"provider": "fal_standard", "fallback_provider": "easel",
+            "fallback_provider_config": {"base_url": "http://gpu:7878"}});
+        assert!(why(with_fallback).is_ok());
+        let both =
+            why(serde_json::json!({"provider": "fal_standard", "fallback_provider": "local"}))
+                .unwrap_err();
+        assert!(
+            both.contains("fal_standard") && both.contains("its fallback"),
+            "{both}"
+        );
     }
 }

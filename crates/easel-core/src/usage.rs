@@ -31,8 +31,10 @@ pub fn estimate_units(task: &str, input: &serde_json::Value) -> Option<f64> {
         return None;
     }
     let g: crate::generate::GenerateInput = serde_json::from_value(input.clone()).ok()?;
-    let r = g.resolved();
-    Some(image_units(&vec![(r.width, r.height); r.count as usize]))
+    Some(image_units(&vec![
+        g.output_size();
+        g.resolved().count as usize
+    ]))
 }
 
 /// Whole credits for a number of units, for dialects that count in integers (rounded up,

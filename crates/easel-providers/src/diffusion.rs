@@ -496,8 +496,17 @@ pub fn generate(
             .ok_or(RunError::Canceled)?;
         let (iw, ih, rgb) =
             pixels::tensor_to_rgb8(&run.image, 0).map_err(|e| failed(e.to_string()))?;
-        let img = ops::image::RgbImage::from_raw(iw as u32, ih as u32, rgb)
-            .ok_or_else(|| failed("decoded image has the wrong size"))?;
+        let img = ops::image::DynamicImage::ImageRgb8(
+            ops::image::RgbImage::from_raw(iw as u32, ih as u32, rgb)
+                .ok_or_else(|| failed("decoded image has the wrong size"))?,
+        );
+        let (ow, oh) = g.output_size();
+        let img = if (ow, oh) == (w, h) {
+            img
+        } else {
+            ops::resize(&img, ow, oh, ops::Filter::Lanczos3)
+                .map_err(|e| failed(format!("upscaling failed: {e}")))?
+        };
         let params = a1111_parameters(g, seed, &sampler, &p.model_name);
         let meta = serde_json::json!({
             "task": p.task, "model": p.model_name, "family": p.model_family,
@@ -506,18 +515,19 @@ pub fn generate(
             "scheduler": sampler, "seed": seed, "index": i,
             "strength": g.image.as_ref().map(|_| r.strength),
             "loras": g.loras,
+            "upscale": g.upscale,
         });
         let text = vec![
             ("parameters".to_string(), params),
             ("easel".to_string(), meta.to_string()),
         ];
-        let bytes = ops::encode(&ops::image::DynamicImage::ImageRgb8(img), &enc, &text)
-            .map_err(|e| failed(format!("encoding failed: {e}")))?;
+        let bytes =
+            ops::encode(&img, &enc, &text).map_err(|e| failed(format!("encoding failed: {e}")))?;
         outputs.push(OutputImage {
             bytes: Bytes::from(bytes),
             mime_type: format.mime().to_string(),
-            width: w,
-            height: h,
+            width: ow,
+            height: oh,
             metadata: meta,
             parent_id: p.init_id.clone(),
         });

@@ -1,7 +1,13 @@
 //! Discover models on disk: every diffusers folder (one with `model_index.json`) and every
 //! single-file `.safetensors` checkpoint directly under the models folder is registered
-//! under its folder or file name. The family is read from `model_index.json`, or from the
-//! tensor names and shapes in the safetensors header (no weights are loaded here).
+//! under its folder or file name (the stem, other characters than letters, digits, `-`, `_`
+//! and `.` made `-`); a single file also answers to its whole file name
+//! (`v1-5-pruned-emaonly.safetensors`) as an alias, as clients of other servers name
+//! checkpoints. When several entries clean up to the same name, one whose name needed no
+//! cleaning keeps it, else the first in name order, and the others are skipped with a
+//! warning. The family is read from
+//! `model_index.json`, or from the tensor names and shapes in the safetensors header (no
+//! weights are loaded here).
 
 use std::path::Path;
 
@@ -27,16 +33,38 @@ pub async fn scan(db: &Db, dir: &Path) -> Result<usize> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(0);
     };
-    let mut n = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Some(found) = inspect(&path) else {
-            continue;
+    // A name taken as it is on disk comes before one made by replacing characters, then
+    // name order: which entry keeps a contested name does not depend on the directory.
+    let mut found: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter_map(|p| inspect(&p).map(|f| (p, f)))
+        .collect();
+    found.sort_by_key(|(p, f)| {
+        let stem = if p.is_dir() {
+            p.file_name()
+        } else {
+            p.file_stem()
         };
+        let as_is = stem.is_some_and(|s| s.to_string_lossy() == f.name);
+        (!as_is, p.clone())
+    });
+    let mut seen = std::collections::HashSet::new();
+    let mut n = 0;
+    for (path, found) in found {
+        if !seen.insert(found.name.clone()) {
+            tracing::warn!(path = %path.display(), name = %found.name, "another model in the models folder has this name; skipped (rename the file)");
+            continue;
+        }
+        let file_alias = path
+            .is_file()
+            .then(|| path.file_name().map(|f| f.to_string_lossy().into_owned()))
+            .flatten()
+            .filter(|f| *f != found.name && easel_core::model::check_name("alias", f).is_ok());
         let source = std::fs::canonicalize(&path).unwrap_or(path.clone());
         let mut spec = ModelSpec {
             name: found.name.clone(),
-            aliases: vec![],
+            aliases: file_alias.iter().cloned().collect(),
             family: found.family.clone(),
             tasks: found.tasks.clone(),
             source: Some(source.display().to_string()),
@@ -58,13 +86,32 @@ pub async fn scan(db: &Db, dir: &Path) -> Result<usize> {
                 vec![]
             },
         };
+        let missing_alias = |m: &easel_core::model::Model| {
+            file_alias.as_ref().is_some_and(|a| !m.aliases.contains(a))
+        };
         match easel_store::models::resolve(db, &found.name).await? {
             None => {
-                easel_store::models::create(db, &spec, true).await?;
+                // The alias may belong to another model already: then register without it.
+                if easel_store::models::create(db, &spec, true).await.is_err() {
+                    spec.aliases.clear();
+                    easel_store::models::create(db, &spec, true).await?;
+                }
                 n += 1;
             }
-            Some(m) if m.discovered && (m.source != spec.source || m.family != spec.family) => {
-                spec.aliases = m.aliases.clone();
+            Some(m)
+                if m.discovered
+                    && (m.source != spec.source
+                        || m.family != spec.family
+                        || missing_alias(&m)) =>
+            {
+                let mut aliases = m.aliases.clone();
+                aliases.extend(
+                    file_alias
+                        .iter()
+                        .filter(|a| !m.aliases.contains(a))
+                        .cloned(),
+                );
+                spec.aliases = aliases;
                 spec.defaults = m.defaults.clone();
                 spec.limits = m.limits.clone();
                 // What a registry view (Sartiq) set on it stays too.
@@ -72,7 +119,10 @@ pub async fn scan(db: &Db, dir: &Path) -> Result<usize> {
                 spec.tool_types = m.tool_types.clone();
                 spec.recommended = m.recommended;
                 spec.beta = m.beta;
-                easel_store::models::update(db, &m.id, &spec).await?;
+                if easel_store::models::update(db, &m.id, &spec).await.is_err() {
+                    spec.aliases = m.aliases.clone();
+                    easel_store::models::update(db, &m.id, &spec).await?;
+                }
                 n += 1;
             }
             Some(_) => {}

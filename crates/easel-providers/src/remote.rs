@@ -5,13 +5,13 @@
 //! |---|---|---|
 //! | `openai` | an OpenAI-compatible images API: `POST /images/generations` (JSON), `POST /images/edits` (multipart), `response_format: b64_json` | the API root with its version (`https://api.openai.com/v1`, `http://host:7878/openai/v1`) |
 //! | `replicate` | Replicate/Cog predictions: `POST /v1/models/{owner}/{name}/predictions` or `POST /v1/predictions` with `version`, `Prefer: wait`, then `GET` its `urls.get` until it ends | the root before `/v1` (`https://api.replicate.com`, `http://host:7878/replicate`) |
-//! | `easel` | another Easel server's native API: `POST /v1/jobs` (with the job's id as `Idempotency-Key`, so a retried submit never runs twice), `GET /v1/jobs/{id}?wait=`, outputs by their signed URLs | the server root (`http://host:7878`) |
+//! | `easel` | another Easel server's native API: `POST /v1/jobs` (with `Idempotency-Key: easel-upstream:<job id>:<config>:<n>`, so a retried submit whose answer was lost finds the same upstream job; `n` counts the upstream jobs that failed, so a retry after one submits anew), `GET /v1/jobs/{id}?wait=`, outputs by their signed URLs | the server root (`http://host:7878`) |
 //!
 //! The provider config (`provider_config` / `fallback_provider_config`):
 //!
 //! | key | meaning |
 //! |---|---|
-//! | `base_url` (required) | above |
+//! | `base_url` | above; absent: `https://api.openai.com/v1` (`openai`), `https://api.replicate.com` (`replicate`); required for `easel` |
 //! | `model` | the upstream model (`openai`: `model`; `replicate`: `owner/name`; `easel`: a model name); absent: the upstream's default (`replicate` needs `model` or `version`) |
 //! | `version` | `replicate`: a version id (then `POST /v1/predictions`) |
 //! | `api_key_env` | the name of an environment variable holding the upstream key, sent as `Authorization: Bearer`. Keys are never stored in the registry: a config with `api_key` or `token` is refused when the model is saved (`ModelSpec::validate`), and nothing here is returned by the API but the variable's name |
@@ -21,9 +21,15 @@
 //!
 //! Retryable failures (connection errors, timeouts, HTTP 408/429/5xx) are retried with
 //! exponential backoff (0.5 s, 1 s, 2 s, … at most 8 s), checking for cancel in between;
-//! others (a 4xx: the upstream refused the input) are not. Upstream progress is relayed (the
-//! Easel job's steps; the tqdm lines of a prediction's logs), and a cancel of the job cancels
-//! the upstream work (`replicate`, `easel`). Outputs are downloaded (at most 64 MiB each),
+//! others (a 4xx: the upstream refused the input) are not. `timeout_s` is the deadline of
+//! the whole call, retries included: every request gets only what is left of it. Once
+//! upstream work has started (a prediction, an Easel job), a failed poll is polled again
+//! (at most 6 in a row) instead of submitting the work again. Upstream progress is relayed
+//! (the Easel job's steps; the tqdm lines of a prediction's logs), and work this server
+//! stops following (the job canceled, the deadline passed, polls that keep failing) is
+//! canceled upstream (`replicate`, `easel`). `upscale` is done here after the download
+//! (`openai`, `replicate`) or by the upstream (`easel`); `pag_guidance` goes to a
+//! `replicate` upstream as `pag_guidance_scale`. Outputs are downloaded (at most 64 MiB each),
 //! checked against the server's pixel limit, and stored as this server's assets.
 
 use std::time::Duration;
@@ -49,6 +55,8 @@ const MAX_DOWNLOAD: usize = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct Remote {
     pub kind: String,
+    /// Which of the model's configs this is (`provider_config`, `fallback_provider_config`).
+    pub slot: String,
     pub base_url: String,
     pub model: Option<String>,
     pub version: Option<String>,
@@ -63,6 +71,12 @@ impl Remote {
     pub fn from_config(kind: &str, config: &Value, field: &str) -> Result<Remote, Error> {
         let s = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
         let base_url = s("base_url")
+            .or_else(|| match config.get("base_url") {
+                None | Some(Value::Null) => {
+                    easel_core::model::default_base_url(kind).map(str::to_string)
+                }
+                Some(_) => None,
+            })
             .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
             .ok_or_else(|| {
                 Error::invalid(
@@ -82,6 +96,7 @@ impl Remote {
         };
         Ok(Remote {
             kind: kind.to_string(),
+            slot: field.to_string(),
             base_url,
             model: s("model"),
             version: s("version"),
@@ -127,6 +142,9 @@ impl Remote {
 #[derive(Debug)]
 struct CallError {
     retry: bool,
+    /// The upstream work this attempt submitted has ended (failed): a retry must submit
+    /// anew, under a new idempotency key.
+    ended: bool,
     error: RunError,
 }
 
@@ -134,12 +152,14 @@ impl CallError {
     fn fatal(e: RunError) -> CallError {
         CallError {
             retry: false,
+            ended: false,
             error: e,
         }
     }
     fn failed(msg: String, retry: bool) -> CallError {
         CallError {
             retry,
+            ended: false,
             error: RunError::Failed(JobError::new("provider_failed", msg)),
         }
     }
@@ -192,7 +212,7 @@ pub async fn run(
         .build()
         .map_err(|e| RunError::from(Error::internal(e.to_string())))?;
     let deadline = Instant::now() + remote.timeout;
-    let mut attempt = 0;
+    let (mut attempt, mut submission) = (0, 0);
     loop {
         ctx.check()?;
         let call = Call {
@@ -204,6 +224,7 @@ pub async fn run(
             ctx,
             limits,
             deadline,
+            submission,
         };
         let r = match remote.kind.as_str() {
             "openai" => call.openai().await,
@@ -216,6 +237,7 @@ pub async fn run(
         };
         match r {
             Ok(outputs) => {
+                let outputs = upscaled(&g, limits, outputs).await?;
                 let sizes: Vec<(u32, u32)> = outputs.iter().map(|o| (o.width, o.height)).collect();
                 return Ok(RunOutput {
                     usage_units: easel_core::usage::image_units(&sizes),
@@ -223,24 +245,99 @@ pub async fn run(
                     provider: remote.kind.clone(),
                 });
             }
-            Err(e) if e.retry && attempt < remote.retries && Instant::now() < deadline => {
+            Err(e)
+                if e.retry
+                    && attempt < remote.retries
+                    && Instant::now() + backoff(attempt) < deadline =>
+            {
+                let wait = backoff(attempt);
                 attempt += 1;
-                let wait = Duration::from_millis(500 << (attempt - 1).min(4));
+                if e.ended {
+                    submission += 1;
+                }
                 tracing::warn!(job = %job.id, provider = %remote.kind, attempt, error = ?e.error, "retrying the upstream call");
                 ctx.log(format!(
                     "{} failed ({:?}); retry {attempt}",
                     remote.kind, e.error
                 ));
-                let until = Instant::now() + wait;
-                while Instant::now() < until {
-                    ctx.check()?;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                pause(ctx, wait).await?;
             }
             Err(e) => return Err(e.error),
         }
     }
 }
+
+/// The outputs upscaled by the input's `upscale` (Lanczos3, re-encoded in the job's format),
+/// for kinds that do not do it upstream (`openai`, `replicate`; an `easel` upstream gets
+/// `upscale` in the input and answers the upscaled size).
+async fn upscaled(
+    g: &GenerateInput,
+    limits: &Limits,
+    outputs: Vec<OutputImage>,
+) -> Result<Vec<OutputImage>, RunError> {
+    let f = g.upscale.unwrap_or(1);
+    let format = g.format.unwrap_or(easel_core::task::OutputFormat::Png);
+    let enc = crate::encoding(format, g.quality);
+    let mut out = Vec::with_capacity(outputs.len());
+    for o in outputs {
+        if f <= 1 || (o.width, o.height) == g.output_size() {
+            out.push(o);
+            continue;
+        }
+        let (fw, fh) = (o.width.saturating_mul(f), o.height.saturating_mul(f));
+        if fw as u64 * fh as u64 > limits.max_pixels {
+            return Err(RunError::Failed(JobError::new(
+                "provider_failed",
+                format!(
+                    "the provider sent a {}x{} image; upscaled by {f} it would be over this \
+                     server's pixel limit",
+                    o.width, o.height
+                ),
+            )));
+        }
+        let o = tokio::task::spawn_blocking(move || {
+            let img = easel_imageops::decode(&o.bytes, u64::MAX)?;
+            let img = easel_imageops::resize(&img, fw, fh, easel_imageops::Filter::Lanczos3)?;
+            let bytes = easel_imageops::encode(&img, &enc, &[])?;
+            Ok::<_, easel_imageops::OpsError>(OutputImage {
+                bytes: Bytes::from(bytes),
+                mime_type: format.mime().to_string(),
+                width: fw,
+                height: fh,
+                ..o
+            })
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?
+        .map_err(|e| {
+            RunError::Failed(JobError::new(
+                "provider_failed",
+                format!("upscaling an output: {e}"),
+            ))
+        })?;
+        out.push(o);
+    }
+    Ok(out)
+}
+
+/// The wait before retry `attempt + 1`: 0.5 s, 1 s, 2 s, … at most 8 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500 << attempt.min(4))
+}
+
+/// Sleep, checking for cancel every 50 ms.
+async fn pause(ctx: &RunContext, wait: Duration) -> Result<(), RunError> {
+    let until = Instant::now() + wait;
+    while Instant::now() < until {
+        ctx.check()?;
+        tokio::time::sleep(Duration::from_millis(50).min(until - Instant::now())).await;
+    }
+    Ok(())
+}
+
+/// How many failed polls in a row of upstream work end the attempt (with backoff between
+/// them, within the deadline): a blip while polling does not submit the work again.
+const POLL_FAILURES: u32 = 6;
 
 /// The job's input images, read once.
 struct Images {
@@ -292,11 +389,99 @@ struct Call<'a> {
     ctx: &'a RunContext,
     limits: &'a Limits,
     deadline: Instant,
+    /// How many submissions before this one ended upstream (part of the `easel` kind's
+    /// idempotency key).
+    submission: u32,
 }
 
 impl Call<'_> {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.remote.base_url)
+    }
+
+    /// Send a request to the upstream's API (with its key) within what is left of the
+    /// deadline.
+    async fn send(
+        &self,
+        what: &str,
+        r: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, CallError> {
+        self.send_plain(what, self.remote.auth(r)).await
+    }
+
+    /// Send a request within what is left of the deadline, without the upstream's key (an
+    /// output URL may be on another host).
+    async fn send_plain(
+        &self,
+        what: &str,
+        r: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, CallError> {
+        self.timed_out()?;
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        r.timeout(left.max(Duration::from_millis(1)))
+            .send()
+            .await
+            .map_err(|e| http_error(what, e))
+    }
+
+    /// Poll upstream work until `done` says it ended: retryable poll failures are retried
+    /// in place (backoff, at most `POLL_FAILURES` in a row); cancel, the deadline or giving
+    /// up cancels the upstream work (the `cancel` request) first.
+    async fn follow(
+        &self,
+        what: &str,
+        mut v: Value,
+        poll: impl Fn() -> reqwest::RequestBuilder,
+        cancel: impl Fn() -> reqwest::RequestBuilder,
+        interval: Duration,
+        mut done: impl FnMut(&Value) -> Result<bool, CallError>,
+    ) -> Result<Value, CallError> {
+        let mut failures = 0;
+        loop {
+            if done(&v)? {
+                return Ok(v);
+            }
+            let stop = if self.ctx.is_canceled() {
+                Some(CallError::fatal(RunError::Canceled))
+            } else {
+                self.timed_out().err()
+            };
+            if let Some(e) = stop {
+                self.cancel_upstream(cancel()).await;
+                return Err(e);
+            }
+            tokio::time::sleep(interval).await;
+            let r = match self.send(what, poll()).await {
+                Ok(resp) => json_of(what, resp).await,
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(next) => {
+                    v = next;
+                    failures = 0;
+                }
+                Err(e) if e.retry && failures < POLL_FAILURES => {
+                    let wait = backoff(failures);
+                    failures += 1;
+                    tracing::warn!(job = %self.job.id, provider = %self.remote.kind, failures, error = ?e.error, "polling the upstream failed; polling again");
+                    if Instant::now() + wait < self.deadline {
+                        pause(self.ctx, wait).await.map_err(CallError::fatal)?;
+                    }
+                }
+                Err(e) => {
+                    self.cancel_upstream(cancel()).await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Ask the upstream to cancel work this server no longer follows (best effort, 10 s).
+    async fn cancel_upstream(&self, r: reqwest::RequestBuilder) {
+        let r = self.remote.auth(r.timeout(Duration::from_secs(10)));
+        if let Err(e) = r.send().await {
+            tracing::warn!(job = %self.job.id, provider = %self.remote.kind, error = %e, "could not cancel the upstream work");
+        }
     }
 
     fn timed_out(&self) -> Result<(), CallError> {
@@ -362,11 +547,8 @@ impl Call<'_> {
             return self.output(Bytes::from(bytes));
         }
         let resp = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| http_error("downloading an output", e))?;
+            .send_plain("downloading an output", self.client.get(url))
+            .await?;
         if !resp.status().is_success() {
             return Err(status_error("downloading an output", resp).await);
         }
@@ -457,12 +639,7 @@ impl Call<'_> {
                 self.client.post(self.url("/images/edits")).multipart(form)
             }
         };
-        let resp = self
-            .remote
-            .auth(req)
-            .send()
-            .await
-            .map_err(|e| http_error("the openai provider", e))?;
+        let resp = self.send("the openai provider", req).await?;
         let v = json_of("the openai provider", resp).await?;
         let data = v["data"].as_array().cloned().unwrap_or_default();
         if data.is_empty() {
@@ -505,6 +682,9 @@ impl Call<'_> {
         if let Some(n) = &self.g.negative_prompt {
             input["negative_prompt"] = json!(n);
         }
+        if let Some(p) = self.g.pag_guidance {
+            input["pag_guidance_scale"] = json!(p);
+        }
         if let Some(img) = &self.images.image {
             input["image"] = json!(data_url(img));
             input["prompt_strength"] = json!(r.strength);
@@ -532,17 +712,15 @@ impl Call<'_> {
             }
         };
         let resp = self
-            .remote
-            .auth(
+            .send(
+                "the replicate provider",
                 self.client
                     .post(url)
                     .header("Prefer", "wait=60")
                     .json(&body),
             )
-            .send()
-            .await
-            .map_err(|e| http_error("the replicate provider", e))?;
-        let mut p = json_of("the replicate provider", resp).await?;
+            .await?;
+        let p = json_of("the replicate provider", resp).await?;
         let get = p["urls"]["get"]
             .as_str()
             .map(str::to_string)
@@ -556,40 +734,34 @@ impl Call<'_> {
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| format!("{get}/cancel"));
-        loop {
-            if let Some(logs) = p["logs"].as_str() {
-                if let Some((done, total)) = last_progress(logs) {
-                    let _ = self.ctx.step(done, total);
-                }
-            }
-            match p["status"].as_str().unwrap_or("") {
-                "succeeded" => break,
-                "failed" | "canceled" => {
-                    return Err(CallError::failed(
-                        format!(
-                            "the replicate prediction {}: {}",
-                            p["status"].as_str().unwrap_or(""),
-                            p["error"].as_str().unwrap_or("no error given")
-                        ),
-                        false,
-                    ))
-                }
-                _ => {}
-            }
-            if self.ctx.is_canceled() {
-                let _ = self.remote.auth(self.client.post(&cancel)).send().await;
-                return Err(CallError::fatal(RunError::Canceled));
-            }
-            self.timed_out()?;
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let resp = self
-                .remote
-                .auth(self.client.get(&get))
-                .send()
-                .await
-                .map_err(|e| http_error("polling the replicate prediction", e))?;
-            p = json_of("polling the replicate prediction", resp).await?;
-        }
+        let p = self
+            .follow(
+                "polling the replicate prediction",
+                p,
+                || self.client.get(&get),
+                || self.client.post(&cancel),
+                Duration::from_millis(250),
+                |p| {
+                    if let Some(logs) = p["logs"].as_str() {
+                        if let Some((done, total)) = last_progress(logs) {
+                            let _ = self.ctx.step(done, total);
+                        }
+                    }
+                    match p["status"].as_str().unwrap_or("") {
+                        "succeeded" => Ok(true),
+                        "failed" | "canceled" => Err(CallError::failed(
+                            format!(
+                                "the replicate prediction {}: {}",
+                                p["status"].as_str().unwrap_or(""),
+                                p["error"].as_str().unwrap_or("no error given")
+                            ),
+                            false,
+                        )),
+                        _ => Ok(false),
+                    }
+                },
+            )
+            .await?;
         let urls: Vec<String> = match &p["output"] {
             Value::String(s) => vec![s.clone()],
             Value::Array(a) => a
@@ -628,58 +800,57 @@ impl Call<'_> {
         if let Some(m) = &self.remote.model {
             body["model"] = json!(m);
         }
+        // One key per submission: a repeated POST (its answer lost) finds the same upstream
+        // job; after that job failed, a retry submits anew under the next key.
+        let key = format!(
+            "easel-upstream:{}:{}:{}",
+            self.job.id, self.remote.slot, self.submission
+        );
         let resp = self
-            .remote
-            .auth(
+            .send(
+                "the easel provider",
                 self.client
                     .post(self.url("/v1/jobs"))
-                    .header("Idempotency-Key", format!("easel-upstream:{}", self.job.id))
+                    .header("Idempotency-Key", key)
                     .json(&body),
             )
-            .send()
-            .await
-            .map_err(|e| http_error("the easel provider", e))?;
-        let mut j = json_of("the easel provider", resp).await?;
+            .await?;
+        let j = json_of("the easel provider", resp).await?;
         let id = j["id"]
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| CallError::failed(format!("no job id in {j}"), false))?;
-        loop {
-            if let (Some(s), Some(t)) = (j["step"].as_u64(), j["total_steps"].as_u64()) {
-                let _ = self.ctx.step(s as u32, t as u32);
-            }
-            match j["status"].as_str().unwrap_or("") {
-                "succeeded" => break,
-                "failed" | "canceled" => {
-                    let retry = j["error"]["code"] == "lease_expired";
-                    return Err(CallError::failed(
-                        format!(
-                            "the easel job {id} {}: {}",
-                            j["status"].as_str().unwrap_or(""),
-                            j["error"]["message"].as_str().unwrap_or("no error given")
-                        ),
-                        retry,
-                    ));
-                }
-                _ => {}
-            }
-            if self.ctx.is_canceled() {
-                let _ = self
-                    .remote
-                    .auth(self.client.post(self.url(&format!("/v1/jobs/{id}/cancel"))))
-                    .send()
-                    .await;
-                return Err(CallError::fatal(RunError::Canceled));
-            }
-            self.timed_out()?;
-            let resp = self
-                .remote
-                .auth(self.client.get(self.url(&format!("/v1/jobs/{id}?wait=1"))))
-                .send()
-                .await
-                .map_err(|e| http_error("polling the easel job", e))?;
-            j = json_of("polling the easel job", resp).await?;
-        }
+        let j = self
+            .follow(
+                "polling the easel job",
+                j,
+                || self.client.get(self.url(&format!("/v1/jobs/{id}?wait=1"))),
+                || self.client.post(self.url(&format!("/v1/jobs/{id}/cancel"))),
+                Duration::ZERO,
+                |j| {
+                    if let (Some(s), Some(t)) = (j["step"].as_u64(), j["total_steps"].as_u64()) {
+                        let _ = self.ctx.step(s as u32, t as u32);
+                    }
+                    match j["status"].as_str().unwrap_or("") {
+                        "succeeded" => Ok(true),
+                        "failed" | "canceled" => {
+                            let retry = j["error"]["code"] == "lease_expired";
+                            let mut e = CallError::failed(
+                                format!(
+                                    "the easel job {id} {}: {}",
+                                    j["status"].as_str().unwrap_or(""),
+                                    j["error"]["message"].as_str().unwrap_or("no error given")
+                                ),
+                                retry,
+                            );
+                            e.ended = true;
+                            Err(e)
+                        }
+                        _ => Ok(false),
+                    }
+                },
+            )
+            .await?;
         let mut out = Vec::new();
         for o in j["outputs"].as_array().cloned().unwrap_or_default() {
             self.ctx.check()?;
@@ -750,8 +921,17 @@ mod tests {
 
     #[test]
     fn configs_need_a_base_url_and_read_keys_from_the_environment() {
-        let e = Remote::from_config("openai", &json!({}), "provider_config").unwrap_err();
+        let e = Remote::from_config("easel", &json!({}), "provider_config").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("provider_config.base_url"));
+        let e = Remote::from_config("openai", &json!({"base_url": "ftp://x"}), "provider_config")
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("provider_config.base_url"));
+        // The hosted services when none is given.
+        let r =
+            Remote::from_config("replicate", &json!({"model": "a/b"}), "provider_config").unwrap();
+        assert_eq!(r.base_url, "https://api.replicate.com");
+        let r = Remote::from_config("openai", &json!({}), "provider_config").unwrap();
+        assert_eq!(r.base_url, "https://api.openai.com/v1");
         let r = Remote::from_config(
             "easel",
             &json!({"base_url": "http://127.0.0.1:9/", "retries": 50, "timeout_s": 5}),
