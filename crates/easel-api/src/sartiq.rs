@@ -72,6 +72,11 @@
 //!   under the mount, 405 for a known route with another method, 409 for a name another
 //!   model uses, 413 over the body limit, 429 with `Retry-After`.
 //!
+//! The contract tests (`scripts/schemathesis.sh`) run the spec's own JSON Schemas against
+//! this module: `scripts/sartiq_openapi.py` rebuilds the OpenAPI document the Markdown page
+//! was rendered from; the statuses the page leaves out (401, 403, 404, 409, 413 with
+//! `{"detail"}`) are added by `scripts/schemathesis_hooks.py`.
+//!
 //! The router state is `dialect::DialectState<Sartiq>`, so the shared extractors
 //! (`auth::Admin`, `extract::Json`) and the mount's 404/405 reject as a [`Failure`].
 
