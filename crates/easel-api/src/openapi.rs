@@ -9,7 +9,7 @@ use crate::native::{assets, jobs, keys, models};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Easel", description = "Self-hosted image generation: a durable job queue (txt2img, img2img, inpaint and image tools), assets, models and API keys. \
-        Job events (SSE): `status`, `progress`, `preview` (`{step, total_steps, image: data URL}`), `cancel_requested`, then `job`. \
+        Job events (SSE): `status`, `progress`, `preview` (`{step, total_steps, image: data URL}`), `cancel_requested`, `log` (`{message}`: what a provider reported, a retry or a fallback), then `job`. \
         Errors are `{\"error\": {\"type\", \"message\", \"field\"}}`."),
     paths(
         jobs::create, jobs::get, jobs::list, jobs::cancel, jobs::events, jobs::webhooks,

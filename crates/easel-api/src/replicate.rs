@@ -76,8 +76,10 @@
 //! * `output`: a signed URL of the image (valid for `signed_url_ttl`) when there is one
 //!   image, as the spec says; a list of URLs when `num_outputs` > 1; `null` until it
 //!   succeeds.
-//! * `logs`: what ran (model, seed, size, steps), the fields not applied, then one
-//!   tqdm-style line per denoising step done (`50%|#####     | 1/2`), which the clients'
+//! * `logs`: what ran (model, seed, size, steps), the fields not applied, what the provider
+//!   reported (a retry, a fallback to another provider; not in webhook deliveries, which
+//!   are rendered without reading the job's events), then one tqdm-style line per
+//!   denoising step done (`50%|#####     | 1/2`), which the clients'
 //!   `prediction.progress` parses.
 //! * `metrics`: `predict_time` (started → completed, seconds) and `total_time` (created →
 //!   completed) once finished, and `image_count`.
@@ -592,7 +594,8 @@ async fn answer(
         }
         None => (job, false),
     };
-    let mut p = prediction(state, &job);
+    let log = easel_store::jobs::log_lines(&state.store.db, &job.id).await?;
+    let mut p = prediction(state, &job, &log);
     if waited_out {
         p.status = "starting";
     }
@@ -751,7 +754,7 @@ fn progress_line(done: u32, total: u32) -> String {
 }
 
 /// The logs of a prediction: what runs, what was not applied, one line per step done.
-fn logs(job: &Job, request: Option<&Value>) -> String {
+fn logs(job: &Job, request: Option<&Value>, provider_log: &[String]) -> String {
     let mut lines = Vec::new();
     let i = &job.input;
     if job.input.get("prompt").is_some() {
@@ -791,6 +794,7 @@ fn logs(job: &Job, request: Option<&Value>) -> String {
     if request.is_some_and(|r| r.get("output_file_prefix").is_some()) {
         lines.push("output_file_prefix was not applied: outputs are stored as Easel assets".into());
     }
+    lines.extend(provider_log.iter().cloned());
     if let Some(total) = job.total_steps.filter(|t| *t > 0) {
         let done = if job.status == JobStatus::Succeeded {
             total
@@ -809,8 +813,9 @@ fn logs(job: &Job, request: Option<&Value>) -> String {
     s
 }
 
-/// A job as a prediction (no I/O: webhook deliveries render it too).
-pub fn prediction(state: &AppState, job: &Job) -> Prediction {
+/// A job as a prediction (no I/O: webhook deliveries render it too). `provider_log` is what
+/// its provider reported (`easel_store::jobs::log_lines`: retries, a fallback).
+pub fn prediction(state: &AppState, job: &Job, provider_log: &[String]) -> Prediction {
     let request = job.request.as_ref().filter(|r| r["dialect"] == "replicate");
     let id = prediction_id(job);
     let base = format!("{}{BASE}/predictions/{id}", state.public_url);
@@ -861,7 +866,7 @@ pub fn prediction(state: &AppState, job: &Job) -> Prediction {
         input: request
             .map(|r| r["input"].clone())
             .unwrap_or_else(|| job.input.clone()),
-        logs: logs(job, request),
+        logs: logs(job, request, provider_log),
         output,
         error: job.failure().map(|e| e.message),
         status: StatusNames::REPLICATE.name(job.status),
@@ -879,7 +884,9 @@ pub fn prediction(state: &AppState, job: &Job) -> Prediction {
 
 /// A webhook delivery's body: the prediction.
 pub fn webhook_body(state: &AppState, job: &Job) -> Value {
-    serde_json::to_value(prediction(state, job)).unwrap_or_default()
+    // Rendered at send time without I/O: the provider's own lines are in the prediction as
+    // read (`GET /predictions/{id}`), not in deliveries.
+    serde_json::to_value(prediction(state, job, &[])).unwrap_or_default()
 }
 
 /// A prediction of the caller by the id it is known by.
@@ -921,7 +928,8 @@ pub async fn read(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<Prediction>> {
     let job = find(&state, &who, id).await?;
-    Ok(axum::Json(prediction(&state, &job)))
+    let log = easel_store::jobs::log_lines(&state.store.db, &job.id).await?;
+    Ok(axum::Json(prediction(&state, &job, &log)))
 }
 
 /// Cancel a prediction; a finished one is answered as it is.
@@ -939,7 +947,8 @@ pub async fn cancel(
     } else {
         state.queue.cancel(&job.id, None).await?
     };
-    Ok(axum::Json(prediction(&state, &job)))
+    let log = easel_store::jobs::log_lines(&state.store.db, &job.id).await?;
+    Ok(axum::Json(prediction(&state, &job, &log)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -990,10 +999,15 @@ pub async fn list(
         let last = &jobs[jobs.len() - 1].id;
         format!("{}{BASE}/predictions?cursor={last}", state.public_url)
     });
+    let mut results = Vec::with_capacity(jobs.len());
+    for j in &jobs {
+        let log = easel_store::jobs::log_lines(&state.store.db, &j.id).await?;
+        results.push(prediction(&state, j, &log));
+    }
     Ok(axum::Json(Page {
         previous: None,
         next,
-        results: jobs.iter().map(|j| prediction(&state, j)).collect(),
+        results,
     }))
 }
 

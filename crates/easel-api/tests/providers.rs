@@ -591,6 +591,54 @@ async fn timeouts_fall_back_and_a_failed_poll_does_not_submit_again() {
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["provider"], "easel (fallback)", "{job}");
     output_pixels(&t, &job).await;
+    // What the providers reported is in the job's event log (`log` events, on its SSE).
+    let sse = t
+        .req(
+            Method::GET,
+            &format!("/v1/jobs/{}/events", job["id"].as_str().unwrap()),
+            Some(&key),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let logs: Vec<&str> = sse
+        .split("\n\n")
+        .filter(|e| e.contains("event: log"))
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|e| e.contains("provider easel failed")
+                && e.contains("running on the fallback easel")),
+        "{sse}"
+    );
+
+    // A Replicate prediction shows them in its logs.
+    let resp = t
+        .req(
+            Method::POST,
+            "/replicate/v1/models/easel/slow-primary/predictions",
+            Some(&key),
+        )
+        .header("Prefer", "wait")
+        .json(&json!({"input": {"prompt": "fog", "seed": 3}}))
+        .send()
+        .await
+        .unwrap();
+    let (s, p) = get(resp).await;
+    assert_eq!((s, p["status"].as_str()), (201, Some("succeeded")), "{p}");
+    let (_, p) = t
+        .json(
+            Method::GET,
+            &format!("/replicate/v1/predictions/{}", p["id"].as_str().unwrap()),
+            &key,
+            None,
+        )
+        .await;
+    let plogs = p["logs"].as_str().unwrap();
+    assert!(plogs.contains("running on the fallback easel"), "{plogs}");
 
     // A 503 while polling the upstream job: polled again, not submitted again.
     let job = run(

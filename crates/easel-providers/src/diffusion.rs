@@ -377,14 +377,6 @@ pub async fn run(
     ctx: &RunContext,
 ) -> Result<RunOutput, RunError> {
     let p = prepare(store, limits, job).await?;
-    ctx.log(format!(
-        "model {} ({}), {} image(s), {} steps, seed {}",
-        p.model_name,
-        p.model_family,
-        p.input.resolved().count,
-        p.input.resolved().steps,
-        p.input.resolved().seed
-    ));
     let _device = engine.device_lock.lock().await;
     ctx.check()?;
     let engine = engine.clone();

@@ -93,7 +93,7 @@ impl Providers {
         }
         tracing::warn!(job = %job.id, provider = %model.provider, fallback = %fallback, error = ?primary, "the provider failed; trying the fallback");
         ctx.log(format!(
-            "provider {} failed ({primary:?}); running on the fallback {fallback}",
+            "provider {} failed ({primary}); running on the fallback {fallback}",
             model.provider
         ));
         let config = model

@@ -172,7 +172,14 @@ impl From<RunError> for CallError {
 }
 
 fn http_error(what: &str, e: reqwest::Error) -> CallError {
-    CallError::failed(format!("{what}: {e}"), true)
+    let why = if e.is_timeout() {
+        format!("no answer in time (`timeout_s`): {e}")
+    } else if e.is_connect() {
+        format!("could not connect: {e}")
+    } else {
+        e.to_string()
+    };
+    CallError::failed(format!("{what}: {why}"), true)
 }
 
 /// An upstream answer that is not a success: retry on 408, 429 and 5xx.
@@ -257,8 +264,11 @@ pub async fn run(
                 }
                 tracing::warn!(job = %job.id, provider = %remote.kind, attempt, error = ?e.error, "retrying the upstream call");
                 ctx.log(format!(
-                    "{} failed ({:?}); retry {attempt}",
-                    remote.kind, e.error
+                    "the {} provider failed ({}); retry {attempt} of {} in {:.1} s",
+                    remote.kind,
+                    e.error,
+                    remote.retries,
+                    wait.as_secs_f64()
                 ));
                 pause(ctx, wait).await?;
             }

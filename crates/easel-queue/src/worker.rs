@@ -46,6 +46,15 @@ pub enum RunError {
     Failed(JobError),
 }
 
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Canceled => f.write_str("canceled"),
+            RunError::Failed(e) => write!(f, "{}: {}", e.code, e.message),
+        }
+    }
+}
+
 impl From<easel_core::Error> for RunError {
     fn from(e: easel_core::Error) -> Self {
         let code = match e.kind {
@@ -83,28 +92,34 @@ pub struct RunContext {
     progress: Arc<watch::Sender<Option<Progress>>>,
     preview: Arc<watch::Sender<Option<Preview>>>,
     logs: Arc<Mutex<Vec<String>>>,
+    /// How many lines `logs` holds (wakes the keeper, which writes them as `log` events).
+    log_count: Arc<watch::Sender<usize>>,
 }
 
 /// The receiving ends of a context, read by the lease keeper.
 struct Reports {
     progress: watch::Receiver<Option<Progress>>,
     preview: watch::Receiver<Option<Preview>>,
+    logs: watch::Receiver<usize>,
 }
 
 impl RunContext {
     fn new() -> (RunContext, Reports) {
         let (tx, rx) = watch::channel(None);
         let (ptx, prx) = watch::channel(None);
+        let (ltx, lrx) = watch::channel(0);
         (
             RunContext {
                 cancel: Arc::new(AtomicBool::new(false)),
                 progress: Arc::new(tx),
                 preview: Arc::new(ptx),
                 logs: Arc::new(Mutex::new(Vec::new())),
+                log_count: Arc::new(ltx),
             },
             Reports {
                 progress: rx,
                 preview: prx,
+                logs: lrx,
             },
         )
     }
@@ -154,10 +169,12 @@ impl RunContext {
         self.check()
     }
 
-    /// Add a log line (dialects that show logs use them).
+    /// Add a log line: it becomes a `log` event of the job (`{"message"}`), which the
+    /// job's SSE stream and the dialects that show logs read.
     pub fn log(&self, line: impl Into<String>) {
         if let Ok(mut l) = self.logs.lock() {
             l.push(line.into());
+            self.log_count.send_replace(l.len());
         }
     }
 
@@ -373,6 +390,31 @@ impl Worker {
 
 /// While a job runs: write progress as it changes (coalesced), heartbeat on a timer, and
 /// turn cancel requests (from the database or an in-process notice) into the run's flag.
+/// Write the context's log lines after the first `written` as `log` events.
+async fn write_logs(
+    queue: &Queue,
+    job_id: &str,
+    worker: &str,
+    lease_ms: i64,
+    ctx: &RunContext,
+    written: &mut usize,
+) -> easel_core::Result<LeaseState> {
+    let lines = ctx.logs();
+    let mut state = Ok(LeaseState::Held {
+        cancel_requested: false,
+    });
+    for line in lines.iter().skip(*written) {
+        let data = serde_json::json!({ "message": line });
+        state = jobs::append_running_event(&queue.store.db, job_id, worker, lease_ms, "log", data)
+            .await;
+        if !matches!(state, Ok(LeaseState::Held { .. })) {
+            return state;
+        }
+        *written += 1;
+    }
+    state
+}
+
 async fn keep_lease(
     queue: Queue,
     worker: String,
@@ -390,9 +432,21 @@ async fn keep_lease(
     let Reports {
         mut progress,
         mut preview,
+        mut logs,
     } = reports;
+    // Log lines written as events so far.
+    let mut written = 0;
     loop {
         let state = tokio::select! {
+            changed = logs.changed() => {
+                if changed.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                logs.borrow_and_update();
+                let r = write_logs(&queue, &job_id, &worker, lease_ms, &ctx, &mut written).await;
+                queue.notify(&job_id, NoticeKind::Changed);
+                r
+            }
             changed = preview.changed() => {
                 if changed.is_err() {
                     std::future::pending::<()>().await;
@@ -423,7 +477,12 @@ async fn keep_lease(
                 jobs::heartbeat(&queue.store.db, &job_id, &worker, lease_ms).await
             }
             _ = crate::stopped(&mut done) => {
-                // The run ended: write progress it reported since the last write, if any.
+                // The run ended: write the log lines and the progress it reported since the
+                // last write, if any.
+                if ctx.logs().len() > written {
+                    let _ = write_logs(&queue, &job_id, &worker, lease_ms, &ctx, &mut written).await;
+                    queue.notify(&job_id, NoticeKind::Changed);
+                }
                 if progress.has_changed().unwrap_or(false) {
                     let latest = progress.borrow_and_update().clone();
                     if let Some(p) = latest {

@@ -798,6 +798,26 @@ pub async fn events_after(db: &Db, job_id: &str, after: i64) -> Result<Vec<JobEv
         .collect()
 }
 
+/// The messages of a job's `log` events (what its provider reported: retries, fallbacks),
+/// oldest first.
+pub async fn log_lines(db: &Db, job_id: &str) -> Result<Vec<String>> {
+    let rows =
+        sqlx::query("SELECT data FROM job_events WHERE job_id = $1 AND kind = 'log' ORDER BY id")
+            .bind(job_id)
+            .fetch_all(&db.pool)
+            .await
+            .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(get_json(r, "data")?
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or_default()
+                .to_string())
+        })
+        .collect()
+}
+
 /// The job's status history (from its event log).
 pub async fn history(db: &Db, job_id: &str) -> Result<Vec<StatusChange>> {
     Ok(events_after(db, job_id, 0)

@@ -279,8 +279,9 @@ pub struct EventParams {
     pub last_event_id: Option<i64>,
 }
 
-/// Server-Sent Events: `status`, `progress` and `cancel_requested` events with ids (resume
-/// with `Last-Event-ID`), then a final `job` event with the whole job, then the stream ends.
+/// Server-Sent Events: `status`, `progress`, `preview`, `cancel_requested` and `log` events
+/// with ids (resume with `Last-Event-ID`), then a final `job` event with the whole job, then
+/// the stream ends.
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path), EventParams,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id")),
     responses((status = 200, content_type = "text/event-stream", description = "Event stream"), (status = 404, body = ErrorBody)),
