@@ -549,12 +549,9 @@ async fn submit(
     if let Some(id) = &c.id {
         record["id"] = json!(id);
     }
-    // Only a Replicate-style upstream applies perturbed-attention guidance: a model with no
-    // such provider is known not to, before it runs.
-    let pag_possible = model.as_ref().is_some_and(|m| {
-        m.provider == "replicate" || m.fallback_provider.as_deref() == Some("replicate")
-    });
-    if req.input.pag_guidance_scale.is_some() && !pag_possible {
+    // A model none of whose providers applies perturbed-attention guidance is known not to,
+    // before it runs.
+    if req.input.pag_guidance_scale.is_some() && !model.as_ref().is_some_and(Model::may_apply_pag) {
         record["pag_not_applied"] = json!(true);
     }
     let (job, created) = service::submit(
@@ -594,8 +591,7 @@ async fn answer(
         }
         None => (job, false),
     };
-    let log = easel_store::jobs::log_lines(&state.store.db, &job.id).await?;
-    let mut p = prediction(state, &job, &log);
+    let mut p = read_prediction(state, &job).await?;
     if waited_out {
         p.status = "starting";
     }
@@ -773,10 +769,9 @@ fn logs(job: &Job, request: Option<&Value>, provider_log: &[String]) -> String {
             i["seed"],
         ));
     }
-    // Once it ran, whether the provider that served applied perturbed-attention guidance:
-    // only a Replicate-style upstream does.
+    // Once it ran, whether the provider that served applied perturbed-attention guidance.
     match (i["pag_guidance"].as_f64(), job.provider.as_deref()) {
-        (Some(pag), Some(p)) if p.starts_with("replicate") => lines.push(format!(
+        (Some(pag), Some(p)) if easel_core::model::provider_applies_pag(p) => lines.push(format!(
             "pag_guidance_scale {pag} was passed to the {p} provider"
         )),
         (Some(pag), Some(p)) => lines.push(format!(
@@ -811,6 +806,23 @@ fn logs(job: &Job, request: Option<&Value>, provider_log: &[String]) -> String {
         s.push('\n');
     }
     s
+}
+
+/// Jobs as predictions, with what their providers reported (one query for all their `log`
+/// events).
+async fn predictions(state: &AppState, jobs: &[Job]) -> Result<Vec<Prediction>> {
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    let mut logs = easel_store::jobs::log_lines(&state.store.db, &ids).await?;
+    Ok(jobs
+        .iter()
+        .map(|j| prediction(state, j, &logs.remove(&j.id).unwrap_or_default()))
+        .collect())
+}
+
+/// One job as a prediction, with what its provider reported.
+async fn read_prediction(state: &AppState, job: &Job) -> Result<Prediction> {
+    let mut p = predictions(state, std::slice::from_ref(job)).await?;
+    Ok(p.remove(0))
 }
 
 /// A job as a prediction (no I/O: webhook deliveries render it too). `provider_log` is what
@@ -928,8 +940,7 @@ pub async fn read(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<Prediction>> {
     let job = find(&state, &who, id).await?;
-    let log = easel_store::jobs::log_lines(&state.store.db, &job.id).await?;
-    Ok(axum::Json(prediction(&state, &job, &log)))
+    Ok(axum::Json(read_prediction(&state, &job).await?))
 }
 
 /// Cancel a prediction; a finished one is answered as it is.
@@ -947,8 +958,7 @@ pub async fn cancel(
     } else {
         state.queue.cancel(&job.id, None).await?
     };
-    let log = easel_store::jobs::log_lines(&state.store.db, &job.id).await?;
-    Ok(axum::Json(prediction(&state, &job, &log)))
+    Ok(axum::Json(read_prediction(&state, &job).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -999,15 +1009,10 @@ pub async fn list(
         let last = &jobs[jobs.len() - 1].id;
         format!("{}{BASE}/predictions?cursor={last}", state.public_url)
     });
-    let mut results = Vec::with_capacity(jobs.len());
-    for j in &jobs {
-        let log = easel_store::jobs::log_lines(&state.store.db, &j.id).await?;
-        results.push(prediction(&state, j, &log));
-    }
     Ok(axum::Json(Page {
         previous: None,
         next,
-        results,
+        results: predictions(&state, &jobs).await?,
     }))
 }
 

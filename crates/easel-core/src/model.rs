@@ -158,14 +158,27 @@ pub struct Model {
 /// provider of that name exists.
 pub const PROVIDERS: &[&str] = &["local", "openai", "replicate", "easel"];
 
-/// The `base_url` of a remote provider kind whose config names none: the hosted service
-/// (`openai`, `replicate`); `easel` has no default.
-pub fn default_base_url(kind: &str) -> Option<&'static str> {
-    match kind {
-        "openai" => Some("https://api.openai.com/v1"),
-        "replicate" => Some("https://api.replicate.com"),
-        _ => None,
+/// The base URL a remote provider of `kind` reaches with `config`: its http(s) `base_url`,
+/// or without one the hosted service (`openai`, `replicate`; `easel` has none). `None`: the
+/// config cannot reach anything (no default, or a `base_url` that is not http(s)).
+pub fn provider_base_url<'a>(kind: &str, config: &'a serde_json::Value) -> Option<&'a str> {
+    match config.get("base_url") {
+        None | Some(serde_json::Value::Null) => match kind {
+            "openai" => Some("https://api.openai.com/v1"),
+            "replicate" => Some("https://api.replicate.com"),
+            _ => None,
+        },
+        Some(u) => u
+            .as_str()
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://")),
     }
+}
+
+/// Whether a provider (as a job records it: `replicate`, `replicate (fallback)`) applies
+/// perturbed-attention guidance (`pag_guidance`): only a Replicate-style upstream does; the
+/// local engine has none.
+pub fn provider_applies_pag(provider: &str) -> bool {
+    provider.split_whitespace().next() == Some("replicate")
 }
 
 /// Words that make a provider config key one that would hold a secret (`api_key`,
@@ -480,6 +493,16 @@ impl Model {
         }
     }
 
+    /// Whether one of the model's providers may apply perturbed-attention guidance (see
+    /// [`provider_applies_pag`]).
+    pub fn may_apply_pag(&self) -> bool {
+        provider_applies_pag(&self.provider)
+            || self
+                .fallback_provider
+                .as_deref()
+                .is_some_and(provider_applies_pag)
+    }
+
     /// Whether this server can run the model, checked at submit so that a job that could
     /// never run is refused with the reason instead of failing later: its provider, or else
     /// its fallback, is a kind this server has (`PROVIDERS`) with what that kind needs
@@ -494,9 +517,9 @@ impl Model {
         if let Some(fallback) = &self.fallback_provider {
             let config = self
                 .fallback_provider_config
-                .clone()
-                .unwrap_or_else(|| serde_json::json!({}));
-            match provider_problem(fallback, &config, self) {
+                .as_ref()
+                .unwrap_or(&serde_json::Value::Null);
+            match provider_problem(fallback, config, self) {
                 None => return Ok(()),
                 Some(second) => {
                     return Err(Error::invalid(
@@ -526,16 +549,9 @@ fn provider_problem(kind: &str, config: &serde_json::Value, m: &Model) -> Option
             m.name
         )),
         "local" => None,
-        "openai" | "replicate" | "easel" => {
-            let ok = match config.get("base_url") {
-                None | Some(serde_json::Value::Null) => default_base_url(kind).is_some(),
-                Some(u) => u
-                    .as_str()
-                    .is_some_and(|u| u.starts_with("http://") || u.starts_with("https://")),
-            };
-            (!ok)
-                .then(|| format!("its provider `{kind}` needs an http(s) `base_url` in its config"))
-        }
+        "openai" | "replicate" | "easel" => provider_base_url(kind, config)
+            .is_none()
+            .then(|| format!("its provider `{kind}` needs an http(s) `base_url` in its config")),
         other => Some(format!(
             "this server has no provider `{other}` (it runs: {})",
             PROVIDERS.join(", ")

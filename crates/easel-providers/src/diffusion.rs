@@ -492,12 +492,12 @@ pub fn generate(
             ops::image::RgbImage::from_raw(iw as u32, ih as u32, rgb)
                 .ok_or_else(|| failed("decoded image has the wrong size"))?,
         );
-        let (ow, oh) = g.output_size();
-        let img = if (ow, oh) == (w, h) {
-            img
-        } else {
-            ops::resize(&img, ow, oh, ops::Filter::Lanczos3)
-                .map_err(|e| failed(format!("upscaling failed: {e}")))?
+        let img = match g.upscale {
+            Some(f) if f > 1 => {
+                ops::upscale(&img, ops::ScaleTarget::Factor(f as f32), limits.max_pixels)
+                    .map_err(|e| failed(format!("upscaling failed: {e}")))?
+            }
+            _ => img,
         };
         let params = a1111_parameters(g, seed, &sampler, &p.model_name);
         let meta = serde_json::json!({
@@ -518,8 +518,8 @@ pub fn generate(
         outputs.push(OutputImage {
             bytes: Bytes::from(bytes),
             mime_type: format.mime().to_string(),
-            width: ow,
-            height: oh,
+            width: img.width(),
+            height: img.height(),
             metadata: meta,
             parent_id: p.init_id.clone(),
         });

@@ -5,9 +5,8 @@
 //! (`v1-5-pruned-emaonly.safetensors`) as an alias, as clients of other servers name
 //! checkpoints. When several entries clean up to the same name, one whose name needed no
 //! cleaning keeps it, else the first in name order, and the others are skipped with a
-//! warning. The family is read from
-//! `model_index.json`, or from the tensor names and shapes in the safetensors header (no
-//! weights are loaded here).
+//! warning. The family is read from `model_index.json`, or from the tensor names and shapes
+//! in the safetensors header (no weights are loaded here).
 
 use std::path::Path;
 
@@ -104,14 +103,10 @@ pub async fn scan(db: &Db, dir: &Path) -> Result<usize> {
                         || m.family != spec.family
                         || missing_alias(&m)) =>
             {
-                let mut aliases = m.aliases.clone();
-                aliases.extend(
-                    file_alias
-                        .iter()
-                        .filter(|a| !m.aliases.contains(a))
-                        .cloned(),
-                );
-                spec.aliases = aliases;
+                spec.aliases = m.aliases.clone();
+                if missing_alias(&m) {
+                    spec.aliases.extend(file_alias.clone());
+                }
                 spec.defaults = m.defaults.clone();
                 spec.limits = m.limits.clone();
                 // What a registry view (Sartiq) set on it stays too.

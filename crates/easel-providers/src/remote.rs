@@ -14,7 +14,7 @@
 //! | `base_url` | above; absent: `https://api.openai.com/v1` (`openai`), `https://api.replicate.com` (`replicate`); required for `easel` |
 //! | `model` | the upstream model (`openai`: `model`; `replicate`: `owner/name`; `easel`: a model name); absent: the upstream's default (`replicate` needs `model` or `version`) |
 //! | `version` | `replicate`: a version id (then `POST /v1/predictions`) |
-//! | `api_key_env` | the name of an environment variable holding the upstream key, sent as `Authorization: Bearer`. Keys are never stored in the registry: a config with `api_key` or `token` is refused when the model is saved (`ModelSpec::validate`), and nothing here is returned by the API but the variable's name |
+//! | `api_key_env` | the name of an environment variable holding the upstream key, sent as `Authorization: Bearer`. Keys are never stored in the registry: a config with a key-like field at any depth (`api_key`, `headers.Authorization`, …: `model::find_secret`) is refused when the model is saved (`ModelSpec::validate`), and nothing here is returned by the API but the variable's name |
 //! | `timeout_s` | the whole call's deadline (default 600) |
 //! | `retries` | extra attempts after a retryable failure (default 2) |
 //! | `extensions` | `openai`: also send the AI Magicx/Easel extension fields (`seed`, `negative_prompt`, `steps`, `guidance`, `scheduler`, `strength`); default false, since OpenAI refuses unknown fields |
@@ -70,14 +70,7 @@ impl Remote {
     /// Read a config of a remote kind. Errors name the config's field.
     pub fn from_config(kind: &str, config: &Value, field: &str) -> Result<Remote, Error> {
         let s = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
-        let base_url = s("base_url")
-            .or_else(|| match config.get("base_url") {
-                None | Some(Value::Null) => {
-                    easel_core::model::default_base_url(kind).map(str::to_string)
-                }
-                Some(_) => None,
-            })
-            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        let base_url = easel_core::model::provider_base_url(kind, config)
             .ok_or_else(|| {
                 Error::invalid(
                     format!("{field}.base_url"),
@@ -244,7 +237,12 @@ pub async fn run(
         };
         match r {
             Ok(outputs) => {
-                let outputs = upscaled(&g, limits, outputs).await?;
+                // An `easel` upstream got `upscale` in the input and did it.
+                let outputs = if remote.kind == "easel" {
+                    outputs
+                } else {
+                    upscaled(&g, limits, outputs).await?
+                };
                 let sizes: Vec<(u32, u32)> = outputs.iter().map(|o| (o.width, o.height)).collect();
                 return Ok(RunOutput {
                     usage_units: easel_core::usage::image_units(&sizes),
@@ -277,43 +275,33 @@ pub async fn run(
     }
 }
 
-/// The outputs upscaled by the input's `upscale` (Lanczos3, re-encoded in the job's format),
-/// for kinds that do not do it upstream (`openai`, `replicate`; an `easel` upstream gets
-/// `upscale` in the input and answers the upscaled size).
+/// The outputs upscaled by the input's `upscale` (`easel_imageops::upscale`, within the
+/// server's pixel limit, re-encoded in the job's format), for kinds whose upstream does not
+/// do it (`openai`, `replicate`).
 async fn upscaled(
     g: &GenerateInput,
     limits: &Limits,
     outputs: Vec<OutputImage>,
 ) -> Result<Vec<OutputImage>, RunError> {
     let f = g.upscale.unwrap_or(1);
+    if f <= 1 {
+        return Ok(outputs);
+    }
     let format = g.format.unwrap_or(easel_core::task::OutputFormat::Png);
     let enc = crate::encoding(format, g.quality);
+    let max_pixels = limits.max_pixels;
     let mut out = Vec::with_capacity(outputs.len());
     for o in outputs {
-        if f <= 1 || (o.width, o.height) == g.output_size() {
-            out.push(o);
-            continue;
-        }
-        let (fw, fh) = (o.width.saturating_mul(f), o.height.saturating_mul(f));
-        if fw as u64 * fh as u64 > limits.max_pixels {
-            return Err(RunError::Failed(JobError::new(
-                "provider_failed",
-                format!(
-                    "the provider sent a {}x{} image; upscaled by {f} it would be over this \
-                     server's pixel limit",
-                    o.width, o.height
-                ),
-            )));
-        }
         let o = tokio::task::spawn_blocking(move || {
-            let img = easel_imageops::decode(&o.bytes, u64::MAX)?;
-            let img = easel_imageops::resize(&img, fw, fh, easel_imageops::Filter::Lanczos3)?;
+            let img = easel_imageops::decode(&o.bytes, max_pixels)?;
+            let target = easel_imageops::ScaleTarget::Factor(f as f32);
+            let img = easel_imageops::upscale(&img, target, max_pixels)?;
             let bytes = easel_imageops::encode(&img, &enc, &[])?;
             Ok::<_, easel_imageops::OpsError>(OutputImage {
                 bytes: Bytes::from(bytes),
                 mime_type: format.mime().to_string(),
-                width: fw,
-                height: fh,
+                width: img.width(),
+                height: img.height(),
                 ..o
             })
         })
@@ -322,7 +310,7 @@ async fn upscaled(
         .map_err(|e| {
             RunError::Failed(JobError::new(
                 "provider_failed",
-                format!("upscaling an output: {e}"),
+                format!("upscaling an output of the provider: {e}"),
             ))
         })?;
         out.push(o);

@@ -4,7 +4,7 @@
 //! it and releases the lease so another worker (or the next start) picks it up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -91,30 +91,28 @@ pub struct RunContext {
     cancel: Arc<AtomicBool>,
     progress: Arc<watch::Sender<Option<Progress>>>,
     preview: Arc<watch::Sender<Option<Preview>>>,
-    logs: Arc<Mutex<Vec<String>>>,
-    /// How many lines `logs` holds (wakes the keeper, which writes them as `log` events).
-    log_count: Arc<watch::Sender<usize>>,
+    /// The log lines so far (the keeper writes new ones as `log` events).
+    logs: Arc<watch::Sender<Vec<String>>>,
 }
 
 /// The receiving ends of a context, read by the lease keeper.
 struct Reports {
     progress: watch::Receiver<Option<Progress>>,
     preview: watch::Receiver<Option<Preview>>,
-    logs: watch::Receiver<usize>,
+    logs: watch::Receiver<Vec<String>>,
 }
 
 impl RunContext {
     fn new() -> (RunContext, Reports) {
         let (tx, rx) = watch::channel(None);
         let (ptx, prx) = watch::channel(None);
-        let (ltx, lrx) = watch::channel(0);
+        let (ltx, lrx) = watch::channel(Vec::new());
         (
             RunContext {
                 cancel: Arc::new(AtomicBool::new(false)),
                 progress: Arc::new(tx),
                 preview: Arc::new(ptx),
-                logs: Arc::new(Mutex::new(Vec::new())),
-                log_count: Arc::new(ltx),
+                logs: Arc::new(ltx),
             },
             Reports {
                 progress: rx,
@@ -172,14 +170,12 @@ impl RunContext {
     /// Add a log line: it becomes a `log` event of the job (`{"message"}`), which the
     /// job's SSE stream and the dialects that show logs read.
     pub fn log(&self, line: impl Into<String>) {
-        if let Ok(mut l) = self.logs.lock() {
-            l.push(line.into());
-            self.log_count.send_replace(l.len());
-        }
+        let line = line.into();
+        self.logs.send_modify(|l| l.push(line));
     }
 
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
+        self.logs.borrow().clone()
     }
 
     fn cancel(&self) {
@@ -388,18 +384,15 @@ impl Worker {
     }
 }
 
-/// While a job runs: write progress as it changes (coalesced), heartbeat on a timer, and
-/// turn cancel requests (from the database or an in-process notice) into the run's flag.
-/// Write the context's log lines after the first `written` as `log` events.
+/// Write the log lines after the first `written` as `log` events.
 async fn write_logs(
     queue: &Queue,
     job_id: &str,
     worker: &str,
     lease_ms: i64,
-    ctx: &RunContext,
+    lines: &[String],
     written: &mut usize,
 ) -> easel_core::Result<LeaseState> {
-    let lines = ctx.logs();
     let mut state = Ok(LeaseState::Held {
         cancel_requested: false,
     });
@@ -415,6 +408,9 @@ async fn write_logs(
     state
 }
 
+/// While a job runs: write progress as it changes (coalesced), previews and log lines,
+/// heartbeat on a timer, and turn cancel requests (from the database or an in-process
+/// notice) into the run's flag.
 async fn keep_lease(
     queue: Queue,
     worker: String,
@@ -442,8 +438,8 @@ async fn keep_lease(
                 if changed.is_err() {
                     std::future::pending::<()>().await;
                 }
-                logs.borrow_and_update();
-                let r = write_logs(&queue, &job_id, &worker, lease_ms, &ctx, &mut written).await;
+                let lines = logs.borrow_and_update().clone();
+                let r = write_logs(&queue, &job_id, &worker, lease_ms, &lines, &mut written).await;
                 queue.notify(&job_id, NoticeKind::Changed);
                 r
             }
@@ -479,8 +475,9 @@ async fn keep_lease(
             _ = crate::stopped(&mut done) => {
                 // The run ended: write the log lines and the progress it reported since the
                 // last write, if any.
-                if ctx.logs().len() > written {
-                    let _ = write_logs(&queue, &job_id, &worker, lease_ms, &ctx, &mut written).await;
+                let lines = logs.borrow_and_update().clone();
+                if lines.len() > written {
+                    let _ = write_logs(&queue, &job_id, &worker, lease_ms, &lines, &mut written).await;
                     queue.notify(&job_id, NoticeKind::Changed);
                 }
                 if progress.has_changed().unwrap_or(false) {

@@ -785,45 +785,58 @@ pub async fn events_after(db: &Db, job_id: &str, after: i64) -> Result<Vec<JobEv
         .fetch_all(&db.pool)
         .await
         .map_err(db_err)?;
-    rows.iter()
-        .map(|r| {
-            Ok(JobEvent {
-                id: get_i64(r, "id")?,
-                job_id: get_str(r, "job_id")?,
-                kind: get_str(r, "kind")?,
-                data: get_json(r, "data")?,
-                at: from_millis(get_i64(r, "created_at")?),
-            })
-        })
-        .collect()
+    rows.iter().map(event_from_row).collect()
 }
 
-/// The messages of a job's `log` events (what its provider reported: retries, fallbacks),
-/// oldest first.
-pub async fn log_lines(db: &Db, job_id: &str) -> Result<Vec<String>> {
-    let rows =
-        sqlx::query("SELECT data FROM job_events WHERE job_id = $1 AND kind = 'log' ORDER BY id")
-            .bind(job_id)
-            .fetch_all(&db.pool)
-            .await
-            .map_err(db_err)?;
-    rows.iter()
-        .map(|r| {
-            Ok(get_json(r, "data")?
-                .get("message")
-                .and_then(|m| m.as_str())
-                .unwrap_or_default()
-                .to_string())
-        })
-        .collect()
+/// The events of one kind of several jobs, oldest first (one query, whatever else the
+/// jobs' logs hold: previews are not read for a status history).
+pub async fn events_of_kind(db: &Db, job_ids: &[&str], kind: &str) -> Result<Vec<JobEvent>> {
+    if job_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (0..job_ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT id, job_id, kind, data, created_at FROM job_events \
+         WHERE kind = $1 AND job_id IN ({}) ORDER BY id",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(kind);
+    for id in job_ids {
+        q = q.bind(*id);
+    }
+    let rows = q.fetch_all(&db.pool).await.map_err(db_err)?;
+    rows.iter().map(event_from_row).collect()
+}
+
+fn event_from_row(r: &AnyRow) -> Result<JobEvent> {
+    Ok(JobEvent {
+        id: get_i64(r, "id")?,
+        job_id: get_str(r, "job_id")?,
+        kind: get_str(r, "kind")?,
+        data: get_json(r, "data")?,
+        at: from_millis(get_i64(r, "created_at")?),
+    })
+}
+
+/// The messages of the jobs' `log` events (what their providers reported: retries,
+/// fallbacks), oldest first, by job id; a job without any has no entry.
+pub async fn log_lines(
+    db: &Db,
+    job_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for e in events_of_kind(db, job_ids, "log").await? {
+        let message = e.data["message"].as_str().unwrap_or_default().to_string();
+        out.entry(e.job_id).or_default().push(message);
+    }
+    Ok(out)
 }
 
 /// The job's status history (from its event log).
 pub async fn history(db: &Db, job_id: &str) -> Result<Vec<StatusChange>> {
-    Ok(events_after(db, job_id, 0)
+    Ok(events_of_kind(db, &[job_id], "status")
         .await?
         .into_iter()
-        .filter(|e| e.kind == "status")
         .filter_map(|e| {
             let status = JobStatus::parse(e.data.get("status")?.as_str()?)?;
             Some(StatusChange { status, at: e.at })
