@@ -1,7 +1,9 @@
 //! Authentication and per-key rate limits. `Auth` extracts the caller from
 //! `Authorization: Bearer <key>` (401 without a valid key); `Admin` also requires the admin
-//! role (403). Both reject in the error shape of the router's state (`dialect::ApiState`). Verified keys are cached for a few seconds so hot endpoints do not hit the
-//! database for every request; revoking a key clears the cache.
+//! role (403). Both reject in the error shape of the router's state (`dialect::ApiState`).
+//! Verified keys are cached for a few seconds (`Config::auth_cache_ttl`) so hot endpoints do
+//! not hit the database for every request; revoking a key clears the cache of this process
+//! at once and, on PostgreSQL, of every other (`easel_store::notify::AUTH`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,8 +17,6 @@ use sha2::{Digest, Sha256};
 
 use crate::dialect::ApiState;
 use crate::AppState;
-
-const CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// Token-bucket settings: `per_second` refill, `burst` capacity.
 #[derive(Debug, Clone, Copy)]
@@ -39,14 +39,16 @@ pub struct Authenticator {
     cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
     limit: RateLimit,
+    cache_ttl: Duration,
 }
 
 impl Authenticator {
-    pub fn new(limit: RateLimit) -> Authenticator {
+    pub fn new(limit: RateLimit, cache_ttl: Duration) -> Authenticator {
         Authenticator {
             cache: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             limit,
+            cache_ttl,
         }
     }
 
@@ -82,7 +84,7 @@ impl Authenticator {
     ) -> Result<Option<Principal>, Error> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         if let Some((p, at)) = self.cache.lock().ok().and_then(|c| c.get(&digest).cloned()) {
-            if at.elapsed() < CACHE_TTL {
+            if at.elapsed() < self.cache_ttl {
                 return Ok(Some(p));
             }
         }
@@ -181,10 +183,13 @@ mod tests {
 
     #[test]
     fn bucket_refuses_past_burst_and_says_when() {
-        let a = Authenticator::new(RateLimit {
-            per_second: 1.0,
-            burst: 2.0,
-        });
+        let a = Authenticator::new(
+            RateLimit {
+                per_second: 1.0,
+                burst: 2.0,
+            },
+            Duration::from_secs(10),
+        );
         assert!(a.take("k").is_ok());
         assert!(a.take("k").is_ok());
         assert_eq!(a.take("k"), Err(1));

@@ -78,7 +78,8 @@ impl<D: Dialect> ApiState for DialectState<D> {
 }
 
 /// A dialect's routes, ready to `nest` under its base URL: unknown paths (404) and known
-/// paths with another method (405) answer in the dialect's shape too.
+/// paths with another method (405) answer in the dialect's shape too, and so does a path or
+/// query that is not storable text (`extract::valid_text`).
 pub fn mount<D: Dialect>(routes: Router<DialectState<D>>, app: &AppState) -> Router<AppState> {
     routes
         .fallback(|method: Method, OriginalUri(uri): OriginalUri| async move {
@@ -90,5 +91,8 @@ pub fn mount<D: Dialect>(routes: Router<DialectState<D>>, app: &AppState) -> Rou
                 format!("{method} is not allowed on {}", uri.path()),
             ))
         })
+        .layer(axum::middleware::from_fn(
+            crate::extract::valid_text::<D::Error>,
+        ))
         .with_state(DialectState::new(app.clone()))
 }

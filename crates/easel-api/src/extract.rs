@@ -6,7 +6,9 @@ use axum::extract::multipart::MultipartError;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use easel_core::{Error, ErrorKind};
 use serde::de::DeserializeOwned;
 
@@ -107,8 +109,15 @@ pub struct FormPart {
 impl FormPart {
     /// The part as text (form fields), or an error naming it.
     pub fn text(&self) -> Result<&str, Error> {
-        std::str::from_utf8(&self.data)
-            .map_err(|_| Error::invalid(self.name.clone(), "must be UTF-8 text"))
+        let text = std::str::from_utf8(&self.data)
+            .map_err(|_| Error::invalid(self.name.clone(), "must be UTF-8 text"))?;
+        if text.contains('\0') {
+            return Err(Error::invalid(
+                self.name.clone(),
+                easel_core::error::NUL_MESSAGE,
+            ));
+        }
+        Ok(text)
     }
 }
 
@@ -158,3 +167,74 @@ impl<S: ApiState> FromRequest<S> for Form {
 /// The configured body limit, put in request extensions so extractors can quote it.
 #[derive(Clone, Copy)]
 pub struct BodyLimit(pub usize);
+
+/// Middleware: refuse a request whose path or query string, percent-decoded, is not text
+/// that can be stored or looked up — a NUL character (PostgreSQL's text cannot hold one) or
+/// bytes that are not UTF-8 — with a 422 naming the query parameter (or `path`), in the error
+/// shape `E` of the router it is layered on. Ids, names and cursors then never reach the
+/// database malformed, and every backend answers the same.
+pub async fn valid_text<E: From<Error> + IntoResponse>(req: Request, next: Next) -> Response {
+    match check_uri(req.uri()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => E::from(e).into_response(),
+    }
+}
+
+/// The check of `valid_text`.
+pub fn check_uri(uri: &Uri) -> Result<(), Error> {
+    fn text(raw: &str, plus_is_space: bool) -> Option<String> {
+        let bytes = raw.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            let hex = |c: u8| (c as char).to_digit(16);
+            match b {
+                b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b),
+                },
+                b'+' if plus_is_space => out.push(b' '),
+                _ => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).ok().filter(|s| !s.contains('\0'))
+    }
+    let why = "must be UTF-8 text without NUL characters";
+    if text(uri.path(), false).is_none() {
+        return Err(Error::invalid("path", why));
+    }
+    for pair in uri.query().unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(name) = text(k, true) else {
+            return Err(Error::invalid("query", why));
+        };
+        if text(v, true).is_none() {
+            return Err(Error::invalid(name, why));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_queries_must_be_text_without_nul() {
+        let check = |u: &str| check_uri(&u.parse::<Uri>().unwrap()).map_err(|e| e.field);
+        assert_eq!(check("/v1/jobs/job_1?wait=3&after=a%20b+c"), Ok(()));
+        assert_eq!(check("/v1/jobs/%E2%9C%93"), Ok(()));
+        assert_eq!(check("/v1/jobs/100%"), Ok(()), "a lone % is itself");
+        assert_eq!(check("/v1/jobs/job%00"), Err(Some("path".into())));
+        assert_eq!(check("/v1/jobs/%FF"), Err(Some("path".into())));
+        assert_eq!(check("/v1/jobs?cursor=a%00"), Err(Some("cursor".into())));
+        assert_eq!(check("/v1/jobs?x=1&name=%C3"), Err(Some("name".into())));
+        assert_eq!(check("/v1/jobs?a%00=1"), Err(Some("query".into())));
+    }
+}

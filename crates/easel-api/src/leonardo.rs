@@ -1620,20 +1620,19 @@ pub async fn delete(
     let db = &state.store.db;
     if !job.status.is_terminal() {
         // Stop the work at its next step; a job that ended meanwhile is deleted as it is.
-        match easel_store::jobs::request_cancel(db, &job.id, Some(&job.owner_id)).await {
+        match state.queue.cancel(&job.id, Some(&job.owner_id)).await {
             Ok(_) => {}
             Err(e) if e.kind == ErrorKind::Conflict || e.kind == ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
     }
     if let Some(gone) = easel_store::jobs::delete(db, &job.id).await? {
-        for a in &gone.assets {
-            state
-                .store
-                .blobs
-                .delete(&blob_key(&gone.job.owner_id, a))
-                .await?;
-        }
+        let blobs: Vec<_> = gone
+            .assets
+            .iter()
+            .map(|a| (a.clone(), blob_key(&gone.job.owner_id, a)))
+            .collect();
+        easel_store::intents::remove(&state.store, &blobs).await?;
     }
     Ok(axum::Json(DeleteAnswer {
         delete_generations_by_pk: Some(DeletedRef { id }),

@@ -571,7 +571,19 @@ async fn submit(
             }),
         },
     )
-    .await?;
+    .await
+    .map_err(|e| match e.field.as_deref() {
+        // The receiver's address is checked at submit: name the request's own field.
+        Some("webhook.url") => {
+            let field = if req.webhook.is_some() {
+                "webhook"
+            } else {
+                "webhook_completed"
+            };
+            e.with_field(field)
+        }
+        _ => e,
+    })?;
     answer(state, job, created, wait).await
 }
 

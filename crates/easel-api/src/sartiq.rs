@@ -8,8 +8,8 @@
 //!
 //! | Sartiq | Easel |
 //! |---|---|
-//! | `GET /generation-models/?skip&limit` (public) → `{data, count}` | `models::list`, by name |
-//! | `GET /generation-models/{id}` (public) | `models::get` / `models::resolve` |
+//! | `GET /generation-models/?skip&limit` (public; without `support_dir`/`base_url`) → `{data, count}` | `models::list`, by name |
+//! | `GET /generation-models/{id}` (public; without `support_dir`/`base_url`) | `models::get` / `models::resolve` |
 //! | `POST /generation-models/` (admin) → 200 with the model | `models::create` |
 //! | `PUT /generation-models/{id}` (admin, partial) | `models::update` |
 //! | `DELETE /generation-models/{id}` (admin) → `{"message"}` | `models::delete` |
@@ -270,7 +270,7 @@ async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
     let data = models
         .into_iter()
         .take(take)
-        .map(Public::of)
+        .map(|m| Public::of(m.without_locations()))
         .collect::<Result<_, _>>()?;
     Ok(axum::Json(ListPublic { data, count }).into_response())
 }
@@ -297,7 +297,9 @@ async fn read(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<Public>, Failure> {
-    Ok(axum::Json(Public::of(find(&state, id).await?)?))
+    Ok(axum::Json(Public::of(
+        find(&state, id).await?.without_locations(),
+    )?))
 }
 
 /// `POST /generation-models/`: admin.
@@ -313,6 +315,8 @@ async fn create(
 ) -> Result<axum::Json<Public>, Failure> {
     let obj = as_object(&body)?;
     let spec = Fields::read(obj, Mode::Create)?.apply(None);
+    spec.check_paths(state.engine.model_roots())
+        .map_err(|e| core_failure(e, obj))?;
     let m = easel_store::models::create(&state.store.db, &spec, false)
         .await
         .map_err(|e| core_failure(e, obj))?;
@@ -334,6 +338,8 @@ async fn update(
     let m = find(&state, id).await?;
     let obj = as_object(&body)?;
     let spec = Fields::read(obj, Mode::Update)?.apply(Some(m.spec()));
+    spec.check_paths(state.engine.model_roots())
+        .map_err(|e| core_failure(e, obj))?;
     let m = easel_store::models::update(&state.store.db, &m.id, &spec)
         .await
         .map_err(|e| core_failure(e, obj))?;

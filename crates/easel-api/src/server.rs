@@ -43,11 +43,15 @@ pub struct Config {
     pub store_url: Option<String>,
     /// Base of absolute URLs; default `http://<listen>`.
     pub public_url: Option<String>,
-    /// In-process workers (0: API only).
+    /// In-process workers for the image tools and remote generations; with any, one more
+    /// runs local generations on the engine's device (0: API only).
     pub workers: usize,
     pub limits: Limits,
     pub queue: QueueConfig,
     pub rate_limit: RateLimit,
+    /// How long a verified key is trusted without asking the database again. Revocations
+    /// clear the cache at once (in every process, on PostgreSQL); this bounds the rest.
+    pub auth_cache_ttl: Duration,
     /// Admin key to install if none exists (`EASEL_ADMIN_KEY`).
     pub admin_key: Option<String>,
     pub signed_url_ttl: Duration,
@@ -62,6 +66,10 @@ pub struct Config {
     pub engine: easel_providers::diffusion::EngineConfig,
     /// Which image URLs requests may name for the server to fetch.
     pub fetch_images: crate::service::FetchImages,
+    /// Blobs that a crash left without their asset row are deleted once their intent is
+    /// this old (writes in flight in other processes finish well within it): at start, then
+    /// every `orphan_grace / 2`.
+    pub orphan_grace: Duration,
 }
 
 impl Config {
@@ -76,6 +84,7 @@ impl Config {
             limits: Limits::default(),
             queue: QueueConfig::default(),
             rate_limit: RateLimit::default(),
+            auth_cache_ttl: Duration::from_secs(10),
             admin_key: None,
             signed_url_ttl: Duration::from_secs(24 * 3600),
             sync_timeout: Duration::from_secs(300),
@@ -83,6 +92,7 @@ impl Config {
             http: true,
             engine: Default::default(),
             fetch_images: Default::default(),
+            orphan_grace: Duration::from_secs(600),
         }
     }
 }
@@ -216,7 +226,9 @@ pub async fn start(cfg: Config) -> Result<Server> {
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_string();
-    let engine = Arc::new(easel_providers::diffusion::Engine::new(cfg.engine.clone())?);
+    let mut engine_cfg = cfg.engine.clone();
+    engine_cfg.model_roots = model_roots(&cfg)?;
+    let engine = Arc::new(easel_providers::diffusion::Engine::new(engine_cfg)?);
     let state = AppState(Arc::new(AppInner {
         engine: engine.clone(),
         store: store.clone(),
@@ -224,7 +236,7 @@ pub async fn start(cfg: Config) -> Result<Server> {
         limits: cfg.limits.clone(),
         public_url,
         signer: UrlSigner::new(&secret),
-        auth: Authenticator::new(cfg.rate_limit),
+        auth: Authenticator::new(cfg.rate_limit, cfg.auth_cache_ttl),
         metrics: Metrics::new(),
         signed_url_ttl: cfg.signed_url_ttl,
         sync_timeout: cfg.sync_timeout,
@@ -241,8 +253,19 @@ pub async fn start(cfg: Config) -> Result<Server> {
         cfg.limits.clone(),
         engine,
     ));
-    let workers = (0..cfg.workers)
-        .map(|_| tokio::spawn(Worker::new(queue.clone(), executor.clone()).run(stop_rx.clone())))
+    // One worker for the device (the engine runs one generation at a time), and `workers`
+    // for the tools and remote generations: a generation waiting for the device is never
+    // claimed while a tool could run (see `Resource`).
+    use easel_core::job::Resource;
+    let classes = (cfg.workers > 0)
+        .then_some(vec![Resource::Device])
+        .into_iter()
+        .chain((0..cfg.workers).map(|_| vec![Resource::Cpu, Resource::Network]));
+    let workers = classes
+        .map(|resources| {
+            let w = Worker::for_resources(queue.clone(), executor.clone(), &resources);
+            tokio::spawn(w.run(stop_rx.clone()))
+        })
         .collect();
     let enrich_state = state.clone();
     let enrich: easel_queue::webhooks::Enricher =
@@ -258,6 +281,12 @@ pub async fn start(cfg: Config) -> Result<Server> {
             let rx = stop_rx.clone();
             async move { q.run_webhooks(Some(enrich), rx).await }
         }),
+        tokio::spawn(listen(state.clone(), stop_rx.clone())),
+        tokio::spawn(collect_orphans(
+            store.clone(),
+            cfg.orphan_grace,
+            stop_rx.clone(),
+        )),
     ];
     let http = listener.map(|listener| {
         let app = router(state.clone());
@@ -283,6 +312,78 @@ pub async fn start(cfg: Config) -> Result<Server> {
         background,
         http,
     })
+}
+
+/// Act on other processes' notices (PostgreSQL `LISTEN`; nothing to do on SQLite): jobs
+/// queued, canceled or changed elsewhere wake this process's workers and waiters; a key
+/// revoked elsewhere empties the key cache. The connection is retried while it fails; the
+/// timers cover what is missed meanwhile.
+async fn listen(state: AppState, mut stop: watch::Receiver<bool>) {
+    use easel_store::notify::{AUTH, JOBS};
+    loop {
+        let mut listener = match state.store.db.listen(&[JOBS, AUTH]).await {
+            Ok(Some(l)) => l,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other processes' notices; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                    _ = easel_queue::stopped(&mut stop) => return,
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                n = listener.recv() => match n {
+                    Ok(n) if n.channel == JOBS => state.queue.heard(&n.payload),
+                    Ok(n) if n.channel == AUTH => state.auth.forget_all(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the notice connection; reconnecting");
+                        break;
+                    }
+                },
+                _ = easel_queue::stopped(&mut stop) => return,
+            }
+        }
+    }
+}
+
+/// Delete blobs that crashes left without their asset row (`easel_store::intents`), now
+/// and then every half grace period, until stopped.
+async fn collect_orphans(store: Store, grace: Duration, mut stop: watch::Receiver<bool>) {
+    let every = (grace / 2).max(Duration::from_millis(100));
+    loop {
+        match easel_store::intents::collect(&store, grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(blobs = n, "deleted blobs left without their asset row"),
+            Err(e) => {
+                tracing::warn!(error = %e, "collecting orphaned blobs failed; retrying later")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = easel_queue::stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// The folders local weights may be read from: `<data-dir>/models` (canonical), then the
+/// configured roots (canonical where they exist).
+fn model_roots(cfg: &Config) -> Result<Vec<PathBuf>> {
+    let data_dir = std::fs::canonicalize(&cfg.data_dir)
+        .map_err(|e| Error::invalid("data_dir", e.to_string()))?;
+    let mut roots = vec![data_dir.join("models")];
+    for r in &cfg.engine.model_roots {
+        if !r.is_absolute() {
+            return Err(Error::invalid(
+                "model_roots",
+                format!("{} is not an absolute path", r.display()),
+            ));
+        }
+        roots.push(std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()));
+    }
+    Ok(roots)
 }
 
 /// Render a webhook payload's job as its webhook asks, with signed output URLs fresh at send

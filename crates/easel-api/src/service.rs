@@ -59,7 +59,7 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
         ));
     }
     if let Some(w) = &req.webhook {
-        w.validate()?;
+        check_webhook(state, w).await?;
     }
     if let Some(k) = &req.idempotency_key {
         if k.is_empty() || k.len() > 255 {
@@ -153,6 +153,8 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
                 .map_err(|e| e.with_field("input"))?;
         }
     }
+    let resource =
+        easel_core::job::Resource::of(&req.task, model.as_ref().map(|m| m.provider.as_str()));
     let model = model.map(|m| m.name);
     let new = NewJob {
         owner_id: who.user_id.clone(),
@@ -165,9 +167,35 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
         idempotency_key: req.idempotency_key,
         request: req.request,
         external_id: req.external_id,
+        resource,
     };
     let ins = state.queue.submit(new).await?;
     Ok((ins.job, ins.created))
+}
+
+/// A webhook's URL, as submit checks it: http(s), not too long, and a receiver this server
+/// may reach (`QueueConfig::webhook_policy`: public addresses, plus `--webhook-allow`).
+/// The dispatcher checks again at every delivery, since names can be re-pointed.
+pub async fn check_webhook(state: &AppState, w: &Webhook) -> Result<()> {
+    w.validate()?;
+    let url = reqwest::Url::parse(&w.url)
+        .map_err(|e| Error::invalid("webhook.url", format!("not a URL: {e}")))?;
+    state
+        .queue
+        .config
+        .webhook_policy
+        .resolve(&url)
+        .await
+        .map_err(|e| {
+            let hint = match e {
+                easel_net::Refused::NotPublic { .. } => {
+                    " (an operator can allow internal receivers with --webhook-allow)"
+                }
+                _ => "",
+            };
+            Error::invalid("webhook.url", format!("{e}{hint}"))
+        })?;
+    Ok(())
 }
 
 /// A LoRA (registered with the `lora` tag): applied through `loras`, never run as a model.
@@ -278,22 +306,22 @@ pub async fn store_upload(
         parent_id: None,
         created_at: time::now(),
     };
-    state
-        .store
-        .blobs
-        .put(&blob_key(&asset.owner_id, &asset.id), bytes)
-        .await?;
+    let key = blob_key(&asset.owner_id, &asset.id);
+    easel_store::intents::put(&state.store, &asset.id, &key, bytes).await?;
     easel_store::assets::insert(&state.store.db, &asset).await?;
     Ok(asset)
 }
 
 /// Absolute, signed URL of an asset's content.
 pub fn asset_url(state: &AppState, asset_id: &str) -> String {
-    let expires = chrono::Utc::now().timestamp() + state.signed_url_ttl.as_secs() as i64;
+    let now = chrono::Utc::now();
+    let expires = now.timestamp() + state.signed_url_ttl.as_secs() as i64;
     format!(
         "{}/v1/assets/{asset_id}/content?{}",
         state.public_url,
-        state.signer.query(asset_id, expires)
+        state
+            .signer
+            .query(asset_id, now.timestamp_millis(), expires)
     )
 }
 
@@ -338,15 +366,21 @@ pub struct OutputImage {
 pub async fn job_outputs(state: &AppState, job: &Job, base64: bool) -> Result<Vec<OutputImage>> {
     let mut out = Vec::with_capacity(job.outputs.len());
     for id in &job.outputs {
-        let asset = easel_store::assets::get(&state.store.db, id)
-            .await?
-            .ok_or_else(|| Error::internal(format!("output {id} of job {} is missing", job.id)))?;
+        // An output deleted since the job was read is absent, as it is from the job itself.
+        let Some(asset) = easel_store::assets::get(&state.store.db, id).await? else {
+            continue;
+        };
         let base64 = if base64 {
-            let bytes = state
+            let bytes = match state
                 .store
                 .blobs
                 .get(&blob_key(&asset.owner_id, &asset.id))
-                .await?;
+                .await
+            {
+                Ok(b) => b,
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             Some(base64::engine::general_purpose::STANDARD.encode(&bytes))
         } else {
             None
@@ -400,39 +434,6 @@ impl FetchImages {
 /// Longest wait for a remote image.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// True for addresses a server must not be made to reach on a client's behalf.
-fn is_public(ip: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
-    match ip {
-        IpAddr::V4(v) => {
-            let o = v.octets();
-            !(v.is_loopback()
-                || v.is_private()
-                || v.is_link_local()
-                || v.is_unspecified()
-                || v.is_broadcast()
-                || v.is_documentation()
-                || v.is_multicast()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])) // carrier-grade NAT
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v) => {
-            if let Some(v4) = v.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let s = v.segments();
-            !(v.is_loopback()
-                || v.is_unspecified()
-                || v.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link local
-                || (s[0] == 0x2001 && s[1] == 0xdb8)) // documentation
-        }
-    }
-}
-
 /// Fetch a remote image under the server's policy and limits: http(s) only, at most
 /// `max_body_bytes`, within 30 s, redirects followed (at most 3) under the same checks.
 pub async fn fetch_image(state: &AppState, field: &str, url: &str) -> Result<Bytes> {
@@ -447,32 +448,20 @@ pub async fn fetch_image(state: &AppState, field: &str, url: &str) -> Result<Byt
     let mut url = url.to_string();
     for _ in 0..4 {
         let parsed = reqwest::Url::parse(&url).map_err(|e| bad(format!("not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(bad("only http(s) URLs are fetched".into()));
-        }
-        let host = parsed
-            .host_str()
-            .ok_or_else(|| bad("the URL has no host".into()))?
-            .trim_matches(['[', ']'])
-            .to_string();
-        let port = parsed.port_or_known_default().unwrap_or(80);
-        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| bad(format!("cannot resolve {host}: {e}")))?
-            .collect();
-        let addr = *addrs
-            .first()
-            .ok_or_else(|| bad(format!("{host} has no address")))?;
-        if state.fetch_images == FetchImages::Public && !addrs.iter().all(|a| is_public(a.ip())) {
-            return Err(bad(format!(
-                "{host} is a loopback, private or otherwise non-public address; this server \
-                 fetches public URLs only (--fetch-images any allows others)"
-            )));
-        }
-        let client = reqwest::Client::builder()
+        let policy = match state.fetch_images {
+            FetchImages::Any => easel_net::Policy::any(),
+            _ => easel_net::Policy::public(),
+        };
+        let target = policy.resolve(&parsed).await.map_err(|e| {
+            let hint = match e {
+                easel_net::Refused::NotPublic { .. } => " (--fetch-images any allows others)",
+                _ => "",
+            };
+            bad(format!("{e}{hint}"))
+        })?;
+        let client = target
+            .client()
             .timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .resolve(&host, addr)
             .user_agent(concat!("easel/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::internal(e.to_string()))?;
@@ -666,26 +655,7 @@ mod fetch_tests {
     use super::*;
 
     #[test]
-    fn only_public_addresses_pass() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fc00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "224.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
+    fn fetch_policies_parse() {
         assert_eq!(FetchImages::parse("any"), Some(FetchImages::Any));
         assert_eq!(FetchImages::parse("nope"), None);
     }

@@ -1235,3 +1235,494 @@ async fn postgres_end_to_end() {
     t2.shutdown().await;
     drop(pg);
 }
+
+/// A webhook URL the server may not reach (loopback, private, link-local, metadata, and
+/// their IPv6 and embedded forms) is a 422 on `webhook.url` at submit, before anything is
+/// queued; the operator's `--webhook-allow` admits an internal receiver.
+#[tokio::test]
+async fn webhook_receivers_inside_the_network_are_refused_at_submit() {
+    let t = TestServer::start(|c| c.queue.webhook_policy = easel_net::Policy::public()).await;
+    let (key, _) = t.user("mallory").await;
+    let img = t.upload(&key, png(8, 8)).await;
+    let job = |url: &str| {
+        json!({"task": "convert", "input": {"image": img, "format": "png"},
+            "webhook": {"url": url}})
+    };
+    for url in [
+        format!("{}/v1/keys", t.base),
+        "http://[::1]/".into(),
+        "http://localhost:22/".into(),
+        "http://10.0.0.1/".into(),
+        "http://192.168.1.1/".into(),
+        "http://169.254.169.254/latest/meta-data/".into(),
+        "http://[fe80::1]/".into(),
+        "http://[::ffff:169.254.169.254]/".into(),
+        "http://[64:ff9b::a9fe:a9fe]/".into(),
+        "http://198.18.0.1/".into(),
+    ] {
+        let (s, v) = t
+            .json(Method::POST, "/v1/jobs", &key, Some(job(&url)))
+            .await;
+        assert_eq!(s, 422, "{url}: {v}");
+        assert_eq!(v["error"]["field"], "webhook.url", "{url}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("non-public"), "{url}: {msg}");
+    }
+    let (_, list) = t.json(Method::GET, "/v1/jobs", &key, None).await;
+    assert_eq!(
+        list["data"].as_array().map(Vec::len),
+        Some(0),
+        "nothing was queued: {list}"
+    );
+    t.shutdown().await;
+
+    let t = TestServer::start(|c| {
+        c.queue.webhook_policy =
+            easel_net::Policy::allowing(easel_net::Allow::parse_list("10.0.0.0/8").unwrap())
+    })
+    .await;
+    let (key, _) = t.user("operator").await;
+    let img = t.upload(&key, png(8, 8)).await;
+    let body = json!({"task": "convert", "input": {"image": img, "format": "png"},
+        "webhook": {"url": "http://10.1.2.3/hook"}});
+    let (s, v) = t.json(Method::POST, "/v1/jobs", &key, Some(body)).await;
+    assert_eq!(s, 201, "an allowed internal receiver: {v}");
+    t.shutdown().await;
+}
+
+/// NUL characters (and bytes that are not UTF-8) in ids, names, cursors and query values are
+/// refused before they reach the database, in each dialect's error shape, with or without a
+/// key, on SQLite and PostgreSQL alike; no answer carries a database's error text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_bytes_are_refused_in_every_dialect() {
+    let pg = match std::env::var("EASEL_TEST_DATABASE_URL") {
+        Ok(url) => Some(easel_store::testing::postgres(&url).await),
+        Err(_) => {
+            eprintln!("skipping PostgreSQL: EASEL_TEST_DATABASE_URL is not set");
+            None
+        }
+    };
+    let mut urls = vec![None];
+    urls.extend(pg.as_ref().map(|p| Some(p.db_url.clone())));
+    for db_url in urls {
+        let backend = if db_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        let t = TestServer::start(|c| c.database_url = db_url.clone()).await;
+        let (key, _) = t.user("nul").await;
+        // (method, path, body, the error shape's top-level key)
+        let probes: Vec<(Method, &str, Option<Value>, &str)> = vec![
+            (Method::GET, "/v1/jobs/job_%00", None, "error"),
+            (Method::GET, "/v1/jobs?cursor=%00x", None, "error"),
+            (Method::POST, "/v1/jobs/j%00/cancel", None, "error"),
+            (
+                Method::GET,
+                "/v1/assets/ast%00/content?sig=%00",
+                None,
+                "error",
+            ),
+            (Method::GET, "/v1/models/a%00b", None, "error"),
+            (Method::DELETE, "/v1/keys/key_%00", None, "error"),
+            (Method::GET, "/v1/jobs/%FF%FE", None, "error"),
+            (
+                Method::POST,
+                "/v1/keys",
+                Some(json!({"name": "a\u{0}b"})),
+                "error",
+            ),
+            (
+                Method::POST,
+                "/v1/jobs",
+                Some(json!({"task": "convert", "model": "m\u{0}", "input": {}})),
+                "error",
+            ),
+            (Method::GET, "/openai/v1/models/x%00", None, "error"),
+            (Method::GET, "/openai/v1/jobs/x%00", None, "error"),
+            (
+                Method::GET,
+                "/leonardo/v1/generations/x%00",
+                None,
+                "extensions",
+            ),
+            (
+                Method::GET,
+                "/leonardo/v1/generations/user/x%00?offset=0",
+                None,
+                "extensions",
+            ),
+            (
+                Method::GET,
+                "/replicate/v1/predictions/x%00",
+                None,
+                "detail",
+            ),
+            (
+                Method::GET,
+                "/replicate/v1/predictions?cursor=%00",
+                None,
+                "detail",
+            ),
+            (
+                Method::PUT,
+                "/replicate/v1/predictions/x%00",
+                Some(json!({"input": {}})),
+                "detail",
+            ),
+            (
+                Method::POST,
+                "/replicate/v1/predictions",
+                Some(json!({"version": "v\u{0}", "input": {}})),
+                "detail",
+            ),
+            (
+                Method::GET,
+                "/sartiq/api/v1/generation-models/x%00",
+                None,
+                "detail",
+            ),
+        ];
+        for (method, path, body, shape) in probes {
+            let own = if path.starts_with("/v1/keys") {
+                ADMIN_KEY
+            } else {
+                key.as_str()
+            };
+            for k in [Some(own), None] {
+                let mut r = t.req(method.clone(), path, k);
+                if let Some(b) = &body {
+                    r = r.json(b);
+                }
+                let (s, v) = get(r.send().await.unwrap()).await;
+                let what = format!("{backend} {method} {path} key={}", k.is_some());
+                let text = v.to_string().to_lowercase();
+                assert!(
+                    !text.contains("database") && !text.contains("byte sequence"),
+                    "{what}: {v}"
+                );
+                if k.is_some() {
+                    // 400 is OpenAI's status for invalid input.
+                    assert!(s == 422 || s == 400, "{what}: {s} {v}");
+                    assert!(v.get(shape).is_some(), "{what}: the dialect's shape: {v}");
+                } else {
+                    assert!([400, 401, 422].contains(&s), "{what}: {s} {v}");
+                }
+            }
+        }
+        t.shutdown().await;
+    }
+    drop(pg);
+}
+
+/// A deleted output is absent from its job in every dialect (the store drops it from the
+/// job's outputs, which every dialect's view reads): the native job and OpenAI's job status
+/// (which answered 500 before) answer 200 without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_outputs_are_absent_in_every_dialect() {
+    let t = TestServer::start(|_| {}).await;
+    let (key, _) = t.user("del").await;
+    let img = t.upload(&key, png(8, 8)).await;
+    let job = t
+        .submit(
+            &key,
+            json!({"task": "convert", "input": {"image": img, "format": "png"}}),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = t.wait(&key, &id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let out = done["outputs"][0]["asset_id"].as_str().unwrap().to_string();
+    let (s, v) = t
+        .json(Method::DELETE, &format!("/v1/assets/{out}"), &key, None)
+        .await;
+    assert!(s == 200 || s == 204, "{s} {v}");
+
+    let (s, v) = t
+        .json(Method::GET, &format!("/v1/jobs/{id}"), &key, None)
+        .await;
+    assert_eq!((s, v["outputs"].clone()), (200, json!([])), "{v}");
+    let (s, v) = t
+        .json(Method::GET, &format!("/openai/v1/jobs/{id}"), &key, None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["outputData"]["data"], json!([]), "{v}");
+    t.shutdown().await;
+}
+
+/// Local model paths are confined to the models folder (and `--model-roots`): the API
+/// refuses others at registration, the engine refuses rows written around it without saying
+/// whether the path exists; and only admins see `source`, `support_dir` and `base_url`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_paths_are_confined_and_shown_to_admins_only() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let models = dir.path().join("models");
+    easel_diffusion::tiny::make_tiny(
+        &models.join("tiny"),
+        easel_diffusion::tiny::TinyFamily::Sd15,
+        0,
+    )
+    .unwrap();
+    let t = TestServer::start_in(dir.clone(), |c| c.scan_models = true).await;
+    let (key, _) = t.user("user").await;
+
+    // Paths are for admins.
+    let (_, list) = t.json(Method::GET, "/v1/models", &key, None).await;
+    assert!(
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["source"].is_null()),
+        "{list}"
+    );
+    let (_, m) = t.json(Method::GET, "/v1/models/tiny", &key, None).await;
+    assert!(m["source"].is_null(), "{m}");
+    let (_, m) = t
+        .json(Method::GET, "/v1/models/tiny", ADMIN_KEY, None)
+        .await;
+    assert!(
+        m["source"].as_str().unwrap().ends_with("/models/tiny"),
+        "{m}"
+    );
+
+    // Registration: outside the roots is a 422 on the field.
+    let root = std::fs::canonicalize(&models)
+        .unwrap()
+        .display()
+        .to_string();
+    for (body, field) in [
+        (
+            json!({"name": "etc", "source": "/etc", "tasks": ["txt2img"]}),
+            "source",
+        ),
+        (
+            json!({"name": "up", "source": "tiny/../../..", "tasks": ["txt2img"]}),
+            "source",
+        ),
+        (
+            json!({"name": "beside", "source": format!("{root}-other/x"), "tasks": ["txt2img"]}),
+            "source",
+        ),
+        (
+            json!({"name": "sup", "source": "tiny", "provider_config": {"support_dir": "/etc"}}),
+            "provider_config.support_dir",
+        ),
+    ] {
+        let (s, v) = t
+            .json(Method::POST, "/v1/models", ADMIN_KEY, Some(body.clone()))
+            .await;
+        assert_eq!(
+            (s, v["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{body}: {v}"
+        );
+    }
+    let (s, v) = t
+        .json(
+            Method::PATCH,
+            "/v1/models/tiny",
+            ADMIN_KEY,
+            Some(json!({"source": "/etc/passwd"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (422, Some("source")),
+        "{v}"
+    );
+    // The Sartiq registry's public reads show no locations either.
+    let (s, v) = t
+        .json(
+            Method::PATCH,
+            "/v1/models/tiny",
+            ADMIN_KEY,
+            Some(json!({"provider_config": {"support_dir": format!("{root}/tiny")}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let r = t.req(Method::GET, "/sartiq/api/v1/generation-models/tiny", None);
+    let (s, v) = get(r.send().await.unwrap()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["provider_config"], json!({}), "{v}");
+
+    // A path relative to the models folder runs.
+    let (s, v) = t
+        .json(
+            Method::POST,
+            "/v1/models",
+            ADMIN_KEY,
+            Some(json!({"name": "rel", "source": "tiny", "family": "sd15", "tasks": ["txt2img"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let gen = |model: &str| {
+        json!({"task": "txt2img", "model": model,
+            "input": {"prompt": "x", "width": 64, "height": 64, "steps": 1}})
+    };
+    let job = t.submit(&key, gen("rel")).await;
+    let done = t.wait(&key, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    // A row written around the API (an older version, by hand) is refused when it runs,
+    // and the submitter learns nothing of the path.
+    let spec: easel_core::model::ModelSpec = serde_json::from_value(json!({
+        "name": "outside", "source": "/etc/hostname", "family": "sd15", "tasks": ["txt2img"]
+    }))
+    .unwrap();
+    easel_store::models::create(&t.server().state.store.db, &spec, false)
+        .await
+        .unwrap();
+    let job = t.submit(&key, gen("outside")).await;
+    let done = t.wait(&key, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let text = done["error"].to_string();
+    assert!(!text.contains("/etc"), "{text}");
+    assert!(text.contains("outside the folders"), "{text}");
+    t.shutdown().await;
+}
+
+/// Revocation takes effect at once: in the process that revoked, in another API process on
+/// the same PostgreSQL (its key cache is emptied by `NOTIFY`; the cache here would otherwise
+/// trust the key for an hour), and for signed URLs handed out before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_ends_keys_everywhere_and_the_links_handed_out() {
+    let pg = match std::env::var("EASEL_TEST_DATABASE_URL") {
+        Ok(url) => Some(easel_store::testing::postgres(&url).await),
+        Err(_) => {
+            eprintln!("skipping PostgreSQL: EASEL_TEST_DATABASE_URL is not set");
+            None
+        }
+    };
+    let db_url = pg.as_ref().map(|p| p.db_url.clone());
+    let long_cache = |c: &mut easel_api::server::Config| {
+        c.database_url = db_url.clone();
+        c.auth_cache_ttl = Duration::from_secs(3600);
+    };
+    let t = TestServer::start(long_cache).await;
+    let (key, user_id) = t.user("rita").await;
+    let img = t.upload(&key, png(8, 8)).await;
+    let job = t
+        .submit(
+            &key,
+            json!({"task": "convert", "input": {"image": img, "format": "png"}}),
+        )
+        .await;
+    let done = t.wait(&key, job["id"].as_str().unwrap()).await;
+    let link = done["outputs"][0]["url"].as_str().unwrap().to_string();
+    assert!(link.contains("iat="), "{link}");
+    assert_eq!(t.http.get(&link).send().await.unwrap().status(), 200);
+
+    // A second API process on the same database, which has the key cached.
+    let other = match &pg {
+        Some(_) => Some(TestServer::start(long_cache).await),
+        None => None,
+    };
+    if let Some(o) = &other {
+        let (s, v) = o.json(Method::GET, "/v1/me", &key, None).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    let key_id = {
+        let (_, me) = t.json(Method::GET, "/v1/me", &key, None).await;
+        me["key_id"].as_str().unwrap().to_string()
+    };
+    let (s, v) = t
+        .json(
+            Method::DELETE,
+            &format!("/v1/keys/{key_id}"),
+            ADMIN_KEY,
+            None,
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
+    let (s, _) = t.json(Method::GET, "/v1/me", &key, None).await;
+    assert_eq!(s, 401, "the revoking process refuses the key at once");
+    assert_eq!(
+        t.http.get(&link).send().await.unwrap().status(),
+        401,
+        "a link issued before the revocation is revoked with it"
+    );
+    if let Some(o) = &other {
+        let mut refused = false;
+        for _ in 0..200 {
+            let (s, _) = o.json(Method::GET, "/v1/me", &key, None).await;
+            if s == 401 {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            refused,
+            "the other process dropped its cached key on the notice"
+        );
+    }
+
+    // The owner's new key gets fresh links that work.
+    let (s, v) = t
+        .json(
+            Method::POST,
+            "/v1/keys",
+            ADMIN_KEY,
+            Some(json!({"name": "second", "user_id": user_id})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let key2 = v["key"].as_str().unwrap().to_string();
+    let (_, again) = t
+        .json(
+            Method::GET,
+            &format!("/v1/jobs/{}", job["id"].as_str().unwrap()),
+            &key2,
+            None,
+        )
+        .await;
+    let fresh = again["outputs"][0]["url"].as_str().unwrap();
+    assert_eq!(t.http.get(fresh).send().await.unwrap().status(), 200);
+    if let Some(o) = other {
+        o.shutdown().await;
+    }
+    t.shutdown().await;
+    drop(pg);
+}
+
+/// What a worker killed between writing an output blob and committing its row leaves (an
+/// intent and a blob) is deleted when a server starts: no blob stays without its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_collects_blobs_a_crash_left_without_rows() {
+    let t = TestServer::start(|_| {}).await;
+    let (key, user_id) = t.user("crash").await;
+    let kept = t.upload(&key, png(8, 8)).await;
+    let store = t.server().state.store.clone();
+    let orphan = easel_core::id::new(easel_core::id::ASSET);
+    let orphan_key = easel_core::asset::blob_key(&user_id, &orphan);
+    easel_store::intents::put(&store, &orphan, &orphan_key, bytes::Bytes::from(png(4, 4)))
+        .await
+        .unwrap();
+    let dir = t.dir.clone();
+    t.srv.unwrap().abort().await;
+
+    let t = TestServer::start_in(dir, |c| c.orphan_grace = Duration::ZERO).await;
+    let store = t.server().state.store.clone();
+    let mut gone = false;
+    for _ in 0..200 {
+        if !store.blobs.exists(&orphan_key).await.unwrap() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the orphaned blob is collected at start");
+    let r = t.req(
+        Method::GET,
+        &format!("/v1/assets/{kept}/content"),
+        Some(&key),
+    );
+    assert_eq!(
+        r.send().await.unwrap().status(),
+        200,
+        "committed assets stay"
+    );
+    t.shutdown().await;
+}

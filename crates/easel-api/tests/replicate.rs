@@ -453,6 +453,27 @@ async fn put_is_idempotent_and_cancel_stops_predictions() {
     t.shutdown().await;
 }
 
+/// A webhook the server may not reach is a 422 on the request's own field.
+#[tokio::test]
+async fn internal_webhooks_are_refused_on_their_field() {
+    let t = server(|c| c.queue.webhook_policy = easel_net::Policy::public()).await;
+    let (key, _) = t.user("mallory").await;
+    for (body, loc) in [
+        (
+            json!({"input": {"prompt": "x"}, "webhook": "http://127.0.0.1:7878/v1/keys"}),
+            json!(["body", "webhook"]),
+        ),
+        (
+            json!({"input": {"prompt": "x"}, "webhook_completed": "http://169.254.169.254/"}),
+            json!(["body", "webhook_completed"]),
+        ),
+    ] {
+        let (s, v) = post(&t, PRED, &key, body.clone()).await;
+        assert_eq!(s, 422, "{body}: {v}");
+        assert_eq!(v["detail"][0]["loc"], loc, "{body}: {v}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_come_in_fastapis_shapes() {
     let t = server(|c| c.workers = 0).await;

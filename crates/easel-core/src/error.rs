@@ -136,6 +136,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Deserialize `value`, naming the failing field by its path (`palette[1]`, `webhook.url`;
 /// a missing field by its own name). Errors are `Invalid`.
 pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
+    if let Some(field) = nul_in(&value) {
+        return Err(Error::invalid(field, NUL_MESSAGE));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -157,4 +160,67 @@ pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Re
             None => err,
         }
     })
+}
+
+/// What a request is told when text holds a NUL character.
+pub const NUL_MESSAGE: &str = "must not contain NUL characters";
+
+/// The path (`input.prompt`, `loras[0].model`) of the first string or key in `v` that
+/// holds a NUL character: no text Easel stores or looks up may hold one (PostgreSQL's text
+/// cannot), so requests are refused before they reach the database.
+pub fn nul_in(v: &serde_json::Value) -> Option<String> {
+    fn walk(v: &serde_json::Value, path: &mut String) -> bool {
+        let len = path.len();
+        let found = match v {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+                path.push_str(&format!("[{i}]"));
+                let hit = walk(item, path);
+                if !hit {
+                    path.truncate(len);
+                }
+                hit
+            }),
+            serde_json::Value::Object(map) => map.iter().any(|(k, item)| {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                let hit = k.contains('\0') || walk(item, path);
+                if !hit {
+                    path.truncate(len);
+                }
+                hit
+            }),
+            _ => false,
+        };
+        found
+    }
+    let mut path = String::new();
+    walk(v, &mut path).then(|| if path.is_empty() { "body".into() } else { path })
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_are_found_with_their_path() {
+        let v = serde_json::json!({"a": "ok", "b": [1, {"c": "x\u{0}y"}]});
+        assert_eq!(nul_in(&v).as_deref(), Some("b[1].c"));
+        assert_eq!(
+            nul_in(&serde_json::json!({"k\u{0}": 1})).as_deref(),
+            Some("k\u{0}")
+        );
+        assert_eq!(nul_in(&serde_json::json!("\u{0}")).as_deref(), Some("body"));
+        assert_eq!(
+            nul_in(&serde_json::json!({"a": ["x", "y"], "b": {"c": 1}})),
+            None
+        );
+        let e = from_json::<serde_json::Value>(v).unwrap_err();
+        assert_eq!(
+            (e.kind, e.field.as_deref()),
+            (ErrorKind::Invalid, Some("b[1].c"))
+        );
+    }
 }

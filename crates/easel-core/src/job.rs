@@ -307,6 +307,51 @@ pub struct NewJob {
     /// An id a dialect gives the job; a second submit with the same id (and owner) answers
     /// with the first job instead of creating one (Replicate's idempotent `PUT`).
     pub external_id: Option<ExternalId>,
+    /// What the job occupies while it runs (`Resource::of`): workers claim by it.
+    pub resource: Resource,
+}
+
+/// What a running job occupies. Each worker claims jobs of some resources only, so a job
+/// that waits for a busy resource is never claimed (and never blocks a worker) while jobs
+/// of another could run: two generations queued for the one device do not hold back a
+/// 10 ms image tool. Fairness (priority, then the owners' turns) holds within each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Resource {
+    /// The local diffusion engine's device (one generation at a time).
+    Device,
+    /// A CPU core: the image tools.
+    #[default]
+    Cpu,
+    /// Another server: generations of remote providers (waiting on the network).
+    Network,
+}
+
+impl Resource {
+    pub const ALL: [Resource; 3] = [Resource::Device, Resource::Cpu, Resource::Network];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Device => "device",
+            Resource::Cpu => "cpu",
+            Resource::Network => "network",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Resource> {
+        Resource::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The resource of a `task` run by a model of `provider`: generations of the local
+    /// provider need the device, those of other providers the network; tools a CPU.
+    pub fn of(task: &str, provider: Option<&str>) -> Resource {
+        if !crate::generate::TASKS.contains(&task) {
+            return Resource::Cpu;
+        }
+        match provider {
+            None | Some("local") => Resource::Device,
+            Some(_) => Resource::Network,
+        }
+    }
 }
 
 /// An id a dialect gives to one of Easel's objects, unique per namespace and owner.
@@ -383,5 +428,25 @@ mod tests {
             bad.validate().unwrap_err().field.as_deref(),
             Some("webhook.url")
         );
+    }
+}
+
+#[cfg(test)]
+mod resource_tests {
+    use super::Resource;
+
+    #[test]
+    fn generations_need_the_device_or_the_network_and_tools_a_cpu() {
+        assert_eq!(Resource::of("txt2img", Some("local")), Resource::Device);
+        assert_eq!(Resource::of("inpaint", None), Resource::Device);
+        assert_eq!(
+            Resource::of("img2img", Some("replicate")),
+            Resource::Network
+        );
+        assert_eq!(Resource::of("convert", None), Resource::Cpu);
+        assert_eq!(Resource::of("upscale", Some("local")), Resource::Cpu);
+        for r in Resource::ALL {
+            assert_eq!(Resource::parse(r.as_str()), Some(r));
+        }
     }
 }

@@ -469,7 +469,28 @@ impl ModelSpec {
     }
 }
 
+/// Keys of a provider config that say where something is on this server's disk or
+/// network (`support_dir`, an upstream's `base_url`): shown to admins only.
+pub const LOCATION_KEYS: &[&str] = &["support_dir", "base_url"];
+
 impl Model {
+    /// The model as a caller who is not an admin sees it: without `source` and without the
+    /// provider configs' locations (`LOCATION_KEYS`), which would tell where this server keeps
+    /// files and which internal hosts it reaches.
+    pub fn without_locations(mut self) -> Model {
+        self.source = None;
+        let strip = |c: &mut serde_json::Value| {
+            if let Some(map) = c.as_object_mut() {
+                map.retain(|k, _| !LOCATION_KEYS.contains(&k.as_str()));
+            }
+        };
+        strip(&mut self.provider_config);
+        if let Some(c) = self.fallback_provider_config.as_mut() {
+            strip(c);
+        }
+        self
+    }
+
     pub fn spec(&self) -> ModelSpec {
         ModelSpec {
             name: self.name.clone(),
@@ -815,5 +836,128 @@ mod tests {
             both.contains("fal_standard") && both.contains("its fallback"),
             "{both}"
         );
+    }
+}
+
+/// Where a local model's files may be: a `source` (or `support_dir`) must lie under one of
+/// `roots` (canonical folders: the models folder, then `--model-roots`). A relative path is
+/// taken under the first root; a path with `..` is refused. The check is on the path as
+/// written (no I/O): links an operator places inside a root are followed.
+pub fn confine_path(
+    field: &str,
+    path: &str,
+    roots: &[std::path::PathBuf],
+) -> Result<std::path::PathBuf> {
+    use std::path::{Component, Path};
+    let outside = || {
+        Error::invalid(
+            field,
+            "must be a file or folder under the models folder (or a folder of --model-roots)",
+        )
+    };
+    let p = Path::new(path);
+    if path.is_empty() || p.components().any(|c| c == Component::ParentDir) {
+        return Err(outside());
+    }
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        roots.first().ok_or_else(outside)?.join(p)
+    };
+    if roots.iter().any(|r| full.starts_with(r)) {
+        Ok(full)
+    } else {
+        Err(outside())
+    }
+}
+
+impl ModelSpec {
+    /// `source` and each provider config's `support_dir` confined to `roots`
+    /// (`confine_path`), for models whose files this server reads.
+    pub fn check_paths(&self, roots: &[std::path::PathBuf]) -> Result<()> {
+        if let Some(src) = self.source.as_deref().filter(|s| !s.is_empty()) {
+            confine_path("source", src, roots)?;
+        }
+        let configs = [
+            ("provider_config", Some(&self.provider_config)),
+            (
+                "fallback_provider_config",
+                self.fallback_provider_config.as_ref(),
+            ),
+        ];
+        for (name, config) in configs {
+            if let Some(dir) = config.and_then(|c| c.get("support_dir")) {
+                let field = format!("{name}.support_dir");
+                let dir = dir
+                    .as_str()
+                    .ok_or_else(|| Error::invalid(&field, "must be a path"))?;
+                confine_path(&field, dir, roots)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn local_paths_stay_under_the_roots() {
+        let roots = [PathBuf::from("/data/models"), PathBuf::from("/mnt/weights")];
+        let ok = |p: &str| confine_path("source", p, &roots);
+        assert_eq!(
+            ok("/data/models/sd15").unwrap(),
+            PathBuf::from("/data/models/sd15")
+        );
+        assert_eq!(
+            ok("sd15/unet").unwrap(),
+            PathBuf::from("/data/models/sd15/unet")
+        );
+        assert!(ok("/mnt/weights/x.safetensors").is_ok());
+        for bad in [
+            "/etc/passwd",
+            "/data/models/../secret",
+            "../x",
+            "/data/modelsX/y",
+            "",
+        ] {
+            let e = ok(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("source"), "{bad}");
+        }
+        assert!(confine_path("source", "x", &[]).is_err());
+    }
+
+    #[test]
+    fn non_admins_see_no_locations() {
+        let m = Model {
+            id: "mdl_x".into(),
+            name: "x".into(),
+            aliases: vec![],
+            family: "sd15".into(),
+            tasks: vec![],
+            source: Some("/data/models/x".into()),
+            provider: "local".into(),
+            provider_config: serde_json::json!({"support_dir": "/data/s", "model": "m"}),
+            provider_capabilities: None,
+            fallback_provider: Some("easel".into()),
+            fallback_provider_config: Some(serde_json::json!({"base_url": "http://10.0.0.2"})),
+            fallback_provider_capabilities: None,
+            defaults: Default::default(),
+            limits: Default::default(),
+            icon: None,
+            tool_types: vec![],
+            recommended: false,
+            beta: false,
+            tags: vec![],
+            discovered: false,
+            created_at: crate::time::now(),
+            updated_at: crate::time::now(),
+        }
+        .without_locations();
+        assert_eq!(m.source, None);
+        assert_eq!(m.provider_config, serde_json::json!({"model": "m"}));
+        assert_eq!(m.fallback_provider_config, Some(serde_json::json!({})));
     }
 }

@@ -40,6 +40,9 @@ pub struct EngineConfig {
     /// Bytes of weights kept loaded; `None`: no limit but the count. A model larger than
     /// the budget still loads (alone).
     pub memory_budget: Option<u64>,
+    /// The only folders local weights are read from (`source`, `support_dir`, LoRA files):
+    /// the models folder first (`server::start` puts it there), then `--model-roots`.
+    pub model_roots: Vec<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +51,7 @@ impl Default for EngineConfig {
             device: "cpu".into(),
             max_loaded_models: 1,
             memory_budget: None,
+            model_roots: Vec::new(),
         }
     }
 }
@@ -92,6 +96,11 @@ impl Engine {
             cache: Mutex::new(Vec::new()),
             device_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The folders local weights are read from (`EngineConfig::model_roots`).
+    pub fn model_roots(&self) -> &[PathBuf] {
+        &self.config.model_roots
     }
 
     /// Names (sources) of the loaded pipelines, least recently used first.
@@ -262,7 +271,12 @@ pub struct Prepared {
     pub init_id: Option<String>,
 }
 
-async fn prepare(store: &Store, limits: &Limits, job: &Job) -> Result<Prepared, RunError> {
+async fn prepare(
+    roots: &[PathBuf],
+    store: &Store,
+    limits: &Limits,
+    job: &Job,
+) -> Result<Prepared, RunError> {
     let parsed = TaskInput::parse(&job.task, job.input.clone(), limits)?;
     let input = parsed
         .generation()
@@ -275,7 +289,7 @@ async fn prepare(store: &Store, limits: &Limits, job: &Job) -> Result<Prepared, 
     let model = easel_store::models::resolve(&store.db, name)
         .await?
         .ok_or_else(|| Error::invalid("model", format!("no model named `{name}`")))?;
-    let mut load = base_spec(&model)?;
+    let mut load = base_spec(&model, roots)?;
     let mut loras = Vec::new();
     for (i, l) in input.loras.iter().enumerate() {
         let field = format!("input.loras[{i}].model");
@@ -286,7 +300,7 @@ async fn prepare(store: &Store, limits: &Limits, job: &Job) -> Result<Prepared, 
         let src = m
             .source
             .ok_or_else(|| Error::invalid(&field, "the LoRA has no file (`source`)"))?;
-        loras.push((PathBuf::from(src), l.scale as f64));
+        loras.push((confined(&field, &src, roots)?, l.scale as f64));
     }
     load.loras = loras;
     let fetch = |id: Option<String>, field: &'static str| async move {
@@ -318,22 +332,38 @@ async fn prepare(store: &Store, limits: &Limits, job: &Job) -> Result<Prepared, 
 }
 
 /// The weights of a local model, without LoRAs.
-fn base_spec(model: &easel_core::model::Model) -> Result<LoadSpec, Error> {
+fn base_spec(model: &easel_core::model::Model, roots: &[PathBuf]) -> Result<LoadSpec, Error> {
     let source = model.source.clone().ok_or_else(|| {
         Error::invalid(
             "model",
             format!("the model `{}` has no local weights (`source`)", model.name),
         )
     })?;
+    let support = match model
+        .provider_config
+        .get("support_dir")
+        .and_then(|v| v.as_str())
+    {
+        Some(dir) => Some(confined("model", dir, roots)?),
+        None => None,
+    };
     Ok(LoadSpec {
-        source: PathBuf::from(source),
-        support: model
-            .provider_config
-            .get("support_dir")
-            .and_then(|v| v.as_str())
-            .map(PathBuf::from),
+        source: confined("model", &source, roots)?,
+        support,
         family: model.family.clone(),
         loras: Vec::new(),
+    })
+}
+
+/// A registry path confined to the model roots (`easel_core::model::confine_path`). The
+/// error names no path: it reaches whoever submitted the job.
+fn confined(field: &str, path: &str, roots: &[PathBuf]) -> Result<PathBuf, Error> {
+    easel_core::model::confine_path(field, path, roots).map_err(|_| {
+        Error::invalid(
+            field,
+            "the model's files are outside the folders this server loads models from; an \
+             admin must move them under the models folder or add a --model-roots folder",
+        )
     })
 }
 
@@ -355,7 +385,7 @@ pub async fn embed(
             ),
         ));
     }
-    let spec = base_spec(model)?;
+    let spec = base_spec(model, &engine.config.model_roots)?;
     let _device = engine.device_lock.lock().await;
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || {
@@ -376,7 +406,7 @@ pub async fn run(
     job: &Job,
     ctx: &RunContext,
 ) -> Result<RunOutput, RunError> {
-    let p = prepare(store, limits, job).await?;
+    let p = prepare(&engine.config.model_roots, store, limits, job).await?;
     let _device = engine.device_lock.lock().await;
     ctx.check()?;
     let engine = engine.clone();

@@ -60,7 +60,12 @@ pub async fn scan(db: &Db, dir: &Path) -> Result<usize> {
             .then(|| path.file_name().map(|f| f.to_string_lossy().into_owned()))
             .flatten()
             .filter(|f| *f != found.name && easel_core::model::check_name("alias", f).is_ok());
-        let source = std::fs::canonicalize(&path).unwrap_or(path.clone());
+        // The canonical models folder joined with the entry's own name: an operator's link
+        // inside the folder is followed at load time, and the path stays under the root.
+        let source = match (std::fs::canonicalize(dir), path.file_name()) {
+            (Ok(root), Some(name)) => root.join(name),
+            _ => path.clone(),
+        };
         let mut spec = ModelSpec {
             name: found.name.clone(),
             aliases: file_alias.iter().cloned().collect(),

@@ -41,6 +41,27 @@ pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// What `Queue::announce` says about a job, to this process and the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announce {
+    /// Queued or requeued: workers should claim.
+    Queued,
+    /// A cancel was asked for while it runs.
+    Cancel,
+    /// Its state changed (claimed, ended).
+    Changed,
+}
+
+impl Announce {
+    fn as_str(self) -> &'static str {
+        match self {
+            Announce::Queued => "queued",
+            Announce::Cancel => "cancel",
+            Announce::Changed => "changed",
+        }
+    }
+}
+
 /// What changed about a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoticeKind {
@@ -76,6 +97,9 @@ pub struct QueueConfig {
     pub webhook_max_attempts: u32,
     /// Per-request timeout of a webhook delivery.
     pub webhook_timeout: Duration,
+    /// Which addresses webhook receivers may have: public ones, plus the operator's
+    /// allow-list (`--webhook-allow`). Checked at submit and again at every delivery.
+    pub webhook_policy: easel_net::Policy,
     /// Attempts per job before a job whose worker keeps dying fails.
     pub max_attempts: u32,
     /// Queued jobs one owner may have.
@@ -94,6 +118,7 @@ impl Default for QueueConfig {
             webhook_retry_max: Duration::from_secs(600),
             webhook_max_attempts: 8,
             webhook_timeout: Duration::from_secs(10),
+            webhook_policy: easel_net::Policy::public(),
             max_attempts: 3,
             max_queued_per_owner: 5_000,
         }
@@ -133,9 +158,7 @@ impl Queue {
         }
         let ins = jobs::insert(&self.store.db, &new, self.config.max_queued_per_owner).await?;
         if ins.created {
-            self.new_work.notify_waiters();
-            self.new_work.notify_one();
-            self.notify(&ins.job.id, NoticeKind::Changed);
+            self.announce(Announce::Queued, &ins.job.id).await;
         }
         Ok(ins)
     }
@@ -143,13 +166,12 @@ impl Queue {
     /// Cancel a job (see `easel_store::jobs::request_cancel`).
     pub async fn cancel(&self, id: &str, owner_id: Option<&str>) -> Result<Job> {
         let job = jobs::request_cancel(&self.store.db, id, owner_id).await?;
-        let kind = if job.status.is_terminal() {
-            self.webhooks_due();
-            NoticeKind::Changed
+        let what = if job.status.is_terminal() {
+            Announce::Changed
         } else {
-            NoticeKind::CancelRequested
+            Announce::Cancel
         };
-        self.notify(id, kind);
+        self.announce(what, id).await;
         Ok(job)
     }
 
@@ -175,6 +197,53 @@ impl Queue {
             job_id: job_id.to_string(),
             kind,
         });
+    }
+
+    /// Say what happened to a job, to this process and (PostgreSQL `NOTIFY`) to every other
+    /// one: workers elsewhere claim a queued job at once, a cancel reaches the worker running
+    /// the job, long-polls and SSE streams elsewhere see the change. Timers stay the safety
+    /// net, so a notice that fails to go out only delays.
+    pub(crate) async fn announce(&self, what: Announce, job_id: &str) {
+        self.heard_locally(what, job_id);
+        let payload = format!("{}:{job_id}", what.as_str());
+        if let Err(e) = self
+            .store
+            .db
+            .notify(easel_store::notify::JOBS, &payload)
+            .await
+        {
+            tracing::warn!(error = %e, job = job_id, "could not notify other processes");
+        }
+    }
+
+    /// A notice from another process (a payload of `easel_store::notify::JOBS`), or this
+    /// one's own coming back: wakes what waits here. Unknown payloads are ignored.
+    pub fn heard(&self, payload: &str) {
+        let Some((what, job_id)) = payload.split_once(':') else {
+            return;
+        };
+        let what = match what {
+            "queued" => Announce::Queued,
+            "cancel" => Announce::Cancel,
+            "changed" => Announce::Changed,
+            _ => return,
+        };
+        self.heard_locally(what, job_id);
+    }
+
+    fn heard_locally(&self, what: Announce, job_id: &str) {
+        match what {
+            Announce::Queued => {
+                self.new_work.notify_waiters();
+                self.new_work.notify_one();
+                self.notify(job_id, NoticeKind::Changed);
+            }
+            Announce::Cancel => self.notify(job_id, NoticeKind::CancelRequested),
+            Announce::Changed => {
+                self.notify(job_id, NoticeKind::Changed);
+                self.webhooks_due();
+            }
+        }
     }
 
     /// Wake the webhook dispatcher (deliveries were enqueued).
@@ -214,11 +283,12 @@ impl Queue {
                 Ok(jobs) => {
                     for j in &jobs {
                         tracing::warn!(job = %j.id, status = j.status.as_str(), attempts = j.attempts, "lease expired");
-                        self.notify(&j.id, NoticeKind::Changed);
-                    }
-                    if !jobs.is_empty() {
-                        self.new_work.notify_waiters();
-                        self.webhooks_due();
+                        let what = if j.status.is_terminal() {
+                            Announce::Changed
+                        } else {
+                            Announce::Queued
+                        };
+                        self.announce(what, &j.id).await;
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "reaper failed"),

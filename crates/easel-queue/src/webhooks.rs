@@ -2,6 +2,11 @@
 //! `webhook-timestamp` and `webhook-signature` (`v1,` + base64 HMAC-SHA256 of
 //! `id.timestamp.body` under the owner's `whsec_` secret). Deliveries retry with exponential
 //! backoff on network errors, 429 and 5xx; other answers end them. Every attempt is recorded.
+//!
+//! Receivers are reached under the queue's `webhook_policy` (`easel-net`): the URL's host is
+//! resolved at each delivery, every address must be public or allowed, and the connection
+//! goes to the address checked. Redirects are not followed. A refused receiver ends the
+//! delivery after one attempt whose error names no answer, so the log cannot map a network.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,19 +49,11 @@ pub fn backoff(base: Duration, max: Duration, failed_attempts: u32) -> Duration 
 impl Queue {
     /// Send due deliveries until `stop` turns true.
     pub async fn run_webhooks(&self, enrich: Option<Enricher>, mut stop: watch::Receiver<bool>) {
-        let client = reqwest::Client::builder()
-            .timeout(self.config.webhook_timeout)
-            .user_agent(concat!("easel-webhooks/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("http client");
         loop {
             let woken = self.new_webhooks.notified();
             match webhooks::claim_due(&self.store.db, 60_000, 32).await {
                 Ok(due) if !due.is_empty() => {
-                    let sends = due
-                        .iter()
-                        .map(|d| self.deliver(&client, d, enrich.as_ref()));
+                    let sends = due.iter().map(|d| self.deliver(d, enrich.as_ref()));
                     futures::future::join_all(sends).await;
                     continue;
                 }
@@ -71,7 +68,16 @@ impl Queue {
         }
     }
 
-    async fn deliver(&self, client: &reqwest::Client, d: &Delivery, enrich: Option<&Enricher>) {
+    async fn deliver(&self, d: &Delivery, enrich: Option<&Enricher>) {
+        let client = match self.receiver(&d.url).await {
+            Ok(c) => c,
+            Err(why) => {
+                tracing::warn!(delivery = %d.id, job = %d.job_id, error = %why, "webhook receiver refused");
+                self.record(d, false, false, None, Some(format!("refused: {why}")), 0)
+                    .await;
+                return;
+            }
+        };
         let secret = match easel_store::users::webhook_secret(&self.store.db, &d.owner_id).await {
             Ok(s) => s,
             Err(e) => {
@@ -112,6 +118,23 @@ impl Queue {
         };
         self.record(d, ok, retry, status_code, error, duration_ms)
             .await;
+    }
+
+    /// A client pinned to the receiver's checked address, or why it may not be reached.
+    async fn receiver(&self, url: &str) -> Result<reqwest::Client, String> {
+        let url = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+        let target = self
+            .config
+            .webhook_policy
+            .resolve(&url)
+            .await
+            .map_err(|e| e.to_string())?;
+        target
+            .client()
+            .timeout(self.config.webhook_timeout)
+            .user_agent(concat!("easel-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())
     }
 
     /// Record one attempt and schedule the next (backoff) or end the delivery.

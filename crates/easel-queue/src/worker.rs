@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use easel_core::asset::{blob_key, Asset, AssetKind};
-use easel_core::job::{codes, JobError, Progress};
+use easel_core::job::{codes, JobError, Progress, Resource};
 use easel_core::{time, Job};
+use easel_store::intents;
 use easel_store::jobs::{self, Finished, LeaseState};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, watch};
 use tracing::Instrument;
 
-use crate::{NoticeKind, Queue};
+use crate::{Announce, NoticeKind, Queue};
 
 /// One output image of a run.
 #[derive(Debug, Clone)]
@@ -187,15 +188,29 @@ pub struct Worker {
     pub id: String,
     queue: Queue,
     executor: Arc<dyn Executor>,
+    /// The resources of the jobs it claims (`NewJob::resource`).
+    resources: Vec<Resource>,
 }
 
 impl Worker {
+    /// A worker that claims jobs of every resource.
     pub fn new(queue: Queue, executor: Arc<dyn Executor>) -> Worker {
+        Worker::for_resources(queue, executor, &Resource::ALL)
+    }
+
+    /// A worker that claims only jobs needing one of `resources` (a process runs one for
+    /// the device and others for the CPU and the network: see `Resource`).
+    pub fn for_resources(
+        queue: Queue,
+        executor: Arc<dyn Executor>,
+        resources: &[Resource],
+    ) -> Worker {
         let id = format!("wrk_{}", ulid::Ulid::new().to_string().to_lowercase());
         Worker {
             id,
             queue,
             executor,
+            resources: resources.to_vec(),
         }
     }
 
@@ -209,17 +224,17 @@ impl Worker {
                 return;
             }
             let notified = new_work.notified();
-            match jobs::claim(
+            match jobs::claim_for(
                 &self.queue.store.db,
                 &self.id,
                 self.lease_ms(),
                 Some(&tasks),
+                &self.resources,
             )
             .await
             {
                 Ok(Some(job)) => {
-                    self.queue.notify(&job.id, NoticeKind::Changed);
-                    self.queue.webhooks_due();
+                    self.queue.announce(Announce::Changed, &job.id).await;
                     let span = tracing::info_span!("job", id = %job.id, task = %job.task, attempt = job.attempts);
                     self.run_job(job, stop.clone()).instrument(span).await;
                     continue;
@@ -273,7 +288,7 @@ impl Worker {
                     let _ = tokio::time::timeout(Duration::from_secs(5), &mut run).await;
                     keeper.abort();
                     match jobs::release(&self.queue.store.db, &job.id, &self.id).await {
-                        Ok(_) => self.queue.notify(&job.id, NoticeKind::Changed),
+                        Ok(_) => self.queue.announce(Announce::Queued, &job.id).await,
                         Err(e) => tracing::error!(error = %e, "release failed; the lease will expire"),
                     }
                     return;
@@ -297,7 +312,7 @@ impl Worker {
             Ok(out) => self.store_outputs(&job, out).await,
             Err(RunError::Canceled) if stopping && !self.cancel_requested(&job.id).await => {
                 match jobs::release(db, &job.id, &self.id).await {
-                    Ok(_) => self.queue.notify(&job.id, NoticeKind::Changed),
+                    Ok(_) => self.queue.announce(Announce::Queued, &job.id).await,
                     Err(e) => tracing::error!(error = %e, "release failed"),
                 }
                 return;
@@ -319,8 +334,7 @@ impl Worker {
                 tracing::error!(error = %e, "could not record the job's end; its lease will expire")
             }
         }
-        self.queue.notify(&job.id, NoticeKind::Changed);
-        self.queue.webhooks_due();
+        self.queue.announce(Announce::Changed, &job.id).await;
     }
 
     async fn cancel_requested(&self, id: &str) -> bool {
@@ -330,17 +344,24 @@ impl Worker {
     /// Blobs first, then rows + terminal state in one transaction; blobs of a job that ended
     /// otherwise are deleted.
     async fn store_outputs(&self, job: &Job, out: RunOutput) -> easel_core::Result<Finished> {
-        let blobs = &self.queue.store.blobs;
+        let store = &self.queue.store;
+        let written = |assets: &[Asset]| -> Vec<(String, String)> {
+            assets
+                .iter()
+                .map(|a| (a.id.clone(), blob_key(&a.owner_id, &a.id)))
+                .collect()
+        };
         let mut assets = Vec::with_capacity(out.outputs.len());
         for (i, o) in out.outputs.into_iter().enumerate() {
             let id = easel_core::id::new(easel_core::id::ASSET);
             let key = blob_key(&job.owner_id, &id);
             let sha = hex::encode(Sha256::digest(&o.bytes));
             let len = o.bytes.len() as u64;
-            if let Err(e) = blobs.put(&key, o.bytes).await {
-                for a in &assets {
-                    let a: &Asset = a;
-                    let _ = blobs.delete(&blob_key(&a.owner_id, &a.id)).await;
+            if let Err(e) = intents::put(store, &id, &key, o.bytes).await {
+                let mut undo = written(&assets);
+                undo.push((id, key));
+                if let Err(e) = intents::remove(store, &undo).await {
+                    tracing::warn!(error = %e, "outputs left to the collector");
                 }
                 return jobs::fail(
                     &self.queue.store.db,
@@ -376,8 +397,8 @@ impl Worker {
         )
         .await;
         if !matches!(res, Ok(Finished::Done(_))) {
-            for a in &assets {
-                let _ = blobs.delete(&blob_key(&a.owner_id, &a.id)).await;
+            if let Err(e) = intents::remove(store, &written(&assets)).await {
+                tracing::warn!(error = %e, "outputs left to the collector");
             }
         }
         res

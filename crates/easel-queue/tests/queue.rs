@@ -31,6 +31,10 @@ fn config() -> QueueConfig {
         webhook_retry_max: Duration::from_millis(20),
         webhook_max_attempts: 3,
         webhook_timeout: Duration::from_secs(5),
+        // The receivers of these tests listen on loopback: the operator's allow-list.
+        webhook_policy: easel_net::Policy::allowing(vec![
+            easel_net::Allow::parse("127.0.0.1").unwrap()
+        ]),
         max_attempts: 3,
         max_queued_per_owner: 1_000,
     }
@@ -878,5 +882,136 @@ async fn webhooks_are_signed_retried_and_recorded() {
             4,
             "{n}: requests that reached the server"
         );
+    }
+}
+
+/// Under the default policy a delivery to a loopback receiver is refused at delivery time
+/// (a name re-pointed after submit, or a job inserted around the API's check): nothing
+/// reaches the receiver, one attempt is recorded as refused, and it is not retried, so the
+/// delivery log cannot be used to scan the server's network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_to_non_public_receivers_are_refused_at_delivery() {
+    for b in backends().await {
+        let n = b.name;
+        let cfg = QueueConfig {
+            webhook_policy: easel_net::Policy::public(),
+            ..config()
+        };
+        let q = Queue::new(b.store.clone(), cfg);
+        let db = b.db();
+        let owner = user(db, "mallory").await;
+        let (base, hooks) = start_hook_server().await;
+        let mut ids = Vec::new();
+        for url in [
+            format!("{base}/ok"),
+            format!("http://localhost:{}/ok", closed_port()),
+        ] {
+            let mut nj = job(&owner.id, "quick");
+            nj.webhook = Some(Webhook {
+                url,
+                events: vec![WebhookEvent::Completed],
+                format: Default::default(),
+            });
+            ids.push(q.submit(nj).await.unwrap().job.id);
+        }
+        let (exec, _started) = TestExec::new(db);
+        let w = spawn_worker(&q, &exec);
+        let (stop, stop_rx) = watch::channel(false);
+        let dispatcher = Running {
+            stop,
+            handle: tokio::spawn({
+                let q = q.clone();
+                async move { q.run_webhooks(None, stop_rx).await }
+            }),
+        };
+        for id in &ids {
+            assert_eq!(wait_done(&q, id).await.status, JobStatus::Succeeded, "{n}");
+        }
+        eventually("both deliveries settle", || async {
+            settled(&b, &ids[0], 1).await && settled(&b, &ids[1], 1).await
+        })
+        .await;
+        dispatcher.stop().await;
+        w.stop().await;
+        for id in &ids {
+            let ds = easel_store::webhooks::for_job(db, id).await.unwrap();
+            let (d, attempts) = &ds[0];
+            assert_eq!((d.status.as_str(), d.attempts), ("failed", 1), "{n}");
+            assert_eq!(attempts.len(), 1, "{n}");
+            assert_eq!(attempts[0].status_code, None, "{n}");
+            let err = attempts[0].error.as_deref().unwrap_or_default();
+            assert!(
+                err.starts_with("refused:") && err.contains("non-public"),
+                "{n}: {err}"
+            );
+        }
+        assert_eq!(
+            hooks.hits.load(Ordering::SeqCst),
+            0,
+            "{n}: nothing reached the receiver"
+        );
+    }
+}
+
+/// No head-of-line blocking: with one worker for the device and one for the CPU, two long
+/// generations queued first do not hold back a tool job submitted after them. The second
+/// generation is not even claimed while the device is busy (no worker sits on its claim),
+/// and it runs once the first is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_run_beside_generations_that_wait_for_the_device() {
+    use easel_core::job::Resource;
+    for b in backends().await {
+        let n = b.name;
+        let q = Queue::new(b.store.clone(), config());
+        let db = b.db();
+        let owner = user(db, "alice").await;
+        let gen = |task: &str| NewJob {
+            resource: Resource::Device,
+            ..job(&owner.id, task)
+        };
+        let first = q.submit(gen("gated")).await.unwrap().job;
+        let second = q.submit(gen("gated")).await.unwrap().job;
+        let tool = q.submit(job(&owner.id, "quick")).await.unwrap().job;
+
+        let (exec, mut started) = TestExec::new(db);
+        let spawn = |resources: &[Resource]| {
+            let (stop, rx) = watch::channel(false);
+            let w = Worker::for_resources(q.clone(), exec.clone(), resources);
+            Running {
+                stop,
+                handle: tokio::spawn(w.run(rx)),
+            }
+        };
+        let device = spawn(&[Resource::Device]);
+        let cpu = spawn(&[Resource::Cpu, Resource::Network]);
+        let (running, _ctx) = next_started(&mut started).await;
+        assert_eq!(
+            running, first.id,
+            "{n}: the device takes the first generation"
+        );
+
+        assert_eq!(
+            wait_done(&q, &tool.id).await.status,
+            JobStatus::Succeeded,
+            "{n}"
+        );
+        let waiting = jobs::get(db, &second.id).await.unwrap().unwrap();
+        assert_eq!(
+            waiting.status,
+            JobStatus::Queued,
+            "{n}: not claimed while the device is busy"
+        );
+        assert_eq!(waiting.attempts, 0, "{n}");
+
+        exec.gate.add_permits(6);
+        for j in [&first, &second] {
+            assert_eq!(
+                wait_done(&q, &j.id).await.status,
+                JobStatus::Succeeded,
+                "{n}"
+            );
+        }
+        device.stop().await;
+        cpu.stop().await;
     }
 }

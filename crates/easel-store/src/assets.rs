@@ -50,7 +50,7 @@ pub(crate) async fn insert_tx(tx: &mut WriteTx, a: &Asset) -> Result<()> {
     .execute(tx.conn())
     .await
     .map_err(db_err)?;
-    Ok(())
+    crate::intents::clear_tx(tx, &a.id).await
 }
 
 /// Insert one asset row (an upload) in its own transaction.
@@ -87,16 +87,52 @@ pub async fn list(db: &Db, owner_id: &str, before: Option<&str>, limit: u32) -> 
     rows.iter().map(from_row).collect()
 }
 
-/// Delete the row (the caller deletes the blob after: a blob without a row is harmless,
-/// a row without a blob is not).
+/// Delete the row, recording an intent for its blob, which the caller then deletes with
+/// `intents::remove` (a crash before that leaves the intent to the collector: never a row
+/// without its blob, never a blob forgotten).
 pub async fn delete(db: &Db, id: &str) -> Result<bool> {
     let mut tx = db.begin().await?;
+    let row = sqlx::query("SELECT owner_id, job_id FROM assets WHERE id = $1")
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(db_err)?;
+    let job_id = match &row {
+        Some(r) => {
+            let owner = crate::db::get_str(r, "owner_id")?;
+            // The blob outlives the row until the caller deletes it (`intents::remove`).
+            crate::intents::record_tx(&mut tx, id, &easel_core::asset::blob_key(&owner, id))
+                .await?;
+            Some(crate::db::get_opt_str(r, "job_id")?)
+        }
+        None => None,
+    };
     let n = sqlx::query("DELETE FROM assets WHERE id = $1")
         .bind(id)
         .execute(tx.conn())
         .await
         .map_err(db_err)?
         .rows_affected();
+    // The job that made it no longer lists it: every dialect answers the outputs that exist.
+    if let Some(Some(job_id)) = job_id {
+        let sql = format!("SELECT outputs FROM jobs WHERE id = $1{}", db.for_update());
+        let row = sqlx::query(&sql)
+            .bind(&job_id)
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(db_err)?;
+        if let Some(row) = row {
+            let mut outputs: Vec<String> =
+                serde_json::from_value(crate::db::get_json(&row, "outputs")?).unwrap_or_default();
+            outputs.retain(|o| o != id);
+            sqlx::query("UPDATE jobs SET outputs = $1 WHERE id = $2")
+                .bind(serde_json::to_string(&outputs).unwrap_or_else(|_| "[]".into()))
+                .bind(&job_id)
+                .execute(tx.conn())
+                .await
+                .map_err(db_err)?;
+        }
+    }
     tx.commit().await?;
     Ok(n > 0)
 }

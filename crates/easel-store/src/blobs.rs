@@ -128,7 +128,7 @@ fn store_err(e: object_store::Error) -> Error {
         object_store::Error::NotFound { .. } => Error::not_found("blob"),
         e => {
             tracing::error!(error = %e, "blob store error");
-            Error::unavailable(format!("blob store error: {e}"))
+            Error::unavailable("the blob store is unavailable; try again later")
         }
     }
 }

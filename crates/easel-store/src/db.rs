@@ -21,6 +21,8 @@ pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
     write_lock: Option<Arc<Mutex<()>>>,
+    /// The URL connected to (PostgreSQL listeners open their own connection).
+    url: String,
 }
 
 /// A write transaction (plus, on SQLite, the process-wide writer lock). Dropped without
@@ -118,6 +120,7 @@ impl Db {
             pool,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            url,
         })
     }
 
@@ -147,6 +150,39 @@ impl Db {
         }
     }
 
+    /// `FOR UPDATE` where the database has it (SQLite's writer lock serializes writers).
+    pub fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Tell every process listening on `channel` (`notify`): PostgreSQL's `NOTIFY`, sent
+    /// now (outside any transaction). SQLite has no such thing: a no-op there, where the
+    /// processes that share a database file rely on their timers.
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(payload)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// Listen on `channels` (PostgreSQL; `None` on SQLite).
+    pub async fn listen(&self, channels: &[&str]) -> Result<Option<crate::notify::Listener>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        crate::notify::Listener::connect(&self.url, channels)
+            .await
+            .map(Some)
+    }
+
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
@@ -157,16 +193,27 @@ impl Db {
     }
 }
 
-/// Map a database error to the core error: unique violations are conflicts, the rest is
-/// "unavailable" (the database, not the request, is at fault).
+/// Map a database error to the core error: unique violations are conflicts, text the
+/// database cannot hold is invalid input, the rest is "unavailable" (the database, not the
+/// request, is at fault). The database's own text is logged, never returned: it can name
+/// tables, columns and values.
 pub fn db_err(e: sqlx::Error) -> Error {
     if let sqlx::Error::Database(d) = &e {
         if d.is_unique_violation() {
             return Error::new(easel_core::ErrorKind::Conflict, "already exists");
         }
+        // PostgreSQL: 22021 character_not_in_repertoire (a NUL), 22P05 untranslatable
+        // character. The API refuses such text first; this keeps any other path honest.
+        if matches!(d.code().as_deref(), Some("22021" | "22P05")) {
+            tracing::warn!(error = %e, "text the database cannot store");
+            return Error::new(
+                easel_core::ErrorKind::Invalid,
+                "the request holds text that cannot be stored (a NUL character?)",
+            );
+        }
     }
     tracing::error!(error = %e, "database error");
-    Error::unavailable(format!("database error: {e}"))
+    Error::unavailable("the database is unavailable; try again later")
 }
 
 // Row readers: every integer column is read as i64 (SQLite has no narrower type).

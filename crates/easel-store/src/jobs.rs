@@ -8,7 +8,7 @@
 //! was served); claims go by priority, then rank, then id. An owner with 1,000 queued jobs
 //! holds ranks n..n+1000, and a newcomer's job takes rank n, right behind the first of them.
 
-use easel_core::job::{codes, JobError, NewJob, StatusChange};
+use easel_core::job::{codes, JobError, NewJob, Resource, StatusChange};
 use easel_core::time::{self, from_millis, Timestamp};
 use easel_core::{Error, ErrorKind, Job, JobStatus, Result, WebhookEvent};
 use serde::Serialize;
@@ -187,8 +187,8 @@ pub async fn insert(db: &Db, new: &NewJob, max_queued_per_owner: u64) -> Result<
     let rank = get_i64(&rank_row, "queue_vtime")?;
     let id = easel_core::id::new(easel_core::id::JOB);
     let row = sqlx::query(&format!(
-        "INSERT INTO jobs (id, owner_id, task, model, status, priority, fair_rank, input, webhook, max_attempts, request, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $11, $10, $10) RETURNING {JOB_COLS}"
+        "INSERT INTO jobs (id, owner_id, task, model, status, priority, fair_rank, input, webhook, max_attempts, request, resource, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $11, $12, $10, $10) RETURNING {JOB_COLS}"
     ))
     .bind(&id)
     .bind(&new.owner_id)
@@ -201,6 +201,7 @@ pub async fn insert(db: &Db, new: &NewJob, max_queued_per_owner: u64) -> Result<
     .bind(new.max_attempts.max(1) as i64)
     .bind(now)
     .bind(new.request.as_ref().map(|r| r.to_string()))
+    .bind(new.resource.as_str())
     .fetch_one(tx.conn())
     .await
     .map_err(db_err)?;
@@ -316,14 +317,31 @@ pub async fn claim(
     lease_ms: i64,
     tasks: Option<&[String]>,
 ) -> Result<Option<Job>> {
+    claim_for(db, worker, lease_ms, tasks, &Resource::ALL).await
+}
+
+/// Claim the next queued job of the given tasks (all when `None`) that needs one of
+/// `resources`, in priority and fair order among those.
+pub async fn claim_for(
+    db: &Db,
+    worker: &str,
+    lease_ms: i64,
+    tasks: Option<&[String]>,
+    resources: &[Resource],
+) -> Result<Option<Job>> {
     let now = time::to_millis(time::now());
-    let mut filter = String::new();
+    if resources.is_empty() || tasks.is_some_and(|t| t.is_empty()) {
+        return Ok(None);
+    }
+    // Resource names are fixed words: inlined. Tasks are bound from $4.
+    let names: Vec<String> = resources
+        .iter()
+        .map(|r| format!("'{}'", r.as_str()))
+        .collect();
+    let mut filter = format!(" AND resource IN ({})", names.join(", "));
     if let Some(tasks) = tasks {
-        if tasks.is_empty() {
-            return Ok(None);
-        }
         let list: Vec<String> = (0..tasks.len()).map(|i| format!("${}", i + 4)).collect();
-        filter = format!(" AND task IN ({})", list.join(", "));
+        filter.push_str(&format!(" AND task IN ({})", list.join(", ")));
     }
     let sql = format!(
         "UPDATE jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, \
@@ -867,7 +885,8 @@ pub struct Deleted {
     /// The job as it was when deleted.
     pub job: Job,
     /// The ids of its output assets whose rows were deleted; their blobs (under the job
-    /// owner's prefix) are the caller's to delete after this returns (a blob without a row
+    /// owner's prefix, each with an intent) are the caller's to delete after this returns
+    /// (`intents::remove`) (a blob without a row
     /// is harmless, a row without a blob is not).
     pub assets: Vec<String>,
 }
@@ -916,6 +935,10 @@ pub async fn delete(db: &Db, id: &str) -> Result<Option<Deleted>> {
         .iter()
         .map(|r| get_str(r, "id"))
         .collect::<Result<Vec<_>>>()?;
+    for a in &assets {
+        let key = easel_core::asset::blob_key(&job.owner_id, a);
+        crate::intents::record_tx(&mut tx, a, &key).await?;
+    }
     tx.commit().await?;
     Ok(Some(Deleted { job, assets }))
 }

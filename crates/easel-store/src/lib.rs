@@ -9,8 +9,10 @@ pub mod assets;
 pub mod blobs;
 pub mod db;
 pub mod external_ids;
+pub mod intents;
 pub mod jobs;
 pub mod models;
+pub mod notify;
 pub mod settings;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -222,6 +222,7 @@ pub fn new_job(owner_id: &str, task: &str) -> NewJob {
         idempotency_key: None,
         request: None,
         external_id: None,
+        resource: easel_core::job::Resource::of(task, None),
     }
 }
 

@@ -190,16 +190,40 @@ pub async fn list_keys(db: &Db) -> Result<Vec<ApiKey>> {
 
 /// Revoke a key; false if there is no such live key.
 pub async fn revoke_key(db: &Db, id: &str) -> Result<bool> {
+    let now = time::to_millis(time::now());
     let mut tx = db.begin().await?;
     let n = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(time::to_millis(time::now()))
+        .bind(now)
         .bind(id)
         .execute(tx.conn())
         .await
         .map_err(db_err)?
         .rows_affected();
+    // The owner's signed URLs issued until now stop working with it.
+    sqlx::query(
+        "UPDATE users SET keys_revoked_at = $1 WHERE id = (SELECT user_id FROM api_keys WHERE id = $2)",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(tx.conn())
+    .await
+    .map_err(db_err)?;
     tx.commit().await?;
     Ok(n > 0)
+}
+
+/// When one of the user's keys was last revoked (epoch ms), if ever: signed URLs issued
+/// before then are no longer honoured.
+pub async fn keys_revoked_at(db: &Db, user_id: &str) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT keys_revoked_at FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(db_err)?;
+    match row {
+        Some(r) => crate::db::get_opt_i64(&r, "keys_revoked_at"),
+        None => Ok(None),
+    }
 }
 
 /// Check a presented key. `None` for unknown, malformed or revoked keys.

@@ -4,9 +4,86 @@
 //! Try it with moto: `pip install 'moto[server]'; moto_server -p 5000 &` and
 //! `EASEL_TEST_S3_ENDPOINT=http://127.0.0.1:5000 cargo test -p easel-store --test blobs`.
 
+#[allow(dead_code)]
+#[path = "../src/testing.rs"]
+mod testing;
+
+use std::time::Duration;
+
 use bytes::Bytes;
+use easel_core::asset::{blob_key, Asset, AssetKind};
 use easel_core::ErrorKind;
-use easel_store::Blobs;
+use easel_store::{assets, intents, Blobs, Store};
+
+/// A process killed between a blob's write and its row's commit, or between a row's
+/// deletion and its blob's, leaves an intent: the collector deletes those blobs once they
+/// are older than the grace period, and nothing else, so no blob is left without its row.
+async fn crashes_leave_no_orphans(name: &str, store: &Store) {
+    let db = &store.db;
+    let owner = testing::user(db, "orphans").await;
+    let asset = |id: &str| Asset {
+        id: id.to_string(),
+        owner_id: owner.id.clone(),
+        job_id: None,
+        output_index: None,
+        kind: AssetKind::Upload,
+        mime_type: "image/png".into(),
+        width: Some(1),
+        height: Some(1),
+        bytes: 3,
+        sha256: "00".into(),
+        metadata: serde_json::json!({}),
+        parent_id: None,
+        created_at: easel_core::time::now(),
+    };
+    let ids: Vec<String> = (0..3)
+        .map(|_| easel_core::id::new(easel_core::id::ASSET))
+        .collect();
+    let key = |i: usize| blob_key(&owner.id, &ids[i]);
+    let data = || Bytes::from_static(b"png");
+    // 0: killed after the blob was written, before the row's commit.
+    intents::put(store, &ids[0], &key(0), data()).await.unwrap();
+    // 1: written and committed.
+    intents::put(store, &ids[1], &key(1), data()).await.unwrap();
+    assets::insert(db, &asset(&ids[1])).await.unwrap();
+    // 2: committed, then killed after its row was deleted, before its blob was.
+    intents::put(store, &ids[2], &key(2), data()).await.unwrap();
+    assets::insert(db, &asset(&ids[2])).await.unwrap();
+    assert!(assets::delete(db, &ids[2]).await.unwrap(), "{name}");
+
+    // Within the grace period nothing goes (another process may be writing).
+    let n = intents::collect(store, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "{name}");
+    assert!(store.blobs.exists(&key(0)).await.unwrap(), "{name}");
+    // Past it, exactly the two orphans go.
+    let n = intents::collect(store, Duration::ZERO).await.unwrap();
+    assert_eq!(n, 2, "{name}");
+    let exists = [
+        store.blobs.exists(&key(0)).await.unwrap(),
+        store.blobs.exists(&key(1)).await.unwrap(),
+        store.blobs.exists(&key(2)).await.unwrap(),
+    ];
+    assert_eq!(exists, [false, true, false], "{name}");
+    assert_eq!(
+        testing::count(db, "SELECT COUNT(*) AS n FROM blob_intents").await,
+        0,
+        "{name}"
+    );
+    assert_eq!(
+        intents::collect(store, Duration::ZERO).await.unwrap(),
+        0,
+        "{name}"
+    );
+}
+
+#[tokio::test]
+async fn crashes_leave_no_orphans_on_local_disk() {
+    for b in testing::backends().await {
+        crashes_leave_no_orphans(b.name, &b.store).await;
+    }
+}
 
 /// The same checks for any store.
 async fn exercise(name: &str, blobs: &Blobs) {
@@ -161,4 +238,11 @@ async fn s3() {
     );
     blobs.delete("k").await.unwrap();
     assert!(!root.exists(&format!("{prefix}/k")).await.unwrap());
+
+    let db = testing::sqlite().await;
+    let store = Store {
+        db: db.db().clone(),
+        blobs,
+    };
+    crashes_leave_no_orphans("s3", &store).await;
 }

@@ -38,7 +38,8 @@ pub struct ServeArgs {
     /// Base of absolute URLs in responses (default http://<listen>).
     #[arg(long, env = "EASEL_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Number of in-process workers (default 2; 0 serves the API only).
+    /// In-process workers for image tools and remote generations (default 2), beside one for
+    /// local generations on the device; 0 serves the API only.
     #[arg(long, env = "EASEL_WORKERS")]
     pub workers: Option<usize>,
     /// Log format: `text` or `json`.
@@ -89,6 +90,15 @@ pub struct ServeArgs {
     /// networks), `off` (only data: URLs, asset ids and this server's asset URLs).
     #[arg(long, env = "EASEL_FETCH_IMAGES")]
     pub fetch_images: Option<String>,
+    /// Webhook receivers allowed besides public addresses, comma-separated: networks
+    /// (`10.0.0.0/8`, `fd00::/8`), addresses, or host names (`hooks.internal`). By default a
+    /// webhook URL whose host resolves to a loopback, private or link-local address is refused.
+    #[arg(long, env = "EASEL_WEBHOOK_ALLOW")]
+    pub webhook_allow: Option<String>,
+    /// Folders besides `<data-dir>/models` that local model weights may be read from,
+    /// comma-separated absolute paths. A registered `source` elsewhere is refused.
+    #[arg(long, env = "EASEL_MODEL_ROOTS", value_delimiter = ',')]
+    pub model_roots: Option<Vec<PathBuf>>,
 }
 
 /// `easel.toml`: the same settings as the flags, by their long names with underscores.
@@ -115,6 +125,8 @@ pub struct FileConfig {
     pub max_images: Option<u32>,
     pub sync_timeout: Option<u64>,
     pub fetch_images: Option<String>,
+    pub webhook_allow: Option<Vec<String>>,
+    pub model_roots: Option<Vec<PathBuf>>,
 }
 
 /// Bytes from `12GiB`, `8G`, `500MB`, `1.5TB` or a plain number of bytes (K, M, G, T are
@@ -218,6 +230,16 @@ pub fn build(args: &ServeArgs, http: bool) -> Result<Config> {
             anyhow::anyhow!("--fetch-images: `off`, `public` or `any`, not `{v}`")
         })?;
     }
+    if let Some(roots) = args.model_roots.clone().or(file.model_roots) {
+        cfg.engine.model_roots = roots;
+    }
+    let allow = match (&args.webhook_allow, file.webhook_allow) {
+        (Some(list), _) => easel_net::Allow::parse_list(list),
+        (None, Some(list)) => list.iter().map(|a| easel_net::Allow::parse(a)).collect(),
+        (None, None) => Ok(Vec::new()),
+    };
+    cfg.queue.webhook_policy =
+        easel_net::Policy::allowing(allow.map_err(|e| anyhow::anyhow!("--webhook-allow: {e}"))?);
     cfg.admin_key = std::env::var("EASEL_ADMIN_KEY")
         .ok()
         .filter(|k| !k.is_empty());

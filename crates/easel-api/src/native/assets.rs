@@ -177,6 +177,8 @@ pub async fn list(
 pub struct ContentParams {
     /// Expiry of a signed URL (unix seconds).
     pub expires: Option<i64>,
+    /// Time of issue of a signed URL (unix ms).
+    pub iat: Option<i64>,
     /// Signature of a signed URL.
     pub sig: Option<String>,
 }
@@ -198,16 +200,26 @@ pub async fn content(
     let asset = match (q.expires, q.sig.as_deref()) {
         (Some(expires), Some(sig)) => {
             let now = chrono::Utc::now().timestamp();
-            if !state.signer.verify(&id, expires, sig, now) {
-                return Err(Error::new(
+            let issued = q.iat.unwrap_or(i64::MIN);
+            let invalid = || {
+                Error::new(
                     ErrorKind::Unauthorized,
-                    "the signed URL is invalid or expired",
+                    "the signed URL is invalid, expired or revoked",
                 )
-                .into());
+            };
+            if !state.signer.verify(&id, expires, issued, sig, now) {
+                return Err(invalid().into());
             }
-            easel_store::assets::get(&state.store.db, &id)
+            let asset = easel_store::assets::get(&state.store.db, &id)
                 .await?
-                .ok_or_else(|| Error::not_found("asset"))?
+                .ok_or_else(|| Error::not_found("asset"))?;
+            // Issued before the owner's last key revocation: revoked with it.
+            let revoked =
+                easel_store::users::keys_revoked_at(&state.store.db, &asset.owner_id).await?;
+            if revoked.is_some_and(|r| issued <= r) {
+                return Err(invalid().into());
+            }
+            asset
         }
         _ => {
             let who = auth::authenticate(&state, auth::presented_key(&parts)).await?;
@@ -305,11 +317,8 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let a = service::owned_asset(&state, &who, &id).await?;
     if easel_store::assets::delete(&state.store.db, &a.id).await? {
-        state
-            .store
-            .blobs
-            .delete(&blob_key(&a.owner_id, &a.id))
-            .await?;
+        let blob = [(a.id.clone(), blob_key(&a.owner_id, &a.id))];
+        easel_store::intents::remove(&state.store, &blob).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -31,4 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/v1/me", get(keys::me))
         .route("/v1/usage", get(keys::usage))
+        .layer(axum::middleware::from_fn(
+            crate::extract::valid_text::<crate::error::ApiError>,
+        ))
 }

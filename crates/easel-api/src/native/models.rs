@@ -30,7 +30,7 @@ pub struct ModelList {
     responses((status = 200, body = ModelList)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    _: Auth,
+    Auth(who): Auth,
     Query(q): Query<ModelListParams>,
 ) -> ApiResult<axum::Json<ModelList>> {
     let limit = q.limit.unwrap_or(100);
@@ -39,6 +39,7 @@ pub async fn list(
     }
     let (data, count) =
         easel_store::models::list(&state.store.db, q.skip.unwrap_or(0), limit).await?;
+    let data = data.into_iter().map(|m| shown(&who, m)).collect();
     Ok(axum::Json(ModelList { data, count }))
 }
 
@@ -47,13 +48,22 @@ pub async fn list(
     responses((status = 200, body = Model), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
-    _: Auth,
+    Auth(who): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Model>> {
     let m = easel_store::models::resolve(&state.store.db, &id)
         .await?
         .ok_or_else(|| Error::not_found("model"))?;
-    Ok(axum::Json(m))
+    Ok(axum::Json(shown(&who, m)))
+}
+
+/// A model as `who` may see it: whole for admins, without its locations for others.
+fn shown(who: &easel_core::auth::Principal, m: Model) -> Model {
+    if who.is_admin() {
+        m
+    } else {
+        m.without_locations()
+    }
 }
 
 /// Register a model (admin).
@@ -65,6 +75,7 @@ pub async fn create(
     _: Admin,
     Json(spec): Json<ModelSpec>,
 ) -> ApiResult<(StatusCode, axum::Json<Model>)> {
+    spec.check_paths(state.engine.model_roots())?;
     let m = easel_store::models::create(&state.store.db, &spec, false).await?;
     Ok((StatusCode::CREATED, axum::Json(m)))
 }
@@ -83,6 +94,7 @@ pub async fn update(
         .await?
         .ok_or_else(|| Error::not_found("model"))?;
     let spec: ModelSpec = m.spec().patched(patch);
+    spec.check_paths(state.engine.model_roots())?;
     Ok(axum::Json(
         easel_store::models::update(&state.store.db, &m.id, &spec).await?,
     ))

@@ -28,6 +28,9 @@ pub fn config(dir: &std::path::Path) -> Config {
     cfg.queue.reap_interval = Duration::from_millis(100);
     cfg.queue.webhook_retry_base = Duration::from_millis(20);
     cfg.scan_models = false;
+    // Webhook receivers of the tests listen on loopback: the operator's allow-list.
+    cfg.queue.webhook_policy =
+        easel_net::Policy::allowing(vec![easel_net::Allow::parse("127.0.0.1").unwrap()]);
     cfg
 }
 
@@ -211,7 +214,12 @@ pub fn gated_worker(srv: &Server) -> GatedWorker {
 
 /// The providers a worker outside the server runs (CPU engine, one model loaded).
 pub fn providers(srv: &Server) -> easel_providers::Providers {
-    let engine = easel_providers::diffusion::Engine::new(Default::default()).expect("engine");
+    let engine =
+        easel_providers::diffusion::Engine::new(easel_providers::diffusion::EngineConfig {
+            model_roots: srv.state.engine.model_roots().to_vec(),
+            ..Default::default()
+        })
+        .expect("engine");
     easel_providers::Providers::new(
         srv.state.store.clone(),
         srv.state.limits.clone(),

@@ -226,6 +226,15 @@ async fn lifecycle_insert_claim_progress_succeed() {
         );
         assert_eq!(jobs::get(db, &job.id).await.unwrap(), Some(done), "{n}");
         assert_eq!(usage::list(db, None, None).await.unwrap().len(), 1, "{n}");
+
+        // Deleting an output drops it from the job's outputs, in the same transaction.
+        assert!(assets::delete(db, &a1.id).await.unwrap(), "{n}");
+        let after = jobs::get(db, &job.id).await.unwrap().unwrap();
+        assert_eq!(after.outputs, vec![a2.id.clone()], "{n}");
+        assert!(
+            !assets::delete(db, &a1.id).await.unwrap(),
+            "{n}: already gone"
+        );
     }
 }
 
