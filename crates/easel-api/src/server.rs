@@ -70,6 +70,8 @@ pub struct Config {
     /// this old (writes in flight in other processes finish well within it): at start, then
     /// every `orphan_grace / 2`.
     pub orphan_grace: Duration,
+    /// Listen for other processes' notices (PostgreSQL `LISTEN`); off, timers do it.
+    pub listen_notices: bool,
 }
 
 impl Config {
@@ -93,6 +95,7 @@ impl Config {
             engine: Default::default(),
             fetch_images: Default::default(),
             orphan_grace: Duration::from_secs(600),
+            listen_notices: true,
         }
     }
 }
@@ -281,7 +284,7 @@ pub async fn start(cfg: Config) -> Result<Server> {
             let rx = stop_rx.clone();
             async move { q.run_webhooks(Some(enrich), rx).await }
         }),
-        tokio::spawn(listen(state.clone(), stop_rx.clone())),
+        tokio::spawn(listen(state.clone(), cfg.listen_notices, stop_rx.clone())),
         tokio::spawn(collect_orphans(
             store.clone(),
             cfg.orphan_grace,
@@ -318,8 +321,11 @@ pub async fn start(cfg: Config) -> Result<Server> {
 /// queued, canceled or changed elsewhere wake this process's workers and waiters; a key
 /// revoked elsewhere empties the key cache. The connection is retried while it fails; the
 /// timers cover what is missed meanwhile.
-async fn listen(state: AppState, mut stop: watch::Receiver<bool>) {
+async fn listen(state: AppState, enabled: bool, mut stop: watch::Receiver<bool>) {
     use easel_store::notify::{AUTH, JOBS};
+    if !enabled {
+        return;
+    }
     loop {
         let mut listener = match state.store.db.listen(&[JOBS, AUTH]).await {
             Ok(Some(l)) => l,

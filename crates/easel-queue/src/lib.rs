@@ -158,7 +158,8 @@ impl Queue {
         }
         let ins = jobs::insert(&self.store.db, &new, self.config.max_queued_per_owner).await?;
         if ins.created {
-            self.announce(Announce::Queued, &ins.job.id).await;
+            // The insert's transaction told the other processes.
+            self.heard_locally(Announce::Queued, &ins.job.id);
         }
         Ok(ins)
     }
@@ -217,33 +218,36 @@ impl Queue {
     }
 
     /// A notice from another process (a payload of `easel_store::notify::JOBS`), or this
-    /// one's own coming back: wakes what waits here. Unknown payloads are ignored.
+    /// one's own coming back: wakes the workers and waiters here. (Webhook deliveries are
+    /// woken only where they were written: every dispatcher also polls.) Unknown payloads
+    /// are ignored.
     pub fn heard(&self, payload: &str) {
         let Some((what, job_id)) = payload.split_once(':') else {
             return;
         };
-        let what = match what {
-            "queued" => Announce::Queued,
-            "cancel" => Announce::Cancel,
-            "changed" => Announce::Changed,
-            _ => return,
-        };
-        self.heard_locally(what, job_id);
+        match what {
+            "queued" => self.wake_workers(job_id),
+            "cancel" => self.notify(job_id, NoticeKind::CancelRequested),
+            "changed" => self.notify(job_id, NoticeKind::Changed),
+            _ => {}
+        }
     }
 
     fn heard_locally(&self, what: Announce, job_id: &str) {
         match what {
-            Announce::Queued => {
-                self.new_work.notify_waiters();
-                self.new_work.notify_one();
-                self.notify(job_id, NoticeKind::Changed);
-            }
+            Announce::Queued => self.wake_workers(job_id),
             Announce::Cancel => self.notify(job_id, NoticeKind::CancelRequested),
             Announce::Changed => {
                 self.notify(job_id, NoticeKind::Changed);
                 self.webhooks_due();
             }
         }
+    }
+
+    fn wake_workers(&self, job_id: &str) {
+        self.new_work.notify_waiters();
+        self.new_work.notify_one();
+        self.notify(job_id, NoticeKind::Changed);
     }
 
     /// Wake the webhook dispatcher (deliveries were enqueued).

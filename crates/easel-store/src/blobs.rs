@@ -109,6 +109,26 @@ impl Blobs {
         }
     }
 
+    /// The keys under `prefix` (`assets/`), in no order: for audits and sweeps.
+    pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let under = self.path(prefix.trim_end_matches('/'));
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        self.store
+            .list(Some(&under))
+            .map_ok(|m| {
+                let full = m.location.to_string();
+                full.strip_prefix(&strip).unwrap_or(&full).to_string()
+            })
+            .try_collect()
+            .await
+            .map_err(store_err)
+    }
+
     /// Delete; a missing blob is not an error.
     pub async fn delete(&self, key: &str) -> Result<()> {
         match self.store.delete(&self.path(key)).await {

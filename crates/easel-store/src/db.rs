@@ -173,6 +173,20 @@ impl Db {
         Ok(())
     }
 
+    /// `notify` inside a write transaction: PostgreSQL delivers it when `tx` commits (and
+    /// never if it rolls back), with no round trip of its own.
+    pub async fn notify_tx(&self, tx: &mut WriteTx, channel: &str, payload: &str) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(payload)
+                .execute(tx.conn())
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
     /// Listen on `channels` (PostgreSQL; `None` on SQLite).
     pub async fn listen(&self, channels: &[&str]) -> Result<Option<crate::notify::Listener>> {
         if self.backend != Backend::Postgres {

@@ -236,6 +236,9 @@ pub async fn insert(db: &Db, new: &NewJob, max_queued_per_owner: u64) -> Result<
             return Err(e);
         }
     }
+    // Workers in other processes claim it at once (sent when the transaction commits).
+    db.notify_tx(&mut tx, crate::notify::JOBS, &format!("queued:{id}"))
+        .await?;
     tx.commit().await?;
     Ok(Inserted { job, created: true })
 }

@@ -1,6 +1,7 @@
-//! `easel bench queue`: end-to-end throughput of a tiny image task through the HTTP API, and
-//! `GET /v1/jobs/{id}` requests per second, against an in-process server on a temporary
-//! SQLite data folder (or `--database-url`).
+//! `easel bench queue`: end-to-end throughput of a tiny image task through the HTTP API, the
+//! latency of one such job, and `GET /v1/jobs/{id}` requests per second, against a server on
+//! a temporary SQLite data folder (or `--database-url`), with in-process workers or
+//! `--separate-workers` processes (`easel worker`, as a scale-out deployment runs them).
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,17 @@ enum BenchCmd {
         /// In-process workers.
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Run the workers as this many `easel worker` processes instead (the API process
+        /// then runs none).
+        #[arg(long, default_value_t = 0)]
+        separate_workers: usize,
+        /// Whether the processes listen for each other's notices (PostgreSQL `LISTEN`);
+        /// `false` measures the timers alone.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        notices: bool,
+        /// Jobs timed one at a time for the latency of a single job.
+        #[arg(long, default_value_t = 20)]
+        latency_jobs: usize,
         /// Database (default: SQLite in a temporary folder).
         #[arg(long)]
         database_url: Option<String>,
@@ -56,8 +68,19 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             gets,
             concurrency,
             workers,
+            separate_workers,
+            notices,
+            latency_jobs,
             database_url,
-        } => queue(jobs, gets, concurrency, workers, database_url).await,
+        } => {
+            let setup = QueueSetup {
+                workers,
+                separate_workers,
+                notices,
+                database_url,
+            };
+            queue(jobs, gets, concurrency, latency_jobs, setup).await
+        }
         BenchCmd::Diffusion { size, steps, tiny } => {
             tokio::task::spawn_blocking(move || crate::bench_diffusion::run(size, steps, tiny))
                 .await?
@@ -76,18 +99,80 @@ fn tiny_png() -> Vec<u8> {
     out.into_inner()
 }
 
+/// Where the bench's jobs run.
+struct QueueSetup {
+    workers: usize,
+    separate_workers: usize,
+    notices: bool,
+    database_url: Option<String>,
+}
+
+/// `easel worker` processes, killed when dropped.
+struct WorkerProcs(Vec<std::process::Child>);
+
+impl Drop for WorkerProcs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Submit one `convert` job of `asset`; its id.
+async fn submit_convert(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    asset: &str,
+) -> Result<String> {
+    let body = serde_json::json!({"task": "convert", "input": {"image": asset, "format": "png"}});
+    let r: serde_json::Value = http
+        .post(format!("{base}/v1/jobs"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await?
+        .json()
+        .await?;
+    r["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("create failed: {r}"))
+}
+
+/// Long-poll a job until it ends; an error unless it succeeded.
+async fn wait_succeeded(http: &reqwest::Client, base: &str, key: &str, id: &str) -> Result<()> {
+    let r: serde_json::Value = http
+        .get(format!("{base}/v1/jobs/{id}?wait=60"))
+        .bearer_auth(key)
+        .send()
+        .await?
+        .json()
+        .await?;
+    if r["status"] != "succeeded" {
+        bail!("job {id} ended {}", r["status"]);
+    }
+    Ok(())
+}
+
 async fn queue(
     jobs: usize,
     gets: usize,
     concurrency: usize,
-    workers: usize,
-    database_url: Option<String>,
+    latency_jobs: usize,
+    setup: QueueSetup,
 ) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut cfg = easel_api::server::Config::embedded(dir.path());
     cfg.listen = "127.0.0.1:0".parse()?;
-    cfg.workers = workers;
-    cfg.database_url = database_url;
+    cfg.workers = if setup.separate_workers > 0 {
+        0
+    } else {
+        setup.workers
+    };
+    cfg.database_url = setup.database_url.clone();
+    cfg.listen_notices = setup.notices;
     cfg.admin_key = Some("bench-admin-key-0123456789".into());
     cfg.rate_limit.per_second = 1e9;
     cfg.rate_limit.burst = 1e9;
@@ -95,6 +180,19 @@ async fn queue(
     let srv = easel_api::server::start(cfg)
         .await
         .map_err(|e| anyhow!("{e}"))?;
+    let mut procs = WorkerProcs(Vec::new());
+    for _ in 0..setup.separate_workers {
+        let mut c = std::process::Command::new(std::env::current_exe()?);
+        c.args(["worker", "--workers", "1", "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen-notices", &setup.notices.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        if let Some(url) = &setup.database_url {
+            c.args(["--database-url", url]);
+        }
+        procs.0.push(c.spawn()?);
+    }
     let base = format!("http://{}", srv.addr);
     let key = "bench-admin-key-0123456789";
     let http = reqwest::Client::builder()
@@ -116,14 +214,7 @@ async fn queue(
 
     let started = Instant::now();
     let ids: Vec<String> = stream::iter(0..jobs)
-        .map(|_| {
-            let (http, base, asset) = (http.clone(), base.clone(), asset.clone());
-            async move {
-                let body = serde_json::json!({"task": "convert", "input": {"image": asset, "format": "png"}});
-                let r: serde_json::Value = http.post(format!("{base}/v1/jobs")).bearer_auth(key).json(&body).send().await?.json().await?;
-                r["id"].as_str().map(str::to_string).ok_or_else(|| anyhow!("create failed: {r}"))
-            }
-        })
+        .map(|_| submit_convert(&http, &base, key, &asset))
         .buffer_unordered(concurrency)
         .collect::<Vec<Result<String>>>()
         .await
@@ -131,18 +222,25 @@ async fn queue(
         .collect::<Result<_>>()?;
     let submitted = started.elapsed();
     for id in &ids {
-        let r: serde_json::Value = http
-            .get(format!("{base}/v1/jobs/{id}?wait=60"))
-            .bearer_auth(key)
-            .send()
-            .await?
-            .json()
-            .await?;
-        if r["status"] != "succeeded" {
-            bail!("job {id} ended {}", r["status"]);
-        }
+        wait_succeeded(&http, &base, key, id).await?;
     }
     let done = started.elapsed();
+
+    // One job at a time: submit, then a long-poll until it ends.
+    let mut latencies = Vec::with_capacity(latency_jobs);
+    for _ in 0..latency_jobs {
+        let t = Instant::now();
+        let id = submit_convert(&http, &base, key, &asset).await?;
+        wait_succeeded(&http, &base, key, &id).await?;
+        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
 
     let first = ids.first().cloned().unwrap_or_default();
     let t = Instant::now();
@@ -163,10 +261,20 @@ async fn queue(
         .count()
         .await;
     let get_time = t.elapsed();
+    drop(procs);
     srv.shutdown().await;
 
+    let backend = match &setup.database_url {
+        Some(u) if u.starts_with("postgres") => "PostgreSQL",
+        _ => "SQLite",
+    };
+    let workers = match setup.separate_workers {
+        0 => format!("{} in-process workers", setup.workers),
+        n => format!("{n} worker processes"),
+    };
     println!(
-        "easel bench queue ({workers} workers, {concurrency} clients, {})",
+        "easel bench queue ({backend}, {workers}, notices {}, {concurrency} clients, {})",
+        if setup.notices { "on" } else { "off" },
         if cfg!(debug_assertions) {
             "debug build"
         } else {
@@ -184,6 +292,12 @@ async fn queue(
         "end-to-end throughput, jobs/s",
         jobs as f64 / done.as_secs_f64()
     );
+    println!(
+        "{:<44} {:>12.1}",
+        format!("one job end to end, median ms ({latency_jobs})"),
+        pct(0.5)
+    );
+    println!("{:<44} {:>12.1}", "one job end to end, p90 ms", pct(0.9));
     println!(
         "{:<44} {:>12.1}",
         format!("GET /v1/jobs/{{id}}, requests/s ({ok} ok)"),

@@ -99,6 +99,15 @@ pub struct ServeArgs {
     /// comma-separated absolute paths. A registered `source` elsewhere is refused.
     #[arg(long, env = "EASEL_MODEL_ROOTS", value_delimiter = ',')]
     pub model_roots: Option<Vec<PathBuf>>,
+    /// Seconds after which a blob that a crash left without its asset row is deleted
+    /// (default 600; longer than any upload or output write takes).
+    #[arg(long, env = "EASEL_ORPHAN_GRACE")]
+    pub orphan_grace: Option<u64>,
+    /// Listen for other processes' notices on PostgreSQL (`LISTEN`: workers claim new jobs
+    /// at once, revocations reach every API process). Turn off behind a connection pooler in
+    /// transaction mode, where `LISTEN` cannot work; timers then do it (default true).
+    #[arg(long, env = "EASEL_LISTEN_NOTICES")]
+    pub listen_notices: Option<bool>,
 }
 
 /// `easel.toml`: the same settings as the flags, by their long names with underscores.
@@ -127,6 +136,8 @@ pub struct FileConfig {
     pub fetch_images: Option<String>,
     pub webhook_allow: Option<Vec<String>>,
     pub model_roots: Option<Vec<PathBuf>>,
+    pub orphan_grace: Option<u64>,
+    pub listen_notices: Option<bool>,
 }
 
 /// Bytes from `12GiB`, `8G`, `500MB`, `1.5TB` or a plain number of bytes (K, M, G, T are
@@ -229,6 +240,12 @@ pub fn build(args: &ServeArgs, http: bool) -> Result<Config> {
         cfg.fetch_images = easel_api::service::FetchImages::parse(&v).ok_or_else(|| {
             anyhow::anyhow!("--fetch-images: `off`, `public` or `any`, not `{v}`")
         })?;
+    }
+    if let Some(v) = args.orphan_grace.or(file.orphan_grace) {
+        cfg.orphan_grace = Duration::from_secs(v);
+    }
+    if let Some(v) = args.listen_notices.or(file.listen_notices) {
+        cfg.listen_notices = v;
     }
     if let Some(roots) = args.model_roots.clone().or(file.model_roots) {
         cfg.engine.model_roots = roots;
