@@ -1381,8 +1381,9 @@ async fn upstream(
                 tracing::warn!(model = %model.name, upstream = %remote.base_url, status = %resp.status(), "the upstream failed");
             }
             Err(e) => {
-                last = Some(e.to_string());
                 tracing::warn!(model = %model.name, upstream = %remote.base_url, error = %e, "the upstream cannot be reached");
+                // The answer names no upstream address (`base_url` is for admins).
+                last = Some(e.without_url().to_string());
             }
         }
     }

@@ -328,7 +328,11 @@ async fn listen(state: AppState, enabled: bool, mut stop: watch::Receiver<bool>)
     }
     loop {
         let mut listener = match state.store.db.listen(&[JOBS, AUTH]).await {
-            Ok(Some(l)) => l,
+            // Revocations sent while not listening were missed: forget every cached key.
+            Ok(Some(l)) => {
+                state.auth.forget_all();
+                l
+            }
             Ok(None) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for other processes' notices; retrying");
@@ -379,7 +383,14 @@ async fn collect_orphans(store: Store, grace: Duration, mut stop: watch::Receive
 fn model_roots(cfg: &Config) -> Result<Vec<PathBuf>> {
     let data_dir = std::fs::canonicalize(&cfg.data_dir)
         .map_err(|e| Error::invalid("data_dir", e.to_string()))?;
-    let mut roots = vec![data_dir.join("models")];
+    let models = data_dir.join("models");
+    let mut roots = vec![models.clone()];
+    // A linked models folder: its target too (discovery writes canonical paths).
+    if let Ok(real) = std::fs::canonicalize(&models) {
+        if real != models {
+            roots.push(real);
+        }
+    }
     for r in &cfg.engine.model_roots {
         if !r.is_absolute() {
             return Err(Error::invalid(
@@ -387,7 +398,13 @@ fn model_roots(cfg: &Config) -> Result<Vec<PathBuf>> {
                 format!("{} is not an absolute path", r.display()),
             ));
         }
-        roots.push(std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()));
+        // As written, and where it leads when it is a link.
+        roots.push(r.clone());
+        if let Ok(real) = std::fs::canonicalize(r) {
+            if &real != r {
+                roots.push(real);
+            }
+        }
     }
     Ok(roots)
 }

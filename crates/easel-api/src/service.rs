@@ -445,13 +445,13 @@ pub async fn fetch_image(state: &AppState, field: &str, url: &str) -> Result<Byt
                 .into(),
         ));
     }
+    let policy = match state.fetch_images {
+        FetchImages::Any => easel_net::Policy::any(),
+        _ => easel_net::Policy::public(),
+    };
     let mut url = url.to_string();
     for _ in 0..4 {
         let parsed = reqwest::Url::parse(&url).map_err(|e| bad(format!("not a URL: {e}")))?;
-        let policy = match state.fetch_images {
-            FetchImages::Any => easel_net::Policy::any(),
-            _ => easel_net::Policy::public(),
-        };
         let target = policy.resolve(&parsed).await.map_err(|e| {
             let hint = match e {
                 easel_net::Refused::NotPublic { .. } => " (--fetch-images any allows others)",

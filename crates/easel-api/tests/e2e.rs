@@ -1579,6 +1579,26 @@ async fn model_paths_are_confined_and_shown_to_admins_only() {
     let text = done["error"].to_string();
     assert!(!text.contains("/etc"), "{text}");
     assert!(text.contains("outside the folders"), "{text}");
+
+    // Weights that cannot be loaded: the job says so without naming where they are.
+    let (s, v) = t
+        .json(
+            Method::POST,
+            "/v1/models",
+            ADMIN_KEY,
+            Some(json!({"name": "gone", "source": "not-there", "family": "sd15", "tasks": ["txt2img"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let job = t.submit(&key, gen("gone")).await;
+    let done = t.wait(&key, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let text = done["error"].to_string();
+    assert!(
+        !text.contains(&root) && !text.contains("not-there"),
+        "{text}"
+    );
+    assert!(text.contains("could not be loaded"), "{text}");
     t.shutdown().await;
 }
 

@@ -837,3 +837,62 @@ async fn a_model_registered_through_sartiq_generates_in_every_dialect() {
     t.shutdown().await;
     up.shutdown().await;
 }
+
+/// An upstream's answer cannot point this server into its own network: an output URL on
+/// another non-public host than the upstream's is refused (nothing is fetched from it), and
+/// the job's error names no upstream address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_urls_of_an_upstream_are_fetched_under_the_address_policy() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    // The "inside" host: 127.0.0.2, counting what reaches it.
+    let hits = Arc::new(AtomicU32::new(0));
+    let inside = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let inside_url = format!("http://{}/secret.png", inside.local_addr().unwrap());
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let c = counted.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            "secret"
+        }
+    });
+    tokio::spawn(async move { axum::serve(inside, app).await.unwrap() });
+    // An OpenAI-compatible upstream on 127.0.0.1 whose image points there.
+    let answer = json!({"created": 1, "data": [{"url": inside_url}]});
+    let app = axum::Router::new().route(
+        "/v1/images/generations",
+        axum::routing::post(move || {
+            let a = answer.clone();
+            async move { axum::Json(a) }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    let t = TestServer::start(|_| {}).await;
+    let (key, _) = t.user("ssrf").await;
+    add_model(
+        &t,
+        json!({"name": "pointing-inside", "provider": "openai",
+            "provider_config": {"base_url": base, "model": "x", "retries": 0}}),
+    )
+    .await;
+    let job = run(
+        &t,
+        &key,
+        json!({"task": "txt2img", "model": "pointing-inside", "input": {"prompt": "x"}}),
+    )
+    .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let text = job["error"].to_string();
+    assert!(text.contains("non-public"), "{text}");
+    assert!(!text.contains("127.0.0.1"), "no upstream address: {text}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the inside host"
+    );
+    t.shutdown().await;
+}

@@ -47,7 +47,7 @@ impl Allow {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             });
-        if !valid || host.contains('/') {
+        if !valid {
             return Err(format!(
                 "`{s}` is neither a network (10.0.0.0/8, fd00::/8), an address nor a host name"
             ));
@@ -124,7 +124,10 @@ impl Policy {
             .trim_matches(['[', ']'])
             .to_string();
         if self.any || self.host_allowed(&host) {
-            return Ok(Target { host, addr: None });
+            return Ok(Target {
+                host,
+                addrs: Vec::new(),
+            });
         }
         let port = url.port_or_known_default().unwrap_or(80);
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
@@ -144,37 +147,41 @@ impl Policy {
             })?
             .collect(),
         };
-        let addr = *addrs.first().ok_or_else(|| Refused::Unresolvable {
-            host: host.clone(),
-            why: "no address".into(),
-        })?;
+        if addrs.is_empty() {
+            return Err(Refused::Unresolvable {
+                host,
+                why: "no address".into(),
+            });
+        }
         if let Some(bad) = addrs.iter().find(|a| !self.permits(&host, a.ip())) {
             return Err(Refused::NotPublic { host, ip: bad.ip() });
         }
-        Ok(Target {
-            host,
-            addr: Some(addr),
-        })
+        Ok(Target { host, addrs })
     }
 }
 
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A checked host and the address to connect to (`None`: any, the policy trusts the host).
+/// A checked host and the addresses to connect to (every one checked; empty: the policy
+/// trusts the host, and the connection resolves it).
 #[derive(Debug, Clone)]
 pub struct Target {
     pub host: String,
-    pub addr: Option<SocketAddr>,
+    pub addrs: Vec<SocketAddr>,
 }
 
 impl Target {
-    /// A client builder whose connections to this host go to the checked address only, and
-    /// which follows no redirects (a caller that follows them checks each `Location` again).
+    /// A client builder whose connections to this host go to the checked addresses only,
+    /// through no proxy (a proxy would resolve the name again), and which follows no
+    /// redirects (a caller that follows them checks each `Location` again).
     pub fn client(&self) -> reqwest::ClientBuilder {
-        let b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-        match self.addr {
-            Some(addr) => b.resolve(&self.host, addr),
-            None => b,
+        let b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        if self.addrs.is_empty() {
+            b
+        } else {
+            b.resolve_to_addrs(&self.host, &self.addrs)
         }
     }
 }

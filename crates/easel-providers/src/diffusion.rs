@@ -355,6 +355,23 @@ fn base_spec(model: &easel_core::model::Model, roots: &[PathBuf]) -> Result<Load
     })
 }
 
+/// A load error as a job's submitter sees it: the kind and field, without the message,
+/// which names files on this server (logged here, for the operator).
+fn without_paths(e: Error) -> Error {
+    tracing::warn!(error = %e, "a model could not be loaded");
+    let what = if e.field.as_deref() == Some("input.loras") {
+        "a LoRA's file could not be read"
+    } else {
+        "the model's weights could not be loaded"
+    };
+    let mut out = Error::new(
+        e.kind,
+        format!("{what}; an admin can find why in the server log"),
+    );
+    out.field = e.field;
+    out
+}
+
 /// A registry path confined to the model roots (`easel_core::model::confine_path`). The
 /// error names no path: it reaches whoever submitted the job.
 fn confined(field: &str, path: &str, roots: &[PathBuf]) -> Result<PathBuf, Error> {
@@ -389,7 +406,7 @@ pub async fn embed(
     let _device = engine.device_lock.lock().await;
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || {
-        let p = engine.pipeline(&spec)?;
+        let p = engine.pipeline(&spec).map_err(without_paths)?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         p.embed_texts(&refs)
             .map_err(|e| Error::internal(format!("text encoder: {e}")))
@@ -465,7 +482,7 @@ pub fn generate(
         }
         None => None,
     };
-    let pipeline = engine.pipeline(&p.load)?;
+    let pipeline = engine.pipeline(&p.load).map_err(without_paths)?;
     ctx.check()?;
     let scheduler = g
         .scheduler

@@ -165,6 +165,8 @@ impl From<RunError> for CallError {
 }
 
 fn http_error(what: &str, e: reqwest::Error) -> CallError {
+    // The upstream's URL (its `base_url`) is for admins: the message goes to the job.
+    let e = e.without_url();
     let why = if e.is_timeout() {
         format!("no answer in time (`timeout_s`): {e}")
     } else if e.is_connect() {
@@ -544,8 +546,25 @@ impl Call<'_> {
                 .map_err(|e| CallError::failed(format!("an output data: URL: {e}"), false))?;
             return self.output(Bytes::from(bytes));
         }
+        // From the upstream's own host (an admin configured it) or from public addresses
+        // only: an upstream's answer cannot point this server into its own network.
+        let bad = |e: String| CallError::failed(format!("an output URL: {e}"), false);
+        let parsed = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        let upstream = reqwest::Url::parse(&self.remote.base_url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
+            .and_then(|h| easel_net::Allow::parse(&h).ok());
+        let target = easel_net::Policy::allowing(upstream.into_iter().collect())
+            .resolve(&parsed)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        let client = if target.addrs.is_empty() {
+            self.client.clone()
+        } else {
+            target.client().build().map_err(|e| bad(e.to_string()))?
+        };
         let resp = self
-            .send_plain("downloading an output", self.client.get(url))
+            .send_plain("downloading an output", client.get(url))
             .await?;
         if !resp.status().is_success() {
             return Err(status_error("downloading an output", resp).await);

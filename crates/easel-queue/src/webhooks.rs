@@ -5,8 +5,9 @@
 //!
 //! Receivers are reached under the queue's `webhook_policy` (`easel-net`): the URL's host is
 //! resolved at each delivery, every address must be public or allowed, and the connection
-//! goes to the address checked. Redirects are not followed. A refused receiver ends the
-//! delivery after one attempt whose error names no answer, so the log cannot map a network.
+//! goes to the addresses checked. Redirects are not followed. A refused receiver ends the
+//! delivery after one attempt whose error names no answer, so the log cannot map a network
+//! (a name that does not resolve is tried again, with backoff).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,9 +72,9 @@ impl Queue {
     async fn deliver(&self, d: &Delivery, enrich: Option<&Enricher>) {
         let client = match self.receiver(&d.url).await {
             Ok(c) => c,
-            Err(why) => {
+            Err((why, retry)) => {
                 tracing::warn!(delivery = %d.id, job = %d.job_id, error = %why, "webhook receiver refused");
-                self.record(d, false, false, None, Some(format!("refused: {why}")), 0)
+                self.record(d, false, retry, None, Some(format!("refused: {why}")), 0)
                     .await;
                 return;
             }
@@ -120,21 +121,25 @@ impl Queue {
             .await;
     }
 
-    /// A client pinned to the receiver's checked address, or why it may not be reached.
-    async fn receiver(&self, url: &str) -> Result<reqwest::Client, String> {
-        let url = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    /// A client pinned to the receiver's checked addresses, or why it may not be reached
+    /// and whether to try again (a name that did not resolve now may later).
+    async fn receiver(&self, url: &str) -> Result<reqwest::Client, (String, bool)> {
+        let url = reqwest::Url::parse(url).map_err(|e| (format!("not a URL: {e}"), false))?;
         let target = self
             .config
             .webhook_policy
             .resolve(&url)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                let retry = matches!(e, easel_net::Refused::Unresolvable { .. });
+                (e.to_string(), retry)
+            })?;
         target
             .client()
             .timeout(self.config.webhook_timeout)
             .user_agent(concat!("easel-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| e.to_string())
+            .map_err(|e| (e.to_string(), true))
     }
 
     /// Record one attempt and schedule the next (backoff) or end the delivery.

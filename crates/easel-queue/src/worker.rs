@@ -396,7 +396,9 @@ impl Worker {
             &out.provider,
         )
         .await;
-        if !matches!(res, Ok(Finished::Done(_))) {
+        // Known not to be committed: delete the blobs now. An error leaves the commit's
+        // outcome unknown, so the intents stay for the collector, which checks for rows.
+        if matches!(res, Ok(Finished::LeaseLost) | Ok(Finished::Canceled(_))) {
             if let Err(e) = intents::remove(store, &written(&assets)).await {
                 tracing::warn!(error = %e, "outputs left to the collector");
             }

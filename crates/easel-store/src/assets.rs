@@ -123,7 +123,8 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool> {
             .map_err(db_err)?;
         if let Some(row) = row {
             let mut outputs: Vec<String> =
-                serde_json::from_value(crate::db::get_json(&row, "outputs")?).unwrap_or_default();
+                serde_json::from_value(crate::db::get_json(&row, "outputs")?)
+                    .map_err(|e| Error::internal(format!("bad outputs of job {job_id}: {e}")))?;
             outputs.retain(|o| o != id);
             sqlx::query("UPDATE jobs SET outputs = $1 WHERE id = $2")
                 .bind(serde_json::to_string(&outputs).unwrap_or_else(|_| "[]".into()))

@@ -162,29 +162,19 @@ impl Db {
     /// now (outside any transaction). SQLite has no such thing: a no-op there, where the
     /// processes that share a database file rely on their timers.
     pub async fn notify(&self, channel: &str, payload: &str) -> Result<()> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(channel)
-                .bind(payload)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
+        match self.backend {
+            Backend::Postgres => pg_notify(&self.pool, channel, payload).await,
+            Backend::Sqlite => Ok(()),
         }
-        Ok(())
     }
 
     /// `notify` inside a write transaction: PostgreSQL delivers it when `tx` commits (and
     /// never if it rolls back), with no round trip of its own.
     pub async fn notify_tx(&self, tx: &mut WriteTx, channel: &str, payload: &str) -> Result<()> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(channel)
-                .bind(payload)
-                .execute(tx.conn())
-                .await
-                .map_err(db_err)?;
+        match self.backend {
+            Backend::Postgres => pg_notify(tx.conn(), channel, payload).await,
+            Backend::Sqlite => Ok(()),
         }
-        Ok(())
     }
 
     /// Listen on `channels` (PostgreSQL; `None` on SQLite).
@@ -205,6 +195,19 @@ impl Db {
             .map(|_| ())
             .map_err(db_err)
     }
+}
+
+async fn pg_notify<'e, E>(e: E, channel: &str, payload: &str) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(e)
+        .await
+        .map(|_| ())
+        .map_err(db_err)
 }
 
 /// Map a database error to the core error: unique violations are conflicts, text the

@@ -10,13 +10,15 @@
 //!   (`assets::delete`, `jobs::delete`); `remove` then deletes the blobs and the intents.
 //!
 //! `collect` (at start and on a timer, in every process) deletes the blobs of intents older
-//! than a grace period that no row points to, on local disk and S3 alike. The grace period
-//! covers writes still in flight in other processes.
+//! than a grace period that no row points to, on local disk and S3 alike. It claims an
+//! intent (commits `claimed = 1`) before it deletes the blob, and a row's transaction fails
+//! on a claimed intent: a write slower than the grace period loses its row (the request or
+//! job fails), never its blob.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use easel_core::{time, ErrorKind, Result};
+use easel_core::{time, Error, ErrorKind, Result};
 
 use crate::db::{db_err, get_str, WriteTx};
 use crate::Store;
@@ -36,13 +38,24 @@ pub(crate) async fn record_tx(tx: &mut WriteTx, asset_id: &str, key: &str) -> Re
     Ok(())
 }
 
-/// The asset row is committed (in `tx`): its blob is no longer at risk.
+/// The asset row is being inserted (in `tx`): its blob is no longer at risk. Fails when the
+/// collector claimed the intent (its blob is being, or was, deleted).
 pub(crate) async fn clear_tx(tx: &mut WriteTx, asset_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM blob_intents WHERE asset_id = $1")
+    sqlx::query("DELETE FROM blob_intents WHERE asset_id = $1 AND claimed = 0")
         .bind(asset_id)
         .execute(tx.conn())
         .await
         .map_err(db_err)?;
+    let claimed = sqlx::query("SELECT asset_id FROM blob_intents WHERE asset_id = $1")
+        .bind(asset_id)
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(db_err)?;
+    if claimed.is_some() {
+        return Err(Error::unavailable(
+            "the output was written too slowly and has been collected; try again",
+        ));
+    }
     Ok(())
 }
 
@@ -59,26 +72,48 @@ pub async fn put(store: &Store, asset_id: &str, key: &str, bytes: Bytes) -> Resu
 pub async fn remove(store: &Store, assets: &[(String, String)]) -> Result<()> {
     for (asset_id, key) in assets {
         store.blobs.delete(key).await?;
+        let mut tx = store.db.begin().await?;
         sqlx::query("DELETE FROM blob_intents WHERE asset_id = $1")
             .bind(asset_id)
-            .execute(&store.db.pool)
+            .execute(tx.conn())
             .await
             .map_err(db_err)?;
+        tx.commit().await?;
     }
     Ok(())
 }
 
-/// Delete the blobs of intents older than `grace` whose asset has no row, and drop those
-/// intents (and any whose row exists). Returns how many blobs were collected.
+/// How long the record of a collected blob is kept, so that a write slower still than the
+/// grace period cannot commit its row after the blob was deleted.
+const TOMBSTONE: Duration = Duration::from_secs(24 * 3600);
+
+/// Claim the intents older than `grace`, then delete the blobs of claimed intents whose
+/// asset has no row (claims a stopped collector left included); their intents stay as
+/// tombstones (`claimed = 2`) for a day. Returns how many blobs were collected.
 pub async fn collect(store: &Store, grace: Duration) -> Result<usize> {
-    let before = time::to_millis(time::now()) - grace.as_millis() as i64;
+    let now = time::to_millis(time::now());
+    let before = now - grace.as_millis() as i64;
+    let db = &store.db;
+    let run = |sql: &'static str, bind: i64| async move {
+        let mut tx = db.begin().await?;
+        sqlx::query(sql)
+            .bind(bind)
+            .execute(tx.conn())
+            .await
+            .map_err(db_err)?;
+        tx.commit().await
+    };
+    run(
+        "UPDATE blob_intents SET claimed = 1 WHERE claimed = 0 AND created_at <= $1",
+        before,
+    )
+    .await?;
     let rows = sqlx::query(
         "SELECT i.asset_id, i.blob_key, a.id AS row_id FROM blob_intents i \
-         LEFT JOIN assets a ON a.id = i.asset_id WHERE i.created_at <= $1 \
+         LEFT JOIN assets a ON a.id = i.asset_id WHERE i.claimed = 1 \
          ORDER BY i.created_at LIMIT 1000",
     )
-    .bind(before)
-    .fetch_all(&store.db.pool)
+    .fetch_all(&db.pool)
     .await
     .map_err(db_err)?;
     let mut collected = 0;
@@ -86,7 +121,9 @@ pub async fn collect(store: &Store, grace: Duration) -> Result<usize> {
         let asset_id = get_str(&r, "asset_id")?;
         let key = get_str(&r, "blob_key")?;
         let has_row = crate::db::get_opt_str(&r, "row_id")?.is_some();
-        if !has_row {
+        let sql = if has_row {
+            "DELETE FROM blob_intents WHERE asset_id = $1"
+        } else {
             match store.blobs.delete(&key).await {
                 Ok(()) => {}
                 Err(e) if e.kind == ErrorKind::NotFound => {}
@@ -94,12 +131,20 @@ pub async fn collect(store: &Store, grace: Duration) -> Result<usize> {
             }
             collected += 1;
             tracing::info!(asset = %asset_id, key = %key, "collected a blob without its asset row");
-        }
-        sqlx::query("DELETE FROM blob_intents WHERE asset_id = $1")
+            "UPDATE blob_intents SET claimed = 2 WHERE asset_id = $1"
+        };
+        let mut tx = db.begin().await?;
+        sqlx::query(sql)
             .bind(&asset_id)
-            .execute(&store.db.pool)
+            .execute(tx.conn())
             .await
             .map_err(db_err)?;
+        tx.commit().await?;
     }
+    run(
+        "DELETE FROM blob_intents WHERE claimed = 2 AND created_at <= $1",
+        before - TOMBSTONE.as_millis() as i64,
+    )
+    .await?;
     Ok(collected)
 }

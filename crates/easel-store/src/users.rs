@@ -199,15 +199,19 @@ pub async fn revoke_key(db: &Db, id: &str) -> Result<bool> {
         .await
         .map_err(db_err)?
         .rows_affected();
-    // The owner's signed URLs issued until now stop working with it.
-    sqlx::query(
-        "UPDATE users SET keys_revoked_at = $1 WHERE id = (SELECT user_id FROM api_keys WHERE id = $2)",
-    )
-    .bind(now)
-    .bind(id)
-    .execute(tx.conn())
-    .await
-    .map_err(db_err)?;
+    if n > 0 {
+        // The owner's signed URLs issued until now stop working with it, and every process
+        // drops the key from its cache (delivered at commit).
+        sqlx::query(
+            "UPDATE users SET keys_revoked_at = $1 WHERE id = (SELECT user_id FROM api_keys WHERE id = $2)",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(tx.conn())
+        .await
+        .map_err(db_err)?;
+        db.notify_tx(&mut tx, crate::notify::AUTH, id).await?;
+    }
     tx.commit().await?;
     Ok(n > 0)
 }

@@ -100,11 +100,8 @@ pub async fn revoke(
     if !easel_store::users::revoke_key(&state.store.db, &id).await? {
         return Err(Error::not_found("key").into());
     }
+    // Other processes heard of it from the revocation's transaction (PostgreSQL).
     state.auth.forget_all();
-    // Other API processes drop their cached keys too (PostgreSQL; a no-op on SQLite).
-    if let Err(e) = state.store.db.notify(easel_store::notify::AUTH, &id).await {
-        tracing::warn!(error = %e, "could not tell other processes of the revocation; their caches expire within seconds");
-    }
     Ok(StatusCode::NO_CONTENT)
 }
 
