@@ -205,6 +205,11 @@ pub fn check_uri(uri: &Uri) -> Result<(), Error> {
         }
         String::from_utf8(out).ok().filter(|s| !s.contains('\0'))
     }
+    // A URI holds visible ASCII only (`http::Uri` checks): without a `%` there is nothing
+    // to decode, and nothing to refuse.
+    if !uri.path().contains('%') && !uri.query().is_some_and(|q| q.contains('%')) {
+        return Ok(());
+    }
     let why = "must be UTF-8 text without NUL characters";
     if text(uri.path(), false).is_none() {
         return Err(Error::invalid("path", why));

@@ -12,7 +12,7 @@ pub mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use easel_core::job::NewJob;
+use easel_core::job::{NewJob, Resource};
 use easel_core::{Job, Result};
 use easel_store::jobs::{self, Inserted};
 use easel_store::Store;
@@ -44,8 +44,8 @@ pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 /// What `Queue::announce` says about a job, to this process and the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Announce {
-    /// Queued or requeued: workers should claim.
-    Queued,
+    /// Queued or requeued: workers of its resource (all, when not known) should claim.
+    Queued(Option<Resource>),
     /// A cancel was asked for while it runs.
     Cancel,
     /// Its state changed (claimed, ended).
@@ -55,7 +55,7 @@ pub(crate) enum Announce {
 impl Announce {
     fn as_str(self) -> &'static str {
         match self {
-            Announce::Queued => "queued",
+            Announce::Queued(_) => "queued",
             Announce::Cancel => "cancel",
             Announce::Changed => "changed",
         }
@@ -131,7 +131,8 @@ pub struct Queue {
     pub store: Store,
     pub config: QueueConfig,
     notices: broadcast::Sender<Notice>,
-    new_work: Arc<Notify>,
+    /// One per `Resource` (in `Resource::ALL` order): workers wait on their resources'.
+    new_work: Arc<[Notify; 3]>,
     new_webhooks: Arc<Notify>,
     observer: Arc<std::sync::RwLock<Option<JobObserver>>>,
 }
@@ -145,7 +146,7 @@ impl Queue {
             store,
             config,
             notices: broadcast::channel(4096).0,
-            new_work: Arc::new(Notify::new()),
+            new_work: Arc::new(std::array::from_fn(|_| Notify::new())),
             new_webhooks: Arc::new(Notify::new()),
             observer: Arc::default(),
         }
@@ -159,7 +160,7 @@ impl Queue {
         let ins = jobs::insert(&self.store.db, &new, self.config.max_queued_per_owner).await?;
         if ins.created {
             // The insert's transaction told the other processes.
-            self.heard_locally(Announce::Queued, &ins.job.id);
+            self.heard_locally(Announce::Queued(Some(new.resource)), &ins.job.id);
         }
         Ok(ins)
     }
@@ -206,7 +207,13 @@ impl Queue {
     /// net, so a notice that fails to go out only delays.
     pub(crate) async fn announce(&self, what: Announce, job_id: &str) {
         self.heard_locally(what, job_id);
-        let payload = format!("{}:{job_id}", what.as_str());
+        let payload = match what {
+            Announce::Queued(r) => {
+                let r = r.map(Resource::as_str).unwrap_or("any");
+                format!("queued:{r}:{job_id}")
+            }
+            _ => format!("{}:{job_id}", what.as_str()),
+        };
         if let Err(e) = self
             .store
             .db
@@ -226,7 +233,11 @@ impl Queue {
             return;
         };
         match what {
-            "queued" => self.wake_workers(job_id),
+            // `queued:<resource>:<id>` (`any`: every resource).
+            "queued" => {
+                let (resource, job_id) = job_id.split_once(':').unwrap_or(("any", job_id));
+                self.wake_workers(Resource::parse(resource), job_id)
+            }
             "cancel" => self.notify(job_id, NoticeKind::CancelRequested),
             "changed" => self.notify(job_id, NoticeKind::Changed),
             _ => {}
@@ -235,7 +246,7 @@ impl Queue {
 
     fn heard_locally(&self, what: Announce, job_id: &str) {
         match what {
-            Announce::Queued => self.wake_workers(job_id),
+            Announce::Queued(resource) => self.wake_workers(resource, job_id),
             Announce::Cancel => self.notify(job_id, NoticeKind::CancelRequested),
             Announce::Changed => {
                 self.notify(job_id, NoticeKind::Changed);
@@ -244,10 +255,22 @@ impl Queue {
         }
     }
 
-    fn wake_workers(&self, job_id: &str) {
-        self.new_work.notify_waiters();
-        self.new_work.notify_one();
+    /// Wake the workers of `resource` (every worker when `None`).
+    fn wake_workers(&self, resource: Option<Resource>, job_id: &str) {
+        for r in Resource::ALL {
+            if resource.is_none_or(|want| want == r) {
+                let n = self.work_notice(r);
+                n.notify_waiters();
+                n.notify_one();
+            }
+        }
         self.notify(job_id, NoticeKind::Changed);
+    }
+
+    /// What the workers of `r` wait on.
+    pub(crate) fn work_notice(&self, r: Resource) -> &Notify {
+        let i = Resource::ALL.iter().position(|x| *x == r).unwrap_or(0);
+        &self.new_work[i]
     }
 
     /// Wake the webhook dispatcher (deliveries were enqueued).
@@ -290,7 +313,7 @@ impl Queue {
                         let what = if j.status.is_terminal() {
                             Announce::Changed
                         } else {
-                            Announce::Queued
+                            Announce::Queued(None)
                         };
                         self.announce(what, &j.id).await;
                     }

@@ -217,13 +217,18 @@ impl Worker {
     /// Claim and run jobs until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let tasks = self.executor.tasks();
-        let new_work = self.queue.new_work.clone();
+        let queue = self.queue.clone();
         loop {
             let stopped = *stop.borrow();
             if stopped {
                 return;
             }
-            let notified = new_work.notified();
+            // Created before the claim, so a job queued during it still wakes this worker.
+            let notified = futures::future::select_all(
+                self.resources
+                    .iter()
+                    .map(|r| Box::pin(queue.work_notice(*r).notified())),
+            );
             match jobs::claim_for(
                 &self.queue.store.db,
                 &self.id,
@@ -288,7 +293,7 @@ impl Worker {
                     let _ = tokio::time::timeout(Duration::from_secs(5), &mut run).await;
                     keeper.abort();
                     match jobs::release(&self.queue.store.db, &job.id, &self.id).await {
-                        Ok(_) => self.queue.announce(Announce::Queued, &job.id).await,
+                        Ok(_) => self.queue.announce(Announce::Queued(None), &job.id).await,
                         Err(e) => tracing::error!(error = %e, "release failed; the lease will expire"),
                     }
                     return;
@@ -312,7 +317,7 @@ impl Worker {
             Ok(out) => self.store_outputs(&job, out).await,
             Err(RunError::Canceled) if stopping && !self.cancel_requested(&job.id).await => {
                 match jobs::release(db, &job.id, &self.id).await {
-                    Ok(_) => self.queue.announce(Announce::Queued, &job.id).await,
+                    Ok(_) => self.queue.announce(Announce::Queued(None), &job.id).await,
                     Err(e) => tracing::error!(error = %e, "release failed"),
                 }
                 return;
@@ -345,47 +350,49 @@ impl Worker {
     /// otherwise are deleted.
     async fn store_outputs(&self, job: &Job, out: RunOutput) -> easel_core::Result<Finished> {
         let store = &self.queue.store;
-        let written = |assets: &[Asset]| -> Vec<(String, String)> {
-            assets
-                .iter()
-                .map(|a| (a.id.clone(), blob_key(&a.owner_id, &a.id)))
-                .collect()
-        };
-        let mut assets = Vec::with_capacity(out.outputs.len());
-        for (i, o) in out.outputs.into_iter().enumerate() {
-            let id = easel_core::id::new(easel_core::id::ASSET);
-            let key = blob_key(&job.owner_id, &id);
-            let sha = hex::encode(Sha256::digest(&o.bytes));
-            let len = o.bytes.len() as u64;
-            if let Err(e) = intents::put(store, &id, &key, o.bytes).await {
-                let mut undo = written(&assets);
-                undo.push((id, key));
-                if let Err(e) = intents::remove(store, &undo).await {
-                    tracing::warn!(error = %e, "outputs left to the collector");
-                }
-                return jobs::fail(
-                    &self.queue.store.db,
-                    &job.id,
-                    &self.id,
-                    &JobError::new(codes::TASK_FAILED, format!("could not store output: {e}")),
-                )
-                .await;
-            }
-            assets.push(Asset {
-                id,
+        let assets: Vec<Asset> = out
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| Asset {
+                id: easel_core::id::new(easel_core::id::ASSET),
                 owner_id: job.owner_id.clone(),
                 job_id: Some(job.id.clone()),
                 output_index: Some(i as u32),
                 kind: AssetKind::Output,
-                mime_type: o.mime_type,
+                mime_type: o.mime_type.clone(),
                 width: Some(o.width),
                 height: Some(o.height),
-                bytes: len,
-                sha256: sha,
-                metadata: o.metadata,
-                parent_id: o.parent_id,
+                bytes: o.bytes.len() as u64,
+                sha256: hex::encode(Sha256::digest(&o.bytes)),
+                metadata: o.metadata.clone(),
+                parent_id: o.parent_id.clone(),
                 created_at: time::now(),
-            });
+            })
+            .collect();
+        let blobs: Vec<(String, String)> = assets
+            .iter()
+            .map(|a| (a.id.clone(), blob_key(&a.owner_id, &a.id)))
+            .collect();
+        // The intents of every output in one transaction, then the blobs.
+        let mut stored = intents::record(store, &blobs).await;
+        for ((_, key), o) in blobs.iter().zip(out.outputs) {
+            if stored.is_err() {
+                break;
+            }
+            stored = store.blobs.put(key, o.bytes).await;
+        }
+        if let Err(e) = stored {
+            if let Err(e) = intents::remove(store, &blobs).await {
+                tracing::warn!(error = %e, "outputs left to the collector");
+            }
+            return jobs::fail(
+                &self.queue.store.db,
+                &job.id,
+                &self.id,
+                &JobError::new(codes::TASK_FAILED, format!("could not store output: {e}")),
+            )
+            .await;
         }
         let res = jobs::succeed(
             &self.queue.store.db,
@@ -399,7 +406,7 @@ impl Worker {
         // Known not to be committed: delete the blobs now. An error leaves the commit's
         // outcome unknown, so the intents stay for the collector, which checks for rows.
         if matches!(res, Ok(Finished::LeaseLost) | Ok(Finished::Canceled(_))) {
-            if let Err(e) = intents::remove(store, &written(&assets)).await {
+            if let Err(e) = intents::remove(store, &blobs).await {
                 tracing::warn!(error = %e, "outputs left to the collector");
             }
         }

@@ -61,10 +61,18 @@ pub(crate) async fn clear_tx(tx: &mut WriteTx, asset_id: &str) -> Result<()> {
 
 /// Write the blob of an asset whose row is yet to be inserted: the intent first.
 pub async fn put(store: &Store, asset_id: &str, key: &str, bytes: Bytes) -> Result<()> {
-    let mut tx = store.db.begin().await?;
-    record_tx(&mut tx, asset_id, key).await?;
-    tx.commit().await?;
+    record(store, &[(asset_id.to_string(), key.to_string())]).await?;
     store.blobs.put(key, bytes).await
+}
+
+/// Record the intents of several blobs (a job's outputs) in one transaction, before any of
+/// them is written.
+pub async fn record(store: &Store, blobs: &[(String, String)]) -> Result<()> {
+    let mut tx = store.db.begin().await?;
+    for (asset_id, key) in blobs {
+        record_tx(&mut tx, asset_id, key).await?;
+    }
+    tx.commit().await
 }
 
 /// Delete the blobs of assets whose rows are gone (deleted, or never committed), then their

@@ -237,8 +237,8 @@ pub async fn insert(db: &Db, new: &NewJob, max_queued_per_owner: u64) -> Result<
         }
     }
     // Workers in other processes claim it at once (sent when the transaction commits).
-    db.notify_tx(&mut tx, crate::notify::JOBS, &format!("queued:{id}"))
-        .await?;
+    let payload = format!("queued:{}:{id}", new.resource.as_str());
+    db.notify_tx(&mut tx, crate::notify::JOBS, &payload).await?;
     tx.commit().await?;
     Ok(Inserted { job, created: true })
 }

@@ -7,9 +7,10 @@
 use easel_core::{Error, Result};
 use sqlx::postgres::PgListener;
 
-/// A job was queued or requeued, a cancel was asked for, or a job changed state. Payload:
-/// `<kind>:<job id>` (`queued`, `cancel`, `changed`). `jobs::insert` sends `queued` in its
-/// transaction; the queue sends the rest.
+/// A job was queued or requeued, a cancel was asked for, or a job changed state. Payloads:
+/// `queued:<resource>:<job id>` (`any` when the resource is not known), `cancel:<job id>`,
+/// `changed:<job id>`. `jobs::insert` sends `queued` in its transaction; the queue sends the
+/// rest.
 pub const JOBS: &str = "easel_jobs";
 /// A key was revoked: drop cached keys. Payload: the key id.
 pub const AUTH: &str = "easel_auth";
