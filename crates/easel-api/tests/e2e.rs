@@ -1295,13 +1295,7 @@ async fn webhook_receivers_inside_the_network_are_refused_at_submit() {
 /// key, on SQLite and PostgreSQL alike; no answer carries a database's error text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nul_bytes_are_refused_in_every_dialect() {
-    let pg = match std::env::var("EASEL_TEST_DATABASE_URL") {
-        Ok(url) => Some(easel_store::testing::postgres(&url).await),
-        Err(_) => {
-            eprintln!("skipping PostgreSQL: EASEL_TEST_DATABASE_URL is not set");
-            None
-        }
-    };
+    let pg = optional_postgres().await;
     let mut urls = vec![None];
     urls.extend(pg.as_ref().map(|p| Some(p.db_url.clone())));
     for db_url in urls {
@@ -1607,13 +1601,7 @@ async fn model_paths_are_confined_and_shown_to_admins_only() {
 /// trust the key for an hour), and for signed URLs handed out before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_ends_keys_everywhere_and_the_links_handed_out() {
-    let pg = match std::env::var("EASEL_TEST_DATABASE_URL") {
-        Ok(url) => Some(easel_store::testing::postgres(&url).await),
-        Err(_) => {
-            eprintln!("skipping PostgreSQL: EASEL_TEST_DATABASE_URL is not set");
-            None
-        }
-    };
+    let pg = optional_postgres().await;
     let db_url = pg.as_ref().map(|p| p.db_url.clone());
     let long_cache = |c: &mut easel_api::server::Config| {
         c.database_url = db_url.clone();
@@ -1745,4 +1733,15 @@ async fn a_restart_collects_blobs_a_crash_left_without_rows() {
         "committed assets stay"
     );
     t.shutdown().await;
+}
+
+/// A fresh PostgreSQL database when `EASEL_TEST_DATABASE_URL` is set (a line says so when not).
+async fn optional_postgres() -> Option<easel_store::testing::TestStore> {
+    match std::env::var("EASEL_TEST_DATABASE_URL") {
+        Ok(url) => Some(easel_store::testing::postgres(&url).await),
+        Err(_) => {
+            eprintln!("skipping PostgreSQL: EASEL_TEST_DATABASE_URL is not set");
+            None
+        }
+    }
 }
