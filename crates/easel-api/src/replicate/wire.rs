@@ -1,4 +1,5 @@
-//! Replicate's wire shapes: the create request and its input, a prediction, a page, models and versions, errors.
+//! Replicate's wire shapes: the create request and its input, a prediction, a page, models and
+//! versions, errors.
 
 use super::*;
 
