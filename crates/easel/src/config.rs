@@ -280,6 +280,7 @@ pub async fn serve(args: ServeArgs, http: bool) -> Result<()> {
     let cfg = build(&args, http)?;
     let grace = cfg.queue.shutdown_grace;
     let data_dir = cfg.data_dir.clone();
+    let stop = shutdown_signal()?;
     let srv = server::start(cfg)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -295,7 +296,7 @@ pub async fn serve(args: ServeArgs, http: bool) -> Result<()> {
     } else {
         tracing::info!("Easel worker started");
     }
-    shutdown_signal().await;
+    stop.await;
     tracing::info!(
         grace_seconds = grace.as_secs(),
         "shutting down: finishing running jobs"
@@ -305,19 +306,24 @@ pub async fn serve(args: ServeArgs, http: bool) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGINT or SIGTERM. Made before the server starts, so a signal that comes as
+/// soon as it serves (a supervisor, a test) finds the handlers in place.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("SIGINT handler")?;
+    Ok(async move {
+        #[cfg(unix)]
         tokio::select! {
-            _ = ctrl_c => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 #[cfg(test)]
