@@ -48,8 +48,8 @@ impl JobStatus {
     }
 }
 
-/// How a dialect names the job states: one row per dialect, so every status mapping is data
-/// in one place (the table of INVENTORY §7).
+/// How a dialect names the job states: each dialect keeps its row (`STATUS` in its module of
+/// `easel-api`), so every status mapping is data (the table of INVENTORY §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusNames {
     pub queued: &'static str,
@@ -60,32 +60,6 @@ pub struct StatusNames {
 }
 
 impl StatusNames {
-    /// The OpenAI-compatible jobs (`/openai/v1/jobs`). Their enum has no cancel state: a
-    /// canceled job is `failed`, and its error message says it was canceled.
-    pub const OPENAI: StatusNames = StatusNames {
-        queued: "pending",
-        running: "processing",
-        succeeded: "completed",
-        failed: "failed",
-        canceled: "failed",
-    };
-    /// Replicate/Cog predictions.
-    pub const REPLICATE: StatusNames = StatusNames {
-        queued: "starting",
-        running: "processing",
-        succeeded: "succeeded",
-        failed: "failed",
-        canceled: "canceled",
-    };
-    /// Leonardo generations (no running or cancel state of their own).
-    pub const LEONARDO: StatusNames = StatusNames {
-        queued: "PENDING",
-        running: "PENDING",
-        succeeded: "COMPLETE",
-        failed: "FAILED",
-        canceled: "FAILED",
-    };
-
     pub fn name(&self, status: JobStatus) -> &'static str {
         match status {
             JobStatus::Queued => self.queued,
@@ -398,18 +372,16 @@ mod tests {
 
     #[test]
     fn status_names_cover_every_state() {
-        let names = |t: StatusNames| JobStatus::ALL.map(|s| t.name(s));
+        let row = StatusNames {
+            queued: "q",
+            running: "r",
+            succeeded: "s",
+            failed: "f",
+            canceled: "c",
+        };
         assert_eq!(
-            names(StatusNames::OPENAI),
-            ["pending", "processing", "completed", "failed", "failed"]
-        );
-        assert_eq!(
-            names(StatusNames::REPLICATE),
-            ["starting", "processing", "succeeded", "failed", "canceled"]
-        );
-        assert_eq!(
-            names(StatusNames::LEONARDO),
-            ["PENDING", "PENDING", "COMPLETE", "FAILED", "FAILED"]
+            JobStatus::ALL.map(|s| row.name(s)),
+            ["q", "r", "s", "f", "c"]
         );
     }
 

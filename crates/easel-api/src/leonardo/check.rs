@@ -111,7 +111,7 @@ pub(super) fn check_fields(r: &GenerationRequest) -> Result<()> {
         }
     }
     if let Some(p) = &r.presetStyle {
-        let table = easel_core::style::LEONARDO;
+        let table = styles::STYLES;
         if easel_core::style::find(table, p).is_none() {
             return Err(Error::invalid(
                 "presetStyle",

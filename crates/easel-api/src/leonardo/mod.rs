@@ -5,9 +5,9 @@
 //!
 //! This module only translates: wire request → `service::TaskRequest` → `service::submit`
 //! (which validates through the core: field rules, limits, models) → queue → `Job` → wire
-//! response. The tables it translates through live in the core: `style::LEONARDO` (preset
+//! response. The tables it translates through live in the core: `styles::STYLES` (preset
 //! styles), `scheduler::LEONARDO` (schedulers), `model::LEONARDO_SD_VERSIONS` (`sd_version` →
-//! family), `job::StatusNames::LEONARDO`; Leonardo's UUIDv4 ids are external ids
+//! family), `STATUS`; Leonardo's UUIDv4 ids are external ids
 //! (`easel_store::external_ids`, namespaces `leonardo.generation`, `leonardo.image`,
 //! `leonardo.user`), each scoped to its owner.
 //!
@@ -38,7 +38,7 @@
 //! | `guidance_scale` | `guidance` | 1–20; absent: the model's default |
 //! | `seed` | `seed` | 0–9999999998 (the spec's bound); image i uses `seed + i`; drawn at random when absent and shown in the Generation |
 //! | `scheduler` | `scheduler` | Leonardo's enum only, through `scheduler::LEONARDO` (`LEONARDO` runs Euler ancestral). Absent: the model's registry default scheduler, else `EULER_DISCRETE` (the spec's default). |
-//! | `presetStyle` | prompt template | `style::LEONARDO`, one template per enum value. The default `DYNAMIC`, and `NONE`, `UNPROCESSED`, leave the prompt as given; the others wrap it and add negative terms. The prompt that ran is `easel_prompt` in the Generation and `prompt` in the job's core input. |
+//! | `presetStyle` | prompt template | `styles::STYLES`, one template per enum value. The default `DYNAMIC`, and `NONE`, `UNPROCESSED`, leave the prompt as given; the others wrap it and add negative terms. The prompt that ran is `easel_prompt` in the Generation and `prompt` in the job's core input. |
 //! | `init_image_id` or `init_generation_image_id` | `image` (task `img2img`) | an Easel asset id of the caller (`ast_…`, e.g. uploaded with `POST /v1/assets`) or the UUID of one of the caller's generated images (either field takes either) |
 //! | `init_strength` | `strength` = 1 − `init_strength` | 0.1–0.9. Leonardo's value is how strongly the output keeps the init image; Easel's `strength` is how much to repaint, so 0.9 keeps the most. Absent: the core's default (img2img repaints 0.75, inpaint 1.0). Only with an init image. |
 //! | `canvasRequestType: INPAINT` + `canvasInitId` + `canvasMaskId` | `image`, `mask` (task `inpaint`) | ids as for `init_image_id`. The mask is an Easel mask as is: **white = repaint, black = keep** (the spec does not say; invert masks drawn the other way). `canvasRequest: true` may be sent or not: the type decides. |
@@ -81,7 +81,7 @@
 //!   `sdVersion` echoes the request's, else the model family's (`v1_5`, `v2`, `SDXL_1_0`, or
 //!   null); `scheduler` echoes the request's, else the Leonardo name of what ran (null when
 //!   that has none); `presetStyle` is the one applied (`DYNAMIC` by default); `initStrength`
-//!   is Leonardo's (1 − strength), null for txt2img. Status by `StatusNames::LEONARDO`:
+//!   is Leonardo's (1 − strength), null for txt2img. Status by `STATUS`:
 //!   queued and running → `PENDING`, succeeded → `COMPLETE`, failed and canceled → `FAILED`.
 //!   `generated_images` (once `COMPLETE`): `{id (UUIDv4, stable per image), url (signed,
 //!   valid for `signed_url_ttl`), nsfw: false, likeCount: 0,
@@ -151,6 +151,15 @@ use crate::AppState;
 /// Where the dialect is mounted.
 pub const BASE: &str = "/leonardo/v1";
 
+/// How Leonardo generations name the job states (no running or cancel state of their own).
+pub const STATUS: StatusNames = StatusNames {
+    queued: "PENDING",
+    running: "PENDING",
+    succeeded: "COMPLETE",
+    failed: "FAILED",
+    canceled: "FAILED",
+};
+
 /// Default and largest `limit` of `GET /generations/user/{userId}`.
 pub const LIST_DEFAULT: u32 = 10;
 pub const LIST_MAX: u32 = 50;
@@ -179,6 +188,7 @@ mod error;
 mod handlers;
 mod ids;
 mod plan;
+mod styles;
 mod view;
 mod wire;
 
@@ -209,6 +219,14 @@ pub struct ApiDoc;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_cover_every_state() {
+        assert_eq!(
+            easel_core::JobStatus::ALL.map(|s| STATUS.name(s)),
+            ["PENDING", "PENDING", "COMPLETE", "FAILED", "FAILED"]
+        );
+    }
 
     #[test]
     fn uuids_follow_the_spec_pattern() {

@@ -351,8 +351,8 @@ pub(super) async fn plan(state: &AppState, who: &Principal, r: &GenerationReques
 
     // The core input.
     let style_name = r.presetStyle.as_deref().unwrap_or("DYNAMIC");
-    let style = easel_core::style::find(easel_core::style::LEONARDO, style_name)
-        .expect("checked by check_fields");
+    let style =
+        easel_core::style::find(styles::STYLES, style_name).expect("checked by check_fields");
     let (prompt, negative) = style.apply(&r.prompt, r.negative_prompt.as_deref());
     let mut input = Map::new();
     input.insert("prompt".into(), json!(prompt));

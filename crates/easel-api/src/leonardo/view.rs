@@ -38,7 +38,7 @@ pub(super) async fn generation(state: &AppState, job: &Job, id: String) -> Resul
             .map(str::to_string)
     });
     let preset = str_of(&req, "presetStyle").unwrap_or_else(|| "DYNAMIC".into());
-    let preset = easel_core::style::find(easel_core::style::LEONARDO, &preset)
+    let preset = easel_core::style::find(styles::STYLES, &preset)
         .map(|s| s.name.to_string())
         .unwrap_or(preset);
     let init_strength = req
@@ -117,7 +117,7 @@ pub(super) async fn generation(state: &AppState, job: &Job, id: String) -> Resul
         created_at: job
             .created_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        status: StatusNames::LEONARDO.name(job.status),
+        status: STATUS.name(job.status),
         prompt: str_of(&req, "prompt")
             .or_else(|| str_of(input, "prompt"))
             .unwrap_or_default(),

@@ -4,7 +4,7 @@
 use super::*;
 
 pub(super) fn status_name(job: &Job) -> &'static str {
-    StatusNames::OPENAI.name(job.status)
+    STATUS.name(job.status)
 }
 
 pub(super) fn credits_of(job: &Job) -> Usage {

@@ -25,7 +25,7 @@ pub(super) fn core_input(req: &ImageRequest) -> Result<(Map<String, Value>, Stri
     let (prompt, negative) = match &req.style {
         None => (req.prompt.clone(), req.negative_prompt.clone()),
         Some(name) => {
-            let table = easel_core::style::OPENAI;
+            let table = styles::STYLES;
             let style = easel_core::style::find(table, name).ok_or_else(|| {
                 Error::invalid(
                     "style",

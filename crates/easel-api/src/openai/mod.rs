@@ -6,7 +6,7 @@
 //! This module only translates: wire request → `service::TaskRequest` → `service::submit`
 //! (which validates through the core: field rules, limits, models) → queue → `Job` → wire
 //! response. Shared pieces live in the core (`generate::parse_size`, `style::OPENAI`,
-//! `job::StatusNames::OPENAI`, `Job::failure`, `usage::estimate_units`/`credits`) and in
+//! `job::STATUS`, `Job::failure`, `usage::estimate_units`/`credits`) and in
 //! `service` (waiting for a job, outputs as URLs or base64, image references, masks from
 //! transparency).
 //!
@@ -70,7 +70,7 @@
 //!   `x-should-retry: false`, so the OpenAI SDKs do not resubmit the work.
 //! * `?async=true`: `{id, status, created, model, estimated_credits}` at once.
 //! * Jobs: `{id, status, progress (0–100), created, completed, model, outputData, errorMessage,
-//!   usage}`. Status by `StatusNames::OPENAI`: queued → `pending`, running → `processing`,
+//!   usage}`. Status by `STATUS`: queued → `pending`, running → `processing`,
 //!   succeeded → `completed`, failed and canceled → `failed` (the spec's enum has no cancel
 //!   state; `errorMessage` says the job was canceled). `outputData` is `{data: [...]}`
 //!   with the items a synchronous answer would have had (URLs), `null` until completed.
@@ -129,6 +129,16 @@ use crate::AppState;
 /// Where the dialect is mounted.
 pub const BASE: &str = "/openai/v1";
 
+/// How OpenAI-compatible jobs (`/openai/v1/jobs`) name the job states. Their enum has no
+/// cancel state: a canceled job is `failed`, and its error message says it was canceled.
+pub const STATUS: StatusNames = StatusNames {
+    queued: "pending",
+    running: "processing",
+    succeeded: "completed",
+    failed: "failed",
+    canceled: "failed",
+};
+
 /// Longest wait of `GET /jobs/{id}?poll=true` (the spec's 30 s).
 pub const POLL_WAIT: Duration = Duration::from_secs(30);
 
@@ -167,6 +177,7 @@ mod images;
 mod input;
 mod models;
 mod relay;
+mod styles;
 mod wire;
 
 pub use embeddings::*;
@@ -194,6 +205,14 @@ pub struct ApiDoc;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_cover_every_state() {
+        assert_eq!(
+            easel_core::JobStatus::ALL.map(|s| STATUS.name(s)),
+            ["pending", "processing", "completed", "failed", "failed"]
+        );
+    }
 
     #[test]
     fn core_fields_are_named_by_their_wire_names() {
@@ -234,7 +253,7 @@ mod tests {
         }))
         .unwrap();
         let (input, prompt) = core_input(&req).unwrap();
-        let natural = easel_core::style::find(easel_core::style::OPENAI, "natural").unwrap();
+        let natural = easel_core::style::find(styles::STYLES, "natural").unwrap();
         assert_eq!(prompt, natural.apply("a fox", None).0);
         assert_eq!(
             Value::Object(input),

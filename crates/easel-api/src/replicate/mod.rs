@@ -7,7 +7,7 @@
 //! This module only translates: wire request → `service::TaskRequest` (`txt2img`,
 //! `img2img` with `image`, `inpaint` with `image` + `mask`) → queue → `Job` → prediction.
 //! Validation, limits, defaults and model lookup are the core's and `service`'s; the status
-//! names are `StatusNames::REPLICATE`; errors are FastAPI's shapes (`fastapi`), as a Cog
+//! names are `STATUS`; errors are FastAPI's shapes (`fastapi`), as a Cog
 //! server answers.
 //!
 //! # Endpoints
@@ -69,7 +69,7 @@
 //!   `PUT` chose. Both address it; `GET /v1/jobs/job_<id>` is the same job natively.
 //! * `input`: the input as sent; `model`: `owner/name` as addressed (`easel/<name>`
 //!   otherwise); `version`: the `version` sent, else the model's id.
-//! * `status` (`StatusNames::REPLICATE`): `starting`, `processing`, `succeeded`, `failed`,
+//! * `status` (`STATUS`): `starting`, `processing`, `succeeded`, `failed`,
 //!   `canceled`. A `Prefer: wait` answer whose wait ran out says `starting` even when the
 //!   job runs, as Replicate's does: the official clients treat any other status there as
 //!   final and only poll after `starting`.
@@ -129,6 +129,15 @@ use crate::AppState;
 
 /// Where the dialect is mounted.
 pub const BASE: &str = "/replicate/v1";
+
+/// How Replicate/Cog predictions name the job states.
+pub const STATUS: StatusNames = StatusNames {
+    queued: "starting",
+    running: "processing",
+    succeeded: "succeeded",
+    failed: "failed",
+    canceled: "canceled",
+};
 
 /// Longest `Prefer: wait`.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -209,6 +218,14 @@ pub struct ApiDoc;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_cover_every_state() {
+        assert_eq!(
+            easel_core::JobStatus::ALL.map(|s| STATUS.name(s)),
+            ["starting", "processing", "succeeded", "failed", "canceled"]
+        );
+    }
 
     #[test]
     fn progress_lines_parse_as_tqdm() {

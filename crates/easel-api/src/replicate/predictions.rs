@@ -159,7 +159,7 @@ pub fn prediction(state: &AppState, job: &Job, provider_log: &[String]) -> Predi
         logs: logs(job, request, provider_log),
         output,
         error: job.failure().map(|e| e.message),
-        status: StatusNames::REPLICATE.name(job.status),
+        status: STATUS.name(job.status),
         created_at: rfc3339(job.created_at),
         started_at: job.started_at.map(rfc3339),
         completed_at: job.completed_at.map(rfc3339),
