@@ -24,7 +24,7 @@ use crate::error::{error_headers, status_of};
 /// (`limits.max_width` → `max_output_width`); the path as is otherwise. Matched on whole
 /// paths (`input.steps`), before they are split into a location.
 pub trait WireNames: 'static {
-    fn wire(core: &str) -> Option<&'static str>;
+    fn wire(core: &str) -> Option<String>;
 }
 
 /// A handler's failure in FastAPI's shapes: a core error, or validation details.
@@ -124,7 +124,8 @@ impl Detail {
 /// A core field path as a FastAPI body location under the dialect's names:
 /// `tool_types[1]` → `["body", "tool_types", 1]`.
 pub fn body_loc<N: WireNames>(field: &str) -> Vec<Value> {
-    let field = N::wire(field).unwrap_or(field);
+    let renamed = N::wire(field);
+    let field = renamed.as_deref().unwrap_or(field);
     let mut loc = vec![json!("body")];
     for part in field.split('.') {
         let mut rest = part;

@@ -12,6 +12,26 @@ pub(super) fn in_range(field: &str, v: Option<f32>, lo: f32, hi: f32) -> Result<
     }
 }
 
+/// The input fields that map onto the core's generation input, as (Replicate's name, the
+/// core's name): the one table that builds the core input and names core errors back
+/// (`ReplicateNames`). `image` and `mask` are read apart (they are resolved first);
+/// `model_variant` names the model.
+pub(super) const FIELDS: &[(&str, &str)] = &[
+    ("prompt", "prompt"),
+    ("negative_prompt", "negative_prompt"),
+    ("width", "width"),
+    ("height", "height"),
+    ("num_inference_steps", "steps"),
+    ("guidance_scale", "guidance"),
+    ("pag_guidance_scale", "pag_guidance"),
+    ("seed", "seed"),
+    ("num_outputs", "count"),
+    ("scheduler", "scheduler"),
+    ("prompt_strength", "strength"),
+    ("output_format", "format"),
+    ("output_quality", "quality"),
+];
+
 /// The task and core input of a prediction's input. Image references are made asset ids
 /// where they are URLs of this server (`submit` reads ids and `data:` URLs).
 /// Remote image URLs of an input, fetched once the rest is checked.
@@ -29,34 +49,18 @@ pub(super) fn core_input(
             "must be at least 1",
         ));
     }
-    let mut input = Map::new();
-    input.insert(
-        "prompt".into(),
-        json!(i.prompt.as_deref().unwrap_or(DEFAULT_PROMPT)),
-    );
-    let mut put = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            input.insert(k.into(), v);
-        }
-    };
-    put(
-        "negative_prompt",
-        i.negative_prompt
-            .as_ref()
-            .filter(|n| !n.is_empty())
-            .map(|n| json!(n)),
-    );
-    put("width", i.width.map(Value::from));
-    put("height", i.height.map(Value::from));
-    put("steps", i.num_inference_steps.map(Value::from));
-    put("guidance", i.guidance_scale.map(Value::from));
-    put("pag_guidance", i.pag_guidance_scale.map(Value::from));
-    put("seed", i.seed.map(Value::from));
-    put("count", i.num_outputs.map(Value::from));
-    put("scheduler", i.scheduler.clone().map(Value::from));
-    put("strength", i.prompt_strength.map(Value::from));
-    put("format", i.output_format.clone().map(Value::from));
-    put("quality", i.output_quality.map(Value::from));
+    // The typed input's fields, renamed to the core's by the one table (`FIELDS`).
+    let wire = serde_json::to_value(i).map_err(|e| Error::internal(e.to_string()))?;
+    let mut input: Map<String, Value> = FIELDS
+        .iter()
+        .filter_map(|(w, core)| Some((core.to_string(), wire.get(*w)?.clone())))
+        .collect();
+    input
+        .entry("prompt")
+        .or_insert_with(|| json!(DEFAULT_PROMPT));
+    if i.negative_prompt.as_deref() == Some("") {
+        input.remove("negative_prompt");
+    }
     // Asset ids and data: URLs go as they are (`submit` reads them); this server's asset
     // URLs become ids; other URLs are fetched in `submit`, after every field is checked.
     let mut remote = Vec::new();

@@ -159,18 +159,13 @@ impl Dialect for Replicate {
 pub struct ReplicateNames;
 
 impl WireNames for ReplicateNames {
-    fn wire(core: &str) -> Option<&'static str> {
-        Some(match core {
-            "input.steps" => "input.num_inference_steps",
-            "input.pag_guidance" => "input.pag_guidance_scale",
-            "input.guidance" => "input.guidance_scale",
-            "input.count" => "input.num_outputs",
-            "input.strength" => "input.prompt_strength",
-            "input.format" => "input.output_format",
-            "input.quality" => "input.output_quality",
-            "model" => "version",
-            _ => return None,
-        })
+    fn wire(core: &str) -> Option<String> {
+        if core == "model" {
+            return Some("version".into());
+        }
+        let field = core.strip_prefix("input.")?;
+        let (wire, _) = FIELDS.iter().find(|(w, c)| *c == field && w != c)?;
+        Some(format!("input.{wire}"))
     }
 }
 
@@ -250,6 +245,43 @@ mod tests {
         assert_eq!(prefer_wait(&h("respond-async")).unwrap(), None);
         for bad in ["wait=0", "wait=61", "wait=soon"] {
             assert!(prefer_wait(&h(bad)).is_err(), "{bad}");
+        }
+    }
+
+    /// The one table works both ways: every field it maps into the core input is named
+    /// back by it, and every input field that is not resolved apart is in it.
+    #[test]
+    fn the_field_table_builds_inputs_and_names_errors() {
+        for (wire, core) in FIELDS {
+            let back = ReplicateNames::wire(&format!("input.{core}"));
+            let want = (wire != core).then(|| format!("input.{wire}"));
+            assert_eq!(back, want, "{core}");
+        }
+        let all = serde_json::to_value(Input {
+            prompt: Some("p".into()),
+            negative_prompt: Some("n".into()),
+            model_variant: Some("m".into()),
+            width: Some(64),
+            height: Some(64),
+            num_inference_steps: Some(2),
+            guidance_scale: Some(2.0),
+            pag_guidance_scale: Some(2.0),
+            seed: Some(1),
+            num_outputs: Some(1),
+            scheduler: Some("s".into()),
+            image: Some("i".into()),
+            mask: Some("m".into()),
+            prompt_strength: Some(0.5),
+            output_format: Some("png".into()),
+            output_quality: Some(90),
+        })
+        .unwrap();
+        let apart = ["image", "mask", "model_variant"];
+        for key in all.as_object().unwrap().keys() {
+            assert!(
+                apart.contains(&key.as_str()) || FIELDS.iter().any(|(w, _)| w == key),
+                "{key} is neither in FIELDS nor read apart"
+            );
         }
     }
 

@@ -123,13 +123,14 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 pub struct SartiqNames;
 
 impl WireNames for SartiqNames {
-    fn wire(core: &str) -> Option<&'static str> {
-        match core {
-            "limits.max_width" => Some("max_output_width"),
-            "limits.max_height" => Some("max_output_height"),
-            "limits.max_pixels" => Some("max_size_pixels"),
-            _ => None,
-        }
+    fn wire(core: &str) -> Option<String> {
+        let wire = match core {
+            "limits.max_width" => "max_output_width",
+            "limits.max_height" => "max_output_height",
+            "limits.max_pixels" => "max_size_pixels",
+            _ => return None,
+        };
+        Some(wire.into())
     }
 }
 
