@@ -80,16 +80,11 @@ pub(super) fn wire_field(field: &str) -> Option<String> {
             f => Some(f.to_string()),
         };
     };
-    Some(
-        match f {
-            "count" => "n",
-            "width" | "height" => "size",
-            "format" => "output_format",
-            "quality" => "output_compression",
-            other => other,
-        }
-        .to_string(),
-    )
+    if f == "width" || f == "height" {
+        return Some("size".into());
+    }
+    let wire = FIELDS.iter().find(|(_, core)| *core == f).map(|(w, _)| *w);
+    Some(wire.unwrap_or(f).to_string())
 }
 
 pub(super) fn error_type(kind: ErrorKind) -> &'static str {

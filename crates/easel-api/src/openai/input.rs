@@ -3,6 +3,21 @@
 
 use super::*;
 
+/// The request fields that map onto the core's generation input as they are, as (OpenAI's
+/// name, the core's name): the one table that builds the core input and names core errors
+/// back (`error::wire_field`). `prompt`, `negative_prompt` (through `style`), `size` and
+/// `upscale` are read apart.
+pub(super) const FIELDS: &[(&str, &str)] = &[
+    ("n", "count"),
+    ("seed", "seed"),
+    ("steps", "steps"),
+    ("guidance", "guidance"),
+    ("scheduler", "scheduler"),
+    ("strength", "strength"),
+    ("output_format", "format"),
+    ("output_compression", "quality"),
+];
+
 /// The core input of a generation: the request's fields under the core's names (the core
 /// validates them when the task is submitted). Returns the input and the prompt that runs.
 pub(super) fn core_input(req: &ImageRequest) -> Result<(Map<String, Value>, String)> {
@@ -38,33 +53,31 @@ pub(super) fn core_input(req: &ImageRequest) -> Result<(Map<String, Value>, Stri
             style.apply(&req.prompt, req.negative_prompt.as_deref())
         }
     };
-    let mut input = Map::new();
+    // The typed request's fields, renamed to the core's by the one table (`FIELDS`).
+    let wire = serde_json::to_value(req).map_err(|e| Error::internal(e.to_string()))?;
+    let mut input: Map<String, Value> = FIELDS
+        .iter()
+        .filter_map(|(w, core)| {
+            Some((
+                core.to_string(),
+                wire.get(*w).filter(|v| !v.is_null())?.clone(),
+            ))
+        })
+        .collect();
+    // Read apart: the prompts (after `style`), `size` (two core fields), `upscale` (a factor).
     input.insert("prompt".into(), json!(prompt));
-    let mut put = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            input.insert(k.into(), v);
-        }
-    };
-    put("negative_prompt", negative.map(Value::from));
+    if let Some(n) = negative {
+        input.insert("negative_prompt".into(), json!(n));
+    }
     if let Some(size) = &req.size {
         if let Some((w, h)) = easel_core::generate::parse_size("size", size)? {
-            put("width", Some(json!(w)));
-            put("height", Some(json!(h)));
+            input.insert("width".into(), json!(w));
+            input.insert("height".into(), json!(h));
         }
     }
-    put("count", req.n.map(Value::from));
-    put("seed", req.seed.map(Value::from));
-    put("steps", req.steps.map(Value::from));
-    put("guidance", req.guidance.map(Value::from));
-    put("scheduler", req.scheduler.clone().map(Value::from));
-    put("strength", req.strength.map(Value::from));
-    put(
-        "format",
-        req.output_format
-            .map(|f| serde_json::to_value(f).unwrap_or_default()),
-    );
-    put("quality", req.output_compression.map(Value::from));
-    put("upscale", req.upscale.map(|u| json!(u.factor())));
+    if let Some(u) = req.upscale {
+        input.insert("upscale".into(), json!(u.factor()));
+    }
     Ok((input, prompt))
 }
 

@@ -206,6 +206,58 @@ pub struct ApiDoc;
 mod tests {
     use super::*;
 
+    /// The one table works both ways, and every request field is either in it or read
+    /// apart (a new field must be placed in one or the other).
+    #[test]
+    fn the_field_table_builds_inputs_and_names_errors() {
+        for (wire, core) in FIELDS {
+            assert_eq!(wire_field(&format!("input.{core}")).as_deref(), Some(*wire));
+        }
+        assert_eq!(wire_field("input.width").as_deref(), Some("size"));
+        let req: ImageRequest = serde_json::from_value(json!({"prompt": "p"})).unwrap();
+        let apart = [
+            "prompt",
+            "model",
+            "size",
+            "response_format",
+            "negative_prompt",
+            "style",
+            "upscale",
+            "quality",
+            "user",
+            "moderation",
+            "safety_identifier",
+            "background",
+            "stream",
+            "image",
+            "mask",
+            "input_fidelity",
+        ];
+        for key in serde_json::to_value(&req)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+        {
+            assert!(
+                apart.contains(&key.as_str()) || FIELDS.iter().any(|(w, _)| w == key),
+                "{key} is neither in FIELDS nor read apart"
+            );
+        }
+        let req: ImageRequest = serde_json::from_value(json!({
+            "prompt": "p", "n": 2, "seed": 3, "steps": 4, "guidance": 5.0, "scheduler": "euler",
+            "strength": 0.5, "output_format": "webp", "output_compression": 80, "size": "64x32"
+        }))
+        .unwrap();
+        let (input, _) = core_input(&req).unwrap();
+        assert_eq!(
+            Value::Object(input),
+            json!({"prompt": "p", "count": 2, "seed": 3, "steps": 4, "guidance": 5.0,
+                "scheduler": "euler", "strength": 0.5, "format": "webp", "quality": 80,
+                "width": 64, "height": 32})
+        );
+    }
+
     #[test]
     fn status_names_cover_every_state() {
         assert_eq!(

@@ -3,7 +3,7 @@
 use super::*;
 
 /// `response_format`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[schema(as = OpenAiResponseFormat)]
 pub enum ResponseFormat {
@@ -15,7 +15,7 @@ pub enum ResponseFormat {
 }
 
 /// `upscale`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[schema(as = OpenAiUpscale)]
 pub enum Upscale {
     #[serde(rename = "2x")]
@@ -36,7 +36,7 @@ impl Upscale {
 /// The body of `/images/generations` and `/images/edits` (JSON; edits also take OpenAI's
 /// multipart form with the same fields, `image`/`mask` as files). `image`, `mask` and
 /// `strength` are for edits only. See the module documentation for what each field does.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = OpenAiImageRequest)]
 pub struct ImageRequest {
