@@ -182,28 +182,12 @@ pub async fn valid_text<E: From<Error> + IntoResponse>(req: Request, next: Next)
 
 /// The check of `valid_text`.
 pub fn check_uri(uri: &Uri) -> Result<(), Error> {
-    fn text(raw: &str, plus_is_space: bool) -> Option<String> {
-        let bytes = raw.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            let hex = |c: u8| (c as char).to_digit(16);
-            match b {
-                b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b),
-                },
-                b'+' if plus_is_space => out.push(b' '),
-                _ => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).ok().filter(|s| !s.contains('\0'))
+    /// Percent-decoded text, if it is UTF-8 without a NUL (a `+` is a plain character here).
+    fn text(raw: &str) -> Option<String> {
+        let decoded = percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .ok()?;
+        (!decoded.contains('\0')).then(|| decoded.into_owned())
     }
     // A URI holds visible ASCII only (`http::Uri` checks): without a `%` there is nothing
     // to decode, and nothing to refuse.
@@ -211,16 +195,16 @@ pub fn check_uri(uri: &Uri) -> Result<(), Error> {
         return Ok(());
     }
     let why = "must be UTF-8 text without NUL characters";
-    if text(uri.path(), false).is_none() {
+    if text(uri.path()).is_none() {
         return Err(Error::invalid("path", why));
     }
     for pair in uri.query().unwrap_or("").split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let Some(name) = text(k, true) else {
+        let Some(name) = text(k) else {
             return Err(Error::invalid("query", why));
         };
-        if text(v, true).is_none() {
-            return Err(Error::invalid(name, why));
+        if text(v).is_none() {
+            return Err(Error::invalid(name.replace('+', " "), why));
         }
     }
     Ok(())

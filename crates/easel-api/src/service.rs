@@ -187,13 +187,8 @@ pub async fn check_webhook(state: &AppState, w: &Webhook) -> Result<()> {
         .resolve(&url)
         .await
         .map_err(|e| {
-            let hint = match e {
-                easel_net::Refused::NotPublic { .. } => {
-                    " (an operator can allow internal receivers with --webhook-allow)"
-                }
-                _ => "",
-            };
-            Error::invalid("webhook.url", format!("{e}{hint}"))
+            let why = e.explained("an operator can allow internal receivers with --webhook-allow");
+            Error::invalid("webhook.url", why)
         })?;
     Ok(())
 }
@@ -452,13 +447,10 @@ pub async fn fetch_image(state: &AppState, field: &str, url: &str) -> Result<Byt
     let mut url = url.to_string();
     for _ in 0..4 {
         let parsed = reqwest::Url::parse(&url).map_err(|e| bad(format!("not a URL: {e}")))?;
-        let target = policy.resolve(&parsed).await.map_err(|e| {
-            let hint = match e {
-                easel_net::Refused::NotPublic { .. } => " (--fetch-images any allows others)",
-                _ => "",
-            };
-            bad(format!("{e}{hint}"))
-        })?;
+        let target = policy
+            .resolve(&parsed)
+            .await
+            .map_err(|e| bad(e.explained("--fetch-images any allows others")))?;
         let client = target
             .client()
             .timeout(FETCH_TIMEOUT)

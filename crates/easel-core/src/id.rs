@@ -40,15 +40,20 @@ pub fn to_uuid(prefix: &str, id: &str) -> Option<String> {
     if u.to_string().to_lowercase() != text {
         return None;
     }
-    let h = format!("{:032x}", u.0);
-    Some(format!(
+    Some(hyphenated(u.0))
+}
+
+/// 128 bits in the UUID text form (`8-4-4-4-12` lowercase hex digits).
+pub fn hyphenated(bits: u128) -> String {
+    let h = format!("{bits:032x}");
+    format!(
         "{}-{}-{}-{}-{}",
         &h[..8],
         &h[8..12],
         &h[12..16],
         &h[16..20],
         &h[20..]
-    ))
+    )
 }
 
 /// The `prefix_<ulid>` id whose `to_uuid` is `uuid`. Takes the hyphenated form or 32 bare

@@ -220,6 +220,17 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+impl Refused {
+    /// The reason, with `hint` (how an operator may allow it) added when the address was
+    /// refused as non-public.
+    pub fn explained(&self, hint: &str) -> String {
+        match self {
+            Refused::NotPublic { .. } => format!("{self} ({hint})"),
+            _ => self.to_string(),
+        }
+    }
+}
+
 /// The address itself, or the IPv4 address an IPv6 one embeds and is delivered to (mapped
 /// `::ffff:a.b.c.d`, translated `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`, 6to4
 /// `2002:aabb:ccdd::`).

@@ -375,13 +375,14 @@ impl Worker {
             .map(|a| (a.id.clone(), blob_key(&a.owner_id, &a.id)))
             .collect();
         // The intents of every output in one transaction, then the blobs.
-        let mut stored = intents::record(store, &blobs).await;
-        for ((_, key), o) in blobs.iter().zip(out.outputs) {
-            if stored.is_err() {
-                break;
+        let stored = async {
+            intents::record(store, &blobs).await?;
+            for ((_, key), o) in blobs.iter().zip(out.outputs) {
+                store.blobs.put(key, o.bytes).await?;
             }
-            stored = store.blobs.put(key, o.bytes).await;
+            Ok::<_, easel_core::Error>(())
         }
+        .await;
         if let Err(e) = stored {
             if let Err(e) = intents::remove(store, &blobs).await {
                 tracing::warn!(error = %e, "outputs left to the collector");

@@ -20,15 +20,7 @@ pub fn new_uuid_v4() -> String {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    easel_core::id::hyphenated(u128::from_be_bytes(b))
 }
 
 pub(super) fn check_uuid(field: &str, s: &str) -> Result<()> {
