@@ -1,5 +1,6 @@
 //! Authentication and per-key rate limits. `Auth` extracts the caller from
-//! `Authorization: Bearer <key>` (401 without a valid key); `Admin` also requires the admin
+//! `Authorization: Bearer <key>` or `Basic` with the key's id and secret as user and
+//! password (`presented_key`; 401 without a valid key); `Admin` also requires the admin
 //! role (403). Both reject in the error shape of the router's state (`dialect::ApiState`).
 //! Verified keys are cached for a few seconds (`Config::auth_cache_ttl`) so hot endpoints do
 //! not hit the database for every request; revoking a key clears the cache of this process
@@ -99,9 +100,11 @@ impl Authenticator {
     }
 }
 
-/// The key presented in `Authorization` (`Bearer` or `Token` scheme), or in the
-/// `x-api-market-key` header (the Replicate dialect's spec sends it so).
-pub fn presented_key(parts: &Parts) -> Option<&str> {
+/// The key presented in `Authorization` (`Bearer` or `Token` scheme, or `Basic` with the
+/// key's two parts as user and password: `base64(key_id:secret)`, as Scenario's clients send
+/// `api_key:api_secret`; an operator-chosen key, which has no id, as the user with an empty
+/// password), or in the `x-api-market-key` header (the Replicate dialect's spec sends it so).
+pub fn presented_key(parts: &Parts) -> Option<String> {
     if let Some(k) = parts
         .headers
         .get("x-api-market-key")
@@ -109,7 +112,7 @@ pub fn presented_key(parts: &Parts) -> Option<&str> {
         .map(str::trim)
         .filter(|k| !k.is_empty())
     {
-        return Some(k);
+        return Some(k.to_string());
     }
     let v = parts
         .headers
@@ -117,9 +120,29 @@ pub fn presented_key(parts: &Parts) -> Option<&str> {
         .to_str()
         .ok()?;
     let (scheme, key) = v.trim().split_once(' ')?;
+    let key = key.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        return basic_key(key);
+    }
     (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
-        .then(|| key.trim())
+        .then(|| key.to_string())
         .filter(|k| !k.is_empty())
+}
+
+/// The key in a `Basic` credential: `key_id:secret` joined back into the key
+/// (`auth::join_key`), or `key:` (an empty password) as the key itself.
+fn basic_key(credential: &str) -> Option<String> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(credential)
+        .ok()?;
+    let pair = String::from_utf8(raw).ok()?;
+    let (user, password) = pair.split_once(':')?;
+    match (user, password) {
+        ("", _) => None,
+        (key, "") => Some(key.to_string()),
+        (id, secret) => Some(easel_core::auth::join_key(id, secret)),
+    }
 }
 
 /// Resolve and rate-limit the caller from a presented key.
@@ -154,7 +177,7 @@ impl<S: ApiState> FromRequestParts<S> for Auth {
     type Rejection = S::Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let p = authenticate(state.app(), presented_key(parts)).await?;
+        let p = authenticate(state.app(), presented_key(parts).as_deref()).await?;
         parts.extensions.insert(p.clone());
         Ok(Auth(p))
     }
@@ -194,5 +217,36 @@ mod tests {
         assert!(a.take("k").is_ok());
         assert_eq!(a.take("k"), Err(1));
         assert!(a.take("other").is_ok(), "buckets are per key");
+    }
+
+    fn parts(authorization: &str) -> Parts {
+        let (parts, ()) = axum::http::Request::builder()
+            .header("authorization", authorization)
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    #[test]
+    fn keys_come_as_bearer_or_as_a_basic_pair() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let id = easel_core::id::new(easel_core::id::KEY);
+        let key = easel_core::auth::join_key(&id, "s3cr3t");
+        assert_eq!(
+            presented_key(&parts(&format!("Bearer {key}"))),
+            Some(key.clone())
+        );
+        let basic = format!("Basic {}", b64(&format!("{id}:s3cr3t")));
+        assert_eq!(presented_key(&parts(&basic)), Some(key.clone()));
+        // An operator-chosen key as the user, no password.
+        assert_eq!(
+            presented_key(&parts(&format!("Basic {}", b64("my-own-key:")))),
+            Some("my-own-key".into())
+        );
+        assert_eq!(presented_key(&parts(&format!("Basic {}", b64(":x")))), None);
+        assert_eq!(presented_key(&parts("Basic not-base64!")), None);
+        assert_eq!(presented_key(&parts("Digest abc")), None);
     }
 }

@@ -46,6 +46,34 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>
 /// Validate and enqueue. Returns the job and whether it was created (false: an
 /// idempotency key matched an earlier job).
 pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Result<(Job, bool)> {
+    let (new, _) = prepare(state, who, req, Stage::Enqueue).await?;
+    let ins = state.queue.submit(new).await?;
+    Ok((ins.job, ins.created))
+}
+
+/// Validate a task as `submit` does, without enqueuing it or storing anything (a dry run):
+/// the usage units it will record (`usage::estimate_units` for generations; the output
+/// megapixels of a tool, from its input image's size).
+pub async fn quote(state: &AppState, who: &Principal, req: TaskRequest) -> Result<f64> {
+    let (_, units) = prepare(state, who, req, Stage::Quote).await?;
+    Ok(units)
+}
+
+/// Whether `prepare` may store what the request carries (`data:` images become uploads).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Enqueue,
+    Quote,
+}
+
+/// The job a request makes: validated, its model and images resolved, defaults filled in;
+/// and the units it will use.
+async fn prepare(
+    state: &AppState,
+    who: &Principal,
+    req: TaskRequest,
+    stage: Stage,
+) -> Result<(NewJob, f64)> {
     let mut input = TaskInput::parse(&req.task, req.input, &state.limits)?;
     let priority = req.priority.unwrap_or(0);
     if !PRIORITY_RANGE.contains(&priority) {
@@ -105,8 +133,14 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
                 .await?
                 .filter(|a| a.owner_id == who.user_id)
                 .ok_or_else(|| Error::invalid(&field, format!("asset {id} not found")))?,
+            ImageRef::Data { bytes, .. } if stage == Stage::Quote => {
+                let info = easel_imageops::probe(&bytes)
+                    .map_err(|e| Error::invalid(&field, format!("not a supported image: {e}")))?;
+                sizes.push((info.width, info.height));
+                continue;
+            }
             ImageRef::Data { bytes, .. } => {
-                store_upload(state, who, Bytes::from(bytes), serde_json::json!({}))
+                store_upload(state, who, Bytes::from(bytes), serde_json::json!({}), None)
                     .await
                     .map_err(|e| {
                         if e.field.is_none() {
@@ -147,12 +181,18 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
         g.check_limits(&state.limits, &m.limits)
             .map_err(|e| e.under("input"))?;
     } else {
-        for (w, h) in sizes {
+        for &(w, h) in &sizes {
             input
                 .check_output_size(w, h, &state.limits)
                 .map_err(|e| e.with_field("input"))?;
         }
     }
+    let units = easel_core::usage::estimate_units(&req.task, &input.to_value())
+        .or_else(|| {
+            let (w, h) = sizes.first()?;
+            Some(easel_core::usage::image_units(&[input.output_size(*w, *h)]))
+        })
+        .unwrap_or(0.0);
     let resource =
         easel_core::job::Resource::of(&req.task, model.as_ref().map(|m| m.provider.as_str()));
     let model = model.map(|m| m.name);
@@ -169,8 +209,7 @@ pub async fn submit(state: &AppState, who: &Principal, req: TaskRequest) -> Resu
         external_id: req.external_id,
         resource,
     };
-    let ins = state.queue.submit(new).await?;
-    Ok((ins.job, ins.created))
+    Ok((new, units))
 }
 
 /// A webhook's URL, as submit checks it: http(s), not too long, and a receiver this server
@@ -257,12 +296,13 @@ pub async fn default_model(state: &AppState, task: &str) -> Result<easel_core::m
 }
 
 /// Validate image bytes (decoded in full, within the pixel limit) and store them as an
-/// upload asset: blob first, then the row.
+/// upload asset (derived from `parent_id`, when given): blob first, then the row.
 pub async fn store_upload(
     state: &AppState,
     who: &Principal,
     bytes: Bytes,
     metadata: serde_json::Value,
+    parent_id: Option<&str>,
 ) -> Result<Asset> {
     if bytes.is_empty() {
         return Err(Error::invalid("file", "the upload is empty"));
@@ -298,7 +338,7 @@ pub async fn store_upload(
         bytes: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(&bytes)),
         metadata,
-        parent_id: None,
+        parent_id: parent_id.map(str::to_string),
         created_at: time::now(),
     };
     let key = blob_key(&asset.owner_id, &asset.id);
@@ -582,7 +622,7 @@ pub async fn source_asset(
             serde_json::json!({ "source_url": u }),
         ),
     };
-    Ok(store_upload(state, who, bytes, source)
+    Ok(store_upload(state, who, bytes, source, None)
         .await
         .map_err(|e| refield(e, "file", field))?
         .id)
@@ -626,6 +666,7 @@ pub async fn mask_from_transparency(
                 who,
                 Bytes::from(png),
                 serde_json::json!({"derived": "mask_from_alpha"}),
+                None,
             )
             .await
             .map_err(|e| refield(e, "file", field))?,
@@ -633,8 +674,17 @@ pub async fn mask_from_transparency(
     }
 }
 
+/// Delete an asset of the caller: the row (with an intent for its blob), then the blob.
+pub async fn delete_asset(state: &AppState, a: &Asset) -> Result<()> {
+    if easel_store::assets::delete(&state.store.db, &a.id).await? {
+        let blob = [(a.id.clone(), blob_key(&a.owner_id, &a.id))];
+        easel_store::intents::remove(&state.store, &blob).await?;
+    }
+    Ok(())
+}
+
 /// The same error, naming `to` where it named `from`.
-fn refield(e: Error, from: &str, to: &str) -> Error {
+pub fn refield(e: Error, from: &str, to: &str) -> Error {
     if e.field.as_deref() == Some(from) {
         e.with_field(to)
     } else {

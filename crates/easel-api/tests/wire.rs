@@ -51,8 +51,20 @@ async fn native_wire_shapes() {
             Some(json!({"name": "ci", "role": "admin"})),
         )
         .await;
+    assert_eq!(
+        created["api_key"], created["id"],
+        "the pair's first part is the key id"
+    );
+    assert_eq!(
+        created["key"],
+        format!(
+            "esk_{}_{}",
+            created["id"].as_str().unwrap(),
+            created["api_secret"].as_str().unwrap()
+        )
+    );
     insta::assert_json_snapshot!("key_created", created, {
-        ".key" => "[key]", ".id" => "[key id]", ".user_id" => "[user id]", ".prefix" => "[prefix]", ".created_at" => "[time]",
+        ".key" => "[key]", ".id" => "[key id]", ".api_key" => "[key id]", ".api_secret" => "[secret]", ".user_id" => "[user id]", ".prefix" => "[prefix]", ".created_at" => "[time]",
     });
     t.shutdown().await;
 }

@@ -70,18 +70,92 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<Asset>> {
         .transpose()
 }
 
-/// An owner's assets, newest first, before the cursor id.
-pub async fn list(db: &Db, owner_id: &str, before: Option<&str>, limit: u32) -> Result<Vec<Asset>> {
+/// Which assets a list returns: an owner's, newest first, narrowed by the set filters.
+#[derive(Debug, Clone, Default)]
+pub struct AssetFilter {
+    pub owner_id: String,
+    /// Only assets older than this id (the cursor).
+    pub before: Option<String>,
+    /// Outputs of this job.
+    pub job_id: Option<String>,
+    /// Derived from this asset.
+    pub parent_id: Option<String>,
+    /// Outputs of jobs run by this model (registry name).
+    pub model: Option<String>,
+    /// Outputs of jobs of these tasks; `uploaded` in the list also takes uploads (assets of
+    /// no job). Empty: any.
+    pub tasks: Vec<String>,
+    pub limit: u32,
+}
+
+/// The assets a filter selects, newest first.
+pub async fn list(db: &Db, f: &AssetFilter) -> Result<Vec<Asset>> {
+    let mut binds: Vec<&str> = vec![&f.owner_id];
+    let mut sql = format!("SELECT {COLS} FROM assets WHERE owner_id = $1");
     // No sentinel for "no cursor": under a linguistic collation (PostgreSQL `en_US`, ICU)
     // punctuation such as `~` sorts before letters.
-    let cursor = if before.is_some() { " AND id < $2" } else { "" };
-    let sql = format!(
-        "SELECT {COLS} FROM assets WHERE owner_id = $1{cursor} ORDER BY id DESC LIMIT {}",
-        limit.clamp(1, 1000)
-    );
-    let mut q = sqlx::query(&sql).bind(owner_id);
-    if let Some(b) = before {
+    let conds = [
+        (" AND id < ", f.before.as_deref()),
+        (" AND job_id = ", f.job_id.as_deref()),
+        (" AND parent_id = ", f.parent_id.as_deref()),
+        (
+            " AND job_id IN (SELECT id FROM jobs WHERE model = ",
+            f.model.as_deref(),
+        ),
+    ];
+    for (part, value) in conds {
+        if let Some(v) = value {
+            binds.push(v);
+            sql.push_str(&format!("{part}${}", binds.len()));
+            if part.contains('(') {
+                sql.push(')');
+            }
+        }
+    }
+    if !f.tasks.is_empty() {
+        let mut alts = Vec::new();
+        let mut tasks = Vec::new();
+        for t in &f.tasks {
+            if t == "uploaded" {
+                alts.push("job_id IS NULL".to_string());
+            } else {
+                binds.push(t);
+                tasks.push(format!("${}", binds.len()));
+            }
+        }
+        if !tasks.is_empty() {
+            alts.push(format!(
+                "job_id IN (SELECT id FROM jobs WHERE task IN ({}))",
+                tasks.join(", ")
+            ));
+        }
+        sql.push_str(&format!(" AND ({})", alts.join(" OR ")));
+    }
+    sql.push_str(&format!(
+        " ORDER BY id DESC LIMIT {}",
+        f.limit.clamp(1, 1000)
+    ));
+    let mut q = sqlx::query(&sql);
+    for b in binds {
         q = q.bind(b);
+    }
+    let rows = q.fetch_all(&db.pool).await.map_err(db_err)?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Several assets by id, in no particular order; unknown ids are left out.
+pub async fn get_many(db: &Db, ids: &[&str]) -> Result<Vec<Asset>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {COLS} FROM assets WHERE id IN ({})",
+        marks.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(*id);
     }
     let rows = q.fetch_all(&db.pool).await.map_err(db_err)?;
     rows.iter().map(from_row).collect()

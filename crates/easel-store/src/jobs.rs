@@ -259,7 +259,8 @@ pub struct JobFilter {
     /// `None` lists every owner's jobs (admin).
     pub owner_id: Option<String>,
     pub status: Option<JobStatus>,
-    pub task: Option<String>,
+    /// Only jobs of these tasks; empty: any.
+    pub tasks: Vec<String>,
     /// Only jobs older than this id (the cursor).
     pub before: Option<String>,
     /// Only jobs with an external id in this namespace (a dialect's own jobs).
@@ -282,9 +283,6 @@ pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<Job>> {
     if let Some(s) = f.status {
         cond("status", s.as_str().to_string(), "=");
     }
-    if let Some(t) = &f.task {
-        cond("task", t.clone(), "=");
-    }
     if let Some(b) = &f.before {
         cond("id", b.clone(), "<");
     }
@@ -295,6 +293,14 @@ pub async fn list(db: &Db, f: &JobFilter) -> Result<Vec<Job>> {
             "=",
         );
         sql.push(')');
+    }
+    if !f.tasks.is_empty() {
+        let mut marks = Vec::new();
+        for t in &f.tasks {
+            binds.push(t.clone());
+            marks.push(format!("${}", binds.len()));
+        }
+        sql.push_str(&format!(" AND task IN ({})", marks.join(", ")));
     }
     sql.push_str(&format!(
         " ORDER BY id DESC LIMIT {} OFFSET {}",

@@ -92,12 +92,14 @@ pub async fn keys(a: KeysArgs) -> Result<()> {
             let (info, key) = easel_store::users::create_key(db, &user.id, &name, None)
                 .await
                 .map_err(err)?;
+            let secret = easel_core::auth::split_key(&key).map_or("", |(_, s)| s);
             println!(
-                "key id:  {}\nuser:    {} ({}, {})\nAPI key: {key}",
+                "key id:  {}\nuser:    {} ({}, {})\nAPI key: {key}\nas a pair (Basic auth, Scenario's api_key/api_secret):\n  api_key:    {}\n  api_secret: {secret}",
                 info.id,
                 user.name,
                 user.id,
-                user.role.as_str()
+                user.role.as_str(),
+                info.id,
             );
         }
         KeysCmd::List => {
@@ -353,7 +355,7 @@ pub async fn jobs(a: JobsArgs) -> Result<()> {
             let f = easel_store::jobs::JobFilter {
                 owner_id: owner,
                 status,
-                task: None,
+                tasks: Vec::new(),
                 before: None,
                 limit,
                 ..Default::default()

@@ -90,7 +90,21 @@ fn first_start_writes_the_admin_key_and_sigterm_stops_cleanly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("API key: esk_"));
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(shown.contains("API key: esk_"), "{shown}");
+    // The same key as Scenario's pair: the key id and the secret part.
+    let field = |name: &str| {
+        shown
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no `{name}` in {shown}"))
+    };
+    let key = field("API key:");
+    assert_eq!(
+        key,
+        format!("esk_{}_{}", field("api_key:"), field("api_secret:"))
+    );
     let out = easel()
         .args(["keys", "list"])
         .arg("--data-dir")

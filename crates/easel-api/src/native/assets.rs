@@ -116,7 +116,7 @@ pub async fn upload(
         )
         .into());
     };
-    let asset = service::store_upload(&state, &who, bytes, serde_json::json!({})).await?;
+    let asset = service::store_upload(&state, &who, bytes, serde_json::json!({}), None).await?;
     Ok((StatusCode::CREATED, axum::Json(view(&state, asset))).into_response())
 }
 
@@ -157,13 +157,13 @@ pub async fn list(
     if !(1..=100).contains(&limit) {
         return Err(Error::invalid("limit", "must be between 1 and 100").into());
     }
-    let mut rows = easel_store::assets::list(
-        &state.store.db,
-        &who.user_id,
-        q.cursor.as_deref(),
-        limit + 1,
-    )
-    .await?;
+    let filter = easel_store::assets::AssetFilter {
+        owner_id: who.user_id.clone(),
+        before: q.cursor.clone(),
+        limit: limit + 1,
+        ..Default::default()
+    };
+    let mut rows = easel_store::assets::list(&state.store.db, &filter).await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_cursor = more.then(|| rows.last().map(|a| a.id.clone())).flatten();
@@ -222,7 +222,7 @@ pub async fn content(
             asset
         }
         _ => {
-            let who = auth::authenticate(&state, auth::presented_key(&parts)).await?;
+            let who = auth::authenticate(&state, auth::presented_key(&parts).as_deref()).await?;
             parts.extensions.insert(who.clone());
             service::owned_asset(&state, &who, &id).await?
         }
@@ -316,10 +316,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let a = service::owned_asset(&state, &who, &id).await?;
-    if easel_store::assets::delete(&state.store.db, &a.id).await? {
-        let blob = [(a.id.clone(), blob_key(&a.owner_id, &a.id))];
-        easel_store::intents::remove(&state.store, &blob).await?;
-    }
+    service::delete_asset(&state, &a).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

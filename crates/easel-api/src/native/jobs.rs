@@ -244,7 +244,7 @@ pub async fn list(
     let filter = easel_store::jobs::JobFilter {
         owner_id: Some(who.user_id.clone()),
         status: q.status,
-        task: q.task,
+        tasks: q.task.into_iter().collect(),
         before: q.cursor,
         limit: limit + 1,
         ..Default::default()

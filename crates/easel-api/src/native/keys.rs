@@ -32,8 +32,13 @@ pub struct CreateKey {
 
 #[derive(Serialize, ToSchema)]
 pub struct CreatedKey {
-    /// The key itself: shown only now.
+    /// The key itself: shown only now. Send it as `Authorization: Bearer <key>`.
     pub key: String,
+    /// The same key as a pair, for clients that send `Basic base64(api_key:api_secret)`
+    /// (Scenario's): the key id ...
+    pub api_key: String,
+    /// ... and the secret part.
+    pub api_secret: String,
     #[serde(flatten)]
     pub info: ApiKey,
 }
@@ -76,7 +81,18 @@ pub async fn create(
     };
     let (info, key) =
         easel_store::users::create_key(&state.store.db, &user.id, &name, None).await?;
-    Ok((StatusCode::CREATED, axum::Json(CreatedKey { key, info })))
+    let (api_key, api_secret) = easel_core::auth::split_key(&key)
+        .map(|(id, secret)| (id.to_string(), secret.to_string()))
+        .ok_or_else(|| Error::internal("a new key has no id"))?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedKey {
+            key,
+            api_key,
+            api_secret,
+            info,
+        }),
+    ))
 }
 
 /// Every key (admin); never the secrets.

@@ -172,25 +172,66 @@ async fn lifecycle_insert_claim_progress_succeed() {
             Some(a2.clone()),
             "{n}"
         );
-        let listed = assets::list(db, &owner.id, None, 10).await.unwrap();
+        let all = |before: Option<&str>, limit| assets::AssetFilter {
+            owner_id: owner.id.clone(),
+            before: before.map(str::to_string),
+            limit,
+            ..Default::default()
+        };
+        let listed = assets::list(db, &all(None, 10)).await.unwrap();
         assert_eq!(listed.len(), 2, "{n}");
         assert!(listed[0].id > listed[1].id, "{n}: newest first");
-        let older = assets::list(db, &owner.id, Some(&listed[0].id), 10)
+        let older = assets::list(db, &all(Some(&listed[0].id), 10))
             .await
             .unwrap();
         assert_eq!(older, vec![listed[1].clone()], "{n}: the cursor");
         assert_eq!(
-            assets::list(db, &owner.id, None, 1).await.unwrap().len(),
+            assets::list(db, &all(None, 1)).await.unwrap().len(),
             1,
             "{n}: limit"
         );
-        assert!(
-            assets::list(db, "usr_nobody", None, 10)
-                .await
-                .unwrap()
-                .is_empty(),
-            "{n}"
-        );
+        let nobody = assets::AssetFilter {
+            owner_id: "usr_nobody".into(),
+            limit: 10,
+            ..Default::default()
+        };
+        assert!(assets::list(db, &nobody).await.unwrap().is_empty(), "{n}");
+        // Filters: by job, by task (with `uploaded` for assets of no job), by parent.
+        let by = |f: assets::AssetFilter| async move { assets::list(db, &f).await.unwrap() };
+        let of_job = by(assets::AssetFilter {
+            job_id: Some(job.id.clone()),
+            ..all(None, 10)
+        })
+        .await;
+        assert_eq!(of_job.len(), 2, "{n}");
+        let none = by(assets::AssetFilter {
+            job_id: Some("job_other".into()),
+            ..all(None, 10)
+        })
+        .await;
+        assert!(none.is_empty(), "{n}");
+        let upscales = by(assets::AssetFilter {
+            tasks: vec!["upscale".into()],
+            ..all(None, 10)
+        })
+        .await;
+        assert_eq!(upscales.len(), 2, "{n}: the job's task");
+        let uploads = by(assets::AssetFilter {
+            tasks: vec!["uploaded".into(), "txt2img".into()],
+            ..all(None, 10)
+        })
+        .await;
+        assert!(uploads.is_empty(), "{n}: no uploads, no txt2img");
+        let children = by(assets::AssetFilter {
+            parent_id: Some(a1.id.clone()),
+            ..all(None, 10)
+        })
+        .await;
+        assert!(children.is_empty(), "{n}");
+        let many = assets::get_many(db, &[&a1.id, "ast_missing", &a2.id])
+            .await
+            .unwrap();
+        assert_eq!(many.len(), 2, "{n}: unknown ids left out");
         assert_eq!(b.blob_count(), 2, "{n}");
         assert!(
             b.blobs()
@@ -1085,7 +1126,7 @@ async fn list_filters_and_pages() {
         let ups = jobs::list(
             db,
             &JobFilter {
-                task: Some("upscale".into()),
+                tasks: vec!["upscale".into()],
                 status: Some(JobStatus::Queued),
                 ..f(Some(&alice.id))
             },
