@@ -3,7 +3,7 @@
 # ../shared/specs is run against its mount point on a fresh local server.
 #
 #   scripts/schemathesis.sh                 # every dialect
-#   scripts/schemathesis.sh openai leonardo # some of them (openai, replicate, leonardo, sartiq)
+#   scripts/schemathesis.sh openai leonardo # some of them (openai, replicate, leonardo, sartiq, scenario)
 #   scripts/schemathesis.sh --raw [...]     # the specs as written, nothing amended or dropped
 #                                           # (shows the known deviations too; fails)
 #
@@ -43,7 +43,7 @@ VENV="$ROOT/.ci-venv"
 
 export ST_RAW=${ST_RAW:-0}
 if [ "${1:-}" = --raw ]; then ST_RAW=1; shift; fi
-if [ $# -gt 0 ]; then DIALECTS=("$@"); else DIALECTS=(openai replicate leonardo sartiq); fi
+if [ $# -gt 0 ]; then DIALECTS=("$@"); else DIALECTS=(openai replicate leonardo sartiq scenario); fi
 
 log() { printf '== %s\n' "$*"; }
 
@@ -241,8 +241,22 @@ for dialect in "${DIALECTS[@]}"; do
       # admin key, on this throwaway server, so that they are exercised too.
       ST_KEY=$ADMIN_KEY run_st sartiq "$WORK/sartiq.openapi.json" /sartiq || status=$?
       ;;
+    scenario)
+      start_server scenario
+      # Real resources for the path ids in half of the cases: a job, an uploaded asset, the
+      # tiny model (Scenario's id forms).
+      job=$(user_post /scenario/v1/generate/txt2img '{"modelId": "tiny", "prompt": "a red fox", "numSamples": 1}' | json_get job.jobId)
+      png=$("$VENV/bin/python" -c 'import base64, struct, zlib
+def chunk(k, d): return struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d) & 0xFFFFFFFF)
+raw = b"".join(b"\x00" + b"\x80" * 24 for _ in range(8))
+print(base64.b64encode(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")).decode())')
+      asset=$(user_post /scenario/v1/assets "{\"name\": \"grey.png\", \"image\": \"$png\"}" | json_get asset.id)
+      model=$(curl -sS --fail-with-body -H "Authorization: Bearer $USER_KEY" "$BASE/scenario/v1/models/tiny" | json_get model.id)
+      EXTRA_TOML=$(pin_param path.jobId "$job" path.assetId "$asset" path.modelId "$model")
+      run_st scenario "$SPECS_DIR/scenario.openapi.json" /scenario/v1 || status=$?
+      ;;
     *)
-      echo "unknown dialect $dialect (openai, replicate, leonardo, sartiq)" >&2
+      echo "unknown dialect $dialect (openai, replicate, leonardo, sartiq, scenario)" >&2
       exit 2
       ;;
   esac

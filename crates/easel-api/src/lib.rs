@@ -17,6 +17,7 @@ pub mod openai;
 pub mod openapi;
 pub mod replicate;
 pub mod sartiq;
+pub mod scenario;
 pub mod server;
 pub mod service;
 pub mod signing;

@@ -40,6 +40,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::leonardo::ApiDoc::openapi());
     doc.merge(crate::replicate::ApiDoc::openapi());
     doc.merge(crate::sartiq::ApiDoc::openapi());
+    doc.merge(crate::scenario::ApiDoc::openapi());
     doc
 }
 

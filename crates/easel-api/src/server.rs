@@ -483,6 +483,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(native::routes())
         .merge(crate::sartiq::routes(&state))
+        .merge(crate::scenario::routes(&state))
         .merge(crate::openai::routes(&state))
         .merge(crate::leonardo::routes(&state))
         .merge(crate::replicate::routes(&state))

@@ -1,0 +1,292 @@
+//! Assets: list, upload, read, read in bulk, delete in bulk.
+
+use super::*;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct AssetsQuery {
+    page_size: Option<String>,
+    pagination_token: Option<String>,
+    #[serde(rename = "type")]
+    asset_type: Option<String>,
+    types: Option<String>,
+    model_id: Option<String>,
+    inference_id: Option<String>,
+    parent_asset_id: Option<String>,
+    #[serde(flatten)]
+    _others: std::collections::HashMap<String, String>,
+}
+
+/// The most ids `DELETE /assets` and `POST /assets/get-bulk` take (the spec's).
+const MAX_DELETE: usize = 100;
+const MAX_BULK: usize = 200;
+
+/// An asset id of a request: Scenario's or Easel's form, else a 400 naming `field`.
+fn asset_id(field: &str, s: &str) -> Result<String, Error> {
+    ids::asset_in(s).ok_or_else(|| Error::invalid(field, format!("`{s}` is not an asset id")))
+}
+
+/// `GET /assets`: the caller's assets, newest first. Filters: `type`/`types` (the asset
+/// types Easel makes: `uploaded`, `inference-txt2img`, `inference-img2img`,
+/// `inference-inpaint`, `upscale`, `pixelization`; others match nothing), `modelId`,
+/// `inferenceId` (a job id), `parentAssetId`. Other filters of the spec (collections, tags,
+/// privacy, dates) belong to the library and are read without narrowing the list.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<AssetsQuery>,
+) -> Result<axum::Json<AssetsPage>, Failure> {
+    let size = jobs::page_size(q.page_size.as_deref(), 50, 100)?;
+    let mut types = jobs::list_param(q.types.as_deref());
+    types.extend(jobs::list_param(q.asset_type.as_deref()));
+    let tasks: Vec<String> = types
+        .iter()
+        .filter_map(|t| view::tasks_of_type(t))
+        .map(str::to_string)
+        .collect();
+    let empty = || {
+        axum::Json(AssetsPage {
+            assets: Vec::new(),
+            next_pagination_token: None,
+        })
+    };
+    if !types.is_empty() && tasks.is_empty() {
+        return Ok(empty());
+    }
+    let model = match q.model_id.as_deref() {
+        None => None,
+        Some(m) => match easel_store::models::resolve(&state.store.db, &ids::model_ref(m)).await? {
+            Some(m) => Some(m.name),
+            None => return Ok(empty()),
+        },
+    };
+    let before = match q.pagination_token.as_deref() {
+        None => None,
+        Some(t) => Some(asset_id("paginationToken", t)?),
+    };
+    let parent_id = match q.parent_asset_id.as_deref() {
+        None => None,
+        Some(p) => Some(asset_id("parentAssetId", p)?),
+    };
+    let filter = easel_store::assets::AssetFilter {
+        owner_id: who.user_id.clone(),
+        before,
+        job_id: q.inference_id.clone(),
+        parent_id,
+        model,
+        tasks,
+        limit: size + 1,
+    };
+    let rows = easel_store::assets::list(&state.store.db, &filter).await?;
+    let (rows, next) = jobs::paged(rows, size, |a| ids::asset(&a.id));
+    Ok(axum::Json(AssetsPage {
+        assets: view::assets(&state, rows).await?,
+        next_pagination_token: next,
+    }))
+}
+
+/// `POST /assets`: `image` in base64 (or a `data:` URL), stored as an upload of the caller;
+/// `name` is kept in the asset's metadata. Canvases, thumbnails, hiding and collections
+/// belong to the library (the next issue): a canvas alone is a 400 saying so.
+pub(super) async fn upload(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Json(body): Json<AssetUpload>,
+) -> Result<axum::Json<AssetOne>, Failure> {
+    let Some(image) = body.image.as_deref() else {
+        let field = if body.canvas.is_some() {
+            "canvas"
+        } else {
+            "image"
+        };
+        return Err(Error::invalid(
+            field,
+            "send the image in base64 as `image`; canvases are not stored by Easel yet",
+        )
+        .into());
+    };
+    let b64 = match image.split_once(";base64,") {
+        Some((head, data)) if head.starts_with("data:") => data,
+        _ => image,
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| Error::invalid("image", "is not valid base64"))?;
+    let parent = match body.parent_id.as_deref() {
+        None => None,
+        Some(p) => Some(
+            service::owned_asset(&state, &who, &asset_id("parentId", p)?)
+                .await
+                .map_err(|_| Error::invalid("parentId", format!("asset {p} not found")))?,
+        ),
+    };
+    let asset = service::store_upload(
+        &state,
+        &who,
+        bytes.into(),
+        json!({"name": body.name}),
+        parent.as_ref().map(|p| p.id.as_str()),
+    )
+    .await
+    .map_err(|e| service::refield(e, "file", "image"))?;
+    Ok(axum::Json(AssetOne {
+        asset: view::asset(&state, asset, None),
+    }))
+}
+
+/// `GET /assets/{assetId}`.
+pub(super) async fn read(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> Result<axum::Json<AssetOne>, Failure> {
+    let id = ids::asset_in(&id).ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
+    let a = service::owned_asset(&state, &who, &id).await?;
+    let asset = view::assets(&state, vec![a]).await?.remove(0);
+    Ok(axum::Json(AssetOne { asset }))
+}
+
+/// `POST /assets/get-bulk`: the caller's assets among the ids (at most 200); others and
+/// unknown ids are left out.
+pub(super) async fn bulk(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Json(body): Json<AssetIds>,
+) -> Result<axum::Json<AssetsPage>, Failure> {
+    if body.asset_ids.len() > MAX_BULK {
+        return Err(Error::invalid("assetIds", format!("at most {MAX_BULK} ids")).into());
+    }
+    let wanted: Vec<String> = body
+        .asset_ids
+        .iter()
+        .filter_map(|s| ids::asset_in(s))
+        .collect();
+    let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    let mut found: Vec<Asset> = easel_store::assets::get_many(&state.store.db, &refs)
+        .await?
+        .into_iter()
+        .filter(|a| a.owner_id == who.user_id || who.is_admin())
+        .collect();
+    found.sort_by(|a, b| b.id.cmp(&a.id));
+    Ok(axum::Json(AssetsPage {
+        assets: view::assets(&state, found).await?,
+        next_pagination_token: None,
+    }))
+}
+
+/// `DELETE /assets` with `{assetIds}` (at most 100): each of the caller's assets is deleted
+/// (row, then file, as the native API does); every id must name one of them, else nothing
+/// is deleted and the answer is 404 naming the first that does not.
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Json(body): Json<AssetIds>,
+) -> Result<axum::Json<Value>, Failure> {
+    if body.asset_ids.is_empty() || body.asset_ids.len() > MAX_DELETE {
+        return Err(Error::invalid("assetIds", format!("give 1 to {MAX_DELETE} ids")).into());
+    }
+    let mut owned = Vec::new();
+    for s in &body.asset_ids {
+        let id = ids::asset_in(s).ok_or_else(|| Error::not_found(&format!("asset {s}")))?;
+        owned.push(service::owned_asset(&state, &who, &id).await?);
+    }
+    for a in owned {
+        service::delete_asset(&state, &a).await?;
+    }
+    Ok(axum::Json(json!({})))
+}
+
+/// An asset of the caller by a path id; others' and malformed ids are 404.
+async fn path_asset(state: &AppState, who: &Principal, id: &str) -> Result<Asset, Error> {
+    let id = ids::asset_in(id).ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
+    service::owned_asset(state, who, &id).await
+}
+
+/// `POST /assets/{assetId}/copy`: a new upload of the caller with the same image, derived
+/// from the original (`parentId`), its name kept and `copiedAt` set.
+pub(super) async fn copy(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> Result<axum::Json<AssetOne>, Failure> {
+    let a = path_asset(&state, &who, &id).await?;
+    let bytes = state
+        .store
+        .blobs
+        .get(&easel_core::asset::blob_key(&a.owner_id, &a.id))
+        .await?;
+    let mut metadata = json!({"copiedAt": ids::time(&easel_core::time::now())});
+    if let Some(name) = a.metadata.get("name") {
+        metadata["name"] = name.clone();
+    }
+    let copy = service::store_upload(&state, &who, bytes, metadata, Some(&a.id)).await?;
+    Ok(axum::Json(AssetOne {
+        asset: view::asset(&state, copy, None),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct DownloadRequest {
+    #[serde(default)]
+    target_format: Option<String>,
+}
+
+/// `POST /assets/{assetId}/download` with `{targetFormat}`: `{url}`, a signed URL of the
+/// image in that format. PNG, JPEG (`jpeg`, `jpg`) and WebP are made by the `convert` tool
+/// (a job the answer waits for; the converted image is a new asset derived from this one),
+/// or are the asset itself when it is already in that format or no format is given. Other
+/// formats (`gif`, `heif`, `svg`, `avif`) are a 400 naming `targetFormat`.
+pub(super) async fn download(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Json(body): Json<DownloadRequest>,
+) -> Result<axum::Json<Value>, Failure> {
+    let a = path_asset(&state, &who, &id).await?;
+    let format = match body.target_format.as_deref() {
+        None => None,
+        Some("png") => Some(("png", "image/png")),
+        Some("jpeg" | "jpg") => Some(("jpeg", "image/jpeg")),
+        Some("webp") => Some(("webp", "image/webp")),
+        Some(other) => {
+            return Err(Error::invalid(
+                "targetFormat",
+                format!("`{other}` is not made here: png, jpeg, jpg or webp"),
+            )
+            .into())
+        }
+    };
+    let target = match format {
+        Some((name, mime)) if a.mime_type != mime => {
+            let req = TaskRequest {
+                task: "convert".into(),
+                model: None,
+                input: json!({"image": a.id, "format": name}),
+                priority: None,
+                webhook: None,
+                idempotency_key: None,
+                request: None,
+                external_id: None,
+            };
+            let (job, _) = service::submit(&state, &who, req).await?;
+            let job = service::wait_job(&state, job, state.sync_timeout).await?;
+            if let Some(e) = job.failure() {
+                return Err(e.into());
+            }
+            job.outputs.first().cloned().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the conversion did not finish in time; poll GET /jobs/{}",
+                        job.id
+                    ),
+                )
+            })?
+        }
+        _ => a.id,
+    };
+    Ok(axum::Json(
+        json!({"url": service::asset_url(&state, &target)}),
+    ))
+}

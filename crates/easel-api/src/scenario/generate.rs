@@ -1,0 +1,226 @@
+//! The diffusion endpoints: `/generate/txt2img`, `/generate/img2img`, `/generate/inpaint`.
+//! The body is checked against the endpoint's fields, read as [`Diffusion`], made the core's
+//! task input through the one table `FIELDS`, and submitted (or priced: `?dryRun`).
+
+use super::*;
+
+/// The fields every diffusion endpoint takes.
+const BASE_FIELDS: &[&str] = &[
+    "modelId",
+    "prompt",
+    "negativePrompt",
+    "numSamples",
+    "numInferenceSteps",
+    "guidance",
+    "width",
+    "height",
+    "scheduler",
+    "seed",
+    "concepts",
+    "intermediateImages",
+    "modelEpoch",
+    "hideResults",
+    "aspectRatio",
+    "negativePromptStrength",
+    "baseModelId",
+];
+
+/// The image fields of img2img and inpaint.
+const IMAGE_FIELDS: &[&str] = &["image", "imageId", "strength", "imageParentId", "imageHide"];
+/// The mask fields of inpaint.
+const MASK_FIELDS: &[&str] = &["mask", "maskId", "disableMerging"];
+
+/// Each endpoint: its path under `/generate`, the core task, the field groups it takes.
+pub(super) const ENDPOINTS: &[(&str, &str, &[&[&str]])] = &[
+    ("txt2img", "txt2img", &[BASE_FIELDS]),
+    ("img2img", "img2img", &[BASE_FIELDS, IMAGE_FIELDS]),
+    (
+        "inpaint",
+        "inpaint",
+        &[BASE_FIELDS, IMAGE_FIELDS, MASK_FIELDS],
+    ),
+];
+
+/// Fields accepted (type-checked) and recorded, but not applied: Easel has no model epochs,
+/// hidden assets, aspect-ratio presets (FLUX 1.1 pro ultra), negative-prompt strength
+/// (FLUX dev), base-model switching for LoRAs, parents or hiding for inline images, or an
+/// inpaint merge switch (the unmasked area is always kept).
+pub(super) const NOT_APPLIED: &[&str] = &[
+    "modelEpoch",
+    "hideResults",
+    "aspectRatio",
+    "negativePromptStrength",
+    "baseModelId",
+    "imageParentId",
+    "imageHide",
+    "disableMerging",
+];
+
+/// The spec's ranges, checked before the core's own rules (which may be tighter).
+const RANGES: &[(&str, f64, f64)] = &[
+    ("numSamples", 1.0, 128.0),
+    ("numInferenceSteps", 1.0, 150.0),
+    ("guidance", 0.0, 20.0),
+    ("width", 64.0, 2048.0),
+    ("height", 64.0, 2048.0),
+    ("strength", 0.01, 1.0),
+    ("negativePromptStrength", 0.0, 10.0),
+];
+
+/// `numSamples` when the request gives none (the spec's default).
+const DEFAULT_SAMPLES: u32 = 4;
+/// `intermediateImages: true` asks for a preview every this many steps.
+const PREVIEW_EVERY: u32 = 5;
+
+#[derive(Deserialize)]
+pub(super) struct GenerateQuery {
+    #[serde(rename = "dryRun")]
+    pub(super) dry_run: Option<String>,
+    #[serde(rename = "originalAssets")]
+    _original_assets: Option<String>,
+}
+
+/// An image field's value for the core: `asset_…` as Easel's `ast_…`; `data:` URLs and
+/// Easel ids as they are (`service::submit` reads both).
+fn image_ref(s: &str) -> String {
+    ids::asset_in(s.trim()).unwrap_or_else(|| s.trim().to_string())
+}
+
+/// The core task input of a request, and the fields it sent that are not applied.
+pub(super) fn core_input(
+    task: &str,
+    body: &Map<String, Value>,
+) -> Result<(Map<String, Value>, Vec<String>), Error> {
+    let (_, _, groups) = ENDPOINTS
+        .iter()
+        .find(|(_, t, _)| *t == task)
+        .ok_or_else(|| Error::internal(format!("no Scenario endpoint runs {task}")))?;
+    for k in body.keys() {
+        if !groups.iter().any(|g| g.contains(&k.as_str())) {
+            return Err(Error::invalid(
+                k.as_str(),
+                format!("is not a field of /generate/{task}"),
+            ));
+        }
+    }
+    for (field, lo, hi) in RANGES {
+        if let Some(v) = body.get(*field).and_then(Value::as_f64) {
+            if !(*lo..=*hi).contains(&v) {
+                return Err(Error::invalid(
+                    *field,
+                    format!("must be between {lo} and {hi}"),
+                ));
+            }
+        }
+    }
+    let d: Diffusion = easel_core::error::from_json(Value::Object(body.clone()))?;
+    for (field, v) in [("width", d.width), ("height", d.height)] {
+        if v.is_some_and(|v| v % 8 != 0) {
+            return Err(Error::invalid(field, "must be a multiple of 8"));
+        }
+    }
+    // The typed request's fields, renamed to the core's by the one table.
+    let wire = serde_json::to_value(&d).map_err(|e| Error::internal(e.to_string()))?;
+    let mut input: Map<String, Value> = FIELDS
+        .iter()
+        .filter_map(|(w, core)| Some((core.to_string(), wire.get(*w)?.clone())))
+        .collect();
+    input
+        .entry("count")
+        .or_insert_with(|| json!(DEFAULT_SAMPLES));
+    if let Some(seed) = d.seed {
+        input.insert("seed".into(), json!(seed));
+    }
+    if d.intermediate_images == Some(true) {
+        input.insert("preview_every".into(), json!(PREVIEW_EVERY));
+    }
+    let image = d.image.as_deref().or(d.image_id.as_deref());
+    if let Some(img) = image {
+        input.insert("image".into(), json!(image_ref(img)));
+    }
+    if let Some(mask) = d.mask.as_deref().or(d.mask_id.as_deref()) {
+        input.insert("mask".into(), json!(image_ref(mask)));
+    }
+    if let Some(concepts) = &d.concepts {
+        let mut loras = Vec::new();
+        for (i, c) in concepts.iter().enumerate() {
+            if !(-2.0..=2.0).contains(&c.scale) {
+                return Err(Error::invalid(
+                    format!("concepts[{i}].scale"),
+                    "must be between -2 and 2",
+                ));
+            }
+            loras.push(json!({"model": ids::model_ref(&c.model_id), "scale": c.scale}));
+        }
+        input.insert("loras".into(), Value::Array(loras));
+    }
+    let not_applied = NOT_APPLIED
+        .iter()
+        .filter(|f| body.get(**f).is_some_and(|v| !v.is_null()))
+        .map(|f| f.to_string())
+        .collect();
+    Ok((input, not_applied))
+}
+
+/// `POST /generate/{txt2img,img2img,inpaint}`.
+pub(super) async fn generate(
+    state: &AppState,
+    who: &Principal,
+    task: &'static str,
+    q: GenerateQuery,
+    body: Map<String, Value>,
+) -> Result<Response, Failure> {
+    let (input, not_applied) = core_input(task, &body)?;
+    let model = body
+        .get("modelId")
+        .and_then(Value::as_str)
+        .map(ids::model_ref);
+    let request = TaskRequest {
+        task: task.to_string(),
+        model,
+        input: Value::Object(input),
+        priority: None,
+        webhook: None,
+        idempotency_key: None,
+        request: Some(json!({"scenario": {
+            "endpoint": format!("/generate/{task}"),
+            "body": body,
+            "notApplied": not_applied,
+        }})),
+        external_id: None,
+    };
+    if q.dry_run.is_some() {
+        return priced(state, who, request).await;
+    }
+    let (job, _) = service::submit(state, who, request).await?;
+    let inference = view::inference(&job);
+    let history = easel_store::jobs::history(&state.store.db, &job.id).await?;
+    let job = view::job(job, &history);
+    Ok(axum::Json(InferenceResponse {
+        creative_units_cost: job.billing.cu_cost,
+        creative_units_discount: 0.0,
+        inference,
+        job,
+    })
+    .into_response())
+}
+
+/// A dry run's answer: the request validated as a submit would, priced, nothing queued or
+/// stored; HTTP 269 `{creativeUnitsCost, creativeUnitsDiscount}`.
+pub(super) async fn priced(
+    state: &AppState,
+    who: &Principal,
+    request: TaskRequest,
+) -> Result<Response, Failure> {
+    let units = service::quote(state, who, request).await?;
+    let body = DryRun {
+        creative_units_cost: easel_core::usage::credits(units) as f64,
+        creative_units_discount: 0.0,
+    };
+    Ok((dry_run_status(), axum::Json(body)).into_response())
+}
+
+/// HTTP 269, the spec's status of a dry run.
+pub(super) fn dry_run_status() -> StatusCode {
+    StatusCode::from_u16(269).expect("269 is a valid status code")
+}

@@ -1,0 +1,67 @@
+//! Scenario's id forms, reversible without a lookup table: an Easel asset `ast_<ulid>` is
+//! `asset_<ulid>`, a model `mdl_<ulid>` is `model_<ulid>`; job ids (`job_<ulid>`) are the
+//! same in both. Requests may also send Easel's own forms.
+
+use easel_core::id;
+
+const ASSET: &str = "asset";
+const MODEL: &str = "model";
+
+fn swap(from: &str, to: &str, s: &str) -> Option<String> {
+    id::is_valid(from, s).then(|| format!("{to}_{}", &s[from.len() + 1..]))
+}
+
+/// Scenario's id of an Easel asset.
+pub(super) fn asset(easel: &str) -> String {
+    swap(id::ASSET, ASSET, easel).unwrap_or_else(|| easel.to_string())
+}
+
+/// The Easel asset id a Scenario id names (`asset_…` or `ast_…`); `None` for other text.
+pub(super) fn asset_in(wire: &str) -> Option<String> {
+    swap(ASSET, id::ASSET, wire).or_else(|| id::is_valid(id::ASSET, wire).then(|| wire.into()))
+}
+
+/// Scenario's id of an Easel model.
+pub(super) fn model(easel: &str) -> String {
+    swap(id::MODEL, MODEL, easel).unwrap_or_else(|| easel.to_string())
+}
+
+/// What a `modelId` names in the registry: `model_…` as the Easel id `mdl_…`, anything else
+/// as it is (a registry name, alias or `mdl_…` id, so `flux.1-dev`-style ids work through
+/// aliases).
+pub(super) fn model_ref(wire: &str) -> String {
+    swap(MODEL, id::MODEL, wire).unwrap_or_else(|| wire.to_string())
+}
+
+/// The job a path's `jobId` names, when it is one.
+pub(super) fn job_in(wire: &str) -> Option<String> {
+    id::is_valid(id::JOB, wire).then(|| wire.to_string())
+}
+
+/// Times as the spec writes them: ISO 8601 with milliseconds, UTC (`2023-02-03T11:19:41.579Z`).
+pub(super) fn time(t: &easel_core::time::Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_go_both_ways() {
+        let a = id::new(id::ASSET);
+        let w = asset(&a);
+        assert!(w.starts_with("asset_") && w.len() == a.len() + 2, "{w}");
+        assert_eq!(asset_in(&w), Some(a.clone()));
+        assert_eq!(asset_in(&a), Some(a.clone()), "Easel's own form");
+        assert_eq!(asset_in("asset_short"), None);
+        assert_eq!(asset_in("data:image/png;base64,AA"), None);
+        let m = id::new(id::MODEL);
+        assert_eq!(model_ref(&model(&m)), m);
+        assert_eq!(model_ref("flux.1-dev"), "flux.1-dev");
+        assert_eq!(model_ref(&m), m);
+        let j = id::new(id::JOB);
+        assert_eq!(job_in(&j), Some(j));
+        assert_eq!(job_in("job_x"), None);
+    }
+}

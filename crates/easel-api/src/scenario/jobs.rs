@@ -1,0 +1,178 @@
+//! Jobs: `GET /jobs`, `GET /jobs/{jobId}`, `POST /jobs/{jobId}/action` (cancel).
+
+use super::*;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct JobsQuery {
+    page_size: Option<String>,
+    pagination_token: Option<String>,
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    types: Option<String>,
+    status: Option<String>,
+    author_id: Option<String>,
+    /// Read and not used: Easel has no workflows, so no job is a workflow's.
+    #[serde(rename = "workflowId")]
+    _workflow_id: Option<String>,
+}
+
+/// The page size of a list: the spec's default when absent, `1..=max` else.
+pub(super) fn page_size(v: Option<&str>, default: u32, max: u32) -> Result<u32, Error> {
+    let Some(v) = v else { return Ok(default) };
+    match v.trim().parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(Error::invalid(
+            "pageSize",
+            format!("must be a whole number from 1 to {max} (got `{v}`)"),
+        )),
+    }
+}
+
+/// The items of a page and the token of the next (absent on the last page): lists read one
+/// item more than they show.
+pub(super) fn paged<T>(
+    mut rows: Vec<T>,
+    size: u32,
+    token: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let more = rows.len() > size as usize;
+    rows.truncate(size as usize);
+    let next = more.then(|| rows.last().map(&token)).flatten();
+    (rows, next)
+}
+
+/// A comma-joined list parameter (how Scenario's clients send arrays in queries).
+pub(super) fn list_param(v: Option<&str>) -> Vec<String> {
+    v.map(|s| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// `GET /jobs`: the caller's jobs, newest first (admins: everyone's). `types` wins over
+/// `type`; `authorId` must be a user the caller may see.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<JobsQuery>,
+) -> Result<axum::Json<JobsPage>, Failure> {
+    let size = page_size(q.page_size.as_deref(), 10, 200)?;
+    let mut types = list_param(q.types.as_deref());
+    if types.is_empty() {
+        types = list_param(q.job_type.as_deref());
+    }
+    let mut tasks: Vec<String> = types
+        .iter()
+        .flat_map(|t| view::tasks_of_job_type(t))
+        .collect();
+    if !types.is_empty() && tasks.is_empty() {
+        // Only types Easel never runs: no job matches.
+        return Ok(axum::Json(JobsPage {
+            jobs: Vec::new(),
+            next_pagination_token: None,
+        }));
+    }
+    tasks.dedup();
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            easel_core::JobStatus::ALL
+                .into_iter()
+                .find(|st| STATUS.name(*st) == s)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "status",
+                        format!(
+                            "unknown status `{s}`; the statuses Easel's jobs take: {}",
+                            easel_core::JobStatus::ALL
+                                .map(|s| STATUS.name(s))
+                                .join(", ")
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let owner_id = match (&q.author_id, who.is_admin()) {
+        (Some(a), true) => Some(a.clone()),
+        (Some(a), false) if *a != who.user_id => {
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                "authorId: you may list only your own jobs",
+            )
+            .into())
+        }
+        _ if who.is_admin() => None,
+        _ => Some(who.user_id.clone()),
+    };
+    let before =
+        match q.pagination_token.as_deref() {
+            None => None,
+            Some(t) => Some(ids::job_in(t).ok_or_else(|| {
+                Error::invalid("paginationToken", "is not a token this server gave")
+            })?),
+        };
+    let filter = easel_store::jobs::JobFilter {
+        owner_id,
+        status,
+        tasks,
+        before,
+        limit: size + 1,
+        ..Default::default()
+    };
+    let rows = easel_store::jobs::list(&state.store.db, &filter).await?;
+    let (rows, next) = paged(rows, size, |j| j.id.clone());
+    Ok(axum::Json(JobsPage {
+        jobs: view::jobs(&state, rows).await?,
+        next_pagination_token: next,
+    }))
+}
+
+/// A job of the caller by its path id; others' and malformed ids are 404.
+async fn owned(state: &AppState, who: &Principal, id: &str) -> Result<Job, Error> {
+    let id = ids::job_in(id).ok_or_else(|| Error::not_found(&format!("job {id}")))?;
+    service::owned_job(state, who, &id).await
+}
+
+/// `GET /jobs/{jobId}`.
+pub(super) async fn read(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> Result<axum::Json<JobOne>, Failure> {
+    let job = owned(&state, &who, &id).await?;
+    let history = easel_store::jobs::history(&state.store.db, &job.id).await?;
+    Ok(axum::Json(JobOne {
+        job: view::job(job, &history),
+    }))
+}
+
+/// `POST /jobs/{jobId}/action` with `{"action": "cancel"}`: a queued job ends at once, a
+/// running one at its next step (through the queue, which tells every worker).
+pub(super) async fn action(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Json(body): Json<JobAction>,
+) -> Result<axum::Json<JobOne>, Failure> {
+    if body.action != "cancel" {
+        return Err(Error::invalid("action", "the one action is `cancel`").into());
+    }
+    let job = owned(&state, &who, &id).await?;
+    if job.status.is_terminal() {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            format!("the job has already ended ({})", STATUS.name(job.status)),
+        )
+        .into());
+    }
+    let job = state.queue.cancel(&job.id, None).await?;
+    let history = easel_store::jobs::history(&state.store.db, &job.id).await?;
+    Ok(axum::Json(JobOne {
+        job: view::job(job, &history),
+    }))
+}

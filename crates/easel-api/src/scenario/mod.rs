@@ -1,0 +1,462 @@
+//! The Scenario dialect, mounted at `/scenario/v1`: `../shared/specs/scenario.openapi.json`
+//! (108 operations). A client written for `https://api.cloud.scenario.com/v1` (the official
+//! `scenario-sdk` among them) generates images, polls jobs and reads assets against Easel by
+//! changing its base URL and credentials. Every other operation of the spec is mounted and
+//! answers 501 in Scenario's shape, naming what it waits for (`unbuilt::OPERATIONS`).
+//!
+//! This module only translates: wire request → `service::TaskRequest` → `service::submit`
+//! (the core's rules, limits and models) → queue → `Job` → wire objects. Its tables are its
+//! own: `STATUS`, `FIELDS`, `generate::ENDPOINTS` (which fields each endpoint takes),
+//! `generate::NOT_APPLIED`, `view::job_type`/`source`/`model_type`.
+//!
+//! # Auth
+//!
+//! `Authorization: Basic base64(api_key:api_secret)`, as the SDK sends it, where an Easel
+//! key `esk_<key id>_<secret>` is the pair (`api_key` = the key id `key_…`, `api_secret` =
+//! the secret; `POST /v1/keys` and `easel keys create` show both), or `Authorization: Bearer
+//! <Easel key>`. A missing, wrong or revoked credential is 401.
+//!
+//! # Ids
+//!
+//! Reversible, no lookup table (`ids`): an asset `ast_<ulid>` is `asset_<ulid>`, a model
+//! `mdl_<ulid>` is `model_<ulid>`, a job keeps its id `job_<ulid>`. An inference has no id of
+//! its own: `inferenceId` is the job's id. Requests may also send Easel's forms; a
+//! `modelId` may also be a registry name or alias (so `flux.1-dev`-style ids reach installed
+//! models through aliases).
+//!
+//! # Operations served
+//!
+//! | operation | does |
+//! |---|---|
+//! | `GetJobs` | the caller's jobs (admins: everyone's), newest first; `type`/`types` (`inference`, `upscale`, `pixelate`), `status` (Scenario's names), `authorId` (another user's: admins only, else 403) |
+//! | `GetJobId` | one job |
+//! | `PostJobActionByJobId` | `{"action": "cancel"}` through the queue: a queued job ends `canceled` at once, a running one at its next step; a finished one is 400 |
+//! | `PostTxt2imgInferences`, `PostImg2imgInferences`, `PostInpaintInferences` | submit the task; `{creativeUnitsCost, creativeUnitsDiscount, inference, job}` |
+//! | `PostPixelateInferences` | the `pixelate` tool: `pixelGridSize` (16, 32, 64, 128, 256), `removeNoise`, `colorPalette` (`[[r,g,b]]`) or `colorPaletteSize` (2–256); waits for the job and answers `{…, job, asset}`; `removeBackground: true` is a 400 (no segmentation model) |
+//! | `PostUpscaleInferences` | the local upscaler (classical resampling): `scalingFactor` (the spec's 1–16; the upscaler takes up to 8) or `targetWidth` (wins; 1024–16000), default ×2; the creative fields (`preset`, `style`, `creativity`, `prompt`, …) are accepted and recorded as not applied; `{…, job}` |
+//! | `PostGenerativeFillInferences` | `inpaint` on the server's default model: `mask` (or `maskId`; required here), `prompt` (default empty), `negativePrompt`, `seed` (a number here), `numInferenceSteps` (5–50), `promptFidelity` (1–15) as the guidance, one image; `targetWidth`/`targetHeight` accepted, not applied (the output keeps the image's size); `{…, job}` |
+//! | `GetAssets` | the caller's assets, newest first; `type`/`types`, `modelId`, `inferenceId`, `parentAssetId` |
+//! | `PostAsset` | `image` in base64 (or a `data:` URL) stored as an upload; `name` kept; `parentId` sets its lineage |
+//! | `GetAssetsByAssetId`, `PostAssetGetBulk` (≤200) | assets of the caller (others' read as absent) |
+//! | `DeleteAsset` | `{assetIds}` (≤100): all of the caller's, or none deleted (404 naming the first that is not) |
+//! | `CopyAssetByAssetId` | a new upload with the same image, derived from the original (`parentId`), `name` kept, `copiedAt` set |
+//! | `PostDownloadAsset` | `{url}` signed: `targetFormat` `png`, `jpeg`/`jpg`, `webp` through the `convert` tool (a job the answer waits for; the result is an asset derived from the original), or the asset itself when already in that format or none is given; other formats 400 |
+//! | `GetModels`, `GetModelsByModelId`, `PostModelsGetBulk` | the registry (server-wide models: `privacy: public`, `status: trained`) |
+//! | `GetRecommendationsModels` | runnable registry models (no LoRAs), recommended first, then by name; `capabilities`, `type`, `excludeTypes`, `excludeModelIds`, `tags`; `limit` 1–30 (10), `nextToken` an offset |
+//!
+//! Each tool has its own table of (Scenario's name, the core's) in `tools` that builds its
+//! input and names its errors back. A tool's `creativeUnitsCost` at submit is 0 until the
+//! job has run (its output size is known then; a dry run prices it from the input image).
+//!
+//! # Generation requests
+//!
+//! The fields map through `FIELDS` (Scenario's name, the core's), the one table that builds
+//! the core input and names errors back. `modelId` (required) names the model; `prompt` is
+//! required. `numSamples` defaults to 4 (the spec's), `numInferenceSteps`, `guidance`,
+//! `width`, `height` and `scheduler` to the model's registry defaults (not the spec's fixed
+//! 30 steps and 512²: an SDXL model runs at its natural size). The spec's ranges are
+//! checked first (`numSamples` 1–128, steps 1–150, guidance 0–20, sides 64–2048 and
+//! multiples of 8, `strength` 0.01–1), then the core's and the server's limits. `seed` is a
+//! string of digits (the spec's type; a number is read too); image *i* uses `seed + i`.
+//! `concepts[{modelId, scale}]` are LoRAs (scale −2…2). `image`/`imageId` and `mask`/`maskId`
+//! take an asset id or a `data:` URL (`image` wins over `imageId`); the mask is white where
+//! to repaint. `intermediateImages: true` sends a preview every 5 steps on the job's event
+//! stream (`/v1/jobs/{id}/events`). Accepted, type-checked and recorded but not applied
+//! (`generate::NOT_APPLIED`, shown as `inference.easelNotApplied`): `modelEpoch`,
+//! `hideResults`, `aspectRatio`, `negativePromptStrength`, `baseModelId`, `imageParentId`,
+//! `imageHide`, `disableMerging`. A field the endpoint does not take is 400 naming it.
+//!
+//! `?dryRun=<anything>` validates the request as a submit would (model, images, limits)
+//! and answers **269** `{creativeUnitsCost, creativeUnitsDiscount}` without queuing or
+//! storing anything. Creative units are the core's one estimate (`usage::estimate_units`,
+//! output megapixels) in whole credits (`usage::credits`), as Leonardo's `cost` and OpenAI's
+//! `estimated_credits`; the discount is always 0.
+//!
+//! # Objects
+//!
+//! * Job: `jobId, jobType` (`inference` for generations), `status` by `STATUS` (queued →
+//!   `queued`, running → `in-progress`, succeeded → `success`, failed → `failure`, canceled
+//!   → `canceled`), `statusHistory[{status, date}]` from the job's event log, `progress`
+//!   0–1, `metadata{input, output, assetIds}` (`input`: the inference, defaults filled in;
+//!   `output`: `{}`, or for a failed or canceled job `{error: {code, message}}` — the spec
+//!   has no error field, so a failure is told there), `billing{cuCost, cuDiscount}`,
+//!   `ownerId`, `authorId` (the user), `createdAt`, `updatedAt`.
+//! * Inference (next to `job`): the request as sent, then what runs (`FIELDS` back), `seed`
+//!   as a string, `type` (the task).
+//! * Asset: `id, ownerId, authorId, kind: image, mimeType, url` (signed, valid for the
+//!   server's `signed_url_ttl`), `status: success, privacy: private, source`
+//!   (`inference-txt`, `inference-img`, `inference-in-paint`, `uploaded`, `upscale`,
+//!   `pixelization`: the spec's `source` values) and `metadata.type` (`inference-txt2img`,
+//!   `inference-img2img`, `inference-inpaint`, …: its asset types, which the `type` filter
+//!   of lists takes),
+//!   `editCapabilities: [GENERATIVE_FILL, PIXELATE, UPSCALE]` (the edits served here), `tags: [],
+//!   collectionIds: []`, `properties{size, width, height}`, `metadata{type, kind, prompt,
+//!   negativePrompt, seed, modelId, inferenceId, parentJobId, parentId, outputIndex,
+//!   guidance, scheduler, strength, name, copiedAt}`, `isHidden: false`.
+//! * Model: `id, name, type` (`sd-1_5`, `sd-xl`, their `-lora` forms, else `custom`),
+//!   `status: trained, capabilities` (of `txt2img`, `img2img`, `inpaint`), `custom: false,
+//!   privacy: public, source: other, tags, collectionIds: [], exampleAssetIds: [],
+//!   trainingImagesNumber: 0`.
+//!
+//! # Lists
+//!
+//! `pageSize` (a string of digits: jobs default 10, at most 200; assets 50/100; models
+//! 100/500) and `paginationToken` → `nextPaginationToken`, absent on the last page. Array
+//! parameters arrive comma-joined (`types=a,b`).
+//!
+//! # Errors
+//!
+//! `{apiError, createdAt, error, id, infos, updatedAt}` (the spec's
+//! `InternalServerErrorResponse`) for every status but 429, which is `{reason, name,
+//! details}` with `Retry-After`. `infos.field` names the field at fault by its wire name
+//! (`error::wire_field`: core `input.count` → `numSamples`, `input.loras[0].model` →
+//! `concepts[0].modelId`, `model` → `modelId`), and the message starts with it. Invalid
+//! input and a cancel of a finished job are 400 (Scenario has no 422 or 409); an unknown
+//! credential 401 (`WWW-Authenticate: Basic`), someone else's list 403, an unknown id or
+//! route 404, an unbuilt operation 501, a body over the limit 413.
+//!
+//! # Where the spec contradicts itself
+//!
+//! * `seed` is a string in the diffusion family and a number in the tools: both are read
+//!   everywhere; answers write it as a string in inferences.
+//! * Numbers the spec types `number` but means as counts (`numSamples`, sides, steps) must
+//!   be whole (`30.0` is read as 30).
+//! * The spec declares only 200 (and 269) answers; errors use its one error schema.
+//! * An asset's `source` spells generations `inference-txt`/`-img`/`-in-paint`, its
+//!   `metadata.type` `inference-txt2img`/`-img2img`/`-inpaint`: each field gets its own
+//!   enum's value.
+//! * An asset's `metadata.width` (≥ 1024) and `metadata.numInferenceSteps` (5–50) carry other
+//!   tools' ranges: they are left out; the size is in `properties`, the steps in the job.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, on, post, MethodFilter};
+use axum::Router;
+use base64::Engine;
+use easel_core::asset::Asset;
+use easel_core::auth::Principal;
+use easel_core::job::{StatusChange, StatusNames};
+use easel_core::model::{family, Model};
+use easel_core::{Error, ErrorKind, Job, JobStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use crate::auth::Auth;
+use crate::dialect::{self, Dialect, DialectState};
+use crate::extract::{Json, Query};
+use crate::service::{self, TaskRequest};
+use crate::AppState;
+
+/// Where the dialect is mounted.
+pub const BASE: &str = "/scenario/v1";
+
+/// How Scenario's jobs name the job states.
+pub const STATUS: StatusNames = StatusNames {
+    queued: "queued",
+    running: "in-progress",
+    succeeded: "success",
+    failed: "failure",
+    canceled: "canceled",
+};
+
+/// The generation fields that map onto the core's input, as (Scenario's name, the core's):
+/// the one table that builds the core input (`generate::core_input`), echoes what ran
+/// (`view::inference`) and names core errors back (`error::wire_field`). `seed` (a string
+/// here), `concepts`, `intermediateImages` and the legacy `imageId`/`maskId` are read apart.
+pub const FIELDS: &[(&str, &str)] = &[
+    ("prompt", "prompt"),
+    ("negativePrompt", "negative_prompt"),
+    ("width", "width"),
+    ("height", "height"),
+    ("numInferenceSteps", "steps"),
+    ("guidance", "guidance"),
+    ("numSamples", "count"),
+    ("scheduler", "scheduler"),
+    ("strength", "strength"),
+    ("image", "image"),
+    ("mask", "mask"),
+];
+
+/// The dialect: its errors are [`Failure`]s.
+pub struct Scenario;
+
+impl Dialect for Scenario {
+    type Error = Failure;
+}
+
+type St = DialectState<Scenario>;
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let mut api: Router<St> = Router::new()
+        .route("/jobs", get(jobs::list))
+        .route("/jobs/{jobId}", get(jobs::read))
+        .route("/jobs/{jobId}/action", post(jobs::action))
+        .route("/generate/txt2img", post(txt2img))
+        .route("/generate/img2img", post(img2img))
+        .route("/generate/inpaint", post(inpaint))
+        .route("/generate/pixelate", post(tools::pixelate))
+        .route("/generate/upscale", post(tools::upscale))
+        .route("/generate/generative-fill", post(tools::generative_fill))
+        .route(
+            "/assets",
+            get(assets::list)
+                .post(assets::upload)
+                .delete(assets::delete),
+        )
+        .route("/assets/{assetId}", get(assets::read))
+        .route("/assets/get-bulk", post(assets::bulk))
+        .route("/assets/{assetId}/copy", post(assets::copy))
+        .route("/assets/{assetId}/download", post(assets::download))
+        .route("/recommendations/models", get(models::recommendations))
+        .route("/models", get(models::list))
+        .route("/models/{modelId}", get(models::read))
+        .route("/models/get-bulk", post(models::bulk));
+    for &(method, path, op, why) in unbuilt::OPERATIONS {
+        let filter = match method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PUT" => MethodFilter::PUT,
+            _ => MethodFilter::DELETE,
+        };
+        api = api.route(
+            path,
+            on(filter, move || async move {
+                unbuilt::answer(method, path, op, why)
+            }),
+        );
+    }
+    Router::new().nest(BASE, dialect::mount(api, state))
+}
+
+/// `POST /generate/txt2img`.
+#[utoipa::path(post, path = "/scenario/v1/generate/txt2img", tag = "scenario",
+    params(("dryRun" = Option<String>, Query, description = "Price the request: 269 with the cost, nothing queued")),
+    request_body = Diffusion,
+    responses((status = 200, body = InferenceResponse), (status = 269, body = DryRun),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn txt2img(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<generate::GenerateQuery>,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Response, Failure> {
+    generate::generate(&state, &who, "txt2img", q, body).await
+}
+
+/// `POST /generate/img2img`.
+#[utoipa::path(post, path = "/scenario/v1/generate/img2img", tag = "scenario",
+    params(("dryRun" = Option<String>, Query, description = "Price the request: 269 with the cost, nothing queued")),
+    request_body = Diffusion,
+    responses((status = 200, body = InferenceResponse), (status = 269, body = DryRun),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn img2img(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<generate::GenerateQuery>,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Response, Failure> {
+    generate::generate(&state, &who, "img2img", q, body).await
+}
+
+/// `POST /generate/inpaint`.
+#[utoipa::path(post, path = "/scenario/v1/generate/inpaint", tag = "scenario",
+    params(("dryRun" = Option<String>, Query, description = "Price the request: 269 with the cost, nothing queued")),
+    request_body = Diffusion,
+    responses((status = 200, body = InferenceResponse), (status = 269, body = DryRun),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn inpaint(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<generate::GenerateQuery>,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Response, Failure> {
+    generate::generate(&state, &who, "inpaint", q, body).await
+}
+
+mod assets;
+mod error;
+mod generate;
+mod ids;
+mod jobs;
+mod models;
+mod tools;
+mod unbuilt;
+mod view;
+mod wire;
+
+pub use error::*;
+pub use wire::*;
+
+/// The dialect's part of the OpenAPI document (the generation endpoints; the rest follows
+/// the spec's own document, `../shared/specs/scenario.openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(txt2img, img2img, inpaint),
+    components(schemas(Diffusion, Concept, InferenceResponse, DryRun, JobView, StatusEntry,
+        JobMetadata, Billing, JobsPage, JobOne, AssetView, AssetProperties, AssetsPage, AssetOne,
+        ModelView, ModelsPage, ModelOne, AssetUpload, AssetIds, ModelIds, JobAction, ErrorBody,
+        TooManyBody)),
+    tags((name = "scenario", description = "Scenario-compatible API at /scenario/v1: generation \
+        (txt2img, img2img, inpaint, generative-fill, pixelate, upscale, with ?dryRun → 269), jobs \
+        (list, get, cancel), assets (list, upload, get, get-bulk, delete, copy, download), models \
+        (list, get, get-bulk, recommendations); every other operation of the spec answers 501. Auth: Basic base64(key id:secret) or Bearer <key>. Errors: \
+        {apiError, createdAt, error, id, infos, updatedAt}; 429 {reason, name, details}."))
+)]
+pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_cover_every_state() {
+        assert_eq!(
+            easel_core::JobStatus::ALL.map(|s| STATUS.name(s)),
+            ["queued", "in-progress", "success", "failure", "canceled"]
+        );
+    }
+
+    /// The one table works both ways: every field it puts in the core input is named back
+    /// by it, and what `core_input` builds is named back to the field that was sent.
+    #[test]
+    fn the_field_table_builds_inputs_and_names_errors() {
+        for (wire, core) in FIELDS {
+            assert_eq!(error::wire_field(&format!("input.{core}")), *wire, "{core}");
+        }
+        assert_eq!(
+            error::wire_field("input.loras[1].model"),
+            "concepts[1].modelId"
+        );
+        assert_eq!(
+            error::wire_field("input.loras[0].scale"),
+            "concepts[0].scale"
+        );
+        assert_eq!(error::wire_field("input.seed"), "seed");
+        assert_eq!(error::wire_field("model"), "modelId");
+        assert_eq!(error::wire_field("pageSize"), "pageSize");
+        let body = json!({
+            "modelId": "m", "prompt": "a fox", "negativePrompt": "blur", "width": 256,
+            "height": 128.0, "numInferenceSteps": 12, "guidance": 6.5, "numSamples": 2,
+            "scheduler": "EulerDiscreteScheduler", "strength": 0.5, "seed": "42",
+            "image": "ast_01jb0000000000000000000001", "mask": "ast_01jb0000000000000000000002",
+            "concepts": [{"modelId": "model_01jb0000000000000000000000", "scale": 0.5}],
+            "intermediateImages": true, "hideResults": true
+        });
+        let (input, not_applied) =
+            generate::core_input("inpaint", body.as_object().unwrap()).unwrap();
+        for (wire, core) in FIELDS {
+            assert_eq!(
+                input.get(*core),
+                body.get(*wire)
+                    .map(|v| match v.as_f64() {
+                        Some(f) if f.fract() == 0.0 && *wire == "height" => json!(f as u64),
+                        _ => v.clone(),
+                    })
+                    .as_ref(),
+                "{wire}"
+            );
+        }
+        assert_eq!(input["seed"], 42);
+        assert_eq!(input["preview_every"], 5);
+        assert_eq!(input["loras"][0]["model"], "mdl_01jb0000000000000000000000");
+        assert_eq!(not_applied, ["hideResults"]);
+        let legacy = json!({"modelId": "m", "prompt": "p",
+            "imageId": "asset_01jb0000000000000000000001", "maskId": "asset_01jb0000000000000000000002"});
+        let (legacy, _) = generate::core_input("inpaint", legacy.as_object().unwrap()).unwrap();
+        assert_eq!(
+            legacy["image"], "ast_01jb0000000000000000000001",
+            "Scenario's ids become Easel's"
+        );
+        assert_eq!(legacy["mask"], "ast_01jb0000000000000000000002");
+        // The core reads what the table built.
+        let parsed = easel_core::task::TaskInput::parse(
+            "inpaint",
+            Value::Object(input),
+            &easel_core::limits::Limits::default(),
+        );
+        assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
+    #[test]
+    fn endpoints_refuse_fields_they_do_not_take() {
+        let body = json!({"modelId": "m", "prompt": "p", "strength": 0.5});
+        let e = generate::core_input("txt2img", body.as_object().unwrap()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("strength"));
+        let body = json!({"modelId": "m", "prompt": "p", "numSamples": 2.5});
+        let e = generate::core_input("txt2img", body.as_object().unwrap()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("numSamples"), "{e:?}");
+        let body = json!({"modelId": "m", "prompt": "p", "width": 100});
+        let e = generate::core_input("txt2img", body.as_object().unwrap()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("width"));
+        let body = json!({"modelId": "m", "prompt": "p", "seed": "x"});
+        let e = generate::core_input("txt2img", body.as_object().unwrap()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("seed"));
+    }
+
+    /// Every operation of the spec is served or answers 501: the two lists together are the
+    /// spec's operations, once each.
+    #[test]
+    fn every_operation_of_the_spec_is_mounted() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/specs/scenario.openapi.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+            panic!("the Scenario spec must be beside the checkout ({path}): {e}")
+        });
+        let spec: Value = serde_json::from_str(&text).unwrap();
+        let mut want = Vec::new();
+        for (p, ops) in spec["paths"].as_object().unwrap() {
+            for (m, op) in ops.as_object().unwrap() {
+                if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                    want.push((m.to_uppercase(), p.clone(), id.to_string()));
+                }
+            }
+        }
+        let served = [
+            ("GET", "/jobs", "GetJobs"),
+            ("GET", "/jobs/{jobId}", "GetJobId"),
+            ("POST", "/jobs/{jobId}/action", "PostJobActionByJobId"),
+            ("POST", "/generate/txt2img", "PostTxt2imgInferences"),
+            ("POST", "/generate/img2img", "PostImg2imgInferences"),
+            ("POST", "/generate/inpaint", "PostInpaintInferences"),
+            ("POST", "/generate/pixelate", "PostPixelateInferences"),
+            ("POST", "/generate/upscale", "PostUpscaleInferences"),
+            (
+                "POST",
+                "/generate/generative-fill",
+                "PostGenerativeFillInferences",
+            ),
+            ("GET", "/assets", "GetAssets"),
+            ("POST", "/assets", "PostAsset"),
+            ("DELETE", "/assets", "DeleteAsset"),
+            ("GET", "/assets/{assetId}", "GetAssetsByAssetId"),
+            ("POST", "/assets/get-bulk", "PostAssetGetBulk"),
+            ("POST", "/assets/{assetId}/copy", "CopyAssetByAssetId"),
+            ("POST", "/assets/{assetId}/download", "PostDownloadAsset"),
+            ("GET", "/recommendations/models", "GetRecommendationsModels"),
+            ("GET", "/models", "GetModels"),
+            ("GET", "/models/{modelId}", "GetModelsByModelId"),
+            ("POST", "/models/get-bulk", "PostModelsGetBulk"),
+        ];
+        let triple = |m: &str, p: &str, o: &str| (m.to_string(), p.to_string(), o.to_string());
+        let mut have: Vec<(String, String, String)> = served
+            .iter()
+            .map(|(m, p, o)| triple(m, p, o))
+            .chain(
+                unbuilt::OPERATIONS
+                    .iter()
+                    .map(|(m, p, o, _)| triple(m, p, o)),
+            )
+            .collect();
+        want.sort();
+        have.sort();
+        assert_eq!(have, want);
+        assert_eq!(want.len(), 108);
+    }
+}

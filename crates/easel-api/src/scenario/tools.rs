@@ -1,0 +1,364 @@
+//! The image tools and the fill: `/generate/pixelate` (the `pixelate` tool; answers with the
+//! job and its asset once done), `/generate/upscale` (the local upscaler; the creative
+//! fields are accepted and listed as not applied), `/generate/generative-fill` (inpaint on the
+//! server's default model, `promptFidelity` as guidance). Each has its own table of
+//! (Scenario's name, the core's) that builds the core input and names errors back.
+
+use super::*;
+
+/// `pixelate`'s fields: (Scenario's, the core's).
+const PIXELATE: &[(&str, &str)] = &[
+    ("image", "image"),
+    ("pixelGridSize", "grid_size"),
+    ("removeNoise", "remove_noise"),
+    ("colorPaletteSize", "palette_size"),
+    ("colorPalette", "palette"),
+];
+
+/// `upscale`'s fields that apply.
+const UPSCALE: &[(&str, &str)] = &[
+    ("image", "image"),
+    ("scalingFactor", "factor"),
+    ("targetWidth", "width"),
+];
+
+/// `upscale`'s creative fields: accepted and recorded, not applied (the local upscaler is
+/// classical resampling, no diffusion pass).
+const UPSCALE_NOT_APPLIED: &[&str] = &[
+    "creativityDecay",
+    "tileStyle",
+    "seed",
+    "styleImages",
+    "preset",
+    "styleImagesFidelity",
+    "detailsLevel",
+    "fractality",
+    "negativePrompt",
+    "overrideEmbeddings",
+    "promptFidelity",
+    "style",
+    "refinementSteps",
+    "creativity",
+    "imageFidelity",
+    "imageType",
+    "prompt",
+];
+
+/// `generative-fill`'s fields: (Scenario's, the core inpaint input's).
+const FILL: &[(&str, &str)] = &[
+    ("image", "image"),
+    ("mask", "mask"),
+    ("prompt", "prompt"),
+    ("negativePrompt", "negative_prompt"),
+    ("seed", "seed"),
+    ("numInferenceSteps", "steps"),
+    ("promptFidelity", "guidance"),
+];
+
+/// `generative-fill`'s fields accepted and not applied: the output keeps the image's size.
+const FILL_NOT_APPLIED: &[&str] = &["targetWidth", "targetHeight"];
+
+/// The prompt of a fill that gives none: the fill follows the image around the mask.
+const FILL_PROMPT: &str = "";
+
+/// A core error named by a tool's table: `input.<core>` becomes the wire name.
+fn named(e: Error, table: &[(&str, &str)]) -> Error {
+    let Some(rest) = e.field.as_deref().and_then(|f| f.strip_prefix("input.")) else {
+        return e;
+    };
+    let (head, tail) = rest.split_at(rest.find(['.', '[']).unwrap_or(rest.len()));
+    match table.iter().find(|(_, core)| *core == head) {
+        Some((wire, _)) => {
+            let field = format!("{wire}{tail}");
+            e.with_field(field)
+        }
+        None => e,
+    }
+}
+
+/// The body's fields: every key must be one of `fields`, and the core input is copied
+/// through `table`; the fields of `not_applied` that were sent are returned.
+fn copy_fields(
+    endpoint: &str,
+    body: &Map<String, Value>,
+    table: &[(&str, &str)],
+    not_applied: &[&str],
+) -> Result<(Map<String, Value>, Vec<String>), Error> {
+    for k in body.keys() {
+        if !table.iter().any(|(w, _)| w == k) && !not_applied.contains(&k.as_str()) {
+            return Err(Error::invalid(
+                k.as_str(),
+                format!("is not a field of /generate/{endpoint}"),
+            ));
+        }
+    }
+    let input = table
+        .iter()
+        .filter_map(|(w, core)| Some((core.to_string(), body.get(*w)?.clone())))
+        .filter(|(_, v)| !v.is_null())
+        .collect();
+    let sent = not_applied
+        .iter()
+        .filter(|f| body.get(**f).is_some_and(|v| !v.is_null()))
+        .map(|f| f.to_string())
+        .collect();
+    Ok((input, sent))
+}
+
+fn require(body: &Map<String, Value>, field: &str) -> Result<(), Error> {
+    match body.get(field) {
+        None | Some(Value::Null) => Err(Error::invalid(field, "is required")),
+        Some(_) => Ok(()),
+    }
+}
+
+fn number_in(body: &Map<String, Value>, field: &str, lo: f64, hi: f64) -> Result<(), Error> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(()),
+        Some(v) => match v.as_f64() {
+            Some(x) if (lo..=hi).contains(&x) => Ok(()),
+            _ => Err(Error::invalid(
+                field,
+                format!("must be a number from {lo} to {hi}"),
+            )),
+        },
+    }
+}
+
+/// Image fields as the core reads them (`asset_…` as `ast_…`).
+fn image_fields(input: &mut Map<String, Value>) {
+    for f in ["image", "mask"] {
+        if let Some(Value::String(s)) = input.get(f) {
+            let id = ids::asset_in(s.trim()).unwrap_or_else(|| s.trim().to_string());
+            input.insert(f.into(), json!(id));
+        }
+    }
+}
+
+/// A tool's request, kept with its job as Scenario's (`view::scenario_request`).
+fn task_request(
+    task: &str,
+    endpoint: &str,
+    input: Map<String, Value>,
+    body: Map<String, Value>,
+    not_applied: Vec<String>,
+) -> TaskRequest {
+    TaskRequest {
+        task: task.to_string(),
+        model: None,
+        input: Value::Object(input),
+        priority: None,
+        webhook: None,
+        idempotency_key: None,
+        request: Some(json!({"scenario": {
+            "endpoint": format!("/generate/{endpoint}"),
+            "body": body,
+            "notApplied": not_applied,
+        }})),
+        external_id: None,
+    }
+}
+
+/// `POST /generate/pixelate`: waits for the job (up to the server's sync timeout) and
+/// answers `{creativeUnitsCost, creativeUnitsDiscount, job, asset}`.
+pub(super) async fn pixelate(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<generate::GenerateQuery>,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Response, Failure> {
+    let (mut input, _) = copy_fields("pixelate", &body, PIXELATE, &["removeBackground"])?;
+    for f in ["image", "pixelGridSize", "removeNoise"] {
+        require(&body, f)?;
+    }
+    if body.get("removeBackground") == Some(&json!(true)) {
+        return Err(Error::invalid(
+            "removeBackground",
+            "background removal needs a segmentation model, which this server does not run",
+        )
+        .into());
+    }
+    match body.get("pixelGridSize").and_then(Value::as_f64) {
+        Some(g) if [16.0, 32.0, 64.0, 128.0, 256.0].contains(&g) => {
+            input.insert("grid_size".into(), json!(g as u32));
+        }
+        _ => return Err(Error::invalid("pixelGridSize", "must be 16, 32, 64, 128 or 256").into()),
+    }
+    if let Some(n) = body.get("colorPaletteSize").filter(|v| !v.is_null()) {
+        number_in(&body, "colorPaletteSize", 2.0, 256.0)?;
+        input.insert(
+            "palette_size".into(),
+            json!(n.as_f64().unwrap_or(0.0) as u32),
+        );
+    }
+    if let Some(p) = body.get("colorPalette").filter(|v| !v.is_null()) {
+        input.insert("palette".into(), json!(palette(p)?));
+    }
+    image_fields(&mut input);
+    let req = task_request("pixelate", "pixelate", input, body, Vec::new());
+    if q.dry_run.is_some() {
+        return generate::priced(&state, &who, req)
+            .await
+            .map_err(|Failure(e)| Failure(named(e, PIXELATE)));
+    }
+    let (job, _) = service::submit(&state, &who, req)
+        .await
+        .map_err(|e| named(e, PIXELATE))?;
+    let job = service::wait_job(&state, job, state.sync_timeout).await?;
+    if !job.status.is_terminal() {
+        return Err(Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "the job {} did not finish within {}s; poll GET /jobs/{}",
+                job.id,
+                state.sync_timeout.as_secs(),
+                job.id
+            ),
+        )
+        .into());
+    }
+    if let Some(e) = job.failure() {
+        return Err(e.into());
+    }
+    let asset_id = job
+        .outputs
+        .first()
+        .cloned()
+        .ok_or_else(|| Error::internal("no output"))?;
+    let asset = easel_store::assets::get(&state.store.db, &asset_id)
+        .await?
+        .ok_or_else(|| Error::not_found(&format!("asset {asset_id}")))?;
+    let history = easel_store::jobs::history(&state.store.db, &job.id).await?;
+    let asset = view::asset(&state, asset, Some(&job));
+    let job = view::job(job, &history);
+    Ok(axum::Json(json!({
+        "creativeUnitsCost": job.billing.cu_cost,
+        "creativeUnitsDiscount": 0.0,
+        "job": job,
+        "asset": asset,
+    }))
+    .into_response())
+}
+
+/// `[[r, g, b], …]` as the core's `#rrggbb` colours.
+fn palette(v: &Value) -> Result<Vec<String>, Error> {
+    let bad = |i: usize| {
+        Error::invalid(
+            format!("colorPalette[{i}]"),
+            "must be [r, g, b] with whole numbers from 0 to 255",
+        )
+    };
+    let items = v
+        .as_array()
+        .ok_or_else(|| Error::invalid("colorPalette", "must be a list of [r, g, b]"))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let rgb: Vec<u8> = c
+                .as_array()
+                .filter(|a| a.len() == 3)
+                .ok_or_else(|| bad(i))?
+                .iter()
+                .map(|x| {
+                    x.as_f64()
+                        .filter(|f| f.fract() == 0.0 && (0.0..=255.0).contains(f))
+                        .map(|f| f as u8)
+                        .ok_or_else(|| bad(i))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(format!("#{:02x}{:02x}{:02x}", rgb[0], rgb[1], rgb[2]))
+        })
+        .collect()
+}
+
+/// `POST /generate/upscale`: the local upscaler by `scalingFactor` (1–16; the upscaler
+/// takes up to 8) or `targetWidth`; answers `{creativeUnitsCost, creativeUnitsDiscount, job}`.
+pub(super) async fn upscale(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<generate::GenerateQuery>,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Response, Failure> {
+    let (mut input, not_applied) = copy_fields("upscale", &body, UPSCALE, UPSCALE_NOT_APPLIED)?;
+    require(&body, "image")?;
+    number_in(&body, "scalingFactor", 1.0, 16.0)?;
+    number_in(&body, "targetWidth", 1024.0, 16000.0)?;
+    if let Some(w) = body.get("targetWidth").and_then(Value::as_f64) {
+        // The target wins over the factor (the spec's rule).
+        input.remove("factor");
+        input.insert("width".into(), json!(w as u32));
+    }
+    if !input.contains_key("factor") && !input.contains_key("width") {
+        input.insert("factor".into(), json!(2));
+    }
+    image_fields(&mut input);
+    let req = task_request("upscale", "upscale", input, body, not_applied);
+    job_answer(&state, &who, &q, req, UPSCALE).await
+}
+
+/// `POST /generate/generative-fill`: inpaint the white of `mask`/`maskId` on the server's
+/// default inpainting model; `promptFidelity` is the guidance.
+pub(super) async fn generative_fill(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<generate::GenerateQuery>,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Response, Failure> {
+    // `maskId` is the legacy spelling; `mask` wins.
+    let legacy = body.get("maskId").cloned();
+    let mut probe = body.clone();
+    probe.remove("maskId");
+    let (mut input, not_applied) = copy_fields("generative-fill", &probe, FILL, FILL_NOT_APPLIED)?;
+    require(&body, "image")?;
+    if !input.contains_key("mask") {
+        match legacy.filter(|v| !v.is_null()) {
+            Some(m) => {
+                input.insert("mask".into(), m);
+            }
+            None => {
+                return Err(
+                    Error::invalid("mask", "give the area to fill as `mask` or `maskId`").into(),
+                )
+            }
+        }
+    }
+    number_in(&body, "numInferenceSteps", 5.0, 50.0)?;
+    number_in(&body, "promptFidelity", 1.0, 15.0)?;
+    number_in(&body, "targetWidth", 0.0, 2048.0)?;
+    number_in(&body, "targetHeight", 0.0, 2048.0)?;
+    if let Some(steps) = input.get("steps").and_then(Value::as_f64) {
+        input.insert("steps".into(), json!(steps as u32));
+    }
+    input.entry("prompt").or_insert_with(|| json!(FILL_PROMPT));
+    input.insert("count".into(), json!(1));
+    image_fields(&mut input);
+    let req = task_request("inpaint", "generative-fill", input, body, not_applied);
+    job_answer(&state, &who, &q, req, FILL).await
+}
+
+/// Submit (or price) a request answered with its job only.
+async fn job_answer(
+    state: &AppState,
+    who: &Principal,
+    q: &generate::GenerateQuery,
+    req: TaskRequest,
+    table: &[(&str, &str)],
+) -> Result<Response, Failure> {
+    if q.dry_run.is_some() {
+        return generate::priced(state, who, req)
+            .await
+            .map_err(|Failure(e)| Failure(named(e, table)));
+    }
+    let (job, _) = service::submit(state, who, req)
+        .await
+        .map_err(|e| named(e, table))?;
+    let history = easel_store::jobs::history(&state.store.db, &job.id).await?;
+    let job = view::job(job, &history);
+    Ok(axum::Json(json!({
+        "creativeUnitsCost": job.billing.cu_cost,
+        "creativeUnitsDiscount": 0.0,
+        "job": job,
+    }))
+    .into_response())
+}

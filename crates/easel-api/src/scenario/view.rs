@@ -1,0 +1,324 @@
+//! Core objects as Scenario's: jobs (with the inference they ran), assets, models.
+
+use std::collections::HashMap;
+
+use super::*;
+
+/// Scenario's `jobType` of a task: generations are `inference`; the tools their own names.
+pub(super) fn job_type(task: &str) -> &'static str {
+    match task {
+        "txt2img" | "img2img" | "inpaint" => "inference",
+        "upscale" => "upscale",
+        "pixelate" => "pixelate",
+        _ => "custom",
+    }
+}
+
+/// The tasks a `jobType` filter selects (unknown types select none).
+pub(super) fn tasks_of_job_type(t: &str) -> Vec<String> {
+    easel_core::task::TASKS
+        .iter()
+        .filter(|task| job_type(task) == t)
+        .map(|t| t.to_string())
+        .collect()
+}
+
+/// Scenario's asset type (`metadata.type`, and the `type` filter of lists) of an asset made
+/// by `task` (`None`: an upload).
+pub(super) fn asset_type(task: Option<&str>) -> &'static str {
+    match task {
+        None => "uploaded",
+        Some("txt2img") => "inference-txt2img",
+        Some("img2img") => "inference-img2img",
+        Some("inpaint") => "inference-inpaint",
+        Some("upscale") => "upscale",
+        Some("pixelate") => "pixelization",
+        Some(_) => "unknown",
+    }
+}
+
+/// Scenario's asset `source`: the spec spells the generation types differently there
+/// (`inference-txt`, `inference-img`, `inference-in-paint`) than in `metadata.type`.
+pub(super) fn source(task: Option<&str>) -> &'static str {
+    match task {
+        Some("txt2img") => "inference-txt",
+        Some("img2img") => "inference-img",
+        Some("inpaint") => "inference-in-paint",
+        t => asset_type(t),
+    }
+}
+
+/// The tasks of the asset types a filter names (`uploaded` stands for uploads); `None` when
+/// a type is not one Easel makes (the list is then empty).
+pub(super) fn tasks_of_type(t: &str) -> Option<&'static str> {
+    Some(match t {
+        "uploaded" => "uploaded",
+        "inference-txt2img" => "txt2img",
+        "inference-img2img" => "img2img",
+        "inference-inpaint" => "inpaint",
+        "upscale" => "upscale",
+        "pixelization" => "pixelate",
+        _ => return None,
+    })
+}
+
+/// The inference a generation job ran, in Scenario's names: the request as sent, then what
+/// ran (defaults filled in) through the one table `FIELDS`, the seed as a string, and the
+/// inference `type`. Images are shown as asset ids.
+pub(super) fn inference(job: &Job) -> Value {
+    let mut out = match scenario_request(job).and_then(|r| r.get("body")) {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Map::new(),
+    };
+    for (wire, core) in FIELDS {
+        if let Some(v) = job.input.get(*core).filter(|v| !v.is_null()) {
+            let v = match (*core, v.as_str()) {
+                ("image" | "mask", Some(id)) => json!(ids::asset(id)),
+                _ => v.clone(),
+            };
+            out.insert(wire.to_string(), v);
+        }
+    }
+    out.remove("imageId");
+    out.remove("maskId");
+    if let Some(seed) = job.input.get("seed").and_then(Value::as_u64) {
+        out.insert("seed".into(), json!(seed.to_string()));
+    }
+    out.insert("type".into(), json!(job.task));
+    if let Some(ignored) = scenario_request(job)
+        .and_then(|r| r.get("notApplied"))
+        .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        out.insert("easelNotApplied".into(), ignored.clone());
+    }
+    Value::Object(out)
+}
+
+/// What this dialect kept of the request that made a job (`Job::request`:
+/// `{"scenario": {"endpoint", "body", "notApplied"}}`); `None` for jobs made elsewhere.
+pub(super) fn scenario_request(job: &Job) -> Option<&Value> {
+    job.request.as_ref()?.get("scenario")
+}
+
+/// Creative units of a job: its recorded usage once it succeeded, else what it will use.
+pub(super) fn creative_units(job: &Job) -> f64 {
+    let units = if job.status == JobStatus::Succeeded {
+        job.usage_units
+    } else {
+        easel_core::usage::estimate_units(&job.task, &job.input).unwrap_or(job.usage_units)
+    };
+    easel_core::usage::credits(units) as f64
+}
+
+/// A job as Scenario shows it, with its status history (from the job's event log).
+pub(super) fn job(job: Job, history: &[StatusChange]) -> JobView {
+    let updated = job
+        .completed_at
+        .or(job.started_at)
+        .unwrap_or(job.created_at);
+    let output = match &job.error {
+        Some(e) if matches!(job.status, JobStatus::Failed | JobStatus::Canceled) => {
+            json!({"error": {"code": e.code, "message": e.message}})
+        }
+        _ if job.status == JobStatus::Canceled => {
+            json!({"error": {"code": "canceled", "message": "the job was canceled"}})
+        }
+        _ => json!({}),
+    };
+    let input = if job_type(&job.task) == "inference" {
+        inference(&job)
+    } else {
+        scenario_request(&job)
+            .and_then(|r| r.get("body").cloned())
+            .unwrap_or_else(|| job.input.clone())
+    };
+    let progress = if job.status == JobStatus::Succeeded {
+        1.0
+    } else {
+        job.progress.clamp(0.0, 1.0)
+    };
+    JobView {
+        job_type: job_type(&job.task),
+        status: STATUS.name(job.status),
+        status_history: history
+            .iter()
+            .map(|c| StatusEntry {
+                status: STATUS.name(c.status),
+                date: ids::time(&c.at),
+            })
+            .collect(),
+        progress,
+        billing: Billing {
+            cu_cost: creative_units(&job),
+            cu_discount: 0.0,
+        },
+        metadata: JobMetadata {
+            input,
+            output,
+            asset_ids: job.outputs.iter().map(|a| ids::asset(a)).collect(),
+        },
+        owner_id: job.owner_id.clone(),
+        author_id: job.owner_id.clone(),
+        created_at: ids::time(&job.created_at),
+        updated_at: ids::time(&updated),
+        job_id: job.id,
+    }
+}
+
+/// Jobs with their status histories, read in one query.
+pub(super) async fn jobs(state: &AppState, jobs: Vec<Job>) -> Result<Vec<JobView>, Error> {
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    let mut by_job: HashMap<String, Vec<StatusChange>> = HashMap::new();
+    for e in easel_store::jobs::events_of_kind(&state.store.db, &ids, "status").await? {
+        if let Some(status) = e.data["status"].as_str().and_then(JobStatus::parse) {
+            by_job
+                .entry(e.job_id)
+                .or_default()
+                .push(StatusChange { status, at: e.at });
+        }
+    }
+    Ok(jobs
+        .into_iter()
+        .map(|j| {
+            let h = by_job.remove(&j.id).unwrap_or_default();
+            job(j, &h)
+        })
+        .collect())
+}
+
+/// Scenario's edit operations this server runs on an image asset (the others answer 501:
+/// `unbuilt::OPERATIONS`).
+const EDIT_CAPABILITIES: &[&str] = &["GENERATIVE_FILL", "PIXELATE", "UPSCALE"];
+
+/// An asset, with the generation parameters of the job that made it (`jobs` holds the jobs
+/// of a page, read once).
+pub(super) fn asset(state: &AppState, a: Asset, made_by: Option<&Job>) -> AssetView {
+    let task = made_by.map(|j| j.task.as_str());
+    let mut metadata = Map::new();
+    metadata.insert("type".into(), json!(asset_type(task)));
+    metadata.insert("kind".into(), json!("image"));
+    if let Some(j) = made_by {
+        if let Value::Object(inf) = inference(j) {
+            // Not `numInferenceSteps`, `width`, `height`: the spec types them in an asset's
+            // metadata with another tool's ranges (steps 5–50, width ≥ 1024). The sizes are
+            // in `properties`, the steps in the job's inference.
+            for k in [
+                "prompt",
+                "negativePrompt",
+                "guidance",
+                "scheduler",
+                "seed",
+                "strength",
+            ] {
+                if let Some(v) = inf.get(k) {
+                    metadata.insert(k.into(), v.clone());
+                }
+            }
+        }
+        if let Some(m) = &j.model {
+            metadata.insert("modelId".into(), json!(m));
+        }
+        metadata.insert("inferenceId".into(), json!(j.id));
+        metadata.insert("parentJobId".into(), json!(j.id));
+    }
+    if let Some(p) = &a.parent_id {
+        metadata.insert("parentId".into(), json!(ids::asset(p)));
+    }
+    if let Some(i) = a.output_index {
+        metadata.insert("outputIndex".into(), json!(i));
+    }
+    if let Some(name) = a.metadata.get("name") {
+        metadata.insert("name".into(), name.clone());
+    }
+    let created = ids::time(&a.created_at);
+    AssetView {
+        id: ids::asset(&a.id),
+        url: service::asset_url(state, &a.id),
+        owner_id: a.owner_id.clone(),
+        author_id: a.owner_id,
+        kind: "image",
+        mime_type: a.mime_type,
+        status: "success",
+        privacy: "private",
+        source: source(task),
+        edit_capabilities: EDIT_CAPABILITIES.to_vec(),
+        tags: Vec::new(),
+        collection_ids: Vec::new(),
+        updated_at: created.clone(),
+        created_at: created,
+        properties: AssetProperties {
+            size: a.bytes,
+            width: a.width,
+            height: a.height,
+        },
+        metadata: Value::Object(metadata),
+        is_hidden: false,
+        output_index: a.output_index,
+    }
+}
+
+/// Assets with the jobs that made them (each job read once).
+pub(super) async fn assets(state: &AppState, list: Vec<Asset>) -> Result<Vec<AssetView>, Error> {
+    let mut jobs: HashMap<String, Option<Job>> = HashMap::new();
+    for a in &list {
+        if let Some(id) = &a.job_id {
+            if !jobs.contains_key(id) {
+                let j = easel_store::jobs::get(&state.store.db, id).await?;
+                jobs.insert(id.clone(), j);
+            }
+        }
+    }
+    Ok(list
+        .into_iter()
+        .map(|a| {
+            let j = a
+                .job_id
+                .as_ref()
+                .and_then(|id| jobs.get(id))
+                .and_then(Option::as_ref);
+            asset(state, a, j)
+        })
+        .collect())
+}
+
+/// Scenario's model `type` of an Easel family (LoRAs: the `-lora` type of their base;
+/// `custom` when their base is not known, as for a discovered LoRA file).
+pub(super) fn model_type(m: &Model) -> &'static str {
+    let lora = service::is_lora(m);
+    match (m.family.as_str(), lora) {
+        (family::SD15 | family::SD15_INPAINT, false) => "sd-1_5",
+        (family::SD15 | family::SD15_INPAINT, true) => "sd-1_5-lora",
+        (family::SDXL, false) => "sd-xl",
+        (family::SDXL, true) => "sd-xl-lora",
+        _ => "custom",
+    }
+}
+
+/// Scenario's capabilities of a model's tasks.
+fn capabilities(m: &Model) -> Vec<&'static str> {
+    ["txt2img", "img2img", "inpaint"]
+        .into_iter()
+        .filter(|t| m.tasks.iter().any(|mt| mt == t))
+        .collect()
+}
+
+/// A registry model: server-wide, so `public` to every user; ready to run, so `trained`.
+pub(super) fn model(m: Model) -> ModelView {
+    ModelView {
+        id: ids::model(&m.id),
+        kind: model_type(&m),
+        status: "trained",
+        capabilities: capabilities(&m),
+        custom: false,
+        privacy: "public",
+        source: "other",
+        tags: m.tags.clone(),
+        collection_ids: Vec::new(),
+        example_asset_ids: Vec::new(),
+        training_images_number: 0,
+        created_at: ids::time(&m.created_at),
+        updated_at: ids::time(&m.updated_at),
+        short_description: None,
+        name: m.name,
+    }
+}

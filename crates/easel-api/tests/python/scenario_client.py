@@ -1,0 +1,138 @@
+"""The official `scenario-sdk` Python package against Easel's Scenario dialect.
+
+Run by `crates/easel-api/tests/scenario.rs` (`official_python_client`) with:
+  EASEL_BASE_URL    the dialect's base URL (http://127.0.0.1:PORT/scenario/v1)
+  EASEL_API_KEY     the key id of an Easel key (Scenario's api_key)
+  EASEL_API_SECRET  its secret part (Scenario's api_secret)
+The server has the tiny model `tiny` (64x64, 2 steps by default). Its worker holds each job
+running until the test sees the first job canceled, so the first check cancels a running
+job. Decoded sizes are read from the PNG header, so nothing but `scenario_sdk` is needed.
+"""
+
+import base64
+import os
+import struct
+import sys
+import time
+import urllib.request
+
+import httpx
+import scenario_sdk
+from scenario_sdk import Scenario
+
+
+def png_size(data: bytes) -> tuple:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert data[12:16] == b"IHDR", "no IHDR chunk"
+    return struct.unpack(">II", data[16:24])
+
+
+def check(cond, what):
+    if not cond:
+        print("FAILED:", what, file=sys.stderr)
+        sys.exit(1)
+    print("ok:", what)
+
+
+def tiny_png(width: int, height: int) -> bytes:
+    """A solid grey PNG, written by hand (zlib is in the standard library)."""
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    raw = b"".join(b"\x00" + b"\x80\x80\x80" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+
+client = Scenario(
+    api_key=os.environ["EASEL_API_KEY"],
+    api_secret=os.environ["EASEL_API_SECRET"],
+    base_url=os.environ["EASEL_BASE_URL"],
+    max_retries=0,
+)
+
+
+def generate(endpoint: str, body: dict) -> dict:
+    """The SDK has no typed method for the diffusion endpoints: its generic `post`."""
+    return client.post(f"/generate/{endpoint}", body=body, cast_to=object)
+
+
+def wait(job_id: str, until=("success", "failure", "canceled")):
+    for _ in range(1200):
+        job = client.jobs.retrieve(job_id).job
+        if job.status in until:
+            return job
+        time.sleep(0.05)
+    check(False, f"job {job_id} reached {until}")
+
+
+# 1. Cancel a running job: the worker holds it running.
+running = generate("txt2img", {"modelId": "tiny", "prompt": "to cancel", "numSamples": 1})
+job_id = running["job"]["jobId"]
+wait(job_id, until=("in-progress",))
+canceled = client.jobs.trigger_action(job_id, action="cancel")
+check(canceled.job.job_id == job_id, "jobs.trigger_action answers the job")
+job = wait(job_id)
+check(job.status == "canceled", f"the running job was canceled ({job.status})")
+history = [h.status for h in job.status_history]
+check(history == ["queued", "in-progress", "canceled"], f"statusHistory {history}")
+
+# 2. txt2img, polled with jobs.retrieve, its asset read and downloaded.
+created = generate("txt2img", {"modelId": "tiny", "prompt": "a red fox", "numSamples": 1,
+                               "width": 64, "height": 96, "seed": "7"})
+check(created["inference"]["type"] == "txt2img", "the answer carries the inference")
+check(created["creativeUnitsCost"] >= 1, "and its cost")
+job = wait(created["job"]["jobId"])
+check(job.status == "success", f"txt2img succeeded ({job.status})")
+check(job.progress == 1, "progress 1 when done")
+asset_id = job.metadata.asset_ids[0]
+asset = client.assets.retrieve(asset_id).asset
+check(asset.id == asset_id and asset.kind == "image", "assets.retrieve reads the output")
+data = urllib.request.urlopen(asset.url).read()
+check(png_size(data) == (64, 96), f"the signed URL gives a 64x96 PNG ({png_size(data)})")
+
+# 3. Upload an image, then img2img and inpaint with it.
+up = client.assets.upload(name="grey.png", image=base64.b64encode(tiny_png(64, 64)).decode())
+upload_id = up.asset.id
+check(upload_id.startswith("asset_"), "assets.upload stores the image")
+job = wait(generate("img2img", {"modelId": "tiny", "prompt": "a cat", "image": upload_id,
+                                "strength": 0.6, "numSamples": 1})["job"]["jobId"])
+check(job.status == "success", "img2img with an uploaded asset")
+mask = "data:image/png;base64," + base64.b64encode(tiny_png(64, 64)).decode()
+job = wait(generate("inpaint", {"modelId": "tiny", "prompt": "a cat", "image": upload_id,
+                                "mask": mask, "numSamples": 1})["job"]["jobId"])
+check(job.status == "success", "inpaint with an asset and a data URL mask")
+
+# 4. A dry run: 269 with a cost, nothing queued.
+before = [j.job_id for j in client.jobs.list(page_size=200)]
+raw = client.post("/generate/txt2img", body={"modelId": "tiny", "prompt": "x", "numSamples": 2},
+                  cast_to=httpx.Response, options={"params": {"dryRun": "true"}})
+check(raw.status_code == 269, f"a dry run answers 269 ({raw.status_code})")
+check(raw.json()["creativeUnitsCost"] >= 1, "with its cost")
+after = [j.job_id for j in client.jobs.list(page_size=200)]
+check(before == after, "and queues nothing")
+
+# 5. Auto-pagination with a page size of 1 walks every asset once.
+ids = [a.id for a in client.assets.list(page_size=1)]
+check(len(ids) == len(set(ids)) and len(ids) >= 4, f"assets.list pages through {len(ids)} assets")
+check(upload_id in ids and asset_id in ids, "and finds them all")
+
+# 6. Models.
+models = [m.name for m in client.models.list()]
+check("tiny" in models, f"models.list shows the registry ({models})")
+
+# 7. A bad credential is the SDK's authentication error.
+bad = Scenario(api_key=os.environ["EASEL_API_KEY"], api_secret="wrong",
+               base_url=os.environ["EASEL_BASE_URL"], max_retries=0)
+try:
+    bad.jobs.list()
+    check(False, "a wrong secret is refused")
+except scenario_sdk.AuthenticationError as e:
+    check(e.status_code == 401, "a wrong secret is AuthenticationError (401)")
+
+print("all checks passed")

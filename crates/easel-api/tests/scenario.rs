@@ -1,0 +1,1244 @@
+//! The Scenario dialect at `/scenario/v1` against a real server with a tiny SD 1.5 model
+//! (64x64 and 2 steps by its registry defaults) and a tiny LoRA: Basic and Bearer auth;
+//! txt2img, img2img and inpaint run, polled and downloaded; uploads; dry runs; cancel of a
+//! running job; lists with pagination and filters; models; every error's shape; snapshots
+//! of the wire shapes; and the official `scenario-sdk` Python package when `EASEL_PYTHON`
+//! names a Python that has it.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+use easel_diffusion::tiny::{make_tiny, make_tiny_lora, LoraLayout, TinyFamily};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const BASE: &str = "/scenario/v1";
+
+/// A server with the tiny model `tiny` (alias `flux.1-dev`: a Scenario id reaching an
+/// installed model) and the LoRA `style-a`.
+async fn server(f: impl FnOnce(&mut easel_api::server::Config)) -> TestServer {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let models = dir.path().join("models");
+    make_tiny(&models.join("tiny"), TinyFamily::Sd15, 0).unwrap();
+    make_tiny_lora(
+        &models.join("tiny"),
+        &models.join("style-a.safetensors"),
+        LoraLayout::Kohya,
+        4,
+        1,
+    )
+    .unwrap();
+    let t = TestServer::start_in(dir, |c| {
+        c.scan_models = true;
+        f(c)
+    })
+    .await;
+    let (s, v) = t
+        .json(
+            Method::PATCH,
+            "/v1/models/tiny",
+            ADMIN_KEY,
+            Some(json!({"defaults": {"width": 64, "height": 64, "steps": 2},
+                "aliases": ["flux.1-dev"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    t
+}
+
+/// A user's key as Scenario's pair: `Authorization: Basic base64(api_key:api_secret)`.
+struct Pair {
+    basic: String,
+    user_id: String,
+}
+
+async fn pair(t: &TestServer, name: &str) -> Pair {
+    let (s, v) = t
+        .json(
+            Method::POST,
+            "/v1/keys",
+            ADMIN_KEY,
+            Some(json!({"name": name})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (id, secret) = (
+        v["api_key"].as_str().unwrap(),
+        v["api_secret"].as_str().unwrap(),
+    );
+    assert_eq!(
+        v["key"].as_str().unwrap(),
+        format!("esk_{id}_{secret}"),
+        "the pair is the key's two parts"
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    Pair {
+        basic: format!("Basic {b64}"),
+        user_id: v["user_id"].as_str().unwrap().to_string(),
+    }
+}
+
+async fn call(
+    t: &TestServer,
+    who: &Pair,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = t
+        .http
+        .request(method, format!("{}{BASE}{path}", t.base))
+        .header("authorization", &who.basic);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Poll the job until it ends.
+async fn finished(t: &TestServer, who: &Pair, job_id: &str) -> Value {
+    for _ in 0..1200 {
+        let (s, v) = call(t, who, Method::GET, &format!("/jobs/{job_id}"), None).await;
+        assert_eq!(s, 200, "{v}");
+        let status = v["job"]["status"].as_str().unwrap().to_string();
+        if ["success", "failure", "canceled"].contains(&status.as_str()) {
+            return v["job"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {job_id} did not end");
+}
+
+/// Generate and wait; the finished job.
+async fn run(t: &TestServer, who: &Pair, endpoint: &str, body: Value) -> Value {
+    let (s, v) = call(
+        t,
+        who,
+        Method::POST,
+        &format!("/generate/{endpoint}"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let job = finished(t, who, v["job"]["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "success", "{job}");
+    job
+}
+
+/// The bytes behind an asset's signed URL, decoded.
+async fn pixels(t: &TestServer, url: &str) -> image::DynamicImage {
+    let resp = t.http.get(url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "the signed URL needs no key");
+    decode(&resp.bytes().await.unwrap())
+}
+
+fn data_url(png: &[u8]) -> String {
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txt2img_runs_and_its_job_and_assets_read_back() {
+    let t = server(|_| {}).await;
+    let alice = pair(&t, "alice").await;
+    let body = json!({"modelId": "tiny", "prompt": "a red fox", "negativePrompt": "blur",
+        "numSamples": 2, "width": 64, "height": 96, "seed": "7", "numInferenceSteps": 2,
+        "guidance": 6.5, "scheduler": "EulerAncestralDiscreteScheduler", "hideResults": false,
+        "concepts": [{"modelId": "style-a", "scale": 0.5}]});
+    let (s, created) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/txt2img",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, 200, "{created}");
+    assert_eq!(
+        created["creativeUnitsCost"], 1.0,
+        "2 × 64×96 px: 0.012 units, one credit"
+    );
+    assert_eq!(created["inference"]["type"], "txt2img");
+    assert_eq!(created["inference"]["seed"], "7", "the seed is a string");
+    assert_eq!(
+        created["inference"]["easelNotApplied"],
+        json!(["hideResults"])
+    );
+    insta::assert_json_snapshot!("scenario_inference", created, {
+        ".job.jobId" => "[job id]", ".job.createdAt" => "[time]", ".job.updatedAt" => "[time]",
+        ".job.statusHistory[].date" => "[time]", ".job.ownerId" => "[user]", ".job.authorId" => "[user]",
+        ".job.status" => "[status]", ".job.statusHistory" => "[history]", ".job.progress" => "[progress]"
+    });
+    let job_id = created["job"]["jobId"].as_str().unwrap();
+    let job = finished(&t, &alice, job_id).await;
+    assert_eq!(job["status"], "success", "{job}");
+    assert_eq!(job["progress"], 1.0);
+    assert_eq!(job["ownerId"], alice.user_id);
+    let history: Vec<&str> = job["statusHistory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["queued", "in-progress", "success"]);
+    insta::assert_json_snapshot!("scenario_job", job, {
+        ".jobId" => "[job id]", ".createdAt" => "[time]", ".updatedAt" => "[time]",
+        ".statusHistory[].date" => "[time]", ".ownerId" => "[user]", ".authorId" => "[user]",
+        ".metadata.assetIds[]" => "[asset id]"
+    });
+    let asset_ids: Vec<String> = job["metadata"]["assetIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(asset_ids.len(), 2);
+    let mut images = Vec::new();
+    for id in &asset_ids {
+        assert!(id.starts_with("asset_"), "{id}");
+        let (s, v) = call(&t, &alice, Method::GET, &format!("/assets/{id}"), None).await;
+        assert_eq!(s, 200, "{v}");
+        let a = &v["asset"];
+        assert_eq!(a["id"], *id);
+        assert_eq!(a["source"], "inference-txt");
+        assert_eq!(a["metadata"]["type"], "inference-txt2img");
+        assert_eq!(a["metadata"]["inferenceId"], job_id);
+        assert_eq!(
+            (
+                a["properties"]["width"].as_u64(),
+                a["properties"]["height"].as_u64()
+            ),
+            (Some(64), Some(96))
+        );
+        let img = pixels(&t, a["url"].as_str().unwrap()).await;
+        assert_eq!((img.width(), img.height()), (64, 96));
+        images.push(img.to_rgb8().into_raw());
+    }
+    assert_ne!(images[0], images[1], "image i uses seed + i");
+    let (_, first) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/assets/{}", asset_ids[1]),
+        None,
+    )
+    .await;
+    insta::assert_json_snapshot!("scenario_asset", first, {
+        ".asset.id" => "[asset id]", ".asset.url" => "[url]", ".asset.createdAt" => "[time]",
+        ".asset.updatedAt" => "[time]", ".asset.ownerId" => "[user]", ".asset.authorId" => "[user]",
+        ".asset.metadata.inferenceId" => "[job id]", ".asset.metadata.parentJobId" => "[job id]",
+        ".asset.properties.size" => "[bytes]"
+    });
+    // What the request became in the core.
+    let (_, native) = t
+        .json(Method::GET, &format!("/v1/jobs/{job_id}"), ADMIN_KEY, None)
+        .await;
+    insta::assert_json_snapshot!(
+        "scenario_core_request",
+        json!({
+        "task": native["task"], "model": native["model"], "input": native["input"]})
+    );
+    assert_eq!(native["input"]["loras"][0]["model"], "style-a");
+
+    // The same request with the same seed gives the same pixels, through the alias and a
+    // Bearer key too.
+    let (bearer_key, _) = t.user("bob").await;
+    let bob = Pair {
+        basic: format!("Bearer {bearer_key}"),
+        user_id: String::new(),
+    };
+    let again = run(
+        &t,
+        &bob,
+        "txt2img",
+        json!({"modelId": "flux.1-dev", "prompt": "a red fox",
+        "negativePrompt": "blur", "numSamples": 1, "width": 64, "height": 96, "seed": 7,
+        "numInferenceSteps": 2, "guidance": 6.5, "scheduler": "EulerAncestralDiscreteScheduler",
+        "concepts": [{"modelId": "style-a", "scale": 0.5}]}),
+    )
+    .await;
+    let (_, a) = call(
+        &t,
+        &bob,
+        Method::GET,
+        &format!(
+            "/assets/{}",
+            again["metadata"]["assetIds"][0].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    let img = pixels(&t, a["asset"]["url"].as_str().unwrap()).await;
+    assert_eq!(
+        img.to_rgb8().into_raw(),
+        images[0],
+        "same seed, same pixels"
+    );
+    // Others' jobs and assets read as absent.
+    let (s, _) = call(&t, &bob, Method::GET, &format!("/jobs/{job_id}"), None).await;
+    assert_eq!(s, 404);
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::GET,
+        &format!("/assets/{}", asset_ids[0]),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn img2img_and_inpaint_take_uploads_and_data_urls() {
+    let t = server(|_| {}).await;
+    let alice = pair(&t, "alice").await;
+    // An upload in base64, with a name.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png(64, 64));
+    let (s, up) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "cat.png", "image": b64})),
+    )
+    .await;
+    assert_eq!(s, 200, "{up}");
+    assert_eq!(up["asset"]["source"], "uploaded");
+    assert_eq!(up["asset"]["metadata"]["name"], "cat.png");
+    let upload = up["asset"]["id"].as_str().unwrap().to_string();
+    assert!(upload.starts_with("asset_"));
+    // A child upload (a data URL this time) records its parent.
+    let (s, child) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "c2.png", "image": data_url(&png(32, 32)), "parentId": upload})),
+    )
+    .await;
+    assert_eq!(s, 200, "{child}");
+    assert_eq!(child["asset"]["metadata"]["parentId"], upload.as_str());
+
+    let job = run(
+        &t,
+        &alice,
+        "img2img",
+        json!({"modelId": "tiny", "prompt": "a cat",
+        "image": upload, "strength": 0.5, "numSamples": 1}),
+    )
+    .await;
+    assert_eq!(
+        job["metadata"]["input"]["image"],
+        upload.as_str(),
+        "the image as an asset id"
+    );
+    assert_eq!(job["metadata"]["input"]["strength"], 0.5);
+    let (_, a) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!(
+            "/assets/{}",
+            job["metadata"]["assetIds"][0].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(a["asset"]["source"], "inference-img");
+    let img = pixels(&t, a["asset"]["url"].as_str().unwrap()).await;
+    assert_eq!((img.width(), img.height()), (64, 64));
+
+    // Inpaint with the legacy `imageId` and a data URL mask.
+    let mut mask = image::GrayImage::new(64, 64);
+    for (x, _, p) in mask.enumerate_pixels_mut() {
+        p.0 = [if x < 32 { 255 } else { 0 }];
+    }
+    let mut mask_png = Vec::new();
+    image::DynamicImage::ImageLuma8(mask)
+        .write_to(
+            &mut std::io::Cursor::new(&mut mask_png),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    let job = run(
+        &t,
+        &alice,
+        "inpaint",
+        json!({"modelId": "tiny", "prompt": "a cat",
+        "imageId": upload, "mask": data_url(&mask_png), "numSamples": 1,
+        "disableMerging": true}),
+    )
+    .await;
+    assert_eq!(job["metadata"]["input"]["type"], "inpaint");
+    assert_eq!(
+        job["metadata"]["input"]["easelNotApplied"],
+        json!(["disableMerging"])
+    );
+    let (_, a) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!(
+            "/assets/{}",
+            job["metadata"]["assetIds"][0].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(a["asset"]["source"], "inference-in-paint");
+
+    // Filters: by type and by inference.
+    // Two uploads, and the data URL mask (stored as an upload of the caller).
+    let (_, uploads) = call(&t, &alice, Method::GET, "/assets?type=uploaded", None).await;
+    assert_eq!(uploads["assets"].as_array().unwrap().len(), 3, "{uploads}");
+    let (_, mix) = call(
+        &t,
+        &alice,
+        Method::GET,
+        "/assets?types=inference-img2img,inference-inpaint",
+        None,
+    )
+    .await;
+    assert_eq!(mix["assets"].as_array().unwrap().len(), 2, "{mix}");
+    let (_, by_job) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/assets?inferenceId={}", job["jobId"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(by_job["assets"].as_array().unwrap().len(), 1);
+    // The child upload, and the img2img and inpaint outputs (derived from their input).
+    let (_, kids) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/assets?parentAssetId={upload}"),
+        None,
+    )
+    .await;
+    assert_eq!(kids["assets"].as_array().unwrap().len(), 3, "{kids}");
+    let (_, by_model) = call(&t, &alice, Method::GET, "/assets?modelId=tiny", None).await;
+    assert_eq!(by_model["assets"].as_array().unwrap().len(), 2);
+    let (_, none) = call(&t, &alice, Method::GET, "/assets?type=vectorization", None).await;
+    assert!(none["assets"].as_array().unwrap().is_empty());
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_pixelate_upscale_and_fill() {
+    let t = server(|_| {}).await;
+    let alice = pair(&t, "alice").await;
+    let (s, up) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "a.png", "image": data_url(&png(64, 64))})),
+    )
+    .await;
+    assert_eq!(s, 200, "{up}");
+    let image = up["asset"]["id"].as_str().unwrap().to_string();
+    // Pixelate answers with the finished job and its asset.
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/pixelate",
+        Some(json!({"image": image,
+        "pixelGridSize": 16, "removeNoise": true, "colorPalette": [[0, 0, 0], [255, 255, 255]]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["job"]["status"], "success");
+    assert_eq!(v["job"]["jobType"], "pixelate");
+    assert_eq!(v["asset"]["source"], "pixelization");
+    assert_eq!(
+        v["asset"]["metadata"]["parentId"],
+        image.as_str(),
+        "lineage"
+    );
+    let img = pixels(&t, v["asset"]["url"].as_str().unwrap())
+        .await
+        .to_rgb8();
+    assert!(
+        img.pixels()
+            .all(|p| p.0 == [0, 0, 0] || p.0 == [255, 255, 255]),
+        "the palette is applied"
+    );
+    insta::assert_json_snapshot!("scenario_pixelate", v, {
+        ".job.jobId" => "[job id]", ".job.createdAt" => "[time]", ".job.updatedAt" => "[time]",
+        ".job.statusHistory[].date" => "[time]", ".job.ownerId" => "[user]", ".job.authorId" => "[user]",
+        ".job.metadata.assetIds[]" => "[asset id]", ".job.metadata.input.image" => "[asset id]",
+        ".asset.id" => "[asset id]", ".asset.url" => "[url]", ".asset.createdAt" => "[time]",
+        ".asset.updatedAt" => "[time]", ".asset.ownerId" => "[user]", ".asset.authorId" => "[user]",
+        ".asset.metadata.inferenceId" => "[job id]", ".asset.metadata.parentJobId" => "[job id]",
+        ".asset.metadata.parentId" => "[asset id]", ".asset.properties.size" => "[bytes]"
+    });
+    for (body, field) in [
+        (
+            json!({"image": image, "pixelGridSize": 20, "removeNoise": false}),
+            "pixelGridSize",
+        ),
+        (json!({"image": image, "pixelGridSize": 16}), "removeNoise"),
+        (
+            json!({"image": image, "pixelGridSize": 16, "removeNoise": false, "removeBackground": true}),
+            "removeBackground",
+        ),
+        (
+            json!({"image": image, "pixelGridSize": 16, "removeNoise": false, "colorPalette": [[1, 2]]}),
+            "colorPalette[0]",
+        ),
+    ] {
+        let (s, v) = call(&t, &alice, Method::POST, "/generate/pixelate", Some(body)).await;
+        assert_eq!((s, v["infos"]["field"].as_str()), (400, Some(field)), "{v}");
+    }
+    // Upscale: the factor applies, the creative fields are recorded as not applied.
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/upscale",
+        Some(json!({"image": image, "scalingFactor": 2, "preset": "balanced", "creativity": 30})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let job = finished(&t, &alice, v["job"]["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "success", "{job}");
+    assert_eq!(job["metadata"]["input"]["preset"], "balanced");
+    let (_, a) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!(
+            "/assets/{}",
+            job["metadata"]["assetIds"][0].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(a["asset"]["source"], "upscale");
+    assert_eq!(
+        (
+            a["asset"]["properties"]["width"].as_u64(),
+            a["asset"]["properties"]["height"].as_u64()
+        ),
+        (Some(128), Some(128))
+    );
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/upscale",
+        Some(json!({"image": image, "scalingFactor": 12})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("scalingFactor")),
+        "a core rule (at most 8) by its wire name: {v}"
+    );
+    // Upscale's dry run prices the output: 4096 px² → one credit.
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/upscale?dryRun=1",
+        Some(json!({"image": image, "scalingFactor": 2})),
+    )
+    .await;
+    assert_eq!((s, &v["creativeUnitsCost"]), (269, &json!(1.0)), "{v}");
+    // Generative fill: inpaint on the default model, `promptFidelity` as the guidance.
+    let mask = data_url(&png(64, 64));
+    let (s, v) = call(&t, &alice, Method::POST, "/generate/generative-fill",
+        Some(json!({"image": image, "mask": mask, "prompt": "a cat", "promptFidelity": 5, "numInferenceSteps": 5, "seed": 3}))).await;
+    assert_eq!(s, 200, "{v}");
+    let job = finished(&t, &alice, v["job"]["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "success", "{job}");
+    let (_, native) = t
+        .json(
+            Method::GET,
+            &format!("/v1/jobs/{}", job["jobId"].as_str().unwrap()),
+            ADMIN_KEY,
+            None,
+        )
+        .await;
+    assert_eq!(native["task"], "inpaint");
+    assert_eq!(native["input"]["guidance"], 5.0);
+    assert_eq!(native["input"]["steps"], 5);
+    assert_eq!(native["input"]["seed"], 3);
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/generative-fill",
+        Some(json!({"image": image})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("mask")),
+        "{v}"
+    );
+
+    // Copy: a new asset with the same pixels, derived from the original.
+    let (s, c) = call(
+        &t,
+        &alice,
+        Method::POST,
+        &format!("/assets/{image}/copy"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{c}");
+    assert_ne!(c["asset"]["id"], image.as_str());
+    assert_eq!(c["asset"]["metadata"]["parentId"], image.as_str());
+    assert_eq!(c["asset"]["metadata"]["name"], "a.png");
+    let (a, b) = (
+        pixels(&t, c["asset"]["url"].as_str().unwrap())
+            .await
+            .to_rgb8(),
+        pixels(&t, up["asset"]["url"].as_str().unwrap())
+            .await
+            .to_rgb8(),
+    );
+    assert_eq!(a.into_raw(), b.into_raw());
+    // Download in another format: converted (a job), else the asset itself.
+    let (s, d) = call(
+        &t,
+        &alice,
+        Method::POST,
+        &format!("/assets/{image}/download"),
+        Some(json!({"targetFormat": "jpeg"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{d}");
+    let resp = t.http.get(d["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "image/jpeg");
+    let (s, d) = call(
+        &t,
+        &alice,
+        Method::POST,
+        &format!("/assets/{image}/download"),
+        Some(json!({"targetFormat": "png"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(
+        d["url"]
+            .as_str()
+            .unwrap()
+            .contains(&image.replace("asset_", "ast_")),
+        "{d}"
+    );
+    let (s, d) = call(
+        &t,
+        &alice,
+        Method::POST,
+        &format!("/assets/{image}/download"),
+        Some(json!({"targetFormat": "svg"})),
+    )
+    .await;
+    assert_eq!(
+        (s, d["infos"]["field"].as_str()),
+        (400, Some("targetFormat")),
+        "{d}"
+    );
+    let bob = pair(&t, "bob").await;
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::POST,
+        &format!("/assets/{image}/copy"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "others' assets are not found");
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_price_without_queuing() {
+    let t = server(|c| c.workers = 0).await;
+    let alice = pair(&t, "alice").await;
+    let (s, v) = call(&t, &alice, Method::POST, "/generate/txt2img?dryRun=true",
+        Some(json!({"modelId": "tiny", "prompt": "x", "numSamples": 3, "width": 1024, "height": 1024}))).await;
+    assert_eq!(s, 269, "{v}");
+    assert_eq!(
+        v,
+        json!({"creativeUnitsCost": 4.0, "creativeUnitsDiscount": 0.0}),
+        "3 × 1.05 MP → 4 credits"
+    );
+    // A data URL is read for its size and not stored.
+    let (s, v) = call(&t, &alice, Method::POST, "/generate/img2img?dryRun=1",
+        Some(json!({"modelId": "tiny", "prompt": "x", "numSamples": 1, "image": data_url(&png(64, 64))}))).await;
+    assert_eq!(s, 269, "{v}");
+    assert_eq!(v["creativeUnitsCost"], 1.0);
+    // Invalid requests fail as a submit would.
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/txt2img?dryRun=1",
+        Some(json!({"modelId": "nope", "prompt": "x"})),
+    )
+    .await;
+    assert_eq!((s, &v["infos"]["field"]), (400, &json!("modelId")), "{v}");
+    let (_, jobs) = call(&t, &alice, Method::GET, "/jobs", None).await;
+    assert_eq!(jobs, json!({"jobs": []}), "nothing queued");
+    let (_, assets) = call(&t, &alice, Method::GET, "/assets", None).await;
+    assert_eq!(assets, json!({"assets": []}), "nothing stored");
+    insta::assert_json_snapshot!(
+        "scenario_dry_run",
+        json!({"creativeUnitsCost": 4.0, "creativeUnitsDiscount": 0.0})
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_is_canceled_with_its_history() {
+    let t = server(|c| c.workers = 0).await;
+    let alice = pair(&t, "alice").await;
+    let gate = gated_worker(t.server());
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/txt2img",
+        Some(json!({"modelId": "tiny", "prompt": "x", "numSamples": 1})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["job"]["status"], "queued");
+    let job_id = v["job"]["jobId"].as_str().unwrap().to_string();
+    gate.started.notified().await;
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        &format!("/jobs/{job_id}/action"),
+        Some(json!({"action": "refund"})),
+    )
+    .await;
+    assert_eq!((s, &v["infos"]["field"]), (400, &json!("action")), "{v}");
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        &format!("/jobs/{job_id}/action"),
+        Some(json!({"action": "cancel"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let job = finished(&t, &alice, &job_id).await;
+    assert_eq!(job["status"], "canceled", "{job}");
+    let history: Vec<&str> = job["statusHistory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["queued", "in-progress", "canceled"]);
+    assert_eq!(
+        job["metadata"]["output"]["error"]["code"], "canceled",
+        "{job}"
+    );
+    insta::assert_json_snapshot!("scenario_canceled", job, {
+        ".jobId" => "[job id]", ".createdAt" => "[time]", ".updatedAt" => "[time]",
+        ".statusHistory[].date" => "[time]", ".ownerId" => "[user]", ".authorId" => "[user]",
+        ".progress" => "[progress]", ".metadata.input.seed" => "[seed]"
+    });
+    // A finished job cannot be canceled again.
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        &format!("/jobs/{job_id}/action"),
+        Some(json!({"action": "cancel"})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let _ = gate.stop.send(true);
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_with_tokens_and_filter() {
+    let t = server(|c| c.workers = 0).await;
+    let alice = pair(&t, "alice").await;
+    let bob = pair(&t, "bob").await;
+    for i in 0..3 {
+        let (s, v) = call(
+            &t,
+            &alice,
+            Method::POST,
+            "/assets",
+            Some(json!({"name": format!("{i}.png"), "image": data_url(&png(16, 16))})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let mut seen = Vec::new();
+    let mut path = "/assets?pageSize=1".to_string();
+    loop {
+        let (s, v) = call(&t, &alice, Method::GET, &path, None).await;
+        assert_eq!(s, 200, "{v}");
+        let page = v["assets"].as_array().unwrap();
+        assert!(page.len() <= 1);
+        seen.extend(page.iter().map(|a| a["id"].as_str().unwrap().to_string()));
+        match v.get("nextPaginationToken").and_then(Value::as_str) {
+            Some(tok) => path = format!("/assets?pageSize=1&paginationToken={tok}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first");
+    let (_, theirs) = call(&t, &bob, Method::GET, "/assets", None).await;
+    assert_eq!(theirs, json!({"assets": []}));
+    // Bulk reads leave out others' and unknown ids; bulk deletes are all or nothing.
+    let (s, v) = call(
+        &t,
+        &bob,
+        Method::POST,
+        "/assets/get-bulk",
+        Some(json!({"assetIds": seen})),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!({"assets": []})));
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/assets/get-bulk",
+        Some(json!({"assetIds": [seen[0], "asset_nope"]})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["assets"].as_array().unwrap().len(), 1);
+    let (s, v) = call(
+        &t,
+        &bob,
+        Method::DELETE,
+        "/assets",
+        Some(json!({"assetIds": [seen[0]]})),
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::DELETE,
+        "/assets",
+        Some(json!({"assetIds": [seen[0], seen[1]]})),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!({})));
+    let (_, v) = call(&t, &alice, Method::GET, "/assets", None).await;
+    assert_eq!(v["assets"].as_array().unwrap().len(), 1);
+    // Jobs: pages, filters by type and status.
+    for _ in 0..3 {
+        let (s, v) = call(
+            &t,
+            &alice,
+            Method::POST,
+            "/generate/txt2img",
+            Some(json!({"modelId": "tiny", "prompt": "x", "numSamples": 1})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let (_, p1) = call(&t, &alice, Method::GET, "/jobs?pageSize=2", None).await;
+    assert_eq!(p1["jobs"].as_array().unwrap().len(), 2);
+    let tok = p1["nextPaginationToken"].as_str().unwrap();
+    let (_, p2) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/jobs?pageSize=2&paginationToken={tok}"),
+        None,
+    )
+    .await;
+    assert_eq!(p2["jobs"].as_array().unwrap().len(), 1);
+    assert!(p2.get("nextPaginationToken").is_none(), "{p2}");
+    let (_, q) = call(
+        &t,
+        &alice,
+        Method::GET,
+        "/jobs?types=inference&status=queued",
+        None,
+    )
+    .await;
+    assert_eq!(q["jobs"].as_array().unwrap().len(), 3);
+    let (_, none) = call(&t, &alice, Method::GET, "/jobs?type=upscale", None).await;
+    assert_eq!(none, json!({"jobs": []}));
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/jobs?authorId={}", bob.user_id),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    for bad in [
+        "/jobs?pageSize=0",
+        "/jobs?pageSize=201",
+        "/assets?pageSize=x",
+        "/jobs?status=done",
+    ] {
+        let (s, v) = call(&t, &alice, Method::GET, bad, None).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+    insta::assert_json_snapshot!("scenario_jobs_page", p2, {
+        ".jobs[].jobId" => "[job id]", ".jobs[].createdAt" => "[time]", ".jobs[].updatedAt" => "[time]",
+        ".jobs[].statusHistory[].date" => "[time]", ".jobs[].ownerId" => "[user]", ".jobs[].authorId" => "[user]",
+        ".jobs[].metadata.input.seed" => "[seed]"
+    });
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_are_the_registry() {
+    let t = server(|c| c.workers = 0).await;
+    let alice = pair(&t, "alice").await;
+    let (s, v) = call(&t, &alice, Method::GET, "/models", None).await;
+    assert_eq!(s, 200, "{v}");
+    let models = v["models"].as_array().unwrap();
+    let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"tiny") && names.contains(&"style-a"),
+        "{names:?}"
+    );
+    let tiny = models.iter().find(|m| m["name"] == "tiny").unwrap();
+    assert_eq!(tiny["type"], "sd-1_5");
+    assert!(tiny["id"].as_str().unwrap().starts_with("model_"));
+    insta::assert_json_snapshot!("scenario_model", tiny, {
+        ".id" => "[model id]", ".createdAt" => "[time]", ".updatedAt" => "[time]"
+    });
+    // A discovered LoRA's base family is not known: its type is `custom`.
+    let (_, custom) = call(&t, &alice, Method::GET, "/models?type=custom", None).await;
+    let custom: Vec<&Value> = custom["models"].as_array().unwrap().iter().collect();
+    assert_eq!(custom.len(), 1, "{custom:?}");
+    assert_eq!(custom[0]["name"], "style-a");
+    let (_, sd) = call(&t, &alice, Method::GET, "/models?types=sd-1_5,sd-xl", None).await;
+    assert_eq!(sd["models"].as_array().unwrap().len(), 1, "{sd}");
+    let (_, none) = call(&t, &alice, Method::GET, "/models?status=training", None).await;
+    assert_eq!(none, json!({"models": []}));
+    let id = tiny["id"].as_str().unwrap();
+    let (s, one) = call(&t, &alice, Method::GET, &format!("/models/{id}"), None).await;
+    assert_eq!((s, &one["model"]["name"]), (200, &json!("tiny")));
+    let (s, _) = call(&t, &alice, Method::GET, "/models/flux.1-dev", None).await;
+    assert_eq!(s, 200, "aliases name models");
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/models/get-bulk",
+        Some(json!({"modelIds": [id, "nope", "tiny"]})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["models"].as_array().unwrap().len(), 1, "{v}");
+    // Recommendations: runnable models (no LoRAs), recommended first.
+    let (s, r) = call(
+        &t,
+        &alice,
+        Method::GET,
+        "/recommendations/models?capabilities=txt2img,inpaint",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let names: Vec<&str> = r["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["tiny"]);
+    let (_, r) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/recommendations/models?excludeModelIds={id}"),
+        None,
+    )
+    .await;
+    assert_eq!(r, json!({"models": []}));
+    let (s, _) = call(
+        &t,
+        &alice,
+        Method::GET,
+        "/recommendations/models?limit=31",
+        None,
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (_, p) = call(&t, &alice, Method::GET, "/models?pageSize=1", None).await;
+    let tok = p["nextPaginationToken"].as_str().unwrap();
+    let (_, p2) = call(
+        &t,
+        &alice,
+        Method::GET,
+        &format!("/models?pageSize=1&paginationToken={tok}"),
+        None,
+    )
+    .await;
+    assert_ne!(p["models"][0]["id"], p2["models"][0]["id"]);
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_come_in_scenarios_shape() {
+    let t = server(|c| c.workers = 0).await;
+    let alice = pair(&t, "alice").await;
+    let scrub = |mut v: Value| {
+        for k in ["createdAt", "updatedAt", "id"] {
+            if v.get(k).is_some() {
+                v[k] = json!(format!("[{k}]"));
+            }
+        }
+        v
+    };
+    // No credential, a wrong one.
+    let resp = t
+        .http
+        .get(format!("{}{BASE}/jobs", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("Basic"));
+    let v: Value = resp.json().await.unwrap();
+    insta::assert_json_snapshot!("scenario_error_unauthorized", scrub(v));
+    let wrong = Pair {
+        basic: format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("key_01jb0000000000000000000000:nope")
+        ),
+        user_id: String::new(),
+    };
+    let (s, _) = call(&t, &wrong, Method::GET, "/jobs", None).await;
+    assert_eq!(s, 401);
+    // An invalid field, by its wire name: a core rule (at most 8 images) named back
+    // through the table, and a rule of the spec.
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/txt2img",
+        Some(json!({"modelId": "tiny", "prompt": "x", "numSamples": 20})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(v["infos"]["field"], "numSamples", "{v}");
+    let (s, spec) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/txt2img",
+        Some(json!({"modelId": "tiny", "prompt": "x", "numSamples": 0})),
+    )
+    .await;
+    assert_eq!(
+        (s, &spec["infos"]["field"]),
+        (400, &json!("numSamples")),
+        "{spec}"
+    );
+    insta::assert_json_snapshot!("scenario_error_field", scrub(v));
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/txt2img",
+        Some(
+            json!({"modelId": "tiny", "prompt": "x", "numSamples": 1, "numInferenceSteps": 100000}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["infos"]["field"]),
+        (400, &json!("numInferenceSteps")),
+        "{v}"
+    );
+    let (s, v) = call(&t, &alice, Method::POST, "/generate/txt2img",
+        Some(json!({"modelId": "tiny", "prompt": "x", "concepts": [{"modelId": "nope", "scale": 1}]}))).await;
+    assert_eq!(
+        (s, &v["infos"]["field"]),
+        (400, &json!("concepts[0].modelId")),
+        "{v}"
+    );
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/txt2img",
+        Some(json!({"prompt": "x"})),
+    )
+    .await;
+    assert_eq!((s, &v["infos"]["field"]), (400, &json!("modelId")), "{v}");
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/txt2img",
+        Some(json!({"modelId": "tiny", "prompt": "x", "controlImage": "a"})),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["infos"]["field"]),
+        (400, &json!("controlImage")),
+        "{v}"
+    );
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/img2img",
+        Some(
+            json!({"modelId": "tiny", "prompt": "x", "image": "asset_01jb0000000000000000000000"}),
+        ),
+    )
+    .await;
+    assert_eq!((s, &v["infos"]["field"]), (400, &json!("image")), "{v}");
+    // Unknown ids and routes; unbuilt operations; malformed JSON.
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::GET,
+        "/jobs/job_01jb0000000000000000000000",
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    insta::assert_json_snapshot!("scenario_error_not_found", scrub(v));
+    let (s, _) = call(&t, &alice, Method::GET, "/no/such/route", None).await;
+    assert_eq!(s, 404);
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/vectorize",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 501);
+    insta::assert_json_snapshot!("scenario_error_unbuilt", scrub(v));
+    let (s, v) = call(&t, &alice, Method::GET, "/collections", None).await;
+    assert_eq!((s, v["apiError"].as_str()), (501, Some("notImplemented")));
+    let resp = t
+        .http
+        .post(format!("{}{BASE}/generate/txt2img", t.base))
+        .header("authorization", &alice.basic)
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rate_limited_key_gets_the_429_shape() {
+    let t = server(|c| {
+        c.workers = 0;
+        c.rate_limit = easel_api::auth::RateLimit {
+            per_second: 0.001,
+            burst: 4.0,
+        };
+    })
+    .await;
+    let alice = pair(&t, "alice").await;
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        answers.push(call(&t, &alice, Method::GET, "/jobs", None).await);
+    }
+    assert_eq!(answers[0].0, 200, "{:?}", answers[0]);
+    let (s, v) = answers.pop().unwrap();
+    assert_eq!(s, 429, "{v}");
+    assert_eq!(v["name"], "TooManyRequestsError");
+    assert!(v["reason"].as_str().unwrap().contains("rate limit"), "{v}");
+    t.shutdown().await;
+}
+
+/// The official `scenario-sdk` Python package against this server (`EASEL_PYTHON`: a
+/// Python with `scenario-sdk` installed; `.ci/run` sets it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_client() {
+    let Some(python) = std::env::var_os("EASEL_PYTHON").filter(|p| !p.is_empty()) else {
+        eprintln!(
+            "skipping official_python_client: set EASEL_PYTHON to a Python with the \
+             `scenario-sdk` package (python -m venv .ci-venv && .ci-venv/bin/pip install scenario-sdk)"
+        );
+        return;
+    };
+    let t = server(|c| c.workers = 0).await;
+    // Generations run on a worker of their own; the cancel check holds one job running.
+    let gate = gated_worker(t.server());
+    let (s, v) = t
+        .json(
+            Method::POST,
+            "/v1/keys",
+            ADMIN_KEY,
+            Some(json!({"name": "python"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/scenario_client.py");
+    let mut child = tokio::process::Command::new(python)
+        .arg(&script)
+        .env("EASEL_BASE_URL", format!("{}{BASE}", t.base))
+        .env("EASEL_API_KEY", v["api_key"].as_str().unwrap())
+        .env("EASEL_API_SECRET", v["api_secret"].as_str().unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs the Python client");
+    // The script's first job is the one it cancels while it runs; then the gate opens.
+    gate.started.notified().await;
+    let out = loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let canceled = easel_store::jobs::list(
+            &t.server().state.store.db,
+            &easel_store::jobs::JobFilter {
+                status: Some(easel_core::JobStatus::Canceled),
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        if !canceled.is_empty() {
+            gate.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let _ = status;
+            break child.wait_with_output().await.unwrap();
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    let _ = gate.stop.send(true);
+    t.shutdown().await;
+}
