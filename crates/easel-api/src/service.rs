@@ -134,8 +134,13 @@ async fn prepare(
                 .filter(|a| a.owner_id == who.user_id)
                 .ok_or_else(|| Error::invalid(&field, format!("asset {id} not found")))?,
             ImageRef::Data { bytes, .. } if stage == Stage::Quote => {
+                // The checks `store_upload` makes, without decoding or storing.
                 let info = easel_imageops::probe(&bytes)
                     .map_err(|e| Error::invalid(&field, format!("not a supported image: {e}")))?;
+                if bytes.is_empty() {
+                    return Err(Error::invalid(&field, "the image is empty"));
+                }
+                check_size(&field, info.width, info.height, &state.limits)?;
                 sizes.push((info.width, info.height));
                 continue;
             }

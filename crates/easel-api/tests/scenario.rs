@@ -1242,3 +1242,217 @@ async fn official_python_client() {
     let _ = gate.stop.send(true);
     t.shutdown().await;
 }
+
+/// Edge cases: ranges and types of the tool fields, limits named by the field that asked,
+/// conversions reused, others' assets out of reach everywhere, dry runs as strict as
+/// submits, `dryRun=false`, tokens that are not ours, a credential before a 501.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_cases_answer_clearly() {
+    let t = server(|_| {}).await;
+    let alice = pair(&t, "alice").await;
+    let bob = pair(&t, "bob").await;
+    let (_, up) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "a.png", "image": data_url(&png(64, 64))})),
+    )
+    .await;
+    let image = up["asset"]["id"].as_str().unwrap().to_string();
+
+    // Generative fill reads a string seed too; counts must be whole.
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/generative-fill",
+        Some(json!({"image": image, "mask": image, "seed": "3", "numInferenceSteps": 5})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, native) = t
+        .json(
+            Method::GET,
+            &format!("/v1/jobs/{}", v["job"]["jobId"].as_str().unwrap()),
+            ADMIN_KEY,
+            None,
+        )
+        .await;
+    assert_eq!(native["input"]["seed"], 3);
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/generative-fill",
+        Some(json!({"image": image, "mask": image, "numInferenceSteps": 5.5})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("numInferenceSteps")),
+        "{v}"
+    );
+    let (s, v) = call(&t, &alice, Method::POST, "/generate/pixelate",
+        Some(json!({"image": image, "pixelGridSize": 16, "removeNoise": false, "colorPaletteSize": 2.5}))).await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("colorPaletteSize")),
+        "{v}"
+    );
+    // An output over the server's limits names the field that asked for it.
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/upscale",
+        Some(json!({"image": image, "targetWidth": 16000})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("targetWidth")),
+        "{v}"
+    );
+    // A tool job shows its image as the asset id it was stored as, not the data URL sent.
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/upscale",
+        Some(json!({"image": data_url(&png(8, 8))})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        v["job"]["metadata"]["input"]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("asset_"),
+        "{v}"
+    );
+
+    // A second download in a format reuses the conversion.
+    let (s, d) = call(
+        &t,
+        &alice,
+        Method::POST,
+        &format!("/assets/{image}/download"),
+        Some(json!({"targetFormat": "jpeg"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{d}");
+    let (_, again) = call(
+        &t,
+        &alice,
+        Method::POST,
+        &format!("/assets/{image}/download"),
+        Some(json!({"targetFormat": "jpg"})),
+    )
+    .await;
+    let path = |u: &Value| u.as_str().unwrap().split('?').next().unwrap().to_string();
+    assert_eq!(path(&again["url"]), path(&d["url"]));
+
+    // Others' assets are out of reach in every operation.
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::POST,
+        &format!("/assets/{image}/download"),
+        Some(json!({"targetFormat": "webp"})),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, v) = call(
+        &t,
+        &bob,
+        Method::POST,
+        "/generate/upscale?dryRun=1",
+        Some(json!({"image": image})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("image")),
+        "{v}"
+    );
+    let (s, v) = call(
+        &t,
+        &bob,
+        Method::GET,
+        &format!("/assets?parentAssetId={image}"),
+        None,
+    )
+    .await;
+    assert_eq!((s, v), (200, json!({"assets": []})));
+    let (s, v) = call(
+        &t,
+        &bob,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "b.png", "image": data_url(&png(8, 8)), "parentId": image})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("parentId")),
+        "{v}"
+    );
+
+    // A data URL over the server's limits (here a side above 16384) fails a dry run as it
+    // fails a submit.
+    let big = {
+        let img = image::RgbImage::new(16_400, 1);
+        let mut out = Vec::new();
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    };
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/img2img?dryRun=1",
+        Some(json!({"modelId": "tiny", "prompt": "x", "image": data_url(&big)})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("image")),
+        "{v}"
+    );
+    // `dryRun=false` is not a dry run.
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/txt2img?dryRun=false",
+        Some(json!({"modelId": "tiny", "prompt": "x", "numSamples": 1})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["job"]["jobId"].is_string(), "{v}");
+
+    // Tokens this server did not give.
+    for bad in [
+        "/recommendations/models?limit=31",
+        "/recommendations/models?nextToken=18446744073709551615",
+        "/recommendations/models?nextToken=x",
+        "/models?paginationToken=nope",
+        "/assets?paginationToken=nope",
+        "/jobs?paginationToken=nope",
+    ] {
+        let (s, v) = call(&t, &alice, Method::GET, bad, None).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+    // A credential comes first, even for an operation that is not built.
+    let resp = t
+        .http
+        .get(format!("{}{BASE}/collections", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    t.shutdown().await;
+}

@@ -196,10 +196,14 @@ pub(super) async fn delete(
     Ok(axum::Json(json!({})))
 }
 
-/// An asset of the caller by a path id; others' and malformed ids are 404.
+/// An asset the caller owns, by a path id (admins too: a copy or a conversion is made for
+/// the caller, from the caller's own images); others' and malformed ids are 404.
 async fn path_asset(state: &AppState, who: &Principal, id: &str) -> Result<Asset, Error> {
     let id = ids::asset_in(id).ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
-    service::owned_asset(state, who, &id).await
+    easel_store::assets::get(&state.store.db, &id)
+        .await?
+        .filter(|a| a.owner_id == who.user_id)
+        .ok_or_else(|| Error::not_found(&format!("asset {id}")))
 }
 
 /// `POST /assets/{assetId}/copy`: a new upload of the caller with the same image, derived
@@ -210,16 +214,15 @@ pub(super) async fn copy(
     Path(id): Path<String>,
 ) -> Result<axum::Json<AssetOne>, Failure> {
     let a = path_asset(&state, &who, &id).await?;
-    let bytes = state
-        .store
-        .blobs
-        .get(&easel_core::asset::blob_key(&a.owner_id, &a.id))
-        .await?;
+    let key = easel_core::asset::blob_key(&a.owner_id, &a.id);
+    let bytes = state.store.blobs.get(&key).await?;
     let mut metadata = json!({"copiedAt": ids::time(&easel_core::time::now())});
     if let Some(name) = a.metadata.get("name") {
         metadata["name"] = name.clone();
     }
-    let copy = service::store_upload(&state, &who, bytes, metadata, Some(&a.id)).await?;
+    let copy = service::store_upload(&state, &who, bytes, metadata, Some(&a.id))
+        .await
+        .map_err(|e| service::refield(e, "file", "assetId"))?;
     Ok(axum::Json(AssetOne {
         asset: view::asset(&state, copy, None),
     }))
@@ -234,9 +237,10 @@ pub(super) struct DownloadRequest {
 
 /// `POST /assets/{assetId}/download` with `{targetFormat}`: `{url}`, a signed URL of the
 /// image in that format. PNG, JPEG (`jpeg`, `jpg`) and WebP are made by the `convert` tool
-/// (a job the answer waits for; the converted image is a new asset derived from this one),
-/// or are the asset itself when it is already in that format or no format is given. Other
-/// formats (`gif`, `heif`, `svg`, `avif`) are a 400 naming `targetFormat`.
+/// (a job the answer waits for; the converted image is a new asset derived from this one,
+/// reused by later downloads in that format), or are the asset itself when it is already in
+/// that format or no format is given. Other formats (`gif`, `heif`, `svg`, `avif`) are a
+/// 400 naming `targetFormat`.
 pub(super) async fn download(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -258,35 +262,65 @@ pub(super) async fn download(
         }
     };
     let target = match format {
-        Some((name, mime)) if a.mime_type != mime => {
-            let req = TaskRequest {
-                task: "convert".into(),
-                model: None,
-                input: json!({"image": a.id, "format": name}),
-                priority: None,
-                webhook: None,
-                idempotency_key: None,
-                request: None,
-                external_id: None,
-            };
-            let (job, _) = service::submit(&state, &who, req).await?;
-            let job = service::wait_job(&state, job, state.sync_timeout).await?;
-            if let Some(e) = job.failure() {
-                return Err(e.into());
-            }
-            job.outputs.first().cloned().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "the conversion did not finish in time; poll GET /jobs/{}",
-                        job.id
-                    ),
-                )
-            })?
-        }
+        Some((name, mime)) if a.mime_type != mime => match converted(&state, &a, mime).await? {
+            Some(done) => done,
+            None => convert(&state, &who, &a, name).await?,
+        },
         _ => a.id,
     };
     Ok(axum::Json(
         json!({"url": service::asset_url(&state, &target)}),
     ))
+}
+
+/// A conversion of `a` to `mime` made earlier.
+async fn converted(state: &AppState, a: &Asset, mime: &str) -> Result<Option<String>, Error> {
+    let filter = easel_store::assets::AssetFilter {
+        owner_id: a.owner_id.clone(),
+        parent_id: Some(a.id.clone()),
+        tasks: vec!["convert".into()],
+        limit: 100,
+        ..Default::default()
+    };
+    Ok(easel_store::assets::list(&state.store.db, &filter)
+        .await?
+        .into_iter()
+        .find(|c| c.mime_type == mime)
+        .map(|c| c.id))
+}
+
+/// `a` converted by the `convert` tool (a job the caller waits for); the new asset's id.
+async fn convert(
+    state: &AppState,
+    who: &Principal,
+    a: &Asset,
+    format: &str,
+) -> Result<String, Error> {
+    let req = TaskRequest {
+        task: "convert".into(),
+        model: None,
+        input: json!({"image": a.id, "format": format}),
+        priority: None,
+        webhook: None,
+        idempotency_key: None,
+        request: None,
+        external_id: None,
+    };
+    let (job, _) = service::submit(state, who, req).await.map_err(|e| {
+        let e = service::refield(e, "input.format", "targetFormat");
+        service::refield(e, "input", "assetId")
+    })?;
+    let job = service::wait_job(state, job, state.sync_timeout).await?;
+    if let Some(e) = job.failure() {
+        return Err(e);
+    }
+    job.outputs.first().cloned().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "the conversion did not finish in time; poll GET /jobs/{}",
+                job.id
+            ),
+        )
+    })
 }

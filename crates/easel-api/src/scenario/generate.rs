@@ -75,9 +75,18 @@ const PREVIEW_EVERY: u32 = 5;
 #[derive(Deserialize)]
 pub(super) struct GenerateQuery {
     #[serde(rename = "dryRun")]
-    pub(super) dry_run: Option<String>,
+    dry_run: Option<String>,
     #[serde(rename = "originalAssets")]
     _original_assets: Option<String>,
+}
+
+impl GenerateQuery {
+    /// `?dryRun` with any value but `false` or `0` (the spec: "any value").
+    pub(super) fn is_dry_run(&self) -> bool {
+        self.dry_run
+            .as_deref()
+            .is_some_and(|v| !matches!(v.trim(), "false" | "0"))
+    }
 }
 
 /// An image field's value for the core: `asset_…` as Easel's `ast_…`; `data:` URLs and
@@ -189,7 +198,7 @@ pub(super) async fn generate(
         }})),
         external_id: None,
     };
-    if q.dry_run.is_some() {
+    if q.is_dry_run() {
         return priced(state, who, request).await;
     }
     let (job, _) = service::submit(state, who, request).await?;

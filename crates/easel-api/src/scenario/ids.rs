@@ -26,6 +26,11 @@ pub(super) fn model(easel: &str) -> String {
     swap(id::MODEL, MODEL, easel).unwrap_or_else(|| easel.to_string())
 }
 
+/// The Easel model id of a Scenario model id (`model_…` or `mdl_…`); `None` for other text.
+pub(super) fn model_in(wire: &str) -> Option<String> {
+    swap(MODEL, id::MODEL, wire).or_else(|| id::is_valid(id::MODEL, wire).then(|| wire.into()))
+}
+
 /// What a `modelId` names in the registry: `model_…` as the Easel id `mdl_…`, anything else
 /// as it is (a registry name, alias or `mdl_…` id, so `flux.1-dev`-style ids work through
 /// aliases).

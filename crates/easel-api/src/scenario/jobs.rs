@@ -100,11 +100,11 @@ pub(super) async fn list(
     let owner_id = match (&q.author_id, who.is_admin()) {
         (Some(a), true) => Some(a.clone()),
         (Some(a), false) if *a != who.user_id => {
-            return Err(Error::new(
-                ErrorKind::Forbidden,
-                "authorId: you may list only your own jobs",
+            return Err(
+                Error::new(ErrorKind::Forbidden, "you may list only your own jobs")
+                    .with_field("authorId")
+                    .into(),
             )
-            .into())
         }
         _ if who.is_admin() => None,
         _ => Some(who.user_id.clone()),

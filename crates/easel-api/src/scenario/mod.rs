@@ -1,8 +1,9 @@
 //! The Scenario dialect, mounted at `/scenario/v1`: `../shared/specs/scenario.openapi.json`
 //! (108 operations). A client written for `https://api.cloud.scenario.com/v1` (the official
 //! `scenario-sdk` among them) generates images, polls jobs and reads assets against Easel by
-//! changing its base URL and credentials. Every other operation of the spec is mounted and
-//! answers 501 in Scenario's shape, naming what it waits for (`unbuilt::OPERATIONS`).
+//! changing its base URL and credentials. Every other operation of the spec is mounted and,
+//! once the credential is checked, answers 501 in Scenario's shape, naming what it waits
+//! for (`unbuilt::OPERATIONS`).
 //!
 //! This module only translates: wire request → `service::TaskRequest` → `service::submit`
 //! (the core's rules, limits and models) → queue → `Job` → wire objects. Its tables are its
@@ -39,8 +40,8 @@
 //! | `PostAsset` | `image` in base64 (or a `data:` URL) stored as an upload; `name` kept; `parentId` sets its lineage |
 //! | `GetAssetsByAssetId`, `PostAssetGetBulk` (≤200) | assets of the caller (others' read as absent) |
 //! | `DeleteAsset` | `{assetIds}` (≤100): all of the caller's, or none deleted (404 naming the first that is not) |
-//! | `CopyAssetByAssetId` | a new upload with the same image, derived from the original (`parentId`), `name` kept, `copiedAt` set |
-//! | `PostDownloadAsset` | `{url}` signed: `targetFormat` `png`, `jpeg`/`jpg`, `webp` through the `convert` tool (a job the answer waits for; the result is an asset derived from the original), or the asset itself when already in that format or none is given; other formats 400 |
+//! | `CopyAssetByAssetId` | a new upload with the same image, derived from the original (`parentId`), `name` kept, `copiedAt` set; the caller's own assets only (admins too) |
+//! | `PostDownloadAsset` | `{url}` signed: `targetFormat` `png`, `jpeg`/`jpg`, `webp` through the `convert` tool (a job the answer waits for; the result is an asset derived from the original), or the asset itself when already in that format or none is given; a later download in the same format reuses the conversion; the caller's own assets only; other formats 400 |
 //! | `GetModels`, `GetModelsByModelId`, `PostModelsGetBulk` | the registry (server-wide models: `privacy: public`, `status: trained`) |
 //! | `GetRecommendationsModels` | runnable registry models (no LoRAs), recommended first, then by name; `capabilities`, `type`, `excludeTypes`, `excludeModelIds`, `tags`; `limit` 1–30 (10), `nextToken` an offset |
 //!
@@ -222,7 +223,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         };
         api = api.route(
             path,
-            on(filter, move || async move {
+            on(filter, move |_: Auth| async move {
                 unbuilt::answer(method, path, op, why)
             }),
         );

@@ -39,7 +39,13 @@ pub(super) async fn list(
     let mut types = jobs::list_param(q.types.as_deref());
     types.extend(jobs::list_param(q.model_type.as_deref()));
     let tags = jobs::list_param(q.tags.as_deref());
-    let after = q.pagination_token.as_deref().map(ids::model_ref);
+    let after =
+        match q.pagination_token.as_deref() {
+            None => None,
+            Some(t) => Some(ids::model_in(t).ok_or_else(|| {
+                Error::invalid("paginationToken", "is not a token this server gave")
+            })?),
+        };
     // Every registry model is `trained`: another status selects none.
     let any_status = q.status.as_deref().is_none_or(|s| s == "trained");
     let models: Vec<Model> = registry(&state, &who)
@@ -142,7 +148,9 @@ pub(super) async fn recommendations(
         None => 0,
         Some(t) => t
             .parse::<usize>()
-            .map_err(|_| Error::invalid("nextToken", "is not a token this server gave"))?,
+            .ok()
+            .filter(|n| *n <= 100_000)
+            .ok_or_else(|| Error::invalid("nextToken", "is not a token this server gave"))?,
     };
     let capabilities = jobs::list_param(q.capabilities.as_deref());
     let excluded: Vec<String> = jobs::list_param(q.exclude_model_ids.as_deref())
@@ -171,7 +179,7 @@ pub(super) async fn recommendations(
         .map(view::model)
         .collect();
     let mut out = json!({"models": page});
-    if offset + limit < total {
+    if offset.saturating_add(limit) < total {
         out["nextToken"] = json!((offset + limit).to_string());
     }
     Ok(axum::Json(out))

@@ -61,8 +61,12 @@ const FILL_NOT_APPLIED: &[&str] = &["targetWidth", "targetHeight"];
 /// The prompt of a fill that gives none: the fill follows the image around the mask.
 const FILL_PROMPT: &str = "";
 
-/// A core error named by a tool's table: `input.<core>` becomes the wire name.
-fn named(e: Error, table: &[(&str, &str)]) -> Error {
+/// A core error named by a tool's table: `input.<core>` becomes the wire name; an error of
+/// the whole input (an output over the size limits) names `whole`.
+fn named(e: Error, table: &[(&str, &str)], whole: &str) -> Error {
+    if e.field.as_deref() == Some("input") {
+        return e.with_field(whole);
+    }
     let Some(rest) = e.field.as_deref().and_then(|f| f.strip_prefix("input.")) else {
         return e;
     };
@@ -103,6 +107,25 @@ fn copy_fields(
         .map(|f| f.to_string())
         .collect();
     Ok((input, sent))
+}
+
+/// A whole number within `lo..=hi`, when given.
+fn whole_in(
+    body: &Map<String, Value>,
+    field: &str,
+    lo: f64,
+    hi: f64,
+) -> Result<Option<u32>, Error> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(x) if (lo..=hi).contains(&x) && x.fract() == 0.0 => Ok(Some(x as u32)),
+            _ => Err(Error::invalid(
+                field,
+                format!("must be a whole number from {lo} to {hi}"),
+            )),
+        },
+    }
 }
 
 fn require(body: &Map<String, Value>, field: &str) -> Result<(), Error> {
@@ -184,26 +207,22 @@ pub(super) async fn pixelate(
         }
         _ => return Err(Error::invalid("pixelGridSize", "must be 16, 32, 64, 128 or 256").into()),
     }
-    if let Some(n) = body.get("colorPaletteSize").filter(|v| !v.is_null()) {
-        number_in(&body, "colorPaletteSize", 2.0, 256.0)?;
-        input.insert(
-            "palette_size".into(),
-            json!(n.as_f64().unwrap_or(0.0) as u32),
-        );
+    if let Some(n) = whole_in(&body, "colorPaletteSize", 2.0, 256.0)? {
+        input.insert("palette_size".into(), json!(n));
     }
     if let Some(p) = body.get("colorPalette").filter(|v| !v.is_null()) {
         input.insert("palette".into(), json!(palette(p)?));
     }
     image_fields(&mut input);
     let req = task_request("pixelate", "pixelate", input, body, Vec::new());
-    if q.dry_run.is_some() {
+    if q.is_dry_run() {
         return generate::priced(&state, &who, req)
             .await
-            .map_err(|Failure(e)| Failure(named(e, PIXELATE)));
+            .map_err(|Failure(e)| Failure(named(e, PIXELATE, "image")));
     }
     let (job, _) = service::submit(&state, &who, req)
         .await
-        .map_err(|e| named(e, PIXELATE))?;
+        .map_err(|e| named(e, PIXELATE, "image"))?;
     let job = service::wait_job(&state, job, state.sync_timeout).await?;
     if !job.status.is_terminal() {
         return Err(Error::new(
@@ -293,8 +312,13 @@ pub(super) async fn upscale(
         input.insert("factor".into(), json!(2));
     }
     image_fields(&mut input);
+    let whole = if body.contains_key("targetWidth") {
+        "targetWidth"
+    } else {
+        "scalingFactor"
+    };
     let req = task_request("upscale", "upscale", input, body, not_applied);
-    job_answer(&state, &who, &q, req, UPSCALE).await
+    job_answer(&state, &who, &q, req, UPSCALE, whole).await
 }
 
 /// `POST /generate/generative-fill`: inpaint the white of `mask`/`maskId` on the server's
@@ -323,18 +347,26 @@ pub(super) async fn generative_fill(
             }
         }
     }
-    number_in(&body, "numInferenceSteps", 5.0, 50.0)?;
+    if let Some(steps) = whole_in(&body, "numInferenceSteps", 5.0, 50.0)? {
+        input.insert("steps".into(), json!(steps));
+    }
     number_in(&body, "promptFidelity", 1.0, 15.0)?;
     number_in(&body, "targetWidth", 0.0, 2048.0)?;
     number_in(&body, "targetHeight", 0.0, 2048.0)?;
-    if let Some(steps) = input.get("steps").and_then(Value::as_f64) {
-        input.insert("steps".into(), json!(steps as u32));
+    // A number here (the tools' type), a string of digits in the diffusion endpoints: both.
+    if let Some(v) = body.get("seed").filter(|v| !v.is_null()) {
+        let seed = match v {
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            v => v.as_u64(),
+        }
+        .ok_or_else(|| Error::invalid("seed", "must be a whole number, as a number or a string"))?;
+        input.insert("seed".into(), json!(seed));
     }
     input.entry("prompt").or_insert_with(|| json!(FILL_PROMPT));
     input.insert("count".into(), json!(1));
     image_fields(&mut input);
     let req = task_request("inpaint", "generative-fill", input, body, not_applied);
-    job_answer(&state, &who, &q, req, FILL).await
+    job_answer(&state, &who, &q, req, FILL, "image").await
 }
 
 /// Submit (or price) a request answered with its job only.
@@ -344,15 +376,16 @@ async fn job_answer(
     q: &generate::GenerateQuery,
     req: TaskRequest,
     table: &[(&str, &str)],
+    whole: &str,
 ) -> Result<Response, Failure> {
-    if q.dry_run.is_some() {
+    if q.is_dry_run() {
         return generate::priced(state, who, req)
             .await
-            .map_err(|Failure(e)| Failure(named(e, table)));
+            .map_err(|Failure(e)| Failure(named(e, table, whole)));
     }
     let (job, _) = service::submit(state, who, req)
         .await
-        .map_err(|e| named(e, table))?;
+        .map_err(|e| named(e, table, whole))?;
     let history = easel_store::jobs::history(&state.store.db, &job.id).await?;
     let job = view::job(job, &history);
     Ok(axum::Json(json!({

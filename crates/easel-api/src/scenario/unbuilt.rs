@@ -5,7 +5,7 @@ use super::*;
 
 /// What an unbuilt operation waits for.
 const GENERATE: &str = "this generation mode needs a model or tool Easel does not run yet";
-const LIBRARY: &str = "the asset library (collections, tags, canvases, copies, downloads, uploads, search, public reads) is not built yet";
+const LIBRARY: &str = "the asset library (editing assets, collections, tags, canvases, zip downloads, uploads in parts, search, public reads) is not built yet";
 const OWNED_MODELS: &str = "user-owned models (create, edit, copy, transfer, presets, examples, public reads) are not built yet";
 const TRAINING: &str = "model training is not offered by Easel";
 const WORKFLOWS: &str = "workflows are not offered by Easel";

@@ -128,9 +128,21 @@ pub(super) fn job(job: Job, history: &[StatusChange]) -> JobView {
     let input = if job_type(&job.task) == "inference" {
         inference(&job)
     } else {
-        scenario_request(&job)
-            .and_then(|r| r.get("body").cloned())
-            .unwrap_or_else(|| job.input.clone())
+        match scenario_request(&job).and_then(|r| r.get("body")) {
+            // Images as the asset ids they were stored as (not the `data:` URLs sent).
+            Some(Value::Object(body)) => {
+                let mut body = body.clone();
+                for f in ["image", "mask"] {
+                    if let Some(id) = job.input.get(f).and_then(Value::as_str) {
+                        if body.contains_key(f) {
+                            body.insert(f.into(), json!(ids::asset(id)));
+                        }
+                    }
+                }
+                Value::Object(body)
+            }
+            _ => job.input.clone(),
+        }
     };
     let progress = if job.status == JobStatus::Succeeded {
         1.0
