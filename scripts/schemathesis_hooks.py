@@ -149,6 +149,7 @@ SCENARIO_SERVED = {
     "PostPixelateInferences", "PostUpscaleInferences", "PostGenerativeFillInferences",
     "GetAssets", "PostAsset", "DeleteAsset", "GetAssetsByAssetId", "PostAssetGetBulk",
     "CopyAssetByAssetId", "PostDownloadAsset", "GetRecommendationsModels",
+    "GetUsages", "GetPublicOscuPrices",
     "GetModels", "GetModelsByModelId", "PostModelsGetBulk",
 }
 

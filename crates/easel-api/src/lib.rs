@@ -50,6 +50,8 @@ pub struct AppInner {
     pub engine: Arc<easel_providers::diffusion::Engine>,
     /// Which image URLs requests may name for the server to fetch.
     pub fetch_images: service::FetchImages,
+    /// The prepaid credit prices the operator publishes (`--credit-prices`).
+    pub credit_prices: Vec<easel_core::usage::CreditPrice>,
 }
 
 impl std::ops::Deref for AppState {

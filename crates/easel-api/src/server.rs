@@ -57,6 +57,8 @@ pub struct Config {
     pub signed_url_ttl: Duration,
     /// How long a synchronous dialect request (OpenAI's image generations and edits) waits
     /// for its job before answering that it is still running.
+    /// Prepaid credit prices to publish (Scenario's `GET /oscu/prices`); none by default.
+    pub credit_prices: Vec<easel_core::usage::CreditPrice>,
     pub sync_timeout: Duration,
     /// Register models found under `<data-dir>/models/` at start.
     pub scan_models: bool,
@@ -90,6 +92,7 @@ impl Config {
             admin_key: None,
             signed_url_ttl: Duration::from_secs(24 * 3600),
             sync_timeout: Duration::from_secs(300),
+            credit_prices: Vec::new(),
             scan_models: true,
             http: true,
             engine: Default::default(),
@@ -243,6 +246,7 @@ pub async fn start(cfg: Config) -> Result<Server> {
         metrics: Metrics::new(),
         signed_url_ttl: cfg.signed_url_ttl,
         sync_timeout: cfg.sync_timeout,
+        credit_prices: cfg.credit_prices.clone(),
         fetch_images: cfg.fetch_images,
     }));
     let m = state.metrics.clone();

@@ -1456,3 +1456,142 @@ async fn edge_cases_answer_clearly() {
     assert_eq!(resp.status().as_u16(), 401);
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_and_prices() {
+    let t = server(|c| {
+        c.credit_prices = easel_core::usage::parse_prices("1000:1000:usd,5000:4500:usd").unwrap()
+    })
+    .await;
+    let alice = pair(&t, "alice").await;
+    let bob = pair(&t, "bob").await;
+    let job = run(
+        &t,
+        &alice,
+        "txt2img",
+        json!({"modelId": "tiny", "prompt": "x", "numSamples": 2}),
+    )
+    .await;
+    let (_, up) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "a.png", "image": data_url(&png(64, 64))})),
+    )
+    .await;
+    let (s, v) = call(
+        &t,
+        &alice,
+        Method::POST,
+        "/generate/upscale",
+        Some(json!({"image": up["asset"]["id"], "scalingFactor": 2})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    finished(&t, &alice, v["job"]["jobId"].as_str().unwrap()).await;
+
+    let (s, u) = call(&t, &alice, Method::GET, "/usages", None).await;
+    assert_eq!(s, 200, "{u}");
+    let names: Vec<&str> = u["usages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["usageName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["creative-unit-cost", "images-generation", "upscale"],
+        "{u}"
+    );
+    let gen = &u["usages"][1]["points"][0];
+    assert_eq!(gen["value"], "2", "two images: {u}");
+    assert_eq!(
+        u["usages"][0]["points"][0]["value"], "2",
+        "one credit per job here: {u}"
+    );
+    let tiny = &u["modelUsages"][0];
+    assert!(
+        tiny["modelId"].as_str().unwrap().starts_with("model_"),
+        "{u}"
+    );
+    assert_eq!(tiny["points"][0]["jobs"], 1);
+    assert_eq!(u["entities"]["models"][0]["name"], "tiny");
+    let activity = u["activity"].as_array().unwrap();
+    assert_eq!(activity.len(), 2);
+    assert_eq!(activity[0]["action"], "upscale", "newest first");
+    assert_eq!(activity[1]["data"]["jobId"], job["jobId"]);
+    assert_eq!(
+        u["consumption"],
+        json!([{"userId": alice.user_id, "value": 2.0}])
+    );
+    insta::assert_json_snapshot!("scenario_usages", u, {
+        ".usages[].points[].time" => "[day]", ".modelUsages[].points[].time" => "[day]",
+        ".modelUsages[].modelId" => "[model id]", ".entities.models[].id" => "[model id]",
+        ".activity[].time" => "[time]", ".activity[].userId" => "[user]", ".activity[].data.jobId" => "[job id]",
+        ".consumption[].userId" => "[user]"
+    });
+    // Sections by `type`; offsets; ranges; others' usage.
+    let (_, only) = call(
+        &t,
+        &alice,
+        Method::GET,
+        "/usages?type=activity&activityOffset=1",
+        None,
+    )
+    .await;
+    assert_eq!(
+        only.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["activity"]
+    );
+    assert_eq!(only["activity"].as_array().unwrap().len(), 1);
+    let (_, past) = call(
+        &t,
+        &alice,
+        Method::GET,
+        "/usages?startDate=2020-01-01&endDate=2020-02-01",
+        None,
+    )
+    .await;
+    assert_eq!(past["activity"], json!([]));
+    let (_, theirs) = call(&t, &bob, Method::GET, "/usages", None).await;
+    assert_eq!(theirs["consumption"], json!([]), "{theirs}");
+    let (s, v) = call(
+        &t,
+        &bob,
+        Method::GET,
+        &format!("/usages?userId={}", alice.user_id),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (403, Some("userId")),
+        "{v}"
+    );
+    for bad in [
+        "startDate=2026-01-01",
+        "startDate=2020-01-01&endDate=2020-12-01",
+        "timeRange=1y",
+        "timeRange=%E2%82%AC",
+    ] {
+        let (s, v) = call(&t, &alice, Method::GET, &format!("/usages?{bad}"), None).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+    // Prices are public.
+    let resp = t
+        .http
+        .get(format!("{}{BASE}/oscu/prices", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let p: Value = resp.json().await.unwrap();
+    assert_eq!(
+        p,
+        json!({"prices": [
+        {"creativeUnits": 1000, "unitAmount": 1000, "currency": "usd"},
+        {"creativeUnits": 5000, "unitAmount": 4500, "currency": "usd"}]})
+    );
+    t.shutdown().await;
+}

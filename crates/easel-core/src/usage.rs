@@ -47,6 +47,50 @@ pub fn credits(units: f64) -> u64 {
     }
 }
 
+/// A price of prepaid credits the operator sells (shown by dialects that list prices, e.g.
+/// Scenario's `GET /oscu/prices`): `credits` for `amount` in the currency's minor units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreditPrice {
+    pub credits: u64,
+    /// In minor units (cents for `usd`).
+    pub amount: u64,
+    /// ISO 4217 code, lowercase (`usd`).
+    pub currency: String,
+}
+
+/// Prices as an operator writes them: `CREDITS:AMOUNT:CURRENCY`, comma-separated
+/// (`1000:1000:usd,5000:4500:usd`; AMOUNT in minor units).
+pub fn parse_prices(text: &str) -> crate::Result<Vec<CreditPrice>> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = || {
+            crate::Error::invalid(
+                "credit_prices",
+                format!("`{item}` is not CREDITS:AMOUNT:CURRENCY (e.g. 1000:1000:usd)"),
+            )
+        };
+        let mut parts = item.split(':');
+        let (Some(c), Some(a), Some(cur), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let credits: u64 = c.trim().parse().map_err(|_| bad())?;
+        let amount: u64 = a.trim().parse().map_err(|_| bad())?;
+        let currency = cur.trim().to_ascii_lowercase();
+        if credits == 0 || currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_lowercase())
+        {
+            return Err(bad());
+        }
+        out.push(CreditPrice {
+            credits,
+            amount,
+            currency,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +105,37 @@ mod tests {
         assert_eq!(credits(0.004), 1);
         assert_eq!(credits(0.0), 0);
         assert_eq!(estimate_units("upscale", &json!({"image": "x"})), None);
+    }
+
+    #[test]
+    fn prices_parse_and_refuse_what_is_not_one() {
+        let p = parse_prices(" 1000:1000:USD, 5000:4500:eur ").unwrap();
+        assert_eq!(
+            p,
+            vec![
+                CreditPrice {
+                    credits: 1000,
+                    amount: 1000,
+                    currency: "usd".into()
+                },
+                CreditPrice {
+                    credits: 5000,
+                    amount: 4500,
+                    currency: "eur".into()
+                },
+            ]
+        );
+        assert_eq!(parse_prices("").unwrap(), vec![]);
+        for bad in [
+            "1000:10",
+            "0:10:usd",
+            "x:10:usd",
+            "10:1.5:usd",
+            "10:10:dollars",
+            "1:2:usd:4",
+        ] {
+            let e = parse_prices(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("credit_prices"), "{bad}");
+        }
     }
 }

@@ -871,6 +871,34 @@ pub async fn history(db: &Db, job_id: &str) -> Result<Vec<StatusChange>> {
         .collect())
 }
 
+/// Jobs that succeeded in `[from, to)` (completion times, unix ms), newest first, of one
+/// owner or everyone's, after skipping `offset` (usage reports).
+pub async fn succeeded_between(
+    db: &Db,
+    owner_id: Option<&str>,
+    from_ms: i64,
+    to_ms: i64,
+    offset: u32,
+    limit: u32,
+) -> Result<Vec<Job>> {
+    let sql = format!(
+        "SELECT {JOB_COLS} FROM jobs WHERE status = 'succeeded' AND completed_at >= $1 \
+         AND completed_at < $2 AND ($3 = '' OR owner_id = $3) \
+         ORDER BY completed_at DESC, id DESC LIMIT {} OFFSET {offset}",
+        limit.clamp(1, 100_000)
+    );
+    sqlx::query(&sql)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(owner_id.unwrap_or(""))
+        .fetch_all(&db.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(job_from_row)
+        .collect()
+}
+
 /// Number of jobs per status (for metrics).
 pub async fn counts_by_status(db: &Db) -> Result<Vec<(JobStatus, i64)>> {
     let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs WHERE status IN ('queued', 'running') GROUP BY status")

@@ -85,6 +85,10 @@ pub struct ServeArgs {
     /// job before answering that it is still running (default 300).
     #[arg(long, env = "EASEL_SYNC_TIMEOUT")]
     pub sync_timeout: Option<u64>,
+    /// Prepaid credit prices to publish (Scenario's `GET /oscu/prices`), comma-separated
+    /// `CREDITS:AMOUNT:CURRENCY` with AMOUNT in minor units: `1000:1000:usd,5000:4500:usd`.
+    #[arg(long, env = "EASEL_CREDIT_PRICES")]
+    pub credit_prices: Option<String>,
     /// Image URLs requests may name for the server to fetch: `public` (default: http(s)
     /// URLs whose host resolves to public addresses only), `any` (also loopback and private
     /// networks), `off` (only data: URLs, asset ids and this server's asset URLs).
@@ -133,6 +137,7 @@ pub struct FileConfig {
     pub max_steps: Option<u32>,
     pub max_images: Option<u32>,
     pub sync_timeout: Option<u64>,
+    pub credit_prices: Option<String>,
     pub fetch_images: Option<String>,
     pub webhook_allow: Option<Vec<String>>,
     pub model_roots: Option<Vec<PathBuf>>,
@@ -235,6 +240,10 @@ pub fn build(args: &ServeArgs, http: bool) -> Result<Config> {
     }
     if let Some(v) = args.sync_timeout.or(file.sync_timeout) {
         cfg.sync_timeout = Duration::from_secs(v);
+    }
+    if let Some(v) = args.credit_prices.clone().or(file.credit_prices) {
+        cfg.credit_prices = easel_core::usage::parse_prices(&v)
+            .map_err(|e| anyhow::anyhow!("--credit-prices: {}", e.message))?;
     }
     if let Some(v) = args.fetch_images.clone().or(file.fetch_images) {
         cfg.fetch_images = easel_api::service::FetchImages::parse(&v).ok_or_else(|| {

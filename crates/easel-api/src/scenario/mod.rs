@@ -43,6 +43,8 @@
 //! | `CopyAssetByAssetId` | a new upload with the same image, derived from the original (`parentId`), `name` kept, `copiedAt` set; the caller's own assets only (admins too) |
 //! | `PostDownloadAsset` | `{url}` signed: `targetFormat` `png`, `jpeg`/`jpg`, `webp` through the `convert` tool (a job the answer waits for; the result is an asset derived from the original), or the asset itself when already in that format or none is given; a later download in the same format reuses the conversion; the caller's own assets only; other formats 400 |
 //! | `GetModels`, `GetModelsByModelId`, `PostModelsGetBulk` | the registry (server-wide models: `privacy: public`, `status: trained`) |
+//! | `GetUsages` | one point per day (`granularity: 1d`): `usages` by usage name (`images-generation` and `upscale`/`pixelate` count output images; `creative-unit-cost` credits) from the usage records; `modelUsages` (credits and jobs per model and day), `entities.models` and `activity` (succeeded jobs, newest first, 100 from `activityOffset`) from the jobs; `consumption` (credits per user). The caller's own (admins: everyone's, or `userId`/`userIds`'; a user naming another is 403). Range: `startDate` + `endDate` (ISO dates, at most 120 days), else `timeRange` (`24h`, `7d`, `4w`, …), else 30 days. `type` picks sections (`usages`, `modelUsages`, `activity`, `consumption`; none known: all). `projectId` is `""` (no projects here) |
+//! | `GetPublicOscuPrices` | public: the operator's `--credit-prices` as `{creativeUnits, unitAmount, currency}`; `[]` when none are set |
 //! | `GetRecommendationsModels` | runnable registry models (no LoRAs), recommended first, then by name; `capabilities`, `type`, `excludeTypes`, `excludeModelIds`, `tags`; `limit` 1–30 (10), `nextToken` an offset |
 //!
 //! Each tool has its own table of (Scenario's name, the core's) in `tools` that builds its
@@ -211,6 +213,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/assets/{assetId}/copy", post(assets::copy))
         .route("/assets/{assetId}/download", post(assets::download))
         .route("/recommendations/models", get(models::recommendations))
+        .route("/usages", get(usage::usages))
+        .route("/oscu/prices", get(usage::prices))
         .route("/models", get(models::list))
         .route("/models/{modelId}", get(models::read))
         .route("/models/get-bulk", post(models::bulk));
@@ -287,6 +291,7 @@ mod jobs;
 mod models;
 mod tools;
 mod unbuilt;
+mod usage;
 mod view;
 mod wire;
 
@@ -441,6 +446,8 @@ mod tests {
             ("POST", "/assets/{assetId}/copy", "CopyAssetByAssetId"),
             ("POST", "/assets/{assetId}/download", "PostDownloadAsset"),
             ("GET", "/recommendations/models", "GetRecommendationsModels"),
+            ("GET", "/usages", "GetUsages"),
+            ("GET", "/oscu/prices", "GetPublicOscuPrices"),
             ("GET", "/models", "GetModels"),
             ("GET", "/models/{modelId}", "GetModelsByModelId"),
             ("POST", "/models/get-bulk", "PostModelsGetBulk"),

@@ -9,7 +9,6 @@ const LIBRARY: &str = "the asset library (editing assets, collections, tags, can
 const OWNED_MODELS: &str = "user-owned models (create, edit, copy, transfer, presets, examples, public reads) are not built yet";
 const TRAINING: &str = "model training is not offered by Easel";
 const WORKFLOWS: &str = "workflows are not offered by Easel";
-const ACCOUNT: &str = "usage and prices are not built yet";
 
 /// (method, path, operationId, why): the spec's operations minus those `routes` serves.
 pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
@@ -390,7 +389,6 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "PostModelsTransferByModelId",
         OWNED_MODELS,
     ),
-    ("GET", "/oscu/prices", "GetPublicOscuPrices", ACCOUNT),
     ("POST", "/search/assets", "PostSearchAssets", LIBRARY),
     ("POST", "/search/models", "PostSearchModels", LIBRARY),
     ("GET", "/tags", "GetTags", LIBRARY),
@@ -402,7 +400,6 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "PostUploadsAction",
         LIBRARY,
     ),
-    ("GET", "/usages", "GetUsages", ACCOUNT),
     ("GET", "/workflows", "GetWorkflows", WORKFLOWS),
     ("POST", "/workflows", "PostWorkflows", WORKFLOWS),
     ("GET", "/workflows/tags", "GetWorkflowsTags", WORKFLOWS),
