@@ -25,6 +25,23 @@ use easel_core::{Error, ErrorKind};
 use crate::error::ApiError;
 use crate::AppState;
 
+/// A webhook body a dialect sends instead of Easel's envelope: the job as its own object.
+pub type WebhookBody = fn(&AppState, &easel_core::Job) -> serde_json::Value;
+
+/// The dialects' webhook bodies by the name jobs record (`Webhook::format`).
+pub const WEBHOOK_FORMATS: &[(&str, WebhookBody)] = &[(
+    crate::replicate::WEBHOOK_FORMAT,
+    crate::replicate::webhook_body,
+)];
+
+/// The body of a webhook format; `None` for a name no dialect has (Easel's envelope is sent).
+pub fn webhook_format(name: &str) -> Option<WebhookBody> {
+    WEBHOOK_FORMATS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, body)| *body)
+}
+
 /// A client dialect: its error type renders a core error in the dialect's wire shape.
 pub trait Dialect: Send + Sync + 'static {
     type Error: From<Error> + IntoResponse + Send + 'static;

@@ -422,13 +422,12 @@ fn enrich_webhook(state: &AppState, payload: &mut serde_json::Value) {
     let Ok(job) = serde_json::from_value::<easel_core::Job>(job) else {
         return;
     };
-    match job.webhook.as_ref().map(|w| w.format).unwrap_or_default() {
-        easel_core::WebhookFormat::Native => {
+    let format = job.webhook.as_ref().and_then(|w| w.format.as_deref());
+    match format.and_then(crate::dialect::webhook_format) {
+        Some(body) => *payload = body(state, &job),
+        None => {
             let view = native::jobs::view(state, job, None);
             payload["data"] = serde_json::to_value(view).unwrap_or_default();
-        }
-        easel_core::WebhookFormat::Replicate => {
-            *payload = crate::replicate::webhook_body(state, &job);
         }
     }
 }

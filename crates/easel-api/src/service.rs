@@ -222,6 +222,21 @@ async fn prepare(
 /// The dispatcher checks again at every delivery, since names can be re-pointed.
 pub async fn check_webhook(state: &AppState, w: &Webhook) -> Result<()> {
     w.validate()?;
+    if let Some(f) = &w.format {
+        if crate::dialect::webhook_format(f).is_none() {
+            let names: Vec<&str> = crate::dialect::WEBHOOK_FORMATS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect();
+            return Err(Error::invalid(
+                "webhook.format",
+                format!(
+                    "unknown format `{f}`: leave it out for Easel's envelope, or one of {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
     let url = reqwest::Url::parse(&w.url)
         .map_err(|e| Error::invalid("webhook.url", format!("not a URL: {e}")))?;
     state

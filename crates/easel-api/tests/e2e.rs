@@ -446,6 +446,11 @@ async fn limits_413_422_429() {
             "webhook.url",
         ),
         (
+            json!({"task": "convert", "input": {"image": img, "format": "png"},
+                "webhook": {"url": "https://example.com/hook", "format": "nope"}}),
+            "webhook.format",
+        ),
+        (
             json!({"task": "convert", "input": {"image": img, "format": "png"}, "extra": 1}),
             "extra",
         ),

@@ -128,27 +128,12 @@ pub struct Webhook {
     /// Events to deliver; all of them when omitted.
     #[serde(default = "all_events")]
     pub events: Vec<WebhookEvent>,
-    /// The payload's shape: Easel's event envelope (default) or a dialect's own object.
-    #[serde(default, skip_serializing_if = "WebhookFormat::is_native")]
-    pub format: WebhookFormat,
-}
-
-/// What a webhook delivery's body is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum WebhookFormat {
-    /// `{type, timestamp, data: job}` (the native API's).
-    #[default]
-    Native,
-    /// The prediction itself, as `GET /replicate/v1/predictions/{id}` shows it (Replicate's
-    /// webhooks).
-    Replicate,
-}
-
-impl WebhookFormat {
-    pub fn is_native(&self) -> bool {
-        *self == WebhookFormat::Native
-    }
+    /// The payload's shape: absent for Easel's event envelope `{type, timestamp, data:
+    /// job}`, else the name of a dialect whose own object is the whole body (`replicate`:
+    /// the prediction). The names and their bodies are the dialects' (`easel-api`'s
+    /// `dialect::WEBHOOK_FORMATS`); this crate only carries the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 fn all_events() -> Vec<WebhookEvent> {

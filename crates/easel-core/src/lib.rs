@@ -19,4 +19,4 @@ pub mod time;
 pub mod usage;
 
 pub use error::{Error, ErrorKind, Result};
-pub use job::{Job, JobError, JobStatus, Webhook, WebhookEvent, WebhookFormat};
+pub use job::{Job, JobError, JobStatus, Webhook, WebhookEvent};

@@ -46,45 +46,6 @@ pub mod family {
     pub const UNKNOWN: &str = "unknown";
 }
 
-/// Leonardo's `sd_version` enum and the Easel family (or families, first preferred) a
-/// request naming it runs on. Versions with no local family here (`v3`, `PHOENIX`, `FLUX`,
-/// `FLUX_DEV`, `KINO_2_0`: other architectures or Leonardo's own models) have none: a request
-/// must then name a model (`modelId`). `SDXL_LIGHTNING` takes any SDXL model (a Lightning
-/// checkpoint registered with family `sdxl` is one; name it to get it).
-pub const LEONARDO_SD_VERSIONS: &[(&str, &[&str])] = &[
-    ("v1_5", &[family::SD15, family::SD15_INPAINT]),
-    ("v2", &[family::SD2]),
-    ("v3", &[]),
-    ("SDXL_0_8", &[family::SDXL]),
-    ("SDXL_0_9", &[family::SDXL]),
-    ("SDXL_1_0", &[family::SDXL]),
-    ("SDXL_LIGHTNING", &[family::SDXL]),
-    ("PHOENIX", &[]),
-    ("FLUX", &[]),
-    ("FLUX_DEV", &[]),
-    ("KINO_2_0", &[]),
-];
-
-/// The families of a Leonardo `sd_version` (empty: none runs here); `None` when the name is
-/// not in the enum.
-pub fn leonardo_sd_version(name: &str) -> Option<&'static [&'static str]> {
-    LEONARDO_SD_VERSIONS
-        .iter()
-        .find(|(v, _)| *v == name)
-        .map(|(_, f)| *f)
-}
-
-/// The Leonardo `sd_version` of a family (its newest name: `sdxl` is `SDXL_1_0`), for
-/// answers about a model; `None` for families Leonardo has no name for.
-pub fn leonardo_sd_version_of(family_name: &str) -> Option<&'static str> {
-    match family_name {
-        family::SD15 | family::SD15_INPAINT => Some("v1_5"),
-        family::SD2 => Some("v2"),
-        family::SDXL => Some("SDXL_1_0"),
-        _ => None,
-    }
-}
-
 /// The family of a single-file checkpoint (original LDM / A1111 key layout) from its tensor
 /// names and the UNet's input channels (`model.diffusion_model.input_blocks.0.0.weight`
 /// dim 1). `None` when the names are not those of a checkpoint.
@@ -598,41 +559,6 @@ pub fn check_name(field: &str, name: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn leonardo_sd_versions_map_to_families() {
-        let names: Vec<_> = LEONARDO_SD_VERSIONS.iter().map(|(v, _)| *v).collect();
-        assert_eq!(
-            names,
-            [
-                "v1_5",
-                "v2",
-                "v3",
-                "SDXL_0_8",
-                "SDXL_0_9",
-                "SDXL_1_0",
-                "SDXL_LIGHTNING",
-                "PHOENIX",
-                "FLUX",
-                "FLUX_DEV",
-                "KINO_2_0"
-            ]
-        );
-        assert_eq!(
-            leonardo_sd_version("v1_5"),
-            Some(&[family::SD15, family::SD15_INPAINT][..])
-        );
-        assert_eq!(leonardo_sd_version("SDXL_1_0"), Some(&[family::SDXL][..]));
-        assert_eq!(leonardo_sd_version("FLUX"), Some(&[][..]));
-        assert_eq!(leonardo_sd_version("sdxl"), None);
-        for (v, families) in LEONARDO_SD_VERSIONS {
-            for f in *families {
-                let back = leonardo_sd_version_of(f).unwrap();
-                assert!(leonardo_sd_version(back).unwrap().contains(f), "{v} {f}");
-            }
-        }
-        assert_eq!(leonardo_sd_version_of(family::UNKNOWN), None);
-    }
-
     #[test]
     fn families_from_checkpoint_keys() {
         let f = |names: &[&str], ch| family_from_tensor_names(names.iter().copied(), ch);

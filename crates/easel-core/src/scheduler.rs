@@ -11,7 +11,8 @@
 //! Karras", "dpmpp_2m_karras" and "DPMPP-2M-KARRAS" are one name.
 //!
 //! Choices worth knowing:
-//! * Leonardo's `LEONARDO` scheduler is their own; it maps to Euler ancestral here.
+//! * Leonardo's `LEONARDO` scheduler is their own; it maps to Euler ancestral here (the
+//!   dialect's enum is `leonardo::tables` in `easel-api`).
 //! * "DPM++ 2S a" has no diffusers equivalent (diffusers' docs point to the singlestep
 //!   solver); it maps to DPM-Solver++ singlestep order 2, which is not ancestral.
 //! * `uni_pc` is ComfyUI's default UniPC (B(h) = h, `bh1`); `unipc` keeps diffusers' default
@@ -232,81 +233,24 @@ pub fn resolve(name: &str) -> Option<(SchedulerKind, Value)> {
         })
 }
 
-/// Leonardo's `sd_generation_schedulers` enum and the kind each runs as here (every name is
-/// also a row of [`SCHEDULER_NAMES`], so it passes to a generation's `scheduler` as is):
-///
-/// | Leonardo | Easel | why |
-/// |---|---|---|
-/// | `KLMS` | LMS (`LMSDiscreteScheduler`) | the k-diffusion LMS sampler |
-/// | `EULER_ANCESTRAL_DISCRETE` | Euler ancestral | same diffusers class |
-/// | `EULER_DISCRETE` (the spec's default) | Euler | same diffusers class |
-/// | `DDIM` | DDIM | same diffusers class |
-/// | `DPM_SOLVER` | DPM-Solver++ 2M (multistep) | diffusers' `DPMSolverMultistepScheduler` defaults |
-/// | `PNDM` | PNDM (the model config's `skip_prk_steps`) | same diffusers class |
-/// | `LEONARDO` | Euler ancestral | Leonardo's own, unpublished sampler; Euler ancestral is the nearest widely used one (an ancestral, few-step-friendly sampler) |
-pub const LEONARDO: &[(&str, SchedulerKind)] = &[
-    ("KLMS", Lms),
-    ("EULER_ANCESTRAL_DISCRETE", EulerAncestral),
-    ("EULER_DISCRETE", Euler),
-    ("DDIM", Ddim),
-    ("DPM_SOLVER", DpmSolverMultistep),
-    ("PNDM", Pndm),
-    ("LEONARDO", EulerAncestral),
-];
-
-/// A Leonardo scheduler name (exactly as the enum spells it) and its kind; `None` for names
-/// outside Leonardo's enum (Easel's other names are not part of that dialect).
-pub fn leonardo(name: &str) -> Option<(&'static str, SchedulerKind)> {
-    LEONARDO.iter().copied().find(|(n, _)| *n == name)
-}
-
-/// The Leonardo name of the scheduler an Easel scheduler name runs (the first enum entry of
-/// its kind: Euler ancestral is `EULER_ANCESTRAL_DISCRETE`); `None` when the kind has no
-/// Leonardo name (Heun, UniPC, …) or the name is unknown.
-pub fn leonardo_name(easel_name: &str) -> Option<&'static str> {
-    if let Some((n, _)) = leonardo(easel_name) {
-        return Some(n);
-    }
-    let (kind, _) = resolve(easel_name)?;
-    LEONARDO.iter().find(|(_, k)| *k == kind).map(|(n, _)| *n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn leonardo_schedulers_cover_the_enum_and_resolve() {
-        let names: Vec<_> = LEONARDO.iter().map(|(n, _)| *n).collect();
-        assert_eq!(
-            names,
-            [
-                "KLMS",
-                "EULER_ANCESTRAL_DISCRETE",
-                "EULER_DISCRETE",
-                "DDIM",
-                "DPM_SOLVER",
-                "PNDM",
-                "LEONARDO"
-            ]
-        );
-        // Each runs through the one table as the kind documented here.
-        for (name, kind) in LEONARDO {
-            assert_eq!(resolve(name).map(|r| r.0), Some(*kind), "{name}");
+    fn names_resolve_whatever_their_spelling() {
+        for name in ["DPM++ 2M Karras", "dpmpp_2m_karras", "DPMPP-2M-KARRAS"] {
+            assert_eq!(normalize(name), "dpmpp_2m_karras", "{name}");
+            let (kind, overrides) = resolve(name).unwrap();
+            assert_eq!(kind, DpmSolverMultistep);
+            assert_eq!(overrides["use_karras_sigmas"], true, "{overrides}");
         }
         assert_eq!(
-            resolve("DPM_SOLVER").unwrap().1["algorithm_type"],
-            "dpmsolver++"
+            resolve("EulerAncestralDiscreteScheduler").map(|r| r.0),
+            Some(EulerAncestral)
         );
-        assert_eq!(leonardo("LEONARDO"), Some(("LEONARDO", EulerAncestral)));
-        assert_eq!(leonardo("euler_a"), None, "only Leonardo's enum");
-        assert_eq!(leonardo("klms"), None, "spelled as the enum");
-        // Back from what a job ran.
-        assert_eq!(leonardo_name("LEONARDO"), Some("LEONARDO"));
-        assert_eq!(leonardo_name("euler_a"), Some("EULER_ANCESTRAL_DISCRETE"));
-        assert_eq!(leonardo_name("lms_karras"), Some("KLMS"));
-        assert_eq!(leonardo_name("ddim"), Some("DDIM"));
-        assert_eq!(leonardo_name("heun"), None);
-        assert_eq!(leonardo_name("warp"), None);
+        assert_eq!(resolve("K_HEUN").map(|r| r.0), Some(Heun));
+        assert_eq!(resolve("dpmpp_sde"), None, "not implemented: not resolved");
+        assert_eq!(resolve("warp"), None);
     }
 }

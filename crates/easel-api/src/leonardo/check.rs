@@ -98,11 +98,8 @@ pub(super) fn check_fields(r: &GenerationRequest) -> Result<()> {
         in_range("init_strength", s, 0.1, 0.9)?;
     }
     if let Some(s) = &r.scheduler {
-        if easel_core::scheduler::leonardo(s).is_none() {
-            let names: Vec<&str> = easel_core::scheduler::LEONARDO
-                .iter()
-                .map(|(n, _)| *n)
-                .collect();
+        if tables::scheduler(s).is_none() {
+            let names: Vec<&str> = tables::SCHEDULERS.iter().map(|(n, _)| *n).collect();
             return Err(Error::invalid(
                 "scheduler",
                 format!("unknown scheduler `{s}`; one of {}", names.join(", ")),
@@ -124,11 +121,8 @@ pub(super) fn check_fields(r: &GenerationRequest) -> Result<()> {
         }
     }
     if let Some(v) = &r.sd_version {
-        if easel_core::model::leonardo_sd_version(v).is_none() {
-            let names: Vec<&str> = easel_core::model::LEONARDO_SD_VERSIONS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect();
+        if tables::sd_version(v).is_none() {
+            let names: Vec<&str> = tables::SD_VERSIONS.iter().map(|(n, _)| *n).collect();
             return Err(Error::invalid(
                 "sd_version",
                 format!("unknown sd_version `{v}`; one of {}", names.join(", ")),

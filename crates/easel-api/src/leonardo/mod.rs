@@ -5,8 +5,8 @@
 //!
 //! This module only translates: wire request → `service::TaskRequest` → `service::submit`
 //! (which validates through the core: field rules, limits, models) → queue → `Job` → wire
-//! response. The tables it translates through live in the core: `styles::STYLES` (preset
-//! styles), `scheduler::LEONARDO` (schedulers), `model::LEONARDO_SD_VERSIONS` (`sd_version` →
+//! response. The tables it translates through are its own: `styles::STYLES` (preset
+//! styles), `tables::SCHEDULERS` (schedulers), `tables::SD_VERSIONS` (`sd_version` →
 //! family), `STATUS`; Leonardo's UUIDv4 ids are external ids
 //! (`easel_store::external_ids`, namespaces `leonardo.generation`, `leonardo.image`,
 //! `leonardo.user`), each scoped to its owner.
@@ -31,13 +31,13 @@
 //! | `prompt` (required) | `prompt` | after `presetStyle`'s template |
 //! | `negative_prompt` | `negative_prompt` | extended by `presetStyle`'s negative terms |
 //! | `modelId` | the job's model | a registry name, alias or id (`mdl_…`), the model's Leonardo id (a UUIDv4, as Generations show it), or its id as the Sartiq view's UUID. Unknown or a LoRA: 400 on `modelId`. Given, it wins over `sd_version` (which is then only echoed). |
-//! | `sd_version` | the job's model | without `modelId`: an installed model of the version's family (`model::LEONARDO_SD_VERSIONS`: `v1_5` → sd15 (then sd15-inpaint), `v2` → sd2, `SDXL_0_8`/`SDXL_0_9`/`SDXL_1_0`/`SDXL_LIGHTNING` → sdxl) that does the task, recommended first, then by name. `v3`, `PHOENIX`, `FLUX`, `FLUX_DEV`, `KINO_2_0` have no local family: 400 on `sd_version` unless `modelId` is given. Neither given: the server's default model for the task (recommended first), not necessarily SD 1.5 (the spec's default). |
+//! | `sd_version` | the job's model | without `modelId`: an installed model of the version's family (`tables::SD_VERSIONS`: `v1_5` → sd15 (then sd15-inpaint), `v2` → sd2, `SDXL_0_8`/`SDXL_0_9`/`SDXL_1_0`/`SDXL_LIGHTNING` → sdxl) that does the task, recommended first, then by name. `v3`, `PHOENIX`, `FLUX`, `FLUX_DEV`, `KINO_2_0` have no local family: 400 on `sd_version` unless `modelId` is given. Neither given: the server's default model for the task (recommended first), not necessarily SD 1.5 (the spec's default). |
 //! | `width`, `height` | `width`, `height` | 32–1536 and multiples of 8 (the spec's rule, checked here), then the core's own rules and the server's and model's limits: a side below 64 (32 to 56 pass the spec's rule) is refused by the core, 400 on that side (`width: must be a multiple of 8 from 64 to <the server's largest side> (got 32)`). Absent: the model's default size (512, 1024 for SDXL, or its registry defaults; img2img: the init image's size), not the spec's 1024x768. |
 //! | `num_images` | `count` | 1–8, and 1–4 when the side that runs (given or default) is above 768; default 4 (the spec's) |
 //! | `num_inference_steps` | `steps` | 10–60; absent: the model's registry default, else 30 (not the spec's 15) |
 //! | `guidance_scale` | `guidance` | 1–20; absent: the model's default |
 //! | `seed` | `seed` | 0–9999999998 (the spec's bound); image i uses `seed + i`; drawn at random when absent and shown in the Generation |
-//! | `scheduler` | `scheduler` | Leonardo's enum only, through `scheduler::LEONARDO` (`LEONARDO` runs Euler ancestral). Absent: the model's registry default scheduler, else `EULER_DISCRETE` (the spec's default). |
+//! | `scheduler` | `scheduler` | Leonardo's enum only, through `tables::SCHEDULERS` (`LEONARDO` runs Euler ancestral). Absent: the model's registry default scheduler, else `EULER_DISCRETE` (the spec's default). |
 //! | `presetStyle` | prompt template | `styles::STYLES`, one template per enum value. The default `DYNAMIC`, and `NONE`, `UNPROCESSED`, leave the prompt as given; the others wrap it and add negative terms. The prompt that ran is `easel_prompt` in the Generation and `prompt` in the job's core input. |
 //! | `init_image_id` or `init_generation_image_id` | `image` (task `img2img`) | an Easel asset id of the caller (`ast_…`, e.g. uploaded with `POST /v1/assets`) or the UUID of one of the caller's generated images (either field takes either) |
 //! | `init_strength` | `strength` = 1 − `init_strength` | 0.1–0.9. Leonardo's value is how strongly the output keeps the init image; Easel's `strength` is how much to repaint, so 0.9 keeps the most. Absent: the core's default (img2img repaints 0.75, inpaint 1.0). Only with an init image. |
@@ -189,6 +189,7 @@ mod handlers;
 mod ids;
 mod plan;
 mod styles;
+mod tables;
 mod view;
 mod wire;
 
@@ -226,6 +227,22 @@ mod tests {
             easel_core::JobStatus::ALL.map(|s| STATUS.name(s)),
             ["PENDING", "PENDING", "COMPLETE", "FAILED", "FAILED"]
         );
+    }
+
+    /// The one table works both ways: every field it maps into the core input is named back
+    /// by it, and each of its wire names is a field of the request.
+    #[test]
+    fn the_field_table_builds_inputs_and_names_errors() {
+        let names = WireNames::default();
+        let schema =
+            serde_json::to_value(<GenerationRequest as utoipa::PartialSchema>::schema()).unwrap();
+        let fields = schema["properties"].as_object().unwrap();
+        for (wire, core) in FIELDS {
+            assert_eq!(names.wire(&format!("input.{core}")).as_deref(), Some(*wire));
+            assert!(fields.contains_key(*wire), "{wire} is a request field");
+        }
+        assert_eq!(names.wire("input.loras").as_deref(), Some("elements"));
+        assert_eq!(names.wire("input.mask").as_deref(), Some("canvasMaskId"));
     }
 
     #[test]

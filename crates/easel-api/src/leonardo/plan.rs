@@ -3,6 +3,32 @@
 
 use super::*;
 
+/// The request fields that map onto the core's generation input, as (Leonardo's name, the
+/// core's): the one table that builds the core input (`plan`, through `put`) and names core
+/// errors back (`WireNames::wire`). The images, the mask, the LoRAs and the model are
+/// resolved apart (their wire field depends on the request).
+pub(super) const FIELDS: &[(&str, &str)] = &[
+    ("prompt", "prompt"),
+    ("negative_prompt", "negative_prompt"),
+    ("width", "width"),
+    ("height", "height"),
+    ("num_images", "count"),
+    ("num_inference_steps", "steps"),
+    ("guidance_scale", "guidance"),
+    ("seed", "seed"),
+    ("scheduler", "scheduler"),
+    ("init_strength", "strength"),
+];
+
+/// The core's name of a wire field of `FIELDS`.
+fn core_name(wire: &str) -> &'static str {
+    FIELDS
+        .iter()
+        .find(|(w, _)| *w == wire)
+        .map(|(_, core)| *core)
+        .unwrap_or_else(|| panic!("`{wire}` is not in leonardo::plan::FIELDS"))
+}
+
 /// Which wire fields the core's fields came from, to name core errors back.
 #[derive(Debug, Default)]
 pub(super) struct WireNames {
@@ -43,13 +69,12 @@ impl WireNames {
         Some(
             match f {
                 "loras" => "elements",
-                "count" => "num_images",
-                "steps" => "num_inference_steps",
-                "guidance" => "guidance_scale",
-                "strength" => "init_strength",
                 "image" => self.image.unwrap_or("init_image_id"),
                 "mask" => "canvasMaskId",
-                other => other,
+                other => FIELDS
+                    .iter()
+                    .find(|(_, core)| *core == other)
+                    .map_or(other, |(wire, _)| *wire),
             }
             .to_string(),
         )
@@ -292,7 +317,7 @@ pub(super) async fn plan(state: &AppState, who: &Principal, r: &GenerationReques
         }
         (None, Some(v)) => {
             names.model = "sd_version";
-            let families = easel_core::model::leonardo_sd_version(v).unwrap_or(&[]);
+            let families = tables::sd_version(v).unwrap_or(&[]);
             if families.is_empty() {
                 return Err(Error::invalid(
                     "sd_version",
@@ -354,19 +379,23 @@ pub(super) async fn plan(state: &AppState, who: &Principal, r: &GenerationReques
     let style =
         easel_core::style::find(styles::STYLES, style_name).expect("checked by check_fields");
     let (prompt, negative) = style.apply(&r.prompt, r.negative_prompt.as_deref());
+    // Each value under its wire name; `FIELDS` gives the core's.
     let mut input = Map::new();
-    input.insert("prompt".into(), json!(prompt));
-    let mut put = |k: &str, v: Option<Value>| {
+    let mut put = |wire: &str, v: Option<Value>| {
         if let Some(v) = v {
-            input.insert(k.into(), v);
+            input.insert(core_name(wire).into(), v);
         }
     };
+    put("prompt", Some(json!(prompt)));
     put("negative_prompt", negative.map(Value::from));
     put("width", r.width.map(Value::from));
     put("height", r.height.map(Value::from));
-    put("count", Some(json!(r.num_images.unwrap_or(4))));
-    put("steps", r.num_inference_steps.map(Value::from));
-    put("guidance", r.guidance_scale.map(Value::from));
+    put("num_images", Some(json!(r.num_images.unwrap_or(4))));
+    put(
+        "num_inference_steps",
+        r.num_inference_steps.map(Value::from),
+    );
+    put("guidance_scale", r.guidance_scale.map(Value::from));
     put("seed", r.seed.map(Value::from));
     let scheduler = match (&r.scheduler, &model.defaults.scheduler) {
         (Some(s), _) => Some(s.clone()),
@@ -374,15 +403,19 @@ pub(super) async fn plan(state: &AppState, who: &Principal, r: &GenerationReques
         (None, None) => Some("EULER_DISCRETE".to_string()),
     };
     put("scheduler", scheduler.map(Value::from));
-    put("image", image.as_ref().map(|a| json!(a.id)));
-    put("mask", mask.as_ref().map(|a| json!(a.id)));
     put(
-        "strength",
+        "init_strength",
         r.init_strength
             .map(|s| json!(((1.0 - s) * 1e6).round() / 1e6)),
     );
+    if let Some(a) = &image {
+        input.insert("image".into(), json!(a.id));
+    }
+    if let Some(a) = &mask {
+        input.insert("mask".into(), json!(a.id));
+    }
     if !loras.is_empty() {
-        put("loras", Some(Value::Array(loras)));
+        input.insert("loras".into(), Value::Array(loras));
     }
 
     // What the core will run, with its defaults: the core's own rules, and the spec's count

@@ -27,14 +27,14 @@ pub(super) async fn generation(state: &AppState, job: &Job, id: String) -> Resul
     let sd_version = str_of(&req, "sd_version").or_else(|| {
         model
             .as_ref()
-            .and_then(|m| easel_core::model::leonardo_sd_version_of(&m.family))
+            .and_then(|m| tables::sd_version_of(&m.family))
             .map(str::to_string)
     });
     let scheduler = str_of(&req, "scheduler").or_else(|| {
         input
             .get("scheduler")
             .and_then(Value::as_str)
-            .and_then(easel_core::scheduler::leonardo_name)
+            .and_then(tables::scheduler_name)
             .map(str::to_string)
     });
     let preset = str_of(&req, "presetStyle").unwrap_or_else(|| "DYNAMIC".into());

@@ -129,12 +129,12 @@ pub(super) fn webhook_of(req: &PredictionRequest) -> Result<Option<Webhook>, Err
                 EventName::Logs,
                 EventName::Completed,
             ])),
-            format: WebhookFormat::Replicate,
+            format: Some(WEBHOOK_FORMAT.into()),
         },
         (None, Some(url)) => Webhook {
             url: url.clone(),
             events: vec![WebhookEvent::Completed],
-            format: WebhookFormat::Replicate,
+            format: Some(WEBHOOK_FORMAT.into()),
         },
         (None, None) => {
             if req.webhook_events_filter.is_some() {

@@ -115,7 +115,7 @@ use axum::Router;
 use easel_core::auth::Principal;
 use easel_core::job::{namespaces, ExternalId, StatusNames};
 use easel_core::model::Model;
-use easel_core::{Error, Job, JobStatus, Webhook, WebhookEvent, WebhookFormat};
+use easel_core::{Error, Job, JobStatus, Webhook, WebhookEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -126,6 +126,10 @@ use crate::extract::Json;
 use crate::fastapi::{self, WireNames};
 use crate::service::{self, ImageSource, TaskRequest};
 use crate::AppState;
+
+/// The name of the webhook body this dialect sends (the prediction itself), as jobs record
+/// it (`Webhook::format`; `dialect::WEBHOOK_FORMATS` renders it).
+pub const WEBHOOK_FORMAT: &str = "replicate";
 
 /// Where the dialect is mounted.
 pub const BASE: &str = "/replicate/v1";
@@ -309,7 +313,7 @@ mod tests {
         .unwrap();
         let w = webhook_of(&req).unwrap().unwrap();
         assert_eq!(w.events, [WebhookEvent::Completed]);
-        assert_eq!(w.format, WebhookFormat::Replicate);
+        assert_eq!(w.format.as_deref(), Some(WEBHOOK_FORMAT));
         let req: PredictionRequest = serde_json::from_value(json!({
             "input": {}, "webhook": "https://x.test/h"
         }))
