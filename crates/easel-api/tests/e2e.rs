@@ -870,10 +870,13 @@ async fn docs_metrics_health_models() {
         "/leonardo/v1/generations",
         "/sartiq/api/v1/generation-models/",
         "/sartiq/api/v1/generation-models/{id}",
+        "/scenario/v1/generate/txt2img",
+        "/scenario/v1/jobs/{jobId}",
+        "/scenario/v1/assets",
     ] {
         assert!(doc["paths"].get(p).is_some(), "{p} documented");
     }
-    for tag in ["openai", "replicate", "leonardo", "sartiq"] {
+    for tag in ["openai", "replicate", "leonardo", "sartiq", "scenario"] {
         assert!(
             doc["tags"]
                 .as_array()

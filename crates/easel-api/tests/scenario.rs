@@ -435,6 +435,20 @@ async fn img2img_and_inpaint_take_uploads_and_data_urls() {
     assert_eq!(by_model["assets"].as_array().unwrap().len(), 2);
     let (_, none) = call(&t, &alice, Method::GET, "/assets?type=vectorization", None).await;
     assert!(none["assets"].as_array().unwrap().is_empty());
+    // Arrays also come as repeated keys (OpenAPI's default form).
+    let (_, repeated) = call(
+        &t,
+        &alice,
+        Method::GET,
+        "/assets?types=inference-img2img&types=inference-inpaint",
+        None,
+    )
+    .await;
+    assert_eq!(
+        repeated["assets"].as_array().unwrap().len(),
+        2,
+        "{repeated}"
+    );
     t.shutdown().await;
 }
 
@@ -1174,6 +1188,8 @@ async fn a_rate_limited_key_gets_the_429_shape() {
     let (s, v) = answers.pop().unwrap();
     assert_eq!(s, 429, "{v}");
     assert_eq!(v["name"], "TooManyRequestsError");
+    assert!(v["details"]["retryAfter"].as_u64().unwrap() >= 1, "{v}");
+    insta::assert_json_snapshot!("scenario_error_too_many", v, {".details.retryAfter" => "[seconds]"});
     assert!(v["reason"].as_str().unwrap().contains("rate limit"), "{v}");
     t.shutdown().await;
 }

@@ -31,14 +31,15 @@ fn asset_id(field: &str, s: &str) -> Result<String, Error> {
 /// `inference-inpaint`, `upscale`, `pixelization`; others match nothing), `modelId`,
 /// `inferenceId` (a job id), `parentAssetId`. Other filters of the spec (collections, tags,
 /// privacy, dates) belong to the library and are read without narrowing the list.
+#[utoipa::path(get, path = "/scenario/v1/assets", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query), ("type" = Option<String>, Query), ("types" = Option<String>, Query), ("modelId" = Option<String>, Query), ("inferenceId" = Option<String>, Query), ("parentAssetId" = Option<String>, Query)), responses((status = 200, body = AssetsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
     Auth(who): Auth,
-    Query(q): Query<AssetsQuery>,
+    ListQuery(q): ListQuery<AssetsQuery>,
 ) -> Result<axum::Json<AssetsPage>, Failure> {
-    let size = jobs::page_size(q.page_size.as_deref(), 50, 100)?;
-    let mut types = jobs::list_param(q.types.as_deref());
-    types.extend(jobs::list_param(q.asset_type.as_deref()));
+    let size = query::page_size(q.page_size.as_deref(), 50, 100)?;
+    let mut types = query::list_param(q.types.as_deref());
+    types.extend(query::list_param(q.asset_type.as_deref()));
     let tasks: Vec<String> = types
         .iter()
         .filter_map(|t| view::tasks_of_type(t))
@@ -78,7 +79,7 @@ pub(super) async fn list(
         limit: size + 1,
     };
     let rows = easel_store::assets::list(&state.store.db, &filter).await?;
-    let (rows, next) = jobs::paged(rows, size, |a| ids::asset(&a.id));
+    let (rows, next) = query::paged(rows, size, |a| ids::asset(&a.id));
     Ok(axum::Json(AssetsPage {
         assets: view::assets(&state, rows).await?,
         next_pagination_token: next,
@@ -88,6 +89,7 @@ pub(super) async fn list(
 /// `POST /assets`: `image` in base64 (or a `data:` URL), stored as an upload of the caller;
 /// `name` is kept in the asset's metadata. Canvases, thumbnails, hiding and collections
 /// belong to the library (the next issue): a canvas alone is a 400 saying so.
+#[utoipa::path(post, path = "/scenario/v1/assets", tag = "scenario", request_body = AssetUpload, responses((status = 200, body = AssetOne), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn upload(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -135,6 +137,7 @@ pub(super) async fn upload(
 }
 
 /// `GET /assets/{assetId}`.
+#[utoipa::path(get, path = "/scenario/v1/assets/{assetId}", tag = "scenario", params(("assetId" = String, Path)), responses((status = 200, body = AssetOne), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn read(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -148,6 +151,7 @@ pub(super) async fn read(
 
 /// `POST /assets/get-bulk`: the caller's assets among the ids (at most 200); others and
 /// unknown ids are left out.
+#[utoipa::path(post, path = "/scenario/v1/assets/get-bulk", tag = "scenario", request_body = AssetIds, responses((status = 200, body = AssetsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn bulk(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -177,6 +181,7 @@ pub(super) async fn bulk(
 /// `DELETE /assets` with `{assetIds}` (at most 100): each of the caller's assets is deleted
 /// (row, then file, as the native API does); every id must name one of them, else nothing
 /// is deleted and the answer is 404 naming the first that does not.
+#[utoipa::path(delete, path = "/scenario/v1/assets", tag = "scenario", request_body = AssetIds, responses((status = 200, description = "Deleted: `{}`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn delete(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -208,6 +213,7 @@ async fn path_asset(state: &AppState, who: &Principal, id: &str) -> Result<Asset
 
 /// `POST /assets/{assetId}/copy`: a new upload of the caller with the same image, derived
 /// from the original (`parentId`), its name kept and `copiedAt` set.
+#[utoipa::path(post, path = "/scenario/v1/assets/{assetId}/copy", tag = "scenario", params(("assetId" = String, Path)), responses((status = 200, body = AssetOne), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn copy(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -241,6 +247,7 @@ pub(super) struct DownloadRequest {
 /// reused by later downloads in that format), or are the asset itself when it is already in
 /// that format or no format is given. Other formats (`gif`, `heif`, `svg`, `avif`) are a
 /// 400 naming `targetFormat`.
+#[utoipa::path(post, path = "/scenario/v1/assets/{assetId}/download", tag = "scenario", params(("assetId" = String, Path)), request_body(content = Object, description = "`{targetFormat}`: png, jpeg, jpg or webp"), responses((status = 200, description = "`{url}`, signed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn download(
     State(state): State<AppState>,
     Auth(who): Auth,

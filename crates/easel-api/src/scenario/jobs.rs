@@ -17,54 +17,18 @@ pub(super) struct JobsQuery {
     _workflow_id: Option<String>,
 }
 
-/// The page size of a list: the spec's default when absent, `1..=max` else.
-pub(super) fn page_size(v: Option<&str>, default: u32, max: u32) -> Result<u32, Error> {
-    let Some(v) = v else { return Ok(default) };
-    match v.trim().parse::<u32>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(Error::invalid(
-            "pageSize",
-            format!("must be a whole number from 1 to {max} (got `{v}`)"),
-        )),
-    }
-}
-
-/// The items of a page and the token of the next (absent on the last page): lists read one
-/// item more than they show.
-pub(super) fn paged<T>(
-    mut rows: Vec<T>,
-    size: u32,
-    token: impl Fn(&T) -> String,
-) -> (Vec<T>, Option<String>) {
-    let more = rows.len() > size as usize;
-    rows.truncate(size as usize);
-    let next = more.then(|| rows.last().map(&token)).flatten();
-    (rows, next)
-}
-
-/// A comma-joined list parameter (how Scenario's clients send arrays in queries).
-pub(super) fn list_param(v: Option<&str>) -> Vec<String> {
-    v.map(|s| {
-        s.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
 /// `GET /jobs`: the caller's jobs, newest first (admins: everyone's). `types` wins over
 /// `type`; `authorId` must be a user the caller may see.
+#[utoipa::path(get, path = "/scenario/v1/jobs", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query), ("type" = Option<String>, Query), ("types" = Option<String>, Query), ("status" = Option<String>, Query), ("authorId" = Option<String>, Query)), responses((status = 200, body = JobsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
     Auth(who): Auth,
-    Query(q): Query<JobsQuery>,
+    ListQuery(q): ListQuery<JobsQuery>,
 ) -> Result<axum::Json<JobsPage>, Failure> {
-    let size = page_size(q.page_size.as_deref(), 10, 200)?;
-    let mut types = list_param(q.types.as_deref());
+    let size = query::page_size(q.page_size.as_deref(), 10, 200)?;
+    let mut types = query::list_param(q.types.as_deref());
     if types.is_empty() {
-        types = list_param(q.job_type.as_deref());
+        types = query::list_param(q.job_type.as_deref());
     }
     let mut tasks: Vec<String> = types
         .iter()
@@ -125,7 +89,7 @@ pub(super) async fn list(
         ..Default::default()
     };
     let rows = easel_store::jobs::list(&state.store.db, &filter).await?;
-    let (rows, next) = paged(rows, size, |j| j.id.clone());
+    let (rows, next) = query::paged(rows, size, |j| j.id.clone());
     Ok(axum::Json(JobsPage {
         jobs: view::jobs(&state, rows).await?,
         next_pagination_token: next,
@@ -139,6 +103,7 @@ async fn owned(state: &AppState, who: &Principal, id: &str) -> Result<Job, Error
 }
 
 /// `GET /jobs/{jobId}`.
+#[utoipa::path(get, path = "/scenario/v1/jobs/{jobId}", tag = "scenario", params(("jobId" = String, Path)), responses((status = 200, body = JobOne), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn read(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -153,6 +118,7 @@ pub(super) async fn read(
 
 /// `POST /jobs/{jobId}/action` with `{"action": "cancel"}`: a queued job ends at once, a
 /// running one at its next step (through the queue, which tells every worker).
+#[utoipa::path(post, path = "/scenario/v1/jobs/{jobId}/action", tag = "scenario", params(("jobId" = String, Path)), request_body = JobAction, responses((status = 200, body = JobOne), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn action(
     State(state): State<AppState>,
     Auth(who): Auth,

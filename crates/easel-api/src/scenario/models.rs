@@ -30,15 +30,16 @@ async fn registry(state: &AppState, who: &Principal) -> Result<Vec<Model>, Error
 /// `GET /models`: every registry model (they are server-wide: `privacy` does not narrow the
 /// list), filtered by `type`/`types`, `status` (`trained` is every model) and `tags` (all of
 /// them), in id order.
+#[utoipa::path(get, path = "/scenario/v1/models", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query), ("type" = Option<String>, Query), ("types" = Option<String>, Query), ("status" = Option<String>, Query), ("tags" = Option<String>, Query)), responses((status = 200, body = ModelsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
     Auth(who): Auth,
-    Query(q): Query<ModelsQuery>,
+    ListQuery(q): ListQuery<ModelsQuery>,
 ) -> Result<axum::Json<ModelsPage>, Failure> {
-    let size = jobs::page_size(q.page_size.as_deref(), 100, 500)?;
-    let mut types = jobs::list_param(q.types.as_deref());
-    types.extend(jobs::list_param(q.model_type.as_deref()));
-    let tags = jobs::list_param(q.tags.as_deref());
+    let size = query::page_size(q.page_size.as_deref(), 100, 500)?;
+    let mut types = query::list_param(q.types.as_deref());
+    types.extend(query::list_param(q.model_type.as_deref()));
+    let tags = query::list_param(q.tags.as_deref());
     let after =
         match q.pagination_token.as_deref() {
             None => None,
@@ -57,7 +58,7 @@ pub(super) async fn list(
         .filter(|m| tags.iter().all(|t| m.tags.contains(t)))
         .take(size as usize + 1)
         .collect();
-    let (models, next) = jobs::paged(models, size, |m| ids::model(&m.id));
+    let (models, next) = query::paged(models, size, |m| ids::model(&m.id));
     Ok(axum::Json(ModelsPage {
         models: models.into_iter().map(view::model).collect(),
         next_pagination_token: next,
@@ -77,6 +78,7 @@ async fn find(state: &AppState, who: &Principal, id: &str) -> Result<Option<Mode
 }
 
 /// `GET /models/{modelId}`.
+#[utoipa::path(get, path = "/scenario/v1/models/{modelId}", tag = "scenario", params(("modelId" = String, Path)), responses((status = 200, body = ModelOne), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn read(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -91,6 +93,7 @@ pub(super) async fn read(
 }
 
 /// `POST /models/get-bulk`: the models among `modelIds` (unknown ones left out).
+#[utoipa::path(post, path = "/scenario/v1/models/get-bulk", tag = "scenario", request_body = ModelIds, responses((status = 200, body = ModelsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn bulk(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -132,10 +135,11 @@ pub(super) struct RecommendationsQuery {
 /// each by name; LoRAs left out (they are not run alone). Filters as `GET /models`, plus
 /// `capabilities` (all of them), `excludeModelIds`, `excludeTypes`; `limit` 1–30
 /// (default 10); `nextToken` is the offset of the next page.
+#[utoipa::path(get, path = "/scenario/v1/recommendations/models", tag = "scenario", params(("capabilities" = Option<String>, Query), ("excludeModelIds" = Option<String>, Query), ("excludeTypes" = Option<String>, Query), ("type" = Option<String>, Query), ("tags" = Option<String>, Query), ("limit" = Option<String>, Query), ("nextToken" = Option<String>, Query)), responses((status = 200, description = "`{models, nextToken}`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn recommendations(
     State(state): State<AppState>,
     Auth(who): Auth,
-    Query(q): Query<RecommendationsQuery>,
+    ListQuery(q): ListQuery<RecommendationsQuery>,
 ) -> Result<axum::Json<Value>, Failure> {
     let limit = match q.limit.as_deref() {
         None => 10,
@@ -152,14 +156,14 @@ pub(super) async fn recommendations(
             .filter(|n| *n <= 100_000)
             .ok_or_else(|| Error::invalid("nextToken", "is not a token this server gave"))?,
     };
-    let capabilities = jobs::list_param(q.capabilities.as_deref());
-    let excluded: Vec<String> = jobs::list_param(q.exclude_model_ids.as_deref())
+    let capabilities = query::list_param(q.capabilities.as_deref());
+    let excluded: Vec<String> = query::list_param(q.exclude_model_ids.as_deref())
         .iter()
         .map(|m| ids::model_ref(m))
         .collect();
-    let types = jobs::list_param(q.model_type.as_deref());
-    let excluded_types = jobs::list_param(q.exclude_types.as_deref());
-    let tags = jobs::list_param(q.tags.as_deref());
+    let types = query::list_param(q.model_type.as_deref());
+    let excluded_types = query::list_param(q.exclude_types.as_deref());
+    let tags = query::list_param(q.tags.as_deref());
     let mut models: Vec<Model> = registry(&state, &who)
         .await?
         .into_iter()

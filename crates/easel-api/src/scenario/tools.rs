@@ -184,10 +184,11 @@ fn task_request(
 
 /// `POST /generate/pixelate`: waits for the job (up to the server's sync timeout) and
 /// answers `{creativeUnitsCost, creativeUnitsDiscount, job, asset}`.
+#[utoipa::path(post, path = "/scenario/v1/generate/pixelate", tag = "scenario", params(("dryRun" = Option<String>, Query)), request_body(content = Object, description = "`{image, pixelGridSize, removeNoise, colorPalette | colorPaletteSize, removeBackground}`"), responses((status = 200, description = "`{creativeUnitsCost, creativeUnitsDiscount, job, asset}`"), (status = 269, body = DryRun), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn pixelate(
     State(state): State<AppState>,
     Auth(who): Auth,
-    Query(q): Query<generate::GenerateQuery>,
+    ListQuery(q): ListQuery<generate::GenerateQuery>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<Response, Failure> {
     let (mut input, _) = copy_fields("pixelate", &body, PIXELATE, &["removeBackground"])?;
@@ -293,10 +294,11 @@ fn palette(v: &Value) -> Result<Vec<String>, Error> {
 
 /// `POST /generate/upscale`: the local upscaler by `scalingFactor` (1–16; the upscaler
 /// takes up to 8) or `targetWidth`; answers `{creativeUnitsCost, creativeUnitsDiscount, job}`.
+#[utoipa::path(post, path = "/scenario/v1/generate/upscale", tag = "scenario", params(("dryRun" = Option<String>, Query)), request_body(content = Object, description = "`{image, scalingFactor | targetWidth}` and creative fields (not applied)"), responses((status = 200, description = "`{creativeUnitsCost, creativeUnitsDiscount, job}`"), (status = 269, body = DryRun), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn upscale(
     State(state): State<AppState>,
     Auth(who): Auth,
-    Query(q): Query<generate::GenerateQuery>,
+    ListQuery(q): ListQuery<generate::GenerateQuery>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<Response, Failure> {
     let (mut input, not_applied) = copy_fields("upscale", &body, UPSCALE, UPSCALE_NOT_APPLIED)?;
@@ -323,10 +325,11 @@ pub(super) async fn upscale(
 
 /// `POST /generate/generative-fill`: inpaint the white of `mask`/`maskId` on the server's
 /// default inpainting model; `promptFidelity` is the guidance.
+#[utoipa::path(post, path = "/scenario/v1/generate/generative-fill", tag = "scenario", params(("dryRun" = Option<String>, Query)), request_body(content = Object, description = "`{image, mask | maskId, prompt, negativePrompt, seed, numInferenceSteps, promptFidelity}`"), responses((status = 200, description = "`{creativeUnitsCost, creativeUnitsDiscount, job}`"), (status = 269, body = DryRun), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn generative_fill(
     State(state): State<AppState>,
     Auth(who): Auth,
-    Query(q): Query<generate::GenerateQuery>,
+    ListQuery(q): ListQuery<generate::GenerateQuery>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<Response, Failure> {
     // `maskId` is the legacy spelling; `mask` wins.

@@ -126,13 +126,14 @@ fn day_start(day: &str) -> String {
 /// `activityOffset`) from the jobs; `consumption` per user; `entities.models`. `type`
 /// narrows the sections (`usages`, `modelUsages`, `activity`, `consumption`); unknown
 /// values are ignored, as the spec says.
+#[utoipa::path(get, path = "/scenario/v1/usages", tag = "scenario", params(("startDate" = Option<String>, Query), ("endDate" = Option<String>, Query), ("timeRange" = Option<String>, Query), ("type" = Option<String>, Query), ("userId" = Option<String>, Query), ("userIds" = Option<String>, Query), ("activityOffset" = Option<String>, Query)), responses((status = 200, description = "`{usages, modelUsages, activity, consumption, entities}`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn usages(
     State(state): State<AppState>,
     Auth(who): Auth,
-    Query(q): Query<UsagesQuery>,
+    ListQuery(q): ListQuery<UsagesQuery>,
 ) -> Result<axum::Json<Value>, Failure> {
     let (start, end) = range(&q, Utc::now())?;
-    let mut users = jobs::list_param(q.user_ids.as_deref());
+    let mut users = query::list_param(q.user_ids.as_deref());
     users.extend(q.user_id.clone());
     if !who.is_admin() && users.iter().any(|u| *u != who.user_id) {
         return Err(
@@ -153,7 +154,7 @@ pub(super) async fn usages(
         .as_deref()
         .and_then(|o| o.trim().parse::<u32>().ok())
         .unwrap_or(0);
-    let asked = jobs::list_param(q.usage_type.as_deref());
+    let asked = query::list_param(q.usage_type.as_deref());
     let known = ["usages", "modelUsages", "activity", "consumption"];
     let mut wanted: Vec<&str> = known
         .into_iter()
@@ -286,6 +287,7 @@ pub(super) async fn usages(
 
 /// `GET /oscu/prices` (public): the operator's prepaid credit prices (`--credit-prices`),
 /// `{prices: [{creativeUnits, unitAmount, currency}]}`; empty when none are set.
+#[utoipa::path(get, path = "/scenario/v1/oscu/prices", tag = "scenario", responses((status = 200, description = "`{prices: [{creativeUnits, unitAmount, currency}]}`")))]
 pub(super) async fn prices(State(state): State<AppState>) -> axum::Json<Value> {
     let prices: Vec<Value> = state
         .credit_prices
