@@ -17,11 +17,11 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 
-/// A task as a dialect asks for it.
+/// A task as a dialect asks for it: the core's typed input (its task is the variant), which
+/// `submit` validates.
 pub struct TaskRequest {
-    pub task: String,
     pub model: Option<String>,
-    pub input: serde_json::Value,
+    pub input: TaskInput,
     pub priority: Option<i32>,
     pub webhook: Option<Webhook>,
     pub idempotency_key: Option<String>,
@@ -74,7 +74,9 @@ async fn prepare(
     req: TaskRequest,
     stage: Stage,
 ) -> Result<(NewJob, f64)> {
-    let mut input = TaskInput::parse(&req.task, req.input, &state.limits)?;
+    let mut input = req.input;
+    input.check(&state.limits)?;
+    let task = input.task();
     let priority = req.priority.unwrap_or(0);
     if !PRIORITY_RANGE.contains(&priority) {
         return Err(Error::invalid(
@@ -98,7 +100,7 @@ async fn prepare(
         }
     }
     let model = match &req.model {
-        None if input.generation().is_some() => Some(default_model(state, &req.task).await?),
+        None if input.generation().is_some() => Some(default_model(state, task).await?),
         None => None,
         Some(name) => {
             let m = easel_store::models::resolve(&state.store.db, name)
@@ -110,13 +112,13 @@ async fn prepare(
                     format!("`{}` is a LoRA; name it in `input.loras`", m.name),
                 ));
             }
-            if !m.tasks.is_empty() && !m.tasks.contains(&req.task) {
+            if !m.tasks.is_empty() && !m.tasks.iter().any(|t| t == task) {
                 return Err(Error::invalid(
                     "model",
                     format!(
                         "the model `{}` cannot do `{}`; it does: {}",
                         m.name,
-                        req.task,
+                        task,
                         m.tasks.join(", ")
                     ),
                 ));
@@ -176,13 +178,7 @@ async fn prepare(
             }
         }
         let seed = rand::random::<u32>() as u64;
-        g.fill_defaults(
-            &req.task,
-            &m.family,
-            &m.defaults,
-            sizes.first().copied(),
-            seed,
-        );
+        g.fill_defaults(task, &m.family, &m.defaults, sizes.first().copied(), seed);
         g.check_limits(&state.limits, &m.limits)
             .map_err(|e| e.under("input"))?;
     } else {
@@ -192,18 +188,17 @@ async fn prepare(
                 .map_err(|e| e.with_field("input"))?;
         }
     }
-    let units = easel_core::usage::estimate_units(&req.task, &input.to_value())
+    let units = easel_core::usage::estimate_units(task, &input.to_value())
         .or_else(|| {
             let (w, h) = sizes.first()?;
             Some(easel_core::usage::image_units(&[input.output_size(*w, *h)]))
         })
         .unwrap_or(0.0);
-    let resource =
-        easel_core::job::Resource::of(&req.task, model.as_ref().map(|m| m.provider.as_str()));
+    let resource = easel_core::job::Resource::of(task, model.as_ref().map(|m| m.provider.as_str()));
     let model = model.map(|m| m.name);
     let new = NewJob {
         owner_id: who.user_id.clone(),
-        task: req.task,
+        task: task.to_string(),
         model,
         input: input.to_value(),
         priority,

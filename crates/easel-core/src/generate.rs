@@ -36,7 +36,7 @@ fn one() -> f32 {
 }
 
 /// Input of `txt2img`, `img2img` and `inpaint`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateInput {
     /// What to draw. A1111 syntax works: `(word:1.3)`, `(word)`, `[word]`, `BREAK`; prompts

@@ -147,6 +147,14 @@ pub const TASKS: &[&str] = &[
 impl TaskInput {
     /// Parse and validate `input` for `task`. Errors name the field as `input.<name>`.
     pub fn parse(task: &str, input: serde_json::Value, limits: &Limits) -> Result<TaskInput> {
+        let parsed = TaskInput::from_json(task, input)?;
+        parsed.check(limits)?;
+        Ok(parsed)
+    }
+
+    /// Read `input` for `task` (types only; `check` validates). Errors name the field as
+    /// `input.<name>`.
+    pub fn from_json(task: &str, input: serde_json::Value) -> Result<TaskInput> {
         let parsed = match task {
             "upscale" => TaskInput::Upscale(from_json(input)?),
             "resize" => TaskInput::Resize(from_json(input)?),
@@ -162,8 +170,28 @@ impl TaskInput {
                 ))
             }
         };
-        parsed.validate(limits).map_err(|e| e.under("input"))?;
         Ok(parsed)
+    }
+
+    /// A generation task's input: `task` is `txt2img`, `img2img` or `inpaint`.
+    pub fn generation_of(task: &str, g: GenerateInput) -> Result<TaskInput> {
+        Ok(match task {
+            "txt2img" => TaskInput::Txt2img(g),
+            "img2img" => TaskInput::Img2img(g),
+            "inpaint" => TaskInput::Inpaint(g),
+            other => {
+                return Err(Error::invalid(
+                    "task",
+                    format!("`{other}` is not a generation task (txt2img, img2img, inpaint)"),
+                ))
+            }
+        })
+    }
+
+    /// Validate the input: the task's rules and the server's limits. Errors name the field
+    /// as `input.<name>`.
+    pub fn check(&self, limits: &Limits) -> Result<()> {
+        self.validate(limits).map_err(|e| e.under("input"))
     }
 
     pub fn task(&self) -> &'static str {

@@ -30,9 +30,8 @@ pub async fn create(
         &state,
         &who,
         TaskRequest {
-            task: plan.task.to_string(),
             model: Some(plan.model.name.clone()),
-            input: Value::Object(plan.input),
+            input: plan.input,
             priority: None,
             webhook: None,
             idempotency_key: service::idempotency_key(&headers)?,

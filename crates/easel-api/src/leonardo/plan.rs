@@ -176,9 +176,8 @@ pub(super) fn number_name(v: f64) -> String {
 
 /// What a request becomes.
 pub(super) struct Plan {
-    pub(super) task: &'static str,
     pub(super) model: Model,
-    pub(super) input: Map<String, Value>,
+    pub(super) input: easel_core::task::TaskInput,
     pub(super) names: WireNames,
 }
 
@@ -439,8 +438,9 @@ pub(super) async fn plan(state: &AppState, who: &Principal, r: &GenerationReques
             .into());
         }
     }
+    let input = easel_core::task::TaskInput::from_json(task, Value::Object(input))
+        .map_err(|e| names.rename(e))?;
     Ok(Plan {
-        task,
         model,
         input,
         names,

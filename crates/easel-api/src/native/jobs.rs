@@ -160,9 +160,8 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     let idempotency_key = service::idempotency_key(&headers)?;
     let req = TaskRequest {
-        task: body.task,
         model: body.model,
-        input: body.input,
+        input: easel_core::task::TaskInput::from_json(&body.task, body.input)?,
         priority: body.priority,
         webhook: body.webhook,
         idempotency_key,

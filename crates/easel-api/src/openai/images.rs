@@ -58,9 +58,8 @@ pub(super) async fn run(
         state,
         who,
         TaskRequest {
-            task: s.task.to_string(),
             model: s.model,
-            input: Value::Object(s.input),
+            input: easel_core::task::TaskInput::from_json(s.task, Value::Object(s.input))?,
             priority: None,
             webhook: None,
             idempotency_key,

@@ -141,9 +141,8 @@ pub(super) async fn submit(
         state,
         who,
         TaskRequest {
-            task: task.to_string(),
             model: model.map(|m| m.name),
-            input: Value::Object(input),
+            input: easel_core::task::TaskInput::from_json(task, Value::Object(input))?,
             priority: None,
             webhook,
             idempotency_key: service::idempotency_key(headers)?,

@@ -1,5 +1,7 @@
 //! Assets: list, upload, read, read in bulk, delete in bulk.
 
+use easel_core::task::{ConvertInput, OutputFormat, TaskInput};
+
 use super::*;
 
 #[derive(Deserialize)]
@@ -257,9 +259,9 @@ pub(super) async fn download(
     let a = path_asset(&state, &who, &id).await?;
     let format = match body.target_format.as_deref() {
         None => None,
-        Some("png") => Some(("png", "image/png")),
-        Some("jpeg" | "jpg") => Some(("jpeg", "image/jpeg")),
-        Some("webp") => Some(("webp", "image/webp")),
+        Some("png") => Some(OutputFormat::Png),
+        Some("jpeg" | "jpg") => Some(OutputFormat::Jpeg),
+        Some("webp") => Some(OutputFormat::Webp),
         Some(other) => {
             return Err(Error::invalid(
                 "targetFormat",
@@ -269,9 +271,9 @@ pub(super) async fn download(
         }
     };
     let target = match format {
-        Some((name, mime)) if a.mime_type != mime => match converted(&state, &a, mime).await? {
+        Some(f) if a.mime_type != f.mime() => match converted(&state, &a, f.mime()).await? {
             Some(done) => done,
-            None => convert(&state, &who, &a, name).await?,
+            None => convert(&state, &who, &a, f).await?,
         },
         _ => a.id,
     };
@@ -301,12 +303,15 @@ async fn convert(
     state: &AppState,
     who: &Principal,
     a: &Asset,
-    format: &str,
+    format: OutputFormat,
 ) -> Result<String, Error> {
     let req = TaskRequest {
-        task: "convert".into(),
         model: None,
-        input: json!({"image": a.id, "format": format}),
+        input: TaskInput::Convert(ConvertInput {
+            image: a.id.clone(),
+            format,
+            quality: None,
+        }),
         priority: None,
         webhook: None,
         idempotency_key: None,

@@ -2,6 +2,9 @@
 //! The body is checked against the endpoint's fields, read as [`Diffusion`], made the core's
 //! task input through the one table `FIELDS`, and submitted (or priced: `?dryRun`).
 
+use easel_core::generate::{GenerateInput, LoraRef};
+use easel_core::task::TaskInput;
+
 use super::*;
 
 /// The fields every diffusion endpoint takes.
@@ -95,11 +98,13 @@ fn image_ref(s: &str) -> String {
     ids::asset_in(s.trim()).unwrap_or_else(|| s.trim().to_string())
 }
 
-/// The core task input of a request, and the fields it sent that are not applied.
+/// The core task input of a request, and the fields it sent that are not applied. The typed
+/// request is checked against the endpoint's fields and the spec's ranges, then made the
+/// core's typed input field by field as `FIELDS` pairs them (a test holds the two together).
 pub(super) fn core_input(
     task: &str,
     body: &Map<String, Value>,
-) -> Result<(Map<String, Value>, Vec<String>), Error> {
+) -> Result<(TaskInput, Vec<String>), Error> {
     let (_, _, groups) = ENDPOINTS
         .iter()
         .find(|(_, t, _)| *t == task)
@@ -128,47 +133,42 @@ pub(super) fn core_input(
             return Err(Error::invalid(field, "must be a multiple of 8"));
         }
     }
-    // The typed request's fields, renamed to the core's by the one table.
-    let wire = serde_json::to_value(&d).map_err(|e| Error::internal(e.to_string()))?;
-    let mut input: Map<String, Value> = FIELDS
-        .iter()
-        .filter_map(|(w, core)| Some((core.to_string(), wire.get(*w)?.clone())))
-        .collect();
-    input
-        .entry("count")
-        .or_insert_with(|| json!(DEFAULT_SAMPLES));
-    if let Some(seed) = d.seed {
-        input.insert("seed".into(), json!(seed));
-    }
-    if d.intermediate_images == Some(true) {
-        input.insert("preview_every".into(), json!(PREVIEW_EVERY));
-    }
-    let image = d.image.as_deref().or(d.image_id.as_deref());
-    if let Some(img) = image {
-        input.insert("image".into(), json!(image_ref(img)));
-    }
-    if let Some(mask) = d.mask.as_deref().or(d.mask_id.as_deref()) {
-        input.insert("mask".into(), json!(image_ref(mask)));
-    }
-    if let Some(concepts) = &d.concepts {
-        let mut loras = Vec::new();
-        for (i, c) in concepts.iter().enumerate() {
-            if !(-2.0..=2.0).contains(&c.scale) {
-                return Err(Error::invalid(
-                    format!("concepts[{i}].scale"),
-                    "must be between -2 and 2",
-                ));
-            }
-            loras.push(json!({"model": ids::model_ref(&c.model_id), "scale": c.scale}));
+    let mut loras = Vec::new();
+    for (i, c) in d.concepts.iter().flatten().enumerate() {
+        if !(-2.0..=2.0).contains(&c.scale) {
+            return Err(Error::invalid(
+                format!("concepts[{i}].scale"),
+                "must be between -2 and 2",
+            ));
         }
-        input.insert("loras".into(), Value::Array(loras));
+        loras.push(LoraRef {
+            model: ids::model_ref(&c.model_id),
+            scale: c.scale,
+        });
     }
+    let g = GenerateInput {
+        prompt: d.prompt,
+        negative_prompt: d.negative_prompt,
+        width: d.width,
+        height: d.height,
+        steps: d.num_inference_steps,
+        guidance: d.guidance,
+        count: Some(d.num_samples.unwrap_or(DEFAULT_SAMPLES)),
+        scheduler: d.scheduler,
+        strength: d.strength,
+        image: d.image.or(d.image_id).map(|s| image_ref(&s)),
+        mask: d.mask.or(d.mask_id).map(|s| image_ref(&s)),
+        seed: d.seed,
+        loras,
+        preview_every: (d.intermediate_images == Some(true)).then_some(PREVIEW_EVERY),
+        ..Default::default()
+    };
     let not_applied = NOT_APPLIED
         .iter()
         .filter(|f| body.get(**f).is_some_and(|v| !v.is_null()))
         .map(|f| f.to_string())
         .collect();
-    Ok((input, not_applied))
+    Ok((TaskInput::generation_of(task, g)?, not_applied))
 }
 
 /// `POST /generate/{txt2img,img2img,inpaint}`.
@@ -185,9 +185,8 @@ pub(super) async fn generate(
         .and_then(Value::as_str)
         .map(ids::model_ref);
     let request = TaskRequest {
-        task: task.to_string(),
         model,
-        input: Value::Object(input),
+        input,
         priority: None,
         webhook: None,
         idempotency_key: None,

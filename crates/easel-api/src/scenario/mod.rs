@@ -355,8 +355,10 @@ mod tests {
             "concepts": [{"modelId": "model_01jb0000000000000000000000", "scale": 0.5}],
             "intermediateImages": true, "hideResults": true
         });
-        let (input, not_applied) =
+        let (typed, not_applied) =
             generate::core_input("inpaint", body.as_object().unwrap()).unwrap();
+        assert_eq!(typed.task(), "inpaint");
+        let input = typed.to_value();
         for (wire, core) in FIELDS {
             assert_eq!(
                 input.get(*core),
@@ -376,18 +378,15 @@ mod tests {
         let legacy = json!({"modelId": "m", "prompt": "p",
             "imageId": "asset_01jb0000000000000000000001", "maskId": "asset_01jb0000000000000000000002"});
         let (legacy, _) = generate::core_input("inpaint", legacy.as_object().unwrap()).unwrap();
+        let legacy = legacy.to_value();
         assert_eq!(
             legacy["image"], "ast_01jb0000000000000000000001",
             "Scenario's ids become Easel's"
         );
         assert_eq!(legacy["mask"], "ast_01jb0000000000000000000002");
-        // The core reads what the table built.
-        let parsed = easel_core::task::TaskInput::parse(
-            "inpaint",
-            Value::Object(input),
-            &easel_core::limits::Limits::default(),
-        );
-        assert!(parsed.is_ok(), "{parsed:?}");
+        // The core accepts what was built.
+        let checked = typed.check(&easel_core::limits::Limits::default());
+        assert!(checked.is_ok(), "{checked:?}");
     }
 
     #[test]

@@ -1,10 +1,57 @@
 //! The image tools and the fill: `/generate/pixelate` (the `pixelate` tool; answers with the
 //! job and its asset once done), `/generate/upscale` (the local upscaler; the creative
 //! fields are accepted and listed as not applied), `/generate/generative-fill` (inpaint on the
-//! server's default model, `promptFidelity` as guidance). Each has its own table of
-//! (Scenario's name, the core's) that builds the core input and names errors back.
+//! server's default model, `promptFidelity` as guidance). Each reads a typed request and
+//! makes the core's typed input; its table of (Scenario's name, the core's) names the
+//! core's errors back (`named`).
+
+use easel_core::generate::GenerateInput;
+use easel_core::task::{PixelateInput, TaskInput, UpscaleInput};
 
 use super::*;
+
+/// `/generate/pixelate`'s body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PixelateRequest {
+    image: String,
+    pixel_grid_size: f64,
+    remove_noise: bool,
+    #[serde(default)]
+    remove_background: Option<bool>,
+    #[serde(default)]
+    color_palette: Option<Value>,
+}
+
+/// `/generate/upscale`'s body: the fields that apply (`check_fields` takes the others).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpscaleRequest {
+    image: String,
+    #[serde(default)]
+    scaling_factor: Option<f64>,
+    #[serde(default)]
+    target_width: Option<f64>,
+}
+
+/// `/generate/generative-fill`'s body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FillRequest {
+    image: String,
+    #[serde(default)]
+    mask: Option<String>,
+    #[serde(default)]
+    mask_id: Option<String>,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    negative_prompt: Option<String>,
+    #[serde(default)]
+    seed: Option<Value>,
+    #[serde(default)]
+    prompt_fidelity: Option<f32>,
+}
 
 /// `pixelate`'s fields: (Scenario's, the core's).
 const PIXELATE: &[(&str, &str)] = &[
@@ -80,14 +127,14 @@ fn named(e: Error, table: &[(&str, &str)], whole: &str) -> Error {
     }
 }
 
-/// The body's fields: every key must be one of `fields`, and the core input is copied
-/// through `table`; the fields of `not_applied` that were sent are returned.
-fn copy_fields(
+/// Every key of the body must be a field of the endpoint: one of `table`'s or of
+/// `not_applied`; returns the fields of `not_applied` that were sent.
+fn check_fields(
     endpoint: &str,
     body: &Map<String, Value>,
     table: &[(&str, &str)],
     not_applied: &[&str],
-) -> Result<(Map<String, Value>, Vec<String>), Error> {
+) -> Result<Vec<String>, Error> {
     for k in body.keys() {
         if !table.iter().any(|(w, _)| w == k) && !not_applied.contains(&k.as_str()) {
             return Err(Error::invalid(
@@ -96,17 +143,16 @@ fn copy_fields(
             ));
         }
     }
-    let input = table
-        .iter()
-        .filter_map(|(w, core)| Some((core.to_string(), body.get(*w)?.clone())))
-        .filter(|(_, v)| !v.is_null())
-        .collect();
-    let sent = not_applied
+    Ok(not_applied
         .iter()
         .filter(|f| body.get(**f).is_some_and(|v| !v.is_null()))
         .map(|f| f.to_string())
-        .collect();
-    Ok((input, sent))
+        .collect())
+}
+
+/// The body as a typed request (type errors and missing fields name the wire field).
+fn typed<T: serde::de::DeserializeOwned>(body: &Map<String, Value>) -> Result<T, Error> {
+    easel_core::error::from_json(Value::Object(body.clone()))
 }
 
 /// A whole number within `lo..=hi`, when given.
@@ -128,13 +174,6 @@ fn whole_in(
     }
 }
 
-fn require(body: &Map<String, Value>, field: &str) -> Result<(), Error> {
-    match body.get(field) {
-        None | Some(Value::Null) => Err(Error::invalid(field, "is required")),
-        Some(_) => Ok(()),
-    }
-}
-
 fn number_in(body: &Map<String, Value>, field: &str, lo: f64, hi: f64) -> Result<(), Error> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(()),
@@ -148,28 +187,21 @@ fn number_in(body: &Map<String, Value>, field: &str, lo: f64, hi: f64) -> Result
     }
 }
 
-/// Image fields as the core reads them (`asset_…` as `ast_…`).
-fn image_fields(input: &mut Map<String, Value>) {
-    for f in ["image", "mask"] {
-        if let Some(Value::String(s)) = input.get(f) {
-            let id = ids::asset_in(s.trim()).unwrap_or_else(|| s.trim().to_string());
-            input.insert(f.into(), json!(id));
-        }
-    }
+/// An image field as the core reads it (`asset_…` as `ast_…`).
+fn image_ref(s: &str) -> String {
+    ids::asset_in(s.trim()).unwrap_or_else(|| s.trim().to_string())
 }
 
 /// A tool's request, kept with its job as Scenario's (`view::scenario_request`).
 fn task_request(
-    task: &str,
     endpoint: &str,
-    input: Map<String, Value>,
+    input: TaskInput,
     body: Map<String, Value>,
     not_applied: Vec<String>,
 ) -> TaskRequest {
     TaskRequest {
-        task: task.to_string(),
         model: None,
-        input: Value::Object(input),
+        input,
         priority: None,
         webhook: None,
         idempotency_key: None,
@@ -191,31 +223,31 @@ pub(super) async fn pixelate(
     ListQuery(q): ListQuery<generate::GenerateQuery>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<Response, Failure> {
-    let (mut input, _) = copy_fields("pixelate", &body, PIXELATE, &["removeBackground"])?;
-    for f in ["image", "pixelGridSize", "removeNoise"] {
-        require(&body, f)?;
-    }
-    if body.get("removeBackground") == Some(&json!(true)) {
+    check_fields("pixelate", &body, PIXELATE, &["removeBackground"])?;
+    let r: PixelateRequest = typed(&body)?;
+    if r.remove_background == Some(true) {
         return Err(Error::invalid(
             "removeBackground",
             "background removal needs a segmentation model, which this server does not run",
         )
         .into());
     }
-    match body.get("pixelGridSize").and_then(Value::as_f64) {
-        Some(g) if [16.0, 32.0, 64.0, 128.0, 256.0].contains(&g) => {
-            input.insert("grid_size".into(), json!(g as u32));
-        }
-        _ => return Err(Error::invalid("pixelGridSize", "must be 16, 32, 64, 128 or 256").into()),
+    if ![16.0, 32.0, 64.0, 128.0, 256.0].contains(&r.pixel_grid_size) {
+        return Err(Error::invalid("pixelGridSize", "must be 16, 32, 64, 128 or 256").into());
     }
-    if let Some(n) = whole_in(&body, "colorPaletteSize", 2.0, 256.0)? {
-        input.insert("palette_size".into(), json!(n));
-    }
-    if let Some(p) = body.get("colorPalette").filter(|v| !v.is_null()) {
-        input.insert("palette".into(), json!(palette(p)?));
-    }
-    image_fields(&mut input);
-    let req = task_request("pixelate", "pixelate", input, body, Vec::new());
+    let input = TaskInput::Pixelate(PixelateInput {
+        image: image_ref(&r.image),
+        grid_size: r.pixel_grid_size as u32,
+        palette_size: whole_in(&body, "colorPaletteSize", 2.0, 256.0)?.map(|n| n as u16),
+        palette: match r.color_palette.as_ref().filter(|v| !v.is_null()) {
+            Some(p) => Some(palette(p)?),
+            None => None,
+        },
+        remove_noise: r.remove_noise,
+        format: None,
+        quality: None,
+    });
+    let req = task_request("pixelate", input, body, Vec::new());
     if q.is_dry_run() {
         return generate::priced(&state, &who, req)
             .await
@@ -301,25 +333,24 @@ pub(super) async fn upscale(
     ListQuery(q): ListQuery<generate::GenerateQuery>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<Response, Failure> {
-    let (mut input, not_applied) = copy_fields("upscale", &body, UPSCALE, UPSCALE_NOT_APPLIED)?;
-    require(&body, "image")?;
+    let not_applied = check_fields("upscale", &body, UPSCALE, UPSCALE_NOT_APPLIED)?;
+    let r: UpscaleRequest = typed(&body)?;
     number_in(&body, "scalingFactor", 1.0, 16.0)?;
     number_in(&body, "targetWidth", 1024.0, 16000.0)?;
-    if let Some(w) = body.get("targetWidth").and_then(Value::as_f64) {
-        // The target wins over the factor (the spec's rule).
-        input.remove("factor");
-        input.insert("width".into(), json!(w as u32));
-    }
-    if !input.contains_key("factor") && !input.contains_key("width") {
-        input.insert("factor".into(), json!(2));
-    }
-    image_fields(&mut input);
-    let whole = if body.contains_key("targetWidth") {
-        "targetWidth"
-    } else {
-        "scalingFactor"
+    // The target wins over the factor (the spec's rule); neither: ×2.
+    let (factor, width, whole) = match (r.target_width, r.scaling_factor) {
+        (Some(w), _) => (None, Some(w as u32), "targetWidth"),
+        (None, f) => (Some(f.unwrap_or(2.0) as f32), None, "scalingFactor"),
     };
-    let req = task_request("upscale", "upscale", input, body, not_applied);
+    let input = TaskInput::Upscale(UpscaleInput {
+        image: image_ref(&r.image),
+        factor,
+        width,
+        height: None,
+        format: None,
+        quality: None,
+    });
+    let req = task_request("upscale", input, body, not_applied);
     job_answer(&state, &who, &q, req, UPSCALE, whole).await
 }
 
@@ -332,43 +363,42 @@ pub(super) async fn generative_fill(
     ListQuery(q): ListQuery<generate::GenerateQuery>,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<Response, Failure> {
+    let not_applied = check_fields("generative-fill", &body, FILL, FILL_NOT_APPLIED)?;
+    let r: FillRequest = typed(&body)?;
     // `maskId` is the legacy spelling; `mask` wins.
-    let legacy = body.get("maskId").cloned();
-    let mut probe = body.clone();
-    probe.remove("maskId");
-    let (mut input, not_applied) = copy_fields("generative-fill", &probe, FILL, FILL_NOT_APPLIED)?;
-    require(&body, "image")?;
-    if !input.contains_key("mask") {
-        match legacy.filter(|v| !v.is_null()) {
-            Some(m) => {
-                input.insert("mask".into(), m);
-            }
-            None => {
-                return Err(
-                    Error::invalid("mask", "give the area to fill as `mask` or `maskId`").into(),
-                )
-            }
-        }
-    }
-    if let Some(steps) = whole_in(&body, "numInferenceSteps", 5.0, 50.0)? {
-        input.insert("steps".into(), json!(steps));
-    }
+    let mask = r
+        .mask
+        .or(r.mask_id)
+        .ok_or_else(|| Error::invalid("mask", "give the area to fill as `mask` or `maskId`"))?;
+    let steps = whole_in(&body, "numInferenceSteps", 5.0, 50.0)?;
     number_in(&body, "promptFidelity", 1.0, 15.0)?;
     number_in(&body, "targetWidth", 0.0, 2048.0)?;
     number_in(&body, "targetHeight", 0.0, 2048.0)?;
     // A number here (the tools' type), a string of digits in the diffusion endpoints: both.
-    if let Some(v) = body.get("seed").filter(|v| !v.is_null()) {
-        let seed = match v {
-            Value::String(s) => s.trim().parse::<u64>().ok(),
-            v => v.as_u64(),
-        }
-        .ok_or_else(|| Error::invalid("seed", "must be a whole number, as a number or a string"))?;
-        input.insert("seed".into(), json!(seed));
-    }
-    input.entry("prompt").or_insert_with(|| json!(FILL_PROMPT));
-    input.insert("count".into(), json!(1));
-    image_fields(&mut input);
-    let req = task_request("inpaint", "generative-fill", input, body, not_applied);
+    let seed = match r.seed.as_ref().filter(|v| !v.is_null()) {
+        None => None,
+        Some(v) => Some(
+            match v {
+                Value::String(s) => s.trim().parse::<u64>().ok(),
+                v => v.as_u64(),
+            }
+            .ok_or_else(|| {
+                Error::invalid("seed", "must be a whole number, as a number or a string")
+            })?,
+        ),
+    };
+    let input = TaskInput::Inpaint(GenerateInput {
+        prompt: r.prompt.unwrap_or_else(|| FILL_PROMPT.to_string()),
+        negative_prompt: r.negative_prompt,
+        image: Some(image_ref(&r.image)),
+        mask: Some(image_ref(&mask)),
+        steps,
+        guidance: r.prompt_fidelity,
+        seed,
+        count: Some(1),
+        ..Default::default()
+    });
+    let req = task_request("generative-fill", input, body, not_applied);
     job_answer(&state, &who, &q, req, FILL, "image").await
 }
 
