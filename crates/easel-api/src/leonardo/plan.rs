@@ -1,10 +1,13 @@
 //! A generation request as the core's task, model and input (the one mapping of fields, and the
 //! names to report errors back).
 
+use easel_core::generate::{GenerateInput, LoraRef};
+use easel_core::task::TaskInput;
+
 use super::*;
 
 /// The request fields that map onto the core's generation input, as (Leonardo's name, the
-/// core's): the one table that builds the core input (`plan`, through `put`) and names core
+/// core's): how `plan` fills the core's typed input, and the table that names the core's
 /// errors back (`WireNames::wire`). The images, the mask, the LoRAs and the model are
 /// resolved apart (their wire field depends on the request).
 pub(super) const FIELDS: &[(&str, &str)] = &[
@@ -19,15 +22,6 @@ pub(super) const FIELDS: &[(&str, &str)] = &[
     ("scheduler", "scheduler"),
     ("init_strength", "strength"),
 ];
-
-/// The core's name of a wire field of `FIELDS`.
-fn core_name(wire: &str) -> &'static str {
-    FIELDS
-        .iter()
-        .find(|(w, _)| *w == wire)
-        .map(|(_, core)| *core)
-        .unwrap_or_else(|| panic!("`{wire}` is not in leonardo::plan::FIELDS"))
-}
 
 /// Which wire fields the core's fields came from, to name core errors back.
 #[derive(Debug, Default)]
@@ -359,7 +353,10 @@ pub(super) async fn plan(state: &AppState, who: &Principal, r: &GenerationReques
     for (i, e) in r.elements.iter().flatten().enumerate() {
         let base = format!("elements[{i}]");
         let m = lora(state, &format!("{base}.akUUID"), &e.ak_uuid).await?;
-        loras.push(json!({"model": m.name, "scale": e.weight.unwrap_or(1.0)}));
+        loras.push(LoraRef {
+            model: m.name,
+            scale: e.weight.unwrap_or(1.0) as f32,
+        });
         names.loras.push((base, "akUUID", "weight"));
     }
     for (i, e) in r.userElements.iter().flatten().enumerate() {
@@ -369,7 +366,10 @@ pub(super) async fn plan(state: &AppState, who: &Principal, r: &GenerationReques
             .user_lora_id
             .ok_or_else(|| Error::invalid(&field, "required"))?;
         let m = lora(state, &field, &number_name(id)).await?;
-        loras.push(json!({"model": m.name, "scale": e.weight.unwrap_or(1.0)}));
+        loras.push(LoraRef {
+            model: m.name,
+            scale: e.weight.unwrap_or(1.0) as f32,
+        });
         names.loras.push((base, "userLoraId", "weight"));
     }
 
@@ -378,50 +378,37 @@ pub(super) async fn plan(state: &AppState, who: &Principal, r: &GenerationReques
     let style =
         easel_core::style::find(styles::STYLES, style_name).expect("checked by check_fields");
     let (prompt, negative) = style.apply(&r.prompt, r.negative_prompt.as_deref());
-    // Each value under its wire name; `FIELDS` gives the core's.
-    let mut input = Map::new();
-    let mut put = |wire: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            input.insert(core_name(wire).into(), v);
-        }
-    };
-    put("prompt", Some(json!(prompt)));
-    put("negative_prompt", negative.map(Value::from));
-    put("width", r.width.map(Value::from));
-    put("height", r.height.map(Value::from));
-    put("num_images", Some(json!(r.num_images.unwrap_or(4))));
-    put(
-        "num_inference_steps",
-        r.num_inference_steps.map(Value::from),
-    );
-    put("guidance_scale", r.guidance_scale.map(Value::from));
-    put("seed", r.seed.map(Value::from));
+    // The core's typed input, field by field as `FIELDS` pairs them (which names the core's
+    // errors back).
     let scheduler = match (&r.scheduler, &model.defaults.scheduler) {
         (Some(s), _) => Some(s.clone()),
         (None, Some(_)) => None,
         (None, None) => Some("EULER_DISCRETE".to_string()),
     };
-    put("scheduler", scheduler.map(Value::from));
-    put(
-        "init_strength",
-        r.init_strength
-            .map(|s| json!(((1.0 - s) * 1e6).round() / 1e6)),
-    );
-    if let Some(a) = &image {
-        input.insert("image".into(), json!(a.id));
-    }
-    if let Some(a) = &mask {
-        input.insert("mask".into(), json!(a.id));
-    }
-    if !loras.is_empty() {
-        input.insert("loras".into(), Value::Array(loras));
-    }
+    let g = GenerateInput {
+        prompt,
+        negative_prompt: negative,
+        width: r.width,
+        height: r.height,
+        count: Some(r.num_images.unwrap_or(4)),
+        steps: r.num_inference_steps,
+        guidance: r.guidance_scale.map(|g| g as f32),
+        seed: r.seed,
+        scheduler,
+        strength: r
+            .init_strength
+            .map(|s| (((1.0 - s) * 1e6).round() / 1e6) as f32),
+        image: image.as_ref().map(|a| a.id.clone()),
+        mask: mask.as_ref().map(|a| a.id.clone()),
+        loras,
+        ..Default::default()
+    };
+    let input = TaskInput::generation_of(task, g)?;
 
     // What the core will run, with its defaults: the core's own rules, and the spec's count
     // rule on the sides that run.
-    let mut probe =
-        easel_core::task::TaskInput::parse(task, Value::Object(input.clone()), &state.limits)
-            .map_err(|e| names.rename(e))?;
+    input.check(&state.limits).map_err(|e| names.rename(e))?;
+    let mut probe = input.clone();
     if let Some(g) = probe.generation_mut() {
         let size = image.as_ref().and_then(|a| a.width.zip(a.height));
         g.fill_defaults(task, &model.family, &model.defaults, size, 0);
@@ -438,8 +425,6 @@ pub(super) async fn plan(state: &AppState, who: &Principal, r: &GenerationReques
             .into());
         }
     }
-    let input = easel_core::task::TaskInput::from_json(task, Value::Object(input))
-        .map_err(|e| names.rename(e))?;
     Ok(Plan {
         model,
         input,

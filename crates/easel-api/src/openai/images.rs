@@ -38,9 +38,8 @@ pub(super) async fn image_data(
 
 /// What a generation or edit submits and how it answers.
 pub(super) struct Submission {
-    task: &'static str,
     model: Option<String>,
-    input: Map<String, Value>,
+    input: TaskInput,
     prompt: String,
     format: ResponseFormat,
     asynchronous: bool,
@@ -59,7 +58,7 @@ pub(super) async fn run(
         who,
         TaskRequest {
             model: s.model,
-            input: easel_core::task::TaskInput::from_json(s.task, Value::Object(s.input))?,
+            input: s.input,
             priority: None,
             webhook: None,
             idempotency_key,
@@ -151,9 +150,8 @@ pub async fn generations(
         &who,
         &headers,
         Submission {
-            task: "txt2img",
             model: req.model,
-            input,
+            input: TaskInput::Txt2img(input),
             prompt,
             format: req.response_format.unwrap_or_default(),
             asynchronous: q.asynchronous.unwrap_or(false),
@@ -263,10 +261,9 @@ pub async fn edits(
     check_model(&state, body.model.as_deref()).await?;
     // Every field is checked (by the core) before any image is stored.
     let mut probe = input.clone();
-    for field in ["image", "mask"] {
-        probe.insert(field.into(), json!("ast_00000000000000000000000000"));
-    }
-    easel_core::task::TaskInput::parse("inpaint", Value::Object(probe), &state.limits)?;
+    probe.image = Some("ast_00000000000000000000000000".into());
+    probe.mask = probe.image.clone();
+    TaskInput::Inpaint(probe).check(&state.limits)?;
 
     // Remote URLs are fetched once, now that every field passed.
     let image = service::fetched(&state, "image", image).await?;
@@ -291,20 +288,19 @@ pub async fn edits(
         }
     };
     let image_id = service::source_asset(&state, &who, "image", image).await?;
-    input.insert("image".into(), json!(image_id));
-    let task = match mask_id {
+    input.image = Some(image_id);
+    let input = match mask_id {
         Some(m) => {
-            input.insert("mask".into(), json!(m));
-            "inpaint"
+            input.mask = Some(m);
+            TaskInput::Inpaint(input)
         }
-        None => "img2img",
+        None => TaskInput::Img2img(input),
     };
     run(
         &state,
         &who,
         &headers,
         Submission {
-            task,
             model: body.model,
             input,
             prompt,

@@ -4,8 +4,8 @@
 use super::*;
 
 /// The request fields that map onto the core's generation input as they are, as (OpenAI's
-/// name, the core's name): the one table that builds the core input and names core errors
-/// back (`error::wire_field`). `prompt`, `negative_prompt` (through `style`), `size` and
+/// name, the core's name): how `core_input` fills the core's typed input, and the table
+/// that names core errors back (`error::wire_field`). `prompt`, `negative_prompt` (through `style`), `size` and
 /// `upscale` are read apart.
 pub(super) const FIELDS: &[(&str, &str)] = &[
     ("n", "count"),
@@ -18,9 +18,9 @@ pub(super) const FIELDS: &[(&str, &str)] = &[
     ("output_compression", "quality"),
 ];
 
-/// The core input of a generation: the request's fields under the core's names (the core
-/// validates them when the task is submitted). Returns the input and the prompt that runs.
-pub(super) fn core_input(req: &ImageRequest) -> Result<(Map<String, Value>, String)> {
+/// The core input of a generation (the core validates it when the task is submitted).
+/// Returns the input and the prompt that runs.
+pub(super) fn core_input(req: &ImageRequest) -> Result<(GenerateInput, String)> {
     if req.stream == Some(true) {
         return Err(Error::invalid(
             "stream",
@@ -53,32 +53,33 @@ pub(super) fn core_input(req: &ImageRequest) -> Result<(Map<String, Value>, Stri
             style.apply(&req.prompt, req.negative_prompt.as_deref())
         }
     };
-    // The typed request's fields, renamed to the core's by the one table (`FIELDS`).
-    let wire = serde_json::to_value(req).map_err(|e| Error::internal(e.to_string()))?;
-    let mut input: Map<String, Value> = FIELDS
-        .iter()
-        .filter_map(|(w, core)| {
-            Some((
-                core.to_string(),
-                wire.get(*w).filter(|v| !v.is_null())?.clone(),
-            ))
-        })
-        .collect();
-    // Read apart: the prompts (after `style`), `size` (two core fields), `upscale` (a factor).
-    input.insert("prompt".into(), json!(prompt));
-    if let Some(n) = negative {
-        input.insert("negative_prompt".into(), json!(n));
-    }
-    if let Some(size) = &req.size {
-        if let Some((w, h)) = easel_core::generate::parse_size("size", size)? {
-            input.insert("width".into(), json!(w));
-            input.insert("height".into(), json!(h));
-        }
-    }
-    if let Some(u) = req.upscale {
-        input.insert("upscale".into(), json!(u.factor()));
-    }
-    Ok((input, prompt))
+    let (width, height) = match &req.size {
+        Some(size) => match easel_core::generate::parse_size("size", size)? {
+            Some((w, h)) => (Some(w), Some(h)),
+            None => (None, None),
+        },
+        None => (None, None),
+    };
+    // The typed input, field by field as `FIELDS` pairs them (a test holds the two
+    // together); the prompts (after `style`), `size` (two core fields) and `upscale` (a
+    // factor) are read apart.
+    let g = GenerateInput {
+        prompt: prompt.clone(),
+        negative_prompt: negative,
+        width,
+        height,
+        count: req.n,
+        seed: req.seed,
+        steps: req.steps,
+        guidance: req.guidance,
+        scheduler: req.scheduler.clone(),
+        strength: req.strength,
+        format: req.output_format,
+        quality: req.output_compression,
+        upscale: req.upscale.map(|u| u.factor()),
+        ..Default::default()
+    };
+    Ok((g, prompt))
 }
 
 /// An unknown model is 404 `model_not_found` (OpenAI's convention); the rest of the model's

@@ -112,8 +112,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use easel_core::auth::Principal;
+use easel_core::generate::GenerateInput;
 use easel_core::job::StatusNames;
-use easel_core::task::OutputFormat;
+use easel_core::task::{OutputFormat, TaskInput};
 use easel_core::{Error, ErrorKind, Job};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -251,7 +252,7 @@ mod tests {
         .unwrap();
         let (input, _) = core_input(&req).unwrap();
         assert_eq!(
-            Value::Object(input),
+            serde_json::to_value(&input).unwrap(),
             json!({"prompt": "p", "count": 2, "seed": 3, "steps": 4, "guidance": 5.0,
                 "scheduler": "euler", "strength": 0.5, "format": "webp", "quality": 80,
                 "width": 64, "height": 32})
@@ -308,7 +309,7 @@ mod tests {
         let natural = easel_core::style::find(styles::STYLES, "natural").unwrap();
         assert_eq!(prompt, natural.apply("a fox", None).0);
         assert_eq!(
-            Value::Object(input),
+            serde_json::to_value(&input).unwrap(),
             json!({"prompt": prompt, "negative_prompt": format!("blur, {}", natural.negative),
                 "width": 96, "height": 64, "count": 2, "seed": 7, "steps": 3,
                 "format": "webp", "quality": 80})

@@ -86,7 +86,8 @@ pub(super) async fn submit(
         )
         .into());
     }
-    let (task, mut input, remote) = core_input(state, &req.input)?;
+    let (mut input, remote) = core_input(state, &req.input)?;
+    let task = input.task();
     let webhook = webhook_of(req)?;
     let model = if let Some(v) = &req.input.model_variant {
         Some(named_model(state, "input.model_variant", v).await?)
@@ -106,17 +107,18 @@ pub(super) async fn submit(
         }
     }
     if !remote.is_empty() {
-        // Every other field must pass first: probe the core's checks with placeholders.
-        let mut probe = input.clone();
-        for (field, _) in &remote {
-            probe.insert((*field).into(), json!("ast_00000000000000000000000000"));
-        }
-        easel_core::task::TaskInput::parse(task, Value::Object(probe), &state.limits)?;
+        // Every other field must pass first (the remote images wait as `PENDING_IMAGE`).
+        input.check(&state.limits)?;
         for (field, src) in remote {
             let id = service::source_asset(state, who, &format!("input.{field}"), src).await?;
-            input.insert(field.into(), json!(id));
+            for (name, slot) in input.images_mut() {
+                if name == field {
+                    *slot = id.clone();
+                }
+            }
         }
     }
+
     let model_ref = match (&c.path, &model) {
         (Some((o, n)), _) => Some(format!("{o}/{n}")),
         _ => None,
@@ -142,7 +144,7 @@ pub(super) async fn submit(
         who,
         TaskRequest {
             model: model.map(|m| m.name),
-            input: easel_core::task::TaskInput::from_json(task, Value::Object(input))?,
+            input,
             priority: None,
             webhook,
             idempotency_key: service::idempotency_key(headers)?,

@@ -13,8 +13,8 @@ pub(super) fn in_range(field: &str, v: Option<f32>, lo: f32, hi: f32) -> Result<
 }
 
 /// The input fields that map onto the core's generation input, as (Replicate's name, the
-/// core's name): the one table that builds the core input and names core errors back
-/// (`ReplicateNames`). `image` and `mask` are read apart (they are resolved first);
+/// core's name): how `core_input` fills the core's typed input, and the table that names
+/// core errors back (`ReplicateNames`). `image` and `mask` are read apart (they are resolved first);
 /// `model_variant` names the model.
 pub(super) const FIELDS: &[(&str, &str)] = &[
     ("prompt", "prompt"),
@@ -37,10 +37,11 @@ pub(super) const FIELDS: &[(&str, &str)] = &[
 /// Remote image URLs of an input, fetched once the rest is checked.
 pub(super) type Remote = Vec<(&'static str, ImageSource)>;
 
-pub(super) fn core_input(
-    state: &AppState,
-    i: &Input,
-) -> Result<(&'static str, Map<String, Value>, Remote), Error> {
+/// Where a remote image goes until it is fetched (an id no asset has): the core checks every
+/// other field first.
+pub(super) const PENDING_IMAGE: &str = "ast_00000000000000000000000000";
+
+pub(super) fn core_input(state: &AppState, i: &Input) -> Result<(TaskInput, Remote), Error> {
     in_range("guidance_scale", i.guidance_scale, 1.0, 20.0)?;
     in_range("pag_guidance_scale", i.pag_guidance_scale, 1.0, 20.0)?;
     if i.num_inference_steps == Some(0) {
@@ -49,52 +50,70 @@ pub(super) fn core_input(
             "must be at least 1",
         ));
     }
-    // The typed input's fields, renamed to the core's by the one table (`FIELDS`).
-    let wire = serde_json::to_value(i).map_err(|e| Error::internal(e.to_string()))?;
-    let mut input: Map<String, Value> = FIELDS
-        .iter()
-        .filter_map(|(w, core)| Some((core.to_string(), wire.get(*w)?.clone())))
-        .collect();
-    input
-        .entry("prompt")
-        .or_insert_with(|| json!(DEFAULT_PROMPT));
-    if i.negative_prompt.as_deref() == Some("") {
-        input.remove("negative_prompt");
-    }
+    let format = match &i.output_format {
+        None => None,
+        Some(f) => Some(
+            easel_core::error::from_json::<OutputFormat>(json!(f))
+                .map_err(|e| e.with_field("input.format"))?,
+        ),
+    };
     // Asset ids and data: URLs go as they are (`submit` reads them); this server's asset
     // URLs become ids; other URLs are fetched in `submit`, after every field is checked.
     let mut remote = Vec::new();
-    let mut image_ref = |field: &'static str, s: &str| -> Result<Value, Error> {
+    let mut image_ref = |field: &'static str, s: &str| -> Result<String, Error> {
         let f = format!("input.{field}");
         Ok(match service::image_source(state, &f, s)? {
-            ImageSource::Asset(id) => json!(id),
-            ImageSource::Bytes(_) => json!(s.trim()),
+            ImageSource::Asset(id) => id,
+            ImageSource::Bytes(_) => s.trim().to_string(),
             src @ ImageSource::Url(_) => {
                 remote.push((field, src));
-                Value::Null
+                PENDING_IMAGE.to_string()
             }
         })
     };
-    let task = match (&i.image, &i.mask) {
+    let (task, image, mask) = match (&i.image, &i.mask) {
         (None, Some(_)) => return Err(Error::invalid("input.mask", "needs `image`")),
         (None, None) => {
             if i.prompt_strength.is_some() {
                 return Err(Error::invalid("input.prompt_strength", "needs `image`"));
             }
-            "txt2img"
+            ("txt2img", None, None)
         }
-        (Some(img), mask) => {
-            input.insert("image".into(), image_ref("image", img)?);
-            match mask {
-                Some(m) => {
-                    input.insert("mask".into(), image_ref("mask", m)?);
-                    "inpaint"
-                }
-                None => "img2img",
-            }
-        }
+        (Some(img), None) => ("img2img", Some(image_ref("image", img)?), None),
+        (Some(img), Some(m)) => (
+            "inpaint",
+            Some(image_ref("image", img)?),
+            Some(image_ref("mask", m)?),
+        ),
     };
-    Ok((task, input, remote))
+    let mut g = generation(i, format);
+    g.image = image;
+    g.mask = mask;
+    Ok((TaskInput::generation_of(task, g)?, remote))
+}
+
+/// The core's generation input of a prediction's input (images apart), field by field as
+/// `FIELDS` pairs them (a test holds the two together).
+pub(super) fn generation(i: &Input, format: Option<OutputFormat>) -> GenerateInput {
+    GenerateInput {
+        prompt: i
+            .prompt
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PROMPT.to_string()),
+        negative_prompt: i.negative_prompt.clone().filter(|n| !n.is_empty()),
+        width: i.width,
+        height: i.height,
+        steps: i.num_inference_steps,
+        guidance: i.guidance_scale,
+        pag_guidance: i.pag_guidance_scale,
+        seed: i.seed,
+        count: i.num_outputs,
+        scheduler: i.scheduler.clone(),
+        strength: i.prompt_strength,
+        format,
+        quality: i.output_quality,
+        ..Default::default()
+    }
 }
 
 /// The webhook of a request, if any.

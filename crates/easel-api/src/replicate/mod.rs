@@ -113,8 +113,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use easel_core::auth::Principal;
+use easel_core::generate::GenerateInput;
 use easel_core::job::{namespaces, ExternalId, StatusNames};
 use easel_core::model::Model;
+use easel_core::task::{OutputFormat, TaskInput};
 use easel_core::{Error, Job, JobStatus, Webhook, WebhookEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -280,6 +282,12 @@ mod tests {
             output_quality: Some(90),
         })
         .unwrap();
+        // What `generation` builds is the table's pairing, field by field.
+        let input: Input = serde_json::from_value(all.clone()).unwrap();
+        let core = serde_json::to_value(generation(&input, Some(OutputFormat::Png))).unwrap();
+        for (wire, c) in FIELDS {
+            assert_eq!(core[*c], all[*wire], "{wire} → {c}");
+        }
         let apart = ["image", "mask", "model_variant"];
         for key in all.as_object().unwrap().keys() {
             assert!(

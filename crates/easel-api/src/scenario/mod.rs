@@ -165,8 +165,9 @@ pub const STATUS: StatusNames = StatusNames {
 };
 
 /// The generation fields that map onto the core's input, as (Scenario's name, the core's):
-/// the one table that builds the core input (`generate::core_input`), echoes what ran
-/// (`view::inference`) and names core errors back (`error::wire_field`). `seed` (a string
+/// how `generate::core_input` fills the core's typed input (a test holds the two
+/// together), and the table that echoes what ran (`view::inference`) and names core errors
+/// back (`error::wire_field`). `seed` (a string
 /// here), `concepts`, `intermediateImages` and the legacy `imageId`/`maskId` are read apart.
 pub const FIELDS: &[(&str, &str)] = &[
     ("prompt", "prompt"),
