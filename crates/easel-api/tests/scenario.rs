@@ -907,6 +907,9 @@ async fn lists_page_with_tokens_and_filter() {
     )
     .await;
     assert_eq!(s, 403, "{v}");
+    insta::assert_json_snapshot!("scenario_error_forbidden", v, {
+        ".id" => "[id]", ".createdAt" => "[time]", ".updatedAt" => "[time]"
+    });
     for bad in [
         "/jobs?pageSize=0",
         "/jobs?pageSize=201",

@@ -316,22 +316,9 @@ impl Resource {
 /// An id a dialect gives to one of Easel's objects, unique per namespace and owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalId {
+    /// The dialect's namespace (`leonardo.generation`, …: each dialect names its own).
     pub namespace: &'static str,
     pub id: String,
-}
-
-/// The namespaces of external ids.
-pub mod namespaces {
-    /// Leonardo generation ids (UUIDv4) → job ids.
-    pub const LEONARDO_GENERATION: &str = "leonardo.generation";
-    /// Leonardo image ids (UUIDv4) → asset ids.
-    pub const LEONARDO_IMAGE: &str = "leonardo.image";
-    /// Leonardo model ids (UUIDv4) → model ids (global: owner `""`).
-    pub const LEONARDO_MODEL: &str = "leonardo.model";
-    /// Leonardo user ids (UUIDv4) → user ids.
-    pub const LEONARDO_USER: &str = "leonardo.user";
-    /// Replicate prediction ids chosen by the client (`PUT /predictions/{id}`) → job ids.
-    pub const REPLICATE_PREDICTION: &str = "replicate.prediction";
 }
 
 /// Priorities are clamped to this range; higher runs first.

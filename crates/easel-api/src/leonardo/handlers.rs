@@ -37,7 +37,7 @@ pub async fn create(
             idempotency_key: service::idempotency_key(&headers)?,
             request: Some(Value::Object(stored)),
             external_id: Some(ExternalId {
-                namespace: namespaces::LEONARDO_GENERATION,
+                namespace: NS_GENERATION,
                 id: generation_id.clone(),
             }),
         },
@@ -50,7 +50,7 @@ pub async fn create(
         // An idempotent replay: the first job's id.
         easel_store::external_ids::get_or_assign(
             &state.store.db,
-            namespaces::LEONARDO_GENERATION,
+            NS_GENERATION,
             &who.user_id,
             &job.id,
             new_uuid_v4,
@@ -175,7 +175,7 @@ pub async fn by_user(
         db,
         &easel_store::jobs::JobFilter {
             owner_id: Some(who.user_id.clone()),
-            namespace: Some(namespaces::LEONARDO_GENERATION),
+            namespace: Some(NS_GENERATION),
             offset: q.offset.unwrap_or(0),
             limit,
             ..Default::default()
@@ -183,8 +183,7 @@ pub async fn by_user(
     )
     .await?;
     let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
-    let mut gen_ids =
-        easel_store::external_ids::of(db, namespaces::LEONARDO_GENERATION, &ids).await?;
+    let mut gen_ids = easel_store::external_ids::of(db, NS_GENERATION, &ids).await?;
     let mut generations = Vec::with_capacity(jobs.len());
     for job in &jobs {
         if let Some(g) = gen_ids.remove(&job.id) {

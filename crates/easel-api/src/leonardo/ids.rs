@@ -2,6 +2,16 @@
 
 use super::*;
 
+/// The namespaces of this dialect's external ids (`easel_store::external_ids`).
+/// Generation ids (UUIDv4) → job ids.
+pub(super) const NS_GENERATION: &str = "leonardo.generation";
+/// Image ids (UUIDv4) → asset ids.
+pub(super) const NS_IMAGE: &str = "leonardo.image";
+/// Model ids (UUIDv4) → model ids (global: owner `""`).
+pub(super) const NS_MODEL: &str = "leonardo.model";
+/// User ids (UUIDv4) → user ids.
+pub(super) const NS_USER: &str = "leonardo.user";
+
 /// The spec's id pattern, `[a-f0-9]{8}-[a-f0-9]{4}-4[a-f0-9]{3}-[89aAbB][a-f0-9]{3}-[a-f0-9]{12}`,
 /// matched in full.
 pub fn is_uuid_v4(s: &str) -> bool {
@@ -41,7 +51,7 @@ pub(super) fn check_uuid(field: &str, s: &str) -> Result<()> {
 pub(super) async fn user_uuid(state: &AppState, who: &Principal) -> Result<String> {
     Ok(easel_store::external_ids::get_or_assign(
         &state.store.db,
-        namespaces::LEONARDO_USER,
+        NS_USER,
         &who.user_id,
         &who.user_id,
         new_uuid_v4,

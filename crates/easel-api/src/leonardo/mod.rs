@@ -134,7 +134,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use easel_core::asset::{blob_key, Asset};
 use easel_core::auth::Principal;
-use easel_core::job::{namespaces, ExternalId, StatusNames};
+use easel_core::job::{ExternalId, StatusNames};
 use easel_core::model::Model;
 use easel_core::{Error, ErrorKind, Job, JobStatus};
 use serde::{Deserialize, Serialize};

@@ -87,7 +87,7 @@ pub(super) async fn find_model(state: &AppState, name: &str) -> Result<Option<Mo
         return Ok(Some(m));
     }
     if is_uuid_v4(name) {
-        let id = easel_store::external_ids::find(db, namespaces::LEONARDO_MODEL, "", name).await?;
+        let id = easel_store::external_ids::find(db, NS_MODEL, "", name).await?;
         if let Some(id) = id {
             return Ok(easel_store::models::resolve(db, &id).await?);
         }
@@ -101,14 +101,10 @@ pub(super) async fn find_model(state: &AppState, name: &str) -> Result<Option<Mo
 /// A model's Leonardo id: a UUIDv4 given to it the first time a Generation shows it (the
 /// spec's `modelId` and `akUUID` are v4 UUIDs); requests may name a model by it.
 pub(super) async fn model_uuid(state: &AppState, m: &Model) -> Result<String> {
-    Ok(easel_store::external_ids::get_or_assign(
-        &state.store.db,
-        namespaces::LEONARDO_MODEL,
-        "",
-        &m.id,
-        new_uuid_v4,
+    Ok(
+        easel_store::external_ids::get_or_assign(&state.store.db, NS_MODEL, "", &m.id, new_uuid_v4)
+            .await?,
     )
-    .await?)
 }
 
 /// An image a request names: an asset id of the caller, or a generated image's UUID.
@@ -122,7 +118,7 @@ pub(super) async fn image_asset(
     let asset_id = if easel_core::id::is_valid(easel_core::id::ASSET, id) {
         Some(id.to_string())
     } else if is_uuid_v4(id) {
-        easel_store::external_ids::find(db, namespaces::LEONARDO_IMAGE, &who.user_id, id).await?
+        easel_store::external_ids::find(db, NS_IMAGE, &who.user_id, id).await?
     } else {
         return Err(Error::invalid(
             field,

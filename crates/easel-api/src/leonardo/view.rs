@@ -84,7 +84,7 @@ pub(super) async fn generation(state: &AppState, job: &Job, id: String) -> Resul
             }
             let image_id = easel_store::external_ids::get_or_assign(
                 &state.store.db,
-                namespaces::LEONARDO_IMAGE,
+                NS_IMAGE,
                 &job.owner_id,
                 asset_id,
                 new_uuid_v4,
@@ -165,9 +165,7 @@ pub(super) async fn owned_generation(
     id: &str,
 ) -> Result<Option<Job>> {
     let db = &state.store.db;
-    let Some(job_id) =
-        easel_store::external_ids::find(db, namespaces::LEONARDO_GENERATION, &who.user_id, id)
-            .await?
+    let Some(job_id) = easel_store::external_ids::find(db, NS_GENERATION, &who.user_id, id).await?
     else {
         return Ok(None);
     };

@@ -150,7 +150,7 @@ pub(super) async fn submit(
             idempotency_key: service::idempotency_key(headers)?,
             request: Some(record),
             external_id: c.id.map(|id| ExternalId {
-                namespace: namespaces::REPLICATE_PREDICTION,
+                namespace: PREDICTION_IDS,
                 id,
             }),
         },

@@ -114,7 +114,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use easel_core::auth::Principal;
 use easel_core::generate::GenerateInput;
-use easel_core::job::{namespaces, ExternalId, StatusNames};
+use easel_core::job::{ExternalId, StatusNames};
 use easel_core::model::Model;
 use easel_core::task::{OutputFormat, TaskInput};
 use easel_core::{Error, Job, JobStatus, Webhook, WebhookEvent};
@@ -128,6 +128,10 @@ use crate::extract::Json;
 use crate::fastapi::{self, WireNames};
 use crate::service::{self, ImageSource, TaskRequest};
 use crate::AppState;
+
+/// The namespace of the prediction ids clients choose (`PUT /predictions/{id}`) → job ids
+/// (`easel_store::external_ids`).
+pub const PREDICTION_IDS: &str = "replicate.prediction";
 
 /// The name of the webhook body this dialect sends (the prediction itself), as jobs record
 /// it (`Webhook::format`; `dialect::WEBHOOK_FORMATS` renders it).

@@ -189,13 +189,8 @@ pub(super) async fn find(
     let Ok(Path(id)) = id else {
         return Err(not_found());
     };
-    let chosen = easel_store::external_ids::find(
-        &state.store.db,
-        namespaces::REPLICATE_PREDICTION,
-        &who.user_id,
-        &id,
-    )
-    .await?;
+    let chosen =
+        easel_store::external_ids::find(&state.store.db, PREDICTION_IDS, &who.user_id, &id).await?;
     let job_id = match chosen {
         Some(j) => j,
         None => format!("job_{id}"),

@@ -124,6 +124,10 @@
 //!   everywhere; answers write it as a string in inferences.
 //! * Numbers the spec types `number` but means as counts (`numSamples`, sides, steps) must
 //!   be whole (`30.0` is read as 30).
+//! * `modality` (controlnet and detect): the enum lists single modalities while the
+//!   description also allows weighted combinations (`depth:0.5,pose:1`) and presets. The
+//!   endpoints that take it answer 501 here, so no reading is chosen yet; the one that lands
+//!   with them must take both forms.
 //! * The spec declares only 200 (and 269) answers; errors use its one error schema.
 //! * An asset's `source` spells generations `inference-txt`/`-img`/`-in-paint`, its
 //!   `metadata.type` `inference-txt2img`/`-img2img`/`-inpaint`: each field gets its own

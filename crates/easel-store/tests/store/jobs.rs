@@ -1158,7 +1158,9 @@ async fn list_filters_and_pages() {
 
 #[tokio::test]
 async fn external_ids_name_jobs_once_per_owner_and_filter_lists() {
-    use easel_core::job::{namespaces, ExternalId};
+    use easel_core::job::ExternalId;
+    // A dialect's namespace (the store does not know them).
+    const NS: &str = "replicate.prediction";
     use easel_store::external_ids;
     for b in backends().await {
         let n = b.name;
@@ -1167,7 +1169,7 @@ async fn external_ids_name_jobs_once_per_owner_and_filter_lists() {
         let bob = user(db, "bob").await;
         let mut nj = new_job(&alice.id, "upscale");
         nj.external_id = Some(ExternalId {
-            namespace: namespaces::REPLICATE_PREDICTION,
+            namespace: NS,
             id: "my-id".into(),
         });
         nj.request = Some(serde_json::json!({"input": {"pag_guidance_scale": 2}}));
@@ -1184,7 +1186,7 @@ async fn external_ids_name_jobs_once_per_owner_and_filter_lists() {
         assert!(bobs.created, "{n}");
         assert_ne!(bobs.job.id, first.job.id, "{n}");
         assert_eq!(
-            external_ids::find(db, namespaces::REPLICATE_PREDICTION, &alice.id, "my-id")
+            external_ids::find(db, NS, &alice.id, "my-id")
                 .await
                 .unwrap()
                 .as_deref(),
@@ -1192,7 +1194,7 @@ async fn external_ids_name_jobs_once_per_owner_and_filter_lists() {
             "{n}"
         );
         assert_eq!(
-            external_ids::find(db, namespaces::LEONARDO_GENERATION, &alice.id, "my-id")
+            external_ids::find(db, "leonardo.generation", &alice.id, "my-id")
                 .await
                 .unwrap(),
             None,
@@ -1203,32 +1205,22 @@ async fn external_ids_name_jobs_once_per_owner_and_filter_lists() {
             .await
             .unwrap()
             .job;
-        let a = external_ids::get_or_assign(
-            db,
-            namespaces::LEONARDO_GENERATION,
-            &alice.id,
-            &plain.id,
-            || "u-1".into(),
-        )
-        .await
-        .unwrap();
-        let b2 = external_ids::get_or_assign(
-            db,
-            namespaces::LEONARDO_GENERATION,
-            &alice.id,
-            &plain.id,
-            || "u-2".into(),
-        )
-        .await
-        .unwrap();
+        let a =
+            external_ids::get_or_assign(db, "leonardo.generation", &alice.id, &plain.id, || {
+                "u-1".into()
+            })
+            .await
+            .unwrap();
+        let b2 =
+            external_ids::get_or_assign(db, "leonardo.generation", &alice.id, &plain.id, || {
+                "u-2".into()
+            })
+            .await
+            .unwrap();
         assert_eq!((a.as_str(), b2.as_str()), ("u-1", "u-1"), "{n}");
-        let map = external_ids::of(
-            db,
-            namespaces::REPLICATE_PREDICTION,
-            &[first.job.id.clone(), plain.id.clone()],
-        )
-        .await
-        .unwrap();
+        let map = external_ids::of(db, NS, &[first.job.id.clone(), plain.id.clone()])
+            .await
+            .unwrap();
         assert_eq!(map.len(), 1, "{n}");
         assert_eq!(map[&first.job.id], "my-id", "{n}");
 
@@ -1242,7 +1234,7 @@ async fn external_ids_name_jobs_once_per_owner_and_filter_lists() {
         };
         let ids = |js: Vec<easel_core::Job>| js.into_iter().map(|j| j.id).collect::<Vec<_>>();
         assert_eq!(
-            ids(jobs::list(db, &f(Some(namespaces::LEONARDO_GENERATION), 0))
+            ids(jobs::list(db, &f(Some("leonardo.generation"), 0))
                 .await
                 .unwrap()),
             std::slice::from_ref(&plain.id),
@@ -1263,7 +1255,7 @@ async fn external_ids_name_jobs_once_per_owner_and_filter_lists() {
 
 #[tokio::test]
 async fn delete_removes_a_job_with_its_outputs_ids_events_keys_and_deliveries() {
-    use easel_core::job::{namespaces, ExternalId};
+    use easel_core::job::ExternalId;
     use easel_core::{Webhook, WebhookEvent};
     use easel_store::external_ids;
     for b in backends().await {
@@ -1273,7 +1265,7 @@ async fn delete_removes_a_job_with_its_outputs_ids_events_keys_and_deliveries() 
         let mut nj = new_job(&alice.id, "del-a");
         nj.idempotency_key = Some("k-1".into());
         nj.external_id = Some(ExternalId {
-            namespace: namespaces::LEONARDO_GENERATION,
+            namespace: "leonardo.generation",
             id: "gen-1".into(),
         });
         nj.webhook = Some(Webhook {
@@ -1294,11 +1286,9 @@ async fn delete_removes_a_job_with_its_outputs_ids_events_keys_and_deliveries() 
         jobs::succeed(db, &job.id, "w1", std::slice::from_ref(&a), 0.5, "local")
             .await
             .unwrap();
-        external_ids::get_or_assign(db, namespaces::LEONARDO_IMAGE, &alice.id, &a.id, || {
-            "img-1".into()
-        })
-        .await
-        .unwrap();
+        external_ids::get_or_assign(db, "leonardo.image", &alice.id, &a.id, || "img-1".into())
+            .await
+            .unwrap();
         let sql = |table: &str, col: &str, id: &str| {
             format!("SELECT COUNT(*) AS n FROM {table} WHERE {col} = '{id}'")
         };
