@@ -1,9 +1,11 @@
 //! The local diffusion engine: the only crate that depends on candle. Pipelines, schedulers,
 //! loaders and the pieces they share (tokenizer, PyTorch-compatible noise).
 
+pub mod bench;
 pub mod blocks;
 pub mod clip;
 pub mod device;
+pub mod engine;
 pub mod loader;
 pub mod lora;
 pub mod noise;

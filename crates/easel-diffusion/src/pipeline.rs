@@ -319,6 +319,11 @@ impl Pipeline {
     }
 
     /// The model's own scheduler (from its scheduler config).
+    /// The device the pipeline runs on.
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
+    }
+
     pub fn scheduler_kind(&self) -> SchedulerKind {
         self.scheduler_kind
     }

@@ -12,17 +12,15 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use candle_core::{DType, Device, Tensor};
 use easel_core::asset::blob_key;
 use easel_core::generate::{a1111_parameters, GenerateInput};
 use easel_core::job::codes;
 use easel_core::limits::Limits;
 use easel_core::task::{OutputFormat, TaskInput};
 use easel_core::{Error, Job, JobError};
+use easel_diffusion::engine::{Device, Generation, Pixels, Step};
 use easel_diffusion::lora::Lora;
-use easel_diffusion::pipeline::{Pipeline, Request};
-use easel_diffusion::pixels;
-use easel_diffusion::rng::TorchRng;
+use easel_diffusion::pipeline::Pipeline;
 use easel_imageops as ops;
 use easel_queue::{OutputImage, Preview, RunContext, RunError, RunOutput};
 use easel_store::Store;
@@ -88,8 +86,8 @@ fn failed(msg: impl Into<String>) -> RunError {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Result<Engine, Error> {
-        let device = easel_diffusion::device::device(&config.device)
-            .map_err(|e| Error::invalid("device", e.to_string()))?;
+        let device =
+            Device::open(&config.device).map_err(|e| Error::invalid("device", e.to_string()))?;
         Ok(Engine {
             config,
             device,
@@ -182,7 +180,7 @@ impl Engine {
         let refs: Vec<(&Lora, f64)> = loras.iter().map(|(l, s)| (l, *s)).collect();
         let what = spec.source.display().to_string();
         let r = if spec.source.is_dir() {
-            Pipeline::from_diffusers_dir(&spec.source, &refs, DType::F32, &self.device)
+            Pipeline::load_dir(&spec.source, &refs, &self.device)
         } else {
             let support = match &spec.support {
                 Some(s) => s.clone(),
@@ -198,7 +196,7 @@ impl Engine {
                     )
                 })?,
             };
-            Pipeline::from_single_file(&spec.source, &support, &refs, DType::F32, &self.device)
+            Pipeline::load_file(&spec.source, &support, &refs, &self.device)
         };
         r.map_err(|e| Error::internal(format!("loading {what}: {e}")))
     }
@@ -455,17 +453,16 @@ pub fn generate(
     let g = &p.input;
     let r = g.resolved();
     let (w, h) = (r.width, r.height);
-    let dev = &engine.device;
     let init = match &p.init {
         Some(b) => {
             let img = ops::decode(b, limits.max_pixels).map_err(ops_invalid("input.image"))?;
             let img = ops::resize(&img, w, h, ops::Filter::Lanczos3)
                 .map_err(ops_invalid("input.image"))?;
-            let rgb = img.to_rgb8();
-            Some(
-                pixels::rgb8_to_tensor(w as usize, h as usize, rgb.as_raw(), dev)
-                    .map_err(|e| failed(e.to_string()))?,
-            )
+            Some(Pixels {
+                width: w as usize,
+                height: h as usize,
+                data: img.to_rgb8().into_raw(),
+            })
         }
         None => None,
     };
@@ -474,11 +471,11 @@ pub fn generate(
             let img = ops::decode(b, limits.max_pixels).map_err(ops_invalid("input.mask"))?;
             let img = ops::resize(&img, w, h, ops::Filter::Bilinear)
                 .map_err(ops_invalid("input.mask"))?;
-            let grey = img.to_luma8();
-            Some(
-                pixels::grey8_to_tensor(w as usize, h as usize, grey.as_raw(), dev)
-                    .map_err(|e| failed(e.to_string()))?,
-            )
+            Some(Pixels {
+                width: w as usize,
+                height: h as usize,
+                data: img.to_luma8().into_raw(),
+            })
         }
         None => None,
     };
@@ -495,11 +492,10 @@ pub fn generate(
     let (format, quality) = (g.format.unwrap_or(OutputFormat::Png), g.quality);
     let enc = crate::encoding(format, quality);
     let preview_every = g.preview_every.unwrap_or(0);
-    let sdxl = pipeline.is_sdxl();
     let mut outputs = Vec::new();
     for i in 0..r.count {
         let seed = r.seed + i as u64;
-        let req = Request {
+        let gen = Generation {
             prompt: &g.prompt,
             negative_prompt: g.negative_prompt.as_deref(),
             width: w as usize,
@@ -510,16 +506,16 @@ pub fn generate(
             init_image: init.as_ref(),
             mask: mask.as_ref(),
             strength: r.strength as f64,
-            prompt_mode: Default::default(),
+            seed,
         };
-        let mut rng = TorchRng::new(seed);
-        let mut on_step = |step: usize, n: usize, latents: &Tensor| -> bool {
-            let (done, total) = (i * n as u32 + step as u32, r.count * n as u32);
+        let mut on_step = |s: Step| -> bool {
+            let n = s.total;
+            let (done, total) = (i * n as u32 + s.index as u32, r.count * n as u32);
             if ctx.step(done, total).is_err() {
                 return false;
             }
-            if preview_every > 0 && step % preview_every as usize == 0 && step < n {
-                if let Some(image) = preview_url(latents, sdxl) {
+            if preview_every > 0 && s.index % preview_every as usize == 0 && s.index < n {
+                if let Some(image) = s.preview().and_then(|p| preview_url(&p)) {
                     ctx.preview(Preview {
                         step: done,
                         total_steps: total,
@@ -529,12 +525,11 @@ pub fn generate(
             }
             true
         };
-        let run = pipeline
-            .run(&req, &mut rng, &mut on_step)
+        let out = pipeline
+            .generate(&gen, &mut on_step)
             .map_err(|e| failed(format!("generation failed: {e}")))?
             .ok_or(RunError::Canceled)?;
-        let (iw, ih, rgb) =
-            pixels::tensor_to_rgb8(&run.image, 0).map_err(|e| failed(e.to_string()))?;
+        let (iw, ih, rgb) = (out.width, out.height, out.data);
         let img = ops::image::DynamicImage::ImageRgb8(
             ops::image::RgbImage::from_raw(iw as u32, ih as u32, rgb)
                 .ok_or_else(|| failed("decoded image has the wrong size"))?,
@@ -574,10 +569,9 @@ pub fn generate(
     Ok(outputs)
 }
 
-/// A JPEG `data:` URL of the cheap latent preview.
-fn preview_url(latents: &Tensor, sdxl: bool) -> Option<String> {
-    let (w, h, rgb) = pixels::latent_preview(latents, sdxl).ok()?;
-    let img = ops::image::RgbImage::from_raw(w as u32, h as u32, rgb)?;
+/// A JPEG `data:` URL of a step's cheap latent preview.
+fn preview_url(p: &Pixels) -> Option<String> {
+    let img = ops::image::RgbImage::from_raw(p.width as u32, p.height as u32, p.data.clone())?;
     let jpeg = ops::encode(
         &ops::image::DynamicImage::ImageRgb8(img),
         &ops::Encoding::Jpeg { quality: 70 },
