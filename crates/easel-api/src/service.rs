@@ -188,7 +188,9 @@ async fn prepare(
                 .map_err(|e| e.with_field("input"))?;
         }
     }
-    let units = easel_core::usage::estimate_units(task, &input.to_value())
+    let units = input
+        .generation()
+        .map(easel_core::usage::generation_units)
         .or_else(|| {
             let (w, h) = sizes.first()?;
             Some(easel_core::usage::image_units(&[input.output_size(*w, *h)]))

@@ -31,10 +31,12 @@ pub fn estimate_units(task: &str, input: &serde_json::Value) -> Option<f64> {
         return None;
     }
     let g: crate::generate::GenerateInput = serde_json::from_value(input.clone()).ok()?;
-    Some(image_units(&vec![
-        g.output_size();
-        g.resolved().count as usize
-    ]))
+    Some(generation_units(&g))
+}
+
+/// Units of a generation with its input filled in: `count` images of its output size.
+pub fn generation_units(g: &crate::generate::GenerateInput) -> f64 {
+    image_units(&vec![g.output_size(); g.resolved().count as usize])
 }
 
 /// Whole credits for a number of units, for dialects that count in integers (rounded up,

@@ -253,6 +253,28 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<Job>> {
         .transpose()
 }
 
+/// Several jobs by id, in no particular order; unknown ids are left out.
+pub async fn get_many(db: &Db, ids: &[&str]) -> Result<Vec<Job>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {JOB_COLS} FROM jobs WHERE id IN ({})",
+        marks.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    q.fetch_all(&db.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(job_from_row)
+        .collect()
+}
+
 /// Filters for listing jobs, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {

@@ -130,13 +130,13 @@ pub(super) fn wire_field(core: &str) -> String {
     if let Some(l) = rest.strip_prefix("loras") {
         return format!("concepts{}", l.replace(".model", ".modelId"));
     }
-    let (head, tail) = match rest.find(['.', '[']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match FIELDS.iter().find(|(_, c)| *c == head) {
-        Some((wire, _)) => format!("{wire}{tail}"),
-        None if head == "seed" => format!("seed{tail}"),
-        None => rest.to_string(),
-    }
+    by_table(rest, FIELDS).unwrap_or_else(|| rest.to_string())
+}
+
+/// A path inside the task input (`count`, `loras[0].scale`) by a table of (wire, core)
+/// names: its first segment renamed, the rest kept; `None` when the table lacks it.
+pub(super) fn by_table(rest: &str, table: &[(&str, &str)]) -> Option<String> {
+    let (head, tail) = rest.split_at(rest.find(['.', '[']).unwrap_or(rest.len()));
+    let (wire, _) = table.iter().find(|(_, core)| *core == head)?;
+    Some(format!("{wire}{tail}"))
 }

@@ -109,14 +109,12 @@ pub(super) fn core_input(
         .iter()
         .find(|(_, t, _)| *t == task)
         .ok_or_else(|| Error::internal(format!("no Scenario endpoint runs {task}")))?;
-    for k in body.keys() {
-        if !groups.iter().any(|g| g.contains(&k.as_str())) {
-            return Err(Error::invalid(
-                k.as_str(),
-                format!("is not a field of /generate/{task}"),
-            ));
-        }
-    }
+    let not_applied = check_fields(
+        task,
+        body,
+        |k| groups.iter().any(|g| g.contains(&k)),
+        NOT_APPLIED,
+    )?;
     for (field, lo, hi) in RANGES {
         if let Some(v) = body.get(*field).and_then(Value::as_f64) {
             if !(*lo..=*hi).contains(&v) {
@@ -163,12 +161,28 @@ pub(super) fn core_input(
         preview_every: (d.intermediate_images == Some(true)).then_some(PREVIEW_EVERY),
         ..Default::default()
     };
-    let not_applied = NOT_APPLIED
+    Ok((TaskInput::generation_of(task, g)?, not_applied))
+}
+
+/// Every key of the body must be a field of `/generate/{endpoint}` (a 400 naming the first
+/// that is not); returns the fields of `not_applied` that were sent.
+pub(super) fn check_fields(
+    endpoint: &str,
+    body: &Map<String, Value>,
+    is_field: impl Fn(&str) -> bool,
+    not_applied: &[&str],
+) -> Result<Vec<String>, Error> {
+    if let Some(k) = body.keys().find(|k| !is_field(k)) {
+        return Err(Error::invalid(
+            k.as_str(),
+            format!("is not a field of /generate/{endpoint}"),
+        ));
+    }
+    Ok(not_applied
         .iter()
         .filter(|f| body.get(**f).is_some_and(|v| !v.is_null()))
         .map(|f| f.to_string())
-        .collect();
-    Ok((TaskInput::generation_of(task, g)?, not_applied))
+        .collect())
 }
 
 /// `POST /generate/{txt2img,img2img,inpaint}`.

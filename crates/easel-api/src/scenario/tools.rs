@@ -114,40 +114,26 @@ fn named(e: Error, table: &[(&str, &str)], whole: &str) -> Error {
     if e.field.as_deref() == Some("input") {
         return e.with_field(whole);
     }
-    let Some(rest) = e.field.as_deref().and_then(|f| f.strip_prefix("input.")) else {
-        return e;
-    };
-    let (head, tail) = rest.split_at(rest.find(['.', '[']).unwrap_or(rest.len()));
-    match table.iter().find(|(_, core)| *core == head) {
-        Some((wire, _)) => {
-            let field = format!("{wire}{tail}");
-            e.with_field(field)
-        }
+    let wire = e
+        .field
+        .as_deref()
+        .and_then(|f| f.strip_prefix("input."))
+        .and_then(|rest| error::by_table(rest, table));
+    match wire {
+        Some(field) => e.with_field(field),
         None => e,
     }
 }
 
-/// Every key of the body must be a field of the endpoint: one of `table`'s or of
-/// `not_applied`; returns the fields of `not_applied` that were sent.
+/// The body's keys checked against a tool's fields: its table's and `not_applied`.
 fn check_fields(
     endpoint: &str,
     body: &Map<String, Value>,
     table: &[(&str, &str)],
     not_applied: &[&str],
 ) -> Result<Vec<String>, Error> {
-    for k in body.keys() {
-        if !table.iter().any(|(w, _)| w == k) && !not_applied.contains(&k.as_str()) {
-            return Err(Error::invalid(
-                k.as_str(),
-                format!("is not a field of /generate/{endpoint}"),
-            ));
-        }
-    }
-    Ok(not_applied
-        .iter()
-        .filter(|f| body.get(**f).is_some_and(|v| !v.is_null()))
-        .map(|f| f.to_string())
-        .collect())
+    let is_field = |k: &str| table.iter().any(|(w, _)| *w == k) || not_applied.contains(&k);
+    generate::check_fields(endpoint, body, is_field, not_applied)
 }
 
 /// The body as a typed request (type errors and missing fields name the wire field).

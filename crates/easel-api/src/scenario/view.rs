@@ -269,25 +269,20 @@ pub(super) fn asset(state: &AppState, a: Asset, made_by: Option<&Job>) -> AssetV
     }
 }
 
-/// Assets with the jobs that made them (each job read once).
+/// Assets with the jobs that made them (read in one query).
 pub(super) async fn assets(state: &AppState, list: Vec<Asset>) -> Result<Vec<AssetView>, Error> {
-    let mut jobs: HashMap<String, Option<Job>> = HashMap::new();
-    for a in &list {
-        if let Some(id) = &a.job_id {
-            if !jobs.contains_key(id) {
-                let j = easel_store::jobs::get(&state.store.db, id).await?;
-                jobs.insert(id.clone(), j);
-            }
-        }
-    }
+    let mut ids: Vec<&str> = list.iter().filter_map(|a| a.job_id.as_deref()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let jobs: HashMap<String, Job> = easel_store::jobs::get_many(&state.store.db, &ids)
+        .await?
+        .into_iter()
+        .map(|j| (j.id.clone(), j))
+        .collect();
     Ok(list
         .into_iter()
         .map(|a| {
-            let j = a
-                .job_id
-                .as_ref()
-                .and_then(|id| jobs.get(id))
-                .and_then(Option::as_ref);
+            let j = a.job_id.as_ref().and_then(|id| jobs.get(id));
             asset(state, a, j)
         })
         .collect())

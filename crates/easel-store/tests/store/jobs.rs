@@ -228,6 +228,15 @@ async fn lifecycle_insert_claim_progress_succeed() {
         })
         .await;
         assert!(children.is_empty(), "{n}");
+        let found = jobs::get_many(db, &[job.id.as_str(), "job_missing"])
+            .await
+            .unwrap();
+        assert_eq!(
+            found.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+            [job.id.as_str()],
+            "{n}: unknown ids left out"
+        );
+        assert!(jobs::get_many(db, &[]).await.unwrap().is_empty(), "{n}");
         let many = assets::get_many(db, &[&a1.id, "ast_missing", &a2.id])
             .await
             .unwrap();
