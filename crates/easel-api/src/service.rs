@@ -178,7 +178,13 @@ async fn prepare(
             }
         }
         let seed = rand::random::<u32>() as u64;
-        g.fill_defaults(task, &m.family, &m.defaults, sizes.first().copied(), seed);
+        g.fill_defaults(
+            task,
+            &easel_providers::family::defaults(&m.family),
+            &m.defaults,
+            sizes.first().copied(),
+            seed,
+        );
         g.check_limits(&state.limits, &m.limits)
             .map_err(|e| e.under("input"))?;
     } else {

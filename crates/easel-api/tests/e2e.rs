@@ -989,13 +989,8 @@ async fn models_found_on_disk_are_registered() {
     // Single files: addressable by the file name too; files that clean up to the same name
     // do not take turns at it (the one named so on disk keeps it).
     let ckpt = dir.path().join("models/sd_v1.5-pruned.safetensors");
-    easel_diffusion::tiny::make_tiny(
-        &dir.path().join("tmp"),
-        easel_diffusion::tiny::TinyFamily::Sd15,
-        0,
-    )
-    .unwrap();
-    easel_diffusion::single_file::write_single_file(&dir.path().join("tmp"), &ckpt).unwrap();
+    easel_diffusion::tiny::make_tiny(&dir.path().join("tmp"), "sd15", 0).unwrap();
+    easel_diffusion::sd::single_file::write_single_file(&dir.path().join("tmp"), &ckpt).unwrap();
     std::fs::copy(&ckpt, dir.path().join("models/sd_v1.5 pruned.safetensors")).unwrap();
     std::fs::copy(&ckpt, dir.path().join("models/sd_v1.5+pruned.safetensors")).unwrap();
     let t = TestServer::start_in(dir.clone(), |c| c.scan_models = true).await;
@@ -1459,12 +1454,7 @@ async fn deleted_outputs_are_absent_in_every_dialect() {
 async fn model_paths_are_confined_and_shown_to_admins_only() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let models = dir.path().join("models");
-    easel_diffusion::tiny::make_tiny(
-        &models.join("tiny"),
-        easel_diffusion::tiny::TinyFamily::Sd15,
-        0,
-    )
-    .unwrap();
+    easel_diffusion::tiny::make_tiny(&models.join("tiny"), "sd15", 0).unwrap();
     let t = TestServer::start_in(dir.clone(), |c| c.scan_models = true).await;
     let (key, _) = t.user("user").await;
 

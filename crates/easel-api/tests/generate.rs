@@ -7,13 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use easel_diffusion::tiny::{make_tiny, TinyFamily};
+use easel_diffusion::tiny::make_tiny;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 /// A server whose models folder holds tiny models of the given families, named
 /// `tiny-<family>`.
-async fn server_with(families: &[TinyFamily]) -> TestServer {
+async fn server_with(families: &[&str]) -> TestServer {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     for f in families {
         make_tiny(&dir.path().join(format!("models/tiny-{f}")), *f, 7).unwrap();
@@ -54,7 +54,7 @@ fn text_chunk(png: &[u8], key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn txt2img_streams_progress_and_previews_and_stores_images_with_metadata() {
-    let t = server_with(&[TinyFamily::Sd15]).await;
+    let t = server_with(&["sd15"]).await;
     let (key, _) = t.user("alice").await;
     let body = json!({"task": "txt2img", "model": "tiny-sd15", "input": {
         "prompt": "a (red:1.3) fox in the snow", "negative_prompt": "blurry",
@@ -132,7 +132,7 @@ async fn txt2img_streams_progress_and_previews_and_stores_images_with_metadata()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn img2img_and_inpaint_with_both_kinds_of_model() {
-    let t = server_with(&[TinyFamily::Sd15, TinyFamily::Inpaint]).await;
+    let t = server_with(&["sd15", "sd15-inpaint"]).await;
     let (key, _) = t.user("bob").await;
     let init = t.upload(&key, png(128, 96)).await;
     // A mask as a data URL: white (repaint) on the right half.
@@ -152,7 +152,7 @@ async fn img2img_and_inpaint_with_both_kinds_of_model() {
     let cases = [
         json!({"task": "img2img", "model": "tiny-sd15", "input": {"prompt": "a boat", "image": init, "steps": 4, "strength": 0.5, "seed": 1}}),
         json!({"task": "inpaint", "model": "tiny-sd15", "input": {"prompt": "a boat", "image": init, "mask": mask, "steps": 3, "seed": 1, "strength": 0.8}}),
-        json!({"task": "inpaint", "model": "tiny-inpaint", "input": {"prompt": "a boat", "image": init, "mask": mask, "steps": 3, "seed": 1, "format": "webp", "quality": 80}}),
+        json!({"task": "inpaint", "model": "tiny-sd15-inpaint", "input": {"prompt": "a boat", "image": init, "mask": mask, "steps": 3, "seed": 1, "format": "webp", "quality": 80}}),
     ];
     for body in cases {
         let job = t.submit(&key, body.clone()).await;
@@ -186,7 +186,7 @@ async fn img2img_and_inpaint_with_both_kinds_of_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_generation_can_be_canceled() {
-    let t = server_with(&[TinyFamily::Sd15]).await;
+    let t = server_with(&["sd15"]).await;
     let (key, _) = t.user("carol").await;
     let job = t
         .submit(
@@ -238,7 +238,7 @@ async fn generation_requests_are_validated_with_fields() {
         .contains("models pull"));
     t.shutdown().await;
 
-    let t = server_with(&[TinyFamily::Sd15]).await;
+    let t = server_with(&["sd15"]).await;
     let (key, _) = t.user("dan").await;
     let bad = [
         (
@@ -304,7 +304,7 @@ async fn generation_requests_are_validated_with_fields() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sd2_sdxl_and_distilled_settings_run_through_the_queue() {
-    let t = server_with(&[TinyFamily::Sd2, TinyFamily::Sdxl]).await;
+    let t = server_with(&["sd2", "sdxl"]).await;
     let (key, _) = t.user("erin").await;
     let cases = [
         // SD 2.x (v-prediction, OpenCLIP text encoder) with a long weighted prompt.
@@ -335,10 +335,10 @@ async fn sd2_sdxl_and_distilled_settings_run_through_the_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_loras_with_scales_change_the_image() {
-    use easel_diffusion::tiny::{make_tiny_lora, LoraLayout};
+    use easel_diffusion::sd::tiny::{make_tiny_lora, LoraLayout};
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let models = dir.path().join("models");
-    make_tiny(&models.join("tiny-sd15"), TinyFamily::Sd15, 7).unwrap();
+    make_tiny(&models.join("tiny-sd15"), "sd15", 7).unwrap();
     make_tiny_lora(
         &models.join("tiny-sd15"),
         &models.join("style-a.safetensors"),

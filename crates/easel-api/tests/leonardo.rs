@@ -10,7 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use easel_diffusion::tiny::{make_tiny, make_tiny_lora, LoraLayout, TinyFamily};
+use easel_diffusion::sd::tiny::{make_tiny_lora, LoraLayout};
+use easel_diffusion::tiny::make_tiny;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -20,7 +21,7 @@ const GEN: &str = "/leonardo/v1/generations";
 async fn server() -> TestServer {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let models = dir.path().join("models");
-    make_tiny(&models.join("tiny"), TinyFamily::Sd15, 0).unwrap();
+    make_tiny(&models.join("tiny"), "sd15", 0).unwrap();
     make_tiny_lora(
         &models.join("tiny"),
         &models.join("style-a.safetensors"),

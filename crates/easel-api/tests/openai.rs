@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::*;
-use easel_diffusion::tiny::{make_tiny, TinyFamily};
+use easel_diffusion::tiny::make_tiny;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ const EDITS: &str = "/openai/v1/images/edits";
 /// A server with the tiny model `tiny`, whose defaults are 64x64 and 2 steps.
 async fn server(f: impl FnOnce(&mut easel_api::server::Config)) -> TestServer {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    make_tiny(&dir.path().join("models/tiny"), TinyFamily::Sd15, 0).unwrap();
+    make_tiny(&dir.path().join("models/tiny"), "sd15", 0).unwrap();
     let t = TestServer::start_in(dir, |c| {
         c.scan_models = true;
         f(c)

@@ -7,14 +7,14 @@
 mod common;
 
 use common::*;
-use easel_diffusion::tiny::{make_tiny, TinyFamily};
+use easel_diffusion::tiny::make_tiny;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 /// The upstream: a server with `tiny` (64x64, 2 steps by default).
 async fn upstream() -> TestServer {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    make_tiny(&dir.path().join("models/tiny"), TinyFamily::Sd15, 0).unwrap();
+    make_tiny(&dir.path().join("models/tiny"), "sd15", 0).unwrap();
     let t = TestServer::start_in(dir, |c| c.scan_models = true).await;
     let (s, v) = t
         .json(

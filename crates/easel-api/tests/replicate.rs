@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use easel_diffusion::tiny::{make_tiny, TinyFamily};
+use easel_diffusion::tiny::make_tiny;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -22,7 +22,7 @@ const SANA_VERSION: &str = "c6b5d2b7459910fec94432e9e1203c3cdce92d6db20f714f1355
 /// spec's version hash and one of its model variants.
 async fn server(f: impl FnOnce(&mut easel_api::server::Config)) -> TestServer {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    make_tiny(&dir.path().join("models/tiny"), TinyFamily::Sd15, 0).unwrap();
+    make_tiny(&dir.path().join("models/tiny"), "sd15", 0).unwrap();
     let t = TestServer::start_in(dir, |c| {
         c.scan_models = true;
         f(c)

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use easel_diffusion::tiny::{make_tiny, TinyFamily};
+use easel_diffusion::tiny::make_tiny;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -475,7 +475,7 @@ async fn one_registry_with_the_native_api() {
 async fn discovered_models_are_listed_and_limits_set_here_hold_at_submit() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let tiny = dir.path().join("models/tiny");
-    make_tiny(&tiny, TinyFamily::Sd15, 7).unwrap();
+    make_tiny(&tiny, "sd15", 7).unwrap();
     let t = TestServer::start_in(dir, |c| c.scan_models = true).await;
     let (key, _) = t.user("alice").await;
 

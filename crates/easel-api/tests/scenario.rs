@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::*;
-use easel_diffusion::tiny::{make_tiny, make_tiny_lora, LoraLayout, TinyFamily};
+use easel_diffusion::sd::tiny::{make_tiny_lora, LoraLayout};
+use easel_diffusion::tiny::make_tiny;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -22,7 +23,7 @@ const BASE: &str = "/scenario/v1";
 async fn server(f: impl FnOnce(&mut easel_api::server::Config)) -> TestServer {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let models = dir.path().join("models");
-    make_tiny(&models.join("tiny"), TinyFamily::Sd15, 0).unwrap();
+    make_tiny(&models.join("tiny"), "sd15", 0).unwrap();
     make_tiny_lora(
         &models.join("tiny"),
         &models.join("style-a.safetensors"),

@@ -72,12 +72,7 @@ async fn native_wire_shapes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generation_job_wire_shape() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    easel_diffusion::tiny::make_tiny(
-        &dir.path().join("models/tiny"),
-        easel_diffusion::tiny::TinyFamily::Sd15,
-        0,
-    )
-    .unwrap();
+    easel_diffusion::tiny::make_tiny(&dir.path().join("models/tiny"), "sd15", 0).unwrap();
     let t = TestServer::start_in(dir, |c| {
         c.workers = 0;
         c.scan_models = true;

@@ -7,13 +7,33 @@ use utoipa::ToSchema;
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::model::{family, ModelDefaults, ModelLimits};
+use crate::model::{ModelDefaults, ModelLimits};
 use crate::task::OutputFormat;
 
 /// Tasks of the diffusion engine.
 pub const TASKS: &[&str] = &["txt2img", "img2img", "inpaint"];
 
 /// Width and height must be multiples of this (the VAE's downscale factor).
+/// What a model's family contributes to a request's defaults; the engine's family table
+/// (`easel_diffusion::family`) supplies it, the core only applies it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FamilyDefaults {
+    /// The side of the family's training images: the default size, and the area large init
+    /// images are scaled down to.
+    pub natural_size: u32,
+    pub steps: u32,
+    pub guidance: f32,
+}
+
+impl FamilyDefaults {
+    /// Stable Diffusion 1.x's: what a family the engine does not know gets.
+    pub const SD15: FamilyDefaults = FamilyDefaults {
+        natural_size: 512,
+        steps: 30,
+        guidance: 7.5,
+    };
+}
+
 pub const SIZE_MULTIPLE: u32 = 8;
 /// Smallest side.
 pub const MIN_SIDE: u32 = 64;
@@ -269,16 +289,12 @@ impl GenerateInput {
     pub fn fill_defaults(
         &mut self,
         task: &str,
-        model_family: &str,
+        family: &FamilyDefaults,
         defaults: &ModelDefaults,
         image_size: Option<(u32, u32)>,
         seed: u64,
     ) {
-        let natural = if model_family == family::SDXL {
-            1024
-        } else {
-            512
-        };
+        let natural = family.natural_size;
         let round = |v: u32| (v / SIZE_MULTIPLE * SIZE_MULTIPLE).max(MIN_SIDE);
         // An init image larger than the model's natural area is scaled down to that area
         // (keeping its aspect ratio): a 4000x3000 photo becomes 584x440 for SD 1.5.
@@ -311,13 +327,10 @@ impl GenerateInput {
         }
         self.width.get_or_insert(iw);
         self.height.get_or_insert(ih);
-        self.steps.get_or_insert(defaults.steps.unwrap_or(30));
-        let g = if model_family == family::SDXL {
-            5.0
-        } else {
-            7.5
-        };
-        self.guidance.get_or_insert(defaults.guidance.unwrap_or(g));
+        self.steps
+            .get_or_insert(defaults.steps.unwrap_or(family.steps));
+        self.guidance
+            .get_or_insert(defaults.guidance.unwrap_or(family.guidance));
         if self.scheduler.is_none() {
             self.scheduler = defaults.scheduler.clone();
         }
@@ -498,6 +511,12 @@ mod tests {
         TaskInput::parse(task, v, &Limits::default())
     }
     const IMG: &str = "ast_01jd0000000000000000000000";
+    const SD: FamilyDefaults = FamilyDefaults::SD15;
+    const XL: FamilyDefaults = FamilyDefaults {
+        natural_size: 1024,
+        steps: 30,
+        guidance: 5.0,
+    };
 
     #[test]
     fn sizes_parse_as_width_x_height() {
@@ -606,7 +625,7 @@ mod tests {
     #[test]
     fn defaults_are_filled_and_recorded() {
         let mut g: GenerateInput = serde_json::from_value(json!({"prompt": "x"})).unwrap();
-        g.fill_defaults("txt2img", family::SDXL, &ModelDefaults::default(), None, 42);
+        g.fill_defaults("txt2img", &XL, &ModelDefaults::default(), None, 42);
         let r = g.resolved();
         assert_eq!(
             (r.width, r.height, r.steps, r.seed, r.count),
@@ -624,42 +643,24 @@ mod tests {
             scheduler: Some("lcm".into()),
             ..Default::default()
         };
-        g.fill_defaults("img2img", family::SD15, &d, Some((1000, 500)), 42);
+        g.fill_defaults("img2img", &SD, &d, Some((1000, 500)), 42);
         let r = g.resolved();
         assert_eq!((r.width, r.height, r.steps, r.seed), (256, 128, 4, 7));
         assert_eq!(g.scheduler.as_deref(), Some("lcm"));
         assert_eq!(r.strength, 0.75);
 
         let mut g: GenerateInput = serde_json::from_value(json!({"prompt": "x"})).unwrap();
-        g.fill_defaults(
-            "inpaint",
-            family::SD15,
-            &Default::default(),
-            Some((333, 250)),
-            1,
-        );
+        g.fill_defaults("inpaint", &SD, &Default::default(), Some((333, 250)), 1);
         assert_eq!(
             (g.width, g.height, g.strength),
             (Some(328), Some(248), Some(1.0))
         );
 
         let mut g: GenerateInput = serde_json::from_value(json!({"prompt": "x"})).unwrap();
-        g.fill_defaults(
-            "img2img",
-            family::SD15,
-            &Default::default(),
-            Some((4000, 3000)),
-            1,
-        );
+        g.fill_defaults("img2img", &SD, &Default::default(), Some((4000, 3000)), 1);
         assert_eq!((g.width, g.height), (Some(584), Some(440)));
         let mut g: GenerateInput = serde_json::from_value(json!({"prompt": "x"})).unwrap();
-        g.fill_defaults(
-            "img2img",
-            family::SDXL,
-            &Default::default(),
-            Some((4000, 3000)),
-            1,
-        );
+        g.fill_defaults("img2img", &XL, &Default::default(), Some((4000, 3000)), 1);
         assert_eq!((g.width, g.height), (Some(1176), Some(880)));
     }
 
@@ -667,7 +668,7 @@ mod tests {
     fn model_limits_apply() {
         let mut g: GenerateInput =
             serde_json::from_value(json!({"prompt": "x", "width": 1024, "steps": 50})).unwrap();
-        g.fill_defaults("txt2img", family::SD15, &Default::default(), None, 1);
+        g.fill_defaults("txt2img", &SD, &Default::default(), None, 1);
         let ml = ModelLimits {
             max_width: Some(768),
             ..Default::default()
@@ -688,7 +689,7 @@ mod tests {
             "prompt": "a (red:1.2) fox", "negative_prompt": "blurry", "steps": 20, "guidance": 7,
             "width": 512, "height": 768}))
         .unwrap();
-        g.fill_defaults("txt2img", family::SD15, &Default::default(), None, 5);
+        g.fill_defaults("txt2img", &SD, &Default::default(), None, 5);
         assert_eq!(
             a1111_parameters(&g, 6, "Euler a", "sd15"),
             "a (red:1.2) fox\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, \

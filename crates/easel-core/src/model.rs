@@ -37,41 +37,12 @@ pub struct ModelLimits {
     pub max_count: Option<u32>,
 }
 
-/// Families the local engine recognizes; free text is allowed for remote models.
+/// Family ids that are not engine families (those are in `easel_diffusion::family`).
 pub mod family {
-    pub const SD15: &str = "sd15";
-    pub const SD2: &str = "sd2";
-    pub const SDXL: &str = "sdxl";
-    pub const SD15_INPAINT: &str = "sd15-inpaint";
+    /// A model whose family nobody determined (remote models, hand registrations).
     pub const UNKNOWN: &str = "unknown";
-}
-
-/// The family of a single-file checkpoint (original LDM / A1111 key layout) from its tensor
-/// names and the UNet's input channels (`model.diffusion_model.input_blocks.0.0.weight`
-/// dim 1). `None` when the names are not those of a checkpoint.
-pub fn family_from_tensor_names<'a>(
-    names: impl IntoIterator<Item = &'a str>,
-    unet_in_channels: Option<u64>,
-) -> Option<&'static str> {
-    let (mut xl, mut open_clip, mut clip, mut unet) = (false, false, false, false);
-    for n in names {
-        xl |= n.starts_with("conditioner.embedders.1");
-        open_clip |= n.starts_with("cond_stage_model.model.");
-        clip |= n.starts_with("cond_stage_model.transformer.");
-        unet |= n.starts_with("model.diffusion_model.");
-    }
-    if xl {
-        Some(family::SDXL)
-    } else if open_clip {
-        // SD 2.x inpainting checkpoints stay `sd2`: the family names the text encoder.
-        Some(family::SD2)
-    } else if unet_in_channels == Some(9) {
-        Some(family::SD15_INPAINT)
-    } else if clip || unet {
-        Some(family::SD15)
-    } else {
-        None
-    }
+    /// A LoRA adapter found in the models folder.
+    pub const LORA: &str = "lora";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -559,33 +530,6 @@ pub fn check_name(field: &str, name: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn families_from_checkpoint_keys() {
-        let f = |names: &[&str], ch| family_from_tensor_names(names.iter().copied(), ch);
-        let unet = "model.diffusion_model.input_blocks.0.0.weight";
-        assert_eq!(
-            f(&[unet, "cond_stage_model.transformer.x"], Some(4)),
-            Some(family::SD15)
-        );
-        assert_eq!(
-            f(&[unet, "cond_stage_model.transformer.x"], Some(9)),
-            Some(family::SD15_INPAINT)
-        );
-        assert_eq!(
-            f(&[unet, "cond_stage_model.model.x"], Some(4)),
-            Some(family::SD2)
-        );
-        assert_eq!(
-            f(&[unet, "cond_stage_model.model.x"], Some(9)),
-            Some(family::SD2)
-        );
-        assert_eq!(
-            f(&[unet, "conditioner.embedders.1.model.x"], Some(4)),
-            Some(family::SDXL)
-        );
-        assert_eq!(f(&["lora_unet_x.lora_down.weight"], None), None);
-    }
-
     use super::*;
 
     #[test]

@@ -10,7 +10,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde_json::json;
 
 use crate::clip::{ClipTextConfig, ClipTextModel};
-use crate::unet::{Unet, UnetConfig};
+use crate::sd::unet::{Unet, UnetConfig};
 use crate::vae::{Vae, VaeConfig};
 
 /// What one run measured (times in seconds, sizes in MB).

@@ -5,11 +5,10 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Result};
+use candle_core::{DType, Result, Tensor};
 
+use crate::family::{self, Family, Generator, Preview};
 use crate::lora::Lora;
-use crate::pipeline::{Pipeline, Request};
-use crate::rng::TorchRng;
 use crate::schedulers::SchedulerKind;
 use crate::{device, pixels};
 
@@ -56,6 +55,9 @@ pub struct Generation<'a> {
     pub strength: f64,
     /// Noise seed (PyTorch's CPU generator, so seeds match diffusers).
     pub seed: u64,
+    /// Perturbed-attention guidance scale, for families that apply it (`Family::pag`);
+    /// `None` or 0: off.
+    pub pag: Option<f64>,
 }
 
 /// One finished scheduler step, as a generation reports it.
@@ -63,14 +65,23 @@ pub struct Step<'a> {
     /// Steps done, 1-based.
     pub index: usize,
     pub total: usize,
-    latents: &'a candle_core::Tensor,
-    sdxl: bool,
+    latents: &'a Tensor,
+    preview: Preview,
 }
 
-impl Step<'_> {
+impl<'a> Step<'a> {
+    pub(crate) fn new(index: usize, total: usize, latents: &'a Tensor, preview: Preview) -> Self {
+        Step {
+            index,
+            total,
+            latents,
+            preview,
+        }
+    }
+
     /// The cheap RGB preview of the latents (latent resolution, no VAE).
     pub fn preview(&self) -> Option<Pixels> {
-        let (width, height, data) = pixels::latent_preview(self.latents, self.sdxl).ok()?;
+        let (width, height, data) = pixels::latent_preview(self.latents, self.preview).ok()?;
         Some(Pixels {
             width,
             height,
@@ -79,20 +90,108 @@ impl Step<'_> {
     }
 }
 
+/// A generation's init image and mask as `[1, C, H, W]` tensors in [0, 1], after checking
+/// their sizes against the generation's.
+pub(crate) fn image_inputs(
+    g: &Generation,
+    dev: &candle_core::Device,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let check = |p: &Pixels, channels: usize, what: &str| {
+        if p.width != g.width
+            || p.height != g.height
+            || p.data.len() != p.width * p.height * channels
+        {
+            candle_core::bail!(
+                "the {what} must be {}x{} with {channels} bytes a pixel",
+                g.width,
+                g.height
+            );
+        }
+        Ok(())
+    };
+    let init = match g.init_image {
+        Some(p) => {
+            check(p, 3, "init image")?;
+            Some(pixels::rgb8_to_tensor(p.width, p.height, &p.data, dev)?)
+        }
+        None => None,
+    };
+    let mask = match g.mask {
+        Some(p) => {
+            check(p, 1, "mask")?;
+            Some(pixels::grey8_to_tensor(p.width, p.height, &p.data, dev)?)
+        }
+        None => None,
+    };
+    Ok((init, mask))
+}
+
+/// The first image of a `[N, 3, H, W]` tensor in [0, 1] as pixels.
+pub(crate) fn to_pixels(images: &Tensor) -> Result<Pixels> {
+    let (width, height, data) = pixels::tensor_to_rgb8(images, 0)?;
+    Ok(Pixels {
+        width,
+        height,
+        data,
+    })
+}
+
+/// A loaded model of any family.
+pub struct Pipeline {
+    family: &'static Family,
+    inner: Box<dyn Generator>,
+}
+
 impl Pipeline {
-    /// Load a diffusers folder (f32) onto `device`, with LoRAs merged.
+    /// Load a diffusers folder (f32) onto `device`, with LoRAs merged; its family comes from
+    /// the family table.
     pub fn load_dir(dir: &Path, loras: &[(&Lora, f64)], device: &Device) -> Result<Pipeline> {
-        Pipeline::from_diffusers_dir(dir, loras, DType::F32, &device.0)
+        let family = family::detect_dir(dir).ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "{} is not a diffusers folder of a family this engine runs ({})",
+                dir.display(),
+                family::FAMILIES
+                    .iter()
+                    .map(|f| f.id)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let inner = (family.load_dir)(dir, loras, DType::F32, &device.0)?;
+        Ok(Pipeline { family, inner })
     }
 
-    /// Load a single-file checkpoint (f32) with the tokenizers of `support`.
+    /// Load a single-file checkpoint (f32) with the tokenizers and configs of `support`.
     pub fn load_file(
         file: &Path,
         support: &Path,
         loras: &[(&Lora, f64)],
         device: &Device,
     ) -> Result<Pipeline> {
-        Pipeline::from_single_file(file, support, loras, DType::F32, &device.0)
+        let header = family::read_header(file)?;
+        let family = family::detect_file(&header).ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "{} is not a checkpoint of a family this engine runs",
+                file.display()
+            ))
+        })?;
+        let load = family.load_file.ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "{} models load from diffusers folders only",
+                family.label
+            ))
+        })?;
+        let inner = load(file, support, loras, DType::F32, &device.0)?;
+        Ok(Pipeline { family, inner })
+    }
+
+    pub fn family(&self) -> &'static Family {
+        self.family
+    }
+
+    /// The scheduler the model ships.
+    pub fn scheduler_kind(&self) -> SchedulerKind {
+        self.inner.scheduler_kind()
     }
 
     /// Generate one image. `on_step` runs after every scheduler step; returning false
@@ -102,146 +201,11 @@ impl Pipeline {
         g: &Generation,
         on_step: &mut dyn FnMut(Step) -> bool,
     ) -> Result<Option<Pixels>> {
-        let dev = self.device();
-        let check = |p: &Pixels, channels: usize, what: &str| {
-            if p.width != g.width
-                || p.height != g.height
-                || p.data.len() != p.width * p.height * channels
-            {
-                candle_core::bail!(
-                    "the {what} must be {}x{} with {channels} bytes a pixel",
-                    g.width,
-                    g.height
-                );
-            }
-            Ok(())
-        };
-        let init = match g.init_image {
-            Some(p) => {
-                check(p, 3, "init image")?;
-                Some(pixels::rgb8_to_tensor(p.width, p.height, &p.data, dev)?)
-            }
-            None => None,
-        };
-        let mask = match g.mask {
-            Some(p) => {
-                check(p, 1, "mask")?;
-                Some(pixels::grey8_to_tensor(p.width, p.height, &p.data, dev)?)
-            }
-            None => None,
-        };
-        let req = Request {
-            prompt: g.prompt,
-            negative_prompt: g.negative_prompt,
-            width: g.width,
-            height: g.height,
-            steps: g.steps,
-            guidance: g.guidance,
-            scheduler: g.scheduler.clone(),
-            init_image: init.as_ref(),
-            mask: mask.as_ref(),
-            strength: g.strength,
-            prompt_mode: Default::default(),
-        };
-        let sdxl = self.is_sdxl();
-        let mut rng = TorchRng::new(g.seed);
-        let mut step = |index: usize, total: usize, latents: &candle_core::Tensor| {
-            on_step(Step {
-                index,
-                total,
-                latents,
-                sdxl,
-            })
-        };
-        let Some(run) = self.run(&req, &mut rng, &mut step)? else {
-            return Ok(None);
-        };
-        let (width, height, data) = pixels::tensor_to_rgb8(&run.image, 0)?;
-        Ok(Some(Pixels {
-            width,
-            height,
-            data,
-        }))
+        self.inner.generate(g, on_step)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tiny::{make_tiny, TinyFamily};
-
-    /// The image API gives the pixels the tensor API gives, and refuses images of the wrong
-    /// size.
-    #[test]
-    fn generations_in_pixels_match_the_tensor_path() {
-        let dir = tempfile::tempdir().unwrap();
-        make_tiny(dir.path(), TinyFamily::Sd15, 0).unwrap();
-        let dev = Device::cpu();
-        let p = Pipeline::load_dir(dir.path(), &[], &dev).unwrap();
-        let g = Generation {
-            prompt: "a fox",
-            negative_prompt: None,
-            width: 64,
-            height: 64,
-            steps: 2,
-            guidance: 5.0,
-            scheduler: None,
-            init_image: None,
-            mask: None,
-            strength: 1.0,
-            seed: 7,
-        };
-        let mut steps = Vec::new();
-        let out = p
-            .generate(&g, &mut |s| {
-                steps.push((s.index, s.total, s.preview().map(|p| (p.width, p.height))));
-                true
-            })
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (out.width, out.height, out.data.len()),
-            (64, 64, 64 * 64 * 3)
-        );
-        let total = steps[0].1;
-        assert_eq!(steps.len(), total, "one report per scheduler step");
-        assert_eq!(
-            steps.iter().map(|s| s.0).collect::<Vec<_>>(),
-            (1..=total).collect::<Vec<_>>()
-        );
-        assert_eq!(steps[0].2, Some((8, 8)), "previews at latent resolution");
-        let req = Request {
-            prompt: "a fox",
-            negative_prompt: None,
-            width: 64,
-            height: 64,
-            steps: 2,
-            guidance: 5.0,
-            scheduler: None,
-            init_image: None,
-            mask: None,
-            strength: 1.0,
-            prompt_mode: Default::default(),
-        };
-        let run = p
-            .run(&req, &mut TorchRng::new(7), &mut |_, _, _| true)
-            .unwrap()
-            .unwrap();
-        let (_, _, direct) = pixels::tensor_to_rgb8(&run.image, 0).unwrap();
-        assert_eq!(out.data, direct);
-        // Canceled at the first step.
-        assert!(p.generate(&g, &mut |_| false).unwrap().is_none());
-        // An init image of another size is refused.
-        let small = Pixels {
-            width: 8,
-            height: 8,
-            data: vec![0; 8 * 8 * 3],
-        };
-        let img2img = Generation {
-            init_image: Some(&small),
-            strength: 0.5,
-            ..g
-        };
-        assert!(p.generate(&img2img, &mut |_| true).is_err());
+    /// Pooled text embeddings and token counts (CLIP families).
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
+        self.inner.embed_texts(texts)
     }
 }

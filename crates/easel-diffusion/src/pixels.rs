@@ -1,8 +1,10 @@
 //! Between tensors and pixels: 8-bit RGB (and grey masks) in and out of the pipeline's
-//! [1, C, H, W] tensors in [0, 1], and the cheap latent → RGB preview (a fixed linear
-//! projection of the four latent channels, no VAE), used for step previews.
+//! [1, C, H, W] tensors in [0, 1], and the cheap latent → RGB preview (the family's projection of
+//! the latent channels, no VAE), used for step previews.
 
 use candle_core::{DType, Device, Result, Tensor};
+
+use crate::family::Preview;
 
 /// `[1, 3, H, W]` in [0, 1] from packed RGB bytes.
 pub fn rgb8_to_tensor(width: usize, height: usize, rgb: &[u8], device: &Device) -> Result<Tensor> {
@@ -51,37 +53,32 @@ pub fn tensor_to_rgb8(images: &Tensor, index: usize) -> Result<(usize, usize, Ve
     Ok((w, h, bytes))
 }
 
-/// Linear factors from the 4 latent channels to RGB in [-1, 1], per family: a least-squares
-/// fit of decoded images on their latents, as the community's "approx cheap" previews use.
-const SD1_FACTORS: [[f32; 3]; 4] = [
-    [0.298, 0.207, 0.208],
-    [0.187, 0.286, 0.173],
-    [-0.158, 0.189, 0.264],
-    [-0.184, -0.271, -0.473],
-];
-const SDXL_FACTORS: [[f32; 3]; 4] = [
-    [0.3448, 0.4168, 0.4395],
-    [-0.1953, -0.0290, 0.0250],
-    [0.1074, 0.0886, -0.0163],
-    [-0.3730, -0.2499, -0.2088],
-];
-
-/// A preview of `[1, 4, h, w]` latents at latent resolution: packed RGB bytes.
-pub fn latent_preview(latents: &Tensor, sdxl: bool) -> Result<(usize, usize, Vec<u8>)> {
+/// A preview of `[1, C, h, w]` latents at latent resolution (packed RGB bytes), projected
+/// as the model's family says.
+pub fn latent_preview(latents: &Tensor, preview: Preview) -> Result<(usize, usize, Vec<u8>)> {
     let (_, c, h, w) = latents.dims4()?;
-    if c != 4 {
-        candle_core::bail!("previews need 4 latent channels, got {c}");
-    }
-    let factors = if sdxl { SDXL_FACTORS } else { SD1_FACTORS };
-    let m = Tensor::new(&factors, latents.device())?; // [4, 3]
-    let x = latents
-        .get(0)?
-        .to_dtype(DType::F32)?
-        .reshape((4, h * w))?
-        .t()?
-        .matmul(&m)?; // [h*w, 3]
-    let rgb = x
-        .affine(0.5, 0.5)?
+    let x = latents.get(0)?.to_dtype(DType::F32)?.reshape((c, h * w))?;
+    let rgb = match preview {
+        Preview::Linear(factors) => {
+            if factors.len() != c {
+                candle_core::bail!("the preview projects {} channels, got {c}", factors.len());
+            }
+            let flat: Vec<f32> = factors.iter().flatten().copied().collect();
+            let m = Tensor::from_vec(flat, (c, 3), latents.device())?;
+            x.t()?.matmul(&m)?.affine(0.5, 0.5)? // [h*w, 3]
+        }
+        Preview::Stretched => {
+            if c < 3 {
+                candle_core::bail!("a stretched preview needs 3 latent channels, got {c}");
+            }
+            let x = x.narrow(0, 0, 3)?;
+            let lo = x.min_keepdim(1)?;
+            let hi = x.max_keepdim(1)?;
+            let span = (hi - &lo)?.clamp(1e-6f32, f32::MAX)?;
+            x.broadcast_sub(&lo)?.broadcast_div(&span)?.t()?
+        }
+    };
+    let rgb = rgb
         .clamp(0f32, 1f32)?
         .affine(255.0, 0.5)?
         .floor()?
@@ -119,9 +116,21 @@ mod tests {
         let mut v = vec![0f32; 4 * 2 * 2];
         v[..4].iter_mut().for_each(|x| *x = 1.0);
         let lat = Tensor::from_vec(v, (1, 4, 2, 2), &dev).unwrap();
-        let (w, h, rgb) = latent_preview(&lat, false).unwrap();
+        let Preview::Linear(factors) = crate::sd::SD15_ROW.preview else {
+            panic!("SD 1.5 has a linear preview")
+        };
+        let (w, h, rgb) = latent_preview(&lat, Preview::Linear(factors)).unwrap();
         assert_eq!((w, h, rgb.len()), (2, 2, 12));
         let expect = |f: f32| ((0.5 + 0.5 * f) * 255.0 + 0.5).floor() as u8;
-        assert_eq!(&rgb[..3], &[expect(0.298), expect(0.207), expect(0.208)]);
+        assert_eq!(&rgb[..3], &factors[0].map(expect));
+        // Five channels: no projection for them.
+        let five = Tensor::zeros((1, 5, 2, 2), candle_core::DType::F32, &dev).unwrap();
+        assert!(latent_preview(&five, Preview::Linear(factors)).is_err());
+        // Stretched: each of the first three channels to 0..255 over its own range.
+        let v: Vec<f32> = (0..8 * 4).map(|i| i as f32).collect();
+        let lat = Tensor::from_vec(v, (1, 8, 2, 2), &dev).unwrap();
+        let (_, _, rgb) = latent_preview(&lat, Preview::Stretched).unwrap();
+        assert_eq!(&rgb[..3], &[0, 0, 0]);
+        assert_eq!(&rgb[9..], &[255, 255, 255]);
     }
 }

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use common::{cases, max_abs, parity_dir};
 use easel_diffusion::lora::Lora;
-use easel_diffusion::pipeline::{Pipeline, PromptMode, Request};
 use easel_diffusion::rng::TorchRng;
 use easel_diffusion::schedulers::SchedulerKind;
+use easel_diffusion::sd::pipeline::{Pipeline, PromptMode, Request};
 
 fn ids(t: &Tensor) -> Vec<u32> {
     t.flatten_all()

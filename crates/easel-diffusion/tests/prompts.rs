@@ -5,11 +5,11 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use common::{max_abs, max_diff, parity_dir};
-use easel_diffusion::pipeline::{apply_emphasis, Pipeline, PromptMode, Request, Run};
 use easel_diffusion::prompt::{tokenize_weighted, Chunk};
 use easel_diffusion::rng::TorchRng;
+use easel_diffusion::sd::pipeline::{apply_emphasis, Pipeline, PromptMode, Request, Run};
+use easel_diffusion::sd::unet::AddedCond;
 use easel_diffusion::tokenizer::ClipTokenizer;
-use easel_diffusion::unet::AddedCond;
 
 /// A prompt of `n` tokens (one per word) without commas, so chunking never backtracks.
 fn words(n: usize) -> String {
@@ -384,7 +384,7 @@ fn unet_cross_attention_takes_any_context_length() {
         let ch = unet.config.in_channels;
         let x = Tensor::randn(0f32, 1f32, (2, ch, 8, 8), &dev).unwrap();
         let c77 = Tensor::randn(0f32, 1f32, (2, 77, dim), &dev).unwrap();
-        let sdxl = m.pipe.is_sdxl();
+        let sdxl = m.pipe.has_second_encoder();
         let pooled = Tensor::randn(0f32, 1f32, (2, 40), &dev).unwrap();
         let ids = Tensor::new(&[[64f32, 64., 0., 0., 64., 64.]], &dev)
             .unwrap()

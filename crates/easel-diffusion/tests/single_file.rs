@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::{max_diff, parity_dir};
-use easel_diffusion::single_file;
+use easel_diffusion::sd::single_file;
 
 #[test]
 fn single_file_gives_the_folder_weights() {
@@ -93,8 +93,8 @@ fn other_files_are_refused_clearly() {
 #[test]
 fn a_pipeline_from_the_single_file_draws_what_the_folder_draws() {
     use candle_core::DType;
-    use easel_diffusion::pipeline::{Pipeline, PromptMode, Request};
     use easel_diffusion::rng::TorchRng;
+    use easel_diffusion::sd::pipeline::{Pipeline, PromptMode, Request};
     let Some(dir) = parity_dir() else { return };
     let dev = Device::Cpu;
     let folder = dir.join("models/tiny-sd");

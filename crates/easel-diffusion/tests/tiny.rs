@@ -8,11 +8,12 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use easel_diffusion::lora::Lora;
-use easel_diffusion::pipeline::{Pipeline, PromptMode, Request};
 use easel_diffusion::rng::TorchRng;
 use easel_diffusion::schedulers::PredictionType;
-use easel_diffusion::single_file::{self, SingleFileOptions};
-use easel_diffusion::tiny::{make_tiny, make_tiny_lora, write_single_file, LoraLayout, TinyFamily};
+use easel_diffusion::sd::pipeline::{Pipeline, PromptMode, Request};
+use easel_diffusion::sd::single_file::{self, SingleFileOptions};
+use easel_diffusion::sd::tiny::{make_tiny, make_tiny_lora, write_single_file, LoraLayout};
+use easel_diffusion::sd::Variant;
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
@@ -139,22 +140,22 @@ fn tokenizers_only(from: &Path, to: &Path) {
     }
 }
 
-fn family_round_trip(family: TinyFamily) {
+fn family_round_trip(family: Variant) {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join(family.name());
-    make_tiny(&dir, family, 7).unwrap();
+    let dir = tmp.path().join(family.family().id);
+    make_tiny(family, &dir, 7).unwrap();
     let index = config(&dir, "model_index.json");
     let expected_class = match family {
-        TinyFamily::Sdxl => "StableDiffusionXLPipeline",
-        TinyFamily::Inpaint => "StableDiffusionInpaintPipeline",
+        Variant::Sdxl => "StableDiffusionXLPipeline",
+        Variant::Inpaint => "StableDiffusionInpaintPipeline",
         _ => "StableDiffusionPipeline",
     };
     assert_eq!(index["_class_name"], expected_class);
 
     let a = load_dir(&dir);
-    assert_eq!(a.is_sdxl(), family == TinyFamily::Sdxl);
+    assert_eq!(a.has_second_encoder(), family == Variant::Sdxl);
     let (init, mask) = (init_image(), mask());
-    let main = if family == TinyFamily::Inpaint {
+    let main = if family == Variant::Inpaint {
         request(Some(&init), Some(&mask), 1.0)
     } else {
         request(None, None, 1.0)
@@ -174,7 +175,7 @@ fn family_round_trip(family: TinyFamily) {
         - flat.min(0).unwrap().to_scalar::<f32>().unwrap())
     .abs();
     assert!(spread > 0.0, "{family}: a constant image");
-    if family != TinyFamily::Inpaint {
+    if family != Variant::Inpaint {
         let img2img = request(Some(&init), None, 0.75);
         let y = draw(&a, &img2img, 1);
         assert_eq!(y.dims(), &[1, 3, 64, 64]);
@@ -182,10 +183,12 @@ fn family_round_trip(family: TinyFamily) {
     }
 
     // Single file: the same weights, the same configs, the same pictures.
-    let file = tmp.path().join(format!("{}.safetensors", family.name()));
+    let file = tmp
+        .path()
+        .join(format!("{}.safetensors", family.family().id));
     write_single_file(&dir, &file).unwrap();
     let conv = single_file::convert(&file, &Device::Cpu).unwrap();
-    assert_eq!(conv.family, family.model_family());
+    assert_eq!(conv.family, family.family().id);
     assert_same_tensors(
         "unet",
         &conv.unet,
@@ -265,7 +268,7 @@ fn family_round_trip(family: TinyFamily) {
         );
         assert_eq!(c["projection_dim"], 40);
     }
-    let v = family == TinyFamily::Sd2;
+    let v = family == Variant::Sd2;
     assert_eq!(
         conv.prediction_type,
         v.then_some(PredictionType::VPrediction),
@@ -273,7 +276,7 @@ fn family_round_trip(family: TinyFamily) {
     );
 
     let b = load_file(&file, &dir);
-    assert_eq!(b.is_sdxl(), family == TinyFamily::Sdxl);
+    assert_eq!(b.has_second_encoder(), family == Variant::Sdxl);
     assert_eq!(
         max_diff(&draw(&b, &main, 1), &x1),
         0.0,
@@ -293,31 +296,33 @@ fn family_round_trip(family: TinyFamily) {
 
 #[test]
 fn sd15_round_trip() {
-    family_round_trip(TinyFamily::Sd15);
+    family_round_trip(Variant::Sd15);
 }
 
 #[test]
 fn sd2_round_trip() {
-    family_round_trip(TinyFamily::Sd2);
+    family_round_trip(Variant::Sd2);
 }
 
 #[test]
 fn sdxl_round_trip() {
-    family_round_trip(TinyFamily::Sdxl);
+    family_round_trip(Variant::Sdxl);
 }
 
 #[test]
 fn inpaint_round_trip() {
-    family_round_trip(TinyFamily::Inpaint);
+    family_round_trip(Variant::Inpaint);
 }
 
 #[test]
 fn family_names_parse() {
-    for f in TinyFamily::ALL {
-        assert_eq!(f.name().parse::<TinyFamily>().unwrap(), f);
-        assert_eq!(f.to_string(), f.name());
+    for v in Variant::ALL {
+        let f = v.family();
+        assert_eq!(easel_diffusion::family::parse(f.id).unwrap(), f);
     }
-    let e = "sd3".parse::<TinyFamily>().unwrap_err().to_string();
+    let e = easel_diffusion::tiny::make_tiny(std::path::Path::new("/nonexistent"), "sd3", 0)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("sd3") && e.contains("sd15"), "{e}");
 }
 
@@ -329,9 +334,9 @@ fn the_same_seed_writes_the_same_files() {
         tmp.path().join("b"),
         tmp.path().join("c"),
     );
-    make_tiny(&a, TinyFamily::Sd15, 5).unwrap();
-    make_tiny(&b, TinyFamily::Sd15, 5).unwrap();
-    make_tiny(&c, TinyFamily::Sd15, 6).unwrap();
+    make_tiny(Variant::Sd15, &a, 5).unwrap();
+    make_tiny(Variant::Sd15, &b, 5).unwrap();
+    make_tiny(Variant::Sd15, &c, 6).unwrap();
     for f in [
         "model_index.json",
         "scheduler/scheduler_config.json",
@@ -362,7 +367,7 @@ fn the_same_seed_writes_the_same_files() {
 #[test]
 fn the_tokenizer_is_a_clip_bpe() {
     let tmp = tempfile::tempdir().unwrap();
-    make_tiny(tmp.path(), TinyFamily::Sdxl, 0).unwrap();
+    make_tiny(Variant::Sdxl, tmp.path(), 0).unwrap();
     let t =
         easel_diffusion::tokenizer::ClipTokenizer::from_dir(&tmp.path().join("tokenizer")).unwrap();
     let t2 = easel_diffusion::tokenizer::ClipTokenizer::from_dir(&tmp.path().join("tokenizer_2"))
@@ -387,7 +392,7 @@ fn the_tokenizer_is_a_clip_bpe() {
 fn broken_and_unknown_files_fail_clearly() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("sdxl");
-    make_tiny(&dir, TinyFamily::Sdxl, 1).unwrap();
+    make_tiny(Variant::Sdxl, &dir, 1).unwrap();
     let good = tmp.path().join("good.safetensors");
     write_single_file(&dir, &good).unwrap();
     let dev = Device::Cpu;
@@ -479,7 +484,7 @@ fn broken_and_unknown_files_fail_clearly() {
 
     // A tokenizer larger than the text encoder's vocabulary.
     let other = tmp.path().join("other");
-    make_tiny(&other, TinyFamily::Sd15, 1).unwrap();
+    make_tiny(Variant::Sd15, &other, 1).unwrap();
     let sd15 = tmp.path().join("sd15.safetensors");
     write_single_file(&other, &sd15).unwrap();
     let mut small = HashMap::new();
@@ -500,7 +505,7 @@ fn broken_and_unknown_files_fail_clearly() {
 fn the_prediction_type_comes_from_the_file_the_config_or_the_caller() {
     let tmp = tempfile::tempdir().unwrap();
     let sd2 = tmp.path().join("sd2");
-    make_tiny(&sd2, TinyFamily::Sd2, 3).unwrap();
+    make_tiny(Variant::Sd2, &sd2, 3).unwrap();
     let file = tmp.path().join("sd2.safetensors");
     write_single_file(&sd2, &file).unwrap();
     let conv = single_file::convert(&file, &Device::Cpu).unwrap();
@@ -535,7 +540,7 @@ fn the_prediction_type_comes_from_the_file_the_config_or_the_caller() {
 
     // Without a marker, the scheduler config decides; without one, the family default.
     let sd15 = tmp.path().join("sd15");
-    make_tiny(&sd15, TinyFamily::Sd15, 3).unwrap();
+    make_tiny(Variant::Sd15, &sd15, 3).unwrap();
     let file15 = tmp.path().join("sd15.safetensors");
     write_single_file(&sd15, &file15).unwrap();
     let conv15 = single_file::convert(&file15, &Device::Cpu).unwrap();
@@ -609,10 +614,10 @@ fn load_with(dir: &Path, loras: &[(&Lora, f64)]) -> Pipeline {
     Pipeline::from_diffusers_dir(dir, loras, DType::F32, &Device::Cpu).unwrap()
 }
 
-fn lora_layouts_merge_alike(family: TinyFamily) {
+fn lora_layouts_merge_alike(family: Variant) {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join(family.name());
-    make_tiny(&dir, family, 11).unwrap();
+    let dir = tmp.path().join(family.family().id);
+    make_tiny(family, &dir, 11).unwrap();
     let targets: usize = components(&dir)
         .iter()
         .map(|(_, f)| weights(&dir, f).keys().filter(|k| is_target(k)).count())
@@ -721,12 +726,12 @@ fn lora_layouts_merge_alike(family: TinyFamily) {
 
 #[test]
 fn sd15_lora_layouts() {
-    lora_layouts_merge_alike(TinyFamily::Sd15);
+    lora_layouts_merge_alike(Variant::Sd15);
 }
 
 #[test]
 fn sdxl_lora_layouts() {
-    lora_layouts_merge_alike(TinyFamily::Sdxl);
+    lora_layouts_merge_alike(Variant::Sdxl);
 }
 
 /// The keys and metadata of each layout, as the tools that write them spell them; the same
@@ -744,7 +749,7 @@ fn lora_files_use_the_real_key_names() {
     let attn = "down_blocks.0.attentions.0.transformer_blocks.0.attn1";
     let te = "text_model.encoder.layers.0.self_attn";
     let sd15 = tmp.path().join("sd15");
-    make_tiny(&sd15, TinyFamily::Sd15, 2).unwrap();
+    make_tiny(Variant::Sd15, &sd15, 2).unwrap();
     let expect = [
         (
             LoraLayout::Diffusers,
@@ -831,7 +836,7 @@ fn lora_files_use_the_real_key_names() {
 
     // SDXL: two text encoders, and SGM names for kohya's UNet modules.
     let xl = tmp.path().join("sdxl");
-    make_tiny(&xl, TinyFamily::Sdxl, 2).unwrap();
+    make_tiny(Variant::Sdxl, &xl, 2).unwrap();
     let xl_peft = tmp.path().join("xl-peft.safetensors");
     let xl_kohya = tmp.path().join("xl-kohya.safetensors");
     make_tiny_lora(&xl, &xl_peft, LoraLayout::Peft, 2, 5).unwrap();
@@ -923,7 +928,7 @@ fn lora_layout_names_parse() {
     let e = "lycoris".parse::<LoraLayout>().unwrap_err().to_string();
     assert!(e.contains("lycoris") && e.contains("kohya"), "{e}");
     let tmp = tempfile::tempdir().unwrap();
-    make_tiny(tmp.path(), TinyFamily::Sd15, 0).unwrap();
+    make_tiny(Variant::Sd15, tmp.path(), 0).unwrap();
     let out = tmp.path().join("x.safetensors");
     assert!(make_tiny_lora(tmp.path(), &out, LoraLayout::Peft, 0, 0).is_err());
     let e = make_tiny_lora(&tmp.path().join("nowhere"), &out, LoraLayout::Peft, 4, 0)

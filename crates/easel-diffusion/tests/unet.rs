@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use common::{cases, max_abs, parity_dir};
 use easel_diffusion::lora::Lora;
-use easel_diffusion::unet::{AddedCond, Unet};
+use easel_diffusion::sd::unet::{AddedCond, Unet};
 
 #[test]
 fn unet_outputs_match_diffusers() {

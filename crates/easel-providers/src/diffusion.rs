@@ -18,9 +18,8 @@ use easel_core::job::codes;
 use easel_core::limits::Limits;
 use easel_core::task::{OutputFormat, TaskInput};
 use easel_core::{Error, Job, JobError};
-use easel_diffusion::engine::{Device, Generation, Pixels, Step};
+use easel_diffusion::engine::{Device, Generation, Pipeline, Pixels, Step};
 use easel_diffusion::lora::Lora;
-use easel_diffusion::pipeline::Pipeline;
 use easel_imageops as ops;
 use easel_queue::{OutputImage, Preview, RunContext, RunError, RunOutput};
 use easel_store::Store;
@@ -507,6 +506,7 @@ pub fn generate(
             mask: mask.as_ref(),
             strength: r.strength as f64,
             seed,
+            pag: g.pag_guidance.map(f64::from),
         };
         let mut on_step = |s: Step| -> bool {
             let n = s.total;

@@ -10,8 +10,9 @@
 
 use std::path::Path;
 
-use easel_core::model::{family, ModelSpec};
+use easel_core::model::ModelSpec;
 use easel_core::Result;
+use easel_diffusion::family::{self, Family};
 use easel_store::Db;
 
 /// What a file or folder holds.
@@ -23,8 +24,6 @@ pub struct Found {
     /// LoRA adapter rather than a full model.
     pub lora: bool,
 }
-
-const DIFFUSION_TASKS: &[&str] = &["txt2img", "img2img", "inpaint"];
 
 /// Register what `dir` holds; returns how many models were added or updated. Models an
 /// operator registered by hand under the same name are left alone.
@@ -153,51 +152,37 @@ fn model_name(path: &Path) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// Inspect one entry of the models folder.
+/// Inspect one entry of the models folder: the family table (`easel_diffusion::family`)
+/// says which family a folder or checkpoint holds and which tasks it runs.
 pub fn inspect(path: &Path) -> Option<Found> {
     let name = model_name(path)?;
+    let found = |f: &Family| Found {
+        name: name.clone(),
+        family: f.id.to_string(),
+        tasks: f.tasks.iter().map(|t| t.to_string()).collect(),
+        lora: false,
+    };
     if path.is_dir() {
-        let index = std::fs::read_to_string(path.join("model_index.json")).ok()?;
-        let index: serde_json::Value = serde_json::from_str(&index).ok()?;
-        let class = index
-            .get("_class_name")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
-        let unet_in = std::fs::read_to_string(path.join("unet/config.json"))
-            .ok()
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .and_then(|c| c.get("in_channels").and_then(|v| v.as_u64()));
-        let fam = if class.contains("XL") {
-            family::SDXL
-        } else if class.contains("Inpaint") || unet_in == Some(9) {
-            family::SD15_INPAINT
-        } else if class.starts_with("StableDiffusion") {
-            // SD 2.x ships an OpenCLIP text encoder with 1024-wide hidden states.
-            let width = std::fs::read_to_string(path.join("text_encoder/config.json"))
-                .ok()
-                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-                .and_then(|c| c.get("hidden_size").and_then(|v| v.as_u64()));
-            if width == Some(1024) {
-                family::SD2
-            } else {
-                family::SD15
-            }
-        } else {
-            family::UNKNOWN
-        };
-        return Some(Found {
-            name,
-            family: fam.to_string(),
-            tasks: DIFFUSION_TASKS.iter().map(|t| t.to_string()).collect(),
-            lora: false,
+        if !path.join("model_index.json").is_file() {
+            return None;
+        }
+        return Some(match family::detect_dir(path) {
+            Some(f) => found(f),
+            // A diffusers folder of a pipeline this engine does not run: listed, so the
+            // operator sees it, with no local tasks.
+            None => Found {
+                name,
+                family: easel_core::model::family::UNKNOWN.into(),
+                tasks: vec![],
+                lora: false,
+            },
         });
     }
     if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         return None;
     }
-    let header = read_safetensors_header(path)?;
-    let keys: Vec<&String> = header.keys().filter(|k| *k != "__metadata__").collect();
-    let lora = keys.iter().any(|k| {
+    let header = family::read_header(path).ok()?;
+    let lora = header.keys().any(|k| {
         k.starts_with("lora_")
             || k.contains(".lora_down.")
             || k.contains("lora_A")
@@ -206,43 +191,12 @@ pub fn inspect(path: &Path) -> Option<Found> {
     if lora {
         return Some(Found {
             name,
-            family: "lora".into(),
+            family: easel_core::model::family::LORA.into(),
             tasks: vec![],
             lora: true,
         });
     }
-    let in_channels = header
-        .get("model.diffusion_model.input_blocks.0.0.weight")
-        .and_then(|t| t.get("shape"))
-        .and_then(|s| s.get(1))
-        .and_then(|v| v.as_u64());
-    let fam =
-        easel_core::model::family_from_tensor_names(keys.iter().map(|k| k.as_str()), in_channels)?;
-    Some(Found {
-        name,
-        family: fam.to_string(),
-        tasks: DIFFUSION_TASKS.iter().map(|t| t.to_string()).collect(),
-        lora: false,
-    })
-}
-
-/// The JSON header of a safetensors file (tensor name → dtype/shape/offsets), read without
-/// touching the weights. Refuses headers over 100 MB.
-pub fn read_safetensors_header(path: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).ok()?;
-    let len = u64::from_le_bytes(len);
-    if len > 100_000_000 {
-        return None;
-    }
-    let mut buf = vec![0u8; len as usize];
-    f.read_exact(&mut buf).ok()?;
-    match serde_json::from_slice(&buf).ok()? {
-        serde_json::Value::Object(m) => Some(m),
-        _ => None,
-    }
+    family::detect_file(&header).map(found)
 }
 
 #[cfg(test)]

@@ -10,6 +10,9 @@ pub mod discover;
 pub mod remote;
 pub mod tools;
 
+/// The engine's family table (ids, defaults, detection), for the crates above.
+pub use easel_diffusion::family;
+
 use std::sync::Arc;
 
 use easel_core::limits::Limits;

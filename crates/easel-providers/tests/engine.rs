@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use easel_diffusion::tiny::{make_tiny, TinyFamily};
+use easel_diffusion::tiny::make_tiny;
 use easel_providers::diffusion::{find_support, Engine, EngineConfig, LoadSpec};
 
 fn models(n: usize) -> (tempfile::TempDir, Vec<LoadSpec>) {
@@ -12,7 +12,7 @@ fn models(n: usize) -> (tempfile::TempDir, Vec<LoadSpec>) {
     let specs = (0..n)
         .map(|i| {
             let p = dir.path().join(format!("m{i}"));
-            make_tiny(&p, TinyFamily::Sd15, i as u64).unwrap();
+            make_tiny(&p, "sd15", i as u64).unwrap();
             LoadSpec {
                 source: p,
                 support: None,
@@ -101,7 +101,7 @@ fn a_different_lora_set_is_a_different_pipeline_and_errors_are_clear() {
 fn single_files_find_their_tokenizer_beside_them() {
     let (dir, m) = models(1);
     let file = dir.path().join("m0-single-file.safetensors");
-    easel_diffusion::tiny::write_single_file(&m[0].source, &file).unwrap();
+    easel_diffusion::sd::single_file::write_single_file(&m[0].source, &file).unwrap();
     assert_eq!(find_support(&file, "sd15"), Some(m[0].source.clone()));
     assert_eq!(find_support(&file, "sdxl"), None);
     let e = Engine::new(EngineConfig::default()).unwrap();

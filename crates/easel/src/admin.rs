@@ -182,7 +182,7 @@ enum ModelsCmd {
     MakeTiny {
         /// The folder to write (created; must not exist).
         dir: std::path::PathBuf,
-        /// sd15, sd2, sdxl or inpaint.
+        /// A family of the engine's table: sd15, sd15-inpaint (or inpaint), sd2, sdxl, sana.
         #[arg(long, default_value = "sd15")]
         family: String,
         /// Also write the weights as one single-file checkpoint beside the folder.
@@ -208,14 +208,22 @@ fn make_tiny(
     lora: Option<&str>,
     seed: u64,
 ) -> Result<()> {
-    let fam: easel_diffusion::tiny::TinyFamily = family.parse()?;
-    let layout: Option<easel_diffusion::tiny::LoraLayout> = lora.map(str::parse).transpose()?;
+    let fam = easel_diffusion::family::parse(family)?;
+    let sd = easel_diffusion::sd::Variant::ALL
+        .iter()
+        .any(|v| v.family() == fam);
+    if (single_file || lora.is_some()) && !sd {
+        anyhow::bail!(
+            "--single-file and --lora write Stable Diffusion layouts; {} models are folders only",
+            fam.label
+        );
+    }
+    let layout: Option<easel_diffusion::sd::tiny::LoraLayout> = lora.map(str::parse).transpose()?;
     if dir.exists() {
         anyhow::bail!("{} exists; choose a new folder", dir.display());
     }
-    easel_diffusion::tiny::make_tiny(dir, fam, seed)
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", dir.display()))?;
-    println!("{} ({fam}, random weights)", dir.display());
+    (fam.make_tiny)(dir, seed).map_err(|e| anyhow::anyhow!("writing {}: {e}", dir.display()))?;
+    println!("{} ({}, random weights)", dir.display(), fam.id);
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -223,7 +231,7 @@ fn make_tiny(
         .to_string();
     if single_file {
         let file = dir.with_file_name(format!("{name}-single-file.safetensors"));
-        easel_diffusion::tiny::write_single_file(dir, &file)
+        easel_diffusion::sd::single_file::write_single_file(dir, &file)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
         println!(
             "{} (single file; its tokenizer comes from the folder)",
@@ -232,7 +240,7 @@ fn make_tiny(
     }
     if let Some(layout) = layout {
         let file = dir.with_file_name(format!("{name}-lora.safetensors"));
-        easel_diffusion::tiny::make_tiny_lora(dir, &file, layout, TINY_LORA_RANK, seed)
+        easel_diffusion::sd::tiny::make_tiny_lora(dir, &file, layout, TINY_LORA_RANK, seed)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
         println!(
             "{} (LoRA, {layout} layout, rank {TINY_LORA_RANK})",

@@ -200,7 +200,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     g.fill_defaults(
         task,
-        &found.family,
+        &easel_diffusion::family::defaults(&found.family),
         &Default::default(),
         image_size,
         rand::random::<u32>() as u64,

@@ -116,12 +116,7 @@ async fn killed_workers_lose_no_job_and_leave_no_orphan() {
     let prefix = format!("scale-out-{}", easel_store::testing::random_suffix());
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    easel_diffusion::tiny::make_tiny(
-        &data.join("models/tiny"),
-        easel_diffusion::tiny::TinyFamily::Sd15,
-        0,
-    )
-    .unwrap();
+    easel_diffusion::tiny::make_tiny(&data.join("models/tiny"), "sd15", 0).unwrap();
     let setup = Setup {
         db_url: pgdb.db_url.clone(),
         store_url: format!("s3://{bucket}/{prefix}"),

@@ -407,7 +407,13 @@ pub(super) async fn plan(state: &AppState, who: &Principal, r: &GenerationReques
     let mut probe = input.clone();
     if let Some(g) = probe.generation_mut() {
         let size = image.as_ref().and_then(|a| a.width.zip(a.height));
-        g.fill_defaults(task, &model.family, &model.defaults, size, 0);
+        g.fill_defaults(
+            task,
+            &easel_providers::family::defaults(&model.family),
+            &model.defaults,
+            size,
+            0,
+        );
         let run = g.resolved();
         if (run.width > 768 || run.height > 768) && run.count > 4 {
             return Err(Error::invalid(

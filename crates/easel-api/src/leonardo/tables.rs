@@ -2,8 +2,8 @@
 //! and `SD_VERSIONS` (its `sd_version`). The scheduler names themselves also resolve through
 //! the core's one table of names (`easel_core::scheduler::resolve`), which runs them.
 
-use easel_core::model::family;
 use easel_core::scheduler::{resolve, SchedulerKind};
+use easel_providers::family;
 use SchedulerKind::*;
 
 /// Leonardo's `sd_generation_schedulers` enum and the kind each runs as here (every name is
@@ -156,6 +156,6 @@ mod tests {
                 assert!(sd_version(back).unwrap().contains(f), "{v} {f}");
             }
         }
-        assert_eq!(sd_version_of(family::UNKNOWN), None);
+        assert_eq!(sd_version_of(easel_core::model::family::UNKNOWN), None);
     }
 }

@@ -12,13 +12,13 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Result, Tensor};
 
+use super::unet::{AddedCond, Unet};
 use crate::clip::ClipTextModel;
 use crate::lora::Lora;
 use crate::noise::NoiseSource;
 use crate::prompt::{tokenize_weighted, Chunk, WeightedTokens};
 use crate::schedulers::{Scheduler, SchedulerConfig, SchedulerKind};
 use crate::tokenizer::ClipTokenizer;
-use crate::unet::{AddedCond, Unet};
 use crate::vae::Vae;
 
 fn err(msg: impl Into<String>) -> candle_core::Error {
@@ -217,7 +217,7 @@ impl Pipeline {
         Self::from_single_file_with(
             path,
             support_dir,
-            &crate::single_file::SingleFileOptions::default(),
+            &super::single_file::SingleFileOptions::default(),
             loras,
             dtype,
             device,
@@ -229,13 +229,13 @@ impl Pipeline {
     pub fn from_single_file_with(
         path: &Path,
         support_dir: &Path,
-        options: &crate::single_file::SingleFileOptions,
+        options: &super::single_file::SingleFileOptions,
         loras: &[(&Lora, f64)],
         dtype: DType,
         device: &Device,
     ) -> Result<Pipeline> {
-        let conv = crate::single_file::convert(path, device)?;
-        let scheduler_config = crate::single_file::scheduler_config(&conv, support_dir, options)?;
+        let conv = super::single_file::convert(path, device)?;
+        let scheduler_config = super::single_file::scheduler_config(&conv, support_dir, options)?;
         let class = scheduler_config["_class_name"]
             .as_str()
             .unwrap_or("PNDMScheduler");
@@ -293,7 +293,7 @@ impl Pipeline {
         };
         let mut unet_tensors = conv.unet;
         crate::loader::merge_loras(&mut unet_tensors, "unet", loras, device)?;
-        let unet_cfg: crate::unet::UnetConfig =
+        let unet_cfg: super::unet::UnetConfig =
             serde_json::from_value(conv.configs.unet).map_err(|e| err(e.to_string()))?;
         let vae_cfg: crate::vae::VaeConfig =
             serde_json::from_value(conv.configs.vae).map_err(|e| err(e.to_string()))?;
@@ -328,7 +328,7 @@ impl Pipeline {
         self.scheduler_kind
     }
 
-    pub fn is_sdxl(&self) -> bool {
+    pub fn has_second_encoder(&self) -> bool {
         self.second.is_some()
     }
 
@@ -516,7 +516,7 @@ impl Pipeline {
         let cfg = req.guidance > 1.0;
         let zero_uncond = cfg
             && req.negative_prompt.is_none()
-            && self.is_sdxl()
+            && self.has_second_encoder()
             && self.force_zeros_for_empty_prompt;
         let negative = if cfg && !zero_uncond {
             Some(req.negative_prompt.unwrap_or(""))

@@ -19,7 +19,7 @@
 //!
 //! What weights cannot say is fixed by rules that hold for the released models (ComfyUI and
 //! diffusers use the same ones), and for the test-size models the diffusers test suite and
-//! `crate::tiny` build:
+//! `super::tiny` build:
 //!
 //! - attention heads: SD 1.x UNets have 8 heads per level; SD 2.x / SDXL UNets and every text
 //!   encoder have 64-wide heads (CLIP ViT-L 12, OpenCLIP ViT-H 16, bigG 20). Widths that are not
@@ -193,7 +193,7 @@ struct UnetLayout {
 }
 
 impl UnetLayout {
-    fn from_config(cfg: &crate::unet::UnetConfig) -> UnetLayout {
+    fn from_config(cfg: &super::unet::UnetConfig) -> UnetLayout {
         let cross = |types: &[String]| types.iter().map(|t| t.starts_with("CrossAttn")).collect();
         UnetLayout {
             layers: cfg.layers_per_block,
@@ -1068,10 +1068,10 @@ pub fn convert(path: &Path, device: &Device) -> Result<Converted> {
         None
     };
     let family = match kind {
-        Kind::Xl => easel_core::model::family::SDXL,
-        Kind::Sd2 => easel_core::model::family::SD2,
-        Kind::Sd1 if inferred.in_channels == 9 => easel_core::model::family::SD15_INPAINT,
-        Kind::Sd1 => easel_core::model::family::SD15,
+        Kind::Xl => crate::family::SDXL,
+        Kind::Sd2 => crate::family::SD2,
+        Kind::Sd1 if inferred.in_channels == 9 => crate::family::SD15_INPAINT,
+        Kind::Sd1 => crate::family::SD15,
     };
     let (text_encoder_2, te2_config) = match te2 {
         Some((t, l, c)) => (Some(t.convert(&text_entries(l))?), Some(c)),
@@ -1123,11 +1123,11 @@ pub fn default_scheduler_config(family: &str) -> Value {
         "trained_betas": null,
     });
     let extra = match family {
-        easel_core::model::family::SD2 => json!({
+        crate::family::SD2 => json!({
             "_class_name": "DDIMScheduler",
             "prediction_type": "v_prediction",
         }),
-        easel_core::model::family::SDXL => json!({
+        crate::family::SDXL => json!({
             "_class_name": "EulerDiscreteScheduler",
             "interpolation_type": "linear",
             "sample_max_value": 1.0,
@@ -1189,7 +1189,7 @@ pub fn write_single_file(diffusers_dir: &Path, out: &Path) -> Result<()> {
     };
     let mut all: Vec<(String, Tensor)> = Vec::new();
 
-    let unet_cfg: crate::unet::UnetConfig =
+    let unet_cfg: super::unet::UnetConfig =
         parse(dir, config("unet/config.json")?, "unet/config.json")?;
     let unet_layout = UnetLayout::from_config(&unet_cfg);
     all.extend(to_ldm(

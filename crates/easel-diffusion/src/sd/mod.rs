@@ -1,0 +1,363 @@
+//! Stable Diffusion 1.x, 2.x and XL: the pipeline (`pipeline`), its UNet (`unet`; the VAE and
+//! CLIP encoders are shared blocks of the crate), the original LDM / A1111 single-file layout
+//! (`single_file`), the tiny-model writer (`tiny`), and the family rows: how a folder or a
+//! checkpoint is recognised, the defaults and the preview projection of each variant.
+
+pub mod pipeline;
+pub mod single_file;
+pub mod tiny;
+pub mod unet;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Result};
+use serde_json::Value;
+
+use crate::engine::{self, Generation, Pixels, Step};
+use crate::family::{self, Family, Generator, Header, Preview};
+use crate::lora::Lora;
+use crate::rng::TorchRng;
+use pipeline::{Pipeline, Request};
+
+/// The SD variants, one family row each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    Sd15,
+    Sd2,
+    Sdxl,
+    Inpaint,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 4] = [Variant::Sd15, Variant::Sd2, Variant::Sdxl, Variant::Inpaint];
+
+    /// The family row of this variant.
+    pub fn family(self) -> &'static Family {
+        match self {
+            Variant::Sd15 => &SD15_ROW,
+            Variant::Sd2 => &SD2_ROW,
+            Variant::Sdxl => &SDXL_ROW,
+            Variant::Inpaint => &SD15_INPAINT_ROW,
+        }
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.family().id)
+    }
+}
+
+const TASKS: &[&str] = &["txt2img", "img2img", "inpaint"];
+
+/// Linear factors from the 4 latent channels to RGB in [-1, 1]: a least-squares fit of
+/// decoded images on their latents, as the community's "approx cheap" previews use.
+const SD1_PREVIEW: &[[f32; 3]] = &[
+    [0.298, 0.207, 0.208],
+    [0.187, 0.286, 0.173],
+    [-0.158, 0.189, 0.264],
+    [-0.184, -0.271, -0.473],
+];
+const SDXL_PREVIEW: &[[f32; 3]] = &[
+    [0.3448, 0.4168, 0.4395],
+    [-0.1953, -0.0290, 0.0250],
+    [0.1074, 0.0886, -0.0163],
+    [-0.3730, -0.2499, -0.2088],
+];
+
+// Detection. A folder: the pipeline class of `model_index.json` (XL, inpainting, SD) and,
+// for SD 2.x, its OpenCLIP text encoder (exact GELU, 1024-wide hidden states). A checkpoint: its key
+// prefixes (SGM conditioner → XL, OpenCLIP → 2.x; SD 2.x inpainting stays `sd2`, the family
+// names the text encoder) and the UNet's input channels (9 → inpainting).
+
+fn is_sd_class(index: &Value) -> bool {
+    family::pipeline_class(index).starts_with("StableDiffusion")
+}
+
+fn dir_is_xl(_: &Path, index: &Value) -> bool {
+    is_sd_class(index) && family::pipeline_class(index).contains("XL")
+}
+
+fn dir_is_inpaint(dir: &Path, index: &Value) -> bool {
+    is_sd_class(index)
+        && (family::pipeline_class(index).contains("Inpaint")
+            || family::component_value(dir, "unet", "in_channels") == Some(9.into()))
+}
+
+fn dir_is_sd2(dir: &Path, index: &Value) -> bool {
+    // SD 2.x's OpenCLIP text encoder: exact GELU (CLIP ViT-L uses quick_gelu), 1024 wide.
+    is_sd_class(index)
+        && (family::component_value(dir, "text_encoder", "hidden_act") == Some("gelu".into())
+            || family::component_value(dir, "text_encoder", "hidden_size") == Some(1024.into()))
+}
+
+fn dir_is_sd15(_: &Path, index: &Value) -> bool {
+    is_sd_class(index)
+}
+
+fn has_prefix(h: &Header, prefix: &str) -> bool {
+    h.range(prefix.to_string()..)
+        .next()
+        .is_some_and(|(k, _)| k.starts_with(prefix))
+}
+
+fn file_is_xl(h: &Header) -> bool {
+    has_prefix(h, "conditioner.embedders.1")
+}
+
+fn file_is_sd2(h: &Header) -> bool {
+    !file_is_xl(h) && has_prefix(h, "cond_stage_model.model.")
+}
+
+fn unet_in_channels(h: &Header) -> Option<usize> {
+    h.get("model.diffusion_model.input_blocks.0.0.weight")
+        .and_then(|s| s.get(1).copied())
+}
+
+fn file_is_inpaint(h: &Header) -> bool {
+    !file_is_xl(h) && !file_is_sd2(h) && unet_in_channels(h) == Some(9)
+}
+
+fn file_is_sd15(h: &Header) -> bool {
+    !file_is_xl(h)
+        && !file_is_sd2(h)
+        && (has_prefix(h, "cond_stage_model.transformer.")
+            || has_prefix(h, "model.diffusion_model."))
+}
+
+fn load_dir(
+    dir: &Path,
+    loras: &[(&Lora, f64)],
+    dtype: DType,
+    device: &Device,
+) -> Result<Box<dyn Generator>> {
+    Ok(Box::new(Pipeline::from_diffusers_dir(
+        dir, loras, dtype, device,
+    )?))
+}
+
+fn load_file(
+    file: &Path,
+    support: &Path,
+    loras: &[(&Lora, f64)],
+    dtype: DType,
+    device: &Device,
+) -> Result<Box<dyn Generator>> {
+    Ok(Box::new(Pipeline::from_single_file(
+        file, support, loras, dtype, device,
+    )?))
+}
+
+pub static SD15_ROW: Family = SD15;
+
+/// SD 1.5, and what the other variants share.
+const SD15: Family = Family {
+    id: family::SD15,
+    aliases: &[],
+    label: "Stable Diffusion 1.x",
+    natural_size: 512,
+    default_steps: 30,
+    default_guidance: 7.5,
+    latent_channels: 4,
+    latent_scale: 8,
+    tasks: TASKS,
+    pag: false,
+    detect_dir: dir_is_sd15,
+    detect_file: file_is_sd15,
+    default_scheduler: || single_file::default_scheduler_config(family::SD15),
+    preview: Preview::Linear(SD1_PREVIEW),
+    load_dir,
+    load_file: Some(load_file),
+    make_tiny: |dir, seed| tiny::make_tiny(Variant::Sd15, dir, seed),
+};
+
+pub static SD15_INPAINT_ROW: Family = Family {
+    id: family::SD15_INPAINT,
+    aliases: &["inpaint"],
+    label: "Stable Diffusion 1.x inpainting",
+    detect_dir: dir_is_inpaint,
+    detect_file: file_is_inpaint,
+    default_scheduler: || single_file::default_scheduler_config(family::SD15_INPAINT),
+    make_tiny: |dir, seed| tiny::make_tiny(Variant::Inpaint, dir, seed),
+    ..SD15
+};
+
+pub static SD2_ROW: Family = Family {
+    id: family::SD2,
+    aliases: &[],
+    label: "Stable Diffusion 2.x",
+    detect_dir: dir_is_sd2,
+    detect_file: file_is_sd2,
+    default_scheduler: || single_file::default_scheduler_config(family::SD2),
+    make_tiny: |dir, seed| tiny::make_tiny(Variant::Sd2, dir, seed),
+    ..SD15
+};
+
+pub static SDXL_ROW: Family = Family {
+    id: family::SDXL,
+    aliases: &[],
+    label: "Stable Diffusion XL",
+    natural_size: 1024,
+    default_guidance: 5.0,
+    detect_dir: dir_is_xl,
+    detect_file: file_is_xl,
+    default_scheduler: || single_file::default_scheduler_config(family::SDXL),
+    preview: Preview::Linear(SDXL_PREVIEW),
+    make_tiny: |dir, seed| tiny::make_tiny(Variant::Sdxl, dir, seed),
+    ..SD15
+};
+
+impl Generator for Pipeline {
+    fn generate(
+        &self,
+        g: &Generation,
+        on_step: &mut dyn FnMut(Step) -> bool,
+    ) -> Result<Option<Pixels>> {
+        let (init, mask) = engine::image_inputs(g, self.device())?;
+        let req = Request {
+            prompt: g.prompt,
+            negative_prompt: g.negative_prompt,
+            width: g.width,
+            height: g.height,
+            steps: g.steps,
+            guidance: g.guidance,
+            scheduler: g.scheduler.clone(),
+            init_image: init.as_ref(),
+            mask: mask.as_ref(),
+            strength: g.strength,
+            prompt_mode: Default::default(),
+        };
+        let preview = if self.has_second_encoder() {
+            SDXL_ROW.preview
+        } else {
+            SD15_ROW.preview
+        };
+        let mut rng = TorchRng::new(g.seed);
+        let mut step = |index: usize, total: usize, latents: &candle_core::Tensor| {
+            on_step(Step::new(index, total, latents, preview))
+        };
+        let Some(run) = self.run(&req, &mut rng, &mut step)? else {
+            return Ok(None);
+        };
+        engine::to_pixels(&run.image).map(Some)
+    }
+
+    fn scheduler_kind(&self) -> crate::schedulers::SchedulerKind {
+        Pipeline::scheduler_kind(self)
+    }
+
+    fn embed_texts(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
+        Pipeline::embed_texts(self, texts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Generation;
+
+    /// The image API gives the pixels the tensor API gives, and refuses images of the wrong
+    /// size.
+    #[test]
+    fn generations_in_pixels_match_the_tensor_path() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny::make_tiny(Variant::Sd15, dir.path(), 0).unwrap();
+        let p = Pipeline::from_diffusers_dir(dir.path(), &[], DType::F32, &Device::Cpu).unwrap();
+        let g = Generation {
+            prompt: "a fox",
+            negative_prompt: None,
+            width: 64,
+            height: 64,
+            steps: 2,
+            guidance: 5.0,
+            scheduler: None,
+            init_image: None,
+            mask: None,
+            strength: 1.0,
+            seed: 7,
+            pag: None,
+        };
+        let mut steps = Vec::new();
+        let out = Generator::generate(&p, &g, &mut |s| {
+            steps.push((s.index, s.total, s.preview().map(|p| (p.width, p.height))));
+            true
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (out.width, out.height, out.data.len()),
+            (64, 64, 64 * 64 * 3)
+        );
+        let total = steps[0].1;
+        assert_eq!(steps.len(), total, "one report per scheduler step");
+        assert_eq!(
+            steps.iter().map(|s| s.0).collect::<Vec<_>>(),
+            (1..=total).collect::<Vec<_>>()
+        );
+        assert_eq!(steps[0].2, Some((8, 8)), "previews at latent resolution");
+        let req = Request {
+            prompt: "a fox",
+            negative_prompt: None,
+            width: 64,
+            height: 64,
+            steps: 2,
+            guidance: 5.0,
+            scheduler: None,
+            init_image: None,
+            mask: None,
+            strength: 1.0,
+            prompt_mode: Default::default(),
+        };
+        let run = p
+            .run(&req, &mut TorchRng::new(7), &mut |_, _, _| true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out, engine::to_pixels(&run.image).unwrap());
+        // Canceled at the first step.
+        assert!(Generator::generate(&p, &g, &mut |_| false)
+            .unwrap()
+            .is_none());
+        // An init image of another size is refused.
+        let small = Pixels {
+            width: 8,
+            height: 8,
+            data: vec![0; 8 * 8 * 3],
+        };
+        let img2img = Generation {
+            init_image: Some(&small),
+            strength: 0.5,
+            ..g
+        };
+        assert!(Generator::generate(&p, &img2img, &mut |_| true).is_err());
+    }
+
+    /// Checkpoint detection from key prefixes and the UNet's input channels.
+    #[test]
+    fn checkpoints_detect_by_keys() {
+        let h = |names: &[&str], ch: Option<usize>| {
+            let mut h: Header = names.iter().map(|n| (n.to_string(), vec![1])).collect();
+            if let Some(c) = ch {
+                h.insert(
+                    "model.diffusion_model.input_blocks.0.0.weight".into(),
+                    vec![320, c, 3, 3],
+                );
+            }
+            family::detect_file(&h).map(|f| f.id)
+        };
+        let unet = "model.diffusion_model.out.2.weight";
+        assert_eq!(
+            h(&["cond_stage_model.transformer.x", unet], Some(4)),
+            Some(family::SD15)
+        );
+        assert_eq!(h(&[unet], Some(9)), Some(family::SD15_INPAINT));
+        assert_eq!(
+            h(&["cond_stage_model.model.x", unet], Some(9)),
+            Some(family::SD2)
+        );
+        assert_eq!(
+            h(&["conditioner.embedders.1.model.x", unet], Some(4)),
+            Some(family::SDXL)
+        );
+        assert_eq!(h(&["lora_unet_x.lora_down.weight"], None), None);
+    }
+}
