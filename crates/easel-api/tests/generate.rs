@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 async fn server_with(families: &[&str]) -> TestServer {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     for f in families {
-        make_tiny(&dir.path().join(format!("models/tiny-{f}")), *f, 7).unwrap();
+        make_tiny(&dir.path().join(format!("models/tiny-{f}")), f, 7).unwrap();
     }
     TestServer::start_in(dir, |c| c.scan_models = true).await
 }

@@ -689,6 +689,168 @@ async fn webhooks_carry_the_prediction() {
 
 /// The official `replicate` Python package against this server (`EASEL_PYTHON`: a Python
 /// with `replicate` installed; `.ci/run` sets it).
+/// A server with a tiny Sana (`sana`, 64x64 and 2 steps by default), also known as the
+/// spec's `600M-512px-multilang` variant.
+async fn sana_server() -> TestServer {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    make_tiny(&dir.path().join("models/sana"), "sana", 0).unwrap();
+    let t = TestServer::start_in(dir, |c| c.scan_models = true).await;
+    let (s, v) = t
+        .json(
+            Method::PATCH,
+            "/v1/models/sana",
+            ADMIN_KEY,
+            Some(json!({"defaults": {"width": 64, "height": 64},
+                "aliases": ["600M-512px-multilang"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["family"], "sana", "{v}");
+    t
+}
+
+/// The bytes of a finished job's first output, through the native API.
+async fn native_pixels(t: &TestServer, key: &str, body: Value) -> Vec<u8> {
+    let job = t.submit(key, body).await;
+    let done = t.wait(key, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let asset = done["outputs"][0]["asset_id"].as_str().unwrap();
+    let resp = t
+        .req(
+            Method::GET,
+            &format!("/v1/assets/{asset}/content"),
+            Some(key),
+        )
+        .send()
+        .await
+        .unwrap();
+    decode(&resp.bytes().await.unwrap()).to_rgb8().into_raw()
+}
+
+/// Sana-spec requests run on a local Sana model: `model_variant` resolves through an alias,
+/// the spec's defaults fill what the request leaves out (18 steps, guidance 5, PAG 2), the
+/// local engine applies `pag_guidance_scale` and the logs say so; a seed gives the same
+/// pixels, and PAG changes them (the same request natively, with and without
+/// `pag_guidance`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sana_predictions_apply_pag_on_the_local_engine() {
+    let t = sana_server().await;
+    let (key, _) = t.user("nvidia").await;
+    let input = json!({"prompt": "a cyberpunk cat with a neon sign", "seed": 5,
+        "num_inference_steps": 2, "pag_guidance_scale": 2, "model_variant": "600M-512px-multilang"});
+    let run = |input: Value| {
+        let t = &t;
+        let key = key.clone();
+        async move {
+            let (s, v, _) = send(
+                market(t, Method::POST, PRED, &key)
+                    .header("Prefer", "wait")
+                    .json(&json!({"input": input})),
+            )
+            .await;
+            assert_eq!(s, 201, "{v}");
+            assert_eq!(v["status"], "succeeded", "{v}");
+            v
+        }
+    };
+    let a = run(input.clone()).await;
+    let logs = a["logs"].as_str().unwrap();
+    assert!(
+        logs.contains("pag_guidance_scale 2 was applied by the local engine"),
+        "{logs}"
+    );
+    let (_, job) = get(
+        &t,
+        &format!("/v1/jobs/job_{}", a["id"].as_str().unwrap()),
+        &key,
+    )
+    .await;
+    assert_eq!(job["model"], "sana", "{job}");
+    assert_eq!(
+        job["input"]["guidance"], 5.0,
+        "the spec's default guidance: {job}"
+    );
+    assert_eq!(job["input"]["steps"], 2);
+    let pixels_of = |v: &Value| {
+        let url = v["output"].as_str().unwrap().to_string();
+        let t = &t;
+        async move { image_at(t, &url).await.to_rgb8().into_raw() }
+    };
+    let pa = pixels_of(&a).await;
+    let b = run(input.clone()).await;
+    assert_eq!(
+        pa,
+        pixels_of(&b).await,
+        "the same seed gives the same pixels"
+    );
+
+    // Omitted: the spec's defaults on a Sana model (the job is canceled, not waited for).
+    let body = json!({"input": {"prompt": "a fox", "seed": 1,
+        "model_variant": "600M-512px-multilang"}});
+    let (s, d, _) = send(market(&t, Method::POST, PRED, &key).json(&body)).await;
+    assert_eq!(s, 201, "{d}");
+    let id = d["id"].as_str().unwrap();
+    let (_, job) = get(&t, &format!("/v1/jobs/job_{id}"), &key).await;
+    assert_eq!(
+        (
+            &job["input"]["steps"],
+            &job["input"]["guidance"],
+            &job["input"]["pag_guidance"]
+        ),
+        (&json!(18), &json!(5.0), &json!(2.0)),
+        "{job}"
+    );
+    let (s, _) = post(&t, &format!("{PRED}/{id}/cancel"), &key, json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(finished(&t, &key, id).await["status"], "canceled");
+
+    // The same generation natively: with PAG 2 the same pixels, without PAG others.
+    let native = |pag: Option<f64>| {
+        let mut input = json!({"prompt": "a cyberpunk cat with a neon sign", "seed": 5,
+            "steps": 2, "guidance": 5.0});
+        if let Some(p) = pag {
+            input["pag_guidance"] = json!(p);
+        }
+        json!({"task": "txt2img", "model": "sana", "input": input})
+    };
+    assert_eq!(native_pixels(&t, &key, native(Some(2.0))).await, pa);
+    assert_ne!(
+        native_pixels(&t, &key, native(None)).await,
+        pa,
+        "PAG changes the pixels"
+    );
+
+    // The official client, when EASEL_PYTHON names a Python with it.
+    match std::env::var_os("EASEL_PYTHON").filter(|p| !p.is_empty()) {
+        None => eprintln!(
+            "skipping the replicate client on Sana: set EASEL_PYTHON to a Python with the \
+             `replicate` package"
+        ),
+        Some(python) => {
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/python/replicate_sana_client.py");
+            let out = tokio::process::Command::new(python)
+                .arg(&script)
+                .env("EASEL_BASE_URL", format!("{}/replicate", t.base))
+                .env("EASEL_KEY", &key)
+                .output()
+                .await
+                .expect("runs the Python client");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "the replicate client failed on Sana:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                stdout.contains("ok: Sana with the official client"),
+                "{stdout}"
+            );
+        }
+    }
+    t.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_python_client() {
     let Some(python) = std::env::var_os("EASEL_PYTHON").filter(|p| !p.is_empty()) else {

@@ -112,9 +112,10 @@ pub struct GenerateInput {
     /// outputs are `width`×`upscale` by `height`×`upscale`, within the server's pixel limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upscale: Option<u32>,
-    /// Perturbed-attention guidance scale, 0 to 20. Only providers whose upstream has it
-    /// apply it (a `replicate` upstream gets it as `pag_guidance_scale`); the local engine
-    /// has no PAG and runs without it (the job's provider says which ran).
+    /// Perturbed-attention guidance scale, 0 to 20 (on above 0). The local engine applies it
+    /// to models whose family has PAG (Sana); a `replicate` upstream gets it as
+    /// `pag_guidance_scale`; other providers and families run without it (the job's provider
+    /// says which ran).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pag_guidance: Option<f32>,
 }

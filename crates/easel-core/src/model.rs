@@ -106,11 +106,16 @@ pub fn provider_base_url<'a>(kind: &str, config: &'a serde_json::Value) -> Optio
     }
 }
 
-/// Whether a provider (as a job records it: `replicate`, `replicate (fallback)`) applies
-/// perturbed-attention guidance (`pag_guidance`): only a Replicate-style upstream does; the
-/// local engine has none.
-pub fn provider_applies_pag(provider: &str) -> bool {
-    provider.split_whitespace().next() == Some("replicate")
+/// Whether a provider (as a job records it: `replicate`, `local (fallback)`) applies
+/// perturbed-attention guidance (`pag_guidance`): a Replicate-style upstream passes it on; the
+/// local engine applies it when the model's family has PAG (`family_pag`, from the engine's
+/// family table: Sana).
+pub fn provider_applies_pag(provider: &str, family_pag: bool) -> bool {
+    match provider.split_whitespace().next() {
+        Some("replicate") => true,
+        Some("local") => family_pag,
+        _ => false,
+    }
 }
 
 /// Words that make a provider config key one that would hold a secret (`api_key`,
@@ -447,13 +452,13 @@ impl Model {
     }
 
     /// Whether one of the model's providers may apply perturbed-attention guidance (see
-    /// [`provider_applies_pag`]).
-    pub fn may_apply_pag(&self) -> bool {
-        provider_applies_pag(&self.provider)
+    /// [`provider_applies_pag`]; `family_pag`: the model's family has it).
+    pub fn may_apply_pag(&self, family_pag: bool) -> bool {
+        provider_applies_pag(&self.provider, family_pag)
             || self
                 .fallback_provider
                 .as_deref()
-                .is_some_and(provider_applies_pag)
+                .is_some_and(|p| provider_applies_pag(p, family_pag))
     }
 
     /// Whether this server can run the model, checked at submit so that a job that could

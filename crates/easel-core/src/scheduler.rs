@@ -21,6 +21,13 @@
 //!   forces it.
 //! * "DPM++ SDE" (`DPMSolverSDEScheduler`, Brownian-tree noise) is not implemented: its names
 //!   do not resolve.
+//! * Flow-matching models (Sana, FLUX): `flow_euler` / "Euler (flow)" is
+//!   `FlowMatchEulerDiscreteScheduler` with the model config's `shift` (diffusers' default 1
+//!   when the config is another class's: Sana's DPM-Solver config has `flow_shift`, which
+//!   FlowMatchEuler does not read). The DPM-Solver names keep a model config's
+//!   `use_flow_sigmas`, so `dpmpp_2m` on Sana is its own flow DPM-Solver++; the Karras names
+//!   are rejected there (Karras spacing cannot be combined with flow sigmas). These kinds
+//!   are for flow-matching models only; the eps/v-prediction ones are not for those.
 
 use serde_json::Value;
 
@@ -44,10 +51,12 @@ pub enum SchedulerKind {
     UniPc,
     Lcm,
     Tcd,
+    /// Flow matching: `FlowMatchEulerDiscreteScheduler`.
+    FlowMatchEuler,
 }
 
 impl SchedulerKind {
-    pub const ALL: [SchedulerKind; 15] = [
+    pub const ALL: [SchedulerKind; 16] = [
         SchedulerKind::Ddim,
         SchedulerKind::Ddpm,
         SchedulerKind::Pndm,
@@ -63,6 +72,7 @@ impl SchedulerKind {
         SchedulerKind::UniPc,
         SchedulerKind::Lcm,
         SchedulerKind::Tcd,
+        SchedulerKind::FlowMatchEuler,
     ];
 
     /// The diffusers class name.
@@ -83,6 +93,7 @@ impl SchedulerKind {
             SchedulerKind::UniPc => "UniPCMultistepScheduler",
             SchedulerKind::Lcm => "LCMScheduler",
             SchedulerKind::Tcd => "TCDScheduler",
+            SchedulerKind::FlowMatchEuler => "FlowMatchEulerDiscreteScheduler",
         }
     }
 
@@ -146,6 +157,7 @@ pub const SCHEDULER_NAMES: &[SchedulerName] = &[
     n("UniPCMultistepScheduler", UniPc, NONE, "diffusers"),
     n("LCMScheduler", Lcm, NONE, "diffusers"),
     n("TCDScheduler", Tcd, NONE, "diffusers"),
+    n("FlowMatchEulerDiscreteScheduler", FlowMatchEuler, NONE, "diffusers"),
     // short names (ComfyUI sampler names and A1111 display names, loosely matched)
     n("ddim", Ddim, NONE, "comfyui"),
     n("ddpm", Ddpm, NONE, "comfyui"),
@@ -184,6 +196,9 @@ pub const SCHEDULER_NAMES: &[SchedulerName] = &[
     n("uni_pc_bh2", UniPc, r#"{"solver_type": "bh2"}"#, "comfyui"),
     n("lcm", Lcm, NONE, "comfyui"),
     n("tcd", Tcd, NONE, "easel"),
+    n("flow_euler", FlowMatchEuler, NONE, "easel"),
+    n("Euler (flow)", FlowMatchEuler, NONE, "easel"),
+    n("flow_match_euler", FlowMatchEuler, NONE, "easel"),
     // Stability's `sampler` enum
     n("K_EULER", Euler, NONE, "stability"),
     n("K_EULER_ANCESTRAL", EulerAncestral, NONE, "stability"),
@@ -250,6 +265,18 @@ mod tests {
             Some(EulerAncestral)
         );
         assert_eq!(resolve("K_HEUN").map(|r| r.0), Some(Heun));
+        for name in [
+            "FlowMatchEulerDiscreteScheduler",
+            "flow_euler",
+            "Euler (flow)",
+            "Flow-Euler",
+        ] {
+            assert_eq!(resolve(name).map(|r| r.0), Some(FlowMatchEuler), "{name}");
+        }
+        assert_eq!(
+            SchedulerKind::from_class_name("FlowMatchEulerDiscreteScheduler"),
+            Some(FlowMatchEuler)
+        );
         assert_eq!(resolve("dpmpp_sde"), None, "not implemented: not resolved");
         assert_eq!(resolve("warp"), None);
     }

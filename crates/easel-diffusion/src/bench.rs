@@ -1,6 +1,11 @@
-//! `easel bench diffusion`'s measurements: CPU timings of the engine on the SD 1.5
-//! architecture (or the tiny one) with random weights, written as a diffusers folder first so
-//! "load" is the real memory-mapped path. The binary prints the report.
+//! `easel bench diffusion`'s measurements: CPU timings of the engine on a family's released
+//! architecture (SD 1.5; Sana 600M-512px with its Gemma-2-2B text encoder and the f32c32
+//! DC-AE) or its tiny one, with random weights written as a diffusers folder first so "load"
+//! is the real memory-mapped path. The binary prints the report.
+//!
+//! The peak RSS includes writing the random weights (the largest component is held in memory
+//! once while it is written: Sana's text encoder is written in bf16, as the released repos
+//! ship it, and loaded as f32).
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,22 +15,31 @@ use candle_nn::{VarBuilder, VarMap};
 use serde_json::json;
 
 use crate::clip::{ClipTextConfig, ClipTextModel};
+use crate::gemma::{Gemma2Config, Gemma2Model};
+use crate::sana::dcae::{AutoencoderDc, DcAeConfig, PerStage};
+use crate::sana::pipeline::SanaPipeline;
+use crate::sana::transformer::{Perturbed, SanaTransformer, SanaTransformerConfig};
 use crate::sd::unet::{Unet, UnetConfig};
 use crate::vae::{Vae, VaeConfig};
 
 /// What one run measured (times in seconds, sizes in MB).
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// `sd15` or `sana`.
+    pub family: &'static str,
+    /// What one step is (SD: a UNet step with CFG, batch 2; Sana: a transformer step with CFG
+    /// and PAG, batch 3).
+    pub step_label: &'static str,
     pub tiny: bool,
     pub size: usize,
     pub threads: usize,
-    /// Parameters of the UNet, VAE and text encoder.
+    /// Parameters of the denoiser (UNet / transformer), VAE and text encoder.
     pub params: (u64, u64, u64),
     pub write_s: f64,
     pub load_s: f64,
     pub encode_s: f64,
-    /// One UNet step with guidance (batch 2), mean over the steps after a warm-up.
-    pub unet_step_s: f64,
+    /// One denoiser step with guidance, mean over the steps after a warm-up.
+    pub step_s: f64,
     pub decode_s: f64,
     pub rss_before_load_mb: f64,
     pub rss_peak_mb: f64,
@@ -61,12 +75,22 @@ fn write_random(
     weights: &str,
     build: impl Fn(VarBuilder) -> Result<()>,
 ) -> Result<u64> {
+    write_random_as(dir, config, weights, DType::F32, build)
+}
+
+fn write_random_as(
+    dir: &Path,
+    config: &serde_json::Value,
+    weights: &str,
+    dtype: DType,
+    build: impl Fn(VarBuilder) -> Result<()>,
+) -> Result<u64> {
     std::fs::create_dir_all(dir)?;
     let text =
         serde_json::to_vec_pretty(config).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     std::fs::write(dir.join("config.json"), text)?;
     let vm = VarMap::new();
-    build(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+    build(VarBuilder::from_varmap(&vm, dtype, &Device::Cpu))?;
     let params: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
     vm.save(dir.join(weights))?;
     Ok(params as u64)
@@ -93,8 +117,17 @@ fn json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
     serde_json::from_value(v).map_err(|e| candle_core::Error::Msg(e.to_string()))
 }
 
-/// Build, write, load and time the components at `size`² over `steps` UNet steps.
-pub fn run(size: usize, steps: usize, tiny: bool) -> Result<Report> {
+/// Build, write, load and time `family`'s components (`sd15` or `sana`) at `size`² over
+/// `steps` denoiser steps.
+pub fn run(family: &str, size: usize, steps: usize, tiny: bool) -> Result<Report> {
+    match family {
+        crate::family::SD15 => run_sd(size, steps, tiny),
+        crate::family::SANA => run_sana(size, steps, tiny),
+        other => candle_core::bail!("no benchmark for family `{other}` (sd15, sana)"),
+    }
+}
+
+fn run_sd(size: usize, steps: usize, tiny: bool) -> Result<Report> {
     if size % 8 != 0 || size == 0 {
         candle_core::bail!("--size must be a positive multiple of 8");
     }
@@ -155,6 +188,8 @@ pub fn run(size: usize, steps: usize, tiny: bool) -> Result<Report> {
     let _ = vae.decode(&z)?;
     let decode = t.elapsed();
     Ok(Report {
+        family: crate::family::SD15,
+        step_label: "UNet step with CFG (batch 2)",
         tiny,
         size,
         threads: candle_core::utils::get_num_threads(),
@@ -162,7 +197,151 @@ pub fn run(size: usize, steps: usize, tiny: bool) -> Result<Report> {
         write_s: write.as_secs_f64(),
         load_s: load.as_secs_f64(),
         encode_s: encode.as_secs_f64(),
-        unet_step_s: step.as_secs_f64(),
+        step_s: step.as_secs_f64(),
+        decode_s: decode.as_secs_f64(),
+        rss_before_load_mb: rss_before,
+        rss_peak_mb: peak_rss_mb(),
+    })
+}
+
+/// Sana 600M-512px's transformer (`Efficient-Large-Model/Sana_600M_512px_diffusers`).
+fn sana_600m_512() -> SanaTransformerConfig {
+    SanaTransformerConfig {
+        num_attention_heads: 36,
+        attention_head_dim: 32,
+        num_layers: 28,
+        num_cross_attention_heads: Some(16),
+        cross_attention_head_dim: Some(72),
+        cross_attention_dim: Some(1152),
+        sample_size: 16,
+        ..SanaTransformerConfig::default()
+    }
+}
+
+/// The released Sana autoencoder (`mit-han-lab/dc-ae-f32c32-sana-1.0-diffusers`, the `vae/`
+/// of every Sana repo), not `AutoencoderDC()`'s defaults.
+fn sana_dcae_f32c32() -> DcAeConfig {
+    let stage = |a: &str, b: &str| {
+        vec![a, a, a, b, b, b]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    };
+    DcAeConfig {
+        encoder_block_types: PerStage::Each(stage("ResBlock", "EfficientViTBlock")),
+        decoder_block_types: PerStage::Each(stage("ResBlock", "EfficientViTBlock")),
+        encoder_layers_per_block: vec![2, 2, 2, 3, 3, 3],
+        decoder_layers_per_block: vec![3, 3, 3, 3, 3, 3],
+        encoder_qkv_multiscales: vec![vec![], vec![], vec![], vec![5], vec![5], vec![5]],
+        decoder_qkv_multiscales: vec![vec![], vec![], vec![], vec![5], vec![5], vec![5]],
+        upsample_block_type: "interpolate".into(),
+        downsample_block_type: "Conv".into(),
+        decoder_norm_types: PerStage::All("rms_norm".into()),
+        decoder_act_fns: PerStage::All("silu".into()),
+        scaling_factor: 0.41407,
+        ..DcAeConfig::default()
+    }
+}
+
+fn run_sana(size: usize, steps: usize, tiny: bool) -> Result<Report> {
+    if size % 32 != 0 || size == 0 {
+        candle_core::bail!("--size must be a positive multiple of 32");
+    }
+    let dev = Device::Cpu;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let t = Instant::now();
+    let count = |path: &Path| -> Result<u64> {
+        let h = crate::family::read_header(path)?;
+        Ok(h.values().map(|s| s.iter().product::<usize>() as u64).sum())
+    };
+    let params = if tiny {
+        crate::sana::tiny::make_tiny(dir, 0)?;
+        (
+            count(&dir.join("transformer/diffusion_pytorch_model.safetensors"))?,
+            count(&dir.join("vae/diffusion_pytorch_model.safetensors"))?,
+            count(&dir.join("text_encoder/model.safetensors"))?,
+        )
+    } else {
+        crate::sana::tiny::write_index(dir)?;
+        // The tokenizer is the tiny one: tokenizing is not what is measured.
+        crate::tokenizer_json::write_tiny(
+            &dir.join("tokenizer"),
+            &crate::sana::text::DEFAULT_COMPLEX_HUMAN_INSTRUCTION,
+            400,
+        )
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let g: Gemma2Config = json(json!({}))?; // transformers' defaults: gemma-2-2b
+        let text = write_random_as(
+            &dir.join("text_encoder"),
+            &serde_json::to_value(&g).map_err(|e| candle_core::Error::Msg(e.to_string()))?,
+            "model.safetensors",
+            DType::BF16,
+            |vb| Gemma2Model::new(vb, &g).map(|_| ()),
+        )?;
+        let tc = sana_600m_512();
+        let transformer = write_random(
+            &dir.join("transformer"),
+            &serde_json::to_value(&tc).map_err(|e| candle_core::Error::Msg(e.to_string()))?,
+            "diffusion_pytorch_model.safetensors",
+            |vb| SanaTransformer::new(tc.clone(), vb).map(|_| ()),
+        )?;
+        let vc = sana_dcae_f32c32();
+        let vae = write_random(
+            &dir.join("vae"),
+            &serde_json::to_value(&vc).map_err(|e| candle_core::Error::Msg(e.to_string()))?,
+            "diffusion_pytorch_model.safetensors",
+            |vb| AutoencoderDc::new(vc.clone(), vb).map(|_| ()),
+        )?;
+        (transformer, vae, text)
+    };
+    let write = t.elapsed();
+    let rss_before = peak_rss_mb();
+
+    let t = Instant::now();
+    let pipe = SanaPipeline::load(dir, DType::F32, &dev)?;
+    let load = t.elapsed();
+
+    let t = Instant::now();
+    let (embeds, mask) = pipe.text.encode("a cyberpunk cat with a neon sign", 300)?;
+    let encode = t.elapsed();
+    let r = pipe.vae.spatial_compression();
+    let c = pipe.transformer.config().in_channels;
+    let (lat, rows) = (size / r, 3);
+    let x = Tensor::randn(0f32, 1f32, (rows, c, lat, lat), &dev)?;
+    let tt = Tensor::full(999f32, rows, &dev)?;
+    let embeds = embeds.repeat((rows, 1, 1))?;
+    let mask = mask.repeat((rows, 1))?;
+    let blocks = pipe.pag_blocks().to_vec();
+    let perturbed = Some(Perturbed {
+        first_row: 2,
+        blocks: &blocks,
+    });
+    let _ = pipe
+        .transformer
+        .forward(&x, &tt, &embeds, &mask, perturbed)?; // warm-up
+    let t = Instant::now();
+    for _ in 0..steps {
+        let _ = pipe
+            .transformer
+            .forward(&x, &tt, &embeds, &mask, perturbed)?;
+    }
+    let step = t.elapsed() / steps.max(1) as u32;
+    let z = Tensor::randn(0f32, 1f32, (1, c, lat, lat), &dev)?;
+    let t = Instant::now();
+    let _ = pipe.decode(&z)?;
+    let decode = t.elapsed();
+    Ok(Report {
+        family: crate::family::SANA,
+        step_label: "transformer step with CFG + PAG (batch 3)",
+        tiny,
+        size,
+        threads: candle_core::utils::get_num_threads(),
+        params,
+        write_s: write.as_secs_f64(),
+        load_s: load.as_secs_f64(),
+        encode_s: encode.as_secs_f64(),
+        step_s: step.as_secs_f64(),
         decode_s: decode.as_secs_f64(),
         rss_before_load_mb: rss_before,
         rss_peak_mb: peak_rss_mb(),
@@ -173,9 +352,21 @@ pub fn run(size: usize, steps: usize, tiny: bool) -> Result<Report> {
 mod tests {
     #[test]
     fn the_tiny_bench_measures_every_stage() {
-        let r = super::run(64, 1, true).unwrap();
-        assert!(r.params.0 > 0 && r.params.1 > 0 && r.params.2 > 0);
-        assert!(r.threads >= 1);
-        assert!(super::run(60, 1, true).is_err(), "sizes are multiples of 8");
+        for family in ["sd15", "sana"] {
+            let r = super::run(family, 64, 1, true).unwrap();
+            assert_eq!(r.family, family);
+            assert!(r.params.0 > 0 && r.params.1 > 0 && r.params.2 > 0);
+            assert!(r.threads >= 1);
+            assert!(r.step_s > 0.0 && r.decode_s > 0.0);
+        }
+        assert!(
+            super::run("sd15", 60, 1, true).is_err(),
+            "sizes are multiples of 8"
+        );
+        assert!(
+            super::run("sana", 48, 1, true).is_err(),
+            "sizes are multiples of 32"
+        );
+        assert!(super::run("sdxl", 64, 1, true).is_err());
     }
 }

@@ -178,7 +178,7 @@ impl ClipTextModel {
         device: &Device,
     ) -> Result<ClipTextModel> {
         let cfg: ClipTextConfig = loader::read_config(&dir.join("config.json"))?;
-        let weights = loader::find_weights(dir, "model")?;
+        let weights = loader::weight_files(dir, "model")?;
         ClipTextModel::load(
             loader::var_builder(&weights, component, loras, dtype, device)?,
             &cfg,

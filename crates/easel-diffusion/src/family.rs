@@ -115,6 +115,7 @@ pub static FAMILIES: &[&Family] = &[
     &crate::sd::SD15_INPAINT_ROW,
     &crate::sd::SD2_ROW,
     &crate::sd::SD15_ROW,
+    &crate::sana::SANA_ROW,
 ];
 
 /// The family with this id or alias.
@@ -233,7 +234,7 @@ mod tests {
         assert_eq!(names.len(), n);
         assert_eq!(parse("inpaint").unwrap().id, SD15_INPAINT);
         let e = parse("flux").unwrap_err().to_string();
-        assert!(e.contains("sd15"), "{e}");
+        assert!(e.contains("sd15") && e.contains("sana"), "{e}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Diffusion schedulers: the diffusers algorithms (DDIM, DDPM, PNDM/PLMS, Euler, Euler
 //! ancestral, Heun, LMS, KDPM2, KDPM2 ancestral, DPM-Solver multistep and singlestep, DEIS,
-//! UniPC, LCM, TCD) behind one `Scheduler` value, configured from a diffusers
-//! `scheduler_config.json` and checked step by step against diffusers' own tensors
-//! (`tests/schedulers.rs`, fixtures in `shared/fixtures/parity`).
+//! UniPC, LCM, TCD, and for flow-matching models FlowMatchEuler and DPM-Solver with flow
+//! sigmas) behind one `Scheduler` value, configured from a diffusers `scheduler_config.json`
+//! and checked step by step against diffusers' own tensors (`tests/schedulers.rs`, fixtures
+//! in `shared/fixtures/parity` and `shared/fixtures/parity-sana`).
 //!
 //! How a pipeline drives it:
 //!
@@ -21,6 +22,14 @@
 //! }
 //! ```
 //!
+//! Flow-matching models (Sana, FLUX) start from `noise` unscaled (`init_noise_sigma` is 1),
+//! give the model the (fractional for FlowMatchEuler, integer for DPM-Solver) timestep, and
+//! noise an img2img start with `add_noise` (`σ·noise + (1 − σ)·x`). FLUX's schedule takes
+//! custom sigmas and a resolution-dependent `mu`: `set_timesteps_with(n, &TimestepOptions {
+//! sigmas, mu: Some(config.calculate_shift(seq_len)) })`. `prediction_type` flow_prediction
+//! is taken by the DPM-Solvers only (FlowMatchEuler always reads a velocity); every other
+//! class rejects it.
+//!
 //! Indices: after `set_begin_index(b)`, `step_index` i (in `scale_model_input`, `step`,
 //! `add_noise`) means loop iteration i, i.e. entry `b + i` of the full schedule, and
 //! `timesteps()` lists the loop's timesteps (`all_timesteps()` the full schedule). Steps must be
@@ -30,8 +39,8 @@
 //! Each scheduler lives in its own file with its config defaults next to its code and
 //! implements `Solver` (its schedule and its step); the shared schedule math and the `Table`
 //! that answers the common methods are in `schedule.rs`, the base of the sigma (k-diffusion)
-//! schedulers in `ve.rs`, what the DPM-Solver family shares in `multistep.rs`, the config
-//! parsing in `config.rs`, the name table in `names.rs`.
+//! schedulers in `ve.rs`, what the DPM-Solver family shares in `multistep.rs` (flow sigmas
+//! included), the config parsing in `config.rs`; the name table is `easel_core::scheduler`.
 
 mod config;
 mod ddim;
@@ -40,6 +49,7 @@ mod deis;
 mod dpm_multistep;
 mod dpm_singlestep;
 mod euler;
+mod flow_euler;
 mod heun;
 mod kdpm2;
 mod lcm;
@@ -56,16 +66,50 @@ use candle_core::{Result, Tensor};
 use crate::noise::NoiseSource;
 
 pub use config::{
-    AlgorithmType, BetaSchedule, FinalSigmasType, InterpolationType, PredictionType,
-    SchedulerConfig, SchedulerError, SolverType, TimestepSpacing, TimestepType, VarianceType,
+    quote_non_finite, AlgorithmType, BetaSchedule, FinalSigmasType, InterpolationType,
+    PredictionType, SchedulerConfig, SchedulerError, SolverType, TimeShiftType, TimestepSpacing,
+    TimestepType, VarianceType,
 };
 pub use easel_core::scheduler::{resolve, SchedulerKind, SchedulerName, SCHEDULER_NAMES};
+pub use flow_euler::calculate_shift;
+
+/// diffusers' extra `set_timesteps` arguments of the flow-matching schedulers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TimestepOptions {
+    /// Dynamic shifting (`use_dynamic_shifting`): FlowMatchEuler's time-shift exponent (see
+    /// `calculate_shift`); for DPM-Solver with flow sigmas, `flow_shift` becomes `e^mu`.
+    pub mu: Option<f64>,
+    /// FlowMatchEuler: the sigmas before shifting, one per inference step (FLUX:
+    /// `linspace(1, 1/n, n)`).
+    pub sigmas: Option<Vec<f64>>,
+}
+
+impl TimestepOptions {
+    fn is_empty(&self) -> bool {
+        self.mu.is_none() && self.sigmas.is_none()
+    }
+}
 
 /// What each scheduler implements: its schedule (`table`, filled by `set_timesteps`) and its
 /// step. `set_timesteps` is followed by `reset`, which clears the stepping state.
 trait Solver: Send + Sync {
     fn table(&self) -> &schedule::Table;
     fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError>;
+    /// `set_timesteps` with `mu` / custom sigmas; only the flow schedulers take them.
+    fn set_timesteps_with(
+        &mut self,
+        n: usize,
+        opts: &TimestepOptions,
+    ) -> std::result::Result<(), SchedulerError> {
+        if opts.is_empty() {
+            self.set_timesteps(n)
+        } else {
+            Err(SchedulerError::schedule(
+                self.table().name,
+                "mu and custom sigmas are taken by the flow-matching schedulers only",
+            ))
+        }
+    }
     fn step(
         &mut self,
         model_output: &Tensor,
@@ -102,6 +146,20 @@ impl Scheduler {
         config: SchedulerConfig,
     ) -> std::result::Result<Self, SchedulerError> {
         let c = &config;
+        let takes_flow_prediction = matches!(
+            kind,
+            SchedulerKind::DpmSolverMultistep
+                | SchedulerKind::DpmSolverSinglestep
+                | SchedulerKind::FlowMatchEuler
+        );
+        if c.prediction_type == PredictionType::Flow && !takes_flow_prediction {
+            return Err(SchedulerError::unsupported_because(
+                kind.class_name(),
+                "prediction_type",
+                "flow_prediction",
+                "flow-matching models need FlowMatchEulerDiscreteScheduler or the DPM-Solvers",
+            ));
+        }
         let inner: Box<dyn Solver> = match kind {
             SchedulerKind::Ddim => Box::new(ddim::Ddim::new(c)?),
             SchedulerKind::Ddpm => Box::new(ddpm::Ddpm::new(c)?),
@@ -118,6 +176,7 @@ impl Scheduler {
             SchedulerKind::UniPc => Box::new(unipc::UniPc::new(c)?),
             SchedulerKind::Lcm => Box::new(lcm::Lcm::new(c)?),
             SchedulerKind::Tcd => Box::new(tcd::Tcd::new(c)?),
+            SchedulerKind::FlowMatchEuler => Box::new(flow_euler::FlowEuler::new(c)?),
         };
         Ok(Scheduler {
             kind,
@@ -143,6 +202,16 @@ impl Scheduler {
         &mut self,
         num_inference_steps: usize,
     ) -> std::result::Result<(), SchedulerError> {
+        self.set_timesteps_with(num_inference_steps, &TimestepOptions::default())
+    }
+
+    /// `set_timesteps` with diffusers' `mu` (dynamic shifting) and custom `sigmas` (as many
+    /// as `num_inference_steps`); schedulers that do not take them return an error.
+    pub fn set_timesteps_with(
+        &mut self,
+        num_inference_steps: usize,
+        opts: &TimestepOptions,
+    ) -> std::result::Result<(), SchedulerError> {
         let name = self.kind.class_name();
         if num_inference_steps == 0 {
             return Err(SchedulerError::schedule(
@@ -159,7 +228,7 @@ impl Scheduler {
                 ),
             ));
         }
-        self.inner.set_timesteps(num_inference_steps)?;
+        self.inner.set_timesteps_with(num_inference_steps, opts)?;
         self.inner.reset();
         self.steps = Some(num_inference_steps);
         self.begin = 0;
@@ -251,7 +320,7 @@ impl Scheduler {
     }
 
     /// Noises `original` to the noise level of loop iteration `step_index` (img2img start:
-    /// `step_index` 0).
+    /// `step_index` 0). Flow schedulers: diffusers' `scale_noise`, `σ·noise + (1 − σ)·x`.
     pub fn add_noise(
         &self,
         original: &Tensor,

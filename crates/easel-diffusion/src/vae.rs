@@ -238,7 +238,7 @@ impl Vae {
     /// or its `.fp16` variant), memory-mapped.
     pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Vae> {
         let cfg: VaeConfig = loader::read_config(&dir.join("config.json"))?;
-        let weights = loader::find_weights(dir, "diffusion_pytorch_model")?;
+        let weights = loader::weight_files(dir, "diffusion_pytorch_model")?;
         Vae::load(
             loader::var_builder(&weights, "vae", &[], dtype, device)?,
             cfg,

@@ -1,11 +1,14 @@
 //! Scheduler tests.
 //!
 //! * Parity with diffusers: every case folder of the parity fixtures
-//!   (`$EASEL_PARITY_DIR`, else `<repo>/../shared/fixtures/parity`) is replayed without a UNet:
-//!   the scheduler is rebuilt from `case.json`, its schedule compared with the recorded one,
-//!   then the recorded guided model outputs (`noise_pred_step_i`) and step noise are fed to
-//!   `step` and every `latents_step_i` compared (tolerance: 1e-4 × max |reference|). A case
-//!   whose scheduler is not implemented fails.
+//!   (`$EASEL_PARITY_DIR`, else `<repo>/../shared/fixtures/parity`) and of the Sana ones
+//!   (`$EASEL_PARITY_SANA_DIR`, else `<repo>/../shared/fixtures/parity-sana`: flow-matching
+//!   schedulers) is replayed without a UNet or transformer: the scheduler is rebuilt from
+//!   `case.json`, its schedule compared with the recorded one (integer timesteps exactly;
+//!   float timesteps and sigmas relative 1e-4 / 1e-5 for the SD set, 1e-6 for the Sana set,
+//!   as its README recommends), then the recorded guided model outputs (`noise_pred_step_i`)
+//!   and step noise are fed to `step` and every `latents_step_i` compared (tolerance: 1e-4 ×
+//!   max |reference|). A case whose scheduler is not implemented fails.
 //!   `EASEL_PARITY_DIR` may point at any folder of cases in this format (e.g. more scheduler
 //!   configurations generated with diffusers); `EASEL_PARITY_VERBOSE` prints per-step
 //!   differences.
@@ -195,11 +198,35 @@ struct CaseReport {
     iterations: usize,
     latents: f64,
     unet_input: f64,
+    /// max relative difference of the float timesteps (0 for integer ones) and of the sigmas.
+    timesteps: f64,
+    sigmas: f64,
 }
 
 const LATENT_TOL: f64 = 1e-4;
 
-fn run_case(dir: &Path) -> Result<CaseReport, String> {
+/// The schedule tolerances of one fixture set (relative).
+#[derive(Clone, Copy)]
+struct ScheduleTol {
+    /// float timesteps: |a − b| ≤ tol · max(|b|, 1)
+    timesteps: f64,
+    /// sigmas: |a − b| ≤ tol · |b| + 1e-9
+    sigmas: f64,
+}
+
+/// The SD parity fixtures (their timesteps are checked relative to max(|t|, 1)).
+const SD_TOL: ScheduleTol = ScheduleTol {
+    timesteps: 1e-4,
+    sigmas: 1e-5,
+};
+
+/// The Sana fixtures: "float timesteps and sigmas: relative 1e-6" (their README).
+const SANA_TOL: ScheduleTol = ScheduleTol {
+    timesteps: 1e-6,
+    sigmas: 1e-6,
+};
+
+fn run_case(dir: &Path, tol: ScheduleTol) -> Result<CaseReport, String> {
     let case: Value = ctx(
         serde_json::from_str(&ctx(
             std::fs::read_to_string(dir.join("case.json")),
@@ -249,30 +276,34 @@ fn run_case(dir: &Path) -> Result<CaseReport, String> {
         if integer {
             a == b
         } else {
-            (a - b).abs() <= 1e-4 * b.abs().max(1.0)
+            (a - b).abs() <= tol.timesteps * b.abs().max(1.0)
         }
+    };
+    let rel = |have: &[f64], want: &[f64]| {
+        have.iter()
+            .zip(want)
+            .map(|(&a, &b)| (a - b).abs() / b.abs().max(1e-12))
+            .fold(0.0, f64::max)
     };
     let want = vec1("timesteps")?;
     let have = s.all_timesteps();
+    let t_diff = if integer { 0.0 } else { rel(have, &want) };
     if have.len() != want.len() || have.iter().zip(&want).any(|(&a, &b)| !close_t(a, b)) {
         return Err(format!("timesteps: got {have:?}, want {want:?}"));
     }
+    let mut s_diff = 0.0;
     if tensors.contains_key("sigmas") {
         let want = vec1("sigmas")?;
         let have = s.sigmas().ok_or("scheduler has no sigmas")?;
+        s_diff = rel(have, &want);
         if verbose() {
-            let worst = have
-                .iter()
-                .zip(&want)
-                .map(|(&a, &b)| (a - b).abs() / b.abs().max(1e-12))
-                .fold(0.0, f64::max);
-            println!("  sigmas: max relative diff {worst:.3e}");
+            println!("  sigmas: max relative diff {s_diff:.3e}");
         }
         if have.len() != want.len()
             || have
                 .iter()
                 .zip(&want)
-                .any(|(&a, &b)| (a - b).abs() > 1e-5 * b.abs() + 1e-9)
+                .any(|(&a, &b)| (a - b).abs() > tol.sigmas * b.abs() + 1e-9)
         {
             return Err(format!("sigmas: got {have:?}, want {want:?}"));
         }
@@ -358,6 +389,10 @@ fn run_case(dir: &Path) -> Result<CaseReport, String> {
             "scale noise",
         )?;
         max_start = norm_diff(&scaled, &start);
+    } else if let Ok(init) = get("init_noise") {
+        // the Sana set: txt2img starts from `init_noise` (flow schedulers: times 1)
+        let scaled = ctx(init.affine(s.init_noise_sigma(), 0.0), "scale noise")?;
+        max_start = norm_diff(&scaled, &start);
     }
     if verbose() {
         println!("  start latents diff {max_start:.3e}");
@@ -373,16 +408,20 @@ fn run_case(dir: &Path) -> Result<CaseReport, String> {
     let mut latents = start;
     let (mut worst, mut worst_unet) = (0.0f64, 0.0f64);
     for i in 0..iterations {
-        if let Ok(reference) = get(&format!("unet_input_step_{i}")) {
+        // the denoiser's input (first batch chunk, latent channels): UNet or transformer
+        let denoiser_input = get(&format!("unet_input_step_{i}"))
+            .or_else(|_| get(&format!("transformer_input_step_{i}")));
+        if let Ok(reference) = denoiser_input {
             let ours = ctx(s.scale_model_input(&latents, i), "scale_model_input")?;
+            let (n, c) = (latents.dims()[0], latents.dims()[1]);
             let reference = ctx(
-                reference.narrow(0, 0, 1).and_then(|r| r.narrow(1, 0, 4)),
-                "unet input",
+                reference.narrow(0, 0, n).and_then(|r| r.narrow(1, 0, c)),
+                "denoiser input",
             )?;
             let d = norm_diff(&ours, &reference);
             worst_unet = worst_unet.max(d);
             if d > LATENT_TOL {
-                return Err(format!("step {i}: UNet input differs by {d:.3e}"));
+                return Err(format!("step {i}: denoiser input differs by {d:.3e}"));
             }
         }
         let eps = get(&format!("noise_pred_step_{i}"))?;
@@ -421,12 +460,33 @@ fn run_case(dir: &Path) -> Result<CaseReport, String> {
         iterations,
         latents: worst.max(max_start),
         unet_input: worst_unet,
+        timesteps: t_diff,
+        sigmas: s_diff,
     })
 }
 
 #[test]
 fn parity_with_diffusers_fixtures() {
-    let root = fixtures_dir();
+    replay_fixture_set(&fixtures_dir(), SD_TOL);
+}
+
+/// `$EASEL_PARITY_SANA_DIR`, else `<repo>/../shared/fixtures/parity-sana`.
+fn sana_fixtures_dir() -> PathBuf {
+    match std::env::var_os("EASEL_PARITY_SANA_DIR") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/parity-sana"),
+    }
+}
+
+/// The flow-matching schedulers (FlowMatchEuler, DPM-Solver++ with flow sigmas) on every
+/// Sana case.
+#[test]
+fn sana_parity_with_diffusers_fixtures() {
+    replay_fixture_set(&sana_fixtures_dir(), SANA_TOL);
+}
+
+/// Replays every case folder of one fixture set; fails if any case fails (none is skipped).
+fn replay_fixture_set(root: &Path, tol: ScheduleTol) {
     let cases_dir = root.join("cases");
     if !cases_dir.is_dir() {
         println!("skipping: parity fixtures not found at {}", root.display());
@@ -435,7 +495,7 @@ fn parity_with_diffusers_fixtures() {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cases_dir)
         .expect("read cases")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("case.json").is_file())
+        .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
     assert!(
@@ -445,10 +505,10 @@ fn parity_with_diffusers_fixtures() {
     );
     let mut failures = Vec::new();
     for dir in &dirs {
-        match run_case(dir) {
+        match run_case(dir, tol) {
             Ok(r) => println!(
-                "{:<32} {:<34} {:>2} iterations  max latents diff {:.2e}  max UNet input diff {:.2e}",
-                r.name, r.class, r.iterations, r.latents, r.unet_input
+                "{:<32} {:<34} {:>2} iterations  max latents diff {:.2e}  max denoiser input diff {:.2e}  timesteps rel {:.2e}  sigmas rel {:.2e}",
+                r.name, r.class, r.iterations, r.latents, r.unet_input, r.timesteps, r.sigmas
             ),
             Err(e) => {
                 let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
@@ -651,9 +711,45 @@ fn unsupported_values_are_rejected_with_the_field() {
             "final_sigmas_type",
         ),
         (
-            SchedulerKind::DpmSolverMultistep,
+            SchedulerKind::UniPc,
             json!({"use_flow_sigmas": true}),
             "use_flow_sigmas",
+        ),
+        (
+            SchedulerKind::Deis,
+            json!({"use_flow_sigmas": true}),
+            "use_flow_sigmas",
+        ),
+        (
+            SchedulerKind::DpmSolverMultistep,
+            json!({"use_flow_sigmas": true, "use_karras_sigmas": true}),
+            "use_karras_sigmas",
+        ),
+        (
+            SchedulerKind::DpmSolverMultistep,
+            json!({"use_dynamic_shifting": true}),
+            "use_dynamic_shifting",
+        ),
+        (
+            SchedulerKind::DpmSolverMultistep,
+            json!({"use_flow_sigmas": true, "prediction_type": "flow_prediction",
+                   "algorithm_type": "sde-dpmsolver", "final_sigmas_type": "sigma_min"}),
+            "prediction_type",
+        ),
+        (
+            SchedulerKind::Euler,
+            json!({"prediction_type": "flow_prediction"}),
+            "prediction_type",
+        ),
+        (
+            SchedulerKind::Ddim,
+            json!({"prediction_type": "flow_prediction"}),
+            "prediction_type",
+        ),
+        (
+            SchedulerKind::FlowMatchEuler,
+            json!({"use_beta_sigmas": true}),
+            "use_beta_sigmas",
         ),
         (
             SchedulerKind::DpmSolverMultistep,

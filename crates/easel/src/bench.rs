@@ -46,16 +46,20 @@ enum BenchCmd {
         #[arg(long)]
         database_url: Option<String>,
     },
-    /// The diffusion engine on CPU: full-size SD 1.5 architecture with random weights
-    /// (written to a temporary folder and loaded like a real model), f32.
+    /// The diffusion engine on CPU: a family's full-size architecture with random weights
+    /// (written to a temporary folder and loaded like a real model), f32: SD 1.5, or Sana
+    /// 600M-512px with its Gemma-2-2B text encoder and DC-AE (about 14 GB of memory).
     Diffusion {
-        /// Image side in pixels (a multiple of 8).
-        #[arg(long, default_value_t = 256)]
-        size: usize,
-        /// UNet steps to time (each with guidance: batch 2).
+        /// `sd15` or `sana`.
+        #[arg(long, default_value = "sd15")]
+        family: String,
+        /// Image side in pixels (a multiple of 8; of 32 for Sana; default 256, Sana 512).
+        #[arg(long)]
+        size: Option<usize>,
+        /// Denoiser steps to time (each with guidance: SD batch 2, Sana CFG + PAG batch 3).
         #[arg(long, default_value_t = 3)]
         steps: usize,
-        /// A tiny architecture instead of SD 1.5 (to check the command quickly).
+        /// The family's tiny architecture instead (to check the command quickly).
         #[arg(long)]
         tiny: bool,
     },
@@ -81,9 +85,17 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             };
             queue(jobs, gets, concurrency, latency_jobs, setup).await
         }
-        BenchCmd::Diffusion { size, steps, tiny } => {
-            tokio::task::spawn_blocking(move || crate::bench_diffusion::run(size, steps, tiny))
-                .await?
+        BenchCmd::Diffusion {
+            family,
+            size,
+            steps,
+            tiny,
+        } => {
+            let size = size.unwrap_or(if family == "sana" { 512 } else { 256 });
+            tokio::task::spawn_blocking(move || {
+                crate::bench_diffusion::run(&family, size, steps, tiny)
+            })
+            .await?
         }
     }
 }

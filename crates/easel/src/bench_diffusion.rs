@@ -2,14 +2,15 @@
 
 use anyhow::Result;
 
-pub fn run(size: usize, steps: usize, tiny: bool) -> Result<()> {
-    let r = easel_diffusion::bench::run(size, steps, tiny).map_err(|e| anyhow::anyhow!("{e}"))?;
+pub fn run(family: &str, size: usize, steps: usize, tiny: bool) -> Result<()> {
+    let r = easel_diffusion::bench::run(family, size, steps, tiny)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "easel bench diffusion ({}, {size}x{size}, f32, CPU, {} threads, {})",
-        if r.tiny {
-            "tiny architecture"
-        } else {
-            "SD 1.5 architecture, random weights"
+        match (r.tiny, r.family) {
+            (true, f) => format!("tiny {f} architecture"),
+            (false, "sana") => "Sana 600M-512px architecture, random weights".to_string(),
+            (false, _) => "SD 1.5 architecture, random weights".to_string(),
         },
         r.threads,
         if cfg!(debug_assertions) {
@@ -22,7 +23,7 @@ pub fn run(size: usize, steps: usize, tiny: bool) -> Result<()> {
     println!("{:<44} {:>12}", "measure", "value");
     println!(
         "{:<44} {:>12}",
-        "parameters (UNet / VAE / text encoder, M)",
+        "parameters (denoiser / VAE / text encoder, M)",
         format!(
             "{:.0} / {:.0} / {:.0}",
             u as f64 / 1e6,
@@ -32,14 +33,8 @@ pub fn run(size: usize, steps: usize, tiny: bool) -> Result<()> {
     );
     println!("{:<44} {:>12.2}", "random weights written, s", r.write_s);
     println!("{:<44} {:>12.3}", "model load (mmap), s", r.load_s);
-    println!(
-        "{:<44} {:>12.3}",
-        "text encode (batch 2, 77 tokens), s", r.encode_s
-    );
-    println!(
-        "{:<44} {:>12.3}",
-        "UNet step with guidance (batch 2), s", r.unet_step_s
-    );
+    println!("{:<44} {:>12.3}", "text encode (one prompt), s", r.encode_s);
+    println!("{:<44} {:>12.3}", format!("{}, s", r.step_label), r.step_s);
     println!("{:<44} {:>12.3}", "VAE decode (1 image), s", r.decode_s);
     println!(
         "{:<44} {:>12.0}",

@@ -35,6 +35,9 @@ pub struct GenerateArgs {
     /// Guidance scale (1 or less: off).
     #[arg(long)]
     pub guidance: Option<f32>,
+    /// Perturbed-attention guidance scale (Sana models; above 0: on).
+    #[arg(long)]
+    pub pag: Option<f32>,
     /// Image i uses seed + i (default: random, printed).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -181,7 +184,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     const PLACEHOLDER: &str = "ast_00000000000000000000000000";
     let input = serde_json::json!({
         "prompt": args.prompt, "negative_prompt": args.negative, "steps": args.steps,
-        "guidance": args.guidance, "seed": args.seed, "scheduler": args.scheduler,
+        "guidance": args.guidance, "pag_guidance": args.pag, "seed": args.seed, "scheduler": args.scheduler,
         "width": args.width, "height": args.height, "count": args.count,
         "image": init.as_ref().map(|_| PLACEHOLDER), "mask": mask.as_ref().map(|_| PLACEHOLDER),
         "strength": args.strength, "format": format, "quality": args.quality,

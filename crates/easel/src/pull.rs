@@ -2,17 +2,20 @@
 //! API) into `<data-dir>/models/`.
 //!
 //! A diffusers repository becomes the folder `models/<name>/` with only what the engine
-//! loads: `model_index.json`, each component's configuration and tokenizer files, and one
-//! `.safetensors` weights file per component. A single-file checkpoint (`--file`) becomes
-//! `models/<name>.safetensors`. Both are what `easel models scan` (and `easel serve` at start)
-//! registers.
+//! loads: `model_index.json`, each component's configuration and tokenizer files, and one set
+//! of `.safetensors` weights per component: a single file, or, where the chosen variant is
+//! only sharded (Sana's Gemma-2 text encoder, the 1.6B Sana transformers), the index
+//! (`model.safetensors.index.json`, …) and every shard it lists. A single-file checkpoint
+//! (`--file`) becomes `models/<name>.safetensors`. Both are what `easel models scan` (and
+//! `easel serve` at start) registers.
 //!
 //! Nothing half-written is ever visible: files are downloaded into a hidden temporary folder
 //! inside `models/` and the result is renamed into place once every file is complete. Pickle
 //! weights (`.bin`, `.ckpt`, …) are never downloaded, since loading them can run code.
 //!
-//! [`plan`] decides what to download from the repository's file list alone; [`run`] does the
-//! network and file work.
+//! [`plan`] decides what to download from the repository's file list alone (a sharded set's
+//! shards are recognised by their names); [`run`] does the network and file work, and checks
+//! each downloaded index against the plan ([`check_index`]) before its shards are fetched.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -38,8 +41,8 @@ pub struct PullArgs {
     /// Local model name (default: the repository's name, without its owner).
     #[arg(long)]
     pub name: Option<String>,
-    /// Weights variant, such as `fp16`: take `*.fp16.safetensors` where a component has one
-    /// (about half the download), else its default weights.
+    /// Weights variant, such as `fp16`: take `*.fp16.safetensors` (or fp16 shards) where a
+    /// component has them (about half the download), else its default weights.
     #[arg(long, conflicts_with = "file")]
     pub variant: Option<String>,
     /// Download this single-file checkpoint (a `.safetensors` path in the repository) instead
@@ -121,9 +124,17 @@ pub fn needs_index(siblings: &[String], select: &Select) -> bool {
 /// - With `select.file`: that one file, which must be listed and be `.safetensors`.
 /// - A diffusers repository (it has `model_index.json`): the index, and for each component
 ///   it lists (except [`UNUSED_COMPONENTS`]) the component's top-level `.json`, `.txt` and
-///   `.model` files plus one `.safetensors` weights file. Preferred: the requested variant,
-///   then the default weights, then (without `--variant`) the `fp16` variant. A component
-///   whose weights are only pickles, or only sharded, is refused.
+///   `.model` files (configuration, tokenizer) plus one set of `.safetensors` weights.
+///   Preferred: the requested variant, then the default weights, then (without `--variant`)
+///   the `fp16` variant; for each, a single `<stem>[.<variant>].safetensors` file before a
+///   sharded set. A sharded set is its index (`<stem>.safetensors.index[.<variant>].json`,
+///   or the older `<stem>.safetensors.<variant>.index.json`) and the shards named like it
+///   (`<stem>[.<variant>]-00001-of-0000N.safetensors`, or the older
+///   `<stem>-00001-of-0000N.<variant>.safetensors`), which must be parts 1 to N of N. A
+///   variant other than `fp16` is saved under the default names (`<stem>.safetensors`,
+///   `<stem>.safetensors.index.json`), which the loaders read; shards keep their names,
+///   which the index lists. A component whose weights are only pickles, or shards without
+///   their index, is refused.
 /// - Otherwise: the repository's only top-level `.safetensors` file, as a single-file
 ///   checkpoint; with several, the user must choose one with `--file`.
 pub fn plan(siblings: &[String], model_index: Option<&Value>, select: &Select) -> Result<Plan> {
@@ -247,39 +258,114 @@ fn components(index: &Value) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// One `.safetensors` file of a component, split as `<stem>[.<variant>].safetensors`.
-struct Weights<'a> {
-    file: &'a str,
+/// One way a component's weights can be loaded: a single `<stem>[.<variant>].safetensors`
+/// file, or a sharded set (`<stem>.safetensors.index[.<variant>].json` and the shards it
+/// lists).
+struct Candidate<'a> {
     stem: &'a str,
     variant: Option<&'a str>,
+    /// The single file, or the index of a sharded set.
+    file: &'a str,
+    /// Whether `file` is an index.
+    sharded: bool,
+    /// The shards named like the index, in order (empty for a single file).
+    shards: Vec<Shard<'a>>,
 }
 
-fn parse_weights(file: &str) -> Option<Weights<'_>> {
+impl Candidate<'_> {
+    /// In words, for messages: the file, or the index and its shards.
+    fn describe(&self) -> String {
+        if self.sharded {
+            format!("{} and its {} shards", self.file, self.shards.len())
+        } else {
+            self.file.to_string()
+        }
+    }
+}
+
+/// `<stem>[.<variant>].safetensors`, not a shard.
+fn parse_weights(file: &str) -> Option<Candidate<'_>> {
+    if parse_shard(file).is_some() {
+        return None;
+    }
     let base = file.strip_suffix(".safetensors")?;
     let (stem, variant) = match base.split_once('.') {
         Some((stem, variant)) => (stem, Some(variant)),
         None => (base, None),
     };
-    Some(Weights {
-        file,
+    (!stem.is_empty()).then_some(Candidate {
         stem,
         variant,
+        file,
+        sharded: false,
+        shards: vec![],
     })
 }
 
-/// `…-00001-of-00003` (a shard of a sharded checkpoint).
-fn is_shard(name: &str) -> bool {
-    let base = name.trim_end_matches(".safetensors");
-    let Some((head, total)) = base.rsplit_once("-of-") else {
-        return false;
+/// One shard of a sharded `.safetensors` checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shard<'a> {
+    file: &'a str,
+    stem: &'a str,
+    variant: Option<&'a str>,
+    part: u32,
+    total: u32,
+}
+
+/// A shard's name, in the forms transformers and diffusers write: `<stem>-00001-of-00003`,
+/// `<stem>.<variant>-00001-of-00003` and the older `<stem>-00001-of-00003.<variant>`, each
+/// followed by `.safetensors`.
+fn parse_shard(file: &str) -> Option<Shard<'_>> {
+    let base = file.strip_suffix(".safetensors")?;
+    let (head, tail) = base.rsplit_once("-of-")?;
+    let (total, legacy_variant) = match tail.split_once('.') {
+        Some((total, variant)) => (total, Some(variant)),
+        None => (tail, None),
     };
-    let Some((_, part)) = head.rsplit_once('-') else {
-        return false;
+    let (name, part) = head.rsplit_once('-')?;
+    let number = |s: &str| -> Option<u32> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
     };
-    !total.is_empty()
-        && !part.is_empty()
-        && total.bytes().all(|b| b.is_ascii_digit())
-        && part.bytes().all(|b| b.is_ascii_digit())
+    let (part, total) = (number(part)?, number(total)?);
+    let (stem, variant) = match (name.split_once('.'), legacy_variant) {
+        (Some(_), Some(_)) => return None,
+        (Some((stem, variant)), None) => (stem, Some(variant)),
+        (None, variant) => (name, variant),
+    };
+    let ok =
+        !stem.is_empty() && variant.is_none_or(|v| !v.is_empty()) && (1..=total).contains(&part);
+    ok.then_some(Shard {
+        file,
+        stem,
+        variant,
+        part,
+        total,
+    })
+}
+
+/// The index of a sharded `.safetensors` checkpoint: `<stem>.safetensors.index.json`,
+/// `<stem>.safetensors.index.<variant>.json` or the older
+/// `<stem>.safetensors.<variant>.index.json`; returns the stem and the variant.
+fn parse_index(file: &str) -> Option<(&str, Option<&str>)> {
+    let base = file.strip_suffix(".json")?;
+    let parts: Vec<&str> = base.split('.').collect();
+    match *parts.as_slice() {
+        [stem, "safetensors", "index"] => Some((stem, None)),
+        [stem, "safetensors", "index", variant] | [stem, "safetensors", variant, "index"] => {
+            Some((stem, Some(variant)))
+        }
+        _ => None,
+    }
+    .filter(|(stem, variant)| !stem.is_empty() && variant.is_none_or(|v| !v.is_empty()))
+}
+
+/// Any `*.index.json`-style file (a sharded checkpoint's index, pickle or not): never a
+/// configuration file.
+fn is_any_index(file: &str) -> bool {
+    file.ends_with(".json") && (file.contains(".index.") || file.ends_with(".index.json"))
 }
 
 fn stem_rank(stem: &str) -> usize {
@@ -288,6 +374,65 @@ fn stem_rank(stem: &str) -> usize {
         "model" => 1,
         _ => 2,
     }
+}
+
+/// The ways a component's weights can be loaded, from its file list: every single
+/// `.safetensors` file, and every `.safetensors` index with the shards named like it.
+fn candidates<'a>(files: &[&'a str]) -> Vec<Candidate<'a>> {
+    let visible = || files.iter().copied().filter(|f| !f.starts_with('.'));
+    let shards: Vec<Shard> = visible().filter_map(parse_shard).collect();
+    let mut out: Vec<Candidate> = visible().filter_map(parse_weights).collect();
+    for index in visible() {
+        let Some((stem, variant)) = parse_index(index) else {
+            continue;
+        };
+        let mut mine: Vec<Shard> = shards
+            .iter()
+            .copied()
+            .filter(|s| s.stem == stem && s.variant == variant)
+            .collect();
+        mine.sort_by(|a, b| (a.part, a.file).cmp(&(b.part, b.file)));
+        out.push(Candidate {
+            stem,
+            variant,
+            file: index,
+            sharded: true,
+            shards: mine,
+        });
+    }
+    out
+}
+
+/// A sharded set must be complete by its names: parts 1 to N of N, once each.
+fn check_shards(component: &str, c: &Candidate) -> Result<()> {
+    let names = || {
+        c.shards
+            .iter()
+            .map(|s| s.file)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(first) = c.shards.first() else {
+        bail!(
+            "component `{component}` has the index {} but none of its shards",
+            c.file
+        );
+    };
+    let total = first.total;
+    let complete = c.shards.len() == total as usize
+        && c.shards
+            .iter()
+            .enumerate()
+            .all(|(i, s)| s.total == total && s.part as usize == i + 1);
+    if !complete {
+        bail!(
+            "component `{component}`: the shards of {} are incomplete or inconsistent ({}); \
+             expected parts 1 to {total} of {total}",
+            c.file,
+            names()
+        );
+    }
+    Ok(())
 }
 
 fn plan_diffusers(siblings: &[String], index: &Value, variant: Option<&str>) -> Result<Plan> {
@@ -327,7 +472,7 @@ fn plan_diffusers(siblings: &[String], index: &Value, variant: Option<&str>) -> 
             .copied()
             .filter(|f| {
                 !f.starts_with('.')
-                    && !f.ends_with(".index.json")
+                    && !is_any_index(f)
                     && (f.ends_with(".json") || f.ends_with(".txt") || f.ends_with(".model"))
             })
             .collect();
@@ -335,19 +480,15 @@ fn plan_diffusers(siblings: &[String], index: &Value, variant: Option<&str>) -> 
         // A component with a config.json is a model and needs weights; tokenizers and
         // schedulers have none.
         let is_model = files.contains(&"config.json");
-        let safetensors: Vec<Weights> = files
-            .iter()
-            .copied()
-            .filter(|f| !f.starts_with('.') && !is_shard(f))
-            .filter_map(parse_weights)
-            .collect();
-        if is_model || !safetensors.is_empty() {
-            let chosen = choose_weights(&component, &files, &safetensors, variant)?;
+        let found = candidates(&files);
+        let has_safetensors = files.iter().any(|f| f.ends_with(".safetensors"));
+        if is_model || has_safetensors || !found.is_empty() {
+            let chosen = choose_weights(&component, &files, &found, variant)?;
             if let Some(note) = chosen.note {
                 plan.notes.push(note);
             }
-            for w in &safetensors {
-                if let Some(v) = w.variant {
+            for c in &found {
+                if let Some(v) = c.variant {
                     if Some(v) != variant && !other_variants.iter().any(|o| o == v) {
                         other_variants.push(v.to_string());
                     }
@@ -356,8 +497,9 @@ fn plan_diffusers(siblings: &[String], index: &Value, variant: Option<&str>) -> 
             for c in configs {
                 plan.files.push(planned(&component, c, c));
             }
-            plan.files
-                .push(planned(&component, chosen.file, &chosen.local));
+            for (remote, local) in chosen.files {
+                plan.files.push(planned(&component, remote, &local));
+            }
         } else {
             if configs.is_empty() {
                 bail!("the repository's {component}/ folder has no configuration files");
@@ -367,9 +509,15 @@ fn plan_diffusers(siblings: &[String], index: &Value, variant: Option<&str>) -> 
             }
         }
     }
-    if variant.is_none() && other_variants.iter().any(|v| v == "fp16") {
-        plan.notes
-            .push("fp16 weights are available: --variant fp16 downloads about half as much".into());
+    if variant.is_none() {
+        if let Some(v) = ["fp16", "bf16"]
+            .into_iter()
+            .find(|v| other_variants.iter().any(|o| o == v))
+        {
+            plan.notes.push(format!(
+                "{v} weights are available: --variant {v} downloads about half as much"
+            ));
+        }
     }
     Ok(plan)
 }
@@ -382,31 +530,31 @@ fn planned(component: &str, remote: &str, local: &str) -> PlannedFile {
 }
 
 struct Chosen<'a> {
-    file: &'a str,
-    /// The name to save it under: the loader finds `<stem>.safetensors` and
-    /// `<stem>.fp16.safetensors`, so other variants are saved as `<stem>.safetensors`.
-    local: String,
+    /// The files to download (remote name, local name), in order: a single file, or an
+    /// index followed by its shards.
+    files: Vec<(&'a str, String)>,
     note: Option<String>,
 }
 
 fn choose_weights<'a>(
     component: &str,
     files: &[&'a str],
-    safetensors: &[Weights<'a>],
+    found: &[Candidate<'a>],
     variant: Option<&str>,
 ) -> Result<Chosen<'a>> {
-    if safetensors.is_empty() {
+    if found.is_empty() {
         let pickles: Vec<&str> = files.iter().copied().filter(|f| is_pickle(f)).collect();
-        let shards: Vec<&str> = files
-            .iter()
-            .copied()
-            .filter(|f| f.ends_with(".safetensors") && is_shard(f))
-            .collect();
-        if !shards.is_empty() {
+        let shards: Vec<Shard> = files.iter().copied().filter_map(parse_shard).collect();
+        if let Some(first) = shards.first() {
+            let names: Vec<&str> = shards.iter().map(|s| s.file).collect();
+            let index = match first.variant {
+                None => format!("{}.safetensors.index.json", first.stem),
+                Some(v) => format!("{}.safetensors.index.{v}.json", first.stem),
+            };
             bail!(
-                "component `{component}` has only sharded weights ({}); Easel loads one \
-                 .safetensors file per component",
-                shards.join(", ")
+                "component `{component}` has sharded weights ({}) but not their index \
+                 ({index}), which is needed to load them",
+                names.join(", ")
             );
         }
         if !pickles.is_empty() {
@@ -420,47 +568,103 @@ fn choose_weights<'a>(
         }
         bail!("component `{component}` has no .safetensors weights");
     }
-    // Rank: the requested variant, then the default weights, then fp16 (without --variant).
-    let rank = |w: &Weights| -> Option<(usize, usize)> {
-        let v = match (w.variant, variant) {
+    // Rank: the requested variant, then the default weights, then fp16 (without --variant);
+    // at each step a single file before a sharded set.
+    let rank = |c: &Candidate| -> Option<(usize, usize, bool)> {
+        let v = match (c.variant, variant) {
             (Some(a), Some(b)) if a == b => 0,
             (None, _) => 1,
             (Some("fp16"), None) => 2,
             _ => return None,
         };
-        Some((v, stem_rank(w.stem)))
+        Some((v, stem_rank(c.stem), c.sharded))
     };
-    let best = safetensors
+    let best = found
         .iter()
-        .filter_map(|w| rank(w).map(|r| (r, w)))
+        .filter_map(|c| rank(c).map(|r| (r, c)))
         .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.file.cmp(b.1.file)));
-    let Some((_, w)) = best else {
-        let found: Vec<&str> = safetensors.iter().map(|w| w.file).collect();
+    let Some((_, c)) = best else {
+        let names: Vec<&str> = found.iter().map(|c| c.file).collect();
         bail!(
             "component `{component}` has no weights for {}: it has {}",
             match variant {
                 Some(v) => format!("variant `{v}` and no default weights"),
                 None => "the default variant; choose one with --variant".into(),
             },
-            found.join(", ")
+            names.join(", ")
         );
     };
-    let note = match (variant, w.variant) {
+    let note = match (variant, c.variant) {
         (Some(v), None) => Some(format!(
             "`{component}` has no {v} variant: taking {}",
-            w.file
+            c.describe()
         )),
         _ => None,
     };
-    let local = match w.variant {
-        None | Some("fp16") => w.file.to_string(),
-        Some(_) => format!("{}.safetensors", w.stem),
-    };
-    Ok(Chosen {
-        file: w.file,
-        local,
-        note,
-    })
+    // The loaders find `<stem>.safetensors`, `<stem>.fp16.safetensors` and the indexes
+    // `<stem>.safetensors.index[.fp16].json`, so other variants are saved under the default
+    // names. Shards keep their names: the index lists them.
+    if !c.sharded {
+        let local = match c.variant {
+            None | Some("fp16") => c.file.to_string(),
+            Some(_) => format!("{}.safetensors", c.stem),
+        };
+        return Ok(Chosen {
+            files: vec![(c.file, local)],
+            note,
+        });
+    }
+    check_shards(component, c)?;
+    let default_index = format!("{}.safetensors.index.json", c.stem);
+    let local =
+        if c.file == default_index || c.file == format!("{}.safetensors.index.fp16.json", c.stem) {
+            c.file.to_string()
+        } else {
+            default_index
+        };
+    let mut files = vec![(c.file, local)];
+    files.extend(c.shards.iter().map(|s| (s.file, s.file.to_string())));
+    Ok(Chosen { files, note })
+}
+
+/// Checks a downloaded index (`remote`, a path in the repository) against the plan: its
+/// `weight_map` must name plain file names that the plan downloads into the same folder,
+/// or the loader would miss tensors.
+pub fn check_index(plan: &Plan, remote: &str, bytes: &[u8]) -> Result<()> {
+    let (folder, _) = remote.rsplit_once('/').unwrap_or(("", remote));
+    let v: Value =
+        serde_json::from_slice(bytes).with_context(|| format!("{remote}: not valid JSON"))?;
+    let map = v
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| anyhow!("{remote}: no weight_map"))?;
+    let mut missing: Vec<&str> = Vec::new();
+    for file in map.values() {
+        let file = file
+            .as_str()
+            .ok_or_else(|| anyhow!("{remote}: weight_map values must be file names"))?;
+        if file.contains('/') || check_relative(file).is_err() {
+            bail!("{remote}: weight_map names `{file}`, which is not a plain file name");
+        }
+        let path = if folder.is_empty() {
+            file.to_string()
+        } else {
+            format!("{folder}/{file}")
+        };
+        if !plan.files.iter().any(|f| f.remote == path) && !missing.contains(&file) {
+            missing.push(file);
+        }
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        bail!(
+            "{remote} lists shards that are not among the repository's files to download \
+             ({}); the repository looks inconsistent",
+            missing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The `model_index.json` to save: the components not downloaded become `[null, null]`, so
@@ -853,6 +1057,14 @@ impl Pull {
                     }
                 }
                 move_file(&blob, &out)?;
+                // A sharded set's index comes before its shards: check it before they are
+                // downloaded.
+                let name = f.remote.rsplit('/').next().unwrap_or(&f.remote);
+                if plan.kind == Kind::Diffusers && parse_index(name).is_some() {
+                    let bytes = std::fs::read(&out)
+                        .with_context(|| format!("reading {}", out.display()))?;
+                    check_index(&plan, &f.remote, &bytes)?;
+                }
                 got
             };
             println!(
@@ -1066,6 +1278,10 @@ mod tests {
 
     fn remotes(p: &Plan) -> Vec<&str> {
         p.files.iter().map(|f| f.remote.as_str()).collect()
+    }
+
+    fn is_shard(name: &str) -> bool {
+        parse_shard(name).is_some()
     }
 
     fn variant(v: &str) -> Select {
@@ -1374,19 +1590,46 @@ mod tests {
     }
 
     #[test]
-    fn sharded_or_missing_components_are_refused() {
+    fn shards_without_their_index_or_incomplete_and_missing_components_are_refused() {
         let index = json!({"unet": ["diffusers", "UNet2DConditionModel"]});
         let siblings = list(&[
             "model_index.json",
             "unet/config.json",
             "unet/diffusion_pytorch_model-00001-of-00002.safetensors",
             "unet/diffusion_pytorch_model-00002-of-00002.safetensors",
+        ]);
+        let e = plan(&siblings, Some(&index), &Select::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("component `unet` has sharded weights")
+                && e.contains("not their index (diffusion_pytorch_model.safetensors.index.json)"),
+            "{e}"
+        );
+        // A shard missing from the listing, or an index without shards.
+        let siblings = list(&[
+            "model_index.json",
+            "unet/config.json",
+            "unet/diffusion_pytorch_model-00001-of-00003.safetensors",
+            "unet/diffusion_pytorch_model-00003-of-00003.safetensors",
             "unet/diffusion_pytorch_model.safetensors.index.json",
         ]);
         let e = plan(&siblings, Some(&index), &Select::default())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("only sharded weights"), "{e}");
+        assert!(
+            e.contains("incomplete") && e.contains("parts 1 to 3"),
+            "{e}"
+        );
+        let siblings = list(&[
+            "model_index.json",
+            "unet/config.json",
+            "unet/diffusion_pytorch_model.safetensors.index.json",
+        ]);
+        let e = plan(&siblings, Some(&index), &Select::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("none of its shards"), "{e}");
         let e = plan(
             &list(&["model_index.json"]),
             Some(&index),
@@ -1411,6 +1654,517 @@ mod tests {
             &Select::default()
         )
         .is_err());
+    }
+
+    fn sana_index() -> Value {
+        json!({
+            "_class_name": "SanaPipeline",
+            "_diffusers_version": "0.32.0.dev0",
+            "scheduler": ["diffusers", "DPMSolverMultistepScheduler"],
+            "text_encoder": ["transformers", "Gemma2Model"],
+            "tokenizer": ["transformers", "GemmaTokenizerFast"],
+            "transformer": ["diffusers", "SanaTransformer2DModel"],
+            "vae": ["diffusers", "AutoencoderDC"]
+        })
+    }
+
+    /// Efficient-Large-Model/Sana_600M_512px_diffusers at main: the Gemma-2 text encoder is
+    /// sharded (default and fp16), the rest single files.
+    fn sana_600m_512px() -> Vec<String> {
+        list(&[
+            ".gitattributes",
+            "model_index.json",
+            "scheduler/scheduler_config.json",
+            "text_encoder/config.json",
+            "text_encoder/model-00001-of-00002.safetensors",
+            "text_encoder/model-00002-of-00002.safetensors",
+            "text_encoder/model.fp16-00001-of-00002.safetensors",
+            "text_encoder/model.fp16-00002-of-00002.safetensors",
+            "text_encoder/model.safetensors.index.fp16.json",
+            "text_encoder/model.safetensors.index.json",
+            "tokenizer/special_tokens_map.json",
+            "tokenizer/tokenizer.json",
+            "tokenizer/tokenizer.model",
+            "tokenizer/tokenizer_config.json",
+            "transformer/config.json",
+            "transformer/diffusion_pytorch_model.fp16.safetensors",
+            "transformer/diffusion_pytorch_model.safetensors",
+            "vae/config.json",
+            "vae/diffusion_pytorch_model.fp16.safetensors",
+            "vae/diffusion_pytorch_model.safetensors",
+        ])
+    }
+
+    #[test]
+    fn sana_600m_takes_the_sharded_text_encoder_and_the_tokenizer() {
+        let siblings = sana_600m_512px();
+        let index = sana_index();
+        let p = plan(&siblings, Some(&index), &Select::default()).unwrap();
+        assert_eq!(p.kind, Kind::Diffusers);
+        assert_eq!(
+            remotes(&p),
+            [
+                "model_index.json",
+                "scheduler/scheduler_config.json",
+                "text_encoder/config.json",
+                "text_encoder/model.safetensors.index.json",
+                "text_encoder/model-00001-of-00002.safetensors",
+                "text_encoder/model-00002-of-00002.safetensors",
+                "tokenizer/special_tokens_map.json",
+                "tokenizer/tokenizer.json",
+                "tokenizer/tokenizer.model",
+                "tokenizer/tokenizer_config.json",
+                "transformer/config.json",
+                "transformer/diffusion_pytorch_model.safetensors",
+                "vae/config.json",
+                "vae/diffusion_pytorch_model.safetensors",
+            ]
+        );
+        assert!(p.files.iter().all(|f| f.local == f.remote));
+        assert!(p.skipped.is_empty());
+        assert_eq!(
+            p.notes,
+            ["fp16 weights are available: --variant fp16 downloads about half as much"]
+        );
+
+        let p = plan(&siblings, Some(&index), &variant("fp16")).unwrap();
+        assert_eq!(
+            remotes(&p),
+            [
+                "model_index.json",
+                "scheduler/scheduler_config.json",
+                "text_encoder/config.json",
+                "text_encoder/model.safetensors.index.fp16.json",
+                "text_encoder/model.fp16-00001-of-00002.safetensors",
+                "text_encoder/model.fp16-00002-of-00002.safetensors",
+                "tokenizer/special_tokens_map.json",
+                "tokenizer/tokenizer.json",
+                "tokenizer/tokenizer.model",
+                "tokenizer/tokenizer_config.json",
+                "transformer/config.json",
+                "transformer/diffusion_pytorch_model.fp16.safetensors",
+                "vae/config.json",
+                "vae/diffusion_pytorch_model.fp16.safetensors",
+            ]
+        );
+        // fp16 keeps its names: the loaders read `model.safetensors.index.fp16.json`.
+        assert!(p.files.iter().all(|f| f.local == f.remote));
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+
+        // The downloaded index is checked against the plan.
+        let weight_map = json!({"weight_map": {
+            "embed_tokens.weight": "model.fp16-00001-of-00002.safetensors",
+            "norm.weight": "model.fp16-00002-of-00002.safetensors",
+        }});
+        let bytes = serde_json::to_vec(&weight_map).unwrap();
+        check_index(&p, "text_encoder/model.safetensors.index.fp16.json", &bytes).unwrap();
+    }
+
+    /// Efficient-Large-Model/Sana_1600M_1024px_BF16_diffusers at main: the default weights of
+    /// the transformer and the text encoder are sharded (fp32), the bf16 ones a single file
+    /// for the transformer and shards for the text encoder; an int4 transformer beside them.
+    fn sana_1600m_1024px_bf16() -> Vec<String> {
+        list(&[
+            ".gitattributes",
+            "LICENSE.txt",
+            "README.md",
+            "model_index.json",
+            "scheduler/scheduler_config.json",
+            "text_encoder/config.json",
+            "text_encoder/model-00001-of-00002.safetensors",
+            "text_encoder/model-00002-of-00002.safetensors",
+            "text_encoder/model.bf16-00001-of-00002.safetensors",
+            "text_encoder/model.bf16-00002-of-00002.safetensors",
+            "text_encoder/model.safetensors.index.bf16.json",
+            "text_encoder/model.safetensors.index.json",
+            "tokenizer/special_tokens_map.json",
+            "tokenizer/tokenizer.json",
+            "tokenizer/tokenizer.model",
+            "tokenizer/tokenizer_config.json",
+            "transformer/config.json",
+            "transformer/diffusion_pytorch_model-00001-of-00002.safetensors",
+            "transformer/diffusion_pytorch_model-00002-of-00002.safetensors",
+            "transformer/diffusion_pytorch_model.bf16.safetensors",
+            "transformer/diffusion_pytorch_model.int4.safetensors",
+            "transformer/diffusion_pytorch_model.safetensors.index.json",
+            "vae/config.json",
+            "vae/diffusion_pytorch_model.bf16.safetensors",
+            "vae/diffusion_pytorch_model.safetensors",
+        ])
+    }
+
+    #[test]
+    fn sana_1600m_bf16_default_and_bf16_variant() {
+        let siblings = sana_1600m_1024px_bf16();
+        let index = sana_index();
+        // Default: the fp32 weights, sharded where the repository shards them.
+        let p = plan(&siblings, Some(&index), &Select::default()).unwrap();
+        assert_eq!(
+            remotes(&p),
+            [
+                "model_index.json",
+                "scheduler/scheduler_config.json",
+                "text_encoder/config.json",
+                "text_encoder/model.safetensors.index.json",
+                "text_encoder/model-00001-of-00002.safetensors",
+                "text_encoder/model-00002-of-00002.safetensors",
+                "tokenizer/special_tokens_map.json",
+                "tokenizer/tokenizer.json",
+                "tokenizer/tokenizer.model",
+                "tokenizer/tokenizer_config.json",
+                "transformer/config.json",
+                "transformer/diffusion_pytorch_model.safetensors.index.json",
+                "transformer/diffusion_pytorch_model-00001-of-00002.safetensors",
+                "transformer/diffusion_pytorch_model-00002-of-00002.safetensors",
+                "vae/config.json",
+                "vae/diffusion_pytorch_model.safetensors",
+            ]
+        );
+        assert!(p.files.iter().all(|f| f.local == f.remote));
+        assert_eq!(
+            p.notes,
+            ["bf16 weights are available: --variant bf16 downloads about half as much"]
+        );
+
+        // bf16: saved under the default names the loaders read; shards keep theirs (the
+        // index lists them).
+        let p = plan(&siblings, Some(&index), &variant("bf16")).unwrap();
+        let pairs: Vec<(&str, &str)> = p
+            .files
+            .iter()
+            .map(|f| (f.remote.as_str(), f.local.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("model_index.json", "model_index.json"),
+                (
+                    "scheduler/scheduler_config.json",
+                    "scheduler/scheduler_config.json"
+                ),
+                ("text_encoder/config.json", "text_encoder/config.json"),
+                (
+                    "text_encoder/model.safetensors.index.bf16.json",
+                    "text_encoder/model.safetensors.index.json"
+                ),
+                (
+                    "text_encoder/model.bf16-00001-of-00002.safetensors",
+                    "text_encoder/model.bf16-00001-of-00002.safetensors"
+                ),
+                (
+                    "text_encoder/model.bf16-00002-of-00002.safetensors",
+                    "text_encoder/model.bf16-00002-of-00002.safetensors"
+                ),
+                (
+                    "tokenizer/special_tokens_map.json",
+                    "tokenizer/special_tokens_map.json"
+                ),
+                ("tokenizer/tokenizer.json", "tokenizer/tokenizer.json"),
+                ("tokenizer/tokenizer.model", "tokenizer/tokenizer.model"),
+                (
+                    "tokenizer/tokenizer_config.json",
+                    "tokenizer/tokenizer_config.json"
+                ),
+                ("transformer/config.json", "transformer/config.json"),
+                (
+                    "transformer/diffusion_pytorch_model.bf16.safetensors",
+                    "transformer/diffusion_pytorch_model.safetensors"
+                ),
+                ("vae/config.json", "vae/config.json"),
+                (
+                    "vae/diffusion_pytorch_model.bf16.safetensors",
+                    "vae/diffusion_pytorch_model.safetensors"
+                ),
+            ]
+        );
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        // int4 only on request; the other components fall back to their defaults.
+        let p = plan(&siblings, Some(&index), &variant("int4")).unwrap();
+        assert!(p.files.contains(&PlannedFile {
+            remote: "transformer/diffusion_pytorch_model.int4.safetensors".into(),
+            local: "transformer/diffusion_pytorch_model.safetensors".into(),
+        }));
+        assert!(p.notes.iter().any(|n| n
+            == "`text_encoder` has no int4 variant: taking model.safetensors.index.json and \
+                its 2 shards"));
+    }
+
+    /// Efficient-Large-Model/Sana_1600M_512px_diffusers: the transformer's default weights
+    /// are sharded, its fp16 ones a single file.
+    #[test]
+    fn sana_1600m_fp16_prefers_the_single_file_variant() {
+        let siblings = list(&[
+            "model_index.json",
+            "scheduler/scheduler_config.json",
+            "transformer/config.json",
+            "transformer/diffusion_pytorch_model-00001-of-00002.safetensors",
+            "transformer/diffusion_pytorch_model-00002-of-00002.safetensors",
+            "transformer/diffusion_pytorch_model.fp16.safetensors",
+            "transformer/diffusion_pytorch_model.safetensors.index.json",
+        ]);
+        let index = json!({"_class_name": "SanaPipeline",
+            "scheduler": ["diffusers", "DPMSolverMultistepScheduler"],
+            "transformer": ["diffusers", "SanaTransformer2DModel"]});
+        let p = plan(&siblings, Some(&index), &variant("fp16")).unwrap();
+        assert_eq!(
+            remotes(&p),
+            [
+                "model_index.json",
+                "scheduler/scheduler_config.json",
+                "transformer/config.json",
+                "transformer/diffusion_pytorch_model.fp16.safetensors",
+            ]
+        );
+        // Without the default weights, sharded fp16 is taken without --variant, as a single
+        // fp16 file is.
+        let siblings = list(&[
+            "model_index.json",
+            "scheduler/scheduler_config.json",
+            "transformer/config.json",
+            "transformer/diffusion_pytorch_model.fp16-00001-of-00002.safetensors",
+            "transformer/diffusion_pytorch_model.fp16-00002-of-00002.safetensors",
+            "transformer/diffusion_pytorch_model.safetensors.index.fp16.json",
+        ]);
+        let p = plan(&siblings, Some(&index), &Select::default()).unwrap();
+        assert_eq!(
+            remotes(&p)[3..],
+            [
+                "transformer/diffusion_pytorch_model.safetensors.index.fp16.json",
+                "transformer/diffusion_pytorch_model.fp16-00001-of-00002.safetensors",
+                "transformer/diffusion_pytorch_model.fp16-00002-of-00002.safetensors",
+            ]
+        );
+    }
+
+    /// What a plan saves is what Easel's Sana loaders read: the files are made empty (the
+    /// indexes with a `weight_map` naming their shards) and the loaders' own file lookups
+    /// run on them.
+    #[test]
+    fn the_loaders_find_what_the_plan_saves() {
+        fn materialize(p: &Plan, dir: &Path) {
+            for f in &p.files {
+                let out = dir.join(&f.local);
+                std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+                let name = f.remote.rsplit('/').next().unwrap();
+                let body = if parse_index(name).is_some() {
+                    // The index lists the shards planned beside it, as the hub's does.
+                    let folder = f.remote.rsplit_once('/').unwrap().0;
+                    let map: serde_json::Map<String, Value> = p
+                        .files
+                        .iter()
+                        .filter_map(|g| g.remote.strip_prefix(&format!("{folder}/")))
+                        .filter(|g| is_shard(g))
+                        .enumerate()
+                        .map(|(i, g)| (format!("t{i}.weight"), json!(g)))
+                        .collect();
+                    serde_json::to_vec(&json!({ "weight_map": map })).unwrap()
+                } else {
+                    vec![]
+                };
+                std::fs::write(out, body).unwrap();
+            }
+        }
+        let cases = [
+            (sana_600m_512px(), Select::default()),
+            (sana_600m_512px(), variant("fp16")),
+            (sana_1600m_1024px_bf16(), Select::default()),
+            (sana_1600m_1024px_bf16(), variant("bf16")),
+        ];
+        for (siblings, select) in cases {
+            let p = plan(&siblings, Some(&sana_index()), &select).unwrap();
+            let tmp = tempfile::tempdir().unwrap();
+            materialize(&p, tmp.path());
+            let te = tmp.path().join("text_encoder");
+            let files = easel_diffusion::loader::weight_files(&te, "model").unwrap();
+            let want: Vec<PathBuf> = p
+                .files
+                .iter()
+                .filter(|f| f.local.starts_with("text_encoder/") && is_shard(&f.local))
+                .map(|f| tmp.path().join(&f.local))
+                .collect();
+            assert_eq!(files, want, "{:?}", select.variant);
+            assert!(files.iter().all(|f| f.is_file()));
+            // Every Sana component's weights are found by the one loader rule.
+            for (component, stem) in [
+                ("vae", "diffusion_pytorch_model"),
+                ("transformer", "diffusion_pytorch_model"),
+            ] {
+                let files =
+                    easel_diffusion::loader::weight_files(&tmp.path().join(component), stem)
+                        .unwrap();
+                assert!(files.iter().all(|f| f.is_file()), "{component}");
+            }
+            assert!(tmp.path().join("tokenizer/tokenizer.json").is_file());
+        }
+    }
+
+    #[test]
+    fn older_variant_shard_names_are_recognised() {
+        // Older transformers versions wrote `model-00001-of-00002.fp16.safetensors` and
+        // `model.safetensors.fp16.index.json`; the index is saved under a name the loaders
+        // read.
+        let siblings = list(&[
+            "model_index.json",
+            "text_encoder/config.json",
+            "text_encoder/model-00001-of-00002.fp16.safetensors",
+            "text_encoder/model-00002-of-00002.fp16.safetensors",
+            "text_encoder/model.safetensors.fp16.index.json",
+        ]);
+        let index = json!({"text_encoder": ["transformers", "Gemma2Model"]});
+        let p = plan(&siblings, Some(&index), &variant("fp16")).unwrap();
+        let pairs: Vec<(&str, &str)> = p
+            .files
+            .iter()
+            .map(|f| (f.remote.as_str(), f.local.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("model_index.json", "model_index.json"),
+                ("text_encoder/config.json", "text_encoder/config.json"),
+                (
+                    "text_encoder/model.safetensors.fp16.index.json",
+                    "text_encoder/model.safetensors.index.json"
+                ),
+                (
+                    "text_encoder/model-00001-of-00002.fp16.safetensors",
+                    "text_encoder/model-00001-of-00002.fp16.safetensors"
+                ),
+                (
+                    "text_encoder/model-00002-of-00002.fp16.safetensors",
+                    "text_encoder/model-00002-of-00002.fp16.safetensors"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn pickle_shards_are_refused() {
+        let siblings = list(&[
+            "model_index.json",
+            "text_encoder/config.json",
+            "text_encoder/pytorch_model-00001-of-00002.bin",
+            "text_encoder/pytorch_model-00002-of-00002.bin",
+            "text_encoder/pytorch_model.bin.index.json",
+        ]);
+        let index = json!({"text_encoder": ["transformers", "Gemma2Model"]});
+        let e = plan(&siblings, Some(&index), &Select::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "component `text_encoder` has only pickle weights \
+                 (pytorch_model-00001-of-00002.bin, pytorch_model-00002-of-00002.bin)"
+            ),
+            "{e}"
+        );
+        // A pickle index beside safetensors weights is not a configuration file.
+        let siblings = list(&[
+            "model_index.json",
+            "text_encoder/config.json",
+            "text_encoder/model.safetensors",
+            "text_encoder/pytorch_model-00001-of-00002.bin",
+            "text_encoder/pytorch_model-00002-of-00002.bin",
+            "text_encoder/pytorch_model.bin.index.json",
+            "text_encoder/pytorch_model.bin.index.fp16.json",
+        ]);
+        let p = plan(&siblings, Some(&index), &Select::default()).unwrap();
+        assert_eq!(
+            remotes(&p),
+            [
+                "model_index.json",
+                "text_encoder/config.json",
+                "text_encoder/model.safetensors"
+            ]
+        );
+    }
+
+    #[test]
+    fn downloaded_indexes_are_checked_against_the_plan() {
+        let p = plan(&sana_600m_512px(), Some(&sana_index()), &Select::default()).unwrap();
+        let remote = "text_encoder/model.safetensors.index.json";
+        let check = |v: Value| check_index(&p, remote, &serde_json::to_vec(&v).unwrap());
+        check(json!({"metadata": {"total_size": 10}, "weight_map": {
+            "a": "model-00001-of-00002.safetensors",
+            "b": "model-00002-of-00002.safetensors",
+            "c": "model-00002-of-00002.safetensors",
+        }}))
+        .unwrap();
+        let e = check(json!({"weight_map": {
+            "a": "model-00001-of-00002.safetensors",
+            "b": "model-00003-of-00003.safetensors",
+        }}))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("lists shards that are not among")
+                && e.contains("(model-00003-of-00003.safetensors)"),
+            "{e}"
+        );
+        // A shard of another folder, a path, no map: refused.
+        let e = check(json!({"weight_map": {"a": "diffusion_pytorch_model.safetensors"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("diffusion_pytorch_model.safetensors"), "{e}");
+        let e = check(json!({"weight_map": {"a": "../vae/diffusion_pytorch_model.safetensors"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a plain file name"), "{e}");
+        for bad in [json!({}), json!({"weight_map": {}}), json!([1])] {
+            let e = check(bad).unwrap_err().to_string();
+            assert!(e.contains("no weight_map"), "{e}");
+        }
+        assert!(check_index(&p, remote, b"not json").is_err());
+    }
+
+    #[test]
+    fn shard_and_index_names() {
+        let s = parse_shard("model.fp16-00001-of-00002.safetensors").unwrap();
+        assert_eq!(
+            (s.stem, s.variant, s.part, s.total),
+            ("model", Some("fp16"), 1, 2)
+        );
+        let s = parse_shard("model-00002-of-00002.bf16.safetensors").unwrap();
+        assert_eq!(
+            (s.stem, s.variant, s.part, s.total),
+            ("model", Some("bf16"), 2, 2)
+        );
+        let s = parse_shard("diffusion_pytorch_model-00001-of-00002.safetensors").unwrap();
+        assert_eq!((s.stem, s.variant), ("diffusion_pytorch_model", None));
+        for not in [
+            "model.safetensors",
+            "model.fp16.safetensors",
+            "model-00003-of-00002.safetensors",
+            "model-00000-of-00002.safetensors",
+            "model.fp16-00001-of-00002.bf16.safetensors",
+            "-00001-of-00002.safetensors",
+            "model-x-of-00002.safetensors",
+            "model-00001-of-00002.bin",
+        ] {
+            assert!(parse_shard(not).is_none(), "{not}");
+        }
+        assert_eq!(
+            parse_index("model.safetensors.index.json"),
+            Some(("model", None))
+        );
+        assert_eq!(
+            parse_index("model.safetensors.index.bf16.json"),
+            Some(("model", Some("bf16")))
+        );
+        assert_eq!(
+            parse_index("model.safetensors.fp16.index.json"),
+            Some(("model", Some("fp16")))
+        );
+        for not in [
+            "pytorch_model.bin.index.json",
+            "config.json",
+            "model.safetensors",
+            ".safetensors.index.json",
+        ] {
+            assert_eq!(parse_index(not), None, "{not}");
+        }
+        assert!(is_any_index("pytorch_model.bin.index.fp16.json"));
+        assert!(!is_any_index("tokenizer_config.json"));
     }
 
     #[test]

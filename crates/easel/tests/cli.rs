@@ -208,16 +208,43 @@ fn easel_toml_sets_values_and_flags_win() {
 
 #[test]
 fn bench_diffusion_runs_on_a_tiny_model() {
+    for (family, size, step) in [
+        ("sd15", "64", "UNet step with CFG (batch 2)"),
+        ("sana", "64", "transformer step with CFG + PAG (batch 3)"),
+    ] {
+        let out = easel()
+            .args([
+                "bench",
+                "diffusion",
+                "--family",
+                family,
+                "--tiny",
+                "--size",
+                size,
+                "--steps",
+                "1",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in [step, "VAE decode", "model load", "peak RSS"] {
+            assert!(text.contains(line), "{family}: {line} in {text}");
+        }
+    }
+}
+
+#[test]
+fn make_tiny_writes_every_family_of_the_table() {
+    let dir = tempfile::tempdir().unwrap();
     let out = easel()
-        .args([
-            "bench",
-            "diffusion",
-            "--tiny",
-            "--size",
-            "64",
-            "--steps",
-            "1",
-        ])
+        .args(["models", "make-tiny"])
+        .arg(dir.path().join("sana"))
+        .args(["--family", "sana"])
         .output()
         .unwrap();
     assert!(
@@ -225,15 +252,22 @@ fn bench_diffusion_runs_on_a_tiny_model() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    for line in [
-        "UNet step with guidance",
-        "VAE decode",
-        "model load",
-        "peak RSS",
-    ] {
-        assert!(text.contains(line), "{line} in {text}");
-    }
+    assert!(dir.path().join("sana/transformer/config.json").is_file());
+    let out = easel()
+        .args(["models", "make-tiny"])
+        .arg(dir.path().join("sana2"))
+        .args(["--family", "sana", "--single-file"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "single files are SD layouts");
+    let out = easel()
+        .args(["models", "make-tiny"])
+        .arg(dir.path().join("x"))
+        .args(["--family", "flux"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("sana"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -706,4 +740,175 @@ fn pull_a_single_file_checkpoint() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A small Sana-shaped repository: the text encoder sharded (default and bf16), the
+/// transformer and the VAE single files with bf16 variants.
+fn sana_repo(weight_map_shard_2: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let json = |v: serde_json::Value| serde_json::to_vec_pretty(&v).unwrap();
+    let index = |first: &str, second: &str| {
+        json(serde_json::json!({
+            "metadata": {"total_size": 300},
+            "weight_map": {"embed_tokens.weight": first, "norm.weight": second}
+        }))
+    };
+    vec![
+        (".gitattributes", b"*.safetensors filter=lfs".to_vec()),
+        (
+            "model_index.json",
+            json(serde_json::json!({
+                "_class_name": "SanaPipeline",
+                "scheduler": ["diffusers", "DPMSolverMultistepScheduler"],
+                "text_encoder": ["transformers", "Gemma2Model"],
+                "tokenizer": ["transformers", "GemmaTokenizerFast"],
+                "transformer": ["diffusers", "SanaTransformer2DModel"],
+                "vae": ["diffusers", "AutoencoderDC"]
+            })),
+        ),
+        ("scheduler/scheduler_config.json", b"{}".to_vec()),
+        ("text_encoder/config.json", b"{}".to_vec()),
+        (
+            "text_encoder/model-00001-of-00002.safetensors",
+            vec![1; 200],
+        ),
+        (
+            "text_encoder/model-00002-of-00002.safetensors",
+            vec![2; 100],
+        ),
+        (
+            "text_encoder/model.bf16-00001-of-00002.safetensors",
+            vec![3; 100],
+        ),
+        (
+            "text_encoder/model.bf16-00002-of-00002.safetensors",
+            vec![4; 50],
+        ),
+        (
+            "text_encoder/model.safetensors.index.json",
+            index(
+                "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors",
+            ),
+        ),
+        (
+            "text_encoder/model.safetensors.index.bf16.json",
+            index("model.bf16-00001-of-00002.safetensors", weight_map_shard_2),
+        ),
+        ("tokenizer/special_tokens_map.json", b"{}".to_vec()),
+        ("tokenizer/tokenizer.json", b"{}".to_vec()),
+        ("tokenizer/tokenizer.model", vec![5; 10]),
+        ("tokenizer/tokenizer_config.json", b"{}".to_vec()),
+        ("transformer/config.json", b"{}".to_vec()),
+        (
+            "transformer/diffusion_pytorch_model.safetensors",
+            vec![6; 80],
+        ),
+        (
+            "transformer/diffusion_pytorch_model.bf16.safetensors",
+            vec![7; 40],
+        ),
+        ("vae/config.json", b"{}".to_vec()),
+        ("vae/diffusion_pytorch_model.safetensors", vec![8; 60]),
+        ("vae/diffusion_pytorch_model.bf16.safetensors", vec![9; 30]),
+    ]
+}
+
+#[test]
+fn pull_a_sharded_text_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start(
+        "acme/sana",
+        sana_repo("model.bf16-00002-of-00002.safetensors"),
+        &[],
+    );
+    let out = pull(
+        dir.path(),
+        &[
+            "acme/sana",
+            "--endpoint",
+            &hub.endpoint(),
+            "--variant",
+            "bf16",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let models = dir.path().join("models");
+    assert_eq!(
+        tree(&models),
+        [
+            "sana",
+            "sana/model_index.json",
+            "sana/scheduler",
+            "sana/scheduler/scheduler_config.json",
+            "sana/text_encoder",
+            "sana/text_encoder/config.json",
+            "sana/text_encoder/model.bf16-00001-of-00002.safetensors",
+            "sana/text_encoder/model.bf16-00002-of-00002.safetensors",
+            "sana/text_encoder/model.safetensors.index.json",
+            "sana/tokenizer",
+            "sana/tokenizer/special_tokens_map.json",
+            "sana/tokenizer/tokenizer.json",
+            "sana/tokenizer/tokenizer.model",
+            "sana/tokenizer/tokenizer_config.json",
+            "sana/transformer",
+            "sana/transformer/config.json",
+            "sana/transformer/diffusion_pytorch_model.safetensors",
+            "sana/vae",
+            "sana/vae/config.json",
+            "sana/vae/diffusion_pytorch_model.safetensors",
+        ]
+    );
+    let te = models.join("sana/text_encoder");
+    assert_eq!(
+        std::fs::read(te.join("model.bf16-00002-of-00002.safetensors")).unwrap(),
+        vec![4u8; 50]
+    );
+    // The bf16 index, saved under the default name; the Gemma loader finds the shards.
+    let files = easel_diffusion::loader::weight_files(&te, "model").unwrap();
+    assert_eq!(
+        files,
+        [
+            te.join("model.bf16-00001-of-00002.safetensors"),
+            te.join("model.bf16-00002-of-00002.safetensors"),
+        ]
+    );
+    assert_eq!(
+        std::fs::read(models.join("sana/transformer/diffusion_pytorch_model.safetensors")).unwrap(),
+        vec![7u8; 40]
+    );
+    for r in hub.requests() {
+        assert!(!r.contains("model-0000"), "default shards fetched: {r}");
+    }
+
+    // An index naming a shard the repository does not list: refused once the index is in,
+    // before its shards are fetched; nothing is left behind.
+    let dir = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start(
+        "acme/sana",
+        sana_repo("model.bf16-00002-of-00003.safetensors"),
+        &[],
+    );
+    let out = pull(
+        dir.path(),
+        &[
+            "acme/sana",
+            "--endpoint",
+            &hub.endpoint(),
+            "--variant",
+            "bf16",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("text_encoder/model.safetensors.index.bf16.json lists shards")
+            && err.contains("model.bf16-00002-of-00003.safetensors"),
+        "{err}"
+    );
+    assert!(
+        !hub.requests().iter().any(|r| r.contains("-0000")),
+        "{:?}",
+        hub.requests()
+    );
+    assert!(tree(&dir.path().join("models")).is_empty());
 }

@@ -2,6 +2,12 @@
 
 use super::*;
 
+/// The spec's defaults (`num_inference_steps`, `guidance_scale`, `pag_guidance_scale`),
+/// applied on Sana models.
+const SANA_DEFAULT_STEPS: u32 = 18;
+const SANA_DEFAULT_GUIDANCE: f32 = 5.0;
+const SANA_DEFAULT_PAG: f32 = 2.0;
+
 /// A registry model by a wire field's value; unknown: 422 at `field`.
 pub(super) async fn named_model(state: &AppState, field: &str, name: &str) -> Result<Model, Error> {
     easel_store::models::resolve(&state.store.db, name)
@@ -95,12 +101,26 @@ pub(super) async fn submit(
         Some(path_model(state, owner, name).await?)
     } else if let Some(v) = &req.version {
         Some(named_model(state, "version", v).await?)
-    } else if req.input.pag_guidance_scale.is_some() {
-        // The model that will run, to say now whether it can apply PAG.
-        Some(service::default_model(state, task).await?)
     } else {
-        None
+        // The model that will run: whether it can apply PAG, and whether it is a Sana model
+        // (the spec's defaults).
+        match service::default_model(state, task).await {
+            Ok(m) => Some(m),
+            Err(e) if req.input.pag_guidance_scale.is_some() => return Err(e.into()),
+            Err(_) => None,
+        }
     };
+    // On a Sana model the spec's own defaults apply to what the request leaves out.
+    if model
+        .as_ref()
+        .is_some_and(|m| m.family == easel_providers::family::SANA)
+    {
+        if let Some(g) = input.generation_mut() {
+            g.steps.get_or_insert(SANA_DEFAULT_STEPS);
+            g.guidance.get_or_insert(SANA_DEFAULT_GUIDANCE);
+            g.pag_guidance.get_or_insert(SANA_DEFAULT_PAG);
+        }
+    }
     if let Some(id) = &c.id {
         if id.is_empty() || id.len() > 255 || id.contains('/') {
             return Err(Error::invalid("id", "must be 1 to 255 characters, without `/`").into());
@@ -134,9 +154,17 @@ pub(super) async fn submit(
     if let Some(id) = &c.id {
         record["id"] = json!(id);
     }
-    // A model none of whose providers applies perturbed-attention guidance is known not to,
-    // before it runs.
-    if req.input.pag_guidance_scale.is_some() && !model.as_ref().is_some_and(Model::may_apply_pag) {
+    // Whether the local engine applies perturbed-attention guidance to this model (its family
+    // has it), and a model none of whose providers applies it is known not to, before it runs.
+    let family_pag = model
+        .as_ref()
+        .is_some_and(|m| easel_providers::family::by_name(&m.family).is_some_and(|f| f.pag));
+    if family_pag {
+        record["family_pag"] = json!(true);
+    }
+    if req.input.pag_guidance_scale.is_some()
+        && !model.as_ref().is_some_and(|m| m.may_apply_pag(family_pag))
+    {
         record["pag_not_applied"] = json!(true);
     }
     let (job, created) = service::submit(

@@ -31,7 +31,10 @@
 //! the most specific first: `input.model_variant`, then the path's `owner/name` (the whole
 //! `owner/name` as an alias, then `name` alone, so `easel/tiny` and `nvidia/sana` work once
 //! `sana` is installed or aliased), then `version` (a model id, name or alias: alias the
-//! spec's `c6b5d2…52fa6` to a model and Sana clients run unchanged). Nothing named: the
+//! spec's `c6b5d2…52fa6` to a model and Sana clients run unchanged). The spec's
+//! `model_variant` values (`1600M-1024px`, `600M-512px-multilang`, …) name installed Sana
+//! models the same way: give each installed Sana folder the variant it is as an alias
+//! (`easel models add --alias 600M-512px-multilang …`, or `PATCH /v1/models/{name}`). Nothing named: the
 //! server's default model for the task. The spec marks `version` required; like a Cog
 //! server (one model, no version), Easel runs the default model without one. An unknown
 //! name is a 422 at the field that named it (`["body", "version"]`, `["body", "input",
@@ -44,9 +47,9 @@
 //! | `prompt` | `prompt` | the spec's default (`a cyberpunk cat with a neon sign that says "Sana"`) when absent |
 //! | `negative_prompt` | `negative_prompt` | `""` is none |
 //! | `width`, `height` | `width`, `height` | absent: the model's default size (512 for SD 1.5, 1024 for SDXL), not the spec's 1024 |
-//! | `num_inference_steps` | `steps` | ≥ 1 and the server's `--max-steps`; absent: the model's default, not the spec's 18 |
-//! | `guidance_scale` | `guidance` | 1–20 (the spec's range); absent: the model's default |
-//! | `pag_guidance_scale` | `pag_guidance` | 1–20. A model on a `replicate` provider passes it upstream; the local engine has no perturbed-attention guidance, so once the prediction ran its `logs` say whether the provider that served it applied it |
+//! | `num_inference_steps` | `steps` | ≥ 1 and the server's `--max-steps`; absent: the spec's 18 on a Sana model, else the model's default |
+//! | `guidance_scale` | `guidance` | 1–20 (the spec's range); absent: the spec's 5 on a Sana model, else the model's default |
+//! | `pag_guidance_scale` | `pag_guidance` | 1–20; absent: the spec's 2 on a Sana model. The local engine applies it to Sana models (PAG above 0, as diffusers; the layers are the model's, see `easel_diffusion::sana::pipeline`); a model on a `replicate` provider passes it upstream; other models do not apply it. Once the prediction ran, its `logs` say whether the provider that served it applied it |
 //! | `seed` | `seed` | image i uses `seed + i`; drawn at random when absent, and logged |
 //! | `model_variant` | the model | see above |
 //! | `num_outputs` | `count` | 1 to `--max-images` (default 1) |

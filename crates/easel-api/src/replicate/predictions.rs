@@ -49,9 +49,18 @@ pub(super) fn logs(job: &Job, request: Option<&Value>, provider_log: &[String]) 
     }
     // Once it ran, whether the provider that served applied perturbed-attention guidance.
     match (i["pag_guidance"].as_f64(), job.provider.as_deref()) {
-        (Some(pag), Some(p)) if easel_core::model::provider_applies_pag(p) => lines.push(format!(
-            "pag_guidance_scale {pag} was passed to the {p} provider"
-        )),
+        (Some(pag), Some(p))
+            if easel_core::model::provider_applies_pag(
+                p,
+                request.is_some_and(|r| r["family_pag"] == true),
+            ) =>
+        {
+            lines.push(if p.starts_with("local") {
+                format!("pag_guidance_scale {pag} was applied by the local engine")
+            } else {
+                format!("pag_guidance_scale {pag} was passed to the {p} provider")
+            })
+        }
         (Some(pag), Some(p)) => lines.push(format!(
             "pag_guidance_scale {pag} was not applied: the {p} provider that ran this model \
              has no perturbed-attention guidance; the image uses guidance_scale only"

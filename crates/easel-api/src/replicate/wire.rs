@@ -69,7 +69,8 @@ pub struct Input {
     /// 1–20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guidance_scale: Option<f32>,
-    /// 1–20; kept, not applied (no PAG pipeline).
+    /// 1–20 (default 2 on Sana models): perturbed-attention guidance, applied by the local
+    /// engine on Sana models and passed to `replicate` upstreams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pag_guidance_scale: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,7 +4,8 @@
 //! Parsing follows diffusers' `from_config`: unknown keys are ignored (a model's config carries
 //! keys of its own class that another class does not take), `null` means "not given", and the
 //! non-finite floats that strict JSON cannot hold are accepted as the strings `"-inf"`, `"inf"`
-//! and `"nan"`. A few defaults differ between diffusers classes (e.g. `beta_start`,
+//! and `"nan"`; `from_file` also takes the bare words Python writes for them (`-Infinity`,
+//! `Infinity`, `NaN`, as in Sana's `"lambda_min_clipped": -Infinity`), see `quote_non_finite`. A few defaults differ between diffusers classes (e.g. `beta_start`,
 //! `timestep_spacing`, `clip_sample`); those fields are `Option`s here and `None` means "the
 //! default of the class the scheduler is built as", which each scheduler file fills in.
 
@@ -109,6 +110,19 @@ pub enum PredictionType {
     VPrediction,
     /// `"sample"` (also accepted as `"original_sample"`): the model predicts x0.
     Sample,
+    /// `"flow_prediction"`: the model predicts the flow velocity `v = noise − x0` of a
+    /// flow-matching model (`x = (1 − σ)·x0 + σ·noise`). DPM-Solver++ only (and
+    /// FlowMatchEuler, which always reads its model output as a velocity).
+    Flow,
+}
+
+/// `time_shift_type` of dynamic shifting: how `mu` bends the sigmas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeShiftType {
+    /// `e^mu / (e^mu + (1/σ − 1))` (FLUX).
+    Exponential,
+    /// `mu / (mu + (1/σ − 1))`.
+    Linear,
 }
 
 /// `timestep_spacing`: how the inference timesteps are picked from the training ones.
@@ -200,10 +214,30 @@ pub struct SchedulerConfig {
     /// Rejected when true (needs the Beta distribution's inverse CDF).
     pub use_beta_sigmas: bool,
     pub use_lu_lambdas: bool,
-    /// Rejected when true (flow-matching models are not served by these schedulers).
+    /// DPM-Solver (multistep, singlestep): flow-matching sigmas shifted by `flow_shift`;
+    /// rejected by the other classes.
     pub use_flow_sigmas: bool,
-    /// Rejected when true.
+    /// FlowMatchEuler: shift by `mu` (given to `set_timesteps_with`) instead of `shift`;
+    /// DPM-Solver with flow sigmas: a given `mu` replaces `flow_shift` by `e^mu`. Rejected
+    /// elsewhere.
     pub use_dynamic_shifting: bool,
+    /// DPM-Solver's `flow_shift` (default 1).
+    pub flow_shift: f64,
+    /// FlowMatchEuler's `shift` (default 1; DPM-Solver's `flow_shift` is not read by it).
+    pub shift: f64,
+    /// FlowMatchEuler's resolution-dependent shift parameters (what `calculate_shift` reads):
+    /// defaults 0.5, 1.15, 256, 4096.
+    pub base_shift: f64,
+    pub max_shift: f64,
+    pub base_image_seq_len: usize,
+    pub max_image_seq_len: usize,
+    /// FlowMatchEuler: `1 − σ` schedules (Mochi).
+    pub invert_sigmas: bool,
+    /// FlowMatchEuler: stretch the shifted sigmas so the last one is this value (LTX-Video).
+    pub shift_terminal: Option<f64>,
+    pub time_shift_type: TimeShiftType,
+    /// FlowMatchEuler: re-noise to the next sigma from the predicted x0 (one draw per step).
+    pub stochastic_sampling: bool,
     pub sigma_min: Option<f64>,
     pub sigma_max: Option<f64>,
     pub timestep_type: TimestepType,
@@ -255,6 +289,16 @@ impl Default for SchedulerConfig {
             use_lu_lambdas: false,
             use_flow_sigmas: false,
             use_dynamic_shifting: false,
+            flow_shift: 1.0,
+            shift: 1.0,
+            base_shift: 0.5,
+            max_shift: 1.15,
+            base_image_seq_len: 256,
+            max_image_seq_len: 4096,
+            invert_sigmas: false,
+            shift_terminal: None,
+            time_shift_type: TimeShiftType::Exponential,
+            stochastic_sampling: false,
             sigma_min: None,
             sigma_max: None,
             timestep_type: TimestepType::Discrete,
@@ -311,6 +355,7 @@ impl SchedulerConfig {
                         ("v_prediction", PredictionType::VPrediction),
                         ("sample", PredictionType::Sample),
                         ("original_sample", PredictionType::Sample),
+                        ("flow_prediction", PredictionType::Flow),
                     ],
                 )?
                 .unwrap_or(d.prediction_type),
@@ -348,6 +393,26 @@ impl SchedulerConfig {
             use_lu_lambdas: r.bool("use_lu_lambdas")?.unwrap_or(false),
             use_flow_sigmas: r.bool("use_flow_sigmas")?.unwrap_or(false),
             use_dynamic_shifting: r.bool("use_dynamic_shifting")?.unwrap_or(false),
+            flow_shift: r.f64("flow_shift")?.unwrap_or(d.flow_shift),
+            shift: r.f64("shift")?.unwrap_or(d.shift),
+            base_shift: r.f64("base_shift")?.unwrap_or(d.base_shift),
+            max_shift: r.f64("max_shift")?.unwrap_or(d.max_shift),
+            base_image_seq_len: r
+                .usize("base_image_seq_len")?
+                .unwrap_or(d.base_image_seq_len),
+            max_image_seq_len: r.usize("max_image_seq_len")?.unwrap_or(d.max_image_seq_len),
+            invert_sigmas: r.bool("invert_sigmas")?.unwrap_or(false),
+            shift_terminal: r.f64("shift_terminal")?,
+            time_shift_type: r
+                .choice(
+                    "time_shift_type",
+                    &[
+                        ("exponential", TimeShiftType::Exponential),
+                        ("linear", TimeShiftType::Linear),
+                    ],
+                )?
+                .unwrap_or(d.time_shift_type),
+            stochastic_sampling: r.bool("stochastic_sampling")?.unwrap_or(false),
             sigma_min: r.f64("sigma_min")?,
             sigma_max: r.f64("sigma_max")?,
             timestep_type: r
@@ -440,9 +505,11 @@ impl SchedulerConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let v: Value = serde_json::from_str(&text).map_err(|source| SchedulerError::Json {
-            path: path.to_path_buf(),
-            source,
+        let v: Value = serde_json::from_str(&quote_non_finite(&text)).map_err(|source| {
+            SchedulerError::Json {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         Self::from_json(&v)
     }
@@ -454,6 +521,49 @@ impl<'de> serde::Deserialize<'de> for SchedulerConfig {
         let v = Value::deserialize(d)?;
         SchedulerConfig::from_json(&v).map_err(serde::de::Error::custom)
     }
+}
+
+/// Python's `json.dump` writes non-finite floats as the bare words `NaN`, `Infinity` and
+/// `-Infinity` (diffusers' `lambda_min_clipped: -Infinity` in Sana's `scheduler_config.json`),
+/// which strict JSON parsers reject. Outside string literals, those words become the strings
+/// `"nan"`, `"inf"` and `"-inf"`, which `from_json` reads as the numbers.
+pub fn quote_non_finite(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("Infinity") && !text.contains("NaN") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else {
+            let word = [
+                ("-Infinity", "\"-inf\""),
+                ("Infinity", "\"inf\""),
+                ("NaN", "\"nan\""),
+            ]
+            .into_iter()
+            .find(|(w, _)| rest.starts_with(w));
+            if let Some((w, quoted)) = word {
+                out.push_str(quoted);
+                rest = &rest[w.len()..];
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn short(v: &Value) -> String {

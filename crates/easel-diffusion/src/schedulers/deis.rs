@@ -7,7 +7,8 @@
 //! `lower_order_final` true; `algorithm_type` dpmsolver/dpmsolver++ are mapped to deis and
 //! `solver_type` midpoint/heun/bh1/bh2 to logrho, as diffusers does. The final sigma is the
 //! smallest training sigma (DEIS has no `final_sigmas_type`). Karras and exponential sigmas
-//! are taken; flow sigmas and dynamic shifting are rejected.
+//! are taken. Flow sigmas are rejected: diffusers' DEIS has them (ending on a repeat of the
+//! last flow sigma instead of 0) but they are not implemented here; so is dynamic shifting.
 
 use candle_core::{Result, Tensor};
 
@@ -26,7 +27,7 @@ pub(crate) struct Deis {
 
 impl Deis {
     pub(crate) fn new(cfg: &SchedulerConfig) -> std::result::Result<Self, SchedulerError> {
-        ms::check_common(cfg, NAME)?;
+        ms::check_common(cfg, NAME, false)?;
         match cfg.algorithm_type {
             None
             | Some(
@@ -84,9 +85,10 @@ impl Solver for Deis {
         match b.step_order(idx, self.lower_order_final, false) {
             1 => {
                 let (sig_t, sig_s) = (b.table.sigmas[idx + 1], b.table.sigmas[idx]);
-                let h = step_h(sig_t, sig_s);
+                let h = step_h(b.param, sig_t, sig_s);
                 let (x, m) = (sample, outs[k - 1]);
                 dpm_update(
+                    b.param,
                     AlgorithmType::DpmSolver,
                     h,
                     sig_t,

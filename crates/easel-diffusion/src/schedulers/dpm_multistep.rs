@@ -9,7 +9,16 @@
 //! Class defaults: betas linear 0.0001 → 0.02, `timestep_spacing` linspace, `algorithm_type`
 //! dpmsolver++ (`deis` is mapped to it, as diffusers does), `solver_type` midpoint (logrho/bh1/bh2
 //! mapped to midpoint), `lower_order_final` true. Takes Karras, exponential and Lu lambdas.
-//! Rejected: flow sigmas, dynamic shifting, beta sigmas, learned variance, flow prediction.
+//!
+//! Flow matching (Sana): `use_flow_sigmas` with `flow_shift` (schedule in `multistep.rs`),
+//! `prediction_type` flow_prediction (x0 = x − σ·v), α = 1 − σ and σ_t = σ in the updates;
+//! with `use_dynamic_shifting` a `mu` given to `set_timesteps_with` replaces `flow_shift` by
+//! e^mu for that schedule (diffusers writes it into the config). The first step is first
+//! order, and the last one too with `final_sigmas_type` zero.
+//!
+//! Rejected: beta sigmas, learned variance, flow prediction with the noise-predicting
+//! `dpmsolver`/`sde-dpmsolver` (as diffusers), flow sigmas combined with Karras, exponential
+//! or Lu spacing, dynamic shifting without flow sigmas.
 
 use candle_core::{Result, Tensor};
 
@@ -18,8 +27,8 @@ use super::config::{
     SolverType,
 };
 use super::multistep::{self as ms, dpm_update, step_h, Base, Diffs};
-use super::schedule::{self as sch, lin, Table, X0Limit};
-use super::Solver;
+use super::schedule::{self as sch, lin, Param, Table, X0Limit};
+use super::{Solver, TimestepOptions};
 use crate::noise::NoiseSource;
 
 const NAME: &str = "DPMSolverMultistepScheduler";
@@ -33,6 +42,7 @@ pub(crate) struct DpmMultistep {
     final_sigmas: FinalSigmasType,
     lambda_min_clipped: f64,
     beta_is_cosine: bool,
+    dynamic_shifting: bool,
 }
 
 /// Rejects what the DPM-Solver family here does not implement (shared with singlestep).
@@ -40,7 +50,7 @@ pub(crate) fn check_dpm(
     cfg: &SchedulerConfig,
     name: &'static str,
 ) -> std::result::Result<(), SchedulerError> {
-    ms::check_common(cfg, name)?;
+    ms::check_common(cfg, name, true)?;
     if let Some(v) = cfg.variance_type {
         return Err(SchedulerError::unsupported(
             name,
@@ -48,7 +58,47 @@ pub(crate) fn check_dpm(
             format!("{v:?}"),
         ));
     }
+    let algorithm = cfg
+        .algorithm_type
+        .unwrap_or(AlgorithmType::DpmSolverPlusPlus);
+    if cfg.prediction_type == PredictionType::Flow
+        && matches!(
+            algorithm,
+            AlgorithmType::DpmSolver | AlgorithmType::SdeDpmSolver
+        )
+    {
+        return Err(SchedulerError::unsupported_because(
+            name,
+            "prediction_type",
+            "flow_prediction",
+            "flow prediction needs algorithm_type dpmsolver++ or sde-dpmsolver++",
+        ));
+    }
     ms::check_order(cfg, name, true)
+}
+
+/// `mu` of `set_timesteps_with` for the DPM-Solvers: the flow shift it stands for (e^mu),
+/// else the configured `flow_shift`; an error where the config does not take it.
+pub(crate) fn flow_shift_for(
+    b: &Base,
+    name: &'static str,
+    opts: &TimestepOptions,
+    dynamic: bool,
+) -> std::result::Result<f64, SchedulerError> {
+    if opts.sigmas.is_some() {
+        return Err(SchedulerError::schedule(
+            name,
+            "custom sigmas are not supported (FlowMatchEulerDiscreteScheduler takes them)",
+        ));
+    }
+    match opts.mu {
+        None => Ok(b.flow_shift),
+        Some(mu) if dynamic && b.param == Param::Flow => Ok(mu.exp()),
+        Some(_) => Err(SchedulerError::schedule(
+            name,
+            "mu needs use_dynamic_shifting and use_flow_sigmas",
+        )),
+    }
 }
 
 /// `solver_type` as the DPM-Solvers read it: heun, else midpoint.
@@ -91,6 +141,7 @@ impl DpmMultistep {
             final_sigmas: cfg.final_sigmas_type,
             lambda_min_clipped: cfg.lambda_min_clipped,
             beta_is_cosine: cfg.beta_schedule == Some(BetaSchedule::SquaredcosCapV2),
+            dynamic_shifting: cfg.use_dynamic_shifting,
         })
     }
 }
@@ -101,7 +152,21 @@ impl Solver for DpmMultistep {
     }
 
     fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+        self.set_timesteps_with(n, &TimestepOptions::default())
+    }
+
+    fn set_timesteps_with(
+        &mut self,
+        n: usize,
+        opts: &TimestepOptions,
+    ) -> std::result::Result<(), SchedulerError> {
+        let shift = flow_shift_for(&self.base, NAME, opts, self.dynamic_shifting)?;
         let b = &mut self.base;
+        if b.param == Param::Flow {
+            let last = sch::final_sigma(self.final_sigmas, b.train.min());
+            b.set_flow_schedule(n, shift, last);
+            return Ok(());
+        }
         let last_timestep =
             b.spacing.num_train - clipped_index(&b.train.ac, self.lambda_min_clipped);
         let ts = b.spacing.solver(n, last_timestep);
@@ -135,9 +200,11 @@ impl Solver for DpmMultistep {
         let outs = b.history.outs();
         let k = outs.len();
         let s = |j: usize| b.table.sigmas[idx + 1 - j];
-        let h = step_h(s(0), s(1));
+        let p = b.param;
+        let h = step_h(p, s(0), s(1));
         let update = |d: Diffs| {
             dpm_update(
+                p,
                 self.algorithm,
                 h,
                 s(0),
@@ -152,7 +219,7 @@ impl Solver for DpmMultistep {
         match order {
             1 => update(Diffs::None),
             2 => {
-                let r0 = step_h(s(1), s(2)) / h;
+                let r0 = step_h(p, s(1), s(2)) / h;
                 let d1 = lin(&[(1.0 / r0, outs[k - 1]), (-1.0 / r0, outs[k - 2])])?;
                 if self.midpoint {
                     update(Diffs::Midpoint(&d1))
@@ -161,7 +228,7 @@ impl Solver for DpmMultistep {
                 }
             }
             _ => {
-                let (r0, r1) = (step_h(s(1), s(2)) / h, step_h(s(2), s(3)) / h);
+                let (r0, r1) = (step_h(p, s(1), s(2)) / h, step_h(p, s(2), s(3)) / h);
                 let (m0, m1, m2) = (outs[k - 1], outs[k - 2], outs[k - 3]);
                 let d1_0 = lin(&[(1.0 / r0, m0), (-1.0 / r0, m1)])?;
                 let d1_1 = lin(&[(1.0 / r1, m1), (-1.0 / r1, m2)])?;
@@ -223,7 +290,7 @@ pub(crate) fn convert_model_output(
     }
     let eps = b.eps(model_output, sample, sigma)?;
     if let X0Limit::Threshold { .. } = b.limit {
-        let (a, s) = sch::alpha_sigma(sigma);
+        let (a, s) = b.param.alpha_sigma(sigma);
         let x0 = b
             .limit
             .apply(sch::x0_of(PredictionType::Epsilon, &eps, sample, a, s)?)?;

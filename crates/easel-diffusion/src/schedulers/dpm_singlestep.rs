@@ -8,17 +8,19 @@
 //! dpmsolver++ (`sde-dpmsolver++` also; `deis` mapped to dpmsolver++), `solver_type` midpoint,
 //! `lower_order_final` false (forced true, as diffusers does, when the step count is not a
 //! multiple of the order or the final sigma is zero). `sde-dpmsolver` is rejected (diffusers
-//! does not implement it for this class).
+//! does not implement it for this class). Flow matching (`use_flow_sigmas`, `flow_shift`,
+//! `flow_prediction`, `mu` with `use_dynamic_shifting`) as in the multistep solver, whose
+//! schedule and conversions it shares (`multistep.rs`).
 
 use candle_core::{Result, Tensor};
 
 use super::config::{
     AlgorithmType, FinalSigmasType, SchedulerConfig, SchedulerError, TimestepSpacing,
 };
-use super::dpm_multistep::{check_dpm, clipped_index, midpoint, record_dpm_output};
+use super::dpm_multistep::{check_dpm, clipped_index, flow_shift_for, midpoint, record_dpm_output};
 use super::multistep::{dpm_update, step_h, Base, Diffs};
-use super::schedule::{self as sch, lin, Spacing, Table};
-use super::Solver;
+use super::schedule::{self as sch, lin, Param, Spacing, Table};
+use super::{Solver, TimestepOptions};
 use crate::noise::NoiseSource;
 
 const NAME: &str = "DPMSolverSinglestepScheduler";
@@ -32,6 +34,7 @@ pub(crate) struct DpmSinglestep {
     lambda_min_clipped: f64,
     order_list: Vec<usize>,
     group_sample: Option<Tensor>,
+    dynamic_shifting: bool,
 }
 
 impl DpmSinglestep {
@@ -71,6 +74,7 @@ impl DpmSinglestep {
             lambda_min_clipped: cfg.lambda_min_clipped,
             order_list: Vec::new(),
             group_sample: None,
+            dynamic_shifting: cfg.use_dynamic_shifting,
         })
     }
 }
@@ -81,16 +85,29 @@ impl Solver for DpmSinglestep {
     }
 
     fn set_timesteps(&mut self, n: usize) -> std::result::Result<(), SchedulerError> {
+        self.set_timesteps_with(n, &TimestepOptions::default())
+    }
+
+    fn set_timesteps_with(
+        &mut self,
+        n: usize,
+        opts: &TimestepOptions,
+    ) -> std::result::Result<(), SchedulerError> {
+        let shift = flow_shift_for(&self.base, NAME, opts, self.dynamic_shifting)?;
         let b = &mut self.base;
-        // always linspace (the class has no `timestep_spacing`)
-        let spacing = Spacing {
-            kind: TimestepSpacing::Linspace,
-            ..b.spacing
-        };
-        let clipped = clipped_index(&b.train.ac, self.lambda_min_clipped);
-        let ts = spacing.solver(n, spacing.num_train - clipped);
         let last = sch::final_sigma(self.final_sigmas, b.train.min());
-        b.set_schedule(ts, true, |_| last);
+        if b.param == Param::Flow {
+            b.set_flow_schedule(n, shift, last);
+        } else {
+            // always linspace (the class has no `timestep_spacing`)
+            let spacing = Spacing {
+                kind: TimestepSpacing::Linspace,
+                ..b.spacing
+            };
+            let clipped = clipped_index(&b.train.ac, self.lambda_min_clipped);
+            let ts = spacing.solver(n, spacing.num_train - clipped);
+            b.set_schedule(ts, true, |_| last);
+        }
         let solver_order = b.solver_order;
         if !self.lower_order_final
             && (n % solver_order > 0 || self.final_sigmas == FinalSigmasType::Zero)
@@ -139,15 +156,27 @@ impl Solver for DpmSinglestep {
         let k = outs.len();
         let s = |j: usize| b.table.sigmas[idx + 1 - j];
         // every update of a group starts at the group's first sigma, s(order)
-        let h = step_h(s(0), s(order));
+        let p = b.param;
+        let h = step_h(p, s(0), s(order));
         let update = |m: &Tensor, d: Diffs| {
-            dpm_update(self.algorithm, h, s(0), s(order), x, m, d, z.as_ref(), NAME)
+            dpm_update(
+                p,
+                self.algorithm,
+                h,
+                s(0),
+                s(order),
+                x,
+                m,
+                d,
+                z.as_ref(),
+                NAME,
+            )
         };
         match order {
             1 => update(outs[k - 1], Diffs::None),
             2 => {
                 let (m0, m1) = (outs[k - 1], outs[k - 2]);
-                let r0 = step_h(s(1), s(2)) / h;
+                let r0 = step_h(p, s(1), s(2)) / h;
                 let d1 = lin(&[(1.0 / r0, m0), (-1.0 / r0, m1)])?;
                 if self.midpoint {
                     update(m1, Diffs::Midpoint(&d1))
@@ -157,7 +186,7 @@ impl Solver for DpmSinglestep {
             }
             _ => {
                 let (m0, m1, m2) = (outs[k - 1], outs[k - 2], outs[k - 3]);
-                let (r0, r1) = (step_h(s(1), s(3)) / h, step_h(s(2), s(3)) / h);
+                let (r0, r1) = (step_h(p, s(1), s(3)) / h, step_h(p, s(2), s(3)) / h);
                 let d1_0 = lin(&[(1.0 / r1, m1), (-1.0 / r1, m2)])?;
                 let d1_1 = lin(&[(1.0 / r0, m0), (-1.0 / r0, m2)])?;
                 if self.midpoint {

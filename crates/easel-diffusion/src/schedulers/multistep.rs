@@ -2,37 +2,96 @@
 //! UniPC): the config checks, the training sigmas and the schedule setup (spaced integer
 //! timesteps, interpolated or converted sigmas, the final sigma), the model-output history,
 //! the x0/noise conversions at a VE sigma read as a VP process (α = 1/sqrt(σ²+1),
-//! σ_vp = σ·α), and the DPM-Solver updates of orders 1–3 (in λ = ln α − ln σ_vp).
+//! σ_vp = σ·α) or, with `use_flow_sigmas` (DPM-Solver only), at a flow-matching sigma
+//! (α = 1 − σ, σ_t = σ), and the DPM-Solver updates of orders 1–3 (in λ = ln α − ln σ_t).
+//!
+//! Flow sigmas (diffusers' `use_flow_sigmas`, Sana's DPM-Solver++): in float64,
+//! `s = 1 − linspace(1, 1/N, n + 1)`, shifted `flow_shift·s / (1 + (flow_shift − 1)·s)`,
+//! reversed, last dropped; timesteps `int64(s·N)` (truncated), sigmas float32 plus the final
+//! sigma. The timestep spacing, `lambda_min_clipped` and the betas do not enter; the betas'
+//! VP sigma is only the `final_sigmas_type` sigma_min value, as in diffusers. With
+//! `flow_prediction` the data prediction is `x0 = x − σ·v`.
 
 use std::collections::VecDeque;
 
 use candle_core::{Result, Tensor};
 
 use super::config::{
-    AlgorithmType, PredictionType, SchedulerConfig, SchedulerError, TimestepSpacing,
+    AlgorithmType, PredictionType, SchedulerConfig, SchedulerError, TimeShiftType, TimestepSpacing,
 };
 use super::schedule::{
-    self as sch, alpha_sigma, f32r, lambda, lin, Levels, SigmaSchedule, Spacing, Table,
-    TrainSigmas, X0Limit,
+    self as sch, f32r, lin, np_linspace, Levels, Param, SigmaSchedule, Spacing, Table, TrainSigmas,
+    X0Limit,
 };
 
-/// Rejects the options no multistep solver here implements.
+/// Rejects the options no multistep solver here implements. `takes_flow`: the class
+/// implements `use_flow_sigmas` (DPM-Solver multistep and singlestep); the others reject it,
+/// and dynamic shifting, which only means something with flow sigmas.
 pub(crate) fn check_common(
     cfg: &SchedulerConfig,
     name: &'static str,
+    takes_flow: bool,
 ) -> std::result::Result<(), SchedulerError> {
     sch::reject_unsupported_sigmas(cfg, name)?;
-    if cfg.use_flow_sigmas {
-        return Err(SchedulerError::unsupported(name, "use_flow_sigmas", true));
+    if cfg.use_flow_sigmas && !takes_flow {
+        return Err(SchedulerError::unsupported_because(
+            name,
+            "use_flow_sigmas",
+            true,
+            "flow sigmas are implemented for DPMSolverMultistepScheduler and \
+             DPMSolverSinglestepScheduler only; FlowMatchEulerDiscreteScheduler is the flow Euler",
+        ));
     }
-    if cfg.use_dynamic_shifting {
-        return Err(SchedulerError::unsupported(
+    if cfg.use_flow_sigmas {
+        for (field, set) in [
+            ("use_karras_sigmas", cfg.use_karras_sigmas),
+            ("use_exponential_sigmas", cfg.use_exponential_sigmas),
+            ("use_lu_lambdas", cfg.use_lu_lambdas),
+        ] {
+            if set {
+                return Err(SchedulerError::unsupported_because(
+                    name,
+                    field,
+                    true,
+                    "cannot be combined with use_flow_sigmas (diffusers would space VP sigmas \
+                     and read them as flow sigmas)",
+                ));
+            }
+        }
+    }
+    if cfg.use_dynamic_shifting && !(takes_flow && cfg.use_flow_sigmas) {
+        return Err(SchedulerError::unsupported_because(
             name,
             "use_dynamic_shifting",
             true,
+            "dynamic shifting needs use_flow_sigmas",
+        ));
+    }
+    if cfg.use_dynamic_shifting && cfg.time_shift_type != TimeShiftType::Exponential {
+        return Err(SchedulerError::unsupported_because(
+            name,
+            "time_shift_type",
+            "linear",
+            "DPM-Solver's dynamic shifting is exponential (flow_shift = e^mu)",
         ));
     }
     Ok(())
+}
+
+/// The flow-matching sigmas of DPM-Solver's `use_flow_sigmas` (float64, see the module doc),
+/// `n` of them from near 1 down, and their (fractional) timesteps `σ·N`.
+pub(crate) fn flow_sigmas(n: usize, num_train: usize, shift: f64) -> (Vec<f64>, Vec<f64>) {
+    let mut sig: Vec<f64> = np_linspace(1.0, 1.0 / num_train as f64, n + 1, true)
+        .into_iter()
+        .map(|a| {
+            let s = 1.0 - a;
+            shift * s / (1.0 + (shift - 1.0) * s)
+        })
+        .rev()
+        .collect();
+    sig.pop();
+    let ts = sig.iter().map(|&s| s * num_train as f64).collect();
+    (ts, sig)
 }
 
 /// Rejects `solver_order` 0, and above 3 when `up_to_3`.
@@ -60,6 +119,10 @@ pub(crate) fn check_order(
 
 /// The configuration, schedule and model-output history of a multistep solver.
 pub(crate) struct Base {
+    /// How the sigmas read (VP, or flow with `use_flow_sigmas`).
+    pub param: Param,
+    /// `flow_shift` (flow sigmas).
+    pub flow_shift: f64,
     pub train: TrainSigmas,
     pub spacing: Spacing,
     pub prediction: PredictionType,
@@ -80,7 +143,10 @@ impl Base {
         zero_snr: bool,
         takes_lu: bool,
     ) -> std::result::Result<Self, SchedulerError> {
+        let flow = cfg.use_flow_sigmas;
         Ok(Base {
+            param: if flow { Param::Flow } else { Param::Vp },
+            flow_shift: cfg.flow_shift,
             train: TrainSigmas::new(cfg, &sch::LINEAR_DEFAULTS, zero_snr)?,
             spacing: Spacing::new(cfg, TimestepSpacing::Linspace),
             prediction: cfg.prediction_type,
@@ -88,7 +154,7 @@ impl Base {
             solver_order: cfg.solver_order,
             schedule: SigmaSchedule::from_config(cfg, takes_lu),
             bounds: (None, None),
-            table: Table::new(name, Levels::Vp),
+            table: Table::new(name, if flow { Levels::Flow } else { Levels::Vp }),
             history: History::new(cfg.solver_order),
         })
     }
@@ -121,16 +187,31 @@ impl Base {
         self.table.timesteps = ts.into_iter().map(f64::trunc).collect();
     }
 
-    /// The model output as x0 (limited): data prediction.
+    /// The flow-sigma schedule (`use_flow_sigmas`) of `n` steps with `shift` (`flow_shift`,
+    /// or `e^mu`), then the final sigma `last`.
+    pub(crate) fn set_flow_schedule(&mut self, n: usize, shift: f64, last: f64) {
+        let (ts, mut sig) = flow_sigmas(n, self.spacing.num_train, shift);
+        sig.push(last);
+        self.table.sigmas = sig.into_iter().map(f32r).collect();
+        self.table.timesteps = ts.into_iter().map(f64::trunc).collect();
+    }
+
+    /// The model output as x0 (limited): data prediction. `flow_prediction` reads the raw
+    /// sigma (`x − σ·v`) whatever the parametrization, as diffusers does.
     pub(crate) fn x0(&self, model_output: &Tensor, sample: &Tensor, sigma: f64) -> Result<Tensor> {
-        let (a, s) = alpha_sigma(sigma);
+        let (a, s) = self.param.alpha_sigma(sigma);
+        let s = if self.prediction == PredictionType::Flow {
+            sigma
+        } else {
+            s
+        };
         let x0 = sch::x0_of(self.prediction, model_output, sample, a, s)?;
         self.limit.apply(x0)
     }
 
     /// The model output as noise ε (not limited).
     pub(crate) fn eps(&self, model_output: &Tensor, sample: &Tensor, sigma: f64) -> Result<Tensor> {
-        let (a, s) = alpha_sigma(sigma);
+        let (a, s) = self.param.alpha_sigma(sigma);
         sch::eps_of(self.prediction, model_output, sample, a, s)
     }
 
@@ -142,7 +223,7 @@ impl Base {
         sigma: f64,
     ) -> Result<Tensor> {
         let x0 = self.x0(model_output, sample, sigma)?;
-        let (a, s) = alpha_sigma(sigma);
+        let (a, s) = self.param.alpha_sigma(sigma);
         sch::eps_of(PredictionType::Sample, &x0, sample, a, s)
     }
 
@@ -240,6 +321,7 @@ pub(crate) enum Diffs<'a> {
 /// the step `h` in λ, with the difference terms `d` and, for the SDE variants, the noise `z`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dpm_update(
+    param: Param,
     algorithm: AlgorithmType,
     h: f64,
     sig_t: f64,
@@ -250,8 +332,8 @@ pub(crate) fn dpm_update(
     z: Option<&Tensor>,
     name: &str,
 ) -> Result<Tensor> {
-    let (a_t, s_t) = alpha_sigma(sig_t);
-    let (a_s, s_s) = alpha_sigma(sig_s);
+    let (a_t, s_t) = param.alpha_sigma(sig_t);
+    let (a_s, s_s) = param.alpha_sigma(sig_s);
     let (em, ep) = ((-h).exp() - 1.0, h.exp() - 1.0);
     let e2 = 1.0 - (-2.0 * h).exp();
     // (x, m, D1 midpoint, D1 Taylor, D2, noise) coefficients
@@ -314,6 +396,6 @@ pub(crate) fn dpm_update(
 }
 
 /// λ(σ_t) − λ(σ_s).
-pub(crate) fn step_h(sig_t: f64, sig_s: f64) -> f64 {
-    lambda(sig_t).0 - lambda(sig_s).0
+pub(crate) fn step_h(param: Param, sig_t: f64, sig_s: f64) -> f64 {
+    param.lambda(sig_t) - param.lambda(sig_s)
 }

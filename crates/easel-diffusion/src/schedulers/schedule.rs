@@ -466,6 +466,30 @@ pub(crate) fn alpha_sigma(sigma: f64) -> (f64, f64) {
     (alpha, sigma * alpha)
 }
 
+/// How a scheduler sigma reads as a point `x = α·x0 + σ_t·noise`: the VE sigma of a
+/// variance-preserving process (`α = 1/sqrt(σ² + 1)`, `σ_t = σ·α`), or a flow-matching sigma
+/// (`α = 1 − σ`, `σ_t = σ`; DPM-Solver's `use_flow_sigmas`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Param {
+    Vp,
+    Flow,
+}
+
+impl Param {
+    pub(crate) fn alpha_sigma(self, sigma: f64) -> (f64, f64) {
+        match self {
+            Param::Vp => alpha_sigma(sigma),
+            Param::Flow => (1.0 - sigma, sigma),
+        }
+    }
+
+    /// λ = ln α − ln σ_t (+∞ at σ = 0).
+    pub(crate) fn lambda(self, sigma: f64) -> f64 {
+        let (a, s) = self.alpha_sigma(sigma);
+        a.ln() - s.ln()
+    }
+}
+
 /// λ = ln α − ln σ of a VE sigma, with its α and σ.
 pub(crate) fn lambda(sigma: f64) -> (f64, f64, f64) {
     let (a, s) = alpha_sigma(sigma);
@@ -629,6 +653,8 @@ pub(crate) fn x0_of(
         PredictionType::Epsilon => lin(&[(1.0 / a, sample), (-s / a, model_output)]),
         PredictionType::Sample => Ok(model_output.clone()),
         PredictionType::VPrediction => lin(&[(a, sample), (-s, model_output)]),
+        // exact for the flow parametrization (s = σ); DPM-Solver passes σ itself as `s`
+        PredictionType::Flow => lin(&[(1.0, sample), (-s, model_output)]),
     }
 }
 
@@ -644,6 +670,8 @@ pub(crate) fn eps_of(
         PredictionType::Epsilon => Ok(model_output.clone()),
         PredictionType::Sample => lin(&[(1.0 / s, sample), (-a / s, model_output)]),
         PredictionType::VPrediction => lin(&[(a, model_output), (s, sample)]),
+        // noise = x0 + v = x + (1 − σ)·v, for the flow parametrization (a = 1 − σ)
+        PredictionType::Flow => lin(&[(1.0, sample), (a, model_output)]),
     }
 }
 
@@ -690,6 +718,9 @@ pub(crate) fn ve_x0(
             model_output.affine((-s / s2.sqrt()) as f64, 0.0)? + div_scalar(sample, s2 as f64)?
         }
         PredictionType::Sample => Ok(model_output.clone()),
+        PredictionType::Flow => Err(candle_core::Error::Msg(
+            "flow_prediction is not supported by the sigma schedulers".into(),
+        )),
     }
 }
 
@@ -752,6 +783,9 @@ pub(crate) enum Levels {
     Ve(TimestepSpacing),
     /// VE sigmas read as a VP process (the multistep solvers): `α·x0 + σ_vp·noise`.
     Vp,
+    /// Flow-matching sigmas (FlowMatchEuler, DPM-Solver with `use_flow_sigmas`): the model
+    /// input unscaled, `(1 − σ)·x0 + σ·noise` (diffusers' `scale_noise`), initial noise 1.
+    Flow,
 }
 
 /// A scheduler's schedule: its timesteps and noise levels (`sigmas`, with the final one, empty
@@ -816,6 +850,11 @@ impl Table {
             Levels::Vp => {
                 let (a, s) = alpha_sigma(self.sigmas[idx]);
                 lin(&[(a, original), (s, noise)])
+            }
+            Levels::Flow => {
+                // float32 like diffusers: σ and 1 − σ rounded before the products
+                let s = self.sigmas[idx] as f32;
+                lin(&[(s as f64, noise), ((1.0 - s) as f64, original)])
             }
         }
     }

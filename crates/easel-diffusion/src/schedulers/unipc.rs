@@ -6,7 +6,8 @@
 //! `solver_type` bh2 (midpoint/heun/logrho mapped to bh2, as diffusers does),
 //! `lower_order_final` true, `predict_x0` true, `final_sigmas_type` zero. Takes Karras and
 //! exponential sigmas (with `sigma_min`/`sigma_max`), `disable_corrector`,
-//! `rescale_betas_zero_snr`. Rejected: `solver_p`, flow sigmas, dynamic shifting.
+//! `rescale_betas_zero_snr`. Rejected: `solver_p`; flow sigmas and dynamic shifting
+//! (diffusers' UniPC has them, with custom sigmas and `shift_terminal`; not implemented here).
 //!
 //! One deliberate difference: with noise prediction (`predict_x0` false) or `bh1` and a final
 //! sigma of 0, diffusers' last step computes 0·∞ and returns NaN; here the last (first-order)
@@ -35,7 +36,7 @@ pub(crate) struct UniPc {
 
 impl UniPc {
     pub(crate) fn new(cfg: &SchedulerConfig) -> std::result::Result<Self, SchedulerError> {
-        ms::check_common(cfg, NAME)?;
+        ms::check_common(cfg, NAME, false)?;
         if cfg.solver_p {
             return Err(SchedulerError::unsupported(NAME, "solver_p", "a scheduler"));
         }

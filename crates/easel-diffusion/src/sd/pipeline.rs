@@ -555,6 +555,12 @@ impl Pipeline {
             .scheduler
             .clone()
             .unwrap_or((self.scheduler_kind, serde_json::Value::Null));
+        if kind == SchedulerKind::FlowMatchEuler {
+            return Err(err(format!(
+                "{} is for flow-matching models (Sana, FLUX); Stable Diffusion predicts noise",
+                kind.class_name()
+            )));
+        }
         let sconf = SchedulerConfig::from_json_with_overrides(&self.scheduler_config, &overrides)
             .map_err(|e| err(e.to_string()))?;
         let mut sched = Scheduler::new(kind, sconf).map_err(|e| err(e.to_string()))?;

@@ -1103,6 +1103,7 @@ fn prediction_name(p: PredictionType) -> &'static str {
         PredictionType::Epsilon => "epsilon",
         PredictionType::VPrediction => "v_prediction",
         PredictionType::Sample => "sample",
+        PredictionType::Flow => "flow_prediction",
     }
 }
 

@@ -486,7 +486,7 @@ impl Unet {
         device: &Device,
     ) -> Result<Unet> {
         let cfg: UnetConfig = loader::read_config(&dir.join("config.json"))?;
-        let weights = loader::find_weights(dir, "diffusion_pytorch_model")?;
+        let weights = loader::weight_files(dir, "diffusion_pytorch_model")?;
         Unet::load(
             loader::var_builder(&weights, "unet", loras, dtype, device)?,
             cfg,

@@ -23,6 +23,26 @@ pub fn parity_dir() -> Option<PathBuf> {
     }
 }
 
+/// The fixture folders the `parity` walker runs: `EASEL_PARITY_DIR` alone, else the SD and
+/// Sana sets beside the checkout (each skipped with a line when absent).
+pub fn parity_dirs() -> Vec<PathBuf> {
+    if let Some(d) = std::env::var_os("EASEL_PARITY_DIR") {
+        return vec![PathBuf::from(d)];
+    }
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    ["parity", "parity-sana"]
+        .iter()
+        .map(|d| shared.join(d))
+        .filter(|d| {
+            let there = d.join("cases").is_dir();
+            if !there {
+                eprintln!("skipping: parity fixtures not found at {}", d.display());
+            }
+            there
+        })
+        .collect()
+}
+
 pub fn max_abs(t: &Tensor) -> f32 {
     t.abs()
         .unwrap()

@@ -1,0 +1,730 @@
+#!/usr/bin/env python3
+"""Side-by-side CPU benchmark: Easel's diffusion engine against Hugging Face diffusers.
+
+What it measures
+----------------
+For one model family, the same architecture with random weights, f32, on the CPU, in both
+engines:
+
+* model load (Easel: memory-mapped safetensors; diffusers: ``from_pretrained``),
+* text encode of one prompt (Sana: Gemma-2-2B over the complex human instruction + 300 tokens,
+  as the pipelines do it; SD 1.5: CLIP over a batch of 2 x 77 ids),
+* one denoiser step with guidance, mean of ``--steps`` after one warm-up step (Sana: the
+  transformer on a batch of 3, CFG + PAG, PAG on ``transformer_blocks.8`` through diffusers'
+  own PAG attention processors; SD 1.5: the UNet on a batch of 2, CFG),
+* VAE decode of one latent,
+* peak RSS of the measuring process (Easel's process also wrote the weights first; that
+  phase's peak is the "while writing" row, and the diffusers writer is its own process),
+* writing the random weights (a side number: different code on each side).
+
+The Easel side is ``easel bench diffusion --family F --size S --steps N`` (its table is parsed).
+The diffusers side builds the components from their configs with ``torch.manual_seed(0)``,
+writes them as a diffusers folder in a temporary directory (one process), then loads and times
+them in a second process. The three runs (easel, diffusers write, diffusers measure) are
+separate processes, one after the other, so each peak RSS is that process's own: never run two
+of these benchmarks at once.
+
+Sana: transformer = Sana 600M-512px (28 layers, 36 x 32 heads, cross 16 x 72, caption 2304);
+text encoder = ``Gemma2Model(Gemma2Config())`` (gemma-2-2b), written bf16 and loaded f32 as
+the released repos and Easel do; VAE = the released dc-ae-f32c32-sana-1.0 config (EfficientViT
+blocks in the last three stages, ``interpolate`` upsampling, ``Conv`` downsampling, scaling
+0.41407), as the Easel bench builds it (``sana_dcae_f32c32``), not ``AutoencoderDC()``'s
+defaults. The
+tokenizer on both sides is a tiny byte-fallback BPE (400 merges learned from the instruction,
+ported from Easel's ``tokenizer_json::write_tiny``), so both encode the same number of tokens;
+tokenizing is not what is measured.
+
+``--report OUT.json`` prints the table of a saved run again. ``--tiny`` runs the families'
+tiny architectures (a quick check of the script, not a comparison: Sana's tiny folder is
+written by ``easel models make-tiny --family sana`` and loaded by diffusers as is).
+
+How to run
+----------
+    python3 -m venv /work/bench-venv
+    /work/bench-venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
+    /work/bench-venv/bin/pip install diffusers transformers accelerate safetensors
+    cargo build --release -p easel
+    /work/bench-venv/bin/python scripts/bench_vs_diffusers.py --family sana --size 512 \\
+        --steps 2 --threads 2 --easel target/release/easel --json /tmp/sana-bench.json
+
+The full Sana architecture needs about 17 GB of free memory per process (the script waits for
+``--min-available-gb`` before each heavy process) and about 10 GB of temporary disk
+(``--tmp``). Times depend on what else runs on the machine: the load average before and after
+each process is printed and stored in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROMPT = "a cyberpunk cat with a neon sign"
+SANA_MAX_SEQUENCE_LENGTH = 300
+SANA_PAG_LAYER = "transformer_blocks.8"
+
+# Sana 600M-512px's transformer (Efficient-Large-Model/Sana_600M_512px_diffusers), as
+# `sana_600m_512()` in crates/easel-diffusion/src/bench.rs serialises it.
+SANA_600M_512 = {
+    "in_channels": 32, "out_channels": 32, "num_attention_heads": 36, "attention_head_dim": 32,
+    "num_layers": 28, "num_cross_attention_heads": 16, "cross_attention_head_dim": 72,
+    "cross_attention_dim": 1152, "caption_channels": 2304, "mlp_ratio": 2.5, "dropout": 0.0,
+    "attention_bias": False, "sample_size": 16, "patch_size": 1,
+    "norm_elementwise_affine": False, "norm_eps": 1e-6, "interpolation_scale": None,
+    "guidance_embeds": False, "guidance_embeds_scale": 0.1, "qk_norm": None,
+    "timestep_scale": 1.0,
+}
+
+# mit-han-lab/dc-ae-f32c32-sana-1.0-diffusers vae/config.json (as in
+# crates/easel-diffusion/tests/sana_dcae.rs), as the Easel bench builds it.
+DCAE_RELEASED = {
+    "attention_head_dim": 32, "decoder_act_fns": "silu",
+    "decoder_block_out_channels": [128, 256, 512, 512, 1024, 1024],
+    "decoder_block_types": ["ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock",
+                            "EfficientViTBlock", "EfficientViTBlock"],
+    "decoder_layers_per_block": [3, 3, 3, 3, 3, 3], "decoder_norm_types": "rms_norm",
+    "decoder_qkv_multiscales": [[], [], [], [5], [5], [5]],
+    "downsample_block_type": "Conv",
+    "encoder_block_out_channels": [128, 256, 512, 512, 1024, 1024],
+    "encoder_block_types": ["ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock",
+                            "EfficientViTBlock", "EfficientViTBlock"],
+    "encoder_layers_per_block": [2, 2, 2, 3, 3, 3],
+    "encoder_qkv_multiscales": [[], [], [], [5], [5], [5]],
+    "in_channels": 3, "latent_channels": 32, "scaling_factor": 0.41407,
+    "upsample_block_type": "interpolate",
+}
+
+# Sana's scheduler_config.json (Easel's `sana::default_scheduler()`); not timed.
+SANA_SCHEDULER = {
+    "algorithm_type": "dpmsolver++", "beta_end": 0.02, "beta_schedule": "linear",
+    "beta_start": 0.0001, "final_sigmas_type": "zero", "flow_shift": 3.0,
+    "lower_order_final": True, "num_train_timesteps": 1000,
+    "prediction_type": "flow_prediction", "solver_order": 2, "solver_type": "midpoint",
+    "timestep_spacing": "linspace", "use_flow_sigmas": True,
+}
+
+
+def sd15_configs(tiny: bool) -> tuple[dict, dict, dict]:
+    """UNet, VAE and CLIP text configs of `configs()` in crates/easel-diffusion/src/bench.rs,
+    spelled out for diffusers' / transformers' constructors."""
+    if tiny:
+        unet = {"block_out_channels": [32, 64],
+                "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+                "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+                "cross_attention_dim": 32, "attention_head_dim": 8, "layers_per_block": 1}
+        vae_blocks, vae_layers, vae_groups = [16, 32], 1, 8
+        clip = {"vocab_size": 1000, "hidden_size": 32, "intermediate_size": 37,
+                "num_hidden_layers": 2, "num_attention_heads": 4, "hidden_act": "quick_gelu"}
+    else:
+        # runwayml/stable-diffusion-v1-5 unet/config.json (the fields that matter).
+        unet = {"block_out_channels": [320, 640, 1280, 1280],
+                "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                     "CrossAttnDownBlock2D", "DownBlock2D"],
+                "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                                   "CrossAttnUpBlock2D"],
+                "cross_attention_dim": 768, "attention_head_dim": 8, "layers_per_block": 2}
+        vae_blocks, vae_layers, vae_groups = [128, 256, 512, 512], 2, 32
+        clip = {"vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072,
+                "num_hidden_layers": 12, "num_attention_heads": 12, "hidden_act": "quick_gelu"}
+    vae = {"block_out_channels": vae_blocks, "layers_per_block": vae_layers,
+           "norm_num_groups": vae_groups, "latent_channels": 4,
+           "down_block_types": ["DownEncoderBlock2D"] * len(vae_blocks),
+           "up_block_types": ["UpDecoderBlock2D"] * len(vae_blocks)}
+    return unet, vae, clip
+
+
+# ---------------------------------------------------------------------------------------------
+# The tiny tokenizer (a port of `tokenizer_json::write_tiny`).
+
+TINY_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+
+
+def learn_merges(corpus: list[str], base: list[str], n: int) -> list[tuple[str, str]]:
+    """`learn_merges` of crates/easel-diffusion/src/tokenizer_json.rs: up to `n` byte-pair
+    merges, each round the most frequent adjacent pair, ties to the smallest pair."""
+    allowed = set(base)
+    counts: dict[tuple[str, ...], int] = {}
+    for text in corpus:
+        word: list[str] = []
+
+        def flush() -> None:
+            if len(word) > 1:
+                counts[tuple(word)] = counts.get(tuple(word), 0) + 1
+            word.clear()
+
+        for c in text.replace(" ", "\u2581"):
+            if c not in allowed or c in "\n\t":
+                flush()
+                continue
+            if c == "\u2581":
+                flush()
+            word.append(c)
+        flush()
+    words = [(list(w), c) for w, c in sorted(counts.items())]
+    merges: list[tuple[str, str]] = []
+    while len(merges) < n:
+        pairs: dict[tuple[str, str], int] = {}
+        for w, c in words:
+            for p in zip(w, w[1:]):
+                pairs[p] = pairs.get(p, 0) + c
+        if not pairs:
+            break
+        best = max(pairs.values())
+        a, b = min(p for p, c in pairs.items() if c == best)
+        for i, (w, c) in enumerate(words):
+            out, j = [], 0
+            while j < len(w):
+                if j + 1 < len(w) and w[j] == a and w[j + 1] == b:
+                    out.append(a + b)
+                    j += 2
+                else:
+                    out.append(w[j])
+                    j += 1
+            words[i] = (out, c)
+        merges.append((a, b))
+    return merges
+
+
+def write_tiny_tokenizer(directory: Path, corpus: list[str], merges: int) -> int:
+    """`tokenizer_json::write_tiny`: a Gemma-style byte-fallback BPE in `directory`."""
+    tokens = list(TINY_SPECIALS) + [f"<0x{b:02X}>" for b in range(256)]
+    base = ["\u2581", "\n", "\t"] + [chr(c) for c in range(0x21, 0x7F)]
+    tokens += base
+    learned = learn_merges(corpus, base, merges)
+    for a, b in learned:
+        if a + b not in tokens:
+            tokens.append(a + b)
+    added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for i, t in enumerate(TINY_SPECIALS)]
+    bos = {"SpecialToken": {"id": "<bos>", "type_id": 0}}
+    spec = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+        "pre_tokenizer": {"type": "Split", "pattern": {"String": " "},
+                          "behavior": "MergedWithPrevious", "invert": False},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [bos, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [bos, {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": "<bos>", "type_id": 1}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {"<bos>": {"id": "<bos>", "ids": [2], "tokens": ["<bos>"]}},
+        },
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+            {"type": "ByteFallback"}, {"type": "Fuse"}]},
+        "model": {
+            "type": "BPE", "dropout": None, "unk_token": "<unk>",
+            "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": True,
+            "byte_fallback": True, "ignore_merges": False,
+            "vocab": {t: i for i, t in enumerate(tokens)},
+            "merges": [[a, b] for a, b in learned],
+        },
+    }
+    config = {"add_bos_token": True, "add_eos_token": False, "bos_token": "<bos>",
+              "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+              "mask_token": "<mask>", "padding_side": "left", "model_max_length": 1e30,
+              "tokenizer_class": "GemmaTokenizer"}
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "tokenizer.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n")
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return len(tokens)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the processes.
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def available_gb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024.0 / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def loadavg() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def torch_setup(threads: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    torch.set_grad_enabled(False)
+    return torch
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ["torch", "diffusers", "transformers", "accelerate", "safetensors", "tokenizers"]:
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 - a version string is all we want
+            out[name] = None
+    return out
+
+
+def count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def sana_instruction() -> list[str]:
+    """The complex human instruction diffusers' Sana pipelines pass by default."""
+    import inspect
+
+    from diffusers import SanaPAGPipeline
+
+    return list(inspect.signature(SanaPAGPipeline.__call__)
+                .parameters["complex_human_instruction"].default)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sana, diffusers side.
+
+def sana_write(folder: Path, args) -> dict:
+    """Write the random-weight Sana folder (a `SanaPAGPipeline.save_pretrained` folder)."""
+    if args.tiny:
+        subprocess.run([args.easel, "models", "make-tiny", str(folder), "--family", "sana",
+                        "--seed", "0"], check=True, stdout=subprocess.DEVNULL)
+        # Easel writes `query_pre_attn_scalar` as a float (24.0); transformers 5's strict
+        # config validation wants an int.
+        path = folder / "text_encoder" / "config.json"
+        cfg = json.loads(path.read_text())
+        scalar = cfg.get("query_pre_attn_scalar")
+        if isinstance(scalar, float) and scalar.is_integer():
+            cfg["query_pre_attn_scalar"] = int(scalar)
+            path.write_text(json.dumps(cfg, indent=2) + "\n")
+        return {"written_by": "easel models make-tiny --family sana --seed 0 "
+                              "(query_pre_attn_scalar made an int)"}
+    torch = torch_setup(args.threads)
+    from diffusers import (AutoencoderDC, DPMSolverMultistepScheduler, SanaPAGPipeline,
+                           SanaTransformer2DModel)
+    from transformers import Gemma2Config, Gemma2Model, GemmaTokenizerFast
+
+    torch.manual_seed(0)
+    tok_dir = folder.parent / "tiny-tokenizer"
+    write_tiny_tokenizer(tok_dir, sana_instruction(), 400)
+    tokenizer = GemmaTokenizerFast.from_pretrained(tok_dir)
+    # The text encoder is built and written in bf16 (as the released repos ship it and as the
+    # Easel bench writes it), and loaded as f32.
+    torch.set_default_dtype(torch.bfloat16)
+    text_encoder = Gemma2Model(Gemma2Config())
+    torch.set_default_dtype(torch.float32)
+    transformer = SanaTransformer2DModel(**SANA_600M_512)
+    vae = AutoencoderDC(**DCAE_RELEASED)  # = the Easel bench's sana_dcae_f32c32()
+    scheduler = DPMSolverMultistepScheduler(**SANA_SCHEDULER)
+    pipe = SanaPAGPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae,
+                           transformer=transformer, scheduler=scheduler,
+                           pag_applied_layers=[SANA_PAG_LAYER])
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return {"written_by": "torch.manual_seed(0); constructors; SanaPAGPipeline.save_pretrained",
+            "text_encoder_dtype_on_disk": "bfloat16"}
+
+
+def sana_measure(folder: Path, args) -> dict:
+    torch = torch_setup(args.threads)
+    from diffusers import AutoencoderDC, SanaPAGPipeline
+
+    r: dict = {"versions": versions(), "threads": torch.get_num_threads()}
+    r["rss_before_load_mb"] = peak_rss_mb()
+    pag_layer = SANA_PAG_LAYER
+    if args.tiny:
+        layers = json.loads((folder / "transformer" / "config.json").read_text())["num_layers"]
+        pag_layer = SANA_PAG_LAYER if layers > 8 else f"transformer_blocks.{layers // 2}"
+    t = time.perf_counter()
+    pipe = SanaPAGPipeline.from_pretrained(folder, dtype=torch.float32,
+                                           pag_applied_layers=[pag_layer])
+    r["load_s"] = time.perf_counter() - t
+    r["params"] = [count(pipe.transformer), count(pipe.vae), count(pipe.text_encoder)]
+    r["text_encoder_attn"] = getattr(pipe.text_encoder.config, "_attn_implementation", None)
+    r["pag_applied_layers"] = list(pipe.pag_applied_layers)
+    instruction = sana_instruction()
+    r["instruction_tokens"] = len(pipe.tokenizer.encode("\n".join(instruction)))
+    r["text_tokens"] = r["instruction_tokens"] + SANA_MAX_SEQUENCE_LENGTH - 2
+
+    # Text encode: one prompt (no negative), with the instruction, as the pipeline's call does.
+    t = time.perf_counter()
+    embeds, mask, _, _ = pipe.encode_prompt(
+        PROMPT, do_classifier_free_guidance=False, max_sequence_length=SANA_MAX_SEQUENCE_LENGTH,
+        complex_human_instruction=instruction)
+    r["encode_s"] = time.perf_counter() - t
+
+    # One transformer step with CFG + PAG: batch 3 (negative, positive, perturbed), the PAG
+    # processors installed as `SanaPAGPipeline.__call__` installs them.
+    original = pipe.transformer.attn_processors
+    pipe._set_pag_attn_processor(pag_applied_layers=pipe.pag_applied_layers,
+                                 do_classifier_free_guidance=True)
+    lat = args.size // pipe.vae_scale_factor
+    c = pipe.transformer.config.in_channels
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, c, lat, lat, generator=g)
+    timestep = torch.full((3,), 999.0)
+    embeds3, mask3 = embeds.repeat(3, 1, 1), mask.repeat(3, 1)
+
+    def step():
+        return pipe.transformer(x, encoder_hidden_states=embeds3, encoder_attention_mask=mask3,
+                                timestep=timestep, return_dict=False)[0]
+
+    t = time.perf_counter()
+    step()  # warm-up
+    r["warmup_step_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    r["step_s"] = (time.perf_counter() - t) / max(args.steps, 1)
+    pipe.transformer.set_attn_processor(original)
+
+    # VAE decode of one latent (scaled as the pipeline scales it, image mapped to [0, 1]).
+    z = torch.randn(1, c, lat, lat, generator=g)
+    t = time.perf_counter()
+    image = pipe.vae.decode(z / pipe.vae.config.scaling_factor, return_dict=False)[0]
+    (image * 0.5 + 0.5).clamp(0, 1)
+    r["decode_s"] = time.perf_counter() - t
+    r["rss_peak_mb"] = peak_rss_mb()
+
+    if args.pipeline_call:
+        # The whole call: prompt + negative encoded, `steps` steps with CFG + PAG, decode.
+        t = time.perf_counter()
+        pipe(PROMPT, height=args.size, width=args.size, num_inference_steps=args.steps,
+             guidance_scale=4.5, pag_scale=2.0, generator=torch.Generator().manual_seed(0),
+             output_type="np", use_resolution_binning=False)
+        r["pipeline_call_s"] = time.perf_counter() - t
+
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# SD 1.5, diffusers side (the Easel side: `easel bench diffusion --family sd15`).
+
+def sd15_write(folder: Path, args) -> dict:
+    torch = torch_setup(args.threads)
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    unet_cfg, vae_cfg, clip_cfg = sd15_configs(args.tiny)
+    torch.manual_seed(0)
+    UNet2DConditionModel(**unet_cfg).save_pretrained(folder / "unet")
+    AutoencoderKL(**vae_cfg).save_pretrained(folder / "vae")
+    CLIPTextModel(CLIPTextConfig(**clip_cfg)).save_pretrained(folder / "text_encoder")
+    return {"written_by": "torch.manual_seed(0); constructors; save_pretrained per component"}
+
+
+def sd15_measure(folder: Path, args) -> dict:
+    torch = torch_setup(args.threads)
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    r: dict = {"versions": versions(), "threads": torch.get_num_threads()}
+    r["rss_before_load_mb"] = peak_rss_mb()
+    t = time.perf_counter()
+    text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder",
+                                                 dtype=torch.float32)
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet", dtype=torch.float32)
+    vae = AutoencoderKL.from_pretrained(folder / "vae", dtype=torch.float32)
+    r["load_s"] = time.perf_counter() - t
+    r["params"] = [count(unet), count(vae), count(text_encoder)]
+    # As the Easel bench: the text model on a batch of 2 x 77 ids (prompt and negative).
+    ids = torch.ones(2, 77, dtype=torch.long)
+    t = time.perf_counter()
+    ctx = text_encoder(ids)[0]
+    r["encode_s"] = time.perf_counter() - t
+    lat = args.size // 8
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, lat, lat, generator=g)
+    unet(x, 999.0, encoder_hidden_states=ctx)  # warm-up
+    t = time.perf_counter()
+    for i in range(args.steps):
+        unet(x, 999.0 - i, encoder_hidden_states=ctx)
+    r["step_s"] = (time.perf_counter() - t) / max(args.steps, 1)
+    z = torch.randn(1, 4, lat, lat, generator=g)
+    t = time.perf_counter()
+    vae.decode(z)
+    r["decode_s"] = time.perf_counter() - t
+    r["rss_peak_mb"] = peak_rss_mb()
+    return r
+
+
+FAMILIES = {
+    # family: (diffusers writer, diffusers measurer, step label, full-size memory need in GB)
+    "sana": (sana_write, sana_measure, "transformer step, CFG + PAG (batch 3), s", 18.0),
+    "sd15": (sd15_write, sd15_measure, "UNet step, CFG (batch 2), s", 8.0),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The Easel side.
+
+EASEL_ROWS = {
+    "parameters (denoiser / VAE / text encoder, M)": "params_m",
+    "random weights written, s": "write_s",
+    "model load (mmap), s": "load_s",
+    "text encode (one prompt), s": "encode_s",
+    "VAE decode (1 image), s": "decode_s",
+    "peak RSS before load, MB": "rss_before_load_mb",
+    "peak RSS, MB": "rss_peak_mb",
+}
+
+
+def parse_easel(stdout: str) -> dict:
+    """The table `easel bench diffusion` prints (crates/easel/src/bench_diffusion.rs)."""
+    r: dict = {}
+    for line in stdout.splitlines():
+        m = re.match(r"easel bench diffusion \((.*)\)$", line.strip())
+        if m:
+            r["header"] = m.group(1)
+            t = re.search(r"(\d+) threads", line)
+            r["threads"] = int(t.group(1)) if t else None
+            r["build"] = "debug" if "debug build" in line else "release"
+            continue
+        for label, key in EASEL_ROWS.items():
+            if line.startswith(label):
+                value = line[len(label):].strip()
+                r[key] = value if key == "params_m" else float(value)
+                break
+        else:
+            m = re.match(r"^(.* step .*), s\s+([0-9.]+)$", line)
+            if m:
+                r["step_label"], r["step_s"] = m.group(1), float(m.group(2))
+    if "params_m" in r:
+        r["params_m"] = [float(v) for v in r["params_m"].split("/")]
+    missing = [k for k in ["load_s", "encode_s", "step_s", "decode_s", "rss_peak_mb"] if k not in r]
+    if missing:
+        raise SystemExit(f"could not parse {missing} from easel's output:\n{stdout}")
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver.
+
+def wait_for_memory(need_gb: float, wait_minutes: float, what: str) -> None:
+    deadline = time.time() + wait_minutes * 60
+    while True:
+        have = available_gb()
+        if not need_gb or have >= need_gb:
+            print(f"[{what}] {have:.1f} GB available (need {need_gb:.0f})", flush=True)
+            return
+        if time.time() >= deadline:
+            raise SystemExit(f"[{what}] only {have:.1f} GB available, {need_gb:.0f} GB needed; "
+                             f"gave up after {wait_minutes:g} min")
+        print(f"[{what}] {have:.1f} GB available, waiting for {need_gb:.0f} GB ...", flush=True)
+        time.sleep(30)
+
+
+def run_child(cmd: list[str], env: dict, what: str) -> tuple[str, float, float, dict]:
+    """Run one process; echo its output; return (stdout, wall s, peak RSS MB from wait4, load)."""
+    print(f"[{what}] $ {' '.join(cmd)}", flush=True)
+    before = loadavg()
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    lines = []
+    assert p.stdout is not None
+    for line in p.stdout:
+        lines.append(line)
+        print(f"  {line}", end="", flush=True)
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"[{what}] exited with {p.returncode}")
+    return "".join(lines), wall, usage.ru_maxrss / 1024.0, {"before": before, "after": loadavg()}
+
+
+def child_main(args) -> None:
+    write, measure, _, _ = FAMILIES[args.family]
+    folder = Path(args.folder)
+    result = write(folder, args) if args.child == "write" else measure(folder, args)
+    result["process_peak_rss_mb"] = peak_rss_mb()
+    Path(args.child_out).write_text(json.dumps(result))
+
+
+def fmt(v, digits: int) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    return f"{v:.{digits}f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--family", choices=sorted(FAMILIES), default="sana")
+    ap.add_argument("--size", type=int, default=None,
+                    help="image side in pixels (default: Sana 512, SD 1.5 256, as easel's)")
+    ap.add_argument("--steps", type=int, default=2, help="denoiser steps timed after a warm-up")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch.set_num_threads / RAYON_NUM_THREADS (and OMP/MKL) for both")
+    ap.add_argument("--easel", default="target/release/easel", help="the easel binary")
+    ap.add_argument("--python", default=sys.executable,
+                    help="interpreter with torch + diffusers for the diffusers processes")
+    ap.add_argument("--tiny", action="store_true",
+                    help="the tiny architectures (checks the script; not a comparison)")
+    ap.add_argument("--pipeline-call", action="store_true",
+                    help="diffusers only: also time a whole pipe(...) call of --steps steps")
+    ap.add_argument("--skip-easel", action="store_true", help="run the diffusers side only")
+    ap.add_argument("--skip-diffusers", action="store_true", help="run the easel side only")
+    ap.add_argument("--min-available-gb", type=float, default=None,
+                    help="wait for this much MemAvailable before each heavy process "
+                         "(default: Sana 18, SD 1.5 8, 0 with --tiny)")
+    ap.add_argument("--wait-minutes", type=float, default=15.0)
+    ap.add_argument("--tmp", default=None, help="folder for the diffusers weights")
+    ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
+    ap.add_argument("--report", metavar="IN",
+                    help="print the table of a JSON written by --json; run nothing")
+    ap.add_argument("--child", choices=["write", "measure"], help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", help=argparse.SUPPRESS)
+    ap.add_argument("--folder", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.size is None:
+        args.size = 512 if args.family == "sana" else 256
+    if args.child:
+        child_main(args)
+        return
+    if args.report:
+        table(json.loads(Path(args.report).read_text()))
+        return
+
+    need = FAMILIES[args.family][3]
+    if args.min_available_gb is not None:
+        need = args.min_available_gb
+    elif args.tiny:
+        need = 0
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads),
+               OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+               TQDM_DISABLE="1")
+    result: dict = {
+        "family": args.family, "size": args.size, "steps": args.steps, "threads": args.threads,
+        "tiny": args.tiny, "easel_binary": args.easel,
+        "host": {"cpus": os.cpu_count(), "machine": platform.machine(),
+                 "mem_available_gb_at_start": round(available_gb(), 1)},
+    }
+    print(f"bench_vs_diffusers: {args.family}{' (tiny)' if args.tiny else ''}, "
+          f"{args.size}x{args.size}, {args.steps} steps, {args.threads} threads, "
+          f"{os.cpu_count()} CPUs, load average {loadavg()}", flush=True)
+
+    easel: dict = {}
+    if not args.skip_easel:
+        wait_for_memory(need, args.wait_minutes, "easel")
+        cmd = [args.easel, "bench", "diffusion", "--family", args.family, "--size",
+               str(args.size), "--steps", str(args.steps)] + (["--tiny"] if args.tiny else [])
+        out, wall, rss, load = run_child(cmd, env, "easel")
+        easel = parse_easel(out) | {"wall_s": wall, "wait4_peak_rss_mb": rss, "loadavg": load,
+                                    "stdout": out}
+    result["easel"] = easel
+
+    diff: dict = {}
+    if not args.skip_diffusers:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-vs-diffusers-", dir=args.tmp))
+        try:
+            folder = tmp / "model"
+            common = [args.python, os.path.abspath(__file__), "--family", args.family,
+                      "--size", str(args.size), "--steps", str(args.steps),
+                      "--threads", str(args.threads), "--easel", args.easel,
+                      "--folder", str(folder)] + (["--tiny"] if args.tiny else []) \
+                + (["--pipeline-call"] if args.pipeline_call else [])
+            wait_for_memory(need, args.wait_minutes, "diffusers write")
+            _, wall, rss, load = run_child(common + ["--child", "write", "--child-out",
+                                                     str(tmp / "write.json")], env,
+                                           "diffusers write")
+            write = json.loads((tmp / "write.json").read_text())
+            diff["write"] = write | {"wall_s": wall, "peak_rss_mb": rss, "loadavg": load}
+            wait_for_memory(need, args.wait_minutes, "diffusers measure")
+            _, wall, rss, load = run_child(common + ["--child", "measure", "--child-out",
+                                                     str(tmp / "measure.json")], env,
+                                           "diffusers measure")
+            diff |= json.loads((tmp / "measure.json").read_text())
+            diff |= {"wall_s": wall, "wait4_peak_rss_mb": rss, "loadavg": load}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result["diffusers"] = diff
+
+    result["rows"] = table(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+def table(result: dict) -> list[dict]:
+    """Print the side-by-side table of a run (also `--report` of a saved JSON); return its rows."""
+    easel, diff = result.get("easel", {}), result.get("diffusers", {})
+    write = diff.get("write", {})
+    family, steps = result["family"], result["steps"]
+    tiny = " tiny" if result.get("tiny") else ""
+    rows = []
+
+    def row(name, e, d, digits, ratio=True):
+        rows.append({"measure": name, "easel": e, "diffusers": d,
+                     "ratio": (e / d) if ratio and isinstance(e, float) and
+                     isinstance(d, float) and d else None, "digits": digits})
+
+    ep = easel.get("params_m")
+    dp = [p / 1e6 for p in diff["params"]] if "params" in diff else None
+    row("parameters, M (denoiser / VAE / text)",
+        " / ".join(f"{v:.0f}" for v in ep) if ep else None,
+        " / ".join(f"{v:.0f}" for v in dp) if dp else None, 0, ratio=False)
+    row("random weights written, s (diffusers: whole process)", easel.get("write_s"),
+        write.get("wall_s"), 1)
+    row("peak RSS while writing, MB", easel.get("rss_before_load_mb"),
+        write.get("peak_rss_mb"), 0)
+    row("model load, s", easel.get("load_s"), diff.get("load_s"), 3)
+    row("text encode (one prompt), s", easel.get("encode_s"), diff.get("encode_s"), 3)
+    row(FAMILIES[family][2], easel.get("step_s"), diff.get("step_s"), 3)
+    row("VAE decode (1 image), s", easel.get("decode_s"), diff.get("decode_s"), 3)
+    row("peak RSS, MB", easel.get("rss_peak_mb"), diff.get("rss_peak_mb"), 0)
+    if "released_vae_decode_s" in diff:
+        row("VAE decode, released dc-ae-f32c32 config, s", None,
+            diff["released_vae_decode_s"], 3, ratio=False)
+    if "pipeline_call_s" in diff:
+        row(f"whole pipe() call, {steps} steps, s", None, diff["pipeline_call_s"], 3,
+            ratio=False)
+
+    print()
+    print(f"Easel vs diffusers: {family}{tiny} architecture, random weights, f32, CPU, "
+          f"{result['size']}x{result['size']}, {result['threads']} threads, "
+          f"steps timed: {steps} (after 1 warm-up)")
+    if diff.get("versions"):
+        print("versions: " + ", ".join(f"{k} {v}" for k, v in diff["versions"].items()))
+    if easel:
+        print(f"easel: {easel.get('header')}; {result.get('easel_binary')}")
+    if "text_tokens" in diff:
+        print(f"text encoder tokens: {diff['text_tokens']} ({diff['instruction_tokens']} "
+              f"instruction + {SANA_MAX_SEQUENCE_LENGTH} - 2); PAG on "
+              f"{diff.get('pag_applied_layers')}; Gemma-2 attention: "
+              f"{diff.get('text_encoder_attn')}")
+    cells = [(r["measure"], fmt(r["easel"], r["digits"]), fmt(r["diffusers"], r["digits"]),
+              f"{r['ratio']:.2f}" if r["ratio"] is not None else "-") for r in rows]
+    w = [max(len(c[i]) for c in cells + [("measure", "easel", "diffusers",
+                                          "easel/diffusers")]) + 2 for i in range(4)]
+    print(f"{'measure':<{w[0]}}{'easel':>{w[1]}}{'diffusers':>{w[2]}}{'easel/diffusers':>{w[3]}}")
+    for c in cells:
+        print(f"{c[0]:<{w[0]}}{c[1]:>{w[1]}}{c[2]:>{w[2]}}{c[3]:>{w[3]}}")
+    print("load average (1/5/15 min) before/after: easel "
+          f"{easel.get('loadavg')}, diffusers {diff.get('loadavg')}")
+    return [{k: v for k, v in r.items() if k != "digits"} for r in rows]
+
+if __name__ == "__main__":
+    main()
