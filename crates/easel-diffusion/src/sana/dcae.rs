@@ -322,23 +322,7 @@ impl Depthwise {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, _, h, w) = x.dims4()?;
-        let p = self.k / 2;
-        let padded = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
-        let mut acc: Option<Tensor> = None;
-        for dy in 0..self.k {
-            let rows = padded.narrow(2, dy, h)?;
-            for dx in 0..self.k {
-                let term = rows
-                    .narrow(3, dx, w)?
-                    .broadcast_mul(&self.taps[dy * self.k + dx])?;
-                acc = Some(match acc {
-                    None => term,
-                    Some(a) => (a + term)?,
-                });
-            }
-        }
-        let acc = acc.ok_or_else(|| err("DC-AE: empty depthwise kernel"))?;
+        let acc = crate::blocks::depthwise_same(x, self.k, (2, 3), |t| Ok(self.taps[t].clone()))?;
         match &self.bias {
             Some(b) => acc.broadcast_add(b),
             None => Ok(acc),

@@ -548,27 +548,10 @@ impl MixFfn {
         let (b, n, _) = x.dims3()?;
         let y = self.inverted.forward(x)?.silu()?;
         let c = 2 * self.hidden;
-        let padded = y
-            .reshape((b, h, w, c))?
-            .pad_with_zeros(1, 1, 1)?
-            .pad_with_zeros(2, 1, 1)?;
-        let mut acc: Option<Tensor> = None;
-        for dy in 0..3 {
-            for dx in 0..3 {
-                let tap = self.depth_taps.get(3 * dy + dx)?;
-                let term = padded
-                    .narrow(1, dy, h)?
-                    .narrow(2, dx, w)?
-                    .broadcast_mul(&tap)?;
-                acc = Some(match acc {
-                    None => term,
-                    Some(a) => (a + term)?,
-                });
-            }
-        }
-        let y = acc
-            .ok_or_else(|| err("empty kernel"))?
-            .broadcast_add(&self.depth_bias)?;
+        let y = crate::blocks::depthwise_same(&y.reshape((b, h, w, c))?, 3, (1, 2), |t| {
+            self.depth_taps.get(t)
+        })?
+        .broadcast_add(&self.depth_bias)?;
         let a = y.narrow(3, 0, self.hidden)?;
         let gate = y.narrow(3, self.hidden, self.hidden)?;
         let z = (a * gate.silu()?)?.reshape((b, n, self.hidden))?;
