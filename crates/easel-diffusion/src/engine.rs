@@ -69,16 +69,7 @@ pub struct Step<'a> {
     preview: Preview,
 }
 
-impl<'a> Step<'a> {
-    pub(crate) fn new(index: usize, total: usize, latents: &'a Tensor, preview: Preview) -> Self {
-        Step {
-            index,
-            total,
-            latents,
-            preview,
-        }
-    }
-
+impl Step<'_> {
     /// The cheap RGB preview of the latents (latent resolution, no VAE).
     pub fn preview(&self) -> Option<Pixels> {
         let (width, height, data) = pixels::latent_preview(self.latents, self.preview).ok()?;
@@ -201,7 +192,15 @@ impl Pipeline {
         g: &Generation,
         on_step: &mut dyn FnMut(Step) -> bool,
     ) -> Result<Option<Pixels>> {
-        self.inner.generate(g, on_step)
+        let preview = self.family.preview;
+        self.inner.generate(g, &mut |index, total, latents| {
+            on_step(Step {
+                index,
+                total,
+                latents,
+                preview,
+            })
+        })
     }
 
     /// Pooled text embeddings and token counts (CLIP families).

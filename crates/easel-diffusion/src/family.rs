@@ -18,7 +18,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Result};
 use serde_json::Value;
 
-use crate::engine::{Generation, Pixels, Step};
+use crate::engine::{Generation, Pixels};
 use crate::lora::Lora;
 
 pub const SD15: &str = "sd15";
@@ -42,12 +42,13 @@ pub type Header = BTreeMap<String, Vec<usize>>;
 
 /// A loaded model of some family, ready to generate.
 pub trait Generator: Send + Sync {
-    /// Generate one image; `on_step` runs after every scheduler step and cancels by
-    /// returning false (`Ok(None)`).
+    /// Generate one image; `on_step(done, total, latents)` runs after every scheduler step
+    /// and cancels by returning false (`Ok(None)`). The engine turns it into a `Step` with the
+    /// family's preview projection.
     fn generate(
         &self,
         g: &Generation,
-        on_step: &mut dyn FnMut(Step) -> bool,
+        on_step: &mut dyn FnMut(usize, usize, &candle_core::Tensor) -> bool,
     ) -> Result<Option<Pixels>>;
 
     /// The scheduler the model ships (its `scheduler_config.json`).

@@ -17,7 +17,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Result};
 use serde_json::{json, Value};
 
-use crate::engine::{self, Generation, Pixels, Step};
+use crate::engine::{self, Generation, Pixels};
 use crate::family::{self, Family, Generator, Header, Preview};
 use crate::lora::Lora;
 use crate::rng::TorchRng;
@@ -91,7 +91,7 @@ impl Generator for SanaPipeline {
     fn generate(
         &self,
         g: &Generation,
-        on_step: &mut dyn FnMut(Step) -> bool,
+        on_step: &mut dyn FnMut(usize, usize, &candle_core::Tensor) -> bool,
     ) -> Result<Option<Pixels>> {
         if g.mask.is_some() {
             candle_core::bail!("Sana models do not inpaint");
@@ -106,11 +106,7 @@ impl Generator for SanaPipeline {
             strength: g.strength,
             ..Request::new(g.prompt, g.width, g.height, g.steps)
         };
-        let mut rng = TorchRng::new(g.seed);
-        let mut step = |index: usize, total: usize, latents: &candle_core::Tensor| {
-            on_step(Step::new(index, total, latents, SANA_ROW.preview))
-        };
-        let Some(run) = self.run(&req, &mut rng, &mut step)? else {
+        let Some(run) = self.run(&req, &mut TorchRng::new(g.seed), on_step)? else {
             return Ok(None);
         };
         engine::to_pixels(&run.image).map(Some)

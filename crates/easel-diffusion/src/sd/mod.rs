@@ -13,7 +13,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Result};
 use serde_json::Value;
 
-use crate::engine::{self, Generation, Pixels, Step};
+use crate::engine::{self, Generation, Pixels};
 use crate::family::{self, Family, Generator, Header, Preview};
 use crate::lora::Lora;
 use crate::rng::TorchRng;
@@ -211,7 +211,7 @@ impl Generator for Pipeline {
     fn generate(
         &self,
         g: &Generation,
-        on_step: &mut dyn FnMut(Step) -> bool,
+        on_step: &mut dyn FnMut(usize, usize, &candle_core::Tensor) -> bool,
     ) -> Result<Option<Pixels>> {
         let (init, mask) = engine::image_inputs(g, self.device())?;
         let req = Request {
@@ -227,16 +227,7 @@ impl Generator for Pipeline {
             strength: g.strength,
             prompt_mode: Default::default(),
         };
-        let preview = if self.has_second_encoder() {
-            SDXL_ROW.preview
-        } else {
-            SD15_ROW.preview
-        };
-        let mut rng = TorchRng::new(g.seed);
-        let mut step = |index: usize, total: usize, latents: &candle_core::Tensor| {
-            on_step(Step::new(index, total, latents, preview))
-        };
-        let Some(run) = self.run(&req, &mut rng, &mut step)? else {
+        let Some(run) = self.run(&req, &mut TorchRng::new(g.seed), on_step)? else {
             return Ok(None);
         };
         engine::to_pixels(&run.image).map(Some)
@@ -263,6 +254,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         tiny::make_tiny(Variant::Sd15, dir.path(), 0).unwrap();
         let p = Pipeline::from_diffusers_dir(dir.path(), &[], DType::F32, &Device::Cpu).unwrap();
+        let e = engine::Pipeline::load_dir(dir.path(), &[], &engine::Device::cpu()).unwrap();
         let g = Generation {
             prompt: "a fox",
             negative_prompt: None,
@@ -278,12 +270,13 @@ mod tests {
             pag: None,
         };
         let mut steps = Vec::new();
-        let out = Generator::generate(&p, &g, &mut |s| {
-            steps.push((s.index, s.total, s.preview().map(|p| (p.width, p.height))));
-            true
-        })
-        .unwrap()
-        .unwrap();
+        let out = e
+            .generate(&g, &mut |s| {
+                steps.push((s.index, s.total, s.preview().map(|p| (p.width, p.height))));
+                true
+            })
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (out.width, out.height, out.data.len()),
             (64, 64, 64 * 64 * 3)
@@ -314,9 +307,7 @@ mod tests {
             .unwrap();
         assert_eq!(out, engine::to_pixels(&run.image).unwrap());
         // Canceled at the first step.
-        assert!(Generator::generate(&p, &g, &mut |_| false)
-            .unwrap()
-            .is_none());
+        assert!(e.generate(&g, &mut |_| false).unwrap().is_none());
         // An init image of another size is refused.
         let small = Pixels {
             width: 8,
@@ -328,7 +319,7 @@ mod tests {
             strength: 0.5,
             ..g
         };
-        assert!(Generator::generate(&p, &img2img, &mut |_| true).is_err());
+        assert!(e.generate(&img2img, &mut |_| true).is_err());
     }
 
     /// Checkpoint detection from key prefixes and the UNet's input channels.
