@@ -248,6 +248,8 @@ impl SanaPipeline {
         let dtype = self.transformer.dtype();
         let embeds = Tensor::cat(&embeds, 0)?.to_dtype(dtype)?;
         let masks = Tensor::cat(&masks, 0)?;
+        // The caption's keys and values are the same at every step.
+        let caption = self.transformer.caption(&embeds, &masks)?;
         let perturbed = use_pag.then(|| Perturbed {
             first_row: pag::perturbed_first_row(1, cfg),
             blocks: &self.pag_blocks,
@@ -299,7 +301,7 @@ impl SanaPipeline {
             let tt = Tensor::full((t * tcfg.timestep_scale) as f32, rows, dev)?;
             let out = self
                 .transformer
-                .forward(&x, &tt, &embeds, &masks, perturbed)?
+                .forward_with_caption(&x, &tt, &caption, perturbed)?
                 .to_dtype(DType::F32)?;
             let mut pred = pag::combine(
                 &out,

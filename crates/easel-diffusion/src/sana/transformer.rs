@@ -475,28 +475,37 @@ impl CrossAttention {
         })
     }
 
-    /// `bias`: `[B, 1, 1, M]` f32 additive key bias.
-    fn forward(&self, x: &Tensor, ctx: &Tensor, bias: &Tensor) -> Result<Tensor> {
-        let (b, n, _) = x.dims3()?;
-        let m = ctx.dim(1)?;
-        let (h, d) = (self.heads, self.head_dim);
-        let mut q = self.to_q.forward(x)?;
+    /// Split `[B, len, H·d]` into f32 heads `[B, H, len, d]`.
+    fn heads(&self, t: Tensor) -> Result<Tensor> {
+        let (b, len, _) = t.dims3()?;
+        t.to_dtype(DType::F32)?
+            .reshape((b, len, self.heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    /// The keys and values of the projected caption `ctx` (f32 heads): the same at every step.
+    fn keys_values(&self, ctx: &Tensor) -> Result<(Tensor, Tensor)> {
         let mut k = self.to_k.forward(ctx)?;
-        let v = self.to_v.forward(ctx)?;
-        if let Some((nq, nk)) = &self.qk_norm {
-            q = nq.forward(&q)?;
+        if let Some((_, nk)) = &self.qk_norm {
             k = nk.forward(&k)?;
         }
-        let split = |t: Tensor, len: usize| -> Result<Tensor> {
-            t.to_dtype(DType::F32)?
-                .reshape((b, len, h, d))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let (q, k, v) = (split(q, n)?, split(k, m)?, split(v, m)?);
+        Ok((self.heads(k)?, self.heads(self.to_v.forward(ctx)?)?))
+    }
+
+    /// `(k, v)` from [`keys_values`](Self::keys_values); `bias`: `[B, 1, 1, M]` f32 additive
+    /// key bias.
+    fn forward(&self, x: &Tensor, (k, v): &(Tensor, Tensor), bias: &Tensor) -> Result<Tensor> {
+        let (b, n, _) = x.dims3()?;
+        let (h, d) = (self.heads, self.head_dim);
+        let mut q = self.to_q.forward(x)?;
+        if let Some((nq, _)) = &self.qk_norm {
+            q = nq.forward(&q)?;
+        }
+        let q = self.heads(q)?;
         let scores = (q.matmul(&k.t()?)? * (d as f64).powf(-0.5))?.broadcast_add(bias)?;
         let out = candle_nn::ops::softmax_last_dim(&scores)?
-            .matmul(&v)?
+            .matmul(v)?
             .transpose(1, 2)?
             .reshape((b, n, h * d))?
             .to_dtype(x.dtype())?;
@@ -590,7 +599,7 @@ impl Block {
         &self,
         x: &Tensor,
         temb: &Tensor,
-        ctx: &Tensor,
+        kv: &(Tensor, Tensor),
         bias: &Tensor,
         h: usize,
         w: usize,
@@ -610,7 +619,7 @@ impl Block {
             .broadcast_add(&shift_msa)?;
         let a = self.attn1.forward(&nx, first_perturbed)?;
         let x = (x + a.broadcast_mul(&gate_msa)?)?;
-        let x = (self.attn2.forward(&x, ctx, bias)? + &x)?;
+        let x = (self.attn2.forward(&x, kv, bias)? + &x)?;
 
         let nx = self
             .norm2
@@ -686,6 +695,16 @@ impl TimeEmbed {
 pub struct Perturbed<'a> {
     pub first_row: usize,
     pub blocks: &'a [usize],
+}
+
+/// The caption side of a forward pass, which no denoising step changes: computed once per
+/// generation ([`SanaTransformer::caption`]) and reused by every step.
+pub struct Caption {
+    /// Each block's cross-attention keys and values, f32 `[B, H, M, d]`.
+    kv: Vec<(Tensor, Tensor)>,
+    /// `[B, 1, 1, M]` f32 additive key bias from the mask.
+    bias: Tensor,
+    batch: usize,
 }
 
 /// diffusers' `SanaTransformer2DModel`.
@@ -769,15 +788,65 @@ impl SanaTransformer {
         encoder_mask: &Tensor,
         perturbed: Option<Perturbed>,
     ) -> Result<Tensor> {
-        self.run(
-            x,
-            timestep,
-            None,
-            encoder_hidden_states,
-            encoder_mask,
-            perturbed,
-            None,
-        )
+        let caption = self.caption(encoder_hidden_states, encoder_mask)?;
+        self.run(x, timestep, None, &caption, perturbed, None)
+    }
+
+    /// [`forward`](Self::forward) with the caption side prepared once by
+    /// [`caption`](Self::caption), as a denoising loop runs it.
+    pub fn forward_with_caption(
+        &self,
+        x: &Tensor,
+        timestep: &Tensor,
+        caption: &Caption,
+        perturbed: Option<Perturbed>,
+    ) -> Result<Tensor> {
+        self.run(x, timestep, None, caption, perturbed, None)
+    }
+
+    /// The caption side of the forward pass for caption embeddings `[B, M,
+    /// caption_channels]` and their key mask `[B, M]` (1 keep, 0 drop): the projected,
+    /// normalised caption's keys and values in every block, and the mask's bias.
+    pub fn caption(
+        &self,
+        encoder_hidden_states: &Tensor,
+        encoder_mask: &Tensor,
+    ) -> Result<Caption> {
+        self.caption_traced(encoder_hidden_states, encoder_mask, None)
+    }
+
+    fn caption_traced(
+        &self,
+        ctx: &Tensor,
+        mask: &Tensor,
+        mut trace: Option<&mut Vec<(String, Tensor)>>,
+    ) -> Result<Caption> {
+        let (b, m, _) = ctx.dims3()?;
+        if mask.dims() != [b, m] {
+            return Err(err(format!(
+                "Sana transformer: caption {:?}, mask {:?}",
+                ctx.dims(),
+                mask.dims()
+            )));
+        }
+        let ctx = ctx.to_dtype(self.dtype)?;
+        let ctx = self
+            .caption_2
+            .forward(&self.caption_1.forward(&ctx)?.gelu()?)?;
+        let projected = ctx.clone();
+        let ctx = self.caption_norm.forward(&ctx)?;
+        if let Some(tr) = trace.as_mut() {
+            tr.push(("caption_projection_output".into(), projected));
+            tr.push(("caption_norm_output".into(), ctx.clone()));
+        }
+        let bias =
+            ((mask.to_dtype(DType::F32)?.affine(-1.0, 1.0)?) * -10000.0)?.reshape((b, 1, 1, m))?;
+        let kv = self
+            .blocks
+            .iter()
+            .map(|block| block.attn2.keys_values(&ctx))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Caption { kv, bias, batch: b })
     }
 
     /// [`forward`](Self::forward) for a `guidance_embeds` model (Sana-Sprint): `guidance` `[B]`
@@ -792,15 +861,8 @@ impl SanaTransformer {
         encoder_mask: &Tensor,
         perturbed: Option<Perturbed>,
     ) -> Result<Tensor> {
-        self.run(
-            x,
-            timestep,
-            Some(guidance),
-            encoder_hidden_states,
-            encoder_mask,
-            perturbed,
-            None,
-        )
+        let caption = self.caption(encoder_hidden_states, encoder_mask)?;
+        self.run(x, timestep, Some(guidance), &caption, perturbed, None)
     }
 
     /// [`forward`](Self::forward), also returning the intermediate results under the names of
@@ -816,15 +878,8 @@ impl SanaTransformer {
         perturbed: Option<Perturbed>,
     ) -> Result<(Tensor, Vec<(String, Tensor)>)> {
         let mut trace = Vec::new();
-        let out = self.run(
-            x,
-            timestep,
-            None,
-            encoder_hidden_states,
-            encoder_mask,
-            perturbed,
-            Some(&mut trace),
-        )?;
+        let caption = self.caption_traced(encoder_hidden_states, encoder_mask, Some(&mut trace))?;
+        let out = self.run(x, timestep, None, &caption, perturbed, Some(&mut trace))?;
         Ok((out, trace))
     }
 
@@ -856,8 +911,7 @@ impl SanaTransformer {
         x: &Tensor,
         timestep: &Tensor,
         guidance: Option<&Tensor>,
-        ctx: &Tensor,
-        mask: &Tensor,
+        caption: &Caption,
         perturbed: Option<Perturbed>,
         mut trace: Option<&mut Vec<(String, Tensor)>>,
     ) -> Result<Tensor> {
@@ -876,12 +930,10 @@ impl SanaTransformer {
             )));
         }
         let (gh, gw) = (h / p, w / p);
-        let (cb, m, _) = ctx.dims3()?;
-        if cb != b || mask.dims() != [b, m] {
+        if caption.batch != b {
             return Err(err(format!(
-                "Sana transformer: batch {b}, caption {:?}, mask {:?}",
-                ctx.dims(),
-                mask.dims()
+                "Sana transformer: batch {b}, caption batch {}",
+                caption.batch
             )));
         }
         let first_perturbed = match perturbed {
@@ -925,27 +977,16 @@ impl SanaTransformer {
         record("time_embed_output_0".into(), &temb);
         record("time_embed_output_1".into(), &embedded);
 
-        // 3. Caption.
-        let ctx = ctx.to_dtype(self.dtype)?;
-        let ctx = self
-            .caption_2
-            .forward(&self.caption_1.forward(&ctx)?.gelu()?)?;
-        record("caption_projection_output".into(), &ctx);
-        let ctx = self.caption_norm.forward(&ctx)?;
-        record("caption_norm_output".into(), &ctx);
-        let bias =
-            ((mask.to_dtype(DType::F32)?.affine(-1.0, 1.0)?) * -10000.0)?.reshape((b, 1, 1, m))?;
-
-        // 4. Blocks.
+        // 3. Blocks (the caption side was prepared once: `caption`).
         for (k, block) in self.blocks.iter().enumerate() {
             let fp = first_perturbed
                 .filter(|pt| pt.blocks.contains(&k))
                 .map(|pt| pt.first_row);
-            hs = block.forward(&hs, &temb, &ctx, &bias, gh, gw, fp)?;
+            hs = block.forward(&hs, &temb, &caption.kv[k], &caption.bias, gh, gw, fp)?;
             record(format!("block_{k}_output"), &hs);
         }
 
-        // 5. Output.
+        // 4. Output.
         let mo = self
             .scale_shift_table
             .unsqueeze(0)?
