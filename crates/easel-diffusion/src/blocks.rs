@@ -3,23 +3,24 @@
 //! 2x down/up samplers.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{conv2d, group_norm, linear, Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_nn::{linear, Conv2dConfig, Linear, VarBuilder};
+
+use crate::kernels::{self, Conv2d, GroupNorm};
 
 pub fn conv3x3(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
-    conv2d(
-        cin,
-        cout,
-        3,
-        Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        },
-        vb,
-    )
+    let cfg = Conv2dConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    Conv2d::load(cin, cout, 3, cfg, true, vb)
 }
 
 pub fn conv1x1(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
-    conv2d(cin, cout, 1, Default::default(), vb)
+    Conv2d::load(cin, cout, 1, Default::default(), true, vb)
+}
+
+pub fn group_norm(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<GroupNorm> {
+    GroupNorm::load(groups, channels, eps, vb)
 }
 
 /// `norm1 → SiLU → conv1 (+ time embedding) → norm2 → SiLU → conv2`, plus the (1x1
@@ -58,12 +59,12 @@ impl ResnetBlock {
     }
 
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let mut h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
+        let mut h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb) {
             let t = proj.forward(&t.silu()?)?.unsqueeze(2)?.unsqueeze(3)?;
             h = h.broadcast_add(&t)?;
         }
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         let skip = match &self.shortcut {
             Some(s) => s.forward(x)?,
             None => x.clone(),
@@ -112,8 +113,7 @@ impl SpatialSelfAttention {
             self.k.forward(&y)?,
             self.v.forward(&y)?,
         );
-        let scores = (q.matmul(&k.t()?)? * (c as f64).powf(-0.5))?;
-        let attn = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
+        let attn = kernels::attention(&q, &k, &v, 1, (c as f64).powf(-0.5))?;
         let out = self
             .out
             .forward(&attn)?
@@ -138,7 +138,7 @@ impl Downsample {
             ..Default::default()
         };
         Ok(Downsample {
-            conv: conv2d(cin, cout, 3, cfg, vb.pp("conv"))?,
+            conv: Conv2d::load(cin, cout, 3, cfg, true, vb.pp("conv"))?,
             pad_right_bottom,
         })
     }

@@ -387,8 +387,7 @@ impl Gemma2Model {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Gemma2Model> {
         let cfg: Gemma2Config = loader::read_config(&dir.join("config.json"))?;
         let files = loader::weight_files(dir, "model")?;
-        // SAFETY: mapped read-only; the files are not modified while the model lives.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
+        let vb = crate::loader::var_builder(&files, "", &[], dtype, device)?;
         Gemma2Model::new(vb, &cfg)
     }
 

@@ -8,6 +8,7 @@ pub mod device;
 pub mod engine;
 pub mod family;
 pub mod gemma;
+pub mod kernels;
 pub mod loader;
 pub mod lora;
 pub mod noise;

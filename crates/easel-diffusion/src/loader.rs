@@ -1,7 +1,7 @@
 //! Reading a diffusers or transformers component folder: its `config.json`, and its weights
 //! (one `.safetensors` file or the shards its index lists; the default name, else the `fp16`,
-//! else the `bf16` variant), memory-mapped, optionally with LoRA deltas merged in. Every
-//! family's loaders find their weights here.
+//! else the `bf16` variant), read straight into memory in parallel, optionally with LoRA
+//! deltas merged in. Every family's loaders find and read their weights here.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -78,9 +78,9 @@ pub fn weight_files(dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
     )))
 }
 
-/// Weights of one component. Without LoRAs they are memory-mapped (no copy); with LoRAs the
-/// targeted tensors get `W + scale * delta` and the result lives in memory.
-/// `component` names the model part in LoRA files (`unet`, `text_encoder`, `text_encoder_2`).
+/// Weights of one component, read into memory (see [`read_tensors`]), with each LoRA's
+/// `W + scale * delta` merged into the tensors it targets. `component` names the model part
+/// in LoRA files (`unet`, `text_encoder`, `text_encoder_2`).
 pub fn var_builder(
     weights: &[PathBuf],
     component: &str,
@@ -88,19 +88,143 @@ pub fn var_builder(
     dtype: DType,
     device: &Device,
 ) -> Result<VarBuilder<'static>> {
-    if loras.is_empty() {
-        // SAFETY: mapped read-only; the file is not modified while the model lives.
-        return unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device) };
-    }
-    // SAFETY: as above; tensors are copied out before the map is dropped.
-    let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(weights)? };
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (name, _) in st.tensors() {
-        let t = st.load(&name, device)?;
-        tensors.insert(name, t);
-    }
+    let mut tensors = read_tensors(weights, dtype, device)?;
     merge_loras(&mut tensors, component, loras, device)?;
     Ok(VarBuilder::from_tensors(tensors, dtype, device))
+}
+
+/// One tensor's entry in a safetensors header.
+struct Entry {
+    name: String,
+    dtype: DType,
+    shape: Vec<usize>,
+    /// Absolute byte range in the file.
+    start: u64,
+    len: usize,
+}
+
+fn header_entries(path: &Path, file: &std::fs::File) -> Result<Vec<Entry>> {
+    use std::os::unix::fs::FileExt;
+    let bad = |e: &dyn std::fmt::Display| err(format!("reading {}: {e}", path.display()));
+    let mut len = [0u8; 8];
+    file.read_exact_at(&mut len, 0).map_err(|e| bad(&e))?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 << 20 {
+        return Err(bad(&format!("a header of {len} bytes")));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact_at(&mut header, 8).map_err(|e| bad(&e))?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(&e))?;
+    let size = file.metadata().map_err(|e| bad(&e))?.len();
+    let mut out = Vec::new();
+    for (name, info) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = match info["dtype"].as_str() {
+            Some("F32") => DType::F32,
+            Some("F16") => DType::F16,
+            Some("BF16") => DType::BF16,
+            Some("F64") => DType::F64,
+            Some("I64") => DType::I64,
+            Some("I32") => DType::I32,
+            Some("U32") => DType::U32,
+            Some("U8") => DType::U8,
+            other => return Err(bad(&format!("`{name}` has dtype {other:?}"))),
+        };
+        let shape: Vec<usize> = info["shape"]
+            .as_array()
+            .and_then(|s| s.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+            .ok_or_else(|| bad(&format!("`{name}` has no shape")))?;
+        let offsets = info["data_offsets"]
+            .as_array()
+            .and_then(|s| s.iter().map(|d| d.as_u64()).collect::<Option<Vec<u64>>>())
+            .filter(|o| o.len() == 2 && o[0] <= o[1])
+            .ok_or_else(|| bad(&format!("`{name}` has no data_offsets")))?;
+        let (start, end) = (8 + len + offsets[0], 8 + len + offsets[1]);
+        let elems: usize = shape.iter().product();
+        if end > size || (end - start) as usize != elems * dtype.size_in_bytes() {
+            return Err(bad(&format!("`{name}`'s bytes do not match its shape")));
+        }
+        out.push(Entry {
+            name,
+            dtype,
+            shape,
+            start,
+            len: (end - start) as usize,
+        });
+    }
+    Ok(out)
+}
+
+/// Read `len` bytes at `start` straight into a fresh `Vec<T>` (no intermediate buffer).
+fn read_as<T: candle_core::WithDType>(file: &std::fs::File, e: &Entry) -> std::io::Result<Vec<T>> {
+    use std::os::unix::fs::FileExt;
+    let n = e.len / std::mem::size_of::<T>();
+    let mut v: Vec<T> = vec![T::from_f64(0.0); n];
+    // SAFETY: `T` is a plain numeric type (f32, f16, bf16, ...) for which every bit pattern is
+    // a value; the byte view covers exactly the vector's initialised elements.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, e.len) };
+    file.read_exact_at(bytes, e.start)?;
+    Ok(v)
+}
+
+/// Every tensor of the safetensors `files`, read in parallel straight into its final buffer
+/// (floating-point tensors as `dtype`, others as stored), then moved to `device`.
+///
+/// No memory map outlives the call and no tensor is held twice: the weights count once in
+/// the process's memory, and loading is as fast as the page cache and the cores allow.
+pub fn read_tensors(
+    files: &[PathBuf],
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    use rayon::prelude::*;
+    let mut work = Vec::new();
+    for path in files {
+        let file = std::fs::File::open(path)
+            .map_err(|e| err(format!("reading {}: {e}", path.display())))?;
+        let file = std::sync::Arc::new(file);
+        for e in header_entries(path, &file)? {
+            work.push((path.clone(), file.clone(), e));
+        }
+    }
+    // Largest first, so the threads finish together.
+    work.sort_by(|a, b| b.2.len.cmp(&a.2.len));
+    let read = |(path, file, e): &(PathBuf, std::sync::Arc<std::fs::File>, Entry)| {
+        let io = |x: std::io::Error| err(format!("reading {}: {x}", path.display()));
+        let float = e.dtype.is_float();
+        let cpu = &Device::Cpu;
+        let t = match (e.dtype, float && e.dtype != dtype) {
+            (DType::F32, false) => Tensor::from_vec(
+                read_as::<f32>(file, e).map_err(io)?,
+                e.shape.as_slice(),
+                cpu,
+            )?,
+            (DType::F16, false) => Tensor::from_vec(
+                read_as::<half::f16>(file, e).map_err(io)?,
+                e.shape.as_slice(),
+                cpu,
+            )?,
+            (DType::BF16, false) => Tensor::from_vec(
+                read_as::<half::bf16>(file, e).map_err(io)?,
+                e.shape.as_slice(),
+                cpu,
+            )?,
+            (_, convert) => {
+                let raw = read_as::<u8>(file, e).map_err(io)?;
+                let t = Tensor::from_raw_buffer(&raw, e.dtype, &e.shape, cpu)?;
+                if convert {
+                    t.to_dtype(dtype)?
+                } else {
+                    t
+                }
+            }
+        };
+        Ok((e.name.clone(), t.to_device(device)?))
+    };
+    work.par_iter().map(read).collect()
 }
 
 /// Add each LoRA's `scale * delta` to the tensors it targets.

@@ -4,10 +4,13 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{group_norm, Conv2d, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use crate::blocks::{conv1x1, conv3x3, Downsample, ResnetBlock, SpatialSelfAttention, Upsample};
+use crate::blocks::{
+    conv1x1, conv3x3, group_norm, Downsample, ResnetBlock, SpatialSelfAttention, Upsample,
+};
+use crate::kernels::{Conv2d, GroupNorm};
 use crate::loader;
 
 const EPS: f64 = 1e-6;
@@ -258,7 +261,7 @@ impl Vae {
             }
         }
         let h = e.mid.forward(&h)?;
-        let mut h = e.conv_out.forward(&e.norm_out.forward(&h)?.silu()?)?;
+        let mut h = e.conv_out.forward(&e.norm_out.forward_silu(&h)?)?;
         if let Some(q) = &self.quant_conv {
             h = q.forward(&h)?;
         }
@@ -285,7 +288,7 @@ impl Vae {
                 h = u.forward(&h)?;
             }
         }
-        d.conv_out.forward(&d.norm_out.forward(&h)?.silu()?)
+        d.conv_out.forward(&d.norm_out.forward_silu(&h)?)
     }
 
     /// Latents as the pipeline keeps them → image in [0, 1]:

@@ -43,7 +43,9 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Module, Result, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
-use candle_nn::{Conv2d, Conv2dConfig, Init, VarBuilder};
+use candle_nn::{Conv2dConfig, Init, VarBuilder};
+
+use crate::kernels::Conv2d;
 use serde::{Deserialize, Serialize};
 
 use crate::loader;
@@ -291,11 +293,7 @@ fn conv(
         stride,
         ..Default::default()
     };
-    if bias {
-        candle_nn::conv2d(cin, cout, k, cfg, vb)
-    } else {
-        candle_nn::conv2d_no_bias(cin, cout, k, cfg, vb)
-    }
+    Conv2d::load(cin, cout, k, cfg, bias, vb)
 }
 
 /// A depthwise k x k convolution (one filter per channel, "same" zero padding), as k*k

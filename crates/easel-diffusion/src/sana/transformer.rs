@@ -730,8 +730,7 @@ impl SanaTransformer {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let config: SanaTransformerConfig = read_config(&dir.join("config.json"))?;
         let files = crate::loader::weight_files(dir, "diffusion_pytorch_model")?;
-        // SAFETY: mapped read-only; the files are not modified while the model lives.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
+        let vb = crate::loader::var_builder(&files, "", &[], dtype, device)?;
         Self::new(config, vb)
     }
 

@@ -6,13 +6,11 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{
-    group_norm, layer_norm, linear, linear_no_bias, Conv2d, GroupNorm, LayerNorm, Linear,
-    VarBuilder,
-};
+use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
-use crate::blocks::{conv1x1, conv3x3, Downsample, ResnetBlock, Upsample};
+use crate::blocks::{conv1x1, conv3x3, group_norm, Downsample, ResnetBlock, Upsample};
+use crate::kernels::{self, Conv2d, GroupNorm};
 use crate::loader;
 use crate::lora::Lora;
 
@@ -195,20 +193,16 @@ impl Attention {
     }
 
     fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let (b, n, dim) = x.dims3()?;
+        let dim = x.dim(2)?;
         let hd = dim / self.heads;
-        let split = |t: Tensor| -> Result<Tensor> {
-            let m = t.dim(1)?;
-            t.reshape((b, m, self.heads, hd))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = split(self.q.forward(x)?)?;
-        let k = split(self.k.forward(context)?)?;
-        let v = split(self.v.forward(context)?)?;
-        let scores = (q.matmul(&k.t()?)? * (hd as f64).powf(-0.5))?;
-        let a = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?;
-        self.out.forward(&a.transpose(1, 2)?.reshape((b, n, dim))?)
+        let a = kernels::attention(
+            &self.q.forward(x)?,
+            &self.k.forward(context)?,
+            &self.v.forward(context)?,
+            self.heads,
+            (hd as f64).powf(-0.5),
+        )?;
+        self.out.forward(&a)
     }
 }
 
@@ -559,6 +553,6 @@ impl Unet {
                 x = u.forward(&x)?;
             }
         }
-        self.conv_out.forward(&self.norm_out.forward(&x)?.silu()?)
+        self.conv_out.forward(&self.norm_out.forward_silu(&x)?)
     }
 }

@@ -1,0 +1,194 @@
+//! Multi-head scaled dot-product attention that never materialises the `[heads, n, m]`
+//! score matrix: per (batch, head, block of query rows) one task scores the block against
+//! every key into a per-thread buffer, softmaxes each row (vectorised `exp`) and multiplies
+//! by the values straight into the output. Heads are read and written through strides, so
+//! the projections' `[B, n, heads·d]` outputs need no transposes or copies.
+
+use std::cell::RefCell;
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::{cpu_f32, math, matmul, slice};
+
+/// `softmax(q·kᵀ·scale)·v` per head: `q` `[B, n, heads·d]`, `k` and `v` `[B, m, heads·d]`
+/// → `[B, n, heads·d]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
+    let (b, _, dim) = q.dims3()?;
+    let (kb, m, kdim) = k.dims3()?;
+    if kb != b || kdim != dim || v.dims() != k.dims() || heads == 0 || dim % heads != 0 {
+        candle_core::bail!(
+            "attention: q {:?}, k {:?}, v {:?} with {heads} heads",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        );
+    }
+    if m == 0 {
+        candle_core::bail!("attention over no keys");
+    }
+    if [q, k, v].iter().all(|t| cpu_f32(t)) {
+        let op = AttentionOp { heads, scale };
+        return q
+            .contiguous()?
+            .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op);
+    }
+    attention_candle(q, k, v, heads, scale)
+}
+
+/// The same computation with candle's ops (split heads, full score matrix, softmax): the
+/// GPU path and the tests' reference.
+pub fn attention_candle(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    scale: f64,
+) -> Result<Tensor> {
+    let (b, n, dim) = q.dims3()?;
+    let d = dim / heads;
+    let split = |t: &Tensor| -> Result<Tensor> {
+        let m = t.dim(1)?;
+        t.reshape((b, m, heads, d))?.transpose(1, 2)?.contiguous()
+    };
+    let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+    let scores = (q.matmul(&k.t()?)? * scale)?;
+    candle_nn::ops::softmax_last_dim(&scores)?
+        .matmul(&v)?
+        .transpose(1, 2)?
+        .reshape((b, n, dim))
+}
+
+/// Scores held per task: 256 K floats (1 MB), at most 256 query rows.
+const SCORE_FLOATS: usize = 1 << 18;
+
+thread_local! {
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+struct AttentionOp {
+    heads: usize,
+    scale: f64,
+}
+
+/// The output pointer, shared by tasks that write disjoint (row, head) blocks.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: each task writes only its own rows × head columns.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl CustomOp3 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "easel-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qs: &CpuStorage,
+        ql: &Layout,
+        ks: &CpuStorage,
+        kl: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, n, dim) = ql.shape().dims3()?;
+        let (_, m, _) = kl.shape().dims3()?;
+        let (q, k, v) = (slice(qs, ql)?, slice(ks, kl)?, slice(vs, vl)?);
+        let heads = self.heads;
+        let d = dim / heads;
+        let rows = (SCORE_FLOATS / m).clamp(1, 256).min(n.max(1));
+        let blocks = n.div_ceil(rows);
+        let mut out = vec![0f32; b * n * dim];
+        let dst = Out(out.as_mut_ptr());
+        let scale = self.scale as f32;
+        (0..b * heads * blocks).into_par_iter().for_each(|task| {
+            let dst = dst;
+            let (bh, blk) = (task / blocks, task % blocks);
+            let (bi, h) = (bh / heads, bh % heads);
+            let row0 = blk * rows;
+            let r = rows.min(n - row0);
+            SCORES.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < r * m {
+                    s.resize(r * m, 0.0);
+                }
+                let s = &mut s[..r * m];
+                let qo = (bi * n + row0) * dim + h * d;
+                let ko = bi * m * dim + h * d;
+                // SAFETY: every operand lies inside its buffer: q rows row0..row0+r of batch
+                // bi, head h's d columns; k and v rows 0..m of batch bi; the scores r×m.
+                unsafe {
+                    // scores = scale · Q_blk · Kᵀ (Kᵀ read through strides).
+                    matmul(
+                        (r, m, d),
+                        (s.as_mut_ptr(), m, 1),
+                        (q.as_ptr().add(qo), dim, 1),
+                        (k.as_ptr().add(ko), 1, dim),
+                        false,
+                        scale,
+                        false,
+                    );
+                }
+                for row in s.chunks_mut(m) {
+                    math::softmax_row(row);
+                }
+                // SAFETY: as above; the output block is this task's alone.
+                unsafe {
+                    matmul(
+                        (r, d, m),
+                        (dst.0.add(qo), dim, 1),
+                        (s.as_ptr(), m, 1),
+                        (v.as_ptr().add(ko), dim, 1),
+                        false,
+                        1.0,
+                        false,
+                    );
+                }
+            });
+        });
+        Ok((CpuStorage::F32(out), Shape::from((b, n, dim))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{max_rel, rand};
+
+    #[test]
+    fn matches_candle_for_self_and_cross_attention() {
+        // (batch, n, m, heads, d)
+        for (i, &(b, n, m, heads, d)) in [
+            (2, 70, 70, 4, 8),
+            (2, 33, 77, 2, 5),
+            (1, 600, 600, 1, 16),
+            (1, 5, 1, 3, 4),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let s = i as u64 * 10;
+            let q = (rand(&[b, n, heads * d], s) * 3.0).unwrap();
+            let k = (rand(&[b, m, heads * d], s + 1) * 3.0).unwrap();
+            let v = rand(&[b, m, heads * d], s + 2);
+            let scale = (d as f64).powf(-0.5);
+            let got = attention(&q, &k, &v, heads, scale).unwrap();
+            let want = attention_candle(&q, &k, &v, heads, scale).unwrap();
+            let e = max_rel(&got, &want);
+            assert!(e < 1e-5, "case {i}: {e}");
+        }
+        // Long keys: several query blocks, each scored against all 4,096 keys.
+        let (q, k) = (rand(&[1, 300, 8], 7), rand(&[1, 4096, 8], 8));
+        let v = rand(&[1, 4096, 8], 9);
+        let e = max_rel(
+            &attention(&q, &k, &v, 2, 0.5).unwrap(),
+            &attention_candle(&q, &k, &v, 2, 0.5).unwrap(),
+        );
+        assert!(e < 1e-5, "{e}");
+        assert!(
+            attention(&q, &k, &v, 3, 0.5).is_err(),
+            "3 heads do not divide 8"
+        );
+    }
+}
