@@ -17,7 +17,14 @@ engines:
   phase's peak is the "while writing" row, and the diffusers writer is its own process),
 * writing the random weights (a side number: different code on each side).
 
-The Easel side is ``easel bench diffusion --family F --size S --steps N`` (its table is parsed).
+SD 1.5 (``--family sd15``): diffusers writes one random-weight folder in the diffusers layout
+(``torch.manual_seed(0)``, each component's ``save_pretrained``); then, for each of
+``--sizes`` (default 256,512), ``easel bench diffusion --model FOLDER`` and a diffusers process
+time those same files, and one table per size prints both, their ratios, and the resident
+memory after load, after the steps and after the decode.
+
+Sana: the Easel side is ``easel bench diffusion --family sana --size S --steps N`` (its table
+is parsed).
 The diffusers side builds the components from their configs with ``torch.manual_seed(0)``,
 writes them as a diffusers folder in a temporary directory (one process), then loads and times
 them in a second process. The three runs (easel, diffusers write, diffusers measure) are
@@ -44,8 +51,12 @@ How to run
     /work/bench-venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
     /work/bench-venv/bin/pip install diffusers transformers accelerate safetensors
     cargo build --release -p easel
+    /work/bench-venv/bin/python scripts/bench_vs_diffusers.py --family sd15 --steps 3 \\
+        --threads 2 --easel target/release/easel --json /tmp/sd15-bench.json
     /work/bench-venv/bin/python scripts/bench_vs_diffusers.py --family sana --size 512 \\
         --steps 2 --threads 2 --easel target/release/easel --json /tmp/sana-bench.json
+
+(Where download.pytorch.org is out of reach, ``pip install torch`` from PyPI works too.)
 
 The full Sana architecture needs about 17 GB of free memory per process (the script waits for
 ``--min-available-gb`` before each heavy process) and about 10 GB of temporary disk
@@ -248,6 +259,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def rss_mb() -> float:
+    """This process's resident memory now (VmRSS), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 def available_gb() -> float:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -445,6 +464,7 @@ def sd15_measure(folder: Path, args) -> dict:
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", dtype=torch.float32)
     vae = AutoencoderKL.from_pretrained(folder / "vae", dtype=torch.float32)
     r["load_s"] = time.perf_counter() - t
+    r["rss_after_load_mb"] = rss_mb()
     r["params"] = [count(unet), count(vae), count(text_encoder)]
     # As the Easel bench: the text model on a batch of 2 x 77 ids (prompt and negative).
     ids = torch.ones(2, 77, dtype=torch.long)
@@ -459,10 +479,12 @@ def sd15_measure(folder: Path, args) -> dict:
     for i in range(args.steps):
         unet(x, 999.0 - i, encoder_hidden_states=ctx)
     r["step_s"] = (time.perf_counter() - t) / max(args.steps, 1)
+    r["rss_after_steps_mb"] = rss_mb()
     z = torch.randn(1, 4, lat, lat, generator=g)
     t = time.perf_counter()
     vae.decode(z)
     r["decode_s"] = time.perf_counter() - t
+    r["rss_after_decode_mb"] = rss_mb()
     r["rss_peak_mb"] = peak_rss_mb()
     return r
 
@@ -480,10 +502,13 @@ FAMILIES = {
 EASEL_ROWS = {
     "parameters (denoiser / VAE / text encoder, M)": "params_m",
     "random weights written, s": "write_s",
-    "model load (mmap), s": "load_s",
+    "model load, s": "load_s",
     "text encode (one prompt), s": "encode_s",
     "VAE decode (1 image), s": "decode_s",
     "peak RSS before load, MB": "rss_before_load_mb",
+    "RSS after load, MB": "rss_after_load_mb",
+    "RSS after the steps, MB": "rss_after_steps_mb",
+    "RSS after decode, MB": "rss_after_decode_mb",
     "peak RSS, MB": "rss_peak_mb",
 }
 
@@ -575,6 +600,9 @@ def main() -> None:
     ap.add_argument("--family", choices=sorted(FAMILIES), default="sana")
     ap.add_argument("--size", type=int, default=None,
                     help="image side in pixels (default: Sana 512, SD 1.5 256, as easel's)")
+    ap.add_argument("--sizes", default=None,
+                    help="SD 1.5: comma-separated sides measured on the one folder "
+                         "(default 256,512; --size N means just N)")
     ap.add_argument("--steps", type=int, default=2, help="denoiser steps timed after a warm-up")
     ap.add_argument("--threads", type=int, default=2,
                     help="torch.set_num_threads / RAYON_NUM_THREADS (and OMP/MKL) for both")
@@ -599,13 +627,16 @@ def main() -> None:
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.size_given = args.size is not None
     if args.size is None:
         args.size = 512 if args.family == "sana" else 256
     if args.child:
         child_main(args)
         return
     if args.report:
-        table(json.loads(Path(args.report).read_text()))
+        saved = json.loads(Path(args.report).read_text())
+        for run in saved.get("runs", [saved]):
+            table(run)
         return
 
     need = FAMILIES[args.family][3]
@@ -625,6 +656,10 @@ def main() -> None:
     print(f"bench_vs_diffusers: {args.family}{' (tiny)' if args.tiny else ''}, "
           f"{args.size}x{args.size}, {args.steps} steps, {args.threads} threads, "
           f"{os.cpu_count()} CPUs, load average {loadavg()}", flush=True)
+
+    if args.family == "sd15":
+        sd15_same_folder(args, env, need, result)
+        return
 
     easel: dict = {}
     if not args.skip_easel:
@@ -668,6 +703,68 @@ def main() -> None:
         print(f"wrote {args.json}")
 
 
+def warm_page_cache(folder: Path) -> None:
+    """Flush the written files to disk and read them once just before each measuring
+    process, so that both engines load from a warm page cache (some machines reclaim idle
+    page cache within a minute) and neither pays for the other's writeback."""
+    os.sync()
+    for f in sorted(folder.rglob("*.safetensors")):
+        with open(f, "rb") as fh:
+            while fh.read(64 << 20):
+                pass
+
+
+def sd15_same_folder(args, env: dict, need: float, result: dict) -> None:
+    """SD 1.5: diffusers writes one random-weight folder (diffusers layout); then, per size,
+    `easel bench diffusion --model FOLDER` and diffusers' measuring process time those same
+    files. One table per size; with --json, one JSON holding every size."""
+    sizes = [int(v) for v in args.sizes.split(",")] if args.sizes else \
+        ([args.size] if args.size_given else [256, 512])
+    tmp = Path(tempfile.mkdtemp(prefix="bench-vs-diffusers-", dir=args.tmp))
+    runs = []
+    try:
+        folder = tmp / "model"
+        common = [args.python, os.path.abspath(__file__), "--family", args.family,
+                  "--steps", str(args.steps), "--threads", str(args.threads),
+                  "--easel", args.easel, "--folder", str(folder)] + \
+            (["--tiny"] if args.tiny else [])
+        wait_for_memory(need, args.wait_minutes, "diffusers write")
+        _, wall, rss, load = run_child(common + ["--child", "write", "--child-out",
+                                                 str(tmp / "write.json")], env,
+                                       "diffusers write")
+        write = json.loads((tmp / "write.json").read_text())
+        write |= {"wall_s": wall, "peak_rss_mb": rss, "loadavg": load}
+        for size in sizes:
+            run = dict(result, size=size, model_folder="written once by diffusers, "
+                       "measured by both")
+            easel: dict = {}
+            if not args.skip_easel:
+                wait_for_memory(need, args.wait_minutes, "easel")
+                warm_page_cache(folder)
+                cmd = [args.easel, "bench", "diffusion", "--family", "sd15", "--size",
+                       str(size), "--steps", str(args.steps), "--model", str(folder)]
+                out, wall, rss, load = run_child(cmd, env, "easel")
+                easel = parse_easel(out) | {"wall_s": wall, "wait4_peak_rss_mb": rss,
+                                            "loadavg": load, "stdout": out}
+            diff: dict = {"write": write}
+            if not args.skip_diffusers:
+                wait_for_memory(need, args.wait_minutes, "diffusers measure")
+                warm_page_cache(folder)
+                _, wall, rss, load = run_child(
+                    common + ["--size", str(size), "--child", "measure", "--child-out",
+                              str(tmp / "measure.json")], env, "diffusers measure")
+                diff |= json.loads((tmp / "measure.json").read_text())
+                diff |= {"wall_s": wall, "wait4_peak_rss_mb": rss, "loadavg": load}
+            run["easel"], run["diffusers"] = easel, diff
+            run["rows"] = table(run)
+            runs.append(run)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
 def table(result: dict) -> list[dict]:
     """Print the side-by-side table of a run (also `--report` of a saved JSON); return its rows."""
     easel, diff = result.get("easel", {}), result.get("diffusers", {})
@@ -686,14 +783,20 @@ def table(result: dict) -> list[dict]:
     row("parameters, M (denoiser / VAE / text)",
         " / ".join(f"{v:.0f}" for v in ep) if ep else None,
         " / ".join(f"{v:.0f}" for v in dp) if dp else None, 0, ratio=False)
-    row("random weights written, s (diffusers: whole process)", easel.get("write_s"),
-        write.get("wall_s"), 1)
-    row("peak RSS while writing, MB", easel.get("rss_before_load_mb"),
-        write.get("peak_rss_mb"), 0)
+    if not result.get("model_folder"):
+        row("random weights written, s (diffusers: whole process)", easel.get("write_s"),
+            write.get("wall_s"), 1)
+        row("peak RSS while writing, MB", easel.get("rss_before_load_mb"),
+            write.get("peak_rss_mb"), 0)
     row("model load, s", easel.get("load_s"), diff.get("load_s"), 3)
     row("text encode (one prompt), s", easel.get("encode_s"), diff.get("encode_s"), 3)
     row(FAMILIES[family][2], easel.get("step_s"), diff.get("step_s"), 3)
     row("VAE decode (1 image), s", easel.get("decode_s"), diff.get("decode_s"), 3)
+    for key, name in [("rss_after_load_mb", "RSS after load, MB"),
+                      ("rss_after_steps_mb", "RSS after the steps, MB"),
+                      ("rss_after_decode_mb", "RSS after decode, MB")]:
+        if key in easel or key in diff:
+            row(name, easel.get(key), diff.get(key), 0)
     row("peak RSS, MB", easel.get("rss_peak_mb"), diff.get("rss_peak_mb"), 0)
     if "released_vae_decode_s" in diff:
         row("VAE decode, released dc-ae-f32c32 config, s", None,
@@ -706,6 +809,8 @@ def table(result: dict) -> list[dict]:
     print(f"Easel vs diffusers: {family}{tiny} architecture, random weights, f32, CPU, "
           f"{result['size']}x{result['size']}, {result['threads']} threads, "
           f"steps timed: {steps} (after 1 warm-up)")
+    if result.get("model_folder"):
+        print(f"model folder: {result['model_folder']}")
     if diff.get("versions"):
         print("versions: " + ", ".join(f"{k} {v}" for k, v in diff["versions"].items()))
     if easel:

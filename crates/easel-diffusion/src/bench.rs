@@ -1,7 +1,8 @@
 //! `easel bench diffusion`'s measurements: CPU timings of the engine on a family's released
 //! architecture (SD 1.5; Sana 600M-512px with its Gemma-2-2B text encoder and the f32c32
 //! DC-AE) or its tiny one, with random weights written as a diffusers folder first so "load"
-//! is the real memory-mapped path. The binary prints the report.
+//! is the real loading path (`loader::read_tensors`); or, with `Options::model`, an existing
+//! diffusers folder. The binary prints the report.
 //!
 //! The peak RSS includes writing the random weights (the largest component is held in memory
 //! once while it is written: Sana's text encoder is written in bf16, as the released repos
@@ -42,7 +43,29 @@ pub struct Report {
     pub step_s: f64,
     pub decode_s: f64,
     pub rss_before_load_mb: f64,
+    /// Resident memory (now, not peak) after the load, after the timed steps and after the
+    /// decode.
+    pub rss_after_load_mb: f64,
+    pub rss_after_steps_mb: f64,
+    pub rss_after_decode_mb: f64,
     pub rss_peak_mb: f64,
+    /// The model folder measured when one was given (else the weights were written first).
+    pub model: Option<std::path::PathBuf>,
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `sd15` or `sana`.
+    pub family: String,
+    pub size: usize,
+    pub steps: usize,
+    /// The family's tiny architecture.
+    pub tiny: bool,
+    /// Measure this diffusers folder (SD: `unet/`, `vae/`, `text_encoder/`) instead of
+    /// writing random weights: the folder `scripts/bench_vs_diffusers.py` writes once and
+    /// times in both engines.
+    pub model: Option<std::path::PathBuf>,
 }
 
 fn configs(tiny: bool) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
@@ -97,11 +120,19 @@ fn write_random_as(
 }
 
 fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+fn status_mb(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .map(|l| l.to_string())
         })
         .and_then(|l| {
@@ -119,57 +150,62 @@ fn json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
 
 /// Build, write, load and time `family`'s components (`sd15` or `sana`) at `size`² over
 /// `steps` denoiser steps.
-pub fn run(family: &str, size: usize, steps: usize, tiny: bool) -> Result<Report> {
-    match family {
-        crate::family::SD15 => run_sd(size, steps, tiny),
-        crate::family::SANA => run_sana(size, steps, tiny),
+pub fn run(o: &Options) -> Result<Report> {
+    match o.family.as_str() {
+        crate::family::SD15 => run_sd(o),
+        crate::family::SANA if o.model.is_none() => run_sana(o.size, o.steps, o.tiny),
+        crate::family::SANA => candle_core::bail!("--model is for sd15 folders"),
         other => candle_core::bail!("no benchmark for family `{other}` (sd15, sana)"),
     }
 }
 
-fn run_sd(size: usize, steps: usize, tiny: bool) -> Result<Report> {
+/// Parameters in a component folder's weight files.
+fn folder_params(dir: &Path, stem: &str) -> Result<u64> {
+    let mut n = 0u64;
+    for f in crate::loader::weight_files(dir, stem)? {
+        let h = crate::family::read_header(&f)?;
+        n += h
+            .values()
+            .map(|s| s.iter().product::<usize>() as u64)
+            .sum::<u64>();
+    }
+    Ok(n)
+}
+
+fn run_sd(o: &Options) -> Result<Report> {
+    let (size, steps, tiny) = (o.size, o.steps, o.tiny);
     if size % 8 != 0 || size == 0 {
         candle_core::bail!("--size must be a positive multiple of 8");
     }
     let dev = Device::Cpu;
-    let dir = tempfile::tempdir()?;
-    let (unet_cfg, vae_cfg, clip_cfg) = configs(tiny);
+    let tmp = tempfile::tempdir()?;
     let t = Instant::now();
-    let u: UnetConfig = json(unet_cfg.clone())?;
-    let unet_params = write_random(
-        &dir.path().join("unet"),
-        &unet_cfg,
-        "diffusion_pytorch_model.safetensors",
-        |vb| Unet::load(vb, u.clone()).map(|_| ()),
-    )?;
-    let v: VaeConfig = json(vae_cfg.clone())?;
-    let vae_params = write_random(
-        &dir.path().join("vae"),
-        &vae_cfg,
-        "diffusion_pytorch_model.safetensors",
-        |vb| Vae::load(vb, v.clone()).map(|_| ()),
-    )?;
-    let c: ClipTextConfig = json(clip_cfg.clone())?;
-    let clip_params = write_random(
-        &dir.path().join("text_encoder"),
-        &clip_cfg,
-        "model.safetensors",
-        |vb| ClipTextModel::load(vb, &c).map(|_| ()),
-    )?;
+    let (dir, (unet_params, vae_params, clip_params)) = match &o.model {
+        Some(m) => (
+            m.as_path(),
+            (
+                folder_params(&m.join("unet"), "diffusion_pytorch_model")?,
+                folder_params(&m.join("vae"), "diffusion_pytorch_model")?,
+                folder_params(&m.join("text_encoder"), "model")?,
+            ),
+        ),
+        None => (tmp.path(), write_sd(tmp.path(), tiny)?),
+    };
     let write = t.elapsed();
     let rss_before = peak_rss_mb();
 
     let t = Instant::now();
     let te = ClipTextModel::from_dir(
-        &dir.path().join("text_encoder"),
+        &dir.join("text_encoder"),
         "text_encoder",
         &[],
         DType::F32,
         &dev,
     )?;
-    let unet = Unet::from_dir(&dir.path().join("unet"), &[], DType::F32, &dev)?;
-    let vae = Vae::from_dir(&dir.path().join("vae"), DType::F32, &dev)?;
+    let unet = Unet::from_dir(&dir.join("unet"), &[], DType::F32, &dev)?;
+    let vae = Vae::from_dir(&dir.join("vae"), DType::F32, &dev)?;
     let load = t.elapsed();
+    let rss_after_load = rss_mb();
 
     let ids = Tensor::new(vec![vec![1u32; 77]; 2], &dev)?;
     let t = Instant::now();
@@ -183,6 +219,7 @@ fn run_sd(size: usize, steps: usize, tiny: bool) -> Result<Report> {
         let _ = unet.forward(&x, 999.0 - i as f64, &ctx, None)?;
     }
     let step = t.elapsed() / steps.max(1) as u32;
+    let rss_after_steps = rss_mb();
     let z = Tensor::randn(0f32, 1f32, (1, 4, lat, lat), &dev)?;
     let t = Instant::now();
     let _ = vae.decode(&z)?;
@@ -200,8 +237,40 @@ fn run_sd(size: usize, steps: usize, tiny: bool) -> Result<Report> {
         step_s: step.as_secs_f64(),
         decode_s: decode.as_secs_f64(),
         rss_before_load_mb: rss_before,
+        rss_after_load_mb: rss_after_load,
+        rss_after_steps_mb: rss_after_steps,
+        rss_after_decode_mb: rss_mb(),
         rss_peak_mb: peak_rss_mb(),
+        model: o.model.clone(),
     })
+}
+
+/// Write SD 1.5's (or the tiny) UNet, VAE and text encoder with random weights into `dir`;
+/// returns their parameter counts.
+fn write_sd(dir: &Path, tiny: bool) -> Result<(u64, u64, u64)> {
+    let (unet_cfg, vae_cfg, clip_cfg) = configs(tiny);
+    let u: UnetConfig = json(unet_cfg.clone())?;
+    let unet_params = write_random(
+        &dir.join("unet"),
+        &unet_cfg,
+        "diffusion_pytorch_model.safetensors",
+        |vb| Unet::load(vb, u.clone()).map(|_| ()),
+    )?;
+    let v: VaeConfig = json(vae_cfg.clone())?;
+    let vae_params = write_random(
+        &dir.join("vae"),
+        &vae_cfg,
+        "diffusion_pytorch_model.safetensors",
+        |vb| Vae::load(vb, v.clone()).map(|_| ()),
+    )?;
+    let c: ClipTextConfig = json(clip_cfg.clone())?;
+    let clip_params = write_random(
+        &dir.join("text_encoder"),
+        &clip_cfg,
+        "model.safetensors",
+        |vb| ClipTextModel::load(vb, &c).map(|_| ()),
+    )?;
+    Ok((unet_params, vae_params, clip_params))
 }
 
 /// Sana 600M-512px's transformer (`Efficient-Large-Model/Sana_600M_512px_diffusers`).
@@ -301,6 +370,7 @@ fn run_sana(size: usize, steps: usize, tiny: bool) -> Result<Report> {
     let t = Instant::now();
     let pipe = SanaPipeline::load(dir, DType::F32, &dev)?;
     let load = t.elapsed();
+    let rss_after_load = rss_mb();
 
     let t = Instant::now();
     let (embeds, mask) = pipe.text.encode("a cyberpunk cat with a neon sign", 300)?;
@@ -329,6 +399,7 @@ fn run_sana(size: usize, steps: usize, tiny: bool) -> Result<Report> {
             .forward_with_caption(&x, &tt, &caption, perturbed)?;
     }
     let step = t.elapsed() / steps.max(1) as u32;
+    let rss_after_steps = rss_mb();
     let z = Tensor::randn(0f32, 1f32, (1, c, lat, lat), &dev)?;
     let t = Instant::now();
     let _ = pipe.decode(&z)?;
@@ -346,7 +417,11 @@ fn run_sana(size: usize, steps: usize, tiny: bool) -> Result<Report> {
         step_s: step.as_secs_f64(),
         decode_s: decode.as_secs_f64(),
         rss_before_load_mb: rss_before,
+        rss_after_load_mb: rss_after_load,
+        rss_after_steps_mb: rss_after_steps,
+        rss_after_decode_mb: rss_mb(),
         rss_peak_mb: peak_rss_mb(),
+        model: None,
     })
 }
 
@@ -354,21 +429,45 @@ fn run_sana(size: usize, steps: usize, tiny: bool) -> Result<Report> {
 mod tests {
     #[test]
     fn the_tiny_bench_measures_every_stage() {
+        let opts = |family: &str, size| super::Options {
+            family: family.into(),
+            size,
+            steps: 1,
+            tiny: true,
+            model: None,
+        };
         for family in ["sd15", "sana"] {
-            let r = super::run(family, 64, 1, true).unwrap();
+            let r = super::run(&opts(family, 64)).unwrap();
             assert_eq!(r.family, family);
             assert!(r.params.0 > 0 && r.params.1 > 0 && r.params.2 > 0);
             assert!(r.threads >= 1);
             assert!(r.step_s > 0.0 && r.decode_s > 0.0);
         }
         assert!(
-            super::run("sd15", 60, 1, true).is_err(),
+            super::run(&opts("sd15", 60)).is_err(),
             "sizes are multiples of 8"
         );
         assert!(
-            super::run("sana", 48, 1, true).is_err(),
+            super::run(&opts("sana", 48)).is_err(),
             "sizes are multiples of 32"
         );
-        assert!(super::run("sdxl", 64, 1, true).is_err());
+        assert!(super::run(&opts("sdxl", 64)).is_err());
+        assert!(r_after_load_is_resident(
+            &super::run(&opts("sd15", 64)).unwrap()
+        ));
+        // A written folder measured again through --model: the same parameters.
+        let dir = tempfile::tempdir().unwrap();
+        let params = super::write_sd(dir.path(), true).unwrap();
+        let again = super::run(&super::Options {
+            model: Some(dir.path().to_path_buf()),
+            ..opts("sd15", 64)
+        })
+        .unwrap();
+        assert_eq!(again.params, params);
+        assert_eq!(again.model.as_deref(), Some(dir.path()));
+    }
+
+    fn r_after_load_is_resident(r: &super::Report) -> bool {
+        r.rss_after_load_mb > 0.0 && r.rss_after_load_mb <= r.rss_peak_mb + 1.0
     }
 }

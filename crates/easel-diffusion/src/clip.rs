@@ -1,7 +1,7 @@
 //! The CLIP text encoder of Stable Diffusion (transformers' `CLIPTextModel`, and
 //! `CLIPTextModelWithProjection` for SDXL's second encoder), written on candle-nn.
 //!
-//! Configured from the folder's `config.json`; weights memory-mapped from safetensors, with or
+//! Configured from the folder's `config.json`; weights read from safetensors (`loader::read_tensors`), with or
 //! without the `text_model.` key prefix. Batches of any size work: the causal mask is built
 //! for the sequence and broadcast over the batch (no padding mask, as the SD pipelines use).
 //! One forward pass gives what every pipeline needs: the last hidden state after the final
@@ -168,7 +168,7 @@ impl ClipTextModel {
     }
 
     /// Load a diffusers `text_encoder/` folder: `config.json` and `model.safetensors` (or its
-    /// `.fp16` variant), memory-mapped, with `loras` merged in (`component`: `text_encoder`
+    /// `.fp16` variant), read in parallel into memory, with `loras` merged in (`component`: `text_encoder`
     /// or `text_encoder_2`, as LoRA files name them).
     pub fn from_dir(
         dir: &Path,

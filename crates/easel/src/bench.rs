@@ -62,6 +62,11 @@ enum BenchCmd {
         /// The family's tiny architecture instead (to check the command quickly).
         #[arg(long)]
         tiny: bool,
+        /// Measure this diffusers SD folder (`unet/`, `vae/`, `text_encoder/`) instead of
+        /// writing random weights (as `scripts/bench_vs_diffusers.py` does, so that both
+        /// engines time the same files).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
     },
 }
 
@@ -90,12 +95,17 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             size,
             steps,
             tiny,
+            model,
         } => {
             let size = size.unwrap_or(if family == "sana" { 512 } else { 256 });
-            tokio::task::spawn_blocking(move || {
-                crate::bench_diffusion::run(&family, size, steps, tiny)
-            })
-            .await?
+            let o = easel_diffusion::bench::Options {
+                family,
+                size,
+                steps,
+                tiny,
+                model,
+            };
+            tokio::task::spawn_blocking(move || crate::bench_diffusion::run(&o)).await?
         }
     }
 }

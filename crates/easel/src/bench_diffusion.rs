@@ -1,16 +1,20 @@
 //! `easel bench diffusion`: prints the engine's measurements (`easel_diffusion::bench`).
 
 use anyhow::Result;
+use easel_diffusion::bench::Options;
 
-pub fn run(family: &str, size: usize, steps: usize, tiny: bool) -> Result<()> {
-    let r = easel_diffusion::bench::run(family, size, steps, tiny)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+pub fn run(o: &Options) -> Result<()> {
+    let size = o.size;
+    let r = easel_diffusion::bench::run(o).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "easel bench diffusion ({}, {size}x{size}, f32, CPU, {} threads, {})",
         match (r.tiny, r.family) {
             (true, f) => format!("tiny {f} architecture"),
             (false, "sana") => "Sana 600M-512px architecture, random weights".to_string(),
-            (false, _) => "SD 1.5 architecture, random weights".to_string(),
+            (false, _) => match &r.model {
+                Some(m) => format!("SD 1.5 folder {}", m.display()),
+                None => "SD 1.5 architecture, random weights".to_string(),
+            },
         },
         r.threads,
         if cfg!(debug_assertions) {
@@ -31,14 +35,25 @@ pub fn run(family: &str, size: usize, steps: usize, tiny: bool) -> Result<()> {
             c as f64 / 1e6
         )
     );
-    println!("{:<44} {:>12.2}", "random weights written, s", r.write_s);
-    println!("{:<44} {:>12.3}", "model load (mmap), s", r.load_s);
+    if r.model.is_none() {
+        println!("{:<44} {:>12.2}", "random weights written, s", r.write_s);
+    }
+    println!("{:<44} {:>12.3}", "model load, s", r.load_s);
     println!("{:<44} {:>12.3}", "text encode (one prompt), s", r.encode_s);
     println!("{:<44} {:>12.3}", format!("{}, s", r.step_label), r.step_s);
     println!("{:<44} {:>12.3}", "VAE decode (1 image), s", r.decode_s);
     println!(
         "{:<44} {:>12.0}",
         "peak RSS before load, MB", r.rss_before_load_mb
+    );
+    println!("{:<44} {:>12.0}", "RSS after load, MB", r.rss_after_load_mb);
+    println!(
+        "{:<44} {:>12.0}",
+        "RSS after the steps, MB", r.rss_after_steps_mb
+    );
+    println!(
+        "{:<44} {:>12.0}",
+        "RSS after decode, MB", r.rss_after_decode_mb
     );
     println!("{:<44} {:>12.0}", "peak RSS, MB", r.rss_peak_mb);
     Ok(())

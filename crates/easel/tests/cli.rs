@@ -232,10 +232,52 @@ fn bench_diffusion_runs_on_a_tiny_model() {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8_lossy(&out.stdout);
-        for line in [step, "VAE decode", "model load", "peak RSS"] {
+        for line in [
+            step,
+            "VAE decode",
+            "model load",
+            "RSS after load",
+            "RSS after decode",
+            "peak RSS",
+            " threads",
+        ] {
             assert!(text.contains(line), "{family}: {line} in {text}");
         }
     }
+    // `--model`: an existing SD folder (a tiny one here) measured as it is.
+    let dir = tempfile::tempdir().unwrap();
+    let made = easel()
+        .args(["models", "make-tiny"])
+        .arg(dir.path().join("sd"))
+        .args(["--family", "sd15"])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let out = easel()
+        .args([
+            "bench",
+            "diffusion",
+            "--size",
+            "64",
+            "--steps",
+            "1",
+            "--model",
+        ])
+        .arg(dir.path().join("sd"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SD 1.5 folder"), "{text}");
+    assert!(!text.contains("random weights written"), "{text}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Multi-head scaled dot-product attention that never materialises the `[heads, n, m]`
 //! score matrix: per (batch, head, block of query rows) one task scores the block against
-//! every key into a per-thread buffer, softmaxes each row (vectorised `exp`) and multiplies
-//! by the values straight into the output. Heads are read and written through strides, so
+//! every key into a per-thread buffer, exponentiates each row (vectorised `exp`), multiplies
+//! by the values straight into the output and divides each output row by its softmax sum. Heads are read and written through strides, so
 //! the projections' `[B, n, heads·d]` outputs need no transposes or copies.
 
 use std::cell::RefCell;
@@ -78,6 +78,12 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
+impl Out {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 impl CustomOp3 for AttentionOp {
     fn name(&self) -> &'static str {
         "easel-attention"
@@ -103,7 +109,6 @@ impl CustomOp3 for AttentionOp {
         let dst = Out(out.as_mut_ptr());
         let scale = self.scale as f32;
         (0..b * heads * blocks).into_par_iter().for_each(|task| {
-            let dst = dst;
             let (bh, blk) = (task / blocks, task % blocks);
             let (bi, h) = (bh / heads, bh % heads);
             let row0 = blk * rows;
@@ -130,20 +135,29 @@ impl CustomOp3 for AttentionOp {
                         false,
                     );
                 }
-                for row in s.chunks_mut(m) {
-                    math::softmax_row(row);
+                let mut sums = [0f32; 256];
+                for (row, sum) in s.chunks_mut(m).zip(sums.iter_mut()) {
+                    *sum = math::exp_row(row);
                 }
                 // SAFETY: as above; the output block is this task's alone.
                 unsafe {
                     matmul(
                         (r, d, m),
-                        (dst.0.add(qo), dim, 1),
+                        (dst.get().add(qo), dim, 1),
                         (s.as_ptr(), m, 1),
                         (v.as_ptr().add(ko), dim, 1),
                         false,
                         1.0,
                         false,
                     );
+                    // Each output row divided by its softmax sum.
+                    for (i, sum) in sums[..r].iter().enumerate() {
+                        let row = std::slice::from_raw_parts_mut(dst.get().add(qo + i * dim), d);
+                        let inv = 1.0 / sum;
+                        for v in row {
+                            *v *= inv;
+                        }
+                    }
                 }
             });
         });

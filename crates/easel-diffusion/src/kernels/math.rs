@@ -72,10 +72,12 @@ pub fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let y = p * z + r + 1.0;
-    // 2^n through the exponent bits; n ∈ [-127, 127], and n = -127 gives 0.
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // 2^n through the exponent bits, n ∈ [-127, 127] (n = -127 gives 0): adding 2^23 + 127
+    // leaves the integer n + 127 in the low mantissa bits, which the shift moves into the
+    // exponent (no float→int conversion, which would not vectorise).
+    let scale = f32::from_bits((n + 8_388_735.0).to_bits() << 23);
     y * scale
 }
 
@@ -147,19 +149,6 @@ multiversion! {
     }
 }
 
-/// Sum of a slice in 16 lanes (an order the compiler can vectorise).
-#[inline(always)]
-fn lane_sum(xs: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let mut it = xs.chunks_exact(16);
-    for c in &mut it {
-        for i in 0..16 {
-            acc[i] += c[i];
-        }
-    }
-    acc.iter().sum::<f32>() + it.remainder().iter().sum::<f32>()
-}
-
 /// Maximum of a slice in 16 lanes.
 #[inline(always)]
 fn lane_max(xs: &[f32]) -> f32 {
@@ -177,16 +166,33 @@ fn lane_max(xs: &[f32]) -> f32 {
 }
 
 multiversion! {
-    /// Softmax of one row in place, with the row's maximum subtracted first.
-    pub fn softmax_row(xs: &mut [f32]) {
+    /// `x ← e^(x − max)` over the row; returns the sum of the results, by which the caller
+    /// divides (after the values multiply, where there are fewer numbers to divide).
+    pub fn exp_row(xs: &mut [f32]) -> f32 {
         let m = lane_max(xs);
-        for x in xs.iter_mut() {
+        let mut acc = [0f32; 16];
+        let mut it = xs.chunks_exact_mut(16);
+        for c in &mut it {
+            for i in 0..16 {
+                let e = exp(c[i] - m);
+                c[i] = e;
+                acc[i] += e;
+            }
+        }
+        let mut s = acc.iter().sum::<f32>();
+        for x in it.into_remainder() {
             *x = exp(*x - m);
+            s += *x;
         }
-        let inv = 1.0 / lane_sum(xs);
-        for x in xs.iter_mut() {
-            *x *= inv;
-        }
+        s
+    }
+}
+
+/// Softmax of one row in place.
+pub fn softmax_row(xs: &mut [f32]) {
+    let inv = 1.0 / exp_row(xs);
+    for x in xs.iter_mut() {
+        *x *= inv;
     }
 }
 

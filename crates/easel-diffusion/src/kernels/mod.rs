@@ -1,4 +1,5 @@
-//! The engine's own CPU kernels, where candle's are slow: convolution, GroupNorm (with the
+//! The engine's own CPU kernels, where candle's are slow: convolution (im2col, and Winograd's
+//! F(2×2, 3×3) for 3×3 layers), GroupNorm (with the
 //! SiLU that follows it fused in), attention that never holds the whole score matrix, and
 //! vectorised element-wise math.
 //!
@@ -12,6 +13,7 @@ pub mod attention;
 pub mod conv;
 pub mod math;
 pub mod norm;
+pub mod winograd;
 
 pub use attention::attention;
 pub use conv::Conv2d;

@@ -44,10 +44,9 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Module, Result, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Conv2dConfig, Init, VarBuilder};
-
-use crate::kernels::Conv2d;
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::Conv2d;
 use crate::loader;
 use crate::rng::TorchRng;
 
@@ -914,7 +913,7 @@ impl AutoencoderDc {
     }
 
     /// Load a diffusers `vae/` folder (`config.json` + `diffusion_pytorch_model.safetensors`
-    /// or its `.fp16` variant), memory-mapped, at `dtype`.
+    /// or its `.fp16` variant), read in parallel into memory, at `dtype`.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<AutoencoderDc> {
         let config: DcAeConfig = loader::read_config(&dir.join("config.json"))?;
         let weights = loader::weight_files(dir, "diffusion_pytorch_model")?;

@@ -472,7 +472,7 @@ impl Unet {
     }
 
     /// Load a diffusers `unet/` folder (`config.json` + `diffusion_pytorch_model.safetensors`
-    /// or its `.fp16` variant), memory-mapped, with `loras` (file, scale) merged in.
+    /// or its `.fp16` variant), read in parallel into memory, with `loras` (file, scale) merged in.
     pub fn from_dir(
         dir: &Path,
         loras: &[(&Lora, f64)],
