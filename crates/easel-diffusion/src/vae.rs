@@ -238,7 +238,7 @@ impl Vae {
     }
 
     /// Load a diffusers `vae/` folder (`config.json` + `diffusion_pytorch_model.safetensors`
-    /// or its `.fp16` variant), memory-mapped.
+    /// or its `.fp16` variant), read in parallel into memory.
     pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Vae> {
         let cfg: VaeConfig = loader::read_config(&dir.join("config.json"))?;
         let weights = loader::weight_files(dir, "diffusion_pytorch_model")?;

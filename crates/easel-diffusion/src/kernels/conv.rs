@@ -40,7 +40,9 @@ impl Conv2d {
         })
     }
 
-    /// `weight` `[cout, cin / groups, k, k]` and `bias` `[cout]` from `vb`.
+    /// `weight` `[cout, cin / groups, k, k]` and `bias` `[cout]` from `vb`, with candle's
+    /// initialisation hints (Kaiming-normal weights, uniform biases) for builders that create
+    /// tensors (random-weight writers).
     pub fn load(
         cin: usize,
         cout: usize,
@@ -49,8 +51,19 @@ impl Conv2d {
         bias: bool,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let weight = vb.get((cout, cin / cfg.groups, k, k), "weight")?;
-        let bias = bias.then(|| vb.get(cout, "bias")).transpose()?;
+        let weight = vb.get_with_hints(
+            (cout, cin / cfg.groups, k, k),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let bound = 1. / ((cin / cfg.groups * k * k) as f64).sqrt();
+        let init = candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let bias = bias
+            .then(|| vb.get_with_hints(cout, "bias", init))
+            .transpose()?;
         Conv2d::new(weight, bias, cfg)
     }
 
@@ -441,6 +454,23 @@ mod tests {
             }
         }
         assert!(winograd::worth_it(2, 32, 32) && !winograd::worth_it(2, 8, 8));
+    }
+
+    #[test]
+    fn load_asks_for_random_initialisation() {
+        let vm = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, &candle_core::Device::Cpu);
+        let conv = Conv2d::load(4, 6, 3, Conv2dConfig::default(), true, vb).unwrap();
+        let nonzero = |t: &Tensor| {
+            t.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 0.0
+        };
+        assert!(nonzero(conv.weight()) && nonzero(conv.bias().unwrap()));
     }
 
     #[test]
