@@ -320,16 +320,12 @@ fn run_sana(size: usize, steps: usize, tiny: bool) -> Result<Report> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
     let t = Instant::now();
-    let count = |path: &Path| -> Result<u64> {
-        let h = crate::family::read_header(path)?;
-        Ok(h.values().map(|s| s.iter().product::<usize>() as u64).sum())
-    };
     let params = if tiny {
         crate::sana::tiny::make_tiny(dir, 0)?;
         (
-            count(&dir.join("transformer/diffusion_pytorch_model.safetensors"))?,
-            count(&dir.join("vae/diffusion_pytorch_model.safetensors"))?,
-            count(&dir.join("text_encoder/model.safetensors"))?,
+            folder_params(&dir.join("transformer"), "diffusion_pytorch_model")?,
+            folder_params(&dir.join("vae"), "diffusion_pytorch_model")?,
+            folder_params(&dir.join("text_encoder"), "model")?,
         )
     } else {
         crate::sana::tiny::write_index(dir)?;

@@ -171,34 +171,17 @@ pub fn defaults(id: &str) -> easel_core::generate::FamilyDefaults {
 /// Tensor names and shapes from a safetensors file's header (the data is not read). Refuses
 /// headers over 100 MB.
 pub fn read_header(path: &Path) -> Result<Header> {
-    use std::io::Read;
     let bad = |e: &dyn std::fmt::Display| {
         candle_core::Error::Msg(format!("reading {}: {e}", path.display()))
     };
-    let mut f = std::fs::File::open(path).map_err(|e| bad(&e))?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|e| bad(&e))?;
-    let len = u64::from_le_bytes(len);
-    if len > 100 << 20 {
-        return Err(bad(&format!("a header of {len} bytes")));
-    }
-    let mut header = vec![0u8; len as usize];
-    f.read_exact(&mut header).map_err(|e| bad(&e))?;
-    let header: serde_json::Map<String, Value> =
-        serde_json::from_slice(&header).map_err(|e| bad(&e))?;
+    let file = std::fs::File::open(path).map_err(|e| bad(&e))?;
+    let (header, _) = crate::loader::header_json(path, &file)?;
     let mut out = BTreeMap::new();
     for (name, info) in header {
         if name == "__metadata__" {
             continue;
         }
-        let shape = info["shape"]
-            .as_array()
-            .and_then(|s| {
-                s.iter()
-                    .map(|d| d.as_u64().map(|d| d as usize))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| bad(&format!("`{name}` has no shape")))?;
+        let shape = crate::loader::entry_shape(&name, &info).map_err(|e| bad(&e))?;
         out.insert(name, shape);
     }
     Ok(out)

@@ -103,7 +103,12 @@ struct Entry {
     len: usize,
 }
 
-fn header_entries(path: &Path, file: &std::fs::File) -> Result<Vec<Entry>> {
+/// A safetensors header: its JSON object (tensor name → `dtype`, `shape`, `data_offsets`,
+/// plus `__metadata__`) and its length in bytes. Refuses headers over 100 MB.
+pub fn header_json(
+    path: &Path,
+    file: &std::fs::File,
+) -> Result<(serde_json::Map<String, serde_json::Value>, u64)> {
     use std::os::unix::fs::FileExt;
     let bad = |e: &dyn std::fmt::Display| err(format!("reading {}: {e}", path.display()));
     let mut len = [0u8; 8];
@@ -114,8 +119,21 @@ fn header_entries(path: &Path, file: &std::fs::File) -> Result<Vec<Entry>> {
     }
     let mut header = vec![0u8; len as usize];
     file.read_exact_at(&mut header, 8).map_err(|e| bad(&e))?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&header).map_err(|e| bad(&e))?;
+    let header = serde_json::from_slice(&header).map_err(|e| bad(&e))?;
+    Ok((header, len))
+}
+
+/// A tensor's shape from its header entry.
+pub fn entry_shape(name: &str, info: &serde_json::Value) -> Result<Vec<usize>> {
+    info["shape"]
+        .as_array()
+        .and_then(|s| s.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+        .ok_or_else(|| err(format!("`{name}` has no shape")))
+}
+
+fn header_entries(path: &Path, file: &std::fs::File) -> Result<Vec<Entry>> {
+    let bad = |e: &dyn std::fmt::Display| err(format!("reading {}: {e}", path.display()));
+    let (header, len) = header_json(path, file)?;
     let size = file.metadata().map_err(|e| bad(&e))?.len();
     let mut out = Vec::new();
     for (name, info) in header {
@@ -133,10 +151,7 @@ fn header_entries(path: &Path, file: &std::fs::File) -> Result<Vec<Entry>> {
             Some("U8") => DType::U8,
             other => return Err(bad(&format!("`{name}` has dtype {other:?}"))),
         };
-        let shape: Vec<usize> = info["shape"]
-            .as_array()
-            .and_then(|s| s.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
-            .ok_or_else(|| bad(&format!("`{name}` has no shape")))?;
+        let shape = entry_shape(&name, &info).map_err(|e| bad(&e))?;
         let offsets = info["data_offsets"]
             .as_array()
             .and_then(|s| s.iter().map(|d| d.as_u64()).collect::<Option<Vec<u64>>>())

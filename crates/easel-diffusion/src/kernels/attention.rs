@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{cpu_f32, math, matmul, slice};
+use super::{cpu_f32, math, matmul, slice, SharedMut};
 
 /// `softmax(q·kᵀ·scale)·v` per head: `q` `[B, n, heads·d]`, `k` and `v` `[B, m, heads·d]`
 /// → `[B, n, heads·d]`.
@@ -71,19 +71,6 @@ struct AttentionOp {
     scale: f64,
 }
 
-/// The output pointer, shared by tasks that write disjoint (row, head) blocks.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: each task writes only its own rows × head columns.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 impl CustomOp3 for AttentionOp {
     fn name(&self) -> &'static str {
         "easel-attention"
@@ -106,7 +93,7 @@ impl CustomOp3 for AttentionOp {
         let rows = (SCORE_FLOATS / m).clamp(1, 256).min(n.max(1));
         let blocks = n.div_ceil(rows);
         let mut out = vec![0f32; b * n * dim];
-        let dst = Out(out.as_mut_ptr());
+        let dst = SharedMut(out.as_mut_ptr());
         let scale = self.scale as f32;
         (0..b * heads * blocks).into_par_iter().for_each(|task| {
             let (bh, blk) = (task / blocks, task % blocks);

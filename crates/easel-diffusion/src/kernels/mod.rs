@@ -38,6 +38,21 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     }
 }
 
+/// A pointer into an output buffer, shared by parallel tasks that each write their own
+/// disjoint elements (each use says which).
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: tasks write disjoint elements; the buffer outlives the parallel loop.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// A matrix operand: (pointer to element (0, 0), row stride, column stride), in elements.
 type Mat<P> = (P, usize, usize);
 

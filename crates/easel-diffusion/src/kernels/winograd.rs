@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::matmul;
+use super::{matmul, SharedMut};
 
 /// Tiles per chunk are chosen so that the transformed input and the products of one chunk
 /// stay within this many floats each (2 MB, near the caches), but at least `MIN_CHUNK_TILES`
@@ -29,19 +29,6 @@ pub fn worth_it(b: usize, oh: usize, ow: usize) -> bool {
     b * oh.div_ceil(2) * ow.div_ceil(2) >= MIN_TILES
 }
 
-/// A pointer shared by tasks that write disjoint elements.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: every task writes only its own elements (documented at each use).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// `x` `[b, cin, h, w]`, `wt` `[cout, cin, 3, 3]`, padding `p` → `[b, cout, oh, ow]`.
 pub fn conv3x3(
     x: &[f32],
@@ -56,7 +43,7 @@ pub fn conv3x3(
 
     // U[ξ][co][ci] = (G g Gᵀ)[ξ].
     let mut u = vec![0f32; 16 * cout * cin];
-    let us = Shared(u.as_mut_ptr());
+    let us = SharedMut(u.as_mut_ptr());
     (0..cout).into_par_iter().for_each(|co| {
         for ci in 0..cin {
             let g = &wt[(co * cin + ci) * 9..(co * cin + ci) * 9 + 9];
@@ -95,7 +82,7 @@ pub fn conv3x3(
         let n = nr * tx;
         // V[ξ][ci][t] = (Bᵀ d B)[ξ], d the 4×4 input block at (2·ty − p, 2·tx − p); one
         // tile row at a time, so every loop runs along the row.
-        let vs = Shared(v.as_mut_ptr());
+        let vs = SharedMut(v.as_mut_ptr());
         (0..cin).into_par_iter().for_each_init(
             || vec![0f32; 8 * width],
             |buf, ci| {
@@ -149,10 +136,10 @@ pub fn conv3x3(
             },
         );
         // M[ξ] = U[ξ] · V[ξ], the 16 products side by side.
-        let ms = Shared(m.as_mut_ptr());
+        let ms = SharedMut(m.as_mut_ptr());
         let (up, vp) = (
-            Shared(u.as_ptr() as *mut f32),
-            Shared(v.as_ptr() as *mut f32),
+            SharedMut(u.as_ptr() as *mut f32),
+            SharedMut(v.as_ptr() as *mut f32),
         );
         (0..16).into_par_iter().for_each(|xi| {
             // SAFETY: U[ξ] [cout, cin], V[ξ] [cin, n of tc], M[ξ] [cout, n of tc] lie inside
@@ -170,7 +157,7 @@ pub fn conv3x3(
             };
         });
         // Y = Aᵀ M A per (co, tile row), into NCHW.
-        let os = Shared(out.as_mut_ptr());
+        let os = SharedMut(out.as_mut_ptr());
         (0..cout).into_par_iter().for_each_init(
             || vec![0f32; 8 * tx],
             |am, co| {
