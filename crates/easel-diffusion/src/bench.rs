@@ -46,6 +46,9 @@ pub struct Report {
     /// Resident memory (now, not peak) after the load, after the timed steps and after the
     /// decode.
     pub rss_after_load_mb: f64,
+    /// Resident memory after each component loaded, in load order (SD: text encoder, UNet,
+    /// VAE; Sana loads as one pipeline and reports none).
+    pub rss_components_mb: Vec<(&'static str, f64)>,
     pub rss_after_steps_mb: f64,
     pub rss_after_decode_mb: f64,
     pub rss_peak_mb: f64,
@@ -202,8 +205,11 @@ fn run_sd(o: &Options) -> Result<Report> {
         DType::F32,
         &dev,
     )?;
+    let mut components = vec![("text encoder", rss_mb())];
     let unet = Unet::from_dir(&dir.join("unet"), &[], DType::F32, &dev)?;
+    components.push(("UNet", rss_mb()));
     let vae = Vae::from_dir(&dir.join("vae"), DType::F32, &dev)?;
+    components.push(("VAE", rss_mb()));
     let load = t.elapsed();
     let rss_after_load = rss_mb();
 
@@ -238,6 +244,7 @@ fn run_sd(o: &Options) -> Result<Report> {
         decode_s: decode.as_secs_f64(),
         rss_before_load_mb: rss_before,
         rss_after_load_mb: rss_after_load,
+        rss_components_mb: components,
         rss_after_steps_mb: rss_after_steps,
         rss_after_decode_mb: rss_mb(),
         rss_peak_mb: peak_rss_mb(),
@@ -414,6 +421,7 @@ fn run_sana(size: usize, steps: usize, tiny: bool) -> Result<Report> {
         decode_s: decode.as_secs_f64(),
         rss_before_load_mb: rss_before,
         rss_after_load_mb: rss_after_load,
+        rss_components_mb: vec![],
         rss_after_steps_mb: rss_after_steps,
         rss_after_decode_mb: rss_mb(),
         rss_peak_mb: peak_rss_mb(),
@@ -464,6 +472,12 @@ mod tests {
     }
 
     fn r_after_load_is_resident(r: &super::Report) -> bool {
-        r.rss_after_load_mb > 0.0 && r.rss_after_load_mb <= r.rss_peak_mb + 1.0
+        let names: Vec<&str> = r.rss_components_mb.iter().map(|c| c.0).collect();
+        names == ["text encoder", "UNet", "VAE"]
+            && r.rss_components_mb
+                .windows(2)
+                .all(|w| w[0].1 <= w[1].1 + 1.0)
+            && r.rss_after_load_mb > 0.0
+            && r.rss_after_load_mb <= r.rss_peak_mb + 1.0
     }
 }

@@ -46,6 +46,13 @@ pub fn run(o: &Options) -> Result<()> {
         "{:<44} {:>12.0}",
         "peak RSS before load, MB", r.rss_before_load_mb
     );
+    for (name, mb) in &r.rss_components_mb {
+        println!(
+            "{:<44} {:>12.0}",
+            format!("RSS after loading the {name}, MB"),
+            mb
+        );
+    }
     println!("{:<44} {:>12.0}", "RSS after load, MB", r.rss_after_load_mb);
     println!(
         "{:<44} {:>12.0}",
