@@ -21,7 +21,11 @@ SD 1.5 (``--family sd15``): diffusers writes one random-weight folder in the dif
 (``torch.manual_seed(0)``, each component's ``save_pretrained``); then, for each of
 ``--sizes`` (default 256,512), ``easel bench diffusion --model FOLDER`` and a diffusers process
 time those same files, and one table per size prints both, their ratios, and the resident
-memory after load, after the steps and after the decode.
+memory after load, after the steps and after the decode. Then (``--txt2img-steps``, default
+20) each engine makes one whole txt2img image from that folder (the tokenizer, PNDM scheduler
+and ``model_index.json`` of Easel's tiny SD model are added to it), prompt and seed the same:
+``easel generate`` against a diffusers ``StableDiffusionPipeline`` process; the table gives
+both processes' wall times and peak RSS and the pixel difference of the two images.
 
 Sana: the Easel side is ``easel bench diffusion --family sana --size S --steps N`` (its table
 is parsed).
@@ -133,7 +137,8 @@ def sd15_configs(tiny: bool) -> tuple[dict, dict, dict]:
                 "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
                 "cross_attention_dim": 32, "attention_head_dim": 8, "layers_per_block": 1}
         vae_blocks, vae_layers, vae_groups = [16, 32], 1, 8
-        clip = {"vocab_size": 1000, "hidden_size": 32, "intermediate_size": 37,
+        # The vocabulary covers the tiny SD tokenizer's 1,103 ids (the whole txt2img run).
+        clip = {"vocab_size": 1200, "hidden_size": 32, "intermediate_size": 37,
                 "num_hidden_layers": 2, "num_attention_heads": 4, "hidden_act": "quick_gelu"}
     else:
         # runwayml/stable-diffusion-v1-5 unet/config.json (the fields that matter).
@@ -489,6 +494,85 @@ def sd15_measure(folder: Path, args) -> dict:
     return r
 
 
+TXT2IMG_PROMPT = "a photo of a cat"
+
+
+def sd15_txt2img(folder: Path, args) -> dict:
+    """A whole diffusers txt2img run in this process: load the pipeline from the folder, one
+    image of --size with --txt2img-steps steps, guidance 7.5, seed 0; saved to --image-out."""
+    torch = torch_setup(args.threads)
+    from diffusers import StableDiffusionPipeline
+
+    t = time.perf_counter()
+    pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None,
+                                                   dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    load = time.perf_counter() - t
+    g = torch.Generator().manual_seed(0)
+    t = time.perf_counter()
+    image = pipe(TXT2IMG_PROMPT, num_inference_steps=args.txt2img_steps, guidance_scale=7.5,
+                 height=args.size, width=args.size, generator=g).images[0]
+    run = time.perf_counter() - t
+    image.save(args.image_out)
+    return {"load_s": load, "pipe_call_s": run, "rss_peak_mb": peak_rss_mb()}
+
+
+def pixel_difference(a: Path, b: Path) -> dict:
+    """Largest and mean absolute difference of two 8-bit RGB images, in 1/255 steps."""
+    from PIL import Image
+
+    x = Image.open(a).convert("RGB").tobytes()
+    y = Image.open(b).convert("RGB").tobytes()
+    if len(x) != len(y):
+        return {"error": f"sizes differ: {len(x)} vs {len(y)} bytes"}
+    diffs = [abs(p - q) for p, q in zip(x, y)]
+    return {"max": max(diffs), "mean": sum(diffs) / len(diffs)}
+
+
+def make_pipeline_folder(args, env: dict, folder: Path, tmp: Path) -> None:
+    """Turn the components diffusers wrote into a whole pipeline folder: the tokenizer, the
+    scheduler (SD 1.5's PNDM) and model_index.json of Easel's tiny SD model (its tokenizer is
+    a small byte-level BPE; tokenizing is not what is measured, and both engines read the
+    same files)."""
+    tiny = tmp / "tiny-sd"
+    subprocess.run([args.easel, "models", "make-tiny", str(tiny), "--family", "sd15"],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    for part in ["tokenizer", "scheduler"]:
+        shutil.copytree(tiny / part, folder / part)
+    shutil.copy(tiny / "model_index.json", folder / "model_index.json")
+
+
+def sd15_whole_runs(args, env: dict, folder: Path, tmp: Path, size: int) -> dict:
+    """`easel generate` and a diffusers pipeline process, each a whole txt2img run of one
+    image from the same folder and seed; their wall times and the pixel difference."""
+    steps = args.txt2img_steps
+    out: dict = {"steps": steps, "prompt": TXT2IMG_PROMPT}
+    e_png, d_png = tmp / f"easel-{size}.png", tmp / f"diffusers-{size}.png"
+    if not args.skip_easel:
+        warm_page_cache(folder)
+        cmd = [args.easel, "generate", "--model", str(folder), "--steps", str(steps),
+               "--guidance", "7.5", "--seed", "0", "--width", str(size), "--height",
+               str(size), "--data-dir", str(tmp / "easel-data"), "-o", str(e_png),
+               TXT2IMG_PROMPT]
+        _, wall, rss, _ = run_child(cmd, env, "easel generate")
+        out["easel"] = {"wall_s": wall, "peak_rss_mb": rss}
+    if not args.skip_diffusers:
+        warm_page_cache(folder)
+        cmd = [args.python, os.path.abspath(__file__), "--family", "sd15", "--size", str(size),
+               "--threads", str(args.threads), "--txt2img-steps", str(steps), "--folder",
+               str(folder), "--child", "txt2img", "--child-out", str(tmp / "txt2img.json"),
+               "--image-out", str(d_png)]
+        _, wall, rss, _ = run_child(cmd, env, "diffusers txt2img")
+        out["diffusers"] = json.loads((tmp / "txt2img.json").read_text()) | {
+            "wall_s": wall, "peak_rss_mb": rss}
+    if e_png.exists() and d_png.exists():
+        try:
+            out["pixel_difference"] = pixel_difference(e_png, d_png)
+        except ImportError:
+            out["pixel_difference"] = {"error": "PIL is not installed"}
+    return out
+
+
 FAMILIES = {
     # family: (diffusers writer, diffusers measurer, step label, full-size memory need in GB)
     "sana": (sana_write, sana_measure, "transformer step, CFG + PAG (batch 3), s", 18.0),
@@ -581,6 +665,11 @@ def run_child(cmd: list[str], env: dict, what: str) -> tuple[str, float, float, 
 def child_main(args) -> None:
     write, measure, _, _ = FAMILIES[args.family]
     folder = Path(args.folder)
+    if args.child == "txt2img":
+        result = sd15_txt2img(folder, args)
+        result["process_peak_rss_mb"] = peak_rss_mb()
+        Path(args.child_out).write_text(json.dumps(result))
+        return
     result = write(folder, args) if args.child == "write" else measure(folder, args)
     result["process_peak_rss_mb"] = peak_rss_mb()
     Path(args.child_out).write_text(json.dumps(result))
@@ -611,6 +700,8 @@ def main() -> None:
                     help="interpreter with torch + diffusers for the diffusers processes")
     ap.add_argument("--tiny", action="store_true",
                     help="the tiny architectures (checks the script; not a comparison)")
+    ap.add_argument("--txt2img-steps", type=int, default=20,
+                    help="SD 1.5: steps of the whole txt2img run in each engine (0: skip it)")
     ap.add_argument("--pipeline-call", action="store_true",
                     help="diffusers only: also time a whole pipe(...) call of --steps steps")
     ap.add_argument("--skip-easel", action="store_true", help="run the diffusers side only")
@@ -623,7 +714,8 @@ def main() -> None:
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     ap.add_argument("--report", metavar="IN",
                     help="print the table of a JSON written by --json; run nothing")
-    ap.add_argument("--child", choices=["write", "measure"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["write", "measure", "txt2img"], help=argparse.SUPPRESS)
+    ap.add_argument("--image-out", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -653,8 +745,10 @@ def main() -> None:
         "host": {"cpus": os.cpu_count(), "machine": platform.machine(),
                  "mem_available_gb_at_start": round(available_gb(), 1)},
     }
+    shown = args.sizes or (str(args.size) if args.size_given or args.family != "sd15"
+                           else "256,512")
     print(f"bench_vs_diffusers: {args.family}{' (tiny)' if args.tiny else ''}, "
-          f"{args.size}x{args.size}, {args.steps} steps, {args.threads} threads, "
+          f"sizes {shown}, {args.steps} steps, {args.threads} threads, "
           f"{os.cpu_count()} CPUs, load average {loadavg()}", flush=True)
 
     if args.family == "sd15":
@@ -734,6 +828,8 @@ def sd15_same_folder(args, env: dict, need: float, result: dict) -> None:
                                        "diffusers write")
         write = json.loads((tmp / "write.json").read_text())
         write |= {"wall_s": wall, "peak_rss_mb": rss, "loadavg": load}
+        if args.txt2img_steps:
+            make_pipeline_folder(args, env, folder, tmp)
         for size in sizes:
             run = dict(result, size=size, model_folder="written once by diffusers, "
                        "measured by both")
@@ -756,6 +852,8 @@ def sd15_same_folder(args, env: dict, need: float, result: dict) -> None:
                 diff |= json.loads((tmp / "measure.json").read_text())
                 diff |= {"wall_s": wall, "wait4_peak_rss_mb": rss, "loadavg": load}
             run["easel"], run["diffusers"] = easel, diff
+            if args.txt2img_steps:
+                run["txt2img"] = sd15_whole_runs(args, env, folder, tmp, size)
             run["rows"] = table(run)
             runs.append(run)
     finally:
@@ -798,6 +896,17 @@ def table(result: dict) -> list[dict]:
         if key in easel or key in diff:
             row(name, easel.get(key), diff.get(key), 0)
     row("peak RSS, MB", easel.get("rss_peak_mb"), diff.get("rss_peak_mb"), 0)
+    whole = result.get("txt2img", {})
+    if whole:
+        we, wd = whole.get("easel", {}), whole.get("diffusers", {})
+        row(f"whole txt2img process, {whole['steps']} steps, s", we.get("wall_s"),
+            wd.get("wall_s"), 1)
+        row("whole txt2img process: peak RSS, MB", we.get("peak_rss_mb"),
+            wd.get("peak_rss_mb"), 0)
+        px = whole.get("pixel_difference", {})
+        if "max" in px:
+            row("whole txt2img: pixel difference, max / mean (of 255)",
+                f"{px['max']} / {px['mean']:.2f}", "", 0, ratio=False)
     if "released_vae_decode_s" in diff:
         row("VAE decode, released dc-ae-f32c32 config, s", None,
             diff["released_vae_decode_s"], 3, ratio=False)
