@@ -175,6 +175,83 @@ fn folder_params(dir: &Path, stem: &str) -> Result<u64> {
     Ok(n)
 }
 
+/// What every family's run shares around its own stages: the weights already in place
+/// (`write`, with the peak before loading), then load (the resident memory after each named
+/// component), text encoding, an untimed setup, one warm-up and `steps` timed denoiser steps,
+/// and one decode, each timed, with the resident memory after the load, the steps and the
+/// decode.
+struct Stages<L, E, P, S, D> {
+    load: L,
+    encode: E,
+    prepare: P,
+    step: S,
+    decode: D,
+}
+
+/// What a run is, besides its timings.
+struct Head {
+    family: &'static str,
+    step_label: &'static str,
+    tiny: bool,
+    size: usize,
+    steps: usize,
+    params: (u64, u64, u64),
+    model: Option<std::path::PathBuf>,
+}
+
+fn measure<M, C, X>(
+    head: Head,
+    write: std::time::Duration,
+    stages: Stages<
+        impl FnOnce(&mut Vec<(&'static str, f64)>) -> Result<M>,
+        impl FnOnce(&M) -> Result<C>,
+        impl FnOnce(&M, C) -> Result<X>,
+        impl Fn(&M, &X, usize) -> Result<()>,
+        impl FnOnce(&M) -> Result<()>,
+    >,
+) -> Result<Report> {
+    let rss_before = peak_rss_mb();
+    let t = Instant::now();
+    let mut components = Vec::new();
+    let model = (stages.load)(&mut components)?;
+    let load = t.elapsed();
+    let rss_after_load = rss_mb();
+    let t = Instant::now();
+    let encoded = (stages.encode)(&model)?;
+    let encode = t.elapsed();
+    let x = (stages.prepare)(&model, encoded)?;
+    (stages.step)(&model, &x, 0)?; // warm-up
+    let t = Instant::now();
+    for i in 0..head.steps {
+        (stages.step)(&model, &x, i)?;
+    }
+    let step = t.elapsed() / head.steps.max(1) as u32;
+    let rss_after_steps = rss_mb();
+    let t = Instant::now();
+    (stages.decode)(&model)?;
+    let decode = t.elapsed();
+    Ok(Report {
+        family: head.family,
+        step_label: head.step_label,
+        tiny: head.tiny,
+        size: head.size,
+        threads: candle_core::utils::get_num_threads(),
+        params: head.params,
+        write_s: write.as_secs_f64(),
+        load_s: load.as_secs_f64(),
+        encode_s: encode.as_secs_f64(),
+        step_s: step.as_secs_f64(),
+        decode_s: decode.as_secs_f64(),
+        rss_before_load_mb: rss_before,
+        rss_after_load_mb: rss_after_load,
+        rss_components_mb: components,
+        rss_after_steps_mb: rss_after_steps,
+        rss_after_decode_mb: rss_mb(),
+        rss_peak_mb: peak_rss_mb(),
+        model: head.model,
+    })
+}
+
 fn run_sd(o: &Options) -> Result<Report> {
     let (size, steps, tiny) = (o.size, o.steps, o.tiny);
     if size % 8 != 0 || size == 0 {
@@ -195,61 +272,48 @@ fn run_sd(o: &Options) -> Result<Report> {
         None => (tmp.path(), write_sd(tmp.path(), tiny)?),
     };
     let write = t.elapsed();
-    let rss_before = peak_rss_mb();
-
-    let t = Instant::now();
-    let te = ClipTextModel::from_dir(
-        &dir.join("text_encoder"),
-        "text_encoder",
-        &[],
-        DType::F32,
-        &dev,
-    )?;
-    let mut components = vec![("text encoder", rss_mb())];
-    let unet = Unet::from_dir(&dir.join("unet"), &[], DType::F32, &dev)?;
-    components.push(("UNet", rss_mb()));
-    let vae = Vae::from_dir(&dir.join("vae"), DType::F32, &dev)?;
-    components.push(("VAE", rss_mb()));
-    let load = t.elapsed();
-    let rss_after_load = rss_mb();
-
-    let ids = Tensor::new(vec![vec![1u32; 77]; 2], &dev)?;
-    let t = Instant::now();
-    let ctx = te.forward(&ids)?.last_hidden_state;
-    let encode = t.elapsed();
     let lat = size / 8;
-    let x = Tensor::randn(0f32, 1f32, (2, 4, lat, lat), &dev)?;
-    let _ = unet.forward(&x, 999.0, &ctx, None)?; // warm-up
-    let t = Instant::now();
-    for i in 0..steps {
-        let _ = unet.forward(&x, 999.0 - i as f64, &ctx, None)?;
-    }
-    let step = t.elapsed() / steps.max(1) as u32;
-    let rss_after_steps = rss_mb();
-    let z = Tensor::randn(0f32, 1f32, (1, 4, lat, lat), &dev)?;
-    let t = Instant::now();
-    let _ = vae.decode(&z)?;
-    let decode = t.elapsed();
-    Ok(Report {
+    let head = Head {
         family: crate::family::SD15,
         step_label: "UNet step with CFG (batch 2)",
         tiny,
         size,
-        threads: candle_core::utils::get_num_threads(),
+        steps,
         params: (unet_params, vae_params, clip_params),
-        write_s: write.as_secs_f64(),
-        load_s: load.as_secs_f64(),
-        encode_s: encode.as_secs_f64(),
-        step_s: step.as_secs_f64(),
-        decode_s: decode.as_secs_f64(),
-        rss_before_load_mb: rss_before,
-        rss_after_load_mb: rss_after_load,
-        rss_components_mb: components,
-        rss_after_steps_mb: rss_after_steps,
-        rss_after_decode_mb: rss_mb(),
-        rss_peak_mb: peak_rss_mb(),
         model: o.model.clone(),
-    })
+    };
+    let stages = Stages {
+        load: |rss: &mut Vec<(&'static str, f64)>| {
+            let te = ClipTextModel::from_dir(
+                &dir.join("text_encoder"),
+                "text_encoder",
+                &[],
+                DType::F32,
+                &dev,
+            )?;
+            rss.push(("text encoder", rss_mb()));
+            let unet = Unet::from_dir(&dir.join("unet"), &[], DType::F32, &dev)?;
+            rss.push(("UNet", rss_mb()));
+            let vae = Vae::from_dir(&dir.join("vae"), DType::F32, &dev)?;
+            rss.push(("VAE", rss_mb()));
+            Ok((te, unet, vae))
+        },
+        encode: |(te, _, _): &(ClipTextModel, Unet, Vae)| {
+            let ids = Tensor::new(vec![vec![1u32; 77]; 2], &dev)?;
+            Ok(te.forward(&ids)?.last_hidden_state)
+        },
+        prepare: |_: &(ClipTextModel, Unet, Vae), ctx: Tensor| {
+            Ok((Tensor::randn(0f32, 1f32, (2, 4, lat, lat), &dev)?, ctx))
+        },
+        step: |(_, unet, _): &(ClipTextModel, Unet, Vae), (x, ctx): &(Tensor, Tensor), i| {
+            unet.forward(x, 999.0 - i as f64, ctx, None).map(|_| ())
+        },
+        decode: |(_, _, vae): &(ClipTextModel, Unet, Vae)| {
+            let z = Tensor::randn(0f32, 1f32, (1, 4, lat, lat), &dev)?;
+            vae.decode(&z).map(|_| ())
+        },
+    };
+    measure(head, write, stages)
 }
 
 /// Write SD 1.5's (or the tiny) UNet, VAE and text encoder with random weights into `dir`;
@@ -368,65 +432,52 @@ fn run_sana(size: usize, steps: usize, tiny: bool) -> Result<Report> {
         (transformer, vae, text)
     };
     let write = t.elapsed();
-    let rss_before = peak_rss_mb();
-
-    let t = Instant::now();
-    let pipe = SanaPipeline::load(dir, DType::F32, &dev)?;
-    let load = t.elapsed();
-    let rss_after_load = rss_mb();
-
-    let t = Instant::now();
-    let (embeds, mask) = pipe.text.encode("a cyberpunk cat with a neon sign", 300)?;
-    let encode = t.elapsed();
-    let r = pipe.vae.spatial_compression();
-    let c = pipe.transformer.config().in_channels;
-    let (lat, rows) = (size / r, 3);
-    let x = Tensor::randn(0f32, 1f32, (rows, c, lat, lat), &dev)?;
-    let tt = Tensor::full(999f32, rows, &dev)?;
-    let embeds = embeds.repeat((rows, 1, 1))?;
-    let mask = mask.repeat((rows, 1))?;
-    let blocks = pipe.pag_blocks().to_vec();
-    let perturbed = Some(Perturbed {
-        first_row: 2,
-        blocks: &blocks,
-    });
-    // As the pipeline runs: the caption side once, then the steps.
-    let caption = pipe.transformer.caption(&embeds, &mask)?;
-    let _ = pipe
-        .transformer
-        .forward_with_caption(&x, &tt, &caption, perturbed)?; // warm-up
-    let t = Instant::now();
-    for _ in 0..steps {
-        let _ = pipe
-            .transformer
-            .forward_with_caption(&x, &tt, &caption, perturbed)?;
-    }
-    let step = t.elapsed() / steps.max(1) as u32;
-    let rss_after_steps = rss_mb();
-    let z = Tensor::randn(0f32, 1f32, (1, c, lat, lat), &dev)?;
-    let t = Instant::now();
-    let _ = pipe.decode(&z)?;
-    let decode = t.elapsed();
-    Ok(Report {
+    let head = Head {
         family: crate::family::SANA,
         step_label: "transformer step with CFG + PAG (batch 3)",
         tiny,
         size,
-        threads: candle_core::utils::get_num_threads(),
+        steps,
         params,
-        write_s: write.as_secs_f64(),
-        load_s: load.as_secs_f64(),
-        encode_s: encode.as_secs_f64(),
-        step_s: step.as_secs_f64(),
-        decode_s: decode.as_secs_f64(),
-        rss_before_load_mb: rss_before,
-        rss_after_load_mb: rss_after_load,
-        rss_components_mb: vec![],
-        rss_after_steps_mb: rss_after_steps,
-        rss_after_decode_mb: rss_mb(),
-        rss_peak_mb: peak_rss_mb(),
         model: None,
-    })
+    };
+    let rows = 3;
+    let latent = |pipe: &SanaPipeline, rows| {
+        let (r, c) = (
+            pipe.vae.spatial_compression(),
+            pipe.transformer.config().in_channels,
+        );
+        Tensor::randn(0f32, 1f32, (rows, c, size / r, size / r), &dev)
+    };
+    let stages = Stages {
+        load: |_: &mut Vec<(&'static str, f64)>| SanaPipeline::load(dir, DType::F32, &dev),
+        encode: |pipe: &SanaPipeline| pipe.text.encode("a cyberpunk cat with a neon sign", 300),
+        // As the pipeline runs: the caption side once, then the steps.
+        prepare: |pipe: &SanaPipeline, (embeds, mask): (Tensor, Tensor)| {
+            let caption = pipe
+                .transformer
+                .caption(&embeds.repeat((rows, 1, 1))?, &mask.repeat((rows, 1))?)?;
+            Ok((
+                latent(pipe, rows)?,
+                Tensor::full(999f32, rows, &dev)?,
+                caption,
+                pipe.pag_blocks().to_vec(),
+            ))
+        },
+        step: |pipe: &SanaPipeline,
+               (x, tt, caption, blocks): &(Tensor, Tensor, _, Vec<usize>),
+               _| {
+            let perturbed = Some(Perturbed {
+                first_row: 2,
+                blocks,
+            });
+            pipe.transformer
+                .forward_with_caption(x, tt, caption, perturbed)
+                .map(|_| ())
+        },
+        decode: |pipe: &SanaPipeline| pipe.decode(&latent(pipe, 1)?).map(|_| ()),
+    };
+    measure(head, write, stages)
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use super::{cpu_f32, math, slice};
 
 #[derive(Clone, Debug)]
 pub struct GroupNorm {
-    inner: candle_nn::GroupNorm,
     weight: Tensor,
     bias: Tensor,
     groups: usize,
@@ -26,8 +25,10 @@ impl GroupNorm {
         groups: usize,
         eps: f64,
     ) -> Result<Self> {
+        if groups == 0 || channels % groups != 0 || weight.elem_count() != channels {
+            candle_core::bail!("GroupNorm: {groups} groups over {channels} channels");
+        }
         Ok(GroupNorm {
-            inner: candle_nn::GroupNorm::new(weight.clone(), bias.clone(), channels, groups, eps)?,
             weight,
             bias,
             groups,
@@ -49,7 +50,16 @@ impl GroupNorm {
 
     fn run(&self, x: &Tensor, silu: bool) -> Result<Tensor> {
         if !(cpu_f32(x) && cpu_f32(&self.weight) && cpu_f32(&self.bias)) || x.rank() < 3 {
-            let y = self.inner.forward(x)?;
+            // candle's GroupNorm (it shares these tensors; nothing is copied).
+            let channels = self.weight.elem_count();
+            let y = candle_nn::GroupNorm::new(
+                self.weight.clone(),
+                self.bias.clone(),
+                channels,
+                self.groups,
+                self.eps,
+            )?
+            .forward(x)?;
             return if silu { y.silu() } else { Ok(y) };
         }
         let op = NormOp {
