@@ -179,6 +179,8 @@ impl<S: ApiState> FromRequestParts<S> for Auth {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let p = authenticate(state.app(), presented_key(parts).as_deref()).await?;
         parts.extensions.insert(p.clone());
+        // The access log's line for this request names the key.
+        tracing::Span::current().record("key_id", tracing::field::display(&p.key_id));
         Ok(Auth(p))
     }
 }

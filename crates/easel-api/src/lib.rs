@@ -1,5 +1,5 @@
 //! The HTTP API (axum): the native API under `/v1`, the OpenAPI document and docs page,
-//! metrics and health. Dialect modules (added beside `native`) translate their wire formats
+//! metrics and health, and the web UI (`ui`). Dialect modules (added beside `native`) translate their wire formats
 //! onto the same core calls in `service`; they never talk to each other.
 //!
 //! `server::start` assembles a whole Easel process (store, queue, workers, background loops,
@@ -21,6 +21,7 @@ pub mod scenario;
 pub mod server;
 pub mod service;
 pub mod signing;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,10 @@ pub struct AppInner {
     pub engine: Arc<easel_providers::diffusion::Engine>,
     /// Which image URLs requests may name for the server to fetch.
     pub fetch_images: service::FetchImages,
+    /// `<data-dir>/models`: where scans look and tiny models are written.
+    pub models_dir: std::path::PathBuf,
+    /// The models folder's modification time when it was last scanned (`service::rescan_if_changed`).
+    pub models_seen: std::sync::Mutex<Option<std::time::SystemTime>>,
     /// The prepaid credit prices the operator publishes (`--credit-prices`).
     pub credit_prices: Vec<easel_core::usage::CreditPrice>,
 }

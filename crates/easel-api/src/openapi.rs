@@ -4,7 +4,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::native::{assets, jobs, keys, models};
+use crate::native::{assets, jobs, keys, models, options};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,8 +14,8 @@ use crate::native::{assets, jobs, keys, models};
     paths(
         jobs::create, jobs::get, jobs::list, jobs::cancel, jobs::events, jobs::webhooks,
         assets::upload, assets::get, assets::list, assets::content, assets::delete,
-        models::list, models::get, models::create, models::update, models::delete,
-        keys::create, keys::list, keys::revoke, keys::me, keys::usage,
+        models::list, models::get, models::create, models::update, models::delete, models::scan, models::make_tiny, options::get,
+        keys::create, keys::list, keys::revoke, keys::create_user, keys::list_users, keys::me, keys::usage,
     ),
     components(schemas(
         ErrorBody, ErrorDetail,
@@ -28,7 +28,7 @@ use crate::native::{assets, jobs, keys, models};
         (name = "jobs", description = "Submit work and follow it"),
         (name = "assets", description = "Uploaded and generated images"),
         (name = "models", description = "The models registry"),
-        (name = "keys", description = "API keys, the caller, usage"),
+        (name = "keys", description = "Users, API keys, the caller, usage"),
     )
 )]
 pub struct ApiDoc;

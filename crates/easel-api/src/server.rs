@@ -117,14 +117,32 @@ pub struct Server {
 
 /// Open the store at the configured URLs (creating the data dir for embedded defaults).
 pub async fn open_store(cfg: &Config) -> Result<Store> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+    let dir_error = |what: &str, e: std::io::Error| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            " (the user running easel may not write there: choose another --data-dir or fix its permissions)"
+        } else {
+            ""
+        };
         Error::invalid(
             "data_dir",
-            format!("cannot create {}: {e}", cfg.data_dir.display()),
+            format!(
+                "cannot {what} the data folder {}: {e}{hint}",
+                cfg.data_dir.display()
+            ),
         )
-    })?;
-    let data_dir = std::fs::canonicalize(&cfg.data_dir)
-        .map_err(|e| Error::invalid("data_dir", e.to_string()))?;
+    };
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| dir_error("create", e))?;
+    let data_dir = std::fs::canonicalize(&cfg.data_dir).map_err(|e| dir_error("open", e))?;
+    // Writable? (SQLite and the blob store would fail later with less to say.)
+    // (One name per process: several may share the folder and start at once.)
+    let probe = data_dir.join(format!(
+        ".easel-write-check-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| dir_error("write in", e))?;
     let db_url = cfg
         .database_url
         .clone()
@@ -234,6 +252,7 @@ pub async fn start(cfg: Config) -> Result<Server> {
         .to_string();
     let mut engine_cfg = cfg.engine.clone();
     engine_cfg.model_roots = model_roots(&cfg)?;
+    let models_dir = engine_cfg.model_roots[0].clone();
     let engine = Arc::new(easel_providers::diffusion::Engine::new(engine_cfg)?);
     let state = AppState(Arc::new(AppInner {
         engine: engine.clone(),
@@ -248,6 +267,13 @@ pub async fn start(cfg: Config) -> Result<Server> {
         sync_timeout: cfg.sync_timeout,
         credit_prices: cfg.credit_prices.clone(),
         fetch_images: cfg.fetch_images,
+        models_seen: std::sync::Mutex::new(
+            std::fs::metadata(&models_dir)
+                .and_then(|m| m.modified())
+                .ok()
+                .filter(|_| cfg.scan_models),
+        ),
+        models_dir,
     }));
     let m = state.metrics.clone();
     queue.set_job_observer(Arc::new(move |job, elapsed| {
@@ -485,6 +511,7 @@ pub fn router(state: AppState) -> Router {
     let doc = openapi::document();
     Router::new()
         .merge(native::routes())
+        .merge(crate::ui::routes())
         .merge(crate::sartiq::routes(&state))
         .merge(crate::scenario::routes(&state))
         .merge(crate::openai::routes(&state))
@@ -500,15 +527,24 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::Extension(BodyLimit(limit)))
+        // The access log: one info line per request (method, path, request id, the key that
+        // made it, status, latency).
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id, key_id = tracing::field::Empty)
+                })
+                .on_request(())
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Millis),
+                ),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(UlidRequestId))

@@ -103,9 +103,23 @@ async fn prepare(
         None if input.generation().is_some() => Some(default_model(state, task).await?),
         None => None,
         Some(name) => {
-            let m = easel_store::models::resolve(&state.store.db, name)
-                .await?
-                .ok_or_else(|| Error::invalid("model", format!("no model named `{name}`")))?;
+            let m = match easel_store::models::resolve(&state.store.db, name).await? {
+                Some(m) => Some(m),
+                // Perhaps just copied into the models folder.
+                None if rescan_if_changed(state).await? => {
+                    easel_store::models::resolve(&state.store.db, name).await?
+                }
+                None => None,
+            }
+            .ok_or_else(|| {
+                Error::invalid(
+                    "model",
+                    format!(
+                        "no model named `{name}` (models are registered from <data-dir>/models/ \
+                         at start and when it changes, or with `easel models add`)"
+                    ),
+                )
+            })?;
             if is_lora(&m) {
                 return Err(Error::invalid(
                     "model",
@@ -123,7 +137,7 @@ async fn prepare(
                     ),
                 ));
             }
-            m.check_runnable()?;
+            easel_providers::check_runnable(&m)?;
             Some(m)
         }
     };
@@ -293,7 +307,7 @@ pub async fn pick_model(
         .await?
         .into_iter()
         .filter(|m| !is_lora(m) && m.tasks.iter().any(|t| t == task))
-        .filter(|m| rank(m) != usize::MAX && m.check_runnable().is_ok())
+        .filter(|m| rank(m) != usize::MAX && easel_providers::check_runnable(m).is_ok())
         .collect();
     fit.sort_by(|a, b| {
         b.recommended
@@ -307,7 +321,11 @@ pub async fn pick_model(
 /// The model a generation task uses when the request names none (`pick_model`), or a 422
 /// on `model` saying how to install one.
 pub async fn default_model(state: &AppState, task: &str) -> Result<easel_core::model::Model> {
-    pick_model(state, task, None).await?.ok_or_else(|| {
+    let mut found = pick_model(state, task, None).await?;
+    if found.is_none() && rescan_if_changed(state).await? {
+        found = pick_model(state, task, None).await?;
+    }
+    found.ok_or_else(|| {
         Error::invalid(
             "model",
             format!(
@@ -316,6 +334,26 @@ pub async fn default_model(state: &AppState, task: &str) -> Result<easel_core::m
             ),
         )
     })
+}
+
+/// Register what is in `<data-dir>/models/` again when the folder changed since the last
+/// look (its modification time: adding or removing an entry changes it), so a model copied
+/// there while the server runs is found by the first request that names it. Returns whether
+/// it scanned.
+pub async fn rescan_if_changed(state: &AppState) -> Result<bool> {
+    let modified = std::fs::metadata(&state.models_dir)
+        .and_then(|m| m.modified())
+        .ok();
+    {
+        let mut seen = state.models_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if modified.is_none() || *seen == modified {
+            return Ok(false);
+        }
+        *seen = modified;
+    }
+    let n = easel_providers::discover::scan(&state.store.db, &state.models_dir).await?;
+    tracing::info!(found = n, dir = %state.models_dir.display(), "the models folder changed; scanned it");
+    Ok(true)
 }
 
 /// Validate image bytes (decoded in full, within the pixel limit) and store them as an
@@ -381,6 +419,21 @@ pub fn asset_url(state: &AppState, asset_id: &str) -> String {
             .signer
             .query(asset_id, now.timestamp_millis(), expires)
     )
+}
+
+/// Whose records a list shows: the caller's own when `owner` is absent; admins may name
+/// `all` (`None`: everyone's) or a user id; anyone else naming an owner is refused.
+pub fn owner_scope(who: &Principal, owner: Option<&str>) -> Result<Option<String>> {
+    match owner {
+        None => Ok(Some(who.user_id.clone())),
+        Some(o) if o == who.user_id => Ok(Some(o.to_string())),
+        Some(_) if !who.is_admin() => Err(Error::new(
+            easel_core::ErrorKind::Forbidden,
+            "only admins can see other users' records (`owner`)",
+        )),
+        Some("all") => Ok(None),
+        Some(id) => Ok(Some(id.to_string())),
+    }
 }
 
 /// A job of the caller (admins see every job); others' jobs are "not found".

@@ -25,7 +25,7 @@ async fn native_wire_shapes() {
         )
         .await;
     insta::assert_json_snapshot!("job_created", job, {
-        ".id" => "[job id]", ".input.image" => "[asset id]", ".created_at" => "[time]",
+        ".id" => "[job id]", ".owner_id" => "[user id]", ".input.image" => "[asset id]", ".created_at" => "[time]",
         ".history[].at" => "[time]", ".urls.get" => "[url]", ".urls.cancel" => "[url]", ".urls.events" => "[url]",
     });
     let (s, err) = t
@@ -40,7 +40,7 @@ async fn native_wire_shapes() {
     insta::assert_json_snapshot!("error_invalid_field", err);
     let (_, list) = t.json(Method::GET, "/v1/jobs?limit=1", &key, None).await;
     insta::assert_json_snapshot!("job_list", list, {
-        ".data[].id" => "[job id]", ".data[].input.image" => "[asset id]", ".data[].created_at" => "[time]",
+        ".data[].id" => "[job id]", ".data[].owner_id" => "[user id]", ".data[].input.image" => "[asset id]", ".data[].created_at" => "[time]",
         ".data[].urls.get" => "[url]", ".data[].urls.cancel" => "[url]", ".data[].urls.events" => "[url]",
     });
     let (_, created) = t
@@ -87,7 +87,7 @@ async fn generation_job_wire_shape() {
         )
         .await;
     insta::assert_json_snapshot!("txt2img_job_created", job, {
-        ".id" => "[job id]", ".created_at" => "[time]",
+        ".id" => "[job id]", ".owner_id" => "[user id]", ".created_at" => "[time]",
         ".history[].at" => "[time]", ".urls.get" => "[url]", ".urls.cancel" => "[url]", ".urls.events" => "[url]",
     });
     t.shutdown().await;

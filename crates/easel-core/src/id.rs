@@ -19,6 +19,13 @@ pub fn new(prefix: &str) -> String {
     format!("{prefix}_{}", u.to_string().to_lowercase())
 }
 
+/// The smallest id with this prefix made at or after `unix_ms`: ids sort by creation time,
+/// so `id >= lower_bound(p, t)` selects what was made from `t` on.
+pub fn lower_bound(prefix: &str, unix_ms: u64) -> String {
+    let u = ulid::Ulid::from_parts(unix_ms, 0);
+    format!("{prefix}_{}", u.to_string().to_lowercase())
+}
+
 /// True if `s` looks like an id with this prefix (prefix, underscore, 26 base-32 characters).
 pub fn is_valid(prefix: &str, s: &str) -> bool {
     s.strip_prefix(prefix)
@@ -83,6 +90,20 @@ pub fn from_uuid(prefix: &str, uuid: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lower_bounds_split_ids_by_time() {
+        let before = new(ASSET);
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let bound = lower_bound(ASSET, now);
+        let after = new(ASSET);
+        assert!(before < bound && bound <= after, "{before} {bound} {after}");
+        assert!(is_valid(ASSET, &bound));
+    }
 
     #[test]
     fn ids_are_prefixed_and_sortable() {

@@ -15,6 +15,23 @@ pub struct UsageRow {
     pub outputs: u64,
 }
 
+/// Succeeded jobs of one model on one UTC day (from the jobs, for usage by model).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelUsageRow {
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// The registry name the jobs ran with.
+    pub model: String,
+    pub jobs: u64,
+    pub units: f64,
+}
+
+/// Units as shown: rounded to 6 decimals, so sums of float units read `0.18`, not
+/// `0.18000000000000002`.
+pub fn round_units(units: f64) -> f64 {
+    (units * 1e6).round() / 1e6
+}
+
 /// Units for an image-tool job: output megapixels, at least 0.01 per image.
 pub fn image_units(outputs: &[(u32, u32)]) -> f64 {
     outputs
@@ -97,6 +114,13 @@ pub fn parse_prices(text: &str) -> crate::Result<Vec<CreditPrice>> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn shown_units_are_rounded() {
+        assert_eq!(round_units(0.18000000000000002), 0.18);
+        assert_eq!(round_units(0.1 + 0.2), 0.3);
+        assert_eq!(round_units(2.5), 2.5);
+    }
 
     #[test]
     fn estimates_match_recorded_units() {

@@ -509,8 +509,12 @@ pub fn generate(
             pag: g.pag_guidance.map(f64::from),
         };
         let mut on_step = |s: Step| -> bool {
-            let n = s.total;
-            let (done, total) = (i * n as u32 + s.index as u32, r.count * n as u32);
+            // Progress counts the steps asked for: a scheduler that evaluates the model more
+            // often (PNDM's PLMS runs steps + 1) is scaled down to them.
+            let n = s.total.max(1);
+            let shown = n.min(r.steps.max(1) as usize);
+            let index = (s.index * shown).div_ceil(n);
+            let (done, total) = (i * shown as u32 + index as u32, r.count * shown as u32);
             if ctx.step(done, total).is_err() {
                 return false;
             }
@@ -552,9 +556,13 @@ pub fn generate(
             "upscale": g.upscale,
         });
         let text = vec![
-            ("parameters".to_string(), params),
+            ("parameters".to_string(), params.clone()),
             ("easel".to_string(), meta.to_string()),
         ];
+        // The asset record also carries the A1111 text (outputs in JPEG or WebP have no
+        // text chunks to read it from).
+        let mut meta = meta;
+        meta["parameters"] = params.into();
         let bytes =
             ops::encode(&img, &enc, &text).map_err(|e| failed(format!("encoding failed: {e}")))?;
         outputs.push(OutputImage {

@@ -20,6 +20,39 @@ use easel_core::Job;
 use easel_queue::{Executor, RunContext, RunError, RunOutput};
 use easel_store::Store;
 
+/// Whether a model can run on this server now: what its record says
+/// (`Model::check_runnable`) and what this process's environment holds (a remote provider's
+/// `api_key_env` variable must be set), for the provider or else its fallback. The error is a
+/// 422 on `model` naming the model and the reason, as submit reports it.
+pub fn check_runnable(m: &easel_core::model::Model) -> easel_core::Result<()> {
+    m.check_runnable()?;
+    let problem = |kind: &str, config: &serde_json::Value| -> Option<String> {
+        if !["openai", "replicate", "easel"].contains(&kind) {
+            return None;
+        }
+        remote::Remote::from_config(kind, config, "provider_config")
+            .err()
+            .map(|e| e.message)
+    };
+    let Some(first) = problem(&m.provider, &m.provider_config) else {
+        return Ok(());
+    };
+    let fallback_ok = m.fallback_provider.as_deref().is_some_and(|kind| {
+        let config = m
+            .fallback_provider_config
+            .clone()
+            .unwrap_or(serde_json::Value::Null);
+        problem(kind, &config).is_none()
+    });
+    if fallback_ok {
+        return Ok(());
+    }
+    Err(easel_core::Error::invalid(
+        "model",
+        format!("the model `{}` cannot run here: {first}", m.name),
+    ))
+}
+
 /// Routes jobs to providers.
 #[derive(Clone)]
 pub struct Providers {

@@ -76,6 +76,9 @@ pub struct AssetFilter {
     pub owner_id: String,
     /// Only assets older than this id (the cursor).
     pub before: Option<String>,
+    /// Only assets with this id or a newer one (ids sort by creation time, so a time bound
+    /// is an id: `easel_core::id::lower_bound`).
+    pub since: Option<String>,
     /// Outputs of this job.
     pub job_id: Option<String>,
     /// Derived from this asset.
@@ -96,6 +99,7 @@ pub async fn list(db: &Db, f: &AssetFilter) -> Result<Vec<Asset>> {
     // punctuation such as `~` sorts before letters.
     let conds = [
         (" AND id < ", f.before.as_deref()),
+        (" AND id >= ", f.since.as_deref()),
         (" AND job_id = ", f.job_id.as_deref()),
         (" AND parent_id = ", f.parent_id.as_deref()),
         (

@@ -24,6 +24,13 @@ impl std::fmt::Debug for Blobs {
 }
 
 impl Blobs {
+    /// The store's URL (`file://…`, `s3://bucket/prefix`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Blobs {
     pub fn open(url: &str) -> Result<Blobs> {
         let bad = |m: String| Error::invalid("store_url", m);
         if let Some(path) = url.strip_prefix("file://") {

@@ -66,6 +66,27 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl Db {
+    /// The URL connected to, without its password (for logs and summaries).
+    pub fn display_url(&self) -> String {
+        redact_password(&self.url)
+    }
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:***@host/…`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((auth, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+impl Db {
     /// Connect to `sqlite://path` (created if missing) or `postgres://…` and run migrations.
     pub async fn connect(url: &str) -> Result<Db> {
         sqlx::any::install_default_drivers();
@@ -260,5 +281,19 @@ pub fn get_opt_json<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> 
         Some(s) => serde_json::from_str(&s)
             .map(Some)
             .map_err(|e| Error::internal(format!("bad JSON in {col}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        use super::redact_password as r;
+        assert_eq!(
+            r("postgres://easel:s3cr@t@db:5432/x"),
+            "postgres://easel:***@db:5432/x"
+        );
+        assert_eq!(r("postgres://easel@db/x"), "postgres://easel@db/x");
+        assert_eq!(r("sqlite:///data/easel.db"), "sqlite:///data/easel.db");
     }
 }

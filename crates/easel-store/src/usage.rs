@@ -1,6 +1,6 @@
 //! Usage counters per owner, UTC day and task.
 
-use easel_core::usage::UsageRow;
+use easel_core::usage::{ModelUsageRow, UsageRow};
 use easel_core::{Job, Result};
 
 use crate::db::{db_err, get_f64, get_i64, get_str, Db, WriteTx};
@@ -49,8 +49,48 @@ pub async fn list(
                 day: get_str(r, "day")?,
                 task: get_str(r, "task")?,
                 jobs: get_i64(r, "jobs")? as u64,
-                units: get_f64(r, "units")?,
+                units: easel_core::usage::round_units(get_f64(r, "units")?),
                 outputs: get_i64(r, "outputs")? as u64,
+            })
+        })
+        .collect()
+}
+
+/// Succeeded jobs per model and UTC day (by completion time), from `since_day` on, oldest day
+/// first; `owner_id: None` for everyone's.
+pub async fn by_model(
+    db: &Db,
+    owner_id: Option<&str>,
+    since_day: Option<&str>,
+) -> Result<Vec<ModelUsageRow>> {
+    const DAY_MS: i64 = 86_400_000;
+    let from_ms = since_day
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+        .unwrap_or(0);
+    let rows = sqlx::query(
+        "SELECT model, completed_at / 86400000 AS d, COUNT(*) AS n, SUM(usage_units) AS u FROM jobs \
+         WHERE status = 'succeeded' AND model IS NOT NULL AND completed_at >= $1 \
+         AND ($2 = '' OR owner_id = $2) \
+         GROUP BY model, completed_at / 86400000 ORDER BY d, model LIMIT 10000",
+    )
+    .bind(from_ms)
+    .bind(owner_id.unwrap_or(""))
+    .fetch_all(&db.pool)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            let day = get_i64(r, "d")?;
+            Ok(ModelUsageRow {
+                day: chrono::DateTime::from_timestamp_millis(day * DAY_MS)
+                    .unwrap_or_default()
+                    .format("%Y-%m-%d")
+                    .to_string(),
+                model: get_str(r, "model")?,
+                jobs: get_i64(r, "n")? as u64,
+                units: easel_core::usage::round_units(get_f64(r, "u")?),
             })
         })
         .collect()

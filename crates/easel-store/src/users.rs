@@ -55,19 +55,37 @@ pub async fn create_user(db: &Db, name: &str, role: Role) -> Result<User> {
         .bind(time::to_millis(user.created_at))
         .execute(tx.conn())
         .await
-        .map_err(db_err)?;
+        .map_err(|e| match db_err(e) {
+            e if e.kind == easel_core::ErrorKind::Conflict => Error::new(
+                easel_core::ErrorKind::Conflict,
+                format!("a user named `{name}` exists"),
+            ),
+            e => e,
+        })?;
     tx.commit().await?;
     Ok(user)
 }
 
+/// The user with this name.
+pub async fn user_by_name(db: &Db, name: &str) -> Result<Option<User>> {
+    user_where(db, "name", name).await
+}
+
 pub async fn get_user(db: &Db, id: &str) -> Result<Option<User>> {
-    sqlx::query("SELECT id, name, role, created_at FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&db.pool)
-        .await
-        .map_err(db_err)?
-        .map(|r| user_from_row(&r))
-        .transpose()
+    user_where(db, "id", id).await
+}
+
+/// The user whose `column` (a unique one: `id`, `name`) is `value`.
+async fn user_where(db: &Db, column: &'static str, value: &str) -> Result<Option<User>> {
+    sqlx::query(&format!(
+        "SELECT id, name, role, created_at FROM users WHERE {column} = $1"
+    ))
+    .bind(value)
+    .fetch_optional(&db.pool)
+    .await
+    .map_err(db_err)?
+    .map(|r| user_from_row(&r))
+    .transpose()
 }
 
 pub async fn list_users(db: &Db) -> Result<Vec<User>> {

@@ -56,12 +56,14 @@ enum KeysCmd {
         /// Name of the new user (default: the key's label).
         #[arg(long)]
         user_name: Option<String>,
-        /// Role of the new user: `user` or `admin`.
-        #[arg(long, default_value = "user")]
-        role: String,
+        /// Role of a new user: `user` (the default) or `admin`.
+        #[arg(long)]
+        role: Option<String>,
     },
-    /// List keys (never their secrets).
+    /// List keys (never their secrets), with the user each belongs to.
     List,
+    /// List users (names are unique).
+    Users,
     /// Revoke a key by id.
     Revoke { id: String },
 }
@@ -82,11 +84,27 @@ pub async fn keys(a: KeysArgs) -> Result<()> {
                     .map_err(err)?
                     .ok_or_else(|| anyhow!("no user {id}"))?,
                 None => {
-                    let role = Role::parse(&role)
-                        .ok_or_else(|| anyhow!("--role must be `user` or `admin`"))?;
-                    easel_store::users::create_user(db, user_name.as_deref().unwrap_or(&name), role)
+                    let role = role
+                        .map(|r| {
+                            Role::parse(&r)
+                                .ok_or_else(|| anyhow!("--role must be `user` or `admin`"))
+                        })
+                        .transpose()?;
+                    let user_name = user_name.as_deref().unwrap_or(&name);
+                    // A user of that name gets another key; otherwise the user is created.
+                    match easel_store::users::user_by_name(db, user_name)
                         .await
                         .map_err(err)?
+                    {
+                        Some(u) if role.is_some_and(|r| r != u.role) => bail!(
+                            "the user `{user_name}` exists with role {}; leave out --role or pick another --user-name",
+                            u.role.as_str()
+                        ),
+                        Some(u) => u,
+                        None => easel_store::users::create_user(db, user_name, role.unwrap_or(Role::User))
+                            .await
+                            .map_err(err)?,
+                    }
                 }
             };
             let (info, key) = easel_store::users::create_key(db, &user.id, &name, None)
@@ -120,6 +138,18 @@ pub async fn keys(a: KeysArgs) -> Result<()> {
                     k.role.as_str(),
                     k.name,
                     k.prefix
+                );
+            }
+        }
+        KeysCmd::Users => {
+            println!("{:<32} {:<6} {:<24} NAME", "ID", "ROLE", "CREATED");
+            for u in easel_store::users::list_users(db).await.map_err(err)? {
+                println!(
+                    "{:<32} {:<6} {:<24} {}",
+                    u.id,
+                    u.role.as_str(),
+                    u.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    u.name
                 );
             }
         }
@@ -282,7 +312,14 @@ pub async fn models(a: ModelsArgs) -> Result<()> {
                     m.source.unwrap_or_default()
                 );
             }
-            println!("({count} models)");
+            println!(
+                "({})",
+                if count == 1 {
+                    "1 model".to_string()
+                } else {
+                    format!("{count} models")
+                }
+            );
         }
         ModelsCmd::Add {
             name,
@@ -313,7 +350,10 @@ pub async fn models(a: ModelsArgs) -> Result<()> {
             let n = easel_providers::discover::scan(db, &cfg.data_dir.join("models"))
                 .await
                 .map_err(err)?;
-            println!("registered or updated {n} models");
+            println!(
+                "registered or updated {n} model{}",
+                if n == 1 { "" } else { "s" }
+            );
         }
         ModelsCmd::Pull(_) | ModelsCmd::MakeTiny { .. } => unreachable!("handled above"),
     }
@@ -357,7 +397,10 @@ pub async fn jobs(a: JobsArgs) -> Result<()> {
             limit,
         } => {
             let status = match status {
-                Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| anyhow!("unknown status {s}"))?),
+                Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| {
+                    let known: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    anyhow!("unknown status `{s}`; use one of: {}", known.join(", "))
+                })?),
                 None => None,
             };
             let f = easel_store::jobs::JobFilter {

@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// Weights kept loaded, e.g. `12GiB`, `8G`, `500MB` (default: no limit but the count).
     #[arg(long, env = "EASEL_MEMORY_BUDGET")]
     pub memory_budget: Option<String>,
+    /// Largest generated image in pixels, width × height (default 4,194,304 = 2048×2048;
+    /// never above --max-pixels).
+    #[arg(long, env = "EASEL_MAX_GEN_PIXELS")]
+    pub max_gen_pixels: Option<u64>,
     /// Most denoising steps per image (default 150).
     #[arg(long, env = "EASEL_MAX_STEPS")]
     pub max_steps: Option<u32>,
@@ -134,6 +138,7 @@ pub struct FileConfig {
     pub device: Option<String>,
     pub max_loaded_models: Option<usize>,
     pub memory_budget: Option<String>,
+    pub max_gen_pixels: Option<u64>,
     pub max_steps: Option<u32>,
     pub max_images: Option<u32>,
     pub sync_timeout: Option<u64>,
@@ -232,6 +237,9 @@ pub fn build(args: &ServeArgs, http: bool) -> Result<Config> {
     if let Some(v) = args.memory_budget.clone().or(file.memory_budget) {
         cfg.engine.memory_budget = Some(parse_bytes(&v).context("--memory-budget")?);
     }
+    if let Some(v) = args.max_gen_pixels.or(file.max_gen_pixels) {
+        cfg.limits.max_gen_pixels = v.max(64 * 64);
+    }
     if let Some(v) = args.max_steps.or(file.max_steps) {
         cfg.limits.max_steps = v.max(1);
     }
@@ -275,7 +283,11 @@ pub fn build(args: &ServeArgs, http: bool) -> Result<Config> {
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal (not in redirected output or a service's journal).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     if format == "json" {
         b.json().init();
     } else {
@@ -288,6 +300,8 @@ pub async fn serve(args: ServeArgs, http: bool) -> Result<()> {
     init_logging(&args.log_format);
     let cfg = build(&args, http)?;
     let grace = cfg.queue.shutdown_grace;
+    let workers = cfg.workers;
+    let device = cfg.engine.device.clone();
     let data_dir = cfg.data_dir.clone();
     let stop = shutdown_signal()?;
     let srv = server::start(cfg)
@@ -300,10 +314,27 @@ pub async fn serve(args: ServeArgs, http: bool) -> Result<()> {
         );
         println!("  {key}");
     }
+    let st = &srv.state;
+    let models = easel_store::models::list(&st.store.db, 0, 1)
+        .await
+        .map(|(_, n)| n)
+        .unwrap_or(0);
+    let database = st.store.db.display_url();
     if http {
-        tracing::info!(addr = %srv.addr, docs = %format!("http://{}/docs", srv.addr), "Easel is listening");
+        tracing::info!(
+            url = %st.public_url,
+            ui = %format!("{}/", st.public_url),
+            docs = %format!("{}/docs", st.public_url),
+            data_dir = %data_dir.display(),
+            database = %database,
+            store = %st.store.blobs.url(),
+            models,
+            workers,
+            device = %device,
+            "Easel is listening"
+        );
     } else {
-        tracing::info!("Easel worker started");
+        tracing::info!(data_dir = %data_dir.display(), database = %database, store = %st.store.blobs.url(), models, workers, device = %device, "Easel worker started");
     }
     stop.await;
     tracing::info!(

@@ -28,11 +28,17 @@ pub struct GenerateArgs {
     /// image i is written as `<stem>-<i>.<ext>`.
     #[arg(long, short, default_value = "out.png")]
     pub output: PathBuf,
+    /// Replace output files that exist (otherwise they are refused before anything runs).
+    #[arg(long)]
+    pub force: bool,
+    /// What not to draw (same syntax as the prompt).
     #[arg(long)]
     pub negative: Option<String>,
+    /// Denoising steps, 1 to 150 [default: the family's: 30; Sana 20].
     #[arg(long)]
     pub steps: Option<u32>,
-    /// Guidance scale (1 or less: off).
+    /// Guidance scale, 0 to 30; 1 or less turns it off [default: the family's: 7.5; SDXL 5;
+    /// Sana 4.5].
     #[arg(long)]
     pub guidance: Option<f32>,
     /// Perturbed-attention guidance scale (Sana models; above 0: on).
@@ -44,10 +50,14 @@ pub struct GenerateArgs {
     /// Scheduler: a diffusers class name or a short name (euler_a, dpmpp_2m_karras, ddim, …).
     #[arg(long)]
     pub scheduler: Option<String>,
+    /// Image width, a multiple of 8 from 64 [default: the init image's, else the family's:
+    /// 512; SD 2 768; SDXL and Sana 1024].
     #[arg(long)]
     pub width: Option<u32>,
+    /// Image height, as `--width`.
     #[arg(long)]
     pub height: Option<u32>,
+    /// Images to make (1 to 8); image i uses seed + i.
     #[arg(long, default_value_t = 1)]
     pub count: u32,
     /// Init image: img2img (or inpaint with `--mask`).
@@ -178,6 +188,18 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
             .transpose()
     };
+    if !args.force {
+        let count = args.count.max(1);
+        if let Some(p) = (0..count)
+            .map(|i| output_path(&args.output, i, count))
+            .find(|p| p.exists())
+        {
+            bail!(
+                "{} exists; choose another -o or pass --force to replace it",
+                p.display()
+            );
+        }
+    }
     let init = read(&args.init_image)?;
     let mask = read(&args.mask)?;
     // Validate exactly as the API does; images are placeholders for the parser.

@@ -133,10 +133,34 @@ pub async fn get(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct AssetListParams {
     pub cursor: Option<String>,
     /// 1..100, default 20.
     pub limit: Option<u32>,
+    /// Outputs of jobs run by this model (registry name).
+    pub model: Option<String>,
+    /// Outputs of jobs of this task; `uploaded` for uploads.
+    pub task: Option<String>,
+    /// Outputs of this job.
+    pub job: Option<String>,
+    /// Derived from this asset (its children).
+    pub parent: Option<String>,
+    /// Made on or after this UTC day (`YYYY-MM-DD`).
+    pub since: Option<String>,
+    /// Made on or before this UTC day (`YYYY-MM-DD`).
+    pub until: Option<String>,
+}
+
+/// The id bound of a UTC day's start (`days` after `day`), for time filters on ids.
+fn day_bound(field: &str, day: &str, days: i64) -> easel_core::Result<String> {
+    let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map_err(|_| Error::invalid(field, "must be a date like 2026-01-31"))?;
+    let ms = (d + chrono::Days::new(days as u64))
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_millis().max(0) as u64)
+        .unwrap_or(0);
+    Ok(easel_core::id::lower_bound(easel_core::id::ASSET, ms))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -145,9 +169,10 @@ pub struct AssetList {
     pub next_cursor: Option<String>,
 }
 
-/// The caller's assets, newest first.
+/// The caller's assets, newest first, optionally filtered by model, task, job, parent and
+/// day.
 #[utoipa::path(get, path = "/v1/assets", tag = "assets", params(AssetListParams),
-    responses((status = 200, body = AssetList)), security(("bearer" = [])))]
+    responses((status = 200, body = AssetList), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -157,11 +182,41 @@ pub async fn list(
     if !(1..=100).contains(&limit) {
         return Err(Error::invalid("limit", "must be between 1 and 100").into());
     }
+    if let Some(t) = &q.task {
+        if t != "uploaded" && !easel_core::task::TASKS.contains(&t.as_str()) {
+            return Err(Error::invalid(
+                "task",
+                format!(
+                    "unknown task `{t}`; known: uploaded, {}",
+                    easel_core::task::TASKS.join(", ")
+                ),
+            )
+            .into());
+        }
+    }
+    let until = q
+        .until
+        .as_deref()
+        .map(|d| day_bound("until", d, 1))
+        .transpose()?;
+    // The older of the cursor and the end of `until`.
+    let before = match (q.cursor.clone(), until) {
+        (Some(c), Some(u)) => Some(c.min(u)),
+        (c, u) => c.or(u),
+    };
     let filter = easel_store::assets::AssetFilter {
         owner_id: who.user_id.clone(),
-        before: q.cursor.clone(),
+        before,
+        since: q
+            .since
+            .as_deref()
+            .map(|d| day_bound("since", d, 0))
+            .transpose()?,
+        job_id: q.job.clone(),
+        parent_id: q.parent.clone(),
+        model: q.model.clone(),
+        tasks: q.task.clone().into_iter().collect(),
         limit: limit + 1,
-        ..Default::default()
     };
     let mut rows = easel_store::assets::list(&state.store.db, &filter).await?;
     let more = rows.len() > limit as usize;

@@ -69,6 +69,8 @@ pub struct JobUrls {
 #[derive(Serialize, ToSchema)]
 pub struct JobView {
     pub id: String,
+    /// The user the job belongs to.
+    pub owner_id: String,
     pub task: String,
     pub model: Option<String>,
     pub status: JobStatus,
@@ -117,6 +119,7 @@ pub fn view(state: &AppState, j: Job, history: Option<Vec<StatusChange>>) -> Job
             get: base,
         },
         id: j.id,
+        owner_id: j.owner_id,
         task: j.task,
         model: j.model,
         status: j.status,
@@ -127,7 +130,7 @@ pub fn view(state: &AppState, j: Job, history: Option<Vec<StatusChange>>) -> Job
         total_steps: j.total_steps,
         error: j.error,
         usage: Usage {
-            units: j.usage_units,
+            units: easel_core::usage::round_units(j.usage_units),
         },
         webhook: j.webhook,
         attempts: j.attempts,
@@ -219,6 +222,8 @@ pub struct ListParams {
     pub cursor: Option<String>,
     /// 1..100, default 20.
     pub limit: Option<u32>,
+    /// Admins: `all` for every user's jobs, or a user id (default: your own).
+    pub owner: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -228,9 +233,10 @@ pub struct JobList {
     pub next_cursor: Option<String>,
 }
 
-/// The caller's jobs, newest first.
+/// The caller's jobs, newest first; admins may list every user's (`owner=all`) or one
+/// user's.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
-    responses((status = 200, body = JobList), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = JobList), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -241,7 +247,7 @@ pub async fn list(
         return Err(Error::invalid("limit", "must be between 1 and 100").into());
     }
     let filter = easel_store::jobs::JobFilter {
-        owner_id: Some(who.user_id.clone()),
+        owner_id: service::owner_scope(&who, q.owner.as_deref())?,
         status: q.status,
         tasks: q.task.into_iter().collect(),
         before: q.cursor,

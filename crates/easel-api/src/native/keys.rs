@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use easel_core::auth::{ApiKey, Role, User};
-use easel_core::usage::UsageRow;
+use easel_core::usage::{ModelUsageRow, UsageRow};
 use easel_core::Error;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{Admin, Auth};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Json, Query};
+use crate::service;
 use crate::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -70,13 +71,30 @@ pub async fn create(
                 .ok_or_else(|| Error::invalid("user_id", format!("no user {id}")))?
         }
         None => {
+            let field = if body.user_name.is_some() {
+                "user_name"
+            } else {
+                "name"
+            };
             let user_name = body.user_name.unwrap_or_else(|| name.clone());
+            check_user_name(field, &user_name)?;
             easel_store::users::create_user(
                 &state.store.db,
                 &user_name,
                 body.role.unwrap_or(Role::User),
             )
-            .await?
+            .await
+            .map_err(|e| match e.kind {
+                easel_core::ErrorKind::Conflict => Error::new(
+                    easel_core::ErrorKind::Conflict,
+                    format!(
+                        "a user named `{user_name}` exists: pass its `user_id` (GET /v1/users) \
+                         to give it another key, or choose another `user_name`"
+                    ),
+                )
+                .with_field(field),
+                _ => e,
+            })?
         }
     };
     let (info, key) =
@@ -121,6 +139,61 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
+fn check_user_name(field: &str, name: &str) -> easel_core::Result<()> {
+    if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            "a user name is 1 to 100 characters, not blank, without control characters",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Unique.
+    pub name: String,
+    /// Default `user`.
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// Create a user (admin); give it keys with `POST /v1/keys {"user_id": …}`.
+#[utoipa::path(post, path = "/v1/users", tag = "keys", request_body = CreateUser,
+    responses((status = 201, body = User), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "The name is taken"), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    _: Admin,
+    Json(body): Json<CreateUser>,
+) -> ApiResult<(StatusCode, axum::Json<User>)> {
+    check_user_name("name", &body.name)?;
+    let user = easel_store::users::create_user(
+        &state.store.db,
+        &body.name,
+        body.role.unwrap_or(Role::User),
+    )
+    .await
+    .map_err(|e| match e.kind {
+        easel_core::ErrorKind::Conflict => e.with_field("name"),
+        _ => e,
+    })?;
+    Ok((StatusCode::CREATED, axum::Json(user)))
+}
+
+/// Every user (admin), oldest first.
+#[utoipa::path(get, path = "/v1/users", tag = "keys", responses((status = 200, body = Vec<User>), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    _: Admin,
+) -> ApiResult<axum::Json<Vec<User>>> {
+    Ok(axum::Json(
+        easel_store::users::list_users(&state.store.db).await?,
+    ))
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Me {
     pub user: User,
@@ -153,10 +226,13 @@ pub struct UsageParams {
 
 #[derive(Serialize, ToSchema)]
 pub struct UsageList {
+    /// Per day and task, newest day first.
     pub data: Vec<UsageRow>,
+    /// Succeeded jobs per day and model, oldest day first.
+    pub models: Vec<ModelUsageRow>,
 }
 
-/// Usage by day and task: your own; admins may ask for everyone's (`owner=all`) or a user's.
+/// Usage by day and task, and by day and model: your own; admins may ask for everyone's (`owner=all`) or a user's.
 #[utoipa::path(get, path = "/v1/usage", tag = "keys", params(UsageParams),
     responses((status = 200, body = UsageList), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn usage(
@@ -169,19 +245,10 @@ pub async fn usage(
             return Err(Error::invalid("since", "must be a date like 2026-01-31").into());
         }
     }
-    let owner = match q.owner.as_deref() {
-        None => Some(who.user_id.clone()),
-        Some(_) if !who.is_admin() => {
-            return Err(Error::new(
-                easel_core::ErrorKind::Forbidden,
-                "only admins can see others' usage",
-            )
-            .into())
-        }
-        Some("all") => None,
-        Some(id) => Some(id.to_string()),
-    };
+    let owner = service::owner_scope(&who, q.owner.as_deref())?;
     let data =
         easel_store::usage::list(&state.store.db, owner.as_deref(), q.since.as_deref()).await?;
-    Ok(axum::Json(UsageList { data }))
+    let models =
+        easel_store::usage::by_model(&state.store.db, owner.as_deref(), q.since.as_deref()).await?;
+    Ok(axum::Json(UsageList { data, models }))
 }

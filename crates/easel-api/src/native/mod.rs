@@ -1,9 +1,10 @@
-//! The native API under `/v1`: jobs, assets, models, keys, usage.
+//! The native API under `/v1`: jobs, assets, models, keys, usage, and the request options.
 
 pub mod assets;
 pub mod jobs;
 pub mod keys;
 pub mod models;
+pub mod options;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -21,14 +22,18 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/assets/{id}", get(assets::get).delete(assets::delete))
         .route("/v1/assets/{id}/content", get(assets::content))
         .route("/v1/models", get(models::list).post(models::create))
+        .route("/v1/models-folder/scan", post(models::scan))
+        .route("/v1/models-folder/tiny", post(models::make_tiny))
         .route(
             "/v1/models/{id}",
             get(models::get)
                 .patch(models::update)
                 .delete(models::delete),
         )
+        .route("/v1/options", get(options::get))
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/v1/users", post(keys::create_user).get(keys::list_users))
         .route("/v1/me", get(keys::me))
         .route("/v1/usage", get(keys::usage))
         .layer(axum::middleware::from_fn(

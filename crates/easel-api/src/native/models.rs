@@ -115,3 +115,92 @@ pub async fn delete(
     easel_store::models::delete(&state.store.db, &m.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct Scanned {
+    /// Models registered or updated from the folder.
+    pub found: usize,
+}
+
+/// Scan `<data-dir>/models/` and register what is there (admin). Discovery also runs at
+/// start and when a request names a model the registry does not have.
+#[utoipa::path(post, path = "/v1/models-folder/scan", tag = "models",
+    responses((status = 200, body = Scanned), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn scan(State(state): State<AppState>, _: Admin) -> ApiResult<axum::Json<Scanned>> {
+    let found = easel_providers::discover::scan(&state.store.db, &state.models_dir).await?;
+    Ok(axum::Json(Scanned { found }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MakeTiny {
+    /// The folder name under `<data-dir>/models/`, and the model's name: letters, digits,
+    /// `-`, `_` and `.`, at most 64.
+    pub name: String,
+    /// A family id (`GET /v1/options`).
+    pub family: String,
+    /// Seed of the random weights (default 0).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// Write a tiny random-weight model of a family into the models folder and register it
+/// (admin): for trying the server and its clients in seconds; its images are noise.
+#[utoipa::path(post, path = "/v1/models-folder/tiny", tag = "models", request_body = MakeTiny,
+    responses((status = 201, body = Model), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn make_tiny(
+    State(state): State<AppState>,
+    _: Admin,
+    Json(req): Json<MakeTiny>,
+) -> ApiResult<(StatusCode, axum::Json<Model>)> {
+    let name_ok = !req.name.is_empty()
+        && req.name.len() <= 64
+        && !req.name.starts_with('.')
+        && req
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !name_ok {
+        return Err(Error::invalid(
+            "name",
+            "use letters, digits, `-`, `_` and `.` (at most 64, not starting with `.`)",
+        )
+        .into());
+    }
+    let family = easel_providers::family::parse(&req.family)
+        .map_err(|e| Error::invalid("family", e.to_string()))?;
+    if easel_store::models::resolve(&state.store.db, &req.name)
+        .await?
+        .is_some()
+    {
+        return Err(Error::new(
+            easel_core::ErrorKind::Conflict,
+            format!("a model named `{}` exists", req.name),
+        )
+        .with_field("name")
+        .into());
+    }
+    let dir = state.models_dir.join(&req.name);
+    if dir.exists() {
+        return Err(Error::new(
+            easel_core::ErrorKind::Conflict,
+            format!("{} exists in the models folder", req.name),
+        )
+        .with_field("name")
+        .into());
+    }
+    let (make, seed, target) = (family.make_tiny, req.seed, dir.clone());
+    tokio::task::spawn_blocking(move || make(&target, seed))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?
+        .map_err(|e| {
+            let _ = std::fs::remove_dir_all(&dir);
+            Error::internal(format!("writing the tiny model failed: {e}"))
+        })?;
+    easel_providers::discover::scan(&state.store.db, &state.models_dir).await?;
+    let m = easel_store::models::resolve(&state.store.db, &req.name)
+        .await?
+        .ok_or_else(|| Error::internal("the tiny model was written but not discovered"))?;
+    Ok((StatusCode::CREATED, axum::Json(m)))
+}

@@ -74,6 +74,7 @@ pub(super) async fn list(
     let filter = easel_store::assets::AssetFilter {
         owner_id: who.user_id.clone(),
         before,
+        since: None,
         job_id: q.inference_id.clone(),
         parent_id,
         model,
