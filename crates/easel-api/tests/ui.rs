@@ -474,7 +474,7 @@ async fn the_web_ui_in_a_real_browser() {
     );
     c.goto(&format!("{base}/#/queue")).await.unwrap();
     css(c, "input[name=everyone]").await.click().await.unwrap();
-    until(c, "alice's job in the admin's queue", &format!("document.querySelector('tr[data-job=\"{first}\"]') && document.querySelector('main table').textContent.includes('{user_id}')")).await;
+    until(c, "alice's job in the admin's queue", &format!("document.querySelector('tr[data-job=\"{first}\"]') && document.querySelector('tr[data-job=\"{first}\"] td[title=\"{user_id}\"]').textContent === 'alice'")).await;
 
     b.client.clone().close().await.unwrap();
     t.shutdown().await;

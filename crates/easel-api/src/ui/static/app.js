@@ -492,6 +492,8 @@
     const statusSel = h('select', { name: 'status', 'aria-label': 'Status' }, h('option', { value: '' }, 'any status'), ['queued', 'running', 'succeeded', 'failed', 'canceled'].map((s) => h('option', { value: s }, s)));
     const body = h('tbody');
     const table = h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ['Job', 'Status', 'Progress', 'Task', 'Model', isAdmin() ? 'Owner' : null, 'Created', 'Took', ''].filter((x) => x !== null).map((t) => h('th', {}, t)))), body));
+    // Admins see whose each job is, by name.
+    const names = new Map(isAdmin() ? (await api('GET', '/v1/users')).map((u) => [u.id, u.name]) : []);
     async function load() {
       const q = new URLSearchParams({ limit: 50 });
       if (statusSel.value) q.set('status', statusSel.value);
@@ -502,7 +504,7 @@
         h('td', {}, h('span', { class: 'status ' + j.status }, j.status)),
         h('td', {}, j.total_steps ? `${j.step || 0}/${j.total_steps}` : `${Math.round((j.progress || 0) * 100)}%`),
         h('td', {}, j.task), h('td', {}, j.model || ''),
-        isAdmin() ? h('td', {}, j.owner_id) : null,
+        isAdmin() ? h('td', { title: j.owner_id }, names.get(j.owner_id) || j.owner_id) : null,
         h('td', {}, when(j.created_at)), h('td', {}, secs(j.started_at, j.completed_at)),
         h('td', {}, TERMINAL.includes(j.status) ? null : h('button', { type: 'button', class: 'danger', onclick: async () => { try { await api('POST', `/v1/jobs/${j.id}/cancel`); load(); } catch (e) { flash(e.message, true); } } }, 'Cancel'),
           ' ', h('button', { type: 'button', onclick: () => rerun(j) }, 'Re-run')))));
