@@ -117,13 +117,35 @@ fn first_start_writes_the_admin_key_and_sigterm_stops_cleanly() {
         "{listed}"
     );
     assert!(!listed.contains(&printed), "secrets are never listed");
-    let out = easel()
-        .args(["jobs", "list"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    // A second key for the same user name goes to that user: one `cli-user` in `keys users`.
+    let run = |args: &[&str]| {
+        easel()
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert!(run(&[
+        "keys",
+        "create",
+        "--name",
+        "laptop",
+        "--user-name",
+        "cli-user"
+    ])
+    .status
+    .success());
+    let users = String::from_utf8_lossy(&run(&["keys", "users"]).stdout).to_string();
+    assert_eq!(users.matches("cli-user").count(), 1, "{users}");
+    let out = run(&["jobs", "list"]);
     assert!(out.status.success());
+    let out = run(&["jobs", "list", "--status", "bogus"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("queued, running, succeeded"),
+        "{err}"
+    );
     let out = easel()
         .args(["models", "add", "--name", "m1", "--task", "txt2img"])
         .arg("--data-dir")

@@ -194,4 +194,36 @@ fn make_tiny_then_generate_from_folder_and_single_file() {
     );
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("scheduler"));
+
+    // An existing output is refused before anything runs, unless --force; an expected error
+    // is one line, even with backtraces asked for.
+    let again = [
+        "generate",
+        "x",
+        "--model",
+        "tiny",
+        "-o",
+        one.to_str().unwrap(),
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--steps",
+        "1",
+    ];
+    let refused = Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(again)
+        .env("EASEL_DATA_DIR", data.path())
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(err.contains("exists") && err.contains("--force"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let before = std::fs::read(&one).unwrap();
+    let mut forced = again.to_vec();
+    forced.push("--force");
+    ok(&easel(&forced, data.path()));
+    assert_ne!(std::fs::read(&one).unwrap(), before, "replaced");
 }
