@@ -53,6 +53,9 @@ pub struct AppInner {
     pub fetch_images: service::FetchImages,
     /// `<data-dir>/models`: where scans look and tiny models are written.
     pub models_dir: std::path::PathBuf,
+    /// Downloads from the hub (`native::pulls`): the binary's function, and those run.
+    pub puller: Option<native::pulls::Puller>,
+    pub pulls: native::pulls::Pulls,
     /// The models folder's modification time when it was last scanned (`service::rescan_if_changed`).
     pub models_seen: std::sync::Mutex<Option<std::time::SystemTime>>,
     /// The prepaid credit prices the operator publishes (`--credit-prices`).

@@ -4,7 +4,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::native::{assets, jobs, keys, models, options};
+use crate::native::{assets, jobs, keys, models, options, pulls};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,7 +14,7 @@ use crate::native::{assets, jobs, keys, models, options};
     paths(
         jobs::create, jobs::get, jobs::list, jobs::cancel, jobs::events, jobs::webhooks,
         assets::upload, assets::get, assets::list, assets::content, assets::delete,
-        models::list, models::get, models::create, models::update, models::delete, models::scan, models::make_tiny, options::get,
+        models::list, models::get, models::create, models::update, models::delete, models::scan, models::make_tiny, pulls::create, pulls::list, pulls::get, options::get,
         keys::create, keys::list, keys::revoke, keys::create_user, keys::list_users, keys::me, keys::usage,
     ),
     components(schemas(

@@ -74,6 +74,9 @@ pub struct Config {
     pub orphan_grace: Duration,
     /// Listen for other processes' notices (PostgreSQL `LISTEN`); off, timers do it.
     pub listen_notices: bool,
+    /// Downloads from the hub for `POST /v1/models-folder/pulls` (the binary's `easel models
+    /// pull`); `None` answers 501.
+    pub pull: Option<crate::native::pulls::Puller>,
 }
 
 impl Config {
@@ -99,6 +102,7 @@ impl Config {
             fetch_images: Default::default(),
             orphan_grace: Duration::from_secs(600),
             listen_notices: true,
+            pull: None,
         }
     }
 }
@@ -274,6 +278,8 @@ pub async fn start(cfg: Config) -> Result<Server> {
                 .filter(|_| cfg.scan_models),
         ),
         models_dir,
+        puller: cfg.pull.clone(),
+        pulls: Default::default(),
     }));
     let m = state.metrics.clone();
     queue.set_job_observer(Arc::new(move |job, elapsed| {

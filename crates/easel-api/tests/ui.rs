@@ -164,6 +164,33 @@ async fn sign_out(c: &Client) {
     css(c, "input[name=key]").await;
 }
 
+/// A pull that reports a few lines and byte counts over about a second, then writes a tiny
+/// model named after the repository: the hub's part of `easel models pull` is tested against
+/// a local hub by the CLI's tests; this one gives the UI a pull to follow.
+fn slow_tiny_pull() -> easel_api::native::pulls::Puller {
+    use easel_api::native::pulls::{PullEvent, Puller};
+    Puller(std::sync::Arc::new(|req, models_dir, sink| {
+        let name = req.repo.rsplit('/').next().unwrap_or("pulled").to_string();
+        Ok(Box::pin(async move {
+            sink(PullEvent::Line(format!("Pulling {}", req.repo)));
+            for i in 0..10u64 {
+                sink(PullEvent::Bytes {
+                    file: "[1/1] unet".into(),
+                    done: i * 100,
+                    total: 1000,
+                });
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            let dir = models_dir.join(&name);
+            tokio::task::spawn_blocking(move || make_tiny(&dir, "sd15", 1))
+                .await
+                .unwrap()
+                .map_err(|e| e.to_string())?;
+            Ok(name)
+        }))
+    }))
+}
+
 fn job_id_of(url: &str) -> String {
     url.rsplit('/').next().unwrap().to_string()
 }
@@ -174,7 +201,11 @@ async fn the_web_ui_in_a_real_browser() {
     let c = &b.client;
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     make_tiny(&dir.path().join("models/tiny"), "sd15", 7).unwrap();
-    let t = TestServer::start_in(dir, |cfg| cfg.scan_models = true).await;
+    let t = TestServer::start_in(dir, |cfg| {
+        cfg.scan_models = true;
+        cfg.pull = Some(slow_tiny_pull());
+    })
+    .await;
     let base = t.base.clone();
     let (key, user_id) = t.user("alice").await;
 
@@ -461,9 +492,28 @@ async fn the_web_ui_in_a_real_browser() {
         .unwrap();
     let secret = text_of(c, "[data-secret]").await;
     shot(c, "keys").await;
+    // Pull from the hub (here a stand-in for the network, which the CLI tests serve for
+    // real): a progress bar while it runs, then the model is in the table.
     c.goto(&format!("{base}/#/models")).await.unwrap();
-    css(c, "tr[data-model]").await;
+    set(c, "input[name=pull_repo]", "acme/tiny-ui").await;
+    xpath(c, "//button[text()='Pull']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "the pull's progress bar",
+        "document.querySelector('[data-pull][data-status=running] progress')",
+    )
+    .await;
     shot(c, "models").await;
+    until(
+        c,
+        "the pulled model in the table",
+        "document.querySelector('tr[data-model=\"tiny-ui\"]')",
+    )
+    .await;
     c.goto(&format!("{base}/#/keys")).await.unwrap();
     css(c, "#keys-table tr").await;
     let (s, me) = t.json(Method::GET, "/v1/me", &secret, None).await;

@@ -298,7 +298,11 @@ pub fn init_logging(format: &str) {
 /// `easel serve` / `easel worker`: run until SIGINT or SIGTERM, then shut down gracefully.
 pub async fn serve(args: ServeArgs, http: bool) -> Result<()> {
     init_logging(&args.log_format);
-    let cfg = build(&args, http)?;
+    let mut cfg = build(&args, http)?;
+    // Admins pull models from the hub over the API with the CLI's code.
+    cfg.pull = Some(easel_api::native::pulls::Puller(std::sync::Arc::new(
+        crate::pull::start,
+    )));
     let grace = cfg.queue.shutdown_grace;
     let workers = cfg.workers;
     let device = cfg.engine.device.clone();

@@ -806,32 +806,82 @@ fn refuse_existing(path: &Path, force: bool) -> Result<()> {
 /// `easel models pull`: validate, list, choose, download into a temporary folder, rename
 /// into place.
 pub async fn run(args: PullArgs, data_dir: &Path) -> Result<()> {
-    // Everything that can be checked without the network is checked first.
-    check_repo_id(&args.repo)?;
-    check_revision(&args.revision)?;
+    let job = prepare(args, data_dir, None).map_err(|(_, e)| e)?;
+    // On Ctrl-C the pull future is dropped, which removes its temporary folder.
+    tokio::select! {
+        r = job.run() => r.map(|_| ()),
+        _ = tokio::signal::ctrl_c() => bail!("interrupted; nothing was saved"),
+    }
+}
+
+/// A pull for the server (`POST /v1/models-folder/pulls`): the same checks and download as
+/// `easel models pull`, reported to `sink`. The hub address and token come from the server's
+/// environment (`HF_ENDPOINT`, `HF_TOKEN`, the saved login).
+pub fn start(
+    req: easel_api::native::pulls::PullRequest,
+    models_dir: PathBuf,
+    sink: easel_api::native::pulls::PullSink,
+) -> std::result::Result<
+    futures::future::BoxFuture<'static, std::result::Result<String, String>>,
+    (&'static str, String),
+> {
+    let args = PullArgs {
+        repo: req.repo,
+        revision: req.revision.unwrap_or_else(|| "main".into()),
+        name: req.name,
+        variant: req.variant,
+        file: req.file,
+        token: std::env::var("HF_TOKEN").ok(),
+        endpoint: std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()),
+        force: req.force,
+    };
+    let data_dir = models_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let job = prepare(args, &data_dir, Some(sink)).map_err(|(f, e)| (f, format!("{e:#}")))?;
+    Ok(Box::pin(async move {
+        job.run().await.map_err(|e| format!("{e:#}"))
+    }))
+}
+
+/// Everything that can be checked without the network, first; an error names the field.
+fn prepare(
+    args: PullArgs,
+    data_dir: &Path,
+    sink: Option<easel_api::native::pulls::PullSink>,
+) -> std::result::Result<Pull, (&'static str, anyhow::Error)> {
+    let on = |field: &'static str| move |e: anyhow::Error| (field, e);
+    check_repo_id(&args.repo).map_err(on("repo"))?;
+    check_revision(&args.revision).map_err(on("revision"))?;
     let name = match &args.name {
         Some(n) => {
-            check_name(n)?;
+            check_name(n).map_err(on("name"))?;
             n.clone()
         }
         None => {
             let n = default_name(&args.repo);
-            check_name(&n).context("choose a model name with --name")?;
+            check_name(&n)
+                .context("choose a model name with --name")
+                .map_err(on("name"))?;
             n
         }
     };
     let variant = args.variant.as_deref().map(str::trim);
     if let Some(v) = variant {
-        check_variant(v)?;
+        check_variant(v).map_err(on("variant"))?;
     }
     if let Some(f) = &args.file {
-        check_single_file_name(f)?;
+        check_single_file_name(f).map_err(on("file"))?;
     }
     let endpoint = args.endpoint.trim().trim_end_matches('/').to_string();
     let url = reqwest::Url::parse(&endpoint)
-        .map_err(|e| anyhow!("invalid --endpoint `{endpoint}`: {e}"))?;
+        .map_err(|e| ("endpoint", anyhow!("invalid --endpoint `{endpoint}`: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        bail!("invalid --endpoint `{endpoint}`: expected an http:// or https:// address");
+        return Err((
+            "endpoint",
+            anyhow!("invalid --endpoint `{endpoint}`: expected an http:// or https:// address"),
+        ));
     }
     let models_dir = data_dir.join("models");
     let early_kind = if args.file.is_some() {
@@ -839,7 +889,7 @@ pub async fn run(args: PullArgs, data_dir: &Path) -> Result<()> {
     } else {
         Kind::Diffusers
     };
-    refuse_existing(&target(&models_dir, &name, early_kind), args.force)?;
+    refuse_existing(&target(&models_dir, &name, early_kind), args.force).map_err(on("name"))?;
     let token = args
         .token
         .clone()
@@ -849,7 +899,7 @@ pub async fn run(args: PullArgs, data_dir: &Path) -> Result<()> {
         variant: variant.map(str::to_string),
         file: args.file.clone(),
     };
-    let job = Pull {
+    Ok(Pull {
         repo: args.repo.clone(),
         revision: args.revision.clone(),
         name,
@@ -859,12 +909,8 @@ pub async fn run(args: PullArgs, data_dir: &Path) -> Result<()> {
         select,
         data_dir: data_dir.to_path_buf(),
         models_dir,
-    };
-    // On Ctrl-C the pull future is dropped, which removes its temporary folder.
-    tokio::select! {
-        r = job.run() => r,
-        _ = tokio::signal::ctrl_c() => bail!("interrupted; nothing was saved"),
-    }
+        sink,
+    })
 }
 
 /// The token saved by `huggingface-cli login` (`$HF_TOKEN_PATH`, `$HF_HOME/token` or
@@ -892,9 +938,19 @@ struct Pull {
     select: Select,
     data_dir: PathBuf,
     models_dir: PathBuf,
+    /// Where progress goes: the terminal (`None`) or the server's record of the pull.
+    sink: Option<easel_api::native::pulls::PullSink>,
 }
 
 impl Pull {
+    /// A line of the log: printed, or handed to the sink.
+    fn say(&self, line: String) {
+        match &self.sink {
+            Some(s) => s(easel_api::native::pulls::PullEvent::Line(line)),
+            None => println!("{line}"),
+        }
+    }
+
     fn api(&self, cache: PathBuf) -> Result<hf_hub::api::tokio::Api> {
         ApiBuilder::from_cache(Cache::new(cache))
             .with_endpoint(self.endpoint.clone())
@@ -938,7 +994,8 @@ impl Pull {
         ))
     }
 
-    async fn run(self) -> Result<()> {
+    /// Download; resolves to the model's name.
+    async fn run(self) -> Result<String> {
         // The listing and model_index.json need no cache; the cache path is never written.
         let api = self.api(self.models_dir.join(".easel-pull-unused"))?;
         let repo = self.repo(&api, &self.revision);
@@ -1002,7 +1059,7 @@ impl Pull {
             .iter()
             .filter_map(|f| sizes.get(f.remote.as_str()))
             .sum();
-        println!(
+        self.say(format!(
             "Pulling {}@{} ({} file{}, {}) into {}",
             self.repo,
             short(&commit),
@@ -1010,15 +1067,15 @@ impl Pull {
             if plan.files.len() == 1 { "" } else { "s" },
             human(total),
             dest.display()
-        );
+        ));
         if !plan.skipped.is_empty() {
-            println!(
+            self.say(format!(
                 "  not downloaded (unused by Easel): {}",
                 plan.skipped.join(", ")
-            );
+            ));
         }
         for note in &plan.notes {
-            println!("  note: {note}");
+            self.say(format!("  note: {note}"));
         }
 
         std::fs::create_dir_all(&self.models_dir)
@@ -1067,11 +1124,11 @@ impl Pull {
                 }
                 got
             };
-            println!(
+            self.say(format!(
                 "{label}  {}  {:.1}s",
                 human(size),
                 started.elapsed().as_secs_f64()
-            );
+            ));
         }
 
         // Into place. With --force the old model is moved into the temporary folder first
@@ -1094,19 +1151,21 @@ impl Pull {
             .with_context(|| format!("moving the download to {}", dest.display()))?;
         drop(tmp);
 
-        println!(
+        self.say(format!(
             "Pulled {}@{} into {}",
             self.repo,
             short(&commit),
             dest.display()
-        );
-        println!(
-            "Register it with `easel models scan --data-dir {}` (`easel serve` also registers \
-             it when it starts); it is then the model `{}` in `easel models list`.",
-            self.data_dir.display(),
-            self.name
-        );
-        Ok(())
+        ));
+        if self.sink.is_none() {
+            self.say(format!(
+                "Register it with `easel models scan --data-dir {}` (`easel serve` also registers \
+                 it when it starts); it is then the model `{}` in `easel models list`.",
+                self.data_dir.display(),
+                self.name
+            ));
+        }
+        Ok(self.name)
     }
 
     /// Download one file into the cache, retrying network failures and 5xx answers (a retry
@@ -1115,7 +1174,7 @@ impl Pull {
         const ATTEMPTS: u32 = 3;
         let mut attempt = 1;
         loop {
-            let progress = LineProgress::new(label);
+            let progress = LineProgress::new(label, self.sink.clone());
             let result = repo.download_with_progress(file, progress.clone()).await;
             progress.clear();
             match result {
@@ -1128,7 +1187,11 @@ impl Pull {
                         },
                         other => other.to_string(),
                     };
-                    eprintln!("  {file}: {why}; retrying ({}/{ATTEMPTS})", attempt + 1);
+                    let line = format!("  {file}: {why}; retrying ({}/{ATTEMPTS})", attempt + 1);
+                    match &self.sink {
+                        Some(_) => self.say(line),
+                        None => eprintln!("{line}"),
+                    }
                     tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
                     attempt += 1;
                 }
@@ -1192,6 +1255,8 @@ fn human(bytes: u64) -> String {
 #[derive(Clone)]
 struct LineProgress {
     state: Arc<Mutex<ProgressState>>,
+    /// The server's record of the pull, told instead of drawing on the terminal.
+    sink: Option<easel_api::native::pulls::PullSink>,
 }
 
 struct ProgressState {
@@ -1203,14 +1268,16 @@ struct ProgressState {
 }
 
 impl LineProgress {
-    fn new(label: &str) -> LineProgress {
+    fn new(label: &str, sink: Option<easel_api::native::pulls::PullSink>) -> LineProgress {
+        let live = sink.is_none() && std::io::stderr().is_terminal();
         LineProgress {
+            sink,
             state: Arc::new(Mutex::new(ProgressState {
                 label: label.to_string(),
                 total: 0,
                 done: 0,
                 drawn: None,
-                live: std::io::stderr().is_terminal(),
+                live,
             })),
         }
     }
@@ -1239,6 +1306,23 @@ impl LineProgress {
         s.drawn = Some(Instant::now());
     }
 
+    /// Hand the bytes so far to the sink, at most every 200 ms (and at once when `force`).
+    fn tell(&self, s: &mut ProgressState, force: bool) {
+        let Some(sink) = &self.sink else { return };
+        if !force
+            && s.drawn
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
+            return;
+        }
+        sink(easel_api::native::pulls::PullEvent::Bytes {
+            file: s.label.clone(),
+            done: s.done as u64,
+            total: s.total as u64,
+        });
+        s.drawn = Some(Instant::now());
+    }
+
     /// Erase the live line (the caller prints the final one).
     fn clear(&self) {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -1256,12 +1340,14 @@ impl Progress for LineProgress {
         s.total = size;
         s.done = 0;
         LineProgress::draw(&mut s, true);
+        self.tell(&mut s, true);
     }
 
     async fn update(&mut self, size: usize) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.done += size;
         LineProgress::draw(&mut s, false);
+        self.tell(&mut s, false);
     }
 
     async fn finish(&mut self) {}

@@ -977,3 +977,144 @@ fn pull_a_sharded_text_encoder() {
     );
     assert!(tree(&dir.path().join("models")).is_empty());
 }
+
+/// `POST /v1/models-folder/pulls` on a running `easel serve`: the same pull as the CLI,
+/// reported as it goes and registered when done; admins only; bad input is a 422 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_pull_from_the_hub_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start("acme/tiny-sd", sd15_repo(), &[]);
+    let port = free_port();
+    let admin = "esk_test_admin_key_for_the_pull_test_0123456789";
+    let _server = Killed(
+        easel()
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--workers",
+                "0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("EASEL_ADMIN_KEY", admin)
+            .env("HF_ENDPOINT", hub.endpoint())
+            .env_remove("HF_TOKEN")
+            .env("HF_HOME", dir.path().join("no-hf-home"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let call = |method: reqwest::Method, path: &str, key: &str, body: Option<serde_json::Value>| {
+        let mut r = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (
+                status,
+                resp.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    use reqwest::Method;
+    let (s, user) = call(
+        Method::POST,
+        "/v1/keys",
+        admin,
+        Some(serde_json::json!({"name": "u"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let user_key = user["key"].as_str().unwrap().to_string();
+    let body = serde_json::json!({"repo": "acme/tiny-sd"});
+    let (s, _) = call(
+        Method::POST,
+        "/v1/models-folder/pulls",
+        &user_key,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, e) = call(
+        Method::POST,
+        "/v1/models-folder/pulls",
+        admin,
+        Some(serde_json::json!({"repo": "not a repo"})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("repo")),
+        "{e}"
+    );
+    assert!(hub.requests().is_empty(), "{:?}", hub.requests());
+
+    let (s, started) = call(Method::POST, "/v1/models-folder/pulls", admin, Some(body)).await;
+    assert_eq!(
+        (s, started["status"].as_str()),
+        (202, Some("running")),
+        "{started}"
+    );
+    let id = started["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let (_, p) = call(
+            Method::GET,
+            &format!("/v1/models-folder/pulls/{id}"),
+            admin,
+            None,
+        )
+        .await;
+        if p["status"] != "running" {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the pull did not finish: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["model"], "tiny-sd");
+    let log = done["lines"].to_string();
+    assert!(log.contains("[11/11]"), "a line per file: {log}");
+    assert!(done["total_bytes"].as_u64().unwrap() > 0, "{done}");
+    // Registered at once.
+    let (s, m) = call(Method::GET, "/v1/models/tiny-sd", admin, None).await;
+    assert_eq!((s, m["family"].as_str()), (200, Some("sd15")), "{m}");
+    let (_, list) = call(Method::GET, "/v1/models-folder/pulls", admin, None).await;
+    assert_eq!(list[0]["id"], id.as_str());
+    // Again without force: refused before any download.
+    let (s, e) = call(
+        Method::POST,
+        "/v1/models-folder/pulls",
+        admin,
+        Some(serde_json::json!({"repo": "acme/tiny-sd"})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("name")),
+        "{e}"
+    );
+}
+
+/// Kills its process when dropped (a failed assertion leaves no server behind).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod keys;
 pub mod models;
 pub mod options;
+pub mod pulls;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -24,6 +25,11 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models", get(models::list).post(models::create))
         .route("/v1/models-folder/scan", post(models::scan))
         .route("/v1/models-folder/tiny", post(models::make_tiny))
+        .route(
+            "/v1/models-folder/pulls",
+            post(pulls::create).get(pulls::list),
+        )
+        .route("/v1/models-folder/pulls/{id}", get(pulls::get))
         .route(
             "/v1/models/{id}",
             get(models::get)

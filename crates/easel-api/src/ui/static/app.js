@@ -130,7 +130,7 @@
     stopPage();
     location.hash = '#/signin';
     render();
-    if (msg) flash(msg, true);
+    flash(msg || '', !!msg);
   }
   function pageSignIn() {
     const input = h('input', { type: 'password', autocomplete: 'current-password', required: true, name: 'key' });
@@ -615,18 +615,58 @@
     const admin = [];
     if (isAdmin()) {
       const name = h('input', { type: 'text', name: 'tiny_name', value: 'tiny', pattern: '[A-Za-z0-9._-]+' });
-      const fam = h('select', { name: 'tiny_family' }, opt.families.map((f) => h('option', { value: f.id }, f.label)));
+      const fam = h('select', { name: 'tiny_family', value: opt.families.some((f) => f.id === 'sd15') ? 'sd15' : undefined }, opt.families.map((f) => h('option', { value: f.id }, f.label)));
       const busy = h('span', { class: 'muted', role: 'status' });
       admin.push(h('div', { class: 'card' }, h('h2', {}, 'Install'),
         h('p', {}, h('button', { type: 'button', onclick: async () => {
           try { const r = await api('POST', '/v1/models-folder/scan'); flash(`Scanned the models folder: ${plural(r.found, 'model')} found.`); S.models = null; route(); } catch (e) { flash(e.message, true); }
-        } }, 'Scan the models folder'), ' ', h('span', { class: 'muted' }, 'Put diffusers folders or .safetensors files in easel-data/models/; ', h('code', {}, 'easel models pull REPO'), ' downloads from the hub.')),
+        } }, 'Scan the models folder'), ' ', h('span', { class: 'muted' }, 'Put diffusers folders or .safetensors files in easel-data/models/, or pull one from the hub below.')),
         h('form', { class: 'row', onsubmit: async (ev) => {
           ev.preventDefault();
           busy.textContent = 'Writing…';
           try { await api('POST', '/v1/models-folder/tiny', { name: name.value, family: fam.value }); busy.textContent = ''; S.models = null; flash('Tiny model installed.'); route(); } catch (e) { busy.textContent = ''; flash(e.message, true); }
         } }, field('Tiny model name', name), field('Family', fam), h('div', {}, h('button', { type: 'submit' }, 'Make a tiny model'), ' ', busy)),
         h('p', { class: 'muted' }, 'A tiny model has random weights: its images are noise, made in seconds. For trying the server and its clients.')));
+      // Pull from the hub, with a progress bar per file and the pull's log.
+      const repo = h('input', { type: 'text', name: 'pull_repo', placeholder: 'stable-diffusion-v1-5/stable-diffusion-v1-5', required: true });
+      const variant = h('input', { type: 'text', name: 'pull_variant', placeholder: 'fp16 (optional)' });
+      const file = h('input', { type: 'text', name: 'pull_file', placeholder: 'one .safetensors file (optional)' });
+      const pname = h('input', { type: 'text', name: 'pull_name', placeholder: 'default: the repository name' });
+      const pulls = h('div', { class: 'pulls' });
+      const showPull = (p) => {
+        const bar = h('progress', { max: p.total_bytes || 1, value: p.status === 'succeeded' ? (p.total_bytes || 1) : p.done_bytes, 'aria-label': 'Download progress' });
+        return h('div', { class: 'pull', 'data-pull': p.id, 'data-status': p.status },
+          h('p', {}, h('strong', {}, p.repo), ' ', h('span', { class: 'status ' + (p.status === 'running' ? 'running' : p.status) }, p.status),
+            p.model ? [' → model ', h('code', {}, p.model)] : null),
+          p.status === 'running' ? [h('p', { class: 'muted' }, p.file || 'listing the repository…'), bar] : null,
+          p.error ? h('p', { class: 'error' }, p.error) : null,
+          p.lines.length ? h('pre', { class: 'params' }, p.lines.join('\n')) : null);
+      };
+      const follow = async () => {
+        const list = await api('GET', '/v1/models-folder/pulls');
+        pulls.replaceChildren(...list.slice(0, 5).map(showPull));
+        if (list.some((p) => p.status === 'running')) {
+          const t = setTimeout(() => follow().catch((e) => flash(e.message, true)), 1000);
+          S.cleanup.push(() => clearTimeout(t));
+        } else if (pulls.dataset.wasRunning) {
+          delete pulls.dataset.wasRunning;
+          S.models = null;
+          route();
+        }
+        if (list.some((p) => p.status === 'running')) pulls.dataset.wasRunning = '1';
+      };
+      admin.push(h('form', { class: 'card', onsubmit: async (ev) => {
+        ev.preventDefault();
+        const body = { repo: repo.value.trim() };
+        if (variant.value.trim()) body.variant = variant.value.trim();
+        if (file.value.trim()) body.file = file.value.trim();
+        if (pname.value.trim()) body.name = pname.value.trim();
+        try { await api('POST', '/v1/models-folder/pulls', body); await follow(); } catch (e) { flash(e.message, true); }
+      } }, h('h2', {}, 'Pull from the Hugging Face hub'),
+      h('div', { class: 'row' }, field('Repository', repo), field('Variant', variant)),
+      h('div', { class: 'row' }, field('Single file', file), field('Name', pname)),
+      h('button', { type: 'submit' }, 'Pull'), pulls));
+      follow().catch(() => {});
       const spec = h('textarea', { name: 'model_spec', rows: 9, spellcheck: 'false' });
       spec.value = JSON.stringify({ name: 'cloud-sdxl', family: 'sdxl', tasks: ['txt2img'], provider: 'openai', provider_config: { base_url: 'https://api.example.com/v1', model: 'sdxl', api_key_env: 'UPSTREAM_KEY' } }, null, 2);
       admin.push(h('form', { class: 'card', onsubmit: async (ev) => {

@@ -1,0 +1,216 @@
+//! `/v1/models-folder/pulls`: admins download a model from the Hugging Face hub into the
+//! models folder while the server runs, and follow its progress (the web UI's progress bar).
+//!
+//! The download itself is the same code as `easel models pull`; it lives in the binary (with
+//! the hub client), which hands the server a [`PullFn`] in `server::Config::pull`. A server
+//! started without one (a library user, most tests) answers 501. A pull is not a queued job:
+//! it runs in the process that accepted it and is listed there (the last 50); a restart
+//! abandons one in flight, and the pull's temporary folder inside the models folder is
+//! removed with it, so nothing half-written is ever registered. A finished pull is
+//! registered at once (a scan of the models folder).
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use easel_core::{Error, ErrorKind};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Admin;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::Json;
+use crate::AppState;
+
+/// What to pull; the fields of `easel models pull`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequest {
+    /// Hub repository id, such as `stable-diffusion-v1-5/stable-diffusion-v1-5`.
+    pub repo: String,
+    /// Branch, tag or commit (default `main`).
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// Local model name (default: the repository's name without its owner).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Weights variant, such as `fp16`.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// One single-file checkpoint (a `.safetensors` path in the repository) instead of a
+    /// diffusers folder.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Replace a model of the same name (once the new one is complete).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What a pull reports as it goes.
+#[derive(Debug, Clone)]
+pub enum PullEvent {
+    /// A line of the pull's log (what `easel models pull` prints).
+    Line(String),
+    /// Bytes of the file being downloaded (`[i/n] path`).
+    Bytes { file: String, done: u64, total: u64 },
+}
+
+pub type PullSink = Arc<dyn Fn(PullEvent) + Send + Sync>;
+
+/// Starts a pull: checks what can be checked without the network at once (an error names
+/// the request's field), then returns the download, which resolves to the model's name.
+pub type PullFn = Arc<
+    dyn Fn(
+            PullRequest,
+            std::path::PathBuf,
+            PullSink,
+        ) -> Result<BoxFuture<'static, Result<String, String>>, (&'static str, String)>
+        + Send
+        + Sync,
+>;
+
+/// A [`PullFn`] in the server's configuration.
+#[derive(Clone)]
+pub struct Puller(pub PullFn);
+
+impl std::fmt::Debug for Puller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Puller")
+    }
+}
+
+/// A pull as listed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PullView {
+    pub id: String,
+    pub repo: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// The log, a line per step and per file.
+    pub lines: Vec<String>,
+    /// The file being downloaded, and its bytes so far of its total.
+    pub file: Option<String>,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    /// The registered model, once succeeded.
+    pub model: Option<String>,
+    pub error: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// The pulls this process ran (newest last), shared with their tasks.
+#[derive(Default)]
+pub struct Pulls(Mutex<Vec<Arc<Mutex<PullView>>>>);
+
+const KEPT: usize = 50;
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn read(p: &Mutex<PullView>) -> PullView {
+    p.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Start downloading a model from the hub into the models folder (admin).
+#[utoipa::path(post, path = "/v1/models-folder/pulls", tag = "models", request_body = PullRequest,
+    responses((status = 202, body = PullView, description = "Started"), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 501, body = ErrorBody, description = "This server runs without hub access")),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    _: Admin,
+    Json(req): Json<PullRequest>,
+) -> ApiResult<(StatusCode, axum::Json<PullView>)> {
+    let Some(Puller(pull)) = state.puller.clone() else {
+        return Err(Error::new(
+            ErrorKind::NotImplemented,
+            "this server was started without hub access; run `easel models pull` instead",
+        )
+        .into());
+    };
+    let view = Arc::new(Mutex::new(PullView {
+        id: easel_core::id::new("pull"),
+        repo: req.repo.clone(),
+        status: "running".into(),
+        lines: Vec::new(),
+        file: None,
+        done_bytes: 0,
+        total_bytes: 0,
+        model: None,
+        error: None,
+        started_at: now(),
+        finished_at: None,
+    }));
+    let sink: PullSink = {
+        let view = view.clone();
+        Arc::new(move |e| {
+            let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
+            match e {
+                PullEvent::Line(l) => v.lines.push(l),
+                PullEvent::Bytes { file, done, total } => {
+                    v.file = Some(file);
+                    v.done_bytes = done;
+                    v.total_bytes = total;
+                }
+            }
+        })
+    };
+    let work = pull(req, state.models_dir.clone(), sink)
+        .map_err(|(field, msg)| Error::invalid(field, msg))?;
+    {
+        let mut all = state.pulls.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.push(view.clone());
+        let extra = all.len().saturating_sub(KEPT);
+        all.drain(..extra);
+    }
+    let shown = read(&view);
+    tokio::spawn(async move {
+        let result = match work.await {
+            Ok(name) => easel_providers::discover::scan(&state.store.db, &state.models_dir)
+                .await
+                .map(|_| name)
+                .map_err(|e| format!("downloaded, but registering it failed: {e}")),
+            Err(e) => Err(e),
+        };
+        let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(name) => {
+                v.status = "succeeded".into();
+                v.model = Some(name);
+            }
+            Err(e) => {
+                v.status = "failed".into();
+                v.error = Some(e);
+            }
+        }
+        v.finished_at = Some(now());
+    });
+    Ok((StatusCode::ACCEPTED, axum::Json(shown)))
+}
+
+/// The pulls this process ran, newest first (admin).
+#[utoipa::path(get, path = "/v1/models-folder/pulls", tag = "models",
+    responses((status = 200, body = Vec<PullView>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, _: Admin) -> ApiResult<axum::Json<Vec<PullView>>> {
+    let all = state.pulls.0.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(axum::Json(all.iter().rev().map(|p| read(p)).collect()))
+}
+
+/// One pull (admin).
+#[utoipa::path(get, path = "/v1/models-folder/pulls/{id}", tag = "models", params(("id" = String, Path)),
+    responses((status = 200, body = PullView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<PullView>> {
+    let all = state.pulls.0.lock().unwrap_or_else(|e| e.into_inner());
+    all.iter()
+        .map(|p| read(p))
+        .find(|p| p.id == id)
+        .map(axum::Json)
+        .ok_or_else(|| Error::not_found("pull").into())
+}
