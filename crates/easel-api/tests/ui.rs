@@ -514,6 +514,32 @@ async fn the_web_ui_in_a_real_browser() {
         "document.querySelector('tr[data-model=\"tiny-ui\"]')",
     )
     .await;
+    // Edit a model's fields as JSON: an alias clients can name it by.
+    xpath(c, "//tr[@data-model='tiny-ui']//button[text()='Edit']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    set(
+        c,
+        "dialog textarea[name=model_patch]",
+        r#"{"aliases": ["dall-e-3"], "defaults": {"steps": 3}}"#,
+    )
+    .await;
+    xpath(c, "//dialog//button[text()='Save']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until(c, "the alias in the table", "document.querySelector('tr[data-model=\"tiny-ui\"]') && document.querySelector('tr[data-model=\"tiny-ui\"]').textContent.includes('dall-e-3')").await;
+    let (s, m) = t
+        .json(Method::GET, "/v1/models/dall-e-3", ADMIN_KEY, None)
+        .await;
+    assert_eq!(
+        (s, m["name"].as_str(), m["defaults"]["steps"].as_u64()),
+        (200, Some("tiny-ui"), Some(3)),
+        "{m}"
+    );
     c.goto(&format!("{base}/#/keys")).await.unwrap();
     css(c, "#keys-table tr").await;
     let (s, me) = t.json(Method::GET, "/v1/me", &secret, None).await;

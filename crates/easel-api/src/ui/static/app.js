@@ -603,11 +603,7 @@
       h('td', { class: 'muted' }, Object.entries(m.defaults || {}).map(([k, v]) => `${k} ${v}`).join(', ')),
       h('td', { class: 'muted' }, Object.entries(m.limits || {}).map(([k, v]) => `${k} ${v}`).join(', ')),
       isAdmin() ? h('td', {},
-        h('button', { type: 'button', onclick: async () => {
-          const v = prompt('Aliases (comma-separated)', m.aliases.join(', '));
-          if (v === null) return;
-          try { await api('PATCH', '/v1/models/' + encodeURIComponent(m.name), { aliases: v.split(',').map((s) => s.trim()).filter(Boolean) }); route(); } catch (e) { flash(e.message, true); }
-        } }, 'Aliases'), ' ',
+        h('button', { type: 'button', onclick: () => editModel(m) }, 'Edit'), ' ',
         h('button', { type: 'button', class: 'danger', onclick: async () => {
           if (!confirm(`Remove ${m.name} from the registry? (Its files stay on disk.)`)) return;
           try { await api('DELETE', '/v1/models/' + encodeURIComponent(m.name)); route(); } catch (e) { flash(e.message, true); }
@@ -680,6 +676,26 @@
     }
     main().replaceChildren(h('div', { class: 'card' }, h('h1', {}, 'Models'),
       h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'Family', 'Tasks', 'Provider', 'Defaults', 'Limits', isAdmin() ? '' : null].filter((x) => x !== null).map((t) => h('th', {}, t)))), body))), ...admin);
+  }
+
+  // A model's editable fields as JSON, sent as a PATCH (what is left out stays as it is).
+  function editModel(m) {
+    const fields = ['name', 'aliases', 'tasks', 'defaults', 'limits', 'tags', 'recommended', 'beta', 'provider', 'provider_config', 'fallback_provider', 'fallback_provider_config', 'source'];
+    const text = h('textarea', { name: 'model_patch', rows: 16, spellcheck: 'false' });
+    text.value = JSON.stringify(Object.fromEntries(fields.filter((f) => m[f] !== undefined && m[f] !== null).map((f) => [f, m[f]])), null, 2);
+    const err = h('p', { class: 'error', role: 'alert' });
+    const dlg = h('dialog', { 'aria-label': 'Edit model' });
+    const close = () => dlg.close();
+    dlg.append(h('form', { onsubmit: async (ev) => {
+      ev.preventDefault();
+      let patch;
+      try { patch = JSON.parse(text.value); } catch (e) { err.textContent = 'Not JSON: ' + e.message; return; }
+      try { await api('PATCH', '/v1/models/' + encodeURIComponent(m.name), patch); close(); S.models = null; flash(`Saved ${patch.name || m.name}.`); route(); } catch (e) { err.textContent = e.message; }
+    } }, h('h2', {}, `Edit ${m.name}`), field('Fields (JSON; see PATCH /v1/models/{id} in the API docs)', text), err,
+    h('div', { class: 'row' }, h('button', { class: 'primary', type: 'submit' }, 'Save'), h('button', { type: 'button', onclick: close }, 'Cancel'))));
+    dlg.addEventListener('close', () => dlg.remove());
+    document.body.append(dlg);
+    dlg.showModal();
   }
 
   // ---- Keys (admins) ----
