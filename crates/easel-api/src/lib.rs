@@ -56,8 +56,11 @@ pub struct AppInner {
     /// Downloads from the hub (`native::pulls`): the binary's function, and those run.
     pub puller: Option<native::pulls::Puller>,
     pub pulls: native::pulls::Pulls,
-    /// The models folder's modification time when it was last scanned (`service::rescan_if_changed`).
-    pub models_seen: std::sync::Mutex<Option<std::time::SystemTime>>,
+    /// Whether models are registered from the folder (at start and on a miss).
+    pub scan_models: bool,
+    /// The models folder's modification time at the last scan (`service::rescan`); its lock
+    /// makes scans take turns.
+    pub models_seen: tokio::sync::Mutex<Option<std::time::SystemTime>>,
     /// The prepaid credit prices the operator publishes (`--credit-prices`).
     pub credit_prices: Vec<easel_core::usage::CreditPrice>,
 }

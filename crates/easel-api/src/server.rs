@@ -271,7 +271,9 @@ pub async fn start(cfg: Config) -> Result<Server> {
         sync_timeout: cfg.sync_timeout,
         credit_prices: cfg.credit_prices.clone(),
         fetch_images: cfg.fetch_images,
-        models_seen: std::sync::Mutex::new(
+        scan_models: cfg.scan_models,
+        // The start's scan (above) saw the folder as it is now.
+        models_seen: tokio::sync::Mutex::new(
             std::fs::metadata(&models_dir)
                 .and_then(|m| m.modified())
                 .ok()

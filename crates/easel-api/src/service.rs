@@ -106,7 +106,7 @@ async fn prepare(
             let m = match easel_store::models::resolve(&state.store.db, name).await? {
                 Some(m) => Some(m),
                 // Perhaps just copied into the models folder.
-                None if rescan_if_changed(state).await? => {
+                None if rescan_on_miss(state, Some(name)).await? => {
                     easel_store::models::resolve(&state.store.db, name).await?
                 }
                 None => None,
@@ -322,7 +322,7 @@ pub async fn pick_model(
 /// on `model` saying how to install one.
 pub async fn default_model(state: &AppState, task: &str) -> Result<easel_core::model::Model> {
     let mut found = pick_model(state, task, None).await?;
-    if found.is_none() && rescan_if_changed(state).await? {
+    if found.is_none() && rescan_on_miss(state, None).await? {
         found = pick_model(state, task, None).await?;
     }
     found.ok_or_else(|| {
@@ -336,23 +336,48 @@ pub async fn default_model(state: &AppState, task: &str) -> Result<easel_core::m
     })
 }
 
-/// Register what is in `<data-dir>/models/` again when the folder changed since the last
-/// look (its modification time: adding or removing an entry changes it), so a model copied
-/// there while the server runs is found by the first request that names it. Returns whether
-/// it scanned.
-pub async fn rescan_if_changed(state: &AppState) -> Result<bool> {
-    let modified = std::fs::metadata(&state.models_dir)
-        .and_then(|m| m.modified())
-        .ok();
-    {
-        let mut seen = state.models_seen.lock().unwrap_or_else(|p| p.into_inner());
-        if modified.is_none() || *seen == modified {
-            return Ok(false);
-        }
-        *seen = modified;
-    }
+/// Register what is in `<data-dir>/models/` (`discover::scan`), one scan at a time, and
+/// remember the folder's modification time it saw. Returns the number found.
+pub async fn rescan(state: &AppState) -> Result<usize> {
+    let mut seen = state.models_seen.lock().await;
+    let modified = models_dir_modified(state);
     let n = easel_providers::discover::scan(&state.store.db, &state.models_dir).await?;
-    tracing::info!(found = n, dir = %state.models_dir.display(), "the models folder changed; scanned it");
+    // Only after a scan that worked: a failed one is tried again by the next miss.
+    *seen = modified;
+    Ok(n)
+}
+
+fn models_dir_modified(state: &AppState) -> Option<std::time::SystemTime> {
+    std::fs::metadata(&state.models_dir)
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+/// On a request that names a model the registry lacks (`name`), or needs one and finds
+/// none: scan again when the models folder changed since the last scan (adding or removing
+/// an entry changes its time), or when an entry of that name is there (a folder still being
+/// copied at the last scan). Nothing when the server does not scan (`--scan-models` off).
+/// Returns whether it scanned.
+pub async fn rescan_on_miss(state: &AppState, name: Option<&str>) -> Result<bool> {
+    if !state.scan_models {
+        return Ok(false);
+    }
+    let named_entry = name.is_some_and(|n| {
+        easel_core::model::check_name("model", n).is_ok()
+            && [n.to_string(), format!("{n}.safetensors")]
+                .iter()
+                .any(|e| state.models_dir.join(e).exists())
+    });
+    let changed = {
+        let seen = state.models_seen.lock().await;
+        let now = models_dir_modified(state);
+        now.is_some() && *seen != now
+    };
+    if !(changed || named_entry) {
+        return Ok(false);
+    }
+    let n = rescan(state).await?;
+    tracing::info!(found = n, dir = %state.models_dir.display(), "scanned the models folder for a model a request named");
     Ok(true)
 }
 

@@ -52,6 +52,17 @@ pub struct User {
     pub created_at: Timestamp,
 }
 
+/// User names (unique in the store): 1 to 100 characters, not blank, no control characters.
+pub fn check_user_name(field: &str, name: &str) -> crate::Result<()> {
+    if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(crate::Error::invalid(
+            field,
+            "a user name is 1 to 100 characters, not blank, without control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// An API key as listed (never the secret).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ApiKey {

@@ -467,8 +467,7 @@ fn check_pixels(w: u32, h: u32, max: u64) -> Result<()> {
         return Err(Error::invalid(
             "width",
             format!(
-                "{w}x{h} is {} pixels; the limit is {max} (the server's --max-gen-pixels; \
-                 GET /v1/options lists every limit)",
+                "{w}x{h} is {} pixels; the limit is {max}",
                 w as u64 * h as u64
             ),
         ));

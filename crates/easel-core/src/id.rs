@@ -22,7 +22,8 @@ pub fn new(prefix: &str) -> String {
 /// The smallest id with this prefix made at or after `unix_ms`: ids sort by creation time,
 /// so `id >= lower_bound(p, t)` selects what was made from `t` on.
 pub fn lower_bound(prefix: &str, unix_ms: u64) -> String {
-    let u = ulid::Ulid::from_parts(unix_ms, 0);
+    // A ULID holds 48 bits of milliseconds (until the year 10889).
+    let u = ulid::Ulid::from_parts(unix_ms.min((1 << 48) - 1), 0);
     format!("{prefix}_{}", u.to_string().to_lowercase())
 }
 

@@ -497,8 +497,8 @@ impl Model {
     }
 }
 
-/// What keeps a provider of a model from running here, if anything.
-fn provider_problem(kind: &str, config: &serde_json::Value, m: &Model) -> Option<String> {
+/// What keeps a provider of a model from running here, as its record says, if anything.
+pub fn provider_problem(kind: &str, config: &serde_json::Value, m: &Model) -> Option<String> {
     match kind {
         "local" if m.source.as_deref().is_none_or(str::is_empty) => Some(format!(
             "its provider `local` needs weights: set its `source` (PATCH /v1/models/{} with a \

@@ -16,3 +16,18 @@ pub fn from_millis(ms: i64) -> Timestamp {
 pub fn to_millis(t: Timestamp) -> i64 {
     t.timestamp_millis()
 }
+
+/// A UTC day written `YYYY-MM-DD` (query filters); the error names `field`.
+pub fn parse_day(field: &str, s: &str) -> crate::Result<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| crate::Error::invalid(field, "must be a date like 2026-01-31"))
+}
+
+/// Unix milliseconds at the start of `day` plus `days` (0 before 1970; saturating at the end
+/// of the calendar).
+pub fn day_start_millis(day: chrono::NaiveDate, days: u64) -> u64 {
+    day.checked_add_days(chrono::Days::new(days))
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis().max(0) as u64)
+        .unwrap_or(u64::MAX)
+}

@@ -20,37 +20,44 @@ use easel_core::Job;
 use easel_queue::{Executor, RunContext, RunError, RunOutput};
 use easel_store::Store;
 
-/// Whether a model can run on this server now: what its record says
-/// (`Model::check_runnable`) and what this process's environment holds (a remote provider's
-/// `api_key_env` variable must be set), for the provider or else its fallback. The error is a
-/// 422 on `model` naming the model and the reason, as submit reports it.
+/// Whether a model can run on this server now: for its provider, or else its fallback, what
+/// the record says (`model::provider_problem`) and what this process's environment holds (a
+/// remote provider's `api_key_env` variable must be set: the API process checks at submit,
+/// so scale-out workers need the same variables). The error is a 422 on `model` naming the
+/// model and the reasons, as submit reports it.
 pub fn check_runnable(m: &easel_core::model::Model) -> easel_core::Result<()> {
-    m.check_runnable()?;
+    use easel_core::model::{provider_problem, PROVIDERS};
     let problem = |kind: &str, config: &serde_json::Value| -> Option<String> {
-        if !["openai", "replicate", "easel"].contains(&kind) {
-            return None;
-        }
-        remote::Remote::from_config(kind, config, "provider_config")
-            .err()
-            .map(|e| e.message)
+        provider_problem(kind, config, m).or_else(|| {
+            (kind != "local" && PROVIDERS.contains(&kind))
+                .then(|| remote::Remote::from_config(kind, config, "provider_config").err())
+                .flatten()
+                .map(|e| e.message)
+        })
     };
     let Some(first) = problem(&m.provider, &m.provider_config) else {
         return Ok(());
     };
-    let fallback_ok = m.fallback_provider.as_deref().is_some_and(|kind| {
-        let config = m
-            .fallback_provider_config
-            .clone()
-            .unwrap_or(serde_json::Value::Null);
-        problem(kind, &config).is_none()
-    });
-    if fallback_ok {
-        return Ok(());
+    let Some(fallback) = &m.fallback_provider else {
+        return Err(easel_core::Error::invalid(
+            "model",
+            format!("the model `{}` cannot run here: {first}", m.name),
+        ));
+    };
+    let config = m
+        .fallback_provider_config
+        .clone()
+        .unwrap_or(serde_json::Value::Null);
+    match problem(fallback, &config) {
+        None => Ok(()),
+        Some(second) => Err(easel_core::Error::invalid(
+            "model",
+            format!(
+                "the model `{}` cannot run here: {first}; and its fallback: {second}",
+                m.name
+            ),
+        )),
     }
-    Err(easel_core::Error::invalid(
-        "model",
-        format!("the model `{}` cannot run here: {first}", m.name),
-    ))
 }
 
 /// Routes jobs to providers.
@@ -198,5 +205,55 @@ fn encoding(
         OutputFormat::Png => easel_imageops::Encoding::Png,
         OutputFormat::Jpeg => easel_imageops::Encoding::Jpeg { quality },
         OutputFormat::Webp => easel_imageops::Encoding::Webp { quality },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_runnable;
+
+    fn model(spec: serde_json::Value) -> easel_core::model::Model {
+        let mut v = serde_json::json!({
+            "id": "mdl_x", "name": "m", "aliases": [], "family": "sd15", "tasks": ["txt2img"],
+            "source": null, "provider": "local", "provider_config": {},
+            "provider_capabilities": null, "fallback_provider": null,
+            "fallback_provider_config": null, "fallback_provider_capabilities": null,
+            "defaults": {}, "limits": {}, "icon": null, "tool_types": [], "recommended": false,
+            "beta": false, "tags": [], "discovered": false,
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+        });
+        for (k, x) in spec.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_model_runs_when_its_provider_or_its_fallback_can() {
+        let unset =
+            serde_json::json!({"base_url": "http://up", "api_key_env": "EASEL_TEST_NEVER_SET_VAR"});
+        let open = serde_json::json!({"base_url": "http://up"});
+        let why = |spec| check_runnable(&model(spec)).map_err(|e| e.message);
+        // A remote provider whose key variable is unset cannot run.
+        let e =
+            why(serde_json::json!({"provider": "openai", "provider_config": unset})).unwrap_err();
+        assert!(e.contains("EASEL_TEST_NEVER_SET_VAR"), "{e}");
+        // Neither can run: a local model without weights whose fallback lacks its key, and the
+        // other way round.
+        let e = why(
+            serde_json::json!({"fallback_provider": "openai", "fallback_provider_config": unset}),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("`source`") && e.contains("EASEL_TEST_NEVER_SET_VAR"),
+            "{e}"
+        );
+        let e = why(serde_json::json!({"provider": "openai", "provider_config": unset, "fallback_provider": "local"}))
+            .unwrap_err();
+        assert!(e.contains("and its fallback"), "{e}");
+        // One of them can.
+        assert!(why(serde_json::json!({"provider": "openai", "provider_config": unset, "fallback_provider": "easel", "fallback_provider_config": open})).is_ok());
+        assert!(why(serde_json::json!({"source": "/m", "fallback_provider": "openai", "fallback_provider_config": unset})).is_ok());
+        assert!(why(serde_json::json!({"provider": "replicate", "provider_config": open})).is_ok());
     }
 }

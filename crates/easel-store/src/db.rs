@@ -72,18 +72,31 @@ impl Db {
     }
 }
 
-/// `scheme://user:secret@host/…` → `scheme://user:***@host/…`.
+/// `scheme://user:secret@host/…?password=secret` → `scheme://user:***@host/…?password=***`.
 pub fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
     };
-    let Some((auth, host)) = rest.rsplit_once('@') else {
-        return url.to_string();
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => base.to_string(),
+            },
+            None => base.to_string(),
+        },
+        None => base.to_string(),
     };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
+    let Some(query) = query else { return base };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 impl Db {
@@ -295,5 +308,9 @@ mod tests {
         );
         assert_eq!(r("postgres://easel@db/x"), "postgres://easel@db/x");
         assert_eq!(r("sqlite:///data/easel.db"), "sqlite:///data/easel.db");
+        assert_eq!(
+            r("postgres://db/x?user=e&password=hunter2&sslmode=require"),
+            "postgres://db/x?user=e&password=***&sslmode=require"
+        );
     }
 }

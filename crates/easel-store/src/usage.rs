@@ -17,13 +17,27 @@ pub(crate) async fn record_tx(tx: &mut WriteTx, job: &Job, outputs: i64) -> Resu
          units = usage.units + excluded.units, outputs = usage.outputs + excluded.outputs",
     )
     .bind(&job.owner_id)
-    .bind(day)
+    .bind(&day)
     .bind(&job.task)
     .bind(job.usage_units)
     .bind(outputs)
     .execute(tx.conn())
     .await
     .map_err(db_err)?;
+    if let Some(model) = &job.model {
+        sqlx::query(
+            "INSERT INTO usage_models (owner_id, day, model, jobs, units) VALUES ($1, $2, $3, 1, $4) \
+             ON CONFLICT (owner_id, day, model) DO UPDATE SET jobs = usage_models.jobs + 1, \
+             units = usage_models.units + excluded.units",
+        )
+        .bind(&job.owner_id)
+        .bind(&day)
+        .bind(model)
+        .bind(job.usage_units)
+        .execute(tx.conn())
+        .await
+        .map_err(db_err)?;
+    }
     Ok(())
 }
 
@@ -56,38 +70,27 @@ pub async fn list(
         .collect()
 }
 
-/// Succeeded jobs per model and UTC day (by completion time), from `since_day` on, oldest day
-/// first; `owner_id: None` for everyone's.
+/// Usage per UTC day and model (of succeeded jobs, recorded as they succeed), from
+/// `since_day` on, oldest day first; `owner_id: None` for everyone's.
 pub async fn by_model(
     db: &Db,
     owner_id: Option<&str>,
     since_day: Option<&str>,
 ) -> Result<Vec<ModelUsageRow>> {
-    const DAY_MS: i64 = 86_400_000;
-    let from_ms = since_day
-        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_millis())
-        .unwrap_or(0);
     let rows = sqlx::query(
-        "SELECT model, completed_at / 86400000 AS d, COUNT(*) AS n, SUM(usage_units) AS u FROM jobs \
-         WHERE status = 'succeeded' AND model IS NOT NULL AND completed_at >= $1 \
-         AND ($2 = '' OR owner_id = $2) \
-         GROUP BY model, completed_at / 86400000 ORDER BY d, model LIMIT 10000",
+        "SELECT day, model, CAST(SUM(jobs) AS BIGINT) AS n, SUM(units) AS u FROM usage_models \
+         WHERE ($1 = '' OR owner_id = $1) AND day >= $2 \
+         GROUP BY day, model ORDER BY day, model LIMIT 10000",
     )
-    .bind(from_ms)
     .bind(owner_id.unwrap_or(""))
+    .bind(since_day.unwrap_or(""))
     .fetch_all(&db.pool)
     .await
     .map_err(db_err)?;
     rows.iter()
         .map(|r| {
-            let day = get_i64(r, "d")?;
             Ok(ModelUsageRow {
-                day: chrono::DateTime::from_timestamp_millis(day * DAY_MS)
-                    .unwrap_or_default()
-                    .format("%Y-%m-%d")
-                    .to_string(),
+                day: get_str(r, "day")?,
                 model: get_str(r, "model")?,
                 jobs: get_i64(r, "n")? as u64,
                 units: easel_core::usage::round_units(get_f64(r, "u")?),

@@ -91,6 +91,7 @@ pub async fn keys(a: KeysArgs) -> Result<()> {
                         })
                         .transpose()?;
                     let user_name = user_name.as_deref().unwrap_or(&name);
+                    easel_core::auth::check_user_name("--user-name", user_name).map_err(err)?;
                     // A user of that name gets another key; otherwise the user is created.
                     match easel_store::users::user_by_name(db, user_name)
                         .await

@@ -821,10 +821,7 @@ pub fn start(
     req: easel_api::native::pulls::PullRequest,
     models_dir: PathBuf,
     sink: easel_api::native::pulls::PullSink,
-) -> std::result::Result<
-    futures::future::BoxFuture<'static, std::result::Result<String, String>>,
-    (&'static str, String),
-> {
+) -> easel_core::Result<futures::future::BoxFuture<'static, std::result::Result<String, String>>> {
     let args = PullArgs {
         repo: req.repo,
         revision: req.revision.unwrap_or_else(|| "main".into()),
@@ -839,7 +836,15 @@ pub fn start(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let job = prepare(args, &data_dir, Some(sink)).map_err(|(f, e)| (f, format!("{e:#}")))?;
+    let job = prepare(args, &data_dir, Some(sink)).map_err(|(field, e)| {
+        let msg = format!("{e:#}");
+        match field {
+            "existing" => {
+                easel_core::Error::new(easel_core::ErrorKind::Conflict, msg).with_field("name")
+            }
+            _ => easel_core::Error::invalid(field, msg),
+        }
+    })?;
     Ok(Box::pin(async move {
         job.run().await.map_err(|e| format!("{e:#}"))
     }))
@@ -889,7 +894,8 @@ fn prepare(
     } else {
         Kind::Diffusers
     };
-    refuse_existing(&target(&models_dir, &name, early_kind), args.force).map_err(on("name"))?;
+    // `existing`: the request's `name`, taken (a conflict rather than bad input).
+    refuse_existing(&target(&models_dir, &name, early_kind), args.force).map_err(on("existing"))?;
     let token = args
         .token
         .clone()

@@ -1104,7 +1104,7 @@ async fn admins_pull_from_the_hub_over_the_api() {
     .await;
     assert_eq!(
         (s, e["error"]["field"].as_str()),
-        (422, Some("name")),
+        (409, Some("name")),
         "{e}"
     );
 }

@@ -153,13 +153,9 @@ pub struct AssetListParams {
 }
 
 /// The id bound of a UTC day's start (`days` after `day`), for time filters on ids.
-fn day_bound(field: &str, day: &str, days: i64) -> easel_core::Result<String> {
-    let d = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
-        .map_err(|_| Error::invalid(field, "must be a date like 2026-01-31"))?;
-    let ms = (d + chrono::Days::new(days as u64))
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc().timestamp_millis().max(0) as u64)
-        .unwrap_or(0);
+fn day_bound(field: &str, day: &str, days: u64) -> easel_core::Result<String> {
+    let d = easel_core::time::parse_day(field, day)?;
+    let ms = easel_core::time::day_start_millis(d, days);
     Ok(easel_core::id::lower_bound(easel_core::id::ASSET, ms))
 }
 

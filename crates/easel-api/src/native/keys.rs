@@ -77,7 +77,7 @@ pub async fn create(
                 "name"
             };
             let user_name = body.user_name.unwrap_or_else(|| name.clone());
-            check_user_name(field, &user_name)?;
+            easel_core::auth::check_user_name(field, &user_name)?;
             easel_store::users::create_user(
                 &state.store.db,
                 &user_name,
@@ -139,16 +139,6 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn check_user_name(field: &str, name: &str) -> easel_core::Result<()> {
-    if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            field,
-            "a user name is 1 to 100 characters, not blank, without control characters",
-        ));
-    }
-    Ok(())
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
@@ -168,7 +158,7 @@ pub async fn create_user(
     _: Admin,
     Json(body): Json<CreateUser>,
 ) -> ApiResult<(StatusCode, axum::Json<User>)> {
-    check_user_name("name", &body.name)?;
+    easel_core::auth::check_user_name("name", &body.name)?;
     let user = easel_store::users::create_user(
         &state.store.db,
         &body.name,
@@ -241,9 +231,7 @@ pub async fn usage(
     Query(q): Query<UsageParams>,
 ) -> ApiResult<axum::Json<UsageList>> {
     if let Some(s) = &q.since {
-        if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_err() {
-            return Err(Error::invalid("since", "must be a date like 2026-01-31").into());
-        }
+        easel_core::time::parse_day("since", s)?;
     }
     let owner = service::owner_scope(&who, q.owner.as_deref())?;
     let data =

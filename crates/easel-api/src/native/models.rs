@@ -127,7 +127,7 @@ pub struct Scanned {
 #[utoipa::path(post, path = "/v1/models-folder/scan", tag = "models",
     responses((status = 200, body = Scanned), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn scan(State(state): State<AppState>, _: Admin) -> ApiResult<axum::Json<Scanned>> {
-    let found = easel_providers::discover::scan(&state.store.db, &state.models_dir).await?;
+    let found = crate::service::rescan(&state).await?;
     Ok(axum::Json(Scanned { found }))
 }
 
@@ -154,42 +154,29 @@ pub async fn make_tiny(
     _: Admin,
     Json(req): Json<MakeTiny>,
 ) -> ApiResult<(StatusCode, axum::Json<Model>)> {
-    let name_ok = !req.name.is_empty()
-        && req.name.len() <= 64
-        && !req.name.starts_with('.')
-        && req
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !name_ok {
-        return Err(Error::invalid(
-            "name",
-            "use letters, digits, `-`, `_` and `.` (at most 64, not starting with `.`)",
-        )
-        .into());
+    easel_core::model::check_name("name", &req.name)?;
+    if req.name.starts_with('.') {
+        return Err(Error::invalid("name", "must not start with `.` (a hidden folder)").into());
     }
     let family = easel_providers::family::parse(&req.family)
         .map_err(|e| Error::invalid("family", e.to_string()))?;
+    let taken = |what: String| Error::new(easel_core::ErrorKind::Conflict, what).with_field("name");
     if easel_store::models::resolve(&state.store.db, &req.name)
         .await?
         .is_some()
     {
-        return Err(Error::new(
-            easel_core::ErrorKind::Conflict,
-            format!("a model named `{}` exists", req.name),
-        )
-        .with_field("name")
-        .into());
+        return Err(taken(format!("a model named `{}` exists", req.name)).into());
     }
+    // Claim the folder: of two requests for one name, the second finds it taken.
     let dir = state.models_dir.join(&req.name);
-    if dir.exists() {
-        return Err(Error::new(
-            easel_core::ErrorKind::Conflict,
-            format!("{} exists in the models folder", req.name),
-        )
-        .with_field("name")
-        .into());
-    }
+    std::fs::create_dir_all(&state.models_dir)
+        .and_then(|()| std::fs::create_dir(&dir))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                taken(format!("{} exists in the models folder", req.name))
+            }
+            _ => Error::internal(format!("creating {}: {e}", dir.display())),
+        })?;
     let (make, seed, target) = (family.make_tiny, req.seed, dir.clone());
     tokio::task::spawn_blocking(move || make(&target, seed))
         .await
@@ -198,7 +185,7 @@ pub async fn make_tiny(
             let _ = std::fs::remove_dir_all(&dir);
             Error::internal(format!("writing the tiny model failed: {e}"))
         })?;
-    easel_providers::discover::scan(&state.store.db, &state.models_dir).await?;
+    crate::service::rescan(&state).await?;
     let m = easel_store::models::resolve(&state.store.db, &req.name)
         .await?
         .ok_or_else(|| Error::internal("the tiny model was written but not discovered"))?;

@@ -75,11 +75,15 @@ pub async fn get(State(state): State<AppState>, _: Auth) -> ApiResult<axum::Json
             tasks: f.tasks.to_vec(),
         })
         .collect();
-    let mut schedulers: Vec<&'static str> = easel_core::scheduler::SCHEDULER_NAMES
+    // The diffusers class names and the short names; not the names one dialect sends
+    // (Stability's `K_*`, Leonardo's), which its own table maps.
+    let mut seen = std::collections::HashSet::new();
+    let schedulers: Vec<&'static str> = easel_core::scheduler::SCHEDULER_NAMES
         .iter()
+        .filter(|n| matches!(n.source, "diffusers" | "comfyui" | "a1111" | "easel"))
         .map(|n| n.name)
+        .filter(|n| seen.insert(*n))
         .collect();
-    schedulers.dedup();
     let l = &state.limits;
     Ok(axum::Json(Options {
         families,

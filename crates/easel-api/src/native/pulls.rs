@@ -58,14 +58,15 @@ pub enum PullEvent {
 
 pub type PullSink = Arc<dyn Fn(PullEvent) + Send + Sync>;
 
-/// Starts a pull: checks what can be checked without the network at once (an error names
-/// the request's field), then returns the download, which resolves to the model's name.
+/// Starts a pull into the models folder: checks what can be checked without the network at
+/// once (a 422 naming the request's field, or a 409 when the model is there), then returns
+/// the download, which resolves to the model's name.
 pub type PullFn = Arc<
     dyn Fn(
             PullRequest,
             std::path::PathBuf,
             PullSink,
-        ) -> Result<BoxFuture<'static, Result<String, String>>, (&'static str, String)>
+        ) -> easel_core::Result<BoxFuture<'static, Result<String, String>>>
         + Send
         + Sync,
 >;
@@ -158,8 +159,21 @@ pub async fn create(
             }
         })
     };
-    let work = pull(req, state.models_dir.clone(), sink)
-        .map_err(|(field, msg)| Error::invalid(field, msg))?;
+    if let Some(name) = &req.name {
+        if !req.force
+            && easel_store::models::resolve(&state.store.db, name)
+                .await?
+                .is_some()
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("a model named `{name}` is registered; choose another `name`"),
+            )
+            .with_field("name")
+            .into());
+        }
+    }
+    let work = pull(req, state.models_dir.clone(), sink)?;
     {
         let mut all = state.pulls.0.lock().unwrap_or_else(|e| e.into_inner());
         all.push(view.clone());
@@ -169,10 +183,7 @@ pub async fn create(
     let shown = read(&view);
     tokio::spawn(async move {
         let result = match work.await {
-            Ok(name) => easel_providers::discover::scan(&state.store.db, &state.models_dir)
-                .await
-                .map(|_| name)
-                .map_err(|e| format!("downloaded, but registering it failed: {e}")),
+            Ok(name) => registered(&state, &name).await.map(|()| name),
             Err(e) => Err(e),
         };
         let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
@@ -189,6 +200,29 @@ pub async fn create(
         v.finished_at = Some(now());
     });
     Ok((StatusCode::ACCEPTED, axum::Json(shown)))
+}
+
+/// Register what a pull wrote (a scan of the models folder), and check that the registry's
+/// model of that name is the one downloaded (not another model holding the name).
+async fn registered(state: &AppState, name: &str) -> Result<(), String> {
+    crate::service::rescan(state)
+        .await
+        .map_err(|e| format!("downloaded, but registering it failed: {e}"))?;
+    let m = easel_store::models::resolve(&state.store.db, name)
+        .await
+        .map_err(|e| format!("downloaded, but registering it failed: {e}"))?;
+    let ours = |source: &str| {
+        let p = std::path::Path::new(source);
+        p == state.models_dir.join(name)
+            || p == state.models_dir.join(format!("{name}.safetensors"))
+    };
+    match m {
+        Some(m) if m.source.as_deref().is_some_and(ours) => Ok(()),
+        _ => Err(format!(
+            "downloaded into the models folder as `{name}`, but another model holds that name \
+             in the registry; remove or rename it, then scan the models folder"
+        )),
+    }
 }
 
 /// The pulls this process ran, newest first (admin).

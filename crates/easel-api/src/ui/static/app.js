@@ -304,7 +304,8 @@
       if (!pagRow.hidden && el.pag.value !== '') input.pag_guidance = Number(el.pag.value);
       const ls = [...el.loras.querySelectorAll('.lora')].map((r) => ({ model: r.querySelector('select').value, scale: Number(r.querySelector('input').value) }));
       if (ls.length) input.loras = ls;
-      input.preview_every = 1;
+      // About ten previews a run (every step for short ones).
+      input.preview_every = Math.max(1, Math.round((input.steps || 10) / 10));
       if (task !== 'txt2img') {
         if (!image) { err.textContent = 'Choose an init image first.'; return; }
         input.image = image.id;
@@ -521,10 +522,10 @@
 
   // ---- Gallery ----
   async function pageGallery() {
-    const all = await models();
+    const [opt, all] = await Promise.all([options(), models()]);
     const f = {
       model: h('select', { name: 'model', 'aria-label': 'Model' }, h('option', { value: '' }, 'any model'), all.filter((m) => !isLora(m)).map((m) => h('option', { value: m.name }, m.name))),
-      task: h('select', { name: 'task', 'aria-label': 'Task' }, h('option', { value: '' }, 'any task'), ['uploaded', 'txt2img', 'img2img', 'inpaint', 'upscale', 'resize', 'pixelate', 'convert'].map((t) => h('option', { value: t }, t))),
+      task: h('select', { name: 'task', 'aria-label': 'Task' }, h('option', { value: '' }, 'any task'), ['uploaded', ...opt.tasks].map((t) => h('option', { value: t }, t))),
       since: h('input', { type: 'date', name: 'since', 'aria-label': 'From' }),
       until: h('input', { type: 'date', name: 'until', 'aria-label': 'To' }),
     };
