@@ -215,6 +215,16 @@ pub fn read_tensors(
     dtype: DType,
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
+    read_tensors_where(files, dtype, device, &|_| true)
+}
+
+/// [`read_tensors`], of the tensors whose name `keep` accepts (the others are never read).
+pub fn read_tensors_where(
+    files: &[PathBuf],
+    dtype: DType,
+    device: &Device,
+    keep: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<HashMap<String, Tensor>> {
     use rayon::prelude::*;
     let mut work = Vec::new();
     for path in files {
@@ -222,7 +232,9 @@ pub fn read_tensors(
             .map_err(|e| err(format!("reading {}: {e}", path.display())))?;
         let file = std::sync::Arc::new(file);
         for e in header_entries(path, &file)? {
-            work.push((path.clone(), file.clone(), e));
+            if keep(&e.name) {
+                work.push((path.clone(), file.clone(), e));
+            }
         }
     }
     // Largest first, so the threads finish together.

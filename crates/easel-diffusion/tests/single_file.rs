@@ -3,7 +3,7 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use common::{max_diff, parity_dir};
 use easel_diffusion::sd::single_file;
 
@@ -11,8 +11,12 @@ use easel_diffusion::sd::single_file;
 fn single_file_gives_the_folder_weights() {
     let Some(dir) = parity_dir() else { return };
     let dev = Device::Cpu;
-    let conv =
-        single_file::convert(&dir.join("models/tiny-sd-single-file.safetensors"), &dev).unwrap();
+    let conv = single_file::convert(
+        &dir.join("models/tiny-sd-single-file.safetensors"),
+        DType::F32,
+        &dev,
+    )
+    .unwrap();
     assert_eq!(conv.family, "sd15");
     let folder = dir.join("models/tiny-sd");
     for (name, got, file) in [
@@ -83,7 +87,7 @@ fn other_files_are_refused_clearly() {
         &p,
     )
     .unwrap();
-    let e = single_file::convert(&p, &Device::Cpu)
+    let e = single_file::convert(&p, DType::F32, &Device::Cpu)
         .err()
         .unwrap()
         .to_string();
@@ -141,6 +145,7 @@ fn the_configs_read_off_the_weights_are_the_folders() {
     let Some(dir) = parity_dir() else { return };
     let conv = single_file::convert(
         &dir.join("models/tiny-sd-single-file.safetensors"),
+        DType::F32,
         &Device::Cpu,
     )
     .unwrap();
@@ -243,7 +248,7 @@ fn every_fixture_folder_survives_the_round_trip() {
         let folder = dir.join("models").join(model);
         let out = tmp.path().join(format!("{model}.safetensors"));
         single_file::write_single_file(&folder, &out).unwrap();
-        let conv = single_file::convert(&out, &dev).unwrap();
+        let conv = single_file::convert(&out, DType::F32, &dev).unwrap();
         assert_eq!(conv.family, family);
         let mut parts = vec![
             (

@@ -187,7 +187,7 @@ fn family_round_trip(family: Variant) {
         .path()
         .join(format!("{}.safetensors", family.family().id));
     write_single_file(&dir, &file).unwrap();
-    let conv = single_file::convert(&file, &Device::Cpu).unwrap();
+    let conv = single_file::convert(&file, candle_core::DType::F32, &Device::Cpu).unwrap();
     assert_eq!(conv.family, family.family().id);
     assert_same_tensors(
         "unet",
@@ -508,7 +508,7 @@ fn the_prediction_type_comes_from_the_file_the_config_or_the_caller() {
     make_tiny(Variant::Sd2, &sd2, 3).unwrap();
     let file = tmp.path().join("sd2.safetensors");
     write_single_file(&sd2, &file).unwrap();
-    let conv = single_file::convert(&file, &Device::Cpu).unwrap();
+    let conv = single_file::convert(&file, candle_core::DType::F32, &Device::Cpu).unwrap();
     let bare = tmp.path().join("bare");
     tokenizers_only(&sd2, &bare);
 
@@ -543,7 +543,7 @@ fn the_prediction_type_comes_from_the_file_the_config_or_the_caller() {
     make_tiny(Variant::Sd15, &sd15, 3).unwrap();
     let file15 = tmp.path().join("sd15.safetensors");
     write_single_file(&sd15, &file15).unwrap();
-    let conv15 = single_file::convert(&file15, &Device::Cpu).unwrap();
+    let conv15 = single_file::convert(&file15, candle_core::DType::F32, &Device::Cpu).unwrap();
     assert_eq!(conv15.prediction_type, None);
     let bare15 = tmp.path().join("bare15");
     tokenizers_only(&sd15, &bare15);

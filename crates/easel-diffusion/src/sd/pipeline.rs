@@ -234,7 +234,7 @@ impl Pipeline {
         dtype: DType,
         device: &Device,
     ) -> Result<Pipeline> {
-        let conv = super::single_file::convert(path, device)?;
+        let conv = super::single_file::convert(path, dtype, device)?;
         let scheduler_config = super::single_file::scheduler_config(&conv, support_dir, options)?;
         let class = scheduler_config["_class_name"]
             .as_str()

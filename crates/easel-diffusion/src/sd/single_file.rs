@@ -968,12 +968,21 @@ fn spread(t: &Tensor) -> Result<f64> {
 /// encoder, either prediction type) and SDXL base. The architecture comes from the names and
 /// shapes (see the module docs for what cannot); every tensor of the UNet, VAE and text
 /// encoder(s) must have its place, other keys (EMA copies, schedules) are ignored.
-pub fn convert(path: &Path, device: &Device) -> Result<Converted> {
-    let read_err =
-        |e: candle_core::Error| err(format!("reading checkpoint {}: {e}", path.display()));
-    // SAFETY: mapped read-only; tensors are copied out before the map is dropped.
-    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(read_err)?;
-    let names: Vec<String> = st.tensors().into_iter().map(|(n, _)| n).collect();
+pub fn convert(path: &Path, dtype: DType, device: &Device) -> Result<Converted> {
+    // The names first (the header only): they say what the file is and which parts to read.
+    // The loader's errors say `reading <path>: …`; here it is a checkpoint.
+    let in_checkpoint = |e: candle_core::Error| match e {
+        candle_core::Error::Msg(m) => err(m.replacen("reading ", "reading checkpoint ", 1)),
+        e => err(format!("reading checkpoint {}: {e}", path.display())),
+    };
+    let file = std::fs::File::open(path)
+        .map_err(|e| err(format!("reading checkpoint {}: {e}", path.display())))?;
+    let (header, _) = crate::loader::header_json(path, &file).map_err(in_checkpoint)?;
+    let names: Vec<String> = header
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .cloned()
+        .collect();
     let has_prefix = |p: &str| names.iter().any(|n| n.starts_with(p));
     let kind = if has_prefix(XL_OPEN_CLIP) {
         if !has_prefix(XL_CLIP) {
@@ -1011,14 +1020,30 @@ pub fn convert(path: &Path, device: &Device) -> Result<Converted> {
             )));
         }
     }
-    let part = |name: &'static str, prefix: &'static str| -> Result<Part> {
-        let mut tensors = HashMap::new();
-        for n in names.iter().filter(|n| n.starts_with(prefix)) {
-            tensors.insert(
-                n[prefix.len()..].to_string(),
-                st.load(n, device).map_err(read_err)?,
-            );
-        }
+    // Only the parts the pipeline uses (not EMA copies or others), each tensor read once
+    // straight into its buffer as `dtype`: no memory map stays resident.
+    let wanted: &[&str] = match kind {
+        Kind::Xl => &[UNET, VAE, XL_CLIP, XL_OPEN_CLIP],
+        Kind::Sd2 => &[UNET, VAE, SD2_CLIP],
+        Kind::Sd1 => &[UNET, VAE, SD1_CLIP],
+    };
+    let mut all = crate::loader::read_tensors_where(&[path.to_path_buf()], dtype, device, &|n| {
+        wanted.iter().any(|p| n.starts_with(p))
+    })
+    .map_err(in_checkpoint)?;
+    let mut part = |name: &'static str, prefix: &'static str| -> Result<Part> {
+        let keys: Vec<String> = all
+            .keys()
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect();
+        let tensors = keys
+            .into_iter()
+            .filter_map(|n| {
+                let t = all.remove(&n)?;
+                Some((n[prefix.len()..].to_string(), t))
+            })
+            .collect();
         Ok(Part {
             name,
             prefix,
