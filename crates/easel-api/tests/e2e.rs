@@ -2140,3 +2140,72 @@ async fn the_ui_is_served_with_its_policy() {
     assert_eq!(r.status().as_u16(), 404);
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assets_carry_tags_that_filter_and_count() {
+    let t = TestServer::start(|_| {}).await;
+    let (key, _) = t.user("tam").await;
+    let (other, _) = t.user("tom").await;
+    let a = t.upload(&key, png(8, 8)).await;
+    let b = t.upload(&key, png(9, 9)).await;
+    let put = |asset: &str, who: &str, body: Value| {
+        let (t, path, who) = (&t, format!("/v1/assets/{asset}/tags"), who.to_string());
+        async move { t.json(Method::PUT, &path, &who, Some(body)).await }
+    };
+    let (s, v) = put(&a, &key, json!({"add": ["fox", " snow "]})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["tags"], json!(["fox", "snow"]), "trimmed and sorted: {v}");
+    put(&b, &key, json!({"add": ["fox"]})).await;
+    // Strict: adding what is there is a 409 on `add`; lenient skips it.
+    let (s, e) = put(&a, &key, json!({"add": ["fox"], "strict": true})).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (409, Some("add")), "{e}");
+    let (s, v) = put(&a, &key, json!({"add": ["fox"], "delete": ["snow"]})).await;
+    assert_eq!(
+        (s, v["added"].clone(), v["deleted"].clone()),
+        (200, json!([]), json!(["snow"]))
+    );
+    for (body, field) in [
+        (json!({"add": ["a,b"]}), "add"),
+        (json!({"add": [""]}), "add"),
+        (json!({"delete": ["x".repeat(65)]}), "delete"),
+    ] {
+        let (s, e) = put(&a, &key, body.clone()).await;
+        assert_eq!(
+            (s, e["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{body}: {e}"
+        );
+    }
+    let many: Vec<String> = (0..51).map(|i| format!("t{i}")).collect();
+    let (s, e) = put(&b, &key, json!({"add": many})).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (422, Some("add")), "{e}");
+    // Someone else's asset does not exist for them.
+    let (s, _) = put(&a, &other, json!({"add": ["mine"]})).await;
+    assert_eq!(s, 404);
+    // Counts, the filter, the asset view.
+    let (_, tags) = t.json(Method::GET, "/v1/tags", &key, None).await;
+    assert_eq!(tags["data"][0]["name"], "fox");
+    assert_eq!(tags["data"][0]["count"], 2, "{tags}");
+    let (_, theirs) = t.json(Method::GET, "/v1/tags", &other, None).await;
+    assert_eq!(theirs["data"], json!([]));
+    let (_, list) = t
+        .json(Method::GET, "/v1/assets?tag=fox,other", &key, None)
+        .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2, "{list}");
+    let (_, one) = t
+        .json(Method::GET, &format!("/v1/assets/{a}"), &key, None)
+        .await;
+    assert_eq!(one["tags"], json!(["fox"]));
+    let (s, e) = t
+        .json(Method::GET, "/v1/assets?tag=a%0Ab", &key, None)
+        .await;
+    assert_eq!((s, e["error"]["field"].as_str()), (422, Some("tag")), "{e}");
+    // A deleted asset's tags go with it.
+    let (s, _) = t
+        .json(Method::DELETE, &format!("/v1/assets/{a}"), &key, None)
+        .await;
+    assert_eq!(s, 204);
+    let (_, tags) = t.json(Method::GET, "/v1/tags", &key, None).await;
+    assert_eq!(tags["data"][0]["count"], 1, "{tags}");
+    t.shutdown().await;
+}

@@ -1615,3 +1615,61 @@ async fn usage_and_prices() {
     );
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assets_are_tagged_and_tags_listed() {
+    let t = server(|_| {}).await;
+    let (ann, bo) = (pair(&t, "ann").await, pair(&t, "bo").await);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png(16, 16));
+    let (s, up) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "a.png", "image": b64})),
+    )
+    .await;
+    assert_eq!(s, 200, "{up}");
+    let id = up["asset"]["id"].as_str().unwrap().to_string();
+    let path = format!("/assets/{id}/tags");
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &path,
+        Some(json!({"add": ["cat", "draft"]})),
+    )
+    .await;
+    assert_eq!(
+        (s, v.clone()),
+        (200, json!({"added": ["cat", "draft"], "deleted": []}))
+    );
+    // Strict by default, as Scenario's: a tag already there is refused in its error shape.
+    let (s, e) = call(&t, &ann, Method::PUT, &path, Some(json!({"add": ["cat"]}))).await;
+    assert_eq!((s, e["apiError"].as_str()), (400, Some("conflict")), "{e}");
+    assert_eq!(e["infos"]["field"], "add", "{e}");
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &path,
+        Some(json!({"add": ["cat"], "delete": ["draft"], "strict": false})),
+    )
+    .await;
+    assert_eq!((s, v), (200, json!({"added": [], "deleted": ["draft"]})));
+    let (s, _) = call(&t, &bo, Method::PUT, &path, Some(json!({"add": ["x"]}))).await;
+    assert_eq!(s, 404, "another user's asset");
+    let (_, one) = call(&t, &ann, Method::GET, &format!("/assets/{id}"), None).await;
+    assert_eq!(one["asset"]["tags"], json!(["cat"]), "{one}");
+    let (s, tags) = call(&t, &ann, Method::GET, "/tags", None).await;
+    assert_eq!(s, 200, "{tags}");
+    assert_eq!(tags["tags"][0]["tagName"], "cat");
+    assert_eq!(tags["tags"][0]["itemCount"], 1);
+    assert_eq!(tags["tags"][0]["ownerId"], ann.user_id.as_str());
+    insta::assert_json_snapshot!("tags_listed", tags, {
+        ".tags[].createdAt" => "[time]", ".tags[].updatedAt" => "[time]", ".tags[].ownerId" => "[user id]",
+    });
+    let (_, none) = call(&t, &bo, Method::GET, "/tags", None).await;
+    assert_eq!(none["tags"], json!([]));
+    t.shutdown().await;
+}

@@ -306,6 +306,15 @@ async fn the_web_ui_in_a_real_browser() {
     css(c, ".gallery button.thumb").await.click().await.unwrap();
     let params = text_of(c, "dialog pre.params").await;
     shot(c, "viewer").await;
+    // Tag it in the viewer; the API and the gallery's tag filter see it.
+    let tag_field = css(c, "dialog input[name=new_tag]").await;
+    tag_field.send_keys("foxes").await.unwrap();
+    tag_field.send_keys("\u{E007}").await.unwrap();
+    css(c, "dialog [data-tag=foxes]").await;
+    let (_, tagged) = t
+        .json(Method::GET, "/v1/assets?tag=foxes", &key, None)
+        .await;
+    assert_eq!(tagged["data"][0]["tags"], json!(["foxes"]), "{tagged}");
     assert!(
         params.contains(XSS) && params.contains("Steps: 6"),
         "{params}"

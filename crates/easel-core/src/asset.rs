@@ -54,6 +54,34 @@ pub struct Asset {
     pub created_at: Timestamp,
 }
 
+/// A tag of an owner's assets, with how many carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TagCount {
+    pub name: String,
+    pub count: u64,
+    /// When the owner first used the tag, and last added or removed it.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+/// Most tags one asset carries.
+pub const MAX_TAGS: usize = 50;
+
+/// A tag: 1 to 64 characters after trimming, no control characters, no commas (lists of
+/// tags are comma-separated in queries). Returns it trimmed.
+pub fn check_tag(field: &str, tag: &str) -> crate::Result<String> {
+    let t = tag.trim();
+    if t.is_empty() || t.chars().count() > 64 || t.chars().any(|c| c.is_control() || c == ',') {
+        return Err(crate::Error::invalid(
+            field,
+            format!("`{tag}` is not a tag: 1 to 64 characters, no commas or control characters"),
+        ));
+    }
+    Ok(t.to_string())
+}
+
 /// Blob key of an asset in the object store.
 pub fn blob_key(owner_id: &str, asset_id: &str) -> String {
     format!("assets/{owner_id}/{asset_id}")

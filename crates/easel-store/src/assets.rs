@@ -88,6 +88,8 @@ pub struct AssetFilter {
     /// Outputs of jobs of these tasks; `uploaded` in the list also takes uploads (assets of
     /// no job). Empty: any.
     pub tasks: Vec<String>,
+    /// Carrying any of these tags. Empty: any.
+    pub tags: Vec<String>,
     pub limit: u32,
 }
 
@@ -115,6 +117,17 @@ pub async fn list(db: &Db, f: &AssetFilter) -> Result<Vec<Asset>> {
                 sql.push(')');
             }
         }
+    }
+    if !f.tags.is_empty() {
+        let mut marks = Vec::new();
+        for t in &f.tags {
+            binds.push(t);
+            marks.push(format!("${}", binds.len()));
+        }
+        sql.push_str(&format!(
+            " AND id IN (SELECT asset_id FROM asset_tags WHERE owner_id = $1 AND tag IN ({}))",
+            marks.join(", ")
+        ));
     }
     if !f.tasks.is_empty() {
         let mut alts = Vec::new();
@@ -185,6 +198,11 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool> {
         }
         None => None,
     };
+    sqlx::query("DELETE FROM asset_tags WHERE asset_id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await
+        .map_err(db_err)?;
     let n = sqlx::query("DELETE FROM assets WHERE id = $1")
         .bind(id)
         .execute(tx.conn())

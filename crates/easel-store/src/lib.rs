@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod models;
 pub mod notify;
 pub mod settings;
+pub mod tags;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod usage;

@@ -30,13 +30,29 @@ pub struct AssetView {
     pub parent_id: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
+    /// Its tags, sorted (`PUT /v1/assets/{id}/tags`).
+    pub tags: Vec<String>,
     pub created_at: String,
     /// Signed URL of the content.
     pub url: String,
 }
 
-pub fn view(state: &AppState, a: Asset) -> AssetView {
+/// Assets as the native API shows them, with their tags (one query for all).
+pub async fn views(state: &AppState, assets: Vec<Asset>) -> easel_core::Result<Vec<AssetView>> {
+    let ids: Vec<&str> = assets.iter().map(|a| a.id.as_str()).collect();
+    let mut tags = easel_store::tags::of_assets(&state.store.db, &ids).await?;
+    Ok(assets
+        .into_iter()
+        .map(|a| {
+            let t = tags.remove(&a.id).unwrap_or_default();
+            view(state, a, t)
+        })
+        .collect())
+}
+
+fn view(state: &AppState, a: Asset, tags: Vec<String>) -> AssetView {
     AssetView {
+        tags,
         url: service::asset_url(state, &a.id),
         id: a.id,
         kind: a.kind,
@@ -117,7 +133,11 @@ pub async fn upload(
         .into());
     };
     let asset = service::store_upload(&state, &who, bytes, serde_json::json!({}), None).await?;
-    Ok((StatusCode::CREATED, axum::Json(view(&state, asset))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(view(&state, asset, Vec::new())),
+    )
+        .into_response())
 }
 
 /// Asset metadata.
@@ -129,7 +149,8 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<AssetView>> {
     let a = service::owned_asset(&state, &who, &id).await?;
-    Ok(axum::Json(view(&state, a)))
+    let mut v = views(&state, vec![a]).await?;
+    Ok(axum::Json(v.remove(0)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -150,6 +171,8 @@ pub struct AssetListParams {
     pub since: Option<String>,
     /// Made on or before this UTC day (`YYYY-MM-DD`).
     pub until: Option<String>,
+    /// Carrying any of these tags (comma-separated).
+    pub tag: Option<String>,
 }
 
 /// The id bound of a UTC day's start (`days` after `day`), for time filters on ids.
@@ -165,8 +188,8 @@ pub struct AssetList {
     pub next_cursor: Option<String>,
 }
 
-/// The caller's assets, newest first, optionally filtered by model, task, job, parent and
-/// day.
+/// The caller's assets, newest first, optionally filtered by model, task, job, parent, day
+/// and tag.
 #[utoipa::path(get, path = "/v1/assets", tag = "assets", params(AssetListParams),
     responses((status = 200, body = AssetList), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
@@ -212,6 +235,16 @@ pub async fn list(
         parent_id: q.parent.clone(),
         model: q.model.clone(),
         tasks: q.task.clone().into_iter().collect(),
+        tags: q
+            .tag
+            .as_deref()
+            .map(|t| {
+                t.split(',')
+                    .map(|x| easel_core::asset::check_tag("tag", x))
+                    .collect::<easel_core::Result<Vec<_>>>()
+            })
+            .transpose()?
+            .unwrap_or_default(),
         limit: limit + 1,
     };
     let mut rows = easel_store::assets::list(&state.store.db, &filter).await?;
@@ -219,7 +252,7 @@ pub async fn list(
     rows.truncate(limit as usize);
     let next_cursor = more.then(|| rows.last().map(|a| a.id.clone())).flatten();
     Ok(axum::Json(AssetList {
-        data: rows.into_iter().map(|a| view(&state, a)).collect(),
+        data: views(&state, rows).await?,
         next_cursor,
     }))
 }
@@ -385,4 +418,77 @@ mod tests {
         assert_eq!(parse_range("bytes=9-3", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
     }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagChange {
+    /// Tags to add (1 to 64 characters, no commas).
+    #[serde(default)]
+    pub add: Vec<String>,
+    /// Tags to remove.
+    #[serde(default)]
+    pub delete: Vec<String>,
+    /// Adding a tag the asset has, or removing one it lacks, is a 409 (default false: they
+    /// are skipped).
+    #[serde(default)]
+    pub strict: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TagsChanged {
+    pub added: Vec<String>,
+    pub deleted: Vec<String>,
+    /// The asset's tags now.
+    pub tags: Vec<String>,
+}
+
+/// Add and remove tags of an asset (at most 50 on one asset).
+#[utoipa::path(put, path = "/v1/assets/{id}/tags", tag = "assets", params(("id" = String, Path)), request_body = TagChange,
+    responses((status = 200, body = TagsChanged), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn put_tags(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    crate::extract::Json(body): crate::extract::Json<TagChange>,
+) -> ApiResult<axum::Json<TagsChanged>> {
+    let a = service::owned_asset(&state, &who, &id).await?;
+    let clean = |field: &str, tags: &[String]| {
+        tags.iter()
+            .map(|t| easel_core::asset::check_tag(field, t))
+            .collect::<easel_core::Result<Vec<_>>>()
+    };
+    let (add, delete) = (clean("add", &body.add)?, clean("delete", &body.delete)?);
+    let c = easel_store::tags::change(
+        &state.store.db,
+        &a.owner_id,
+        &a.id,
+        &add,
+        &delete,
+        body.strict,
+    )
+    .await?;
+    Ok(axum::Json(TagsChanged {
+        added: c.added,
+        deleted: c.deleted,
+        tags: c.tags,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TagList {
+    pub data: Vec<easel_core::asset::TagCount>,
+}
+
+/// The caller's tags with how many assets carry each, by name.
+#[utoipa::path(get, path = "/v1/tags", tag = "assets",
+    responses((status = 200, body = TagList)), security(("bearer" = [])))]
+pub async fn tags(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+) -> ApiResult<axum::Json<TagList>> {
+    Ok(axum::Json(TagList {
+        data: easel_store::tags::list(&state.store.db, &who.user_id).await?,
+    }))
 }

@@ -22,6 +22,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/assets", post(assets::upload).get(assets::list))
         .route("/v1/assets/{id}", get(assets::get).delete(assets::delete))
         .route("/v1/assets/{id}/content", get(assets::content))
+        .route("/v1/assets/{id}/tags", axum::routing::put(assets::put_tags))
+        .route("/v1/tags", get(assets::tags))
         .route("/v1/models", get(models::list).post(models::create))
         .route("/v1/models-folder/scan", post(models::scan))
         .route("/v1/models-folder/tiny", post(models::make_tiny))

@@ -79,6 +79,7 @@ pub(super) async fn list(
         parent_id,
         model,
         tasks,
+        tags: Vec::new(),
         limit: size + 1,
     };
     let rows = easel_store::assets::list(&state.store.db, &filter).await?;
@@ -135,7 +136,7 @@ pub(super) async fn upload(
     .await
     .map_err(|e| service::refield(e, "file", "image"))?;
     Ok(axum::Json(AssetOne {
-        asset: view::asset(&state, asset, None),
+        asset: view::asset(&state, asset, None, Vec::new()),
     }))
 }
 
@@ -233,7 +234,7 @@ pub(super) async fn copy(
         .await
         .map_err(|e| service::refield(e, "file", "assetId"))?;
     Ok(axum::Json(AssetOne {
-        asset: view::asset(&state, copy, None),
+        asset: view::asset(&state, copy, None, Vec::new()),
     }))
 }
 
@@ -336,4 +337,97 @@ async fn convert(
             ),
         )
     })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TagsChange {
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    delete: Vec<String>,
+    /// Scenario's default: a tag already there, or one missing, is an error.
+    #[serde(default = "yes")]
+    strict: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct TagsChanged {
+    added: Vec<String>,
+    deleted: Vec<String>,
+}
+
+/// `PUT /assets/{assetId}/tags`: add and remove tags (`easel_store::tags::change`).
+#[utoipa::path(put, path = "/scenario/v1/assets/{assetId}/tags", tag = "scenario", params(("assetId" = String, Path)), request_body = TagsChange,
+    responses((status = 200, body = TagsChanged), (status = 400, body = ErrorBody, description = "Bad tags, or (strict) a tag already there or missing"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn put_tags(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Json(body): Json<TagsChange>,
+) -> Result<axum::Json<TagsChanged>, Failure> {
+    let id = ids::asset_in(&id).ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
+    let a = service::owned_asset(&state, &who, &id).await?;
+    let clean = |field: &str, tags: &[String]| {
+        tags.iter()
+            .map(|t| easel_core::asset::check_tag(field, t))
+            .collect::<Result<Vec<_>, Error>>()
+    };
+    let (add, delete) = (clean("add", &body.add)?, clean("delete", &body.delete)?);
+    let c = easel_store::tags::change(
+        &state.store.db,
+        &a.owner_id,
+        &a.id,
+        &add,
+        &delete,
+        body.strict,
+    )
+    .await?;
+    Ok(axum::Json(TagsChanged {
+        added: c.added,
+        deleted: c.deleted,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TagView {
+    tag_name: String,
+    item_count: u64,
+    owner_id: String,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct TagsPage {
+    tags: Vec<TagView>,
+}
+
+/// `GET /tags`: the caller's tags with how many assets carry each (one page: every tag;
+/// `pageSize` and `paginationToken` are accepted).
+#[utoipa::path(get, path = "/scenario/v1/tags", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query)),
+    responses((status = 200, body = TagsPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn tags(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+) -> Result<axum::Json<TagsPage>, Failure> {
+    let list = easel_store::tags::list(&state.store.db, &who.user_id).await?;
+    Ok(axum::Json(TagsPage {
+        tags: list
+            .into_iter()
+            .map(|t| TagView {
+                tag_name: t.name,
+                item_count: t.count,
+                owner_id: who.user_id.clone(),
+                created_at: ids::time(&t.created_at),
+                updated_at: ids::time(&t.updated_at),
+            })
+            .collect(),
+    }))
 }

@@ -42,6 +42,8 @@
 //! | `DeleteAsset` | `{assetIds}` (≤100): all of the caller's, or none deleted (404 naming the first that is not) |
 //! | `CopyAssetByAssetId` | a new upload with the same image, derived from the original (`parentId`), `name` kept, `copiedAt` set; the caller's own assets only (admins too) |
 //! | `PostDownloadAsset` | `{url}` signed: `targetFormat` `png`, `jpeg`/`jpg`, `webp` through the `convert` tool (a job the answer waits for; the result is an asset derived from the original), or the asset itself when already in that format or none is given; a later download in the same format reuses the conversion; the caller's own assets only; other formats 400 |
+//! | `PutAssetsTagsByAssetId` | `add` and `delete` (tags of 1–64 characters, no commas; at most 50 on an asset), `strict` by default as the spec says: a tag already there or missing is a 400 `conflict` naming `add`/`delete` and changes nothing; `strict: false` skips those; `{added, deleted}`; the caller's own assets (others' 404). Tags show in every asset's `tags` |
+//! | `GetTags` | the caller's tags that some asset carries, by name, with `itemCount`, `ownerId` and first/last use; one page (`pageSize`, `paginationToken` accepted) |
 //! | `GetModels`, `GetModelsByModelId`, `PostModelsGetBulk` | the registry (server-wide models: `privacy: public`, `status: trained`) |
 //! | `GetUsages` | one point per day (`granularity: 1d`): `usages` by usage name (`images-generation` and `upscale`/`pixelate` count output images; `creative-unit-cost` credits) from the usage records; `modelUsages` (credits and jobs per model and day), `entities.models` and `activity` (succeeded jobs, newest first, 100 from `activityOffset`) from the jobs; `consumption` (credits per user). The caller's own (admins: everyone's, or `userId`/`userIds`'; a user naming another is 403). Range: `startDate` + `endDate` (ISO dates, at most 120 days), else `timeRange` (`24h`, `7d`, `4w`, …), else 30 days. `type` picks sections (`usages`, `modelUsages`, `activity`, `consumption`; none known: all). `projectId` is `""` (no projects here) |
 //! | `GetPublicOscuPrices` | public: the operator's `--credit-prices` as `{creativeUnits, unitAmount, currency}`; `[]` when none are set |
@@ -218,6 +220,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/assets/get-bulk", post(assets::bulk))
         .route("/assets/{assetId}/copy", post(assets::copy))
         .route("/assets/{assetId}/download", post(assets::download))
+        .route(
+            "/assets/{assetId}/tags",
+            axum::routing::put(assets::put_tags),
+        )
+        .route("/tags", get(assets::tags))
         .route("/recommendations/models", get(models::recommendations))
         .route("/usages", get(usage::usages))
         .route("/oscu/prices", get(usage::prices))
@@ -310,7 +317,7 @@ pub use wire::*;
 /// the spec's own document, `../shared/specs/scenario.openapi.json`, has the rest.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, models::list, models::read, models::bulk, models::recommendations, tools::pixelate, tools::upscale, tools::generative_fill, usage::usages, usage::prices),
+    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, models::list, models::read, models::bulk, models::recommendations, tools::pixelate, tools::upscale, tools::generative_fill, usage::usages, usage::prices),
     components(schemas(Diffusion, Concept, InferenceResponse, DryRun, JobView, StatusEntry,
         JobMetadata, Billing, JobsPage, JobOne, AssetView, AssetProperties, AssetsPage, AssetOne,
         ModelView, ModelsPage, ModelOne, AssetUpload, AssetIds, ModelIds, JobAction, ErrorBody,
@@ -452,6 +459,8 @@ mod tests {
             ("POST", "/assets/get-bulk", "PostAssetGetBulk"),
             ("POST", "/assets/{assetId}/copy", "CopyAssetByAssetId"),
             ("POST", "/assets/{assetId}/download", "PostDownloadAsset"),
+            ("PUT", "/assets/{assetId}/tags", "PutAssetsTagsByAssetId"),
+            ("GET", "/tags", "GetTags"),
             ("GET", "/recommendations/models", "GetRecommendationsModels"),
             ("GET", "/usages", "GetUsages"),
             ("GET", "/oscu/prices", "GetPublicOscuPrices"),

@@ -267,7 +267,7 @@ pub(super) async fn pixelate(
         .await?
         .ok_or_else(|| Error::not_found(&format!("asset {asset_id}")))?;
     let history = easel_store::jobs::history(&state.store.db, &job.id).await?;
-    let asset = view::asset(&state, asset, Some(&job));
+    let asset = view::asset(&state, asset, Some(&job), Vec::new());
     let job = view::job(job, &history);
     Ok(axum::Json(json!({
         "creativeUnitsCost": job.billing.cu_cost,

@@ -41,12 +41,6 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "PUT",
-        "/assets/{assetId}/tags",
-        "PutAssetsTagsByAssetId",
-        LIBRARY,
-    ),
-    (
-        "PUT",
         "/assets/{assetId}/unlock",
         "UnlockAssetByAssetId",
         LIBRARY,
@@ -391,7 +385,6 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
     ),
     ("POST", "/search/assets", "PostSearchAssets", LIBRARY),
     ("POST", "/search/models", "PostSearchModels", LIBRARY),
-    ("GET", "/tags", "GetTags", LIBRARY),
     ("POST", "/uploads", "PostUploads", LIBRARY),
     ("GET", "/uploads/{uploadId}", "GetUploads", LIBRARY),
     (

@@ -204,7 +204,12 @@ const EDIT_CAPABILITIES: &[&str] = &["GENERATIVE_FILL", "PIXELATE", "UPSCALE"];
 
 /// An asset, with the generation parameters of the job that made it (`jobs` holds the jobs
 /// of a page, read once).
-pub(super) fn asset(state: &AppState, a: Asset, made_by: Option<&Job>) -> AssetView {
+pub(super) fn asset(
+    state: &AppState,
+    a: Asset,
+    made_by: Option<&Job>,
+    tags: Vec<String>,
+) -> AssetView {
     let task = made_by.map(|j| j.task.as_str());
     let mut metadata = Map::new();
     metadata.insert("type".into(), json!(asset_type(task)));
@@ -254,7 +259,7 @@ pub(super) fn asset(state: &AppState, a: Asset, made_by: Option<&Job>) -> AssetV
         privacy: "private",
         source: source(task),
         edit_capabilities: EDIT_CAPABILITIES.to_vec(),
-        tags: Vec::new(),
+        tags,
         collection_ids: Vec::new(),
         updated_at: created.clone(),
         created_at: created,
@@ -279,11 +284,14 @@ pub(super) async fn assets(state: &AppState, list: Vec<Asset>) -> Result<Vec<Ass
         .into_iter()
         .map(|j| (j.id.clone(), j))
         .collect();
+    let asset_ids: Vec<&str> = list.iter().map(|a| a.id.as_str()).collect();
+    let mut tags = easel_store::tags::of_assets(&state.store.db, &asset_ids).await?;
     Ok(list
         .into_iter()
         .map(|a| {
             let j = a.job_id.as_ref().and_then(|id| jobs.get(id));
-            asset(state, a, j)
+            let t = tags.remove(&a.id).unwrap_or_default();
+            asset(state, a, j, t)
         })
         .collect())
 }

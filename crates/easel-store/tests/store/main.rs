@@ -6,6 +6,7 @@
 mod testing;
 
 mod jobs;
+mod library;
 mod models;
 mod users;
 mod webhooks;

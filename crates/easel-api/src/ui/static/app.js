@@ -526,6 +526,7 @@
     const f = {
       model: h('select', { name: 'model', 'aria-label': 'Model' }, h('option', { value: '' }, 'any model'), all.filter((m) => !isLora(m)).map((m) => h('option', { value: m.name }, m.name))),
       task: h('select', { name: 'task', 'aria-label': 'Task' }, h('option', { value: '' }, 'any task'), ['uploaded', ...opt.tasks].map((t) => h('option', { value: t }, t))),
+      tag: h('input', { type: 'text', name: 'tag', placeholder: 'tag', 'aria-label': 'Tag' }),
       since: h('input', { type: 'date', name: 'since', 'aria-label': 'From' }),
       until: h('input', { type: 'date', name: 'until', 'aria-label': 'To' }),
     };
@@ -549,7 +550,7 @@
     more.addEventListener('click', () => load(false).catch((e) => flash(e.message, true)));
     for (const k of Object.keys(f)) f[k].addEventListener('change', () => load(true).catch((e) => flash(e.message, true)));
     main().replaceChildren(h('div', { class: 'card' }, h('h1', {}, 'Gallery'),
-      h('div', { class: 'row' }, f.model, f.task, f.since, f.until), h('p'), grid, h('p', {}, more)));
+      h('div', { class: 'row' }, f.model, f.task, f.tag, f.since, f.until), h('p'), grid, h('p', {}, more)));
     await load(true);
   }
   async function viewer(id) {
@@ -567,6 +568,16 @@
       } catch (e) { flash(e.message, true); }
     };
     const image = { id: a.id, url: a.url };
+    // Tags: shown as chips, removed with their ×, added from the field.
+    const tagBox = h('div', { class: 'tags row' });
+    const newTag = h('input', { type: 'text', name: 'new_tag', placeholder: 'add a tag', 'aria-label': 'Add a tag' });
+    const retag = async (body) => {
+      try { showTags((await api('PUT', `/v1/assets/${a.id}/tags`, body)).tags); } catch (e) { flash(e.message, true); }
+    };
+    const showTags = (list) => tagBox.replaceChildren(...list.map((t) => h('span', { class: 'status', 'data-tag': t }, t, ' ',
+      h('button', { type: 'button', class: 'ghost', 'aria-label': `Remove tag ${t}`, onclick: () => retag({ delete: [t] }) }, '×'))),
+    h('form', { onsubmit: (ev) => { ev.preventDefault(); if (newTag.value.trim()) retag({ add: [newTag.value.trim()] }).then(() => { newTag.value = ''; }); } }, newTag));
+    showTags(a.tags || []);
     dlg.append(
       h('div', { class: 'row' }, h('h2', {}, `${a.width}×${a.height} ${a.mime_type}`), h('button', { type: 'button', class: 'ghost', onclick: close, 'aria-label': 'Close' }, 'Close')),
       h('img', { src: a.url, alt: m.prompt || a.id }),
@@ -581,6 +592,7 @@
           if (!confirm('Delete this image?')) return;
           try { await api('DELETE', '/v1/assets/' + a.id); close(); flash('Deleted.'); route(); } catch (e) { flash(e.message, true); }
         } }, 'Delete')),
+      h('h2', {}, 'Tags'), tagBox,
       h('h2', {}, 'Tools'),
       h('div', { class: 'row' },
         h('button', { type: 'button', onclick: () => tool('upscale', { factor: 2 }) }, 'Upscale ×2'),

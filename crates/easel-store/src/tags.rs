@@ -1,0 +1,164 @@
+//! Tags on assets: `tags` holds each owner's tag names (first and last use), `asset_tags`
+//! which assets carry them. Deleting an asset removes its tags in the same transaction
+//! (`assets::delete`).
+
+use std::collections::HashMap;
+
+use easel_core::asset::TagCount;
+use easel_core::time::{self, from_millis};
+use easel_core::{Error, ErrorKind, Result};
+
+use crate::db::{db_err, get_i64, get_str, Db};
+
+/// What a change did: the tags added and removed, and the asset's tags after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changed {
+    pub added: Vec<String>,
+    pub deleted: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+/// Add and remove tags of one asset of `owner_id`. `strict`: adding a tag it has, or
+/// removing one it lacks, is a 409 and changes nothing; otherwise those are skipped. At most
+/// `MAX_TAGS` tags per asset (422 on `add`). Tags must be valid (`check_tag`) already.
+pub async fn change(
+    db: &Db,
+    owner_id: &str,
+    asset_id: &str,
+    add: &[String],
+    delete: &[String],
+    strict: bool,
+) -> Result<Changed> {
+    let mut tx = db.begin().await?;
+    let rows = sqlx::query("SELECT tag FROM asset_tags WHERE asset_id = $1 ORDER BY tag")
+        .bind(asset_id)
+        .fetch_all(tx.conn())
+        .await
+        .map_err(db_err)?;
+    let mut have: Vec<String> = rows
+        .iter()
+        .map(|r| get_str(r, "tag"))
+        .collect::<Result<_>>()?;
+    let mut added = Vec::new();
+    for t in add {
+        if have.contains(t) || added.contains(t) {
+            if strict {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!("the asset already has the tag `{t}`"),
+                )
+                .with_field("add"));
+            }
+            continue;
+        }
+        added.push(t.clone());
+    }
+    let mut deleted = Vec::new();
+    for t in delete {
+        if !have.contains(t) || deleted.contains(t) {
+            if strict {
+                return Err(
+                    Error::new(ErrorKind::Conflict, format!("the asset has no tag `{t}`"))
+                        .with_field("delete"),
+                );
+            }
+            continue;
+        }
+        deleted.push(t.clone());
+    }
+    // A tag both added and removed in one call ends removed.
+    added.retain(|t| !deleted.contains(t));
+    have.retain(|t| !deleted.contains(t));
+    if have.len() + added.len() > easel_core::asset::MAX_TAGS {
+        return Err(Error::invalid(
+            "add",
+            format!(
+                "an asset carries at most {} tags",
+                easel_core::asset::MAX_TAGS
+            ),
+        ));
+    }
+    let now = time::to_millis(time::now());
+    for t in &added {
+        sqlx::query("INSERT INTO asset_tags (asset_id, owner_id, tag) VALUES ($1, $2, $3)")
+            .bind(asset_id)
+            .bind(owner_id)
+            .bind(t)
+            .execute(tx.conn())
+            .await
+            .map_err(db_err)?;
+    }
+    for t in &deleted {
+        sqlx::query("DELETE FROM asset_tags WHERE asset_id = $1 AND tag = $2")
+            .bind(asset_id)
+            .bind(t)
+            .execute(tx.conn())
+            .await
+            .map_err(db_err)?;
+    }
+    for t in added.iter().chain(&deleted) {
+        sqlx::query(
+            "INSERT INTO tags (owner_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (owner_id, name) DO UPDATE SET updated_at = excluded.updated_at",
+        )
+        .bind(owner_id)
+        .bind(t)
+        .bind(now)
+        .execute(tx.conn())
+        .await
+        .map_err(db_err)?;
+    }
+    tx.commit().await?;
+    have.extend(added.iter().cloned());
+    have.sort();
+    Ok(Changed {
+        added,
+        deleted,
+        tags: have,
+    })
+}
+
+/// The tags of these assets, each list sorted.
+pub async fn of_assets(db: &Db, ids: &[&str]) -> Result<HashMap<String, Vec<String>>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT asset_id, tag FROM asset_tags WHERE asset_id IN ({}) ORDER BY asset_id, tag",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&db.pool).await.map_err(db_err)? {
+            out.entry(get_str(&r, "asset_id")?)
+                .or_default()
+                .push(get_str(&r, "tag")?);
+        }
+    }
+    Ok(out)
+}
+
+/// An owner's tags that some asset carries, by name.
+pub async fn list(db: &Db, owner_id: &str) -> Result<Vec<TagCount>> {
+    let rows = sqlx::query(
+        "SELECT t.name, t.created_at, t.updated_at, COUNT(a.asset_id) AS n FROM tags t \
+         JOIN asset_tags a ON a.owner_id = t.owner_id AND a.tag = t.name \
+         WHERE t.owner_id = $1 GROUP BY t.name, t.created_at, t.updated_at ORDER BY t.name",
+    )
+    .bind(owner_id)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(TagCount {
+                name: get_str(r, "name")?,
+                count: get_i64(r, "n")? as u64,
+                created_at: from_millis(get_i64(r, "created_at")?),
+                updated_at: from_millis(get_i64(r, "updated_at")?),
+            })
+        })
+        .collect()
+}

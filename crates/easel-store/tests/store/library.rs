@@ -1,0 +1,112 @@
+//! Tags on assets, unique user names and usage by model, on every backend.
+
+use easel_core::auth::Role;
+use easel_core::ErrorKind;
+use easel_store::{assets, tags, users};
+
+use crate::testing::backends;
+
+#[tokio::test]
+async fn tags_filter_count_and_go_with_their_asset() {
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let owner = users::create_user(db, "tagger", Role::User).await.unwrap();
+        let other = users::create_user(db, "other", Role::User).await.unwrap();
+        let mine = |i: u32| crate::output_asset(&owner.id, "job_x", i, &[i as u8]);
+        let (a, c) = (mine(0), mine(1));
+        let theirs = crate::output_asset(&other.id, "job_y", 0, b"y");
+        for x in [&a, &c, &theirs] {
+            assets::insert(db, x).await.unwrap();
+        }
+        let s = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let ch = tags::change(db, &owner.id, &a.id, &s(&["fox", "snow"]), &[], true)
+            .await
+            .unwrap();
+        assert_eq!(
+            (ch.added.len(), ch.tags.clone()),
+            (2, s(&["fox", "snow"])),
+            "{n}"
+        );
+        tags::change(db, &owner.id, &c.id, &s(&["fox"]), &[], true)
+            .await
+            .unwrap();
+        tags::change(db, &other.id, &theirs.id, &s(&["fox"]), &[], true)
+            .await
+            .unwrap();
+        // Strict: a tag it has, or lacks, is a conflict and changes nothing.
+        let e = tags::change(db, &owner.id, &a.id, &s(&["fox", "new"]), &[], true)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict, "{n}");
+        let e = tags::change(db, &owner.id, &a.id, &[], &s(&["nope"]), true)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict, "{n}");
+        // Lenient: skipped.
+        let ch = tags::change(
+            db,
+            &owner.id,
+            &a.id,
+            &s(&["fox"]),
+            &s(&["snow", "nope"]),
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (ch.added, ch.deleted, ch.tags),
+            (vec![], s(&["snow"]), s(&["fox"])),
+            "{n}"
+        );
+        let counts: Vec<(String, u64)> = tags::list(db, &owner.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name, t.count))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![("fox".to_string(), 2)],
+            "{n}: own tags only, used ones only"
+        );
+        let filter = assets::AssetFilter {
+            owner_id: owner.id.clone(),
+            tags: s(&["fox"]),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(assets::list(db, &filter).await.unwrap().len(), 2, "{n}");
+        let of = tags::of_assets(db, &[&a.id, &c.id, &theirs.id])
+            .await
+            .unwrap();
+        assert_eq!(of.len(), 3, "{n}");
+        // Deleting an asset takes its tags.
+        assert!(assets::delete(db, &a.id).await.unwrap(), "{n}");
+        assert_eq!(tags::list(db, &owner.id).await.unwrap()[0].count, 1, "{n}");
+        assert!(
+            tags::of_assets(db, &[&a.id]).await.unwrap().is_empty(),
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn user_names_are_unique() {
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        users::create_user(db, "ann", Role::User).await.unwrap();
+        let e = users::create_user(db, "ann", Role::Admin)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict, "{n}");
+        assert!(e.message.contains("ann"), "{n}: {e}");
+        let found = users::user_by_name(db, "ann").await.unwrap().unwrap();
+        assert_eq!(found.role, Role::User, "{n}");
+        assert!(
+            users::user_by_name(db, "nobody").await.unwrap().is_none(),
+            "{n}"
+        );
+    }
+}
