@@ -13,7 +13,7 @@ use crate::native::{assets, jobs, keys, models, options, pulls};
         Errors are `{\"error\": {\"type\", \"message\", \"field\"}}`."),
     paths(
         jobs::create, jobs::get, jobs::list, jobs::cancel, jobs::events, jobs::webhooks,
-        assets::upload, assets::get, assets::list, assets::content, assets::delete, assets::put_tags, assets::tags,
+        assets::upload, assets::get, assets::list, assets::content, assets::delete, assets::put_tags, assets::tags, assets::edit, assets::list_public, assets::get_public,
         models::list, models::get, models::create, models::update, models::delete, models::scan, models::make_tiny, pulls::create, pulls::list, pulls::get, options::get,
         keys::create, keys::list, keys::revoke, keys::create_user, keys::list_users, keys::me, keys::usage,
     ),

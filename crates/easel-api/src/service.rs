@@ -412,6 +412,7 @@ pub async fn store_upload(
         ),
     })?;
     check_size("file", info.width, info.height, &state.limits)?;
+    let now = time::now();
     let asset = Asset {
         id: easel_core::id::new(easel_core::id::ASSET),
         owner_id: who.user_id.clone(),
@@ -423,9 +424,17 @@ pub async fn store_upload(
         height: Some(info.height),
         bytes: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(&bytes)),
+        // A name the client gave (Scenario's uploads) is the record's name.
+        name: metadata
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map(str::to_string),
+        description: None,
+        privacy: Default::default(),
         metadata,
         parent_id: parent_id.map(str::to_string),
-        created_at: time::now(),
+        created_at: now,
+        updated_at: now,
     };
     let key = blob_key(&asset.owner_id, &asset.id);
     easel_store::intents::put(&state.store, &asset.id, &key, bytes).await?;

@@ -2209,3 +2209,81 @@ async fn assets_carry_tags_that_filter_and_count() {
     assert_eq!(tags["data"][0]["count"], 1, "{tags}");
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asset_records_are_edited_and_public_ones_read_without_a_key() {
+    let t = TestServer::start(|_| {}).await;
+    let (key, _) = t.user("pia").await;
+    let (other, _) = t.user("pol").await;
+    let a = t.upload(&key, png(8, 8)).await;
+    let (_, v) = t
+        .json(Method::GET, &format!("/v1/assets/{a}"), &key, None)
+        .await;
+    assert_eq!(
+        (v["privacy"].as_str(), v["name"].is_null()),
+        (Some("private"), true),
+        "{v}"
+    );
+    let edit = |who: &str, body: Value| {
+        let (t, path, who) = (&t, format!("/v1/assets/{a}"), who.to_string());
+        async move { t.json(Method::PATCH, &path, &who, Some(body)).await }
+    };
+    let (s, v) = edit(&key, json!({"name": "fox", "description": "a red fox"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["name"].as_str(), v["description"].as_str()),
+        (Some("fox"), Some("a red fox"))
+    );
+    assert!(v["updated_at"].as_str() >= v["created_at"].as_str(), "{v}");
+    // Absent fields stay; "" clears.
+    let (_, v) = edit(&key, json!({"description": ""})).await;
+    assert_eq!(
+        (v["name"].as_str(), v["description"].is_null()),
+        (Some("fox"), true),
+        "{v}"
+    );
+    for (body, field) in [
+        (json!({"name": "x".repeat(201)}), "name"),
+        (json!({"privacy": "secret"}), "privacy"),
+        (json!({"owner": "me"}), "owner"),
+    ] {
+        let (s, e) = edit(&key, body.clone()).await;
+        assert_eq!(s, 422, "{body}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(field) || e["error"]["field"] == field,
+            "{body}: {e}"
+        );
+    }
+    let (s, _) = edit(&other, json!({"name": "mine"})).await;
+    assert_eq!(s, 404, "another user's asset");
+
+    // Private: 404 without a key. Unlisted: readable by id, not listed. Public: both.
+    let anon = |path: String| {
+        let t = &t;
+        async move {
+            let r = t.req(Method::GET, &path, None).send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let (s, _) = anon(format!("/v1/public/assets/{a}")).await;
+    assert_eq!(s, 404);
+    edit(&key, json!({"privacy": "unlisted"})).await;
+    let (s, v) = anon(format!("/v1/public/assets/{a}")).await;
+    assert_eq!((s, v["name"].as_str()), (200, Some("fox")), "{v}");
+    let (_, list) = anon("/v1/public/assets".into()).await;
+    assert_eq!(list["data"], json!([]), "unlisted is not listed");
+    edit(&key, json!({"privacy": "public"})).await;
+    let (_, list) = anon("/v1/public/assets".into()).await;
+    assert_eq!(list["data"][0]["id"], a.as_str());
+    // Its signed URL serves the image to anyone.
+    let url = list["data"][0]["url"].as_str().unwrap();
+    let r = t.http.get(url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Other users still cannot edit or delete it.
+    let (s, _) = t
+        .json(Method::DELETE, &format!("/v1/assets/{a}"), &other, None)
+        .await;
+    assert_eq!(s, 404);
+    t.shutdown().await;
+}

@@ -1661,6 +1661,45 @@ async fn assets_are_tagged_and_tags_listed() {
     assert_eq!(s, 404, "another user's asset");
     let (_, one) = call(&t, &ann, Method::GET, &format!("/assets/{id}"), None).await;
     assert_eq!(one["asset"]["tags"], json!(["cat"]), "{one}");
+    // The record: name and description edited; canvas fields refused until canvases exist.
+    let (s, put) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/assets/{id}"),
+        Some(json!({"name": "b.png", "description": "a cat"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{put}");
+    assert_eq!(put["asset"]["metadata"]["name"], "b.png");
+    assert_eq!(put["asset"]["description"], "a cat");
+    assert_eq!(put["asset"]["privacy"], "private");
+    assert!(
+        put["asset"]["updatedAt"].as_str() >= put["asset"]["createdAt"].as_str(),
+        "{put}"
+    );
+    let (s, e) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/assets/{id}"),
+        Some(json!({"canvas": "{}"})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["infos"]["field"].as_str()),
+        (400, Some("canvas")),
+        "{e}"
+    );
+    let (s, _) = call(
+        &t,
+        &bo,
+        Method::PUT,
+        &format!("/assets/{id}"),
+        Some(json!({"name": "x"})),
+    )
+    .await;
+    assert_eq!(s, 404);
     let (s, tags) = call(&t, &ann, Method::GET, "/tags", None).await;
     assert_eq!(s, 200, "{tags}");
     assert_eq!(tags["tags"][0]["tagName"], "cat");

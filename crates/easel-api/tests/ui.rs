@@ -315,6 +315,33 @@ async fn the_web_ui_in_a_real_browser() {
         .json(Method::GET, "/v1/assets?tag=foxes", &key, None)
         .await;
     assert_eq!(tagged["data"][0]["tags"], json!(["foxes"]), "{tagged}");
+    // Name it and make it public: it is listed for everyone, without a key.
+    set(c, "dialog input[name=asset_name]", "the fox").await;
+    css(c, "dialog select[name=asset_privacy]")
+        .await
+        .select_by_value("public")
+        .await
+        .unwrap();
+    xpath(c, "//dialog//form[@class='record']//button[text()='Save']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "the record saved",
+        "document.querySelector('#flash').textContent === 'Saved.'",
+    )
+    .await;
+    let public: Value = t
+        .req(Method::GET, "/v1/public/assets", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(public["data"][0]["name"], "the fox", "{public}");
     assert!(
         params.contains(XSS) && params.contains("Steps: 6"),
         "{params}"

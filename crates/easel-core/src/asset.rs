@@ -30,6 +30,68 @@ impl AssetKind {
     }
 }
 
+/// Who may read an asset: its owner (`private`), anyone who has its id (`unlisted`), or
+/// anyone, listed (`public`). Reads without a key see only the last two.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Privacy {
+    #[default]
+    Private,
+    Unlisted,
+    Public,
+}
+
+impl Privacy {
+    pub const ALL: [Privacy; 3] = [Privacy::Private, Privacy::Unlisted, Privacy::Public];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Privacy::Private => "private",
+            Privacy::Unlisted => "unlisted",
+            Privacy::Public => "public",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Privacy> {
+        Privacy::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// The editable part of an asset record (`PATCH`: what is absent stays as it is; a `name`
+/// or `description` of `""` clears it).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssetEdit {
+    /// At most 200 characters.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// At most 5,000 characters.
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub privacy: Option<Privacy>,
+}
+
+impl AssetEdit {
+    /// Errors name the field.
+    pub fn validate(&self) -> crate::Result<()> {
+        for (field, value, max) in [
+            ("name", &self.name, 200),
+            ("description", &self.description, 5_000),
+        ] {
+            if let Some(v) = value {
+                if v.chars().count() > max {
+                    return Err(crate::Error::invalid(
+                        field,
+                        format!("at most {max} characters"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Asset {
     pub id: String,
@@ -50,8 +112,15 @@ pub struct Asset {
     pub metadata: serde_json::Value,
     /// The input asset this one was derived from.
     pub parent_id: Option<String>,
+    /// A name given by its owner (an upload's file name).
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub privacy: Privacy,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// The last edit of the record (at first, `created_at`).
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
 }
 
 /// A tag of an owner's assets, with how many carry it.

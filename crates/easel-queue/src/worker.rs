@@ -350,6 +350,7 @@ impl Worker {
     /// otherwise are deleted.
     async fn store_outputs(&self, job: &Job, out: RunOutput) -> easel_core::Result<Finished> {
         let store = &self.queue.store;
+        let now = time::now();
         let assets: Vec<Asset> = out
             .outputs
             .iter()
@@ -367,7 +368,11 @@ impl Worker {
                 sha256: hex::encode(Sha256::digest(&o.bytes)),
                 metadata: o.metadata.clone(),
                 parent_id: o.parent_id.clone(),
-                created_at: time::now(),
+                name: None,
+                description: None,
+                privacy: Default::default(),
+                created_at: now,
+                updated_at: now,
             })
             .collect();
         let blobs: Vec<(String, String)> = assets

@@ -1,6 +1,6 @@
 //! Asset rows. Blobs are written by the caller first (see the crate invariant).
 
-use easel_core::asset::{Asset, AssetKind};
+use easel_core::asset::{Asset, AssetEdit, AssetKind, Privacy};
 use easel_core::time::{self, from_millis};
 use easel_core::{Error, Result};
 use sqlx::any::AnyRow;
@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use crate::db::{db_err, get_i64, get_json, get_opt_i64, get_opt_str, get_str, Db, WriteTx};
 
 const COLS: &str =
-    "id, owner_id, job_id, output_index, kind, mime_type, width, height, bytes, sha256, metadata, parent_id, created_at";
+    "id, owner_id, job_id, output_index, kind, mime_type, width, height, bytes, sha256, metadata, parent_id, created_at, name, description, privacy, updated_at";
 
 fn from_row(r: &AnyRow) -> Result<Asset> {
     let kind = get_str(r, "kind")?;
@@ -26,13 +26,22 @@ fn from_row(r: &AnyRow) -> Result<Asset> {
         sha256: get_str(r, "sha256")?,
         metadata: get_json(r, "metadata")?,
         parent_id: get_opt_str(r, "parent_id")?,
+        name: get_opt_str(r, "name")?,
+        description: get_opt_str(r, "description")?,
+        privacy: {
+            let p = get_str(r, "privacy")?;
+            Privacy::parse(&p).ok_or_else(|| Error::internal(format!("bad privacy {p}")))?
+        },
         created_at: from_millis(get_i64(r, "created_at")?),
+        updated_at: from_millis(
+            crate::db::get_opt_i64(r, "updated_at")?.unwrap_or(get_i64(r, "created_at")?),
+        ),
     })
 }
 
 pub(crate) async fn insert_tx(tx: &mut WriteTx, a: &Asset) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO assets ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        "INSERT INTO assets ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     ))
     .bind(&a.id)
     .bind(&a.owner_id)
@@ -47,6 +56,10 @@ pub(crate) async fn insert_tx(tx: &mut WriteTx, a: &Asset) -> Result<()> {
     .bind(a.metadata.to_string())
     .bind(a.parent_id.clone())
     .bind(time::to_millis(a.created_at))
+    .bind(a.name.clone())
+    .bind(a.description.clone())
+    .bind(a.privacy.as_str())
+    .bind(time::to_millis(a.updated_at))
     .execute(tx.conn())
     .await
     .map_err(db_err)?;
@@ -232,4 +245,56 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool> {
     }
     tx.commit().await?;
     Ok(n > 0)
+}
+
+/// Change an asset's editable fields (`AssetEdit`, validated) and its `updated_at`; returns
+/// the row as it is now, `None` when there is no such asset.
+pub async fn edit(db: &Db, id: &str, e: &AssetEdit) -> Result<Option<Asset>> {
+    let blank = |v: &Option<String>| v.as_ref().map(|s| (!s.is_empty()).then(|| s.clone()));
+    let mut tx = db.begin().await?;
+    let now = time::to_millis(time::now());
+    let mut sets = vec!["updated_at = $2".to_string()];
+    let mut texts: Vec<Option<String>> = Vec::new();
+    if let Some(v) = blank(&e.name) {
+        texts.push(v);
+        sets.push(format!("name = ${}", texts.len() + 2));
+    }
+    if let Some(v) = blank(&e.description) {
+        texts.push(v);
+        sets.push(format!("description = ${}", texts.len() + 2));
+    }
+    if let Some(p) = e.privacy {
+        texts.push(Some(p.as_str().to_string()));
+        sets.push(format!("privacy = ${}", texts.len() + 2));
+    }
+    let sql = format!("UPDATE assets SET {} WHERE id = $1", sets.join(", "));
+    let mut q = sqlx::query(&sql).bind(id).bind(now);
+    for t in texts {
+        q = q.bind(t);
+    }
+    let n = q.execute(tx.conn()).await.map_err(db_err)?.rows_affected();
+    tx.commit().await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    get(db, id).await
+}
+
+/// Public assets of every owner, newest first (reads without a key).
+pub async fn list_public(db: &Db, before: Option<&str>, limit: u32) -> Result<Vec<Asset>> {
+    let mut sql = format!("SELECT {COLS} FROM assets WHERE privacy = 'public'");
+    if before.is_some() {
+        sql.push_str(" AND id < $1");
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit.clamp(1, 1000)));
+    let mut q = sqlx::query(&sql);
+    if let Some(b) = before {
+        q = q.bind(b);
+    }
+    q.fetch_all(&db.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(from_row)
+        .collect()
 }

@@ -34,7 +34,11 @@ async fn crashes_leave_no_orphans(name: &str, store: &Store) {
         sha256: "00".into(),
         metadata: serde_json::json!({}),
         parent_id: None,
+        name: None,
+        description: None,
+        privacy: Default::default(),
         created_at: easel_core::time::now(),
+        updated_at: easel_core::time::now(),
     };
     let ids: Vec<String> = (0..3)
         .map(|_| easel_core::id::new(easel_core::id::ASSET))

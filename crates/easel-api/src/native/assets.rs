@@ -32,6 +32,13 @@ pub struct AssetView {
     pub metadata: serde_json::Value,
     /// Its tags, sorted (`PUT /v1/assets/{id}/tags`).
     pub tags: Vec<String>,
+    /// The record's editable fields (`PATCH /v1/assets/{id}`).
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// `private` (the owner only), `unlisted` (anyone with the id, without a key: `GET
+    /// /v1/public/assets/{id}`) or `public` (also listed in `GET /v1/public/assets`).
+    pub privacy: easel_core::asset::Privacy,
+    pub updated_at: String,
     pub created_at: String,
     /// Signed URL of the content.
     pub url: String,
@@ -65,6 +72,12 @@ fn view(state: &AppState, a: Asset, tags: Vec<String>) -> AssetView {
         output_index: a.output_index,
         parent_id: a.parent_id,
         metadata: a.metadata,
+        name: a.name,
+        description: a.description,
+        privacy: a.privacy,
+        updated_at: a
+            .updated_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         created_at: a
             .created_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -491,4 +504,66 @@ pub async fn tags(
     Ok(axum::Json(TagList {
         data: easel_store::tags::list(&state.store.db, &who.user_id).await?,
     }))
+}
+
+/// Edit an asset's record: `name`, `description`, `privacy` (what is absent stays).
+#[utoipa::path(patch, path = "/v1/assets/{id}", tag = "assets", params(("id" = String, Path)), request_body = easel_core::asset::AssetEdit,
+    responses((status = 200, body = AssetView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn edit(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    crate::extract::Json(body): crate::extract::Json<easel_core::asset::AssetEdit>,
+) -> ApiResult<axum::Json<AssetView>> {
+    body.validate()?;
+    let a = service::owned_asset(&state, &who, &id).await?;
+    let a = easel_store::assets::edit(&state.store.db, &a.id, &body)
+        .await?
+        .ok_or_else(|| Error::not_found("asset"))?;
+    Ok(axum::Json(views(&state, vec![a]).await?.remove(0)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PublicListParams {
+    pub cursor: Option<String>,
+    /// 1..100, default 20.
+    pub limit: Option<u32>,
+}
+
+/// Every user's public assets, newest first; no key needed.
+#[utoipa::path(get, path = "/v1/public/assets", tag = "assets", params(PublicListParams),
+    responses((status = 200, body = AssetList), (status = 422, body = ErrorBody)))]
+pub async fn list_public(
+    State(state): State<AppState>,
+    Query(q): Query<PublicListParams>,
+) -> ApiResult<axum::Json<AssetList>> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Error::invalid("limit", "must be between 1 and 100").into());
+    }
+    let mut rows =
+        easel_store::assets::list_public(&state.store.db, q.cursor.as_deref(), limit + 1).await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more.then(|| rows.last().map(|a| a.id.clone())).flatten();
+    Ok(axum::Json(AssetList {
+        data: views(&state, rows).await?,
+        next_cursor,
+    }))
+}
+
+/// A public or unlisted asset by id; no key needed (private ones are 404, as if absent).
+#[utoipa::path(get, path = "/v1/public/assets/{id}", tag = "assets", params(("id" = String, Path)),
+    responses((status = 200, body = AssetView), (status = 404, body = ErrorBody)))]
+pub async fn get_public(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<AssetView>> {
+    let a = easel_store::assets::get(&state.store.db, &id)
+        .await?
+        .filter(|a| a.privacy != easel_core::asset::Privacy::Private)
+        .ok_or_else(|| Error::not_found("asset"))?;
+    Ok(axum::Json(views(&state, vec![a]).await?.remove(0)))
 }

@@ -20,7 +20,12 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/jobs/{id}/events", get(jobs::events))
         .route("/v1/jobs/{id}/webhooks", get(jobs::webhooks))
         .route("/v1/assets", post(assets::upload).get(assets::list))
-        .route("/v1/assets/{id}", get(assets::get).delete(assets::delete))
+        .route(
+            "/v1/assets/{id}",
+            get(assets::get).delete(assets::delete).patch(assets::edit),
+        )
+        .route("/v1/public/assets", get(assets::list_public))
+        .route("/v1/public/assets/{id}", get(assets::get_public))
         .route("/v1/assets/{id}/content", get(assets::content))
         .route("/v1/assets/{id}/tags", axum::routing::put(assets::put_tags))
         .route("/v1/tags", get(assets::tags))

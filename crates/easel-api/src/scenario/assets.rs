@@ -227,8 +227,8 @@ pub(super) async fn copy(
     let key = easel_core::asset::blob_key(&a.owner_id, &a.id);
     let bytes = state.store.blobs.get(&key).await?;
     let mut metadata = json!({"copiedAt": ids::time(&easel_core::time::now())});
-    if let Some(name) = a.metadata.get("name") {
-        metadata["name"] = name.clone();
+    if let Some(name) = &a.name {
+        metadata["name"] = json!(name);
     }
     let copy = service::store_upload(&state, &who, bytes, metadata, Some(&a.id))
         .await
@@ -430,4 +430,53 @@ pub(super) async fn tags(
             })
             .collect(),
     }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct AssetEdit {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    /// The canvas fields (`canvas`, `thumbnail`, `lockId`, `lockExpiresAt`,
+    /// `disableSnapshot`): canvases are not built yet, so any of them is a 400.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    others: Map<String, Value>,
+}
+
+/// `PUT /assets/{assetId}`: the asset's `name` and `description` (`easel_store::assets::edit`).
+#[utoipa::path(put, path = "/scenario/v1/assets/{assetId}", tag = "scenario", params(("assetId" = String, Path)), request_body = AssetEdit,
+    responses((status = 200, body = AssetOne), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn put(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Json(body): Json<AssetEdit>,
+) -> Result<axum::Json<AssetOne>, Failure> {
+    const CANVAS: [&str; 5] = [
+        "canvas",
+        "thumbnail",
+        "lockId",
+        "lockExpiresAt",
+        "disableSnapshot",
+    ];
+    if let Some(k) = body.others.keys().find(|k| CANVAS.contains(&k.as_str())) {
+        return Err(Error::invalid(k, "canvas assets are not built on this server yet").into());
+    }
+    let id = ids::asset_in(&id).ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
+    let a = service::owned_asset(&state, &who, &id).await?;
+    let e = easel_core::asset::AssetEdit {
+        name: body.name,
+        description: body.description,
+        privacy: None,
+    };
+    e.validate()?;
+    let a = easel_store::assets::edit(&state.store.db, &a.id, &e)
+        .await?
+        .ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
+    let asset = view::assets(&state, vec![a]).await?.remove(0);
+    Ok(axum::Json(AssetOne { asset }))
 }

@@ -42,6 +42,7 @@
 //! | `DeleteAsset` | `{assetIds}` (≤100): all of the caller's, or none deleted (404 naming the first that is not) |
 //! | `CopyAssetByAssetId` | a new upload with the same image, derived from the original (`parentId`), `name` kept, `copiedAt` set; the caller's own assets only (admins too) |
 //! | `PostDownloadAsset` | `{url}` signed: `targetFormat` `png`, `jpeg`/`jpg`, `webp` through the `convert` tool (a job the answer waits for; the result is an asset derived from the original), or the asset itself when already in that format or none is given; a later download in the same format reuses the conversion; the caller's own assets only; other formats 400 |
+//! | `PutAssetByAssetId` | `name` and `description` of the asset's record (`""` clears; at most 200 and 5,000 characters), `updatedAt` moves; the canvas fields (`canvas`, `thumbnail`, `lockId`, `lockExpiresAt`, `disableSnapshot`) are a 400 naming the field until canvases exist; `{asset}`; the caller's own assets (others' 404). Every asset view shows the record's `privacy` (`private` unless edited over the native API), `description` and `updatedAt` |
 //! | `PutAssetsTagsByAssetId` | `add` and `delete` (tags of 1–64 characters, no commas; at most 50 on an asset), `strict` by default as the spec says: a tag already there or missing is a 400 `conflict` naming `add`/`delete` and changes nothing; `strict: false` skips those; `{added, deleted}`; the caller's own assets (others' 404). Tags show in every asset's `tags` |
 //! | `GetTags` | the caller's tags that some asset carries, by name, with `itemCount`, `ownerId` and first/last use; one page (`pageSize`, `paginationToken` accepted) |
 //! | `GetModels`, `GetModelsByModelId`, `PostModelsGetBulk` | the registry (server-wide models: `privacy: public`, `status: trained`) |
@@ -216,7 +217,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
                 .post(assets::upload)
                 .delete(assets::delete),
         )
-        .route("/assets/{assetId}", get(assets::read))
+        .route("/assets/{assetId}", get(assets::read).put(assets::put))
         .route("/assets/get-bulk", post(assets::bulk))
         .route("/assets/{assetId}/copy", post(assets::copy))
         .route("/assets/{assetId}/download", post(assets::download))
@@ -317,7 +318,7 @@ pub use wire::*;
 /// the spec's own document, `../shared/specs/scenario.openapi.json`, has the rest.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, models::list, models::read, models::bulk, models::recommendations, tools::pixelate, tools::upscale, tools::generative_fill, usage::usages, usage::prices),
+    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, models::list, models::read, models::bulk, models::recommendations, tools::pixelate, tools::upscale, tools::generative_fill, usage::usages, usage::prices),
     components(schemas(Diffusion, Concept, InferenceResponse, DryRun, JobView, StatusEntry,
         JobMetadata, Billing, JobsPage, JobOne, AssetView, AssetProperties, AssetsPage, AssetOne,
         ModelView, ModelsPage, ModelOne, AssetUpload, AssetIds, ModelIds, JobAction, ErrorBody,
@@ -460,6 +461,7 @@ mod tests {
             ("POST", "/assets/{assetId}/copy", "CopyAssetByAssetId"),
             ("POST", "/assets/{assetId}/download", "PostDownloadAsset"),
             ("PUT", "/assets/{assetId}/tags", "PutAssetsTagsByAssetId"),
+            ("PUT", "/assets/{assetId}", "PutAssetByAssetId"),
             ("GET", "/tags", "GetTags"),
             ("GET", "/recommendations/models", "GetRecommendationsModels"),
             ("GET", "/usages", "GetUsages"),

@@ -26,7 +26,6 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "GetPublicAssetsByAssetId",
         LIBRARY,
     ),
-    ("PUT", "/assets/{assetId}", "PutAssetByAssetId", LIBRARY),
     (
         "PUT",
         "/assets/{assetId}/lock",

@@ -244,8 +244,8 @@ pub(super) fn asset(
     if let Some(i) = a.output_index {
         metadata.insert("outputIndex".into(), json!(i));
     }
-    if let Some(name) = a.metadata.get("name") {
-        metadata.insert("name".into(), name.clone());
+    if let Some(name) = &a.name {
+        metadata.insert("name".into(), json!(name));
     }
     let created = ids::time(&a.created_at);
     AssetView {
@@ -256,12 +256,13 @@ pub(super) fn asset(
         kind: "image",
         mime_type: a.mime_type,
         status: "success",
-        privacy: "private",
+        privacy: a.privacy.as_str(),
+        description: a.description,
         source: source(task),
         edit_capabilities: EDIT_CAPABILITIES.to_vec(),
         tags,
         collection_ids: Vec::new(),
-        updated_at: created.clone(),
+        updated_at: ids::time(&a.updated_at),
         created_at: created,
         properties: AssetProperties {
             size: a.bytes,

@@ -289,6 +289,8 @@ pub struct AssetView {
     pub url: String,
     pub status: &'static str,
     pub privacy: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     pub source: &'static str,
     pub edit_capabilities: Vec<&'static str>,
     pub tags: Vec<String>,

@@ -110,3 +110,69 @@ async fn user_names_are_unique() {
         );
     }
 }
+
+#[tokio::test]
+async fn records_are_edited_and_public_ones_listed() {
+    use easel_core::asset::{AssetEdit, Privacy};
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let owner = users::create_user(db, "rec", Role::User).await.unwrap();
+        let a = crate::output_asset(&owner.id, "job_r", 0, b"r");
+        let c = crate::output_asset(&owner.id, "job_r", 1, b"s");
+        for x in [&a, &c] {
+            assets::insert(db, x).await.unwrap();
+        }
+        let got = assets::get(db, &a.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.privacy, got.name.clone()),
+            (Privacy::Private, None),
+            "{n}"
+        );
+        let e = AssetEdit {
+            name: Some("fox".into()),
+            description: Some("red".into()),
+            privacy: Some(Privacy::Public),
+        };
+        let edited = assets::edit(db, &a.id, &e).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                edited.name.as_deref(),
+                edited.description.as_deref(),
+                edited.privacy
+            ),
+            (Some("fox"), Some("red"), Privacy::Public),
+            "{n}"
+        );
+        assert!(edited.updated_at >= edited.created_at, "{n}");
+        // "" clears; absent stays.
+        let cleared = assets::edit(
+            db,
+            &a.id,
+            &AssetEdit {
+                description: Some(String::new()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (cleared.name.as_deref(), cleared.description),
+            (Some("fox"), None),
+            "{n}"
+        );
+        assert!(
+            assets::edit(db, "ast_missing", &e).await.unwrap().is_none(),
+            "{n}"
+        );
+        let public = assets::list_public(db, None, 10).await.unwrap();
+        assert!(public.iter().any(|x| x.id == a.id), "{n}");
+        assert!(
+            !public.iter().any(|x| x.id == c.id),
+            "{n}: private ones are not listed"
+        );
+        let older = assets::list_public(db, Some(&a.id), 10).await.unwrap();
+        assert!(!older.iter().any(|x| x.id == a.id), "{n}: the cursor");
+    }
+}

@@ -29,6 +29,10 @@ pub fn output_asset(owner_id: &str, job_id: &str, index: u32, data: &[u8]) -> As
         sha256: hex::encode(Sha256::digest(data)),
         metadata: serde_json::json!({"seed": index}),
         parent_id: None,
+        name: None,
+        description: None,
+        privacy: Default::default(),
         created_at: easel_core::time::now(),
+        updated_at: easel_core::time::now(),
     }
 }

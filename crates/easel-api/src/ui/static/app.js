@@ -578,6 +578,21 @@
       h('button', { type: 'button', class: 'ghost', 'aria-label': `Remove tag ${t}`, onclick: () => retag({ delete: [t] }) }, '×'))),
     h('form', { onsubmit: (ev) => { ev.preventDefault(); if (newTag.value.trim()) retag({ add: [newTag.value.trim()] }).then(() => { newTag.value = ''; }); } }, newTag));
     showTags(a.tags || []);
+    // The record: name, description, who may read it.
+    const rec = {
+      name: h('input', { type: 'text', name: 'asset_name', maxlength: 200, value: a.name || '' }),
+      description: h('textarea', { name: 'asset_description', rows: 2, value: a.description || '' }),
+      privacy: h('select', { name: 'asset_privacy', value: a.privacy }, ['private', 'unlisted', 'public'].map((p) => h('option', { value: p }, p))),
+    };
+    const recForm = h('form', { class: 'record', onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        await api('PATCH', '/v1/assets/' + a.id, { name: rec.name.value, description: rec.description.value, privacy: rec.privacy.value });
+        flash('Saved.');
+      } catch (e) { flash(e.message, true); }
+    } }, h('div', { class: 'row' }, field('Name', rec.name), field('Who may see it', rec.privacy)), field('Description', rec.description),
+    h('p', { class: 'muted' }, 'Unlisted: anyone with its link (', h('code', {}, `/v1/public/assets/${a.id}`), '). Public: also listed for everyone.'),
+    h('button', { type: 'submit' }, 'Save'));
     dlg.append(
       h('div', { class: 'row' }, h('h2', {}, `${a.width}×${a.height} ${a.mime_type}`), h('button', { type: 'button', class: 'ghost', onclick: close, 'aria-label': 'Close' }, 'Close')),
       h('img', { src: a.url, alt: m.prompt || a.id }),
@@ -593,6 +608,7 @@
           try { await api('DELETE', '/v1/assets/' + a.id); close(); flash('Deleted.'); route(); } catch (e) { flash(e.message, true); }
         } }, 'Delete')),
       h('h2', {}, 'Tags'), tagBox,
+      h('h2', {}, 'Record'), recForm,
       h('h2', {}, 'Tools'),
       h('div', { class: 'row' },
         h('button', { type: 'button', onclick: () => tool('upscale', { factor: 2 }) }, 'Upscale ×2'),
