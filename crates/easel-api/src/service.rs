@@ -455,6 +455,15 @@ pub fn asset_url(state: &AppState, asset_id: &str) -> String {
     )
 }
 
+/// An asset anyone may read without a key: public or unlisted (a private one is "not
+/// found", as if absent).
+pub async fn public_asset(state: &AppState, id: &str) -> Result<Asset> {
+    easel_store::assets::get(&state.store.db, id)
+        .await?
+        .filter(|a| a.privacy != easel_core::asset::Privacy::Private)
+        .ok_or_else(|| Error::not_found("asset"))
+}
+
 /// Whose records a list shows: the caller's own when `owner` is absent; admins may name
 /// `all` (`None`: everyone's) or a user id; anyone else naming an owner is refused.
 pub fn owner_scope(who: &Principal, owner: Option<&str>) -> Result<Option<String>> {

@@ -2285,5 +2285,18 @@ async fn asset_records_are_edited_and_public_ones_read_without_a_key() {
         .json(Method::DELETE, &format!("/v1/assets/{a}"), &other, None)
         .await;
     assert_eq!(s, 404);
+    // Private again: the URLs handed out while it was public stop working; the owner's new
+    // ones work.
+    let (_, v) = edit(&key, json!({"privacy": "private"})).await;
+    assert_eq!(v["privacy"], "private");
+    let r = t.http.get(url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let (s, _) = anon(format!("/v1/public/assets/{a}")).await;
+    assert_eq!(s, 404);
+    let fresh = v["url"].as_str().unwrap();
+    assert_eq!(
+        t.http.get(fresh).send().await.unwrap().status().as_u16(),
+        200
+    );
     t.shutdown().await;
 }

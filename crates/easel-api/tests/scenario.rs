@@ -1700,6 +1700,68 @@ async fn assets_are_tagged_and_tags_listed() {
     )
     .await;
     assert_eq!(s, 404);
+    // Filters of the owner's list, and public reads without a key.
+    let (_, mine) = call(
+        &t,
+        &ann,
+        Method::GET,
+        "/assets?tags=cat&privacy=private",
+        None,
+    )
+    .await;
+    assert_eq!(mine["assets"].as_array().unwrap().len(), 1, "{mine}");
+    let (_, none) = call(&t, &ann, Method::GET, "/assets?privacy=public", None).await;
+    assert_eq!(none["assets"], json!([]));
+    let anon = |path: String| {
+        let t = &t;
+        async move {
+            let r = t
+                .http
+                .get(format!("{}{BASE}{path}", t.base))
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let (s, _) = anon(format!("/assets/public/{id}")).await;
+    assert_eq!(s, 404, "private");
+    // The native API makes it public (its ids are `ast_…`).
+    let native: Value = t
+        .http
+        .get(format!("{}/v1/assets", t.base))
+        .header("authorization", &ann.basic)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let native_id = native["data"][0]["id"].as_str().unwrap().to_string();
+    let patched = t
+        .http
+        .patch(format!("{}/v1/assets/{native_id}", t.base))
+        .header("authorization", &ann.basic)
+        .json(&json!({"privacy": "public"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status().as_u16(), 200);
+    let (s, v) = anon(format!("/assets/public/{id}")).await;
+    assert_eq!(
+        (s, v["asset"]["privacy"].as_str()),
+        (200, Some("public")),
+        "{v}"
+    );
+    let (s, list) = anon("/assets/public?tags=cat".into()).await;
+    assert_eq!(
+        (s, list["assets"][0]["id"].as_str()),
+        (200, Some(id.as_str())),
+        "{list}"
+    );
+    let (_, list) = anon("/assets/public?tags=dog".into()).await;
+    assert_eq!(list["assets"], json!([]));
     let (s, tags) = call(&t, &ann, Method::GET, "/tags", None).await;
     assert_eq!(s, 200, "{tags}");
     assert_eq!(tags["tags"][0]["tagName"], "cat");

@@ -151,6 +151,11 @@ pub fn check_tag(field: &str, tag: &str) -> crate::Result<String> {
     Ok(t.to_string())
 }
 
+/// [`check_tag`] of each; the trimmed tags.
+pub fn check_tags(field: &str, tags: &[String]) -> crate::Result<Vec<String>> {
+    tags.iter().map(|t| check_tag(field, t)).collect()
+}
+
 /// Blob key of an asset in the object store.
 pub fn blob_key(owner_id: &str, asset_id: &str) -> String {
     format!("assets/{owner_id}/{asset_id}")

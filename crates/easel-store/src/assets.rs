@@ -33,9 +33,7 @@ fn from_row(r: &AnyRow) -> Result<Asset> {
             Privacy::parse(&p).ok_or_else(|| Error::internal(format!("bad privacy {p}")))?
         },
         created_at: from_millis(get_i64(r, "created_at")?),
-        updated_at: from_millis(
-            crate::db::get_opt_i64(r, "updated_at")?.unwrap_or(get_i64(r, "created_at")?),
-        ),
+        updated_at: from_millis(get_i64(r, "updated_at")?),
     })
 }
 
@@ -103,6 +101,8 @@ pub struct AssetFilter {
     pub tasks: Vec<String>,
     /// Carrying any of these tags. Empty: any.
     pub tags: Vec<String>,
+    /// Of this privacy only.
+    pub privacy: Option<Privacy>,
     pub limit: u32,
 }
 
@@ -130,6 +130,10 @@ pub async fn list(db: &Db, f: &AssetFilter) -> Result<Vec<Asset>> {
                 sql.push(')');
             }
         }
+    }
+    if let Some(p) = f.privacy {
+        binds.push(p.as_str());
+        sql.push_str(&format!(" AND privacy = ${}", binds.len()));
     }
     if !f.tags.is_empty() {
         let mut marks = Vec::new();
@@ -248,47 +252,88 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool> {
 }
 
 /// Change an asset's editable fields (`AssetEdit`, validated) and its `updated_at`; returns
-/// the row as it is now, `None` when there is no such asset.
+/// the row as it is now, `None` when there is no such asset. Made private again after being
+/// readable without a key, it records since when (`private_since`).
 pub async fn edit(db: &Db, id: &str, e: &AssetEdit) -> Result<Option<Asset>> {
     let blank = |v: &Option<String>| v.as_ref().map(|s| (!s.is_empty()).then(|| s.clone()));
-    let mut tx = db.begin().await?;
     let now = time::to_millis(time::now());
     let mut sets = vec!["updated_at = $2".to_string()];
     let mut texts: Vec<Option<String>> = Vec::new();
-    if let Some(v) = blank(&e.name) {
+    let mut set = |col: &str, v: Option<String>, sets: &mut Vec<String>| {
         texts.push(v);
-        sets.push(format!("name = ${}", texts.len() + 2));
+        sets.push(format!("{col} = ${}", texts.len() + 2));
+    };
+    if let Some(v) = blank(&e.name) {
+        set("name", v, &mut sets);
     }
     if let Some(v) = blank(&e.description) {
-        texts.push(v);
-        sets.push(format!("description = ${}", texts.len() + 2));
+        set("description", v, &mut sets);
     }
     if let Some(p) = e.privacy {
-        texts.push(Some(p.as_str().to_string()));
-        sets.push(format!("privacy = ${}", texts.len() + 2));
+        if p == Privacy::Private {
+            sets.push(
+                "private_since = CASE WHEN privacy <> 'private' THEN $2 ELSE private_since END"
+                    .into(),
+            );
+        }
+        set("privacy", Some(p.as_str().to_string()), &mut sets);
     }
-    let sql = format!("UPDATE assets SET {} WHERE id = $1", sets.join(", "));
+    let sql = format!(
+        "UPDATE assets SET {} WHERE id = $1 RETURNING {COLS}",
+        sets.join(", ")
+    );
     let mut q = sqlx::query(&sql).bind(id).bind(now);
     for t in texts {
         q = q.bind(t);
     }
-    let n = q.execute(tx.conn()).await.map_err(db_err)?.rows_affected();
+    let mut tx = db.begin().await?;
+    let row = q.fetch_optional(tx.conn()).await.map_err(db_err)?;
     tx.commit().await?;
-    if n == 0 {
-        return Ok(None);
-    }
-    get(db, id).await
+    row.map(|r| from_row(&r)).transpose()
 }
 
-/// Public assets of every owner, newest first (reads without a key).
-pub async fn list_public(db: &Db, before: Option<&str>, limit: u32) -> Result<Vec<Asset>> {
+/// Since when (unix ms) a private asset is private again after having been readable without
+/// a key; signed URLs issued before then are refused. `None`: never readable so, or gone.
+pub async fn private_since(db: &Db, id: &str) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT private_since FROM assets WHERE id = $1 AND privacy = 'private'")
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(db_err)?;
+    Ok(match row {
+        Some(r) => get_opt_i64(&r, "private_since")?,
+        None => None,
+    })
+}
+
+/// Public assets of every owner, newest first, carrying any of `tags` when some are given
+/// (reads without a key).
+pub async fn list_public(
+    db: &Db,
+    before: Option<&str>,
+    tags: &[String],
+    limit: u32,
+) -> Result<Vec<Asset>> {
     let mut sql = format!("SELECT {COLS} FROM assets WHERE privacy = 'public'");
-    if before.is_some() {
-        sql.push_str(" AND id < $1");
+    let mut binds: Vec<&str> = Vec::new();
+    if let Some(b) = before {
+        binds.push(b);
+        sql.push_str(&format!(" AND id < ${}", binds.len()));
+    }
+    if !tags.is_empty() {
+        let mut marks = Vec::new();
+        for t in tags {
+            binds.push(t);
+            marks.push(format!("${}", binds.len()));
+        }
+        sql.push_str(&format!(
+            " AND id IN (SELECT asset_id FROM asset_tags WHERE tag IN ({}))",
+            marks.join(", ")
+        ));
     }
     sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit.clamp(1, 1000)));
     let mut q = sqlx::query(&sql);
-    if let Some(b) = before {
+    for b in binds {
         q = q.bind(b);
     }
     q.fetch_all(&db.pool)

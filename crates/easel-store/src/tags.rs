@@ -30,7 +30,16 @@ pub async fn change(
     strict: bool,
 ) -> Result<Changed> {
     let mut tx = db.begin().await?;
-    let rows = sqlx::query("SELECT tag FROM asset_tags WHERE asset_id = $1 ORDER BY tag")
+    // The asset's row, locked: concurrent changes of one asset take turns (PostgreSQL; on
+    // SQLite writers are serial already), and a deleted asset gets no tags.
+    let sql = format!("SELECT id FROM assets WHERE id = $1{}", db.for_update());
+    sqlx::query(&sql)
+        .bind(asset_id)
+        .fetch_optional(tx.conn())
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| Error::not_found("asset"))?;
+    let rows = sqlx::query("SELECT tag FROM asset_tags WHERE asset_id = $1")
         .bind(asset_id)
         .fetch_all(tx.conn())
         .await
@@ -39,6 +48,7 @@ pub async fn change(
         .iter()
         .map(|r| get_str(r, "tag"))
         .collect::<Result<_>>()?;
+    have.sort();
     let mut added = Vec::new();
     for t in add {
         if have.contains(t) || added.contains(t) {
@@ -80,13 +90,16 @@ pub async fn change(
     }
     let now = time::to_millis(time::now());
     for t in &added {
-        sqlx::query("INSERT INTO asset_tags (asset_id, owner_id, tag) VALUES ($1, $2, $3)")
-            .bind(asset_id)
-            .bind(owner_id)
-            .bind(t)
-            .execute(tx.conn())
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO asset_tags (asset_id, owner_id, tag) VALUES ($1, $2, $3) \
+             ON CONFLICT (asset_id, tag) DO NOTHING",
+        )
+        .bind(asset_id)
+        .bind(owner_id)
+        .bind(t)
+        .execute(tx.conn())
+        .await
+        .map_err(db_err)?;
     }
     for t in &deleted {
         sqlx::query("DELETE FROM asset_tags WHERE asset_id = $1 AND tag = $2")
@@ -124,7 +137,7 @@ pub async fn of_assets(db: &Db, ids: &[&str]) -> Result<HashMap<String, Vec<Stri
     for chunk in ids.chunks(500) {
         let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT asset_id, tag FROM asset_tags WHERE asset_id IN ({}) ORDER BY asset_id, tag",
+            "SELECT asset_id, tag FROM asset_tags WHERE asset_id IN ({})",
             marks.join(", ")
         );
         let mut q = sqlx::query(&sql);
@@ -137,6 +150,10 @@ pub async fn of_assets(db: &Db, ids: &[&str]) -> Result<HashMap<String, Vec<Stri
                 .push(get_str(&r, "tag")?);
         }
     }
+    // Sorted here, not by the database, whose collation may differ between backends.
+    for tags in out.values_mut() {
+        tags.sort();
+    }
     Ok(out)
 }
 
@@ -145,13 +162,14 @@ pub async fn list(db: &Db, owner_id: &str) -> Result<Vec<TagCount>> {
     let rows = sqlx::query(
         "SELECT t.name, t.created_at, t.updated_at, COUNT(a.asset_id) AS n FROM tags t \
          JOIN asset_tags a ON a.owner_id = t.owner_id AND a.tag = t.name \
-         WHERE t.owner_id = $1 GROUP BY t.name, t.created_at, t.updated_at ORDER BY t.name",
+         WHERE t.owner_id = $1 GROUP BY t.name, t.created_at, t.updated_at",
     )
     .bind(owner_id)
     .fetch_all(&db.pool)
     .await
     .map_err(db_err)?;
-    rows.iter()
+    let mut list = rows
+        .iter()
         .map(|r| {
             Ok(TagCount {
                 name: get_str(r, "name")?,
@@ -160,5 +178,7 @@ pub async fn list(db: &Db, owner_id: &str) -> Result<Vec<TagCount>> {
                 updated_at: from_millis(get_i64(r, "updated_at")?),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(list)
 }

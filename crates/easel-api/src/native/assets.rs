@@ -186,6 +186,8 @@ pub struct AssetListParams {
     pub until: Option<String>,
     /// Carrying any of these tags (comma-separated).
     pub tag: Option<String>,
+    /// Of this privacy only.
+    pub privacy: Option<easel_core::asset::Privacy>,
 }
 
 /// The id bound of a UTC day's start (`days` after `day`), for time filters on ids.
@@ -252,12 +254,12 @@ pub async fn list(
             .tag
             .as_deref()
             .map(|t| {
-                t.split(',')
-                    .map(|x| easel_core::asset::check_tag("tag", x))
-                    .collect::<easel_core::Result<Vec<_>>>()
+                let list: Vec<String> = t.split(',').map(str::to_string).collect();
+                easel_core::asset::check_tags("tag", &list)
             })
             .transpose()?
             .unwrap_or_default(),
+        privacy: q.privacy,
         limit: limit + 1,
     };
     let mut rows = easel_store::assets::list(&state.store.db, &filter).await?;
@@ -315,6 +317,13 @@ pub async fn content(
                 easel_store::users::keys_revoked_at(&state.store.db, &asset.owner_id).await?;
             if revoked.is_some_and(|r| issued <= r) {
                 return Err(invalid().into());
+            }
+            // Issued while it was readable without a key, and private again since: ended.
+            if asset.privacy == easel_core::asset::Privacy::Private {
+                let since = easel_store::assets::private_since(&state.store.db, &asset.id).await?;
+                if since.is_some_and(|t| issued < t) {
+                    return Err(invalid().into());
+                }
             }
             asset
         }
@@ -467,12 +476,8 @@ pub async fn put_tags(
     crate::extract::Json(body): crate::extract::Json<TagChange>,
 ) -> ApiResult<axum::Json<TagsChanged>> {
     let a = service::owned_asset(&state, &who, &id).await?;
-    let clean = |field: &str, tags: &[String]| {
-        tags.iter()
-            .map(|t| easel_core::asset::check_tag(field, t))
-            .collect::<easel_core::Result<Vec<_>>>()
-    };
-    let (add, delete) = (clean("add", &body.add)?, clean("delete", &body.delete)?);
+    let check = easel_core::asset::check_tags;
+    let (add, delete) = (check("add", &body.add)?, check("delete", &body.delete)?);
     let c = easel_store::tags::change(
         &state.store.db,
         &a.owner_id,
@@ -544,7 +549,8 @@ pub async fn list_public(
         return Err(Error::invalid("limit", "must be between 1 and 100").into());
     }
     let mut rows =
-        easel_store::assets::list_public(&state.store.db, q.cursor.as_deref(), limit + 1).await?;
+        easel_store::assets::list_public(&state.store.db, q.cursor.as_deref(), &[], limit + 1)
+            .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_cursor = more.then(|| rows.last().map(|a| a.id.clone())).flatten();
@@ -561,9 +567,6 @@ pub async fn get_public(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<AssetView>> {
-    let a = easel_store::assets::get(&state.store.db, &id)
-        .await?
-        .filter(|a| a.privacy != easel_core::asset::Privacy::Private)
-        .ok_or_else(|| Error::not_found("asset"))?;
+    let a = service::public_asset(&state, &id).await?;
     Ok(axum::Json(views(&state, vec![a]).await?.remove(0)))
 }

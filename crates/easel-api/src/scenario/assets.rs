@@ -15,6 +15,8 @@ pub(super) struct AssetsQuery {
     model_id: Option<String>,
     inference_id: Option<String>,
     parent_asset_id: Option<String>,
+    privacy: Option<String>,
+    tags: Option<String>,
     #[serde(flatten)]
     _others: std::collections::HashMap<String, String>,
 }
@@ -31,8 +33,9 @@ fn asset_id(field: &str, s: &str) -> Result<String, Error> {
 /// `GET /assets`: the caller's assets, newest first. Filters: `type`/`types` (the asset
 /// types Easel makes: `uploaded`, `inference-txt2img`, `inference-img2img`,
 /// `inference-inpaint`, `upscale`, `pixelization`; others match nothing), `modelId`,
-/// `inferenceId` (a job id), `parentAssetId`. Other filters of the spec (collections, tags,
-/// privacy, dates) belong to the library and are read without narrowing the list.
+/// `inferenceId` (a job id), `parentAssetId`, `privacy`, `tags` (any of them). Other filters
+/// of the spec (collections, dates) belong to the library and are read without narrowing
+/// the list.
 #[utoipa::path(get, path = "/scenario/v1/assets", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query), ("type" = Option<String>, Query), ("types" = Option<String>, Query), ("modelId" = Option<String>, Query), ("inferenceId" = Option<String>, Query), ("parentAssetId" = Option<String>, Query)), responses((status = 200, body = AssetsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
@@ -71,6 +74,12 @@ pub(super) async fn list(
         None => None,
         Some(p) => Some(asset_id("parentAssetId", p)?),
     };
+    let privacy = match q.privacy.as_deref() {
+        None | Some("") => None,
+        Some(p) => Some(easel_core::asset::Privacy::parse(p).ok_or_else(|| {
+            Error::invalid("privacy", "must be `private`, `unlisted` or `public`")
+        })?),
+    };
     let filter = easel_store::assets::AssetFilter {
         owner_id: who.user_id.clone(),
         before,
@@ -79,7 +88,8 @@ pub(super) async fn list(
         parent_id,
         model,
         tasks,
-        tags: Vec::new(),
+        tags: tag_list(q.tags.as_deref())?,
+        privacy,
         limit: size + 1,
     };
     let rows = easel_store::assets::list(&state.store.db, &filter).await?;
@@ -373,12 +383,8 @@ pub(super) async fn put_tags(
 ) -> Result<axum::Json<TagsChanged>, Failure> {
     let id = ids::asset_in(&id).ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
     let a = service::owned_asset(&state, &who, &id).await?;
-    let clean = |field: &str, tags: &[String]| {
-        tags.iter()
-            .map(|t| easel_core::asset::check_tag(field, t))
-            .collect::<Result<Vec<_>, Error>>()
-    };
-    let (add, delete) = (clean("add", &body.add)?, clean("delete", &body.delete)?);
+    let check = easel_core::asset::check_tags;
+    let (add, delete) = (check("add", &body.add)?, check("delete", &body.delete)?);
     let c = easel_store::tags::change(
         &state.store.db,
         &a.owner_id,
@@ -477,6 +483,59 @@ pub(super) async fn put(
     let a = easel_store::assets::edit(&state.store.db, &a.id, &e)
         .await?
         .ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
+    let asset = view::assets(&state, vec![a]).await?.remove(0);
+    Ok(axum::Json(AssetOne { asset }))
+}
+
+/// A `tags` query: comma-separated (or repeated, as `ListQuery` joins them) tags.
+fn tag_list(q: Option<&str>) -> Result<Vec<String>, Error> {
+    easel_core::asset::check_tags("tags", &query::list_param(q))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PublicQuery {
+    page_size: Option<String>,
+    pagination_token: Option<String>,
+    tags: Option<String>,
+    #[serde(flatten)]
+    _others: std::collections::HashMap<String, String>,
+}
+
+/// `GET /assets/public`: every user's public assets, newest first, without a key; `tags`
+/// narrows to those carrying any of them. Other filters are read without narrowing.
+#[utoipa::path(get, path = "/scenario/v1/assets/public", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query), ("tags" = Option<String>, Query)),
+    responses((status = 200, body = AssetsPage), (status = 400, body = ErrorBody)))]
+pub(super) async fn list_public(
+    State(state): State<AppState>,
+    ListQuery(q): ListQuery<PublicQuery>,
+) -> Result<axum::Json<AssetsPage>, Failure> {
+    let size = query::page_size(q.page_size.as_deref(), 50, 100)?;
+    let before = match q.pagination_token.as_deref() {
+        None => None,
+        Some(t) => Some(asset_id("paginationToken", t)?),
+    };
+    let tags = tag_list(q.tags.as_deref())?;
+    let rows =
+        easel_store::assets::list_public(&state.store.db, before.as_deref(), &tags, size + 1)
+            .await?;
+    let (rows, next) = query::paged(rows, size, |a| ids::asset(&a.id));
+    Ok(axum::Json(AssetsPage {
+        assets: view::assets(&state, rows).await?,
+        next_pagination_token: next,
+    }))
+}
+
+/// `GET /assets/public/{assetId}`: a public or unlisted asset, without a key (private ones
+/// read as absent).
+#[utoipa::path(get, path = "/scenario/v1/assets/public/{assetId}", tag = "scenario", params(("assetId" = String, Path)),
+    responses((status = 200, body = AssetOne), (status = 404, body = ErrorBody)))]
+pub(super) async fn read_public(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<AssetOne>, Failure> {
+    let aid = ids::asset_in(&id).ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
+    let a = service::public_asset(&state, &aid).await?;
     let asset = view::assets(&state, vec![a]).await?.remove(0);
     Ok(axum::Json(AssetOne { asset }))
 }

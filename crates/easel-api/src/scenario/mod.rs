@@ -36,7 +36,8 @@
 //! | `PostPixelateInferences` | the `pixelate` tool: `pixelGridSize` (16, 32, 64, 128, 256), `removeNoise`, `colorPalette` (`[[r,g,b]]`) or `colorPaletteSize` (2–256); waits for the job and answers `{…, job, asset}`; `removeBackground: true` is a 400 (no segmentation model) |
 //! | `PostUpscaleInferences` | the local upscaler (classical resampling): `scalingFactor` (the spec's 1–16; the upscaler takes up to 8) or `targetWidth` (wins; 1024–16000), default ×2; the creative fields (`preset`, `style`, `creativity`, `prompt`, …) are accepted and recorded as not applied; `{…, job}` |
 //! | `PostGenerativeFillInferences` | `inpaint` on the server's default model: `mask` (or `maskId`; required here), `prompt` (default empty), `negativePrompt`, `seed` (a number here), `numInferenceSteps` (5–50), `promptFidelity` (1–15) as the guidance, one image; `targetWidth`/`targetHeight` accepted, not applied (the output keeps the image's size); `{…, job}` |
-//! | `GetAssets` | the caller's assets, newest first; `type`/`types`, `modelId`, `inferenceId`, `parentAssetId` |
+//! | `GetAssets` | the caller's assets, newest first; `type`/`types`, `modelId`, `inferenceId`, `parentAssetId`, `privacy`, `tags` (any of them; comma-separated or repeated) |
+//! | `GetPublicAssets`, `GetPublicAssetsByAssetId` | without a key: every user's public assets, newest first, `tags` narrowing (`pageSize`, `paginationToken`); by id a public or unlisted asset (a private one 404). Privacy is set with the native `PATCH /v1/assets/{id}` |
 //! | `PostAsset` | `image` in base64 (or a `data:` URL) stored as an upload; `name` kept; `parentId` sets its lineage |
 //! | `GetAssetsByAssetId`, `PostAssetGetBulk` (≤200) | assets of the caller (others' read as absent) |
 //! | `DeleteAsset` | `{assetIds}` (≤100): all of the caller's, or none deleted (404 naming the first that is not) |
@@ -90,7 +91,7 @@
 //! * Inference (next to `job`): the request as sent, then what runs (`FIELDS` back), `seed`
 //!   as a string, `type` (the task).
 //! * Asset: `id, ownerId, authorId, kind: image, mimeType, url` (signed, valid for the
-//!   server's `signed_url_ttl`), `status: success, privacy: private, source`
+//!   server's `signed_url_ttl`), `status: success`, `privacy` and `description` from the asset's record, `source`
 //!   (`inference-txt`, `inference-img`, `inference-in-paint`, `uploaded`, `upscale`,
 //!   `pixelization`: the spec's `source` values) and `metadata.type` (`inference-txt2img`,
 //!   `inference-img2img`, `inference-inpaint`, …: its asset types, which the `type` filter
@@ -218,6 +219,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
                 .delete(assets::delete),
         )
         .route("/assets/{assetId}", get(assets::read).put(assets::put))
+        .route("/assets/public", get(assets::list_public))
+        .route("/assets/public/{assetId}", get(assets::read_public))
         .route("/assets/get-bulk", post(assets::bulk))
         .route("/assets/{assetId}/copy", post(assets::copy))
         .route("/assets/{assetId}/download", post(assets::download))
@@ -318,7 +321,7 @@ pub use wire::*;
 /// the spec's own document, `../shared/specs/scenario.openapi.json`, has the rest.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, models::list, models::read, models::bulk, models::recommendations, tools::pixelate, tools::upscale, tools::generative_fill, usage::usages, usage::prices),
+    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, models::list, models::read, models::bulk, models::recommendations, tools::pixelate, tools::upscale, tools::generative_fill, usage::usages, usage::prices),
     components(schemas(Diffusion, Concept, InferenceResponse, DryRun, JobView, StatusEntry,
         JobMetadata, Billing, JobsPage, JobOne, AssetView, AssetProperties, AssetsPage, AssetOne,
         ModelView, ModelsPage, ModelOne, AssetUpload, AssetIds, ModelIds, JobAction, ErrorBody,
@@ -462,6 +465,12 @@ mod tests {
             ("POST", "/assets/{assetId}/download", "PostDownloadAsset"),
             ("PUT", "/assets/{assetId}/tags", "PutAssetsTagsByAssetId"),
             ("PUT", "/assets/{assetId}", "PutAssetByAssetId"),
+            ("GET", "/assets/public", "GetPublicAssets"),
+            (
+                "GET",
+                "/assets/public/{assetId}",
+                "GetPublicAssetsByAssetId",
+            ),
             ("GET", "/tags", "GetTags"),
             ("GET", "/recommendations/models", "GetRecommendationsModels"),
             ("GET", "/usages", "GetUsages"),

@@ -19,13 +19,6 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "GetDownloadAssets",
         LIBRARY,
     ),
-    ("GET", "/assets/public", "GetPublicAssets", LIBRARY),
-    (
-        "GET",
-        "/assets/public/{assetId}",
-        "GetPublicAssetsByAssetId",
-        LIBRARY,
-    ),
     (
         "PUT",
         "/assets/{assetId}/lock",

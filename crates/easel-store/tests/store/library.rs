@@ -166,13 +166,27 @@ async fn records_are_edited_and_public_ones_listed() {
             assets::edit(db, "ast_missing", &e).await.unwrap().is_none(),
             "{n}"
         );
-        let public = assets::list_public(db, None, 10).await.unwrap();
+        let public = assets::list_public(db, None, &[], 10).await.unwrap();
         assert!(public.iter().any(|x| x.id == a.id), "{n}");
         assert!(
             !public.iter().any(|x| x.id == c.id),
             "{n}: private ones are not listed"
         );
-        let older = assets::list_public(db, Some(&a.id), 10).await.unwrap();
+        let older = assets::list_public(db, Some(&a.id), &[], 10).await.unwrap();
+        tags::change(db, &owner.id, &a.id, &["pub".to_string()], &[], true)
+            .await
+            .unwrap();
+        let tagged = assets::list_public(db, None, &["pub".to_string(), "x".to_string()], 10)
+            .await
+            .unwrap();
+        assert_eq!(tagged.len(), 1, "{n}");
+        assert!(
+            assets::list_public(db, None, &["x".to_string()], 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{n}"
+        );
         assert!(!older.iter().any(|x| x.id == a.id), "{n}: the cursor");
     }
 }
