@@ -4,7 +4,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::native::{assets, jobs, keys, models, options, pulls};
+use crate::native::{assets, collections, jobs, keys, models, options, pulls};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,7 +13,7 @@ use crate::native::{assets, jobs, keys, models, options, pulls};
         Errors are `{\"error\": {\"type\", \"message\", \"field\"}}`."),
     paths(
         jobs::create, jobs::get, jobs::list, jobs::cancel, jobs::events, jobs::webhooks,
-        assets::upload, assets::get, assets::list, assets::content, assets::delete, assets::put_tags, assets::tags, assets::edit, assets::list_public, assets::get_public,
+        assets::upload, assets::get, assets::list, assets::content, assets::delete, assets::put_tags, assets::tags, assets::edit, assets::list_public, assets::get_public, collections::create, collections::list, collections::get, collections::rename, collections::delete, collections::items,
         models::list, models::get, models::create, models::update, models::delete, models::scan, models::make_tiny, pulls::create, pulls::list, pulls::get, options::get,
         keys::create, keys::list, keys::revoke, keys::create_user, keys::list_users, keys::me, keys::usage,
     ),

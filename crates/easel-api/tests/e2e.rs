@@ -2300,3 +2300,117 @@ async fn asset_records_are_edited_and_public_ones_read_without_a_key() {
     );
     t.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_hold_a_users_assets_and_models() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    easel_diffusion::tiny::make_tiny(&dir.path().join("models/tiny"), "sd15", 0).unwrap();
+    let t = TestServer::start_in(dir, |c| c.scan_models = true).await;
+    let (key, _) = t.user("cia").await;
+    let (other, _) = t.user("cid").await;
+    let a = t.upload(&key, png(8, 8)).await;
+    let theirs = t.upload(&other, png(8, 8)).await;
+    let (s, c) = t
+        .json(
+            Method::POST,
+            "/v1/collections",
+            &key,
+            Some(json!({"name": " trips "})),
+        )
+        .await;
+    assert_eq!((s, c["name"].as_str()), (201, Some("trips")), "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    let items = |who: &str, body: Value| {
+        let (t, path, who) = (&t, format!("/v1/collections/{id}/items"), who.to_string());
+        async move { t.json(Method::PUT, &path, &who, Some(body)).await }
+    };
+    let (s, c) = items(&key, json!({"add_assets": [a], "add_models": ["tiny"]})).await;
+    assert_eq!(
+        (s, c["asset_count"].as_u64(), c["model_count"].as_u64()),
+        (200, Some(1), Some(1)),
+        "{c}"
+    );
+    // Someone else's asset cannot be added; nor can more than 49 at once.
+    let (s, e) = items(&key, json!({"add_assets": [theirs]})).await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (404, Some("add_assets[0]")),
+        "{e}"
+    );
+    let many: Vec<String> = (0..50).map(|i| format!("ast_{i}")).collect();
+    let (s, e) = items(&key, json!({"add_assets": many})).await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("add_assets")),
+        "{e}"
+    );
+    let (s, e) = items(&key, json!({"add_models": ["nope"]})).await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("add_models[0]")),
+        "{e}"
+    );
+    // Others do not see it.
+    let (s, _) = t
+        .json(Method::GET, &format!("/v1/collections/{id}"), &other, None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = items(&other, json!({"remove_assets": [a]})).await;
+    assert_eq!(s, 404);
+    let (s, e) = t
+        .json(
+            Method::GET,
+            &format!("/v1/assets?collection={id}"),
+            &other,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (404, Some("collection")),
+        "{e}"
+    );
+    // Its members, listed with the asset list's filters.
+    let (_, list) = t
+        .json(
+            Method::GET,
+            &format!("/v1/assets?collection={id}"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(list["data"][0]["id"], a.as_str());
+    let (_, list) = t
+        .json(
+            Method::GET,
+            &format!("/v1/assets?collection={id}&task=txt2img"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(list["data"], json!([]));
+    let (s, c) = t
+        .json(
+            Method::PATCH,
+            &format!("/v1/collections/{id}"),
+            &key,
+            Some(json!({"name": ""})),
+        )
+        .await;
+    assert_eq!(
+        (s, c["error"]["field"].as_str()),
+        (422, Some("name")),
+        "{c}"
+    );
+    let (_, all) = t.json(Method::GET, "/v1/collections", &key, None).await;
+    assert_eq!(all["data"][0]["id"], id.as_str());
+    let (s, _) = t
+        .json(Method::DELETE, &format!("/v1/collections/{id}"), &key, None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = t
+        .json(Method::GET, &format!("/v1/assets/{a}"), &key, None)
+        .await;
+    assert_eq!(s, 200, "its assets stay");
+    t.shutdown().await;
+}

@@ -135,6 +135,35 @@ pub struct TagCount {
     pub updated_at: Timestamp,
 }
 
+/// An owner's named set of assets and models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Collection {
+    pub id: String,
+    pub owner_id: String,
+    pub name: String,
+    pub asset_count: u64,
+    pub model_count: u64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+/// Most items one call adds to or removes from a collection (Scenario's limit).
+pub const MAX_COLLECTION_CHANGE: usize = 49;
+
+/// A collection's name: 1 to 200 characters after trimming, no control characters.
+pub fn check_collection_name(field: &str, name: &str) -> crate::Result<String> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
+        return Err(crate::Error::invalid(
+            field,
+            "a collection name is 1 to 200 characters, without control characters",
+        ));
+    }
+    Ok(n.to_string())
+}
+
 /// Most tags one asset carries.
 pub const MAX_TAGS: usize = 50;
 

@@ -7,6 +7,7 @@ pub const USER: &str = "usr";
 pub const KEY: &str = "key";
 pub const MODEL: &str = "mdl";
 pub const WEBHOOK_DELIVERY: &str = "whd";
+pub const COLLECTION: &str = "col";
 
 static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
 

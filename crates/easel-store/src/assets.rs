@@ -103,6 +103,8 @@ pub struct AssetFilter {
     pub tags: Vec<String>,
     /// Of this privacy only.
     pub privacy: Option<Privacy>,
+    /// In this collection.
+    pub collection_id: Option<String>,
     pub limit: u32,
 }
 
@@ -130,6 +132,13 @@ pub async fn list(db: &Db, f: &AssetFilter) -> Result<Vec<Asset>> {
                 sql.push(')');
             }
         }
+    }
+    if let Some(c) = &f.collection_id {
+        binds.push(c);
+        sql.push_str(&format!(
+            " AND id IN (SELECT item_id FROM collection_items WHERE kind = 'asset' AND collection_id = ${})",
+            binds.len()
+        ));
     }
     if let Some(p) = f.privacy {
         binds.push(p.as_str());
@@ -215,6 +224,11 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool> {
         }
         None => None,
     };
+    sqlx::query("DELETE FROM collection_items WHERE kind = 'asset' AND item_id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await
+        .map_err(db_err)?;
     sqlx::query("DELETE FROM asset_tags WHERE asset_id = $1")
         .bind(id)
         .execute(tx.conn())

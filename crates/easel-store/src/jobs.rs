@@ -975,6 +975,7 @@ pub async fn delete(db: &Db, id: &str) -> Result<Option<Deleted>> {
         "DELETE FROM external_ids WHERE internal_id = $1 \
          OR internal_id IN (SELECT id FROM assets WHERE job_id = $1)",
         "DELETE FROM asset_tags WHERE asset_id IN (SELECT id FROM assets WHERE job_id = $1)",
+        "DELETE FROM collection_items WHERE kind = 'asset' AND item_id IN (SELECT id FROM assets WHERE job_id = $1)",
         "DELETE FROM job_events WHERE job_id = $1",
         "DELETE FROM idempotency_keys WHERE job_id = $1",
         "DELETE FROM webhook_attempts WHERE delivery_id IN \

@@ -141,6 +141,11 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool> {
         .execute(tx.conn())
         .await
         .map_err(db_err)?;
+    sqlx::query("DELETE FROM collection_items WHERE kind = 'model' AND item_id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await
+        .map_err(db_err)?;
     let n = sqlx::query("DELETE FROM models WHERE id = $1")
         .bind(id)
         .execute(tx.conn())

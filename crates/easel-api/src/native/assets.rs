@@ -188,6 +188,8 @@ pub struct AssetListParams {
     pub tag: Option<String>,
     /// Of this privacy only.
     pub privacy: Option<easel_core::asset::Privacy>,
+    /// In this collection (the caller's).
+    pub collection: Option<String>,
 }
 
 /// The id bound of a UTC day's start (`days` after `day`), for time filters on ids.
@@ -260,6 +262,15 @@ pub async fn list(
             .transpose()?
             .unwrap_or_default(),
         privacy: q.privacy,
+        collection_id: match &q.collection {
+            Some(c) => Some(
+                super::collections::owned(&state, &who, c)
+                    .await
+                    .map_err(|e| e.with_field("collection"))?
+                    .id,
+            ),
+            None => None,
+        },
         limit: limit + 1,
     };
     let mut rows = easel_store::assets::list(&state.store.db, &filter).await?;

@@ -1,6 +1,7 @@
 //! The native API under `/v1`: jobs, assets, models, keys, usage, and the request options.
 
 pub mod assets;
+pub mod collections;
 pub mod jobs;
 pub mod keys;
 pub mod models;
@@ -29,6 +30,20 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/assets/{id}/content", get(assets::content))
         .route("/v1/assets/{id}/tags", axum::routing::put(assets::put_tags))
         .route("/v1/tags", get(assets::tags))
+        .route(
+            "/v1/collections",
+            post(collections::create).get(collections::list),
+        )
+        .route(
+            "/v1/collections/{id}",
+            get(collections::get)
+                .patch(collections::rename)
+                .delete(collections::delete),
+        )
+        .route(
+            "/v1/collections/{id}/items",
+            axum::routing::put(collections::items),
+        )
         .route("/v1/models", get(models::list).post(models::create))
         .route("/v1/models-folder/scan", post(models::scan))
         .route("/v1/models-folder/tiny", post(models::make_tiny))

@@ -90,6 +90,7 @@ pub(super) async fn list(
         tasks,
         tags: tag_list(q.tags.as_deref())?,
         privacy,
+        collection_id: None,
         limit: size + 1,
     };
     let rows = easel_store::assets::list(&state.store.db, &filter).await?;

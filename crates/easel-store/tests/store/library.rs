@@ -190,3 +190,79 @@ async fn records_are_edited_and_public_ones_listed() {
         assert!(!older.iter().any(|x| x.id == a.id), "{n}: the cursor");
     }
 }
+
+#[tokio::test]
+async fn collections_count_filter_and_lose_deleted_items() {
+    use easel_store::collections::{self, Kind};
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let owner = users::create_user(db, "col", Role::User).await.unwrap();
+        let c = collections::create(db, &owner.id, "favourites")
+            .await
+            .unwrap();
+        assert_eq!((c.asset_count, c.model_count), (0, 0), "{n}");
+        let a = crate::output_asset(&owner.id, "job_c", 0, b"a");
+        let d = crate::output_asset(&owner.id, "job_c", 1, b"d");
+        for x in [&a, &d] {
+            assets::insert(db, x).await.unwrap();
+        }
+        let s = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        collections::change(db, &c.id, Kind::Asset, &s(&[&a.id, &d.id, &a.id]), &[])
+            .await
+            .unwrap();
+        collections::change(db, &c.id, Kind::Model, &s(&["mdl_x"]), &[])
+            .await
+            .unwrap();
+        let got = collections::get(db, &c.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.asset_count, got.model_count),
+            (2, 1),
+            "{n}: a repeat adds nothing"
+        );
+        let f = assets::AssetFilter {
+            owner_id: owner.id.clone(),
+            collection_id: Some(c.id.clone()),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(assets::list(db, &f).await.unwrap().len(), 2, "{n}");
+        // A deleted asset leaves the collection; a removal of what is not there is a no-op.
+        assert!(assets::delete(db, &a.id).await.unwrap(), "{n}");
+        collections::change(db, &c.id, Kind::Asset, &[], &s(&["ast_none"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            collections::get(db, &c.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .asset_count,
+            1,
+            "{n}"
+        );
+        let of = collections::of_items(db, Kind::Asset, &[&d.id])
+            .await
+            .unwrap();
+        assert_eq!(of[&d.id], vec![c.id.clone()], "{n}");
+        let renamed = collections::rename(db, &c.id, "best")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(renamed.name, "best", "{n}");
+        assert_eq!(
+            collections::list(db, &owner.id, None, 10)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "{n}"
+        );
+        assert!(collections::delete(db, &c.id).await.unwrap(), "{n}");
+        assert!(collections::get(db, &c.id).await.unwrap().is_none(), "{n}");
+        assert!(
+            assets::get(db, &d.id).await.unwrap().is_some(),
+            "{n}: items stay"
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! `/v1/collections`: a user's named sets of assets and models (`easel_store::collections`).
+//! Only the owner sees a collection (others get 404); assets added must be the owner's,
+//! models ones the owner can see.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use easel_core::asset::{check_collection_name, Collection, MAX_COLLECTION_CHANGE};
+use easel_core::Error;
+use easel_store::collections::{self, Kind};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Auth;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Json, Query};
+use crate::service;
+use crate::AppState;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionName {
+    /// 1 to 200 characters.
+    pub name: String,
+}
+
+/// The caller's collection, or 404 (admins see every one).
+pub async fn owned(
+    state: &AppState,
+    who: &easel_core::auth::Principal,
+    id: &str,
+) -> easel_core::Result<Collection> {
+    collections::get(&state.store.db, id)
+        .await?
+        .filter(|c| c.owner_id == who.user_id || who.is_admin())
+        .ok_or_else(|| Error::not_found("collection"))
+}
+
+/// Create a collection.
+#[utoipa::path(post, path = "/v1/collections", tag = "assets", request_body = CollectionName,
+    responses((status = 201, body = Collection), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Json(body): Json<CollectionName>,
+) -> ApiResult<(StatusCode, axum::Json<Collection>)> {
+    let name = check_collection_name("name", &body.name)?;
+    let c = collections::create(&state.store.db, &who.user_id, &name).await?;
+    Ok((StatusCode::CREATED, axum::Json(c)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub cursor: Option<String>,
+    /// 1..100, default 20.
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CollectionList {
+    pub data: Vec<Collection>,
+    pub next_cursor: Option<String>,
+}
+
+/// The caller's collections, newest first.
+#[utoipa::path(get, path = "/v1/collections", tag = "assets", params(ListParams),
+    responses((status = 200, body = CollectionList), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<ListParams>,
+) -> ApiResult<axum::Json<CollectionList>> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Error::invalid("limit", "must be between 1 and 100").into());
+    }
+    let mut rows = collections::list(
+        &state.store.db,
+        &who.user_id,
+        q.cursor.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more.then(|| rows.last().map(|c| c.id.clone())).flatten();
+    Ok(axum::Json(CollectionList {
+        data: rows,
+        next_cursor,
+    }))
+}
+
+/// A collection with its counts.
+#[utoipa::path(get, path = "/v1/collections/{id}", tag = "assets", params(("id" = String, Path)),
+    responses((status = 200, body = Collection), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Collection>> {
+    Ok(axum::Json(owned(&state, &who, &id).await?))
+}
+
+/// Rename a collection.
+#[utoipa::path(patch, path = "/v1/collections/{id}", tag = "assets", params(("id" = String, Path)), request_body = CollectionName,
+    responses((status = 200, body = Collection), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn rename(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Json(body): Json<CollectionName>,
+) -> ApiResult<axum::Json<Collection>> {
+    let name = check_collection_name("name", &body.name)?;
+    let c = owned(&state, &who, &id).await?;
+    let c = collections::rename(&state.store.db, &c.id, &name)
+        .await?
+        .ok_or_else(|| Error::not_found("collection"))?;
+    Ok(axum::Json(c))
+}
+
+/// Delete a collection (its assets and models stay).
+#[utoipa::path(delete, path = "/v1/collections/{id}", tag = "assets", params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let c = owned(&state, &who, &id).await?;
+    collections::delete(&state.store.db, &c.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsChange {
+    /// Asset ids to add and to remove (each list at most 49): the caller's own assets.
+    #[serde(default)]
+    pub add_assets: Vec<String>,
+    #[serde(default)]
+    pub remove_assets: Vec<String>,
+    /// Models (id, name or alias) to add and to remove (each list at most 49).
+    #[serde(default)]
+    pub add_models: Vec<String>,
+    #[serde(default)]
+    pub remove_models: Vec<String>,
+}
+
+/// Add and remove a collection's assets and models; adding what is there and removing what
+/// is not change nothing.
+#[utoipa::path(put, path = "/v1/collections/{id}/items", tag = "assets", params(("id" = String, Path)), request_body = ItemsChange,
+    responses((status = 200, body = Collection), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn items(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Json(body): Json<ItemsChange>,
+) -> ApiResult<axum::Json<Collection>> {
+    let c = owned(&state, &who, &id).await?;
+    for (field, list) in [
+        ("add_assets", &body.add_assets),
+        ("remove_assets", &body.remove_assets),
+        ("add_models", &body.add_models),
+        ("remove_models", &body.remove_models),
+    ] {
+        if list.len() > MAX_COLLECTION_CHANGE {
+            return Err(
+                Error::invalid(field, format!("at most {MAX_COLLECTION_CHANGE} at once")).into(),
+            );
+        }
+    }
+    // Added items must be the caller's (assets) or visible to them (models); removals of
+    // unknown ids are no-ops.
+    for (i, a) in body.add_assets.iter().enumerate() {
+        service::owned_asset(&state, &who, a)
+            .await
+            .map_err(|e| e.with_field(format!("add_assets[{i}]")))?;
+    }
+    let mut add_models = Vec::new();
+    for (i, m) in body.add_models.iter().enumerate() {
+        let found = easel_store::models::resolve(&state.store.db, m)
+            .await?
+            .ok_or_else(|| Error::invalid(format!("add_models[{i}]"), format!("no model `{m}`")))?;
+        add_models.push(found.id);
+    }
+    let mut remove_models = Vec::new();
+    for m in &body.remove_models {
+        match easel_store::models::resolve(&state.store.db, m).await? {
+            Some(found) => remove_models.push(found.id),
+            None => remove_models.push(m.clone()),
+        }
+    }
+    let db = &state.store.db;
+    collections::change(
+        db,
+        &c.id,
+        Kind::Asset,
+        &body.add_assets,
+        &body.remove_assets,
+    )
+    .await?;
+    collections::change(db, &c.id, Kind::Model, &add_models, &remove_models).await?;
+    Ok(axum::Json(
+        collections::get(db, &c.id)
+            .await?
+            .ok_or_else(|| Error::not_found("collection"))?,
+    ))
+}
