@@ -455,6 +455,70 @@ pub fn asset_url(state: &AppState, asset_id: &str) -> String {
     )
 }
 
+/// The caller's collection, or 404 (admins see every one).
+pub async fn owned_collection(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<easel_core::asset::Collection> {
+    easel_store::collections::get(&state.store.db, id)
+        .await?
+        .filter(|c| c.owner_id == who.user_id || who.is_admin())
+        .ok_or_else(|| Error::not_found("collection"))
+}
+
+/// Check a change of a collection's items of one kind, as every API does, before any is
+/// applied: at most `MAX_COLLECTION_CHANGE` per list (422 on the list's field); added assets
+/// must be the caller's, added models ones the registry has (errors name `field[i]`).
+/// Returns the ids to add and to remove (models by registry id); removing what is not there
+/// changes nothing.
+pub async fn collection_items(
+    state: &AppState,
+    who: &Principal,
+    kind: easel_store::collections::Kind,
+    (add, add_field): (&[String], &str),
+    (remove, remove_field): (&[String], &str),
+) -> Result<(Vec<String>, Vec<String>)> {
+    use easel_core::asset::MAX_COLLECTION_CHANGE;
+    use easel_store::collections::Kind;
+    for (field, list) in [(add_field, add), (remove_field, remove)] {
+        if list.len() > MAX_COLLECTION_CHANGE {
+            return Err(Error::invalid(
+                field,
+                format!("at most {MAX_COLLECTION_CHANGE} at once"),
+            ));
+        }
+    }
+    let db = &state.store.db;
+    Ok(match kind {
+        Kind::Asset => {
+            for (i, a) in add.iter().enumerate() {
+                owned_asset(state, who, a)
+                    .await
+                    .map_err(|e| e.with_field(format!("{add_field}[{i}]")))?;
+            }
+            (add.to_vec(), remove.to_vec())
+        }
+        Kind::Model => {
+            let mut ids = Vec::new();
+            for (i, m) in add.iter().enumerate() {
+                let found = easel_store::models::resolve(db, m).await?.ok_or_else(|| {
+                    Error::invalid(format!("{add_field}[{i}]"), format!("no model `{m}`"))
+                })?;
+                ids.push(found.id);
+            }
+            let mut gone = Vec::new();
+            for m in remove {
+                gone.push(match easel_store::models::resolve(db, m).await? {
+                    Some(found) => found.id,
+                    None => m.clone(),
+                });
+            }
+            (ids, gone)
+        }
+    })
+}
+
 /// An asset anyone may read without a key: public or unlisted (a private one is "not
 /// found", as if absent).
 pub async fn public_asset(state: &AppState, id: &str) -> Result<Asset> {

@@ -1158,7 +1158,7 @@ async fn errors_come_in_scenarios_shape() {
     .await;
     assert_eq!(s, 501);
     insta::assert_json_snapshot!("scenario_error_unbuilt", scrub(v));
-    let (s, v) = call(&t, &alice, Method::GET, "/collections", None).await;
+    let (s, v) = call(&t, &alice, Method::GET, "/assets/asset_x/snapshots", None).await;
     assert_eq!((s, v["apiError"].as_str()), (501, Some("notImplemented")));
     let resp = t
         .http
@@ -1772,5 +1772,131 @@ async fn assets_are_tagged_and_tags_listed() {
     });
     let (_, none) = call(&t, &bo, Method::GET, "/tags", None).await;
     assert_eq!(none["tags"], json!([]));
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_gather_assets_and_models() {
+    let t = server(|_| {}).await;
+    let (cy, di) = (pair(&t, "cy").await, pair(&t, "di").await);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png(16, 16));
+    let (_, up) = call(
+        &t,
+        &cy,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "c.png", "image": b64})),
+    )
+    .await;
+    let asset = up["asset"]["id"].as_str().unwrap().to_string();
+    let (s, c) = call(
+        &t,
+        &cy,
+        Method::POST,
+        "/collections",
+        Some(json!({"name": "trip"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{c}");
+    let id = c["collection"]["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("collection_"), "{id}");
+    let path = |p: &str| format!("/collections/{id}{p}");
+    let (s, c) = call(
+        &t,
+        &cy,
+        Method::PUT,
+        &path("/assets"),
+        Some(json!({"assetIds": [asset]})),
+    )
+    .await;
+    assert_eq!(
+        (s, c["collection"]["assetCount"].as_u64()),
+        (200, Some(1)),
+        "{c}"
+    );
+    let (s, c) = call(
+        &t,
+        &cy,
+        Method::PUT,
+        &path("/models"),
+        Some(json!({"modelIds": ["tiny"]})),
+    )
+    .await;
+    assert_eq!(
+        (
+            s,
+            c["collection"]["modelCount"].as_u64(),
+            c["collection"]["itemCount"].as_u64()
+        ),
+        (200, Some(1), Some(2)),
+        "{c}"
+    );
+    let (_, listed) = call(
+        &t,
+        &cy,
+        Method::GET,
+        &format!("/assets?collectionId={id}"),
+        None,
+    )
+    .await;
+    assert_eq!(listed["assets"][0]["id"], asset.as_str(), "{listed}");
+    // Another user sees none of it and cannot add to it.
+    let (s, _) = call(&t, &di, Method::GET, &path(""), None).await;
+    assert_eq!(s, 404);
+    let (s, _) = call(
+        &t,
+        &di,
+        Method::PUT,
+        &path("/assets"),
+        Some(json!({"assetIds": [asset]})),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let many: Vec<String> = (0..50).map(|i| format!("asset_{i}")).collect();
+    let (s, e) = call(
+        &t,
+        &cy,
+        Method::PUT,
+        &path("/assets"),
+        Some(json!({"assetIds": many})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["infos"]["field"].as_str()),
+        (400, Some("assetIds")),
+        "{e}"
+    );
+    let (s, c) = call(
+        &t,
+        &cy,
+        Method::PUT,
+        &path(""),
+        Some(json!({"name": "journey"})),
+    )
+    .await;
+    assert_eq!(
+        (s, c["collection"]["name"].as_str()),
+        (200, Some("journey"))
+    );
+    let (s, c) = call(
+        &t,
+        &cy,
+        Method::DELETE,
+        &path("/assets"),
+        Some(json!({"assetIds": [asset]})),
+    )
+    .await;
+    assert_eq!(
+        (s, c["collection"]["assetCount"].as_u64()),
+        (200, Some(0)),
+        "{c}"
+    );
+    let (_, all) = call(&t, &cy, Method::GET, "/collections", None).await;
+    assert_eq!(all["collections"][0]["id"], id.as_str());
+    insta::assert_json_snapshot!("collection", all["collections"][0], {
+        ".id" => "[id]", ".ownerId" => "[user id]", ".createdAt" => "[time]", ".updatedAt" => "[time]",
+    });
+    let (s, v) = call(&t, &cy, Method::DELETE, &path(""), None).await;
+    assert_eq!((s, v), (200, json!({})));
     t.shutdown().await;
 }

@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use easel_core::asset::{check_collection_name, Collection, MAX_COLLECTION_CHANGE};
+use easel_core::asset::{check_collection_name, Collection};
 use easel_core::Error;
 use easel_store::collections::{self, Kind};
 use serde::{Deserialize, Serialize};
@@ -23,16 +23,13 @@ pub struct CollectionName {
     pub name: String,
 }
 
-/// The caller's collection, or 404 (admins see every one).
+/// The caller's collection, or 404 (`service::owned_collection`).
 pub async fn owned(
     state: &AppState,
     who: &easel_core::auth::Principal,
     id: &str,
 ) -> easel_core::Result<Collection> {
-    collections::get(&state.store.db, id)
-        .await?
-        .filter(|c| c.owner_id == who.user_id || who.is_admin())
-        .ok_or_else(|| Error::not_found("collection"))
+    service::owned_collection(state, who, id).await
 }
 
 /// Create a collection.
@@ -157,52 +154,27 @@ pub async fn items(
     Json(body): Json<ItemsChange>,
 ) -> ApiResult<axum::Json<Collection>> {
     let c = owned(&state, &who, &id).await?;
-    for (field, list) in [
-        ("add_assets", &body.add_assets),
-        ("remove_assets", &body.remove_assets),
-        ("add_models", &body.add_models),
-        ("remove_models", &body.remove_models),
-    ] {
-        if list.len() > MAX_COLLECTION_CHANGE {
-            return Err(
-                Error::invalid(field, format!("at most {MAX_COLLECTION_CHANGE} at once")).into(),
-            );
-        }
-    }
-    // Added items must be the caller's (assets) or visible to them (models); removals of
-    // unknown ids are no-ops.
-    for (i, a) in body.add_assets.iter().enumerate() {
-        service::owned_asset(&state, &who, a)
-            .await
-            .map_err(|e| e.with_field(format!("add_assets[{i}]")))?;
-    }
-    let mut add_models = Vec::new();
-    for (i, m) in body.add_models.iter().enumerate() {
-        let found = easel_store::models::resolve(&state.store.db, m)
-            .await?
-            .ok_or_else(|| Error::invalid(format!("add_models[{i}]"), format!("no model `{m}`")))?;
-        add_models.push(found.id);
-    }
-    let mut remove_models = Vec::new();
-    for m in &body.remove_models {
-        match easel_store::models::resolve(&state.store.db, m).await? {
-            Some(found) => remove_models.push(found.id),
-            None => remove_models.push(m.clone()),
-        }
-    }
-    let db = &state.store.db;
-    collections::change(
-        db,
-        &c.id,
+    let assets = service::collection_items(
+        &state,
+        &who,
         Kind::Asset,
-        &body.add_assets,
-        &body.remove_assets,
+        (&body.add_assets, "add_assets"),
+        (&body.remove_assets, "remove_assets"),
     )
     .await?;
-    collections::change(db, &c.id, Kind::Model, &add_models, &remove_models).await?;
-    Ok(axum::Json(
-        collections::get(db, &c.id)
-            .await?
-            .ok_or_else(|| Error::not_found("collection"))?,
-    ))
+    let models = service::collection_items(
+        &state,
+        &who,
+        Kind::Model,
+        (&body.add_models, "add_models"),
+        (&body.remove_models, "remove_models"),
+    )
+    .await?;
+    let db = &state.store.db;
+    collections::change(db, &c.id, Kind::Asset, &assets.0, &assets.1).await?;
+    collections::change(db, &c.id, Kind::Model, &models.0, &models.1).await?;
+    let c = collections::get(db, &c.id)
+        .await?
+        .ok_or_else(|| Error::not_found("collection"))?;
+    Ok(axum::Json(c))
 }

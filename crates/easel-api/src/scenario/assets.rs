@@ -17,6 +17,7 @@ pub(super) struct AssetsQuery {
     parent_asset_id: Option<String>,
     privacy: Option<String>,
     tags: Option<String>,
+    collection_id: Option<String>,
     #[serde(flatten)]
     _others: std::collections::HashMap<String, String>,
 }
@@ -33,9 +34,8 @@ fn asset_id(field: &str, s: &str) -> Result<String, Error> {
 /// `GET /assets`: the caller's assets, newest first. Filters: `type`/`types` (the asset
 /// types Easel makes: `uploaded`, `inference-txt2img`, `inference-img2img`,
 /// `inference-inpaint`, `upscale`, `pixelization`; others match nothing), `modelId`,
-/// `inferenceId` (a job id), `parentAssetId`, `privacy`, `tags` (any of them). Other filters
-/// of the spec (collections, dates) belong to the library and are read without narrowing
-/// the list.
+/// `inferenceId` (a job id), `parentAssetId`, `privacy`, `tags` (any of them),
+/// `collectionId`. The date filters of the spec are read without narrowing the list.
 #[utoipa::path(get, path = "/scenario/v1/assets", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query), ("type" = Option<String>, Query), ("types" = Option<String>, Query), ("modelId" = Option<String>, Query), ("inferenceId" = Option<String>, Query), ("parentAssetId" = Option<String>, Query)), responses((status = 200, body = AssetsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
@@ -90,7 +90,14 @@ pub(super) async fn list(
         tasks,
         tags: tag_list(q.tags.as_deref())?,
         privacy,
-        collection_id: None,
+        collection_id: match q.collection_id.as_deref() {
+            None | Some("") => None,
+            Some(c) => {
+                let id = ids::collection_in(c)
+                    .ok_or_else(|| Error::not_found(&format!("collection {c}")))?;
+                Some(service::owned_collection(&state, &who, &id).await?.id)
+            }
+        },
         limit: size + 1,
     };
     let rows = easel_store::assets::list(&state.store.db, &filter).await?;

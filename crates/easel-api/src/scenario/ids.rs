@@ -6,6 +6,7 @@ use easel_core::id;
 
 const ASSET: &str = "asset";
 const MODEL: &str = "model";
+const COLLECTION: &str = "collection";
 
 fn swap(from: &str, to: &str, s: &str) -> Option<String> {
     id::is_valid(from, s).then(|| format!("{to}_{}", &s[from.len() + 1..]))
@@ -19,6 +20,17 @@ pub(super) fn asset(easel: &str) -> String {
 /// The Easel asset id a Scenario id names (`asset_…` or `ast_…`); `None` for other text.
 pub(super) fn asset_in(wire: &str) -> Option<String> {
     swap(ASSET, id::ASSET, wire).or_else(|| id::is_valid(id::ASSET, wire).then(|| wire.into()))
+}
+
+/// Scenario's id of an Easel collection (`col_…` is `collection_…`).
+pub(super) fn collection(easel: &str) -> String {
+    swap(id::COLLECTION, COLLECTION, easel).unwrap_or_else(|| easel.to_string())
+}
+
+/// The Easel collection id a Scenario id names; `None` for other text.
+pub(super) fn collection_in(wire: &str) -> Option<String> {
+    swap(COLLECTION, id::COLLECTION, wire)
+        .or_else(|| id::is_valid(id::COLLECTION, wire).then(|| wire.into()))
 }
 
 /// Scenario's id of an Easel model.

@@ -36,7 +36,9 @@
 //! | `PostPixelateInferences` | the `pixelate` tool: `pixelGridSize` (16, 32, 64, 128, 256), `removeNoise`, `colorPalette` (`[[r,g,b]]`) or `colorPaletteSize` (2–256); waits for the job and answers `{…, job, asset}`; `removeBackground: true` is a 400 (no segmentation model) |
 //! | `PostUpscaleInferences` | the local upscaler (classical resampling): `scalingFactor` (the spec's 1–16; the upscaler takes up to 8) or `targetWidth` (wins; 1024–16000), default ×2; the creative fields (`preset`, `style`, `creativity`, `prompt`, …) are accepted and recorded as not applied; `{…, job}` |
 //! | `PostGenerativeFillInferences` | `inpaint` on the server's default model: `mask` (or `maskId`; required here), `prompt` (default empty), `negativePrompt`, `seed` (a number here), `numInferenceSteps` (5–50), `promptFidelity` (1–15) as the guidance, one image; `targetWidth`/`targetHeight` accepted, not applied (the output keeps the image's size); `{…, job}` |
-//! | `GetAssets` | the caller's assets, newest first; `type`/`types`, `modelId`, `inferenceId`, `parentAssetId`, `privacy`, `tags` (any of them; comma-separated or repeated) |
+//! | `GetAssets` | the caller's assets, newest first; `type`/`types`, `modelId`, `inferenceId`, `parentAssetId`, `privacy`, `tags` (any of them; comma-separated or repeated), `collectionId` (the caller's; others' 404) |
+//! | `GetCollections`, `PostCollection`, `GetCollectionsByCollectionId`, `PutCollectionsByCollectionId`, `DeleteCollectionsByCollectionId` | the caller's collections (`collection_<ulid>`), newest first, with `assetCount`, `modelCount`, `itemCount`; `name` 1–200 characters; a `thumbnail` other than `null` is a 400 (not kept); deleting keeps the items; others' collections 404 |
+//! | `PutAssetsByCollectionId`, `DeleteAssetsByCollectionId`, `PutModelsByCollectionId`, `DeleteModelsByCollectionId` | `assetIds`/`modelIds`, at most 49 at once; added assets must be the caller's (others 404 naming `assetIds[i]`), added models ones the registry has; adding what is there and removing what is not change nothing; `{collection}` |
 //! | `GetPublicAssets`, `GetPublicAssetsByAssetId` | without a key: every user's public assets, newest first, `tags` narrowing (`pageSize`, `paginationToken`); by id a public or unlisted asset (a private one 404). Privacy is set with the native `PATCH /v1/assets/{id}` |
 //! | `PostAsset` | `image` in base64 (or a `data:` URL) stored as an upload; `name` kept; `parentId` sets its lineage |
 //! | `GetAssetsByAssetId`, `PostAssetGetBulk` (≤200) | assets of the caller (others' read as absent) |
@@ -229,6 +231,24 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             axum::routing::put(assets::put_tags),
         )
         .route("/tags", get(assets::tags))
+        .route(
+            "/collections",
+            get(collections::list).post(collections::create),
+        )
+        .route(
+            "/collections/{collectionId}",
+            get(collections::read)
+                .put(collections::update)
+                .delete(collections::delete),
+        )
+        .route(
+            "/collections/{collectionId}/assets",
+            axum::routing::put(collections::add_assets).delete(collections::remove_assets),
+        )
+        .route(
+            "/collections/{collectionId}/models",
+            axum::routing::put(collections::add_models).delete(collections::remove_models),
+        )
         .route("/recommendations/models", get(models::recommendations))
         .route("/usages", get(usage::usages))
         .route("/oscu/prices", get(usage::prices))
@@ -301,6 +321,7 @@ async fn inpaint(
 }
 
 mod assets;
+mod collections;
 mod error;
 mod generate;
 mod ids;
@@ -321,7 +342,7 @@ pub use wire::*;
 /// the spec's own document, `../shared/specs/scenario.openapi.json`, has the rest.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, models::list, models::read, models::bulk, models::recommendations, tools::pixelate, tools::upscale, tools::generative_fill, usage::usages, usage::prices),
+    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, collections::list, collections::create, collections::read, collections::update, collections::delete, collections::add_assets, collections::remove_assets, collections::add_models, collections::remove_models, models::list, models::read, models::bulk, models::recommendations, tools::pixelate, tools::upscale, tools::generative_fill, usage::usages, usage::prices),
     components(schemas(Diffusion, Concept, InferenceResponse, DryRun, JobView, StatusEntry,
         JobMetadata, Billing, JobsPage, JobOne, AssetView, AssetProperties, AssetsPage, AssetOne,
         ModelView, ModelsPage, ModelOne, AssetUpload, AssetIds, ModelIds, JobAction, ErrorBody,
@@ -466,6 +487,43 @@ mod tests {
             ("PUT", "/assets/{assetId}/tags", "PutAssetsTagsByAssetId"),
             ("PUT", "/assets/{assetId}", "PutAssetByAssetId"),
             ("GET", "/assets/public", "GetPublicAssets"),
+            ("GET", "/collections", "GetCollections"),
+            ("POST", "/collections", "PostCollection"),
+            (
+                "GET",
+                "/collections/{collectionId}",
+                "GetCollectionsByCollectionId",
+            ),
+            (
+                "PUT",
+                "/collections/{collectionId}",
+                "PutCollectionsByCollectionId",
+            ),
+            (
+                "DELETE",
+                "/collections/{collectionId}",
+                "DeleteCollectionsByCollectionId",
+            ),
+            (
+                "PUT",
+                "/collections/{collectionId}/assets",
+                "PutAssetsByCollectionId",
+            ),
+            (
+                "DELETE",
+                "/collections/{collectionId}/assets",
+                "DeleteAssetsByCollectionId",
+            ),
+            (
+                "PUT",
+                "/collections/{collectionId}/models",
+                "PutModelsByCollectionId",
+            ),
+            (
+                "DELETE",
+                "/collections/{collectionId}/models",
+                "DeleteModelsByCollectionId",
+            ),
             (
                 "GET",
                 "/assets/public/{assetId}",
