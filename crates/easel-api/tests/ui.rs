@@ -302,6 +302,15 @@ async fn the_web_ui_in_a_real_browser() {
     );
 
     // The gallery and the viewer: the A1111 parameters, then "use these settings".
+    let (_, trip) = t
+        .json(
+            Method::POST,
+            "/v1/collections",
+            &key,
+            Some(json!({"name": "trip"})),
+        )
+        .await;
+    let trip_id = trip["id"].as_str().unwrap().to_string();
     c.goto(&format!("{base}/#/gallery")).await.unwrap();
     css(c, ".gallery button.thumb").await.click().await.unwrap();
     let params = text_of(c, "dialog pre.params").await;
@@ -342,6 +351,32 @@ async fn the_web_ui_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(public["data"][0]["name"], "the fox", "{public}");
+    // Into a collection from the viewer; the gallery filters by it.
+    css(c, "dialog select[name=add_collection]")
+        .await
+        .select_by_value(&trip_id)
+        .await
+        .unwrap();
+    xpath(c, "//dialog//button[text()='Add to collection']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "added",
+        "document.querySelector('#flash').textContent === 'Added to trip.'",
+    )
+    .await;
+    let (_, col) = t
+        .json(
+            Method::GET,
+            &format!("/v1/collections/{trip_id}"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(col["asset_count"], 1, "{col}");
     assert!(
         params.contains(XSS) && params.contains("Steps: 6"),
         "{params}"
@@ -398,8 +433,21 @@ async fn the_web_ui_in_a_real_browser() {
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["input"], orig["input"]);
 
-    // Inpaint: open the image, choose Inpaint, paint a stroke, submit.
+    // Inpaint: open the image (found through the collection filter: the re-run's newer
+    // output is not in it), choose Inpaint, paint a stroke, submit.
     c.goto(&format!("{base}/#/gallery")).await.unwrap();
+    css(c, ".gallery button.thumb").await;
+    css(c, "select[name=collection]")
+        .await
+        .select_by_value(&trip_id)
+        .await
+        .unwrap();
+    until(
+        c,
+        "the collection's one image",
+        "document.querySelectorAll('.gallery button.thumb').length === 1",
+    )
+    .await;
     css(c, ".gallery button.thumb").await.click().await.unwrap();
     xpath(c, "//dialog//button[text()='Inpaint']")
         .await

@@ -522,11 +522,12 @@
 
   // ---- Gallery ----
   async function pageGallery() {
-    const [opt, all] = await Promise.all([options(), models()]);
+    const [opt, all, cols] = await Promise.all([options(), models(), api('GET', '/v1/collections?limit=100')]);
     const f = {
       model: h('select', { name: 'model', 'aria-label': 'Model' }, h('option', { value: '' }, 'any model'), all.filter((m) => !isLora(m)).map((m) => h('option', { value: m.name }, m.name))),
       task: h('select', { name: 'task', 'aria-label': 'Task' }, h('option', { value: '' }, 'any task'), ['uploaded', ...opt.tasks].map((t) => h('option', { value: t }, t))),
       tag: h('input', { type: 'text', name: 'tag', placeholder: 'tag', 'aria-label': 'Tag' }),
+      collection: h('select', { name: 'collection', 'aria-label': 'Collection' }, h('option', { value: '' }, 'any collection'), cols.data.map((c) => h('option', { value: c.id }, `${c.name} (${c.asset_count})`))),
       since: h('input', { type: 'date', name: 'since', 'aria-label': 'From' }),
       until: h('input', { type: 'date', name: 'until', 'aria-label': 'To' }),
     };
@@ -550,7 +551,7 @@
     more.addEventListener('click', () => load(false).catch((e) => flash(e.message, true)));
     for (const k of Object.keys(f)) f[k].addEventListener('change', () => load(true).catch((e) => flash(e.message, true)));
     main().replaceChildren(h('div', { class: 'card' }, h('h1', {}, 'Gallery'),
-      h('div', { class: 'row' }, f.model, f.task, f.tag, f.since, f.until), h('p'), grid, h('p', {}, more)));
+      h('div', { class: 'row' }, f.model, f.task, f.tag, f.collection, f.since, f.until), h('p'), grid, h('p', {}, more)));
     await load(true);
   }
   async function viewer(id) {
@@ -578,6 +579,22 @@
       h('button', { type: 'button', class: 'ghost', 'aria-label': `Remove tag ${t}`, onclick: () => retag({ delete: [t] }) }, '×'))),
     h('form', { onsubmit: (ev) => { ev.preventDefault(); if (newTag.value.trim()) retag({ add: [newTag.value.trim()] }).then(() => { newTag.value = ''; }); } }, newTag));
     showTags(a.tags || []);
+    // Collections: add it to one of the user's, or to a new one.
+    const cols = (await api('GET', '/v1/collections?limit=100')).data;
+    const colSel = h('select', { name: 'add_collection', 'aria-label': 'Collection' }, cols.map((c) => h('option', { value: c.id }, c.name)), h('option', { value: '' }, 'a new collection…'));
+    const colForm = h('form', { class: 'row', onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        let id = colSel.value;
+        if (!id) {
+          const name = prompt('Name of the new collection');
+          if (!name) return;
+          id = (await api('POST', '/v1/collections', { name })).id;
+        }
+        const c = await api('PUT', `/v1/collections/${id}/items`, { add_assets: [a.id] });
+        flash(`Added to ${c.name}.`);
+      } catch (e) { flash(e.message, true); }
+    } }, colSel, h('button', { type: 'submit' }, 'Add to collection'));
     // The record: name, description, who may read it.
     const rec = {
       name: h('input', { type: 'text', name: 'asset_name', maxlength: 200, value: a.name || '' }),
@@ -609,6 +626,7 @@
         } }, 'Delete')),
       h('h2', {}, 'Tags'), tagBox,
       h('h2', {}, 'Record'), recForm,
+      h('h2', {}, 'Collections'), colForm,
       h('h2', {}, 'Tools'),
       h('div', { class: 'row' },
         h('button', { type: 'button', onclick: () => tool('upscale', { factor: 2 }) }, 'Upscale ×2'),
