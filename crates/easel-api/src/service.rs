@@ -455,6 +455,22 @@ pub fn asset_url(state: &AppState, asset_id: &str) -> String {
     )
 }
 
+/// Add and remove tags of one of the caller's assets, as every API does: tags checked
+/// (`check_tags`, errors naming `add`/`delete`), then `easel_store::tags::change`.
+pub async fn change_tags(
+    state: &AppState,
+    who: &Principal,
+    asset_id: &str,
+    add: &[String],
+    delete: &[String],
+    strict: bool,
+) -> Result<easel_store::tags::Changed> {
+    let a = owned_asset(state, who, asset_id).await?;
+    let check = easel_core::asset::check_tags;
+    let (add, delete) = (check("add", add)?, check("delete", delete)?);
+    easel_store::tags::change(&state.store.db, &a.owner_id, &a.id, &add, &delete, strict).await
+}
+
 /// The caller's collection, or 404 (admins see every one).
 pub async fn owned_collection(
     state: &AppState,

@@ -214,10 +214,7 @@ pub async fn list(
     Auth(who): Auth,
     Query(q): Query<AssetListParams>,
 ) -> ApiResult<axum::Json<AssetList>> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(Error::invalid("limit", "must be between 1 and 100").into());
-    }
+    let limit = super::page_limit(q.limit)?;
     if let Some(t) = &q.task {
         if t != "uploaded" && !easel_core::task::TASKS.contains(&t.as_str()) {
             return Err(Error::invalid(
@@ -264,7 +261,7 @@ pub async fn list(
         privacy: q.privacy,
         collection_id: match &q.collection {
             Some(c) => Some(
-                super::collections::owned(&state, &who, c)
+                service::owned_collection(&state, &who, c)
                     .await
                     .map_err(|e| e.with_field("collection"))?
                     .id,
@@ -273,10 +270,8 @@ pub async fn list(
         },
         limit: limit + 1,
     };
-    let mut rows = easel_store::assets::list(&state.store.db, &filter).await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = more.then(|| rows.last().map(|a| a.id.clone())).flatten();
+    let rows = easel_store::assets::list(&state.store.db, &filter).await?;
+    let (rows, next_cursor) = super::page(rows, limit, |a| &a.id);
     Ok(axum::Json(AssetList {
         data: views(&state, rows).await?,
         next_cursor,
@@ -486,18 +481,7 @@ pub async fn put_tags(
     Path(id): Path<String>,
     crate::extract::Json(body): crate::extract::Json<TagChange>,
 ) -> ApiResult<axum::Json<TagsChanged>> {
-    let a = service::owned_asset(&state, &who, &id).await?;
-    let check = easel_core::asset::check_tags;
-    let (add, delete) = (check("add", &body.add)?, check("delete", &body.delete)?);
-    let c = easel_store::tags::change(
-        &state.store.db,
-        &a.owner_id,
-        &a.id,
-        &add,
-        &delete,
-        body.strict,
-    )
-    .await?;
+    let c = service::change_tags(&state, &who, &id, &body.add, &body.delete, body.strict).await?;
     Ok(axum::Json(TagsChanged {
         added: c.added,
         deleted: c.deleted,
@@ -555,16 +539,11 @@ pub async fn list_public(
     State(state): State<AppState>,
     Query(q): Query<PublicListParams>,
 ) -> ApiResult<axum::Json<AssetList>> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(Error::invalid("limit", "must be between 1 and 100").into());
-    }
-    let mut rows =
+    let limit = super::page_limit(q.limit)?;
+    let rows =
         easel_store::assets::list_public(&state.store.db, q.cursor.as_deref(), &[], limit + 1)
             .await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = more.then(|| rows.last().map(|a| a.id.clone())).flatten();
+    let (rows, next_cursor) = super::page(rows, limit, |a| &a.id);
     Ok(axum::Json(AssetList {
         data: views(&state, rows).await?,
         next_cursor,

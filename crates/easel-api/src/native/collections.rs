@@ -23,15 +23,6 @@ pub struct CollectionName {
     pub name: String,
 }
 
-/// The caller's collection, or 404 (`service::owned_collection`).
-pub async fn owned(
-    state: &AppState,
-    who: &easel_core::auth::Principal,
-    id: &str,
-) -> easel_core::Result<Collection> {
-    service::owned_collection(state, who, id).await
-}
-
 /// Create a collection.
 #[utoipa::path(post, path = "/v1/collections", tag = "assets", request_body = CollectionName,
     responses((status = 201, body = Collection), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
@@ -67,20 +58,15 @@ pub async fn list(
     Auth(who): Auth,
     Query(q): Query<ListParams>,
 ) -> ApiResult<axum::Json<CollectionList>> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(Error::invalid("limit", "must be between 1 and 100").into());
-    }
-    let mut rows = collections::list(
+    let limit = super::page_limit(q.limit)?;
+    let rows = collections::list(
         &state.store.db,
         &who.user_id,
         q.cursor.as_deref(),
         limit + 1,
     )
     .await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = more.then(|| rows.last().map(|c| c.id.clone())).flatten();
+    let (rows, next_cursor) = super::page(rows, limit, |c| &c.id);
     Ok(axum::Json(CollectionList {
         data: rows,
         next_cursor,
@@ -95,7 +81,9 @@ pub async fn get(
     Auth(who): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Collection>> {
-    Ok(axum::Json(owned(&state, &who, &id).await?))
+    Ok(axum::Json(
+        service::owned_collection(&state, &who, &id).await?,
+    ))
 }
 
 /// Rename a collection.
@@ -108,7 +96,7 @@ pub async fn rename(
     Json(body): Json<CollectionName>,
 ) -> ApiResult<axum::Json<Collection>> {
     let name = check_collection_name("name", &body.name)?;
-    let c = owned(&state, &who, &id).await?;
+    let c = service::owned_collection(&state, &who, &id).await?;
     let c = collections::rename(&state.store.db, &c.id, &name)
         .await?
         .ok_or_else(|| Error::not_found("collection"))?;
@@ -123,7 +111,7 @@ pub async fn delete(
     Auth(who): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let c = owned(&state, &who, &id).await?;
+    let c = service::owned_collection(&state, &who, &id).await?;
     collections::delete(&state.store.db, &c.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -153,7 +141,7 @@ pub async fn items(
     Path(id): Path<String>,
     Json(body): Json<ItemsChange>,
 ) -> ApiResult<axum::Json<Collection>> {
-    let c = owned(&state, &who, &id).await?;
+    let c = service::owned_collection(&state, &who, &id).await?;
     let assets = service::collection_items(
         &state,
         &who,

@@ -242,10 +242,7 @@ pub async fn list(
     Auth(who): Auth,
     Query(q): Query<ListParams>,
 ) -> ApiResult<axum::Json<JobList>> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(Error::invalid("limit", "must be between 1 and 100").into());
-    }
+    let limit = super::page_limit(q.limit)?;
     let filter = easel_store::jobs::JobFilter {
         owner_id: service::owner_scope(&who, q.owner.as_deref())?,
         status: q.status,
@@ -254,10 +251,8 @@ pub async fn list(
         limit: limit + 1,
         ..Default::default()
     };
-    let mut jobs = easel_store::jobs::list(&state.store.db, &filter).await?;
-    let more = jobs.len() > limit as usize;
-    jobs.truncate(limit as usize);
-    let next_cursor = more.then(|| jobs.last().map(|j| j.id.clone())).flatten();
+    let jobs = easel_store::jobs::list(&state.store.db, &filter).await?;
+    let (jobs, next_cursor) = super::page(jobs, limit, |j| &j.id);
     Ok(axum::Json(JobList {
         data: jobs.into_iter().map(|j| view(&state, j, None)).collect(),
         next_cursor,

@@ -11,6 +11,29 @@ pub mod pulls;
 use axum::routing::{get, post};
 use axum::Router;
 
+/// A list's `limit` (1..100, default 20), checked the same way by every cursor-paged list.
+pub fn page_limit(limit: Option<u32>) -> easel_core::Result<u32> {
+    let limit = limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(easel_core::Error::invalid(
+            "limit",
+            "must be between 1 and 100",
+        ));
+    }
+    Ok(limit)
+}
+
+/// One page of rows read with `limit + 1` (newest first, ids sorting by time): the first
+/// `limit`, and the cursor of the next page when there is one (the last row's id).
+pub fn page<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> (Vec<T>, Option<String>) {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = more
+        .then(|| rows.last().map(|r| id(r).to_string()))
+        .flatten();
+    (rows, next)
+}
+
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {

@@ -390,18 +390,7 @@ pub(super) async fn put_tags(
     Json(body): Json<TagsChange>,
 ) -> Result<axum::Json<TagsChanged>, Failure> {
     let id = ids::asset_in(&id).ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
-    let a = service::owned_asset(&state, &who, &id).await?;
-    let check = easel_core::asset::check_tags;
-    let (add, delete) = (check("add", &body.add)?, check("delete", &body.delete)?);
-    let c = easel_store::tags::change(
-        &state.store.db,
-        &a.owner_id,
-        &a.id,
-        &add,
-        &delete,
-        body.strict,
-    )
-    .await?;
+    let c = service::change_tags(&state, &who, &id, &body.add, &body.delete, body.strict).await?;
     Ok(axum::Json(TagsChanged {
         added: c.added,
         deleted: c.deleted,
