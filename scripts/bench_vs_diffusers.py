@@ -491,6 +491,14 @@ def sd15_measure(folder: Path, args) -> dict:
     r["decode_s"] = time.perf_counter() - t
     r["rss_after_decode_mb"] = rss_mb()
     r["rss_peak_mb"] = peak_rss_mb()
+    # The tiny autoencoder (TAESD, released configuration, random weights) on the same
+    # latents, after a warm-up, as `easel bench diffusion` times it.
+    from diffusers import AutoencoderTiny
+    taesd = AutoencoderTiny().eval()
+    taesd.decode(z)
+    t = time.perf_counter()
+    taesd.decode(z)
+    r["tiny_vae_decode_s"] = time.perf_counter() - t
     return r
 
 
@@ -589,6 +597,7 @@ EASEL_ROWS = {
     "model load, s": "load_s",
     "text encode (one prompt), s": "encode_s",
     "VAE decode (1 image), s": "decode_s",
+    "TAESD decode (1 image), s": "tiny_vae_decode_s",
     "peak RSS before load, MB": "rss_before_load_mb",
     "RSS after load, MB": "rss_after_load_mb",
     "RSS after the steps, MB": "rss_after_steps_mb",
@@ -890,6 +899,9 @@ def table(result: dict) -> list[dict]:
     row("text encode (one prompt), s", easel.get("encode_s"), diff.get("encode_s"), 3)
     row(FAMILIES[family][2], easel.get("step_s"), diff.get("step_s"), 3)
     row("VAE decode (1 image), s", easel.get("decode_s"), diff.get("decode_s"), 3)
+    if "tiny_vae_decode_s" in easel or "tiny_vae_decode_s" in diff:
+        row("TAESD decode (1 image), s", easel.get("tiny_vae_decode_s"),
+            diff.get("tiny_vae_decode_s"), 3)
     for key, name in [("rss_after_load_mb", "RSS after load, MB"),
                       ("rss_after_steps_mb", "RSS after the steps, MB"),
                       ("rss_after_decode_mb", "RSS after decode, MB")]:

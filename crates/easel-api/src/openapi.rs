@@ -22,6 +22,7 @@ use crate::native::{assets, collections, jobs, keys, models, options, pulls};
         easel_core::task::UpscaleInput, easel_core::task::ResizeInput,
         easel_core::task::PixelateInput, easel_core::task::ConvertInput,
         easel_core::generate::GenerateInput, easel_core::generate::LoraRef,
+        easel_core::generate::Decoder,
     )),
     modifiers(&Security),
     tags(

@@ -1766,6 +1766,24 @@ async fn options_list_the_configured_limits_and_families() {
         (sd15["natural_size"].as_u64(), sd15["pag"].as_bool()),
         (Some(512), Some(false))
     );
+    assert_eq!(sd15["tiny_vae"], false);
+    // A TAESD in the models folder's vae_approx/ shows for the families that use it.
+    easel_diffusion::taesd::make_tiny(&t.dir.path().join("models/vae_approx/taesd"), 4, 1).unwrap();
+    let (_, o2) = t.json(Method::GET, "/v1/options", &key, None).await;
+    let tiny: Vec<(&str, bool)> = o2["families"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap(), f["tiny_vae"].as_bool().unwrap()))
+        .collect();
+    assert!(
+        tiny.contains(&("sd15", true)) && tiny.contains(&("sd2", true)),
+        "{tiny:?}"
+    );
+    assert!(
+        tiny.contains(&("sdxl", false)) && tiny.contains(&("sana", false)),
+        "{tiny:?}"
+    );
     assert!(o["schedulers"]
         .as_array()
         .unwrap()

@@ -186,7 +186,7 @@ fn slow_tiny_pull() -> easel_api::native::pulls::Puller {
                 .await
                 .unwrap()
                 .map_err(|e| e.to_string())?;
-            Ok(name)
+            Ok(easel_api::native::pulls::Pulled::Model(name))
         }))
     }))
 }

@@ -42,6 +42,9 @@ pub struct Report {
     /// One denoiser step with guidance, mean over the steps after a warm-up.
     pub step_s: f64,
     pub decode_s: f64,
+    /// The tiny autoencoder's decode of the same latents (SD; the released TAESD
+    /// configuration, or the tiny one with `--tiny`), when the family has one.
+    pub tiny_vae_decode_s: Option<f64>,
     pub rss_before_load_mb: f64,
     /// Resident memory (now, not peak) after the load, after the timed steps and after the
     /// decode.
@@ -242,6 +245,7 @@ fn measure<M, C, X>(
         encode_s: encode.as_secs_f64(),
         step_s: step.as_secs_f64(),
         decode_s: decode.as_secs_f64(),
+        tiny_vae_decode_s: None,
         rss_before_load_mb: rss_before,
         rss_after_load_mb: rss_after_load,
         rss_components_mb: components,
@@ -313,7 +317,26 @@ fn run_sd(o: &Options) -> Result<Report> {
             vae.decode(&z).map(|_| ())
         },
     };
-    measure(head, write, stages)
+    let mut report = measure(head, write, stages)?;
+    report.tiny_vae_decode_s = Some(time_tiny_vae(lat, tiny)?);
+    Ok(report)
+}
+
+/// Seconds of one TAESD decode of a `[1, 4, lat, lat]` latent (random weights; after a
+/// warm-up at the same size).
+fn time_tiny_vae(lat: usize, tiny: bool) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    if tiny {
+        crate::taesd::make_tiny(dir.path(), 4, 5)?;
+    } else {
+        crate::taesd::write_random(dir.path(), crate::taesd::released_config(4), 5)?;
+    }
+    let t = crate::taesd::TinyVae::load_path(dir.path(), &Device::Cpu)?;
+    let z = Tensor::randn(0f32, 1f32, (1, 4, lat, lat), &Device::Cpu)?;
+    t.forward(&z)?;
+    let start = Instant::now();
+    t.forward(&z)?;
+    Ok(start.elapsed().as_secs_f64())
 }
 
 /// Write SD 1.5's (or the tiny) UNet, VAE and text encoder with random weights into `dir`;

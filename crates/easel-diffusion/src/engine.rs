@@ -4,12 +4,14 @@
 //! (a test of the `easel` crate checks the dependency graph).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Result, Tensor};
 
 use crate::family::{self, Family, Generator, Preview};
 use crate::lora::Lora;
 use crate::schedulers::SchedulerKind;
+use crate::taesd::TinyVae;
 use crate::{device, pixels};
 
 /// A compute device (`cpu`, `cuda`, `cuda:1`, `metal`, `auto`).
@@ -58,6 +60,10 @@ pub struct Generation<'a> {
     /// Perturbed-attention guidance scale, for families that apply it (`Family::pag`);
     /// `None` or 0: off.
     pub pag: Option<f64>,
+    /// Decode the final image with this tiny autoencoder (the pipeline's own,
+    /// [`Pipeline::tiny_vae`]) instead of the model's VAE: several times faster, lower
+    /// quality. `None`: the VAE.
+    pub tiny_vae: Option<&'a TinyVae>,
 }
 
 /// One finished scheduler step, as a generation reports it.
@@ -67,11 +73,18 @@ pub struct Step<'a> {
     pub total: usize,
     latents: &'a Tensor,
     preview: Preview,
+    tiny: Option<&'a TinyVae>,
 }
 
 impl Step<'_> {
-    /// The cheap RGB preview of the latents (latent resolution, no VAE).
+    /// An RGB preview of the latents: decoded by the pipeline's tiny autoencoder at full
+    /// resolution when it has one, else the family's cheap projection at latent resolution.
     pub fn preview(&self) -> Option<Pixels> {
+        if let Some(t) = self.tiny {
+            if let Ok(p) = t.latents_to_image(self.latents).and_then(|x| to_pixels(&x)) {
+                return Some(p);
+            }
+        }
         let (width, height, data) = pixels::latent_preview(self.latents, self.preview).ok()?;
         Some(Pixels {
             width,
@@ -131,6 +144,8 @@ pub(crate) fn to_pixels(images: &Tensor) -> Result<Pixels> {
 pub struct Pipeline {
     family: &'static Family,
     inner: Box<dyn Generator>,
+    /// Attached after loading, possibly while generations run (a TAESD installed later).
+    tiny: std::sync::RwLock<Option<Arc<TinyVae>>>,
 }
 
 impl Pipeline {
@@ -149,7 +164,11 @@ impl Pipeline {
             ))
         })?;
         let inner = (family.load_dir)(dir, loras, DType::F32, &device.0)?;
-        Ok(Pipeline { family, inner })
+        Ok(Pipeline {
+            family,
+            inner,
+            tiny: Default::default(),
+        })
     }
 
     /// Load a single-file checkpoint (f32) with the tokenizers and configs of `support`.
@@ -173,7 +192,41 @@ impl Pipeline {
             ))
         })?;
         let inner = load(file, support, loras, DType::F32, &device.0)?;
-        Ok(Pipeline { family, inner })
+        Ok(Pipeline {
+            family,
+            inner,
+            tiny: Default::default(),
+        })
+    }
+
+    /// Load the tiny autoencoder at `path` (see [`crate::taesd`]) for previews and
+    /// [`Generation::tiny_vae`], after checking it decodes this family's latents.
+    pub fn attach_tiny_vae(&self, path: &Path, device: &Device) -> Result<()> {
+        let f = self.family;
+        if f.tiny_vae.is_none() {
+            candle_core::bail!("{} models have no tiny autoencoder", f.label);
+        }
+        let t = TinyVae::load_path(path, &device.0)?;
+        let c = t.config();
+        if c.latent_channels != f.latent_channels || c.scale() != f.latent_scale {
+            candle_core::bail!(
+                "{}: a tiny autoencoder for {} latent channels and {}x upsampling, not {}'s {} \
+                 and {}x",
+                path.display(),
+                c.latent_channels,
+                c.scale(),
+                f.label,
+                f.latent_channels,
+                f.latent_scale
+            );
+        }
+        *self.tiny.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(t));
+        Ok(())
+    }
+
+    /// The tiny autoencoder attached with [`Pipeline::attach_tiny_vae`].
+    pub fn tiny_vae(&self) -> Option<Arc<TinyVae>> {
+        self.tiny.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn family(&self) -> &'static Family {
@@ -192,13 +245,18 @@ impl Pipeline {
         g: &Generation,
         on_step: &mut dyn FnMut(Step) -> bool,
     ) -> Result<Option<Pixels>> {
-        let preview = self.family.preview;
+        if g.tiny_vae.is_some() && self.family.tiny_vae.is_none() {
+            candle_core::bail!("{} models have no tiny autoencoder", self.family.label);
+        }
+        let attached = self.tiny_vae();
+        let (preview, tiny) = (self.family.preview, attached.as_deref());
         self.inner.generate(g, &mut |index, total, latents| {
             on_step(Step {
                 index,
                 total,
                 latents,
                 preview,
+                tiny,
             })
         })
     }

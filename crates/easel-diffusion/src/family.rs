@@ -92,6 +92,9 @@ pub struct Family {
     /// The scheduler config the family's released models ship (for folders without one).
     pub default_scheduler: fn() -> Value,
     pub preview: Preview,
+    /// The name of the family's tiny autoencoder (TAESD) in the models folder's
+    /// `vae_approx/` (see [`crate::taesd`]), where one exists for its latent space.
+    pub tiny_vae: Option<&'static str>,
     pub load_dir: LoadDir,
     pub load_file: Option<LoadFile>,
     /// Writes a tiny random-weight model of the family (a diffusers folder) from a seed.
@@ -228,6 +231,10 @@ mod tests {
                 assert_eq!(m.len(), f.latent_channels, "{}", f.id);
             }
             assert!(f.natural_size % f.latent_scale as u32 == 0, "{}", f.id);
+            if f.tiny_vae.is_some() {
+                // The TAESD releases upsample 8x.
+                assert_eq!(f.latent_scale, 8, "{}", f.id);
+            }
             let s = (f.default_scheduler)();
             let class = s["_class_name"].as_str().unwrap();
             assert!(

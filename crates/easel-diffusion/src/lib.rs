@@ -18,6 +18,7 @@ pub mod rng;
 pub mod sana;
 pub mod schedulers;
 pub mod sd;
+pub mod taesd;
 pub mod tiny;
 pub mod tokenizer;
 pub mod tokenizer_json;

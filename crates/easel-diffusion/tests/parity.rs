@@ -80,6 +80,7 @@ fn sd_case(dir: &Path, case: &Case, pipelines: &mut HashMap<String, Pipeline>) {
         mask: t.get("mask"),
         strength: meta["strength"].as_f64().unwrap_or(1.0),
         prompt_mode: PromptMode::Diffusers,
+        tiny_vae: None,
     };
     let mut rng = TorchRng::new(meta["seed"].as_u64().unwrap());
     let run = pipe
@@ -229,6 +230,7 @@ fn a_step_callback_can_cancel() {
         mask: None,
         strength: 1.0,
         prompt_mode: PromptMode::Diffusers,
+        tiny_vae: None,
     };
     let mut seen = vec![];
     let out = pipe

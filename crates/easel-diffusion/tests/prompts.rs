@@ -52,6 +52,7 @@ fn request<'a>(prompt: &'a str, negative: Option<&'a str>) -> Request<'a> {
         mask: None,
         strength: 1.0,
         prompt_mode: PromptMode::Weighted,
+        tiny_vae: None,
     }
 }
 

@@ -128,6 +128,7 @@ fn a_pipeline_from_the_single_file_draws_what_the_folder_draws() {
         mask: None,
         strength: 1.0,
         prompt_mode: PromptMode::Diffusers,
+        tiny_vae: None,
     };
     let draw = |p: &Pipeline| {
         p.run(&req, &mut TorchRng::new(3), &mut |_, _, _| true)

@@ -69,6 +69,7 @@ fn request<'a>(init: Option<&'a Tensor>, mask: Option<&'a Tensor>, strength: f64
         mask,
         strength,
         prompt_mode: PromptMode::Diffusers,
+        tiny_vae: None,
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use bytes::Bytes;
 use easel_core::asset::blob_key;
-use easel_core::generate::{a1111_parameters, GenerateInput};
+use easel_core::generate::{a1111_parameters, Decoder, GenerateInput};
 use easel_core::job::codes;
 use easel_core::limits::Limits;
 use easel_core::task::{OutputFormat, TaskInput};
@@ -143,6 +143,27 @@ impl Engine {
             bytes,
         });
         Ok(pipeline)
+    }
+
+    /// Attach the family's tiny autoencoder (TAESD) from the models folder's `vae_approx/`
+    /// to a pipeline that has none yet, when one is installed (also one installed after the
+    /// model loaded). One that fails to load is logged and left out: previews keep the
+    /// latent projection.
+    pub fn find_tiny_vae(&self, p: &Pipeline) {
+        if p.tiny_vae().is_some() {
+            return;
+        }
+        let (Some(name), Some(root)) = (p.family().tiny_vae, self.config.model_roots.first())
+        else {
+            return;
+        };
+        let Some(path) = easel_diffusion::taesd::find(root, name) else {
+            return;
+        };
+        match p.attach_tiny_vae(&path, &self.device) {
+            Ok(()) => tracing::info!(path = %path.display(), "tiny autoencoder loaded"),
+            Err(e) => tracing::warn!(path = %path.display(), "tiny autoencoder not loaded: {e}"),
+        }
     }
 
     /// Drop least-recently-used pipelines until one of `incoming` bytes fits.
@@ -480,6 +501,12 @@ pub fn generate(
     };
     let pipeline = engine.pipeline(&p.load).map_err(without_paths)?;
     ctx.check()?;
+    engine.find_tiny_vae(&pipeline);
+    let tiny = pipeline.tiny_vae();
+    let tiny_vae = match g.decoder {
+        Some(Decoder::Taesd) => Some(tiny.as_deref().ok_or_else(|| no_tiny_vae(&pipeline))?),
+        _ => None,
+    };
     let scheduler = g
         .scheduler
         .as_deref()
@@ -507,6 +534,7 @@ pub fn generate(
             strength: r.strength as f64,
             seed,
             pag: g.pag_guidance.map(f64::from),
+            tiny_vae,
         };
         let mut on_step = |s: Step| -> bool {
             // Progress counts the steps asked for: a scheduler that evaluates the model more
@@ -554,6 +582,7 @@ pub fn generate(
             "strength": g.image.as_ref().map(|_| r.strength),
             "loras": g.loras,
             "upscale": g.upscale,
+            "decoder": g.decoder,
         });
         let text = vec![
             ("parameters".to_string(), params.clone()),
@@ -577,7 +606,23 @@ pub fn generate(
     Ok(outputs)
 }
 
-/// A JPEG `data:` URL of a step's cheap latent preview.
+/// Why a generation cannot decode with a tiny autoencoder.
+fn no_tiny_vae(p: &Pipeline) -> RunError {
+    let f = p.family();
+    let msg = match f.tiny_vae {
+        None => format!("{} models have no tiny autoencoder; use `vae`", f.label),
+        Some(name) => format!(
+            "no tiny autoencoder is installed for {} models: put `{name}` (the diffusers \
+             folder of madebyollin/{name}, or its `{name}_decoder.safetensors`) in the models \
+             folder's `{}/`",
+            f.label,
+            easel_diffusion::taesd::FOLDER
+        ),
+    };
+    Error::invalid("input.decoder", msg).into()
+}
+
+/// A JPEG `data:` URL of a step's preview.
 fn preview_url(p: &Pixels) -> Option<String> {
     let img = ops::image::RgbImage::from_raw(p.width as u32, p.height as u32, p.data.clone())?;
     let jpeg = ops::encode(

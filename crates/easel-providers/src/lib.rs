@@ -12,6 +12,8 @@ pub mod tools;
 
 /// The engine's family table (ids, defaults, detection), for the crates above.
 pub use easel_diffusion::family;
+/// Where the engine finds a family's tiny autoencoder (TAESD) in a models folder.
+pub use easel_diffusion::taesd::find as find_tiny_vae;
 
 use std::sync::Arc;
 

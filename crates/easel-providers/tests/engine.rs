@@ -144,3 +144,82 @@ fn walk(p: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+/// `decoder: taesd`: refused, naming the field and where to put one, until a tiny autoencoder
+/// is in the models folder's `vae_approx/`; then found (also after the model loaded) and
+/// used: other pixels than the VAE's from the same seed, recorded in the image's parameters.
+#[test]
+fn the_tiny_autoencoder_decodes_when_asked_and_installed() {
+    use easel_core::generate::{Decoder, GenerateInput};
+    use easel_core::limits::Limits;
+    use easel_providers::diffusion::{generate, Prepared};
+    use easel_queue::{RunContext, RunError};
+
+    let (dir, m) = models(1);
+    let e = Engine::new(EngineConfig {
+        model_roots: vec![dir.path().to_path_buf()],
+        ..Default::default()
+    })
+    .unwrap();
+    let job = |decoder| {
+        let mut input = GenerateInput {
+            prompt: "a fox".into(),
+            width: Some(64),
+            height: Some(64),
+            steps: Some(2),
+            seed: Some(3),
+            decoder,
+            ..Default::default()
+        };
+        input.fill_defaults(
+            "txt2img",
+            &easel_providers::family::defaults("sd15"),
+            &Default::default(),
+            None,
+            0,
+        );
+        Prepared {
+            input,
+            task: "txt2img".into(),
+            model_name: "m0".into(),
+            model_family: "sd15".into(),
+            load: m[0].clone(),
+            init: None,
+            mask: None,
+            init_id: None,
+        }
+    };
+    let run = |p: &Prepared| generate(&e, p, &Limits::default(), &RunContext::detached());
+    let vae = run(&job(None)).unwrap();
+    let Err(RunError::Failed(err)) = run(&job(Some(Decoder::Taesd))) else {
+        panic!("refused without a tiny autoencoder")
+    };
+    assert!(
+        err.message.contains("vae_approx/") && err.message.contains("taesd"),
+        "{err:?}"
+    );
+
+    easel_diffusion::taesd::make_tiny(
+        &dir.path()
+            .join(easel_diffusion::taesd::FOLDER)
+            .join("taesd"),
+        4,
+        9,
+    )
+    .unwrap();
+    let fast = run(&job(Some(Decoder::Taesd))).unwrap();
+    assert_eq!((fast[0].width, fast[0].height), (64, 64));
+    let pixels = |o: &easel_queue::OutputImage| {
+        easel_imageops::decode(&o.bytes, 1 << 30)
+            .unwrap()
+            .to_rgb8()
+            .into_raw()
+    };
+    assert_ne!(pixels(&fast[0]), pixels(&vae[0]));
+    assert_eq!(fast[0].metadata["decoder"], "taesd");
+    let params = fast[0].metadata["parameters"].as_str().unwrap();
+    assert!(params.ends_with(", VAE: taesd"), "{params}");
+    // Asking for the VAE still gives the VAE's image.
+    let again = run(&job(Some(Decoder::Vae))).unwrap();
+    assert_eq!(pixels(&again[0]), pixels(&vae[0]));
+}

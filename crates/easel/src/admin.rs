@@ -223,6 +223,10 @@ enum ModelsCmd {
         /// peft or kohya.
         #[arg(long, value_name = "LAYOUT")]
         lora: Option<String>,
+        /// Also write the family's tiny autoencoder (TAESD) where the engine looks for it:
+        /// `vae_approx/<taesd name>` beside the folder (kept if one is there).
+        #[arg(long)]
+        tiny_vae: bool,
         /// Seed of the random weights.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -237,9 +241,20 @@ fn make_tiny(
     family: &str,
     single_file: bool,
     lora: Option<&str>,
+    tiny_vae: bool,
     seed: u64,
 ) -> Result<()> {
     let fam = easel_diffusion::family::parse(family)?;
+    let taesd = match (tiny_vae, fam.tiny_vae) {
+        (false, _) => None,
+        (true, None) => anyhow::bail!("{} models have no tiny autoencoder", fam.label),
+        (true, Some(name)) => Some(
+            dir.parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(easel_diffusion::taesd::FOLDER)
+                .join(name),
+        ),
+    };
     let sd = easel_diffusion::sd::Variant::ALL
         .iter()
         .any(|v| v.family() == fam);
@@ -278,6 +293,15 @@ fn make_tiny(
             file.display()
         );
     }
+    if let Some(t) = taesd {
+        if t.exists() {
+            println!("{} (tiny autoencoder, kept)", t.display());
+        } else {
+            easel_diffusion::taesd::make_tiny(&t, fam.latent_channels, seed)
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", t.display()))?;
+            println!("{} (tiny autoencoder, random weights)", t.display());
+        }
+    }
     Ok(())
 }
 
@@ -290,8 +314,9 @@ pub async fn models(a: ModelsArgs) -> Result<()> {
             family,
             single_file,
             lora,
+            tiny_vae,
             seed,
-        } => return make_tiny(&dir, &family, single_file, lora.as_deref(), seed),
+        } => return make_tiny(&dir, &family, single_file, lora.as_deref(), tiny_vae, seed),
         cmd => cmd,
     };
     let (store, cfg) = open(&a.store).await?;

@@ -42,6 +42,9 @@ pub fn run(o: &Options) -> Result<()> {
     println!("{:<44} {:>12.3}", "text encode (one prompt), s", r.encode_s);
     println!("{:<44} {:>12.3}", format!("{}, s", r.step_label), r.step_s);
     println!("{:<44} {:>12.3}", "VAE decode (1 image), s", r.decode_s);
+    if let Some(s) = r.tiny_vae_decode_s {
+        println!("{:<44} {:>12.3}", "TAESD decode (1 image), s", s);
+    }
     println!(
         "{:<44} {:>12.0}",
         "peak RSS before load, MB", r.rss_before_load_mb

@@ -7,7 +7,9 @@
 //! only sharded (Sana's Gemma-2 text encoder, the 1.6B Sana transformers), the index
 //! (`model.safetensors.index.json`, …) and every shard it lists. A single-file checkpoint
 //! (`--file`) becomes `models/<name>.safetensors`. Both are what `easel models scan` (and
-//! `easel serve` at start) registers.
+//! `easel serve` at start) registers. A tiny autoencoder's repository (a top-level
+//! `config.json` of class `AutoencoderTiny`, as `madebyollin/taesd` and `madebyollin/taesdxl`)
+//! becomes `models/vae_approx/<name>/` (its config and weights), where the engine finds it.
 //!
 //! Nothing half-written is ever visible: files are downloaded into a hidden temporary folder
 //! inside `models/` and the result is renamed into place once every file is complete. Pickle
@@ -29,6 +31,8 @@ use hf_hub::api::tokio::{ApiBuilder, ApiError, ApiRepo, Progress};
 use hf_hub::{Cache, Repo, RepoType};
 use serde::Deserialize;
 use serde_json::Value;
+
+use easel_api::native::pulls::Pulled;
 
 /// `easel models pull REPO`.
 #[derive(Args, Debug)]
@@ -80,6 +84,8 @@ pub enum Kind {
     Diffusers,
     /// One checkpoint file, saved as `models/<name>.safetensors`.
     SingleFile,
+    /// A tiny autoencoder (TAESD), saved as `models/vae_approx/<name>/`.
+    TinyVae,
 }
 
 /// One file to download: its path in the repository and its path in the result (relative to
@@ -116,6 +122,66 @@ fn is_pickle(path: &str) -> bool {
 /// Whether the diffusers `model_index.json` must be read before [`plan`] can decide.
 pub fn needs_index(siblings: &[String], select: &Select) -> bool {
     select.file.is_none() && siblings.iter().any(|s| s == "model_index.json")
+}
+
+/// Whether the repository's top-level `config.json` must be read to decide: a repository
+/// without `model_index.json` may be a tiny autoencoder ([`plan_tiny_vae`]).
+pub fn needs_config(siblings: &[String], select: &Select) -> bool {
+    select.file.is_none()
+        && !siblings.iter().any(|s| s == "model_index.json")
+        && siblings.iter().any(|s| s == "config.json")
+}
+
+/// The plan for a tiny autoencoder's repository, when `config` (its top-level `config.json`)
+/// is of class `AutoencoderTiny`: the config and one `diffusion_pytorch_model` weights file
+/// (the variant when asked and present, else the default; never a pickle). `None`: not one.
+pub fn plan_tiny_vae(siblings: &[String], config: &Value, select: &Select) -> Option<Result<Plan>> {
+    if config.get("_class_name").and_then(Value::as_str) != Some("AutoencoderTiny") {
+        return None;
+    }
+    let has = |f: &str| siblings.iter().any(|s| s == f);
+    let mut notes = Vec::new();
+    let weights = match select.variant.as_deref() {
+        Some(v) if has(&format!("diffusion_pytorch_model.{v}.safetensors")) => {
+            Some(format!("diffusion_pytorch_model.{v}.safetensors"))
+        }
+        Some(v) => {
+            notes.push(format!("no {v} variant; the default weights are taken"));
+            None
+        }
+        None => None,
+    }
+    .or_else(|| {
+        [
+            "diffusion_pytorch_model.safetensors",
+            "diffusion_pytorch_model.fp16.safetensors",
+        ]
+        .into_iter()
+        .find(|f| has(f))
+        .map(str::to_string)
+    });
+    let Some(weights) = weights else {
+        return Some(Err(anyhow!(
+            "the tiny autoencoder has no diffusion_pytorch_model.safetensors (pickle weights are \
+             never downloaded)"
+        )));
+    };
+    Some(Ok(Plan {
+        kind: Kind::TinyVae,
+        files: vec![
+            PlannedFile {
+                remote: "config.json".into(),
+                local: "config.json".into(),
+            },
+            PlannedFile {
+                remote: weights,
+                // The loader reads the default name.
+                local: "diffusion_pytorch_model.safetensors".into(),
+            },
+        ],
+        skipped: vec![],
+        notes,
+    }))
 }
 
 /// Decide what to download from the repository's file list (`siblings`) and, for a diffusers
@@ -790,6 +856,7 @@ fn target(models_dir: &Path, name: &str, kind: Kind) -> PathBuf {
     match kind {
         Kind::Diffusers => models_dir.join(name),
         Kind::SingleFile => models_dir.join(format!("{name}.safetensors")),
+        Kind::TinyVae => models_dir.join(easel_diffusion::taesd::FOLDER).join(name),
     }
 }
 
@@ -821,7 +888,7 @@ pub fn start(
     req: easel_api::native::pulls::PullRequest,
     models_dir: PathBuf,
     sink: easel_api::native::pulls::PullSink,
-) -> easel_core::Result<futures::future::BoxFuture<'static, std::result::Result<String, String>>> {
+) -> easel_core::Result<futures::future::BoxFuture<'static, std::result::Result<Pulled, String>>> {
     let args = PullArgs {
         repo: req.repo,
         revision: req.revision.unwrap_or_else(|| "main".into()),
@@ -1000,8 +1067,29 @@ impl Pull {
         ))
     }
 
-    /// Download; resolves to the model's name.
-    async fn run(self) -> Result<String> {
+    /// A small JSON file of the repository, read without the cache.
+    async fn fetch_json(
+        &self,
+        api: &hf_hub::api::tokio::Api,
+        repo: &ApiRepo,
+        file: &str,
+    ) -> Result<Value> {
+        let what = format!("fetching {}/{file}", self.repo);
+        let resp = api
+            .client()
+            .get(repo.url(file))
+            .send()
+            .await
+            .map_err(|e| self.network_error(e))?;
+        if !resp.status().is_success() {
+            return Err(self.http_error(resp.status(), &what));
+        }
+        let bytes = resp.bytes().await.map_err(|e| self.network_error(e))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{what}: not valid JSON"))
+    }
+
+    /// Download; resolves to what was installed.
+    async fn run(self) -> Result<Pulled> {
         // The listing and model_index.json need no cache; the cache path is never written.
         let api = self.api(self.models_dir.join(".easel-pull-unused"))?;
         let repo = self.repo(&api, &self.revision);
@@ -1038,25 +1126,23 @@ impl Pull {
             .collect();
 
         let index = if needs_index(&siblings, &self.select) {
-            let what = format!("fetching {}/model_index.json", self.repo);
-            let resp = api
-                .client()
-                .get(repo.url("model_index.json"))
-                .send()
-                .await
-                .map_err(|e| self.network_error(e))?;
-            if !resp.status().is_success() {
-                return Err(self.http_error(resp.status(), &what));
-            }
-            let bytes = resp.bytes().await.map_err(|e| self.network_error(e))?;
-            let v: Value = serde_json::from_slice(&bytes)
-                .with_context(|| format!("{what}: not valid JSON"))?;
-            Some(v)
+            Some(self.fetch_json(&api, &repo, "model_index.json").await?)
         } else {
             None
         };
-        let plan = plan(&siblings, index.as_ref(), &self.select)
-            .with_context(|| format!("cannot pull {}", self.repo))?;
+        let config = if needs_config(&siblings, &self.select) {
+            Some(self.fetch_json(&api, &repo, "config.json").await?)
+        } else {
+            None
+        };
+        let plan = match config
+            .as_ref()
+            .and_then(|c| plan_tiny_vae(&siblings, c, &self.select))
+        {
+            Some(p) => p,
+            None => plan(&siblings, index.as_ref(), &self.select),
+        }
+        .with_context(|| format!("cannot pull {}", self.repo))?;
         let dest = target(&self.models_dir, &self.name, plan.kind);
         refuse_existing(&dest, self.force)?;
 
@@ -1098,7 +1184,7 @@ impl Pull {
         for (i, f) in plan.files.iter().enumerate() {
             let label = format!("[{}/{n}] {}", i + 1, f.remote);
             let out = match plan.kind {
-                Kind::Diffusers => staged.join(&f.local),
+                Kind::Diffusers | Kind::TinyVae => staged.join(&f.local),
                 Kind::SingleFile => tmp.path().join("model.safetensors"),
             };
             if let Some(parent) = out.parent() {
@@ -1150,9 +1236,13 @@ impl Pull {
                 .with_context(|| format!("moving the old {} aside", dest.display()))?;
         }
         let source = match plan.kind {
-            Kind::Diffusers => staged,
+            Kind::Diffusers | Kind::TinyVae => staged,
             Kind::SingleFile => tmp.path().join("model.safetensors"),
         };
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
         std::fs::rename(&source, &dest)
             .with_context(|| format!("moving the download to {}", dest.display()))?;
         drop(tmp);
@@ -1163,6 +1253,27 @@ impl Pull {
             short(&commit),
             dest.display()
         ));
+        if plan.kind == Kind::TinyVae {
+            let families: Vec<&str> = easel_diffusion::family::FAMILIES
+                .iter()
+                .filter(|f| f.tiny_vae == Some(self.name.as_str()))
+                .map(|f| f.label)
+                .collect();
+            if families.is_empty() {
+                self.say(format!(
+                    "No family looks for a tiny autoencoder named `{}`: pull it again with \
+                     --name taesd (SD 1.x/2.x) or --name taesdxl (SDXL)",
+                    self.name
+                ));
+            } else {
+                self.say(format!(
+                    "Previews of {} models are now decoded with it, and `decoder: taesd` \
+                     (--decoder taesd) decodes their images with it",
+                    families.join(", ")
+                ));
+            }
+            return Ok(Pulled::TinyVae(self.name));
+        }
         if self.sink.is_none() {
             self.say(format!(
                 "Register it with `easel models scan --data-dir {}` (`easel serve` also registers \
@@ -1171,7 +1282,7 @@ impl Pull {
                 self.name
             ));
         }
-        Ok(self.name)
+        Ok(Pulled::Model(self.name))
     }
 
     /// Download one file into the cache, retrying network failures and 5xx answers (a retry

@@ -1118,3 +1118,68 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// A tiny autoencoder's repository (top-level `config.json` of class `AutoencoderTiny`, the
+/// original release's files and pickles beside it) installs its config and safetensors weights
+/// as `models/vae_approx/<name>/`, which the engine loads; nothing else is downloaded.
+#[test]
+fn pull_a_tiny_autoencoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    easel_diffusion::taesd::make_tiny(src.path(), 4, 1).unwrap();
+    let config = std::fs::read(src.path().join("config.json")).unwrap();
+    let weights = std::fs::read(src.path().join("diffusion_pytorch_model.safetensors")).unwrap();
+    let hub = FakeHub::start(
+        "acme/taesd",
+        vec![
+            ("README.md", b"# taesd".to_vec()),
+            ("config.json", config.clone()),
+            ("diffusion_pytorch_model.safetensors", weights.clone()),
+            ("diffusion_pytorch_model.bin", vec![1; 10]),
+            ("taesd_decoder.safetensors", vec![2; 10]),
+            ("taesd_decoder.pth", vec![3; 10]),
+        ],
+        &[],
+    );
+    let out = pull(dir.path(), &["acme/taesd", "--endpoint", &hub.endpoint()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("Stable Diffusion 1.x"), "{said}");
+    let models = dir.path().join("models");
+    assert_eq!(
+        tree(&models),
+        [
+            "vae_approx",
+            "vae_approx/taesd",
+            "vae_approx/taesd/config.json",
+            "vae_approx/taesd/diffusion_pytorch_model.safetensors"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(models.join("vae_approx/taesd/diffusion_pytorch_model.safetensors")).unwrap(),
+        weights
+    );
+    let found = easel_diffusion::taesd::find(&models, "taesd").unwrap();
+    let model = dir.path().join("sd");
+    easel_diffusion::tiny::make_tiny(&model, "sd15", 1).unwrap();
+    let cpu = easel_diffusion::engine::Device::cpu();
+    let p = easel_diffusion::engine::Pipeline::load_dir(&model, &[], &cpu).unwrap();
+    p.attach_tiny_vae(&found, &cpu).unwrap();
+    // Under a name no family looks for: installed, with a hint.
+    let out = pull(
+        dir.path(),
+        &[
+            "acme/taesd",
+            "--endpoint",
+            &hub.endpoint(),
+            "--name",
+            "mine",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--name taesd"));
+    // Again without --force: refused.
+    let out = pull(dir.path(), &["acme/taesd", "--endpoint", &hub.endpoint()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("exists"), "{}", stderr(&out));
+}

@@ -227,3 +227,90 @@ fn make_tiny_then_generate_from_folder_and_single_file() {
     ok(&easel(&forced, data.path()));
     assert_ne!(std::fs::read(&one).unwrap(), before, "replaced");
 }
+
+/// `make-tiny --tiny-vae` writes the family's TAESD where the engine looks, and
+/// `generate --decoder taesd` decodes with it (other pixels, recorded in the parameters);
+/// without one, the refusal says where to put it.
+#[test]
+fn the_tiny_autoencoder_from_make_tiny_decodes_when_asked() {
+    let data = tempfile::tempdir().unwrap();
+    let models = data.path().join("models");
+    let dir = models.join("tiny");
+    let gen = |out: &std::path::Path, decoder: &str| {
+        easel(
+            &[
+                "generate",
+                "a red fox",
+                "--model",
+                "tiny",
+                "-o",
+                out.to_str().unwrap(),
+                "--width",
+                "64",
+                "--height",
+                "64",
+                "--steps",
+                "2",
+                "--seed",
+                "5",
+                "--decoder",
+                decoder,
+            ],
+            data.path(),
+        )
+    };
+    ok(&easel(
+        &["models", "make-tiny", dir.to_str().unwrap()],
+        data.path(),
+    ));
+    let refused = gen(&data.path().join("no.png"), "taesd");
+    assert!(!refused.status.success());
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        msg.contains("vae_approx/") && msg.contains("`taesd`"),
+        "{msg}"
+    );
+
+    let dir2 = models.join("tiny2");
+    let log = ok(&easel(
+        &["models", "make-tiny", dir2.to_str().unwrap(), "--tiny-vae"],
+        data.path(),
+    ));
+    assert!(log.contains("tiny autoencoder"), "{log}");
+    assert!(models.join("vae_approx/taesd/config.json").is_file());
+    // A second one keeps it.
+    let log = ok(&easel(
+        &[
+            "models",
+            "make-tiny",
+            models.join("tiny3").to_str().unwrap(),
+            "--tiny-vae",
+        ],
+        data.path(),
+    ));
+    assert!(log.contains("kept"), "{log}");
+    let sana = easel(
+        &[
+            "models",
+            "make-tiny",
+            "/tmp/x-easel-never",
+            "--family",
+            "sana",
+            "--tiny-vae",
+        ],
+        data.path(),
+    );
+    assert!(!sana.status.success());
+
+    let (vae, fast) = (data.path().join("vae.png"), data.path().join("fast.png"));
+    ok(&gen(&vae, "vae"));
+    ok(&gen(&fast, "taesd"));
+    let px = |p: &std::path::Path| image::open(p).unwrap().to_rgb8().into_raw();
+    assert_ne!(px(&vae), px(&fast));
+    let text = easel_imageops::read_png_text(&std::fs::read(&fast).unwrap());
+    let params = &text.iter().find(|(k, _)| k == "parameters").unwrap().1;
+    assert!(params.ends_with("VAE: taesd"), "{params}");
+    let bad = gen(&data.path().join("bad.png"), "tiny");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("decoder"));
+}

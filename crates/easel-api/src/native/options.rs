@@ -36,6 +36,9 @@ pub struct FamilyOption {
     /// Whether `pag_guidance` (perturbed-attention guidance) applies.
     pub pag: bool,
     pub tasks: Vec<&'static str>,
+    /// Whether a tiny autoencoder (TAESD) is installed for the family in the models folder's
+    /// `vae_approx/`: then `decoder: taesd` works and previews are decoded with it.
+    pub tiny_vae: bool,
 }
 
 /// The limits of a request on this server (its configuration).
@@ -73,6 +76,9 @@ pub async fn get(State(state): State<AppState>, _: Auth) -> ApiResult<axum::Json
             guidance: f.default_guidance,
             pag: f.pag,
             tasks: f.tasks.to_vec(),
+            tiny_vae: f
+                .tiny_vae
+                .is_some_and(|n| easel_providers::find_tiny_vae(&state.models_dir, n).is_some()),
         })
         .collect();
     // The diffusers class names and the short names; not the names one dialect sends

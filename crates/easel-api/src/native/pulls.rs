@@ -58,15 +58,25 @@ pub enum PullEvent {
 
 pub type PullSink = Arc<dyn Fn(PullEvent) + Send + Sync>;
 
+/// What a finished pull installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pulled {
+    /// A model in the models folder, registered under this name.
+    Model(String),
+    /// A tiny autoencoder (TAESD) in the models folder's `vae_approx/<name>`: nothing to
+    /// register; the engine finds it by family.
+    TinyVae(String),
+}
+
 /// Starts a pull into the models folder: checks what can be checked without the network at
 /// once (a 422 naming the request's field, or a 409 when the model is there), then returns
-/// the download, which resolves to the model's name.
+/// the download, which resolves to what it installed.
 pub type PullFn = Arc<
     dyn Fn(
             PullRequest,
             std::path::PathBuf,
             PullSink,
-        ) -> easel_core::Result<BoxFuture<'static, Result<String, String>>>
+        ) -> easel_core::Result<BoxFuture<'static, Result<Pulled, String>>>
         + Send
         + Sync,
 >;
@@ -96,6 +106,9 @@ pub struct PullView {
     pub total_bytes: u64,
     /// The registered model, once succeeded.
     pub model: Option<String>,
+    /// The tiny autoencoder installed instead of a model (a TAESD repository), once
+    /// succeeded.
+    pub tiny_vae: Option<String>,
     pub error: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
@@ -141,6 +154,7 @@ pub async fn create(
         done_bytes: 0,
         total_bytes: 0,
         model: None,
+        tiny_vae: None,
         error: None,
         started_at: now(),
         finished_at: None,
@@ -183,14 +197,20 @@ pub async fn create(
     let shown = read(&view);
     tokio::spawn(async move {
         let result = match work.await {
-            Ok(name) => registered(&state, &name).await.map(|()| name),
-            Err(e) => Err(e),
+            Ok(Pulled::Model(name)) => registered(&state, &name)
+                .await
+                .map(|()| Pulled::Model(name)),
+            other => other,
         };
         let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
         match result {
-            Ok(name) => {
+            Ok(Pulled::Model(name)) => {
                 v.status = "succeeded".into();
                 v.model = Some(name);
+            }
+            Ok(Pulled::TinyVae(name)) => {
+                v.status = "succeeded".into();
+                v.tiny_vae = Some(name);
             }
             Err(e) => {
                 v.status = "failed".into();

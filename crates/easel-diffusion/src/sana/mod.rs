@@ -82,6 +82,8 @@ pub static SANA_ROW: Family = Family {
     default_scheduler,
     // DC-AE's 32 channels have no published RGB projection.
     preview: Preview::Stretched,
+    // No tiny autoencoder is published for DC-AE.
+    tiny_vae: None,
     load_dir,
     load_file: None,
     make_tiny: tiny::make_tiny,
@@ -95,6 +97,9 @@ impl Generator for SanaPipeline {
     ) -> Result<Option<Pixels>> {
         if g.mask.is_some() {
             candle_core::bail!("Sana models do not inpaint");
+        }
+        if g.tiny_vae.is_some() {
+            candle_core::bail!("Sana models have no tiny autoencoder");
         }
         let (init, _) = engine::image_inputs(g, self.device())?;
         let req = Request {
@@ -143,6 +148,7 @@ mod tests {
             strength: 1.0,
             seed: 11,
             pag: None,
+            tiny_vae: None,
         };
         let mut previews = vec![];
         let plain = p

@@ -166,6 +166,7 @@ const SD15: Family = Family {
     detect_file: file_is_sd15,
     default_scheduler: || single_file::default_scheduler_config(family::SD15),
     preview: Preview::Linear(SD1_PREVIEW),
+    tiny_vae: Some("taesd"),
     load_dir,
     load_file: Some(load_file),
     make_tiny: |dir, seed| tiny::make_tiny(Variant::Sd15, dir, seed),
@@ -203,6 +204,7 @@ pub static SDXL_ROW: Family = Family {
     detect_file: file_is_xl,
     default_scheduler: || single_file::default_scheduler_config(family::SDXL),
     preview: Preview::Linear(SDXL_PREVIEW),
+    tiny_vae: Some("taesdxl"),
     make_tiny: |dir, seed| tiny::make_tiny(Variant::Sdxl, dir, seed),
     ..SD15
 };
@@ -226,6 +228,7 @@ impl Generator for Pipeline {
             mask: mask.as_ref(),
             strength: g.strength,
             prompt_mode: Default::default(),
+            tiny_vae: g.tiny_vae,
         };
         let Some(run) = self.run(&req, &mut TorchRng::new(g.seed), on_step)? else {
             return Ok(None);
@@ -268,6 +271,7 @@ mod tests {
             strength: 1.0,
             seed: 7,
             pag: None,
+            tiny_vae: None,
         };
         let mut steps = Vec::new();
         let out = e
@@ -300,6 +304,7 @@ mod tests {
             mask: None,
             strength: 1.0,
             prompt_mode: Default::default(),
+            tiny_vae: None,
         };
         let run = p
             .run(&req, &mut TorchRng::new(7), &mut |_, _, _| true)
@@ -317,9 +322,53 @@ mod tests {
         let img2img = Generation {
             init_image: Some(&small),
             strength: 0.5,
+            scheduler: None,
             ..g
         };
         assert!(e.generate(&img2img, &mut |_| true).is_err());
+
+        // With a tiny autoencoder attached, previews come at full resolution, and a
+        // generation that asks for it decodes with it (the same latents, other pixels).
+        let models = tempfile::tempdir().unwrap();
+        let taesd_dir = models.path().join(crate::taesd::FOLDER).join("taesd");
+        crate::taesd::make_tiny(&taesd_dir, 4, 1).unwrap();
+        let found = crate::taesd::find(models.path(), SD15_ROW.tiny_vae.unwrap()).unwrap();
+        e.attach_tiny_vae(&found, &engine::Device::cpu()).unwrap();
+        let mut previews = Vec::new();
+        let same = e
+            .generate(&g, &mut |s| {
+                previews.push(s.preview().map(|p| (p.width, p.height)));
+                true
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(same, out, "the VAE still decodes unless asked");
+        assert!(
+            previews.iter().all(|p| *p == Some((64, 64))),
+            "{previews:?}"
+        );
+        let tiny = e.tiny_vae().unwrap();
+        let fast = Generation {
+            tiny_vae: Some(&*tiny),
+            scheduler: None,
+            ..g
+        };
+        let fast_out = e.generate(&fast, &mut |_| true).unwrap().unwrap();
+        assert_eq!((fast_out.width, fast_out.height), (64, 64));
+        assert_ne!(fast_out.data, out.data);
+        let want = tiny.latents_to_image(&run.final_latents).unwrap();
+        assert_eq!(fast_out, engine::to_pixels(&want).unwrap());
+        // One made for other latents is refused, naming both.
+        let other = models.path().join("sixteen");
+        crate::taesd::make_tiny(&other, 16, 1).unwrap();
+        let msg = e
+            .attach_tiny_vae(&other, &engine::Device::cpu())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("16 latent channels") && msg.contains("4"),
+            "{msg}"
+        );
     }
 
     /// Checkpoint detection from key prefixes and the UNet's input channels.

@@ -60,6 +60,8 @@ pub struct Request<'a> {
     pub strength: f64,
     /// How the prompts become text embeddings.
     pub prompt_mode: PromptMode,
+    /// Decode the final latents with this tiny autoencoder instead of the VAE.
+    pub tiny_vae: Option<&'a crate::taesd::TinyVae>,
 }
 
 /// How prompts become text embeddings.
@@ -662,7 +664,10 @@ impl Pipeline {
                 return Ok(None);
             }
         }
-        let image = self.vae.latents_to_image(&latents)?;
+        let image = match req.tiny_vae {
+            Some(t) => t.latents_to_image(&latents)?,
+            None => self.vae.latents_to_image(&latents)?,
+        };
         Ok(Some(Run {
             input_ids: cond.ids,
             negative_input_ids: uncond

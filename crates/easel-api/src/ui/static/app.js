@@ -194,6 +194,7 @@
       seed: h('input', { type: 'number', name: 'seed', min: 0, max: opt.limits.max_seed, disabled: true }),
       count: h('input', { type: 'number', name: 'count', min: 1, max: opt.limits.max_images, value: 1 }),
       pag: h('input', { type: 'number', name: 'pag_guidance', min: 0, max: 20, step: 0.5 }),
+      decoder: h('select', { name: 'decoder' }, h('option', { value: 'vae' }, 'VAE (full quality)'), h('option', { value: 'taesd' }, 'TAESD (fast, softer)')),
       strength: h('input', { type: 'number', name: 'strength', min: 0, max: 1, step: 0.05 }),
       file: h('input', { type: 'file', accept: 'image/*', name: 'image' }),
       loras: h('div', { class: 'loras' }),
@@ -201,6 +202,7 @@
     };
     const imageBox = h('div', { class: 'image-box' });
     const pagRow = field('Perturbed-attention guidance', el.pag, 'Sana models; 0 turns it off');
+    const decoderRow = field('Decoder', el.decoder, 'The tiny autoencoder installed for this family in the models folder\'s vae_approx/');
     const sizeHint = h('p', { class: 'muted' }, 'Unless changed here, the size follows the init image.');
     const imgRow = h('div', {}, field('Init image', el.file, 'Or open an image in the gallery and choose "Use as image".'), imageBox, field('Strength', el.strength));
     let image = pre.image || null; // {id, url}
@@ -228,6 +230,8 @@
       }
       syncPreset();
       pagRow.hidden = !f.pag;
+      decoderRow.hidden = !f.tiny_vae;
+      if (!f.tiny_vae) el.decoder.value = 'vae';
       applyTask();
     }
     function syncPreset() {
@@ -302,6 +306,7 @@
       if (el.seedMode.value === 'fixed' && el.seed.value !== '') input.seed = Number(el.seed.value);
       if (el.seedMode.value === 'last') input.seed = lastSeed();
       if (!pagRow.hidden && el.pag.value !== '') input.pag_guidance = Number(el.pag.value);
+      if (el.decoder.value === 'taesd') input.decoder = 'taesd';
       const ls = [...el.loras.querySelectorAll('.lora')].map((r) => ({ model: r.querySelector('select').value, scale: Number(r.querySelector('input').value) }));
       if (ls.length) input.loras = ls;
       // About ten previews a run (every step for short ones).
@@ -337,6 +342,7 @@
     field('Scheduler', el.scheduler),
     h('div', { class: 'row' }, field('Seed', el.seedMode), field('Seed value', el.seed)),
     pagRow,
+    decoderRow,
     loras.length ? h('div', {}, h('label', {}, 'LoRAs'), el.loras, h('button', { type: 'button', onclick: () => addLora() }, 'Add LoRA')) : null,
     err,
     h('p', {}, el.submit));
@@ -351,6 +357,7 @@
     for (const k of ['width', 'height', 'steps', 'guidance', 'count', 'strength']) if (i[k] !== undefined && i[k] !== null) el[k].value = i[k];
     if (i.strength !== undefined && i.strength !== null) strengthTouched = true;
     if (i.pag_guidance !== undefined) el.pag.value = i.pag_guidance;
+    if (i.decoder === 'taesd' && !decoderRow.hidden) el.decoder.value = 'taesd';
     if (i.scheduler && [...el.scheduler.options].some((o) => o.value === i.scheduler)) el.scheduler.value = i.scheduler;
     if (i.seed !== undefined) { el.seedMode.value = 'fixed'; el.seed.disabled = false; el.seed.value = i.seed; }
     for (const l of i.loras || []) addLora(l.model, l.scale);
@@ -680,7 +687,8 @@
         const bar = h('progress', { max: p.total_bytes || 1, value: p.status === 'succeeded' ? (p.total_bytes || 1) : p.done_bytes, 'aria-label': 'Download progress' });
         return h('div', { class: 'pull', 'data-pull': p.id, 'data-status': p.status },
           h('p', {}, h('strong', {}, p.repo), ' ', h('span', { class: 'status ' + (p.status === 'running' ? 'running' : p.status) }, p.status),
-            p.model ? [' → model ', h('code', {}, p.model)] : null),
+            p.model ? [' → model ', h('code', {}, p.model)] : null,
+            p.tiny_vae ? [' → tiny autoencoder ', h('code', {}, 'vae_approx/' + p.tiny_vae)] : null),
           p.status === 'running' ? [h('p', { class: 'muted' }, p.file || 'listing the repository…'), bar] : null,
           p.error ? h('p', { class: 'error' }, p.error) : null,
           p.lines.length ? h('pre', { class: 'params' }, p.lines.join('\n')) : null);
