@@ -1900,3 +1900,180 @@ async fn collections_gather_assets_and_models() {
     assert_eq!((s, v), (200, json!({})));
     t.shutdown().await;
 }
+
+/// `PostSearchAssets`: words of names, descriptions and tags (prefixes, every word), own
+/// assets only unless `public`, filters, both pagings with totals, sorting; the refusals name
+/// their field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assets_are_searched() {
+    let t = server(|_| {}).await;
+    let (ann, bo) = (pair(&t, "ann").await, pair(&t, "bo").await);
+    let upload = |who: &'static str, name: &'static str| {
+        let t = &t;
+        let who = if who == "ann" { &ann } else { &bo };
+        async move {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(png(16, 16));
+            let (s, up) = call(
+                t,
+                who,
+                Method::POST,
+                "/assets",
+                Some(json!({"name": name, "image": b64})),
+            )
+            .await;
+            assert_eq!(s, 200, "{up}");
+            up["asset"]["id"].as_str().unwrap().to_string()
+        }
+    };
+    let fox = upload("ann", "red fox.png").await;
+    let boat = upload("ann", "boat.png").await;
+    let theirs = upload("bo", "fox of bo.png").await;
+    let (s, _) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/assets/{boat}"),
+        Some(json!({"description": "A harbour at dawn"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/assets/{fox}/tags"),
+        Some(json!({"add": ["winter"]})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let search = |who: &'static str, body: Value| {
+        let t = &t;
+        let who = if who == "ann" { &ann } else { &bo };
+        async move { call(t, who, Method::POST, "/search/assets", Some(body)).await }
+    };
+    let hit_ids = |v: &Value| -> Vec<String> {
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (s, v) = search("ann", json!({"query": "fox"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(hit_ids(&v), vec![fox.clone()], "{v}");
+    assert_eq!(
+        (
+            v["totalHits"].as_u64(),
+            v["offset"].as_u64(),
+            v["limit"].as_u64()
+        ),
+        (Some(1), Some(0), Some(20))
+    );
+    assert_eq!(v["hits"][0]["teamId"], v["hits"][0]["ownerId"]);
+    assert_eq!(v["hits"][0]["nsfw"], json!([]));
+    let (_, v) = search("ann", json!({"query": "harb DAWN"})).await;
+    assert_eq!(
+        hit_ids(&v),
+        vec![boat.clone()],
+        "descriptions, prefixes, any case"
+    );
+    let (_, v) = search("ann", json!({"query": "wint"})).await;
+    assert_eq!(hit_ids(&v), vec![fox.clone()], "tags");
+    // Another user's assets only when public, with `public`.
+    let (_, v) = search("ann", json!({"query": "fox", "public": true})).await;
+    assert_eq!(v["totalHits"], 1, "{v}");
+    let native = t
+        .http
+        .patch(format!(
+            "{}/v1/assets/{}",
+            t.base,
+            theirs.replace("asset_", "ast_")
+        ))
+        .header("authorization", &bo.basic)
+        .json(&json!({"privacy": "public"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(native.status().as_u16(), 200);
+    let (_, v) = search("ann", json!({"query": "fox", "public": true})).await;
+    assert_eq!(v["totalHits"], 2, "{v}");
+    let (_, v) = search("ann", json!({"query": "fox"})).await;
+    assert_eq!(v["totalHits"], 1, "{v}");
+    // Filters alone, and with the query.
+    let (s, v) = search(
+        "ann",
+        json!({"filter": "tags = winter AND privacy = private"}),
+    )
+    .await;
+    assert_eq!((s, hit_ids(&v)), (200, vec![fox.clone()]), "{v}");
+    let (_, v) = search(
+        "ann",
+        json!({"query": "boat", "filter": "tags IN [winter]"}),
+    )
+    .await;
+    assert_eq!(v["totalHits"], 0, "{v}");
+    let (_, v) = search("ann", json!({"filter": "type = uploaded"})).await;
+    assert_eq!(v["totalHits"], 2, "{v}");
+    let (_, v) = search("ann", json!({"filter": "type = upscale"})).await;
+    assert_eq!(v["totalHits"], 0, "{v}");
+    // Pages: page/hitsPerPage with totalPages, offset/limit, sorted.
+    let (_, v) = search(
+        "ann",
+        json!({"filter": "type = uploaded", "page": 2, "hitsPerPage": 1, "sortBy": ["createdAt:asc"]}),
+    )
+    .await;
+    assert_eq!(hit_ids(&v), vec![boat.clone()], "{v}");
+    assert_eq!(
+        (
+            v["page"].as_u64(),
+            v["totalPages"].as_u64(),
+            v["offset"].as_u64()
+        ),
+        (Some(2), Some(2), Some(1))
+    );
+    let (_, v) = search(
+        "ann",
+        json!({"filter": "type = uploaded", "offset": 1, "limit": 1}),
+    )
+    .await;
+    assert_eq!(hit_ids(&v), vec![fox.clone()], "newest first: {v}");
+    assert!(v.get("page").is_none(), "{v}");
+    // Refusals name the field.
+    for (body, field) in [
+        (json!({}), "query"),
+        (json!({"query": "x", "image": "asset_x"}), "image"),
+        (json!({"query": "x", "images": {"like": []}}), "images"),
+        (
+            json!({"query": "x", "querySemanticRatio": 0.5}),
+            "querySemanticRatio",
+        ),
+        (json!({"query": "x", "page": 1, "offset": 0}), "page"),
+        (json!({"query": "x", "limit": 101}), "limit"),
+        (json!({"query": "x", "limit": 1.5}), "limit"),
+        (json!({"query": "x", "sortBy": ["score:desc"]}), "sortBy"),
+        (json!({"filter": "tags = a OR tags = b"}), "filter"),
+        (json!({"filter": "width > 5"}), "filter"),
+        (json!({"query": "x".repeat(501)}), "query"),
+    ] {
+        let (s, v) = search("ann", body.clone()).await;
+        assert_eq!(
+            (s, v["infos"]["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {v}"
+        );
+    }
+    // A collection filter of another user's collection reads as absent.
+    let (_, c) = call(
+        &t,
+        &bo,
+        Method::POST,
+        "/collections",
+        Some(json!({"name": "b"})),
+    )
+    .await;
+    let cid = c["collection"]["id"].as_str().unwrap();
+    let (s, _) = search("ann", json!({"filter": format!("collectionIds = {cid}")})).await;
+    assert_eq!(s, 404);
+    t.shutdown().await;
+}

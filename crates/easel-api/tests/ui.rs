@@ -433,6 +433,24 @@ async fn the_web_ui_in_a_real_browser() {
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["input"], orig["input"]);
 
+    // The gallery's search box finds the image by its tag (the re-run's output has none).
+    c.goto(&format!("{base}/#/gallery")).await.unwrap();
+    until(
+        c,
+        "both outputs",
+        "document.querySelectorAll('.gallery button.thumb').length >= 2",
+    )
+    .await;
+    let search = css(c, "input[name=q]").await;
+    search.send_keys("foxe").await.unwrap();
+    search.send_keys("\u{E007}").await.unwrap();
+    until(
+        c,
+        "the search's one image",
+        "document.querySelectorAll('.gallery button.thumb').length === 1",
+    )
+    .await;
+
     // Inpaint: open the image (found through the collection filter: the re-run's newer
     // output is not in it), choose Inpaint, paint a stroke, submit.
     c.goto(&format!("{base}/#/gallery")).await.unwrap();

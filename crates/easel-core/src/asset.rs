@@ -180,6 +180,22 @@ pub fn check_tag(field: &str, tag: &str) -> crate::Result<String> {
     Ok(t.to_string())
 }
 
+/// Longest text search query, in characters.
+pub const MAX_SEARCH_CHARS: usize = 500;
+
+/// A text search query as searches take it: `None` when absent or blank; longer than
+/// [`MAX_SEARCH_CHARS`] is refused, naming `field`.
+pub fn search_text(field: &str, text: Option<&str>) -> crate::Result<Option<String>> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) if t.chars().count() > MAX_SEARCH_CHARS => Err(crate::Error::invalid(
+            field,
+            format!("at most {MAX_SEARCH_CHARS} characters"),
+        )),
+        Some(t) => Ok(Some(t.to_string())),
+    }
+}
+
 /// [`check_tag`] of each; the trimmed tags.
 pub fn check_tags(field: &str, tags: &[String]) -> crate::Result<Vec<String>> {
     tags.iter().map(|t| check_tag(field, t)).collect()

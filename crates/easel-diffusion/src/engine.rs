@@ -146,6 +146,47 @@ pub struct Pipeline {
     inner: Box<dyn Generator>,
     /// Attached after loading, possibly while generations run (a TAESD installed later).
     tiny: std::sync::RwLock<Option<Arc<TinyVae>>>,
+    /// The tiny autoencoder last tried ([`Pipeline::attach_tiny_vae`]), loaded or not: its
+    /// path and modification time.
+    tiny_tried: std::sync::Mutex<Option<(std::path::PathBuf, Option<std::time::SystemTime>)>>,
+    /// Last, so it drops after the weights: gives their memory back to the system.
+    _release: ReleaseOnDrop,
+}
+
+/// Returns the allocator's free memory to the system when dropped (see [`crate::memory`]).
+#[derive(Default)]
+struct ReleaseOnDrop;
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        crate::memory::release_freed_memory();
+    }
+}
+
+/// When a file or folder last changed (a folder: when an entry was added, removed or renamed,
+/// as a pull that replaces one does).
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Whether a tiny autoencoder decodes `f`'s latents (channels and upsampling; `taesd` and
+/// `taesdxl` cannot be told apart this way).
+fn check_tiny(f: &Family, t: &TinyVae) -> Result<()> {
+    let c = t.config();
+    if f.tiny_vae.is_none() {
+        candle_core::bail!("{} models have no tiny autoencoder", f.label);
+    }
+    if c.latent_channels != f.latent_channels || c.scale() != f.latent_scale {
+        candle_core::bail!(
+            "a tiny autoencoder for {} latent channels and {}x upsampling, not {}'s {} and {}x",
+            c.latent_channels,
+            c.scale(),
+            f.label,
+            f.latent_channels,
+            f.latent_scale
+        );
+    }
+    Ok(())
 }
 
 impl Pipeline {
@@ -168,6 +209,8 @@ impl Pipeline {
             family,
             inner,
             tiny: Default::default(),
+            tiny_tried: Default::default(),
+            _release: ReleaseOnDrop,
         })
     }
 
@@ -196,32 +239,30 @@ impl Pipeline {
             family,
             inner,
             tiny: Default::default(),
+            tiny_tried: Default::default(),
+            _release: ReleaseOnDrop,
         })
     }
 
     /// Load the tiny autoencoder at `path` (see [`crate::taesd`]) for previews and
     /// [`Generation::tiny_vae`], after checking it decodes this family's latents.
     pub fn attach_tiny_vae(&self, path: &Path, device: &Device) -> Result<()> {
-        let f = self.family;
-        if f.tiny_vae.is_none() {
-            candle_core::bail!("{} models have no tiny autoencoder", f.label);
-        }
+        *self.tiny_tried.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((path.to_path_buf(), modified(path)));
         let t = TinyVae::load_path(path, &device.0)?;
-        let c = t.config();
-        if c.latent_channels != f.latent_channels || c.scale() != f.latent_scale {
-            candle_core::bail!(
-                "{}: a tiny autoencoder for {} latent channels and {}x upsampling, not {}'s {} \
-                 and {}x",
-                path.display(),
-                c.latent_channels,
-                c.scale(),
-                f.label,
-                f.latent_channels,
-                f.latent_scale
-            );
-        }
+        check_tiny(self.family, &t)
+            .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
         *self.tiny.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(t));
         Ok(())
+    }
+
+    /// Whether `path` (as it is now on disk) is the tiny autoencoder last tried, attached or
+    /// refused: trying it again would change nothing.
+    pub fn tried_tiny_vae(&self, path: &Path) -> bool {
+        let tried = self.tiny_tried.lock().unwrap_or_else(|e| e.into_inner());
+        tried
+            .as_ref()
+            .is_some_and(|(p, t)| p == path && *t == modified(path))
     }
 
     /// The tiny autoencoder attached with [`Pipeline::attach_tiny_vae`].
@@ -245,8 +286,8 @@ impl Pipeline {
         g: &Generation,
         on_step: &mut dyn FnMut(Step) -> bool,
     ) -> Result<Option<Pixels>> {
-        if g.tiny_vae.is_some() && self.family.tiny_vae.is_none() {
-            candle_core::bail!("{} models have no tiny autoencoder", self.family.label);
+        if let Some(t) = g.tiny_vae {
+            check_tiny(self.family, t)?;
         }
         let attached = self.tiny_vae();
         let (preview, tiny) = (self.family.preview, attached.as_deref());

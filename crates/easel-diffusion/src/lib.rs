@@ -11,6 +11,7 @@ pub mod gemma;
 pub mod kernels;
 pub mod loader;
 pub mod lora;
+pub mod memory;
 pub mod noise;
 pub mod pixels;
 pub mod prompt;

@@ -145,14 +145,11 @@ impl Engine {
         Ok(pipeline)
     }
 
-    /// Attach the family's tiny autoencoder (TAESD) from the models folder's `vae_approx/`
-    /// to a pipeline that has none yet, when one is installed (also one installed after the
-    /// model loaded). One that fails to load is logged and left out: previews keep the
-    /// latent projection.
+    /// Attach the family's tiny autoencoder (TAESD) from the models folder's `vae_approx/` to
+    /// a pipeline, when one is installed and is not the one last tried (also one installed or
+    /// replaced after the model loaded). One that fails to load is logged once and left
+    /// out: previews keep what they had.
     pub fn find_tiny_vae(&self, p: &Pipeline) {
-        if p.tiny_vae().is_some() {
-            return;
-        }
         let (Some(name), Some(root)) = (p.family().tiny_vae, self.config.model_roots.first())
         else {
             return;
@@ -160,6 +157,9 @@ impl Engine {
         let Some(path) = easel_diffusion::taesd::find(root, name) else {
             return;
         };
+        if p.tried_tiny_vae(&path) {
+            return;
+        }
         match p.attach_tiny_vae(&path, &self.device) {
             Ok(()) => tracing::info!(path = %path.display(), "tiny autoencoder loaded"),
             Err(e) => tracing::warn!(path = %path.display(), "tiny autoencoder not loaded: {e}"),
@@ -171,6 +171,9 @@ impl Engine {
         let Ok(mut cache) = self.cache.lock() else {
             return;
         };
+        // Dropped after the lock: a pipeline's last reference going gives its memory back to
+        // the system, which takes a moment.
+        let mut unloaded = Vec::new();
         let max = self.config.max_loaded_models.max(1);
         loop {
             let total: u64 = cache.iter().map(|e| e.bytes).sum();
@@ -184,7 +187,10 @@ impl Engine {
             }
             let e = cache.remove(0);
             tracing::info!(model = %e.spec.source.display(), "model unloaded (cache full)");
+            unloaded.push(e);
         }
+        drop(cache);
+        drop(unloaded);
     }
 
     fn load(&self, spec: &LoadSpec) -> Result<Pipeline, Error> {
@@ -622,15 +628,28 @@ fn no_tiny_vae(p: &Pipeline) -> RunError {
     Error::invalid("input.decoder", msg).into()
 }
 
-/// A JPEG `data:` URL of a step's preview.
+/// The longest side of a preview: a full-size decoded preview (TAESD) is scaled down to it,
+/// since each preview is a row of the job's event log.
+const PREVIEW_SIDE: u32 = 384;
+
+/// A JPEG `data:` URL of a step's preview, at most [`PREVIEW_SIDE`] on its longest side.
 fn preview_url(p: &Pixels) -> Option<String> {
     let img = ops::image::RgbImage::from_raw(p.width as u32, p.height as u32, p.data.clone())?;
-    let jpeg = ops::encode(
-        &ops::image::DynamicImage::ImageRgb8(img),
-        &ops::Encoding::Jpeg { quality: 70 },
-        &[],
-    )
-    .ok()?;
+    let large = img.width().max(img.height()) > PREVIEW_SIDE;
+    let img = ops::image::DynamicImage::ImageRgb8(img);
+    let img = if large {
+        ops::resize_fit(
+            &img,
+            PREVIEW_SIDE,
+            PREVIEW_SIDE,
+            ops::Fit::Contain,
+            ops::Filter::Bilinear,
+        )
+        .ok()?
+    } else {
+        img
+    };
+    let jpeg = ops::encode(&img, &ops::Encoding::Jpeg { quality: 70 }, &[]).ok()?;
     Some(format!(
         "data:image/jpeg;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(jpeg)

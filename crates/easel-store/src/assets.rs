@@ -105,13 +105,56 @@ pub struct AssetFilter {
     pub privacy: Option<Privacy>,
     /// In this collection.
     pub collection_id: Option<String>,
+    /// Whose text (name, description, prompt, tags) has every word of this, each as a word
+    /// or the start of one, in the database's own text search (SQLite FTS5, PostgreSQL
+    /// `tsvector`; no stemming on either; SQLite also ignores accents). Words are runs of
+    /// letters and digits, on both sides; a text without any matches nothing.
+    pub text: Option<String>,
+    /// Also other owners' public assets (a search's `public`).
+    pub with_public: bool,
     pub limit: u32,
 }
 
-/// The assets a filter selects, newest first.
-pub async fn list(db: &Db, f: &AssetFilter) -> Result<Vec<Asset>> {
-    let mut binds: Vec<&str> = vec![&f.owner_id];
-    let mut sql = format!("SELECT {COLS} FROM assets WHERE owner_id = $1");
+/// The words of a text query: runs of letters and digits, lowercased, at most 16 of at most
+/// 64 characters each.
+pub fn query_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(|w| w.chars().take(64).collect::<String>().to_lowercase())
+        .collect()
+}
+
+/// The order of a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchOrder {
+    /// Newest first (ids sort by creation time).
+    #[default]
+    CreatedDesc,
+    CreatedAsc,
+    UpdatedDesc,
+    UpdatedAsc,
+}
+
+impl SearchOrder {
+    fn sql(self) -> &'static str {
+        match self {
+            SearchOrder::CreatedDesc => "id DESC",
+            SearchOrder::CreatedAsc => "id ASC",
+            SearchOrder::UpdatedDesc => "updated_at DESC, id DESC",
+            SearchOrder::UpdatedAsc => "updated_at ASC, id ASC",
+        }
+    }
+}
+
+/// The `WHERE` clause of a filter and its bound values (`$1` is the owner).
+fn conditions(db: &Db, f: &AssetFilter) -> (String, Vec<String>) {
+    let mut binds: Vec<String> = vec![f.owner_id.clone()];
+    let mut sql = if f.with_public {
+        " WHERE (owner_id = $1 OR privacy = 'public')".to_string()
+    } else {
+        " WHERE owner_id = $1".to_string()
+    };
     // No sentinel for "no cursor": under a linguistic collation (PostgreSQL `en_US`, ICU)
     // punctuation such as `~` sorts before letters.
     let conds = [
@@ -126,7 +169,7 @@ pub async fn list(db: &Db, f: &AssetFilter) -> Result<Vec<Asset>> {
     ];
     for (part, value) in conds {
         if let Some(v) = value {
-            binds.push(v);
+            binds.push(v.to_string());
             sql.push_str(&format!("{part}${}", binds.len()));
             if part.contains('(') {
                 sql.push(')');
@@ -134,25 +177,61 @@ pub async fn list(db: &Db, f: &AssetFilter) -> Result<Vec<Asset>> {
         }
     }
     if let Some(c) = &f.collection_id {
-        binds.push(c);
+        binds.push(c.clone());
         sql.push_str(&format!(
             " AND id IN (SELECT item_id FROM collection_items WHERE kind = 'asset' AND collection_id = ${})",
             binds.len()
         ));
     }
     if let Some(p) = f.privacy {
-        binds.push(p.as_str());
+        binds.push(p.as_str().to_string());
         sql.push_str(&format!(" AND privacy = ${}", binds.len()));
     }
     if !f.tags.is_empty() {
         let mut marks = Vec::new();
         for t in &f.tags {
-            binds.push(t);
+            binds.push(t.clone());
             marks.push(format!("${}", binds.len()));
         }
+        // Tags are the owner's, and each asset's are its owner's.
         sql.push_str(&format!(
-            " AND id IN (SELECT asset_id FROM asset_tags WHERE owner_id = $1 AND tag IN ({}))",
-            marks.join(", ")
+            " AND id IN (SELECT asset_id FROM asset_tags WHERE tag IN ({}){})",
+            marks.join(", "),
+            if f.with_public {
+                ""
+            } else {
+                " AND owner_id = $1"
+            }
+        ));
+    }
+    let words = f.text.as_deref().map(query_words).unwrap_or_default();
+    if f.text.is_some() && words.is_empty() {
+        sql.push_str(" AND 1 = 0");
+    } else if !words.is_empty() {
+        // Each word as a prefix; words hold only letters and digits, so neither syntax can
+        // be broken out of.
+        let (query, test) = match db.backend {
+            crate::db::Backend::Sqlite => (
+                words
+                    .iter()
+                    .map(|w| format!("\"{w}\"*"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                "n IN (SELECT rowid FROM asset_search_fts WHERE asset_search_fts MATCH",
+            ),
+            crate::db::Backend::Postgres => (
+                words
+                    .iter()
+                    .map(|w| format!("{w}:*"))
+                    .collect::<Vec<_>>()
+                    .join(" & "),
+                "doc @@ to_tsquery('simple',",
+            ),
+        };
+        binds.push(query);
+        sql.push_str(&format!(
+            " AND id IN (SELECT asset_id FROM asset_search WHERE {test} ${}))",
+            binds.len()
         ));
     }
     if !f.tasks.is_empty() {
@@ -162,7 +241,7 @@ pub async fn list(db: &Db, f: &AssetFilter) -> Result<Vec<Asset>> {
             if t == "uploaded" {
                 alts.push("job_id IS NULL".to_string());
             } else {
-                binds.push(t);
+                binds.push(t.clone());
                 tasks.push(format!("${}", binds.len()));
             }
         }
@@ -174,16 +253,58 @@ pub async fn list(db: &Db, f: &AssetFilter) -> Result<Vec<Asset>> {
         }
         sql.push_str(&format!(" AND ({})", alts.join(" OR ")));
     }
-    sql.push_str(&format!(
-        " ORDER BY id DESC LIMIT {}",
+    (sql, binds)
+}
+
+/// The assets a filter selects, newest first.
+pub async fn list(db: &Db, f: &AssetFilter) -> Result<Vec<Asset>> {
+    let (cond, binds) = conditions(db, f);
+    let sql = format!(
+        "SELECT {COLS} FROM assets{cond} ORDER BY id DESC LIMIT {}",
         f.limit.clamp(1, 1000)
-    ));
-    let mut q = sqlx::query(&sql);
-    for b in binds {
-        q = q.bind(b);
-    }
-    let rows = q.fetch_all(&db.pool).await.map_err(db_err)?;
+    );
+    let rows = bound(&sql, &binds)
+        .fetch_all(&db.pool)
+        .await
+        .map_err(db_err)?;
     rows.iter().map(from_row).collect()
+}
+
+/// A query with its values bound in order.
+fn bound<'q>(
+    sql: &'q str,
+    binds: &'q [String],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    binds
+        .iter()
+        .fold(sqlx::query(sql), |q, b| q.bind(b.as_str()))
+}
+
+/// A page of the assets a filter selects, in `order`, skipping `offset` (`f.before` and
+/// `f.limit` as in [`list`]), and how many the filter selects in all.
+pub async fn search(
+    db: &Db,
+    f: &AssetFilter,
+    order: SearchOrder,
+    offset: u32,
+) -> Result<(Vec<Asset>, u64)> {
+    let (cond, binds) = conditions(db, f);
+    let sql = format!(
+        "SELECT {COLS} FROM assets{cond} ORDER BY {} LIMIT {} OFFSET {offset}",
+        order.sql(),
+        f.limit.clamp(1, 1000)
+    );
+    let rows = bound(&sql, &binds)
+        .fetch_all(&db.pool)
+        .await
+        .map_err(db_err)?;
+    let count_sql = format!("SELECT COUNT(*) AS n FROM assets{cond}");
+    let row = bound(&count_sql, &binds)
+        .fetch_one(&db.pool)
+        .await
+        .map_err(db_err)?;
+    let total = get_i64(&row, "n")? as u64;
+    Ok((rows.iter().map(from_row).collect::<Result<_>>()?, total))
 }
 
 /// Several assets by id, in no particular order; unknown ids are left out.

@@ -190,6 +190,10 @@ pub struct AssetListParams {
     pub privacy: Option<easel_core::asset::Privacy>,
     /// In this collection (the caller's).
     pub collection: Option<String>,
+    /// Text search: assets whose name, description, prompt or tags hold every word of this
+    /// (each as a word or the start of one, any case; words are runs of letters and digits),
+    /// at most 500 characters.
+    pub q: Option<String>,
 }
 
 /// The id bound of a UTC day's start (`days` after `day`), for time filters on ids.
@@ -205,8 +209,8 @@ pub struct AssetList {
     pub next_cursor: Option<String>,
 }
 
-/// The caller's assets, newest first, optionally filtered by model, task, job, parent, day
-/// and tag.
+/// The caller's assets, newest first, optionally filtered by model, task, job, parent, day,
+/// tag, privacy, collection and text (`q`).
 #[utoipa::path(get, path = "/v1/assets", tag = "assets", params(AssetListParams),
     responses((status = 200, body = AssetList), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
@@ -268,6 +272,8 @@ pub async fn list(
             ),
             None => None,
         },
+        text: easel_core::asset::search_text("q", q.q.as_deref())?,
+        with_public: false,
         limit: limit + 1,
     };
     let rows = easel_store::assets::list(&state.store.db, &filter).await?;

@@ -99,6 +99,7 @@ pub(super) async fn list(
             }
         },
         limit: size + 1,
+        ..Default::default()
     };
     let rows = easel_store::assets::list(&state.store.db, &filter).await?;
     let (rows, next) = query::paged(rows, size, |a| ids::asset(&a.id));

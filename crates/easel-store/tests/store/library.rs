@@ -266,3 +266,136 @@ async fn collections_count_filter_and_lose_deleted_items() {
         );
     }
 }
+
+/// Text search: words of the prompt, name, description and tags (as prefixes, every word
+/// needed), kept current by the database through edits, tag changes and deletion; public
+/// assets of others with `with_public`; offset pages with the total; both orders.
+#[tokio::test]
+async fn search_finds_words_and_follows_edits_tags_and_deletion() {
+    use easel_core::asset::{AssetEdit, Privacy};
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let owner = users::create_user(db, "searcher", Role::User)
+            .await
+            .unwrap();
+        let other = users::create_user(db, "someone", Role::User).await.unwrap();
+        let with = |who: &str, i: u32, prompt: &str| {
+            let mut a = crate::output_asset(who, "job_s", i, &[i as u8]);
+            a.metadata = serde_json::json!({"prompt": prompt, "seed": i});
+            a
+        };
+        let fox = with(&owner.id, 0, "A red fox in the snow");
+        let mut boat = with(&owner.id, 1, "a boat on a lake, Fjällräven");
+        boat.name = Some("lake.png".into());
+        let theirs = with(&other.id, 2, "a red fox at night");
+        let mut broken = with(&owner.id, 3, "");
+        broken.metadata = serde_json::json!("just text, no prompt");
+        for x in [&fox, &boat, &theirs, &broken] {
+            assets::insert(db, x).await.unwrap();
+        }
+        let find = |text: &str, with_public: bool| assets::AssetFilter {
+            owner_id: owner.id.clone(),
+            text: Some(text.to_string()),
+            with_public,
+            limit: 10,
+            ..Default::default()
+        };
+        let ids = |v: (Vec<easel_core::asset::Asset>, u64)| -> (Vec<String>, u64) {
+            (v.0.into_iter().map(|a| a.id).collect(), v.1)
+        };
+        let search = |f: assets::AssetFilter| async move {
+            ids(assets::search(db, &f, assets::SearchOrder::CreatedDesc, 0)
+                .await
+                .unwrap())
+        };
+        assert_eq!(
+            search(find("fox", false)).await,
+            (vec![fox.id.clone()], 1),
+            "{n}"
+        );
+        // Every word, as a prefix, any case; punctuation is not syntax.
+        assert_eq!(search(find("RED sno", false)).await.1, 1, "{n}");
+        assert_eq!(search(find("red boat", false)).await.1, 0, "{n}");
+        assert_eq!(search(find("\"fox\" * (-:", false)).await.1, 1, "{n}");
+        assert_eq!(
+            search(find("fjällräven", false)).await.0,
+            vec![boat.id.clone()],
+            "{n}"
+        );
+        // File names split at their dots on both databases.
+        assert_eq!(
+            search(find("png", false)).await.0,
+            vec![boat.id.clone()],
+            "{n}"
+        );
+        // A text without letters or digits matches nothing (it is not "no text").
+        assert_eq!(search(find("--- !", false)).await.1, 0, "{n}");
+        // Not others' private assets; their public ones with `with_public`.
+        assert_eq!(search(find("fox", true)).await.1, 1, "{n}");
+        let public = AssetEdit {
+            privacy: Some(Privacy::Public),
+            ..Default::default()
+        };
+        assets::edit(db, &theirs.id, &public)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(search(find("fox", true)).await.1, 2, "{n}");
+        assert_eq!(search(find("fox", false)).await.1, 1, "{n}");
+        // Names, descriptions and tags, as they change.
+        let named = AssetEdit {
+            name: Some("Sunset harbour".into()),
+            description: Some("golden light".into()),
+            ..Default::default()
+        };
+        assets::edit(db, &boat.id, &named).await.unwrap().unwrap();
+        assert_eq!(
+            search(find("harbour golden", false)).await.0,
+            vec![boat.id.clone()],
+            "{n}"
+        );
+        let s = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        tags::change(db, &owner.id, &broken.id, &s(&["keeper"]), &[], true)
+            .await
+            .unwrap();
+        assert_eq!(
+            search(find("keeper", false)).await.0,
+            vec![broken.id.clone()],
+            "{n}"
+        );
+        tags::change(db, &owner.id, &broken.id, &[], &s(&["keeper"]), true)
+            .await
+            .unwrap();
+        assert_eq!(search(find("keeper", false)).await.1, 0, "{n}");
+        // No words: every asset of the scope, paged by offset, both orders.
+        let all = assets::AssetFilter {
+            text: None,
+            ..find("", false)
+        };
+        let (first, total) = ids(assets::search(
+            db,
+            &assets::AssetFilter {
+                limit: 2,
+                ..all.clone()
+            },
+            assets::SearchOrder::CreatedAsc,
+            1,
+        )
+        .await
+        .unwrap());
+        assert_eq!(
+            (first, total),
+            (vec![boat.id.clone(), broken.id.clone()], 3),
+            "{n}"
+        );
+        // Deleted: gone from the search.
+        assert!(assets::delete(db, &fox.id).await.unwrap(), "{n}");
+        assert_eq!(search(find("fox", false)).await.1, 0, "{n}");
+        assert_eq!(
+            search(find("fox", true)).await.0,
+            vec![theirs.id.clone()],
+            "{n}"
+        );
+    }
+}

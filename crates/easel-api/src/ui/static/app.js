@@ -531,6 +531,7 @@
   async function pageGallery() {
     const [opt, all, cols] = await Promise.all([options(), models(), api('GET', '/v1/collections?limit=100')]);
     const f = {
+      q: h('input', { type: 'search', name: 'q', placeholder: 'search prompts, names, tags', 'aria-label': 'Search', maxlength: 500 }),
       model: h('select', { name: 'model', 'aria-label': 'Model' }, h('option', { value: '' }, 'any model'), all.filter((m) => !isLora(m)).map((m) => h('option', { value: m.name }, m.name))),
       task: h('select', { name: 'task', 'aria-label': 'Task' }, h('option', { value: '' }, 'any task'), ['uploaded', ...opt.tasks].map((t) => h('option', { value: t }, t))),
       tag: h('input', { type: 'text', name: 'tag', placeholder: 'tag', 'aria-label': 'Tag' }),
@@ -558,7 +559,7 @@
     more.addEventListener('click', () => load(false).catch((e) => flash(e.message, true)));
     for (const k of Object.keys(f)) f[k].addEventListener('change', () => load(true).catch((e) => flash(e.message, true)));
     main().replaceChildren(h('div', { class: 'card' }, h('h1', {}, 'Gallery'),
-      h('div', { class: 'row' }, f.model, f.task, f.tag, f.collection, f.since, f.until), h('p'), grid, h('p', {}, more)));
+      h('div', { class: 'row' }, f.q), h('div', { class: 'row' }, f.model, f.task, f.tag, f.collection, f.since, f.until), h('p'), grid, h('p', {}, more)));
     await load(true);
   }
   async function viewer(id) {

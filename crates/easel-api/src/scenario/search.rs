@@ -1,0 +1,447 @@
+//! `POST /search/assets`: the caller's assets (and, with `public`, everyone's public ones)
+//! found by the database's own text search (`easel_store::assets::search`: SQLite FTS5 or
+//! PostgreSQL `tsvector` over each asset's name, description, prompt and tags), narrowed by
+//! `filter` expressions, paged by `offset`/`limit` or `page`/`hitsPerPage`, with the totals.
+//!
+//! `filter` takes the subset of the search engine syntax Scenario's clients write that maps
+//! onto the asset filters: clauses joined by `AND`, each `attribute = value` or
+//! `attribute IN [v1, v2]` (values bare or quoted; lists not empty), over `privacy`, `tags`
+//! (any of), `collectionIds`, `type` (the asset types `GetAssets` takes), `modelId`,
+//! `parentAssetId` and `inferenceId` (also as `metadata.modelId`, `metadata.parentId`,
+//! `metadata.parentJobId`).
+//! Anything else (`OR`, `NOT`, comparisons, other attributes) is a 400 naming `filter`.
+//! Image similarity (`image`, `images`, a semantic ratio above 0) needs embeddings this server
+//! does not compute: a 400 naming the field.
+
+use super::*;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ScenarioSearchRequest)]
+pub(super) struct SearchRequest {
+    query: Option<String>,
+    filter: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    image: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    images: Option<Value>,
+    image_semantic_ratio: Option<f64>,
+    query_semantic_ratio: Option<f64>,
+    public: Option<bool>,
+    offset: Option<f64>,
+    limit: Option<f64>,
+    page: Option<f64>,
+    hits_per_page: Option<f64>,
+    sort_by: Option<Vec<String>>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ScenarioSearchHit)]
+pub(super) struct SearchHit {
+    #[serde(flatten)]
+    asset: AssetView,
+    /// No teams here: the owner.
+    team_id: String,
+    /// No content classifier runs here: none detected.
+    nsfw: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ScenarioSearchAssets)]
+pub(super) struct SearchPage {
+    hits: Vec<SearchHit>,
+    offset: u64,
+    limit: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hits_per_page: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_pages: Option<u64>,
+    total_hits: u64,
+    estimated_total_hits: u64,
+}
+
+/// A whole number of a request in `min..=max`, else a 400 naming `field`.
+fn whole(field: &str, v: Option<f64>, min: u64, max: u64) -> Result<Option<u64>, Error> {
+    match v {
+        None => Ok(None),
+        Some(x) if x.fract() == 0.0 && x >= min as f64 && x <= max as f64 => Ok(Some(x as u64)),
+        Some(x) => Err(Error::invalid(
+            field,
+            format!("must be a whole number from {min} to {max} (got {x})"),
+        )),
+    }
+}
+
+/// The most assets a search skips: deep pages cost the database a scan.
+const MAX_OFFSET: u64 = 100_000;
+
+/// `POST /search/assets`.
+#[utoipa::path(post, path = "/scenario/v1/search/assets", tag = "scenario", request_body = SearchRequest,
+    params(("originalAssets" = Option<String>, Query)),
+    responses((status = 200, body = SearchPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn assets(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Json(body): Json<SearchRequest>,
+) -> Result<axum::Json<SearchPage>, Failure> {
+    for (field, given) in [
+        ("image", body.image.is_some()),
+        ("images", body.images.is_some()),
+        (
+            "imageSemanticRatio",
+            body.image_semantic_ratio.is_some_and(|r| r > 0.0),
+        ),
+        (
+            "querySemanticRatio",
+            body.query_semantic_ratio.is_some_and(|r| r > 0.0),
+        ),
+    ] {
+        if given {
+            return Err(Error::invalid(
+                field,
+                "similarity search needs image and text embeddings, which this server does not \
+                 compute; search by `query` and `filter`",
+            )
+            .into());
+        }
+    }
+    let text = easel_core::asset::search_text("query", body.query.as_deref())?;
+    let filter = body
+        .filter
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty());
+    if text.is_none() && filter.is_none() {
+        return Err(Error::invalid("query", "give a `query` or a `filter`").into());
+    }
+    let paging = (
+        whole("offset", body.offset, 0, MAX_OFFSET)?,
+        whole("limit", body.limit, 1, 100)?,
+        whole("page", body.page, 1, MAX_OFFSET)?,
+        whole("hitsPerPage", body.hits_per_page, 1, 100)?,
+    );
+    let (offset, limit, by_page) = match paging {
+        (o, l, None, None) => (o.unwrap_or(0), l.unwrap_or(20), false),
+        (None, None, p, h) => {
+            let (p, h) = (p.unwrap_or(1), h.unwrap_or(20));
+            ((p - 1) * h, h, true)
+        }
+        (_, _, p, _) => {
+            return Err(Error::invalid(
+                if p.is_some() { "page" } else { "hitsPerPage" },
+                "use `offset` and `limit`, or `page` and `hitsPerPage`, not both",
+            )
+            .into())
+        }
+    };
+    if offset > MAX_OFFSET {
+        return Err(Error::invalid(
+            if by_page { "page" } else { "offset" },
+            format!("a search shows at most its first {MAX_OFFSET} hits"),
+        )
+        .into());
+    }
+    let order = match body.sort_by.as_deref().unwrap_or_default() {
+        [] => easel_store::assets::SearchOrder::CreatedDesc,
+        [one] => match one.trim() {
+            "createdAt:desc" => easel_store::assets::SearchOrder::CreatedDesc,
+            "createdAt:asc" => easel_store::assets::SearchOrder::CreatedAsc,
+            "updatedAt:desc" => easel_store::assets::SearchOrder::UpdatedDesc,
+            "updatedAt:asc" => easel_store::assets::SearchOrder::UpdatedAsc,
+            other => {
+                return Err(Error::invalid(
+                    "sortBy",
+                    format!("`{other}`: sort by `createdAt` or `updatedAt`, `:asc` or `:desc`"),
+                )
+                .into())
+            }
+        },
+        _ => return Err(Error::invalid("sortBy", "sort by one attribute").into()),
+    };
+    let mut f = easel_store::assets::AssetFilter {
+        owner_id: who.user_id.clone(),
+        text,
+        with_public: body.public.unwrap_or(false),
+        limit: limit as u32,
+        ..Default::default()
+    };
+    if let Some(expr) = filter {
+        if !apply_filter(&state, &who, expr, &mut f).await? {
+            return Ok(axum::Json(page(Vec::new(), offset, limit, by_page, 0)));
+        }
+    }
+    let (rows, total) =
+        easel_store::assets::search(&state.store.db, &f, order, offset as u32).await?;
+    let hits = view::assets(&state, rows)
+        .await?
+        .into_iter()
+        .map(|asset| SearchHit {
+            team_id: asset.owner_id.clone(),
+            asset,
+            nsfw: Vec::new(),
+        })
+        .collect();
+    Ok(axum::Json(page(hits, offset, limit, by_page, total)))
+}
+
+fn page(hits: Vec<SearchHit>, offset: u64, limit: u64, by_page: bool, total: u64) -> SearchPage {
+    SearchPage {
+        hits,
+        offset,
+        limit,
+        page: by_page.then(|| offset / limit + 1),
+        hits_per_page: by_page.then_some(limit),
+        total_pages: by_page.then(|| total.div_ceil(limit)),
+        total_hits: total,
+        estimated_total_hits: total,
+    }
+}
+
+/// One clause of a filter: an attribute and the values it may take (one for `=`).
+#[derive(Debug, PartialEq)]
+struct Clause {
+    attribute: String,
+    values: Vec<String>,
+}
+
+fn bad_filter(why: impl std::fmt::Display) -> Error {
+    Error::invalid(
+        "filter",
+        format!(
+            "{why}. Filters here are clauses joined by AND, each `attribute = value` or \
+             `attribute IN [a, b]`, over privacy, tags, collectionIds, type, modelId, \
+             parentAssetId and inferenceId"
+        ),
+    )
+}
+
+/// A token of a filter: a symbol of the syntax, a bare word (attributes, keywords, values) or
+/// a quoted value.
+#[derive(Debug, PartialEq)]
+enum Token {
+    Sym(char),
+    Word(String),
+    Quoted(String),
+}
+
+const SYMBOLS: &[char] = &['=', '[', ']', ','];
+const REFUSED: &[char] = &['!', '<', '>', '(', ')'];
+
+/// The tokens of a filter; operators other than `=` and `IN` are refused.
+fn tokens(expr: &str) -> Result<Vec<Token>, Error> {
+    let mut out = Vec::new();
+    let mut chars = expr.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+        } else if c == '"' || c == '\'' {
+            chars.next();
+            let mut s = String::new();
+            loop {
+                match chars.next() {
+                    None => return Err(bad_filter("a quoted value is not closed")),
+                    Some('\\') => s.extend(chars.next()),
+                    Some(q) if q == c => break,
+                    Some(x) => s.push(x),
+                }
+            }
+            out.push(Token::Quoted(s));
+        } else if SYMBOLS.contains(&c) {
+            chars.next();
+            out.push(Token::Sym(c));
+        } else if REFUSED.contains(&c) {
+            return Err(bad_filter(format!("`{c}` is not supported")));
+        } else {
+            let mut s = String::new();
+            while let Some(&x) = chars.peek() {
+                if x.is_whitespace() || SYMBOLS.contains(&x) || REFUSED.contains(&x) {
+                    break;
+                }
+                s.push(x);
+                chars.next();
+            }
+            out.push(Token::Word(s));
+        }
+    }
+    Ok(out)
+}
+
+/// The clauses of a filter expression.
+fn parse_filter(expr: &str) -> Result<Vec<Clause>, Error> {
+    let mut it = tokens(expr)?.into_iter();
+    let mut clauses = Vec::new();
+    let value = |t: Option<Token>, what: &str| match t {
+        Some(Token::Word(s)) | Some(Token::Quoted(s)) if !s.is_empty() => Ok(s),
+        _ => Err(bad_filter(format!("expected {what}"))),
+    };
+    loop {
+        let attribute = match it.next() {
+            Some(Token::Word(s)) => s,
+            _ => return Err(bad_filter("expected an attribute")),
+        };
+        let values = match it.next() {
+            Some(Token::Sym('=')) => vec![value(it.next(), "a value after `=`")?],
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("IN") => {
+                if it.next() != Some(Token::Sym('[')) {
+                    return Err(bad_filter("expected `[` after IN"));
+                }
+                let mut v = Vec::new();
+                loop {
+                    v.push(value(
+                        it.next(),
+                        "a value in the list (lists are not empty)",
+                    )?);
+                    match it.next() {
+                        Some(Token::Sym(',')) => continue,
+                        Some(Token::Sym(']')) => break,
+                        _ => return Err(bad_filter("expected `,` or `]` in the list")),
+                    }
+                }
+                v
+            }
+            Some(Token::Word(w)) => return Err(bad_filter(format!("`{w}` is not supported"))),
+            _ => {
+                return Err(bad_filter(format!(
+                    "expected `=` or `IN` after `{attribute}`"
+                )))
+            }
+        };
+        clauses.push(Clause { attribute, values });
+        match it.next() {
+            None => return Ok(clauses),
+            Some(Token::Word(k)) if k.eq_ignore_ascii_case("AND") => continue,
+            Some(Token::Word(k)) | Some(Token::Quoted(k)) => {
+                return Err(bad_filter(format!("`{k}` is not supported")))
+            }
+            Some(Token::Sym(c)) => return Err(bad_filter(format!("unexpected `{c}`"))),
+        }
+    }
+}
+
+/// The attribute a filter names, with the `metadata.` names of the same fields.
+fn attribute_name(a: &str) -> &str {
+    match a {
+        "metadata.modelId" => "modelId",
+        "metadata.parentId" => "parentAssetId",
+        "metadata.parentJobId" => "inferenceId",
+        other => other,
+    }
+}
+
+/// Put a filter's clauses onto `f`; false when a clause can match nothing (an unknown model
+/// or asset type).
+async fn apply_filter(
+    state: &AppState,
+    who: &Principal,
+    expr: &str,
+    f: &mut easel_store::assets::AssetFilter,
+) -> Result<bool, Error> {
+    let mut seen = std::collections::HashSet::new();
+    for c in parse_filter(expr)? {
+        let attribute = attribute_name(&c.attribute);
+        if !seen.insert(attribute.to_string()) {
+            return Err(bad_filter(format!("`{attribute}` appears twice")));
+        }
+        let one = || match c.values.as_slice() {
+            [v] => Ok(v.clone()),
+            _ => Err(bad_filter(format!("`{attribute}` takes one value"))),
+        };
+        match attribute {
+            "privacy" => {
+                let v = one()?;
+                f.privacy = Some(easel_core::asset::Privacy::parse(&v).ok_or_else(|| {
+                    bad_filter(format!("privacy `{v}`: private, unlisted or public"))
+                })?);
+            }
+            "tags" => f.tags = easel_core::asset::check_tags("filter", &c.values)?,
+            "collectionIds" => {
+                let v = one()?;
+                let id = ids::collection_in(&v)
+                    .ok_or_else(|| bad_filter(format!("`{v}` is not a collection id")))?;
+                f.collection_id = Some(service::owned_collection(state, who, &id).await?.id);
+            }
+            "type" => {
+                f.tasks = c
+                    .values
+                    .iter()
+                    .filter_map(|t| view::tasks_of_type(t))
+                    .map(str::to_string)
+                    .collect();
+                if f.tasks.is_empty() {
+                    return Ok(false);
+                }
+            }
+            "modelId" => {
+                let v = one()?;
+                match easel_store::models::resolve(&state.store.db, &ids::model_ref(&v)).await? {
+                    Some(m) => f.model = Some(m.name),
+                    None => return Ok(false),
+                }
+            }
+            "parentAssetId" => {
+                let v = one()?;
+                f.parent_id = Some(
+                    ids::asset_in(&v)
+                        .ok_or_else(|| bad_filter(format!("`{v}` is not an asset id")))?,
+                );
+            }
+            "inferenceId" => f.job_id = Some(one()?),
+            other => return Err(bad_filter(format!("`{other}` cannot be filtered on"))),
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_the_supported_subset() {
+        let c = parse_filter("privacy = public AND tags IN [fox, \"snow cat\"] and type='upscale'")
+            .unwrap();
+        assert_eq!(attribute_name("metadata.modelId"), "modelId");
+        assert_eq!(attribute_name("metadata.privacy"), "metadata.privacy");
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            c,
+            vec![
+                Clause {
+                    attribute: "privacy".into(),
+                    values: v(&["public"])
+                },
+                Clause {
+                    attribute: "tags".into(),
+                    values: v(&["fox", "snow cat"])
+                },
+                Clause {
+                    attribute: "type".into(),
+                    values: v(&["upscale"])
+                },
+            ]
+        );
+        for bad in [
+            "privacy = public OR tags = fox",
+            "NOT privacy = public",
+            "width > 5",
+            "privacy != public",
+            "tags IN [fox",
+            "tags = \"fox",
+            "(privacy = public)",
+            "privacy =",
+            "privacy public",
+            "tags IN []",
+            "tags IN [a \"]\"",
+            "privacy \"=\" public",
+            "privacy = public)",
+            "privacy = \"\"",
+        ] {
+            let e = parse_filter(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("filter"), "{bad}");
+        }
+    }
+}
