@@ -2075,5 +2075,71 @@ async fn assets_are_searched() {
     let cid = c["collection"]["id"].as_str().unwrap();
     let (s, _) = search("ann", json!({"filter": format!("collectionIds = {cid}")})).await;
     assert_eq!(s, 404);
+
+    // Models: the registry by its words, filtered, paged, in the hit shape (the server has
+    // the tiny model, aliased flux.1-dev, and its LoRA style-a).
+    let (s, v) = t
+        .json(
+            Method::PATCH,
+            "/v1/models/tiny",
+            ADMIN_KEY,
+            Some(json!({"tags": ["portrait"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let models = |body: Value| {
+        let t = &t;
+        let who = &ann;
+        async move { call(t, who, Method::POST, "/search/models", Some(body)).await }
+    };
+    let names = |v: &Value| -> Vec<String> {
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (s, v) = models(json!({"query": "flux"})).await;
+    assert_eq!((s, names(&v)), (200, vec!["tiny".to_string()]), "{v}");
+    for key in [
+        "shortDescription",
+        "ownerId",
+        "authorId",
+        "teamId",
+        "concepts",
+        "capabilities",
+        "type",
+    ] {
+        assert!(v["hits"][0].get(key).is_some(), "{key}: {v}");
+    }
+    let (_, v) = models(json!({"query": "lora"})).await;
+    assert_eq!(names(&v), ["style-a"], "tags: {v}");
+    let (_, v) = models(json!({"filter": "privacy = public", "sortBy": ["name:desc"]})).await;
+    assert_eq!(names(&v), ["tiny", "style-a"], "{v}");
+    let (_, v) = models(json!({"filter": "type = custom"})).await;
+    assert_eq!(names(&v), ["style-a"], "{v}");
+    let (_, v) = models(json!({"filter": "capabilities IN [img2img] AND tags = portrait"})).await;
+    assert_eq!(names(&v), ["tiny"], "{v}");
+    let (_, v) = models(json!({"filter": "privacy = private"})).await;
+    assert_eq!(v["totalHits"], 0, "{v}");
+    let (_, v) = models(json!({"filter": "privacy = public", "page": 2, "hitsPerPage": 1})).await;
+    assert_eq!(
+        (names(&v), v["totalPages"].as_u64()),
+        (vec!["tiny".to_string()], Some(2)),
+        "{v}"
+    );
+    let (s, v) = models(json!({"filter": "collectionIds = x"})).await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("filter")),
+        "{v}"
+    );
+    let (s, v) = models(json!({"query": "x", "sortBy": ["score:desc"]})).await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("sortBy")),
+        "{v}"
+    );
     t.shutdown().await;
 }

@@ -223,7 +223,10 @@ fn the_tiny_autoencoder_decodes_when_asked_and_installed() {
     let again = run(&job(Some(Decoder::Vae))).unwrap();
     assert_eq!(pixels(&again[0]), pixels(&vae[0]));
     // Replaced on disk (as a pull with --force does): the next job decodes with the new one.
-    let taesd = dir.path().join(easel_diffusion::taesd::FOLDER).join("taesd");
+    let taesd = dir
+        .path()
+        .join(easel_diffusion::taesd::FOLDER)
+        .join("taesd");
     std::fs::remove_dir_all(&taesd).unwrap();
     easel_diffusion::taesd::make_tiny(&taesd, 4, 10).unwrap();
     let replaced = run(&job(Some(Decoder::Taesd))).unwrap();

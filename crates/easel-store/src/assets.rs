@@ -115,16 +115,6 @@ pub struct AssetFilter {
     pub limit: u32,
 }
 
-/// The words of a text query: runs of letters and digits, lowercased, at most 16 of at most
-/// 64 characters each.
-pub fn query_words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(16)
-        .map(|w| w.chars().take(64).collect::<String>().to_lowercase())
-        .collect()
-}
-
 /// The order of a search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SearchOrder {
@@ -204,35 +194,17 @@ fn conditions(db: &Db, f: &AssetFilter) -> (String, Vec<String>) {
             }
         ));
     }
-    let words = f.text.as_deref().map(query_words).unwrap_or_default();
-    if f.text.is_some() && words.is_empty() {
-        sql.push_str(" AND 1 = 0");
-    } else if !words.is_empty() {
-        // Each word as a prefix; words hold only letters and digits, so neither syntax can
-        // be broken out of.
-        let (query, test) = match db.backend {
-            crate::db::Backend::Sqlite => (
-                words
-                    .iter()
-                    .map(|w| format!("\"{w}\"*"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                "n IN (SELECT rowid FROM asset_search_fts WHERE asset_search_fts MATCH",
-            ),
-            crate::db::Backend::Postgres => (
-                words
-                    .iter()
-                    .map(|w| format!("{w}:*"))
-                    .collect::<Vec<_>>()
-                    .join(" & "),
-                "doc @@ to_tsquery('simple',",
-            ),
-        };
-        binds.push(query);
-        sql.push_str(&format!(
-            " AND id IN (SELECT asset_id FROM asset_search WHERE {test} ${}))",
-            binds.len()
-        ));
+    if let Some(text) = &f.text {
+        let (cond, bind) = crate::text_search::condition(
+            db.backend,
+            "asset_search",
+            "asset_id",
+            "id",
+            text,
+            binds.len() + 1,
+        );
+        binds.extend(bind);
+        sql.push_str(&cond);
     }
     if !f.tasks.is_empty() {
         let mut alts = Vec::new();

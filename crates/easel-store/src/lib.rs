@@ -18,6 +18,7 @@ pub mod settings;
 pub mod tags;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod text_search;
 pub mod usage;
 pub mod users;
 pub mod webhooks;

@@ -184,6 +184,23 @@ pub async fn resolve(db: &Db, name_or_id: &str) -> Result<Option<Model>> {
     .transpose()
 }
 
+/// The models whose name, aliases, family, tasks or tags hold every word of `text` (each as a
+/// word or the start of one: [`crate::text_search`]), by name, at most 1,000.
+pub async fn search(db: &Db, text: &str) -> Result<Vec<Model>> {
+    let (cond, bind) =
+        crate::text_search::condition(db.backend, "model_search", "model_id", "m.id", text, 1);
+    let Some(bind) = bind else {
+        return Ok(Vec::new());
+    };
+    let sql = format!("SELECT {COLS} FROM models m WHERE 1 = 1{cond} ORDER BY m.name LIMIT 1000");
+    let rows = sqlx::query(&sql)
+        .bind(bind)
+        .fetch_all(&db.pool)
+        .await
+        .map_err(db_err)?;
+    rows.iter().map(from_row).collect()
+}
+
 /// All models by name; `skip`/`limit` page through them. Also returns the total count.
 pub async fn list(db: &Db, skip: u32, limit: u32) -> Result<(Vec<Model>, u64)> {
     let rows = sqlx::query(&format!(

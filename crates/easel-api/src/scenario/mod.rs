@@ -48,6 +48,7 @@
 //! | `PutAssetByAssetId` | `name` and `description` of the asset's record (`""` clears; at most 200 and 5,000 characters), `updatedAt` moves; the canvas fields (`canvas`, `thumbnail`, `lockId`, `lockExpiresAt`, `disableSnapshot`) are a 400 naming the field until canvases exist; `{asset}`; the caller's own assets (others' 404). Every asset view shows the record's `privacy` (`private` unless edited over the native API), `description` and `updatedAt` |
 //! | `PutAssetsTagsByAssetId` | `add` and `delete` (tags of 1–64 characters, no commas; at most 50 on an asset), `strict` by default as the spec says: a tag already there or missing is a 400 `conflict` naming `add`/`delete` and changes nothing; `strict: false` skips those; `{added, deleted}`; the caller's own assets (others' 404). Tags show in every asset's `tags` |
 //! | `PostSearchAssets` | the caller's assets (`public: true`: also everyone's public ones) by the database's text search over name, description, prompt and tags (`query`: every word, each as a word or its start) and `filter` (clauses joined by `AND`, `attribute = value` or `attribute IN [..]` over `privacy`, `tags`, `collectionIds`, `type`, `modelId`, `parentAssetId`, `inferenceId`; other syntax is a 400 naming `filter`); `offset`/`limit` or `page`/`hitsPerPage` (1–100), `sortBy` one of `createdAt`/`updatedAt` `:asc`/`:desc`; `totalHits`; `image`, `images` and semantic ratios above 0 are a 400 (no embeddings here) |
+//! | `PostSearchModels` | the registry by the same text search over names, aliases, family, tasks and tags; `filter` over `privacy` (all `public`), `tags`, `type`, `capabilities`; the same paging; `sortBy` `name` (default), `createdAt` or `updatedAt` |
 //! | `GetTags` | the caller's tags that some asset carries, by name, with `itemCount`, `ownerId` and first/last use; one page (`pageSize`, `paginationToken` accepted) |
 //! | `GetModels`, `GetModelsByModelId`, `PostModelsGetBulk` | the registry (server-wide models: `privacy: public`, `status: trained`) |
 //! | `GetUsages` | one point per day (`granularity: 1d`): `usages` by usage name (`images-generation` and `upscale`/`pixelate` count output images; `creative-unit-cost` credits) from the usage records; `modelUsages` (credits and jobs per model and day), `entities.models` and `activity` (succeeded jobs, newest first, 100 from `activityOffset`) from the jobs; `consumption` (credits per user). The caller's own (admins: everyone's, or `userId`/`userIds`'; a user naming another is 403). Range: `startDate` + `endDate` (ISO dates, at most 120 days), else `timeRange` (`24h`, `7d`, `4w`, …), else 30 days. `type` picks sections (`usages`, `modelUsages`, `activity`, `consumption`; none known: all). `projectId` is `""` (no projects here) |
@@ -233,6 +234,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         )
         .route("/tags", get(assets::tags))
         .route("/search/assets", post(search::assets))
+        .route("/search/models", post(search::models))
         .route(
             "/collections",
             get(collections::list).post(collections::create),
@@ -345,7 +347,7 @@ pub use wire::*;
 /// the spec's own document, `../shared/specs/scenario.openapi.json`, has the rest.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, collections::list, collections::create, collections::read, collections::update, collections::delete, collections::add_assets, collections::remove_assets, collections::add_models, collections::remove_models, search::assets, models::list, models::read, models::bulk, models::recommendations, tools::pixelate, tools::upscale, tools::generative_fill, usage::usages, usage::prices),
+    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, collections::list, collections::create, collections::read, collections::update, collections::delete, collections::add_assets, collections::remove_assets, collections::add_models, collections::remove_models, search::assets, search::models, models::list, models::read, models::bulk, models::recommendations, tools::pixelate, tools::upscale, tools::generative_fill, usage::usages, usage::prices),
     components(schemas(Diffusion, Concept, InferenceResponse, DryRun, JobView, StatusEntry,
         JobMetadata, Billing, JobsPage, JobOne, AssetView, AssetProperties, AssetsPage, AssetOne,
         ModelView, ModelsPage, ModelOne, AssetUpload, AssetIds, ModelIds, JobAction, ErrorBody,
@@ -491,6 +493,7 @@ mod tests {
             ("PUT", "/assets/{assetId}", "PutAssetByAssetId"),
             ("GET", "/assets/public", "GetPublicAssets"),
             ("POST", "/search/assets", "PostSearchAssets"),
+            ("POST", "/search/models", "PostSearchModels"),
             ("GET", "/collections", "GetCollections"),
             ("POST", "/collections", "PostCollection"),
             (

@@ -18,7 +18,7 @@ pub(super) struct ModelsQuery {
 }
 
 /// Registry models a caller may see (non-admins without their files' locations), by id.
-async fn registry(state: &AppState, who: &Principal) -> Result<Vec<Model>, Error> {
+pub(super) async fn registry(state: &AppState, who: &Principal) -> Result<Vec<Model>, Error> {
     let mut all = service::all_models(state).await?;
     if !who.is_admin() {
         all = all.into_iter().map(Model::without_locations).collect();

@@ -1,4 +1,4 @@
-//! `POST /search/assets`: the caller's assets (and, with `public`, everyone's public ones)
+//! `POST /search/assets` and `POST /search/models`. Assets: the caller's assets (and, with `public`, everyone's public ones)
 //! found by the database's own text search (`easel_store::assets::search`: SQLite FTS5 or
 //! PostgreSQL `tsvector` over each asset's name, description, prompt and tags), narrowed by
 //! `filter` expressions, paged by `offset`/`limit` or `page`/`hitsPerPage`, with the totals.
@@ -10,6 +10,8 @@
 //! `parentAssetId` and `inferenceId` (also as `metadata.modelId`, `metadata.parentId`,
 //! `metadata.parentJobId`).
 //! Anything else (`OR`, `NOT`, comparisons, other attributes) is a 400 naming `filter`.
+//! Models: the registry, found by the same text search over names, aliases, family, tasks and
+//! tags ([`easel_store::models::search`]), filtered and paged here (the registry is small).
 //! Image similarity (`image`, `images`, a semantic ratio above 0) needs embeddings this server
 //! does not compute: a 400 naming the field.
 
@@ -52,6 +54,15 @@ pub(super) struct SearchHit {
 #[schema(as = ScenarioSearchAssets)]
 pub(super) struct SearchPage {
     hits: Vec<SearchHit>,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+/// Where a page of hits is, and how many there are in all.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ScenarioSearchCounts)]
+pub(super) struct Counts {
     offset: u64,
     limit: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,15 +90,19 @@ fn whole(field: &str, v: Option<f64>, min: u64, max: u64) -> Result<Option<u64>,
 /// The most assets a search skips: deep pages cost the database a scan.
 const MAX_OFFSET: u64 = 100_000;
 
-/// `POST /search/assets`.
-#[utoipa::path(post, path = "/scenario/v1/search/assets", tag = "scenario", request_body = SearchRequest,
-    params(("originalAssets" = Option<String>, Query)),
-    responses((status = 200, body = SearchPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
-pub(super) async fn assets(
-    State(state): State<AppState>,
-    Auth(who): Auth,
-    Json(body): Json<SearchRequest>,
-) -> Result<axum::Json<SearchPage>, Failure> {
+/// What both searches take from a request: the text, the filter, the page, the order
+/// (attribute and whether descending).
+struct Plan {
+    text: Option<String>,
+    filter: Option<String>,
+    offset: u64,
+    limit: u64,
+    by_page: bool,
+    sort: Option<(String, bool)>,
+}
+
+/// The common rules of a search request; errors name the field.
+fn plan(body: &SearchRequest) -> Result<Plan, Error> {
     for (field, given) in [
         ("image", body.image.is_some()),
         ("images", body.images.is_some()),
@@ -105,8 +120,7 @@ pub(super) async fn assets(
                 field,
                 "similarity search needs image and text embeddings, which this server does not \
                  compute; search by `query` and `filter`",
-            )
-            .into());
+            ));
         }
     }
     let text = easel_core::asset::search_text("query", body.query.as_deref())?;
@@ -114,9 +128,10 @@ pub(super) async fn assets(
         .filter
         .as_deref()
         .map(str::trim)
-        .filter(|f| !f.is_empty());
+        .filter(|f| !f.is_empty())
+        .map(str::to_string);
     if text.is_none() && filter.is_none() {
-        return Err(Error::invalid("query", "give a `query` or a `filter`").into());
+        return Err(Error::invalid("query", "give a `query` or a `filter`"));
     }
     let paging = (
         whole("offset", body.offset, 0, MAX_OFFSET)?,
@@ -134,48 +149,82 @@ pub(super) async fn assets(
             return Err(Error::invalid(
                 if p.is_some() { "page" } else { "hitsPerPage" },
                 "use `offset` and `limit`, or `page` and `hitsPerPage`, not both",
-            )
-            .into())
+            ))
         }
     };
     if offset > MAX_OFFSET {
         return Err(Error::invalid(
             if by_page { "page" } else { "offset" },
             format!("a search shows at most its first {MAX_OFFSET} hits"),
-        )
-        .into());
+        ));
     }
-    let order = match body.sort_by.as_deref().unwrap_or_default() {
-        [] => easel_store::assets::SearchOrder::CreatedDesc,
-        [one] => match one.trim() {
-            "createdAt:desc" => easel_store::assets::SearchOrder::CreatedDesc,
-            "createdAt:asc" => easel_store::assets::SearchOrder::CreatedAsc,
-            "updatedAt:desc" => easel_store::assets::SearchOrder::UpdatedDesc,
-            "updatedAt:asc" => easel_store::assets::SearchOrder::UpdatedAsc,
-            other => {
-                return Err(Error::invalid(
-                    "sortBy",
-                    format!("`{other}`: sort by `createdAt` or `updatedAt`, `:asc` or `:desc`"),
-                )
-                .into())
-            }
-        },
-        _ => return Err(Error::invalid("sortBy", "sort by one attribute").into()),
+    let sort = match body.sort_by.as_deref().unwrap_or_default() {
+        [] => None,
+        [one] => {
+            let (attribute, dir) = one.trim().split_once(':').unwrap_or((one.trim(), "asc"));
+            let desc = match dir {
+                "asc" => false,
+                "desc" => true,
+                _ => {
+                    return Err(Error::invalid(
+                        "sortBy",
+                        format!("`{one}`: `attribute:asc` or `attribute:desc`"),
+                    ))
+                }
+            };
+            Some((attribute.to_string(), desc))
+        }
+        _ => return Err(Error::invalid("sortBy", "sort by one attribute")),
+    };
+    Ok(Plan {
+        text,
+        filter,
+        offset,
+        limit,
+        by_page,
+        sort,
+    })
+}
+
+fn bad_sort(attribute: &str, known: &str) -> Error {
+    Error::invalid(
+        "sortBy",
+        format!("`{attribute}`: sort by {known}, `:asc` or `:desc`"),
+    )
+}
+
+/// `POST /search/assets`.
+#[utoipa::path(post, path = "/scenario/v1/search/assets", tag = "scenario", request_body = SearchRequest,
+    params(("originalAssets" = Option<String>, Query)),
+    responses((status = 200, body = SearchPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn assets(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Json(body): Json<SearchRequest>,
+) -> Result<axum::Json<SearchPage>, Failure> {
+    use easel_store::assets::SearchOrder;
+    let p = plan(&body)?;
+    let order = match p.sort.as_ref().map(|(a, d)| (a.as_str(), *d)) {
+        None | Some(("createdAt", true)) => SearchOrder::CreatedDesc,
+        Some(("createdAt", false)) => SearchOrder::CreatedAsc,
+        Some(("updatedAt", true)) => SearchOrder::UpdatedDesc,
+        Some(("updatedAt", false)) => SearchOrder::UpdatedAsc,
+        Some((other, _)) => return Err(bad_sort(other, "`createdAt` or `updatedAt`").into()),
     };
     let mut f = easel_store::assets::AssetFilter {
         owner_id: who.user_id.clone(),
-        text,
+        text: p.text.clone(),
         with_public: body.public.unwrap_or(false),
-        limit: limit as u32,
+        limit: p.limit as u32,
         ..Default::default()
     };
-    if let Some(expr) = filter {
+    if let Some(expr) = &p.filter {
         if !apply_filter(&state, &who, expr, &mut f).await? {
-            return Ok(axum::Json(page(Vec::new(), offset, limit, by_page, 0)));
+            return Ok(axum::Json(page(Vec::new(), &p, 0)));
         }
     }
     let (rows, total) =
-        easel_store::assets::search(&state.store.db, &f, order, offset as u32).await?;
+        easel_store::assets::search(&state.store.db, &f, order, p.offset as u32).await?;
     let hits = view::assets(&state, rows)
         .await?
         .into_iter()
@@ -185,17 +234,139 @@ pub(super) async fn assets(
             nsfw: Vec::new(),
         })
         .collect();
-    Ok(axum::Json(page(hits, offset, limit, by_page, total)))
+    Ok(axum::Json(page(hits, &p, total)))
 }
 
-fn page(hits: Vec<SearchHit>, offset: u64, limit: u64, by_page: bool, total: u64) -> SearchPage {
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ScenarioSearchModelHit)]
+pub(super) struct ModelHit {
+    #[serde(flatten)]
+    model: ModelView,
+    /// Registry models are the server's: no owner, author or team.
+    owner_id: String,
+    author_id: String,
+    team_id: String,
+    #[schema(value_type = Vec<Object>)]
+    concepts: Vec<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ScenarioSearchModels)]
+pub(super) struct ModelSearchPage {
+    hits: Vec<ModelHit>,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+/// `POST /search/models`: the registry (every user reads it), by the database's text search
+/// over names, aliases, family, tasks and tags; `filter` over `privacy` (every registry
+/// model is `public`), `tags` (any of), `type` and `capabilities` (any of).
+#[utoipa::path(post, path = "/scenario/v1/search/models", tag = "scenario", request_body = SearchRequest,
+    params(("originalModels" = Option<String>, Query)),
+    responses((status = 200, body = ModelSearchPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn models(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Json(body): Json<SearchRequest>,
+) -> Result<axum::Json<ModelSearchPage>, Failure> {
+    let p = plan(&body)?;
+    let mut found = super::models::registry(&state, &who).await?;
+    if let Some(text) = &p.text {
+        let ids: std::collections::HashSet<String> =
+            easel_store::models::search(&state.store.db, text)
+                .await?
+                .into_iter()
+                .map(|m| m.id)
+                .collect();
+        found.retain(|m| ids.contains(&m.id));
+    }
+    if let Some(expr) = &p.filter {
+        let clauses = parse_filter(expr)?;
+        let mut seen = std::collections::HashSet::new();
+        for c in &clauses {
+            if !seen.insert(c.attribute.as_str()) {
+                return Err(bad_filter(format!("`{}` appears twice", c.attribute)).into());
+            }
+            let any = |have: &[&str]| c.values.iter().any(|v| have.contains(&v.as_str()));
+            match c.attribute.as_str() {
+                "privacy" => {
+                    if !c.values.iter().any(|v| v == "public") {
+                        found.clear();
+                    }
+                }
+                "tags" => {
+                    found.retain(|m| any(&m.tags.iter().map(String::as_str).collect::<Vec<_>>()))
+                }
+                "type" => found.retain(|m| any(&[view::model_type(m)])),
+                "capabilities" => found.retain(|m| any(&view::capabilities(m))),
+                other => {
+                    return Err(bad_filter(format!(
+                        "`{other}` cannot be filtered on for models (privacy, tags, type, \
+                         capabilities)"
+                    ))
+                    .into())
+                }
+            }
+        }
+    }
+    match p.sort.as_ref().map(|(a, d)| (a.as_str(), *d)) {
+        None | Some(("name", false)) => found.sort_by(|a, b| a.name.cmp(&b.name)),
+        Some(("name", true)) => found.sort_by(|a, b| b.name.cmp(&a.name)),
+        Some(("createdAt", d)) => {
+            found.sort_by(|a, b| a.id.cmp(&b.id));
+            if d {
+                found.reverse();
+            }
+        }
+        Some(("updatedAt", d)) => {
+            found.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then(a.id.cmp(&b.id)));
+            if d {
+                found.reverse();
+            }
+        }
+        Some((other, _)) => {
+            return Err(bad_sort(other, "`name`, `createdAt` or `updatedAt`").into())
+        }
+    }
+    let total = found.len() as u64;
+    let hits = found
+        .into_iter()
+        .skip(p.offset as usize)
+        .take(p.limit as usize)
+        .map(|m| {
+            let mut model = view::model(m);
+            model.short_description.get_or_insert_with(String::new);
+            ModelHit {
+                model,
+                owner_id: String::new(),
+                author_id: String::new(),
+                team_id: String::new(),
+                concepts: Vec::new(),
+            }
+        })
+        .collect();
+    Ok(axum::Json(ModelSearchPage {
+        hits,
+        counts: counts(&p, total),
+    }))
+}
+
+fn page(hits: Vec<SearchHit>, p: &Plan, total: u64) -> SearchPage {
     SearchPage {
         hits,
-        offset,
-        limit,
-        page: by_page.then(|| offset / limit + 1),
-        hits_per_page: by_page.then_some(limit),
-        total_pages: by_page.then(|| total.div_ceil(limit)),
+        counts: counts(p, total),
+    }
+}
+
+fn counts(p: &Plan, total: u64) -> Counts {
+    Counts {
+        offset: p.offset,
+        limit: p.limit,
+        page: p.by_page.then(|| p.offset / p.limit + 1),
+        hits_per_page: p.by_page.then_some(p.limit),
+        total_pages: p.by_page.then(|| total.div_ceil(p.limit)),
         total_hits: total,
         estimated_total_hits: total,
     }

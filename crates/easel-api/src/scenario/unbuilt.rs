@@ -331,7 +331,6 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "PostModelsTransferByModelId",
         OWNED_MODELS,
     ),
-    ("POST", "/search/models", "PostSearchModels", LIBRARY),
     ("POST", "/uploads", "PostUploads", LIBRARY),
     ("GET", "/uploads/{uploadId}", "GetUploads", LIBRARY),
     (

@@ -311,7 +311,7 @@ pub(super) fn model_type(m: &Model) -> &'static str {
 }
 
 /// Scenario's capabilities of a model's tasks.
-fn capabilities(m: &Model) -> Vec<&'static str> {
+pub(super) fn capabilities(m: &Model) -> Vec<&'static str> {
     ["txt2img", "img2img", "inpaint"]
         .into_iter()
         .filter(|t| m.tasks.iter().any(|mt| mt == t))

@@ -312,3 +312,66 @@ async fn registry_fields_round_trip_and_older_rows_read() {
         assert_eq!(m.source.as_deref(), Some("/m/old"), "{n}");
     }
 }
+
+/// Text search over the registry: names, aliases, family, tasks and tags, every word as a
+/// prefix, following updates and deletion.
+#[tokio::test]
+async fn search_finds_models_by_their_words() {
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let a = models::create(
+            db,
+            &spec(serde_json::json!({
+                "name": "dreamshaper-8",
+                "aliases": ["flux.1-dev"],
+                "family": "sd15",
+                "tasks": ["txt2img"],
+                "tags": ["portrait"],
+            })),
+            false,
+        )
+        .await
+        .unwrap();
+        let b2 = models::create(
+            db,
+            &spec(serde_json::json!({"name": "sana-600m", "family": "sana", "tasks": ["txt2img"]})),
+            false,
+        )
+        .await
+        .unwrap();
+        let names = |v: Vec<easel_core::model::Model>| -> Vec<String> {
+            v.into_iter().map(|m| m.name).collect()
+        };
+        for (q, want) in [
+            ("dream", vec!["dreamshaper-8"]),
+            ("flux 1", vec!["dreamshaper-8"]),
+            ("PORTRAIT", vec!["dreamshaper-8"]),
+            ("sana", vec!["sana-600m"]),
+            ("txt2img", vec!["dreamshaper-8", "sana-600m"]),
+            ("sd15 sana", vec![]),
+            ("--", vec![]),
+        ] {
+            assert_eq!(
+                names(models::search(db, q).await.unwrap()),
+                want,
+                "{n}: {q}"
+            );
+        }
+        let mut s =
+            spec(serde_json::json!({"name": "dreamshaper-8", "family": "sd15", "tags": ["anime"]}));
+        s.tasks = vec!["txt2img".into()];
+        models::update(db, &a.id, &s).await.unwrap();
+        assert!(
+            models::search(db, "portrait").await.unwrap().is_empty(),
+            "{n}"
+        );
+        assert_eq!(
+            names(models::search(db, "anime").await.unwrap()),
+            ["dreamshaper-8"],
+            "{n}"
+        );
+        assert!(models::delete(db, &b2.id).await.unwrap(), "{n}");
+        assert!(models::search(db, "sana").await.unwrap().is_empty(), "{n}");
+    }
+}
