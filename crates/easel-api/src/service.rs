@@ -433,6 +433,7 @@ pub async fn store_upload(
         privacy: Default::default(),
         metadata,
         parent_id: parent_id.map(str::to_string),
+        root_id: None,
         created_at: now,
         updated_at: now,
     };

@@ -1958,6 +1958,10 @@ async fn the_asset_list_filters_by_task_job_parent_and_day() {
     assert_eq!(ids(&v), vec![out.clone()]);
     let (_, v) = list(format!("parent={img}")).await;
     assert_eq!(ids(&v), vec![out.clone()]);
+    // The upscale is of the upload's lineage, and says so.
+    let (_, v) = list(format!("root={img}")).await;
+    assert_eq!(ids(&v), vec![out.clone()]);
+    assert_eq!(v["data"][0]["root_id"], json!(img), "{v}");
     let (_, v) = list(format!("job={}", job["id"].as_str().unwrap())).await;
     assert_eq!(ids(&v), vec![out.clone()]);
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();

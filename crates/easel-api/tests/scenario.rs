@@ -2143,3 +2143,71 @@ async fn assets_are_searched() {
     );
     t.shutdown().await;
 }
+
+/// `GetAssets`' lineage and time filters: `rootAssetId` lists every asset derived from the
+/// root at any depth (and `metadata.rootParentId` shows it), creation and edit bounds narrow
+/// the list, `authorId` other than the caller selects nothing, bad times name their field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assets_filter_by_lineage_and_time() {
+    let t = server(|_| {}).await;
+    let ann = pair(&t, "ann").await;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png(8, 8));
+    let mut ids: Vec<String> = Vec::new();
+    for i in 0..3 {
+        let mut body = json!({"name": format!("{i}.png"), "image": b64});
+        if let Some(p) = ids.last() {
+            body["parentId"] = json!(p);
+        }
+        let (s, up) = call(&t, &ann, Method::POST, "/assets", Some(body)).await;
+        assert_eq!(s, 200, "{up}");
+        ids.push(up["asset"]["id"].as_str().unwrap().to_string());
+    }
+    let list = |q: String| {
+        let t = &t;
+        let ann = &ann;
+        async move {
+            let (s, v) = call(t, ann, Method::GET, &format!("/assets?{q}"), None).await;
+            (s, v)
+        }
+    };
+    let got = |v: &Value| -> Vec<String> {
+        v["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (s, v) = list(format!("rootAssetId={}", ids[0])).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(got(&v), vec![ids[2].clone(), ids[1].clone()], "{v}");
+    assert_eq!(v["assets"][0]["metadata"]["rootParentId"], ids[0], "{v}");
+    assert_eq!(v["assets"][0]["metadata"]["parentId"], ids[1], "{v}");
+    // Times: the future selects nothing; the past everything.
+    let (_, v) = list("createdAfter=2999-01-01T00:00:00Z".into()).await;
+    assert!(got(&v).is_empty(), "{v}");
+    let (_, v) = list("createdBefore=2999-01-01&createdAfter=2000-01-01".into()).await;
+    assert_eq!(got(&v).len(), 3, "{v}");
+    let (_, v) = list("updatedAfter=2999-01-01T00:00:00Z".into()).await;
+    assert!(got(&v).is_empty(), "{v}");
+    let (_, v) = list("updatedBefore=2999-01-01T00:00:00Z".into()).await;
+    assert_eq!(got(&v).len(), 3, "{v}");
+    // Authors: the caller, or nothing.
+    let (_, v) = list(format!("authorId={}", ann.user_id)).await;
+    assert_eq!(got(&v).len(), 3, "{v}");
+    let (_, v) = list("authorId=someone-else".into()).await;
+    assert!(got(&v).is_empty(), "{v}");
+    for (q, field) in [
+        ("createdAfter=yesterday", "createdAfter"),
+        ("updatedBefore=2026-13-01", "updatedBefore"),
+        ("rootAssetId=nope", "rootAssetId"),
+    ] {
+        let (s, v) = list(q.into()).await;
+        assert_eq!(
+            (s, v["infos"]["field"].as_str()),
+            (400, Some(field)),
+            "{q}: {v}"
+        );
+    }
+    t.shutdown().await;
+}

@@ -112,6 +112,10 @@ pub struct Asset {
     pub metadata: serde_json::Value,
     /// The input asset this one was derived from.
     pub parent_id: Option<String>,
+    /// The asset its chain of parents starts from (`None` for an asset derived from
+    /// nothing). Set by the store from the parent when the asset is inserted.
+    #[serde(default)]
+    pub root_id: Option<String>,
     /// A name given by its owner (an upload's file name).
     pub name: Option<String>,
     pub description: Option<String>,

@@ -17,6 +17,20 @@ pub fn to_millis(t: Timestamp) -> i64 {
     t.timestamp_millis()
 }
 
+/// A time written in RFC 3339 (`2026-01-31T12:00:00Z`) or as a UTC day (`2026-01-31`, its
+/// start), for query filters; the error names `field`.
+pub fn parse_time(field: &str, s: &str) -> crate::Result<Timestamp> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let day = parse_day(field, s).map_err(|_| {
+        crate::Error::invalid(field, "must be a time like 2026-01-31T12:00:00Z or a date")
+    })?;
+    Ok(from_millis(
+        day_start_millis(day, 0).min(i64::MAX as u64) as i64
+    ))
+}
+
 /// A UTC day written `YYYY-MM-DD` (query filters); the error names `field`.
 pub fn parse_day(field: &str, s: &str) -> crate::Result<chrono::NaiveDate> {
     chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")

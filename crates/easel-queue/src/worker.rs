@@ -368,6 +368,7 @@ impl Worker {
                 sha256: hex::encode(Sha256::digest(&o.bytes)),
                 metadata: o.metadata.clone(),
                 parent_id: o.parent_id.clone(),
+                root_id: None,
                 name: None,
                 description: None,
                 privacy: Default::default(),

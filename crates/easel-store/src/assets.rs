@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use crate::db::{db_err, get_i64, get_json, get_opt_i64, get_opt_str, get_str, Db, WriteTx};
 
 const COLS: &str =
-    "id, owner_id, job_id, output_index, kind, mime_type, width, height, bytes, sha256, metadata, parent_id, created_at, name, description, privacy, updated_at";
+    "id, owner_id, job_id, output_index, kind, mime_type, width, height, bytes, sha256, metadata, parent_id, created_at, name, description, privacy, updated_at, root_id";
 
 fn from_row(r: &AnyRow) -> Result<Asset> {
     let kind = get_str(r, "kind")?;
@@ -26,6 +26,7 @@ fn from_row(r: &AnyRow) -> Result<Asset> {
         sha256: get_str(r, "sha256")?,
         metadata: get_json(r, "metadata")?,
         parent_id: get_opt_str(r, "parent_id")?,
+        root_id: get_opt_str(r, "root_id")?,
         name: get_opt_str(r, "name")?,
         description: get_opt_str(r, "description")?,
         privacy: {
@@ -39,7 +40,9 @@ fn from_row(r: &AnyRow) -> Result<Asset> {
 
 pub(crate) async fn insert_tx(tx: &mut WriteTx, a: &Asset) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO assets ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        // The root: the parent's, or the parent when it has none (`a.root_id` is not read).
+        "INSERT INTO assets ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         coalesce((SELECT p.root_id FROM assets p WHERE p.id = $12), $12))"
     ))
     .bind(&a.id)
     .bind(&a.owner_id)
@@ -94,6 +97,11 @@ pub struct AssetFilter {
     pub job_id: Option<String>,
     /// Derived from this asset.
     pub parent_id: Option<String>,
+    /// Of this lineage (derived, at any depth, from this root asset).
+    pub root_id: Option<String>,
+    /// Record last edited at or after / before this time (unix ms).
+    pub updated_after: Option<i64>,
+    pub updated_before: Option<i64>,
     /// Outputs of jobs run by this model (registry name).
     pub model: Option<String>,
     /// Outputs of jobs of these tasks; `uploaded` in the list also takes uploads (assets of
@@ -152,6 +160,7 @@ fn conditions(db: &Db, f: &AssetFilter) -> (String, Vec<String>) {
         (" AND id >= ", f.since.as_deref()),
         (" AND job_id = ", f.job_id.as_deref()),
         (" AND parent_id = ", f.parent_id.as_deref()),
+        (" AND root_id = ", f.root_id.as_deref()),
         (
             " AND job_id IN (SELECT id FROM jobs WHERE model = ",
             f.model.as_deref(),
@@ -172,6 +181,13 @@ fn conditions(db: &Db, f: &AssetFilter) -> (String, Vec<String>) {
             " AND id IN (SELECT item_id FROM collection_items WHERE kind = 'asset' AND collection_id = ${})",
             binds.len()
         ));
+    }
+    // Numbers, written into the SQL (PostgreSQL compares a text bind with no integer).
+    if let Some(t) = f.updated_after {
+        sql.push_str(&format!(" AND updated_at >= {t}"));
+    }
+    if let Some(t) = f.updated_before {
+        sql.push_str(&format!(" AND updated_at < {t}"));
     }
     if let Some(p) = f.privacy {
         binds.push(p.as_str().to_string());

@@ -34,6 +34,7 @@ async fn crashes_leave_no_orphans(name: &str, store: &Store) {
         sha256: "00".into(),
         metadata: serde_json::json!({}),
         parent_id: None,
+        root_id: None,
         name: None,
         description: None,
         privacy: Default::default(),

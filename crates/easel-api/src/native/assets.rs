@@ -28,6 +28,8 @@ pub struct AssetView {
     pub job_id: Option<String>,
     pub output_index: Option<u32>,
     pub parent_id: Option<String>,
+    /// The asset its chain of parents starts from (absent for an asset derived from nothing).
+    pub root_id: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     /// Its tags, sorted (`PUT /v1/assets/{id}/tags`).
@@ -71,6 +73,7 @@ fn view(state: &AppState, a: Asset, tags: Vec<String>) -> AssetView {
         job_id: a.job_id,
         output_index: a.output_index,
         parent_id: a.parent_id,
+        root_id: a.root_id,
         metadata: a.metadata,
         name: a.name,
         description: a.description,
@@ -180,6 +183,8 @@ pub struct AssetListParams {
     pub job: Option<String>,
     /// Derived from this asset (its children).
     pub parent: Option<String>,
+    /// Of this lineage: derived, at any depth, from this asset.
+    pub root: Option<String>,
     /// Made on or after this UTC day (`YYYY-MM-DD`).
     pub since: Option<String>,
     /// Made on or before this UTC day (`YYYY-MM-DD`).
@@ -251,6 +256,7 @@ pub async fn list(
             .transpose()?,
         job_id: q.job.clone(),
         parent_id: q.parent.clone(),
+        root_id: q.root.clone(),
         model: q.model.clone(),
         tasks: q.task.clone().into_iter().collect(),
         tags: q
@@ -275,6 +281,7 @@ pub async fn list(
         text: easel_core::asset::search_text("q", q.q.as_deref())?,
         with_public: false,
         limit: limit + 1,
+        ..Default::default()
     };
     let rows = easel_store::assets::list(&state.store.db, &filter).await?;
     let (rows, next_cursor) = super::page(rows, limit, |a| &a.id);

@@ -15,6 +15,12 @@ pub(super) struct AssetsQuery {
     model_id: Option<String>,
     inference_id: Option<String>,
     parent_asset_id: Option<String>,
+    root_asset_id: Option<String>,
+    author_id: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
+    updated_after: Option<String>,
+    updated_before: Option<String>,
     privacy: Option<String>,
     tags: Option<String>,
     collection_id: Option<String>,
@@ -34,8 +40,10 @@ fn asset_id(field: &str, s: &str) -> Result<String, Error> {
 /// `GET /assets`: the caller's assets, newest first. Filters: `type`/`types` (the asset
 /// types Easel makes: `uploaded`, `inference-txt2img`, `inference-img2img`,
 /// `inference-inpaint`, `upscale`, `pixelization`; others match nothing), `modelId`,
-/// `inferenceId` (a job id), `parentAssetId`, `privacy`, `tags` (any of them),
-/// `collectionId`. The date filters of the spec are read without narrowing the list.
+/// `inferenceId` (a job id), `parentAssetId`, `rootAssetId`, `privacy`, `tags` (any of them),
+/// `collectionId`, `createdAfter`/`createdBefore`/`updatedAfter`/`updatedBefore` (RFC 3339 or
+/// a day), `authorId` (the caller: every asset here is its owner's work). The order stays
+/// newest first (`sortBy` and `sortDirection` are read without changing it).
 #[utoipa::path(get, path = "/scenario/v1/assets", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query), ("type" = Option<String>, Query), ("types" = Option<String>, Query), ("modelId" = Option<String>, Query), ("inferenceId" = Option<String>, Query), ("parentAssetId" = Option<String>, Query)), responses((status = 200, body = AssetsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
@@ -66,13 +74,38 @@ pub(super) async fn list(
             None => return Ok(empty()),
         },
     };
+    // Every asset here is its owner's work: another author has none.
+    if q.author_id
+        .as_deref()
+        .is_some_and(|a| !a.is_empty() && a != who.user_id)
+    {
+        return Ok(empty());
+    }
+    let time = |field: &str, v: &Option<String>| {
+        v.as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| easel_core::time::parse_time(field, s).map(easel_core::time::to_millis))
+            .transpose()
+    };
+    let created_after = time("createdAfter", &q.created_after)?;
+    let created_before = time("createdBefore", &q.created_before)?;
+    // Ids sort by creation time: a creation bound is an id bound.
+    let id_at = |ms: i64| easel_core::id::lower_bound(easel_core::id::ASSET, ms.max(0) as u64);
     let before = match q.pagination_token.as_deref() {
         None => None,
         Some(t) => Some(asset_id("paginationToken", t)?),
     };
+    let before = match (before, created_before.map(id_at)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let parent_id = match q.parent_asset_id.as_deref() {
         None => None,
         Some(p) => Some(asset_id("parentAssetId", p)?),
+    };
+    let root_id = match q.root_asset_id.as_deref() {
+        None | Some("") => None,
+        Some(p) => Some(asset_id("rootAssetId", p)?),
     };
     let privacy = match q.privacy.as_deref() {
         None | Some("") => None,
@@ -83,9 +116,12 @@ pub(super) async fn list(
     let filter = easel_store::assets::AssetFilter {
         owner_id: who.user_id.clone(),
         before,
-        since: None,
+        since: created_after.map(id_at),
         job_id: q.inference_id.clone(),
         parent_id,
+        root_id,
+        updated_after: time("updatedAfter", &q.updated_after)?,
+        updated_before: time("updatedBefore", &q.updated_before)?,
         model,
         tasks,
         tags: tag_list(q.tags.as_deref())?,

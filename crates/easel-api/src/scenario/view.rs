@@ -241,6 +241,9 @@ pub(super) fn asset(
     if let Some(p) = &a.parent_id {
         metadata.insert("parentId".into(), json!(ids::asset(p)));
     }
+    if let Some(r) = &a.root_id {
+        metadata.insert("rootParentId".into(), json!(ids::asset(r)));
+    }
     if let Some(i) = a.output_index {
         metadata.insert("outputIndex".into(), json!(i));
     }

@@ -29,6 +29,7 @@ pub fn output_asset(owner_id: &str, job_id: &str, index: u32, data: &[u8]) -> As
         sha256: hex::encode(Sha256::digest(data)),
         metadata: serde_json::json!({"seed": index}),
         parent_id: None,
+        root_id: None,
         name: None,
         description: None,
         privacy: Default::default(),
