@@ -501,7 +501,8 @@ async fn tools_pixelate_upscale_and_fill() {
         ".asset.id" => "[asset id]", ".asset.url" => "[url]", ".asset.createdAt" => "[time]",
         ".asset.updatedAt" => "[time]", ".asset.ownerId" => "[user]", ".asset.authorId" => "[user]",
         ".asset.metadata.inferenceId" => "[job id]", ".asset.metadata.parentJobId" => "[job id]",
-        ".asset.metadata.parentId" => "[asset id]", ".asset.properties.size" => "[bytes]"
+        ".asset.metadata.parentId" => "[asset id]", ".asset.metadata.rootParentId" => "[asset id]",
+        ".asset.properties.size" => "[bytes]"
     });
     for (body, field) in [
         (
