@@ -413,7 +413,7 @@ pub async fn store_upload(
     })?;
     check_size("file", info.width, info.height, &state.limits)?;
     let now = time::now();
-    let asset = Asset {
+    let mut asset = Asset {
         id: easel_core::id::new(easel_core::id::ASSET),
         owner_id: who.user_id.clone(),
         job_id: None,
@@ -439,7 +439,7 @@ pub async fn store_upload(
     };
     let key = blob_key(&asset.owner_id, &asset.id);
     easel_store::intents::put(&state.store, &asset.id, &key, bytes).await?;
-    easel_store::assets::insert(&state.store.db, &asset).await?;
+    asset.root_id = easel_store::assets::insert(&state.store.db, &asset).await?;
     Ok(asset)
 }
 

@@ -2130,6 +2130,8 @@ async fn assets_are_searched() {
         (vec!["tiny".to_string()], Some(2)),
         "{v}"
     );
+    let (s, v) = models(json!({"filter": "privacy = bogus"})).await;
+    assert_eq!((s, v["infos"]["field"].as_str()), (400, Some("filter")), "{v}");
     let (s, v) = models(json!({"filter": "collectionIds = x"})).await;
     assert_eq!(
         (s, v["infos"]["field"].as_str()),
@@ -2161,6 +2163,10 @@ async fn assets_filter_by_lineage_and_time() {
         }
         let (s, up) = call(&t, &ann, Method::POST, "/assets", Some(body)).await;
         assert_eq!(s, 200, "{up}");
+        // The upload's own answer already names its lineage root.
+        if let Some(root) = ids.first() {
+            assert_eq!(up["asset"]["metadata"]["rootParentId"], json!(root), "{up}");
+        }
         ids.push(up["asset"]["id"].as_str().unwrap().to_string());
     }
     let list = |q: String| {

@@ -38,11 +38,12 @@ fn from_row(r: &AnyRow) -> Result<Asset> {
     })
 }
 
-pub(crate) async fn insert_tx(tx: &mut WriteTx, a: &Asset) -> Result<()> {
-    sqlx::query(&format!(
-        // The root: the parent's, or the parent when it has none (`a.root_id` is not read).
+/// Insert a row; returns its lineage root, which the store sets: the parent's root, or the
+/// parent when it has none or is gone (`a.root_id` is not read).
+pub(crate) async fn insert_tx(tx: &mut WriteTx, a: &Asset) -> Result<Option<String>> {
+    let row = sqlx::query(&format!(
         "INSERT INTO assets ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         coalesce((SELECT p.root_id FROM assets p WHERE p.id = $12), $12))"
+         coalesce((SELECT p.root_id FROM assets p WHERE p.id = $12), $12)) RETURNING root_id"
     ))
     .bind(&a.id)
     .bind(&a.owner_id)
@@ -61,17 +62,19 @@ pub(crate) async fn insert_tx(tx: &mut WriteTx, a: &Asset) -> Result<()> {
     .bind(a.description.clone())
     .bind(a.privacy.as_str())
     .bind(time::to_millis(a.updated_at))
-    .execute(tx.conn())
+    .fetch_one(tx.conn())
     .await
     .map_err(db_err)?;
-    crate::intents::clear_tx(tx, &a.id).await
+    crate::intents::clear_tx(tx, &a.id).await?;
+    get_opt_str(&row, "root_id")
 }
 
-/// Insert one asset row (an upload) in its own transaction.
-pub async fn insert(db: &Db, a: &Asset) -> Result<()> {
+/// Insert one asset row (an upload) in its own transaction; returns its lineage root.
+pub async fn insert(db: &Db, a: &Asset) -> Result<Option<String>> {
     let mut tx = db.begin().await?;
-    insert_tx(&mut tx, a).await?;
-    tx.commit().await
+    let root = insert_tx(&mut tx, a).await?;
+    tx.commit().await?;
+    Ok(root)
 }
 
 pub async fn get(db: &Db, id: &str) -> Result<Option<Asset>> {
@@ -97,7 +100,7 @@ pub struct AssetFilter {
     pub job_id: Option<String>,
     /// Derived from this asset.
     pub parent_id: Option<String>,
-    /// Of this lineage (derived, at any depth, from this root asset).
+    /// Whose lineage root is this asset.
     pub root_id: Option<String>,
     /// Record last edited at or after / before this time (unix ms).
     pub updated_after: Option<i64>,

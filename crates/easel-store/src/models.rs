@@ -184,21 +184,21 @@ pub async fn resolve(db: &Db, name_or_id: &str) -> Result<Option<Model>> {
     .transpose()
 }
 
-/// The models whose name, aliases, family, tasks or tags hold every word of `text` (each as a
-/// word or the start of one: [`crate::text_search`]), by name, at most 1,000.
-pub async fn search(db: &Db, text: &str) -> Result<Vec<Model>> {
+/// The ids of the models whose name, aliases, family, tasks or tags hold every word of
+/// `text` (each as a word or the start of one: [`crate::text_search`]).
+pub async fn search(db: &Db, text: &str) -> Result<Vec<String>> {
     let (cond, bind) =
         crate::text_search::condition(db.backend, "model_search", "model_id", "m.id", text, 1);
     let Some(bind) = bind else {
         return Ok(Vec::new());
     };
-    let sql = format!("SELECT {COLS} FROM models m WHERE 1 = 1{cond} ORDER BY m.name LIMIT 1000");
+    let sql = format!("SELECT m.id FROM models m WHERE 1 = 1{cond}");
     let rows = sqlx::query(&sql)
         .bind(bind)
         .fetch_all(&db.pool)
         .await
         .map_err(db_err)?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(|r| get_str(r, "id")).collect()
 }
 
 /// All models by name; `skip`/`limit` page through them. Also returns the total count.

@@ -183,7 +183,7 @@ pub struct AssetListParams {
     pub job: Option<String>,
     /// Derived from this asset (its children).
     pub parent: Option<String>,
-    /// Of this lineage: derived, at any depth, from this asset.
+    /// Of this lineage: assets whose lineage root (`root_id`) is this asset.
     pub root: Option<String>,
     /// Made on or after this UTC day (`YYYY-MM-DD`).
     pub since: Option<String>,

@@ -44,7 +44,7 @@ fn asset_id(field: &str, s: &str) -> Result<String, Error> {
 /// `collectionId`, `createdAfter`/`createdBefore`/`updatedAfter`/`updatedBefore` (RFC 3339 or
 /// a day), `authorId` (the caller: every asset here is its owner's work). The order stays
 /// newest first (`sortBy` and `sortDirection` are read without changing it).
-#[utoipa::path(get, path = "/scenario/v1/assets", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query), ("type" = Option<String>, Query), ("types" = Option<String>, Query), ("modelId" = Option<String>, Query), ("inferenceId" = Option<String>, Query), ("parentAssetId" = Option<String>, Query)), responses((status = 200, body = AssetsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/scenario/v1/assets", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query), ("type" = Option<String>, Query), ("types" = Option<String>, Query), ("modelId" = Option<String>, Query), ("inferenceId" = Option<String>, Query), ("parentAssetId" = Option<String>, Query), ("rootAssetId" = Option<String>, Query), ("authorId" = Option<String>, Query), ("privacy" = Option<String>, Query), ("tags" = Option<String>, Query), ("collectionId" = Option<String>, Query), ("createdAfter" = Option<String>, Query), ("createdBefore" = Option<String>, Query), ("updatedAfter" = Option<String>, Query), ("updatedBefore" = Option<String>, Query)), responses((status = 200, body = AssetsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -87,7 +87,8 @@ pub(super) async fn list(
             .map(|s| easel_core::time::parse_time(field, s).map(easel_core::time::to_millis))
             .transpose()
     };
-    let created_after = time("createdAfter", &q.created_after)?;
+    // The spec's bounds are exclusive.
+    let created_after = time("createdAfter", &q.created_after)?.map(|ms| ms + 1);
     let created_before = time("createdBefore", &q.created_before)?;
     // Ids sort by creation time: a creation bound is an id bound.
     let id_at = |ms: i64| easel_core::id::lower_bound(easel_core::id::ASSET, ms.max(0) as u64);
@@ -120,7 +121,7 @@ pub(super) async fn list(
         job_id: q.inference_id.clone(),
         parent_id,
         root_id,
-        updated_after: time("updatedAfter", &q.updated_after)?,
+        updated_after: time("updatedAfter", &q.updated_after)?.map(|ms| ms + 1),
         updated_before: time("updatedBefore", &q.updated_before)?,
         model,
         tasks,

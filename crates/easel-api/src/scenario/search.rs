@@ -1,5 +1,5 @@
-//! `POST /search/assets` and `POST /search/models`. Assets: the caller's assets (and, with `public`, everyone's public ones)
-//! found by the database's own text search (`easel_store::assets::search`: SQLite FTS5 or
+//! `POST /search/assets` and `POST /search/models`. Assets: the caller's assets (and, with
+//! `public`, everyone's public ones) found by the database's own text search (`easel_store::assets::search`: SQLite FTS5 or
 //! PostgreSQL `tsvector` over each asset's name, description, prompt and tags), narrowed by
 //! `filter` expressions, paged by `offset`/`limit` or `page`/`hitsPerPage`, with the totals.
 //!
@@ -278,7 +278,6 @@ pub(super) async fn models(
             easel_store::models::search(&state.store.db, text)
                 .await?
                 .into_iter()
-                .map(|m| m.id)
                 .collect();
         found.retain(|m| ids.contains(&m.id));
     }
@@ -291,12 +290,20 @@ pub(super) async fn models(
             }
             let any = |have: &[&str]| c.values.iter().any(|v| have.contains(&v.as_str()));
             match c.attribute.as_str() {
+                // As for assets: one privacy, a known one; every registry model is public.
                 "privacy" => {
-                    if !c.values.iter().any(|v| v == "public") {
+                    let [v] = c.values.as_slice() else {
+                        return Err(bad_filter("`privacy` takes one value").into());
+                    };
+                    let privacy = easel_core::asset::Privacy::parse(v).ok_or_else(|| {
+                        bad_filter(format!("privacy `{v}`: private, unlisted or public"))
+                    })?;
+                    if privacy != easel_core::asset::Privacy::Public {
                         found.clear();
                     }
                 }
                 "tags" => {
+                    easel_core::asset::check_tags("filter", &c.values)?;
                     found.retain(|m| any(&m.tags.iter().map(String::as_str).collect::<Vec<_>>()))
                 }
                 "type" => found.retain(|m| any(&[view::model_type(m)])),
@@ -315,7 +322,7 @@ pub(super) async fn models(
         None | Some(("name", false)) => found.sort_by(|a, b| a.name.cmp(&b.name)),
         Some(("name", true)) => found.sort_by(|a, b| b.name.cmp(&a.name)),
         Some(("createdAt", d)) => {
-            found.sort_by(|a, b| a.id.cmp(&b.id));
+            found.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
             if d {
                 found.reverse();
             }
@@ -384,8 +391,7 @@ fn bad_filter(why: impl std::fmt::Display) -> Error {
         "filter",
         format!(
             "{why}. Filters here are clauses joined by AND, each `attribute = value` or \
-             `attribute IN [a, b]`, over privacy, tags, collectionIds, type, modelId, \
-             parentAssetId and inferenceId"
+             `attribute IN [a, b]`"
         ),
     )
 }
@@ -561,7 +567,12 @@ async fn apply_filter(
                 );
             }
             "inferenceId" => f.job_id = Some(one()?),
-            other => return Err(bad_filter(format!("`{other}` cannot be filtered on"))),
+            other => {
+                return Err(bad_filter(format!(
+                    "`{other}` cannot be filtered on (assets: privacy, tags, collectionIds, type, \
+                     modelId, parentAssetId, inferenceId)"
+                )))
+            }
         }
     }
     Ok(true)

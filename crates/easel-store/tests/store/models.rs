@@ -340,8 +340,21 @@ async fn search_finds_models_by_their_words() {
         )
         .await
         .unwrap();
-        let names = |v: Vec<easel_core::model::Model>| -> Vec<String> {
-            v.into_iter().map(|m| m.name).collect()
+        let names = |ids: Vec<String>| -> Vec<String> {
+            let mut v: Vec<String> = ids
+                .iter()
+                .map(|id| {
+                    if *id == a.id {
+                        "dreamshaper-8".to_string()
+                    } else if *id == b2.id {
+                        "sana-600m".to_string()
+                    } else {
+                        id.clone()
+                    }
+                })
+                .collect();
+            v.sort();
+            v
         };
         for (q, want) in [
             ("dream", vec!["dreamshaper-8"]),
