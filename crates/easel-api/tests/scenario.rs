@@ -2131,7 +2131,11 @@ async fn assets_are_searched() {
         "{v}"
     );
     let (s, v) = models(json!({"filter": "privacy = bogus"})).await;
-    assert_eq!((s, v["infos"]["field"].as_str()), (400, Some("filter")), "{v}");
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("filter")),
+        "{v}"
+    );
     let (s, v) = models(json!({"filter": "collectionIds = x"})).await;
     assert_eq!(
         (s, v["infos"]["field"].as_str()),
