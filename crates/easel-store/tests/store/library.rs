@@ -477,3 +477,61 @@ async fn roots_follow_the_lineage_and_edit_times_filter() {
         assert_eq!(assets::list(db, &until).await.unwrap().len(), 3, "{n}");
     }
 }
+
+/// Migration 0013's backfill, run on rows as they were before it (no `root_id`), gives the
+/// roots the insert gives: up the chain that is still there, and a gone ancestor is a root.
+#[tokio::test]
+async fn the_roots_backfill_follows_the_insert_rule() {
+    use easel_store::db::Backend;
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let owner = users::create_user(db, "backfill", Role::User)
+            .await
+            .unwrap();
+        let mut made: Vec<String> = Vec::new();
+        for (i, parent) in [None, Some(0), Some(1), Some(usize::MAX), Some(3)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut a = crate::output_asset(&owner.id, "job_r", i as u32, &[i as u8]);
+            a.parent_id = match parent {
+                None => None,
+                Some(usize::MAX) => Some("ast_01jgone000000000000000001".to_string()),
+                Some(p) => Some(made[p].clone()),
+            };
+            assets::insert(db, &a).await.unwrap();
+            made.push(a.id);
+        }
+        let inserted: Vec<Option<String>> = {
+            let mut v = Vec::new();
+            for id in &made {
+                v.push(assets::get(db, id).await.unwrap().unwrap().root_id);
+            }
+            v
+        };
+        sqlx::query("UPDATE assets SET root_id = NULL WHERE owner_id = $1")
+            .bind(&owner.id)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let file = match db.backend {
+            Backend::Sqlite => include_str!("../../migrations/sqlite/0013_asset_roots.sql"),
+            Backend::Postgres => include_str!("../../migrations/postgres/0013_asset_roots.sql"),
+        };
+        let update = &file[file.find("UPDATE assets").unwrap()..];
+        let update = &update[..=update.find(';').unwrap()];
+        sqlx::query(update).execute(&db.pool).await.unwrap();
+        let mut backfilled = Vec::new();
+        for id in &made {
+            backfilled.push(assets::get(db, id).await.unwrap().unwrap().root_id);
+        }
+        assert_eq!(backfilled, inserted, "{n}");
+        assert_eq!(inserted[2].as_deref(), Some(made[0].as_str()), "{n}");
+        assert_eq!(
+            inserted[4].as_deref(),
+            Some("ast_01jgone000000000000000001"),
+            "{n}"
+        );
+    }
+}
