@@ -75,6 +75,38 @@ pub(super) struct Counts {
     estimated_total_hits: u64,
 }
 
+/// The paging a search's query string may carry: the official client asks for its next
+/// pages with `?offset=N` on the same request body. A value there wins over the body's.
+#[derive(Deserialize)]
+pub(super) struct SearchQuery {
+    offset: Option<String>,
+    limit: Option<String>,
+    #[serde(flatten)]
+    _others: std::collections::HashMap<String, String>,
+}
+
+impl SearchQuery {
+    fn over(self, mut body: SearchRequest) -> Result<SearchRequest, Error> {
+        let number = |field: &str, v: &str| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|_| Error::invalid(field, format!("must be a whole number (got `{v}`)")))
+        };
+        if let Some(o) = self.offset.as_deref() {
+            body.offset = Some(number("offset", o)?);
+            if body.page.is_some() && body.hits_per_page.is_some() {
+                // A next page of a page-numbered search: the offset stands for the page.
+                body.page = None;
+                body.limit = body.hits_per_page.take();
+            }
+        }
+        if let Some(l) = self.limit.as_deref() {
+            body.limit = Some(number("limit", l)?);
+        }
+        Ok(body)
+    }
+}
+
 /// A whole number of a request in `min..=max`, else a 400 naming `field`.
 fn whole(field: &str, v: Option<f64>, min: u64, max: u64) -> Result<Option<u64>, Error> {
     match v {
@@ -195,14 +227,16 @@ fn bad_sort(attribute: &str, known: &str) -> Error {
 
 /// `POST /search/assets`.
 #[utoipa::path(post, path = "/scenario/v1/search/assets", tag = "scenario", request_body = SearchRequest,
-    params(("originalAssets" = Option<String>, Query)),
+    params(("originalAssets" = Option<String>, Query), ("offset" = Option<String>, Query), ("limit" = Option<String>, Query)),
     responses((status = 200, body = SearchPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn assets(
     State(state): State<AppState>,
     Auth(who): Auth,
+    ListQuery(q): ListQuery<SearchQuery>,
     Json(body): Json<SearchRequest>,
 ) -> Result<axum::Json<SearchPage>, Failure> {
     use easel_store::assets::SearchOrder;
+    let body = q.over(body)?;
     let p = plan(&body)?;
     let order = match p.sort.as_ref().map(|(a, d)| (a.as_str(), *d)) {
         None | Some(("createdAt", true)) => SearchOrder::CreatedDesc,
@@ -264,13 +298,15 @@ pub(super) struct ModelSearchPage {
 /// over names, aliases, family, tasks and tags; `filter` over `privacy` (every registry
 /// model is `public`), `tags` (any of), `type` and `capabilities` (any of).
 #[utoipa::path(post, path = "/scenario/v1/search/models", tag = "scenario", request_body = SearchRequest,
-    params(("originalModels" = Option<String>, Query)),
+    params(("originalModels" = Option<String>, Query), ("offset" = Option<String>, Query), ("limit" = Option<String>, Query)),
     responses((status = 200, body = ModelSearchPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn models(
     State(state): State<AppState>,
     Auth(who): Auth,
+    ListQuery(q): ListQuery<SearchQuery>,
     Json(body): Json<SearchRequest>,
 ) -> Result<axum::Json<ModelSearchPage>, Failure> {
+    let body = q.over(body)?;
     let p = plan(&body)?;
     let mut found = super::models::registry(&state, &who).await?;
     if let Some(text) = &p.text {

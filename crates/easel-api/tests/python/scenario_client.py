@@ -126,7 +126,35 @@ check(upload_id in ids and asset_id in ids, "and finds them all")
 models = [m.name for m in client.models.list()]
 check("tiny" in models, f"models.list shows the registry ({models})")
 
-# 7. A bad credential is the SDK's authentication error.
+# 7. The library: tags, collections, search.
+client.assets.update_tags(upload_id, add=["grey", "sample"])
+tags = {t.tag_name: t.item_count for t in client.tags.list()}
+check(tags.get("grey") == 1, f"tags.list shows the tag and its count ({tags})")
+tagged = [a.id for a in client.assets.list(tags="grey")]
+check(tagged == [upload_id], f"assets.list filters by tag ({tagged})")
+col = client.collections.create(name="picks").collection
+client.collections.assets.add(col.id, asset_ids=[upload_id, asset_id])
+check(client.collections.retrieve(col.id).collection.asset_count == 2,
+      "collections.assets.add: the count follows")
+client.collections.assets.remove(col.id, asset_ids=[asset_id])
+check(client.collections.retrieve(col.id).collection.asset_count == 1,
+      "collections.assets.remove: the count follows")
+in_col = [a.id for a in client.assets.list(collection_id=col.id)]
+check(in_col == [upload_id], f"assets.list by collection ({in_col})")
+hits = [h.id for h in client.search.asset_search(query="fox")]
+check(asset_id in hits, "search.asset_search finds an output by a word of its prompt")
+hits = [h.id for h in client.search.asset_search(query="grey")]
+check(upload_id in hits, "and an upload by its name and tags")
+# Auto-pagination: the client asks for the next pages with ?offset=N.
+every = [h.id for h in client.search.asset_search(filter="type = uploaded", limit=1)]
+check(len(every) == len(set(every)) and upload_id in every,
+      f"search pages with the client's offsets ({every})")
+every = [h.id for h in client.search.asset_search(query="a", limit=1)]
+check(len(every) == len(set(every)) >= 3, f"one hit a page, each once ({len(every)})")
+names = [h.name for h in client.search.model_search(query="tiny")]
+check(names == ["tiny"], f"search.model_search finds the model ({names})")
+
+# 8. A bad credential is the SDK's authentication error.
 bad = Scenario(api_key=os.environ["EASEL_API_KEY"], api_secret="wrong",
                base_url=os.environ["EASEL_BASE_URL"], max_retries=0)
 try:
