@@ -2,9 +2,12 @@
 //! `AutoencoderTiny`, see `scripts/make_taesd_fixture.py`) decodes every case's latents to
 //! diffusers' output within 1e-4 relative to its largest magnitude.
 
+mod common;
+
 use std::path::PathBuf;
 
 use candle_core::{DType, Device};
+use common::{max_abs, max_diff};
 use easel_diffusion::taesd::TinyVae;
 
 #[test]
@@ -22,25 +25,7 @@ fn decode_matches_diffusers() {
         let want = &cases[&format!("decoded_{i}")];
         let got = vae.forward(z).unwrap().affine(2.0, -1.0).unwrap();
         assert_eq!(got.dims(), want.dims(), "case {i}");
-        let diff = (&got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = want
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let (diff, scale) = (max_diff(&got, want), max_abs(want));
         println!(
             "case {i} {:?}: max abs {diff:.2e} (scale {scale:.2})",
             z.dims()

@@ -318,23 +318,12 @@ pub(super) async fn models(
         found.retain(|m| ids.contains(&m.id));
     }
     if let Some(expr) = &p.filter {
-        let clauses = parse_filter(expr)?;
-        let mut seen = std::collections::HashSet::new();
-        for c in &clauses {
-            if !seen.insert(c.attribute.as_str()) {
-                return Err(bad_filter(format!("`{}` appears twice", c.attribute)).into());
-            }
+        for c in &parse_filter(expr)? {
             let any = |have: &[&str]| c.values.iter().any(|v| have.contains(&v.as_str()));
             match c.attribute.as_str() {
                 // As for assets: one privacy, a known one; every registry model is public.
                 "privacy" => {
-                    let [v] = c.values.as_slice() else {
-                        return Err(bad_filter("`privacy` takes one value").into());
-                    };
-                    let privacy = easel_core::asset::Privacy::parse(v).ok_or_else(|| {
-                        bad_filter(format!("privacy `{v}`: private, unlisted or public"))
-                    })?;
-                    if privacy != easel_core::asset::Privacy::Public {
+                    if privacy_of(c)? != easel_core::asset::Privacy::Public {
                         found.clear();
                     }
                 }
@@ -483,8 +472,31 @@ fn tokens(expr: &str) -> Result<Vec<Token>, Error> {
     Ok(out)
 }
 
-/// The clauses of a filter expression.
+/// The clauses of a filter expression, each attribute by its one name (`metadata.*` aliases
+/// resolved) and at most once.
 fn parse_filter(expr: &str) -> Result<Vec<Clause>, Error> {
+    let mut clauses = parse_clauses(expr)?;
+    let mut seen = std::collections::HashSet::new();
+    for c in &mut clauses {
+        c.attribute = attribute_name(&c.attribute).to_string();
+        if !seen.insert(c.attribute.clone()) {
+            return Err(bad_filter(format!("`{}` appears twice", c.attribute)));
+        }
+    }
+    Ok(clauses)
+}
+
+/// A `privacy` clause's one value.
+fn privacy_of(c: &Clause) -> Result<easel_core::asset::Privacy, Error> {
+    let [v] = c.values.as_slice() else {
+        return Err(bad_filter("`privacy` takes one value"));
+    };
+    easel_core::asset::Privacy::parse(v)
+        .ok_or_else(|| bad_filter(format!("privacy `{v}`: private, unlisted or public")))
+}
+
+/// The clauses of a filter expression as written.
+fn parse_clauses(expr: &str) -> Result<Vec<Clause>, Error> {
     let mut it = tokens(expr)?.into_iter();
     let mut clauses = Vec::new();
     let value = |t: Option<Token>, what: &str| match t {
@@ -553,23 +565,14 @@ async fn apply_filter(
     expr: &str,
     f: &mut easel_store::assets::AssetFilter,
 ) -> Result<bool, Error> {
-    let mut seen = std::collections::HashSet::new();
     for c in parse_filter(expr)? {
-        let attribute = attribute_name(&c.attribute);
-        if !seen.insert(attribute.to_string()) {
-            return Err(bad_filter(format!("`{attribute}` appears twice")));
-        }
+        let attribute = c.attribute.as_str();
         let one = || match c.values.as_slice() {
             [v] => Ok(v.clone()),
             _ => Err(bad_filter(format!("`{attribute}` takes one value"))),
         };
         match attribute {
-            "privacy" => {
-                let v = one()?;
-                f.privacy = Some(easel_core::asset::Privacy::parse(&v).ok_or_else(|| {
-                    bad_filter(format!("privacy `{v}`: private, unlisted or public"))
-                })?);
-            }
+            "privacy" => f.privacy = Some(privacy_of(&c)?),
             "tags" => f.tags = easel_core::asset::check_tags("filter", &c.values)?,
             "collectionIds" => {
                 let v = one()?;
