@@ -479,7 +479,9 @@ def sd15_measure(folder: Path, args) -> dict:
     lat = args.size // 8
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, lat, lat, generator=g)
+    t = time.perf_counter()
     unet(x, 999.0, encoder_hidden_states=ctx)  # warm-up
+    r["first_step_s"] = time.perf_counter() - t
     t = time.perf_counter()
     for i in range(args.steps):
         unet(x, 999.0 - i, encoder_hidden_states=ctx)
@@ -596,6 +598,7 @@ EASEL_ROWS = {
     "random weights written, s": "write_s",
     "model load, s": "load_s",
     "text encode (one prompt), s": "encode_s",
+    "first step (warm-up), s": "first_step_s",
     "VAE decode (1 image), s": "decode_s",
     "TAESD decode (1 image), s": "tiny_vae_decode_s",
     "peak RSS before load, MB": "rss_before_load_mb",
@@ -897,6 +900,9 @@ def table(result: dict) -> list[dict]:
             write.get("peak_rss_mb"), 0)
     row("model load, s", easel.get("load_s"), diff.get("load_s"), 3)
     row("text encode (one prompt), s", easel.get("encode_s"), diff.get("encode_s"), 3)
+    if "first_step_s" in easel or "first_step_s" in diff:
+        row("first denoiser step (warm-up), s", easel.get("first_step_s"),
+            diff.get("first_step_s"), 3)
     row(FAMILIES[family][2], easel.get("step_s"), diff.get("step_s"), 3)
     row("VAE decode (1 image), s", easel.get("decode_s"), diff.get("decode_s"), 3)
     if "tiny_vae_decode_s" in easel or "tiny_vae_decode_s" in diff:

@@ -39,6 +39,8 @@ pub struct Report {
     pub write_s: f64,
     pub load_s: f64,
     pub encode_s: f64,
+    /// The warm-up step: the first, which also reads the mapped weights from the page cache.
+    pub first_step_s: f64,
     /// One denoiser step with guidance, mean over the steps after a warm-up.
     pub step_s: f64,
     pub decode_s: f64,
@@ -223,7 +225,9 @@ fn measure<M, C, X>(
     let encoded = (stages.encode)(&model)?;
     let encode = t.elapsed();
     let x = (stages.prepare)(&model, encoded)?;
+    let t = Instant::now();
     (stages.step)(&model, &x, 0)?; // warm-up
+    let first_step = t.elapsed();
     let t = Instant::now();
     for i in 0..head.steps {
         (stages.step)(&model, &x, i)?;
@@ -243,6 +247,7 @@ fn measure<M, C, X>(
         write_s: write.as_secs_f64(),
         load_s: load.as_secs_f64(),
         encode_s: encode.as_secs_f64(),
+        first_step_s: first_step.as_secs_f64(),
         step_s: step.as_secs_f64(),
         decode_s: decode.as_secs_f64(),
         tiny_vae_decode_s: None,

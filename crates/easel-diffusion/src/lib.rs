@@ -24,3 +24,9 @@ pub mod tiny;
 pub mod tokenizer;
 pub mod tokenizer_json;
 pub mod vae;
+
+/// This crate's unit tests run with the allocator the binary installs, so every weight they
+/// load is a mapped file's view (`memory`); the integration tests read weights into buffers.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: memory::Allocator = memory::Allocator;

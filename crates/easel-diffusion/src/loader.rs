@@ -1,7 +1,7 @@
 //! Reading a diffusers or transformers component folder: its `config.json`, and its weights
 //! (one `.safetensors` file or the shards its index lists; the default name, else the `fp16`,
-//! else the `bf16` variant), read straight into memory in parallel, optionally with LoRA
-//! deltas merged in. Every family's loaders find and read their weights here.
+//! else the `bf16` variant), mapped where the process allows it (`memory::map_file`) or read
+//! straight into memory in parallel, optionally with LoRA deltas merged in. Every family's loaders find and read their weights here.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -170,6 +170,16 @@ fn header_entries(path: &Path, file: &std::fs::File) -> Result<Vec<Entry>> {
             len: (end - start) as usize,
         });
     }
+    // No two tensors may share bytes (a mapped file hands each tensor its bytes as its own).
+    let mut ranges: Vec<(u64, u64, &str)> = out
+        .iter()
+        .filter(|e| e.len > 0)
+        .map(|e| (e.start, e.start + e.len as u64, e.name.as_str()))
+        .collect();
+    ranges.sort_unstable();
+    if let Some(w) = ranges.windows(2).find(|w| w[1].0 < w[0].1) {
+        return Err(bad(&format!("`{}` and `{}` share bytes", w[0].2, w[1].2)));
+    }
     Ok(out)
 }
 
@@ -208,8 +218,9 @@ fn huge_pages(ptr: *mut u8, len: usize) {
 /// Every tensor of the safetensors `files`, read in parallel straight into its final buffer
 /// (floating-point tensors as `dtype`, others as stored), then moved to `device`.
 ///
-/// No memory map outlives the call and no tensor is held twice: the weights count once in
-/// the process's memory, and loading is as fast as the page cache and the cores allow.
+/// Where the process maps weights ([`crate::memory::map_file`]), the tensors kept as stored
+/// are views of the mapped files, with no copy; the others are read, and without mapping all
+/// are. Either way no tensor is held twice: the weights count once in the process's memory.
 pub fn read_tensors(
     files: &[PathBuf],
     dtype: DType,
@@ -226,23 +237,38 @@ pub fn read_tensors_where(
     keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<HashMap<String, Tensor>> {
     use rayon::prelude::*;
+    use std::sync::Arc;
     let mut work = Vec::new();
     for path in files {
-        let file = std::fs::File::open(path)
-            .map_err(|e| err(format!("reading {}: {e}", path.display())))?;
-        let file = std::sync::Arc::new(file);
-        for e in header_entries(path, &file)? {
+        let io = |e: std::io::Error| err(format!("reading {}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(io)?;
+        let entries = header_entries(path, &file)?;
+        let size = file.metadata().map_err(io)?.len();
+        let map = crate::memory::map_file(&file, size)
+            .map_err(io)?
+            .map(Arc::new);
+        let file = Arc::new(file);
+        for e in entries {
             if keep(&e.name) {
-                work.push((path.clone(), file.clone(), e));
+                work.push((path.clone(), file.clone(), map.clone(), e));
             }
         }
     }
     // Largest first, so the threads finish together.
-    work.sort_by_key(|w| std::cmp::Reverse(w.2.len));
-    let read = |(path, file, e): &(PathBuf, std::sync::Arc<std::fs::File>, Entry)| {
+    work.sort_by_key(|w| std::cmp::Reverse(w.3.len));
+    type Work = (
+        PathBuf,
+        Arc<std::fs::File>,
+        Option<Arc<crate::memory::Mapped>>,
+        Entry,
+    );
+    let read = |(path, file, map, e): &Work| {
         let io = |x: std::io::Error| err(format!("reading {}: {x}", path.display()));
         let float = e.dtype.is_float();
         let cpu = &Device::Cpu;
+        if let Some(t) = map.as_deref().and_then(|m| mapped_tensor(m, e, dtype)) {
+            return Ok((e.name.clone(), t?.to_device(device)?));
+        }
         let t = match (e.dtype, float && e.dtype != dtype) {
             (DType::F32, false) => Tensor::from_vec(
                 read_as::<f32>(file, e).map_err(io)?,
@@ -272,6 +298,23 @@ pub fn read_tensors_where(
         Ok((e.name.clone(), t.to_device(device)?))
     };
     work.par_iter().map(read).collect()
+}
+
+/// The tensor of `e` over the mapped file's bytes, no copy, when it is kept as stored (its
+/// type is `dtype`, or not floating point) and aligned; else `None` (the caller reads it).
+fn mapped_tensor(map: &crate::memory::Mapped, e: &Entry, dtype: DType) -> Option<Result<Tensor>> {
+    if e.dtype.is_float() && e.dtype != dtype {
+        return None;
+    }
+    let (at, n) = (e.start as usize, e.len / e.dtype.size_in_bytes());
+    let shape = e.shape.as_slice();
+    let cpu = &Device::Cpu;
+    Some(match e.dtype {
+        DType::F32 => Tensor::from_vec(map.vec::<f32>(at, n)?, shape, cpu),
+        DType::F16 => Tensor::from_vec(map.vec::<half::f16>(at, n)?, shape, cpu),
+        DType::BF16 => Tensor::from_vec(map.vec::<half::bf16>(at, n)?, shape, cpu),
+        _ => return None,
+    })
 }
 
 /// Add each LoRA's `scale * delta` to the tensors it targets.
@@ -331,5 +374,85 @@ mod weight_file_tests {
             weight_files(d, "model").unwrap(),
             vec![d.join("model.safetensors")]
         );
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    fn storage_ptr(t: &Tensor) -> *const u8 {
+        let (s, _) = t.storage_and_layout();
+        match &*s {
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => v.as_ptr() as _,
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F16(v)) => v.as_ptr() as _,
+            _ => panic!("a CPU f32 or f16 tensor"),
+        }
+    }
+
+    #[test]
+    fn tensors_kept_as_stored_are_views_of_the_mapped_file() {
+        // This crate's unit tests install the mapping allocator (lib.rs).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let cpu = Device::Cpu;
+        let big = Tensor::arange(0f32, 5000., &cpu)
+            .unwrap()
+            .reshape((50, 100))
+            .unwrap();
+        let half = Tensor::arange(0f32, 7., &cpu)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap();
+        let ids = Tensor::arange(0i64, 3, &cpu).unwrap();
+        candle_core::safetensors::save(
+            &HashMap::from([
+                ("big".to_string(), big.clone()),
+                ("half".to_string(), half.clone()),
+                ("ids".to_string(), ids.clone()),
+            ]),
+            &path,
+        )
+        .unwrap();
+        let files = [path];
+        let t = read_tensors(&files, DType::F32, &cpu).unwrap();
+        assert!(crate::memory::is_mapped(storage_ptr(&t["big"])));
+        assert_eq!(
+            t["big"].to_vec2::<f32>().unwrap(),
+            big.to_vec2::<f32>().unwrap()
+        );
+        // Converted on the way in: a buffer of its own, with the values.
+        assert_eq!(t["half"].dtype(), DType::F32);
+        assert!(!crate::memory::is_mapped(storage_ptr(&t["half"])));
+        assert_eq!(t["half"].to_vec1::<f32>().unwrap()[6], 6.0);
+        assert_eq!(t["ids"].to_vec1::<i64>().unwrap(), vec![0, 1, 2]);
+        // Kept as f16: a view too.
+        let t16 = read_tensors(&files, DType::F16, &cpu).unwrap();
+        assert!(crate::memory::is_mapped(storage_ptr(&t16["half"])));
+        assert_eq!(
+            t16["half"].to_vec1::<half::f16>().unwrap(),
+            half.to_vec1::<half::f16>().unwrap()
+        );
+        // Arithmetic on views gives ordinary tensors; dropping the views releases the file.
+        let twice = (&t["big"] + &t["big"]).unwrap();
+        assert!(!crate::memory::is_mapped(storage_ptr(&twice)));
+        assert_eq!(
+            twice.to_vec2::<f32>().unwrap(),
+            (&big * 2.).unwrap().to_vec2::<f32>().unwrap()
+        );
+        drop((t, t16));
+    }
+
+    #[test]
+    fn tensors_sharing_bytes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let header = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0u8; 12]);
+        std::fs::write(&path, bytes).unwrap();
+        let e = read_tensors(&[path], DType::F32, &Device::Cpu).unwrap_err();
+        assert!(e.to_string().contains("share bytes"), "{e}");
     }
 }

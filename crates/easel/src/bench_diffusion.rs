@@ -40,6 +40,7 @@ pub fn run(o: &Options) -> Result<()> {
     }
     println!("{:<44} {:>12.3}", "model load, s", r.load_s);
     println!("{:<44} {:>12.3}", "text encode (one prompt), s", r.encode_s);
+    println!("{:<44} {:>12.3}", "first step (warm-up), s", r.first_step_s);
     println!("{:<44} {:>12.3}", format!("{}, s", r.step_label), r.step_s);
     println!("{:<44} {:>12.3}", "VAE decode (1 image), s", r.decode_s);
     if let Some(s) = r.tiny_vae_decode_s {

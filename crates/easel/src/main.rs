@@ -42,6 +42,11 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Weights are views of their mapped files (`easel_diffusion::memory`): loading a model is
+/// reading its headers.
+#[global_allocator]
+static ALLOCATOR: easel_diffusion::memory::Allocator = easel_diffusion::memory::Allocator;
+
 fn main() -> std::process::ExitCode {
     // Before any thread starts: the engine's large buffers come from the heap and are reused
     // (`easel_diffusion::memory`).
