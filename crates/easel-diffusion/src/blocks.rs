@@ -113,7 +113,7 @@ impl SpatialSelfAttention {
             self.k.forward(&y)?,
             self.v.forward(&y)?,
         );
-        let attn = kernels::attention(&q, &k, &v, 1, (c as f64).powf(-0.5))?;
+        let attn = kernels::attention(&q, &k, &v, 1, (c as f64).powf(-0.5), false)?;
         let out = self
             .out
             .forward(&attn)?

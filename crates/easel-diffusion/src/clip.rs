@@ -16,6 +16,7 @@ use candle_nn::{
 };
 use serde::Deserialize;
 
+use crate::kernels;
 use crate::loader;
 use crate::lora::Lora;
 
@@ -188,14 +189,13 @@ impl ClipTextModel {
     /// Encode token ids [B, T] (u32 or i64).
     pub fn forward(&self, input_ids: &Tensor) -> Result<ClipOutput> {
         let ids = input_ids.to_dtype(DType::U32)?;
-        let (b, t) = ids.dims2()?;
+        let (_, t) = ids.dims2()?;
         let pos = self.position_embedding.narrow(0, 0, t)?;
         let mut x = self.token_embedding.forward(&ids)?.broadcast_add(&pos)?;
-        let mask = causal_mask(t, x.dtype(), x.device())?;
         let mut penultimate = None;
         let n = self.layers.len();
         for (i, layer) in self.layers.iter().enumerate() {
-            x = self.layer(layer, &x, &mask, b, t)?;
+            x = self.layer(layer, &x)?;
             if i + 2 == n {
                 penultimate = Some(x.clone());
             }
@@ -213,23 +213,15 @@ impl ClipTextModel {
         })
     }
 
-    fn layer(&self, l: &Layer, x: &Tensor, mask: &Tensor, b: usize, t: usize) -> Result<Tensor> {
+    fn layer(&self, l: &Layer, x: &Tensor) -> Result<Tensor> {
         let h = x.dim(D::Minus1)?;
         let hd = h / self.heads;
         let y = l.ln1.forward(x)?;
-        let split = |lin: &Linear| -> Result<Tensor> {
-            lin.forward(&y)?
-                .reshape((b, t, self.heads, hd))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let (q, k, v) = (split(&l.q)?, split(&l.k)?, split(&l.v)?);
-        let scores = (q.matmul(&k.t()?)? * (hd as f64).powf(-0.5))?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let attn = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
-        let x = (x + l.out.forward(&attn)?)?;
+        let (q, k, v) = (tokens(&l.q, &y)?, tokens(&l.k, &y)?, tokens(&l.v, &y)?);
+        let attn = kernels::attention(&q, &k, &v, self.heads, (hd as f64).powf(-0.5), true)?;
+        let x = (x + tokens(&l.out, &attn)?)?;
         let y = l.ln2.forward(&x)?;
-        let y = l.fc2.forward(&self.act.apply(&l.fc1.forward(&y)?)?)?;
+        let y = tokens(&l.fc2, &self.act.apply(&tokens(&l.fc1, &y)?)?)?;
         x + y
     }
 
@@ -259,10 +251,11 @@ impl ClipTextModel {
     }
 }
 
-/// [1, 1, T, T] additive mask: 0 on and below the diagonal, -inf above.
-fn causal_mask(t: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    let m: Vec<f32> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(m, (1, 1, t, t), device)?.to_dtype(dtype)
+/// A linear layer over `[B, T, in]` tokens as one `[B·T, in]` product (one matrix multiply
+/// instead of one per batch item).
+fn tokens(lin: &Linear, x: &Tensor) -> Result<Tensor> {
+    let (b, t, h) = x.dims3()?;
+    let y = lin.forward(&x.reshape((b * t, h))?)?;
+    let out = y.dim(1)?;
+    y.reshape((b, t, out))
 }

@@ -610,8 +610,7 @@ pub fn write_tiny(dir: &Path, cfg: &Gemma2Config, seed: u64) -> Result<()> {
         tensors.insert(name, Tensor::from_vec(v, shape, &Device::Cpu)?);
     }
     let path = dir.join("model.safetensors");
-    candle_core::safetensors::save(&tensors, &path)
-        .map_err(|e| err(format!("writing {}: {e}", path.display())))
+    crate::loader::save_safetensors(&tensors, &path)
 }
 
 #[cfg(test)]

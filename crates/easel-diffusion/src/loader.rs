@@ -317,6 +317,32 @@ fn mapped_tensor(map: &crate::memory::Mapped, e: &Entry, dtype: DType) -> Option
     })
 }
 
+/// Write `tensors` as a safetensors file at `path`: into a sibling temporary file, then
+/// renamed over `path`, so a process that has the old file mapped keeps reading the old
+/// file, never a half-written one.
+pub fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    replace_file(path, |tmp| {
+        candle_core::safetensors::save(tensors, tmp).map_err(|e| e.to_string())
+    })
+}
+
+/// Write a file by `write`ing a sibling temporary file and renaming it over `path`.
+pub fn replace_file(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{}.partial", name.unwrap_or_default()));
+    let fail = |e: &dyn std::fmt::Display| err(format!("writing {}: {e}", path.display()));
+    if let Err(e) =
+        write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()))
+    {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(&e));
+    }
+    Ok(())
+}
+
 /// Add each LoRA's `scale * delta` to the tensors it targets.
 pub fn merge_loras(
     tensors: &mut HashMap<String, Tensor>,

@@ -106,8 +106,7 @@ pub(crate) fn write_component(
     ))?;
     let tensors = std::mem::take(&mut backend.state.lock().unwrap_or_else(|e| e.into_inner()).1);
     let path = dir.join(weights);
-    candle_core::safetensors::save(&tensors, &path)
-        .map_err(|e| err(format!("writing {}: {e}", path.display())))
+    crate::loader::save_safetensors(&tensors, &path)
 }
 
 pub(crate) fn write_json(path: &Path, value: &Value) -> Result<()> {
@@ -559,5 +558,7 @@ pub(crate) fn write_safetensors(
         std::fs::create_dir_all(parent)
             .map_err(|e| err(format!("creating {}: {e}", parent.display())))?;
     }
-    std::fs::write(path, bytes).map_err(|e| err(format!("writing {}: {e}", path.display())))
+    crate::loader::replace_file(path, |tmp| {
+        std::fs::write(tmp, &bytes).map_err(|e| e.to_string())
+    })
 }

@@ -39,7 +39,10 @@ pub fn run(o: &Options) -> Result<()> {
         println!("{:<44} {:>12.2}", "random weights written, s", r.write_s);
     }
     println!("{:<44} {:>12.3}", "model load, s", r.load_s);
-    println!("{:<44} {:>12.3}", "text encode (one prompt), s", r.encode_s);
+    println!(
+        "{:<44} {:>12.3}",
+        "text encode (one prompt, warm), s", r.encode_s
+    );
     println!("{:<44} {:>12.3}", "first step (warm-up), s", r.first_step_s);
     println!("{:<44} {:>12.3}", format!("{}, s", r.step_label), r.step_s);
     println!("{:<44} {:>12.3}", "VAE decode (1 image), s", r.decode_s);

@@ -12,13 +12,27 @@ use rayon::prelude::*;
 use super::{cpu_f32, math, matmul, slice, SharedMut};
 
 /// `softmax(q·kᵀ·scale)·v` per head: `q` `[B, n, heads·d]`, `k` and `v` `[B, m, heads·d]`
-/// → `[B, n, heads·d]`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
-    let (b, _, dim) = q.dims3()?;
+/// → `[B, n, heads·d]`. `causal`: query `i` sees keys `0..=i` only (self-attention, `n == m`;
+/// a text encoder's mask).
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    scale: f64,
+    causal: bool,
+) -> Result<Tensor> {
+    let (b, n, dim) = q.dims3()?;
     let (kb, m, kdim) = k.dims3()?;
-    if kb != b || kdim != dim || v.dims() != k.dims() || heads == 0 || dim % heads != 0 {
+    if kb != b
+        || kdim != dim
+        || v.dims() != k.dims()
+        || heads == 0
+        || dim % heads != 0
+        || (causal && n != m)
+    {
         candle_core::bail!(
-            "attention: q {:?}, k {:?}, v {:?} with {heads} heads",
+            "attention: q {:?}, k {:?}, v {:?} with {heads} heads (causal: {causal})",
             q.dims(),
             k.dims(),
             v.dims()
@@ -28,12 +42,16 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64) -
         candle_core::bail!("attention over no keys");
     }
     if [q, k, v].iter().all(|t| cpu_f32(t)) {
-        let op = AttentionOp { heads, scale };
+        let op = AttentionOp {
+            heads,
+            scale,
+            causal,
+        };
         return q
             .contiguous()?
             .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op);
     }
-    attention_candle(q, k, v, heads, scale)
+    attention_candle(q, k, v, heads, scale, causal)
 }
 
 /// The same computation with candle's ops (split heads, full score matrix, softmax): the
@@ -44,6 +62,7 @@ pub fn attention_candle(
     v: &Tensor,
     heads: usize,
     scale: f64,
+    causal: bool,
 ) -> Result<Tensor> {
     let (b, n, dim) = q.dims3()?;
     let d = dim / heads;
@@ -52,7 +71,15 @@ pub fn attention_candle(
         t.reshape((b, m, heads, d))?.transpose(1, 2)?.contiguous()
     };
     let (q, k, v) = (split(q)?, split(k)?, split(v)?);
-    let scores = (q.matmul(&k.t()?)? * scale)?;
+    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    if causal {
+        let m = k.dim(2)?;
+        let mask: Vec<f32> = (0..n)
+            .flat_map(|i| (0..m).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (n, m), q.device())?.to_dtype(q.dtype())?;
+        scores = scores.broadcast_add(&mask)?;
+    }
     candle_nn::ops::softmax_last_dim(&scores)?
         .matmul(&v)?
         .transpose(1, 2)?
@@ -69,6 +96,7 @@ thread_local! {
 struct AttentionOp {
     heads: usize,
     scale: f64,
+    causal: bool,
 }
 
 impl CustomOp3 for AttentionOp {
@@ -122,6 +150,12 @@ impl CustomOp3 for AttentionOp {
                         false,
                     );
                 }
+                if self.causal {
+                    // Keys after the query's own position count for nothing (e^−∞ = 0).
+                    for (i, row) in s.chunks_mut(m).enumerate() {
+                        row[(row0 + i + 1).min(m)..].fill(f32::NEG_INFINITY);
+                    }
+                }
                 let mut sums = [0f32; 256];
                 for (row, sum) in s.chunks_mut(m).zip(sums.iter_mut()) {
                     *sum = math::exp_row(row);
@@ -174,21 +208,52 @@ mod tests {
             let k = (rand(&[b, m, heads * d], s + 1) * 3.0).unwrap();
             let v = rand(&[b, m, heads * d], s + 2);
             let scale = (d as f64).powf(-0.5);
-            let got = attention(&q, &k, &v, heads, scale).unwrap();
-            let want = attention_candle(&q, &k, &v, heads, scale).unwrap();
+            let got = attention(&q, &k, &v, heads, scale, false).unwrap();
+            let want = attention_candle(&q, &k, &v, heads, scale, false).unwrap();
             let e = max_rel(&got, &want);
             assert!(e < 1e-5, "case {i}: {e}");
+            if n == m {
+                let got = attention(&q, &k, &v, heads, scale, true).unwrap();
+                let want = attention_candle(&q, &k, &v, heads, scale, true).unwrap();
+                let e = max_rel(&got, &want);
+                assert!(e < 1e-5, "case {i}, causal: {e}");
+            }
         }
+        // Causal: the first query sees only the first key, so its output is that value.
+        let (q, k, v) = (
+            rand(&[1, 9, 6], 3),
+            rand(&[1, 9, 6], 4),
+            rand(&[1, 9, 6], 5),
+        );
+        let first = attention(&q, &k, &v, 2, 0.4, true)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .get(0);
+        let e = max_rel(&first.unwrap(), &v.get(0).unwrap().get(0).unwrap());
+        assert!(e < 1e-6, "{e}");
+        assert!(
+            attention(
+                &q,
+                &k.narrow(1, 0, 8).unwrap(),
+                &v.narrow(1, 0, 8).unwrap(),
+                2,
+                0.4,
+                true
+            )
+            .is_err(),
+            "causal attention needs as many keys as queries"
+        );
         // Long keys: several query blocks, each scored against all 4,096 keys.
         let (q, k) = (rand(&[1, 300, 8], 7), rand(&[1, 4096, 8], 8));
         let v = rand(&[1, 4096, 8], 9);
         let e = max_rel(
-            &attention(&q, &k, &v, 2, 0.5).unwrap(),
-            &attention_candle(&q, &k, &v, 2, 0.5).unwrap(),
+            &attention(&q, &k, &v, 2, 0.5, false).unwrap(),
+            &attention_candle(&q, &k, &v, 2, 0.5, false).unwrap(),
         );
         assert!(e < 1e-5, "{e}");
         assert!(
-            attention(&q, &k, &v, 3, 0.5).is_err(),
+            attention(&q, &k, &v, 3, 0.5, false).is_err(),
             "3 heads do not divide 8"
         );
     }

@@ -1176,8 +1176,7 @@ pub fn write_tiny(dir: &Path, seed: u64, config: &DcAeConfig) -> Result<()> {
     )?;
     let tensors = std::mem::take(&mut backend.state.lock().unwrap_or_else(|e| e.into_inner()).1);
     let path = dir.join("diffusion_pytorch_model.safetensors");
-    candle_core::safetensors::save(&tensors, &path)
-        .map_err(|e| err(format!("writing {}: {e}", path.display())))
+    crate::loader::save_safetensors(&tensors, &path)
 }
 
 /// A small DC-AE configuration with every feature of the released one (ResBlock and

@@ -1318,6 +1318,5 @@ pub fn write_single_file(diffusers_dir: &Path, out: &Path) -> Result<()> {
     for (k, t) in all {
         insert_once(&mut map, k, t)?;
     }
-    candle_core::safetensors::save(&map, out)
-        .map_err(|e| err(format!("writing {}: {e}", out.display())))
+    crate::loader::save_safetensors(&map, out)
 }

@@ -201,6 +201,7 @@ impl Attention {
             &self.v.forward(context)?,
             self.heads,
             (hd as f64).powf(-0.5),
+            false,
         )?;
         self.out.forward(&a)
     }
