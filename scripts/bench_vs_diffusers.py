@@ -9,7 +9,8 @@ engines:
 * model load (Easel: memory-mapped safetensors; diffusers: ``from_pretrained``),
 * text encode of one prompt, timed the second time (Sana: Gemma-2-2B over the complex human
   instruction + 300 tokens, as the pipelines do it; SD 1.5: CLIP over a batch of 2 x 77 ids),
-* the first denoiser step (SD 1.5; it also reads the weights that loading mapped),
+* the first denoiser step (it also reads the weights that loading mapped; the diffusers
+  side reports it for SD 1.5),
 * one denoiser step with guidance, mean of ``--steps`` after one warm-up step (Sana: the
   transformer on a batch of 3, CFG + PAG, PAG on ``transformer_blocks.8`` through diffusers'
   own PAG attention processors; SD 1.5: the UNet on a batch of 2, CFG),

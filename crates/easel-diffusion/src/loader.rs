@@ -244,9 +244,7 @@ pub fn read_tensors_where(
         let file = std::fs::File::open(path).map_err(io)?;
         let entries = header_entries(path, &file)?;
         let size = file.metadata().map_err(io)?.len();
-        let map = crate::memory::map_file(&file, size)
-            .map_err(io)?
-            .map(Arc::new);
+        let map = crate::memory::map_file(&file, size).map(Arc::new);
         let file = Arc::new(file);
         for e in entries {
             if keep(&e.name) {
@@ -309,10 +307,12 @@ fn mapped_tensor(map: &crate::memory::Mapped, e: &Entry, dtype: DType) -> Option
     let (at, n) = (e.start as usize, e.len / e.dtype.size_in_bytes());
     let shape = e.shape.as_slice();
     let cpu = &Device::Cpu;
+    // SAFETY (each): the tensors of one file never share bytes (`header_entries` refuses
+    // such files), and each entry is taken once.
     Some(match e.dtype {
-        DType::F32 => Tensor::from_vec(map.vec::<f32>(at, n)?, shape, cpu),
-        DType::F16 => Tensor::from_vec(map.vec::<half::f16>(at, n)?, shape, cpu),
-        DType::BF16 => Tensor::from_vec(map.vec::<half::bf16>(at, n)?, shape, cpu),
+        DType::F32 => Tensor::from_vec(unsafe { map.vec::<f32>(at, n) }?, shape, cpu),
+        DType::F16 => Tensor::from_vec(unsafe { map.vec::<half::f16>(at, n) }?, shape, cpu),
+        DType::BF16 => Tensor::from_vec(unsafe { map.vec::<half::bf16>(at, n) }?, shape, cpu),
         _ => return None,
     })
 }
@@ -331,15 +331,29 @@ pub fn replace_file(
     path: &Path,
     write: impl FnOnce(&Path) -> std::result::Result<(), String>,
 ) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(".{}.partial", name.unwrap_or_default()));
     let fail = |e: &dyn std::fmt::Display| err(format!("writing {}: {e}", path.display()));
-    if let Err(e) =
-        write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()))
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // A unique sibling (removed on failure), synced before it replaces `path`.
+    let tmp = tempfile::Builder::new()
+        .prefix(".easel-")
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(|e| fail(&e))?;
+    write(tmp.path()).map_err(|e| fail(&e))?;
+    // Readable as a file written in place would be (the temporary file starts private).
+    #[cfg(unix)]
     {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail(&e));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| fail(&e))?;
     }
+    std::fs::File::open(tmp.path())
+        .and_then(|f| f.sync_all())
+        .map_err(|e| fail(&e))?;
+    tmp.persist(path).map_err(|e| fail(&e.error))?;
     Ok(())
 }
 
@@ -467,6 +481,32 @@ mod read_tests {
             (&big * 2.).unwrap().to_vec2::<f32>().unwrap()
         );
         drop((t, t16));
+    }
+
+    #[test]
+    fn replacing_a_weights_file_leaves_loaded_views_on_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let cpu = Device::Cpu;
+        let write = |v: f32| {
+            let t = Tensor::full(v, (64, 64), &cpu).unwrap();
+            save_safetensors(&HashMap::from([("w".to_string(), t)]), &path).unwrap();
+        };
+        write(1.0);
+        let old = read_tensors(std::slice::from_ref(&path), DType::F32, &cpu).unwrap();
+        assert!(crate::memory::is_mapped(storage_ptr(&old["w"])));
+        write(2.0);
+        let new = read_tensors(std::slice::from_ref(&path), DType::F32, &cpu).unwrap();
+        assert_eq!(old["w"].to_vec2::<f32>().unwrap()[63][63], 1.0);
+        assert_eq!(new["w"].to_vec2::<f32>().unwrap()[63][63], 2.0);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+        // Nothing but the file itself is left in the folder.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -20,13 +20,16 @@
 //! pages, which the kernel may drop and read again under pressure), and are released as
 //! their tensors drop: [`Allocator`] recognises the region's addresses, gives the dropped
 //! tensor's pages back and unmaps a file when its last tensor is gone. Without the
-//! allocator (library users, test binaries that do not install it) or with
-//! `EASEL_MAP_WEIGHTS=0`, [`map_file`] answers `None` and the loader reads into buffers.
+//! allocator (library users, test binaries that do not install it), with
+//! `EASEL_MAP_WEIGHTS=0`, or once the system has refused a mapping (an address-space limit,
+//! a filesystem that cannot map), [`map_file`] answers `None` and the loader reads into
+//! buffers. Giving pages back relies on Linux's `MADV_DONTNEED` for private file mappings.
 //! A file changed in place while mapped would change (or, truncated, fault) the weights:
 //! Easel's own pulls replace files by renaming new ones over them, which leaves a mapping
 //! on the old file.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -59,11 +62,17 @@ pub fn release_freed_memory() {
 /// it in the binary: `#[global_allocator] static A: Allocator = Allocator;`.
 pub struct Allocator;
 
-/// Set by the first allocation through [`Allocator`]: then it is the global allocator.
-static INSTALLED: AtomicBool = AtomicBool::new(false);
-/// The reserved address range mappings go into (`0..0` until the first mapping).
+thread_local! {
+    /// Set while [`allocator_is_global`] allocates a probe on this thread.
+    static PROBING: Cell<bool> = const { Cell::new(false) };
+    /// Set by [`Allocator`] when it serves that probe.
+    static PROBED: Cell<bool> = const { Cell::new(false) };
+}
+/// The start of the reserved address range mappings go into (0 until the first mapping);
+/// the range is `REGION_BYTES` long.
 static REGION_START: AtomicUsize = AtomicUsize::new(0);
-static REGION_END: AtomicUsize = AtomicUsize::new(0);
+/// Set after a mapping failed: from then on the process reads weights.
+static MAPPING_FAILED: AtomicBool = AtomicBool::new(false);
 /// Address space reserved for mappings (reserved only: no memory is committed).
 const REGION_BYTES: usize = 1 << 40;
 
@@ -78,12 +87,13 @@ struct Map {
 }
 
 /// The live mappings. Locked only to map a file and to release a block of the region (never
-/// for ordinary allocations); nothing allocates while holding it except `map_file`'s push.
+/// for ordinary allocations); while it is held, only heap blocks are allocated or freed (the
+/// vector's own buffer, an error's text), never blocks of the region.
 static MAPS: Mutex<Vec<Map>> = Mutex::new(Vec::new());
 
 fn in_region(p: *mut u8) -> bool {
-    let a = p as usize;
-    a >= REGION_START.load(Ordering::Relaxed) && a < REGION_END.load(Ordering::Relaxed)
+    let start = REGION_START.load(Ordering::Acquire);
+    start != 0 && (p as usize).wrapping_sub(start) < REGION_BYTES
 }
 
 fn page_size() -> usize {
@@ -104,17 +114,14 @@ fn page_size() -> usize {
 // (never passed to the system allocator).
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !INSTALLED.load(Ordering::Relaxed) {
-            INSTALLED.store(true, Ordering::Relaxed);
+        if PROBING.get() {
+            PROBED.set(true);
         }
         // SAFETY: the caller's contract, forwarded.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !INSTALLED.load(Ordering::Relaxed) {
-            INSTALLED.store(true, Ordering::Relaxed);
-        }
         // SAFETY: the caller's contract, forwarded.
         unsafe { System.alloc_zeroed(layout) }
     }
@@ -165,15 +172,21 @@ fn release(addr: usize, size: usize) {
     }
     maps[i].live -= 1;
     if maps[i].live == 0 {
-        let m = maps.swap_remove(i);
-        unreserve(m.start, m.len);
+        if unreserve(maps[i].start, maps[i].len) {
+            maps.swap_remove(i);
+        } else {
+            // The range could not be given back: it stays out of use for good (never handed
+            // out again, never released again).
+            maps[i].live = usize::MAX;
+        }
     }
 }
 
-/// Turn `len` bytes at `start` of the region back into reserved, inaccessible space.
-fn unreserve(start: usize, len: usize) {
+/// Turn `len` bytes at `start` of the region back into reserved, inaccessible space; false
+/// when the system refused.
+fn unreserve(start: usize, len: usize) -> bool {
     // SAFETY: the range lies inside the region this module reserved and nothing uses it.
-    unsafe {
+    let p = unsafe {
         libc::mmap(
             start as *mut libc::c_void,
             len,
@@ -181,14 +194,31 @@ fn unreserve(start: usize, len: usize) {
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
             -1,
             0,
-        );
-    }
+        )
+    };
+    p != libc::MAP_FAILED
 }
 
-/// Whether weights are mapped in this process: [`Allocator`] is the global allocator and
-/// `EASEL_MAP_WEIGHTS` is not `0`.
+/// Whether [`Allocator`] is this process's global allocator: a probe allocated on this
+/// thread reaches it (checked once).
+fn allocator_is_global() -> bool {
+    static GLOBAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *GLOBAL.get_or_init(|| {
+        PROBED.set(false);
+        PROBING.set(true);
+        let probe = std::hint::black_box(Box::new(0u64));
+        PROBING.set(false);
+        drop(probe);
+        PROBED.get()
+    })
+}
+
+/// Whether weights are mapped in this process: [`Allocator`] is the global allocator,
+/// `EASEL_MAP_WEIGHTS` is not `0`, and no mapping has failed (after one does, for instance
+/// under an address-space limit, the process reads weights instead).
 pub fn mapping_available() -> bool {
-    INSTALLED.load(Ordering::Relaxed)
+    allocator_is_global()
+        && !MAPPING_FAILED.load(Ordering::Relaxed)
         && std::env::var("EASEL_MAP_WEIGHTS").map_or(true, |v| v != "0")
 }
 
@@ -201,17 +231,26 @@ pub struct Mapped {
 }
 
 /// Map all of `file` (`len` bytes), or `None` when weights are not mapped in this process
-/// ([`mapping_available`]) or the file is empty.
-pub fn map_file(file: &std::fs::File, len: u64) -> std::io::Result<Option<Mapped>> {
-    use std::os::fd::AsRawFd;
+/// ([`mapping_available`]), the file is empty, or the system refuses the mapping (then no
+/// later file is mapped either: the caller reads).
+pub fn map_file(file: &std::fs::File, len: u64) -> Option<Mapped> {
     if !mapping_available() || len == 0 {
-        return Ok(None);
+        return None;
     }
+    let mapped = try_map(file, len);
+    if mapped.is_err() {
+        MAPPING_FAILED.store(true, Ordering::Relaxed);
+    }
+    mapped.ok()
+}
+
+fn try_map(file: &std::fs::File, len: u64) -> std::io::Result<Mapped> {
+    use std::os::fd::AsRawFd;
     let len = usize::try_from(len).map_err(std::io::Error::other)?;
     let page = page_size();
     let span = len.next_multiple_of(page);
     let mut maps = MAPS.lock().unwrap_or_else(|e| e.into_inner());
-    if REGION_END.load(Ordering::Relaxed) == 0 {
+    if REGION_START.load(Ordering::Acquire) == 0 {
         // SAFETY: a fresh anonymous reservation; nothing else refers to it.
         let p = unsafe {
             libc::mmap(
@@ -226,13 +265,10 @@ pub fn map_file(file: &std::fs::File, len: u64) -> std::io::Result<Option<Mapped
         if p == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        REGION_START.store(p as usize, Ordering::Relaxed);
-        REGION_END.store(p as usize + REGION_BYTES, Ordering::Relaxed);
+        REGION_START.store(p as usize, Ordering::Release);
     }
-    let (lo, hi) = (
-        REGION_START.load(Ordering::Relaxed),
-        REGION_END.load(Ordering::Relaxed),
-    );
+    let lo = REGION_START.load(Ordering::Acquire);
+    let hi = lo + REGION_BYTES;
     // First fit: the region's start, else just after one of the live mappings.
     let free = |at: usize| {
         at + span <= hi
@@ -258,7 +294,15 @@ pub fn map_file(file: &std::fs::File, len: u64) -> std::io::Result<Option<Mapped
     };
     if p == libc::MAP_FAILED {
         let e = std::io::Error::last_os_error();
-        unreserve(at, span);
+        if !unreserve(at, span) {
+            // Keep the range out of use (see `release`).
+            maps.push(Map {
+                id: u64::MAX,
+                start: at,
+                len: span,
+                live: usize::MAX,
+            });
+        }
         return Err(e);
     }
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -269,24 +313,38 @@ pub fn map_file(file: &std::fs::File, len: u64) -> std::io::Result<Option<Mapped
         len: span,
         live: 1,
     });
-    Ok(Some(Mapped { id, start: at, len }))
+    Ok(Mapped { id, start: at, len })
 }
 
 impl Mapped {
-    /// The file's bytes.
-    pub fn bytes(&self) -> &[u8] {
-        // SAFETY: the mapping covers `len` bytes and lives as long as `self`.
-        unsafe { std::slice::from_raw_parts(self.start as *const u8, self.len) }
+    /// The file's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the file is empty (never: empty files are not mapped).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where the file's first byte is mapped.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.start as *const u8
     }
 
     /// A vector over the `n` elements of `T` at byte `offset` of the file, with no copy, or
-    /// `None` when they do not lie inside the file or are not aligned for `T`. Vectors taken
-    /// from one file must not overlap (the loader checks its tensors do not).
-    pub fn vec<T: candle_core::WithDType>(&self, offset: usize, n: usize) -> Option<Vec<T>> {
+    /// `None` when they do not lie inside the file or are not aligned for `T`.
+    ///
+    /// # Safety
+    /// The vector owns its bytes: no other vector taken from this file may overlap them (the
+    /// loader refuses files whose tensors share bytes), since freeing one gives its pages back.
+    pub unsafe fn vec<T: candle_core::WithDType>(&self, offset: usize, n: usize) -> Option<Vec<T>> {
         let bytes = n.checked_mul(std::mem::size_of::<T>())?;
+        if n == 0 || offset.checked_add(bytes)? > self.len {
+            return None;
+        }
         let addr = self.start + offset;
-        if n == 0 || offset.checked_add(bytes)? > self.len || addr % std::mem::align_of::<T>() != 0
-        {
+        if addr % std::mem::align_of::<T>() != 0 {
             return None;
         }
         let mut maps = MAPS.lock().unwrap_or_else(|e| e.into_inner());
@@ -353,49 +411,47 @@ mod tests {
         let (f, values) = numbers_file();
         let file = std::fs::File::open(f.path()).unwrap();
         let len = file.metadata().unwrap().len();
-        let map = super::map_file(&file, len).unwrap().expect("mapped");
-        let start = map.id;
-        assert_eq!(map.bytes().len(), len as usize);
-        let all: Vec<f32> = map.vec(0, values.len()).unwrap();
-        let tail: Vec<f32> = map.vec(4 * 4000, 196).unwrap();
-        assert!(super::is_mapped(all.as_ptr() as *const u8));
-        assert_eq!(all, values);
+        let map = super::map_file(&file, len).expect("mapped");
+        let id = map.id;
+        assert_eq!(map.len(), len as usize);
+        // Two disjoint vectors: the first 4000 values (over three whole pages), the rest.
+        // SAFETY (both): disjoint ranges of the file.
+        let head: Vec<f32> = unsafe { map.vec(0, 4000) }.unwrap();
+        let tail: Vec<f32> = unsafe { map.vec(4 * 4000, 196) }.unwrap();
+        assert!(super::is_mapped(head.as_ptr() as *const u8));
+        assert_eq!(head, values[..4000]);
         assert_eq!(tail, values[4000..]);
         // Out of the file, or misaligned for f32: no vector.
-        assert!(map.vec::<f32>(4 * 4100, 97).is_none());
-        assert!(map.vec::<f32>(2, 4).is_none());
-        assert_eq!(super::live_refs(start), Some(3));
+        assert!(unsafe { map.vec::<f32>(4 * 4100, 97) }.is_none());
+        assert!(unsafe { map.vec::<f32>(2, 4) }.is_none());
+        assert!(unsafe { map.vec::<f32>(usize::MAX - 2, 4) }.is_none());
+        assert_eq!(super::live_refs(id), Some(3));
         drop(map);
-        assert_eq!(super::live_refs(start), Some(2));
-        // Freeing the whole-page vector gives its pages back; the other still reads.
-        drop(all);
+        assert_eq!(super::live_refs(id), Some(2));
+        // Freeing the first gives its whole pages back; the other still reads.
+        drop(head);
         assert_eq!(tail[195], 4195.0);
-        assert_eq!(super::live_refs(start), Some(1));
+        assert_eq!(super::live_refs(id), Some(1));
         drop(tail);
-        assert_eq!(
-            super::live_refs(start),
-            None,
-            "unmapped with its last vector"
-        );
-        // The range is reused by the next mapping.
-        let again = super::map_file(&file, len).unwrap().unwrap();
-        assert!(super::is_mapped(again.bytes().as_ptr()));
+        assert_eq!(super::live_refs(id), None, "unmapped with its last vector");
+        // The file maps again (the freed range is free for it or any other mapping).
+        let again = super::map_file(&file, len).unwrap();
+        assert!(super::is_mapped(again.as_ptr()));
     }
 
     #[test]
     fn a_mapped_vector_that_grows_moves_to_the_heap() {
         let (f, values) = numbers_file();
         let file = std::fs::File::open(f.path()).unwrap();
-        let map = super::map_file(&file, file.metadata().unwrap().len())
-            .unwrap()
-            .unwrap();
-        let start = map.id;
-        let mut v: Vec<f32> = map.vec(0, 10).unwrap();
+        let map = super::map_file(&file, file.metadata().unwrap().len()).unwrap();
+        let id = map.id;
+        // SAFETY: the only vector taken from this file.
+        let mut v: Vec<f32> = unsafe { map.vec(0, 10) }.unwrap();
         drop(map);
         v.push(-1.0);
         assert!(!super::is_mapped(v.as_ptr() as *const u8));
         assert_eq!(v[..10], values[..10]);
         assert_eq!(v[10], -1.0);
-        assert_eq!(super::live_refs(start), None);
+        assert_eq!(super::live_refs(id), None);
     }
 }

@@ -8,6 +8,11 @@
 
 mod common;
 
+/// The binary's allocator: every weight the walker loads is a view of its mapped file, as in
+/// the server (the other integration tests read weights into buffers).
+#[global_allocator]
+static ALLOCATOR: easel_diffusion::memory::Allocator = easel_diffusion::memory::Allocator;
+
 use std::collections::HashMap;
 use std::path::Path;
 
