@@ -324,6 +324,13 @@ pub async fn serve(args: ServeArgs, http: bool) -> Result<()> {
         .map(|(_, n)| n)
         .unwrap_or(0);
     let database = st.store.db.display_url();
+    // How the engine takes model weights: views of their mapped files, or read into memory
+    // (`EASEL_MAP_WEIGHTS=0`, or a system that refuses the mapping).
+    let weights = if easel_diffusion::memory::mapping_available() {
+        "mapped"
+    } else {
+        "read"
+    };
     if http {
         tracing::info!(
             url = %st.public_url,
@@ -335,10 +342,11 @@ pub async fn serve(args: ServeArgs, http: bool) -> Result<()> {
             models,
             workers,
             device = %device,
+            weights,
             "Easel is listening"
         );
     } else {
-        tracing::info!(data_dir = %data_dir.display(), database = %database, store = %st.store.blobs.url(), models, workers, device = %device, "Easel worker started");
+        tracing::info!(data_dir = %data_dir.display(), database = %database, store = %st.store.blobs.url(), models, workers, device = %device, weights, "Easel worker started");
     }
     stop.await;
     tracing::info!(

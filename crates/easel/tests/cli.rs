@@ -166,6 +166,38 @@ fn first_start_writes_the_admin_key_and_sigterm_stops_cleanly() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("m1"));
 }
 
+/// The startup summary says how the engine takes weights: mapped by default (the binary's
+/// allocator), read with `EASEL_MAP_WEIGHTS=0`.
+#[test]
+fn the_startup_summary_says_how_weights_are_taken() {
+    for (env, want) in [(None, "mapped"), (Some("0"), "read")] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = easel();
+        cmd.env("RUST_LOG", "info")
+            .args(["worker", "--log-format", "json", "--workers", "0"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::piped());
+        match env {
+            Some(v) => cmd.env("EASEL_MAP_WEIGHTS", v),
+            None => cmd.env_remove("EASEL_MAP_WEIGHTS"),
+        };
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let started = lines
+            .by_ref()
+            .map_while(|l| l.ok())
+            .find(|l| l.contains("Easel worker started"));
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        // Read to the end (the shutdown's lines too), so the pipe stays open until it exits.
+        lines.for_each(drop);
+        let _ = child.wait();
+        let line = started.expect("the worker logged its start");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["fields"]["weights"], want, "{line}");
+    }
+}
+
 #[test]
 fn help_explains_the_flags() {
     let out = easel().args(["serve", "--help"]).output().unwrap();
