@@ -363,11 +363,6 @@ impl Drop for Mapped {
     }
 }
 
-/// How many files are mapped now (a measure for tests and reports).
-pub fn mapped_files() -> usize {
-    MAPS.lock().unwrap_or_else(|e| e.into_inner()).len()
-}
-
 /// Whether `ptr` lies in the region weights are mapped into (a tensor's storage that is a
 /// mapped file's view).
 pub fn is_mapped(ptr: *const u8) -> bool {
