@@ -2,8 +2,8 @@
 //! then one matrix multiply per tile of output rows that writes straight into the NCHW
 //! output, which starts as the broadcast bias (so the bias costs no extra pass).
 //!
-//! 3×3 stride-1 layers with enough output pixels take Winograd's F(2×2, 3×3) instead
-//! ([`super::winograd`]), which needs 2.25× fewer multiplications.
+//! 3×3 stride-1 layers with enough output pixels take Winograd's F(4×4, 3×3) or F(2×2, 3×3)
+//! instead ([`super::winograd`]), which need 4× or 2.25× fewer multiplications.
 //!
 //! The weight needs no repacking: a contiguous `[out, in, kh, kw]` tensor already is the
 //! `[out, in·kh·kw]` matrix the multiply wants. 1×1 convolutions with stride 1 and no
@@ -16,7 +16,8 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shap
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
-use super::{cpu_f32, matmul, slice, winograd};
+use super::winograd::{self, Choice, F2, F4};
+use super::{cpu_f32, matmul, slice};
 
 /// A convolution layer (weight, optional bias, stride and padding), drop-in for candle's
 /// `Conv2d`.
@@ -91,7 +92,26 @@ impl Conv2d {
             stride: self.cfg.stride,
             padding: self.cfg.padding,
             tile_floats: TILE_FLOATS,
-            winograd: true,
+            path: None,
+        }
+    }
+
+    /// The layer through a chosen path for 3×3 stride-1 layers (for benchmarks and tests;
+    /// `forward` chooses by [`winograd::choose`]). CPU `f32` only.
+    pub fn forward_by(&self, x: &Tensor, path: Choice) -> Result<Tensor> {
+        self.apply(
+            &x.contiguous()?,
+            ConvOp {
+                path: Some(path),
+                ..self.op()
+            },
+        )
+    }
+
+    fn apply(&self, x: &Tensor, op: ConvOp) -> Result<Tensor> {
+        match &self.bias {
+            Some(b) => x.apply_op3_no_bwd(&self.weight, b, &op),
+            None => x.apply_op2_no_bwd(&self.weight, &op),
         }
     }
 }
@@ -102,11 +122,7 @@ impl Module for Conv2d {
         if !(plain && cpu_f32(x) && cpu_f32(&self.weight)) {
             return self.forward_candle(x);
         }
-        let x = x.contiguous()?;
-        match &self.bias {
-            Some(b) => x.apply_op3_no_bwd(&self.weight, b, &self.op()),
-            None => x.apply_op2_no_bwd(&self.weight, &self.op()),
-        }
+        self.apply(&x.contiguous()?, self.op())
     }
 }
 
@@ -114,8 +130,9 @@ struct ConvOp {
     stride: usize,
     padding: usize,
     tile_floats: usize,
-    /// 3×3 stride-1 layers with enough output take Winograd's F(2×2, 3×3).
-    winograd: bool,
+    /// The path of 3×3 stride-1 layers: `None` chooses by the output size
+    /// ([`winograd::choose`]).
+    path: Option<Choice>,
 }
 
 impl ConvOp {
@@ -151,9 +168,19 @@ impl ConvOp {
             p,
             ow,
         };
-        if self.winograd && kh == 3 && kw == 3 && s == 1 && winograd::worth_it(b, oh, ow) {
-            let out = winograd::conv3x3(x, wt, bias, (b, cin, h, w), cout, p);
-            return Ok((CpuStorage::F32(out), Shape::from((b, cout, oh, ow))));
+        if kh == 3 && kw == 3 && s == 1 {
+            let dims = (b, cin, h, w);
+            let out = match self
+                .path
+                .unwrap_or_else(|| winograd::choose(b, cin, cout, oh, ow))
+            {
+                Choice::F4 => Some(winograd::conv3x3::<4, 6, F4>(x, wt, bias, dims, cout, p)),
+                Choice::F2 => Some(winograd::conv3x3::<2, 4, F2>(x, wt, bias, dims, cout, p)),
+                Choice::Im2col => None,
+            };
+            if let Some(out) = out {
+                return Ok((CpuStorage::F32(out), Shape::from((b, cout, oh, ow))));
+            }
         }
         if b > 1 && k * b * n <= self.tile_floats {
             let out = batched(x, wt, bias, &geom, (b, cout, n));
@@ -398,31 +425,28 @@ mod tests {
             // as the default, which multiplies a small batch at once.
             let op = ConvOp {
                 tile_floats: 1,
-                winograd: false,
+                path: Some(Choice::Im2col),
                 ..conv.op()
             };
-            let tiled = match conv.bias() {
-                Some(bb) => x.apply_op3_no_bwd(conv.weight(), bb, &op),
-                None => x.apply_op2_no_bwd(conv.weight(), &op),
-            }
-            .unwrap();
+            let tiled = conv.apply(&x, op).unwrap();
             assert!(max_rel(&tiled, &want) < 1e-5, "case {i}, tiled");
         }
     }
 
     #[test]
     fn winograd_matches_candle() {
-        // (batch, cin, cout, h, w, padding): odd and even sizes, partial edge tiles.
-        for (i, &(b, cin, cout, h, w, p)) in [
+        // (batch, cin, cout, h, w, padding): odd and even sizes, partial edge tiles of every
+        // width, and one layer with many input channels (longer sums, F(4×4)'s larger terms).
+        let cases = [
             (2, 6, 5, 33, 31, 1),
             (1, 3, 4, 40, 26, 1),
             (2, 4, 3, 35, 36, 0),
             (1, 2, 2, 7, 5, 1),
             (1, 5, 7, 9, 8, 2),
-        ]
-        .iter()
-        .enumerate()
-        {
+            (1, 3, 2, 10, 11, 1),
+            (1, 256, 8, 17, 18, 1),
+        ];
+        for (i, &(b, cin, cout, h, w, p)) in cases.iter().enumerate() {
             let s = 50 + 3 * i as u64;
             let x = rand(&[b, cin, h, w], s);
             let wt = rand(&[cout, cin, 3, 3], s + 1);
@@ -434,26 +458,40 @@ mod tests {
             let conv = Conv2d::new(wt.clone(), Some(bias.clone()), cfg).unwrap();
             let want = conv.forward_candle(&x).unwrap();
             let (oh, ow) = (want.dim(2).unwrap(), want.dim(3).unwrap());
-            let got = winograd::conv3x3(
-                &x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                &wt.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                Some(&bias.to_vec1::<f32>().unwrap()),
-                (b, cin, h, w),
-                cout,
-                p,
+            let (xv, wv) = (
+                x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                wt.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             );
-            let got = Tensor::from_vec(got, (b, cout, oh, ow), x.device()).unwrap();
-            let e = max_rel(&got, &want);
-            assert!(e < 1e-5, "case {i}: relative error {e}");
-            // The layer takes this path where there are enough tiles.
-            if winograd::worth_it(b, oh, ow) {
-                assert!(
-                    max_rel(&conv.forward(&x).unwrap(), &want) < 1e-5,
-                    "case {i}"
-                );
+            let bv = bias.to_vec1::<f32>().unwrap();
+            let dims = (b, cin, h, w);
+            for (name, got) in [
+                (
+                    "F2",
+                    winograd::conv3x3::<2, 4, F2>(&xv, &wv, Some(&bv), dims, cout, p),
+                ),
+                (
+                    "F4",
+                    winograd::conv3x3::<4, 6, F4>(&xv, &wv, Some(&bv), dims, cout, p),
+                ),
+            ] {
+                let got = Tensor::from_vec(got, (b, cout, oh, ow), x.device()).unwrap();
+                let e = max_rel(&got, &want);
+                assert!(e < 1e-5, "case {i}, {name}: relative error {e}");
             }
+            // The layer's paths, chosen or forced, all agree.
+            for path in [Choice::F2, Choice::F4, Choice::Im2col] {
+                let e = max_rel(&conv.forward_by(&x, path).unwrap(), &want);
+                assert!(e < 1e-5, "case {i}, {path:?}: relative error {e}");
+            }
+            assert!(max_rel(&conv.forward(&x).unwrap(), &want) < 1e-5);
         }
-        assert!(winograd::worth_it(2, 32, 32) && !winograd::worth_it(2, 8, 8));
+        // SD 1.5's UNet with guidance at 512² and its VAE decoder at 256².
+        assert_eq!(winograd::choose(2, 320, 320, 64, 64), Choice::F4);
+        assert_eq!(winograd::choose(2, 640, 640, 32, 32), Choice::F2);
+        assert_eq!(winograd::choose(2, 1280, 1280, 16, 16), Choice::Im2col);
+        assert_eq!(winograd::choose(2, 1280, 1280, 8, 8), Choice::Im2col);
+        assert_eq!(winograd::choose(1, 512, 512, 32, 32), Choice::F2);
+        assert_eq!(winograd::choose(1, 128, 128, 256, 256), Choice::F4);
     }
 
     #[test]

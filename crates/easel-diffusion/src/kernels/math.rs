@@ -59,6 +59,31 @@ macro_rules! multiversion {
     };
 }
 
+/// Run `f` compiled for the best available level: `f` (an `#[inline(always)]` closure or
+/// function) is inlined into a copy of this function built for each level, so generic code
+/// that [`multiversion!`] cannot take (const generics, borrowed state) vectorises too.
+#[inline(always)]
+pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        match level() {
+            // SAFETY: the level says the CPU has these features.
+            Level::Avx512 => return unsafe { avx512(f) },
+            Level::Avx2 => return unsafe { avx2(f) },
+            Level::Plain => {}
+        }
+    }
+    f()
+}
+
 const EXP_HI: f32 = 88.376_26;
 const EXP_LO: f32 = -88.376_26;
 

@@ -1,5 +1,5 @@
 //! The engine's own CPU kernels, where candle's are slow: convolution (im2col, and Winograd's
-//! F(2×2, 3×3) for 3×3 layers), GroupNorm (with the
+//! F(4×4, 3×3) or F(2×2, 3×3) for 3×3 layers), GroupNorm (with the
 //! SiLU that follows it fused in), attention that never holds the whole score matrix, and
 //! vectorised element-wise math.
 //!

@@ -1,16 +1,24 @@
-//! 3×3 stride-1 convolution by Winograd's F(2×2, 3×3): each 2×2 block of output comes from a
-//! 4×4 block of input through 16 multiplies per input–output channel pair instead of 36, so
-//! the matrix work (nearly all of a UNet's or VAE's arithmetic) drops by 2.25×.
+//! 3×3 stride-1 convolution by Winograd's minimal filtering: each `m×m` block of output comes
+//! from an `(m+2)×(m+2)` block of input through `(m+2)²` multiplies per input–output channel
+//! pair instead of `9·m²`. Two tilings: F(2×2, 3×3) (16 multiplies for 4 outputs, 2.25× fewer
+//! than the direct sum) and F(4×4, 3×3) (36 for 16, 4× fewer).
 //!
-//! Per call: the weights are transformed (`U = G·g·Gᵀ`, 16 matrices `[cout, cin]`; nothing
-//! extra stays resident), then for each chunk of tiles the input blocks are transformed
-//! (`V = Bᵀ·d·B`, 16 matrices `[cin, tiles]`), the 16 products `M = U·V` run in parallel, and
-//! the output transform (`Y = Aᵀ·M·A`) writes each 2×2 block into NCHW with the bias. The
-//! transforms use only ±1 and ½, so the result stays within rounding of the direct sum.
-//! Used where there are enough tiles to pay for transforming the weights (`worth_it`).
+//! Per call: the weights are transformed (`U = G·g·Gᵀ`, `(m+2)²` matrices `[cout, cin]`;
+//! nothing extra stays resident), then for each chunk of tiles the input blocks are
+//! transformed (`V = Bᵀ·d·B`, matrices `[cin, tiles]`), the products `M = U·V` run in
+//! parallel, and the output transform (`Y = Aᵀ·M·A`) writes each block into NCHW with the
+//! bias. The transforms are plain data ([`F2`], [`F4`]) read by one generic driver; each
+//! transform step is a linear combination of whole contiguous rows, compiled for the CPU's
+//! widest vectors ([`super::math::vectorized`]).
+//!
+//! Rounding: F(2×2) uses only ±1 and ½ and stays within rounding of the direct sum; F(4×4)
+//! (interpolation points 0, ±1, ±2, ∞) scales terms by up to 8 before they cancel, which in
+//! f32 costs a few ulps more (the tests bound both at 1e-5 relative, and the parity walker's
+//! tolerance is 1e-4). [`choose`] picks the tiling per layer.
 
 use rayon::prelude::*;
 
+use super::math::vectorized;
 use super::{matmul, SharedMut};
 
 /// Tiles per chunk are chosen so that the transformed input and the products of one chunk
@@ -18,19 +26,113 @@ use super::{matmul, SharedMut};
 /// (so the products stay wide enough to multiply efficiently).
 const CHUNK_FLOATS: usize = 1 << 19;
 
-/// Output tiles (over the whole batch) from which Winograd beats im2col: below, the layer is
-/// dominated by reading its weights, which Winograd must also transform.
-pub const MIN_TILES: usize = 256;
-
 const MIN_CHUNK_TILES: usize = 128;
 
-/// Whether a 3×3 stride-1 convolution with this batch and output size should take this path.
-pub fn worth_it(b: usize, oh: usize, ow: usize) -> bool {
-    b * oh.div_ceil(2) * ow.div_ceil(2) >= MIN_TILES
+/// A Winograd tiling F(M×M, 3×3) with input tiles of `N = M + 2`: its three transforms.
+pub trait Tiling<const M: usize, const N: usize> {
+    /// `Bᵀ` (`N×N`): input block `d` → `Bᵀ·d·B`.
+    const BT: [[f32; N]; N];
+    /// `G` (`N×3`): 3×3 kernel `g` → `G·g·Gᵀ`.
+    const G: [[f32; 3]; N];
+    /// `Aᵀ` (`M×N`): product block → `Aᵀ·m·A`, the `M×M` outputs.
+    const AT: [[f32; N]; M];
+    /// Output tiles (over the whole batch) from which this tiling is used: at least
+    /// `MIN_TILES`, and at least the wider channel count divided by `CHANNELS_PER_TILE`.
+    const MIN_TILES: usize;
+    const CHANNELS_PER_TILE: usize;
 }
 
-/// `x` `[b, cin, h, w]`, `wt` `[cout, cin, 3, 3]`, padding `p` → `[b, cout, oh, ow]`.
-pub fn conv3x3(
+/// F(2×2, 3×3), interpolation points 0, ±1, ∞.
+pub struct F2;
+
+impl Tiling<2, 4> for F2 {
+    const BT: [[f32; 4]; 4] = [
+        [1., 0., -1., 0.],
+        [0., 1., 1., 0.],
+        [0., -1., 1., 0.],
+        [0., 1., 0., -1.],
+    ];
+    const G: [[f32; 3]; 4] = [
+        [1., 0., 0.],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0., 0., 1.],
+    ];
+    const AT: [[f32; 4]; 2] = [[1., 1., 1., 0.], [0., 1., -1., -1.]];
+    const MIN_TILES: usize = 128;
+    const CHANNELS_PER_TILE: usize = 5;
+}
+
+/// F(4×4, 3×3), interpolation points 0, ±1, ±2, ∞.
+pub struct F4;
+
+impl Tiling<4, 6> for F4 {
+    const BT: [[f32; 6]; 6] = [
+        [4., 0., -5., 0., 1., 0.],
+        [0., -4., -4., 1., 1., 0.],
+        [0., 4., -4., -1., 1., 0.],
+        [0., -2., -1., 2., 1., 0.],
+        [0., 2., -1., -2., 1., 0.],
+        [0., 4., 0., -5., 0., 1.],
+    ];
+    const G: [[f32; 3]; 6] = [
+        [1. / 4., 0., 0.],
+        [-1. / 6., -1. / 6., -1. / 6.],
+        [-1. / 6., 1. / 6., -1. / 6.],
+        [1. / 24., 1. / 12., 1. / 6.],
+        [1. / 24., -1. / 12., 1. / 6.],
+        [0., 0., 1.],
+    ];
+    const AT: [[f32; 6]; 4] = [
+        [1., 1., 1., 1., 1., 0.],
+        [0., 1., -1., 2., -2., 0.],
+        [0., 1., 1., 4., 4., 0.],
+        [0., 1., -1., 8., -8., 1.],
+    ];
+    const MIN_TILES: usize = 128;
+    const CHANNELS_PER_TILE: usize = 3;
+}
+
+/// Which path a 3×3 stride-1 convolution with this batch and output size takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// Too few output pixels: im2col.
+    Im2col,
+    F2,
+    F4,
+}
+
+/// The path for a 3×3 stride-1 convolution of this batch, channels and output size.
+///
+/// Winograd transforms the weights on every call (`(m+2)²` matrices `[cout, cin]`) and saves
+/// multiplications per output tile, so it pays from some number of tiles; wider layers need
+/// more, because their transformed weights and products leave the caches (`conv_paths`
+/// example, 2 threads, AVX-512: F(4×4) beats F(2×2) on SD 1.5's 320-channel layers from a
+/// 32² latent with guidance and on the VAE's 128- and 256-channel layers, and loses on the
+/// 640-channel ones at 32²; F(2×2) beats im2col down to 128 tiles on 640 channels, not on
+/// 1280). F(4×4) where its rule holds, else F(2×2) where its rule holds, else im2col.
+pub fn choose(b: usize, cin: usize, cout: usize, oh: usize, ow: usize) -> Choice {
+    let wide = cin.max(cout);
+    let enough = |m: usize, min: usize, per: usize| {
+        let tiles = b * oh.div_ceil(m) * ow.div_ceil(m);
+        tiles >= min && tiles * per >= wide
+    };
+    if enough(4, F4::MIN_TILES, F4::CHANNELS_PER_TILE) {
+        Choice::F4
+    } else if enough(2, F2::MIN_TILES, F2::CHANNELS_PER_TILE) {
+        Choice::F2
+    } else {
+        Choice::Im2col
+    }
+}
+
+/// `x` `[b, cin, h, w]`, `wt` `[cout, cin, 3, 3]`, padding `p` → `[b, cout, oh, ow]`, by the
+/// tiling `T` (`M` outputs and `N = M + 2` inputs per side).
+///
+/// Every transform runs as whole-row linear combinations ([`lincomb`]) over contiguous rows,
+/// so each vectorises: along the input channels for the weights, along a tile row's tiles for
+/// the input and output blocks (whose interleaved columns are split into phases first).
+pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
     x: &[f32],
     wt: &[f32],
     bias: Option<&[f32]>,
@@ -39,109 +141,135 @@ pub fn conv3x3(
     p: usize,
 ) -> Vec<f32> {
     let (oh, ow) = (h + 2 * p - 2, w + 2 * p - 2);
-    let (ty, tx) = (oh.div_ceil(2), ow.div_ceil(2));
+    let (ty, tx) = (oh.div_ceil(M), ow.div_ceil(M));
+    let nn = N * N;
 
+    let t0 = std::time::Instant::now();
+    let mut tin = 0f64;
+    let mut tmm = 0f64;
+    let mut tout = 0f64;
     // U[ξ][co][ci] = (G g Gᵀ)[ξ].
-    let mut u = vec![0f32; 16 * cout * cin];
+    let mut u = vec![0f32; nn * cout * cin];
     let us = SharedMut(u.as_mut_ptr());
-    (0..cout).into_par_iter().for_each(|co| {
-        for ci in 0..cin {
-            let g = &wt[(co * cin + ci) * 9..(co * cin + ci) * 9 + 9];
-            // G·g: 4×3.
-            let mut gg = [[0f32; 3]; 4];
-            for c in 0..3 {
-                let (a, m, z) = (g[c], g[3 + c], g[6 + c]);
-                gg[0][c] = a;
-                gg[1][c] = 0.5 * (a + m + z);
-                gg[2][c] = 0.5 * (a - m + z);
-                gg[3][c] = z;
-            }
-            for (r, row) in gg.iter().enumerate() {
-                let (a, m, z) = (row[0], row[1], row[2]);
-                let vals = [a, 0.5 * (a + m + z), 0.5 * (a - m + z), z];
-                for (c, v) in vals.into_iter().enumerate() {
-                    // SAFETY: (ξ, co, ci) is written by this co's task only.
-                    unsafe { *us.get().add(((r * 4 + c) * cout + co) * cin + ci) = v };
-                }
-            }
-        }
-    });
+    (0..cout).into_par_iter().for_each_init(
+        || vec![0f32; (9 + 3 * N) * cin],
+        |buf, co| {
+            vectorized(
+                #[inline(always)]
+                || {
+                    let (taps, gg) = buf.split_at_mut(9 * cin);
+                    // taps[3a + b][ci] = g[co][ci][a][b].
+                    let g = &wt[co * cin * 9..(co + 1) * cin * 9];
+                    for (ci, tap) in g.chunks_exact(9).enumerate() {
+                        for (k, &v) in tap.iter().enumerate() {
+                            taps[k * cin + ci] = v;
+                        }
+                    }
+                    let tap = |k: usize| &taps[k * cin..(k + 1) * cin];
+                    // gg[r][b] = (G·g)[r][b].
+                    for r in 0..N {
+                        for bb in 0..3 {
+                            let src = [tap(bb), tap(3 + bb), tap(6 + bb)];
+                            lincomb(
+                                &T::G[r],
+                                &src,
+                                &mut gg[(r * 3 + bb) * cin..(r * 3 + bb + 1) * cin],
+                            );
+                        }
+                    }
+                    for r in 0..N {
+                        let src: [&[f32]; 3] = std::array::from_fn(|bb| &gg[(r * 3 + bb) * cin..]);
+                        for c in 0..N {
+                            // SAFETY: U[ξ][co][..] belongs to this co's task alone.
+                            let dst = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    us.get().add(((r * N + c) * cout + co) * cin),
+                                    cin,
+                                )
+                            };
+                            lincomb(&T::G[c], &src, dst);
+                        }
+                    }
+                },
+            )
+        },
+    );
 
+    let tu = t0.elapsed().as_secs_f64();
     let mut out = vec![0f32; b * cout * oh * ow];
     // Chunks of whole tile rows (a tile row: `tx` tiles of one image side by side).
     let rows_all = b * ty;
-    let rows_c = (CHUNK_FLOATS / (16 * cin.max(cout) * tx))
+    let rows_c = (CHUNK_FLOATS / (nn * cin.max(cout) * tx))
         .max(MIN_CHUNK_TILES.div_ceil(tx))
         .min(rows_all);
     let tc = rows_c * tx;
-    let mut v = vec![0f32; 16 * cin * tc];
-    let mut m = vec![0f32; 16 * cout * tc];
-    let width = 2 * tx + 2;
+    let mut v = vec![0f32; nn * cin * tc];
+    let mut m = vec![0f32; nn * cout * tc];
+    let width = M * tx + 2;
     for r0 in (0..rows_all).step_by(rows_c) {
         let nr = rows_c.min(rows_all - r0);
         let n = nr * tx;
-        // V[ξ][ci][t] = (Bᵀ d B)[ξ], d the 4×4 input block at (2·ty − p, 2·tx − p); one
-        // tile row at a time, so every loop runs along the row.
+        // V[ξ][ci][t] = (Bᵀ d B)[ξ], d the N×N input block at (M·ty − p, M·tx − p); one
+        // tile row at a time.
+        let t1 = std::time::Instant::now();
         let vs = SharedMut(v.as_mut_ptr());
         (0..cin).into_par_iter().for_each_init(
-            || vec![0f32; 8 * width],
+            || vec![0f32; 2 * N * width + M * (tx + 1)],
             |buf, ci| {
-                let (rows, t) = buf.split_at_mut(4 * width);
-                for rr in 0..nr {
-                    let (bi, tyi) = ((r0 + rr) / ty, (r0 + rr) % ty);
-                    let plane = &x[(bi * cin + ci) * h * w..(bi * cin + ci + 1) * h * w];
-                    // The four input rows, zero-padded, columns −p.. .
-                    for (r, row) in rows.chunks_mut(width).enumerate() {
-                        row.fill(0.0);
-                        let iy = (2 * tyi + r) as isize - p as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let (rows, rest) = buf.split_at_mut(N * width);
+                        let (t, phases) = rest.split_at_mut(N * width);
+                        for rr in 0..nr {
+                            let (bi, tyi) = ((r0 + rr) / ty, (r0 + rr) % ty);
+                            let plane = &x[(bi * cin + ci) * h * w..(bi * cin + ci + 1) * h * w];
+                            // The N input rows, zero-padded, columns −p.. .
+                            for (r, row) in rows.chunks_exact_mut(width).enumerate() {
+                                row.fill(0.0);
+                                let iy = (M * tyi + r) as isize - p as isize;
+                                if iy < 0 || iy >= h as isize {
+                                    continue;
+                                }
+                                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                                let lo = p.min(width);
+                                let len = w.min(width - lo);
+                                row[lo..lo + len].copy_from_slice(&src[..len]);
+                            }
+                            // Bᵀ·d along the rows.
+                            let src: [&[f32]; N] = std::array::from_fn(|j| &rows[j * width..]);
+                            for (i, ti) in t.chunks_exact_mut(width).enumerate() {
+                                lincomb(&T::BT[i], &src, ti);
+                            }
+                            // ·B along the columns, stored per ξ for this tile row.
+                            let j0 = rr * tx;
+                            for (r, tr) in t.chunks_exact(width).enumerate() {
+                                let cols = columns::<M, N>(tr, tx, phases);
+                                for (xi, bt) in T::BT.iter().enumerate() {
+                                    // SAFETY: V[ξ][ci][j0..j0 + tx] belongs to this ci's task alone.
+                                    let dst = unsafe {
+                                        std::slice::from_raw_parts_mut(
+                                            vs.get().add(((r * N + xi) * cin + ci) * tc + j0),
+                                            tx,
+                                        )
+                                    };
+                                    lincomb(bt, &cols, dst);
+                                }
+                            }
                         }
-                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        let lo = p.min(width);
-                        let len = w.min(width - lo);
-                        row[lo..lo + len].copy_from_slice(&src[..len]);
-                    }
-                    // Bᵀ·d along the rows.
-                    let (d0, rest) = rows.split_at(width);
-                    let (d1, rest) = rest.split_at(width);
-                    let (d2, d3) = rest.split_at(width);
-                    for c in 0..width {
-                        t[c] = d0[c] - d2[c];
-                        t[width + c] = d1[c] + d2[c];
-                        t[2 * width + c] = d2[c] - d1[c];
-                        t[3 * width + c] = d1[c] - d3[c];
-                    }
-                    // ·B along the columns, stored per ξ for this tile row.
-                    let j0 = rr * tx;
-                    for (r, tr) in t.chunks(width).enumerate() {
-                        // SAFETY: V[ξ][ci][j0..j0 + tx] belongs to this ci's task alone.
-                        let row = |xi: usize| unsafe {
-                            std::slice::from_raw_parts_mut(
-                                vs.get().add(((r * 4 + xi) * cin + ci) * tc + j0),
-                                tx,
-                            )
-                        };
-                        let (v0, v1, v2, v3) = (row(0), row(1), row(2), row(3));
-                        for k in 0..tx {
-                            let (a, bb, c, d) =
-                                (tr[2 * k], tr[2 * k + 1], tr[2 * k + 2], tr[2 * k + 3]);
-                            v0[k] = a - c;
-                            v1[k] = bb + c;
-                            v2[k] = c - bb;
-                            v3[k] = bb - d;
-                        }
-                    }
-                }
+                    },
+                )
             },
         );
-        // M[ξ] = U[ξ] · V[ξ], the 16 products side by side.
+        tin += t1.elapsed().as_secs_f64();
+        let t1 = std::time::Instant::now();
+        // M[ξ] = U[ξ] · V[ξ], the products side by side.
         let ms = SharedMut(m.as_mut_ptr());
         let (up, vp) = (
             SharedMut(u.as_ptr() as *mut f32),
             SharedMut(v.as_ptr() as *mut f32),
         );
-        (0..16).into_par_iter().for_each(|xi| {
+        (0..nn).into_par_iter().for_each(|xi| {
             // SAFETY: U[ξ] [cout, cin], V[ξ] [cin, n of tc], M[ξ] [cout, n of tc] lie inside
             // their buffers; each ξ writes only its own M[ξ].
             unsafe {
@@ -156,58 +284,142 @@ pub fn conv3x3(
                 )
             };
         });
+        tmm += t1.elapsed().as_secs_f64();
+        let t1 = std::time::Instant::now();
         // Y = Aᵀ M A per (co, tile row), into NCHW.
         let os = SharedMut(out.as_mut_ptr());
         (0..cout).into_par_iter().for_each_init(
-            || vec![0f32; 8 * tx],
-            |am, co| {
-                let add = bias.map_or(0.0, |bb| bb[co]);
-                for rr in 0..nr {
-                    let (bi, tyi) = ((r0 + rr) / ty, (r0 + rr) % ty);
-                    let j0 = rr * tx;
-                    let mrow =
-                        |xi: usize| &m[(xi * cout + co) * tc + j0..(xi * cout + co) * tc + j0 + tx];
-                    // Aᵀ·M: rows 0 and 1, for each of the 4 columns, along the tile row.
-                    let (a0, a1) = am.split_at_mut(4 * tx);
-                    for c in 0..4 {
-                        let (m0, m1, m2, m3) = (mrow(c), mrow(4 + c), mrow(8 + c), mrow(12 + c));
-                        let (o0, o1) =
-                            (&mut a0[c * tx..(c + 1) * tx], &mut a1[c * tx..(c + 1) * tx]);
-                        for k in 0..tx {
-                            o0[k] = m0[k] + m1[k] + m2[k];
-                            o1[k] = m1[k] - m2[k] - m3[k];
+            || vec![0f32; (M * N + M) * tx],
+            |buf, co| {
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let (am, o) = buf.split_at_mut(M * N * tx);
+                        let add = bias.map_or(0.0, |bb| bb[co]);
+                        for rr in 0..nr {
+                            let (bi, tyi) = ((r0 + rr) / ty, (r0 + rr) % ty);
+                            let j0 = rr * tx;
+                            let mrow = |xi: usize| &m[(xi * cout + co) * tc + j0..];
+                            // am[r][c] = (Aᵀ·M)[r][c], a row of tx.
+                            for c in 0..N {
+                                let src: [&[f32]; N] = std::array::from_fn(|i| mrow(i * N + c));
+                                for (r, at) in T::AT.iter().enumerate() {
+                                    lincomb(
+                                        at,
+                                        &src,
+                                        &mut am[(r * N + c) * tx..(r * N + c + 1) * tx],
+                                    );
+                                }
+                            }
+                            // ·A along the tile row: o[j][k], output column M·k + j; then the bias,
+                            // interleaved into the output rows.
+                            for r in 0..M {
+                                let oy = M * tyi + r;
+                                if oy >= oh {
+                                    break;
+                                }
+                                let src: [&[f32]; N] =
+                                    std::array::from_fn(|c| &am[(r * N + c) * tx..]);
+                                for (j, at) in T::AT.iter().enumerate() {
+                                    lincomb(at, &src, &mut o[j * tx..(j + 1) * tx]);
+                                }
+                                // SAFETY: output row (bi, co, oy) belongs to this co's task alone.
+                                let dst = unsafe {
+                                    std::slice::from_raw_parts_mut(
+                                        os.get().add(((bi * cout + co) * oh + oy) * ow),
+                                        ow,
+                                    )
+                                };
+                                interleave::<M>(o, tx, add, dst);
+                            }
                         }
-                    }
-                    for (r, ar) in [&*a0, &*a1].into_iter().enumerate() {
-                        let oy = 2 * tyi + r;
-                        if oy >= oh {
-                            continue;
-                        }
-                        // SAFETY: output row (bi, co, oy) belongs to this co's task alone.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                os.get().add(((bi * cout + co) * oh + oy) * ow),
-                                ow,
-                            )
-                        };
-                        let (c0, c1, c2, c3) = (
-                            &ar[..tx],
-                            &ar[tx..2 * tx],
-                            &ar[2 * tx..3 * tx],
-                            &ar[3 * tx..],
-                        );
-                        for k in 0..ow / 2 {
-                            dst[2 * k] = c0[k] + c1[k] + c2[k] + add;
-                            dst[2 * k + 1] = c1[k] - c2[k] - c3[k] + add;
-                        }
-                        if ow % 2 == 1 {
-                            let k = ow / 2;
-                            dst[2 * k] = c0[k] + c1[k] + c2[k] + add;
-                        }
-                    }
-                }
+                    },
+                )
             },
+        );
+        tout += t1.elapsed().as_secs_f64();
+    }
+    if std::env::var_os("WPROF").is_some() {
+        eprintln!(
+            "F{M}: U {:.1} in {:.1} mm {:.1} out {:.1} total {:.1}",
+            tu * 1e3,
+            tin * 1e3,
+            tmm * 1e3,
+            tout * 1e3,
+            t0.elapsed().as_secs_f64() * 1e3
         );
     }
     out
+}
+
+/// The N columns each tile of a transformed row `tr` reads, as rows over the `tx` tiles:
+/// column `j` of tile `k` is `tr[M·k + j]`. The row is split into its `M` phases
+/// (`phases[q][k] = tr[M·k + q]`, `k ≤ tx`) and column `j` is phase `j mod M` from tile
+/// `j / M` on.
+#[inline(always)]
+fn columns<'a, const M: usize, const N: usize>(
+    tr: &[f32],
+    tx: usize,
+    phases: &'a mut [f32],
+) -> [&'a [f32]; N] {
+    let len = tx + 1;
+    let (ph, _) = phases.split_at_mut(M * len);
+    let ph: [&mut [f32]; M] = split_rows(ph, len);
+    for (k, block) in tr.chunks_exact(M).take(len).enumerate() {
+        for q in 0..M {
+            ph[q][k] = block[q];
+        }
+    }
+    // The last phase entries (tile tx) exist for the first N − M phases only.
+    let tail = &tr[M * tx..];
+    for (q, &v) in tail.iter().enumerate().take(M) {
+        ph[q][tx] = v;
+    }
+    let phases = &*phases;
+    std::array::from_fn(|j| {
+        let at = (j % M) * len + j / M;
+        &phases[at..at + tx]
+    })
+}
+
+/// `rows` as `R` consecutive rows of `len`.
+#[inline(always)]
+fn split_rows<const R: usize>(mut rows: &mut [f32], len: usize) -> [&mut [f32]; R] {
+    std::array::from_fn(|_| {
+        let (row, rest) = std::mem::take(&mut rows).split_at_mut(len);
+        rows = rest;
+        row
+    })
+}
+
+/// `dst[M·k + j] = o[j][k] + add` (rows of `tx` in `o`), for the `dst.len()` output columns.
+#[inline(always)]
+fn interleave<const M: usize>(o: &[f32], tx: usize, add: f32, dst: &mut [f32]) {
+    let o: [&[f32]; M] = std::array::from_fn(|j| &o[j * tx..(j + 1) * tx]);
+    let whole = dst.len() / M;
+    let (body, tail) = dst.split_at_mut(whole * M);
+    for (k, px) in body.chunks_exact_mut(M).enumerate() {
+        for j in 0..M {
+            px[j] = o[j][k] + add;
+        }
+    }
+    for (j, v) in tail.iter_mut().enumerate() {
+        *v = o[j][whole] + add;
+    }
+}
+
+/// `dst[k] = Σ_j coef[j]·src[j][k]` for every `k` of `dst` (each `src[j]` at least as
+/// long): one vectorised pass with the coefficients broadcast. Zero and ±1 coefficients
+/// give exactly the sums without them (`s + 0·d = s`, `s ± 1·d = s ± d`) for finite values.
+#[inline(always)]
+fn lincomb<const N: usize>(coef: &[f32; N], src: &[&[f32]; N], dst: &mut [f32]) {
+    let n = dst.len();
+    let src: [&[f32]; N] = std::array::from_fn(|j| &src[j][..n]);
+    for (k, o) in dst.iter_mut().enumerate() {
+        let mut s = coef[0] * src[0][k];
+        for j in 1..N {
+            s += coef[j] * src[j][k];
+        }
+        *o = s;
+    }
 }
