@@ -235,9 +235,10 @@ fn tiny_writer_loads_encodes_and_decodes() {
     let z = vae.encode(&x).unwrap();
     assert_eq!(z.dims(), [2, 8, 8, 12]);
     assert_eq!(max_diff(&z, &vae.encode(&x).unwrap()), 0.0, "deterministic");
-    // Each image of a batch is encoded on its own.
+    // Each image of a batch is encoded on its own (up to rounding: a convolution may take
+    // another path for one image than for two, as the Winograd tiling follows the tile count).
     let z1 = vae.encode(&x.narrow(0, 1, 1).unwrap()).unwrap();
-    assert!(max_diff(&z.narrow(0, 1, 1).unwrap(), &z1) < 1e-5);
+    assert!(max_diff(&z.narrow(0, 1, 1).unwrap(), &z1) < 1e-5 * max_abs(&z1));
     let y = vae.decode(&z).unwrap();
     assert_eq!(y.dims(), [2, 3, 32, 48]);
     assert!(max_abs(&y).is_finite() && max_abs(&y) > 0.0);
