@@ -3,9 +3,9 @@
 //! 2x down/up samplers.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{Conv2dConfig, VarBuilder};
 
-use crate::kernels::{self, Conv2d, GroupNorm};
+use crate::kernels::{self, Conv2d, GroupNorm, Linear};
 
 pub fn conv3x3(cin: usize, cout: usize, vb: VarBuilder) -> Result<Conv2d> {
     let cfg = Conv2dConfig {
@@ -48,7 +48,7 @@ impl ResnetBlock {
             norm1: group_norm(groups, cin, eps, vb.pp("norm1"))?,
             conv1: conv3x3(cin, cout, vb.pp("conv1"))?,
             time_emb_proj: temb_channels
-                .map(|t| linear(t, cout, vb.pp("time_emb_proj")))
+                .map(|t| Linear::load(t, cout, true, vb.pp("time_emb_proj")))
                 .transpose()?,
             norm2: group_norm(groups, cout, eps, vb.pp("norm2"))?,
             conv2: conv3x3(cout, cout, vb.pp("conv2"))?,
@@ -93,10 +93,10 @@ impl SpatialSelfAttention {
         };
         Ok(SpatialSelfAttention {
             norm: group_norm(groups, channels, eps, vb.pp("group_norm"))?,
-            q: linear(channels, channels, vb.pp(q))?,
-            k: linear(channels, channels, vb.pp(k))?,
-            v: linear(channels, channels, vb.pp(v))?,
-            out: linear(channels, channels, vb.pp(o))?,
+            q: Linear::load(channels, channels, true, vb.pp(q))?,
+            k: Linear::load(channels, channels, true, vb.pp(k))?,
+            v: Linear::load(channels, channels, true, vb.pp(v))?,
+            out: Linear::load(channels, channels, true, vb.pp(o))?,
         })
     }
 

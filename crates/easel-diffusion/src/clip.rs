@@ -11,12 +11,10 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{
-    embedding, layer_norm, linear, linear_no_bias, Embedding, LayerNorm, Linear, VarBuilder,
-};
+use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
-use crate::kernels;
+use crate::kernels::{self, Linear};
 use crate::loader;
 use crate::lora::Lora;
 
@@ -138,13 +136,15 @@ impl ClipTextModel {
                 let a = l.pp("self_attn");
                 Ok(Layer {
                     ln1: ln(l.pp("layer_norm1"))?,
-                    q: linear(h, h, a.pp("q_proj"))?,
-                    k: linear(h, h, a.pp("k_proj"))?,
-                    v: linear(h, h, a.pp("v_proj"))?,
-                    out: linear(h, h, a.pp("out_proj"))?,
+                    q: Linear::load(h, h, true, a.pp("q_proj"))?.input_major()?,
+                    k: Linear::load(h, h, true, a.pp("k_proj"))?.input_major()?,
+                    v: Linear::load(h, h, true, a.pp("v_proj"))?.input_major()?,
+                    out: Linear::load(h, h, true, a.pp("out_proj"))?.input_major()?,
                     ln2: ln(l.pp("layer_norm2"))?,
-                    fc1: linear(h, cfg.intermediate_size, l.pp("mlp.fc1"))?,
-                    fc2: linear(cfg.intermediate_size, h, l.pp("mlp.fc2"))?,
+                    fc1: Linear::load(h, cfg.intermediate_size, true, l.pp("mlp.fc1"))?
+                        .input_major()?,
+                    fc2: Linear::load(cfg.intermediate_size, h, true, l.pp("mlp.fc2"))?
+                        .input_major()?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -153,7 +153,7 @@ impl ClipTextModel {
             vb.contains_tensor("text_projection.weight"),
             cfg.projection_dim,
         ) {
-            (true, Some(p)) => Some(linear_no_bias(h, p, vb.pp("text_projection"))?),
+            (true, Some(p)) => Some(Linear::load(h, p, false, vb.pp("text_projection"))?),
             _ => None,
         };
         Ok(ClipTextModel {
@@ -217,11 +217,11 @@ impl ClipTextModel {
         let h = x.dim(D::Minus1)?;
         let hd = h / self.heads;
         let y = l.ln1.forward(x)?;
-        let (q, k, v) = (tokens(&l.q, &y)?, tokens(&l.k, &y)?, tokens(&l.v, &y)?);
+        let (q, k, v) = (l.q.forward(&y)?, l.k.forward(&y)?, l.v.forward(&y)?);
         let attn = kernels::attention(&q, &k, &v, self.heads, (hd as f64).powf(-0.5), true)?;
-        let x = (x + tokens(&l.out, &attn)?)?;
+        let x = (x + l.out.forward(&attn)?)?;
         let y = l.ln2.forward(&x)?;
-        let y = tokens(&l.fc2, &self.act.apply(&tokens(&l.fc1, &y)?)?)?;
+        let y = l.fc2.forward(&self.act.apply(&l.fc1.forward(&y)?)?)?;
         x + y
     }
 
@@ -249,13 +249,4 @@ impl ClipTextModel {
             None => Ok(pooled),
         }
     }
-}
-
-/// A linear layer over `[B, T, in]` tokens as one `[B·T, in]` product (one matrix multiply
-/// instead of one per batch item).
-fn tokens(lin: &Linear, x: &Tensor) -> Result<Tensor> {
-    let (b, t, h) = x.dims3()?;
-    let y = lin.forward(&x.reshape((b * t, h))?)?;
-    let out = y.dim(1)?;
-    y.reshape((b, t, out))
 }

@@ -1,7 +1,7 @@
 //! The engine's own CPU kernels, where candle's are slow: convolution (im2col, and Winograd's
 //! F(4×4, 3×3) or F(2×2, 3×3) for 3×3 layers), GroupNorm (with the
-//! SiLU that follows it fused in), attention that never holds the whole score matrix, and
-//! vectorised element-wise math.
+//! SiLU that follows it fused in), attention that never holds the whole score matrix, linear
+//! layers with their weights laid out for the multiply, and vectorised element-wise math.
 //!
 //! Each kernel is a layer or function with the same meaning as the candle op it replaces and
 //! runs as a candle custom op on `f32` CPU tensors; any other device or dtype takes candle's
@@ -11,12 +11,14 @@
 
 pub mod attention;
 pub mod conv;
+pub mod linear;
 pub mod math;
 pub mod norm;
 pub mod winograd;
 
 pub use attention::attention;
 pub use conv::Conv2d;
+pub use linear::Linear;
 pub use norm::GroupNorm;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};

@@ -6,11 +6,11 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
 use crate::blocks::{conv1x1, conv3x3, group_norm, Downsample, ResnetBlock, Upsample};
-use crate::kernels::{self, Conv2d, GroupNorm};
+use crate::kernels::{self, Conv2d, GroupNorm, Linear};
 use crate::loader;
 use crate::lora::Lora;
 
@@ -185,10 +185,10 @@ impl Attention {
     fn load(dim: usize, context_dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Attention {
             heads,
-            q: linear_no_bias(dim, dim, vb.pp("to_q"))?,
-            k: linear_no_bias(context_dim, dim, vb.pp("to_k"))?,
-            v: linear_no_bias(context_dim, dim, vb.pp("to_v"))?,
-            out: linear(dim, dim, vb.pp("to_out.0"))?,
+            q: Linear::load(dim, dim, false, vb.pp("to_q"))?,
+            k: Linear::load(context_dim, dim, false, vb.pp("to_k"))?,
+            v: Linear::load(context_dim, dim, false, vb.pp("to_v"))?,
+            out: Linear::load(dim, dim, true, vb.pp("to_out.0"))?,
         })
     }
 
@@ -226,8 +226,8 @@ impl TransformerBlock {
             norm2: layer_norm(dim, 1e-5, vb.pp("norm2"))?,
             attn2: Attention::load(dim, context_dim, heads, vb.pp("attn2"))?,
             norm3: layer_norm(dim, 1e-5, vb.pp("norm3"))?,
-            ff_in: linear(dim, inner * 2, vb.pp("ff.net.0.proj"))?,
-            ff_out: linear(inner, dim, vb.pp("ff.net.2"))?,
+            ff_in: Linear::load(dim, inner * 2, true, vb.pp("ff.net.0.proj"))?,
+            ff_out: Linear::load(inner, dim, true, vb.pp("ff.net.2"))?,
         })
     }
 
@@ -268,7 +268,7 @@ impl SpatialTransformer {
     ) -> Result<Self> {
         let proj = |name: &str| -> Result<Proj> {
             if cfg.use_linear_projection {
-                Ok(Proj::Linear(linear(c, c, vb.pp(name))?))
+                Ok(Proj::Linear(Linear::load(c, c, true, vb.pp(name))?))
             } else {
                 Ok(Proj::Conv(conv1x1(c, c, vb.pp(name))?))
             }
@@ -445,8 +445,18 @@ impl Unet {
             cfg.projection_class_embeddings_input_dim,
         ) {
             (Some(_), Some(input)) => (
-                Some(linear(input, temb, vb.pp("add_embedding.linear_1"))?),
-                Some(linear(temb, temb, vb.pp("add_embedding.linear_2"))?),
+                Some(Linear::load(
+                    input,
+                    temb,
+                    true,
+                    vb.pp("add_embedding.linear_1"),
+                )?),
+                Some(Linear::load(
+                    temb,
+                    temb,
+                    true,
+                    vb.pp("add_embedding.linear_2"),
+                )?),
             ),
             (Some(_), None) => {
                 return Err(candle_core::Error::Msg(
@@ -457,8 +467,8 @@ impl Unet {
         };
         Ok(Unet {
             conv_in: conv3x3(cfg.in_channels, ch[0], vb.pp("conv_in"))?,
-            time_1: linear(ch[0], temb, vb.pp("time_embedding.linear_1"))?,
-            time_2: linear(temb, temb, vb.pp("time_embedding.linear_2"))?,
+            time_1: Linear::load(ch[0], temb, true, vb.pp("time_embedding.linear_1"))?,
+            time_2: Linear::load(temb, temb, true, vb.pp("time_embedding.linear_2"))?,
             add_1,
             add_2,
             down,
