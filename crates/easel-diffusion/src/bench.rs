@@ -222,7 +222,7 @@ fn measure<M, C, X>(
     let model = (stages.load)(&mut components)?;
     let load = t.elapsed();
     let rss_after_load = rss_mb();
-    // Timed the second time: the first also reads the text encoder's mapped weights.
+    // Timed the second time: the first also reads the text encoder's mapped embeddings.
     (stages.encode)(&model)?;
     let t = Instant::now();
     let encoded = (stages.encode)(&model)?;

@@ -25,8 +25,9 @@ pub mod tokenizer;
 pub mod tokenizer_json;
 pub mod vae;
 
-/// This crate's unit tests run with the allocator the binary installs, so every weight they
-/// load is a mapped file's view (`memory`); the integration tests read weights into buffers.
+/// This crate's unit tests run with the allocator the binary installs, so the weights they
+/// load are mapped files' views (`memory`) as in the binary; the integration tests read
+/// weights into buffers.
 #[cfg(test)]
 #[global_allocator]
 static TEST_ALLOCATOR: memory::Allocator = memory::Allocator;

@@ -19,7 +19,9 @@
 //! from the page cache as they are first used, count once in memory (as the page cache's
 //! pages, which the kernel may drop and read again under pressure), and are released as
 //! their tensors drop: [`Allocator`] recognises the region's addresses, gives the dropped
-//! tensor's pages back and unmaps a file when its last tensor is gone. Without the
+//! tensor's pages back and unmaps a file when its last tensor is gone. (A layer that lays
+//! a weight out anew at load, as CLIP's linear layers do through
+//! `kernels::Linear::input_major`, holds a heap copy instead.) Without the
 //! allocator (library users, test binaries that do not install it), with
 //! `EASEL_MAP_WEIGHTS=0`, or once the system has refused a mapping (an address-space limit,
 //! a filesystem that cannot map), [`map_file`] answers `None` and the loader reads into

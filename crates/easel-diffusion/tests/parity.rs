@@ -8,8 +8,8 @@
 
 mod common;
 
-/// The binary's allocator: every weight the walker loads is a view of its mapped file, as in
-/// the server (the other integration tests read weights into buffers).
+/// The binary's allocator: the weights the walker loads are views of their mapped files, as
+/// in the server (the other integration tests read weights into buffers).
 #[global_allocator]
 static ALLOCATOR: easel_diffusion::memory::Allocator = easel_diffusion::memory::Allocator;
 

@@ -43,7 +43,7 @@ enum Command {
 }
 
 /// Weights are views of their mapped files (`easel_diffusion::memory`): loading a model is
-/// reading its headers.
+/// reading its headers (and copying the few weights a layer lays out anew).
 #[global_allocator]
 static ALLOCATOR: easel_diffusion::memory::Allocator = easel_diffusion::memory::Allocator;
 

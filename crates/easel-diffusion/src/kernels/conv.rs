@@ -97,8 +97,12 @@ impl Conv2d {
     }
 
     /// The layer through a chosen path for 3×3 stride-1 layers (for benchmarks and tests;
-    /// `forward` chooses by [`winograd::choose`]). CPU `f32` only.
+    /// `forward` chooses by [`winograd::choose`]). Layers the kernels do not take (groups,
+    /// dilation, other devices or dtypes) run candle's convolution, as in `forward`.
     pub fn forward_by(&self, x: &Tensor, path: Choice) -> Result<Tensor> {
+        if !self.takes(x) {
+            return self.forward_candle(x);
+        }
         self.apply(
             &x.contiguous()?,
             ConvOp {
@@ -106,6 +110,11 @@ impl Conv2d {
                 ..self.op()
             },
         )
+    }
+
+    /// Whether the kernels take this layer on `x`: no groups or dilation, CPU `f32`.
+    fn takes(&self, x: &Tensor) -> bool {
+        self.cfg.groups == 1 && self.cfg.dilation == 1 && cpu_f32(x) && cpu_f32(&self.weight)
     }
 
     fn apply(&self, x: &Tensor, op: ConvOp) -> Result<Tensor> {
@@ -118,8 +127,7 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let plain = self.cfg.groups == 1 && self.cfg.dilation == 1;
-        if !(plain && cpu_f32(x) && cpu_f32(&self.weight)) {
+        if !self.takes(x) {
             return self.forward_candle(x);
         }
         self.apply(&x.contiguous()?, self.op())
@@ -436,7 +444,9 @@ mod tests {
     #[test]
     fn winograd_matches_candle() {
         // (batch, cin, cout, h, w, padding): odd and even sizes, partial edge tiles of every
-        // width, and one layer with many input channels (longer sums, F(4×4)'s larger terms).
+        // width and whole ones (16 = 4·4 = 8·2), one layer with many input channels (longer
+        // sums, F(4×4)'s larger terms), and one whose tiles span several chunks (the last
+        // partial) for both tilings.
         let cases = [
             (2, 6, 5, 33, 31, 1),
             (1, 3, 4, 40, 26, 1),
@@ -444,7 +454,9 @@ mod tests {
             (1, 2, 2, 7, 5, 1),
             (1, 5, 7, 9, 8, 2),
             (1, 3, 2, 10, 11, 1),
+            (2, 4, 3, 18, 16, 1),
             (1, 256, 8, 17, 18, 1),
+            (1, 256, 8, 70, 70, 1),
         ];
         for (i, &(b, cin, cout, h, w, p)) in cases.iter().enumerate() {
             let s = 50 + 3 * i as u64;

@@ -1,22 +1,25 @@
-//! A linear layer (`y = x·Wᵀ + b` over the last dimension), drop-in for candle's `Linear`:
-//! any leading dimensions are one product `[rows, in]`.
+//! A linear layer (`y = x·Wᵀ + b` over the last dimension), drop-in for candle's `Linear`
+//! (and computed by candle's own product): any leading dimensions are one product
+//! `[rows, in]`.
 //!
 //! [`Linear::input_major`] keeps the weight `[out, in]` as `[in, out]` in memory (the same
 //! tensor seen through a transpose) on the CPU in `f32`: the product then reads `Wᵀ` row by
 //! row, which the multiply packs with straight copies instead of a gather down every column.
-//! It pays where the weight is large against the rows multiplied — CLIP's text encode (2×77
-//! tokens) went from 0.38 to 0.25–0.30 s on 2 threads — and not measurably in the UNet (whose
-//! thousands of tokens amortise the packing), so only the text encoder asks for it: the
-//! relayout is a copy at load (a parallel blocked transpose, [`transpose`]).
+//! It pays where the weight is large against the rows multiplied — CLIP's text encode of
+//! 2×77 tokens, about a third faster on 2 threads — and not measurably in the UNet, whose
+//! thousands of tokens amortise the packing, so only the text encoder asks for it. The price:
+//! those weights become heap copies made at load (a parallel transpose, [`transpose`]) instead
+//! of views of the mapped file — about 0.34 GB and 0.4 s for CLIP-L in f32 — and the stored
+//! tensors stay alive until the model's loader returns.
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{CpuStorage, Module, Result, Storage, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::cpu_f32;
 
 #[derive(Clone, Debug)]
 pub struct Linear {
-    /// `[out, in]`; input-major in memory on the CPU in f32.
+    /// `[out, in]`; input-major in memory after [`Linear::input_major`].
     weight: Tensor,
     bias: Option<Tensor>,
 }
@@ -26,15 +29,26 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
-    /// The layer with its weight stored input-major on the CPU in `f32` (unchanged
-    /// elsewhere): the stored tensor is copied into the new layout and dropped.
+    /// The layer with its weight stored input-major on the CPU in `f32`; unchanged on other
+    /// devices and dtypes, and when the weight is not contiguous (already relaid, or a view).
     pub fn input_major(self) -> Result<Self> {
         if !cpu_f32(&self.weight) || !self.weight.is_contiguous() {
             return Ok(self);
         }
         let (out, cin) = self.weight.dims2()?;
-        let data = self.weight.flatten_all()?.to_vec1::<f32>()?;
-        let t = transpose(&data, out, cin);
+        let t = {
+            let (storage, layout) = self.weight.storage_and_layout();
+            match &*storage {
+                Storage::Cpu(CpuStorage::F32(data)) => {
+                    let at = layout.start_offset();
+                    Some(transpose(&data[at..at + out * cin], out, cin))
+                }
+                _ => None,
+            }
+        };
+        let Some(t) = t else {
+            return Ok(self);
+        };
         let weight = Tensor::from_vec(t, (cin, out), self.weight.device())?.t()?;
         Ok(Linear { weight, ..self })
     }
@@ -64,7 +78,7 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let cin = x.dim(D::Minus1)?;
-        let rows = x.elem_count() / cin.max(1);
+        let rows: usize = dims[..dims.len() - 1].iter().product();
         let y = x.reshape((rows, cin))?.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
@@ -77,25 +91,25 @@ impl Module for Linear {
     }
 }
 
-/// `src` `[rows, cols]` → `[cols, rows]`, in 64×64 blocks (each read and written within
-/// the caches), row bands in parallel.
+/// `src` `[rows, cols]` → `[cols, rows]`, in parallel bands of 64 source columns (each
+/// task writes its own 64 destination rows; a source row's 64 values are one read).
 pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     use rayon::prelude::*;
     const B: usize = 64;
     assert_eq!(src.len(), rows * cols);
     let mut dst = vec![0f32; rows * cols];
-    // Each task owns a band of B destination rows (B source columns).
+    if dst.is_empty() {
+        return dst;
+    }
     dst.par_chunks_mut(B * rows)
         .enumerate()
         .for_each(|(band, out)| {
             let c0 = band * B;
             let cw = B.min(cols - c0);
-            for r0 in (0..rows).step_by(B) {
-                for r in r0..(r0 + B).min(rows) {
-                    let row = &src[r * cols + c0..r * cols + c0 + cw];
-                    for (c, &v) in row.iter().enumerate() {
-                        out[c * rows + r] = v;
-                    }
+            for r in 0..rows {
+                let row = &src[r * cols + c0..r * cols + c0 + cw];
+                for (c, &v) in row.iter().enumerate() {
+                    out[c * rows + r] = v;
                 }
             }
         });
@@ -140,7 +154,15 @@ mod tests {
 mod transpose_tests {
     #[test]
     fn transposes_every_shape_around_the_block_size() {
-        for (rows, cols) in [(1, 1), (3, 200), (130, 7), (64, 64), (65, 129), (200, 3)] {
+        for (rows, cols) in [
+            (0, 5),
+            (1, 1),
+            (3, 200),
+            (130, 7),
+            (64, 64),
+            (65, 129),
+            (200, 3),
+        ] {
             let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
             let t = super::transpose(&src, rows, cols);
             for r in 0..rows {

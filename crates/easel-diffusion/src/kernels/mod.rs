@@ -1,11 +1,13 @@
 //! The engine's own CPU kernels, where candle's are slow: convolution (im2col, and Winograd's
 //! F(4×4, 3×3) or F(2×2, 3×3) for 3×3 layers), GroupNorm (with the
 //! SiLU that follows it fused in), attention that never holds the whole score matrix, linear
-//! layers with their weights laid out for the multiply, and vectorised element-wise math.
+//! layers over any leading dimensions (optionally with the weight laid out for the multiply),
+//! and vectorised element-wise math.
 //!
 //! Each kernel is a layer or function with the same meaning as the candle op it replaces and
-//! runs as a candle custom op on `f32` CPU tensors; any other device or dtype takes candle's
-//! own op, so the GPU path is unchanged. Each is tested for equality with that candle op
+//! runs as a candle custom op on `f32` CPU tensors (`Linear` relays its weight and calls
+//! candle's product); any other device or dtype takes candle's own op, so the GPU path is
+//! unchanged. Each is tested for equality with that candle op
 //! (relative 1e-5). Threads: rayon's global pool, the same one candle and `gemm` use
 //! (`RAYON_NUM_THREADS`).
 

@@ -144,10 +144,7 @@ pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
     let (ty, tx) = (oh.div_ceil(M), ow.div_ceil(M));
     let nn = N * N;
 
-    let t0 = std::time::Instant::now();
-    let mut tin = 0f64;
-    let mut tmm = 0f64;
-    let mut tout = 0f64;
+    const { assert!(N == M + 2, "a 3×3 tiling reads M + 2 inputs per M outputs") };
     // U[ξ][co][ci] = (G g Gᵀ)[ξ].
     let mut u = vec![0f32; nn * cout * cin];
     let us = SharedMut(u.as_mut_ptr());
@@ -195,7 +192,6 @@ pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
         },
     );
 
-    let tu = t0.elapsed().as_secs_f64();
     let mut out = vec![0f32; b * cout * oh * ow];
     // Chunks of whole tile rows (a tile row: `tx` tiles of one image side by side).
     let rows_all = b * ty;
@@ -211,7 +207,6 @@ pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
         let n = nr * tx;
         // V[ξ][ci][t] = (Bᵀ d B)[ξ], d the N×N input block at (M·ty − p, M·tx − p); one
         // tile row at a time.
-        let t1 = std::time::Instant::now();
         let vs = SharedMut(v.as_mut_ptr());
         (0..cin).into_par_iter().for_each_init(
             || vec![0f32; 2 * N * width + M * (tx + 1)],
@@ -261,8 +256,6 @@ pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
                 )
             },
         );
-        tin += t1.elapsed().as_secs_f64();
-        let t1 = std::time::Instant::now();
         // M[ξ] = U[ξ] · V[ξ], the products side by side.
         let ms = SharedMut(m.as_mut_ptr());
         let (up, vp) = (
@@ -284,8 +277,6 @@ pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
                 )
             };
         });
-        tmm += t1.elapsed().as_secs_f64();
-        let t1 = std::time::Instant::now();
         // Y = Aᵀ M A per (co, tile row), into NCHW.
         let os = SharedMut(out.as_mut_ptr());
         (0..cout).into_par_iter().for_each_init(
@@ -336,17 +327,6 @@ pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
                     },
                 )
             },
-        );
-        tout += t1.elapsed().as_secs_f64();
-    }
-    if std::env::var_os("WPROF").is_some() {
-        eprintln!(
-            "F{M}: U {:.1} in {:.1} mm {:.1} out {:.1} total {:.1}",
-            tu * 1e3,
-            tin * 1e3,
-            tmm * 1e3,
-            tout * 1e3,
-            t0.elapsed().as_secs_f64() * 1e3
         );
     }
     out
