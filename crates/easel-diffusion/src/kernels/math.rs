@@ -35,27 +35,15 @@ pub fn level() -> Level {
     })
 }
 
-/// Define `pub fn $name($args)` that runs `$body` compiled for the best available level.
+/// Define `pub fn $name($args)` that runs `$body` compiled for the best available level
+/// (through [`vectorized`]).
 macro_rules! multiversion {
     ($(#[$m:meta])* pub fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
         pub fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn body($($arg: $ty),*) $(-> $ret)? $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                match $crate::kernels::math::level() {
-                    // SAFETY: the level says the CPU has these features.
-                    $crate::kernels::math::Level::Avx512 => return unsafe { avx512($($arg),*) },
-                    $crate::kernels::math::Level::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::kernels::math::Level::Plain => {}
-                }
-            }
-            body($($arg),*)
+            $crate::kernels::math::vectorized(#[inline(always)] || body($($arg),*))
         }
     };
 }
