@@ -466,7 +466,7 @@ pub fn parse_size(field: &str, s: &str) -> Result<Option<(u32, u32)>> {
 
 fn check_side(name: &str, v: u32, max: u32) -> Result<()> {
     let max = max / SIZE_MULTIPLE * SIZE_MULTIPLE;
-    if v < MIN_SIDE || v > max || v % SIZE_MULTIPLE != 0 {
+    if v < MIN_SIDE || v > max || !v.is_multiple_of(SIZE_MULTIPLE) {
         return Err(Error::invalid(
             name,
             format!("must be a multiple of {SIZE_MULTIPLE} from {MIN_SIDE} to {max} (got {v})"),

@@ -118,7 +118,7 @@ impl ClipTextModel {
             vb.clone()
         };
         let h = cfg.hidden_size;
-        if cfg.num_attention_heads == 0 || h % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !h.is_multiple_of(cfg.num_attention_heads) {
             return Err(candle_core::Error::Msg(format!(
                 "hidden_size {h} is not divisible by num_attention_heads {}",
                 cfg.num_attention_heads

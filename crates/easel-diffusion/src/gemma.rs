@@ -177,7 +177,7 @@ impl Gemma2Config {
     pub fn is_sliding(&self, i: usize) -> bool {
         match &self.layer_types {
             Some(t) => t.get(i).is_some_and(|t| t == "sliding_attention"),
-            None => i % 2 == 0,
+            None => i.is_multiple_of(2),
         }
     }
 
@@ -314,14 +314,16 @@ impl Gemma2Model {
         };
         if cfg.num_attention_heads == 0
             || cfg.num_key_value_heads == 0
-            || cfg.num_attention_heads % cfg.num_key_value_heads != 0
+            || !cfg
+                .num_attention_heads
+                .is_multiple_of(cfg.num_key_value_heads)
         {
             return Err(err(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 cfg.num_attention_heads, cfg.num_key_value_heads
             )));
         }
-        if cfg.head_dim % 2 != 0 {
+        if !cfg.head_dim.is_multiple_of(2) {
             return Err(err(format!("head_dim {} is odd (RoPE)", cfg.head_dim)));
         }
         if let Some(t) = cfg

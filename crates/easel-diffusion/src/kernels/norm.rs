@@ -25,7 +25,7 @@ impl GroupNorm {
         groups: usize,
         eps: f64,
     ) -> Result<Self> {
-        if groups == 0 || channels % groups != 0 || weight.elem_count() != channels {
+        if groups == 0 || !channels.is_multiple_of(groups) || weight.elem_count() != channels {
             candle_core::bail!("GroupNorm: {groups} groups over {channels} channels");
         }
         Ok(GroupNorm {
@@ -100,7 +100,7 @@ impl CustomOp3 for NormOp {
     ) -> Result<(CpuStorage, Shape)> {
         let dims = xl.dims();
         let c = dims[1];
-        if c % self.groups != 0 {
+        if !c.is_multiple_of(self.groups) {
             candle_core::bail!(
                 "GroupNorm: {} groups do not divide {c} channels",
                 self.groups

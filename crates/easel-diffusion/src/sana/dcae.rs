@@ -394,7 +394,7 @@ fn average_channels(x: &Tensor, g: usize) -> Result<Tensor> {
 }
 
 fn ratio(num: usize, den: usize, what: &str) -> Result<usize> {
-    if den == 0 || num % den != 0 || num < den {
+    if den == 0 || !num.is_multiple_of(den) || num < den {
         return Err(err(format!(
             "DC-AE: {what}: {num} channels are not a multiple of {den}"
         )));

@@ -177,7 +177,7 @@ impl SanaTransformerConfig {
                 )))
             }
         }
-        if self.interpolation_scale.is_some() && d % 4 != 0 {
+        if self.interpolation_scale.is_some() && !d.is_multiple_of(4) {
             return Err(err(format!(
                 "Sana transformer config: the sin-cos position table needs an inner dim divisible \
                  by 4, not {d}"

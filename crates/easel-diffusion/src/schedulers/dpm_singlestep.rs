@@ -110,7 +110,7 @@ impl Solver for DpmSinglestep {
         }
         let solver_order = b.solver_order;
         if !self.lower_order_final
-            && (n % solver_order > 0 || self.final_sigmas == FinalSigmasType::Zero)
+            && (!n.is_multiple_of(solver_order) || self.final_sigmas == FinalSigmasType::Zero)
         {
             self.lower_order_final = true;
         }

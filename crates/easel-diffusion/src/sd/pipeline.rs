@@ -509,7 +509,11 @@ impl Pipeline {
         on_step: &mut dyn FnMut(usize, usize, &Tensor) -> bool,
     ) -> Result<Option<Run>> {
         let f = self.vae_scale_factor();
-        if req.width % f != 0 || req.height % f != 0 || req.width == 0 || req.height == 0 {
+        if !req.width.is_multiple_of(f)
+            || !req.height.is_multiple_of(f)
+            || req.width == 0
+            || req.height == 0
+        {
             return Err(err(format!(
                 "width and height must be positive multiples of {f}"
             )));
