@@ -47,6 +47,13 @@ tokenizer on both sides is a tiny byte-fallback BPE (400 merges learned from the
 ported from Easel's ``tokenizer_json::write_tiny``), so both encode the same number of tokens;
 tokenizing is not what is measured.
 
+Precision (SD 1.5): ``--precisions f32,bf16`` measures each size once per precision. Easel
+gets ``--precision bf16`` (convolution and linear weights in bf16, products in bf16 with f32
+sums: AMX or AVX-512 BF16 where the CPU has them); diffusers runs the same f32 weights under
+``torch.autocast("cpu", dtype=torch.bfloat16)``, PyTorch's own bf16 path. The whole txt2img
+images of a bf16 run are compared with the same engine's f32 image (PSNR, dB, over 8-bit RGB),
+so the table shows what each engine's bf16 costs in fidelity, not only what it saves in time.
+
 ``--report OUT.json`` prints the table of a saved run again. ``--tiny`` runs the families'
 tiny architectures (a quick check of the script, not a comparison: Sana's tiny folder is
 written by ``easel models make-tiny --family sana`` and loaded by diffusers as is).
@@ -74,6 +81,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -462,12 +470,27 @@ def sd15_write(folder: Path, args) -> dict:
     return {"written_by": "torch.manual_seed(0); constructors; save_pretrained per component"}
 
 
+def autocast(torch, precision: str):
+    """PyTorch's own reduced precision on the CPU: bf16 autocast, or nothing for f32."""
+    import contextlib
+
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def sd15_measure(folder: Path, args) -> dict:
     torch = torch_setup(args.threads)
+    with autocast(torch, args.precision):
+        return sd15_measure_in(torch, folder, args)
+
+
+def sd15_measure_in(torch, folder: Path, args) -> dict:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    r: dict = {"versions": versions(), "threads": torch.get_num_threads()}
+    r: dict = {"versions": versions(), "threads": torch.get_num_threads(),
+               "precision": args.precision}
     r["rss_before_load_mb"] = peak_rss_mb()
     t = time.perf_counter()
     text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder",
@@ -527,8 +550,10 @@ def sd15_txt2img(folder: Path, args) -> dict:
     load = time.perf_counter() - t
     g = torch.Generator().manual_seed(0)
     t = time.perf_counter()
-    image = pipe(TXT2IMG_PROMPT, num_inference_steps=args.txt2img_steps, guidance_scale=7.5,
-                 height=args.size, width=args.size, generator=g).images[0]
+    with autocast(torch, args.precision):
+        image = pipe(TXT2IMG_PROMPT, num_inference_steps=args.txt2img_steps,
+                     guidance_scale=7.5, height=args.size, width=args.size,
+                     generator=g).images[0]
     run = time.perf_counter() - t
     image.save(args.image_out)
     return {"load_s": load, "pipe_call_s": run, "rss_peak_mb": peak_rss_mb()}
@@ -543,7 +568,9 @@ def pixel_difference(a: Path, b: Path) -> dict:
     if len(x) != len(y):
         return {"error": f"sizes differ: {len(x)} vs {len(y)} bytes"}
     diffs = [abs(p - q) for p, q in zip(x, y)]
-    return {"max": max(diffs), "mean": sum(diffs) / len(diffs)}
+    mse = sum(d * d for d in diffs) / len(diffs)
+    psnr = 10 * math.log10(255 * 255 / mse) if mse else float("inf")
+    return {"max": max(diffs), "mean": sum(diffs) / len(diffs), "psnr_db": psnr}
 
 
 def make_pipeline_folder(args, env: dict, folder: Path, tmp: Path) -> None:
@@ -564,13 +591,14 @@ def sd15_whole_runs(args, env: dict, folder: Path, tmp: Path, size: int) -> dict
     image from the same folder and seed; their wall times and the pixel difference."""
     steps = args.txt2img_steps
     out: dict = {"steps": steps, "prompt": TXT2IMG_PROMPT}
-    e_png, d_png = tmp / f"easel-{size}.png", tmp / f"diffusers-{size}.png"
+    png = lambda engine, p: tmp / f"{engine}-{size}-{p}.png"  # noqa: E731
+    e_png, d_png = png("easel", args.precision), png("diffusers", args.precision)
     if not args.skip_easel:
         warm_page_cache(folder)
         cmd = [args.easel, "generate", "--model", str(folder), "--steps", str(steps),
                "--guidance", "7.5", "--seed", "0", "--width", str(size), "--height",
                str(size), "--data-dir", str(tmp / "easel-data"), "-o", str(e_png),
-               TXT2IMG_PROMPT]
+               "--precision", args.precision, TXT2IMG_PROMPT]
         _, wall, rss, _ = run_child(cmd, env, "easel generate")
         out["easel"] = {"wall_s": wall, "peak_rss_mb": rss}
     if not args.skip_diffusers:
@@ -578,7 +606,7 @@ def sd15_whole_runs(args, env: dict, folder: Path, tmp: Path, size: int) -> dict
         cmd = [args.python, os.path.abspath(__file__), "--family", "sd15", "--size", str(size),
                "--threads", str(args.threads), "--txt2img-steps", str(steps), "--folder",
                str(folder), "--child", "txt2img", "--child-out", str(tmp / "txt2img.json"),
-               "--image-out", str(d_png)]
+               "--image-out", str(d_png), "--precision", args.precision]
         _, wall, rss, _ = run_child(cmd, env, "diffusers txt2img")
         out["diffusers"] = json.loads((tmp / "txt2img.json").read_text()) | {
             "wall_s": wall, "peak_rss_mb": rss}
@@ -587,6 +615,12 @@ def sd15_whole_runs(args, env: dict, folder: Path, tmp: Path, size: int) -> dict
             out["pixel_difference"] = pixel_difference(e_png, d_png)
         except ImportError:
             out["pixel_difference"] = {"error": "PIL is not installed"}
+    if args.precision != "f32":
+        # Each engine's reduced-precision image against its own f32 image of the same run.
+        for engine in ["easel", "diffusers"]:
+            a, b = png(engine, args.precision), png(engine, "f32")
+            if a.exists() and b.exists():
+                out.setdefault(engine, {})["vs_f32"] = pixel_difference(a, b)
     return out
 
 
@@ -719,6 +753,11 @@ def main() -> None:
                     help="interpreter with torch + diffusers for the diffusers processes")
     ap.add_argument("--tiny", action="store_true",
                     help="the tiny architectures (checks the script; not a comparison)")
+    ap.add_argument("--precisions", default="f32",
+                    help="SD 1.5: comma-separated, of f32 and bf16 (each size once per "
+                         "precision; bf16 runs after f32 so its images are compared)")
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16"],
+                    help=argparse.SUPPRESS)
     ap.add_argument("--txt2img-steps", type=int, default=20,
                     help="SD 1.5: steps of the whole txt2img run in each engine (0: skip it)")
     ap.add_argument("--pipeline-call", action="store_true",
@@ -849,15 +888,23 @@ def sd15_same_folder(args, env: dict, need: float, result: dict) -> None:
         write |= {"wall_s": wall, "peak_rss_mb": rss, "loadavg": load}
         if args.txt2img_steps:
             make_pipeline_folder(args, env, folder, tmp)
-        for size in sizes:
-            run = dict(result, size=size, model_folder="written once by diffusers, "
-                       "measured by both")
+        precisions = [p.strip() for p in args.precisions.split(",")]
+        bad = [p for p in precisions if p not in ("f32", "bf16")]
+        if bad:
+            raise SystemExit(f"--precisions: unknown {bad}: use f32 and/or bf16")
+        precisions.sort(key=lambda p: p != "f32")
+        for size, precision in [(s, p) for s in sizes for p in precisions]:
+            args.precision = precision
+            common_p = common + ["--precision", precision]
+            run = dict(result, size=size, precision=precision,
+                       model_folder="written once by diffusers, measured by both")
             easel: dict = {}
             if not args.skip_easel:
                 wait_for_memory(need, args.wait_minutes, "easel")
                 warm_page_cache(folder)
                 cmd = [args.easel, "bench", "diffusion", "--family", "sd15", "--size",
-                       str(size), "--steps", str(args.steps), "--model", str(folder)]
+                       str(size), "--steps", str(args.steps), "--model", str(folder),
+                       "--precision", precision]
                 out, wall, rss, load = run_child(cmd, env, "easel")
                 easel = parse_easel(out) | {"wall_s": wall, "wait4_peak_rss_mb": rss,
                                             "loadavg": load, "stdout": out}
@@ -866,7 +913,7 @@ def sd15_same_folder(args, env: dict, need: float, result: dict) -> None:
                 wait_for_memory(need, args.wait_minutes, "diffusers measure")
                 warm_page_cache(folder)
                 _, wall, rss, load = run_child(
-                    common + ["--size", str(size), "--child", "measure", "--child-out",
+                    common_p + ["--size", str(size), "--child", "measure", "--child-out",
                               str(tmp / "measure.json")], env, "diffusers measure")
                 diff |= json.loads((tmp / "measure.json").read_text())
                 diff |= {"wall_s": wall, "wait4_peak_rss_mb": rss, "loadavg": load}
@@ -932,6 +979,12 @@ def table(result: dict) -> list[dict]:
         if "max" in px:
             row("whole txt2img: pixel difference, max / mean (of 255)",
                 f"{px['max']} / {px['mean']:.2f}", "", 0, ratio=False)
+        ve, vd = we.get("vs_f32", {}), wd.get("vs_f32", {})
+        if "psnr_db" in ve or "psnr_db" in vd:
+            cell = lambda v: (f"{v['psnr_db']:.1f} dB, max {v['max']}"  # noqa: E731
+                              if "psnr_db" in v else None)
+            row(f"whole txt2img: {result.get('precision')} image vs own f32 (PSNR)",
+                cell(ve), cell(vd), 0, ratio=False)
     if "released_vae_decode_s" in diff:
         row("VAE decode, released dc-ae-f32c32 config, s", None,
             diff["released_vae_decode_s"], 3, ratio=False)
@@ -940,7 +993,8 @@ def table(result: dict) -> list[dict]:
             ratio=False)
 
     print()
-    print(f"Easel vs diffusers: {family}{tiny} architecture, random weights, f32, CPU, "
+    print(f"Easel vs diffusers: {family}{tiny} architecture, random weights, "
+          f"{result.get('precision', 'f32')}, CPU, "
           f"{result['size']}x{result['size']}, {result['threads']} threads, "
           f"steps timed: {steps} (after 1 warm-up)")
     if result.get("model_folder"):

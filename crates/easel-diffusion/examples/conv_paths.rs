@@ -1,6 +1,8 @@
 //! Times each path of the engine's 3×3 convolution (im2col, Winograd F(2×2) and F(4×4)) on
 //! the layer shapes of SD 1.5's UNet (batch 2, as with guidance) and VAE decoder, and prints
 //! the path `Conv2d` chooses for each: the figures behind `winograd::choose`'s thresholds.
+//! The last column is the same layer built at `Precision::Bf16` (its own choice of path, on
+//! the best bf16 kernel this CPU has).
 //!
 //! `cargo run --release -p easel-diffusion --example conv_paths [-- REPEATS [FILTER]]`
 //! (FILTER: only the layers whose name contains it); `PATHS=F2,F4` times only the paths
@@ -11,7 +13,7 @@ use std::time::Instant;
 use candle_core::{Device, Module, Tensor};
 use candle_nn::Conv2dConfig;
 use easel_diffusion::kernels::winograd::{self, Choice};
-use easel_diffusion::kernels::Conv2d;
+use easel_diffusion::kernels::{bf16, with_precision, Conv2d, Precision};
 
 fn main() -> candle_core::Result<()> {
     let repeats: usize = std::env::args()
@@ -33,7 +35,10 @@ fn main() -> candle_core::Result<()> {
         ("VAE 256² 256²", 1, 128, 128, 256),
         ("VAE 512² 512²", 1, 128, 128, 512),
     ];
-    println!("layer | chosen | im2col ms | F2 ms | F4 ms");
+    println!(
+        "layer | chosen | im2col ms | F2 ms | F4 ms | bf16 ({:?}) ms",
+        bf16::kernel()
+    );
     for (what, b, cin, cout, side) in layers {
         if !what.contains(&filter) {
             continue;
@@ -45,6 +50,9 @@ fn main() -> candle_core::Result<()> {
             padding: 1,
             ..Default::default()
         };
+        let half = with_precision(Precision::Bf16, || {
+            Conv2d::new(w.clone(), Some(bias.clone()), cfg)
+        })?;
         let conv = Conv2d::new(w, Some(bias), cfg)?;
         let mut ms = Vec::new();
         for path in [Choice::Im2col, Choice::F2, Choice::F4] {
@@ -60,10 +68,16 @@ fn main() -> candle_core::Result<()> {
             }
             ms.push(best);
         }
+        let mut best = f64::MAX;
+        for _ in 0..repeats {
+            let t = Instant::now();
+            drop(half.forward(&x)?);
+            best = best.min(t.elapsed().as_secs_f64() * 1e3);
+        }
         // The chosen path, through the layer itself.
         conv.forward(&x)?;
         println!(
-            "{what} ({b}×{cin}→{cout}) | {:?} | {:.1} | {:.1} | {:.1}",
+            "{what} ({b}×{cin}→{cout}) | {:?} | {:.1} | {:.1} | {:.1} | {best:.1}",
             winograd::choose(b, cin, cout, side, side),
             ms[0],
             ms[1],

@@ -12,6 +12,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
+
+use crate::kernels::with_precision;
 use candle_nn::{VarBuilder, VarMap};
 use serde_json::json;
 
@@ -74,6 +76,8 @@ pub struct Options {
     /// writing random weights: the folder `scripts/bench_vs_diffusers.py` writes once and
     /// times in both engines.
     pub model: Option<std::path::PathBuf>,
+    /// The precision the models load at (`kernels::with_precision`).
+    pub precision: crate::kernels::Precision,
 }
 
 fn configs(tiny: bool) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
@@ -161,7 +165,7 @@ fn json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
 pub fn run(o: &Options) -> Result<Report> {
     match o.family.as_str() {
         crate::family::SD15 => run_sd(o),
-        crate::family::SANA if o.model.is_none() => run_sana(o.size, o.steps, o.tiny),
+        crate::family::SANA if o.model.is_none() => run_sana(o),
         crate::family::SANA => candle_core::bail!("--model is for sd15 folders"),
         other => candle_core::bail!("no benchmark for family `{other}` (sd15, sana)"),
     }
@@ -296,19 +300,21 @@ fn run_sd(o: &Options) -> Result<Report> {
     };
     let stages = Stages {
         load: |rss: &mut Vec<(&'static str, f64)>| {
-            let te = ClipTextModel::from_dir(
-                &dir.join("text_encoder"),
-                "text_encoder",
-                &[],
-                DType::F32,
-                &dev,
-            )?;
-            rss.push(("text encoder", rss_mb()));
-            let unet = Unet::from_dir(&dir.join("unet"), &[], DType::F32, &dev)?;
-            rss.push(("UNet", rss_mb()));
-            let vae = Vae::from_dir(&dir.join("vae"), DType::F32, &dev)?;
-            rss.push(("VAE", rss_mb()));
-            Ok((te, unet, vae))
+            with_precision(o.precision, || {
+                let te = ClipTextModel::from_dir(
+                    &dir.join("text_encoder"),
+                    "text_encoder",
+                    &[],
+                    DType::F32,
+                    &dev,
+                )?;
+                rss.push(("text encoder", rss_mb()));
+                let unet = Unet::from_dir(&dir.join("unet"), &[], DType::F32, &dev)?;
+                rss.push(("UNet", rss_mb()));
+                let vae = Vae::from_dir(&dir.join("vae"), DType::F32, &dev)?;
+                rss.push(("VAE", rss_mb()));
+                Ok((te, unet, vae))
+            })
         },
         encode: |(te, _, _): &(ClipTextModel, Unet, Vae)| {
             let ids = Tensor::new(vec![vec![1u32; 77]; 2], &dev)?;
@@ -326,20 +332,22 @@ fn run_sd(o: &Options) -> Result<Report> {
         },
     };
     let mut report = measure(head, write, stages)?;
-    report.tiny_vae_decode_s = Some(time_tiny_vae(lat, tiny)?);
+    report.tiny_vae_decode_s = Some(time_tiny_vae(lat, tiny, o.precision)?);
     Ok(report)
 }
 
 /// Seconds of one TAESD decode of a `[1, 4, lat, lat]` latent (random weights; after a
 /// warm-up at the same size).
-fn time_tiny_vae(lat: usize, tiny: bool) -> Result<f64> {
+fn time_tiny_vae(lat: usize, tiny: bool, precision: crate::kernels::Precision) -> Result<f64> {
     let dir = tempfile::tempdir()?;
     if tiny {
         crate::taesd::make_tiny(dir.path(), 4, 5)?;
     } else {
         crate::taesd::write_random(dir.path(), crate::taesd::released_config(4), 5)?;
     }
-    let t = crate::taesd::TinyVae::load_path(dir.path(), &Device::Cpu)?;
+    let t = with_precision(precision, || {
+        crate::taesd::TinyVae::load_path(dir.path(), &Device::Cpu)
+    })?;
     let z = Tensor::randn(0f32, 1f32, (1, 4, lat, lat), &Device::Cpu)?;
     t.forward(&z)?;
     let start = Instant::now();
@@ -414,7 +422,8 @@ fn sana_dcae_f32c32() -> DcAeConfig {
     }
 }
 
-fn run_sana(size: usize, steps: usize, tiny: bool) -> Result<Report> {
+fn run_sana(o: &Options) -> Result<Report> {
+    let (size, steps, tiny) = (o.size, o.steps, o.tiny);
     if size % 32 != 0 || size == 0 {
         candle_core::bail!("--size must be a positive multiple of 32");
     }
@@ -481,7 +490,9 @@ fn run_sana(size: usize, steps: usize, tiny: bool) -> Result<Report> {
         Tensor::randn(0f32, 1f32, (rows, c, size / r, size / r), &dev)
     };
     let stages = Stages {
-        load: |_: &mut Vec<(&'static str, f64)>| SanaPipeline::load(dir, DType::F32, &dev),
+        load: |_: &mut Vec<(&'static str, f64)>| {
+            with_precision(o.precision, || SanaPipeline::load(dir, DType::F32, &dev))
+        },
         encode: |pipe: &SanaPipeline| pipe.text.encode("a cyberpunk cat with a neon sign", 300),
         // As the pipeline runs: the caption side once, then the steps.
         prepare: |pipe: &SanaPipeline, (embeds, mask): (Tensor, Tensor)| {
@@ -521,6 +532,7 @@ mod tests {
             steps: 1,
             tiny: true,
             model: None,
+            precision: Default::default(),
         };
         for family in ["sd15", "sana"] {
             let r = super::run(&opts(family, 64)).unwrap();

@@ -12,20 +12,40 @@ use crate::family::{self, Family, Generator, Preview};
 use crate::lora::Lora;
 use crate::schedulers::SchedulerKind;
 use crate::taesd::TinyVae;
-use crate::{device, pixels};
+use crate::{device, kernels, pixels};
 
-/// A compute device (`cpu`, `cuda`, `cuda:1`, `metal`, `auto`).
+pub use crate::kernels::Precision;
+
+/// A compute device (`cpu`, `cuda`, `cuda:1`, `metal`, `auto`), and the precision of the
+/// models loaded onto it.
 #[derive(Clone)]
-pub struct Device(pub(crate) candle_core::Device);
+pub struct Device(pub(crate) candle_core::Device, Precision);
 
 impl Device {
-    /// The device a spec names (see `device::device`).
+    /// The device a spec names (see `device::device`), in `f32`.
     pub fn open(spec: &str) -> Result<Device> {
-        device::device(spec).map(Device)
+        device::device(spec).map(|d| Device(d, Precision::F32))
     }
 
     pub fn cpu() -> Device {
-        Device(candle_core::Device::Cpu)
+        Device(candle_core::Device::Cpu, Precision::F32)
+    }
+
+    /// The device with pipelines loaded at `precision` from now on: `bf16` keeps the
+    /// convolution and linear weights in bf16 and runs their products in bf16 with `f32`
+    /// sums (see `kernels::bf16`). The CPU only: on a GPU the models run in `f32`, and asking
+    /// for `bf16` there is an error rather than a silent change.
+    pub fn with_precision(self, precision: Precision) -> Result<Device> {
+        if precision != Precision::F32 && !self.0.is_cpu() {
+            candle_core::bail!(
+                "precision {precision} runs on the CPU only; GPU devices run f32 here"
+            );
+        }
+        Ok(Device(self.0, precision))
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.1
     }
 }
 
@@ -204,7 +224,9 @@ impl Pipeline {
                     .join(", ")
             ))
         })?;
-        let inner = (family.load_dir)(dir, loras, DType::F32, &device.0)?;
+        let inner = kernels::with_precision(device.1, || {
+            (family.load_dir)(dir, loras, DType::F32, &device.0)
+        })?;
         Ok(Pipeline {
             family,
             inner,
@@ -234,7 +256,9 @@ impl Pipeline {
                 family.label
             ))
         })?;
-        let inner = load(file, support, loras, DType::F32, &device.0)?;
+        let inner = kernels::with_precision(device.1, || {
+            load(file, support, loras, DType::F32, &device.0)
+        })?;
         Ok(Pipeline {
             family,
             inner,
@@ -249,7 +273,7 @@ impl Pipeline {
     pub fn attach_tiny_vae(&self, path: &Path, device: &Device) -> Result<()> {
         *self.tiny_tried.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((path.to_path_buf(), modified(path)));
-        let t = TinyVae::load_path(path, &device.0)?;
+        let t = kernels::with_precision(device.1, || TinyVae::load_path(path, &device.0))?;
         check_tiny(self.family, &t)
             .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
         *self.tiny.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(t));

@@ -346,7 +346,7 @@ impl Mapped {
             return None;
         }
         let addr = self.start + offset;
-        if addr % std::mem::align_of::<T>() != 0 {
+        if !addr.is_multiple_of(std::mem::align_of::<T>()) {
             return None;
         }
         let mut maps = MAPS.lock().unwrap_or_else(|e| e.into_inner());
@@ -369,6 +369,28 @@ impl Drop for Mapped {
 /// mapped file's view).
 pub fn is_mapped(ptr: *const u8) -> bool {
     in_region(ptr as *mut u8)
+}
+
+/// Let the whole pages of `len` bytes at `ptr` leave this process's memory when they are a
+/// mapped file's view (else nothing): the tensor over them stays valid, and a later read
+/// faults them in from the page cache again. For a weight that has been copied into another
+/// form at load (a layer's bf16 copy), so that the file's pages and the copy are not
+/// resident together. Weights are never written in place, so the file holds their values.
+pub fn drop_pages(ptr: *const u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        let (start, end) = (ptr as usize, ptr as usize + len);
+        if len == 0 || !is_mapped(ptr) || !is_mapped((end - 1) as *const u8) {
+            return;
+        }
+        let page = page_size();
+        let (lo, hi) = (start.next_multiple_of(page), end / page * page);
+        if hi > lo {
+            // SAFETY: whole pages inside the weight region, private mappings of files that
+            // are never written: dropping them only makes the next read fault them back in.
+            unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED) };
+        }
+    }
 }
 
 /// The references still held on mapping `id`, if it is mapped.

@@ -18,7 +18,7 @@ use easel_core::job::codes;
 use easel_core::limits::Limits;
 use easel_core::task::{OutputFormat, TaskInput};
 use easel_core::{Error, Job, JobError};
-use easel_diffusion::engine::{Device, Generation, Pipeline, Pixels, Step};
+use easel_diffusion::engine::{Device, Generation, Pipeline, Pixels, Precision, Step};
 use easel_diffusion::lora::Lora;
 use easel_imageops as ops;
 use easel_queue::{OutputImage, Preview, RunContext, RunError, RunOutput};
@@ -32,6 +32,8 @@ pub const TASKS: &[&str] = easel_core::generate::TASKS;
 pub struct EngineConfig {
     /// `cpu`, `cuda`, `cuda:N`, `metal` or `auto`.
     pub device: String,
+    /// The precision of the models' convolution and linear layers (`bf16`: the CPU only).
+    pub precision: Precision,
     /// Pipelines kept loaded (at least 1).
     pub max_loaded_models: usize,
     /// Bytes of weights kept loaded; `None`: no limit but the count. A model larger than
@@ -46,6 +48,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             device: "cpu".into(),
+            precision: Precision::F32,
             max_loaded_models: 1,
             memory_budget: None,
             model_roots: Vec::new(),
@@ -87,6 +90,9 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Result<Engine, Error> {
         let device =
             Device::open(&config.device).map_err(|e| Error::invalid("device", e.to_string()))?;
+        let device = device
+            .with_precision(config.precision)
+            .map_err(|e| Error::invalid("precision", e.to_string()))?;
         Ok(Engine {
             config,
             device,
@@ -552,7 +558,7 @@ pub fn generate(
             if ctx.step(done, total).is_err() {
                 return false;
             }
-            if preview_every > 0 && s.index % preview_every as usize == 0 && s.index < n {
+            if preview_every > 0 && s.index.is_multiple_of(preview_every as usize) && s.index < n {
                 if let Some(image) = s.preview().and_then(|p| preview_url(&p)) {
                     ctx.preview(Preview {
                         step: done,

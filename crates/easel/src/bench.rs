@@ -67,6 +67,10 @@ enum BenchCmd {
         /// engines time the same files).
         #[arg(long)]
         model: Option<std::path::PathBuf>,
+        /// `f32`, or `bf16`: convolution and linear weights in bf16, products in bf16 with
+        /// f32 sums (AMX or AVX-512 BF16 where the CPU has them).
+        #[arg(long, default_value = "f32")]
+        precision: easel_diffusion::kernels::Precision,
     },
 }
 
@@ -96,6 +100,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             steps,
             tiny,
             model,
+            precision,
         } => {
             let size = size.unwrap_or(if family == "sana" { 512 } else { 256 });
             let o = easel_diffusion::bench::Options {
@@ -104,6 +109,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
                 steps,
                 tiny,
                 model,
+                precision,
             };
             tokio::task::spawn_blocking(move || crate::bench_diffusion::run(&o)).await?
         }

@@ -7,7 +7,7 @@ pub fn run(o: &Options) -> Result<()> {
     let size = o.size;
     let r = easel_diffusion::bench::run(o).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
-        "easel bench diffusion ({}, {size}x{size}, f32, CPU, {} threads, {})",
+        "easel bench diffusion ({}, {size}x{size}, {}, CPU, {} threads, {})",
         match (r.tiny, r.family) {
             (true, f) => format!("tiny {f} architecture"),
             (false, "sana") => "Sana 600M-512px architecture, random weights".to_string(),
@@ -15,6 +15,13 @@ pub fn run(o: &Options) -> Result<()> {
                 Some(m) => format!("SD 1.5 folder {}", m.display()),
                 None => "SD 1.5 architecture, random weights".to_string(),
             },
+        },
+        match o.precision {
+            easel_diffusion::kernels::Precision::F32 => "f32".to_string(),
+            p => format!(
+                "{p} ({:?} kernel)",
+                easel_diffusion::kernels::bf16::kernel()
+            ),
         },
         r.threads,
         if cfg!(debug_assertions) {

@@ -79,6 +79,10 @@ pub struct GenerateArgs {
     /// cpu, cuda, cuda:N, metal or auto.
     #[arg(long, default_value = "cpu", env = "EASEL_DEVICE")]
     pub device: String,
+    /// f32, or bf16 (CPU only): convolution and linear weights in bf16, products in bf16
+    /// with f32 sums.
+    #[arg(long, default_value = "f32", env = "EASEL_PRECISION")]
+    pub precision: easel_diffusion::kernels::Precision,
     /// 1 to 100, for JPEG and WebP.
     #[arg(long)]
     pub quality: Option<u8>,
@@ -272,6 +276,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     let engine = Engine::new(EngineConfig {
         device: args.device.clone(),
+        precision: args.precision,
         // Where the family's tiny autoencoder is looked for.
         model_roots: vec![data_dir.join("models")],
         ..Default::default()

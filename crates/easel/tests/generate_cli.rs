@@ -194,6 +194,34 @@ fn make_tiny_then_generate_from_folder_and_single_file() {
     );
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("scheduler"));
+    let bad = easel(
+        &["generate", "x", "--model", "tiny", "--precision", "fp8"],
+        data.path(),
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected `f32` or `bf16`"));
+    // bf16 weights and products: an image all the same.
+    let half = data.path().join("half.png");
+    ok(&easel(
+        &[
+            "generate",
+            "a red fox",
+            "--model",
+            "tiny",
+            "-o",
+            half.to_str().unwrap(),
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "2",
+            "--precision",
+            "bf16",
+        ],
+        data.path(),
+    ));
+    assert_eq!(px(&half).len(), 64 * 64 * 3);
 
     // An existing output is refused before anything runs, unless --force; an expected error
     // is one line, even with backtraces asked for.

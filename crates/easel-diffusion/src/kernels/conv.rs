@@ -9,23 +9,78 @@
 //! `[out, in·kh·kw]` matrix the multiply wants. 1×1 convolutions with stride 1 and no
 //! padding skip im2col: the input plane is the matrix. Other devices, dtypes, groups and
 //! dilations take candle's `conv2d`.
+//!
+//! Built under [`super::Precision::Bf16`], a layer keeps its weight as that `[out, in·kh·kw]`
+//! matrix in bf16 only ([`super::bf16`]) and every product runs in bf16 through im2col (no
+//! Winograd: its transforms would round the weights a second time).
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp2, CustomOp3, Device, Layout, Module, Result, Shape, Storage, Tensor,
+};
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
+use super::bf16::{self, Packed};
 use super::winograd::{self, Choice, F2, F4};
-use super::{cpu_f32, matmul, slice};
+use super::{cpu_f32, matmul, pack_bf16, precision, slice, Mat, Precision};
 
 /// A convolution layer (weight, optional bias, stride and padding), drop-in for candle's
 /// `Conv2d`.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
-    weight: Tensor,
+    weight: Weight,
     bias: Option<Tensor>,
     cfg: Conv2dConfig,
+}
+
+#[derive(Clone, Debug)]
+enum Weight {
+    /// `[cout, cin, kh, kw]`, contiguous.
+    F32(Tensor),
+    /// The same as a `[cout, cin·kh·kw]` bf16 matrix, and the 4-D shape.
+    Bf16(Arc<Packed>, [usize; 4]),
+}
+
+/// A layer's weight as one multiply sees it.
+#[derive(Clone, Copy)]
+enum Weights<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a Packed),
+}
+
+impl Weights<'_> {
+    /// `dst ← (dst if accumulate) + W · rhs` for `W` `m × k` (this weight), `rhs` `k × n`.
+    ///
+    /// # Safety
+    /// As [`matmul`]: `dst` `m × n` and `rhs` `k × n` valid through their strides, apart.
+    unsafe fn product(
+        self,
+        (m, n, k): (usize, usize, usize),
+        dst: Mat<*mut f32>,
+        rhs: Mat<*const f32>,
+        accumulate: bool,
+    ) {
+        match self {
+            Weights::F32(w) => unsafe {
+                matmul(
+                    (m, n, k),
+                    dst,
+                    (w.as_ptr(), k, 1),
+                    rhs,
+                    accumulate,
+                    1.0,
+                    true,
+                )
+            },
+            Weights::Bf16(p) => {
+                debug_assert_eq!((p.rows(), p.cols()), (m, k));
+                unsafe { bf16::matmul(p, rhs, n, dst, accumulate) }
+            }
+        }
+    }
 }
 
 /// Floats of im2col buffer per tile (16 MB): bounds the scratch memory of a large layer
@@ -33,12 +88,22 @@ pub struct Conv2d {
 const TILE_FLOATS: usize = 4 << 20;
 
 impl Conv2d {
+    /// The layer; under [`Precision::Bf16`] ([`super::with_precision`]) a CPU `f32` weight
+    /// without groups or dilation is converted to bf16.
     pub fn new(weight: Tensor, bias: Option<Tensor>, cfg: Conv2dConfig) -> Result<Self> {
-        Ok(Conv2d {
-            weight: weight.contiguous()?,
-            bias,
-            cfg,
-        })
+        let weight = weight.contiguous()?;
+        let weight = if precision() == Precision::Bf16
+            && cpu_f32(&weight)
+            && cfg.groups == 1
+            && cfg.dilation == 1
+        {
+            let (cout, cin, kh, kw) = weight.dims4()?;
+            let packed = pack_bf16(&weight, cout, cin * kh * kw)?;
+            Weight::Bf16(Arc::new(packed), [cout, cin, kh, kw])
+        } else {
+            Weight::F32(weight)
+        };
+        Ok(Conv2d { weight, bias, cfg })
     }
 
     /// `weight` `[cout, cin / groups, k, k]` and `bias` `[cout]` from `vb`, with candle's
@@ -68,8 +133,21 @@ impl Conv2d {
         Conv2d::new(weight, bias, cfg)
     }
 
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
+    /// `[cout, cin / groups, kh, kw]` (for a bf16 layer, its bf16 values in `f32`).
+    pub fn weight(&self) -> Tensor {
+        match &self.weight {
+            Weight::F32(t) => t.clone(),
+            Weight::Bf16(p, shape) => Tensor::from_vec(p.to_f32(), shape.as_slice(), &Device::Cpu)
+                .expect("the packed weight has its shape's elements"),
+        }
+    }
+
+    /// The precision the layer's products run at.
+    pub fn precision(&self) -> Precision {
+        match self.weight {
+            Weight::F32(_) => Precision::F32,
+            Weight::Bf16(..) => Precision::Bf16,
+        }
     }
 
     pub fn bias(&self) -> Option<&Tensor> {
@@ -80,7 +158,7 @@ impl Conv2d {
     /// tests compare against.
     pub fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
         let c = &self.cfg;
-        let y = x.conv2d(&self.weight, c.padding, c.stride, c.dilation, c.groups)?;
+        let y = x.conv2d(&self.weight(), c.padding, c.stride, c.dilation, c.groups)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),
@@ -114,14 +192,39 @@ impl Conv2d {
 
     /// Whether the kernels take this layer on `x`: no groups or dilation, CPU `f32`.
     fn takes(&self, x: &Tensor) -> bool {
-        self.cfg.groups == 1 && self.cfg.dilation == 1 && cpu_f32(x) && cpu_f32(&self.weight)
+        let weight = match &self.weight {
+            Weight::F32(w) => cpu_f32(w),
+            Weight::Bf16(..) => true,
+        };
+        self.cfg.groups == 1 && self.cfg.dilation == 1 && cpu_f32(x) && weight
     }
 
     fn apply(&self, x: &Tensor, op: ConvOp) -> Result<Tensor> {
+        let weight = match &self.weight {
+            Weight::F32(w) => w,
+            Weight::Bf16(p, shape) => return self.apply_bf16(x, p, *shape),
+        };
         match &self.bias {
-            Some(b) => x.apply_op3_no_bwd(&self.weight, b, &op),
-            None => x.apply_op2_no_bwd(&self.weight, &op),
+            Some(b) => x.apply_op3_no_bwd(weight, b, &op),
+            None => x.apply_op2_no_bwd(weight, &op),
         }
+    }
+
+    /// The bf16 layer on a contiguous CPU `f32` input (through im2col: see the module notes).
+    fn apply_bf16(&self, x: &Tensor, packed: &Packed, shape: [usize; 4]) -> Result<Tensor> {
+        let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+        let (storage, layout) = x.storage_and_layout();
+        let Storage::Cpu(xs) = &*storage else {
+            candle_core::bail!("bf16 convolutions run on the CPU");
+        };
+        let (out, shape) = convolve(
+            (slice(xs, layout)?, layout.shape().dims4()?),
+            (Weights::Bf16(packed), shape),
+            bias.as_deref(),
+            (self.cfg.stride, self.cfg.padding, TILE_FLOATS),
+            Some(Choice::Im2col),
+        )?;
+        Tensor::from_vec(out, shape, x.device())
     }
 }
 
@@ -150,102 +253,113 @@ impl ConvOp {
         (ws, wl): (&CpuStorage, &Layout),
         bias: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(CpuStorage, Shape)> {
-        let (b, cin, h, w) = xl.shape().dims4()?;
-        let (cout, wcin, kh, kw) = wl.shape().dims4()?;
-        if wcin != cin {
-            candle_core::bail!("conv2d: input has {cin} channels, the weight expects {wcin}");
-        }
-        let (s, p) = (self.stride, self.padding);
-        if h + 2 * p < kh || w + 2 * p < kw {
-            candle_core::bail!("conv2d: the input {h}x{w} is smaller than the kernel");
-        }
-        let (oh, ow) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
-        let x = slice(xs, xl)?;
-        let wt = slice(ws, wl)?;
         let bias = bias.map(|(s, l)| slice(s, l)).transpose()?;
-        let n = oh * ow;
-        let k = cin * kh * kw;
+        let (cout, wcin, kh, kw) = wl.shape().dims4()?;
+        let (out, shape) = convolve(
+            (slice(xs, xl)?, xl.shape().dims4()?),
+            (Weights::F32(slice(ws, wl)?), [cout, wcin, kh, kw]),
+            bias,
+            (self.stride, self.padding, self.tile_floats),
+            self.path,
+        )?;
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
 
-        let geom = Geometry {
-            cin,
-            h,
-            w,
-            kh,
-            kw,
-            s,
-            p,
-            ow,
+/// A 4-D shape: (batch, channels, height, width).
+type Dims4 = (usize, usize, usize, usize);
+
+/// The convolution of `x` (`[b, cin, h, w]`, contiguous) by `weights` (`[cout, cin, kh, kw]`)
+/// plus `bias`, with `(stride, padding, im2col tile floats)`; `path` for 3×3 stride-1 layers
+/// (`None`: [`winograd::choose`]; bf16 weights always take im2col). Returns the NCHW output
+/// and its shape.
+fn convolve(
+    (x, (b, cin, h, w)): (&[f32], Dims4),
+    (weights, [cout, wcin, kh, kw]): (Weights, [usize; 4]),
+    bias: Option<&[f32]>,
+    (s, p, tile_floats): (usize, usize, usize),
+    path: Option<Choice>,
+) -> Result<(Vec<f32>, Dims4)> {
+    if wcin != cin {
+        candle_core::bail!("conv2d: input has {cin} channels, the weight expects {wcin}");
+    }
+    if h + 2 * p < kh || w + 2 * p < kw {
+        candle_core::bail!("conv2d: the input {h}x{w} is smaller than the kernel");
+    }
+    let (oh, ow) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
+    let shape = (b, cout, oh, ow);
+    let n = oh * ow;
+    let k = cin * kh * kw;
+
+    let geom = Geometry {
+        cin,
+        h,
+        w,
+        kh,
+        kw,
+        s,
+        p,
+        ow,
+    };
+    if let (true, Weights::F32(wt)) = (kh == 3 && kw == 3 && s == 1, weights) {
+        let dims = (b, cin, h, w);
+        let out = match path.unwrap_or_else(|| winograd::choose(b, cin, cout, oh, ow)) {
+            Choice::F4 => Some(winograd::conv3x3::<4, 6, F4>(x, wt, bias, dims, cout, p)),
+            Choice::F2 => Some(winograd::conv3x3::<2, 4, F2>(x, wt, bias, dims, cout, p)),
+            Choice::Im2col => None,
         };
-        if kh == 3 && kw == 3 && s == 1 {
-            let dims = (b, cin, h, w);
-            let out = match self
-                .path
-                .unwrap_or_else(|| winograd::choose(b, cin, cout, oh, ow))
-            {
-                Choice::F4 => Some(winograd::conv3x3::<4, 6, F4>(x, wt, bias, dims, cout, p)),
-                Choice::F2 => Some(winograd::conv3x3::<2, 4, F2>(x, wt, bias, dims, cout, p)),
-                Choice::Im2col => None,
+        if let Some(out) = out {
+            return Ok((out, shape));
+        }
+    }
+    if b > 1 && k * b * n <= tile_floats {
+        return Ok((batched(x, weights, bias, &geom, (b, cout, n)), shape));
+    }
+    let mut out = vec![0f32; b * cout * n];
+    if let Some(bias) = bias {
+        out.par_chunks_mut(n)
+            .enumerate()
+            .for_each(|(i, row)| row.fill(bias[i % cout]));
+    }
+    for bi in 0..b {
+        let xb = &x[bi * cin * h * w..(bi + 1) * cin * h * w];
+        let ob = &mut out[bi * cout * n..(bi + 1) * cout * n];
+        if kh == 1 && kw == 1 && s == 1 && p == 0 {
+            // SAFETY: W [cout, cin] · X [cin, n] → O [cout, n], all row-major in bounds.
+            unsafe {
+                weights.product(
+                    (cout, n, k),
+                    (ob.as_mut_ptr(), n, 1),
+                    (xb.as_ptr(), n, 1),
+                    true,
+                )
             };
-            if let Some(out) = out {
-                return Ok((CpuStorage::F32(out), Shape::from((b, cout, oh, ow))));
+            continue;
+        }
+        let rows = (tile_floats / (k * ow)).clamp(1, oh);
+        COLS.with(|cols| {
+            let mut cols = cols.borrow_mut();
+            if cols.len() < k * rows * ow {
+                cols.resize(k * rows * ow, 0.0);
             }
-        }
-        if b > 1 && k * b * n <= self.tile_floats {
-            let out = batched(x, wt, bias, &geom, (b, cout, n));
-            return Ok((CpuStorage::F32(out), Shape::from((b, cout, oh, ow))));
-        }
-        let mut out = vec![0f32; b * cout * n];
-        if let Some(bias) = bias {
-            out.par_chunks_mut(n)
-                .enumerate()
-                .for_each(|(i, row)| row.fill(bias[i % cout]));
-        }
-        for bi in 0..b {
-            let xb = &x[bi * cin * h * w..(bi + 1) * cin * h * w];
-            let ob = &mut out[bi * cout * n..(bi + 1) * cout * n];
-            if kh == 1 && kw == 1 && s == 1 && p == 0 {
-                // SAFETY: W [cout, cin] · X [cin, n] → O [cout, n], all row-major in bounds.
+            for oy0 in (0..oh).step_by(rows) {
+                let r = rows.min(oh - oy0);
+                let nt = r * ow;
+                let tile = &mut cols[..k * nt];
+                im2col(xb, &geom, oy0, r, tile, nt, 0);
+                // SAFETY: W [cout, k] · cols [k, nt] → columns oy0·ow.. of O [cout, n].
                 unsafe {
-                    matmul(
-                        (cout, n, k),
-                        (ob.as_mut_ptr(), n, 1),
-                        (wt.as_ptr(), k, 1),
-                        (xb.as_ptr(), n, 1),
-                        true,
-                        1.0,
+                    weights.product(
+                        (cout, nt, k),
+                        (ob.as_mut_ptr().add(oy0 * ow), n, 1),
+                        (tile.as_ptr(), nt, 1),
                         true,
                     )
                 };
-                continue;
             }
-            let rows = (self.tile_floats / (k * ow)).clamp(1, oh);
-            COLS.with(|cols| {
-                let mut cols = cols.borrow_mut();
-                if cols.len() < k * rows * ow {
-                    cols.resize(k * rows * ow, 0.0);
-                }
-                for oy0 in (0..oh).step_by(rows) {
-                    let r = rows.min(oh - oy0);
-                    let nt = r * ow;
-                    let tile = &mut cols[..k * nt];
-                    im2col(xb, &geom, oy0, r, tile, nt, 0);
-                    // SAFETY: W [cout, k] · cols [k, nt] → columns oy0·ow.. of O [cout, n].
-                    unsafe {
-                        matmul(
-                            (cout, nt, k),
-                            (ob.as_mut_ptr().add(oy0 * ow), n, 1),
-                            (wt.as_ptr(), k, 1),
-                            (tile.as_ptr(), nt, 1),
-                            true,
-                            1.0,
-                            true,
-                        )
-                    };
-                }
-            });
-        }
-        Ok((CpuStorage::F32(out), Shape::from((b, cout, oh, ow))))
+        });
     }
+    Ok((out, shape))
 }
 
 thread_local! {
@@ -269,7 +383,7 @@ struct Geometry {
 /// The product `[cout, b·n]` is then spread to NCHW with the bias added.
 fn batched(
     x: &[f32],
-    wt: &[f32],
+    weights: Weights,
     bias: Option<&[f32]>,
     g: &Geometry,
     (b, cout, n): (usize, usize, usize),
@@ -289,14 +403,11 @@ fn batched(
         }
         // SAFETY: W [cout, k] · cols [k, b·n] → prod [cout, b·n], all in bounds.
         unsafe {
-            matmul(
+            weights.product(
                 (cout, bn, k),
                 (prod.as_mut_ptr(), bn, 1),
-                (wt.as_ptr(), k, 1),
                 (cols.as_ptr(), bn, 1),
                 false,
-                1.0,
-                true,
             )
         };
     });
@@ -506,6 +617,61 @@ mod tests {
         assert_eq!(winograd::choose(1, 128, 128, 256, 256), Choice::F4);
     }
 
+    /// The input and weight rounded to bf16 (what the bf16 products see), in `f32`.
+    fn rounded(t: &Tensor) -> Tensor {
+        use candle_core::DType;
+        t.to_dtype(DType::BF16)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+    }
+
+    #[test]
+    fn bf16_layers_match_candle_on_rounded_operands() {
+        use crate::kernels::{with_precision, Precision};
+        // (batch, cin, cout, h, w, k, stride, padding): a 3×3 layer that would take Winograd
+        // in f32, a small batch (one product), 1×1, stride 2, several im2col tiles.
+        let cases = [
+            (2, 40, 36, 24, 24, 3, 1, 1),
+            (2, 5, 7, 9, 11, 3, 1, 1),
+            (1, 33, 20, 12, 10, 1, 1, 0),
+            (1, 6, 8, 13, 13, 3, 2, 1),
+            (1, 3, 5, 40, 30, 5, 1, 2),
+        ];
+        for (i, &(b, cin, cout, h, w, k, s, p)) in cases.iter().enumerate() {
+            let x = rand(&[b, cin, h, w], 40 + i as u64);
+            let wt = rand(&[cout, cin, k, k], 50 + i as u64);
+            let bias = rand(&[cout], 60 + i as u64);
+            let cfg = Conv2dConfig {
+                stride: s,
+                padding: p,
+                ..Default::default()
+            };
+            let conv = with_precision(Precision::Bf16, || {
+                Conv2d::new(wt.clone(), Some(bias.clone()), cfg)
+            })
+            .unwrap();
+            assert_eq!(conv.precision(), Precision::Bf16);
+            assert_eq!(max_rel(&conv.weight(), &rounded(&wt)), 0.0);
+            let want = Conv2d::new(rounded(&wt), Some(bias.clone()), cfg)
+                .unwrap()
+                .forward_candle(&rounded(&x))
+                .unwrap();
+            let e = max_rel(&conv.forward(&x).unwrap(), &want);
+            assert!(e < 1e-5, "case {i}: relative error {e}");
+            // Small tiles: the same products in several pieces.
+            let op = ConvOp {
+                tile_floats: 2048,
+                ..conv.op()
+            };
+            let e = max_rel(&conv.apply(&x, op).unwrap(), &want);
+            assert!(e < 1e-5, "case {i}, small tiles: relative error {e}");
+            // Outside the scope layers stay f32.
+            let f32 = Conv2d::new(wt.clone(), None, cfg).unwrap();
+            assert_eq!(f32.precision(), Precision::F32);
+        }
+    }
+
     #[test]
     fn load_asks_for_random_initialisation() {
         let vm = candle_nn::VarMap::new();
@@ -520,7 +686,7 @@ mod tests {
                 .unwrap()
                 > 0.0
         };
-        assert!(nonzero(conv.weight()) && nonzero(conv.bias().unwrap()));
+        assert!(nonzero(&conv.weight()) && nonzero(conv.bias().unwrap()));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! (`RAYON_NUM_THREADS`).
 
 pub mod attention;
+pub mod bf16;
 pub mod conv;
 pub mod linear;
 pub mod math;
@@ -23,7 +24,79 @@ pub use conv::Conv2d;
 pub use linear::Linear;
 pub use norm::GroupNorm;
 
-use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+use std::cell::Cell;
+
+use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
+
+/// The precision of the convolution and linear layers' products on the CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// `f32` weights and products (the default; what the parity tests check).
+    #[default]
+    F32,
+    /// Weights stored in bf16 (half the memory), activations rounded to bf16 for each
+    /// product, sums in `f32` ([`bf16`]).
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            _ => Err(format!("precision `{s}`: expected `f32` or `bf16`")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+thread_local! {
+    static PRECISION: Cell<Precision> = const { Cell::new(Precision::F32) };
+}
+
+/// Run `f` — a model's load — with the layers it builds on this thread computing at `p`:
+/// under [`Precision::Bf16`], every CPU `f32` [`Conv2d`] (without groups or dilation) and
+/// [`Linear`] built inside converts its weight to bf16 once and keeps only that copy.
+pub fn with_precision<R>(p: Precision, f: impl FnOnce() -> R) -> R {
+    struct Restore(Precision);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PRECISION.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(PRECISION.with(|c| c.replace(p)));
+    f()
+}
+
+/// The precision layers built now take ([`with_precision`]).
+pub fn precision() -> Precision {
+    PRECISION.with(|c| c.get())
+}
+
+/// A contiguous CPU `f32` tensor's elements, viewed as a `rows × cols` matrix in bf16.
+fn pack_bf16(t: &Tensor, rows: usize, cols: usize) -> Result<bf16::Packed> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => {
+            let src = slice(s, layout)?;
+            let packed = bf16::Packed::from_f32(src, rows, cols);
+            // A view of a mapped file: its pages need not stay resident beside the copy.
+            crate::memory::drop_pages(src.as_ptr().cast(), std::mem::size_of_val(src));
+            Ok(packed)
+        }
+        _ => candle_core::bail!("bf16 weights are packed on the CPU"),
+    }
+}
 
 /// Whether `t` is an `f32` tensor on the CPU (the kernels' domain).
 pub fn cpu_f32(t: &Tensor) -> bool {

@@ -250,6 +250,54 @@ mod tests {
     use super::*;
     use crate::engine::Generation;
 
+    /// A pipeline loaded at bf16 runs its layers in bf16 (the image changes) and stays close
+    /// to the f32 image.
+    #[test]
+    fn bf16_generations_stay_close_to_f32() {
+        use crate::engine::Precision;
+        let dir = tempfile::tempdir().unwrap();
+        tiny::make_tiny(Variant::Sd15, dir.path(), 0).unwrap();
+        let g = Generation {
+            prompt: "a fox in the snow",
+            negative_prompt: None,
+            width: 64,
+            height: 64,
+            steps: 4,
+            guidance: 5.0,
+            scheduler: None,
+            init_image: None,
+            mask: None,
+            strength: 1.0,
+            seed: 3,
+            pag: None,
+            tiny_vae: None,
+        };
+        let run = |device: engine::Device| {
+            engine::Pipeline::load_dir(dir.path(), &[], &device)
+                .unwrap()
+                .generate(&g, &mut |_| true)
+                .unwrap()
+                .unwrap()
+                .data
+        };
+        let full = run(engine::Device::cpu());
+        let half = engine::Device::cpu()
+            .with_precision(Precision::Bf16)
+            .unwrap();
+        assert_eq!(half.precision(), Precision::Bf16);
+        let half = run(half);
+        let mse = full
+            .iter()
+            .zip(&half)
+            .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+            .sum::<f64>()
+            / full.len() as f64;
+        let psnr = 10.0 * (255.0f64 * 255.0 / mse).log10();
+        eprintln!("bf16 vs f32: PSNR {psnr:.1} dB");
+        assert!(mse > 0.0, "the bf16 pipeline computed in f32");
+        assert!(psnr > 30.0, "PSNR {psnr:.1} dB");
+    }
+
     /// The image API gives the pixels the tensor API gives, and refuses images of the wrong
     /// size.
     #[test]
