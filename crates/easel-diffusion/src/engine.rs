@@ -31,9 +31,9 @@ impl Device {
         Device(candle_core::Device::Cpu, Precision::F32)
     }
 
-    /// The device with pipelines loaded at `precision` from now on: `bf16` keeps the
-    /// convolution and linear weights in bf16 and runs their products in bf16 with `f32`
-    /// sums (see `kernels::bf16`). The CPU only: on a GPU the models run in `f32`, and asking
+    /// The device with pipelines loaded at `precision` from now on: `bf16` keeps the weights
+    /// of the layers built on the engine's kernels (`kernels::Conv2d`, `kernels::Linear`) in
+    /// bf16 and runs their products in bf16 with `f32` sums (see `kernels::bf16`). The CPU only: on a GPU the models run in `f32`, and asking
     /// for `bf16` there is an error rather than a silent change.
     pub fn with_precision(self, precision: Precision) -> Result<Device> {
         if precision != Precision::F32 && !self.0.is_cpu() {

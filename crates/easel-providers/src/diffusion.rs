@@ -128,7 +128,11 @@ impl Engine {
                 return Ok(p);
             }
         }
-        let bytes = weight_bytes(&spec.source);
+        let bytes = match self.config.precision {
+            // The layers' weights, nearly all of a model's, are kept at half their f32 size.
+            Precision::Bf16 => weight_bytes(&spec.source) / 2,
+            Precision::F32 => weight_bytes(&spec.source),
+        };
         self.evict_for(bytes);
         let t = std::time::Instant::now();
         let pipeline = Arc::new(self.load(spec)?);

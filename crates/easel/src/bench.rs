@@ -67,7 +67,7 @@ enum BenchCmd {
         /// engines time the same files).
         #[arg(long)]
         model: Option<std::path::PathBuf>,
-        /// `f32`, or `bf16`: convolution and linear weights in bf16, products in bf16 with
+        /// `f32`, or `bf16`: the kernels' convolution and linear weights in bf16, products in bf16 with
         /// f32 sums (AMX or AVX-512 BF16 where the CPU has them).
         #[arg(long, default_value = "f32")]
         precision: easel_diffusion::kernels::Precision,

@@ -79,7 +79,7 @@ pub struct GenerateArgs {
     /// cpu, cuda, cuda:N, metal or auto.
     #[arg(long, default_value = "cpu", env = "EASEL_DEVICE")]
     pub device: String,
-    /// f32, or bf16 (CPU only): convolution and linear weights in bf16, products in bf16
+    /// f32, or bf16 (CPU only): the kernels' convolution and linear weights in bf16, products in bf16
     /// with f32 sums.
     #[arg(long, default_value = "f32", env = "EASEL_PRECISION")]
     pub precision: easel_diffusion::kernels::Precision,

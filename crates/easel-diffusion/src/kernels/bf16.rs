@@ -10,9 +10,11 @@
 //!   four accumulator tiles per block; Linux grants the tile state per process
 //!   (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), asked once.
 //! - [`Kernel::Avx512`]: AVX-512 BF16 (`vdpbf16ps`, pairs of products into 16 `f32` lanes),
-//!   8 rows × 32 columns of accumulators in registers (Zen 4, Cooper Lake and later Xeons).
+//!   8 rows × 32 columns of accumulators in registers (AMD Zen 4 and later; Intel Cooper
+//!   Lake, Sapphire Rapids and later — not Ice Lake).
 //! - [`Kernel::Plain`]: widening to `f32` and plain multiply-adds, vectorised by the compiler
-//!   (every other CPU: correct, and half the weight memory, but not faster than `f32`).
+//!   (every other CPU: correct, and half the weight memory, but slower than `f32`, which keeps
+//!   Winograd and a tuned multiply).
 //!
 //! Layouts, in tiles of 16 rows × 64 bytes stored contiguously (so a tile load reads 1 KB in
 //! one stretch). The weight (`a`, `m × k`) is bf16, rows and columns padded with zeros to
@@ -23,7 +25,10 @@
 //! the columns' two values side by side (`[k/32][2][16][16][2]`) — the pair layout both
 //! `tdpbf16ps` and `vdpbf16ps` multiply against a row's consecutive pair of `a`.
 //!
-//! Rounding to bf16 is to nearest, ties to even; NaN stays NaN.
+//! Rounding to bf16 is to nearest, ties to even; NaN stays NaN. Where the CPU has AVX-512
+//! BF16 the activations are rounded by its conversion instructions, which also flush
+//! subnormal values (below 1.2e-38) to zero. Products wider than [`PACK_BYTES`] of packed
+//! activations run in column chunks.
 
 use std::sync::OnceLock;
 
@@ -36,6 +41,10 @@ use super::{Mat, SharedMut};
 const BLOCK: usize = 32;
 /// Values in one tile (16 rows of 64 bytes).
 const TILE: usize = 512;
+/// Bytes of packed `b` at once: wider products run in column chunks of this size, so the
+/// packed copy of a large operand (a 1×1 convolution's whole plane, every token of a linear
+/// layer) never exists whole.
+const PACK_BYTES: usize = 4 << 20;
 /// Bytes of `b` panels one task computes (the panels share the task's rows of `a`, and stay
 /// in the core's cache while the task's neighbours reuse them): at least one panel.
 const TASK_BYTES: usize = 1 << 20;
@@ -193,10 +202,34 @@ pub unsafe fn matmul_with(
     dst: Mat<*mut f32>,
     acc: bool,
 ) {
-    // SAFETY: the caller's contract on `b`.
-    let fill = |out: &mut [u16]| unsafe { pack(b, a.cols, n, a.stride, out) };
-    // SAFETY: the caller's contract on `dst`.
-    unsafe { product(kernel, a, n, fill, dst, acc) }
+    let (k, kp) = (a.cols, a.stride);
+    if k == 0 {
+        // An empty sum.
+        for i in 0..a.rows * (!acc as usize) {
+            for j in 0..n {
+                // SAFETY: (i, j) lies inside dst.
+                unsafe { *dst.0.add(i * dst.1 + j * dst.2) = 0.0 };
+            }
+        }
+        return;
+    }
+    let chunk = (PACK_BYTES / (2 * kp)).max(BLOCK) / BLOCK * BLOCK;
+    for j0 in (0..n).step_by(chunk) {
+        let nn = chunk.min(n - j0);
+        // SAFETY: columns j0..j0 + nn of b and dst, inside them by the caller's contract.
+        unsafe {
+            let b = (b.0.add(j0 * b.2), b.1, b.2);
+            let fill = |out: &mut [u16]| pack(b, k, nn, kp, out);
+            product(
+                kernel,
+                a,
+                nn,
+                fill,
+                (dst.0.add(j0 * dst.2), dst.1, dst.2),
+                acc,
+            )
+        }
+    }
 }
 
 /// The product of `a` and the `n` columns `fill` packs (into the buffer it is given, the
@@ -746,8 +779,9 @@ mod tests {
     }
 
     /// Every available kernel against the f64 product of the rounded operands, over shapes with
-    /// partial row blocks, panels and pairs, several task groups, and both orientations of `b`
-    /// and `dst` (row-major as convolutions use them, transposed as linear layers do).
+    /// partial row blocks, panels and pairs, several task groups and column chunks, an empty
+    /// sum, and three orientations of `b` (row-major as convolutions use it, transposed as
+    /// linear layers do, neither) and two of `dst`.
     #[test]
     fn kernels_match_the_rounded_product() {
         let kernels: Vec<Kernel> = [Kernel::Amx, Kernel::Avx512, Kernel::Plain]
@@ -762,6 +796,8 @@ mod tests {
             (33, 65, 47),
             (64, 300, 96),
             (40, 270, 577),
+            (33, 600, 4100),
+            (3, 5, 0),
         ] {
             let a = rand(m * k, 1 + m as u64);
             let b = rand(k * n, 2 + n as u64);

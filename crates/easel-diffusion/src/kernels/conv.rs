@@ -202,7 +202,7 @@ impl Conv2d {
     fn apply(&self, x: &Tensor, op: ConvOp) -> Result<Tensor> {
         let weight = match &self.weight {
             Weight::F32(w) => w,
-            Weight::Bf16(p, shape) => return self.apply_bf16(x, p, *shape),
+            Weight::Bf16(p, shape) => return self.apply_bf16(x, p, *shape, op.tile_floats),
         };
         match &self.bias {
             Some(b) => x.apply_op3_no_bwd(weight, b, &op),
@@ -211,7 +211,13 @@ impl Conv2d {
     }
 
     /// The bf16 layer on a contiguous CPU `f32` input (through im2col: see the module notes).
-    fn apply_bf16(&self, x: &Tensor, packed: &Packed, shape: [usize; 4]) -> Result<Tensor> {
+    fn apply_bf16(
+        &self,
+        x: &Tensor,
+        packed: &Packed,
+        shape: [usize; 4],
+        tile_floats: usize,
+    ) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
         let (storage, layout) = x.storage_and_layout();
         let Storage::Cpu(xs) = &*storage else {
@@ -221,7 +227,7 @@ impl Conv2d {
             (slice(xs, layout)?, layout.shape().dims4()?),
             (Weights::Bf16(packed), shape),
             bias.as_deref(),
-            (self.cfg.stride, self.cfg.padding, TILE_FLOATS),
+            (self.cfg.stride, self.cfg.padding, tile_floats),
             Some(Choice::Im2col),
         )?;
         Tensor::from_vec(out, shape, x.device())
