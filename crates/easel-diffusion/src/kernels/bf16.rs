@@ -855,23 +855,26 @@ mod tests {
                         "{kern:?} {m}x{n}x{k} transposed {transposed}: {worst}"
                     );
                 }
-                let mut fresh = vec![7f32; m * n];
-                // SAFETY: as above; without accumulation the old values are overwritten.
+                // b and dst strided in both dimensions; without accumulation the old values
+                // are overwritten, and the elements between them are left alone.
+                let mut fresh = vec![7f32; 2 * m * n];
+                // SAFETY: as above, dst(i, j) = fresh[i·2n + 2j].
                 unsafe {
                     matmul_with(
                         kern,
                         &packed,
                         (bs.as_ptr(), 2 * n, 2),
                         n,
-                        (fresh.as_mut_ptr(), n, 1),
+                        (fresh.as_mut_ptr(), 2 * n, 2),
                         false,
                     )
                 };
-                let worst = fresh
-                    .iter()
-                    .zip(&want)
-                    .fold(0f64, |w, (g, r)| w.max((*g as f64 - r).abs() / scale));
-                assert!(worst < 1e-5, "{kern:?} {m}x{n}x{k} strided b: {worst}");
+                let worst = (0..m * n).fold(0f64, |w, e| {
+                    let (i, j) = (e / n, e % n);
+                    assert_eq!(fresh[i * 2 * n + 2 * j + 1], 7.0);
+                    w.max((fresh[i * 2 * n + 2 * j] as f64 - want[e]).abs() / scale)
+                });
+                assert!(worst < 1e-5, "{kern:?} {m}x{n}x{k} strided b, dst: {worst}");
             }
         }
     }
