@@ -80,13 +80,18 @@ pub fn widen(h: u16) -> f32 {
 }
 
 /// A matrix in bf16, laid out as [`matmul`]'s left operand (see the module notes).
-#[derive(Debug)]
 pub struct Packed {
     rows: usize,
     cols: usize,
     /// Columns stored: `cols` rounded up to a multiple of 32.
     stride: usize,
     data: Vec<u16>,
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Packed({}x{} bf16)", self.rows, self.cols)
+    }
 }
 
 impl Packed {

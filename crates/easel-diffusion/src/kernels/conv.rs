@@ -15,17 +15,16 @@
 //! Winograd: its transforms would round the weights a second time).
 
 use std::cell::RefCell;
-use std::sync::Arc;
 
 use candle_core::{
-    CpuStorage, CustomOp2, CustomOp3, Device, Layout, Module, Result, Shape, Storage, Tensor,
+    CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Storage, Tensor,
 };
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
 use super::bf16::{self, Packed};
 use super::winograd::{self, Choice, F2, F4};
-use super::{cpu_f32, matmul, pack_bf16, precision, slice, Mat, Precision};
+use super::{cpu_f32, matmul, slice, Mat, Precision, Weight};
 
 /// A convolution layer (weight, optional bias, stride and padding), drop-in for candle's
 /// `Conv2d`.
@@ -34,14 +33,6 @@ pub struct Conv2d {
     weight: Weight,
     bias: Option<Tensor>,
     cfg: Conv2dConfig,
-}
-
-#[derive(Clone, Debug)]
-enum Weight {
-    /// `[cout, cin, kh, kw]`, contiguous.
-    F32(Tensor),
-    /// The same as a `[cout, cin·kh·kw]` bf16 matrix, and the 4-D shape.
-    Bf16(Arc<Packed>, [usize; 4]),
 }
 
 /// A layer's weight as one multiply sees it.
@@ -91,18 +82,9 @@ impl Conv2d {
     /// The layer; under [`Precision::Bf16`] ([`super::with_precision`]) a CPU `f32` weight
     /// without groups or dilation is converted to bf16.
     pub fn new(weight: Tensor, bias: Option<Tensor>, cfg: Conv2dConfig) -> Result<Self> {
-        let weight = weight.contiguous()?;
-        let weight = if precision() == Precision::Bf16
-            && cpu_f32(&weight)
-            && cfg.groups == 1
-            && cfg.dilation == 1
-        {
-            let (cout, cin, kh, kw) = weight.dims4()?;
-            let packed = pack_bf16(&weight, cout, cin * kh * kw)?;
-            Weight::Bf16(Arc::new(packed), [cout, cin, kh, kw])
-        } else {
-            Weight::F32(weight)
-        };
+        weight.dims4()?;
+        // `[cout, cin, kh, kw]`, contiguous; in bf16, the `[cout, cin·kh·kw]` matrix.
+        let weight = Weight::new(weight.contiguous()?, cfg.groups == 1 && cfg.dilation == 1)?;
         Ok(Conv2d { weight, bias, cfg })
     }
 
@@ -135,19 +117,12 @@ impl Conv2d {
 
     /// `[cout, cin / groups, kh, kw]` (for a bf16 layer, its bf16 values in `f32`).
     pub fn weight(&self) -> Tensor {
-        match &self.weight {
-            Weight::F32(t) => t.clone(),
-            Weight::Bf16(p, shape) => Tensor::from_vec(p.to_f32(), shape.as_slice(), &Device::Cpu)
-                .expect("the packed weight has its shape's elements"),
-        }
+        self.weight.tensor()
     }
 
     /// The precision the layer's products run at.
     pub fn precision(&self) -> Precision {
-        match self.weight {
-            Weight::F32(_) => Precision::F32,
-            Weight::Bf16(..) => Precision::Bf16,
-        }
+        self.weight.precision()
     }
 
     pub fn bias(&self) -> Option<&Tensor> {
@@ -202,7 +177,10 @@ impl Conv2d {
     fn apply(&self, x: &Tensor, op: ConvOp) -> Result<Tensor> {
         let weight = match &self.weight {
             Weight::F32(w) => w,
-            Weight::Bf16(p, shape) => return self.apply_bf16(x, p, *shape, op.tile_floats),
+            Weight::Bf16(p, dims) => {
+                let shape = [dims[0], dims[1], dims[2], dims[3]];
+                return self.apply_bf16(x, p, shape, op.tile_floats);
+            }
         };
         match &self.bias {
             Some(b) => x.apply_op3_no_bwd(weight, b, &op),
@@ -515,7 +493,7 @@ impl CustomOp3 for ConvOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{max_rel, rand};
+    use crate::kernels::testutil::{max_rel, rand, rounded};
 
     #[test]
     fn matches_candle_on_every_geometry() {
@@ -621,15 +599,6 @@ mod tests {
         assert_eq!(winograd::choose(2, 1280, 1280, 8, 8), Choice::Im2col);
         assert_eq!(winograd::choose(1, 512, 512, 32, 32), Choice::F2);
         assert_eq!(winograd::choose(1, 128, 128, 256, 256), Choice::F4);
-    }
-
-    /// The input and weight rounded to bf16 (what the bf16 products see), in `f32`.
-    fn rounded(t: &Tensor) -> Tensor {
-        use candle_core::DType;
-        t.to_dtype(DType::BF16)
-            .unwrap()
-            .to_dtype(DType::F32)
-            .unwrap()
     }
 
     #[test]

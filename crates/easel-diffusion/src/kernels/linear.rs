@@ -15,20 +15,16 @@
 //! Built under [`super::Precision::Bf16`], a CPU `f32` layer keeps its weight in bf16 only
 //! ([`super::bf16`]), and computes `yᵀ = W·xᵀ` with `x` read through strides.
 
-use std::sync::Arc;
-
-use candle_core::{CpuStorage, Device, Module, Result, Storage, Tensor, D};
+use candle_core::{CpuStorage, Module, Result, Storage, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::bf16::{self, Packed};
-use super::{cpu_f32, pack_bf16, precision, slice, Precision};
+use super::{cpu_f32, slice, Precision, Weight};
 
 #[derive(Clone, Debug)]
 pub struct Linear {
     /// `[out, in]`; input-major in memory after [`Linear::input_major`].
-    weight: Tensor,
-    /// The bf16 layer's weight `[out, in]` (then `weight` is an empty placeholder).
-    packed: Option<Arc<Packed>>,
+    weight: Weight,
     bias: Option<Tensor>,
 }
 
@@ -36,18 +32,9 @@ impl Linear {
     /// The layer; under [`Precision::Bf16`] ([`super::with_precision`]) a CPU `f32` weight is
     /// converted to bf16.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
-        if precision() == Precision::Bf16 && cpu_f32(&weight) {
-            let (out, cin) = weight.dims2()?;
-            let packed = pack_bf16(&weight, out, cin)?;
-            return Ok(Linear {
-                weight: Tensor::zeros(0, candle_core::DType::F32, &Device::Cpu)?,
-                packed: Some(Arc::new(packed)),
-                bias,
-            });
-        }
+        weight.dims2()?;
         Ok(Linear {
-            weight,
-            packed: None,
+            weight: Weight::new(weight, true)?,
             bias,
         })
     }
@@ -55,12 +42,15 @@ impl Linear {
     /// The layer with its weight stored input-major on the CPU in `f32`; unchanged on other
     /// devices and dtypes, and when the weight is not contiguous (already relaid, or a view).
     pub fn input_major(self) -> Result<Self> {
-        if self.packed.is_some() || !cpu_f32(&self.weight) || !self.weight.is_contiguous() {
+        let Weight::F32(w) = &self.weight else {
+            return Ok(self);
+        };
+        if !cpu_f32(w) || !w.is_contiguous() {
             return Ok(self);
         }
-        let (out, cin) = self.weight.dims2()?;
+        let (out, cin) = w.dims2()?;
         let t = {
-            let (storage, layout) = self.weight.storage_and_layout();
+            let (storage, layout) = w.storage_and_layout();
             match &*storage {
                 Storage::Cpu(CpuStorage::F32(data)) => {
                     let at = layout.start_offset();
@@ -72,8 +62,11 @@ impl Linear {
         let Some(t) = t else {
             return Ok(self);
         };
-        let weight = Tensor::from_vec(t, (cin, out), self.weight.device())?.t()?;
-        Ok(Linear { weight, ..self })
+        let weight = Tensor::from_vec(t, (cin, out), w.device())?.t()?;
+        Ok(Linear {
+            weight: Weight::F32(weight),
+            ..self
+        })
     }
 
     /// `weight` `[out, in]` and, when `bias`, `bias` `[out]` from `vb`, with candle's
@@ -90,19 +83,12 @@ impl Linear {
     /// `[out, in]` (input-major in memory after [`Linear::input_major`]; for a bf16 layer,
     /// its bf16 values in `f32`).
     pub fn weight(&self) -> Tensor {
-        match &self.packed {
-            Some(p) => Tensor::from_vec(p.to_f32(), (p.rows(), p.cols()), &Device::Cpu)
-                .expect("the packed weight has rows × cols elements"),
-            None => self.weight.clone(),
-        }
+        self.weight.tensor()
     }
 
     /// The precision the layer's products run at.
     pub fn precision(&self) -> Precision {
-        match self.packed {
-            Some(_) => Precision::Bf16,
-            None => Precision::F32,
-        }
+        self.weight.precision()
     }
 
     /// `x · Wᵀ + b` for the bf16 weight, over `x` as `[rows, in]`.
@@ -148,9 +134,9 @@ impl Module for Linear {
         let dims = x.dims().to_vec();
         let cin = x.dim(D::Minus1)?;
         let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = match &self.packed {
+        let y = match &self.weight {
             // The bias is added in the product.
-            Some(p) if cpu_f32(x) => self.forward_bf16(x, p, rows)?,
+            Weight::Bf16(p, _) if cpu_f32(x) => self.forward_bf16(x, p, rows)?,
             _ => {
                 let y = x.reshape((rows, cin))?.matmul(&self.weight().t()?)?;
                 match &self.bias {
@@ -228,16 +214,8 @@ mod tests {
 #[cfg(test)]
 mod bf16_tests {
     use super::*;
-    use crate::kernels::testutil::{max_rel, rand};
+    use crate::kernels::testutil::{max_rel, rand, rounded};
     use crate::kernels::with_precision;
-
-    fn rounded(t: &Tensor) -> Tensor {
-        use candle_core::DType;
-        t.to_dtype(DType::BF16)
-            .unwrap()
-            .to_dtype(DType::F32)
-            .unwrap()
-    }
 
     #[test]
     fn bf16_layers_match_candle_on_rounded_operands() {

@@ -26,7 +26,7 @@ pub use norm::GroupNorm;
 
 use std::cell::Cell;
 
-use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
 
 /// The precision of the convolution and linear layers' products on the CPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -80,6 +80,44 @@ pub fn with_precision<R>(p: Precision, f: impl FnOnce() -> R) -> R {
 /// The precision layers built now take ([`with_precision`]).
 pub fn precision() -> Precision {
     PRECISION.with(|c| c.get())
+}
+
+/// A layer's weight: the tensor, or — built under [`Precision::Bf16`] — only its bf16 copy.
+#[derive(Clone, Debug)]
+enum Weight {
+    F32(Tensor),
+    /// The weight as a `[shape[0], rest]` matrix in bf16, and its shape.
+    Bf16(std::sync::Arc<bf16::Packed>, Vec<usize>),
+}
+
+impl Weight {
+    /// `t` as a layer built now keeps it: converted to bf16 under [`Precision::Bf16`] when
+    /// `convertible` (the layer's kernels take it) and `t` is a CPU `f32` tensor.
+    fn new(t: Tensor, convertible: bool) -> Result<Weight> {
+        if !(convertible && precision() == Precision::Bf16 && cpu_f32(&t)) || t.rank() == 0 {
+            return Ok(Weight::F32(t));
+        }
+        let dims = t.dims().to_vec();
+        let rows = dims[0];
+        let packed = pack_bf16(&t, rows, t.elem_count() / rows.max(1))?;
+        Ok(Weight::Bf16(std::sync::Arc::new(packed), dims))
+    }
+
+    /// The weight as a tensor (a bf16 weight's values in `f32`, on the CPU).
+    fn tensor(&self) -> Tensor {
+        match self {
+            Weight::F32(t) => t.clone(),
+            Weight::Bf16(p, dims) => Tensor::from_vec(p.to_f32(), dims.as_slice(), &Device::Cpu)
+                .expect("the packed weight has its shape's elements"),
+        }
+    }
+
+    fn precision(&self) -> Precision {
+        match self {
+            Weight::F32(_) => Precision::F32,
+            Weight::Bf16(..) => Precision::Bf16,
+        }
+    }
 }
 
 /// A contiguous CPU `f32` tensor's elements, viewed as a `rows × cols` matrix in bf16.
@@ -194,6 +232,13 @@ pub(crate) mod testutil {
             })
             .collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// `t`'s values rounded to bf16 (what the bf16 products see), in `f32`.
+    pub fn rounded(t: &Tensor) -> Tensor {
+        use candle_core::DType;
+        let t = t.to_dtype(DType::BF16).unwrap();
+        t.to_dtype(DType::F32).unwrap()
     }
 
     /// The largest absolute difference relative to the largest magnitude of `want`.
