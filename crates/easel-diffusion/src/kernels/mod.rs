@@ -2,7 +2,9 @@
 //! F(4×4, 3×3) or F(2×2, 3×3) for 3×3 layers), GroupNorm (with the
 //! SiLU that follows it fused in), attention that never holds the whole score matrix, linear
 //! layers over any leading dimensions (optionally with the weight laid out for the multiply),
-//! and vectorised element-wise math.
+//! and vectorised element-wise math. Under [`Precision::Bf16`] ([`with_precision`]) the
+//! convolution and linear layers keep bf16 weights and multiply through [`bf16`] (AMX tiles,
+//! AVX-512 BF16 or a plain loop), tested against candle's op on the rounded operands.
 //!
 //! Each kernel is a layer or function with the same meaning as the candle op it replaces and
 //! runs as a candle custom op on `f32` CPU tensors (`Linear` relays its weight and calls
