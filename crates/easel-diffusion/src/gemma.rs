@@ -33,7 +33,9 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{linear_b, Embedding, Linear, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
+
+use crate::kernels::linear::{linear_b, Linear};
 use serde::{Deserialize, Serialize};
 
 use crate::loader;

@@ -129,6 +129,16 @@ impl Linear {
     }
 }
 
+/// `Linear::load(cin, cout, true, vb)` (candle_nn's `linear`).
+pub fn linear(cin: usize, cout: usize, vb: VarBuilder) -> Result<Linear> {
+    Linear::load(cin, cout, true, vb)
+}
+
+/// `Linear::load(cin, cout, bias, vb)` (candle_nn's `linear_b`).
+pub fn linear_b(cin: usize, cout: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    Linear::load(cin, cout, bias, vb)
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();

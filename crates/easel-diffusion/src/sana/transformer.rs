@@ -42,10 +42,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{linear, linear_b, Init, Linear, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::kernels::linear::{linear, linear_b, Linear};
 use crate::loader::read_config;
 
 fn err(msg: impl Into<String>) -> candle_core::Error {
@@ -544,10 +545,10 @@ impl MixFfn {
             .get((dim, hidden, 1, 1), "weight")?
             .reshape((dim, hidden))?;
         Ok(MixFfn {
-            inverted: Linear::new(inv_w, Some(inv_b)),
+            inverted: Linear::new(inv_w, Some(inv_b))?,
             depth_taps: taps,
             depth_bias,
-            point: Linear::new(point_w, None),
+            point: Linear::new(point_w, None)?,
             hidden,
         })
     }
@@ -749,7 +750,7 @@ impl SanaTransformer {
             .map(|i| Block::load(&config, vb.pp(format!("transformer_blocks.{i}"))))
             .collect::<Result<Vec<_>>>()?;
         Ok(SanaTransformer {
-            patch_embed: Linear::new(pe_w, Some(pe_b)),
+            patch_embed: Linear::new(pe_w, Some(pe_b))?,
             time_embed: TimeEmbed::load(&config, vb.pp("time_embed"))?,
             caption_1: linear(
                 config.caption_channels,
