@@ -16,15 +16,13 @@
 
 use std::cell::RefCell;
 
-use candle_core::{
-    CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Storage, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
 use super::bf16::{self, Packed};
 use super::winograd::{self, Choice, F2, F4};
-use super::{cpu_f32, matmul, slice, Mat, Precision, Weight};
+use super::{cpu_f32, matmul, slice, with_slice, Mat, Precision, Weight};
 
 /// A convolution layer (weight, optional bias, stride and padding), drop-in for candle's
 /// `Conv2d`.
@@ -196,18 +194,21 @@ impl Conv2d {
         shape: [usize; 4],
         tile_floats: usize,
     ) -> Result<Tensor> {
-        let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
-        let (storage, layout) = x.storage_and_layout();
-        let Storage::Cpu(xs) = &*storage else {
-            candle_core::bail!("bf16 convolutions run on the CPU");
+        let run = |bias: Option<&[f32]>| {
+            with_slice(x, |xs| {
+                convolve(
+                    (xs, x.dims4()?),
+                    (Weights::Bf16(packed), shape),
+                    bias,
+                    (self.cfg.stride, self.cfg.padding, tile_floats),
+                    Some(Choice::Im2col),
+                )
+            })
         };
-        let (out, shape) = convolve(
-            (slice(xs, layout)?, layout.shape().dims4()?),
-            (Weights::Bf16(packed), shape),
-            bias.as_deref(),
-            (self.cfg.stride, self.cfg.padding, tile_floats),
-            Some(Choice::Im2col),
-        )?;
+        let (out, shape) = match &self.bias {
+            Some(b) => with_slice(&b.contiguous()?, |b| run(Some(b)))?,
+            None => run(None)?,
+        };
         Tensor::from_vec(out, shape, x.device())
     }
 }

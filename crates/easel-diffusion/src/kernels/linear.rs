@@ -19,7 +19,7 @@ use candle_core::{CpuStorage, Module, Result, Storage, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::bf16::{self, Packed};
-use super::{cpu_f32, slice, Precision, Weight};
+use super::{cpu_f32, with_slice, Precision, Weight};
 
 #[derive(Clone, Debug)]
 pub struct Linear {
@@ -96,31 +96,29 @@ impl Linear {
         let (nout, cin) = (packed.rows(), packed.cols());
         let x = x.contiguous()?;
         let mut out = match &self.bias {
-            Some(b) => b.to_vec1::<f32>()?.repeat(rows),
+            Some(b) => with_slice(&b.contiguous()?, |b| Ok(b.repeat(rows)))?,
             None => vec![0f32; rows * nout],
         };
-        let (storage, layout) = x.storage_and_layout();
-        let Storage::Cpu(xs) = &*storage else {
-            candle_core::bail!("bf16 linear layers run on the CPU");
-        };
-        let xs = slice(xs, layout)?;
-        if xs.len() != rows * cin || out.len() != rows * nout {
-            candle_core::bail!(
-                "linear: {cin} inputs and {nout} outputs, got {:?}",
-                x.dims()
-            );
-        }
-        // SAFETY: xᵀ (cin × rows, strides 1 and cin) and yᵀ (nout × rows, strides 1 and nout)
-        // lie inside their buffers, which are distinct.
-        unsafe {
-            bf16::matmul(
-                packed,
-                (xs.as_ptr(), 1, cin),
-                rows,
-                (out.as_mut_ptr(), 1, nout),
-                self.bias.is_some(),
-            )
-        };
+        with_slice(&x, |xs| {
+            if xs.len() != rows * cin || out.len() != rows * nout {
+                candle_core::bail!(
+                    "linear: {cin} inputs and {nout} outputs, got {:?}",
+                    x.dims()
+                );
+            }
+            // SAFETY: xᵀ (cin × rows, strides 1 and cin) and yᵀ (nout × rows, strides 1 and
+            // nout) lie inside their buffers, which are distinct.
+            unsafe {
+                bf16::matmul(
+                    packed,
+                    (xs.as_ptr(), 1, cin),
+                    rows,
+                    (out.as_mut_ptr(), 1, nout),
+                    self.bias.is_some(),
+                )
+            };
+            Ok(())
+        })?;
         Tensor::from_vec(out, (rows, nout), x.device())
     }
 

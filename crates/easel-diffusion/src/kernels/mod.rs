@@ -124,17 +124,20 @@ impl Weight {
 
 /// A contiguous CPU `f32` tensor's elements, viewed as a `rows × cols` matrix in bf16.
 fn pack_bf16(t: &Tensor, rows: usize, cols: usize) -> Result<bf16::Packed> {
-    let t = t.contiguous()?;
+    with_slice(&t.contiguous()?, |src| {
+        let packed = bf16::Packed::from_f32(src, rows, cols);
+        // A view of a mapped file: its pages need not stay resident beside the copy.
+        crate::memory::drop_pages(src.as_ptr().cast(), std::mem::size_of_val(src));
+        Ok(packed)
+    })
+}
+
+/// `f` on the elements of a contiguous CPU `f32` tensor, read in place.
+fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
-        Storage::Cpu(s) => {
-            let src = slice(s, layout)?;
-            let packed = bf16::Packed::from_f32(src, rows, cols);
-            // A view of a mapped file: its pages need not stay resident beside the copy.
-            crate::memory::drop_pages(src.as_ptr().cast(), std::mem::size_of_val(src));
-            Ok(packed)
-        }
-        _ => candle_core::bail!("bf16 weights are packed on the CPU"),
+        Storage::Cpu(s) => f(slice(s, layout)?),
+        _ => candle_core::bail!("easel kernels run on the CPU"),
     }
 }
 
