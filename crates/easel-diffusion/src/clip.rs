@@ -69,8 +69,8 @@ impl Activation {
 
     fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
-            Activation::Gelu => x.gelu_erf(),
+            Activation::QuickGelu => kernels::quick_gelu(x),
+            Activation::Gelu => kernels::gelu(x),
         }
     }
 }
@@ -219,10 +219,9 @@ impl ClipTextModel {
         let y = l.ln1.forward(x)?;
         let (q, k, v) = (l.q.forward(&y)?, l.k.forward(&y)?, l.v.forward(&y)?);
         let attn = kernels::attention(&q, &k, &v, self.heads, (hd as f64).powf(-0.5), true)?;
-        let x = (x + l.out.forward(&attn)?)?;
+        let x = l.out.forward_add(&attn, x)?;
         let y = l.ln2.forward(&x)?;
-        let y = l.fc2.forward(&self.act.apply(&l.fc1.forward(&y)?)?)?;
-        x + y
+        l.fc2.forward_add(&self.act.apply(&l.fc1.forward(&y)?)?, &x)
     }
 
     fn pool(&self, last: &Tensor, ids: &Tensor) -> Result<Tensor> {

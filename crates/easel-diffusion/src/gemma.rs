@@ -35,7 +35,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
 
-use crate::kernels::linear::{linear_b, Linear};
+use crate::kernels::{
+    self,
+    linear::{linear_b, Linear},
+};
 use serde::{Deserialize, Serialize};
 
 use crate::loader;
@@ -247,7 +250,7 @@ impl Activation {
     fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Activation::GeluTanh => x.gelu(),
-            Activation::GeluErf => x.gelu_erf(),
+            Activation::GeluErf => kernels::gelu(x),
         }
     }
 }

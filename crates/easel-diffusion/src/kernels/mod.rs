@@ -1,7 +1,8 @@
 //! The engine's own CPU kernels, where candle's are slow: convolution (im2col, and Winograd's
 //! F(4×4, 3×3) or F(2×2, 3×3) for 3×3 layers), GroupNorm (with the
 //! SiLU that follows it fused in), attention that never holds the whole score matrix, linear
-//! layers over any leading dimensions (optionally with the weight laid out for the multiply),
+//! layers over any leading dimensions (bias and residual added in the product; optionally with
+//! the weight laid out for the multiply), activations in one pass (GELU, quick GELU, GEGLU),
 //! and vectorised element-wise math. Under [`Precision::Bf16`] ([`with_precision`]) the
 //! convolution and linear layers keep bf16 weights and multiply through [`bf16`] (AMX tiles,
 //! AVX-512 BF16 or a plain loop), tested against candle's op on the rounded operands.
@@ -13,6 +14,7 @@
 //! (relative 1e-5). Threads: rayon's global pool, the same one candle and `gemm` use
 //! (`RAYON_NUM_THREADS`).
 
+pub mod activation;
 pub mod attention;
 pub mod bf16;
 pub mod conv;
@@ -21,6 +23,7 @@ pub mod math;
 pub mod norm;
 pub mod winograd;
 
+pub use activation::{geglu, gelu, quick_gelu};
 pub use attention::attention;
 pub use conv::Conv2d;
 pub use linear::Linear;

@@ -46,7 +46,7 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Conv2dConfig, Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::Conv2d;
+use crate::kernels::{self, Conv2d};
 use crate::loader;
 use crate::rng::TorchRng;
 
@@ -208,7 +208,7 @@ impl Act {
         match self {
             Act::Silu => x.silu(),
             Act::Relu => x.relu(),
-            Act::Gelu => x.gelu_erf(),
+            Act::Gelu => kernels::gelu(x),
             // x * tanh(softplus(x)); softplus is x itself beyond 20, as torch's.
             Act::Mish => {
                 let sp = x.exp()?.affine(1.0, 1.0)?.log()?;

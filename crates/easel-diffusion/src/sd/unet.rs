@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
@@ -192,7 +192,8 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+    /// `residual + attention(x, context)`.
+    fn forward_add(&self, x: &Tensor, context: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let dim = x.dim(2)?;
         let hd = dim / self.heads;
         let a = kernels::attention(
@@ -203,7 +204,7 @@ impl Attention {
             (hd as f64).powf(-0.5),
             false,
         )?;
-        self.out.forward(&a)
+        self.out.forward_add(&a, residual)
     }
 }
 
@@ -231,16 +232,16 @@ impl TransformerBlock {
         })
     }
 
+    /// Each residual is added in its output projection's product.
     fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
         let y = self.norm1.forward(x)?;
-        let x = (x + self.attn1.forward(&y, &y)?)?;
-        let x = (&x + self.attn2.forward(&self.norm2.forward(&x)?, context)?)?;
+        let x = self.attn1.forward_add(&y, &y, x)?;
+        let x = self
+            .attn2
+            .forward_add(&self.norm2.forward(&x)?, context, &x)?;
         // GEGLU: the projection's first half is the value, the second the gate.
         let h = self.ff_in.forward(&self.norm3.forward(&x)?)?;
-        let half = h.dim(D::Minus1)? / 2;
-        let gated =
-            (h.narrow(D::Minus1, 0, half)? * h.narrow(D::Minus1, half, half)?.gelu_erf()?)?;
-        x + self.ff_out.forward(&gated)?
+        self.ff_out.forward_add(&kernels::geglu(&h)?, &x)
     }
 }
 
