@@ -64,12 +64,11 @@ impl ResnetBlock {
             let t = proj.forward(&t.silu()?)?.unsqueeze(2)?.unsqueeze(3)?;
             h = h.broadcast_add(&t)?;
         }
-        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         let skip = match &self.shortcut {
             Some(s) => s.forward(x)?,
             None => x.clone(),
         };
-        skip + h
+        self.conv2.forward_add(&self.norm2.forward_silu(&h)?, &skip)
     }
 }
 

@@ -1,6 +1,9 @@
 //! 2-D convolution for `f32` on the CPU: im2col into a reused buffer, filled in parallel,
 //! then one matrix multiply per tile of output rows that writes straight into the NCHW
-//! output, which starts as the broadcast bias (so the bias costs no extra pass).
+//! output, which starts as the broadcast bias (so the bias costs no extra pass) — plus, through
+//! [`Conv2d::forward_add`], a residual (the ResNet blocks' skip connection), also added where
+//! the output is written rather than in a pass and a buffer of its own. Inputs, weights, bias
+//! and residual are read in place.
 //!
 //! 3×3 stride-1 layers with enough output pixels take Winograd's F(4×4, 3×3) or F(2×2, 3×3)
 //! instead ([`super::winograd`]), which need 4× or 2.25× fewer multiplications.
@@ -16,13 +19,13 @@
 
 use std::cell::RefCell;
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Module, Result, Shape, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
 use super::bf16::{self, Packed};
 use super::winograd::{self, Choice, F2, F4};
-use super::{cpu_f32, matmul, slice, with_slice, Mat, Precision, Weight};
+use super::{cpu_f32, math, matmul, with_opt, with_slice, Mat, Precision, Weight};
 
 /// A convolution layer (weight, optional bias, stride and padding), drop-in for candle's
 /// `Conv2d`.
@@ -173,42 +176,48 @@ impl Conv2d {
     }
 
     fn apply(&self, x: &Tensor, op: ConvOp) -> Result<Tensor> {
-        let weight = match &self.weight {
-            Weight::F32(w) => w,
-            Weight::Bf16(p, dims) => {
-                let shape = [dims[0], dims[1], dims[2], dims[3]];
-                return self.apply_bf16(x, p, shape, op.tile_floats);
-            }
-        };
-        match &self.bias {
-            Some(b) => x.apply_op3_no_bwd(weight, b, &op),
-            None => x.apply_op2_no_bwd(weight, &op),
-        }
+        self.run(x, op, None)
     }
 
-    /// The bf16 layer on a contiguous CPU `f32` input (through im2col: see the module notes).
-    fn apply_bf16(
-        &self,
-        x: &Tensor,
-        packed: &Packed,
-        shape: [usize; 4],
-        tile_floats: usize,
-    ) -> Result<Tensor> {
-        let run = |bias: Option<&[f32]>| {
-            with_slice(x, |xs| {
-                convolve(
-                    (xs, x.dims4()?),
-                    (Weights::Bf16(packed), shape),
-                    bias,
-                    (self.cfg.stride, self.cfg.padding, tile_floats),
-                    Some(Choice::Im2col),
-                )
+    /// `residual + conv(x)`, the residual written into the output with the bias (no pass or
+    /// buffer of its own); `residual` has the output's shape.
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        if !(self.takes(x) && cpu_f32(residual)) {
+            return residual + self.forward_candle(x)?;
+        }
+        self.run(&x.contiguous()?, self.op(), Some(residual))
+    }
+
+    /// The layer on a contiguous CPU `f32` input, read in place with its weight, bias and
+    /// residual.
+    fn run(&self, x: &Tensor, op: ConvOp, residual: Option<&Tensor>) -> Result<Tensor> {
+        let bias = self.bias.as_ref().map(|b| b.contiguous()).transpose()?;
+        let residual = residual.map(|r| r.contiguous()).transpose()?;
+        let geometry = (op.stride, op.padding, op.tile_floats);
+        let (out, shape) = with_slice(x, |xs| {
+            with_opt(bias.as_ref(), |b| {
+                with_opt(residual.as_ref(), |r| {
+                    let x = (xs, x.dims4()?);
+                    match &self.weight {
+                        Weight::F32(w) => with_slice(w, |ws| {
+                            let (o, i, kh, kw) = w.dims4()?;
+                            let weights = (Weights::F32(ws), [o, i, kh, kw]);
+                            convolve(x, weights, b, r, geometry, op.path)
+                        }),
+                        Weight::Bf16(p, d) => {
+                            let weights = (Weights::Bf16(p), [d[0], d[1], d[2], d[3]]);
+                            convolve(x, weights, b, r, geometry, Some(Choice::Im2col))
+                        }
+                    }
+                })
             })
-        };
-        let (out, shape) = match &self.bias {
-            Some(b) => with_slice(&b.contiguous()?, |b| run(Some(b)))?,
-            None => run(None)?,
-        };
+        })?;
+        if let Some(r) = &residual {
+            let (b, c, h, w) = shape;
+            if r.dims() != [b, c, h, w] {
+                candle_core::bail!("conv2d: residual {:?}, output {shape:?}", r.dims());
+            }
+        }
         Tensor::from_vec(out, shape, x.device())
     }
 }
@@ -231,37 +240,18 @@ struct ConvOp {
     path: Option<Choice>,
 }
 
-impl ConvOp {
-    fn run(
-        &self,
-        (xs, xl): (&CpuStorage, &Layout),
-        (ws, wl): (&CpuStorage, &Layout),
-        bias: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
-        let bias = bias.map(|(s, l)| slice(s, l)).transpose()?;
-        let (cout, wcin, kh, kw) = wl.shape().dims4()?;
-        let (out, shape) = convolve(
-            (slice(xs, xl)?, xl.shape().dims4()?),
-            (Weights::F32(slice(ws, wl)?), [cout, wcin, kh, kw]),
-            bias,
-            (self.stride, self.padding, self.tile_floats),
-            self.path,
-        )?;
-        Ok((CpuStorage::F32(out), Shape::from(shape)))
-    }
-}
-
 /// A 4-D shape: (batch, channels, height, width).
 type Dims4 = (usize, usize, usize, usize);
 
 /// The convolution of `x` (`[b, cin, h, w]`, contiguous) by `weights` (`[cout, cin, kh, kw]`)
-/// plus `bias`, with `(stride, padding, im2col tile floats)`; `path` for 3×3 stride-1 layers
-/// (`None`: [`winograd::choose`]; bf16 weights always take im2col). Returns the NCHW output
-/// and its shape.
+/// plus `bias` plus `residual` (the output's shape), with `(stride, padding, im2col tile
+/// floats)`; `path` for 3×3 stride-1 layers (`None`: [`winograd::choose`]; bf16 weights always
+/// take im2col). Returns the NCHW output and its shape.
 fn convolve(
     (x, (b, cin, h, w)): (&[f32], Dims4),
     (weights, [cout, wcin, kh, kw]): (Weights, [usize; 4]),
     bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
     (s, p, tile_floats): (usize, usize, usize),
     path: Option<Choice>,
 ) -> Result<(Vec<f32>, Dims4)> {
@@ -274,6 +264,9 @@ fn convolve(
     let (oh, ow) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
     let shape = (b, cout, oh, ow);
     let n = oh * ow;
+    if residual.is_some_and(|r| r.len() != b * cout * n) {
+        candle_core::bail!("conv2d: a residual of another size than the output {shape:?}");
+    }
     let k = cin * kh * kw;
 
     let geom = Geometry {
@@ -289,8 +282,12 @@ fn convolve(
     if let (true, Weights::F32(wt)) = (kh == 3 && kw == 3 && s == 1, weights) {
         let dims = (b, cin, h, w);
         let out = match path.unwrap_or_else(|| winograd::choose(b, cin, cout, oh, ow)) {
-            Choice::F4 => Some(winograd::conv3x3::<4, 6, F4>(x, wt, bias, dims, cout, p)),
-            Choice::F2 => Some(winograd::conv3x3::<2, 4, F2>(x, wt, bias, dims, cout, p)),
+            Choice::F4 => Some(winograd::conv3x3::<4, 6, F4>(
+                x, wt, bias, residual, dims, cout, p,
+            )),
+            Choice::F2 => Some(winograd::conv3x3::<2, 4, F2>(
+                x, wt, bias, residual, dims, cout, p,
+            )),
             Choice::Im2col => None,
         };
         if let Some(out) = out {
@@ -298,13 +295,23 @@ fn convolve(
         }
     }
     if b > 1 && k * b * n <= tile_floats {
-        return Ok((batched(x, weights, bias, &geom, (b, cout, n)), shape));
+        return Ok((
+            batched(x, weights, bias, residual, &geom, (b, cout, n)),
+            shape,
+        ));
     }
-    let mut out = vec![0f32; b * cout * n];
+    let mut out = match residual {
+        Some(r) => r.to_vec(),
+        None => vec![0f32; b * cout * n],
+    };
     if let Some(bias) = bias {
-        out.par_chunks_mut(n)
-            .enumerate()
-            .for_each(|(i, row)| row.fill(bias[i % cout]));
+        out.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+            if residual.is_some() {
+                math::add_scalar(row, bias[i % cout]);
+            } else {
+                row.fill(bias[i % cout]);
+            }
+        });
     }
     for bi in 0..b {
         let xb = &x[bi * cin * h * w..(bi + 1) * cin * h * w];
@@ -365,11 +372,12 @@ struct Geometry {
 
 /// Small planes (the low-resolution levels, where the weights outweigh the pixels): the
 /// whole batch as one multiply, so the weights are read and packed once, not once per image.
-/// The product `[cout, b·n]` is then spread to NCHW with the bias added.
+/// The product `[cout, b·n]` is then spread to NCHW with the bias and residual added.
 fn batched(
     x: &[f32],
     weights: Weights,
     bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
     g: &Geometry,
     (b, cout, n): (usize, usize, usize),
 ) -> Vec<f32> {
@@ -403,6 +411,9 @@ fn batched(
         let add = bias.map_or(0.0, |bb| bb[co]);
         for (d, v) in row.iter_mut().zip(src) {
             *d = v + add;
+        }
+        if let Some(r) = residual {
+            math::add_in_place(row, &r[i * n..(i + 1) * n]);
         }
     });
     out
@@ -455,40 +466,6 @@ fn im2col(
                 }
             }
         });
-}
-
-impl CustomOp2 for ConvOp {
-    fn name(&self) -> &'static str {
-        "easel-conv2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run((xs, xl), (ws, wl), None)
-    }
-}
-
-impl CustomOp3 for ConvOp {
-    fn name(&self) -> &'static str {
-        "easel-conv2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-        bs: &CpuStorage,
-        bl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.run((xs, xl), (ws, wl), Some((bs, bl)))
-    }
 }
 
 #[cfg(test)]
@@ -575,11 +552,11 @@ mod tests {
             for (name, got) in [
                 (
                     "F2",
-                    winograd::conv3x3::<2, 4, F2>(&xv, &wv, Some(&bv), dims, cout, p),
+                    winograd::conv3x3::<2, 4, F2>(&xv, &wv, Some(&bv), None, dims, cout, p),
                 ),
                 (
                     "F4",
-                    winograd::conv3x3::<4, 6, F4>(&xv, &wv, Some(&bv), dims, cout, p),
+                    winograd::conv3x3::<4, 6, F4>(&xv, &wv, Some(&bv), None, dims, cout, p),
                 ),
             ] {
                 let got = Tensor::from_vec(got, (b, cout, oh, ow), x.device()).unwrap();
@@ -645,6 +622,64 @@ mod tests {
             // Outside the scope layers stay f32.
             let f32 = Conv2d::new(wt.clone(), None, cfg).unwrap();
             assert_eq!(f32.precision(), Precision::F32);
+        }
+    }
+
+    #[test]
+    fn residual_is_added_on_every_path() {
+        use crate::kernels::{with_precision, Precision};
+        // (batch, cin, cout, side, k, bias): Winograd-sized 3×3 (every forced path below), a
+        // small batch (one product), 1×1, and no bias.
+        let cases = [
+            (2, 6, 5, 33, 3, true),
+            (2, 5, 7, 9, 3, true),
+            (2, 6, 3, 5, 1, true),
+            (1, 4, 4, 20, 3, false),
+        ];
+        for (i, &(b, cin, cout, side, k, bias)) in cases.iter().enumerate() {
+            let s = 300 + 4 * i as u64;
+            let x = rand(&[b, cin, side, side], s);
+            let wt = rand(&[cout, cin, k, k], s + 1);
+            let bias = bias.then(|| rand(&[cout], s + 2));
+            let cfg = Conv2dConfig {
+                padding: k / 2,
+                ..Default::default()
+            };
+            let conv = Conv2d::new(wt.clone(), bias.clone(), cfg).unwrap();
+            let r = rand(&[b, cout, side, side], s + 3);
+            let want = (conv.forward_candle(&x).unwrap() + &r).unwrap();
+            let e = max_rel(&conv.forward_add(&x, &r).unwrap(), &want);
+            assert!(e < 1e-5, "case {i}: relative error {e}");
+            for path in [Choice::F2, Choice::F4, Choice::Im2col] {
+                let op = ConvOp {
+                    path: Some(path),
+                    ..conv.op()
+                };
+                let e = max_rel(&conv.run(&x, op, Some(&r)).unwrap(), &want);
+                assert!(e < 1e-5, "case {i}, {path:?}: relative error {e}");
+            }
+            let op = ConvOp {
+                tile_floats: 1,
+                path: Some(Choice::Im2col),
+                ..conv.op()
+            };
+            let e = max_rel(&conv.run(&x, op, Some(&r)).unwrap(), &want);
+            assert!(e < 1e-5, "case {i}, tiled: relative error {e}");
+            let bf = with_precision(Precision::Bf16, || {
+                Conv2d::new(wt.clone(), bias.clone(), cfg)
+            })
+            .unwrap();
+            let want = (Conv2d::new(rounded(&wt), bias, cfg)
+                .unwrap()
+                .forward_candle(&rounded(&x))
+                .unwrap()
+                + &r)
+                .unwrap();
+            let e = max_rel(&bf.forward_add(&x, &r).unwrap(), &want);
+            assert!(e < 1e-5, "case {i}, bf16: relative error {e}");
+            // A residual of another shape is refused, not broadcast.
+            let short = r.narrow(0, 0, 1).unwrap();
+            assert!(b == 1 || conv.forward_add(&x, &short).is_err());
         }
     }
 

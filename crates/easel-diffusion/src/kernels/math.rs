@@ -172,6 +172,15 @@ multiversion! {
     }
 }
 
+multiversion! {
+    /// `x ← x + a` over the slice.
+    pub fn add_scalar(xs: &mut [f32], a: f32) {
+        for x in xs.iter_mut() {
+            *x += a;
+        }
+    }
+}
+
 /// `erf(x)`, branch-free: Abramowitz and Stegun's 7.1.26 (a degree-5 polynomial in
 /// `t = 1/(1 + p·|x|)` times `e^(−x²)`), with erf's odd symmetry: absolute error below
 /// 1.5e-7 in exact arithmetic, 5e-7 as evaluated in `f32`.

@@ -144,6 +144,14 @@ fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     }
 }
 
+/// `f` on the elements of an optional contiguous CPU `f32` tensor, read in place.
+fn with_opt<R>(t: Option<&Tensor>, f: impl FnOnce(Option<&[f32]>) -> Result<R>) -> Result<R> {
+    match t {
+        Some(t) => with_slice(t, |s| f(Some(s))),
+        None => f(None),
+    }
+}
+
 /// Whether `t` is an `f32` tensor on the CPU (the kernels' domain).
 pub fn cpu_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32

@@ -136,6 +136,7 @@ pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
     x: &[f32],
     wt: &[f32],
     bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
     (b, cin, h, w): (usize, usize, usize, usize),
     cout: usize,
     p: usize,
@@ -322,6 +323,12 @@ pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
                                     )
                                 };
                                 interleave::<M>(o, tx, add, dst);
+                                if let Some(res) = residual {
+                                    let at = ((bi * cout + co) * oh + oy) * ow;
+                                    for (d, &r) in dst.iter_mut().zip(&res[at..at + ow]) {
+                                        *d += r;
+                                    }
+                                }
                             }
                         }
                     },

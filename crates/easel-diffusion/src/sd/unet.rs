@@ -306,11 +306,10 @@ impl SpatialTransformer {
         let to_map = |t: &Tensor| -> Result<Tensor> {
             t.reshape((b, h, w, c))?.permute((0, 3, 1, 2))?.contiguous()
         };
-        let y = match &self.proj_out {
-            Proj::Conv(p) => p.forward(&to_map(&y)?)?,
-            Proj::Linear(p) => to_map(&p.forward(&y)?)?,
-        };
-        x + y
+        match &self.proj_out {
+            Proj::Conv(p) => p.forward_add(&to_map(&y)?, x),
+            Proj::Linear(p) => x + to_map(&p.forward(&y)?)?,
+        }
     }
 }
 
