@@ -27,7 +27,7 @@
 //!
 //! Rounding to bf16 is to nearest, ties to even; NaN stays NaN. Where the CPU has AVX-512
 //! BF16 the activations are rounded by its conversion instructions, which also flush
-//! subnormal values (below 1.2e-38) to zero. Products wider than [`PACK_BYTES`] of packed
+//! subnormal values (below 1.2e-38) to zero. Products wider than `PACK_BYTES` of packed
 //! activations run in column chunks.
 
 use std::sync::OnceLock;
