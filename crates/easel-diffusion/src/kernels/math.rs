@@ -50,7 +50,7 @@ macro_rules! multiversion {
 
 /// Run `f` compiled for the best available level: `f` (an `#[inline(always)]` closure or
 /// function) is inlined into a copy of this function built for each level, so generic code
-/// that [`multiversion!`] cannot take (const generics, borrowed state) vectorises too.
+/// that `multiversion!` cannot take (const generics, borrowed state) vectorises too.
 #[inline(always)]
 pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]

@@ -129,7 +129,7 @@ pub fn choose(b: usize, cin: usize, cout: usize, oh: usize, ow: usize) -> Choice
 /// `x` `[b, cin, h, w]`, `wt` `[cout, cin, 3, 3]`, padding `p` → `[b, cout, oh, ow]`, by the
 /// tiling `T` (`M` outputs and `N = M + 2` inputs per side).
 ///
-/// Every transform runs as whole-row linear combinations ([`lincomb`]) over contiguous rows,
+/// Every transform runs as whole-row linear combinations (`lincomb`) over contiguous rows,
 /// so each vectorises: along the input channels for the weights, along a tile row's tiles for
 /// the input and output blocks (whose interleaved columns are split into phases first).
 pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(

@@ -79,11 +79,11 @@ pub struct PromptTokens {
     pub num_chi_prompt_tokens: usize,
     /// Padded length L of `input_ids`.
     pub max_length_all: usize,
-    /// [L] ids, right-padded with `<pad>`.
+    /// `[L]` ids, right-padded with `<pad>`.
     pub input_ids: Vec<u32>,
-    /// [L] 1 for tokens, 0 for padding.
+    /// `[L]` 1 for tokens, 0 for padding.
     pub attention_mask: Vec<u32>,
-    /// [M] rows of the encoder output that are kept.
+    /// `[M]` rows of the encoder output that are kept.
     pub select_index: Vec<usize>,
 }
 
