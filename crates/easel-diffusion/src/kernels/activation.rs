@@ -17,7 +17,7 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
     if !cpu_f32(x) {
         return x.gelu_erf();
     }
-    map(x, math::gelu_in_place)
+    map(x, math::gelu_into)
 }
 
 /// CLIP's `quick_gelu`: `x · sigmoid(1.702·x)`.
@@ -25,14 +25,19 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
     if !cpu_f32(x) {
         return x * candle_nn::ops::sigmoid(&(x * 1.702)?)?;
     }
-    map(x, math::quick_gelu_in_place)
+    map(x, math::quick_gelu_into)
 }
 
-/// `f` over a copy of `x`'s elements, in parallel chunks.
-fn map(x: &Tensor, f: fn(&mut [f32])) -> Result<Tensor> {
+/// `f` from `x`'s elements into a new tensor's, in parallel chunks.
+fn map(x: &Tensor, f: fn(&[f32], &mut [f32])) -> Result<Tensor> {
     let x = x.contiguous()?;
-    let mut out = with_slice(&x, |s| Ok(s.to_vec()))?;
-    out.par_chunks_mut(TASK).for_each(f);
+    let out = with_slice(&x, |src| {
+        let mut out = vec![0f32; src.len()];
+        out.par_chunks_mut(TASK)
+            .zip(src.par_chunks(TASK))
+            .for_each(|(o, s)| f(s, o));
+        Ok(out)
+    })?;
     Tensor::from_vec(out, x.dims(), x.device())
 }
 
@@ -95,5 +100,19 @@ mod tests {
             geglu(&rand(&[2, 5], 1)).is_err(),
             "an odd width has no halves"
         );
+        // Other dtypes take candle's ops, with the same results.
+        let x = (rand(&[2, 6, 8], 9) * 4.0).unwrap();
+        let x64 = x.to_dtype(candle_core::DType::F64).unwrap();
+        for (name, f) in [
+            ("gelu", gelu as fn(&Tensor) -> Result<Tensor>),
+            ("quick_gelu", quick_gelu),
+            ("geglu", geglu),
+        ] {
+            let got = f(&x64).unwrap();
+            assert_eq!(got.dtype(), candle_core::DType::F64);
+            let got = got.to_dtype(candle_core::DType::F32).unwrap();
+            let e = max_rel(&got, &f(&x).unwrap());
+            assert!(e < 1e-6, "{name} in f64: {e}");
+        }
     }
 }

@@ -121,6 +121,15 @@ impl Conv2d {
         self.weight.tensor()
     }
 
+    /// `[cout, cin / groups, kh, kw]`.
+    fn weight_dims(&self) -> [usize; 4] {
+        let d = match &self.weight {
+            Weight::F32(w) => w.dims(),
+            Weight::Bf16(_, d) => d.as_slice(),
+        };
+        [d[0], d[1], d[2], d[3]]
+    }
+
     /// The precision the layer's products run at.
     pub fn precision(&self) -> Precision {
         self.weight.precision()
@@ -191,6 +200,13 @@ impl Conv2d {
     /// The layer on a contiguous CPU `f32` input, read in place with its weight, bias and
     /// residual.
     fn run(&self, x: &Tensor, op: ConvOp, residual: Option<&Tensor>) -> Result<Tensor> {
+        if let Some(r) = residual {
+            let w = self.weight_dims();
+            let (b, c, h, w) = output_shape(x.dims4()?, [w[0], w[2], w[3]], op.stride, op.padding)?;
+            if r.dims() != [b, c, h, w] {
+                candle_core::bail!("conv2d: residual {:?}, output {:?}", r.dims(), (b, c, h, w));
+            }
+        }
         let bias = self.bias.as_ref().map(|b| b.contiguous()).transpose()?;
         let residual = residual.map(|r| r.contiguous()).transpose()?;
         let geometry = (op.stride, op.padding, op.tile_floats);
@@ -200,24 +216,17 @@ impl Conv2d {
                     let x = (xs, x.dims4()?);
                     match &self.weight {
                         Weight::F32(w) => with_slice(w, |ws| {
-                            let (o, i, kh, kw) = w.dims4()?;
-                            let weights = (Weights::F32(ws), [o, i, kh, kw]);
+                            let weights = (Weights::F32(ws), self.weight_dims());
                             convolve(x, weights, b, r, geometry, op.path)
                         }),
-                        Weight::Bf16(p, d) => {
-                            let weights = (Weights::Bf16(p), [d[0], d[1], d[2], d[3]]);
+                        Weight::Bf16(p, _) => {
+                            let weights = (Weights::Bf16(p), self.weight_dims());
                             convolve(x, weights, b, r, geometry, Some(Choice::Im2col))
                         }
                     }
                 })
             })
         })?;
-        if let Some(r) = &residual {
-            let (b, c, h, w) = shape;
-            if r.dims() != [b, c, h, w] {
-                candle_core::bail!("conv2d: residual {:?}, output {shape:?}", r.dims());
-            }
-        }
         Tensor::from_vec(out, shape, x.device())
     }
 }
@@ -243,6 +252,20 @@ struct ConvOp {
 /// A 4-D shape: (batch, channels, height, width).
 type Dims4 = (usize, usize, usize, usize);
 
+/// The output shape of a `[cout, ·, kh, kw]` kernel over `(b, ·, h, w)` with stride `s` and
+/// padding `p`.
+fn output_shape(
+    (b, _, h, w): Dims4,
+    [cout, kh, kw]: [usize; 3],
+    s: usize,
+    p: usize,
+) -> Result<Dims4> {
+    if h + 2 * p < kh || w + 2 * p < kw {
+        candle_core::bail!("conv2d: the input {h}x{w} is smaller than the kernel");
+    }
+    Ok((b, cout, (h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1))
+}
+
 /// The convolution of `x` (`[b, cin, h, w]`, contiguous) by `weights` (`[cout, cin, kh, kw]`)
 /// plus `bias` plus `residual` (the output's shape), with `(stride, padding, im2col tile
 /// floats)`; `path` for 3×3 stride-1 layers (`None`: [`winograd::choose`]; bf16 weights always
@@ -258,14 +281,14 @@ fn convolve(
     if wcin != cin {
         candle_core::bail!("conv2d: input has {cin} channels, the weight expects {wcin}");
     }
-    if h + 2 * p < kh || w + 2 * p < kw {
-        candle_core::bail!("conv2d: the input {h}x{w} is smaller than the kernel");
-    }
-    let (oh, ow) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
-    let shape = (b, cout, oh, ow);
+    let shape = output_shape((b, cin, h, w), [cout, kh, kw], s, p)?;
+    let (oh, ow) = (shape.2, shape.3);
     let n = oh * ow;
     if residual.is_some_and(|r| r.len() != b * cout * n) {
         candle_core::bail!("conv2d: a residual of another size than the output {shape:?}");
+    }
+    if bias.is_some_and(|bb| bb.len() != cout) {
+        candle_core::bail!("conv2d: a bias for {cout} output channels");
     }
     let k = cin * kh * kw;
 
@@ -677,10 +700,33 @@ mod tests {
                 .unwrap();
             let e = max_rel(&bf.forward_add(&x, &r).unwrap(), &want);
             assert!(e < 1e-5, "case {i}, bf16: relative error {e}");
-            // A residual of another shape is refused, not broadcast.
-            let short = r.narrow(0, 0, 1).unwrap();
-            assert!(b == 1 || conv.forward_add(&x, &short).is_err());
+            // A residual of another shape is refused, not broadcast — also one with the
+            // output's element count.
+            let short = r.narrow(3, 0, side - 1).unwrap();
+            assert!(conv.forward_add(&x, &short).is_err());
+            let flat = r.reshape((b, cout, side * side, 1)).unwrap();
+            assert!(conv.forward_add(&x, &flat).is_err());
+            // A residual read through strides.
+            let rt = r.transpose(2, 3).unwrap().contiguous().unwrap();
+            let rt = rt.transpose(2, 3).unwrap();
+            assert!(!rt.is_contiguous());
+            let want = (conv.forward_candle(&x).unwrap() + &r).unwrap();
+            assert!(max_rel(&conv.forward_add(&x, &rt).unwrap(), &want) < 1e-5);
+            // Other dtypes take candle's ops, with the same results.
+            let f64 = |t: &Tensor| t.to_dtype(candle_core::DType::F64).unwrap();
+            let conv64 = Conv2d::new(f64(&wt), conv.bias().map(f64), cfg).unwrap();
+            let got = conv64.forward_add(&f64(&x), &f64(&r)).unwrap();
+            assert_eq!(got.dtype(), candle_core::DType::F64);
+            let got = got.to_dtype(candle_core::DType::F32).unwrap();
+            assert!(max_rel(&got, &want) < 1e-5, "case {i}, f64");
         }
+        // A bias of the wrong length is an error, not a panic.
+        let conv = Conv2d::new(
+            rand(&[4, 3, 3, 3], 1),
+            Some(rand(&[3], 2)),
+            Default::default(),
+        );
+        assert!(conv.unwrap().forward(&rand(&[1, 3, 8, 8], 3)).is_err());
     }
 
     #[test]

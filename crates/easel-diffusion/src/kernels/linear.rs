@@ -213,6 +213,9 @@ impl Linear {
         let Some(bias) = &self.bias else {
             return Ok((out, residual.is_some()));
         };
+        if nout == 0 {
+            return Ok((out, true));
+        }
         with_slice(&bias.contiguous()?, |b| {
             if b.len() != nout {
                 candle_core::bail!("linear: a bias of {} for {nout} outputs", b.len());
@@ -347,9 +350,25 @@ mod fused_tests {
             }
             let got = lin.forward_add(&x, &r).unwrap();
             assert!(max_rel(&got, &want) < 1e-6, "case {i}");
+            // A residual read through strides.
+            let rt = r.t().unwrap().contiguous().unwrap().t().unwrap();
+            assert!(!rt.is_contiguous());
+            assert!(max_rel(&lin.forward_add(&x, &rt).unwrap(), &want) < 1e-6);
             // A residual of another shape is refused, not broadcast.
             assert!(lin.forward_add(&x, &r.narrow(0, 0, 1).unwrap()).is_err());
+            // Other dtypes take candle's ops, with the same results.
+            let f64 = |t: &Tensor| t.to_dtype(candle_core::DType::F64).unwrap();
+            let lin64 = Linear::new(f64(&lin.weight()), lin.bias().map(f64)).unwrap();
+            let got = lin64.forward_add(&f64(&x), &f64(&r)).unwrap();
+            let got = got.to_dtype(candle_core::DType::F32).unwrap();
+            assert!(max_rel(&got, &want) < 1e-6, "case {i}, f64");
         }
+        // A bias of the wrong length is an error, not a panic.
+        let lin = Linear::new(rand(&[6, 7], 1), Some(rand(&[5], 2))).unwrap();
+        assert!(lin.forward(&rand(&[3, 7], 3)).is_err());
+        // No outputs: an empty result.
+        let lin = Linear::new(rand(&[0, 7], 1), Some(rand(&[0], 2))).unwrap();
+        assert_eq!(lin.forward(&rand(&[3, 7], 3)).unwrap().dims(), &[3, 0]);
     }
 }
 

@@ -8,9 +8,10 @@
 //! AVX-512 BF16 or a plain loop), tested against candle's op on the rounded operands.
 //!
 //! Each kernel is a layer or function with the same meaning as the candle op it replaces and
-//! runs on `f32` CPU tensors, reading their storage in place (`with_slice`; attention as a
-//! candle custom op) and returning a new tensor; any other device or dtype takes candle's own
-//! op, so the GPU path is unchanged. Each is tested for equality with that candle op
+//! runs on `f32` CPU tensors, reading their storage in place (`with_slice`; attention and
+//! GroupNorm as candle custom ops) and returning a new tensor; any other device or dtype
+//! takes candle's own op, so the GPU path is unchanged. Each is tested for equality with that
+//! candle op
 //! (relative 1e-5). Threads: rayon's global pool, the same one candle and `gemm` use
 //! (`RAYON_NUM_THREADS`).
 

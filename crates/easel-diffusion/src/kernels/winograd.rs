@@ -18,7 +18,7 @@
 
 use rayon::prelude::*;
 
-use super::math::vectorized;
+use super::math::{add_in_place, vectorized};
 use super::{matmul, SharedMut};
 
 /// Tiles per chunk are chosen so that the transformed input and the products of one chunk
@@ -315,19 +315,13 @@ pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
                                 for (j, at) in T::AT.iter().enumerate() {
                                     lincomb(at, &src, &mut o[j * tx..(j + 1) * tx]);
                                 }
+                                let at = ((bi * cout + co) * oh + oy) * ow;
                                 // SAFETY: output row (bi, co, oy) belongs to this co's task alone.
-                                let dst = unsafe {
-                                    std::slice::from_raw_parts_mut(
-                                        os.get().add(((bi * cout + co) * oh + oy) * ow),
-                                        ow,
-                                    )
-                                };
+                                let dst =
+                                    unsafe { std::slice::from_raw_parts_mut(os.get().add(at), ow) };
                                 interleave::<M>(o, tx, add, dst);
                                 if let Some(res) = residual {
-                                    let at = ((bi * cout + co) * oh + oy) * ow;
-                                    for (d, &r) in dst.iter_mut().zip(&res[at..at + ow]) {
-                                        *d += r;
-                                    }
+                                    add_in_place(dst, &res[at..at + ow]);
                                 }
                             }
                         }
