@@ -2,19 +2,14 @@
 example (SD 1.5's UNet, batch 2, 8 heads): `python scripts/attention_torch.py [REPEATS]`,
 threads from `--threads` (default 2). Each figure is the best of REPEATS runs, in ms."""
 import argparse
+import json
+import pathlib
 import time
 
 import torch
 
-SHAPES = [
-    ("256² self 32²", 1024, 1024, 320),
-    ("256² self 16²", 256, 256, 640),
-    ("256² cross 32²", 1024, 77, 320),
-    ("512² self 64²", 4096, 4096, 320),
-    ("512² self 32²", 1024, 1024, 640),
-    ("512² self 16²", 256, 256, 1280),
-    ("512² cross 64²", 4096, 77, 320),
-]
+# The shapes the Rust example times (SD 1.5's UNet attention, batch 2, 8 heads).
+SHAPES = json.loads((pathlib.Path(__file__).parent / "attention_shapes.json").read_text())
 
 
 def main() -> None:
@@ -26,7 +21,8 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     dtype = torch.float32 if a.dtype == "f32" else torch.bfloat16
     print(f"shape | ms (torch {torch.__version__}, {a.dtype}, {a.threads} threads)")
-    for what, n, m, dim in SHAPES:
+    for shape in SHAPES:
+        what, n, m, dim = shape["what"], shape["tokens"], shape["keys"], shape["channels"]
         heads, d = 8, dim // 8
         # diffusers' AttnProcessor2_0: [B, tokens, heads·d] viewed as [B, heads, tokens, d].
         q = torch.randn(2, n, heads, d).transpose(1, 2).to(dtype)

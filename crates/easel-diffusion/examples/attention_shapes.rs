@@ -2,7 +2,8 @@
 //! with guidance): self-attention over every latent position and cross-attention over the 77
 //! text tokens, at each level where the UNet attends, for 256² and 512² images. The figures
 //! behind the attention kernel's block sizes; compare with `torch.nn.functional.
-//! scaled_dot_product_attention` on the same shapes (`scripts/attention_torch.py`).
+//! scaled_dot_product_attention` on the same shapes (`scripts/attention_torch.py`; both read
+//! `scripts/attention_shapes.json`).
 //!
 //! `cargo run --release -p easel-diffusion --example attention_shapes [-- REPEATS]`; threads
 //! from `RAYON_NUM_THREADS`. Each figure is the best of REPEATS runs.
@@ -16,18 +17,19 @@ fn main() -> candle_core::Result<()> {
     let repeats: usize = std::env::args()
         .nth(1)
         .map_or(3, |a| a.parse().expect("REPEATS is a number"));
-    // (what, tokens, keys, channels); 8 heads throughout, as SD 1.5.
-    let shapes = [
-        ("256² self 32²", 1024, 1024, 320),
-        ("256² self 16²", 256, 256, 640),
-        ("256² cross 32²", 1024, 77, 320),
-        ("512² self 64²", 4096, 4096, 320),
-        ("512² self 32²", 1024, 1024, 640),
-        ("512² self 16²", 256, 256, 1280),
-        ("512² cross 64²", 4096, 77, 320),
-    ];
+    // SD 1.5's attention shapes, shared with `scripts/attention_torch.py`; 8 heads throughout.
+    let shapes: Vec<serde_json::Value> =
+        serde_json::from_str(include_str!("../../../scripts/attention_shapes.json"))
+            .expect("the shapes file is JSON");
     println!("shape | ms");
-    for (what, n, m, dim) in shapes {
+    for shape in &shapes {
+        let field = |k: &str| shape[k].as_u64().expect("a size") as usize;
+        let (what, n, m, dim) = (
+            shape["what"].as_str().expect("a name"),
+            field("tokens"),
+            field("keys"),
+            field("channels"),
+        );
         let q = Tensor::randn(0f32, 1.0, (2, n, dim), &Device::Cpu)?;
         let k = Tensor::randn(0f32, 1.0, (2, m, dim), &Device::Cpu)?;
         let v = Tensor::randn(0f32, 1.0, (2, m, dim), &Device::Cpu)?;
