@@ -169,30 +169,3 @@ impl Upsample {
         self.conv.forward(&x.upsample_nearest2d(h * 2, w * 2)?)
     }
 }
-
-/// A depthwise k×k convolution with "same" zero padding over the spatial dims `(hd, wd)` of
-/// `x`, as k² shifted multiply-adds (candle's grouped convolution runs one group at a time).
-/// `tap(k * dy + dx)` is the kernel tap, one weight per channel, shaped to broadcast against
-/// `x` (`[1, C, 1, 1]` for NCHW, `[C]` for channels-last).
-pub fn depthwise_same(
-    x: &Tensor,
-    k: usize,
-    (hd, wd): (usize, usize),
-    tap: impl Fn(usize) -> Result<Tensor>,
-) -> Result<Tensor> {
-    let (h, w) = (x.dim(hd)?, x.dim(wd)?);
-    let p = k / 2;
-    let padded = x.pad_with_zeros(hd, p, p)?.pad_with_zeros(wd, p, p)?;
-    let mut acc: Option<Tensor> = None;
-    for dy in 0..k {
-        let rows = padded.narrow(hd, dy, h)?;
-        for dx in 0..k {
-            let term = rows.narrow(wd, dx, w)?.broadcast_mul(&tap(k * dy + dx)?)?;
-            acc = Some(match acc {
-                None => term,
-                Some(a) => (a + term)?,
-            });
-        }
-    }
-    acc.ok_or_else(|| candle_core::Error::Msg("a depthwise kernel of size 0".into()))
-}

@@ -19,6 +19,7 @@ pub mod activation;
 pub mod attention;
 pub mod bf16;
 pub mod conv;
+pub mod depthwise;
 pub mod linear;
 pub mod math;
 pub mod norm;
@@ -27,6 +28,7 @@ pub mod winograd;
 pub use activation::{geglu, gelu, quick_gelu};
 pub use attention::attention;
 pub use conv::Conv2d;
+pub use depthwise::depthwise;
 pub use linear::Linear;
 pub use norm::GroupNorm;
 

@@ -27,8 +27,8 @@
 //!   diffusers switches to quadratic (softmax-free, ReLU-normalized) attention only when
 //!   `H * W <= head_dim`, i.e. for feature maps of a few pixels; that branch is kept.
 //! * Every RMSNorm normalizes over channels (eps 1e-5, weight and bias), per pixel.
-//! * Depthwise convolutions are computed as k*k shifted multiply-adds, not by candle's
-//!   grouped convolution (which loops over the groups one by one).
+//! * Depthwise convolutions run on `kernels::depthwise`, not candle's grouped convolution
+//!   (which loops over the groups one by one).
 //! * `downsample_block_type` other than "pixel_unshuffle" (the released config says "Conv")
 //!   and `upsample_block_type` other than "interpolate" mean the other kind, as in diffusers.
 //! * Tiled decoding ([`AutoencoderDc::decode_tiled`]) follows diffusers' `tiled_decode`:
@@ -295,35 +295,23 @@ fn conv(
     Conv2d::load(cin, cout, k, cfg, bias, vb)
 }
 
-/// A depthwise k x k convolution (one filter per channel, "same" zero padding), as k*k
-/// shifted multiply-adds.
+/// A depthwise k x k convolution (one filter per channel, "same" zero padding).
 struct Depthwise {
-    /// k*k taps, each [1, C, 1, 1], row-major over the kernel.
-    taps: Vec<Tensor>,
+    /// `[C, k*k]`: each channel's taps, row-major over the kernel.
+    weight: Tensor,
     bias: Option<Tensor>,
     k: usize,
 }
 
 impl Depthwise {
     fn load(c: usize, k: usize, bias: bool, vb: VarBuilder) -> Result<Depthwise> {
-        let w = vb.get((c, 1, k, k), "weight")?.reshape((c, k * k))?;
-        let taps = (0..k * k)
-            .map(|t| w.narrow(1, t, 1)?.reshape((1, c, 1, 1)))
-            .collect::<Result<Vec<_>>>()?;
-        let bias = if bias {
-            Some(vb.get(c, "bias")?.reshape((1, c, 1, 1))?)
-        } else {
-            None
-        };
-        Ok(Depthwise { taps, bias, k })
+        let weight = vb.get((c, 1, k, k), "weight")?.reshape((c, k * k))?;
+        let bias = bias.then(|| vb.get(c, "bias")).transpose()?;
+        Ok(Depthwise { weight, bias, k })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let acc = crate::blocks::depthwise_same(x, self.k, (2, 3), |t| Ok(self.taps[t].clone()))?;
-        match &self.bias {
-            Some(b) => acc.broadcast_add(b),
-            None => Ok(acc),
-        }
+        kernels::depthwise(x, &self.weight, self.bias.as_ref(), self.k, false)
     }
 }
 

@@ -46,7 +46,10 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::kernels::linear::{linear, linear_b, Linear};
+use crate::kernels::{
+    self,
+    linear::{linear, linear_b, Linear},
+};
 use crate::loader::read_config;
 
 fn err(msg: impl Into<String>) -> candle_core::Error {
@@ -520,7 +523,7 @@ impl CrossAttention {
 /// GLUMBConv on the channel-last token grid.
 struct MixFfn {
     inverted: Linear,
-    /// `[9, 2 * hidden]`: tap `3 * dy + dx` of the depthwise kernel, per channel.
+    /// `[2 * hidden, 9]`: each channel's depthwise taps, row-major over the 3x3 kernel.
     depth_taps: Tensor,
     depth_bias: Tensor,
     point: Linear,
@@ -534,11 +537,7 @@ impl MixFfn {
         let inv_w = vi.get((c, dim, 1, 1), "weight")?.reshape((c, dim))?;
         let inv_b = vi.get_with_hints(c, "bias", Init::Const(0.0))?;
         let vd = vb.pp("conv_depth");
-        let taps = vd
-            .get((c, 1, 3, 3), "weight")?
-            .reshape((c, 9))?
-            .t()?
-            .contiguous()?;
+        let taps = vd.get((c, 1, 3, 3), "weight")?.reshape((c, 9))?;
         let depth_bias = vd.get_with_hints(c, "bias", Init::Const(0.0))?;
         let point_w = vb
             .pp("conv_point")
@@ -558,10 +557,13 @@ impl MixFfn {
         let (b, n, _) = x.dims3()?;
         let y = self.inverted.forward(x)?.silu()?;
         let c = 2 * self.hidden;
-        let y = crate::blocks::depthwise_same(&y.reshape((b, h, w, c))?, 3, (1, 2), |t| {
-            self.depth_taps.get(t)
-        })?
-        .broadcast_add(&self.depth_bias)?;
+        let y = kernels::depthwise(
+            &y.reshape((b, h, w, c))?,
+            &self.depth_taps,
+            Some(&self.depth_bias),
+            3,
+            true,
+        )?;
         let a = y.narrow(3, 0, self.hidden)?;
         let gate = y.narrow(3, self.hidden, self.hidden)?;
         let z = (a * gate.silu()?)?.reshape((b, n, self.hidden))?;
