@@ -156,7 +156,15 @@ async fn sign_in(c: &Client, base: &str, key: &str) {
         .click()
         .await
         .unwrap();
-    css(c, "#nav a").await;
+    // Signed in once the page names the user: the navigation is drawn in the same step, with
+    // the pages this user's role may open (after a sign-out the previous, hidden links are
+    // still in the page, so waiting for a link alone would read them).
+    until(
+        c,
+        "the signed-in user",
+        "document.querySelector('#who').textContent !== ''",
+    )
+    .await;
 }
 
 async fn sign_out(c: &Client) {
