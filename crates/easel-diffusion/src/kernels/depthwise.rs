@@ -183,22 +183,23 @@ pub fn depthwise_candle(
     let (h, w) = (x.dim(hd)?, x.dim(wd)?);
     let p = k / 2;
     let padded = x.pad_with_zeros(hd, p, p)?.pad_with_zeros(wd, p, p)?;
-    let mut acc = match bias {
-        Some(b) => padded
-            .narrow(hd, 0, h)?
-            .narrow(wd, 0, w)?
-            .zeros_like()?
-            .broadcast_add(&shape(b)?)?,
-        None => padded.narrow(hd, 0, h)?.narrow(wd, 0, w)?.zeros_like()?,
-    };
+    let mut acc: Option<Tensor> = None;
     for dy in 0..k {
         let rows = padded.narrow(hd, dy, h)?;
         for dx in 0..k {
             let tap = shape(&weight.narrow(1, dy * k + dx, 1)?)?;
-            acc = (acc + rows.narrow(wd, dx, w)?.broadcast_mul(&tap)?)?;
+            let term = rows.narrow(wd, dx, w)?.broadcast_mul(&tap)?;
+            acc = Some(match acc {
+                None => term,
+                Some(a) => (a + term)?,
+            });
         }
     }
-    Ok(acc)
+    let acc = acc.ok_or_else(|| candle_core::Error::Msg("a depthwise kernel of size 0".into()))?;
+    match bias {
+        Some(b) => acc.broadcast_add(&shape(b)?),
+        None => Ok(acc),
+    }
 }
 
 #[cfg(test)]
@@ -259,5 +260,28 @@ mod tests {
             "channels"
         );
         assert!(depthwise(&x, &rand(&[2, 9], 2), Some(&rand(&[3], 3)), 3, false).is_err());
+        let xl = rand(&[1, 4, 4, 2], 4);
+        assert!(
+            depthwise(&xl, &rand(&[3, 9], 2), None, 3, true).is_err(),
+            "channels-last"
+        );
+        // Empty maps give empty outputs.
+        for dims in [[1usize, 0, 4, 4], [1, 2, 0, 3], [0, 2, 3, 3]] {
+            let x = Tensor::zeros(&dims, candle_core::DType::F32, x.device()).unwrap();
+            let c = dims[1];
+            let y = depthwise(&x, &rand(&[c, 9], 5), Some(&rand(&[c], 6)), 3, false).unwrap();
+            assert_eq!(y.dims(), &dims);
+            let xl = x.permute((0, 2, 3, 1)).unwrap();
+            let y = depthwise(&xl, &rand(&[c, 9], 5), None, 3, true).unwrap();
+            assert_eq!(y.dims(), xl.dims());
+        }
+        // Another dtype takes the candle fallback, with the same result.
+        use candle_core::DType;
+        let (x, wt, bs) = (rand(&[2, 3, 6, 5], 7), rand(&[3, 9], 8), rand(&[3], 9));
+        let f64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        let got = depthwise(&f64(&x), &f64(&wt), Some(&f64(&bs)), 3, false).unwrap();
+        assert_eq!(got.dtype(), DType::F64);
+        let want = depthwise(&x, &wt, Some(&bs), 3, false).unwrap();
+        assert!(max_rel(&got.to_dtype(DType::F32).unwrap(), &want) < 1e-5);
     }
 }

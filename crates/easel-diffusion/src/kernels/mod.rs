@@ -3,6 +3,7 @@
 //! SiLU that follows it fused in), attention that never holds the whole score matrix, linear
 //! layers over any leading dimensions (bias and residual added in the product; optionally with
 //! the weight laid out for the multiply), activations in one pass (GELU, quick GELU, GEGLU),
+//! depthwise convolutions (Sana),
 //! and vectorised element-wise math. Under [`Precision::Bf16`] ([`with_precision`]) the
 //! convolution and linear layers keep bf16 weights and multiply through [`bf16`] (AMX tiles,
 //! AVX-512 BF16 or a plain loop), tested against candle's op on the rounded operands.

@@ -25,8 +25,9 @@
 //!   the additive bias `(1 - mask) * -10000`;
 //! - the Mix-FFN (GLUMBConv) is a 1x1 conv to 2 x hidden (+bias), SiLU, a 3x3 depthwise conv
 //!   (+bias), `a * silu(gate)` over the two channel halves and a 1x1 conv back (no bias); it runs
-//!   here on the channel-last token grid (1x1 convs as linear maps, the depthwise conv as nine
-//!   shifted multiply-adds), which is the same arithmetic without layout changes;
+//!   here on the channel-last token grid (1x1 convs as linear maps, the depthwise conv through
+//!   `kernels::depthwise` in its channels-last layout), the same arithmetic without layout
+//!   changes;
 //! - `qk_norm` "rms_norm_across_heads" (Sana 1.5, Sprint) is an RMSNorm over all heads of q and
 //!   k before the ReLU (attn1) or before the softmax (attn2), eps 1e-5, with a weight;
 //! - `timestep_scale` and `guidance_embeds_scale` are read by the pipelines, not by the model:
