@@ -1,8 +1,11 @@
-//! `easel bench diffusion`'s measurements: CPU timings of the engine on a family's released
+//! `easel bench diffusion`'s measurements: timings of the engine on a family's released
 //! architecture (SD 1.5; Sana 600M-512px with its Gemma-2-2B text encoder and the f32c32
 //! DC-AE) or its tiny one, with random weights written as a diffusers folder first so "load"
 //! is the real loading path (`loader::read_tensors`); or, with `Options::model`, an existing
-//! diffusers folder. The binary prints the report.
+//! diffusers SD folder (1.x, 2.x or XL). On the CPU by default, or on the device
+//! `Options::device` names, each part at the dtype the engine would load it at there
+//! (`engine::Device::dtypes`); on a GPU each timed stage ends by waiting for the device.
+//! The binary prints the report.
 //!
 //! The peak RSS includes writing the random weights (the largest component is held in memory
 //! once while it is written: Sana's text encoder is written in bf16, as the released repos
@@ -22,14 +25,16 @@ use crate::gemma::{Gemma2Config, Gemma2Model};
 use crate::sana::dcae::{AutoencoderDc, DcAeConfig, PerStage};
 use crate::sana::pipeline::SanaPipeline;
 use crate::sana::transformer::{Perturbed, SanaTransformer, SanaTransformerConfig};
-use crate::sd::unet::{Unet, UnetConfig};
+use crate::sd::unet::{AddedCond, Unet, UnetConfig};
 use crate::vae::{Vae, VaeConfig};
 
 /// What one run measured (times in seconds, sizes in MB).
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// `sd15` or `sana`.
+    /// `sd15`, `sd2`, `sdxl` (a `--model` folder) or `sana`.
     pub family: &'static str,
+    /// The device it ran on (`cpu`, `cuda:0`, …).
+    pub device: String,
     /// What one step is (SD: a UNet step with CFG, batch 2; Sana: a transformer step with CFG
     /// and PAG, batch 3).
     pub step_label: &'static str,
@@ -76,8 +81,11 @@ pub struct Options {
     /// writing random weights: the folder `scripts/bench_vs_diffusers.py` writes once and
     /// times in both engines.
     pub model: Option<std::path::PathBuf>,
-    /// The precision the models load at (`kernels::with_precision`).
+    /// The precision the models load at (`kernels::with_precision`; on a GPU the parts'
+    /// dtypes, `engine::Device::dtypes`).
     pub precision: crate::kernels::Precision,
+    /// The device spec (`cpu`, `cuda`, `cuda:1`, `metal`; see `device::device`).
+    pub device: String,
 }
 
 fn configs(tiny: bool) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
@@ -160,15 +168,37 @@ fn json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
     serde_json::from_value(v).map_err(|e| candle_core::Error::Msg(e.to_string()))
 }
 
-/// Build, write, load and time `family`'s components (`sd15` or `sana`) at `size`² over
-/// `steps` denoiser steps.
+/// Build, write, load and time `family`'s components (`sd15` or `sana`; with a `--model`
+/// folder, the SD family the folder holds) at `size`² over `steps` denoiser steps.
 pub fn run(o: &Options) -> Result<Report> {
-    match o.family.as_str() {
-        crate::family::SD15 => run_sd(o),
-        crate::family::SANA if o.model.is_none() => run_sana(o),
-        crate::family::SANA => candle_core::bail!("--model is for sd15 folders"),
-        other => candle_core::bail!("no benchmark for family `{other}` (sd15, sana)"),
+    let device = crate::engine::Device::open(&o.device)?.with_precision(o.precision)?;
+    match (o.family.as_str(), &o.model) {
+        (crate::family::SANA, None) => run_sana(o, &device),
+        (crate::family::SANA, Some(_)) => {
+            candle_core::bail!("--model is for SD folders (1.x, 2.x, XL)")
+        }
+        (crate::family::SD15, None) => run_sd(o, &crate::sd::SD15_ROW, &device),
+        (_, Some(m)) => run_sd(o, sd_family(m)?, &device),
+        (other, None) => candle_core::bail!(
+            "no benchmark writes family `{other}` (sd15, sana; other SD families with --model)"
+        ),
     }
+}
+
+/// The SD family of a `--model` folder, from its UNet's config (the folder needs no
+/// `model_index.json`): SDXL's added conditioning, SD 1.x inpainting's 9 input channels,
+/// SD 2.x's 1024-wide cross-attention, else SD 1.x.
+fn sd_family(dir: &Path) -> Result<&'static crate::family::Family> {
+    let cfg: UnetConfig = crate::loader::read_config(&dir.join("unet/config.json"))?;
+    Ok(if cfg.addition_embed_type.is_some() {
+        &crate::sd::SDXL_ROW
+    } else if cfg.in_channels == 9 {
+        &crate::sd::SD15_INPAINT_ROW
+    } else if cfg.cross_attention_dim == 1024 {
+        &crate::sd::SD2_ROW
+    } else {
+        &crate::sd::SD15_ROW
+    })
 }
 
 /// Parameters in a component folder's weight files.
@@ -198,9 +228,13 @@ struct Stages<L, E, P, S, D> {
     decode: D,
 }
 
+/// Waits for the device's queued work (a GPU's; nothing on the CPU).
+type Sync<'a> = &'a dyn Fn() -> Result<()>;
+
 /// What a run is, besides its timings.
-struct Head {
+struct Head<'a> {
     family: &'static str,
+    device: &'a Device,
     step_label: &'static str,
     tiny: bool,
     size: usize,
@@ -211,41 +245,55 @@ struct Head {
 
 fn measure<M, C, X>(
     head: Head,
+    sync: Sync,
     write: std::time::Duration,
     stages: Stages<
         impl FnOnce(&mut Vec<(&'static str, f64)>) -> Result<M>,
         impl Fn(&M) -> Result<C>,
         impl FnOnce(&M, C) -> Result<X>,
         impl Fn(&M, &X, usize) -> Result<()>,
-        impl FnOnce(&M) -> Result<()>,
+        impl Fn(&M) -> Result<()>,
     >,
 ) -> Result<Report> {
     let rss_before = peak_rss_mb();
     let t = Instant::now();
     let mut components = Vec::new();
     let model = (stages.load)(&mut components)?;
+    sync()?;
     let load = t.elapsed();
     let rss_after_load = rss_mb();
     // Timed the second time: the first also reads the text encoder's mapped embeddings.
     (stages.encode)(&model)?;
+    sync()?;
     let t = Instant::now();
     let encoded = (stages.encode)(&model)?;
+    sync()?;
     let encode = t.elapsed();
     let x = (stages.prepare)(&model, encoded)?;
+    sync()?;
     let t = Instant::now();
     (stages.step)(&model, &x, 0)?; // warm-up
+    sync()?;
     let first_step = t.elapsed();
     let t = Instant::now();
     for i in 0..head.steps {
         (stages.step)(&model, &x, i)?;
     }
+    sync()?;
     let step = t.elapsed() / head.steps.max(1) as u32;
     let rss_after_steps = rss_mb();
+    if !head.device.is_cpu() {
+        // A GPU's first decode also compiles and picks its kernels: timed the second time.
+        (stages.decode)(&model)?;
+        sync()?;
+    }
     let t = Instant::now();
     (stages.decode)(&model)?;
+    sync()?;
     let decode = t.elapsed();
     Ok(Report {
         family: head.family,
+        device: crate::device::name(head.device),
         step_label: head.step_label,
         tiny: head.tiny,
         size: head.size,
@@ -268,12 +316,17 @@ fn measure<M, C, X>(
     })
 }
 
-fn run_sd(o: &Options) -> Result<Report> {
+fn run_sd(
+    o: &Options,
+    family: &'static crate::family::Family,
+    device: &crate::engine::Device,
+) -> Result<Report> {
     let (size, steps, tiny) = (o.size, o.steps, o.tiny);
     if size % 8 != 0 || size == 0 {
         candle_core::bail!("--size must be a positive multiple of 8");
     }
-    let dev = Device::Cpu;
+    let dev = device.0.clone();
+    let dtypes = device.dtypes(family);
     let tmp = tempfile::tempdir()?;
     let t = Instant::now();
     let (dir, (unet_params, vae_params, clip_params)) = match &o.model {
@@ -290,7 +343,8 @@ fn run_sd(o: &Options) -> Result<Report> {
     let write = t.elapsed();
     let lat = size / 8;
     let head = Head {
-        family: crate::family::SD15,
+        family: family.id,
+        device: &dev,
         step_label: "UNet step with CFG (batch 2)",
         tiny,
         size,
@@ -298,6 +352,7 @@ fn run_sd(o: &Options) -> Result<Report> {
         params: (unet_params, vae_params, clip_params),
         model: o.model.clone(),
     };
+    type Parts = (ClipTextModel, Unet, Vae);
     let stages = Stages {
         load: |rss: &mut Vec<(&'static str, f64)>| {
             with_precision(o.precision, || {
@@ -305,40 +360,74 @@ fn run_sd(o: &Options) -> Result<Report> {
                     &dir.join("text_encoder"),
                     "text_encoder",
                     &[],
-                    DType::F32,
+                    dtypes.text,
                     &dev,
                 )?;
                 rss.push(("text encoder", rss_mb()));
-                let unet = Unet::from_dir(&dir.join("unet"), &[], DType::F32, &dev)?;
+                let unet = Unet::from_dir(&dir.join("unet"), &[], dtypes.denoiser, &dev)?;
                 rss.push(("UNet", rss_mb()));
-                let vae = Vae::from_dir(&dir.join("vae"), DType::F32, &dev)?;
+                let vae = Vae::from_dir(&dir.join("vae"), dtypes.vae, &dev)?;
                 rss.push(("VAE", rss_mb()));
                 Ok((te, unet, vae))
             })
         },
-        encode: |(te, _, _): &(ClipTextModel, Unet, Vae)| {
+        encode: |(te, _, _): &Parts| {
             let ids = Tensor::new(vec![vec![1u32; 77]; 2], &dev)?;
             Ok(te.forward(&ids)?.last_hidden_state)
         },
-        prepare: |_: &(ClipTextModel, Unet, Vae), ctx: Tensor| {
-            Ok((Tensor::randn(0f32, 1f32, (2, 4, lat, lat), &dev)?, ctx))
+        // SDXL's context is both encoders' states side by side and its added conditioning
+        // the second's pooled output: random ones of those shapes (the second encoder's
+        // time is not what is measured).
+        prepare: |(_, unet, _): &Parts, ctx: Tensor| {
+            let cfg = &unet.config;
+            let ctx = if ctx.dim(2)? == cfg.cross_attention_dim {
+                ctx
+            } else {
+                Tensor::randn(0f32, 1f32, (2, 77, cfg.cross_attention_dim), &dev)?
+            };
+            let added = match (
+                &cfg.addition_embed_type,
+                cfg.projection_class_embeddings_input_dim,
+            ) {
+                (Some(_), Some(input)) => {
+                    let time_dim = 6 * cfg.addition_time_embed_dim.unwrap_or(256);
+                    Some((
+                        Tensor::randn(0f32, 1f32, (2, input - time_dim), &dev)?,
+                        crate::sd::unet::sdxl_time_ids(size, size, 2, &dev)?,
+                    ))
+                }
+                _ => None,
+            };
+            let x = Tensor::randn(0f32, 1f32, (2, cfg.in_channels, lat, lat), &dev)?;
+            Ok((x, ctx, added))
         },
-        step: |(_, unet, _): &(ClipTextModel, Unet, Vae), (x, ctx): &(Tensor, Tensor), i| {
-            unet.forward(x, 999.0 - i as f64, ctx, None).map(|_| ())
+        step: |(_, unet, _): &Parts,
+               (x, ctx, added): &(Tensor, Tensor, Option<(Tensor, Tensor)>),
+               i| {
+            let added = added.as_ref().map(|(text_embeds, time_ids)| AddedCond {
+                text_embeds,
+                time_ids,
+            });
+            unet.forward(x, 999.0 - i as f64, ctx, added).map(|_| ())
         },
-        decode: |(_, _, vae): &(ClipTextModel, Unet, Vae)| {
-            let z = Tensor::randn(0f32, 1f32, (1, 4, lat, lat), &dev)?;
+        decode: |(_, _, vae): &Parts| {
+            let z = Tensor::randn(0f32, 1f32, (1, vae.config.latent_channels, lat, lat), &dev)?;
             vae.decode(&z).map(|_| ())
         },
     };
-    let mut report = measure(head, write, stages)?;
-    report.tiny_vae_decode_s = Some(time_tiny_vae(lat, tiny, o.precision)?);
+    let mut report = measure(head, &|| dev.synchronize(), write, stages)?;
+    report.tiny_vae_decode_s = Some(time_tiny_vae(lat, tiny, o.precision, &dev)?);
     Ok(report)
 }
 
 /// Seconds of one TAESD decode of a `[1, 4, lat, lat]` latent (random weights; after a
 /// warm-up at the same size).
-fn time_tiny_vae(lat: usize, tiny: bool, precision: crate::kernels::Precision) -> Result<f64> {
+fn time_tiny_vae(
+    lat: usize,
+    tiny: bool,
+    precision: crate::kernels::Precision,
+    dev: &Device,
+) -> Result<f64> {
     let dir = tempfile::tempdir()?;
     if tiny {
         crate::taesd::make_tiny(dir.path(), 4, 5)?;
@@ -346,12 +435,14 @@ fn time_tiny_vae(lat: usize, tiny: bool, precision: crate::kernels::Precision) -
         crate::taesd::write_random(dir.path(), crate::taesd::released_config(4), 5)?;
     }
     let t = with_precision(precision, || {
-        crate::taesd::TinyVae::load_path(dir.path(), &Device::Cpu)
+        crate::taesd::TinyVae::load_path(dir.path(), dev)
     })?;
-    let z = Tensor::randn(0f32, 1f32, (1, 4, lat, lat), &Device::Cpu)?;
+    let z = Tensor::randn(0f32, 1f32, (1, 4, lat, lat), dev)?;
     t.forward(&z)?;
+    dev.synchronize()?;
     let start = Instant::now();
     t.forward(&z)?;
+    dev.synchronize()?;
     Ok(start.elapsed().as_secs_f64())
 }
 
@@ -422,12 +513,13 @@ fn sana_dcae_f32c32() -> DcAeConfig {
     }
 }
 
-fn run_sana(o: &Options) -> Result<Report> {
+fn run_sana(o: &Options, device: &crate::engine::Device) -> Result<Report> {
     let (size, steps, tiny) = (o.size, o.steps, o.tiny);
     if size % 32 != 0 || size == 0 {
         candle_core::bail!("--size must be a positive multiple of 32");
     }
-    let dev = Device::Cpu;
+    let dev = device.0.clone();
+    let dtypes = device.dtypes(&crate::sana::SANA_ROW);
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
     let t = Instant::now();
@@ -474,6 +566,7 @@ fn run_sana(o: &Options) -> Result<Report> {
     let write = t.elapsed();
     let head = Head {
         family: crate::family::SANA,
+        device: &dev,
         step_label: "transformer step with CFG + PAG (batch 3)",
         tiny,
         size,
@@ -491,16 +584,17 @@ fn run_sana(o: &Options) -> Result<Report> {
     };
     let stages = Stages {
         load: |_: &mut Vec<(&'static str, f64)>| {
-            with_precision(o.precision, || SanaPipeline::load(dir, DType::F32, &dev))
+            with_precision(o.precision, || SanaPipeline::load(dir, dtypes, &dev))
         },
         encode: |pipe: &SanaPipeline| pipe.text.encode("a cyberpunk cat with a neon sign", 300),
-        // As the pipeline runs: the caption side once, then the steps.
+        // As the pipeline runs: the caption side once, then the steps, in the transformer's
+        // dtype.
         prepare: |pipe: &SanaPipeline, (embeds, mask): (Tensor, Tensor)| {
             let caption = pipe
                 .transformer
                 .caption(&embeds.repeat((rows, 1, 1))?, &mask.repeat((rows, 1))?)?;
             Ok((
-                latent(pipe, rows)?,
+                latent(pipe, rows)?.to_dtype(pipe.transformer.dtype())?,
                 Tensor::full(999f32, rows, &dev)?,
                 caption,
                 pipe.pag_blocks().to_vec(),
@@ -519,7 +613,7 @@ fn run_sana(o: &Options) -> Result<Report> {
         },
         decode: |pipe: &SanaPipeline| pipe.decode(&latent(pipe, 1)?).map(|_| ()),
     };
-    measure(head, write, stages)
+    measure(head, &|| dev.synchronize(), write, stages)
 }
 
 #[cfg(test)]
@@ -533,6 +627,7 @@ mod tests {
             tiny: true,
             model: None,
             precision: Default::default(),
+            device: "cpu".into(),
         };
         for family in ["sd15", "sana"] {
             let r = super::run(&opts(family, 64)).unwrap();
@@ -563,14 +658,48 @@ mod tests {
         .unwrap();
         assert_eq!(again.params, params);
         assert_eq!(again.model.as_deref(), Some(dir.path()));
+        assert_eq!((again.family, again.device.as_str()), ("sd15", "cpu"));
+
+        // An SDXL folder: its family from the UNet's config; the step gets SDXL's added
+        // conditioning and its wider context.
+        let xl = tempfile::tempdir().unwrap();
+        crate::sd::tiny::make_tiny(crate::sd::Variant::Sdxl, xl.path(), 0).unwrap();
+        let r = super::run(&super::Options {
+            model: Some(xl.path().to_path_buf()),
+            ..opts("sdxl", 64)
+        })
+        .unwrap();
+        assert_eq!(r.family, "sdxl");
+        assert!(r.step_s > 0.0 && r.decode_s > 0.0);
+
+        // A device this build lacks, and f16 on the CPU, are refused before any work.
+        if !crate::device::has_cuda() {
+            let e = super::run(&super::Options {
+                device: "cuda".into(),
+                ..opts("sd15", 64)
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("--features cuda"), "{e}");
+        }
+        let e = super::run(&super::Options {
+            precision: crate::kernels::Precision::F16,
+            ..opts("sd15", 64)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("GPUs only"), "{e}");
     }
 
+    /// The components are reported in load order, each a resident size under the peak. (Not
+    /// that each is larger than the last: the other tests of this process allocate and free
+    /// memory meanwhile.)
     fn r_after_load_is_resident(r: &super::Report) -> bool {
         let names: Vec<&str> = r.rss_components_mb.iter().map(|c| c.0).collect();
         names == ["text encoder", "UNet", "VAE"]
             && r.rss_components_mb
-                .windows(2)
-                .all(|w| w[0].1 <= w[1].1 + 1.0)
+                .iter()
+                .all(|c| c.1 > 0.0 && c.1 <= r.rss_peak_mb + 1.0)
             && r.rss_after_load_mb > 0.0
             && r.rss_after_load_mb <= r.rss_peak_mb + 1.0
     }

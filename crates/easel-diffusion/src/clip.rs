@@ -109,6 +109,11 @@ pub struct ClipTextModel {
 }
 
 impl ClipTextModel {
+    /// The dtype the encoder computes in and returns (its weights').
+    pub fn dtype(&self) -> candle_core::DType {
+        self.position_embedding.dtype()
+    }
+
     /// Build from weights. `vb` is at the checkpoint root: the `text_model.` prefix is
     /// detected; `text_projection` is used when present.
     pub fn load(vb: VarBuilder, cfg: &ClipTextConfig) -> Result<ClipTextModel> {

@@ -103,6 +103,16 @@ pub fn device(spec: &str) -> Result<Device> {
     }
 }
 
+/// The device's spec as [`device`] takes it (`cpu`, `cuda:0`, `metal:0`): where `auto`
+/// landed.
+pub fn name(d: &Device) -> String {
+    match d.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,21 +31,43 @@ impl Device {
         Device(candle_core::Device::Cpu, Precision::F32)
     }
 
-    /// The device with pipelines loaded at `precision` from now on: `bf16` keeps the weights
-    /// of the layers built on the engine's kernels (`kernels::Conv2d`, `kernels::Linear`) in
-    /// bf16 and runs their products in bf16 with `f32` sums (see `kernels::bf16`). The CPU only: on a GPU the models run in `f32`, and asking
-    /// for `bf16` there is an error rather than a silent change.
+    /// The device with pipelines loaded at `precision` from now on.
+    ///
+    /// On the CPU, `bf16` keeps the weights of the layers built on the engine's kernels
+    /// (`kernels::Conv2d`, `kernels::Linear`) in bf16 and runs their products in bf16 with
+    /// `f32` sums (see `kernels::bf16`); `f16` is refused there (the CPU kernels have no f16
+    /// products: bf16 is the CPU's half precision).
+    ///
+    /// On a GPU, the parts load as candle tensors of that dtype: `bf16` every part; `f16`
+    /// the parts the family's row allows ([`Family::f16`]: SD's UNet and CLIP, with its VAE
+    /// in f32).
     pub fn with_precision(self, precision: Precision) -> Result<Device> {
-        if precision != Precision::F32 && !self.0.is_cpu() {
+        if precision == Precision::F16 && self.0.is_cpu() {
             candle_core::bail!(
-                "precision {precision} runs on the CPU only; GPU devices run f32 here"
+                "precision f16 runs on GPUs only; on the CPU use bf16 (half the memory, \
+                 bf16 products) or f32"
             );
         }
         Ok(Device(self.0, precision))
     }
 
+    /// The dtypes `family`'s parts load at on this device and precision.
+    pub fn dtypes(&self, family: &Family) -> family::Dtypes {
+        part_dtypes(self.0.is_cpu(), self.1, family)
+    }
+
     pub fn precision(&self) -> Precision {
         self.1
+    }
+}
+
+/// The dtypes `family`'s parts load at on the CPU (`cpu`) or a GPU at `precision`.
+fn part_dtypes(cpu: bool, precision: Precision, family: &Family) -> family::Dtypes {
+    match (cpu, precision) {
+        // The CPU's bf16 is the kernels' weight layout, under f32 tensors.
+        (true, _) | (false, Precision::F32) => family::Dtypes::all(DType::F32),
+        (false, Precision::F16) => family.f16,
+        (false, Precision::Bf16) => family::Dtypes::all(DType::BF16),
     }
 }
 
@@ -210,8 +232,8 @@ fn check_tiny(f: &Family, t: &TinyVae) -> Result<()> {
 }
 
 impl Pipeline {
-    /// Load a diffusers folder (f32) onto `device`, with LoRAs merged; its family comes from
-    /// the family table.
+    /// Load a diffusers folder onto `device` at its precision ([`Device::dtypes`]), with
+    /// LoRAs merged; its family comes from the family table.
     pub fn load_dir(dir: &Path, loras: &[(&Lora, f64)], device: &Device) -> Result<Pipeline> {
         let family = family::detect_dir(dir).ok_or_else(|| {
             candle_core::Error::Msg(format!(
@@ -225,7 +247,7 @@ impl Pipeline {
             ))
         })?;
         let inner = kernels::with_precision(device.1, || {
-            (family.load_dir)(dir, loras, DType::F32, &device.0)
+            (family.load_dir)(dir, loras, device.dtypes(family), &device.0)
         })?;
         Ok(Pipeline {
             family,
@@ -236,7 +258,8 @@ impl Pipeline {
         })
     }
 
-    /// Load a single-file checkpoint (f32) with the tokenizers and configs of `support`.
+    /// Load a single-file checkpoint at `device`'s precision with the tokenizers and configs
+    /// of `support`.
     pub fn load_file(
         file: &Path,
         support: &Path,
@@ -257,7 +280,7 @@ impl Pipeline {
             ))
         })?;
         let inner = kernels::with_precision(device.1, || {
-            load(file, support, loras, DType::F32, &device.0)
+            load(file, support, loras, device.dtypes(family), &device.0)
         })?;
         Ok(Pipeline {
             family,
@@ -329,5 +352,45 @@ impl Pipeline {
     /// Pooled text embeddings and token counts (CLIP families).
     pub fn embed_texts(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
         self.inner.embed_texts(texts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CPU keeps f32 tensors at every precision (bf16 lives in the kernels' weights) and
+    /// refuses f16; a GPU loads each part at the precision's dtype, f16 as the family's row
+    /// says.
+    #[test]
+    fn precisions_map_to_part_dtypes() {
+        use family::Dtypes;
+        let sd = family::by_name("sd15").unwrap();
+        let sana = family::by_name("sana").unwrap();
+        for p in [Precision::F32, Precision::Bf16, Precision::F16] {
+            assert_eq!(part_dtypes(true, p, sd), Dtypes::all(DType::F32));
+        }
+        assert_eq!(
+            part_dtypes(false, Precision::F32, sd),
+            Dtypes::all(DType::F32)
+        );
+        assert_eq!(
+            part_dtypes(false, Precision::Bf16, sana),
+            Dtypes::all(DType::BF16)
+        );
+        assert_eq!(part_dtypes(false, Precision::F16, sd), sd.f16);
+        assert_eq!(part_dtypes(false, Precision::F16, sana), sana.f16);
+        assert_eq!(sd.f16.vae, DType::F32, "SD's VAE decodes in f32");
+
+        let e = Device::cpu()
+            .with_precision(Precision::F16)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("GPUs only") && e.contains("bf16"), "{e}");
+        let cpu = Device::cpu().with_precision(Precision::Bf16).unwrap();
+        assert_eq!(cpu.dtypes(sd), Dtypes::all(DType::F32));
+        assert_eq!("fp16".parse::<Precision>(), Ok(Precision::F16));
+        assert_eq!(Precision::F16.to_string(), "f16");
     }
 }

@@ -61,10 +61,38 @@ pub trait Generator: Send + Sync {
     }
 }
 
+/// The dtypes a pipeline's parts load at: the denoiser (UNet or transformer), the text
+/// encoders and the autoencoder. Each part computes in its own dtype; the pipelines convert
+/// between them, so what runs between the parts (noise, scheduler, guidance) stays `f32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dtypes {
+    pub denoiser: DType,
+    pub text: DType,
+    pub vae: DType,
+}
+
+impl Dtypes {
+    /// Every part at `d`.
+    pub const fn all(d: DType) -> Dtypes {
+        Dtypes {
+            denoiser: d,
+            text: d,
+            vae: d,
+        }
+    }
+}
+
+impl From<DType> for Dtypes {
+    fn from(d: DType) -> Dtypes {
+        Dtypes::all(d)
+    }
+}
+
 /// Loads a diffusers folder with LoRAs merged.
-pub type LoadDir = fn(&Path, &[(&Lora, f64)], DType, &Device) -> Result<Box<dyn Generator>>;
+pub type LoadDir = fn(&Path, &[(&Lora, f64)], Dtypes, &Device) -> Result<Box<dyn Generator>>;
 /// Loads a single-file checkpoint, with the tokenizers and configs of a support folder.
-pub type LoadFile = fn(&Path, &Path, &[(&Lora, f64)], DType, &Device) -> Result<Box<dyn Generator>>;
+pub type LoadFile =
+    fn(&Path, &Path, &[(&Lora, f64)], Dtypes, &Device) -> Result<Box<dyn Generator>>;
 
 /// One model family.
 pub struct Family {
@@ -92,6 +120,9 @@ pub struct Family {
     /// The scheduler config the family's released models ship (for folders without one).
     pub default_scheduler: fn() -> Value,
     pub preview: Preview,
+    /// The parts' dtypes when a GPU runs the family at f16 (`--precision f16`): the parts
+    /// whose activations overflow f16's range stay wider.
+    pub f16: Dtypes,
     /// The name of the family's tiny autoencoder (TAESD) in the models folder's
     /// `vae_approx/` (see [`crate::taesd`]), where one exists for its latent space.
     pub tiny_vae: Option<&'static str>,
@@ -254,7 +285,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             (f.make_tiny)(dir.path(), 1).unwrap();
             assert_eq!(detect_dir(dir.path()), Some(*f), "{}", f.id);
-            (f.load_dir)(dir.path(), &[], DType::F32, &Device::Cpu).unwrap();
+            (f.load_dir)(dir.path(), &[], Dtypes::all(DType::F32), &Device::Cpu).unwrap();
         }
     }
 }

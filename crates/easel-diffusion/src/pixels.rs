@@ -88,6 +88,20 @@ pub fn latent_preview(latents: &Tensor, preview: Preview) -> Result<(usize, usiz
     Ok((w, h, rgb))
 }
 
+/// PSNR (dB) of two 8-bit images of the same size (infinite when equal): how the tests
+/// compare an image made at a narrower precision with the f32 one.
+#[cfg(test)]
+pub(crate) fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0f64 * 255.0 / mse).log10()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

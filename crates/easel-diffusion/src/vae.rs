@@ -120,6 +120,8 @@ pub struct Vae {
     decoder: Decoder,
     quant_conv: Option<Conv2d>,
     post_quant_conv: Option<Conv2d>,
+    /// The weights' dtype: what the encoder and decoder compute in.
+    dtype: DType,
 }
 
 /// The latent distribution of an encoded image.
@@ -234,6 +236,7 @@ impl Vae {
             config: cfg,
             encoder,
             decoder,
+            dtype: vb.dtype(),
         })
     }
 
@@ -248,10 +251,16 @@ impl Vae {
         )
     }
 
-    /// Encode images in [-1, 1] ([B, 3, H, W]) to their latent distribution (unscaled).
+    /// The dtype the autoencoder computes in (its weights').
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Encode images in [-1, 1] ([B, 3, H, W]) to their latent distribution (unscaled), in
+    /// `x`'s dtype (computed in the autoencoder's).
     pub fn encode(&self, x: &Tensor) -> Result<Posterior> {
         let e = &self.encoder;
-        let mut h = e.conv_in.forward(x)?;
+        let mut h = e.conv_in.forward(&x.to_dtype(self.dtype)?)?;
         for l in &e.levels {
             for r in &l.resnets {
                 h = r.forward(&h, None)?;
@@ -266,17 +275,21 @@ impl Vae {
             h = q.forward(&h)?;
         }
         let lat = self.config.latent_channels;
+        let h = h.to_dtype(x.dtype())?;
         Ok(Posterior {
             mean: h.narrow(1, 0, lat)?,
             logvar: h.narrow(1, lat, lat)?.clamp(-30f32, 20f32)?,
         })
     }
 
-    /// Decode unscaled latents to images in [-1, 1].
+    /// Decode unscaled latents to images in [-1, 1], in `z`'s dtype (computed in the
+    /// autoencoder's).
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        let out_dtype = z.dtype();
+        let z = z.to_dtype(self.dtype)?;
         let z = match &self.post_quant_conv {
-            Some(p) => p.forward(z)?,
-            None => z.clone(),
+            Some(p) => p.forward(&z)?,
+            None => z,
         };
         let d = &self.decoder;
         let mut h = d.mid.forward(&d.conv_in.forward(&z)?)?;
@@ -288,7 +301,9 @@ impl Vae {
                 h = u.forward(&h)?;
             }
         }
-        d.conv_out.forward(&d.norm_out.forward_silu(&h)?)
+        d.conv_out
+            .forward(&d.norm_out.forward_silu(&h)?)?
+            .to_dtype(out_dtype)
     }
 
     /// Latents as the pipeline keeps them → image in [0, 1]:

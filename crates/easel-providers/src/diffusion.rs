@@ -32,7 +32,7 @@ pub const TASKS: &[&str] = easel_core::generate::TASKS;
 pub struct EngineConfig {
     /// `cpu`, `cuda`, `cuda:N`, `metal` or `auto`.
     pub device: String,
-    /// The precision of the models' convolution and linear layers (`bf16`: the CPU only).
+    /// The precision models load at (`easel_diffusion::engine::Device::with_precision`).
     pub precision: Precision,
     /// Pipelines kept loaded (at least 1).
     pub max_loaded_models: usize,
@@ -130,7 +130,7 @@ impl Engine {
         }
         let bytes = match self.config.precision {
             // The layers' weights, nearly all of a model's, are kept at half their f32 size.
-            Precision::Bf16 => weight_bytes(&spec.source) / 2,
+            Precision::Bf16 | Precision::F16 => weight_bytes(&spec.source) / 2,
             Precision::F32 => weight_bytes(&spec.source),
         };
         self.evict_for(bytes);

@@ -46,11 +46,12 @@ enum BenchCmd {
         #[arg(long)]
         database_url: Option<String>,
     },
-    /// The diffusion engine on CPU: a family's full-size architecture with random weights
-    /// (written to a temporary folder and loaded like a real model), f32: SD 1.5, or Sana
-    /// 600M-512px with its Gemma-2-2B text encoder and DC-AE (about 14 GB of memory).
+    /// The diffusion engine (CPU by default): a family's full-size architecture with random
+    /// weights (written to a temporary folder and loaded like a real model): SD 1.5, or Sana
+    /// 600M-512px with its Gemma-2-2B text encoder and DC-AE (about 14 GB of memory); or an
+    /// SD folder (`--model`).
     Diffusion {
-        /// `sd15` or `sana`.
+        /// `sd15` or `sana` (with `--model`, the folder's SD family is read off its UNet).
         #[arg(long, default_value = "sd15")]
         family: String,
         /// Image side in pixels (a multiple of 8; of 32 for Sana; default 256, Sana 512).
@@ -68,9 +69,13 @@ enum BenchCmd {
         #[arg(long)]
         model: Option<std::path::PathBuf>,
         /// `f32`, or `bf16`: the kernels' convolution and linear weights in bf16, products in bf16 with
-        /// f32 sums (AMX or AVX-512 BF16 where the CPU has them).
+        /// f32 sums (AMX or AVX-512 BF16 where the CPU has them); on a GPU also `f16` (the
+        /// family's f16 parts: SD's UNet and CLIP, its VAE in f32).
         #[arg(long, default_value = "f32")]
         precision: easel_diffusion::kernels::Precision,
+        /// `cpu`, `cuda`, `cuda:N` or `metal` (a build with that feature).
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
 }
 
@@ -101,6 +106,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             tiny,
             model,
             precision,
+            device,
         } => {
             let size = size.unwrap_or(if family == "sana" { 512 } else { 256 });
             let o = easel_diffusion::bench::Options {
@@ -110,6 +116,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
                 tiny,
                 model,
                 precision,
+                device,
             };
             tokio::task::spawn_blocking(move || crate::bench_diffusion::run(&o)).await?
         }

@@ -7,23 +7,31 @@ pub fn run(o: &Options) -> Result<()> {
     let size = o.size;
     let r = easel_diffusion::bench::run(o).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
-        "easel bench diffusion ({}, {size}x{size}, {}, CPU, {} threads, {})",
+        "easel bench diffusion ({}, {size}x{size}, {}, {}, {})",
         match (r.tiny, r.family) {
             (true, f) => format!("tiny {f} architecture"),
             (false, "sana") => "Sana 600M-512px architecture, random weights".to_string(),
-            (false, _) => match &r.model {
-                Some(m) => format!("SD 1.5 folder {}", m.display()),
+            (false, f) => match &r.model {
+                Some(m) => format!(
+                    "{} folder {}",
+                    easel_diffusion::family::by_name(f).map_or(f, |f| f.label),
+                    m.display()
+                ),
                 None => "SD 1.5 architecture, random weights".to_string(),
             },
         },
-        match o.precision {
-            easel_diffusion::kernels::Precision::F32 => "f32".to_string(),
-            p => format!(
+        match (o.precision, r.device.as_str()) {
+            (easel_diffusion::kernels::Precision::F32, _) => "f32".to_string(),
+            (p, "cpu") => format!(
                 "{p} ({:?} kernel)",
                 easel_diffusion::kernels::bf16::kernel()
             ),
+            (p, _) => p.to_string(),
         },
-        r.threads,
+        match r.device.as_str() {
+            "cpu" => format!("CPU, {} threads", r.threads),
+            d => d.to_string(),
+        },
         if cfg!(debug_assertions) {
             "debug build"
         } else {
@@ -45,16 +53,16 @@ pub fn run(o: &Options) -> Result<()> {
     if r.model.is_none() {
         println!("{:<44} {:>12.2}", "random weights written, s", r.write_s);
     }
-    println!("{:<44} {:>12.3}", "model load, s", r.load_s);
+    println!("{:<44} {:>12.5}", "model load, s", r.load_s);
     println!(
-        "{:<44} {:>12.3}",
+        "{:<44} {:>12.5}",
         "text encode (one prompt, warm), s", r.encode_s
     );
-    println!("{:<44} {:>12.3}", "first step (warm-up), s", r.first_step_s);
-    println!("{:<44} {:>12.3}", format!("{}, s", r.step_label), r.step_s);
-    println!("{:<44} {:>12.3}", "VAE decode (1 image), s", r.decode_s);
+    println!("{:<44} {:>12.5}", "first step (warm-up), s", r.first_step_s);
+    println!("{:<44} {:>12.5}", format!("{}, s", r.step_label), r.step_s);
+    println!("{:<44} {:>12.5}", "VAE decode (1 image), s", r.decode_s);
     if let Some(s) = r.tiny_vae_decode_s {
-        println!("{:<44} {:>12.3}", "TAESD decode (1 image), s", s);
+        println!("{:<44} {:>12.5}", "TAESD decode (1 image), s", s);
     }
     println!(
         "{:<44} {:>12.0}",

@@ -69,8 +69,9 @@ pub struct ServeArgs {
     /// Device of the diffusion engine: cpu, cuda, cuda:N, metal or auto (default cpu).
     #[arg(long, env = "EASEL_DEVICE")]
     pub device: Option<String>,
-    /// Precision of the local models' convolution and linear layers: f32 (default) or bf16
-    /// (CPU only: half the weight memory; faster where the CPU has AMX or AVX-512 BF16).
+    /// Precision of the local models: f32 (default); bf16 (on the CPU the convolution and
+    /// linear layers' weights and products: half the weight memory, faster where the CPU has
+    /// AMX or AVX-512 BF16; on a GPU every part); f16 (GPUs: SD's UNet and CLIP, its VAE f32).
     #[arg(long, env = "EASEL_PRECISION")]
     pub precision: Option<String>,
     /// Diffusion pipelines kept loaded; the least recently used is unloaded first (default 1).

@@ -79,8 +79,8 @@ pub struct GenerateArgs {
     /// cpu, cuda, cuda:N, metal or auto.
     #[arg(long, default_value = "cpu", env = "EASEL_DEVICE")]
     pub device: String,
-    /// f32, or bf16 (CPU only): the kernels' convolution and linear weights in bf16, products in bf16
-    /// with f32 sums.
+    /// f32; bf16 (on the CPU the kernels' convolution and linear weights in bf16, products in
+    /// bf16 with f32 sums; on a GPU every part); f16 (GPUs: SD's UNet and CLIP, its VAE f32).
     #[arg(long, default_value = "f32", env = "EASEL_PRECISION")]
     pub precision: easel_diffusion::kernels::Precision,
     /// 1 to 100, for JPEG and WebP.

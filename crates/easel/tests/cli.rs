@@ -330,7 +330,7 @@ fn bench_diffusion_runs_on_a_tiny_model() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("SD 1.5 folder"), "{text}");
+    assert!(text.contains("Stable Diffusion 1.x folder"), "{text}");
     assert!(text.contains("RSS after loading the UNet"), "{text}");
     assert!(!text.contains("random weights written"), "{text}");
 }

@@ -199,7 +199,7 @@ fn make_tiny_then_generate_from_folder_and_single_file() {
         data.path(),
     );
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected `f32` or `bf16`"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected `f32`, `bf16` or `f16`"));
     // bf16 weights and products run end to end (its pixels against f32: `sd::tests`).
     let half = data.path().join("half.png");
     ok(&easel(

@@ -51,11 +51,53 @@ pub fn attention(
             .contiguous()?
             .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op);
     }
+    #[cfg(feature = "flash-attn")]
+    if flash_fits(q, dim / heads) {
+        return flash(q, k, v, heads, scale, causal);
+    }
     attention_candle(q, k, v, heads, scale, causal)
 }
 
+/// Whether FlashAttention-2 takes this attention: a CUDA tensor in f16 or bf16, with a head
+/// size it has kernels for (a multiple of 8, at most 256).
+#[cfg(feature = "flash-attn")]
+fn flash_fits(q: &Tensor, d: usize) -> bool {
+    use candle_core::DType;
+    q.device().is_cuda()
+        && matches!(q.dtype(), DType::F16 | DType::BF16)
+        && d.is_multiple_of(8)
+        && d <= 256
+}
+
+/// FlashAttention-2 (`candle-flash-attn`), which reads `[B, n, heads, d]`: the projections'
+/// layout split, without a transpose.
+#[cfg(feature = "flash-attn")]
+fn flash(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    scale: f64,
+    causal: bool,
+) -> Result<Tensor> {
+    let (b, n, dim) = q.dims3()?;
+    let m = k.dim(1)?;
+    let d = dim / heads;
+    let split = |t: &Tensor, len: usize| t.contiguous()?.reshape((b, len, heads, d));
+    candle_flash_attn::flash_attn(
+        &split(q, n)?,
+        &split(k, m)?,
+        &split(v, m)?,
+        scale as f32,
+        causal,
+    )?
+    .reshape((b, n, dim))
+}
+
 /// The same computation with candle's ops (split heads, full score matrix, softmax): the
-/// GPU path and the tests' reference.
+/// GPU path (without `flash-attn`, or where it does not fit) and the tests' reference. f16
+/// scores and softmax are computed in f32, as diffusers' `upcast_attention` does: SD 2.x's
+/// attention logits overflow f16.
 pub fn attention_candle(
     q: &Tensor,
     k: &Tensor,
@@ -71,16 +113,22 @@ pub fn attention_candle(
         t.reshape((b, m, heads, d))?.transpose(1, 2)?.contiguous()
     };
     let (q, k, v) = (split(q)?, split(k)?, split(v)?);
-    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    let dtype = q.dtype();
+    let wide = |t: &Tensor| match dtype {
+        candle_core::DType::F16 => t.to_dtype(candle_core::DType::F32),
+        _ => Ok(t.clone()),
+    };
+    let mut scores = (wide(&q)?.matmul(&wide(&k)?.t()?)? * scale)?;
     if causal {
         let m = k.dim(2)?;
         let mask: Vec<f32> = (0..n)
             .flat_map(|i| (0..m).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
             .collect();
-        let mask = Tensor::from_vec(mask, (n, m), q.device())?.to_dtype(q.dtype())?;
+        let mask = Tensor::from_vec(mask, (n, m), q.device())?.to_dtype(scores.dtype())?;
         scores = scores.broadcast_add(&mask)?;
     }
     candle_nn::ops::softmax_last_dim(&scores)?
+        .to_dtype(dtype)?
         .matmul(&v)?
         .transpose(1, 2)?
         .reshape((b, n, dim))
@@ -190,6 +238,81 @@ impl CustomOp3 for AttentionOp {
 mod tests {
     use super::*;
     use crate::kernels::testutil::{max_rel, rand};
+
+    /// FlashAttention-2 gives candle's attention on the GPU, f16 and bf16, causal or not. A
+    /// build with `flash-attn` is for a CUDA machine: without a GPU this test fails.
+    #[cfg(feature = "flash-attn")]
+    #[test]
+    fn flash_attention_matches_candle_on_cuda() {
+        use candle_core::{DType, Device};
+        let dev = Device::new_cuda(0).expect("the flash-attn feature needs a CUDA GPU to test");
+        let (b, n, m, heads, d) = (2, 300, 300, 5, 64);
+        for dtype in [DType::F16, DType::BF16] {
+            let put = |t: Tensor| t.to_device(&dev).unwrap().to_dtype(dtype).unwrap();
+            let q = put(rand(&[b, n, heads * d], 1));
+            let (k, v) = (
+                put(rand(&[b, m, heads * d], 2)),
+                put(rand(&[b, m, heads * d], 3)),
+            );
+            let scale = (d as f64).powf(-0.5);
+            assert!(flash_fits(&q, d));
+            for causal in [false, true] {
+                let got = attention(&q, &k, &v, heads, scale, causal).unwrap();
+                let want = attention_candle(&q, &k, &v, heads, scale, causal).unwrap();
+                let diff = (got.to_dtype(DType::F32).unwrap() - want.to_dtype(DType::F32).unwrap())
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(diff < 2e-2, "{dtype:?}, causal {causal}: {diff}");
+            }
+        }
+    }
+
+    /// f16 attention whose logits pass f16's range (65,504) still gives the f32 result: the
+    /// scores and softmax run in f32, as diffusers' `upcast_attention`.
+    #[test]
+    fn f16_scores_do_not_overflow() {
+        use candle_core::DType;
+        let (b, n, heads, d) = (1, 12, 2, 64);
+        // q·k reaches 64 · 40 · 40 = 102,400 before the scale.
+        let big = |seed| {
+            rand(&[b, n, heads * d], seed)
+                .abs()
+                .unwrap()
+                .affine(10.0, 30.0)
+                .unwrap()
+        };
+        let (q, k) = (big(1), big(2));
+        let v = rand(&[b, n, heads * d], 3);
+        let scale = (d as f64).powf(-0.5);
+        let half = |t: &Tensor| t.to_dtype(DType::F16).unwrap();
+        let (q, k, v) = (half(&q), half(&k), half(&v));
+        let got = attention(&q, &k, &v, heads, scale, true)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        // The same f16 inputs, computed in f32 throughout.
+        let wide = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+        let want = attention_candle(&wide(&q), &wide(&k), &wide(&v), heads, scale, true).unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (got, want) = (flat(&got), flat(&want));
+        assert!(
+            got.iter().all(|x| x.is_finite()),
+            "the f16 attention overflowed"
+        );
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 0.01, "max difference {worst}");
+    }
 
     #[test]
     fn matches_candle_for_self_and_cross_attention() {

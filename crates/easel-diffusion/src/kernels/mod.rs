@@ -11,8 +11,8 @@
 //! Each kernel is a layer or function with the same meaning as the candle op it replaces and
 //! runs on `f32` CPU tensors, reading their storage in place (`with_slice`; attention and
 //! GroupNorm as candle custom ops) and returning a new tensor; any other device or dtype
-//! takes candle's own op, so the GPU path is unchanged. Each is tested for equality with that
-//! candle op
+//! takes candle's own op (on CUDA with the `flash-attn` feature, f16/bf16 attention takes
+//! FlashAttention-2 instead). Each is tested for equality with that candle op
 //! (relative 1e-5). Threads: rayon's global pool, the same one candle and `gemm` use
 //! (`RAYON_NUM_THREADS`).
 
@@ -37,15 +37,19 @@ use std::cell::Cell;
 
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
 
-/// The precision of the convolution and linear layers' products on the CPU.
+/// The precision models load at: on the CPU, of the convolution and linear layers' products
+/// (f32 tensors throughout); on a GPU, the parts' dtypes (the engine's `Device::dtypes`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
     /// `f32` weights and products (the default; what the parity tests check).
     #[default]
     F32,
-    /// Weights stored in bf16 (half the memory), activations rounded to bf16 for each
-    /// product, sums in `f32` ([`bf16`]).
+    /// CPU: weights stored in bf16 (half the memory), activations rounded to bf16 for each
+    /// product, sums in `f32` ([`bf16`]). GPU: every part in bf16.
     Bf16,
+    /// GPUs only: the parts that stand f16 computed in f16 (see the engine's
+    /// `Device::with_precision`). The CPU layers keep `f32` under it.
+    F16,
 }
 
 impl std::str::FromStr for Precision {
@@ -54,7 +58,10 @@ impl std::str::FromStr for Precision {
         match s {
             "f32" | "fp32" | "float32" => Ok(Precision::F32),
             "bf16" | "bfloat16" => Ok(Precision::Bf16),
-            _ => Err(format!("precision `{s}`: expected `f32` or `bf16`")),
+            "f16" | "fp16" | "float16" => Ok(Precision::F16),
+            _ => Err(format!(
+                "precision `{s}`: expected `f32`, `bf16` or `f16` (GPUs)"
+            )),
         }
     }
 }
@@ -64,6 +71,7 @@ impl std::fmt::Display for Precision {
         f.write_str(match self {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
         })
     }
 }

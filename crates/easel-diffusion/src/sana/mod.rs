@@ -18,7 +18,7 @@ use candle_core::{DType, Device, Result};
 use serde_json::{json, Value};
 
 use crate::engine::{self, Generation, Pixels};
-use crate::family::{self, Family, Generator, Header, Preview};
+use crate::family::{self, Dtypes, Family, Generator, Header, Preview};
 use crate::lora::Lora;
 use crate::rng::TorchRng;
 use pipeline::{Request, SanaPipeline};
@@ -57,13 +57,13 @@ pub fn default_scheduler() -> Value {
 fn load_dir(
     dir: &Path,
     loras: &[(&Lora, f64)],
-    dtype: DType,
+    dtypes: Dtypes,
     device: &Device,
 ) -> Result<Box<dyn Generator>> {
     if !loras.is_empty() {
         candle_core::bail!("LoRAs are not supported on Sana models yet");
     }
-    Ok(Box::new(SanaPipeline::load(dir, dtype, device)?))
+    Ok(Box::new(SanaPipeline::load(dir, dtypes, device)?))
 }
 
 pub static SANA_ROW: Family = Family {
@@ -82,6 +82,13 @@ pub static SANA_ROW: Family = Family {
     default_scheduler,
     // DC-AE's 32 channels have no published RGB projection.
     preview: Preview::Stretched,
+    // The transformer at f16; Gemma and DC-AE in bf16, as diffusers' Sana documentation
+    // runs them (Gemma-2's activations overflow f16).
+    f16: Dtypes {
+        denoiser: DType::F16,
+        text: DType::BF16,
+        vae: DType::BF16,
+    },
     // No tiny autoencoder is published for DC-AE.
     tiny_vae: None,
     load_dir,
@@ -125,6 +132,67 @@ impl Generator for SanaPipeline {
 #[cfg(test)]
 mod tests {
     use crate::engine::{Device, Generation, Pipeline, Pixels};
+
+    /// Mixed dtypes as a GPU's `--precision f16` loads them (the transformer f16, Gemma
+    /// bf16, DC-AE narrower than f32), run here through candle's own ops on the CPU: the
+    /// image differs from the f32 one and stays close to it, img2img too (DC-AE's encoder).
+    #[test]
+    fn half_dtypes_stay_close_to_f32() {
+        use crate::family::Generator;
+        use candle_core::DType;
+        let dir = tempfile::tempdir().unwrap();
+        crate::tiny::make_tiny(dir.path(), "sana", 3).unwrap();
+        let half = super::SANA_ROW.f16;
+        assert_eq!(
+            (half.denoiser, half.text, half.vae),
+            (DType::F16, DType::BF16, DType::BF16)
+        );
+        // candle's CPU convolution has no bf16 product, so DC-AE runs f16 here (a GPU runs
+        // the row's bf16).
+        let half = crate::family::Dtypes {
+            vae: DType::F16,
+            ..half
+        };
+        let p = super::SanaPipeline::load(dir.path(), half, &candle_core::Device::Cpu).unwrap();
+        assert_eq!(p.transformer.dtype(), DType::F16);
+        assert_eq!(p.vae.dtype(), DType::F16);
+        let f32 =
+            super::SanaPipeline::load(dir.path(), DType::F32, &candle_core::Device::Cpu).unwrap();
+        let init = Pixels {
+            width: 64,
+            height: 64,
+            data: (0..64 * 64 * 3).map(|i| (i * 5 % 251) as u8).collect(),
+        };
+        let mut images = vec![];
+        for init in [None, Some(&init)] {
+            let g = Generation {
+                prompt: "a red fox in the snow",
+                negative_prompt: None,
+                width: 64,
+                height: 64,
+                steps: 3,
+                guidance: 4.5,
+                scheduler: None,
+                init_image: init,
+                mask: None,
+                strength: 0.7,
+                seed: 11,
+                pag: Some(2.0),
+                tiny_vae: None,
+            };
+            let run = |p: &dyn Generator| p.generate(&g, &mut |_, _, _| true).unwrap().unwrap();
+            let (a, b) = (run(&f32).data, run(&p).data);
+            let db = crate::pixels::psnr(&a, &b);
+            eprintln!(
+                "sana f16 (init image: {}) vs f32: PSNR {db:.1} dB",
+                init.is_some()
+            );
+            assert!(a != b, "the half parts computed in f32");
+            assert!(db > 25.0, "PSNR {db:.1} dB");
+            images.push(b);
+        }
+        assert_ne!(images[0], images[1], "the init image was used");
+    }
 
     /// Through the engine's image API: the family comes from the table; PAG changes the
     /// pixels; a seed gives the same pixels; binning gives the requested size back; img2img

@@ -33,6 +33,7 @@ use super::dcae::AutoencoderDc;
 use super::text::{PromptEncoding, SanaTextEncoder, DEFAULT_MAX_SEQUENCE_LENGTH};
 use super::transformer::{Perturbed, SanaTransformer};
 use super::{binning, pag};
+use crate::family::Dtypes;
 use crate::noise::NoiseSource;
 use crate::schedulers::{Scheduler, SchedulerConfig, SchedulerKind};
 
@@ -119,7 +120,8 @@ pub struct Run {
 impl SanaPipeline {
     /// Load a diffusers Sana folder (`model_index.json`, `scheduler/`, `text_encoder/`,
     /// `tokenizer/`, `transformer/`, `vae/`).
-    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<SanaPipeline> {
+    pub fn load(dir: &Path, dtypes: impl Into<Dtypes>, device: &Device) -> Result<SanaPipeline> {
+        let dtypes = dtypes.into();
         let index = crate::loader::read_config(&dir.join("model_index.json"))?;
         let path = dir.join("scheduler/scheduler_config.json");
         let text = std::fs::read_to_string(&path)
@@ -136,12 +138,12 @@ impl SanaPipeline {
                 dir.display()
             ))
         })?;
-        let transformer = SanaTransformer::load(&dir.join("transformer"), dtype, device)?;
+        let transformer = SanaTransformer::load(&dir.join("transformer"), dtypes.denoiser, device)?;
         let pag_blocks = pag_blocks(&index, transformer.config().num_layers)?;
         Ok(SanaPipeline {
-            text: SanaTextEncoder::load(dir, dtype, device)?,
+            text: SanaTextEncoder::load(dir, dtypes.text, device)?,
             transformer,
-            vae: AutoencoderDc::load(&dir.join("vae"), dtype, device)?,
+            vae: AutoencoderDc::load(&dir.join("vae"), dtypes.vae, device)?,
             scheduler_config,
             scheduler_kind,
             pag_blocks,

@@ -14,6 +14,7 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use super::unet::{AddedCond, Unet};
 use crate::clip::ClipTextModel;
+use crate::family::Dtypes;
 use crate::lora::Lora;
 use crate::noise::NoiseSource;
 use crate::prompt::{tokenize_weighted, Chunk, WeightedTokens};
@@ -152,9 +153,10 @@ impl Pipeline {
     pub fn from_diffusers_dir(
         dir: &Path,
         loras: &[(&Lora, f64)],
-        dtype: DType,
+        dtypes: impl Into<Dtypes>,
         device: &Device,
     ) -> Result<Pipeline> {
+        let dtypes = dtypes.into();
         let index: serde_json::Value = crate::loader::read_config(&dir.join("model_index.json"))?;
         let tok =
             |sub: &str| ClipTokenizer::from_dir(&dir.join(sub)).map_err(|e| err(e.to_string()));
@@ -165,7 +167,7 @@ impl Pipeline {
                     &dir.join("text_encoder_2"),
                     "text_encoder_2",
                     loras,
-                    dtype,
+                    dtypes.text,
                     device,
                 )?,
             ))
@@ -189,12 +191,12 @@ impl Pipeline {
                 &dir.join("text_encoder"),
                 "text_encoder",
                 loras,
-                dtype,
+                dtypes.text,
                 device,
             )?,
             second,
-            unet: Unet::from_dir(&dir.join("unet"), loras, dtype, device)?,
-            vae: Vae::from_dir(&dir.join("vae"), dtype, device)?,
+            unet: Unet::from_dir(&dir.join("unet"), loras, dtypes.denoiser, device)?,
+            vae: Vae::from_dir(&dir.join("vae"), dtypes.vae, device)?,
             scheduler_config,
             scheduler_kind,
             force_zeros_for_empty_prompt: index["force_zeros_for_empty_prompt"]
@@ -213,7 +215,7 @@ impl Pipeline {
         path: &Path,
         support_dir: &Path,
         loras: &[(&Lora, f64)],
-        dtype: DType,
+        dtypes: impl Into<Dtypes>,
         device: &Device,
     ) -> Result<Pipeline> {
         Self::from_single_file_with(
@@ -221,7 +223,7 @@ impl Pipeline {
             support_dir,
             &super::single_file::SingleFileOptions::default(),
             loras,
-            dtype,
+            dtypes,
             device,
         )
     }
@@ -233,10 +235,14 @@ impl Pipeline {
         support_dir: &Path,
         options: &super::single_file::SingleFileOptions,
         loras: &[(&Lora, f64)],
-        dtype: DType,
+        dtypes: impl Into<Dtypes>,
         device: &Device,
     ) -> Result<Pipeline> {
-        let conv = super::single_file::convert(path, dtype, device)?;
+        let dtypes = dtypes.into();
+        // Read at the denoiser's dtype, as diffusers' `from_single_file(torch_dtype=...)`
+        // reads every part; a wider part (the VAE at f16) converts its tensors when built.
+        // Reading at f32 would put the whole checkpoint on the device in f32 first.
+        let conv = super::single_file::convert(path, dtypes.denoiser, device)?;
         let scheduler_config = super::single_file::scheduler_config(&conv, support_dir, options)?;
         let class = scheduler_config["_class_name"]
             .as_str()
@@ -255,7 +261,7 @@ impl Pipeline {
             }
             ClipTokenizer::from_dir(&d).map_err(|e| err(e.to_string()))
         };
-        let vb = |tensors: std::collections::HashMap<String, Tensor>| {
+        let vb = |tensors: std::collections::HashMap<String, Tensor>, dtype: DType| {
             candle_nn::VarBuilder::from_tensors(tensors, dtype, device)
         };
         let encoder = |mut tensors: std::collections::HashMap<String, Tensor>,
@@ -276,7 +282,7 @@ impl Pipeline {
             }
             cfg.eos_token_id = Some(tok.eos());
             crate::loader::merge_loras(&mut tensors, component, loras, device)?;
-            ClipTextModel::load(vb(tensors), &cfg)
+            ClipTextModel::load(vb(tensors, dtypes.text), &cfg)
         };
         let tokenizer = tok("tokenizer")?;
         let text_encoder = encoder(
@@ -311,8 +317,8 @@ impl Pipeline {
             tokenizer,
             text_encoder,
             second,
-            unet: Unet::load(vb(unet_tensors), unet_cfg)?,
-            vae: Vae::load(vb(conv.vae), vae_cfg)?,
+            unet: Unet::load(vb(unet_tensors, dtypes.denoiser), unet_cfg)?,
+            vae: Vae::load(vb(conv.vae, dtypes.vae), vae_cfg)?,
             scheduler_config,
             scheduler_kind,
             force_zeros_for_empty_prompt,
@@ -321,6 +327,16 @@ impl Pipeline {
     }
 
     /// The model's own scheduler (from its scheduler config).
+    /// The dtypes its parts compute in (the first text encoder's for `text`; the second,
+    /// SDXL's, is loaded at the same).
+    pub fn dtypes(&self) -> Dtypes {
+        Dtypes {
+            denoiser: self.unet.dtype(),
+            text: self.text_encoder.dtype(),
+            vae: self.vae.dtype(),
+        }
+    }
+
     /// The device the pipeline runs on.
     pub(crate) fn device(&self) -> &Device {
         &self.device
@@ -546,8 +562,7 @@ impl Pipeline {
         let batch = if cfg { 2 } else { 1 };
         let added = match &cond.pooled {
             Some(p) => {
-                let (h, w) = (req.height as f32, req.width as f32);
-                let ids = Tensor::new(&[[h, w, 0.0, 0.0, h, w]], dev)?.repeat((batch, 1))?;
+                let ids = super::unet::sdxl_time_ids(req.height, req.width, batch, dev)?;
                 let pooled = match &uncond {
                     Some(u) => Tensor::cat(&[u.pooled.as_ref().unwrap_or(p), p], 0)?,
                     None => p.clone(),

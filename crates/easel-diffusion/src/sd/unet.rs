@@ -335,6 +335,15 @@ pub struct Unet {
     up: Vec<Level>,
     norm_out: GroupNorm,
     conv_out: Conv2d,
+    /// The weights' dtype: what [`Unet::forward`] computes in.
+    dtype: DType,
+}
+
+/// SDXL's six size numbers for a `batch` of `height` × `width` images, as diffusers' SDXL
+/// pipelines pass them by default: original size, crop origin (0, 0), target size.
+pub fn sdxl_time_ids(height: usize, width: usize, batch: usize, dev: &Device) -> Result<Tensor> {
+    let (h, w) = (height as f32, width as f32);
+    Tensor::new(&[[h, w, 0.0, 0.0, h, w]], dev)?.repeat((batch, 1))
 }
 
 /// SDXL's extra conditioning: pooled text embedding and the six size/crop numbers.
@@ -479,6 +488,7 @@ impl Unet {
             norm_out: group_norm(g, ch[0], eps, vb.pp("conv_norm_out"))?,
             conv_out: conv3x3(ch[0], cfg.out_channels, vb.pp("conv_out"))?,
             config: cfg,
+            dtype: vb.dtype(),
         })
     }
 
@@ -498,8 +508,14 @@ impl Unet {
         )
     }
 
+    /// The dtype the UNet computes in (its weights').
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
     /// Predict noise (or v / x0, per the model) for `sample` [B, C, h, w] at `timestep`
-    /// (a scalar, broadcast over the batch), conditioned on `context` [B, T, D].
+    /// (a scalar, broadcast over the batch), conditioned on `context` [B, T, D]. The inputs
+    /// are converted to the UNet's own dtype and the prediction comes back in `sample`'s.
     pub fn forward(
         &self,
         sample: &Tensor,
@@ -507,8 +523,26 @@ impl Unet {
         context: &Tensor,
         added: Option<AddedCond>,
     ) -> Result<Tensor> {
+        let dtype = self.dtype;
+        let out = self.forward_own(
+            &sample.to_dtype(dtype)?,
+            timestep,
+            &context.to_dtype(dtype)?,
+            added,
+        )?;
+        out.to_dtype(sample.dtype())
+    }
+
+    /// [`Unet::forward`] on inputs already in the UNet's dtype.
+    fn forward_own(
+        &self,
+        sample: &Tensor,
+        timestep: f64,
+        context: &Tensor,
+        added: Option<AddedCond>,
+    ) -> Result<Tensor> {
         let b = sample.dim(0)?;
-        let dtype = sample.dtype();
+        let dtype = self.dtype;
         let cfg = &self.config;
         let t = Tensor::full(timestep as f32, b, sample.device())?;
         let t_emb = timestep_embedding(
