@@ -29,7 +29,7 @@ On a machine with an NVIDIA GPU, PyTorch and diffusers (``pip install diffusers`
 ``easel`` built with ``--features cuda,cudnn`` (``scripts/build_cuda.sh`` builds one on any
 x86-64 Linux machine)::
 
-    python3 scripts/bench_gpu.py --easel .gpu/easel --json /tmp/gpu-bench.json
+    python3 scripts/bench_gpu.py --easel .gpu/easel.xz --json /tmp/gpu-bench.json
 
 The CUDA 13 libraries the binary loads (cuBLAS, cuRAND, NVRTC, cuDNN, the runtime) are looked
 up among the ``nvidia`` packages of this Python and added to ``LD_LIBRARY_PATH``: a PyTorch
@@ -45,6 +45,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -238,6 +239,20 @@ def cuda_library_path() -> str:
     return ":".join(dirs + ([old] if old else []))
 
 
+def unpacked(binary: str) -> str:
+    """`binary`, or for `NAME.xz` (what scripts/build_cuda.sh writes) the program unpacked
+    into the temporary folder."""
+    if not binary.endswith(".xz"):
+        return binary
+    import lzma
+    import shutil
+    out = Path(tempfile.gettempdir()) / Path(binary).stem
+    with lzma.open(binary) as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    out.chmod(0o755)
+    return str(out)
+
+
 def run_case(args, family: str, size: int) -> dict:
     folder = Path(args.tmp) / family
     if not folder.is_dir():
@@ -313,7 +328,8 @@ def print_case(r: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--easel", action="append",
-                    help="an easel binary (repeat to compare builds; default .gpu/easel)")
+                    help="an easel binary, or NAME.xz (repeat to compare builds; default "
+                         ".gpu/easel.xz)")
     ap.add_argument("--cases", default="sd15:512,sdxl:1024",
                     help="family:size pairs (sd15, sdxl)")
     ap.add_argument("--steps", type=int, default=10)
@@ -328,13 +344,13 @@ def main() -> None:
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    args.easel = args.easel or [".gpu/easel"]
     if args.child == "write":
         write(Path(args.folder), args.family, args.device)
         return
     if args.child == "measure":
         print(json.dumps(measure(Path(args.folder), args.size, args.steps, args.device)))
         return
+    args.easel = [unpacked(b) for b in args.easel or [".gpu/easel.xz"]]
     if args.device == "cuda":
         import torch
         cuda = torch.version.cuda or ""

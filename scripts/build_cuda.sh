@@ -13,8 +13,10 @@
 #   export the function names cudarc declares, and nothing else. The binary records only the
 #   sonames; the GPU machine's own libraries answer at run time (its driver, and CUDA 13's
 #   libraries, e.g. those of its PyTorch install: see scripts/bench_gpu.py).
-# * `cargo build --release -p easel --features $FEATURES`, then a stripped copy at
-#   OUT_DIR/easel (OUT_DIR relative to where the script is run).
+# * `cargo build --release -p easel --features $FEATURES` (target/cuda/release/easel), then a
+#   stripped, xz-compressed copy at OUT_DIR/easel.xz (OUT_DIR relative to where the script is
+#   run): about 16 MB, where the binary is about 100 MB (candle's kernels are PTX text);
+#   scripts/bench_gpu.py takes either.
 #
 # `cudnn` (cuDNN's convolutions) is not among the defaults: candle 0.11 runs f16 convolutions
 # there with f16 sums, where PyTorch sums in f32; build it too (`.gpu-cudnn cuda,cudnn`) to
@@ -63,5 +65,6 @@ PATH=$cuda/bin:$PATH CUDA_ROOT=$cuda CUDA_PATH=$cuda CUDA_COMPUTE_CAP=$cap \
     cargo build --release -p easel --features "$features" --target-dir target/cuda
 mkdir -p "$out"
 strip -o "$out/easel" target/cuda/release/easel
-echo "$out/easel: $(du -h "$out/easel" | cut -f1), features $features, sm_$cap"
-readelf -d "$out/easel" | grep NEEDED
+xz -9 -T0 -f "$out/easel"
+echo "$out/easel.xz: $(du -h "$out/easel.xz" | cut -f1), features $features, sm_$cap"
+readelf -d target/cuda/release/easel | grep NEEDED
