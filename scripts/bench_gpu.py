@@ -23,6 +23,13 @@ For SD 1.5 at 512x512 and SDXL at 1024x1024 (``--cases``), with random weights:
 One table per case prints both engines, the ratio Easel / diffusers, and UNet iterations per
 second (one "it" is one guided UNet step, as diffusers' progress bar counts).
 
+SD 1.5 also makes whole txt2img images (``--txt2img-steps``, default 20; the tokenizer,
+scheduler and ``model_index.json`` of Easel's tiny SD model are added to the folder, as
+``bench_vs_diffusers.py`` does): ``easel generate`` at f32 and at Easel's precision, a
+diffusers ``StableDiffusionPipeline`` at fp32 and fp16, same prompt and seed (the noise drawn
+on the CPU in both), and prints the pixel differences: Easel's f32 image against diffusers'
+(the GPU path's correctness) and each engine's reduced precision against its own f32 image.
+
 How to run
 ----------
 On a machine with an NVIDIA GPU, PyTorch and diffusers (``pip install diffusers``), and an
@@ -186,6 +193,31 @@ def measure(folder: Path, size: int, steps: int, device: str) -> dict:
     return r
 
 
+def txt2img(folder: Path, size: int, steps: int, device: str, dtype: str, image_out: Path) -> dict:
+    """diffusers' whole txt2img run (a child of the driver): the pipeline at `dtype` on
+    `device`, the seed's noise drawn on the CPU as Easel draws it; saved to `image_out`."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        folder, safety_checker=None,
+        dtype=torch.float16 if dtype == "fp16" else torch.float32).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    prompt = cpu_bench().TXT2IMG_PROMPT
+    run = lambda: pipe(prompt, num_inference_steps=steps, guidance_scale=7.5,  # noqa: E731
+                       height=size, width=size,
+                       generator=torch.Generator().manual_seed(0)).images[0]
+    run()  # warm-up: kernels picked and compiled
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    image = run()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    image.save(image_out)
+    return {"call_s": time.perf_counter() - t}
+
+
 class GpuMemory:
     """The most GPU memory in use (MiB, `nvidia-smi`) while the block runs, less what was in
     use when it began."""
@@ -287,7 +319,56 @@ def run_case(args, family: str, size: int) -> dict:
         e["gpu_peak_mb"] = mem.used
         e["stdout"] = p.stdout
         result["easel"][binary] = e
+    if family == "sd15" and args.txt2img_steps > 0:
+        result["txt2img"] = whole_runs(args, folder, size, env)
     return result
+
+
+def whole_runs(args, folder: Path, size: int, env: dict) -> dict:
+    """SD 1.5 only: one whole txt2img image per engine and precision from the same folder
+    and seed (`easel generate`; a diffusers pipeline, timed on its second call), and the
+    pixel differences: each engine's reduced precision against its own f32 image, and the
+    two engines' f32 images against each other."""
+    import types
+
+    bench = cpu_bench()
+    tmp = Path(args.tmp)
+    if not (folder / "model_index.json").exists():
+        bench.make_pipeline_folder(types.SimpleNamespace(easel=args.easel[0]), env, folder, tmp)
+    steps, out = args.txt2img_steps, {"steps": args.txt2img_steps}
+    narrow = {"cuda": "fp16", "cpu": "fp32"}[args.device]
+    for dtype in sorted({"fp32", narrow}):
+        png = tmp / f"diffusers-{size}-{dtype}.png"
+        cmd = [sys.executable, __file__, "--child", "txt2img", "--folder", str(folder), "--size",
+               str(size), "--steps", str(steps), "--device", args.device, "--dtype", dtype,
+               "--image-out", str(png)]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise SystemExit(f"diffusers txt2img failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+        out[f"diffusers {dtype}"] = json.loads(p.stdout.strip().splitlines()[-1])
+    precision = args.precision or ("f16" if args.device == "cuda" else "f32")
+    for i, binary in enumerate(args.easel):
+        for prec in sorted({"f32", precision}):
+            png = tmp / f"easel{i + 1}-{size}-{prec}.png"
+            cmd = [binary, "generate", "--model", str(folder), "--steps", str(steps),
+                   "--guidance", "7.5", "--seed", "0", "--width", str(size), "--height",
+                   str(size), "--data-dir", str(tmp / "easel-data"), "-o", str(png),
+                   "--device", args.device, "--precision", prec, bench.TXT2IMG_PROMPT]
+            t = time.perf_counter()
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if p.returncode != 0:
+                raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr}")
+            out[f"easel {i + 1} {prec}"] = {"process_s": time.perf_counter() - t}
+    diff = lambda a, b: bench.pixel_difference(tmp / a, tmp / b)  # noqa: E731
+    out["easel f32 vs diffusers fp32"] = diff(f"easel1-{size}-f32.png", f"diffusers-{size}-fp32.png")
+    if narrow != "fp32":
+        out[f"diffusers {narrow} vs fp32"] = diff(f"diffusers-{size}-{narrow}.png",
+                                                  f"diffusers-{size}-fp32.png")
+    for i in range(len(args.easel)):
+        if precision != "f32":
+            out[f"easel {i + 1} {precision} vs f32"] = diff(f"easel{i + 1}-{size}-{precision}.png",
+                                                          f"easel{i + 1}-{size}-f32.png")
+    return out
 
 
 ROWS = [
@@ -323,6 +404,18 @@ def print_case(r: dict) -> None:
             cells += f"{a:>10.{digits}f} {ratio:>7}"
         print(f"{label:<44} {b:>10.{digits}f} {cells}")
     print(f"{'diffusers VAE decode in fp16, s':<44} {d['decode_fp16_s']:>10.4f}")
+    whole = r.get("txt2img")
+    if whole:
+        print(f"whole txt2img, {whole['steps']} steps (diffusers: the pipeline's second call; "
+              f"Easel: the `generate` process, load included):")
+        for key, v in whole.items():
+            if key == "steps":
+                continue
+            if "psnr_db" in v:
+                print(f"  {key}: PSNR {v['psnr_db']:.1f} dB, max {v['max']}/255, "
+                      f"mean {v['mean']:.2f}/255")
+            else:
+                print(f"  {key}: {', '.join(f'{k} {x:.2f}' for k, x in v.items())}")
 
 
 def main() -> None:
@@ -338,8 +431,13 @@ def main() -> None:
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                     help="cpu: a quick check of the script itself, both engines in f32")
     ap.add_argument("--tmp", default="/tmp/easel-gpu-bench")
+    ap.add_argument("--txt2img-steps", type=int, default=20,
+                    help="SD 1.5: whole txt2img images of each engine and precision "
+                         "(0: none)")
+    ap.add_argument("--dtype", help=argparse.SUPPRESS)
+    ap.add_argument("--image-out", help=argparse.SUPPRESS)
     ap.add_argument("--json", metavar="OUT")
-    ap.add_argument("--child", choices=["write", "measure"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["write", "measure", "txt2img"], help=argparse.SUPPRESS)
     ap.add_argument("--family", help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -349,6 +447,10 @@ def main() -> None:
         return
     if args.child == "measure":
         print(json.dumps(measure(Path(args.folder), args.size, args.steps, args.device)))
+        return
+    if args.child == "txt2img":
+        print(json.dumps(txt2img(Path(args.folder), args.size, args.steps, args.device,
+                                 args.dtype, Path(args.image_out))))
         return
     args.easel = [unpacked(b) for b in args.easel or [".gpu/easel.xz"]]
     if args.device == "cuda":
