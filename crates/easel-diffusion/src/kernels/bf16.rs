@@ -14,7 +14,7 @@
 //!   Lake, Sapphire Rapids and later — not Ice Lake).
 //! - [`Kernel::Plain`]: widening to `f32` and plain multiply-adds, vectorised by the compiler
 //!   (every other CPU: correct, and half the weight memory, but slower than `f32`, which keeps
-//!   Winograd and a tuned multiply).
+//!   Winograd F(4×4) and a tuned multiply).
 //!
 //! Layouts, in tiles of 16 rows × 64 bytes stored contiguously (so a tile load reads 1 KB in
 //! one stretch). The weight (`a`, `m × k`) is bf16, rows and columns padded with zeros to

@@ -14,8 +14,11 @@
 //! dilations take candle's `conv2d`.
 //!
 //! Built under [`super::Precision::Bf16`], a layer keeps its weight as that `[out, in·kh·kw]`
-//! matrix in bf16 only ([`super::bf16`]) and every product runs in bf16 through im2col (no
-//! Winograd: its transforms would round the weights a second time).
+//! matrix in bf16 only ([`super::bf16`]) and every product runs in bf16: im2col's on the
+//! rounded operands; Winograd's (3×3 stride-1 layers where f32 would take F(4×4), by
+//! F(2×2, 3×3): F(4×4)'s larger transform entries amplify the rounding) on the transforms of
+//! the bf16 weight and of the input, rounded to bf16 in turn (so not equal to a product of
+//! the rounded operands, but within bf16's precision of the f32 convolution).
 
 use std::cell::RefCell;
 
@@ -221,7 +224,7 @@ impl Conv2d {
                         }),
                         Weight::Bf16(p, _) => {
                             let weights = (Weights::Bf16(p), self.weight_dims());
-                            convolve(x, weights, b, r, geometry, Some(Choice::Im2col))
+                            convolve(x, weights, b, r, geometry, op.path)
                         }
                     }
                 })
@@ -268,8 +271,8 @@ fn output_shape(
 
 /// The convolution of `x` (`[b, cin, h, w]`, contiguous) by `weights` (`[cout, cin, kh, kw]`)
 /// plus `bias` plus `residual` (the output's shape), with `(stride, padding, im2col tile
-/// floats)`; `path` for 3×3 stride-1 layers (`None`: [`winograd::choose`]; bf16 weights always
-/// take im2col). Returns the NCHW output and its shape.
+/// floats)`; `path` for 3×3 stride-1 layers (`None`: [`winograd::choose`]; bf16 weights
+/// multiply the Winograd transforms in bf16). Returns the NCHW output and its shape.
 fn convolve(
     (x, (b, cin, h, w)): (&[f32], Dims4),
     (weights, [cout, wcin, kh, kw]): (Weights, [usize; 4]),
@@ -302,14 +305,45 @@ fn convolve(
         p,
         ow,
     };
-    if let (true, Weights::F32(wt)) = (kh == 3 && kw == 3 && s == 1, weights) {
+    if kh == 3 && kw == 3 && s == 1 {
         let dims = (b, cin, h, w);
-        let out = match path.unwrap_or_else(|| winograd::choose(b, cin, cout, oh, ow)) {
+        let mut choice = path.unwrap_or_else(|| winograd::choose(b, cin, cout, oh, ow));
+        // A bf16 weight is transformed from its f32 values and the products run in bf16, by
+        // F(2×2, 3×3) only (F(4×4)'s transforms, entries up to 8, amplify bf16's rounding to
+        // several percent of the output) and only on the planes where f32 would take F(4×4):
+        // with fewer tiles the transforms cost more than bf16's im2col product (SD 1.5,
+        // 2 threads, Zen 5: VAE decode −16% at 256², −25% at 512²; the UNet step ±5%).
+        let unpacked;
+        let (wt, bf16) = match weights {
+            Weights::F32(wt) => (wt, false),
+            Weights::Bf16(p) if choice == Choice::F4 => {
+                choice = Choice::F2;
+                unpacked = p.to_f32();
+                (unpacked.as_slice(), true)
+            }
+            Weights::Bf16(_) => {
+                choice = Choice::Im2col;
+                (&[][..], true)
+            }
+        };
+        let out = match choice {
             Choice::F4 => Some(winograd::conv3x3::<4, 6, F4>(
-                x, wt, bias, residual, dims, cout, p,
+                x,
+                wt,
+                bias,
+                residual,
+                dims,
+                (cout, p),
+                bf16,
             )),
             Choice::F2 => Some(winograd::conv3x3::<2, 4, F2>(
-                x, wt, bias, residual, dims, cout, p,
+                x,
+                wt,
+                bias,
+                residual,
+                dims,
+                (cout, p),
+                bf16,
             )),
             Choice::Im2col => None,
         };
@@ -575,11 +609,27 @@ mod tests {
             for (name, got) in [
                 (
                     "F2",
-                    winograd::conv3x3::<2, 4, F2>(&xv, &wv, Some(&bv), None, dims, cout, p),
+                    winograd::conv3x3::<2, 4, F2>(
+                        &xv,
+                        &wv,
+                        Some(&bv),
+                        None,
+                        dims,
+                        (cout, p),
+                        false,
+                    ),
                 ),
                 (
                     "F4",
-                    winograd::conv3x3::<4, 6, F4>(&xv, &wv, Some(&bv), None, dims, cout, p),
+                    winograd::conv3x3::<4, 6, F4>(
+                        &xv,
+                        &wv,
+                        Some(&bv),
+                        None,
+                        dims,
+                        (cout, p),
+                        false,
+                    ),
                 ),
             ] {
                 let got = Tensor::from_vec(got, (b, cout, oh, ow), x.device()).unwrap();
@@ -602,11 +652,14 @@ mod tests {
         assert_eq!(winograd::choose(1, 128, 128, 256, 256), Choice::F4);
     }
 
+    /// The bf16 products: im2col's equal candle's convolution of the bf16-rounded operands;
+    /// Winograd's (whose transforms, not the operands, are rounded) stay within bf16's
+    /// precision of the f32 convolution.
     #[test]
     fn bf16_layers_match_candle_on_rounded_operands() {
         use crate::kernels::{with_precision, Precision};
-        // (batch, cin, cout, h, w, k, stride, padding): a 3×3 layer that would take Winograd
-        // in f32, a small batch (one product), 1×1, stride 2, several im2col tiles.
+        // (batch, cin, cout, h, w, k, stride, padding): a 3×3 layer that takes Winograd, a
+        // small batch (one product), 1×1, stride 2, several im2col tiles.
         let cases = [
             (2, 40, 36, 24, 24, 3, 1, 1),
             (2, 5, 7, 9, 11, 3, 1, 1),
@@ -633,15 +686,51 @@ mod tests {
                 .unwrap()
                 .forward_candle(&rounded(&x))
                 .unwrap();
-            let e = max_rel(&conv.forward(&x).unwrap(), &want);
+            let im2col = ConvOp {
+                path: Some(Choice::Im2col),
+                ..conv.op()
+            };
+            let e = max_rel(&conv.apply(&x, im2col).unwrap(), &want);
             assert!(e < 1e-5, "case {i}: relative error {e}");
             // Small tiles: the same products in several pieces.
             let op = ConvOp {
                 tile_floats: 2048,
+                path: Some(Choice::Im2col),
                 ..conv.op()
             };
             let e = max_rel(&conv.apply(&x, op).unwrap(), &want);
             assert!(e < 1e-5, "case {i}, small tiles: relative error {e}");
+            // The path `forward` chooses (Winograd for the first case) and both Winograd
+            // tilings forced, against the f32 convolution.
+            let exact = Conv2d::new(wt.clone(), Some(bias.clone()), cfg)
+                .unwrap()
+                .forward_candle(&x)
+                .unwrap();
+            let e = max_rel(&conv.forward(&x).unwrap(), &exact);
+            assert!(e < 1e-2, "case {i}, chosen path: relative error {e}");
+            if k == 3 && s == 1 {
+                let forced = |path| {
+                    let op = ConvOp {
+                        path: Some(path),
+                        ..conv.op()
+                    };
+                    conv.apply(&x, op).unwrap()
+                };
+                // Where f32 takes F(4×4), bf16 takes F(2×2) with bf16 products; where f32
+                // takes F(2×2), bf16 takes im2col.
+                let wino = forced(Choice::F4);
+                let e = max_rel(&wino, &exact);
+                assert!(e < 1e-2, "case {i}, bf16 Winograd: relative error {e}");
+                assert!(
+                    max_rel(&wino, &want) > 1e-4,
+                    "case {i}: Winograd's products in f32"
+                );
+                let e = max_rel(&forced(Choice::F2), &want);
+                assert!(
+                    e < 1e-5,
+                    "case {i}: bf16 im2col where f32 takes F(2×2): {e}"
+                );
+            }
             // Outside the scope layers stay f32.
             let f32 = Conv2d::new(wt.clone(), None, cfg).unwrap();
             assert_eq!(f32.precision(), Precision::F32);
@@ -698,8 +787,20 @@ mod tests {
                 .unwrap()
                 + &r)
                 .unwrap();
-            let e = max_rel(&bf.forward_add(&x, &r).unwrap(), &want);
+            let im2col = ConvOp {
+                path: Some(Choice::Im2col),
+                ..bf.op()
+            };
+            let e = max_rel(&bf.run(&x, im2col, Some(&r)).unwrap(), &want);
             assert!(e < 1e-5, "case {i}, bf16: relative error {e}");
+            if k == 3 {
+                let op = ConvOp {
+                    path: Some(Choice::F4),
+                    ..bf.op()
+                };
+                let e = max_rel(&bf.run(&x, op, Some(&r)).unwrap(), &want);
+                assert!(e < 1e-2, "case {i}, bf16 Winograd: relative error {e}");
+            }
             // A residual of another shape is refused, not broadcast — also one with the
             // output's element count.
             let short = r.narrow(3, 0, side - 1).unwrap();

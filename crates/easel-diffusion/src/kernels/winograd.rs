@@ -126,8 +126,11 @@ pub fn choose(b: usize, cin: usize, cout: usize, oh: usize, ow: usize) -> Choice
     }
 }
 
-/// `x` `[b, cin, h, w]`, `wt` `[cout, cin, 3, 3]`, padding `p` → `[b, cout, oh, ow]`, by the
-/// tiling `T` (`M` outputs and `N = M + 2` inputs per side).
+/// `x` `[b, cin, h, w]`, `wt` `[cout, cin, 3, 3]`, padding `p` (with `cout`, one argument)
+/// → `[b, cout, oh, ow]`, by the
+/// tiling `T` (`M` outputs and `N = M + 2` inputs per side). `bf16`: the transformed weights
+/// and inputs are multiplied in bf16 with `f32` sums ([`super::bf16`]: the `bf16` precision's
+/// product), the transforms themselves in `f32`.
 ///
 /// Every transform runs as whole-row linear combinations (`lincomb`) over contiguous rows,
 /// so each vectorises: along the input channels for the weights, along a tile row's tiles for
@@ -138,8 +141,8 @@ pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
     bias: Option<&[f32]>,
     residual: Option<&[f32]>,
     (b, cin, h, w): (usize, usize, usize, usize),
-    cout: usize,
-    p: usize,
+    (cout, p): (usize, usize),
+    bf16: bool,
 ) -> Vec<f32> {
     let (oh, ow) = (h + 2 * p - 2, w + 2 * p - 2);
     let (ty, tx) = (oh.div_ceil(M), ow.div_ceil(M));
@@ -192,6 +195,18 @@ pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
             )
         },
     );
+
+    // bf16: each U[ξ] packed once, for every chunk's product.
+    let packed: Vec<super::bf16::Packed> = if bf16 {
+        (0..nn)
+            .into_par_iter()
+            .map(|xi| {
+                super::bf16::Packed::from_f32(&u[xi * cout * cin..(xi + 1) * cout * cin], cout, cin)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     let mut out = vec![0f32; b * cout * oh * ow];
     // Chunks of whole tile rows (a tile row: `tx` tiles of one image side by side).
@@ -266,6 +281,18 @@ pub fn conv3x3<const M: usize, const N: usize, T: Tiling<M, N>>(
         (0..nn).into_par_iter().for_each(|xi| {
             // SAFETY: U[ξ] [cout, cin], V[ξ] [cin, n of tc], M[ξ] [cout, n of tc] lie inside
             // their buffers; each ξ writes only its own M[ξ].
+            if bf16 {
+                unsafe {
+                    super::bf16::matmul(
+                        &packed[xi],
+                        (vp.get().add(xi * cin * tc) as *const f32, tc, 1),
+                        n,
+                        (ms.get().add(xi * cout * tc), tc, 1),
+                        false,
+                    )
+                };
+                return;
+            }
             unsafe {
                 matmul(
                     (cout, n, cin),
