@@ -28,13 +28,15 @@ scheduler and ``model_index.json`` of Easel's tiny SD model are added to the fol
 ``bench_vs_diffusers.py`` does): ``easel generate`` at f32 and at Easel's precision, a
 diffusers ``StableDiffusionPipeline`` at fp32 and fp16, same prompt and seed (the noise drawn
 on the CPU in both), and prints the pixel differences: Easel's f32 image against diffusers'
-(the GPU path's correctness) and each engine's reduced precision against its own f32 image.
+(the GPU path's correctness) and each engine's reduced precision against its own f32 image
+(diffusers' fp16 pipeline decodes in fp16, Easel's f16 in f32). Both engines' fp32 runs
+without TF32 (PyTorch's default for convolutions on CUDA).
 
 How to run
 ----------
 On a machine with an NVIDIA GPU, PyTorch and diffusers (``pip install diffusers``), and an
-``easel`` built with ``--features cuda,cudnn`` (``scripts/build_cuda.sh`` builds one on any
-x86-64 Linux machine)::
+``easel`` built with ``--features cuda`` (``scripts/build_cuda.sh`` builds one on any x86-64
+Linux machine; a second one with ``cuda,cudnn`` compares cuDNN's convolutions)::
 
     python3 scripts/bench_gpu.py --easel .gpu/easel.xz --json /tmp/gpu-bench.json
 
@@ -124,6 +126,7 @@ def measure(folder: Path, size: int, steps: int, device: str) -> dict:
 
     cuda = device == "cuda"
     half = torch.float16 if cuda else torch.float32
+    no_tf32(torch)
 
     def sync() -> None:
         if cuda:
@@ -193,12 +196,21 @@ def measure(folder: Path, size: int, steps: int, device: str) -> dict:
     return r
 
 
+def no_tf32(torch) -> None:
+    """fp32 in full: PyTorch runs fp32 convolutions on CUDA in TF32 by default, Easel's
+    f32 does not."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def txt2img(folder: Path, size: int, steps: int, device: str, dtype: str, image_out: Path) -> dict:
     """diffusers' whole txt2img run (a child of the driver): the pipeline at `dtype` on
-    `device`, the seed's noise drawn on the CPU as Easel draws it; saved to `image_out`."""
+    `device` (fp16: its VAE decodes in fp16 too, as diffusers' SD 1.x pipelines do), the
+    seed's noise drawn on the CPU as Easel draws it; saved to `image_out`."""
     import torch
     from diffusers import StableDiffusionPipeline
 
+    no_tf32(torch)
     pipe = StableDiffusionPipeline.from_pretrained(
         folder, safety_checker=None,
         dtype=torch.float16 if dtype == "fp16" else torch.float32).to(device)
@@ -214,8 +226,9 @@ def txt2img(folder: Path, size: int, steps: int, device: str, dtype: str, image_
     image = run()
     if device == "cuda":
         torch.cuda.synchronize()
+    call = time.perf_counter() - t
     image.save(image_out)
-    return {"call_s": time.perf_counter() - t}
+    return {"call_s": call}
 
 
 class GpuMemory:
@@ -278,7 +291,7 @@ def unpacked(binary: str) -> str:
         return binary
     import lzma
     import shutil
-    out = Path(tempfile.gettempdir()) / Path(binary).stem
+    out = Path(tempfile.mkdtemp()) / Path(binary).stem
     with lzma.open(binary) as src, open(out, "wb") as dst:
         shutil.copyfileobj(src, dst)
     out.chmod(0o755)
@@ -308,7 +321,7 @@ def run_case(args, family: str, size: int) -> dict:
     precision = args.precision or ("f16" if args.device == "cuda" else "f32")
     result["precision"] = precision
     result["easel"] = {}
-    for binary in args.easel:
+    for name, binary in zip(args.names, args.easel):
         cmd = [binary, "bench", "diffusion", "--device", args.device, "--precision", precision,
                "--model", str(folder), "--size", str(size), "--steps", str(args.steps)]
         with GpuMemory(args.device) as mem:
@@ -318,7 +331,7 @@ def run_case(args, family: str, size: int) -> dict:
         e = cpu_bench().parse_easel(p.stdout)
         e["gpu_peak_mb"] = mem.used
         e["stdout"] = p.stdout
-        result["easel"][binary] = e
+        result["easel"][name] = e
     if family == "sd15" and args.txt2img_steps > 0:
         result["txt2img"] = whole_runs(args, folder, size, env)
     return result
@@ -353,7 +366,8 @@ def whole_runs(args, folder: Path, size: int, env: dict) -> dict:
             cmd = [binary, "generate", "--model", str(folder), "--steps", str(steps),
                    "--guidance", "7.5", "--seed", "0", "--width", str(size), "--height",
                    str(size), "--data-dir", str(tmp / "easel-data"), "-o", str(png),
-                   "--device", args.device, "--precision", prec, bench.TXT2IMG_PROMPT]
+                   "--device", args.device, "--precision", prec, "--force",
+                   bench.TXT2IMG_PROMPT]
             t = time.perf_counter()
             p = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if p.returncode != 0:
@@ -415,7 +429,9 @@ def print_case(r: dict) -> None:
                 print(f"  {key}: PSNR {v['psnr_db']:.1f} dB, max {v['max']}/255, "
                       f"mean {v['mean']:.2f}/255")
             else:
-                print(f"  {key}: {', '.join(f'{k} {x:.2f}' for k, x in v.items())}")
+                cells = (f"{k} {x:.2f}" if isinstance(x, float) else f"{k} {x}"
+                         for k, x in v.items())
+                print(f"  {key}: {', '.join(cells)}")
 
 
 def main() -> None:
@@ -452,7 +468,8 @@ def main() -> None:
         print(json.dumps(txt2img(Path(args.folder), args.size, args.steps, args.device,
                                  args.dtype, Path(args.image_out))))
         return
-    args.easel = [unpacked(b) for b in args.easel or [".gpu/easel.xz"]]
+    args.names = args.easel or [".gpu/easel.xz"]
+    args.easel = [unpacked(b) for b in args.names]
     if args.device == "cuda":
         import torch
         cuda = torch.version.cuda or ""

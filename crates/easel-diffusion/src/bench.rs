@@ -229,7 +229,7 @@ struct Stages<L, E, P, S, D> {
 }
 
 /// Waits for the device's queued work (a GPU's; nothing on the CPU).
-type Sync<'a> = &'a dyn Fn() -> Result<()>;
+type WaitDevice<'a> = &'a dyn Fn() -> Result<()>;
 
 /// What a run is, besides its timings.
 struct Head<'a> {
@@ -245,7 +245,7 @@ struct Head<'a> {
 
 fn measure<M, C, X>(
     head: Head,
-    sync: Sync,
+    sync: WaitDevice,
     write: std::time::Duration,
     stages: Stages<
         impl FnOnce(&mut Vec<(&'static str, f64)>) -> Result<M>,

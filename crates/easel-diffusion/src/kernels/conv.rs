@@ -163,8 +163,9 @@ impl Conv2d {
     }
 
     /// The layer through a chosen path for 3×3 stride-1 layers (for benchmarks and tests;
-    /// `forward` chooses by [`winograd::choose`]). Layers the kernels do not take (groups,
-    /// dilation, other devices or dtypes) run candle's convolution, as in `forward`.
+    /// `forward` chooses by [`winograd::choose`]); a bf16 layer maps it as `forward` does
+    /// (F(4×4) → F(2×2) with bf16 products, F(2×2) → im2col). Layers the kernels do not take
+    /// (groups, dilation, other devices or dtypes) run candle's convolution, as in `forward`.
     pub fn forward_by(&self, x: &Tensor, path: Choice) -> Result<Tensor> {
         if !self.takes(x) {
             return self.forward_candle(x);
@@ -271,8 +272,9 @@ fn output_shape(
 
 /// The convolution of `x` (`[b, cin, h, w]`, contiguous) by `weights` (`[cout, cin, kh, kw]`)
 /// plus `bias` plus `residual` (the output's shape), with `(stride, padding, im2col tile
-/// floats)`; `path` for 3×3 stride-1 layers (`None`: [`winograd::choose`]; bf16 weights
-/// multiply the Winograd transforms in bf16). Returns the NCHW output and its shape.
+/// floats)`; `path` for 3×3 stride-1 layers (`None`: [`winograd::choose`]; bf16 weights take
+/// F(2×2) with bf16 products for F(4×4), im2col for F(2×2), and im2col on AMX, whose bf16
+/// products outrun the transforms). Returns the NCHW output and its shape.
 fn convolve(
     (x, (b, cin, h, w)): (&[f32], Dims4),
     (weights, [cout, wcin, kh, kw]): (Weights, [usize; 4]),
@@ -312,11 +314,12 @@ fn convolve(
         // F(2×2, 3×3) only (F(4×4)'s transforms, entries up to 8, amplify bf16's rounding to
         // several percent of the output) and only on the planes where f32 would take F(4×4):
         // with fewer tiles the transforms cost more than bf16's im2col product (SD 1.5,
-        // 2 threads, Zen 5: VAE decode −16% at 256², −25% at 512²; the UNet step ±5%).
+        // 2 threads, Zen 5: VAE decode −16% at 256², −25% at 512²; the UNet step ±5%). Not
+        // on AMX (not measured there; its products are several times AVX-512 BF16's).
         let unpacked;
         let (wt, bf16) = match weights {
             Weights::F32(wt) => (wt, false),
-            Weights::Bf16(p) if choice == Choice::F4 => {
+            Weights::Bf16(p) if choice == Choice::F4 && bf16::kernel() != bf16::Kernel::Amx => {
                 choice = Choice::F2;
                 unpacked = p.to_f32();
                 (unpacked.as_slice(), true)
@@ -658,10 +661,14 @@ mod tests {
     #[test]
     fn bf16_layers_match_candle_on_rounded_operands() {
         use crate::kernels::{with_precision, Precision};
-        // (batch, cin, cout, h, w, k, stride, padding): a 3×3 layer that takes Winograd, a
+        // (batch, cin, cout, h, w, k, stride, padding): a 3×3 layer where f32 takes F(4×4)
+        // (so bf16 Winograd), one so wide its Winograd runs in several chunks of tiles, a
         // small batch (one product), 1×1, stride 2, several im2col tiles.
+        assert_eq!(winograd::choose(2, 40, 36, 32, 32), Choice::F4);
+        let amx = bf16::kernel() == bf16::Kernel::Amx;
         let cases = [
-            (2, 40, 36, 24, 24, 3, 1, 1),
+            (2, 40, 36, 32, 32, 3, 1, 1),
+            (1, 256, 8, 70, 70, 3, 1, 1),
             (2, 5, 7, 9, 11, 3, 1, 1),
             (1, 33, 20, 12, 10, 1, 1, 0),
             (1, 6, 8, 13, 13, 3, 2, 1),
@@ -700,8 +707,8 @@ mod tests {
             };
             let e = max_rel(&conv.apply(&x, op).unwrap(), &want);
             assert!(e < 1e-5, "case {i}, small tiles: relative error {e}");
-            // The path `forward` chooses (Winograd for the first case) and both Winograd
-            // tilings forced, against the f32 convolution.
+            // The path `forward` chooses (bf16 Winograd for the first two cases, except on
+            // AMX) and both Winograd tilings forced, against the f32 convolution.
             let exact = Conv2d::new(wt.clone(), Some(bias.clone()), cfg)
                 .unwrap()
                 .forward_candle(&x)
@@ -716,15 +723,28 @@ mod tests {
                     };
                     conv.apply(&x, op).unwrap()
                 };
-                // Where f32 takes F(4×4), bf16 takes F(2×2) with bf16 products; where f32
-                // takes F(2×2), bf16 takes im2col.
+                // Where f32 takes F(4×4), bf16 takes F(2×2) with bf16 products (im2col on
+                // AMX); where f32 takes F(2×2), bf16 takes im2col.
                 let wino = forced(Choice::F4);
-                let e = max_rel(&wino, &exact);
-                assert!(e < 1e-2, "case {i}, bf16 Winograd: relative error {e}");
-                assert!(
-                    max_rel(&wino, &want) > 1e-4,
-                    "case {i}: Winograd's products in f32"
-                );
+                if amx {
+                    let e = max_rel(&wino, &want);
+                    assert!(e < 1e-5, "case {i}: AMX takes im2col: {e}");
+                } else {
+                    let e = max_rel(&wino, &exact);
+                    assert!(e < 1e-2, "case {i}, bf16 Winograd: relative error {e}");
+                    // Not the f32 Winograd of the same weight: the products round the
+                    // transformed inputs to bf16.
+                    let f32_wino = Conv2d::new(rounded(&wt), Some(bias.clone()), cfg)
+                        .unwrap()
+                        .forward_by(&x, Choice::F2)
+                        .unwrap();
+                    let d = max_rel(&wino, &f32_wino);
+                    assert!(d > 1e-6 && d < 1e-2, "case {i}: against f32 Winograd: {d}");
+                    if i < 2 {
+                        let e = max_rel(&conv.forward(&x).unwrap(), &wino);
+                        assert_eq!(e, 0.0, "case {i}: forward takes bf16 Winograd");
+                    }
+                }
                 let e = max_rel(&forced(Choice::F2), &want);
                 assert!(
                     e < 1e-5,

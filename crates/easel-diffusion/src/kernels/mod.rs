@@ -6,7 +6,8 @@
 //! depthwise convolutions (Sana),
 //! and vectorised element-wise math. Under [`Precision::Bf16`] ([`with_precision`]) the
 //! convolution and linear layers keep bf16 weights and multiply through [`bf16`] (AMX tiles,
-//! AVX-512 BF16 or a plain loop), tested against candle's op on the rounded operands.
+//! AVX-512 BF16 or a plain loop), tested against candle's op on the rounded operands (bf16
+//! Winograd, which rounds the transforms, within 1e-2).
 //!
 //! Each kernel is a layer or function with the same meaning as the candle op it replaces and
 //! runs on `f32` CPU tensors, reading their storage in place (`with_slice`; attention and

@@ -326,7 +326,6 @@ impl Pipeline {
         })
     }
 
-    /// The model's own scheduler (from its scheduler config).
     /// The dtypes its parts compute in (the first text encoder's for `text`; the second,
     /// SDXL's, is loaded at the same).
     pub fn dtypes(&self) -> Dtypes {
@@ -342,6 +341,7 @@ impl Pipeline {
         &self.device
     }
 
+    /// The model's own scheduler (from its scheduler config).
     pub fn scheduler_kind(&self) -> SchedulerKind {
         self.scheduler_kind
     }
