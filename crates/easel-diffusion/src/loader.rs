@@ -603,7 +603,7 @@ mod conversion_tests {
         let path = dir.path().join("w.safetensors");
         save_safetensors(&stored, &path).unwrap();
         for want in dtypes {
-            let read = read_tensors(&[path.clone()], want, &Device::Cpu).unwrap();
+            let read = read_tensors(std::slice::from_ref(&path), want, &Device::Cpu).unwrap();
             for (name, t) in &stored {
                 let got = &read[name];
                 assert_eq!(got.dtype(), want, "{name} at {want:?}");
