@@ -237,7 +237,7 @@ impl CustomOp3 for AttentionOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::testutil::{max_rel, rand};
+    use crate::kernels::testutil::{max_abs_diff, max_rel, rand};
 
     /// FlashAttention-2 gives candle's attention on the GPU, f16 and bf16, causal or not. A
     /// build with `flash-attn` is for a CUDA machine: without a GPU this test fails.
@@ -259,16 +259,7 @@ mod tests {
             for causal in [false, true] {
                 let got = attention(&q, &k, &v, heads, scale, causal).unwrap();
                 let want = attention_candle(&q, &k, &v, heads, scale, causal).unwrap();
-                let diff = (got.to_dtype(DType::F32).unwrap() - want.to_dtype(DType::F32).unwrap())
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = max_abs_diff(&got, &want);
                 assert!(diff < 2e-2, "{dtype:?}, causal {causal}: {diff}");
             }
         }
@@ -300,17 +291,12 @@ mod tests {
         // The same f16 inputs, computed in f32 throughout.
         let wide = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
         let want = attention_candle(&wide(&q), &wide(&k), &wide(&v), heads, scale, true).unwrap();
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let (got, want) = (flat(&got), flat(&want));
+        let values = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(
-            got.iter().all(|x| x.is_finite()),
+            values.iter().all(|x| x.is_finite()),
             "the f16 attention overflowed"
         );
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = max_abs_diff(&got, &want);
         assert!(worst < 0.01, "max difference {worst}");
     }
 

@@ -270,6 +270,32 @@ pub(crate) mod testutil {
         t.to_dtype(DType::F32).unwrap()
     }
 
+    /// The largest absolute difference, in `f32` whatever the dtypes; NaN if either holds a
+    /// NaN (so a bound on it fails).
+    pub fn max_abs_diff(got: &Tensor, want: &Tensor) -> f32 {
+        use candle_core::DType;
+        assert_eq!(got.dims(), want.dims());
+        let flat = |t: &Tensor| -> Vec<f32> {
+            t.to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        flat(got)
+            .iter()
+            .zip(&flat(want))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, |m, d| {
+                if d.is_nan() || m.is_nan() {
+                    f32::NAN
+                } else {
+                    m.max(d)
+                }
+            })
+    }
+
     /// The largest absolute difference relative to the largest magnitude of `want`.
     pub fn max_rel(got: &Tensor, want: &Tensor) -> f32 {
         assert_eq!(got.dims(), want.dims());
