@@ -21,6 +21,9 @@ use crate::AppState;
 /// `submit` validates.
 pub struct TaskRequest {
     pub model: Option<String>,
+    /// A preset of the model (id or name) whose parameters fill what the input leaves out;
+    /// `None`: the model's default preset, if it has one.
+    pub preset: Option<String>,
     pub input: TaskInput,
     pub priority: Option<i32>,
     pub webhook: Option<Webhook>,
@@ -99,15 +102,19 @@ async fn prepare(
             ));
         }
     }
+    // The model the request names, and the one that runs it (its base, for a composition).
     let model = match &req.model {
-        None if input.generation().is_some() => Some(default_model(state, task).await?),
+        None if input.generation().is_some() => {
+            let m = default_model(state, task).await?;
+            Some((m.clone(), m))
+        }
         None => None,
         Some(name) => {
-            let m = match easel_store::models::resolve(&state.store.db, name).await? {
+            let m = match find_model(state, Some(who), name).await? {
                 Some(m) => Some(m),
                 // Perhaps just copied into the models folder.
                 None if rescan_on_miss(state, Some(name)).await? => {
-                    easel_store::models::resolve(&state.store.db, name).await?
+                    find_model(state, Some(who), name).await?
                 }
                 None => None,
             }
@@ -126,21 +133,59 @@ async fn prepare(
                     format!("`{}` is a LoRA; name it in `input.loras`", m.name),
                 ));
             }
-            if !m.tasks.is_empty() && !m.tasks.iter().any(|t| t == task) {
+            let base = runs_on(state, &m).await?;
+            if !base.tasks.is_empty() && !base.tasks.iter().any(|t| t == task) {
                 return Err(Error::invalid(
                     "model",
                     format!(
                         "the model `{}` cannot do `{}`; it does: {}",
                         m.name,
                         task,
-                        m.tasks.join(", ")
+                        base.tasks.join(", ")
                     ),
                 ));
             }
-            easel_providers::check_runnable(&m)?;
-            Some(m)
+            easel_providers::check_runnable(&base)?;
+            Some((m, base))
         }
     };
+    if let Some(g) = input.generation_mut() {
+        let (m, _) = model.as_ref().expect("generation tasks resolve a model");
+        let preset = match &req.preset {
+            Some(p) => Some(
+                easel_store::models::preset(&state.store.db, &m.id, p)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::invalid("preset", format!("the model has no preset `{p}`"))
+                    })?,
+            ),
+            None => easel_store::models::presets(&state.store.db, &m.id)
+                .await?
+                .into_iter()
+                .find(|p| p.is_default),
+        };
+        if let Some(p) = preset {
+            p.params.fill(g);
+        }
+        if !m.loras.is_empty() {
+            let mut loras = m.loras.clone();
+            loras.append(&mut g.loras);
+            g.loras = loras;
+            if g.loras.len() > 8 {
+                return Err(Error::invalid(
+                    "input.loras",
+                    format!(
+                        "the model applies {} LoRAs of its own: at most {} more",
+                        m.loras.len(),
+                        8 - m.loras.len().min(8)
+                    ),
+                ));
+            }
+        }
+        input.check(&state.limits)?;
+    } else if req.preset.is_some() {
+        return Err(Error::invalid("preset", "only generations take a preset"));
+    }
     let mut sizes = Vec::new();
     for (field, slot) in input.images_mut() {
         let field = format!("input.{field}");
@@ -181,7 +226,7 @@ async fn prepare(
         }
     }
     if let Some(g) = input.generation_mut() {
-        let m = model.as_ref().expect("generation tasks resolve a model");
+        let (m, base) = model.as_ref().expect("generation tasks resolve a model");
         for (i, l) in g.loras.iter().enumerate() {
             let found = easel_store::models::resolve(&state.store.db, &l.model).await?;
             if !found.as_ref().is_some_and(is_lora) {
@@ -194,12 +239,12 @@ async fn prepare(
         let seed = rand::random::<u32>() as u64;
         g.fill_defaults(
             task,
-            &easel_providers::family::defaults(&m.family),
-            &m.defaults,
+            &easel_providers::family::defaults(&base.family),
+            &m.defaults.over(&base.defaults),
             sizes.first().copied(),
             seed,
         );
-        g.check_limits(&state.limits, &m.limits)
+        g.check_limits(&state.limits, &m.limits.within(&base.limits))
             .map_err(|e| e.under("input"))?;
     } else {
         for &(w, h) in &sizes {
@@ -216,8 +261,9 @@ async fn prepare(
             Some(easel_core::usage::image_units(&[input.output_size(*w, *h)]))
         })
         .unwrap_or(0.0);
-    let resource = easel_core::job::Resource::of(task, model.as_ref().map(|m| m.provider.as_str()));
-    let model = model.map(|m| m.name);
+    let resource =
+        easel_core::job::Resource::of(task, model.as_ref().map(|(_, b)| b.provider.as_str()));
+    let model = model.map(|(m, _)| m.job_name().to_string());
     let new = NewJob {
         owner_id: who.user_id.clone(),
         task: task.to_string(),
@@ -269,18 +315,130 @@ pub async fn check_webhook(state: &AppState, w: &Webhook) -> Result<()> {
     Ok(())
 }
 
-/// A LoRA (registered with the `lora` tag): applied through `loras`, never run as a model.
+/// A LoRA (a model of the server's with the `lora` tag): applied through `loras`, never run
+/// as a model. A composition is never one.
 pub fn is_lora(m: &easel_core::model::Model) -> bool {
-    m.tags.iter().any(|t| t == "lora")
+    m.base_model.is_none() && m.tags.iter().any(|t| t == "lora")
 }
 
-/// Every model of the registry (paged through).
+/// The model `who` names by id, name or alias, if they may see it (`Model::visible_to`;
+/// `None`: a caller without a key). Whole: views strip what non-admins may not see.
+pub async fn find_model(
+    state: &AppState,
+    who: Option<&Principal>,
+    name: &str,
+) -> Result<Option<easel_core::model::Model>> {
+    Ok(easel_store::models::resolve(&state.store.db, name)
+        .await?
+        .filter(|m| m.visible_to(who)))
+}
+
+/// A model spec as it is stored, written by `who` for a model `owner` owns (`None`: the
+/// server's). A composition's `base_model`, named by id, name or alias, must be a model
+/// `who` may see and not a LoRA; a composition of a composition becomes one of the first's
+/// base, with the first's LoRAs before its own and its own defaults and limits over the
+/// first's. The base is stored by id and lends the spec its `family` and `tasks`. Each
+/// LoRA must be a LoRA of the server's (stored by name); each example an asset the owner
+/// (the writer, for a server's model) owns.
+pub async fn settle_spec(
+    state: &AppState,
+    who: &Principal,
+    owner: Option<&str>,
+    mut spec: easel_core::model::ModelSpec,
+) -> Result<easel_core::model::ModelSpec> {
+    if let Some(name) = spec.base_model.clone() {
+        let named = find_model(state, Some(who), &name)
+            .await?
+            .ok_or_else(|| Error::invalid("base_model", format!("no model named `{name}`")))?;
+        if is_lora(&named) {
+            return Err(Error::invalid(
+                "base_model",
+                format!("`{name}` is a LoRA: name it in `loras`"),
+            ));
+        }
+        let base = runs_on(state, &named)
+            .await
+            .map_err(|e| e.with_field("base_model"))?;
+        if named.base_model.is_some() {
+            let mut loras = named.loras.clone();
+            loras.append(&mut spec.loras);
+            spec.loras = loras;
+            spec.defaults = spec.defaults.over(&named.defaults);
+            spec.limits = spec.limits.within(&named.limits);
+        }
+        if base.owner_id.is_some() || base.base_model.is_some() {
+            return Err(Error::invalid(
+                "base_model",
+                "a composition runs a model of the server's",
+            ));
+        }
+        spec.base_model = Some(base.id.clone());
+        spec.family = base.family.clone();
+        spec.tasks = base.tasks.clone();
+        for (i, l) in spec.loras.iter_mut().enumerate() {
+            let found = easel_store::models::resolve(&state.store.db, &l.model)
+                .await?
+                .filter(is_lora)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!("loras[{i}].model"),
+                        format!("no LoRA named `{}`", l.model),
+                    )
+                })?;
+            l.model = found.name;
+        }
+    }
+    let owner = owner.unwrap_or(&who.user_id);
+    for (i, id) in spec.examples.iter().enumerate() {
+        let ok = easel_store::assets::get(&state.store.db, id)
+            .await?
+            .is_some_and(|a| a.owner_id == owner);
+        if !ok {
+            return Err(Error::invalid(
+                format!("examples[{i}]"),
+                format!("asset {id} not found among the model owner's assets"),
+            ));
+        }
+    }
+    Ok(spec)
+}
+
+/// The model that runs `m`: its base for a composition, else `m`.
+pub async fn runs_on(
+    state: &AppState,
+    m: &easel_core::model::Model,
+) -> Result<easel_core::model::Model> {
+    match &m.base_model {
+        None => Ok(m.clone()),
+        Some(base) => easel_store::models::get(&state.store.db, base)
+            .await?
+            .ok_or_else(|| {
+                Error::invalid(
+                    "model",
+                    format!(
+                        "the model `{}` runs a model that was removed ({base})",
+                        m.name
+                    ),
+                )
+            }),
+    }
+}
+
+/// The server's models (paged through): what runs when a request names no model.
 pub async fn all_models(state: &AppState) -> Result<Vec<easel_core::model::Model>> {
+    models_of(state, easel_store::models::Scope::Server).await
+}
+
+/// Every model of a scope (paged through).
+pub async fn models_of(
+    state: &AppState,
+    scope: easel_store::models::Scope<'_>,
+) -> Result<Vec<easel_core::model::Model>> {
     const PAGE: u32 = 1000;
     let mut out = Vec::new();
     let mut skip = 0;
     loop {
-        let (page, total) = easel_store::models::list(&state.store.db, skip, PAGE).await?;
+        let (page, total) = easel_store::models::list(&state.store.db, scope, skip, PAGE).await?;
         let n = page.len() as u32;
         out.extend(page);
         skip += n;

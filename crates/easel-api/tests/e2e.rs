@@ -2436,3 +2436,285 @@ async fn collections_hold_a_users_assets_and_models() {
     assert_eq!(s, 200, "its assets stay");
     t.shutdown().await;
 }
+
+/// Users' models: the tenancy matrix of every model route (another user's private model is
+/// 404 everywhere; one they can see but do not own is 403 to write), copy and transfer,
+/// scopes of the list, keyless reads of public and unlisted models.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_models_belong_to_their_owners_and_public_ones_are_read_without_a_key() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    easel_diffusion::tiny::make_tiny(&dir.path().join("models/tiny"), "sd15", 0).unwrap();
+    let t = TestServer::start_in(dir, |c| c.scan_models = true).await;
+    let admin = ADMIN_KEY.to_string();
+    let (key, _) = t.user("mo").await;
+    let (other, other_id) = t.user("ned").await;
+    let mine = t.upload(&key, png(8, 8)).await;
+    let theirs = t.upload(&other, png(8, 8)).await;
+    let (s, m) = t
+        .json(
+            Method::POST,
+            "/v1/models",
+            &key,
+            Some(
+                json!({"name": "Mo's look", "base_model": "tiny", "examples": [mine],
+                "description": "## Mo\nsoft light", "tags": ["mine"]}),
+            ),
+        )
+        .await;
+    assert_eq!((s, m["privacy"].as_str()), (201, Some("private")), "{m}");
+    let id = m["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/models/{id}");
+    // What a user may not create: a model of their own that is not a composition, a
+    // provider of its own, someone else's asset as an example, a LoRA as the base.
+    for (body, field) in [
+        (json!({"name": "x"}), "base_model"),
+        (
+            json!({"name": "x", "base_model": "tiny", "provider": "openai"}),
+            "provider",
+        ),
+        (
+            json!({"name": "x", "base_model": "tiny", "examples": [theirs]}),
+            "examples[0]",
+        ),
+        (json!({"name": "x", "base_model": "nope"}), "base_model"),
+        (
+            json!({"name": "x", "base_model": id, "loras": [{"model": "tiny"}]}),
+            "loras[0].model",
+        ),
+        (
+            json!({"name": "x", "base_model": "tiny", "aliases": ["a"]}),
+            "aliases",
+        ),
+    ] {
+        let (s, e) = t
+            .json(Method::POST, "/v1/models", &key, Some(body.clone()))
+            .await;
+        assert_eq!(
+            (s, e["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{body}: {e}"
+        );
+    }
+    // A composition of a composition runs the first one's base.
+    let (s, c2) = t
+        .json(
+            Method::POST,
+            "/v1/models",
+            &key,
+            Some(json!({"name": "layered", "base_model": id, "defaults": {"steps": 3}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{c2}");
+    assert_eq!(c2["base_model"], m["base_model"], "{c2}");
+
+    // Another user: 404 on every route of a private model; the lists leave it out.
+    for (method, p, body) in [
+        (Method::GET, path.clone(), None),
+        (Method::PATCH, path.clone(), Some(json!({"name": "y"}))),
+        (Method::DELETE, path.clone(), None),
+        (Method::POST, format!("{path}/copy"), Some(json!({}))),
+        (
+            Method::POST,
+            format!("{path}/transfer"),
+            Some(json!({"to": "ned"})),
+        ),
+        (Method::GET, format!("{path}/presets"), None),
+        (
+            Method::POST,
+            format!("{path}/presets"),
+            Some(json!({"name": "p"})),
+        ),
+        (Method::GET, format!("/v1/public/models/{id}"), None),
+    ] {
+        let (s, e) = t.json(method.clone(), &p, &other, body).await;
+        assert_eq!(s, 404, "{method} {p}: {e}");
+    }
+    let listed = |key: String, q: &'static str| {
+        let t = &t;
+        async move {
+            let (s, l) = t
+                .json(Method::GET, &format!("/v1/models{q}"), &key, None)
+                .await;
+            assert_eq!(s, 200, "{l}");
+            l["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(listed(key.clone(), "").await.contains(&id));
+    assert!(!listed(other.clone(), "").await.contains(&id));
+    assert_eq!(listed(key.clone(), "?scope=mine").await.len(), 2);
+    assert!(listed(admin.clone(), "?scope=all").await.contains(&id));
+    let (s, _) = t
+        .json(Method::GET, "/v1/models?scope=all", &other, None)
+        .await;
+    assert_eq!(s, 403);
+    // Keyless: nothing private.
+    let anon = |p: String| {
+        let t = &t;
+        async move { get(t.req(Method::GET, &p, None).send().await.unwrap()).await }
+    };
+    assert_eq!(anon(format!("/v1/public/models/{id}")).await.0, 404);
+    assert_eq!(anon(path.clone()).await.0, 401);
+
+    // Unlisted: by id to others and without a key; still not theirs to write (403).
+    let (s, u) = t
+        .json(
+            Method::PATCH,
+            &path,
+            &key,
+            Some(json!({"privacy": "unlisted"})),
+        )
+        .await;
+    assert_eq!((s, u["privacy"].as_str()), (200, Some("unlisted")), "{u}");
+    assert_eq!(u["description"], "## Mo\nsoft light");
+    let (s, seen) = t.json(Method::GET, &path, &other, None).await;
+    assert_eq!((s, seen["source"].is_null()), (200, true), "{seen}");
+    for (method, p, body) in [
+        (Method::PATCH, path.clone(), Some(json!({"name": "y"}))),
+        (Method::DELETE, path.clone(), None),
+        (
+            Method::POST,
+            format!("{path}/transfer"),
+            Some(json!({"to": "ned"})),
+        ),
+        (
+            Method::POST,
+            format!("{path}/presets"),
+            Some(json!({"name": "p"})),
+        ),
+    ] {
+        let (s, e) = t.json(method.clone(), &p, &other, body).await;
+        assert_eq!(s, 403, "{method} {p}: {e}");
+    }
+    let (s, pub_one) = anon(format!("/v1/public/models/{id}")).await;
+    assert_eq!(
+        (s, pub_one["name"].as_str()),
+        (200, Some("Mo's look")),
+        "{pub_one}"
+    );
+    let (_, l) = anon("/v1/public/models".into()).await;
+    assert_eq!(l["count"], 0, "unlisted is not listed: {l}");
+    let (s, u) = t
+        .json(
+            Method::PATCH,
+            &path,
+            &key,
+            Some(json!({"privacy": "public"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{u}");
+    let (_, l) = anon("/v1/public/models".into()).await;
+    assert_eq!(l["data"][0]["id"], id.as_str(), "{l}");
+    assert!(listed(other.clone(), "?scope=public").await.contains(&id));
+
+    // Copy: the other user's own model, over the same base, without the examples (they are
+    // not theirs); the server's model copies into a composition over it.
+    let (s, c) = t
+        .json(
+            Method::POST,
+            &format!("{path}/copy"),
+            &other,
+            Some(json!({"name": "Ned's"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(
+        (c["owner_id"].as_str(), &c["base_model"], &c["examples"]),
+        (Some(other_id.as_str()), &m["base_model"], &json!([])),
+        "{c}"
+    );
+    let (s, e) = t
+        .json(
+            Method::POST,
+            &format!("{path}/copy"),
+            &other,
+            Some(json!({"copy_examples": true})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("examples[0]")),
+        "{e}"
+    );
+    let (s, c) = t
+        .json(
+            Method::POST,
+            "/v1/models/tiny/copy",
+            &other,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!((s, c["name"].as_str()), (201, Some("tiny")), "{c}");
+    // The server's models: admins only, and nobody's to transfer.
+    let (s, _) = t
+        .json(
+            Method::PATCH,
+            "/v1/models/tiny",
+            &key,
+            Some(json!({"beta": true})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, e) = t
+        .json(
+            Method::POST,
+            "/v1/models/tiny/transfer",
+            &admin,
+            Some(json!({"to": "mo"})),
+        )
+        .await;
+    assert_eq!((s, e["error"]["field"].as_str()), (422, Some("to")), "{e}");
+
+    // Transfer: the model is Ned's; Mo no longer writes it.
+    let (s, e) = t
+        .json(
+            Method::POST,
+            &format!("{path}/transfer"),
+            &key,
+            Some(json!({"to": "nobody"})),
+        )
+        .await;
+    assert_eq!((s, e["error"]["field"].as_str()), (422, Some("to")), "{e}");
+    let (s, moved) = t
+        .json(
+            Method::POST,
+            &format!("{path}/transfer"),
+            &key,
+            Some(json!({"to": "ned"})),
+        )
+        .await;
+    assert_eq!(
+        (s, moved["owner_id"].as_str()),
+        (200, Some(other_id.as_str())),
+        "{moved}"
+    );
+    assert_eq!(
+        moved["examples"],
+        json!([]),
+        "Mo's assets stay Mo's: {moved}"
+    );
+    let (s, _) = t
+        .json(Method::PATCH, &path, &key, Some(json!({"name": "back"})))
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = t
+        .json(
+            Method::PATCH,
+            &path,
+            &other,
+            Some(json!({"privacy": "private"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = t.json(Method::GET, &path, &key, None).await;
+    assert_eq!(s, 404, "private again, and no longer Mo's");
+    let (s, _) = t.json(Method::DELETE, &path, &other, None).await;
+    assert_eq!(s, 204);
+    let (s, _) = t.json(Method::GET, &path, &other, None).await;
+    assert_eq!(s, 404);
+    t.shutdown().await;
+}

@@ -390,3 +390,216 @@ async fn several_loras_with_scales_change_the_image() {
     assert_eq!(pixels[0], pixels[3], "scale 0 is the base model");
     t.shutdown().await;
 }
+
+/// A user's model (a composition over `tiny-sd15` with a LoRA, defaults and presets) runs
+/// its base with its LoRA first: the same image as naming the base and the LoRA directly.
+/// Its default preset fills what a request leaves out, a named preset wins over the default,
+/// the request's own values over both; the job names the user's model by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_composition_runs_its_base_with_its_loras_defaults_and_presets() {
+    use easel_diffusion::sd::tiny::{make_tiny_lora, LoraLayout};
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let models = dir.path().join("models");
+    make_tiny(&models.join("tiny-sd15"), "sd15", 7).unwrap();
+    make_tiny_lora(
+        &models.join("tiny-sd15"),
+        &models.join("style-a.safetensors"),
+        LoraLayout::Kohya,
+        4,
+        1,
+    )
+    .unwrap();
+    let t = TestServer::start_in(dir, |c| c.scan_models = true).await;
+    let (key, _) = t.user("gus").await;
+    let (other, _) = t.user("hal").await;
+    let (s, m) = t
+        .json(
+            Method::POST,
+            "/v1/models",
+            &key,
+            Some(json!({
+                "name": "Gus's fox style",
+                "base_model": "tiny-sd15",
+                "loras": [{"model": "style-a", "scale": 1.0}],
+                "defaults": {"width": 64, "height": 64, "steps": 2},
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{m}");
+    let id = m["id"].as_str().unwrap().to_string();
+    assert_eq!(m["family"], "sd15", "the base lends its family: {m}");
+    assert!(m["owner_id"].as_str().is_some(), "{m}");
+    let (_, base) = t
+        .json(Method::GET, "/v1/models/tiny-sd15", &key, None)
+        .await;
+    assert_eq!(m["base_model"], base["id"], "stored by id: {m}");
+
+    // The same image as the base with the LoRA named directly.
+    let direct = t
+        .submit(
+            &key,
+            json!({"task": "txt2img", "model": "tiny-sd15", "input": {"prompt": "a fox",
+                "width": 64, "height": 64, "steps": 2, "seed": 5,
+                "loras": [{"model": "style-a", "scale": 1.0}]}}),
+        )
+        .await;
+    let composed = t
+        .submit(
+            &key,
+            json!({"task": "txt2img", "model": id, "input": {"prompt": "a fox", "seed": 5}}),
+        )
+        .await;
+    assert_eq!(composed["model"], id.as_str(), "{composed}");
+    assert_eq!(
+        composed["input"]["steps"], 2,
+        "the model's defaults: {composed}"
+    );
+    assert_eq!(
+        composed["input"]["loras"][0]["model"], "style-a",
+        "{composed}"
+    );
+    let mut images = Vec::new();
+    for job in [&direct, &composed] {
+        let done = t.wait(&key, job["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let png = content(&t, &key, &output_ids(&done)[0]).await;
+        images.push(decode(&png).to_rgb8().into_raw());
+    }
+    assert_eq!(
+        images[0], images[1],
+        "a composition runs its base with its LoRA"
+    );
+
+    // Presets: only the owner writes them; the default fills what a request leaves out.
+    let presets = format!("/v1/models/{id}/presets");
+    let (s, _) = t
+        .json(Method::POST, &presets, &other, Some(json!({"name": "x"})))
+        .await;
+    assert_eq!(s, 404, "another user does not see a private model");
+    let (s, e) = t
+        .json(
+            Method::POST,
+            &presets,
+            &key,
+            Some(json!({"name": "bad", "params": {"guidance": 99}})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("params.guidance")),
+        "{e}"
+    );
+    let (s, p) = t
+        .json(
+            Method::POST,
+            &presets,
+            &key,
+            Some(json!({"name": "soft", "is_default": true,
+                "params": {"guidance": 3.0, "negative_prompt": "harsh"}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{p}");
+    let (_, slow) = t
+        .json(
+            Method::POST,
+            &presets,
+            &key,
+            Some(json!({"name": "slow", "params": {"steps": 3, "guidance": 4.0}})),
+        )
+        .await;
+    let run = |body: Value| {
+        let (t, key) = (&t, key.clone());
+        async move { t.submit(&key, body).await }
+    };
+    let j = run(json!({"task": "txt2img", "model": id, "input": {"prompt": "a fox"}})).await;
+    assert_eq!(
+        (
+            &j["input"]["guidance"],
+            &j["input"]["negative_prompt"],
+            &j["input"]["steps"]
+        ),
+        (&json!(3.0), &json!("harsh"), &json!(2)),
+        "the default preset, then the model's defaults: {j}"
+    );
+    let j = run(json!({"task": "txt2img", "model": id, "preset": "slow",
+        "input": {"prompt": "a fox", "guidance": 6.0}}))
+    .await;
+    assert_eq!(
+        (
+            &j["input"]["guidance"],
+            &j["input"]["steps"],
+            &j["input"]["negative_prompt"]
+        ),
+        (&json!(6.0), &json!(3), &Value::Null),
+        "a named preset replaces the default; the request wins: {j}"
+    );
+    let j = run(json!({"task": "txt2img", "model": id, "preset": slow["id"],
+        "input": {"prompt": "a fox"}}))
+    .await;
+    assert_eq!(j["input"]["steps"], 3, "by id too: {j}");
+    let (s, e) = t
+        .json(
+            Method::POST,
+            "/v1/jobs",
+            &key,
+            Some(
+                json!({"task": "txt2img", "model": id, "preset": "nope", "input": {"prompt": "x"}}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("preset")),
+        "{e}"
+    );
+    let (s, e) = t
+        .json(
+            Method::POST,
+            "/v1/jobs",
+            &key,
+            Some(json!({"task": "upscale", "preset": "slow",
+                "input": {"image": output_ids(&t.wait(&key, j["id"].as_str().unwrap()).await)[0], "factor": 2}})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("preset")),
+        "{e}"
+    );
+    // Another user cannot run a private model; a public one they can.
+    let (s, e) = t
+        .json(
+            Method::POST,
+            "/v1/jobs",
+            &other,
+            Some(json!({"task": "txt2img", "model": id, "input": {"prompt": "x"}})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("model")),
+        "{e}"
+    );
+    let (s, _) = t
+        .json(
+            Method::PATCH,
+            &format!("/v1/models/{id}"),
+            &key,
+            Some(json!({"privacy": "public"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let j = t
+        .submit(
+            &other,
+            json!({"task": "txt2img", "model": id, "input": {"prompt": "a fox"}}),
+        )
+        .await;
+    assert_eq!(
+        j["input"]["guidance"], 3.0,
+        "its default preset applies: {j}"
+    );
+    let done = t.wait(&other, j["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    t.shutdown().await;
+}

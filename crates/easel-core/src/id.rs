@@ -8,6 +8,7 @@ pub const KEY: &str = "key";
 pub const MODEL: &str = "mdl";
 pub const WEBHOOK_DELIVERY: &str = "whd";
 pub const COLLECTION: &str = "col";
+pub const PRESET: &str = "prs";
 
 static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
 

@@ -12,6 +12,7 @@ pub mod id;
 pub mod job;
 pub mod limits;
 pub mod model;
+pub mod preset;
 pub mod scheduler;
 pub mod style;
 pub mod task;

@@ -4,7 +4,10 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use crate::asset::Privacy;
+use crate::auth::Principal;
 use crate::error::{Error, Result};
+use crate::generate::LoraRef;
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -77,6 +80,20 @@ pub struct Model {
     pub recommended: bool,
     pub beta: bool,
     pub tags: Vec<String>,
+    /// Set: a composition — the id of the server's model it runs, with `loras` and its own
+    /// `defaults` and `limits` on top (see [`ModelSpec::base_model`]).
+    pub base_model: Option<String>,
+    /// The LoRAs a composition applies before a request's own.
+    pub loras: Vec<LoraRef>,
+    /// Markdown.
+    pub description: Option<String>,
+    pub short_description: Option<String>,
+    /// Asset ids that show what the model makes, in order (the owner's assets).
+    pub examples: Vec<String>,
+    /// The user who owns the model; `None`: a model of the server (admins write those).
+    pub owner_id: Option<String>,
+    /// Who else sees it ([`Model::visible_to`]).
+    pub privacy: Privacy,
     /// Registered by the scan of `<data-dir>/models/` (rescans update it).
     pub discovered: bool,
     #[schema(value_type = String, format = DateTime)]
@@ -225,6 +242,29 @@ pub struct ModelSpec {
     pub beta: bool,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The model this one runs, by id, name or alias: set, the model is a *composition* —
+    /// its base's weights and provider with `loras` applied first and its own `defaults`
+    /// and `limits` over the base's. A composition takes `family` and `tasks` from its base
+    /// and sets no `source` or provider of its own. A composition of a composition runs
+    /// the first one's base with both LoRA lists. Stored as the base's id.
+    #[serde(default)]
+    pub base_model: Option<String>,
+    /// LoRAs (server's models tagged `lora`) a composition applies, at most 8.
+    #[serde(default)]
+    pub loras: Vec<LoraRef>,
+    /// Markdown, at most 20,000 characters.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// At most 300 characters.
+    #[serde(default)]
+    pub short_description: Option<String>,
+    /// Asset ids of the owner's images that show the model, in order (at most 50).
+    #[serde(default)]
+    pub examples: Vec<String>,
+    /// Who else sees the model. Written to its own column, not the spec; absent: as it is
+    /// (a new model: `private`).
+    #[serde(default, skip_serializing)]
+    pub privacy: Option<Privacy>,
 }
 
 fn unknown_family() -> String {
@@ -261,11 +301,92 @@ pub struct ModelPatch {
     pub recommended: Option<bool>,
     pub beta: Option<bool>,
     pub tags: Option<Vec<String>>,
+    pub base_model: Option<String>,
+    pub loras: Option<Vec<LoraRef>>,
+    /// `""` clears it.
+    pub description: Option<String>,
+    /// `""` clears it.
+    pub short_description: Option<String>,
+    pub examples: Option<Vec<String>>,
+    pub privacy: Option<Privacy>,
 }
 
 impl ModelSpec {
+    /// A spec with `name` and every other field at its default (as a body of just
+    /// `{"name": …}` reads).
+    pub fn new(name: impl Into<String>) -> ModelSpec {
+        ModelSpec {
+            name: name.into(),
+            aliases: vec![],
+            family: unknown_family(),
+            tasks: vec![],
+            source: None,
+            provider: local_provider(),
+            provider_config: empty_object(),
+            provider_capabilities: None,
+            fallback_provider: None,
+            fallback_provider_config: None,
+            fallback_provider_capabilities: None,
+            defaults: ModelDefaults::default(),
+            limits: ModelLimits::default(),
+            icon: None,
+            tool_types: vec![],
+            recommended: false,
+            beta: false,
+            tags: vec![],
+            base_model: None,
+            loras: vec![],
+            description: None,
+            short_description: None,
+            examples: vec![],
+            privacy: None,
+        }
+    }
+
+    /// Checks a model of the server: its `name` is a registry name ([`check_name`]).
     pub fn validate(&self) -> Result<()> {
-        check_name("name", &self.name)?;
+        self.validate_as(false)
+    }
+
+    /// Checks a model, owned by a user or not. A user's model is a composition
+    /// (`base_model` set) without aliases, and its `name` is a title (1–200 characters, not
+    /// blank, no control characters): it is found by its id, the name is not unique.
+    pub fn validate_as(&self, owned: bool) -> Result<()> {
+        if owned {
+            check_title("name", &self.name)?;
+            if !self.aliases.is_empty() {
+                return Err(Error::invalid(
+                    "aliases",
+                    "a user's model has no aliases: it is named by its id",
+                ));
+            }
+            if self.base_model.is_none() {
+                return Err(Error::invalid(
+                    "base_model",
+                    "a user's model runs a model of the server: name it in `base_model`",
+                ));
+            }
+        } else {
+            check_name("name", &self.name)?;
+        }
+        self.check_composition()?;
+        for (field, text, max) in [
+            ("description", &self.description, MAX_DESCRIPTION),
+            ("short_description", &self.short_description, 300),
+        ] {
+            if text.as_ref().is_some_and(|t| t.chars().count() > max) {
+                return Err(Error::invalid(
+                    field,
+                    format!("must be at most {max} characters"),
+                ));
+            }
+        }
+        if self.examples.len() > MAX_EXAMPLES {
+            return Err(Error::invalid(
+                "examples",
+                format!("at most {MAX_EXAMPLES} assets"),
+            ));
+        }
         for (i, a) in self.aliases.iter().enumerate() {
             if a.is_empty() || a.len() > 200 || a.chars().any(char::is_whitespace) {
                 return Err(Error::invalid(
@@ -372,6 +493,68 @@ impl ModelSpec {
         Ok(())
     }
 
+    /// A composition's own rules: nothing of a provider's (it runs its base's), at most 8
+    /// LoRAs with scales from -4 to 4; LoRAs only on a composition.
+    fn check_composition(&self) -> Result<()> {
+        if self.base_model.is_none() {
+            if !self.loras.is_empty() {
+                return Err(Error::invalid(
+                    "loras",
+                    "only a composition (a model with `base_model`) applies LoRAs",
+                ));
+            }
+            return Ok(());
+        }
+        if self.base_model.as_deref().is_some_and(str::is_empty) {
+            return Err(Error::invalid("base_model", "must not be empty"));
+        }
+        let own = [
+            ("source", self.source.is_some()),
+            ("provider", self.provider != "local"),
+            (
+                "provider_config",
+                self.provider_config
+                    .as_object()
+                    .is_none_or(|o| !o.is_empty()),
+            ),
+            (
+                "provider_capabilities",
+                self.provider_capabilities.is_some(),
+            ),
+            ("fallback_provider", self.fallback_provider.is_some()),
+            (
+                "fallback_provider_config",
+                self.fallback_provider_config.is_some(),
+            ),
+            (
+                "fallback_provider_capabilities",
+                self.fallback_provider_capabilities.is_some(),
+            ),
+        ];
+        if let Some((field, _)) = own.iter().find(|(_, set)| *set) {
+            return Err(Error::invalid(
+                *field,
+                "a composition (a model with `base_model`) runs on its base's weights and \
+                 provider: leave it out",
+            ));
+        }
+        if self.loras.len() > 8 {
+            return Err(Error::invalid("loras", "at most 8 LoRAs"));
+        }
+        for (i, l) in self.loras.iter().enumerate() {
+            if l.model.trim().is_empty() {
+                return Err(Error::invalid(format!("loras[{i}].model"), "required"));
+            }
+            if !(-4.0..=4.0).contains(&l.scale) {
+                return Err(Error::invalid(
+                    format!("loras[{i}].scale"),
+                    "must be between -4 and 4",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Apply a patch, producing the spec to validate and store.
     pub fn patched(mut self, p: ModelPatch) -> ModelSpec {
         macro_rules! set {
@@ -389,7 +572,9 @@ impl ModelSpec {
             tool_types,
             recommended,
             beta,
-            tags
+            tags,
+            loras,
+            examples
         );
         macro_rules! set_some {
             ($($f:ident),*) => { $( if p.$f.is_some() { self.$f = p.$f; } )* };
@@ -400,8 +585,14 @@ impl ModelSpec {
             fallback_provider,
             fallback_provider_config,
             fallback_provider_capabilities,
-            icon
+            icon,
+            base_model,
+            privacy
         );
+        macro_rules! set_text {
+            ($($f:ident),*) => { $( if let Some(v) = p.$f { self.$f = (!v.is_empty()).then_some(v); } )* };
+        }
+        set_text!(description, short_description);
         self
     }
 }
@@ -410,7 +601,54 @@ impl ModelSpec {
 /// network (`support_dir`, an upstream's `base_url`): shown to admins only.
 pub const LOCATION_KEYS: &[&str] = &["support_dir", "base_url"];
 
+/// What a model row holds besides its spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRecord {
+    pub id: String,
+    pub owner_id: Option<String>,
+    pub privacy: Privacy,
+    pub discovered: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
 impl Model {
+    /// The model a stored spec and its row make (the spec's `privacy` is ignored: the
+    /// record's is the model's).
+    pub fn from_spec(spec: ModelSpec, r: ModelRecord) -> Model {
+        Model {
+            id: r.id,
+            name: spec.name,
+            aliases: spec.aliases,
+            family: spec.family,
+            tasks: spec.tasks,
+            source: spec.source,
+            provider: spec.provider,
+            provider_config: spec.provider_config,
+            provider_capabilities: spec.provider_capabilities,
+            fallback_provider: spec.fallback_provider,
+            fallback_provider_config: spec.fallback_provider_config,
+            fallback_provider_capabilities: spec.fallback_provider_capabilities,
+            defaults: spec.defaults,
+            limits: spec.limits,
+            icon: spec.icon,
+            tool_types: spec.tool_types,
+            recommended: spec.recommended,
+            beta: spec.beta,
+            tags: spec.tags,
+            base_model: spec.base_model,
+            loras: spec.loras,
+            description: spec.description,
+            short_description: spec.short_description,
+            examples: spec.examples,
+            owner_id: r.owner_id,
+            privacy: r.privacy,
+            discovered: r.discovered,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+
     /// The model as a caller who is not an admin sees it: without `source` and without the
     /// provider configs' locations (`LOCATION_KEYS`), which would tell where this server keeps
     /// files and which internal hosts it reaches.
@@ -448,6 +686,41 @@ impl Model {
             recommended: self.recommended,
             beta: self.beta,
             tags: self.tags.clone(),
+            base_model: self.base_model.clone(),
+            loras: self.loras.clone(),
+            description: self.description.clone(),
+            short_description: self.short_description.clone(),
+            examples: self.examples.clone(),
+            privacy: Some(self.privacy),
+        }
+    }
+
+    /// Whether `who` may see the model (`None`: a caller without a key). Admins see every
+    /// model; signed-in users the server's models, their own, and others' `public` or
+    /// `unlisted` ones (those by id; lists show others' `public` ones only where asked);
+    /// callers without a key `public` and `unlisted` models (by id).
+    pub fn visible_to(&self, who: Option<&Principal>) -> bool {
+        match (who, &self.owner_id) {
+            (Some(p), _) if p.is_admin() => true,
+            (Some(_), None) => true,
+            (Some(p), Some(owner)) if *owner == p.user_id => true,
+            _ => self.privacy != Privacy::Private,
+        }
+    }
+
+    /// Whether `who` may change, delete or transfer the model and its presets: its owner,
+    /// or an admin (the only ones who write the server's models).
+    pub fn editable_by(&self, who: &Principal) -> bool {
+        who.is_admin() || self.owner_id.as_deref() == Some(who.user_id.as_str())
+    }
+
+    /// How a job names the model: a model of the server by its registry name, a user's by
+    /// its id (users' names are titles, not unique).
+    pub fn job_name(&self) -> &str {
+        if self.owner_id.is_some() {
+            &self.id
+        } else {
+            &self.name
         }
     }
 
@@ -514,6 +787,55 @@ pub fn provider_problem(kind: &str, config: &serde_json::Value, m: &Model) -> Op
             "this server has no provider `{other}` (it runs: {})",
             PROVIDERS.join(", ")
         )),
+    }
+}
+
+/// The longest model `description` (markdown).
+pub const MAX_DESCRIPTION: usize = 20_000;
+
+/// The most example assets of a model.
+pub const MAX_EXAMPLES: usize = 50;
+
+/// A user's model's name: 1–200 characters, not blank, no control characters.
+pub fn check_title(field: &str, name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            "must be 1 to 200 characters, not blank, without control characters",
+        ));
+    }
+    Ok(())
+}
+
+impl ModelDefaults {
+    /// These defaults with `base`'s where these leave one out (a composition over its base).
+    pub fn over(&self, base: &ModelDefaults) -> ModelDefaults {
+        ModelDefaults {
+            width: self.width.or(base.width),
+            height: self.height.or(base.height),
+            steps: self.steps.or(base.steps),
+            guidance: self.guidance.or(base.guidance),
+            scheduler: self.scheduler.clone().or_else(|| base.scheduler.clone()),
+        }
+    }
+}
+
+impl ModelLimits {
+    /// The tighter of these limits and `base`'s, each.
+    pub fn within(&self, base: &ModelLimits) -> ModelLimits {
+        fn min<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        ModelLimits {
+            max_width: min(self.max_width, base.max_width),
+            max_height: min(self.max_height, base.max_height),
+            max_pixels: min(self.max_pixels, base.max_pixels),
+            max_steps: min(self.max_steps, base.max_steps),
+            max_count: min(self.max_count, base.max_count),
+        }
     }
 }
 
@@ -676,6 +998,9 @@ mod tests {
                 "fallback_provider_config": null, "fallback_provider_capabilities": null,
                 "defaults": {}, "limits": {}, "icon": null, "tool_types": [],
                 "recommended": false, "beta": false, "tags": [], "discovered": false,
+                "base_model": null, "loras": [], "description": null,
+                "short_description": null, "examples": [], "owner_id": null,
+                "privacy": "private",
                 "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
             });
             for (k, x) in spec.as_object().unwrap() {
@@ -806,30 +1131,24 @@ mod path_tests {
 
     #[test]
     fn non_admins_see_no_locations() {
-        let m = Model {
-            id: "mdl_x".into(),
-            name: "x".into(),
-            aliases: vec![],
-            family: "sd15".into(),
-            tasks: vec![],
-            source: Some("/data/models/x".into()),
-            provider: "local".into(),
-            provider_config: serde_json::json!({"support_dir": "/data/s", "model": "m"}),
-            provider_capabilities: None,
-            fallback_provider: Some("easel".into()),
-            fallback_provider_config: Some(serde_json::json!({"base_url": "http://10.0.0.2"})),
-            fallback_provider_capabilities: None,
-            defaults: Default::default(),
-            limits: Default::default(),
-            icon: None,
-            tool_types: vec![],
-            recommended: false,
-            beta: false,
-            tags: vec![],
-            discovered: false,
-            created_at: crate::time::now(),
-            updated_at: crate::time::now(),
-        }
+        let spec: ModelSpec = serde_json::from_value(serde_json::json!({
+            "name": "x", "family": "sd15", "source": "/data/models/x",
+            "provider_config": {"support_dir": "/data/s", "model": "m"},
+            "fallback_provider": "easel",
+            "fallback_provider_config": {"base_url": "http://10.0.0.2"}
+        }))
+        .unwrap();
+        let m = Model::from_spec(
+            spec,
+            ModelRecord {
+                id: "mdl_x".into(),
+                owner_id: None,
+                privacy: Privacy::Private,
+                discovered: false,
+                created_at: crate::time::now(),
+                updated_at: crate::time::now(),
+            },
+        )
         .without_locations();
         assert_eq!(m.source, None);
         assert_eq!(m.provider_config, serde_json::json!({"model": "m"}));

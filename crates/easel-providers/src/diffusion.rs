@@ -320,7 +320,7 @@ async fn prepare(
         .model
         .as_deref()
         .ok_or_else(|| Error::invalid("model", format!("`{}` needs a model", job.task)))?;
-    let model = easel_store::models::resolve(&store.db, name)
+    let model = easel_store::models::resolve_run(&store.db, name)
         .await?
         .ok_or_else(|| Error::invalid("model", format!("no model named `{name}`")))?;
     let mut load = base_spec(&model, roots)?;

@@ -88,6 +88,7 @@ pub async fn scan(db: &Db, dir: &Path) -> Result<usize> {
             } else {
                 vec![]
             },
+            ..ModelSpec::new("")
         };
         let missing_alias = |m: &easel_core::model::Model| {
             file_alias.as_ref().is_some_and(|a| !m.aliases.contains(a))

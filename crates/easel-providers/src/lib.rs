@@ -112,7 +112,7 @@ impl Providers {
     /// A generation job on its model's provider, then on its fallback provider if that fails.
     async fn generate(&self, job: &Job, ctx: &RunContext) -> Result<RunOutput, RunError> {
         let model = match job.model.as_deref() {
-            Some(name) => easel_store::models::resolve(&self.store.db, name).await?,
+            Some(name) => easel_store::models::resolve_run(&self.store.db, name).await?,
             None => None,
         };
         let Some(model) = model else {

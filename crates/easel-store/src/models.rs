@@ -1,43 +1,42 @@
 //! The models registry. A model's spec is stored as JSON; its name and aliases are rows of
 //! `model_names`, so every name resolves to exactly one model.
 //!
+//! A user's model (`owner_id` set) keeps its id in the `name` column and has no
+//! `model_names` rows: it is found by id only, and its title (the spec's `name`) need not be
+//! unique. Its presets are rows of `model_presets`, deleted with it.
+//!
 //! Fields added to `ModelSpec` need no migration: they are read with their serde defaults
 //! from rows written before they existed (`icon`, the capabilities, `tool_types`).
 
-use easel_core::model::{Model, ModelSpec};
+use easel_core::model::{Model, ModelRecord, ModelSpec, Privacy};
+use easel_core::preset::{Preset, PresetParams, PresetSpec, MAX_PRESETS};
 use easel_core::time::{self, from_millis};
 use easel_core::{Error, ErrorKind, Result};
 use sqlx::any::AnyRow;
 
-use crate::db::{db_err, get_i64, get_json, get_str, Db, WriteTx};
+use crate::db::{db_err, get_i64, get_json, get_opt_str, get_str, Db, WriteTx};
 
 fn from_row(r: &AnyRow) -> Result<Model> {
     let spec: ModelSpec = serde_json::from_value(get_json(r, "spec")?)
         .map_err(|e| Error::internal(format!("bad model spec: {e}")))?;
-    Ok(Model {
-        id: get_str(r, "id")?,
-        name: spec.name,
-        aliases: spec.aliases,
-        family: spec.family,
-        tasks: spec.tasks,
-        source: spec.source,
-        provider: spec.provider,
-        provider_config: spec.provider_config,
-        provider_capabilities: spec.provider_capabilities,
-        fallback_provider: spec.fallback_provider,
-        fallback_provider_config: spec.fallback_provider_config,
-        fallback_provider_capabilities: spec.fallback_provider_capabilities,
-        defaults: spec.defaults,
-        limits: spec.limits,
-        icon: spec.icon,
-        tool_types: spec.tool_types,
-        recommended: spec.recommended,
-        beta: spec.beta,
-        tags: spec.tags,
-        discovered: get_i64(r, "discovered")? != 0,
-        created_at: from_millis(get_i64(r, "created_at")?),
-        updated_at: from_millis(get_i64(r, "updated_at")?),
-    })
+    let privacy = get_str(r, "privacy")?;
+    Ok(Model::from_spec(
+        spec,
+        ModelRecord {
+            id: get_str(r, "id")?,
+            owner_id: get_opt_str(r, "owner_id")?,
+            privacy: Privacy::parse(&privacy)
+                .ok_or_else(|| Error::internal(format!("bad model privacy `{privacy}`")))?,
+            discovered: get_i64(r, "discovered")? != 0,
+            created_at: from_millis(get_i64(r, "created_at")?),
+            updated_at: from_millis(get_i64(r, "updated_at")?),
+        },
+    ))
+}
+
+/// The spec as stored (its privacy lives in its own column).
+fn stored(spec: &ModelSpec) -> String {
+    serde_json::to_string(spec).unwrap_or_default()
 }
 
 /// A unique-name violation, said in terms of the model's name.
@@ -93,59 +92,145 @@ async fn set_names(tx: &mut WriteTx, id: &str, spec: &ModelSpec) -> Result<()> {
     Ok(())
 }
 
+/// Register a model of the server.
 pub async fn create(db: &Db, spec: &ModelSpec, discovered: bool) -> Result<Model> {
-    spec.validate()?;
-    let id = easel_core::id::new(easel_core::id::MODEL);
-    let now = time::to_millis(time::now());
+    insert(db, spec, None, discovered).await
+}
+
+/// Register a model `owner` owns (a composition: [`ModelSpec::validate_as`]).
+pub async fn create_owned(db: &Db, spec: &ModelSpec, owner: &str) -> Result<Model> {
+    insert(db, spec, Some(owner), false).await
+}
+
+async fn insert(db: &Db, spec: &ModelSpec, owner: Option<&str>, discovered: bool) -> Result<Model> {
     let mut tx = db.begin().await?;
-    sqlx::query("INSERT INTO models (id, name, spec, discovered, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
-        .bind(&id)
-        .bind(&spec.name)
-        .bind(serde_json::to_string(spec).unwrap_or_default())
-        .bind(discovered as i64)
-        .bind(now)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| name_taken(e, &spec.name))?;
-    set_names(&mut tx, &id, spec).await?;
+    let id = insert_in(&mut tx, spec, owner, discovered).await?;
     tx.commit().await?;
     get(db, &id)
         .await?
         .ok_or_else(|| Error::internal("model vanished"))
 }
 
+async fn insert_in(
+    tx: &mut WriteTx,
+    spec: &ModelSpec,
+    owner: Option<&str>,
+    discovered: bool,
+) -> Result<String> {
+    spec.validate_as(owner.is_some())?;
+    let id = easel_core::id::new(easel_core::id::MODEL);
+    let now = time::to_millis(time::now());
+    let registry_name = if owner.is_some() { &id } else { &spec.name };
+    sqlx::query(
+        "INSERT INTO models (id, name, spec, discovered, owner_id, privacy, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(&id)
+    .bind(registry_name)
+    .bind(stored(spec))
+    .bind(discovered as i64)
+    .bind(owner)
+    .bind(spec.privacy.unwrap_or_default().as_str())
+    .bind(now)
+    .execute(tx.conn())
+    .await
+    .map_err(|e| name_taken(e, &spec.name))?;
+    if owner.is_none() {
+        set_names(tx, &id, spec).await?;
+    }
+    Ok(id)
+}
+
+/// Replace a model's spec (and its privacy, when the spec gives one).
 pub async fn update(db: &Db, id: &str, spec: &ModelSpec) -> Result<Model> {
-    spec.validate()?;
+    let Some(old) = get(db, id).await? else {
+        return Err(Error::not_found("model"));
+    };
+    let owned = old.owner_id.is_some();
+    spec.validate_as(owned)?;
+    let registry_name = if owned { id } else { &spec.name };
     let mut tx = db.begin().await?;
-    let n = sqlx::query("UPDATE models SET name = $1, spec = $2, updated_at = $3 WHERE id = $4")
-        .bind(&spec.name)
-        .bind(serde_json::to_string(spec).unwrap_or_default())
-        .bind(time::to_millis(time::now()))
-        .bind(id)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| name_taken(e, &spec.name))?
-        .rows_affected();
+    let n = sqlx::query(
+        "UPDATE models SET name = $1, spec = $2, updated_at = $3, privacy = $4 WHERE id = $5",
+    )
+    .bind(registry_name)
+    .bind(stored(spec))
+    .bind(time::to_millis(time::now()))
+    .bind(spec.privacy.unwrap_or(old.privacy).as_str())
+    .bind(id)
+    .execute(tx.conn())
+    .await
+    .map_err(|e| name_taken(e, &spec.name))?
+    .rows_affected();
     if n == 0 {
         return Err(Error::not_found("model"));
     }
-    set_names(&mut tx, id, spec).await?;
+    if !owned {
+        set_names(&mut tx, id, spec).await?;
+    }
     tx.commit().await?;
     get(db, id).await?.ok_or_else(|| Error::not_found("model"))
 }
 
+/// Give a user's model to another user (its presets go with it).
+pub async fn transfer(db: &Db, id: &str, to_user: &str) -> Result<Model> {
+    let mut tx = db.begin().await?;
+    let n = sqlx::query(
+        "UPDATE models SET owner_id = $1, updated_at = $2 WHERE id = $3 AND owner_id IS NOT NULL",
+    )
+    .bind(to_user)
+    .bind(time::to_millis(time::now()))
+    .bind(id)
+    .execute(tx.conn())
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    if n == 0 {
+        return Err(Error::not_found("model"));
+    }
+    tx.commit().await?;
+    get(db, id).await?.ok_or_else(|| Error::not_found("model"))
+}
+
+/// A new model `owner` owns, made of `spec` (as [`create_owned`]), with copies of `from`'s
+/// presets (`owner` their author), in one transaction.
+pub async fn copy(db: &Db, from: &str, spec: &ModelSpec, owner: &str) -> Result<Model> {
+    let presets = presets(db, from).await?;
+    let mut tx = db.begin().await?;
+    let id = insert_in(&mut tx, spec, Some(owner), false).await?;
+    let now = time::to_millis(time::now());
+    for p in presets {
+        insert_preset(
+            &mut tx,
+            &id,
+            owner,
+            &p.name,
+            p.task.as_deref(),
+            &p.params,
+            p.is_default,
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    get(db, &id)
+        .await?
+        .ok_or_else(|| Error::internal("model vanished"))
+}
+
 pub async fn delete(db: &Db, id: &str) -> Result<bool> {
     let mut tx = db.begin().await?;
-    sqlx::query("DELETE FROM model_names WHERE model_id = $1")
-        .bind(id)
-        .execute(tx.conn())
-        .await
-        .map_err(db_err)?;
-    sqlx::query("DELETE FROM collection_items WHERE kind = 'model' AND item_id = $1")
-        .bind(id)
-        .execute(tx.conn())
-        .await
-        .map_err(db_err)?;
+    for sql in [
+        "DELETE FROM model_names WHERE model_id = $1",
+        "DELETE FROM model_presets WHERE model_id = $1",
+        "DELETE FROM collection_items WHERE kind = 'model' AND item_id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(id)
+            .execute(tx.conn())
+            .await
+            .map_err(db_err)?;
+    }
     let n = sqlx::query("DELETE FROM models WHERE id = $1")
         .bind(id)
         .execute(tx.conn())
@@ -156,7 +241,7 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool> {
     Ok(n > 0)
 }
 
-const COLS: &str = "m.id, m.spec, m.discovered, m.created_at, m.updated_at";
+const COLS: &str = "m.id, m.spec, m.discovered, m.owner_id, m.privacy, m.created_at, m.updated_at";
 
 pub async fn get(db: &Db, id: &str) -> Result<Option<Model>> {
     sqlx::query(&format!("SELECT {COLS} FROM models m WHERE m.id = $1"))
@@ -184,6 +269,18 @@ pub async fn resolve(db: &Db, name_or_id: &str) -> Result<Option<Model>> {
     .transpose()
 }
 
+/// The model that runs a job's model (`job.model`: a name, alias or id): the model itself,
+/// or a composition's base.
+pub async fn resolve_run(db: &Db, name_or_id: &str) -> Result<Option<Model>> {
+    match resolve(db, name_or_id).await? {
+        Some(Model {
+            base_model: Some(base),
+            ..
+        }) => get(db, &base).await,
+        m => Ok(m),
+    }
+}
+
 /// The ids of the models whose name, aliases, family, tasks or tags hold every word of
 /// `text` (each as a word or the start of one: [`crate::text_search`]).
 pub async fn search(db: &Db, text: &str) -> Result<Vec<String>> {
@@ -201,22 +298,232 @@ pub async fn search(db: &Db, text: &str) -> Result<Vec<String>> {
     rows.iter().map(|r| get_str(r, "id")).collect()
 }
 
-/// All models by name; `skip`/`limit` page through them. Also returns the total count.
-pub async fn list(db: &Db, skip: u32, limit: u32) -> Result<(Vec<Model>, u64)> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLS} FROM models m ORDER BY m.name LIMIT {} OFFSET {}",
+/// Which models a list holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// The server's models (no owner): the registry.
+    Server,
+    /// The server's models and `user`'s own.
+    For(&'a str),
+    /// `user`'s own.
+    OwnedBy(&'a str),
+    /// Every user's `public` models, and the server's `public` ones.
+    Public,
+    /// Every model (admins).
+    All,
+}
+
+impl Scope<'_> {
+    /// The condition (with `$1` bound to the user where there is one).
+    fn condition(self) -> (&'static str, Option<String>) {
+        match self {
+            Scope::Server => ("m.owner_id IS NULL", None),
+            Scope::For(u) => ("(m.owner_id IS NULL OR m.owner_id = $1)", Some(u.into())),
+            Scope::OwnedBy(u) => ("m.owner_id = $1", Some(u.into())),
+            Scope::Public => ("m.privacy = 'public'", None),
+            Scope::All => ("1 = 1", None),
+        }
+    }
+}
+
+/// The models of `scope` by registry name (a user's model's is its id); `skip`/`limit` page
+/// through them. Also returns the total count.
+pub async fn list(db: &Db, scope: Scope<'_>, skip: u32, limit: u32) -> Result<(Vec<Model>, u64)> {
+    let (cond, user) = scope.condition();
+    let sql = format!(
+        "SELECT {COLS} FROM models m WHERE {cond} ORDER BY m.name LIMIT {} OFFSET {}",
         limit.clamp(1, 1000),
         skip
-    ))
-    .fetch_all(&db.pool)
-    .await
-    .map_err(db_err)?;
-    let count = sqlx::query("SELECT COUNT(*) AS n FROM models")
-        .fetch_one(&db.pool)
-        .await
-        .map_err(db_err)?;
+    );
+    let mut q = sqlx::query(&sql);
+    if let Some(u) = &user {
+        q = q.bind(u);
+    }
+    let rows = q.fetch_all(&db.pool).await.map_err(db_err)?;
+    let count_sql = format!("SELECT COUNT(*) AS n FROM models m WHERE {cond}");
+    let mut q = sqlx::query(&count_sql);
+    if let Some(u) = &user {
+        q = q.bind(u);
+    }
+    let count = q.fetch_one(&db.pool).await.map_err(db_err)?;
     Ok((
         rows.iter().map(from_row).collect::<Result<_>>()?,
         get_i64(&count, "n")? as u64,
     ))
+}
+
+fn preset_row(r: &AnyRow) -> Result<Preset> {
+    let params: PresetParams = serde_json::from_value(get_json(r, "params")?)
+        .map_err(|e| Error::internal(format!("bad preset params: {e}")))?;
+    Ok(Preset {
+        id: get_str(r, "id")?,
+        model_id: get_str(r, "model_id")?,
+        author_id: get_str(r, "author_id")?,
+        name: get_str(r, "name")?,
+        task: get_opt_str(r, "task")?,
+        params,
+        is_default: get_i64(r, "is_default")? != 0,
+        created_at: from_millis(get_i64(r, "created_at")?),
+        updated_at: from_millis(get_i64(r, "updated_at")?),
+    })
+}
+
+const PRESET_COLS: &str =
+    "id, model_id, author_id, name, task, params, is_default, created_at, updated_at";
+
+/// A model's presets, oldest first.
+pub async fn presets(db: &Db, model_id: &str) -> Result<Vec<Preset>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {PRESET_COLS} FROM model_presets WHERE model_id = $1 ORDER BY created_at, id"
+    ))
+    .bind(model_id)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(db_err)?;
+    rows.iter().map(preset_row).collect()
+}
+
+/// One of a model's presets, by id or (the first of that) name.
+pub async fn preset(db: &Db, model_id: &str, id_or_name: &str) -> Result<Option<Preset>> {
+    Ok(presets(db, model_id)
+        .await?
+        .into_iter()
+        .find(|p| p.id == id_or_name || p.name == id_or_name))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_preset(
+    tx: &mut WriteTx,
+    model_id: &str,
+    author: &str,
+    name: &str,
+    task: Option<&str>,
+    params: &PresetParams,
+    is_default: bool,
+    now: i64,
+) -> Result<String> {
+    let id = easel_core::id::new(easel_core::id::PRESET);
+    if is_default {
+        clear_default(tx, model_id).await?;
+    }
+    sqlx::query(&format!(
+        "INSERT INTO model_presets ({PRESET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)"
+    ))
+    .bind(&id)
+    .bind(model_id)
+    .bind(author)
+    .bind(name)
+    .bind(task)
+    .bind(serde_json::to_string(params).unwrap_or_default())
+    .bind(is_default as i64)
+    .bind(now)
+    .execute(tx.conn())
+    .await
+    .map_err(db_err)?;
+    Ok(id)
+}
+
+async fn clear_default(tx: &mut WriteTx, model_id: &str) -> Result<()> {
+    sqlx::query("UPDATE model_presets SET is_default = 0 WHERE model_id = $1")
+        .bind(model_id)
+        .execute(tx.conn())
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Add a preset to a model (`spec.name` required; at most [`MAX_PRESETS`] per model). A
+/// default preset takes over from the model's earlier default.
+pub async fn create_preset(
+    db: &Db,
+    model_id: &str,
+    author: &str,
+    spec: &PresetSpec,
+) -> Result<Preset> {
+    let name = spec
+        .name
+        .as_deref()
+        .ok_or_else(|| Error::invalid("name", "required"))?;
+    let mut tx = db.begin().await?;
+    let n = sqlx::query("SELECT COUNT(*) AS n FROM model_presets WHERE model_id = $1")
+        .bind(model_id)
+        .fetch_one(tx.conn())
+        .await
+        .map_err(db_err)?;
+    if get_i64(&n, "n")? as u64 >= MAX_PRESETS {
+        return Err(Error::invalid(
+            "name",
+            format!("a model has at most {MAX_PRESETS} presets"),
+        ));
+    }
+    let id = insert_preset(
+        &mut tx,
+        model_id,
+        author,
+        name,
+        spec.task.as_deref(),
+        &spec.params.clone().unwrap_or_default(),
+        spec.is_default.unwrap_or(false),
+        time::to_millis(time::now()),
+    )
+    .await?;
+    tx.commit().await?;
+    preset(db, model_id, &id)
+        .await?
+        .ok_or_else(|| Error::internal("preset vanished"))
+}
+
+/// Change a preset's fields that `spec` gives.
+pub async fn update_preset(db: &Db, model_id: &str, id: &str, spec: &PresetSpec) -> Result<Preset> {
+    let Some(mut p) = preset(db, model_id, id).await?.filter(|p| p.id == id) else {
+        return Err(Error::not_found("preset"));
+    };
+    if let Some(n) = &spec.name {
+        p.name = n.clone();
+    }
+    if spec.task.is_some() {
+        p.task = spec.task.clone();
+    }
+    if let Some(params) = &spec.params {
+        p.params = params.clone();
+    }
+    let mut tx = db.begin().await?;
+    if let Some(d) = spec.is_default {
+        if d {
+            clear_default(&mut tx, model_id).await?;
+        }
+        p.is_default = d;
+    }
+    sqlx::query(
+        "UPDATE model_presets SET name = $1, task = $2, params = $3, is_default = $4, \
+         updated_at = $5 WHERE id = $6 AND model_id = $7",
+    )
+    .bind(&p.name)
+    .bind(&p.task)
+    .bind(serde_json::to_string(&p.params).unwrap_or_default())
+    .bind(p.is_default as i64)
+    .bind(time::to_millis(time::now()))
+    .bind(id)
+    .bind(model_id)
+    .execute(tx.conn())
+    .await
+    .map_err(db_err)?;
+    tx.commit().await?;
+    preset(db, model_id, id)
+        .await?
+        .ok_or_else(|| Error::not_found("preset"))
+}
+
+/// Remove a preset; `false` when the model has none with that id.
+pub async fn delete_preset(db: &Db, model_id: &str, id: &str) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let n = sqlx::query("DELETE FROM model_presets WHERE id = $1 AND model_id = $2")
+        .bind(id)
+        .bind(model_id)
+        .execute(tx.conn())
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(n > 0)
 }

@@ -323,7 +323,10 @@ pub async fn models(a: ModelsArgs) -> Result<()> {
     let db = &store.db;
     match cmd {
         ModelsCmd::List => {
-            let (models, count) = easel_store::models::list(db, 0, 1000).await.map_err(err)?;
+            let (models, count) =
+                easel_store::models::list(db, easel_store::models::Scope::All, 0, 1000)
+                    .await
+                    .map_err(err)?;
             println!(
                 "{:<24} {:<14} {:<10} {:<28} SOURCE",
                 "NAME", "FAMILY", "PROVIDER", "TASKS"

@@ -331,7 +331,7 @@ pub async fn serve(args: ServeArgs, http: bool) -> Result<()> {
         println!("  {key}");
     }
     let st = &srv.state;
-    let models = easel_store::models::list(&st.store.db, 0, 1)
+    let models = easel_store::models::list(&st.store.db, easel_store::models::Scope::Server, 0, 1)
         .await
         .map(|(_, n)| n)
         .unwrap_or(0);

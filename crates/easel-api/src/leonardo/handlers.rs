@@ -30,6 +30,7 @@ pub async fn create(
         &state,
         &who,
         TaskRequest {
+            preset: None,
             model: Some(plan.model.name.clone()),
             input: plan.input,
             priority: None,

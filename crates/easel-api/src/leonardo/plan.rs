@@ -80,8 +80,15 @@ impl WireNames {
     }
 }
 
-/// A model of the registry by name, alias, id, or id as a UUID.
+/// A model of the server by name, alias, id, or id as a UUID (users' models are run through
+/// the native API, Scenario and OpenAI's `model`).
 pub(super) async fn find_model(state: &AppState, name: &str) -> Result<Option<Model>> {
+    Ok(find_any(state, name)
+        .await?
+        .filter(|m| m.owner_id.is_none()))
+}
+
+async fn find_any(state: &AppState, name: &str) -> Result<Option<Model>> {
     let db = &state.store.db;
     if let Some(m) = easel_store::models::resolve(db, name).await? {
         return Ok(Some(m));

@@ -30,6 +30,10 @@ pub struct CreateJob {
     /// the task (a recommended one first).
     #[serde(default)]
     pub model: Option<String>,
+    /// A preset of the model (id or name): its parameters fill what `input` leaves out.
+    /// Absent: the model's default preset, if it has one (`/v1/models/{id}/presets`).
+    #[serde(default)]
+    pub preset: Option<String>,
     /// The task's input (see the `*Input` schemas); images as asset ids or `data:` URLs.
     /// The created job's `input` has every default filled in, the seed included.
     #[serde(default = "empty_object")]
@@ -164,6 +168,7 @@ pub async fn create(
     let idempotency_key = service::idempotency_key(&headers)?;
     let req = TaskRequest {
         model: body.model,
+        preset: body.preset,
         input: easel_core::task::TaskInput::from_json(&body.task, body.input)?,
         priority: body.priority,
         webhook: body.webhook,

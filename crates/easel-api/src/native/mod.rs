@@ -68,6 +68,18 @@ pub fn routes() -> Router<AppState> {
             axum::routing::put(collections::items),
         )
         .route("/v1/models", get(models::list).post(models::create))
+        .route("/v1/models/{id}/copy", post(models::copy))
+        .route("/v1/models/{id}/transfer", post(models::transfer))
+        .route(
+            "/v1/models/{id}/presets",
+            get(models::presets).post(models::create_preset),
+        )
+        .route(
+            "/v1/models/{id}/presets/{preset}",
+            axum::routing::patch(models::update_preset).delete(models::delete_preset),
+        )
+        .route("/v1/public/models", get(models::list_public))
+        .route("/v1/public/models/{id}", get(models::get_public))
         .route("/v1/models-folder/scan", post(models::scan))
         .route("/v1/models-folder/tiny", post(models::make_tiny))
         .route(

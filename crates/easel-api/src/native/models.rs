@@ -1,15 +1,23 @@
-//! `/v1/models`: the models registry. Reads for every caller, writes for admins.
+//! `/v1/models`: the models registry. The server's models are read by every caller and
+//! written by admins; a user's models (compositions: a model of the server with LoRAs,
+//! defaults, limits and presets on top) are written by their owner and seen by others as
+//! their privacy says. Presets, copy and transfer live here too, and keyless reads of
+//! public models under `/v1/public/models`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use easel_core::model::{Model, ModelPatch, ModelSpec};
+use easel_core::auth::Principal;
+use easel_core::model::{Model, ModelPatch, ModelSpec, Privacy};
+use easel_core::preset::{Preset, PresetSpec};
 use easel_core::Error;
+use easel_store::models::Scope;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Admin, Auth};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Json, Query};
+use crate::service;
 use crate::AppState;
 
 #[derive(Deserialize, IntoParams)]
@@ -17,6 +25,9 @@ pub struct ModelListParams {
     pub skip: Option<u32>,
     /// 1..1000, default 100.
     pub limit: Option<u32>,
+    /// `default` (the server's models and the caller's own), `mine`, `server`, `public`
+    /// (everyone's public models), `all` (admins: every model).
+    pub scope: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -25,9 +36,9 @@ pub struct ModelList {
     pub count: u64,
 }
 
-/// List models by name.
+/// List models by name (a user's model sorts by its id).
 #[utoipa::path(get, path = "/v1/models", tag = "models", params(ModelListParams),
-    responses((status = 200, body = ModelList)), security(("bearer" = [])))]
+    responses((status = 200, body = ModelList), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -37,9 +48,28 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(Error::invalid("limit", "must be between 1 and 1000").into());
     }
+    let scope = match q.scope.as_deref().unwrap_or("default") {
+        "default" => Scope::For(&who.user_id),
+        "mine" => Scope::OwnedBy(&who.user_id),
+        "server" => Scope::Server,
+        "public" => Scope::Public,
+        "all" if who.is_admin() => Scope::All,
+        "all" => {
+            return Err(Error::new(
+                easel_core::ErrorKind::Forbidden,
+                "only admins list every model",
+            )
+            .into())
+        }
+        _ => {
+            return Err(
+                Error::invalid("scope", "must be default, mine, server, public or all").into(),
+            )
+        }
+    };
     let (data, count) =
-        easel_store::models::list(&state.store.db, q.skip.unwrap_or(0), limit).await?;
-    let data = data.into_iter().map(|m| shown(&who, m)).collect();
+        easel_store::models::list(&state.store.db, scope, q.skip.unwrap_or(0), limit).await?;
+    let data = data.into_iter().map(|m| shown(Some(&who), m)).collect();
     Ok(axum::Json(ModelList { data, count }))
 }
 
@@ -51,69 +81,337 @@ pub async fn get(
     Auth(who): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Model>> {
-    let m = easel_store::models::resolve(&state.store.db, &id)
+    let m = seen(&state, Some(&who), &id).await?;
+    Ok(axum::Json(shown(Some(&who), m)))
+}
+
+/// A model `who` may see, or 404 (as if absent).
+async fn seen(state: &AppState, who: Option<&Principal>, id: &str) -> easel_core::Result<Model> {
+    service::find_model(state, who, id)
         .await?
-        .ok_or_else(|| Error::not_found("model"))?;
-    Ok(axum::Json(shown(&who, m)))
+        .ok_or_else(|| Error::not_found("model"))
+}
+
+/// A model `who` may change: one they see and own (admins: any), else 404 for a model they
+/// cannot see and 403 for one they see but do not own.
+async fn editable(state: &AppState, who: &Principal, id: &str) -> easel_core::Result<Model> {
+    let m = seen(state, Some(who), id).await?;
+    if !m.editable_by(who) {
+        return Err(Error::new(
+            easel_core::ErrorKind::Forbidden,
+            if m.owner_id.is_none() {
+                "only admins change the server's models"
+            } else {
+                "only its owner changes a user's model"
+            },
+        ));
+    }
+    Ok(m)
 }
 
 /// A model as `who` may see it: whole for admins, without its locations for others.
-fn shown(who: &easel_core::auth::Principal, m: Model) -> Model {
-    if who.is_admin() {
+fn shown(who: Option<&Principal>, m: Model) -> Model {
+    if who.is_some_and(Principal::is_admin) {
         m
     } else {
         m.without_locations()
     }
 }
 
-/// Register a model (admin).
+/// Register a model. An admin's is a model of the server (any provider); a user's is their
+/// own composition: `base_model` names the server's model it runs (`loras`, `defaults`,
+/// `limits`, `description`, `examples`, `tags`, `privacy` on top; `private` by default).
 #[utoipa::path(post, path = "/v1/models", tag = "models", request_body = ModelSpec,
-    responses((status = 201, body = Model), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 201, body = Model), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
-    _: Admin,
+    Auth(who): Auth,
     Json(spec): Json<ModelSpec>,
 ) -> ApiResult<(StatusCode, axum::Json<Model>)> {
-    spec.check_paths(state.engine.model_roots())?;
-    let m = easel_store::models::create(&state.store.db, &spec, false).await?;
-    Ok((StatusCode::CREATED, axum::Json(m)))
+    let m = if who.is_admin() {
+        spec.check_paths(state.engine.model_roots())?;
+        let spec = service::settle_spec(&state, &who, None, spec).await?;
+        easel_store::models::create(&state.store.db, &spec, false).await?
+    } else {
+        let spec = service::settle_spec(&state, &who, Some(&who.user_id), spec).await?;
+        easel_store::models::create_owned(&state.store.db, &spec, &who.user_id).await?
+    };
+    Ok((StatusCode::CREATED, axum::Json(shown(Some(&who), m))))
 }
 
-/// Change some fields of a model (admin).
+/// Change some fields of a model (its owner, or an admin).
 #[utoipa::path(patch, path = "/v1/models/{id}", tag = "models", params(("id" = String, Path)), request_body = ModelPatch,
     responses((status = 200, body = Model), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
-    _: Admin,
+    Auth(who): Auth,
     Path(id): Path<String>,
     Json(patch): Json<ModelPatch>,
 ) -> ApiResult<axum::Json<Model>> {
-    let m = easel_store::models::resolve(&state.store.db, &id)
-        .await?
-        .ok_or_else(|| Error::not_found("model"))?;
-    let spec: ModelSpec = m.spec().patched(patch);
-    spec.check_paths(state.engine.model_roots())?;
-    Ok(axum::Json(
-        easel_store::models::update(&state.store.db, &m.id, &spec).await?,
-    ))
+    let m = editable(&state, &who, &id).await?;
+    Ok(axum::Json(shown(
+        Some(&who),
+        save(&state, &who, &m, patch).await?,
+    )))
 }
 
-/// Remove a model from the registry (admin).
+/// Apply a patch to a model `who` may edit (the checks of a create).
+pub async fn save(
+    state: &AppState,
+    who: &Principal,
+    m: &Model,
+    patch: ModelPatch,
+) -> easel_core::Result<Model> {
+    let spec: ModelSpec = m.spec().patched(patch);
+    if m.owner_id.is_none() {
+        spec.check_paths(state.engine.model_roots())?;
+    }
+    let spec = service::settle_spec(state, who, m.owner_id.as_deref(), spec).await?;
+    easel_store::models::update(&state.store.db, &m.id, &spec).await
+}
+
+/// Remove a model and its presets (its owner, or an admin).
 #[utoipa::path(delete, path = "/v1/models/{id}", tag = "models", params(("id" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
-    _: Admin,
+    Auth(who): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let m = easel_store::models::resolve(&state.store.db, &id)
-        .await?
-        .ok_or_else(|| Error::not_found("model"))?;
+    let m = editable(&state, &who, &id).await?;
     easel_store::models::delete(&state.store.db, &m.id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CopyModel {
+    /// The copy's name (default: the model's).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Default `private`.
+    #[serde(default)]
+    pub privacy: Option<Privacy>,
+    /// Keep the model's example assets (they must be the caller's own). Default false.
+    #[serde(default)]
+    pub copy_examples: bool,
+}
+
+/// A model of the caller's own made from one they see: a copy of a composition (its base,
+/// LoRAs, defaults, limits, description, tags and presets), or of a model of the server a
+/// composition over it with its defaults and limits — the way to start presets and defaults
+/// of one's own on a server's model.
+#[utoipa::path(post, path = "/v1/models/{id}/copy", tag = "models", params(("id" = String, Path)), request_body = CopyModel,
+    responses((status = 201, body = Model), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn copy(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Json(req): Json<CopyModel>,
+) -> ApiResult<(StatusCode, axum::Json<Model>)> {
+    let m = seen(&state, Some(&who), &id).await?;
+    let copied = copy_model(&state, &who, &m, req).await?;
+    Ok((StatusCode::CREATED, axum::Json(shown(Some(&who), copied))))
+}
+
+/// Copy `m` into a model of `who`'s own (see [`copy`]).
+pub async fn copy_model(
+    state: &AppState,
+    who: &Principal,
+    m: &Model,
+    req: CopyModel,
+) -> easel_core::Result<Model> {
+    if service::is_lora(m) {
+        return Err(Error::invalid(
+            "id",
+            "a LoRA is applied, not copied into a model",
+        ));
+    }
+    let mut spec = ModelSpec {
+        name: req.name.unwrap_or_else(|| m.name.clone()),
+        base_model: Some(m.base_model.clone().unwrap_or_else(|| m.id.clone())),
+        loras: m.loras.clone(),
+        defaults: m.defaults.clone(),
+        limits: m.limits.clone(),
+        description: m.description.clone(),
+        short_description: m.short_description.clone(),
+        tags: m.tags.clone(),
+        icon: m.icon.clone(),
+        examples: if req.copy_examples {
+            m.examples.clone()
+        } else {
+            vec![]
+        },
+        privacy: Some(req.privacy.unwrap_or_default()),
+        ..ModelSpec::new("")
+    };
+    easel_core::model::check_title("name", &spec.name)?;
+    spec = service::settle_spec(state, who, Some(&who.user_id), spec).await?;
+    easel_store::models::copy(&state.store.db, &m.id, &spec, &who.user_id).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferModel {
+    /// The user who will own the model: an id or a name.
+    pub to: String,
+}
+
+/// Give a user's model to another user (its owner, or an admin); its presets go with it,
+/// its examples that are not the new owner's assets stay behind.
+#[utoipa::path(post, path = "/v1/models/{id}/transfer", tag = "models", params(("id" = String, Path)), request_body = TransferModel,
+    responses((status = 200, body = Model), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn transfer(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Json(req): Json<TransferModel>,
+) -> ApiResult<axum::Json<Model>> {
+    let m = editable(&state, &who, &id).await?;
+    let moved = transfer_model(&state, &m, "to", &req.to).await?;
+    Ok(axum::Json(shown(Some(&who), moved)))
+}
+
+/// Give `m` to the user `to` names (an id or a name); `field` names `to` in errors.
+pub async fn transfer_model(
+    state: &AppState,
+    m: &Model,
+    field: &str,
+    to: &str,
+) -> easel_core::Result<Model> {
+    if m.owner_id.is_none() {
+        return Err(Error::invalid(
+            field,
+            "the server's models belong to no user: copy it instead",
+        ));
+    }
+    let db = &state.store.db;
+    let user = match easel_store::users::get_user(db, to).await? {
+        Some(u) => Some(u),
+        None => easel_store::users::user_by_name(db, to).await?,
+    }
+    .ok_or_else(|| Error::invalid(field, format!("no user `{to}`")))?;
+    // Examples are their owner's assets: those that are not the new owner's stay behind.
+    let mut keep = Vec::new();
+    for a in &m.examples {
+        if easel_store::assets::get(db, a)
+            .await?
+            .is_some_and(|a| a.owner_id == user.id)
+        {
+            keep.push(a.clone());
+        }
+    }
+    if keep != m.examples {
+        let mut spec = m.spec();
+        spec.examples = keep;
+        easel_store::models::update(db, &m.id, &spec).await?;
+    }
+    easel_store::models::transfer(db, &m.id, &user.id).await
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PresetList {
+    pub data: Vec<Preset>,
+}
+
+/// A model's presets, oldest first (anyone who sees the model).
+#[utoipa::path(get, path = "/v1/models/{id}/presets", tag = "models", params(("id" = String, Path)),
+    responses((status = 200, body = PresetList), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn presets(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<PresetList>> {
+    let m = seen(&state, Some(&who), &id).await?;
+    let data = easel_store::models::presets(&state.store.db, &m.id).await?;
+    Ok(axum::Json(PresetList { data }))
+}
+
+/// Add a preset (`name` required) to a model the caller may change. A generation that
+/// names the model and `preset` takes the preset's `params` for the fields its input leaves
+/// out; `is_default: true` applies it when a request names no preset.
+#[utoipa::path(post, path = "/v1/models/{id}/presets", tag = "models", params(("id" = String, Path)), request_body = PresetSpec,
+    responses((status = 201, body = Preset), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_preset(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Json(spec): Json<PresetSpec>,
+) -> ApiResult<(StatusCode, axum::Json<Preset>)> {
+    let m = editable(&state, &who, &id).await?;
+    spec.validate(&state.limits)?;
+    let p = easel_store::models::create_preset(&state.store.db, &m.id, &who.user_id, &spec).await?;
+    Ok((StatusCode::CREATED, axum::Json(p)))
+}
+
+/// Change a preset's fields (those given).
+#[utoipa::path(patch, path = "/v1/models/{id}/presets/{preset}", tag = "models", params(("id" = String, Path), ("preset" = String, Path)), request_body = PresetSpec,
+    responses((status = 200, body = Preset), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update_preset(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path((id, preset)): Path<(String, String)>,
+    Json(spec): Json<PresetSpec>,
+) -> ApiResult<axum::Json<Preset>> {
+    let m = editable(&state, &who, &id).await?;
+    spec.validate(&state.limits)?;
+    Ok(axum::Json(
+        easel_store::models::update_preset(&state.store.db, &m.id, &preset, &spec).await?,
+    ))
+}
+
+/// Remove a preset.
+#[utoipa::path(delete, path = "/v1/models/{id}/presets/{preset}", tag = "models", params(("id" = String, Path), ("preset" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_preset(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path((id, preset)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let m = editable(&state, &who, &id).await?;
+    if !easel_store::models::delete_preset(&state.store.db, &m.id, &preset).await? {
+        return Err(Error::not_found("preset").into());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Everyone's public models by name; no key needed.
+#[utoipa::path(get, path = "/v1/public/models", tag = "models", params(ModelListParams),
+    responses((status = 200, body = ModelList), (status = 422, body = ErrorBody)))]
+pub async fn list_public(
+    State(state): State<AppState>,
+    Query(q): Query<ModelListParams>,
+) -> ApiResult<axum::Json<ModelList>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::invalid("limit", "must be between 1 and 1000").into());
+    }
+    if q.scope.as_deref().is_some_and(|s| s != "public") {
+        return Err(Error::invalid("scope", "public reads list public models only").into());
+    }
+    let (data, count) =
+        easel_store::models::list(&state.store.db, Scope::Public, q.skip.unwrap_or(0), limit)
+            .await?;
+    let data = data.into_iter().map(|m| shown(None, m)).collect();
+    Ok(axum::Json(ModelList { data, count }))
+}
+
+/// A public or unlisted model by id (a server's model also by name); no key needed.
+#[utoipa::path(get, path = "/v1/public/models/{id}", tag = "models", params(("id" = String, Path)),
+    responses((status = 200, body = Model), (status = 404, body = ErrorBody)))]
+pub async fn get_public(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Model>> {
+    Ok(axum::Json(shown(None, seen(&state, None, &id).await?)))
 }
 
 #[derive(Serialize, ToSchema)]

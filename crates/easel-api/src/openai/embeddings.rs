@@ -66,7 +66,7 @@ pub struct EmbeddingList {
     security(("bearer" = [])))]
 pub async fn embeddings(
     State(state): State<AppState>,
-    _: Auth,
+    Auth(who): Auth,
     Json(req): Json<EmbeddingRequest>,
 ) -> Result<axum::Json<EmbeddingList>> {
     let texts: Vec<String> = match &req.input {
@@ -120,11 +120,14 @@ pub async fn embeddings(
         Some("base64") => true,
         Some(_) => return Err(Error::invalid("encoding_format", "`float` or `base64`").into()),
     };
-    check_model(&state, req.model.as_deref()).await?;
+    check_model(&state, &who, req.model.as_deref()).await?;
     let model = match &req.model {
-        Some(name) => easel_store::models::resolve(&state.store.db, name)
-            .await?
-            .ok_or_else(|| Error::not_found("model"))?,
+        Some(name) => {
+            let m = service::find_model(&state, Some(&who), name)
+                .await?
+                .ok_or_else(|| Error::not_found("model"))?;
+            service::runs_on(&state, &m).await?
+        }
         None => service::default_model(&state, "txt2img").await?,
     };
     if service::is_lora(&model) {

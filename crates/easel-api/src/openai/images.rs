@@ -57,6 +57,7 @@ pub(super) async fn run(
         state,
         who,
         TaskRequest {
+            preset: None,
             model: s.model,
             input: s.input,
             priority: None,
@@ -144,7 +145,7 @@ pub async fn generations(
         }
     }
     let (input, prompt) = core_input(&req)?;
-    check_model(&state, req.model.as_deref()).await?;
+    check_model(&state, &who, req.model.as_deref()).await?;
     run(
         &state,
         &who,
@@ -258,7 +259,7 @@ pub async fn edits(
         .ok_or_else(|| Error::invalid("image", "required: the image to edit"))?;
     let mask = source(mask_file, &body.mask, "mask")?;
     let (mut input, prompt) = core_input(&body)?;
-    check_model(&state, body.model.as_deref()).await?;
+    check_model(&state, &who, body.model.as_deref()).await?;
     // Every field is checked (by the core) before any image is stored.
     let mut probe = input.clone();
     probe.image = Some("ast_00000000000000000000000000".into());

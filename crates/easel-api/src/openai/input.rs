@@ -84,12 +84,13 @@ pub(super) fn core_input(req: &ImageRequest) -> Result<(GenerateInput, String)> 
 
 /// An unknown model is 404 `model_not_found` (OpenAI's convention); the rest of the model's
 /// checks (a LoRA, a model that cannot do the task) are `service::submit`'s.
-pub(super) async fn check_model(state: &AppState, model: Option<&str>) -> Result<()> {
+pub(super) async fn check_model(
+    state: &AppState,
+    who: &easel_core::auth::Principal,
+    model: Option<&str>,
+) -> Result<()> {
     if let Some(name) = model {
-        if easel_store::models::resolve(&state.store.db, name)
-            .await?
-            .is_none()
-        {
+        if service::find_model(state, Some(who), name).await?.is_none() {
             return Err(OpenAiError::from(
                 Error::new(
                     ErrorKind::NotFound,

@@ -50,11 +50,11 @@ pub async fn models(State(state): State<AppState>, _: Auth) -> Result<axum::Json
     security(("bearer" = [])))]
 pub async fn model(
     State(state): State<AppState>,
-    _: Auth,
+    Auth(who): Auth,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<ModelObject>> {
     let id = id.map(|Path(id)| id).unwrap_or_default();
-    match easel_store::models::resolve(&state.store.db, &id).await? {
+    match service::find_model(&state, Some(&who), &id).await? {
         Some(m) if !service::is_lora(&m) => Ok(axum::Json(model_object(m))),
         _ => Err(OpenAiError::from(
             Error::new(

@@ -10,8 +10,11 @@ const SANA_DEFAULT_PAG: f32 = 2.0;
 
 /// A registry model by a wire field's value; unknown: 422 at `field`.
 pub(super) async fn named_model(state: &AppState, field: &str, name: &str) -> Result<Model, Error> {
+    // The server's models only: users' models are run through the native API, Scenario and
+    // OpenAI's `model`.
     easel_store::models::resolve(&state.store.db, name)
         .await?
+        .filter(|m| m.owner_id.is_none())
         .ok_or_else(|| {
             Error::invalid(
                 field,
@@ -26,11 +29,15 @@ pub(super) async fn named_model(state: &AppState, field: &str, name: &str) -> Re
 /// The model a path's `owner/name` names: the whole as a name or alias, then `name`.
 pub(super) async fn path_model(state: &AppState, owner: &str, name: &str) -> Result<Model, Error> {
     let db = &state.store.db;
-    if let Some(m) = easel_store::models::resolve(db, &format!("{owner}/{name}")).await? {
+    if let Some(m) = easel_store::models::resolve(db, &format!("{owner}/{name}"))
+        .await?
+        .filter(|m| m.owner_id.is_none())
+    {
         return Ok(m);
     }
     easel_store::models::resolve(db, name)
         .await?
+        .filter(|m| m.owner_id.is_none())
         .ok_or_else(|| Error::not_found(&format!("model {owner}/{name}")))
 }
 
@@ -171,6 +178,7 @@ pub(super) async fn submit(
         state,
         who,
         TaskRequest {
+            preset: None,
             model: model.map(|m| m.name),
             input,
             priority: None,

@@ -255,6 +255,7 @@ impl Fields {
             recommended: false,
             beta: false,
             tags: vec![],
+            ..ModelSpec::new("")
         });
         self.name.set(&mut s.name);
         self.icon.set_nullable(&mut s.icon);

@@ -65,8 +65,13 @@ pub(super) async fn list(
         return Err(Failure::Invalid(errors));
     }
     let skip = u32::try_from(skip).unwrap_or(u32::MAX);
-    let (models, count) =
-        easel_store::models::list(&state.store.db, skip, limit.clamp(1, 1000) as u32).await?;
+    let (models, count) = easel_store::models::list(
+        &state.store.db,
+        easel_store::models::Scope::Server,
+        skip,
+        limit.clamp(1, 1000) as u32,
+    )
+    .await?;
     let take = if limit == 0 { 0 } else { models.len() };
     let data = models
         .into_iter()
@@ -91,7 +96,10 @@ pub(super) async fn find(
         Some(m) => Some(m),
         None => easel_store::models::resolve(db, &id).await?,
     };
-    found.ok_or_else(|| Failure::Error(Error::new(ErrorKind::NotFound, NOT_FOUND)))
+    // The registry speaks of the server's models only (users' models are their owners').
+    found
+        .filter(|m| m.owner_id.is_none())
+        .ok_or_else(|| Failure::Error(Error::new(ErrorKind::NotFound, NOT_FOUND)))
 }
 
 /// `GET /generation-models/{id}`: public. `{id}`: the model's UUID, Easel id or a name.

@@ -364,6 +364,7 @@ async fn convert(
     format: OutputFormat,
 ) -> Result<String, Error> {
     let req = TaskRequest {
+        preset: None,
         model: None,
         input: TaskInput::Convert(ConvertInput {
             image: a.id.clone(),

@@ -199,6 +199,7 @@ pub(super) async fn generate(
         .and_then(Value::as_str)
         .map(ids::model_ref);
     let request = TaskRequest {
+        preset: None,
         model,
         input,
         priority: None,

@@ -186,6 +186,7 @@ fn task_request(
     not_applied: Vec<String>,
 ) -> TaskRequest {
     TaskRequest {
+        preset: None,
         model: None,
         input,
         priority: None,

@@ -181,18 +181,20 @@ async fn create_resolve_update_list_delete() {
         }
         let names =
             |ms: Vec<easel_core::model::Model>| ms.into_iter().map(|m| m.name).collect::<Vec<_>>();
-        let (page, total) = models::list(db, 0, 2).await.unwrap();
+        let (page, total) = models::list(db, models::Scope::Server, 0, 2).await.unwrap();
         assert_eq!(total, 5, "{n}");
         assert_eq!(names(page), ["m-a", "m-b"], "{n}");
-        let (page, total) = models::list(db, 2, 2).await.unwrap();
+        let (page, total) = models::list(db, models::Scope::Server, 2, 2).await.unwrap();
         assert_eq!(
             (names(page), total),
             (vec!["m-c".to_string(), "sd-1.5".into()], 5),
             "{n}"
         );
-        let (page, _) = models::list(db, 4, 2).await.unwrap();
+        let (page, _) = models::list(db, models::Scope::Server, 4, 2).await.unwrap();
         assert_eq!(names(page), ["sdxl"], "{n}");
-        let (page, _) = models::list(db, 10, 2).await.unwrap();
+        let (page, _) = models::list(db, models::Scope::Server, 10, 2)
+            .await
+            .unwrap();
         assert!(page.is_empty(), "{n}");
 
         // Delete frees the names.
@@ -211,7 +213,14 @@ async fn create_resolve_update_list_delete() {
             Some(reuse.id),
             "{n}"
         );
-        assert_eq!(models::list(db, 0, 100).await.unwrap().1, 5, "{n}");
+        assert_eq!(
+            models::list(db, models::Scope::Server, 0, 100)
+                .await
+                .unwrap()
+                .1,
+            5,
+            "{n}"
+        );
     }
 }
 
@@ -235,6 +244,7 @@ async fn registry_fields_round_trip_and_older_rows_read() {
             "tool_types": ["BASE_GENERATION", "UPSCALE"],
             "limits": {"max_width": 2048, "max_height": 1536, "max_pixels": 3145728u64},
             "recommended": true,
+            "privacy": "private",
         }));
         let m = models::create(db, &full, false).await.unwrap();
         assert_eq!(m.spec(), full, "{n}");
@@ -386,5 +396,264 @@ async fn search_finds_models_by_their_words() {
         );
         assert!(models::delete(db, &b2.id).await.unwrap(), "{n}");
         assert!(models::search(db, "sana").await.unwrap().is_empty(), "{n}");
+    }
+}
+
+/// A user's model: found by id only (its title is not a registry name and need not be
+/// unique), listed by scope, edited, copied with its presets, transferred, deleted with
+/// its presets; the search finds it by a word of its title and its description.
+#[tokio::test]
+async fn owned_models_scopes_presets_copy_transfer() {
+    use easel_core::model::Privacy;
+    use easel_core::preset::{PresetParams, PresetSpec};
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let base = models::create(
+            db,
+            &spec(serde_json::json!({"name": "base15", "family": "sd15", "tasks": ["txt2img"]})),
+            false,
+        )
+        .await
+        .unwrap();
+        let mine = spec(serde_json::json!({
+            "name": "My Anime Look",
+            "base_model": base.id,
+            "family": "sd15",
+            "defaults": {"steps": 12},
+            "description": "Soft watercolour portraits",
+        }));
+        let a = models::create_owned(db, &mine, "usr_alice").await.unwrap();
+        let twin = models::create_owned(db, &mine, "usr_bob").await.unwrap();
+        assert_eq!(a.name, "My Anime Look", "{n}: titles need not be unique");
+        assert_eq!(a.owner_id.as_deref(), Some("usr_alice"), "{n}");
+        assert_eq!(a.privacy, Privacy::Private, "{n}: private by default");
+        assert_eq!(a.base_model.as_deref(), Some(base.id.as_str()), "{n}");
+        assert_eq!(
+            models::resolve(db, &a.id).await.unwrap().as_ref(),
+            Some(&a),
+            "{n}"
+        );
+        assert_eq!(
+            models::resolve(db, "My Anime Look").await.unwrap(),
+            None,
+            "{n}: a title is not a registry name"
+        );
+        assert_eq!(
+            models::resolve_run(db, &a.id).await.unwrap().map(|m| m.id),
+            Some(base.id.clone()),
+            "{n}: a composition runs its base"
+        );
+        // A user's model must be a composition, without aliases.
+        let e = models::create_owned(db, &spec(serde_json::json!({"name": "x"})), "usr_alice")
+            .await
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("base_model"), "{n}: {e}");
+        let e = models::create_owned(
+            db,
+            &spec(serde_json::json!({"name": "x", "base_model": base.id, "aliases": ["x1"]})),
+            "usr_alice",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("aliases"), "{n}: {e}");
+        let e = models::create(
+            db,
+            &spec(serde_json::json!({"name": "c", "base_model": base.id, "source": "/m"})),
+            false,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("source"), "{n}: {e}");
+
+        // Scopes.
+        let ids = |ms: Vec<easel_core::model::Model>| {
+            let mut v: Vec<String> = ms.into_iter().map(|m| m.id).collect();
+            v.sort();
+            v
+        };
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        let list = |s| async move { models::list(db, s, 0, 100).await.unwrap() };
+        assert_eq!(
+            ids(list(models::Scope::Server).await.0),
+            std::slice::from_ref(&base.id),
+            "{n}"
+        );
+        assert_eq!(
+            ids(list(models::Scope::For("usr_alice")).await.0),
+            sorted(vec![base.id.clone(), a.id.clone()]),
+            "{n}"
+        );
+        assert_eq!(
+            ids(list(models::Scope::OwnedBy("usr_bob")).await.0),
+            std::slice::from_ref(&twin.id),
+            "{n}"
+        );
+        assert_eq!(list(models::Scope::Public).await.1, 0, "{n}");
+        assert_eq!(list(models::Scope::All).await.1, 3, "{n}");
+
+        // Privacy is its own column: an update that gives one sets it, one that does not
+        // keeps it.
+        let mut s = a.spec();
+        s.privacy = Some(Privacy::Public);
+        s.short_description = Some("watercolour".into());
+        let a = models::update(db, &a.id, &s).await.unwrap();
+        assert_eq!(a.privacy, Privacy::Public, "{n}");
+        let mut s = a.spec();
+        s.privacy = None;
+        s.name = "Renamed Look".into();
+        let a = models::update(db, &a.id, &s).await.unwrap();
+        assert_eq!(
+            (a.privacy, a.name.as_str()),
+            (Privacy::Public, "Renamed Look"),
+            "{n}"
+        );
+        assert_eq!(
+            ids(list(models::Scope::Public).await.0),
+            std::slice::from_ref(&a.id),
+            "{n}"
+        );
+        // Search: the title and the description are searchable.
+        assert_eq!(
+            models::search(db, "renamed").await.unwrap(),
+            std::slice::from_ref(&a.id),
+            "{n}"
+        );
+        assert_eq!(
+            sorted(models::search(db, "watercolour").await.unwrap()),
+            sorted(vec![a.id.clone(), twin.id.clone()]),
+            "{n}"
+        );
+
+        // Presets: one default at a time, by id or name; validated in the core.
+        let p1 = models::create_preset(
+            db,
+            &a.id,
+            "usr_alice",
+            &PresetSpec {
+                name: Some("fast".into()),
+                params: Some(PresetParams {
+                    steps: Some(6),
+                    ..Default::default()
+                }),
+                is_default: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let p2 = models::create_preset(
+            db,
+            &a.id,
+            "usr_alice",
+            &PresetSpec {
+                name: Some("slow".into()),
+                task: Some("txt2img".into()),
+                params: Some(PresetParams {
+                    steps: Some(40),
+                    guidance: Some(9.0),
+                    ..Default::default()
+                }),
+                is_default: Some(true),
+            },
+        )
+        .await
+        .unwrap();
+        let ps = models::presets(db, &a.id).await.unwrap();
+        assert_eq!(
+            ps.iter()
+                .map(|p| (p.name.as_str(), p.is_default))
+                .collect::<Vec<_>>(),
+            [("fast", false), ("slow", true)],
+            "{n}: the newer default took over"
+        );
+        assert_eq!(
+            models::preset(db, &a.id, "fast")
+                .await
+                .unwrap()
+                .map(|p| p.id),
+            Some(p1.id.clone()),
+            "{n}"
+        );
+        assert_eq!(
+            models::preset(db, &twin.id, &p1.id).await.unwrap(),
+            None,
+            "{n}: per model"
+        );
+        let up = models::update_preset(
+            db,
+            &a.id,
+            &p1.id,
+            &PresetSpec {
+                is_default: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(up.is_default && up.params.steps == Some(6), "{n}: {up:?}");
+        assert!(
+            !models::preset(db, &a.id, &p2.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_default,
+            "{n}"
+        );
+        let e = models::update_preset(db, &twin.id, &p1.id, &PresetSpec::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound, "{n}");
+
+        // Copy: a new model of the copier with the presets (the copier their author).
+        let mut cs = a.spec();
+        cs.name = "Bob's copy".into();
+        let c = models::copy(db, &a.id, &cs, "usr_bob").await.unwrap();
+        assert_eq!(c.owner_id.as_deref(), Some("usr_bob"), "{n}");
+        let cps = models::presets(db, &c.id).await.unwrap();
+        assert_eq!(cps.len(), 2, "{n}");
+        assert!(
+            cps.iter()
+                .all(|p| p.author_id == "usr_bob" && p.model_id == c.id),
+            "{n}"
+        );
+        assert_eq!(
+            models::presets(db, &a.id).await.unwrap().len(),
+            2,
+            "{n}: kept"
+        );
+
+        // Transfer: a user's model only.
+        let t = models::transfer(db, &a.id, "usr_carol").await.unwrap();
+        assert_eq!(t.owner_id.as_deref(), Some("usr_carol"), "{n}");
+        assert_eq!(
+            models::presets(db, &a.id).await.unwrap().len(),
+            2,
+            "{n}: presets follow"
+        );
+        let e = models::transfer(db, &base.id, "usr_carol")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.kind,
+            ErrorKind::NotFound,
+            "{n}: the server's models are no one's"
+        );
+
+        // Delete takes the presets along.
+        assert!(
+            models::delete_preset(db, &a.id, &p2.id).await.unwrap(),
+            "{n}"
+        );
+        assert!(
+            !models::delete_preset(db, &a.id, &p2.id).await.unwrap(),
+            "{n}"
+        );
+        assert!(models::delete(db, &a.id).await.unwrap(), "{n}");
+        assert_eq!(models::presets(db, &a.id).await.unwrap().len(), 0, "{n}");
+        assert_eq!(models::search(db, "renamed").await.unwrap().len(), 0, "{n}");
     }
 }
