@@ -119,6 +119,9 @@ pub async fn scan(db: &Db, dir: &Path) -> Result<usize> {
                 spec.tool_types = m.tool_types.clone();
                 spec.recommended = m.recommended;
                 spec.beta = m.beta;
+                spec.description = m.description.clone();
+                spec.short_description = m.short_description.clone();
+                spec.examples = m.examples.clone();
                 if easel_store::models::update(db, &m.id, &spec).await.is_err() {
                     spec.aliases = m.aliases.clone();
                     easel_store::models::update(db, &m.id, &spec).await?;
