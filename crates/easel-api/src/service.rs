@@ -644,7 +644,7 @@ pub async fn owned_collection(
 
 /// Check a change of a collection's items of one kind, as every API does, before any is
 /// applied: at most `MAX_COLLECTION_CHANGE` per list (422 on the list's field); added assets
-/// must be the caller's, added models ones the registry has (errors name `field[i]`).
+/// must be the caller's, added models ones the caller sees (errors name `field[i]`).
 /// Returns the ids to add and to remove (models by registry id); removing what is not there
 /// changes nothing.
 pub async fn collection_items(
@@ -677,7 +677,7 @@ pub async fn collection_items(
         Kind::Model => {
             let mut ids = Vec::new();
             for (i, m) in add.iter().enumerate() {
-                let found = easel_store::models::resolve(db, m).await?.ok_or_else(|| {
+                let found = find_model(state, Some(who), m).await?.ok_or_else(|| {
                     Error::invalid(format!("{add_field}[{i}]"), format!("no model `{m}`"))
                 })?;
                 ids.push(found.id);
