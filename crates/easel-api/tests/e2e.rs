@@ -356,7 +356,7 @@ async fn auth_matrix_401_403_404() {
     for (m, path) in [
         (Method::GET, "/v1/keys"),
         (Method::POST, "/v1/keys"),
-        (Method::POST, "/v1/models"),
+        (Method::POST, "/v1/models-folder/scan"),
         (Method::DELETE, "/v1/keys/key_x"),
     ] {
         let (s, v) = t.json(m.clone(), path, &a, Some(json!({}))).await;
@@ -922,13 +922,18 @@ async fn docs_metrics_health_models() {
     for m in ["easel_http_request_duration_seconds", "easel_queue_depth"] {
         assert!(metrics.contains(m), "{m} in {metrics}");
     }
-    // Models: users read, admins write; names and aliases resolve.
+    // Models: users read the server's and make only compositions of their own (no aliases,
+    // no weights of their own); admins write the server's; names and aliases resolve.
     let spec = json!({"name": "sd15", "aliases": ["runwayml/stable-diffusion-v1-5"], "family": "sd15", "tasks": ["txt2img"],
         "defaults": {"steps": 25, "width": 512, "height": 512}, "limits": {"max_steps": 50}});
-    let (s, _) = t
+    let (s, e) = t
         .json(Method::POST, "/v1/models", &key, Some(spec.clone()))
         .await;
-    assert_eq!(s, 403);
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("aliases")),
+        "{e}"
+    );
     let (s, m) = t
         .json(Method::POST, "/v1/models", ADMIN_KEY, Some(spec.clone()))
         .await;

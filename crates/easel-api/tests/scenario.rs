@@ -2222,3 +2222,1016 @@ async fn assets_filter_by_lineage_and_time() {
     }
     t.shutdown().await;
 }
+
+/// A call to the native API (`/v1/…`) with the pair's credential: Basic works there too.
+async fn native(
+    t: &TestServer,
+    who: &Pair,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = t
+        .http
+        .request(method, format!("{}{path}", t.base))
+        .header("authorization", &who.basic);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    get(r.send().await.unwrap()).await
+}
+
+/// A keyless call to the dialect.
+async fn keyless(t: &TestServer, path: &str) -> (u16, Value) {
+    get(t
+        .http
+        .get(format!("{}{BASE}{path}", t.base))
+        .send()
+        .await
+        .unwrap())
+    .await
+}
+
+/// The Easel id of a Scenario model id, for the native API.
+fn easel_model(id: &str) -> String {
+    id.replacen("model_", "mdl_", 1)
+}
+
+/// The `id`s of a list of models (or of search hits).
+fn model_ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A model of the caller's own over the tiny model: created, read, listed for its owner
+/// only, hidden from others while private (404 everywhere, search included), read by id but
+/// not changed by others once unlisted (403), listed for all and read without a key once
+/// public; edited, tagged, described, given examples (a generation on it names it back),
+/// copied, transferred (the first owner can no longer change it) and deleted; the errors
+/// name Scenario's fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_models_are_compositions_of_the_servers() {
+    let t = server(|_| {}).await;
+    let (ann, bob) = (pair(&t, "ann").await, pair(&t, "bob").await);
+    let (_, tiny) = call(&t, &ann, Method::GET, "/models/tiny", None).await;
+    let tiny_id = tiny["model"]["id"].as_str().unwrap().to_string();
+    let (_, lora) = call(&t, &ann, Method::GET, "/models/style-a", None).await;
+    let lora_id = lora["model"]["id"].as_str().unwrap().to_string();
+    let (_, col) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/collections",
+        Some(json!({"name": "mine"})),
+    )
+    .await;
+    let col = col["collection"]["id"].as_str().unwrap().to_string();
+    let (_, bobs_col) = call(
+        &t,
+        &bob,
+        Method::POST,
+        "/collections",
+        Some(json!({"name": "his"})),
+    )
+    .await;
+    let bobs_col = bobs_col["collection"]["id"].as_str().unwrap().to_string();
+
+    // Create: a composition of the tiny model with the LoRA, in the caller's collection.
+    let create = json!({"name": "Foxes", "shortDescription": "red foxes", "baseModelId": tiny_id,
+        "concepts": [{"modelId": "style-a", "scale": 0.5}], "type": "sd-1_5-composition",
+        "collectionIds": [col], "classSlug": null});
+    let (s, v) = call(&t, &ann, Method::POST, "/models", Some(create.clone())).await;
+    assert_eq!(s, 200, "{v}");
+    let m = &v["model"];
+    let id = m["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("model_"), "{id}");
+    assert_eq!(
+        (&m["type"], &m["privacy"], &m["ownerId"], &m["authorId"]),
+        (
+            &json!("sd-1_5-composition"),
+            &json!("private"),
+            &json!(ann.user_id),
+            &json!(ann.user_id)
+        ),
+        "{m}"
+    );
+    assert_eq!(m["parentModelId"], json!(tiny_id));
+    assert_eq!(m["concepts"], json!([{"modelId": lora_id, "scale": 0.5}]));
+    assert_eq!(m["collectionIds"], json!([col]));
+    assert_eq!(
+        m["capabilities"], tiny["model"]["capabilities"],
+        "its base's"
+    );
+    insta::assert_json_snapshot!("scenario_own_model", m, {
+        ".id" => "[model id]", ".createdAt" => "[time]", ".updatedAt" => "[time]",
+        ".ownerId" => "[user]", ".authorId" => "[user]", ".parentModelId" => "[model id]",
+        ".concepts[].modelId" => "[model id]", ".collectionIds[]" => "[collection id]"
+    });
+    let (_, c) = call(&t, &ann, Method::GET, &format!("/collections/{col}"), None).await;
+    assert_eq!(c["collection"]["modelCount"], 1, "{c}");
+    // What a create refuses, by Scenario's field names; nothing is made.
+    for (change, field, status) in [
+        (json!({"baseModelId": null}), "baseModelId", 400),
+        (json!({"baseModelId": "nope"}), "baseModelId", 400),
+        (json!({"baseModelId": "style-a"}), "baseModelId", 400),
+        (json!({"type": "sd-xl-composition"}), "type", 400),
+        (
+            json!({"concepts": [{"modelId": "nope", "scale": 1}]}),
+            "concepts[0].modelId",
+            400,
+        ),
+        (
+            json!({"concepts": [{"modelId": "style-a", "scale": 3}]}),
+            "concepts[0].scale",
+            400,
+        ),
+        (json!({"name": " "}), "name", 400),
+        (json!({"classSlug": "characters"}), "classSlug", 400),
+        (
+            json!({"collectionIds": [bobs_col]}),
+            "collectionIds[0]",
+            404,
+        ),
+        (json!({"color": "red"}), "color", 400),
+    ] {
+        let mut body = create.clone();
+        for (k, v) in change.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (s, v) = call(&t, &ann, Method::POST, "/models", Some(body)).await;
+        assert_eq!(
+            (s, v["infos"]["field"].as_str()),
+            (status, Some(field)),
+            "{change}: {v}"
+        );
+    }
+    let (_, mine) = call(&t, &ann, Method::GET, "/models?privacy=private", None).await;
+    assert_eq!(
+        model_ids(&mine["models"]),
+        [id.as_str()],
+        "one model was made"
+    );
+
+    // Private: the owner lists and finds it; another user sees nothing of it.
+    let (_, list) = call(&t, &ann, Method::GET, "/models", None).await;
+    assert!(model_ids(&list["models"]).contains(&id), "{list}");
+    let (_, list) = call(
+        &t,
+        &ann,
+        Method::GET,
+        "/models?type=sd-1_5-composition",
+        None,
+    )
+    .await;
+    assert_eq!(model_ids(&list["models"]), [id.as_str()]);
+    let (_, list) = call(
+        &t,
+        &ann,
+        Method::GET,
+        &format!("/models?collectionId={col}"),
+        None,
+    )
+    .await;
+    assert_eq!(model_ids(&list["models"]), [id.as_str()]);
+    let (_, list) = call(&t, &bob, Method::GET, "/models", None).await;
+    assert!(!model_ids(&list["models"]).contains(&id), "{list}");
+    let (s, _) = call(&t, &bob, Method::GET, &format!("/models/{id}"), None).await;
+    assert_eq!(s, 404);
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::GET,
+        &format!("/models/{}", easel_model(&id)),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "in Easel's form too");
+    let (_, bulk) = call(
+        &t,
+        &bob,
+        Method::POST,
+        "/models/get-bulk",
+        Some(json!({"modelIds": [id, "tiny"]})),
+    )
+    .await;
+    assert_eq!(model_ids(&bulk["models"]), [tiny_id.as_str()]);
+    let (_, hits) = call(
+        &t,
+        &bob,
+        Method::POST,
+        "/search/models",
+        Some(json!({"query": "foxes", "public": true})),
+    )
+    .await;
+    assert_eq!(hits["totalHits"], 0, "{hits}");
+    let (_, hits) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/search/models",
+        Some(json!({"query": "foxes"})),
+    )
+    .await;
+    assert_eq!(model_ids(&hits["hits"]), [id.as_str()], "{hits}");
+    assert_eq!(hits["hits"][0]["ownerId"], json!(ann.user_id));
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            format!("/models/{id}"),
+            Some(json!({"name": "Mine"})),
+        ),
+        (Method::DELETE, format!("/models/{id}"), None),
+        (
+            Method::PUT,
+            format!("/models/{id}/tags"),
+            Some(json!({"add": ["x"]})),
+        ),
+        (Method::GET, format!("/models/{id}/presets"), None),
+        (Method::GET, format!("/models/{id}/description"), None),
+        (Method::POST, format!("/models/{id}/copy"), Some(json!({}))),
+    ] {
+        let (s, v) = call(&t, &bob, method.clone(), &path, body).await;
+        assert_eq!(s, 404, "{method} {path} by another user: {v}");
+    }
+    let (s, _) = keyless(&t, &format!("/models/public/{id}")).await;
+    assert_eq!(s, 404, "a private model is not public");
+
+    // Unlisted (privacy is set over the native API): read by id, listed for nobody else,
+    // and still only its owner's to change.
+    let (s, v) = native(
+        &t,
+        &ann,
+        Method::PATCH,
+        &format!("/v1/models/{}", easel_model(&id)),
+        Some(json!({"privacy": "unlisted"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(&t, &bob, Method::GET, &format!("/models/{id}"), None).await;
+    assert_eq!(
+        (s, &v["model"]["privacy"]),
+        (200, &json!("unlisted")),
+        "{v}"
+    );
+    let (_, list) = call(&t, &bob, Method::GET, "/models?privacy=public", None).await;
+    assert!(!model_ids(&list["models"]).contains(&id), "{list}");
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            format!("/models/{id}"),
+            Some(json!({"name": "Mine"})),
+        ),
+        (Method::DELETE, format!("/models/{id}"), None),
+        (
+            Method::PUT,
+            format!("/models/{id}/tags"),
+            Some(json!({"add": ["x"]})),
+        ),
+        (
+            Method::PUT,
+            format!("/models/{id}/description"),
+            Some(json!({"description": "x"})),
+        ),
+        (
+            Method::PUT,
+            format!("/models/{id}/examples"),
+            Some(json!({"assetIds": []})),
+        ),
+        (
+            Method::DELETE,
+            format!("/models/{id}/images?ids=asset_x"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/models/{id}/transfer"),
+            Some(json!({"destinationProjectId": bob.user_id})),
+        ),
+        (
+            Method::POST,
+            format!("/models/{id}/presets"),
+            Some(json!({"inferenceId": "job_x"})),
+        ),
+    ] {
+        let (s, v) = call(&t, &bob, method.clone(), &path, body).await;
+        assert_eq!(
+            (s, v["apiError"].as_str()),
+            (403, Some("forbidden")),
+            "{method} {path}: {v}"
+        );
+    }
+    let (s, v) = keyless(&t, &format!("/models/public/{id}")).await;
+    assert_eq!(
+        (s, &v["model"]["id"]),
+        (200, &json!(id)),
+        "unlisted: by id without a key"
+    );
+    let (_, v) = keyless(&t, "/models/public").await;
+    assert!(
+        !model_ids(&v["models"]).contains(&id),
+        "but not listed: {v}"
+    );
+
+    // Public: listed for everyone, with a key or without.
+    native(
+        &t,
+        &ann,
+        Method::PATCH,
+        &format!("/v1/models/{}", easel_model(&id)),
+        Some(json!({"privacy": "public"})),
+    )
+    .await;
+    let (s, v) = keyless(&t, "/models/public").await;
+    assert_eq!((s, model_ids(&v["models"])), (200, vec![id.clone()]), "{v}");
+    let (_, v) = keyless(&t, "/models/public?type=sd-xl-composition").await;
+    assert_eq!(v, json!({"models": []}));
+    let (_, list) = call(&t, &bob, Method::GET, "/models?privacy=public", None).await;
+    assert!(model_ids(&list["models"]).contains(&id), "{list}");
+    assert!(
+        model_ids(&list["models"]).contains(&tiny_id),
+        "the server's models show public"
+    );
+    let (_, hits) = call(
+        &t,
+        &bob,
+        Method::POST,
+        "/search/models",
+        Some(json!({"query": "foxes", "public": true})),
+    )
+    .await;
+    assert_eq!(model_ids(&hits["hits"]), [id.as_str()], "{hits}");
+    let (_, hits) = call(
+        &t,
+        &bob,
+        Method::POST,
+        "/search/models",
+        Some(json!({"query": "foxes"})),
+    )
+    .await;
+    assert_eq!(
+        hits["totalHits"], 0,
+        "others' public models only when asked: {hits}"
+    );
+
+    // Edit: name, short description, LoRAs; what Easel does not keep is a 400.
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/models/{id}"),
+        Some(
+            json!({"name": "Foxes II", "shortDescription": "", "concepts": [],
+            "type": "sd-1_5-composition", "thumbnail": null}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["model"]["name"], &v["model"]["concepts"]),
+        (&json!("Foxes II"), &json!([]))
+    );
+    assert!(v["model"].get("shortDescription").is_none(), "cleared: {v}");
+    for (body, field) in [
+        (json!({"thumbnail": "asset_x"}), "thumbnail"),
+        (json!({"type": "sd-xl"}), "type"),
+        (json!({"parameters": {"maxTrainSteps": 10}}), "parameters"),
+        (
+            json!({"concepts": [{"modelId": "tiny", "scale": 1}]}),
+            "concepts[0].modelId",
+        ),
+        (json!({"name": ""}), "name"),
+    ] {
+        let (s, v) = call(
+            &t,
+            &ann,
+            Method::PUT,
+            &format!("/models/{id}"),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(
+            (s, v["infos"]["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {v}"
+        );
+    }
+
+    // Tags, strict by default.
+    let tags = |body: Value| {
+        let (t, ann, id) = (&t, &ann, &id);
+        async move {
+            call(
+                t,
+                ann,
+                Method::PUT,
+                &format!("/models/{id}/tags"),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (s, v) = tags(json!({"add": ["fox", "red"]})).await;
+    assert_eq!(
+        (s, v),
+        (200, json!({"added": ["fox", "red"], "deleted": []}))
+    );
+    let (s, v) = tags(json!({"add": ["fox"]})).await;
+    assert_eq!((s, v["infos"]["field"].as_str()), (400, Some("add")), "{v}");
+    let (s, v) =
+        tags(json!({"add": ["fox", "snow"], "delete": ["red", "blue"], "strict": false})).await;
+    assert_eq!(
+        (s, v),
+        (200, json!({"added": ["snow"], "deleted": ["red"]}))
+    );
+    let (_, v) = call(&t, &ann, Method::GET, &format!("/models/{id}"), None).await;
+    assert_eq!(v["model"]["tags"], json!(["fox", "snow"]));
+    let (_, list) = call(&t, &ann, Method::GET, "/models?tags=fox,snow", None).await;
+    assert_eq!(model_ids(&list["models"]), [id.as_str()]);
+
+    // A generation on the model names it back; its output becomes an example.
+    let job = run(
+        &t,
+        &ann,
+        "txt2img",
+        json!({"modelId": id, "prompt": "a fox in snow", "numSamples": 1}),
+    )
+    .await;
+    assert_eq!(job["metadata"]["input"]["modelId"], json!(id), "{job}");
+    let asset = job["metadata"]["assetIds"][0].as_str().unwrap().to_string();
+    let (_, a) = call(&t, &ann, Method::GET, &format!("/assets/{asset}"), None).await;
+    assert_eq!(a["asset"]["metadata"]["modelId"], json!(id), "{a}");
+    let (_, listed) = call(
+        &t,
+        &ann,
+        Method::GET,
+        &format!("/assets?modelId={id}"),
+        None,
+    )
+    .await;
+    assert_eq!(listed["assets"].as_array().unwrap().len(), 1, "{listed}");
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/models/{id}/examples"),
+        Some(json!({"assetIds": [asset]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let e = &v["examples"][0];
+    assert_eq!(
+        (&e["asset"]["id"], &e["modelId"], &e["inferenceId"]),
+        (&json!(asset), &json!(id), &job["jobId"]),
+        "{v}"
+    );
+    assert_eq!(e["inferenceParameters"]["prompt"], "a fox in snow");
+    assert_eq!(e["job"]["jobId"], job["jobId"], "the job, for its owner");
+    let (s, v) = call(
+        &t,
+        &bob,
+        Method::GET,
+        &format!("/models/{id}/examples"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, &v["examples"][0]["asset"]["id"]),
+        (200, &json!(asset)),
+        "{v}"
+    );
+    assert!(
+        v["examples"][0].get("job").is_none(),
+        "not another's job: {v}"
+    );
+    let (_, v) = call(&t, &bob, Method::GET, &format!("/models/{id}"), None).await;
+    assert_eq!(v["model"]["exampleAssetIds"], json!([asset]));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png(8, 8));
+    let (_, bobs) = call(
+        &t,
+        &bob,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "b.png", "image": b64})),
+    )
+    .await;
+    let bobs = bobs["asset"]["id"].as_str().unwrap().to_string();
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/models/{id}/examples"),
+        Some(json!({"assetIds": [asset, bobs]})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("assetIds[1]")),
+        "{v}"
+    );
+
+    // Description: markdown with references to what the caller may see.
+    let text = format!("# Foxes\n{{asset:{asset}}} on {{model:{tiny_id}}}, not {{asset:{bobs}}}");
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/models/{id}/description"),
+        Some(json!({"description": text})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["description"]["value"], json!(text));
+    assert_eq!(model_ids(&v["description"]["models"]), [tiny_id.as_str()]);
+    assert_eq!(
+        model_ids(&v["description"]["assets"]),
+        [asset.as_str()],
+        "bob's private asset is not shown"
+    );
+    let (s, v) = call(
+        &t,
+        &bob,
+        Method::GET,
+        &format!("/models/{id}/description"),
+        None,
+    )
+    .await;
+    assert_eq!((s, &v["description"]["value"]), (200, &json!(text)));
+    assert_eq!(
+        model_ids(&v["description"]["assets"]),
+        [asset.clone(), bobs.clone()],
+        "the owner's, shown with the model, and the reader's own"
+    );
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/models/{id}/description"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("description")),
+        "{v}"
+    );
+
+    // Copy: another's public model becomes the caller's (private); its examples are not
+    // theirs to keep.
+    let (s, v) = call(
+        &t,
+        &bob,
+        Method::POST,
+        &format!("/models/{id}/copy"),
+        Some(json!({"copyExamples": true})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("copyExamples")),
+        "{v}"
+    );
+    let (s, v) = call(
+        &t,
+        &bob,
+        Method::POST,
+        &format!("/models/{id}/copy"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let copy = v["model"]["id"].as_str().unwrap().to_string();
+    assert_ne!(copy, id);
+    assert_eq!(
+        (
+            &v["model"]["ownerId"],
+            &v["model"]["privacy"],
+            &v["model"]["parentModelId"],
+            &v["model"]["name"],
+            &v["model"]["exampleAssetIds"]
+        ),
+        (
+            &json!(bob.user_id),
+            &json!("private"),
+            &json!(tiny_id),
+            &json!("Foxes II"),
+            &json!([])
+        ),
+        "{v}"
+    );
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/models/{id}/copy"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["model"]["exampleAssetIds"]),
+        (200, &json!([asset])),
+        "the owner's copy keeps them"
+    );
+    let ann_copy = v["model"]["id"].as_str().unwrap().to_string();
+
+    // Images: the examples, removed by id (the asset stays).
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::DELETE,
+        &format!("/models/{id}/images?ids={asset}"),
+        None,
+    )
+    .await;
+    assert_eq!((s, v), (200, json!({})));
+    let (_, v) = call(&t, &ann, Method::GET, &format!("/models/{id}"), None).await;
+    assert_eq!(v["model"]["exampleAssetIds"], json!([]));
+    let (s, _) = call(&t, &ann, Method::GET, &format!("/assets/{asset}"), None).await;
+    assert_eq!(s, 200);
+
+    // Transfer to another user (by id; a name works too): theirs to change now.
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/models/{id}/transfer"),
+        Some(json!({"destinationProjectId": "nobody"})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["infos"]["field"].as_str()),
+        (400, Some("destinationProjectId")),
+        "{v}"
+    );
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/models/{tiny_id}/transfer"),
+        Some(json!({"destinationProjectId": bob.user_id})),
+    )
+    .await;
+    assert_eq!(s, 403, "the server's models belong to no one: {v}");
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/models/{id}/transfer"),
+        Some(json!({"destinationProjectId": bob.user_id})),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["model"]["ownerId"]),
+        (200, &json!(bob.user_id)),
+        "{v}"
+    );
+    let (s, _) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/models/{id}"),
+        Some(json!({"name": "Back"})),
+    )
+    .await;
+    assert_eq!(s, 403, "the first owner no longer changes it");
+    let (s, v) = call(
+        &t,
+        &bob,
+        Method::PUT,
+        &format!("/models/{id}"),
+        Some(json!({"name": "Bob's foxes"})),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["model"]["name"]),
+        (200, &json!("Bob's foxes")),
+        "{v}"
+    );
+
+    // Delete: gone for everyone, and out of the collection.
+    let (s, v) = call(&t, &bob, Method::DELETE, &format!("/models/{id}"), None).await;
+    assert_eq!((s, v), (200, json!({})));
+    for who in [&ann, &bob] {
+        let (s, _) = call(&t, who, Method::GET, &format!("/models/{id}"), None).await;
+        assert_eq!(s, 404);
+    }
+    let (s, _) = keyless(&t, &format!("/models/public/{id}")).await;
+    assert_eq!(s, 404);
+    let (_, c) = call(&t, &ann, Method::GET, &format!("/collections/{col}"), None).await;
+    assert_eq!(c["collection"]["modelCount"], 0, "{c}");
+    for m in [copy.as_str(), ann_copy.as_str()] {
+        let owner = if m == copy { &bob } else { &ann };
+        let (s, _) = call(&t, owner, Method::DELETE, &format!("/models/{m}"), None).await;
+        assert_eq!(s, 200);
+    }
+    t.shutdown().await;
+}
+
+/// Presets: made from one of the caller's generations (its parameters, not its prompt or
+/// a seed the server drew), the default one filling what a later generation on the model
+/// leaves out (the request's own values win), toggled, listed, deleted; copied with the
+/// model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presets_fill_later_generations() {
+    let t = server(|_| {}).await;
+    let (ann, bob) = (pair(&t, "ann").await, pair(&t, "bob").await);
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/models",
+        Some(json!({"name": "Snow", "baseModelId": "tiny"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["model"]["id"].as_str().unwrap().to_string();
+    let presets = |who: &Pair| {
+        let (t, id) = (&t, &id);
+        let who = Pair {
+            basic: who.basic.clone(),
+            user_id: who.user_id.clone(),
+        };
+        async move { call(t, &who, Method::GET, &format!("/models/{id}/presets"), None).await }
+    };
+    let (s, v) = presets(&ann).await;
+    assert_eq!((s, v), (200, json!({"presets": []})));
+
+    let first = run(
+        &t,
+        &ann,
+        "txt2img",
+        json!({"modelId": id, "prompt": "snow", "numSamples": 1,
+        "numInferenceSteps": 3, "guidance": 4.5, "negativePrompt": "blurry"}),
+    )
+    .await;
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/models/{id}/presets"),
+        Some(json!({"inferenceId": first["jobId"], "isDefault": true})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let p = &v["preset"];
+    let preset = p["id"].as_str().unwrap().to_string();
+    let params = &p["parameters"];
+    assert_eq!(
+        (
+            &params["numInferenceSteps"],
+            &params["guidance"],
+            &params["numSamples"],
+            &params["negativePrompt"],
+            &params["type"],
+            &params["prompt"]
+        ),
+        (
+            &json!(3),
+            &json!(4.5),
+            &json!(1),
+            &json!("blurry"),
+            &json!("txt2img"),
+            &json!("")
+        ),
+        "{p}"
+    );
+    assert!(
+        params.get("seed").is_none(),
+        "a seed the server drew is not kept: {p}"
+    );
+    assert_eq!(
+        (
+            &p["modelId"],
+            &p["authorId"],
+            &p["ownerId"],
+            &p["isDefault"]
+        ),
+        (
+            &json!(id),
+            &json!(ann.user_id),
+            &json!(ann.user_id),
+            &json!(true)
+        )
+    );
+    insta::assert_json_snapshot!("scenario_preset", p, {
+        ".id" => "[preset id]", ".modelId" => "[model id]", ".authorId" => "[user]",
+        ".ownerId" => "[user]", ".createdAt" => "[time]", ".updatedAt" => "[time]"
+    });
+
+    // The default preset fills what a request leaves out; what it sends wins.
+    let later = run(
+        &t,
+        &ann,
+        "txt2img",
+        json!({"modelId": id, "prompt": "more snow"}),
+    )
+    .await;
+    let input = &later["metadata"]["input"];
+    assert_eq!(
+        (
+            &input["numInferenceSteps"],
+            &input["guidance"],
+            &input["numSamples"],
+            &input["negativePrompt"],
+            &input["prompt"]
+        ),
+        (
+            &json!(3),
+            &json!(4.5),
+            &json!(1),
+            &json!("blurry"),
+            &json!("more snow")
+        ),
+        "the preset's, over the model's defaults and the spec's 4 samples: {later}"
+    );
+    let own = run(
+        &t,
+        &ann,
+        "txt2img",
+        json!({"modelId": id, "prompt": "x", "numInferenceSteps": 2,
+        "numSamples": 2, "seed": "9"}),
+    )
+    .await;
+    assert_eq!(
+        (
+            &own["metadata"]["input"]["numInferenceSteps"],
+            &own["metadata"]["input"]["numSamples"],
+            &own["metadata"]["input"]["guidance"]
+        ),
+        (&json!(2), &json!(2), &json!(4.5)),
+        "{own}"
+    );
+    // A preset of a request that chose its seed keeps it; the new default takes over.
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/models/{id}/presets"),
+        Some(json!({"inferenceId": own["jobId"], "isDefault": true})),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["preset"]["parameters"]["seed"]),
+        (200, &json!("9")),
+        "{v}"
+    );
+    let second = v["preset"]["id"].as_str().unwrap().to_string();
+    let defaults = |v: &Value| -> Vec<(String, bool)> {
+        v["presets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_string(),
+                    p["isDefault"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (_, v) = presets(&ann).await;
+    assert_eq!(
+        defaults(&v),
+        [(preset.clone(), false), (second.clone(), true)]
+    );
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/models/{id}/presets/{preset}"),
+        Some(json!({"isDefault": true})),
+    )
+    .await;
+    assert_eq!((s, &v["preset"]["isDefault"]), (200, &json!(true)), "{v}");
+    let (_, v) = presets(&ann).await;
+    assert_eq!(
+        defaults(&v),
+        [(preset.clone(), true), (second.clone(), false)]
+    );
+    // No default: the model's own defaults again (the tiny model's 2 steps).
+    call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/models/{id}/presets/{preset}"),
+        Some(json!({"isDefault": false})),
+    )
+    .await;
+    let plain = run(
+        &t,
+        &ann,
+        "txt2img",
+        json!({"modelId": id, "prompt": "plain", "numSamples": 1}),
+    )
+    .await;
+    assert_eq!(
+        plain["metadata"]["input"]["numInferenceSteps"], 2,
+        "{plain}"
+    );
+    assert!(
+        plain["metadata"]["input"].get("negativePrompt").is_none(),
+        "{plain}"
+    );
+
+    // What a preset cannot be made of.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png(16, 16));
+    let (_, up) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "p.png", "image": b64})),
+    )
+    .await;
+    let (s, pix) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/generate/pixelate",
+        Some(json!({"image": up["asset"]["id"], "pixelGridSize": 16, "removeNoise": false})),
+    )
+    .await;
+    assert_eq!(s, 200, "{pix}");
+    let bobs = run(
+        &t,
+        &bob,
+        "txt2img",
+        json!({"modelId": "tiny", "prompt": "b", "numSamples": 1}),
+    )
+    .await;
+    for (job, status) in [
+        (json!("not-a-job"), 400),
+        (pix["job"]["jobId"].clone(), 400),
+        (bobs["jobId"].clone(), 404),
+        (json!("job_01jb0000000000000000000000"), 404),
+    ] {
+        let (s, v) = call(
+            &t,
+            &ann,
+            Method::POST,
+            &format!("/models/{id}/presets"),
+            Some(json!({"inferenceId": job})),
+        )
+        .await;
+        assert_eq!(
+            (s, v["infos"]["field"].as_str()),
+            (status, Some("inferenceId")),
+            "{job}: {v}"
+        );
+    }
+    let (s, _) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/models/{id}/presets/prs_nope"),
+        Some(json!({"isDefault": true})),
+    )
+    .await;
+    assert_eq!(s, 404);
+    // Others see nothing of a private model's presets; a copy takes them along.
+    let (s, _) = presets(&bob).await;
+    assert_eq!(s, 404);
+    let (_, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/models/{id}/copy"),
+        Some(json!({})),
+    )
+    .await;
+    let copy = v["model"]["id"].as_str().unwrap().to_string();
+    let (_, v) = call(
+        &t,
+        &ann,
+        Method::GET,
+        &format!("/models/{copy}/presets"),
+        None,
+    )
+    .await;
+    assert_eq!(v["presets"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["presets"][0]["modelId"], json!(copy));
+
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::DELETE,
+        &format!("/models/{id}/presets/{second}"),
+        None,
+    )
+    .await;
+    assert_eq!((s, v), (200, json!({})));
+    let (s, _) = call(
+        &t,
+        &ann,
+        Method::DELETE,
+        &format!("/models/{id}/presets/{second}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (_, v) = presets(&ann).await;
+    assert_eq!(defaults(&v), [(preset.clone(), false)]);
+    t.shutdown().await;
+}

@@ -164,7 +164,22 @@ pub async fn save(
     m: &Model,
     patch: ModelPatch,
 ) -> easel_core::Result<Model> {
-    let spec: ModelSpec = m.spec().patched(patch);
+    let keep_examples = patch.examples.is_none();
+    let mut spec: ModelSpec = m.spec().patched(patch);
+    if keep_examples {
+        // Examples whose assets were deleted since, or are no longer the owner's, drop out.
+        let owner = m.owner_id.as_deref().unwrap_or(&who.user_id);
+        let mut kept = Vec::new();
+        for a in spec.examples.drain(..) {
+            if easel_store::assets::get(&state.store.db, &a)
+                .await?
+                .is_some_and(|x| x.owner_id == owner)
+            {
+                kept.push(a);
+            }
+        }
+        spec.examples = kept;
+    }
     if m.owner_id.is_none() {
         spec.check_paths(state.engine.model_roots())?;
     }

@@ -69,8 +69,9 @@ pub(super) async fn list(
     }
     let model = match q.model_id.as_deref() {
         None => None,
-        Some(m) => match easel_store::models::resolve(&state.store.db, &ids::model_ref(m)).await? {
-            Some(m) => Some(m.name),
+        // A model the caller sees, as its jobs name it (a user's model by its id).
+        Some(m) => match service::find_model(&state, Some(&who), &ids::model_ref(m)).await? {
+            Some(m) => Some(m.job_name().to_string()),
             None => return Ok(empty()),
         },
     };
@@ -400,12 +401,12 @@ async fn convert(
 #[serde(rename_all = "camelCase")]
 pub(super) struct TagsChange {
     #[serde(default)]
-    add: Vec<String>,
+    pub(super) add: Vec<String>,
     #[serde(default)]
-    delete: Vec<String>,
+    pub(super) delete: Vec<String>,
     /// Scenario's default: a tag already there, or one missing, is an error.
     #[serde(default = "yes")]
-    strict: bool,
+    pub(super) strict: bool,
 }
 
 fn yes() -> bool {
@@ -414,8 +415,8 @@ fn yes() -> bool {
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct TagsChanged {
-    added: Vec<String>,
-    deleted: Vec<String>,
+    pub(super) added: Vec<String>,
+    pub(super) deleted: Vec<String>,
 }
 
 /// `PUT /assets/{assetId}/tags`: add and remove tags (`easel_store::tags::change`).

@@ -193,11 +193,19 @@ pub(super) async fn generate(
     q: GenerateQuery,
     body: Map<String, Value>,
 ) -> Result<Response, Failure> {
-    let (input, not_applied) = core_input(task, &body)?;
+    let (mut input, not_applied) = core_input(task, &body)?;
     let model = body
         .get("modelId")
         .and_then(Value::as_str)
         .map(ids::model_ref);
+    if body.get("numSamples").is_none_or(Value::is_null) {
+        if let (Some(g), Some(count)) = (
+            input.generation_mut(),
+            preset_count(state, who, model.as_deref()).await?,
+        ) {
+            g.count = Some(count);
+        }
+    }
     let request = TaskRequest {
         preset: None,
         model,
@@ -226,6 +234,25 @@ pub(super) async fn generate(
         job,
     })
     .into_response())
+}
+
+/// The `numSamples` of the default preset of the model a request names, if it sets one: it
+/// wins over the spec's default of 4 when the request leaves `numSamples` out (the core
+/// applies the preset's other parameters, which Scenario gives no default of its own).
+async fn preset_count(
+    state: &AppState,
+    who: &Principal,
+    model: Option<&str>,
+) -> Result<Option<u32>, Error> {
+    let Some(m) = model else { return Ok(None) };
+    let Some(m) = service::find_model(state, Some(who), m).await? else {
+        return Ok(None);
+    };
+    Ok(easel_store::models::presets(&state.store.db, &m.id)
+        .await?
+        .into_iter()
+        .find(|p| p.is_default)
+        .and_then(|p| p.params.count))
 }
 
 /// A dry run's answer: the request validated as a submit would, priced, nothing queued or

@@ -15,7 +15,8 @@
 //! `Authorization: Basic base64(api_key:api_secret)`, as the SDK sends it, where an Easel
 //! key `esk_<key id>_<secret>` is the pair (`api_key` = the key id `key_…`, `api_secret` =
 //! the secret; `POST /v1/keys` and `easel keys create` show both), or `Authorization: Bearer
-//! <Easel key>`. A missing, wrong or revoked credential is 401.
+//! <Easel key>`. A missing, wrong or revoked credential is 401. The public reads
+//! (`GetPublicAssets…`, `GetPublicModels…`, `GetPublicOscuPrices`) take no credential.
 //!
 //! # Ids
 //!
@@ -23,7 +24,9 @@
 //! `mdl_<ulid>` is `model_<ulid>`, a job keeps its id `job_<ulid>`. An inference has no id of
 //! its own: `inferenceId` is the job's id. Requests may also send Easel's forms; a
 //! `modelId` may also be a registry name or alias (so `flux.1-dev`-style ids reach installed
-//! models through aliases).
+//! models through aliases); a user's model is named by its id only (its name is a title). A
+//! preset keeps Easel's id `prs_<ulid>`. Easel has no projects or teams: a user is the
+//! owner (`ownerId`, a model's transfer destination).
 //!
 //! # Operations served
 //!
@@ -48,12 +51,24 @@
 //! | `PutAssetByAssetId` | `name` and `description` of the asset's record (`""` clears; at most 200 and 5,000 characters), `updatedAt` moves; the canvas fields (`canvas`, `thumbnail`, `lockId`, `lockExpiresAt`, `disableSnapshot`) are a 400 naming the field until canvases exist; `{asset}`; the caller's own assets (others' 404). Every asset view shows the record's `privacy` (`private` unless edited over the native API), `description` and `updatedAt` |
 //! | `PutAssetsTagsByAssetId` | `add` and `delete` (tags of 1–64 characters, no commas; at most 50 on an asset), `strict` by default as the spec says: a tag already there or missing is a 400 `conflict` naming `add`/`delete` and changes nothing; `strict: false` skips those; `{added, deleted}`; the caller's own assets (others' 404). Tags show in every asset's `tags` |
 //! | `PostSearchAssets` | the caller's assets (`public: true`: also everyone's public ones) by the database's text search over name, description, prompt and tags (`query`: every word, each as a word or its start) and `filter` (clauses joined by `AND`, `attribute = value` or `attribute IN [..]` over `privacy`, `tags`, `collectionIds`, `type`, `modelId`, `parentAssetId`, `inferenceId`; other syntax is a 400 naming `filter`); `offset`/`limit` or `page`/`hitsPerPage` (1–100), `sortBy` one of `createdAt`/`updatedAt` `:asc`/`:desc`; `totalHits`; `image`, `images` and semantic ratios above 0 are a 400 (no embeddings here) |
-//! | `PostSearchModels` | the registry by the same text search over names, aliases, family, tasks and tags; `filter` over `privacy` (all `public`), `tags`, `type`, `capabilities`; the same paging; `sortBy` `name` (default), `createdAt` or `updatedAt` |
+//! | `PostSearchModels` | the server's models and the caller's own (`public: true`: also everyone's public ones) by the same text search over names, aliases, family, tasks, tags and descriptions; `filter` over `privacy` (as each model shows it), `tags`, `type`, `capabilities`; the same paging; `sortBy` `name` (default), `createdAt` or `updatedAt` |
 //! | `GetTags` | the caller's tags that some asset carries, by name, with `itemCount`, `ownerId` and first/last use; one page (`pageSize`, `paginationToken` accepted) |
-//! | `GetModels`, `GetModelsByModelId`, `PostModelsGetBulk` | the registry (server-wide models: `privacy: public`, `status: trained`) |
+//! | `GetModels` | the server's models and the caller's own, by id; `privacy` narrows by the privacy each shows (`public` also lists everyone's public models; `private`/`unlisted` the caller's of that privacy), `type`/`types`, `status` (`trained`: all), `tags` (all of them), `collectionId` (the caller's; others' 404) |
+//! | `GetModelsByModelId`, `PostModelsGetBulk` (≤500) | a model the caller sees: the server's, their own, another's `public` or `unlisted` one (`Model::visible_to`); another's private model is 404 (left out of a bulk read), everywhere a model is named |
+//! | `GetPublicModels`, `GetPublicModelsByModelId` | without a key: every public model by id (`type`/`types`, `tags`; `pageSize` 50/500); by id a public or unlisted one (a private one 404) |
+//! | `PostModels` | a model of the caller's own, `private`: a composition (`baseModelId`, required: a server's model the caller sees, not a LoRA; training is not offered) with `concepts` as its LoRAs (scale −2…2), `name` (a title, 1–200 characters; default the base's), `shortDescription`; `type`, when given, must be the composition's (`sd-1_5-composition`, `sd-xl-composition`, else `custom`); `collectionIds` (the caller's collections; others' 404 naming `collectionIds[i]`) get it; `classSlug` other than `null` is a 400 (not kept). Privacy is set with the native `PATCH /v1/models/{id}` (`mdl_…`); `{model}` |
+//! | `PutModelsByModelId` | `name`, `shortDescription` (`""` clears), `concepts` (all the LoRAs); `type` must be the model's; `classSlug`, `thumbnail`, `promptEmbedding`, `negativePromptEmbedding`, `epoch`, `parameters` other than `null` are a 400 naming the field; `{model}` |
+//! | `DeleteModelsByModelId` | the model, its presets, its place in collections; `{}` |
+//! | `PostModelsCopyByModelId` | a `private` model of the caller's from one they see, with its presets (a server's model becomes a composition over it); `copyExamples` (default: true for the caller's own model, false for another's, whose examples the caller cannot own: `true` there is a 400); `copyAsTrained` read, nothing to copy |
+//! | `PostModelsTransferByModelId` | no projects here: `destinationProjectId` names the user (id or name) who gets the model and its presets; `destinationTeamId` read, not used; the server's models are a 400 naming `destinationProjectId` (copy them) |
+//! | `GetModelsDescriptionByModelId`, `PutModelsDescriptionByModelId` | the markdown `description` (`null` or `""` removes it; at most 20,000 characters): `{description: {value, models, assets}}`, the models and assets its `{model:<id>}` and `{asset:<id>}` tags name that the caller sees (the owner's assets show with the model) |
+//! | `GetModelsExamplesByModelId`, `PutModelsExamplesByModelId` | the examples, all at once in order (`assetIds`, at most 50, assets of the model's owner; others a 400 naming `assetIds[i]`): `{examples: [{modelId, asset, inferenceId, inferenceParameters, job}]}` (`modelId` the model that made the asset; the job only for its owner) |
+//! | `DeleteModelsImagesByModelId` | no training images here: the assets `ids` names leave the model's examples (the assets stay); `{}` |
+//! | `PutModelsTagsByModelId` | as `PutAssetsTagsByAssetId`, on the model's tags: `{added, deleted}` |
+//! | `GetModelPresetsByModelId`, `PostModelPresetByModelId`, `PutModelPresetByModelIdAndPresetId`, `DeleteModelPresetByModelIdAndPresetId` | presets (read by whoever sees the model): `inferenceId` names one of the caller's generation jobs (others' 404, other tasks 400), whose parameters as it ran become the preset (not its prompt, images or LoRAs; its seed only if the request chose one), named `Preset from <job id>`; `isDefault` makes it the model's default, which a generation on the model takes for what its request leaves out (`numSamples` included); `{preset}` with `parameters` in `FIELDS` names, `type` the task, `prompt: ""`; delete `{}` |
 //! | `GetUsages` | one point per day (`granularity: 1d`): `usages` by usage name (`images-generation` and `upscale`/`pixelate` count output images; `creative-unit-cost` credits) from the usage records; `modelUsages` (credits and jobs per model and day), `entities.models` and `activity` (succeeded jobs, newest first, 100 from `activityOffset`) from the jobs; `consumption` (credits per user). The caller's own (admins: everyone's, or `userId`/`userIds`'; a user naming another is 403). Range: `startDate` + `endDate` (ISO dates, at most 120 days), else `timeRange` (`24h`, `7d`, `4w`, …), else 30 days. `type` picks sections (`usages`, `modelUsages`, `activity`, `consumption`; none known: all). `projectId` is `""` (no projects here) |
 //! | `GetPublicOscuPrices` | public: the operator's `--credit-prices` as `{creativeUnits, unitAmount, currency}`; `[]` when none are set |
-//! | `GetRecommendationsModels` | runnable registry models (no LoRAs), recommended first, then by name; `capabilities`, `type`, `excludeTypes`, `excludeModelIds`, `tags`; `limit` 1–30 (10), `nextToken` an offset |
+//! | `GetRecommendationsModels` | the caller's runnable models (the server's and their own; no LoRAs), recommended first, then by name; `capabilities`, `type`, `excludeTypes`, `excludeModelIds`, `tags`; `limit` 1–30 (10), `nextToken` an offset |
 //!
 //! Each tool has its own table of (Scenario's name, the core's) in `tools` that builds its
 //! input and names its errors back. A tool's `creativeUnitsCost` at submit is 0 until the
@@ -104,10 +119,16 @@
 //!   collectionIds: []`, `properties{size, width, height}`, `metadata{type, kind, prompt,
 //!   negativePrompt, seed, modelId, inferenceId, parentJobId, parentId, outputIndex,
 //!   guidance, scheduler, strength, name, copiedAt}`, `isHidden: false`.
-//! * Model: `id, name, type` (`sd-1_5`, `sd-xl`, their `-lora` forms, else `custom`),
-//!   `status: trained, capabilities` (of `txt2img`, `img2img`, `inpaint`), `custom: false,
-//!   privacy: public, source: other, tags, collectionIds: [], exampleAssetIds: [],
-//!   trainingImagesNumber: 0`.
+//! * Model: `id, name, type` (`sd-1_5`, `sd-xl`, their `-lora` and `-composition` forms,
+//!   else `custom`), `status: trained, capabilities` (of `txt2img`, `img2img`, `inpaint`;
+//!   a composition its base's), `custom: false` (Scenario's `custom` marks models run only
+//!   through `/generate/custom`; compositions run through the diffusion endpoints),
+//!   `privacy` (the server's models `public`: every user runs them; a user's model its own),
+//!   `source: other, tags, collectionIds` (the caller's collections holding it),
+//!   `exampleAssetIds, trainingImagesNumber: 0`, `shortDescription`; a user's model also
+//!   `ownerId`, `authorId` (its owner), `parentModelId` (its base) and `concepts` (its
+//!   LoRAs, `[{modelId, scale}]`). A generation with a user's model's `modelId` runs its base
+//!   with its LoRAs, defaults and default preset; its assets' `metadata.modelId` names it.
 //!
 //! # Lists
 //!
@@ -256,9 +277,40 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/recommendations/models", get(models::recommendations))
         .route("/usages", get(usage::usages))
         .route("/oscu/prices", get(usage::prices))
-        .route("/models", get(models::list))
-        .route("/models/{modelId}", get(models::read))
-        .route("/models/get-bulk", post(models::bulk));
+        .route("/models", get(models::list).post(owned::create))
+        .route("/models/get-bulk", post(models::bulk))
+        .route("/models/public", get(models::list_public))
+        .route("/models/public/{modelId}", get(models::read_public))
+        .route(
+            "/models/{modelId}",
+            get(models::read).put(owned::update).delete(owned::delete),
+        )
+        .route("/models/{modelId}/copy", post(owned::copy))
+        .route("/models/{modelId}/transfer", post(owned::transfer))
+        .route(
+            "/models/{modelId}/description",
+            get(owned::description).put(owned::put_description),
+        )
+        .route(
+            "/models/{modelId}/examples",
+            get(owned::examples).put(owned::put_examples),
+        )
+        .route(
+            "/models/{modelId}/images",
+            axum::routing::delete(owned::delete_images),
+        )
+        .route(
+            "/models/{modelId}/tags",
+            axum::routing::put(owned::put_tags),
+        )
+        .route(
+            "/models/{modelId}/presets",
+            get(presets::list).post(presets::create),
+        )
+        .route(
+            "/models/{modelId}/presets/{presetId}",
+            axum::routing::put(presets::update).delete(presets::delete),
+        );
     for &(method, path, op, why) in unbuilt::OPERATIONS {
         let filter = match method {
             "GET" => MethodFilter::GET,
@@ -331,6 +383,8 @@ mod generate;
 mod ids;
 mod jobs;
 mod models;
+mod owned;
+mod presets;
 mod query;
 mod search;
 mod tools;
@@ -347,7 +401,7 @@ pub use wire::*;
 /// the spec's own document, `../shared/specs/scenario.openapi.json`, has the rest.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, collections::list, collections::create, collections::read, collections::update, collections::delete, collections::add_assets, collections::remove_assets, collections::add_models, collections::remove_models, search::assets, search::models, models::list, models::read, models::bulk, models::recommendations, tools::pixelate, tools::upscale, tools::generative_fill, usage::usages, usage::prices),
+    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, collections::list, collections::create, collections::read, collections::update, collections::delete, collections::add_assets, collections::remove_assets, collections::add_models, collections::remove_models, search::assets, search::models, models::list, models::read, models::bulk, models::recommendations, models::list_public, models::read_public, owned::create, owned::update, owned::delete, owned::copy, owned::transfer, owned::description, owned::put_description, owned::examples, owned::put_examples, owned::delete_images, owned::put_tags, presets::list, presets::create, presets::update, presets::delete, tools::pixelate, tools::upscale, tools::generative_fill, usage::usages, usage::prices),
     components(schemas(Diffusion, Concept, InferenceResponse, DryRun, JobView, StatusEntry,
         JobMetadata, Billing, JobsPage, JobOne, AssetView, AssetProperties, AssetsPage, AssetOne,
         ModelView, ModelsPage, ModelOne, AssetUpload, AssetIds, ModelIds, JobAction, ErrorBody,
@@ -355,7 +409,7 @@ pub use wire::*;
     tags((name = "scenario", description = "Scenario-compatible API at /scenario/v1: generation \
         (txt2img, img2img, inpaint, generative-fill, pixelate, upscale, with ?dryRun → 269), jobs \
         (list, get, cancel), assets (list, upload, get, get-bulk, delete, copy, download), models \
-        (list, get, get-bulk, recommendations); every other operation of the spec answers 501. Auth: Basic base64(key id:secret) or Bearer <key>. Errors: \
+        (list, get, get-bulk, recommendations, public reads; users' own compositions: create, edit, delete, copy, transfer, description, examples, tags, presets); every other operation of the spec answers 501. Auth: Basic base64(key id:secret) or Bearer <key>. Errors: \
         {apiError, createdAt, error, id, infos, updatedAt}; 429 {reason, name, details}."))
 )]
 pub struct ApiDoc;
@@ -543,6 +597,67 @@ mod tests {
             ("GET", "/models", "GetModels"),
             ("GET", "/models/{modelId}", "GetModelsByModelId"),
             ("POST", "/models/get-bulk", "PostModelsGetBulk"),
+            ("POST", "/models", "PostModels"),
+            ("GET", "/models/public", "GetPublicModels"),
+            (
+                "GET",
+                "/models/public/{modelId}",
+                "GetPublicModelsByModelId",
+            ),
+            ("PUT", "/models/{modelId}", "PutModelsByModelId"),
+            ("DELETE", "/models/{modelId}", "DeleteModelsByModelId"),
+            ("POST", "/models/{modelId}/copy", "PostModelsCopyByModelId"),
+            (
+                "POST",
+                "/models/{modelId}/transfer",
+                "PostModelsTransferByModelId",
+            ),
+            (
+                "GET",
+                "/models/{modelId}/description",
+                "GetModelsDescriptionByModelId",
+            ),
+            (
+                "PUT",
+                "/models/{modelId}/description",
+                "PutModelsDescriptionByModelId",
+            ),
+            (
+                "GET",
+                "/models/{modelId}/examples",
+                "GetModelsExamplesByModelId",
+            ),
+            (
+                "PUT",
+                "/models/{modelId}/examples",
+                "PutModelsExamplesByModelId",
+            ),
+            (
+                "DELETE",
+                "/models/{modelId}/images",
+                "DeleteModelsImagesByModelId",
+            ),
+            ("PUT", "/models/{modelId}/tags", "PutModelsTagsByModelId"),
+            (
+                "GET",
+                "/models/{modelId}/presets",
+                "GetModelPresetsByModelId",
+            ),
+            (
+                "POST",
+                "/models/{modelId}/presets",
+                "PostModelPresetByModelId",
+            ),
+            (
+                "PUT",
+                "/models/{modelId}/presets/{presetId}",
+                "PutModelPresetByModelIdAndPresetId",
+            ),
+            (
+                "DELETE",
+                "/models/{modelId}/presets/{presetId}",
+                "DeleteModelPresetByModelIdAndPresetId",
+            ),
         ];
         let triple = |m: &str, p: &str, o: &str| (m.to_string(), p.to_string(), o.to_string());
         let mut have: Vec<(String, String, String)> = served

@@ -1,5 +1,16 @@
-//! Models: a view of the one registry (`GET /models`, `GET /models/{modelId}`,
-//! `POST /models/get-bulk`). LoRAs are listed as `…-lora` models, usable as `concepts`.
+//! Models, read: the server's models (every user runs them) and users' own models
+//! (compositions: a server's model with LoRAs, defaults and presets on top), as Scenario's
+//! models (`GET /models`, `GET /models/{modelId}`, `POST /models/get-bulk`, the
+//! recommendations, and the keyless `GET /models/public…`). Who sees what is the core's
+//! rule (`Model::visible_to`, through `service::find_model`): another user's private model
+//! reads as absent everywhere. LoRAs are listed as `…-lora` models, usable as `concepts`.
+//! Writes are in `owned`, presets in `presets`.
+
+use std::collections::{HashMap, HashSet};
+
+use easel_core::model::Privacy;
+use easel_store::collections::{self, Kind};
+use easel_store::models::Scope;
 
 use super::*;
 
@@ -13,24 +24,122 @@ pub(super) struct ModelsQuery {
     types: Option<String>,
     status: Option<String>,
     tags: Option<String>,
+    privacy: Option<String>,
+    collection_id: Option<String>,
     #[serde(flatten)]
-    _others: std::collections::HashMap<String, String>,
+    _others: HashMap<String, String>,
 }
 
-/// Registry models a caller may see (non-admins without their files' locations), by id.
-pub(super) async fn registry(state: &AppState, who: &Principal) -> Result<Vec<Model>, Error> {
-    let mut all = service::all_models(state).await?;
-    if !who.is_admin() {
-        all = all.into_iter().map(Model::without_locations).collect();
+/// The models a caller's lists hold, by id: the server's and the caller's own, and with
+/// `public` every user's public models too.
+pub(super) async fn listed(
+    state: &AppState,
+    who: &Principal,
+    public: bool,
+) -> Result<Vec<Model>, Error> {
+    let mut all = service::models_of(state, Scope::For(&who.user_id)).await?;
+    if public {
+        let have: HashSet<String> = all.iter().map(|m| m.id.clone()).collect();
+        let others = service::models_of(state, Scope::Public).await?;
+        all.extend(others.into_iter().filter(|m| !have.contains(&m.id)));
     }
     all.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(all)
 }
 
-/// `GET /models`: every registry model (they are server-wide: `privacy` does not narrow the
-/// list), filtered by `type`/`types`, `status` (`trained` is every model) and `tags` (all of
-/// them), in id order.
-#[utoipa::path(get, path = "/scenario/v1/models", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query), ("type" = Option<String>, Query), ("types" = Option<String>, Query), ("status" = Option<String>, Query), ("tags" = Option<String>, Query)), responses((status = 200, body = ModelsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+/// A model `who` may see (`None`: a caller without a key) by a path or body id: `model_…`,
+/// `mdl_…`, or a server model's name or alias; otherwise 404, as if absent.
+pub(super) async fn seen(
+    state: &AppState,
+    who: Option<&Principal>,
+    wire: &str,
+) -> Result<Model, Error> {
+    service::find_model(state, who, &ids::model_ref(wire))
+        .await?
+        .ok_or_else(|| Error::not_found(&format!("model {wire}")))
+}
+
+/// A model `who` may change (its owner; admins any): 404 for one they cannot see, 403 for
+/// one they see but do not own.
+pub(super) async fn editable(
+    state: &AppState,
+    who: &Principal,
+    wire: &str,
+) -> Result<Model, Error> {
+    let m = seen(state, Some(who), wire).await?;
+    if !m.editable_by(who) {
+        return Err(Error::new(
+            ErrorKind::Forbidden,
+            if m.owner_id.is_none() {
+                "only admins change the server's models"
+            } else {
+                "only its owner changes a user's model"
+            },
+        ));
+    }
+    Ok(m)
+}
+
+/// Models as Scenario shows them to `who`: their LoRAs by registry id, and the collections
+/// of `who`'s that hold them.
+pub(super) async fn views(
+    state: &AppState,
+    who: Option<&Principal>,
+    list: Vec<Model>,
+) -> Result<Vec<ModelView>, Error> {
+    let db = &state.store.db;
+    let mut cx = view::ModelContext::default();
+    for l in list.iter().flat_map(|m| &m.loras) {
+        if !cx.lora_ids.contains_key(&l.model) {
+            if let Some(found) = easel_store::models::resolve(db, &l.model).await? {
+                cx.lora_ids.insert(l.model.clone(), found.id);
+            }
+        }
+    }
+    if let Some(who) = who {
+        let ids: Vec<&str> = list.iter().map(|m| m.id.as_str()).collect();
+        let held = collections::of_items(db, Kind::Model, &ids).await?;
+        if !held.is_empty() {
+            let mine: HashSet<String> = collections::list(db, &who.user_id, None, 1000)
+                .await?
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            cx.collections = held
+                .into_iter()
+                .map(|(m, cs)| (m, cs.into_iter().filter(|c| mine.contains(c)).collect()))
+                .collect();
+        }
+    }
+    Ok(list.into_iter().map(|m| view::model(m, &cx)).collect())
+}
+
+/// One model as `{model}`.
+pub(super) async fn one(
+    state: &AppState,
+    who: Option<&Principal>,
+    m: Model,
+) -> Result<axum::Json<ModelOne>, Failure> {
+    let model = views(state, who, vec![m]).await?.remove(0);
+    Ok(axum::Json(ModelOne { model }))
+}
+
+/// A `privacy` parameter: `private`, `unlisted` or `public`.
+fn privacy_param(v: Option<&str>) -> Result<Option<Privacy>, Error> {
+    match v.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(p) => Privacy::parse(p)
+            .map(Some)
+            .ok_or_else(|| Error::invalid("privacy", "must be `private`, `unlisted` or `public`")),
+    }
+}
+
+/// `GET /models`: the server's models and the caller's own, in id order. `privacy`
+/// narrows by the privacy each shows (the server's models show `public`): `public` also
+/// lists every user's public models, `private`/`unlisted` the caller's models of that
+/// privacy. Filters: `type`/`types`, `status` (`trained` is every model), `tags` (all of
+/// them), `collectionId` (the caller's collection; others' 404).
+#[utoipa::path(get, path = "/scenario/v1/models", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query), ("type" = Option<String>, Query), ("types" = Option<String>, Query), ("status" = Option<String>, Query), ("tags" = Option<String>, Query), ("privacy" = Option<String>, Query), ("collectionId" = Option<String>, Query)), responses((status = 200, body = ModelsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -40,59 +149,62 @@ pub(super) async fn list(
     let mut types = query::list_param(q.types.as_deref());
     types.extend(query::list_param(q.model_type.as_deref()));
     let tags = query::list_param(q.tags.as_deref());
-    let after =
-        match q.pagination_token.as_deref() {
-            None => None,
-            Some(t) => Some(ids::model_in(t).ok_or_else(|| {
-                Error::invalid("paginationToken", "is not a token this server gave")
-            })?),
-        };
-    // Every registry model is `trained`: another status selects none.
+    let after = token(q.pagination_token.as_deref())?;
+    let privacy = privacy_param(q.privacy.as_deref())?;
+    let collection = match q.collection_id.as_deref() {
+        None | Some("") => None,
+        Some(c) => {
+            let id = ids::collection_in(c)
+                .ok_or_else(|| Error::not_found(&format!("collection {c}")))?;
+            Some(service::owned_collection(&state, &who, &id).await?.id)
+        }
+    };
+    // Every model here is `trained`: another status selects none.
     let any_status = q.status.as_deref().is_none_or(|s| s == "trained");
-    let models: Vec<Model> = registry(&state, &who)
-        .await?
+    let mut models = listed(&state, &who, privacy == Some(Privacy::Public)).await?;
+    if let Some(c) = &collection {
+        let ids: Vec<&str> = models.iter().map(|m| m.id.as_str()).collect();
+        let held = collections::of_items(&state.store.db, Kind::Model, &ids).await?;
+        models.retain(|m| held.get(&m.id).is_some_and(|cs| cs.contains(c)));
+    }
+    let models: Vec<Model> = models
         .into_iter()
         .filter(|_| any_status)
         .filter(|m| after.as_ref().is_none_or(|a| m.id > *a))
+        .filter(|m| privacy.is_none_or(|p| view::model_privacy(m) == p.as_str()))
         .filter(|m| types.is_empty() || types.iter().any(|t| t == view::model_type(m)))
         .filter(|m| tags.iter().all(|t| m.tags.contains(t)))
         .take(size as usize + 1)
         .collect();
     let (models, next) = query::paged(models, size, |m| ids::model(&m.id));
     Ok(axum::Json(ModelsPage {
-        models: models.into_iter().map(view::model).collect(),
+        models: views(&state, Some(&who), models).await?,
         next_pagination_token: next,
     }))
 }
 
-/// A registry model by a path or body id: `model_…`, `mdl_…`, a name or an alias.
-async fn find(state: &AppState, who: &Principal, id: &str) -> Result<Option<Model>, Error> {
-    let m = easel_store::models::resolve(&state.store.db, &ids::model_ref(id)).await?;
-    Ok(m.map(|m| {
-        if who.is_admin() {
-            m
-        } else {
-            m.without_locations()
-        }
-    }))
+/// A list's `paginationToken`: the id of the last model of the previous page.
+fn token(t: Option<&str>) -> Result<Option<String>, Error> {
+    t.map(|t| {
+        ids::model_in(t)
+            .ok_or_else(|| Error::invalid("paginationToken", "is not a token this server gave"))
+    })
+    .transpose()
 }
 
-/// `GET /models/{modelId}`.
+/// `GET /models/{modelId}`: a model the caller sees.
 #[utoipa::path(get, path = "/scenario/v1/models/{modelId}", tag = "scenario", params(("modelId" = String, Path)), responses((status = 200, body = ModelOne), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn read(
     State(state): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ModelOne>, Failure> {
-    let m = find(&state, &who, &id)
-        .await?
-        .ok_or_else(|| Error::not_found(&format!("model {id}")))?;
-    Ok(axum::Json(ModelOne {
-        model: view::model(m),
-    }))
+    let m = seen(&state, Some(&who), &id).await?;
+    one(&state, Some(&who), m).await
 }
 
-/// `POST /models/get-bulk`: the models among `modelIds` (unknown ones left out).
+/// `POST /models/get-bulk`: the models among `modelIds` the caller sees (others and unknown
+/// ones left out).
 #[utoipa::path(post, path = "/scenario/v1/models/get-bulk", tag = "scenario", request_body = ModelIds, responses((status = 200, body = ModelsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn bulk(
     State(state): State<AppState>,
@@ -102,18 +214,73 @@ pub(super) async fn bulk(
     if body.model_ids.len() > 500 {
         return Err(Error::invalid("modelIds", "at most 500 ids").into());
     }
-    let mut out = Vec::new();
+    let mut found: Vec<Model> = Vec::new();
     for id in &body.model_ids {
-        if let Some(m) = find(&state, &who, id).await? {
-            if !out.iter().any(|v: &ModelView| v.id == ids::model(&m.id)) {
-                out.push(view::model(m));
+        if let Some(m) = service::find_model(&state, Some(&who), &ids::model_ref(id)).await? {
+            if !found.iter().any(|f| f.id == m.id) {
+                found.push(m);
             }
         }
     }
     Ok(axum::Json(ModelsPage {
-        models: out,
+        models: views(&state, Some(&who), found).await?,
         next_pagination_token: None,
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PublicModelsQuery {
+    page_size: Option<String>,
+    pagination_token: Option<String>,
+    #[serde(rename = "type")]
+    model_type: Option<String>,
+    types: Option<String>,
+    tags: Option<String>,
+    #[serde(flatten)]
+    _others: HashMap<String, String>,
+}
+
+/// `GET /models/public`, without a key: every public model (users' and the server's marked
+/// public), in id order; `type`/`types` and `tags` (all of them) narrow it, other filters
+/// are read without narrowing. `pageSize` 1–500 (50).
+#[utoipa::path(get, path = "/scenario/v1/models/public", tag = "scenario", params(("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query), ("type" = Option<String>, Query), ("types" = Option<String>, Query), ("tags" = Option<String>, Query)),
+    responses((status = 200, body = ModelsPage), (status = 400, body = ErrorBody)))]
+pub(super) async fn list_public(
+    State(state): State<AppState>,
+    ListQuery(q): ListQuery<PublicModelsQuery>,
+) -> Result<axum::Json<ModelsPage>, Failure> {
+    let size = query::page_size(q.page_size.as_deref(), 50, 500)?;
+    let mut types = query::list_param(q.types.as_deref());
+    types.extend(query::list_param(q.model_type.as_deref()));
+    let tags = query::list_param(q.tags.as_deref());
+    let after = token(q.pagination_token.as_deref())?;
+    let mut models = service::models_of(&state, Scope::Public).await?;
+    models.sort_by(|a, b| a.id.cmp(&b.id));
+    let models: Vec<Model> = models
+        .into_iter()
+        .filter(|m| after.as_ref().is_none_or(|a| m.id > *a))
+        .filter(|m| types.is_empty() || types.iter().any(|t| t == view::model_type(m)))
+        .filter(|m| tags.iter().all(|t| m.tags.contains(t)))
+        .take(size as usize + 1)
+        .collect();
+    let (models, next) = query::paged(models, size, |m| ids::model(&m.id));
+    Ok(axum::Json(ModelsPage {
+        models: views(&state, None, models).await?,
+        next_pagination_token: next,
+    }))
+}
+
+/// `GET /models/public/{modelId}`, without a key: a public or unlisted model (a private one
+/// reads as absent).
+#[utoipa::path(get, path = "/scenario/v1/models/public/{modelId}", tag = "scenario", params(("modelId" = String, Path)),
+    responses((status = 200, body = ModelOne), (status = 404, body = ErrorBody)))]
+pub(super) async fn read_public(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ModelOne>, Failure> {
+    let m = seen(&state, None, &id).await?;
+    one(&state, None, m).await
 }
 
 #[derive(Deserialize)]
@@ -128,13 +295,13 @@ pub(super) struct RecommendationsQuery {
     tags: Option<String>,
     exclude_types: Option<String>,
     #[serde(flatten)]
-    _others: std::collections::HashMap<String, String>,
+    _others: HashMap<String, String>,
 }
 
-/// `GET /recommendations/models`: the registry's recommended models first, then the others,
-/// each by name; LoRAs left out (they are not run alone). Filters as `GET /models`, plus
-/// `capabilities` (all of them), `excludeModelIds`, `excludeTypes`; `limit` 1–30
-/// (default 10); `nextToken` is the offset of the next page.
+/// `GET /recommendations/models`: the caller's models to run (the server's and their own),
+/// recommended first, then by name; LoRAs left out (they are not run alone). Filters as
+/// `GET /models`, plus `capabilities` (all of them), `excludeModelIds`, `excludeTypes`;
+/// `limit` 1–30 (default 10); `nextToken` is the offset of the next page.
 #[utoipa::path(get, path = "/scenario/v1/recommendations/models", tag = "scenario", params(("capabilities" = Option<String>, Query), ("excludeModelIds" = Option<String>, Query), ("excludeTypes" = Option<String>, Query), ("type" = Option<String>, Query), ("tags" = Option<String>, Query), ("limit" = Option<String>, Query), ("nextToken" = Option<String>, Query)), responses((status = 200, description = "`{models, nextToken}`"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn recommendations(
     State(state): State<AppState>,
@@ -164,7 +331,7 @@ pub(super) async fn recommendations(
     let types = query::list_param(q.model_type.as_deref());
     let excluded_types = query::list_param(q.exclude_types.as_deref());
     let tags = query::list_param(q.tags.as_deref());
-    let mut models: Vec<Model> = registry(&state, &who)
+    let mut models: Vec<Model> = listed(&state, &who, false)
         .await?
         .into_iter()
         .filter(|m| !service::is_lora(m))
@@ -176,13 +343,8 @@ pub(super) async fn recommendations(
         .collect();
     models.sort_by(|a, b| b.recommended.cmp(&a.recommended).then(a.name.cmp(&b.name)));
     let total = models.len();
-    let page: Vec<ModelView> = models
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(view::model)
-        .collect();
-    let mut out = json!({"models": page});
+    let page: Vec<Model> = models.into_iter().skip(offset).take(limit).collect();
+    let mut out = json!({"models": views(&state, Some(&who), page).await?});
     if offset.saturating_add(limit) < total {
         out["nextToken"] = json!((offset + limit).to_string());
     }

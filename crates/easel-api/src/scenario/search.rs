@@ -10,8 +10,9 @@
 //! `parentAssetId` and `inferenceId` (also as `metadata.modelId`, `metadata.parentId`,
 //! `metadata.parentJobId`).
 //! Anything else (`OR`, `NOT`, comparisons, other attributes) is a 400 naming `filter`.
-//! Models: the registry, found by the same text search over names, aliases, family, tasks and
-//! tags ([`easel_store::models::search`]), filtered and paged here (the registry is small).
+//! Models: the server's and the caller's own (with `public`, everyone's public ones), found by
+//! the same text search over names, aliases, family, tasks, tags and descriptions
+//! ([`easel_store::models::search`]), filtered and paged here (the registry is small).
 //! Image similarity (`image`, `images`, a semantic ratio above 0) needs embeddings this server
 //! does not compute: a 400 naming the field.
 
@@ -275,14 +276,12 @@ pub(super) async fn assets(
 #[serde(rename_all = "camelCase")]
 #[schema(as = ScenarioSearchModelHit)]
 pub(super) struct ModelHit {
+    /// With `ownerId`, `authorId` (`""` for the server's models) and `concepts` (`[]` but
+    /// for compositions) always present.
     #[serde(flatten)]
     model: ModelView,
-    /// Registry models are the server's: no owner, author or team.
-    owner_id: String,
-    author_id: String,
+    /// No teams here: the owner (`""` for the server's models).
     team_id: String,
-    #[schema(value_type = Vec<Object>)]
-    concepts: Vec<Value>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -294,9 +293,10 @@ pub(super) struct ModelSearchPage {
     counts: Counts,
 }
 
-/// `POST /search/models`: the registry (every user reads it), by the database's text search
-/// over names, aliases, family, tasks and tags; `filter` over `privacy` (every registry
-/// model is `public`), `tags` (any of), `type` and `capabilities` (any of).
+/// `POST /search/models`: the server's models and the caller's own (`public: true`: also
+/// every user's public models), by the database's text search over names, aliases,
+/// family, tasks, tags and descriptions; `filter` over `privacy` (as each model shows it:
+/// the server's are `public`), `tags` (any of), `type` and `capabilities` (any of).
 #[utoipa::path(post, path = "/scenario/v1/search/models", tag = "scenario", request_body = SearchRequest,
     params(("originalModels" = Option<String>, Query), ("offset" = Option<String>, Query), ("limit" = Option<String>, Query)),
     responses((status = 200, body = ModelSearchPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
@@ -308,7 +308,7 @@ pub(super) async fn models(
 ) -> Result<axum::Json<ModelSearchPage>, Failure> {
     let body = q.over(body)?;
     let p = plan(&body)?;
-    let mut found = super::models::registry(&state, &who).await?;
+    let mut found = super::models::listed(&state, &who, body.public == Some(true)).await?;
     if let Some(text) = &p.text {
         let ids: std::collections::HashSet<String> =
             easel_store::models::search(&state.store.db, text)
@@ -321,11 +321,10 @@ pub(super) async fn models(
         for c in &parse_filter(expr)? {
             let any = |have: &[&str]| c.values.iter().any(|v| have.contains(&v.as_str()));
             match c.attribute.as_str() {
-                // As for assets: one privacy, a known one; every registry model is public.
+                // As for assets: one privacy, a known one; as each model shows it.
                 "privacy" => {
-                    if privacy_of(c)? != easel_core::asset::Privacy::Public {
-                        found.clear();
-                    }
+                    let p = privacy_of(c)?;
+                    found.retain(|m| view::model_privacy(m) == p.as_str());
                 }
                 "tags" => {
                     easel_core::asset::check_tags("filter", &c.values)?;
@@ -363,19 +362,22 @@ pub(super) async fn models(
         }
     }
     let total = found.len() as u64;
-    let hits = found
+    let page: Vec<Model> = found
         .into_iter()
         .skip(p.offset as usize)
         .take(p.limit as usize)
-        .map(|m| {
-            let mut model = view::model(m);
+        .collect();
+    let hits = super::models::views(&state, Some(&who), page)
+        .await?
+        .into_iter()
+        .map(|mut model| {
             model.short_description.get_or_insert_with(String::new);
+            let owner = model.owner_id.get_or_insert_with(String::new).clone();
+            model.author_id.get_or_insert_with(String::new);
+            model.concepts.get_or_insert_with(Vec::new);
             ModelHit {
                 model,
-                owner_id: String::new(),
-                author_id: String::new(),
-                team_id: String::new(),
-                concepts: Vec::new(),
+                team_id: owner,
             }
         })
         .collect();
@@ -593,8 +595,8 @@ async fn apply_filter(
             }
             "modelId" => {
                 let v = one()?;
-                match easel_store::models::resolve(&state.store.db, &ids::model_ref(&v)).await? {
-                    Some(m) => f.model = Some(m.name),
+                match service::find_model(state, Some(who), &ids::model_ref(&v)).await? {
+                    Some(m) => f.model = Some(m.job_name().to_string()),
                     None => return Ok(false),
                 }
             }

@@ -6,7 +6,8 @@ use super::*;
 /// What an unbuilt operation waits for.
 const GENERATE: &str = "this generation mode needs a model or tool Easel does not run yet";
 const LIBRARY: &str = "the asset library (editing assets, collections, tags, canvases, zip downloads, uploads in parts, search, public reads) is not built yet";
-const OWNED_MODELS: &str = "user-owned models (create, edit, copy, transfer, presets, examples, public reads) are not built yet";
+const MODEL_DOWNLOAD: &str = "model downloads are not offered by Easel: weights stay on the server (a model of yours is a composition of the server's models)";
+const PROMPT_SCORES: &str = "prompt scores need a scoring model Easel does not run";
 const TRAINING: &str = "model training is not offered by Easel";
 const WORKFLOWS: &str = "workflows are not offered by Easel";
 
@@ -185,109 +186,23 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "PostVectorizeInferences",
         GENERATE,
     ),
-    ("POST", "/models", "PostModels", OWNED_MODELS),
-    ("GET", "/models/public", "GetPublicModels", OWNED_MODELS),
-    (
-        "GET",
-        "/models/public/{modelId}",
-        "GetPublicModelsByModelId",
-        OWNED_MODELS,
-    ),
-    (
-        "PUT",
-        "/models/{modelId}",
-        "PutModelsByModelId",
-        OWNED_MODELS,
-    ),
-    (
-        "DELETE",
-        "/models/{modelId}",
-        "DeleteModelsByModelId",
-        OWNED_MODELS,
-    ),
-    (
-        "POST",
-        "/models/{modelId}/copy",
-        "PostModelsCopyByModelId",
-        OWNED_MODELS,
-    ),
-    (
-        "GET",
-        "/models/{modelId}/description",
-        "GetModelsDescriptionByModelId",
-        OWNED_MODELS,
-    ),
-    (
-        "PUT",
-        "/models/{modelId}/description",
-        "PutModelsDescriptionByModelId",
-        OWNED_MODELS,
-    ),
     (
         "POST",
         "/models/{modelId}/download",
         "PostDownloadModel",
-        OWNED_MODELS,
-    ),
-    (
-        "GET",
-        "/models/{modelId}/examples",
-        "GetModelsExamplesByModelId",
-        OWNED_MODELS,
-    ),
-    (
-        "PUT",
-        "/models/{modelId}/examples",
-        "PutModelsExamplesByModelId",
-        OWNED_MODELS,
-    ),
-    (
-        "DELETE",
-        "/models/{modelId}/images",
-        "DeleteModelsImagesByModelId",
-        OWNED_MODELS,
-    ),
-    (
-        "GET",
-        "/models/{modelId}/presets",
-        "GetModelPresetsByModelId",
-        OWNED_MODELS,
-    ),
-    (
-        "POST",
-        "/models/{modelId}/presets",
-        "PostModelPresetByModelId",
-        OWNED_MODELS,
-    ),
-    (
-        "PUT",
-        "/models/{modelId}/presets/{presetId}",
-        "PutModelPresetByModelIdAndPresetId",
-        OWNED_MODELS,
-    ),
-    (
-        "DELETE",
-        "/models/{modelId}/presets/{presetId}",
-        "DeleteModelPresetByModelIdAndPresetId",
-        OWNED_MODELS,
+        MODEL_DOWNLOAD,
     ),
     (
         "GET",
         "/models/{modelId}/scores/prompt",
         "GetModelsScoresPromptByModelId",
-        OWNED_MODELS,
+        PROMPT_SCORES,
     ),
     (
         "GET",
         "/models/{modelId}/scores/training-dataset",
         "GetModelsScoresTrainingDatasetByModelId",
         TRAINING,
-    ),
-    (
-        "PUT",
-        "/models/{modelId}/tags",
-        "PutModelsTagsByModelId",
-        OWNED_MODELS,
     ),
     (
         "PUT",
@@ -324,12 +239,6 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "/models/{modelId}/training-images/{trainingImageId}",
         "DeleteModelsTrainingImagesByModelIdAndTrainingImageId",
         TRAINING,
-    ),
-    (
-        "POST",
-        "/models/{modelId}/transfer",
-        "PostModelsTransferByModelId",
-        OWNED_MODELS,
     ),
     ("POST", "/uploads", "PostUploads", LIBRARY),
     ("GET", "/uploads/{uploadId}", "GetUploads", LIBRARY),

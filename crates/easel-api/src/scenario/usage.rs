@@ -229,13 +229,14 @@ pub(super) async fn usages(
     let mut models = Vec::new();
     let mut model_usages = Vec::new();
     for (name, days) in per_model {
-        let id = match easel_store::models::resolve(db, &name).await? {
+        // A model the caller may no longer see (another user's private one) shows its id.
+        let id = match service::find_model(&state, Some(&who), &name).await? {
             Some(m) => {
                 let id = ids::model(&m.id);
                 models.push(json!({"id": id, "name": m.name}));
                 id
             }
-            None => name.clone(),
+            None => ids::model(&name),
         };
         model_usages.push(json!({"modelId": id, "points": days.into_iter()
             .map(|(d, (cost, jobs))| json!({"time": day_start(&d), "cost": cost, "jobs": jobs, "discount": 0}))
@@ -249,7 +250,7 @@ pub(super) async fn usages(
         .map(|j| {
             let mut data = json!({"jobId": j.id, "isApiKey": true});
             if let Some(m) = &j.model {
-                data["modelId"] = json!(m);
+                data["modelId"] = json!(ids::model(m));
             }
             json!({
                 "action": action(&j.task),

@@ -233,7 +233,8 @@ pub(super) fn asset(
             }
         }
         if let Some(m) = &j.model {
-            metadata.insert("modelId".into(), json!(m));
+            // A user's model is named by its id in the job (`mdl_…`): Scenario's form.
+            metadata.insert("modelId".into(), json!(ids::model(m)));
         }
         metadata.insert("inferenceId".into(), json!(j.id));
         metadata.insert("parentJobId".into(), json!(j.id));
@@ -301,16 +302,42 @@ pub(super) async fn assets(state: &AppState, list: Vec<Asset>) -> Result<Vec<Ass
 }
 
 /// Scenario's model `type` of an Easel family (LoRAs: the `-lora` type of their base;
-/// `custom` when their base is not known, as for a discovered LoRA file).
+/// `custom` when their base is not known, as for a discovered LoRA file). A composition (a
+/// user's model over a server's one: `base_model`) is its base family's `-composition`
+/// type; its `family` is its base's.
 pub(super) fn model_type(m: &Model) -> &'static str {
-    let lora = service::is_lora(m);
-    match (m.family.as_str(), lora) {
-        (family::SD15 | family::SD15_INPAINT, false) => "sd-1_5",
-        (family::SD15 | family::SD15_INPAINT, true) => "sd-1_5-lora",
-        (family::SDXL, false) => "sd-xl",
-        (family::SDXL, true) => "sd-xl-lora",
+    let kind = if m.base_model.is_some() {
+        Kind::Composition
+    } else if service::is_lora(m) {
+        Kind::Lora
+    } else {
+        Kind::Base
+    };
+    type_of(&m.family, kind)
+}
+
+/// The `type` of a composition over a model of `family`.
+pub(super) fn composition_type(family: &str) -> &'static str {
+    type_of(family, Kind::Composition)
+}
+
+fn type_of(family: &str, kind: Kind) -> &'static str {
+    match (family, kind) {
+        (family::SD15 | family::SD15_INPAINT, Kind::Base) => "sd-1_5",
+        (family::SD15 | family::SD15_INPAINT, Kind::Lora) => "sd-1_5-lora",
+        (family::SD15 | family::SD15_INPAINT, Kind::Composition) => "sd-1_5-composition",
+        (family::SDXL, Kind::Base) => "sd-xl",
+        (family::SDXL, Kind::Lora) => "sd-xl-lora",
+        (family::SDXL, Kind::Composition) => "sd-xl-composition",
         _ => "custom",
     }
+}
+
+/// What a model is, for its `type`.
+enum Kind {
+    Base,
+    Lora,
+    Composition,
 }
 
 /// Scenario's capabilities of a model's tasks.
@@ -321,23 +348,65 @@ pub(super) fn capabilities(m: &Model) -> Vec<&'static str> {
         .collect()
 }
 
-/// A registry model: server-wide, so `public` to every user; ready to run, so `trained`.
-pub(super) fn model(m: Model) -> ModelView {
+/// A model's `privacy` as Scenario shows it: a model of the server is every user's to run,
+/// so `public` to them (keyless reads still follow its stored privacy); a user's model its
+/// own.
+pub(super) fn model_privacy(m: &Model) -> &'static str {
+    if m.owner_id.is_none() {
+        "public"
+    } else {
+        m.privacy.as_str()
+    }
+}
+
+/// What a model's view takes from outside the model: the registry ids of the LoRAs its
+/// `concepts` name (stored by name), and which of the caller's collections hold it.
+#[derive(Default)]
+pub(super) struct ModelContext {
+    pub(super) lora_ids: HashMap<String, String>,
+    pub(super) collections: HashMap<String, Vec<String>>,
+}
+
+/// A model: ready to run, so `trained`. A user's model shows its owner (as `ownerId` and
+/// `authorId`), its base as `parentModelId`, its LoRAs as `concepts`, its example assets;
+/// the server's models have no owner. `custom` stays `false`: in Scenario it marks models
+/// run only through `/generate/custom/{modelId}`, and compositions run through the
+/// diffusion endpoints.
+pub(super) fn model(m: Model, cx: &ModelContext) -> ModelView {
+    let composition = m.base_model.is_some();
+    let concepts = composition.then(|| {
+        m.loras
+            .iter()
+            .map(|l| Concept {
+                model_id: ids::model(cx.lora_ids.get(&l.model).unwrap_or(&l.model)),
+                scale: l.scale,
+                model_epoch: None,
+            })
+            .collect()
+    });
     ModelView {
         id: ids::model(&m.id),
         kind: model_type(&m),
         status: "trained",
         capabilities: capabilities(&m),
         custom: false,
-        privacy: "public",
+        privacy: model_privacy(&m),
         source: "other",
         tags: m.tags.clone(),
-        collection_ids: Vec::new(),
-        example_asset_ids: Vec::new(),
+        collection_ids: cx
+            .collections
+            .get(&m.id)
+            .map(|c| c.iter().map(|id| ids::collection(id)).collect())
+            .unwrap_or_default(),
+        example_asset_ids: m.examples.iter().map(|a| ids::asset(a)).collect(),
         training_images_number: 0,
         created_at: ids::time(&m.created_at),
         updated_at: ids::time(&m.updated_at),
-        short_description: None,
+        short_description: m.short_description.clone(),
+        owner_id: m.owner_id.clone(),
+        author_id: m.owner_id.clone(),
+        parent_model_id: m.base_model.as_deref().map(ids::model),
+        concepts,
         name: m.name,
     }
 }

@@ -137,7 +137,7 @@ pub struct Diffusion {
 pub struct Concept {
     pub model_id: String,
     pub scale: f32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub model_epoch: Option<Value>,
 }
@@ -330,7 +330,7 @@ pub struct AssetOne {
     pub asset: AssetView,
 }
 
-/// A model of the registry.
+/// A model: one of the server's, or a user's composition.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = ScenarioModel)]
 #[serde(rename_all = "camelCase")]
@@ -352,6 +352,17 @@ pub struct ModelView {
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub short_description: Option<String>,
+    /// The user who owns a user's model; absent for the server's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<String>,
+    /// A composition's base model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_model_id: Option<String>,
+    /// A composition's LoRAs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concepts: Option<Vec<Concept>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

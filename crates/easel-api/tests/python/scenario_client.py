@@ -154,7 +154,27 @@ check(len(every) == len(set(every)) >= 3, f"one hit a page, each once ({len(ever
 names = [h.name for h in client.search.model_search(query="tiny")]
 check(names == ["tiny"], f"search.model_search finds the model ({names})")
 
-# 8. A bad credential is the SDK's authentication error.
+# 8. A model of one's own (a composition of `tiny`) whose default preset, made from a job,
+#    fills what a later generation leaves out.
+own = client.models.create(name="Python foxes", base_model_id="tiny").model
+check(own.id.startswith("model_") and own.type == "sd-1_5-composition",
+      f"models.create makes a composition ({own.id}, {own.type})")
+first = wait(generate("txt2img", {"modelId": own.id, "prompt": "a fox", "numSamples": 1,
+                                  "numInferenceSteps": 3})["job"]["jobId"])
+check(first.status == "success", "a generation runs on the user's model")
+preset = client.models.presets.create(own.id, inference_id=first.job_id, is_default=True).preset
+check(preset.is_default and preset.parameters.num_inference_steps == 3,
+      f"models.presets.create keeps the job's parameters ({preset.parameters})")
+listed = [p.id for p in client.models.presets.list(own.id).presets]
+check(listed == [preset.id], f"models.presets.list shows it ({listed})")
+later = wait(generate("txt2img", {"modelId": own.id, "prompt": "another fox"})["job"]["jobId"])
+steps = later.metadata.input.get("numInferenceSteps")
+samples = later.metadata.input.get("numSamples")
+check(later.status == "success" and steps == 3 and samples == 1,
+      f"the default preset applies to a later generation (steps {steps}, samples {samples})")
+client.models.delete(own.id)
+
+# 9. A bad credential is the SDK's authentication error.
 bad = Scenario(api_key=os.environ["EASEL_API_KEY"], api_secret="wrong",
                base_url=os.environ["EASEL_BASE_URL"], max_retries=0)
 try:
