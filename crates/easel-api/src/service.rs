@@ -11,6 +11,7 @@ use bytes::Bytes;
 use easel_core::asset::{blob_key, Asset, AssetKind};
 use easel_core::auth::Principal;
 use easel_core::job::{NewJob, PRIORITY_RANGE};
+use easel_core::model::{Model, ModelPatch, ModelSpec, Privacy};
 use easel_core::task::{check_size, ImageRef, TaskInput};
 use easel_core::{time, Error, ErrorKind, Job, Result, Webhook};
 use sha2::{Digest, Sha256};
@@ -159,13 +160,10 @@ async fn prepare(
                         Error::invalid("preset", format!("the model has no preset `{p}`"))
                     })?,
             ),
-            None => easel_store::models::presets(&state.store.db, &m.id)
-                .await?
-                .into_iter()
-                .find(|p| p.is_default),
+            None => default_preset(state, &m.id).await?,
         };
         if let Some(p) = preset {
-            p.params.fill(g);
+            p.params.fill(task, g);
         }
         if !m.loras.is_empty() {
             let mut loras = m.loras.clone();
@@ -339,15 +337,41 @@ pub async fn find_model(
 /// base, with the first's LoRAs before its own and its own defaults and limits over the
 /// first's. The base is stored by id and lends the spec its `family` and `tasks`. Each
 /// LoRA must be a LoRA of the server's (stored by name); each example an asset the owner
-/// (the writer, for a server's model) owns.
+/// owns (a server's model: the writer's, a public or unlisted one, or one in `shown_before`,
+/// the examples the model has). Defaults pass the checks a request's fields get.
 pub async fn settle_spec(
     state: &AppState,
     who: &Principal,
     owner: Option<&str>,
+    shown_before: &[String],
     mut spec: easel_core::model::ModelSpec,
 ) -> Result<easel_core::model::ModelSpec> {
+    // What the owner may see bounds what their model runs, whoever writes it (an admin
+    // editing a user's model included).
+    let owner_view = match owner {
+        Some(o) if o != who.user_id => Principal {
+            user_id: o.to_string(),
+            role: easel_core::auth::Role::User,
+            key_id: String::new(),
+        },
+        _ => who.clone(),
+    };
+    let d = &spec.defaults;
+    let probe = easel_core::generate::GenerateInput {
+        prompt: "defaults".into(),
+        width: d.width,
+        height: d.height,
+        steps: d.steps,
+        guidance: d.guidance,
+        scheduler: d.scheduler.clone(),
+        ..Default::default()
+    };
+    probe
+        .validate("txt2img", &state.limits)
+        .and_then(|()| probe.check_limits(&state.limits, &Default::default()))
+        .map_err(|e| e.under("defaults"))?;
     if let Some(name) = spec.base_model.clone() {
-        let named = find_model(state, Some(who), &name)
+        let named = find_model(state, Some(&owner_view), &name)
             .await?
             .ok_or_else(|| Error::invalid("base_model", format!("no model named `{name}`")))?;
         if is_lora(&named) {
@@ -388,11 +412,19 @@ pub async fn settle_spec(
             l.model = found.name;
         }
     }
-    let owner = owner.unwrap_or(&who.user_id);
+    // A user's model shows its owner's assets; a server's model its writer's, or public
+    // and unlisted ones (and those it already shows, another admin's included).
     for (i, id) in spec.examples.iter().enumerate() {
         let ok = easel_store::assets::get(&state.store.db, id)
             .await?
-            .is_some_and(|a| a.owner_id == owner);
+            .is_some_and(|a| match owner {
+                Some(o) => a.owner_id == o,
+                None => {
+                    a.owner_id == who.user_id
+                        || a.privacy != easel_core::asset::Privacy::Private
+                        || shown_before.contains(id)
+                }
+            });
         if !ok {
             return Err(Error::invalid(
                 format!("examples[{i}]"),
@@ -401,6 +433,159 @@ pub async fn settle_spec(
         }
     }
     Ok(spec)
+}
+
+/// A model `who` may see (`None`: a caller without a key) by id, name or alias, or 404 (as
+/// if absent).
+pub async fn visible_model(state: &AppState, who: Option<&Principal>, id: &str) -> Result<Model> {
+    find_model(state, who, id)
+        .await?
+        .ok_or_else(|| Error::not_found("model"))
+}
+
+/// A model `who` may change (its owner; admins any): 404 for one they cannot see, 403 for
+/// one they see but do not own.
+pub async fn editable_model(state: &AppState, who: &Principal, id: &str) -> Result<Model> {
+    let m = visible_model(state, Some(who), id).await?;
+    if !m.editable_by(who) {
+        return Err(Error::new(
+            ErrorKind::Forbidden,
+            if m.owner_id.is_none() {
+                "only admins change the server's models"
+            } else {
+                "only its owner changes a user's model"
+            },
+        ));
+    }
+    Ok(m)
+}
+
+/// A model's default preset, if it has one.
+pub async fn default_preset(
+    state: &AppState,
+    model_id: &str,
+) -> Result<Option<easel_core::preset::Preset>> {
+    Ok(easel_store::models::presets(&state.store.db, model_id)
+        .await?
+        .into_iter()
+        .find(|p| p.is_default))
+}
+
+/// Apply a patch to a model `who` may edit (the checks of a create).
+pub async fn save_model(
+    state: &AppState,
+    who: &Principal,
+    m: &Model,
+    patch: ModelPatch,
+) -> Result<Model> {
+    let keep_examples = patch.examples.is_none();
+    let set_privacy = patch.privacy.is_some();
+    let mut spec: ModelSpec = m.spec().patched(patch);
+    if !set_privacy {
+        // As it is when the update commits, not as it was read.
+        spec.privacy = None;
+    }
+    if keep_examples {
+        // Examples whose assets were deleted since, or are no longer the owner's, drop out.
+        let mut kept = Vec::new();
+        for a in spec.examples.drain(..) {
+            if easel_store::assets::get(&state.store.db, &a)
+                .await?
+                .is_some_and(|x| m.owner_id.as_ref().is_none_or(|o| x.owner_id == *o))
+            {
+                kept.push(a);
+            }
+        }
+        spec.examples = kept;
+    }
+    if m.owner_id.is_none() {
+        spec.check_paths(state.engine.model_roots())?;
+    }
+    let spec = settle_spec(state, who, m.owner_id.as_deref(), &m.examples, spec).await?;
+    easel_store::models::update(&state.store.db, &m.id, &spec).await
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CopyModel {
+    /// The copy's name (default: the model's).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Default `private`.
+    #[serde(default)]
+    pub privacy: Option<Privacy>,
+    /// Keep the model's example assets (they must be the caller's own). Default false.
+    #[serde(default)]
+    pub copy_examples: bool,
+}
+
+/// Copy `m` into a model of `who`'s own.
+pub async fn copy_model(
+    state: &AppState,
+    who: &Principal,
+    m: &Model,
+    req: CopyModel,
+) -> Result<Model> {
+    if is_lora(m) {
+        return Err(Error::invalid(
+            "id",
+            "a LoRA is applied, not copied into a model",
+        ));
+    }
+    let mut spec = ModelSpec {
+        name: req.name.unwrap_or_else(|| m.name.clone()),
+        base_model: Some(m.base_model.clone().unwrap_or_else(|| m.id.clone())),
+        loras: m.loras.clone(),
+        defaults: m.defaults.clone(),
+        limits: m.limits.clone(),
+        description: m.description.clone(),
+        short_description: m.short_description.clone(),
+        tags: m.tags.clone(),
+        icon: m.icon.clone(),
+        examples: if req.copy_examples {
+            m.examples.clone()
+        } else {
+            vec![]
+        },
+        privacy: Some(req.privacy.unwrap_or_default()),
+        ..ModelSpec::new("")
+    };
+    easel_core::model::check_title("name", &spec.name)?;
+    spec = settle_spec(state, who, Some(&who.user_id), &[], spec).await?;
+    easel_store::models::copy(&state.store.db, &m.id, &spec, &who.user_id).await
+}
+
+/// Give `m` to the user `to` names (an id or a name); `field` names `to` in errors.
+pub async fn transfer_model(state: &AppState, m: &Model, field: &str, to: &str) -> Result<Model> {
+    if m.owner_id.is_none() {
+        return Err(Error::invalid(
+            field,
+            "the server's models belong to no user: copy it instead",
+        ));
+    }
+    let db = &state.store.db;
+    let user = match easel_store::users::get_user(db, to).await? {
+        Some(u) => Some(u),
+        None => easel_store::users::user_by_name(db, to).await?,
+    }
+    .ok_or_else(|| Error::invalid(field, format!("no user `{to}`")))?;
+    // Examples are their owner's assets: those that are not the new owner's stay behind.
+    let mut keep = Vec::new();
+    for a in &m.examples {
+        if easel_store::assets::get(db, a)
+            .await?
+            .is_some_and(|a| a.owner_id == user.id)
+        {
+            keep.push(a.clone());
+        }
+    }
+    if keep != m.examples {
+        let mut spec = m.spec();
+        spec.examples = keep;
+        spec.privacy = None;
+        easel_store::models::update(db, &m.id, &spec).await?;
+    }
+    easel_store::models::transfer(db, &m.id, &user.id).await
 }
 
 /// The model that runs `m`: its base for a composition, else `m`.

@@ -2490,6 +2490,14 @@ async fn users_models_belong_to_their_owners_and_public_ones_are_read_without_a_
             json!({"name": "x", "base_model": "tiny", "aliases": ["a"]}),
             "aliases",
         ),
+        (
+            json!({"name": "x", "base_model": "tiny", "defaults": {"steps": 100000}}),
+            "defaults.steps",
+        ),
+        (
+            json!({"name": "x", "base_model": "tiny", "defaults": {"guidance": 99}}),
+            "defaults.guidance",
+        ),
     ] {
         let (s, e) = t
             .json(Method::POST, "/v1/models", &key, Some(body.clone()))
@@ -2654,6 +2662,15 @@ async fn users_models_belong_to_their_owners_and_public_ones_are_read_without_a_
         )
         .await;
     assert_eq!((s, c["name"].as_str()), (201, Some("tiny")), "{c}");
+    // A model that compositions run is not deleted under them.
+    let (s, e) = t
+        .json(Method::DELETE, "/v1/models/tiny", &admin, None)
+        .await;
+    assert_eq!(
+        (s, e["error"]["type"].as_str()),
+        (409, Some("conflict")),
+        "{e}"
+    );
     // The server's models: admins only, and nobody's to transfer.
     let (s, _) = t
         .json(

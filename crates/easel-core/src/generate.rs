@@ -385,6 +385,14 @@ impl GenerateInput {
                 ),
             ));
         }
+        // The server's own limit again: defaults filled in after the input's check
+        // (a model's, a preset's) must not pass it.
+        if r.steps == 0 || r.steps > limits.max_steps {
+            return Err(Error::invalid(
+                "steps",
+                format!("must be between 1 and {}", limits.max_steps),
+            ));
+        }
         if let Some(m) = model.max_steps {
             if r.steps > m {
                 return Err(Error::invalid(

@@ -82,17 +82,24 @@ pub struct Model {
     pub tags: Vec<String>,
     /// Set: a composition — the id of the server's model it runs, with `loras` and its own
     /// `defaults` and `limits` on top (see [`ModelSpec::base_model`]).
+    #[serde(default)]
     pub base_model: Option<String>,
     /// The LoRAs a composition applies before a request's own.
+    #[serde(default)]
     pub loras: Vec<LoraRef>,
     /// Markdown.
+    #[serde(default)]
     pub description: Option<String>,
+    #[serde(default)]
     pub short_description: Option<String>,
     /// Asset ids that show what the model makes, in order (the owner's assets).
+    #[serde(default)]
     pub examples: Vec<String>,
     /// The user who owns the model; `None`: a model of the server (admins write those).
+    #[serde(default)]
     pub owner_id: Option<String>,
     /// Who else sees it ([`Model::visible_to`]).
+    #[serde(default)]
     pub privacy: Privacy,
     /// Registered by the scan of `<data-dir>/models/` (rescans update it).
     pub discovered: bool,

@@ -36,13 +36,15 @@ pub struct PresetParams {
 }
 
 impl PresetParams {
-    /// The parameters of a generation (what a preset made from a job keeps: not its prompt,
-    /// images or LoRAs).
-    pub fn of(input: &GenerateInput) -> PresetParams {
+    /// The parameters of a generation of `task` (what a preset made from a job keeps: not
+    /// its prompt, images or LoRAs; for img2img and inpaint not its size either, which
+    /// follows each request's image).
+    pub fn of(task: &str, input: &GenerateInput) -> PresetParams {
+        let sized = task == "txt2img";
         PresetParams {
             negative_prompt: input.negative_prompt.clone(),
-            width: input.width,
-            height: input.height,
+            width: input.width.filter(|_| sized),
+            height: input.height.filter(|_| sized),
             steps: input.steps,
             guidance: input.guidance,
             scheduler: input.scheduler.clone(),
@@ -52,20 +54,23 @@ impl PresetParams {
         }
     }
 
-    /// The checks a generation's fields get, naming `params.<field>`.
+    /// The checks a generation's fields get, naming `params.<field>` (`strength` as for an
+    /// image-to-image task: a preset may serve both kinds).
     pub fn validate(&self, limits: &Limits) -> Result<()> {
         let mut probe = GenerateInput {
             prompt: "preset".into(),
+            image: Some("the request's".into()),
             ..GenerateInput::default()
         };
-        self.fill(&mut probe);
+        self.fill("img2img", &mut probe);
         probe
-            .validate("txt2img", limits)
+            .validate("img2img", limits)
             .map_err(|e| e.under("params"))
     }
 
-    /// Fill the fields `input` leaves out.
-    pub fn fill(&self, input: &mut GenerateInput) {
+    /// Fill the fields `input` of `task` leaves out (`strength` only where the task takes
+    /// one: not txt2img).
+    pub fn fill(&self, task: &str, input: &mut GenerateInput) {
         macro_rules! fill {
             ($($f:ident),*) => { $( if input.$f.is_none() { input.$f = self.$f.clone(); } )* };
         }
@@ -76,10 +81,12 @@ impl PresetParams {
             steps,
             guidance,
             scheduler,
-            strength,
             count,
             seed
         );
+        if task != "txt2img" && input.strength.is_none() {
+            input.strength = self.strength;
+        }
     }
 }
 
@@ -154,7 +161,7 @@ mod tests {
             steps: Some(20),
             ..Default::default()
         };
-        p.fill(&mut input);
+        p.fill("txt2img", &mut input);
         assert_eq!(input.steps, Some(20), "the request wins");
         assert_eq!(input.guidance, Some(3.0));
         assert_eq!(input.negative_prompt.as_deref(), Some("blurry"));
@@ -162,7 +169,29 @@ mod tests {
             input.width, None,
             "neither sets it: the model's default will"
         );
-        assert_eq!(PresetParams::of(&input).steps, Some(20));
+        assert_eq!(PresetParams::of("txt2img", &input).steps, Some(20));
+        // Strength: kept and checked, filled only where the task takes it.
+        let p = PresetParams {
+            strength: Some(0.4),
+            ..Default::default()
+        };
+        assert!(p.validate(&Limits::default()).is_ok());
+        let mut t2i = GenerateInput::default();
+        p.fill("txt2img", &mut t2i);
+        assert_eq!(t2i.strength, None);
+        let mut i2i = GenerateInput::default();
+        p.fill("img2img", &mut i2i);
+        assert_eq!(i2i.strength, Some(0.4));
+        // A preset made from an img2img job leaves the size to each request's image.
+        let sized = GenerateInput {
+            width: Some(64),
+            height: Some(64),
+            strength: Some(0.5),
+            ..Default::default()
+        };
+        let of = PresetParams::of("img2img", &sized);
+        assert_eq!((of.width, of.height, of.strength), (None, None, Some(0.5)));
+        assert_eq!(PresetParams::of("txt2img", &sized).width, Some(64));
     }
 
     #[test]

@@ -148,6 +148,9 @@ pub async fn update(db: &Db, id: &str, spec: &ModelSpec) -> Result<Model> {
     };
     let owned = old.owner_id.is_some();
     spec.validate_as(owned)?;
+    if spec.base_model.is_some() && old.base_model.is_none() {
+        refuse_if_based_on(db, id, "it cannot become a composition itself").await?;
+    }
     let registry_name = if owned { id } else { &spec.name };
     let mut tx = db.begin().await?;
     let n = sqlx::query(
@@ -218,7 +221,39 @@ pub async fn copy(db: &Db, from: &str, spec: &ModelSpec, owner: &str) -> Result<
         .ok_or_else(|| Error::internal("model vanished"))
 }
 
+/// How many compositions run the model `id` (their `base_model`).
+pub async fn compositions_of(db: &Db, id: &str) -> Result<u64> {
+    let sql = match db.backend {
+        crate::db::Backend::Sqlite => {
+            "SELECT COUNT(*) AS n FROM models \
+             WHERE json_valid(spec) AND json_extract(spec, '$.base_model') = $1"
+        }
+        crate::db::Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM models WHERE (spec::jsonb ->> 'base_model') = $1"
+        }
+    };
+    let row = sqlx::query(sql)
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .map_err(db_err)?;
+    Ok(get_i64(&row, "n")? as u64)
+}
+
+/// A conflict while compositions run the model `id`.
+async fn refuse_if_based_on(db: &Db, id: &str, what: &str) -> Result<()> {
+    match compositions_of(db, id).await? {
+        0 => Ok(()),
+        n => Err(Error::new(
+            ErrorKind::Conflict,
+            format!("{n} composition(s) run this model: {what}"),
+        )),
+    }
+}
+
+/// Remove a model, its names and presets. Refused (409) while compositions run it.
 pub async fn delete(db: &Db, id: &str) -> Result<bool> {
+    refuse_if_based_on(db, id, "delete or change them first").await?;
     let mut tx = db.begin().await?;
     for sql in [
         "DELETE FROM model_names WHERE model_id = $1",
@@ -281,7 +316,8 @@ pub async fn resolve_run(db: &Db, name_or_id: &str) -> Result<Option<Model>> {
     }
 }
 
-/// The ids of the models whose name, aliases, family, tasks or tags hold every word of
+/// The ids of the models whose name (a user's model's title), aliases, family, tasks, tags,
+/// short description or description hold every word of
 /// `text` (each as a word or the start of one: [`crate::text_search`]).
 pub async fn search(db: &Db, text: &str) -> Result<Vec<String>> {
     let (cond, bind) =
@@ -473,9 +509,13 @@ pub async fn create_preset(
         .ok_or_else(|| Error::internal("preset vanished"))
 }
 
-/// Change a preset's fields that `spec` gives.
+/// Change a preset's fields that `spec` gives (the preset by id).
 pub async fn update_preset(db: &Db, model_id: &str, id: &str, spec: &PresetSpec) -> Result<Preset> {
-    let Some(mut p) = preset(db, model_id, id).await?.filter(|p| p.id == id) else {
+    let found = presets(db, model_id)
+        .await?
+        .into_iter()
+        .find(|p| p.id == id);
+    let Some(mut p) = found else {
         return Err(Error::not_found("preset"));
     };
     if let Some(n) = &spec.name {
@@ -509,9 +549,7 @@ pub async fn update_preset(db: &Db, model_id: &str, id: &str, spec: &PresetSpec)
     .await
     .map_err(db_err)?;
     tx.commit().await?;
-    preset(db, model_id, id)
-        .await?
-        .ok_or_else(|| Error::not_found("preset"))
+    Ok(p)
 }
 
 /// Remove a preset; `false` when the model has none with that id.

@@ -7,7 +7,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use easel_core::auth::Principal;
-use easel_core::model::{Model, ModelPatch, ModelSpec, Privacy};
+use easel_core::model::{Model, ModelPatch, ModelSpec};
 use easel_core::preset::{Preset, PresetSpec};
 use easel_core::Error;
 use easel_store::models::Scope;
@@ -81,32 +81,8 @@ pub async fn get(
     Auth(who): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Model>> {
-    let m = seen(&state, Some(&who), &id).await?;
+    let m = service::visible_model(&state, Some(&who), &id).await?;
     Ok(axum::Json(shown(Some(&who), m)))
-}
-
-/// A model `who` may see, or 404 (as if absent).
-async fn seen(state: &AppState, who: Option<&Principal>, id: &str) -> easel_core::Result<Model> {
-    service::find_model(state, who, id)
-        .await?
-        .ok_or_else(|| Error::not_found("model"))
-}
-
-/// A model `who` may change: one they see and own (admins: any), else 404 for a model they
-/// cannot see and 403 for one they see but do not own.
-async fn editable(state: &AppState, who: &Principal, id: &str) -> easel_core::Result<Model> {
-    let m = seen(state, Some(who), id).await?;
-    if !m.editable_by(who) {
-        return Err(Error::new(
-            easel_core::ErrorKind::Forbidden,
-            if m.owner_id.is_none() {
-                "only admins change the server's models"
-            } else {
-                "only its owner changes a user's model"
-            },
-        ));
-    }
-    Ok(m)
 }
 
 /// A model as `who` may see it: whole for admins, without its locations for others.
@@ -131,10 +107,10 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, axum::Json<Model>)> {
     let m = if who.is_admin() {
         spec.check_paths(state.engine.model_roots())?;
-        let spec = service::settle_spec(&state, &who, None, spec).await?;
+        let spec = service::settle_spec(&state, &who, None, &[], spec).await?;
         easel_store::models::create(&state.store.db, &spec, false).await?
     } else {
-        let spec = service::settle_spec(&state, &who, Some(&who.user_id), spec).await?;
+        let spec = service::settle_spec(&state, &who, Some(&who.user_id), &[], spec).await?;
         easel_store::models::create_owned(&state.store.db, &spec, &who.user_id).await?
     };
     Ok((StatusCode::CREATED, axum::Json(shown(Some(&who), m))))
@@ -150,41 +126,11 @@ pub async fn update(
     Path(id): Path<String>,
     Json(patch): Json<ModelPatch>,
 ) -> ApiResult<axum::Json<Model>> {
-    let m = editable(&state, &who, &id).await?;
+    let m = service::editable_model(&state, &who, &id).await?;
     Ok(axum::Json(shown(
         Some(&who),
-        save(&state, &who, &m, patch).await?,
+        service::save_model(&state, &who, &m, patch).await?,
     )))
-}
-
-/// Apply a patch to a model `who` may edit (the checks of a create).
-pub async fn save(
-    state: &AppState,
-    who: &Principal,
-    m: &Model,
-    patch: ModelPatch,
-) -> easel_core::Result<Model> {
-    let keep_examples = patch.examples.is_none();
-    let mut spec: ModelSpec = m.spec().patched(patch);
-    if keep_examples {
-        // Examples whose assets were deleted since, or are no longer the owner's, drop out.
-        let owner = m.owner_id.as_deref().unwrap_or(&who.user_id);
-        let mut kept = Vec::new();
-        for a in spec.examples.drain(..) {
-            if easel_store::assets::get(&state.store.db, &a)
-                .await?
-                .is_some_and(|x| x.owner_id == owner)
-            {
-                kept.push(a);
-            }
-        }
-        spec.examples = kept;
-    }
-    if m.owner_id.is_none() {
-        spec.check_paths(state.engine.model_roots())?;
-    }
-    let spec = service::settle_spec(state, who, m.owner_id.as_deref(), spec).await?;
-    easel_store::models::update(&state.store.db, &m.id, &spec).await
 }
 
 /// Remove a model and its presets (its owner, or an admin).
@@ -196,77 +142,27 @@ pub async fn delete(
     Auth(who): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let m = editable(&state, &who, &id).await?;
+    let m = service::editable_model(&state, &who, &id).await?;
     easel_store::models::delete(&state.store.db, &m.id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct CopyModel {
-    /// The copy's name (default: the model's).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Default `private`.
-    #[serde(default)]
-    pub privacy: Option<Privacy>,
-    /// Keep the model's example assets (they must be the caller's own). Default false.
-    #[serde(default)]
-    pub copy_examples: bool,
 }
 
 /// A model of the caller's own made from one they see: a copy of a composition (its base,
 /// LoRAs, defaults, limits, description, tags and presets), or of a model of the server a
 /// composition over it with its defaults and limits — the way to start presets and defaults
 /// of one's own on a server's model.
-#[utoipa::path(post, path = "/v1/models/{id}/copy", tag = "models", params(("id" = String, Path)), request_body = CopyModel,
+#[utoipa::path(post, path = "/v1/models/{id}/copy", tag = "models", params(("id" = String, Path)), request_body = service::CopyModel,
     responses((status = 201, body = Model), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn copy(
     State(state): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
-    Json(req): Json<CopyModel>,
+    Json(req): Json<service::CopyModel>,
 ) -> ApiResult<(StatusCode, axum::Json<Model>)> {
-    let m = seen(&state, Some(&who), &id).await?;
-    let copied = copy_model(&state, &who, &m, req).await?;
+    let m = service::visible_model(&state, Some(&who), &id).await?;
+    let copied = service::copy_model(&state, &who, &m, req).await?;
     Ok((StatusCode::CREATED, axum::Json(shown(Some(&who), copied))))
-}
-
-/// Copy `m` into a model of `who`'s own (see [`copy`]).
-pub async fn copy_model(
-    state: &AppState,
-    who: &Principal,
-    m: &Model,
-    req: CopyModel,
-) -> easel_core::Result<Model> {
-    if service::is_lora(m) {
-        return Err(Error::invalid(
-            "id",
-            "a LoRA is applied, not copied into a model",
-        ));
-    }
-    let mut spec = ModelSpec {
-        name: req.name.unwrap_or_else(|| m.name.clone()),
-        base_model: Some(m.base_model.clone().unwrap_or_else(|| m.id.clone())),
-        loras: m.loras.clone(),
-        defaults: m.defaults.clone(),
-        limits: m.limits.clone(),
-        description: m.description.clone(),
-        short_description: m.short_description.clone(),
-        tags: m.tags.clone(),
-        icon: m.icon.clone(),
-        examples: if req.copy_examples {
-            m.examples.clone()
-        } else {
-            vec![]
-        },
-        privacy: Some(req.privacy.unwrap_or_default()),
-        ..ModelSpec::new("")
-    };
-    easel_core::model::check_title("name", &spec.name)?;
-    spec = service::settle_spec(state, who, Some(&who.user_id), spec).await?;
-    easel_store::models::copy(&state.store.db, &m.id, &spec, &who.user_id).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -287,46 +183,9 @@ pub async fn transfer(
     Path(id): Path<String>,
     Json(req): Json<TransferModel>,
 ) -> ApiResult<axum::Json<Model>> {
-    let m = editable(&state, &who, &id).await?;
-    let moved = transfer_model(&state, &m, "to", &req.to).await?;
+    let m = service::editable_model(&state, &who, &id).await?;
+    let moved = service::transfer_model(&state, &m, "to", &req.to).await?;
     Ok(axum::Json(shown(Some(&who), moved)))
-}
-
-/// Give `m` to the user `to` names (an id or a name); `field` names `to` in errors.
-pub async fn transfer_model(
-    state: &AppState,
-    m: &Model,
-    field: &str,
-    to: &str,
-) -> easel_core::Result<Model> {
-    if m.owner_id.is_none() {
-        return Err(Error::invalid(
-            field,
-            "the server's models belong to no user: copy it instead",
-        ));
-    }
-    let db = &state.store.db;
-    let user = match easel_store::users::get_user(db, to).await? {
-        Some(u) => Some(u),
-        None => easel_store::users::user_by_name(db, to).await?,
-    }
-    .ok_or_else(|| Error::invalid(field, format!("no user `{to}`")))?;
-    // Examples are their owner's assets: those that are not the new owner's stay behind.
-    let mut keep = Vec::new();
-    for a in &m.examples {
-        if easel_store::assets::get(db, a)
-            .await?
-            .is_some_and(|a| a.owner_id == user.id)
-        {
-            keep.push(a.clone());
-        }
-    }
-    if keep != m.examples {
-        let mut spec = m.spec();
-        spec.examples = keep;
-        easel_store::models::update(db, &m.id, &spec).await?;
-    }
-    easel_store::models::transfer(db, &m.id, &user.id).await
 }
 
 #[derive(Serialize, ToSchema)]
@@ -342,7 +201,7 @@ pub async fn presets(
     Auth(who): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<PresetList>> {
-    let m = seen(&state, Some(&who), &id).await?;
+    let m = service::visible_model(&state, Some(&who), &id).await?;
     let data = easel_store::models::presets(&state.store.db, &m.id).await?;
     Ok(axum::Json(PresetList { data }))
 }
@@ -359,7 +218,7 @@ pub async fn create_preset(
     Path(id): Path<String>,
     Json(spec): Json<PresetSpec>,
 ) -> ApiResult<(StatusCode, axum::Json<Preset>)> {
-    let m = editable(&state, &who, &id).await?;
+    let m = service::editable_model(&state, &who, &id).await?;
     spec.validate(&state.limits)?;
     let p = easel_store::models::create_preset(&state.store.db, &m.id, &who.user_id, &spec).await?;
     Ok((StatusCode::CREATED, axum::Json(p)))
@@ -375,7 +234,7 @@ pub async fn update_preset(
     Path((id, preset)): Path<(String, String)>,
     Json(spec): Json<PresetSpec>,
 ) -> ApiResult<axum::Json<Preset>> {
-    let m = editable(&state, &who, &id).await?;
+    let m = service::editable_model(&state, &who, &id).await?;
     spec.validate(&state.limits)?;
     Ok(axum::Json(
         easel_store::models::update_preset(&state.store.db, &m.id, &preset, &spec).await?,
@@ -391,7 +250,7 @@ pub async fn delete_preset(
     Auth(who): Auth,
     Path((id, preset)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let m = editable(&state, &who, &id).await?;
+    let m = service::editable_model(&state, &who, &id).await?;
     if !easel_store::models::delete_preset(&state.store.db, &m.id, &preset).await? {
         return Err(Error::not_found("preset").into());
     }
@@ -426,7 +285,10 @@ pub async fn get_public(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Model>> {
-    Ok(axum::Json(shown(None, seen(&state, None, &id).await?)))
+    Ok(axum::Json(shown(
+        None,
+        service::visible_model(&state, None, &id).await?,
+    )))
 }
 
 #[derive(Serialize, ToSchema)]

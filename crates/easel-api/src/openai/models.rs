@@ -19,7 +19,7 @@ pub(super) fn category(tasks: &[String]) -> String {
 
 pub(super) fn model_object(m: easel_core::model::Model) -> ModelObject {
     ModelObject {
-        id: m.name,
+        id: m.job_name().to_string(),
         object: "model",
         created: m.created_at.timestamp(),
         owned_by: "easel",

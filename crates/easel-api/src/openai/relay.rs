@@ -64,7 +64,10 @@ pub(super) async fn upstream(
             "the request names no `model` to find an upstream provider by".into(),
         ));
     };
-    let model = easel_store::models::resolve(&state.store.db, &name).await?;
+    // Upstreams are the server's models' (a user's model is a composition, never relayed).
+    let model = easel_store::models::resolve(&state.store.db, &name)
+        .await?
+        .filter(|m| m.owner_id.is_none());
     let Some(model) = model else {
         return Err(missing(format!("no model `{name}` is registered")));
     };

@@ -248,10 +248,8 @@ async fn preset_count(
     let Some(m) = service::find_model(state, Some(who), m).await? else {
         return Ok(None);
     };
-    Ok(easel_store::models::presets(&state.store.db, &m.id)
+    Ok(service::default_preset(state, &m.id)
         .await?
-        .into_iter()
-        .find(|p| p.is_default)
         .and_then(|p| p.params.count))
 }
 

@@ -54,30 +54,21 @@ pub(super) async fn seen(
     who: Option<&Principal>,
     wire: &str,
 ) -> Result<Model, Error> {
-    service::find_model(state, who, &ids::model_ref(wire))
-        .await?
-        .ok_or_else(|| Error::not_found(&format!("model {wire}")))
+    service::visible_model(state, who, &ids::model_ref(wire))
+        .await
+        .map_err(|e| match e.kind {
+            ErrorKind::NotFound => Error::not_found(&format!("model {wire}")),
+            _ => e,
+        })
 }
 
-/// A model `who` may change (its owner; admins any): 404 for one they cannot see, 403 for
-/// one they see but do not own.
+/// A model `who` may change (`service::editable_model`: 404 unseen, 403 not theirs).
 pub(super) async fn editable(
     state: &AppState,
     who: &Principal,
     wire: &str,
 ) -> Result<Model, Error> {
-    let m = seen(state, Some(who), wire).await?;
-    if !m.editable_by(who) {
-        return Err(Error::new(
-            ErrorKind::Forbidden,
-            if m.owner_id.is_none() {
-                "only admins change the server's models"
-            } else {
-                "only its owner changes a user's model"
-            },
-        ));
-    }
-    Ok(m)
+    service::editable_model(state, who, &ids::model_ref(wire)).await
 }
 
 /// Models as Scenario shows them to `who`: their LoRAs by registry id, and the collections

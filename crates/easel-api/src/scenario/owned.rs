@@ -1,6 +1,6 @@
 //! Users' models written through Scenario: create (a composition), edit, delete, copy,
 //! transfer, description, examples, tags. The rules are the core's and the native API's
-//! (`service::settle_spec`, `native::models::{save, copy_model, transfer_model}`); this
+//! (`service::settle_spec`, `service::{save_model, copy_model, transfer_model}`); this
 //! module reads Scenario's fields, names errors by them, and answers in Scenario's shapes.
 //! Who may change a model: its owner, or an admin (`models::editable`: others get 403 for a
 //! model they see, 404 for one they do not).
@@ -15,7 +15,7 @@ use easel_store::collections::{self, Kind};
 use super::assets::{TagsChange, TagsChanged};
 use super::models::{editable, one, seen, views};
 use super::*;
-use crate::native::models::{copy_model, save, transfer_model, CopyModel};
+use crate::service::{copy_model, save_model, transfer_model, CopyModel};
 
 /// A model spec's fields that requests here set, as (Scenario's name, the core's): errors
 /// about them are named back by this table (`wire`).
@@ -146,7 +146,7 @@ pub(super) async fn create(
         privacy: Some(Privacy::Private),
         ..ModelSpec::new(body.name.unwrap_or_else(|| named.name.clone()))
     };
-    let spec = service::settle_spec(&state, &who, Some(&who.user_id), spec)
+    let spec = service::settle_spec(&state, &who, Some(&who.user_id), &[], spec)
         .await
         .map_err(wire)?;
     if let Some(t) = body.kind.as_deref() {
@@ -253,7 +253,7 @@ pub(super) async fn update(
         loras: body.concepts.as_deref().map(loras).transpose()?,
         ..Default::default()
     };
-    let m = save(&state, &who, &m, patch).await.map_err(wire)?;
+    let m = save_model(&state, &who, &m, patch).await.map_err(wire)?;
     one(&state, Some(&who), m).await
 }
 
@@ -287,7 +287,7 @@ pub(super) struct ModelCopy {
 }
 
 /// `POST /models/{modelId}/copy`: a `private` model of the caller's own made from one they
-/// see, with its presets (`native::models::copy_model`: a copy of a composition, or a
+/// see, with its presets (`service::copy_model`: a copy of a composition, or a
 /// composition over a server's model). `copyExamples` keeps the examples (they must be
 /// the caller's: a 400 naming it otherwise).
 #[utoipa::path(post, path = "/scenario/v1/models/{modelId}/copy", tag = "scenario", params(("modelId" = String, Path)), request_body = ModelCopy,
@@ -332,7 +332,7 @@ pub(super) struct ModelTransfer {
 
 /// `POST /models/{modelId}/transfer`: Easel has no projects or teams, so the destination is
 /// a user, named by id or name in `destinationProjectId`; the model and its presets become
-/// theirs (`native::models::transfer_model`). Its owner, or an admin; the server's models
+/// theirs (`service::transfer_model`). Its owner, or an admin; the server's models
 /// are a 400 (copy them instead).
 #[utoipa::path(post, path = "/scenario/v1/models/{modelId}/transfer", tag = "scenario", params(("modelId" = String, Path)), request_body = ModelTransfer,
     responses((status = 200, body = ModelOne), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -376,8 +376,9 @@ fn references(text: &str) -> (Vec<String>, Vec<String>) {
 }
 
 /// `{description: {value, models, assets}}`: the markdown, and the models and assets its
-/// `{model:<id>}` and `{asset:<id>}` tags name that `who` may see (an asset of the model's
-/// owner shows: naming it in the description shows it with the model).
+/// `{model:<id>}` and `{asset:<id>}` tags name that `who` may see on their own (their own,
+/// public or unlisted assets: a tag is free text, written by whoever edited the model, so it
+/// grants nothing — unlike the examples, which the owner chose among their own assets).
 async fn description_of(state: &AppState, who: &Principal, m: &Model) -> Result<Value, Error> {
     let text = m.description.clone().unwrap_or_default();
     let (asset_refs, model_refs) = references(&text);
@@ -390,7 +391,7 @@ async fn description_of(state: &AppState, who: &Principal, m: &Model) -> Result<
         }
     }
     let wanted: Vec<String> = asset_refs.iter().filter_map(|a| ids::asset_in(a)).collect();
-    let assets = shown_assets(state, who, m, &wanted).await?;
+    let assets = shown_assets(state, who, None, &wanted).await?;
     Ok(json!({"description": {
         "value": text,
         "models": views(state, Some(who), models).await?,
@@ -398,12 +399,13 @@ async fn description_of(state: &AppState, who: &Principal, m: &Model) -> Result<
     }}))
 }
 
-/// The assets among `ids` (in that order) that `who` may see along with the model `m`: their
-/// own, public or unlisted ones, and those of the model's owner, who shows them with it.
+/// The assets among `ids` (in that order) that `who` may see: their own, public or unlisted
+/// ones, and with `examples_of` a model, those of its owner (examples, which `settle_spec`
+/// checked were the owner's when they were set).
 async fn shown_assets(
     state: &AppState,
     who: &Principal,
-    m: &Model,
+    examples_of: Option<&Model>,
     ids: &[String],
 ) -> Result<Vec<Asset>, Error> {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -414,7 +416,7 @@ async fn shown_assets(
             who.is_admin()
                 || a.owner_id == who.user_id
                 || a.privacy != Privacy::Private
-                || m.owner_id.as_deref() == Some(a.owner_id.as_str())
+                || examples_of.is_some_and(|m| m.owner_id.as_deref() == Some(a.owner_id.as_str()))
         })
         .map(|a| (a.id.clone(), a))
         .collect();
@@ -464,7 +466,7 @@ pub(super) async fn put_description(
         description: Some(body.description.unwrap_or_default()),
         ..Default::default()
     };
-    let m = save(&state, &who, &m, patch).await.map_err(wire)?;
+    let m = save_model(&state, &who, &m, patch).await.map_err(wire)?;
     Ok(axum::Json(description_of(&state, &who, &m).await?))
 }
 
@@ -472,7 +474,7 @@ pub(super) async fn put_description(
 /// example assets in order, each with the model that made it (the job's, else this one),
 /// and for a generation its inference; the job itself only for its owner (and admins).
 async fn examples_of(state: &AppState, who: &Principal, m: &Model) -> Result<Value, Error> {
-    let assets = shown_assets(state, who, m, &m.examples).await?;
+    let assets = shown_assets(state, who, Some(m), &m.examples).await?;
     let mut job_ids: Vec<&str> = assets.iter().filter_map(|a| a.job_id.as_deref()).collect();
     job_ids.sort_unstable();
     job_ids.dedup();
@@ -558,7 +560,7 @@ pub(super) async fn put_examples(
         examples: Some(examples),
         ..Default::default()
     };
-    let m = save(&state, &who, &m, patch).await.map_err(wire)?;
+    let m = save_model(&state, &who, &m, patch).await.map_err(wire)?;
     Ok(axum::Json(examples_of(&state, &who, &m).await?))
 }
 
@@ -601,7 +603,7 @@ pub(super) async fn delete_images(
             examples: Some(kept),
             ..Default::default()
         };
-        save(&state, &who, &m, patch).await.map_err(wire)?;
+        save_model(&state, &who, &m, patch).await.map_err(wire)?;
     }
     Ok(axum::Json(json!({})))
 }
@@ -696,7 +698,7 @@ pub(super) async fn put_tags(
             tags: Some(after),
             ..Default::default()
         };
-        save(&state, &who, &m, patch).await.map_err(wire)?;
+        save_model(&state, &who, &m, patch).await.map_err(wire)?;
     }
     Ok(axum::Json(TagsChanged { added, deleted }))
 }

@@ -108,7 +108,7 @@ fn params_of(job: &Job) -> Result<PresetParams, Error> {
     };
     let input = TaskInput::from_json(&job.task, job.input.clone()).map_err(|_| not_generation())?;
     let g = input.generation().ok_or_else(not_generation)?;
-    let mut params = PresetParams::of(g);
+    let mut params = PresetParams::of(&job.task, g);
     let chosen = view::scenario_request(job)
         .and_then(|r| r.get("body"))
         .and_then(|b| b.get("seed"))

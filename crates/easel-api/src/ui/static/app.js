@@ -110,7 +110,9 @@
     if (!S.models || fresh) S.models = (await api('GET', '/v1/models?limit=1000')).data;
     return S.models;
   }
-  const isLora = (m) => (m.tags || []).includes('lora') || m.family === 'lora';
+  const isLora = (m) => !m.base_model && ((m.tags || []).includes('lora') || m.family === 'lora');
+  // How requests name a model: the server's by name, a user's own by id (titles repeat).
+  const modelRef = (m) => (m.owner_id ? m.id : m.name);
   const isAdmin = () => S.me && S.me.user.role === 'admin';
 
   // ---- session ----
@@ -180,7 +182,7 @@
     }
     const family = (m) => opt.families.find((f) => f.id === m.family) || opt.families.find((f) => f.id === 'sd15');
     const el = {
-      model: h('select', { name: 'model' }, gen.map((m) => h('option', { value: m.name }, `${m.name} — ${m.family}`))),
+      model: h('select', { name: 'model' }, gen.map((m) => h('option', { value: modelRef(m) }, `${m.name} — ${m.family}`))),
       task: h('select', { name: 'task' }),
       prompt: h('textarea', { name: 'prompt', maxlength: opt.limits.max_prompt_chars, placeholder: 'a (red:1.2) fox in the snow' }),
       negative: h('textarea', { name: 'negative_prompt', placeholder: 'blurry, low quality' }),
@@ -209,7 +211,7 @@
     let mask = null; // the painter of the inpaint mask
     const lastSeed = () => Number(localStorage.getItem('easel.lastSeed') || 0);
 
-    function model() { return gen.find((m) => m.name === el.model.value) || gen[0]; }
+    function model() { return gen.find((m) => modelRef(m) === el.model.value) || gen[0]; }
     function applyModel(keep) {
       const m = model();
       const f = family(m);
@@ -348,7 +350,7 @@
     h('p', {}, el.submit));
 
     // Apply what was handed over ("use these settings", "use as image").
-    if (pre.model && gen.some((m) => m.name === pre.model)) el.model.value = pre.model;
+    if (pre.model && gen.some((m) => modelRef(m) === pre.model)) el.model.value = pre.model;
     applyModel(false);
     if (pre.task && [...el.task.options].some((o) => o.value === pre.task)) el.task.value = pre.task;
     const i = pre.input || {};
@@ -532,7 +534,7 @@
     const [opt, all, cols] = await Promise.all([options(), models(), api('GET', '/v1/collections?limit=100')]);
     const f = {
       q: h('input', { type: 'search', name: 'q', placeholder: 'search prompts, names, tags', 'aria-label': 'Search', maxlength: 500 }),
-      model: h('select', { name: 'model', 'aria-label': 'Model' }, h('option', { value: '' }, 'any model'), all.filter((m) => !isLora(m)).map((m) => h('option', { value: m.name }, m.name))),
+      model: h('select', { name: 'model', 'aria-label': 'Model' }, h('option', { value: '' }, 'any model'), all.filter((m) => !isLora(m)).map((m) => h('option', { value: modelRef(m) }, m.name))),
       task: h('select', { name: 'task', 'aria-label': 'Task' }, h('option', { value: '' }, 'any task'), ['uploaded', ...opt.tasks].map((t) => h('option', { value: t }, t))),
       tag: h('input', { type: 'text', name: 'tag', placeholder: 'tag', 'aria-label': 'Tag' }),
       collection: h('select', { name: 'collection', 'aria-label': 'Collection' }, h('option', { value: '' }, 'any collection'), cols.data.map((c) => h('option', { value: c.id }, `${c.name} (${c.asset_count})`))),
@@ -652,7 +654,7 @@
   // ---- Models ----
   async function pageModels() {
     const [opt, list] = await Promise.all([options(), models(true)]);
-    const body = h('tbody', {}, list.map((m) => h('tr', { 'data-model': m.name },
+    const body = h('tbody', {}, list.map((m) => h('tr', { 'data-model': modelRef(m) },
       h('td', {}, h('strong', {}, m.name), m.aliases.length ? h('div', { class: 'muted' }, 'aliases: ' + m.aliases.join(', ')) : null),
       h('td', {}, m.family), h('td', {}, m.tasks.join(', ')), h('td', {}, m.provider + (m.fallback_provider ? ' → ' + m.fallback_provider : '')),
       h('td', { class: 'muted' }, Object.entries(m.defaults || {}).map(([k, v]) => `${k} ${v}`).join(', ')),
@@ -661,7 +663,7 @@
         h('button', { type: 'button', onclick: () => editModel(m) }, 'Edit'), ' ',
         h('button', { type: 'button', class: 'danger', onclick: async () => {
           if (!confirm(`Remove ${m.name} from the registry? (Its files stay on disk.)`)) return;
-          try { await api('DELETE', '/v1/models/' + encodeURIComponent(m.name)); route(); } catch (e) { flash(e.message, true); }
+          try { await api('DELETE', '/v1/models/' + encodeURIComponent(modelRef(m))); route(); } catch (e) { flash(e.message, true); }
         } }, 'Remove')) : null)));
     const admin = [];
     if (isAdmin()) {
@@ -746,7 +748,7 @@
       ev.preventDefault();
       let patch;
       try { patch = JSON.parse(text.value); } catch (e) { err.textContent = 'Not JSON: ' + e.message; return; }
-      try { await api('PATCH', '/v1/models/' + encodeURIComponent(m.name), patch); close(); S.models = null; flash(`Saved ${patch.name || m.name}.`); route(); } catch (e) { err.textContent = e.message; }
+      try { await api('PATCH', '/v1/models/' + encodeURIComponent(modelRef(m)), patch); close(); S.models = null; flash(`Saved ${patch.name || m.name}.`); route(); } catch (e) { err.textContent = e.message; }
     } }, h('h2', {}, `Edit ${m.name}`), field('Fields (JSON; see PATCH /v1/models/{id} in the API docs)', text), err,
     h('div', { class: 'row' }, h('button', { class: 'primary', type: 'submit' }, 'Save'), h('button', { type: 'button', onclick: close }, 'Cancel'))));
     dlg.addEventListener('close', () => dlg.remove());
