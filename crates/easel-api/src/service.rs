@@ -502,7 +502,7 @@ pub async fn save_model(
         spec.check_paths(state.engine.model_roots())?;
     }
     let spec = settle_spec(state, who, m.owner_id.as_deref(), &m.examples, spec).await?;
-    easel_store::models::update(&state.store.db, &m.id, &spec).await
+    easel_store::models::update_from(&state.store.db, m, &spec).await
 }
 
 #[derive(serde::Deserialize, utoipa::ToSchema, Default)]
@@ -583,7 +583,7 @@ pub async fn transfer_model(state: &AppState, m: &Model, field: &str, to: &str) 
         let mut spec = m.spec();
         spec.examples = keep;
         spec.privacy = None;
-        easel_store::models::update(db, &m.id, &spec).await?;
+        easel_store::models::update_from(db, m, &spec).await?;
     }
     easel_store::models::transfer(db, &m.id, &user.id).await
 }

@@ -146,6 +146,18 @@ pub async fn update(db: &Db, id: &str, spec: &ModelSpec) -> Result<Model> {
     let Some(old) = get(db, id).await? else {
         return Err(Error::not_found("model"));
     };
+    write(db, &old, spec, false).await
+}
+
+/// Replace the spec of `read`, a model as it was read, only if nobody changed it since
+/// (its `updated_at`): an edit made of a read, a patch and a write loses no concurrent
+/// edit — the second of two is a conflict, to be read and made again.
+pub async fn update_from(db: &Db, read: &Model, spec: &ModelSpec) -> Result<Model> {
+    write(db, read, spec, true).await
+}
+
+async fn write(db: &Db, old: &Model, spec: &ModelSpec, if_unchanged: bool) -> Result<Model> {
+    let id = old.id.as_str();
     let owned = old.owner_id.is_some();
     spec.validate_as(owned)?;
     if spec.base_model.is_some() && old.base_model.is_none() {
@@ -153,20 +165,32 @@ pub async fn update(db: &Db, id: &str, spec: &ModelSpec) -> Result<Model> {
     }
     let registry_name = if owned { id } else { &spec.name };
     let mut tx = db.begin().await?;
+    // A write never moves `updated_at` back, and always moves it on: a read's stamp names
+    // one version.
+    let now = time::to_millis(time::now()).max(time::to_millis(old.updated_at) + 1);
     let n = sqlx::query(
-        "UPDATE models SET name = $1, spec = $2, updated_at = $3, privacy = $4 WHERE id = $5",
+        "UPDATE models SET name = $1, spec = $2, updated_at = $3, privacy = $4 \
+         WHERE id = $5 AND (updated_at = $6 OR $7 = 0)",
     )
     .bind(registry_name)
     .bind(stored(spec))
-    .bind(time::to_millis(time::now()))
+    .bind(now)
     .bind(spec.privacy.unwrap_or(old.privacy).as_str())
     .bind(id)
+    .bind(time::to_millis(old.updated_at))
+    .bind(if_unchanged as i64)
     .execute(tx.conn())
     .await
     .map_err(|e| name_taken(e, &spec.name))?
     .rows_affected();
     if n == 0 {
-        return Err(Error::not_found("model"));
+        return Err(match get(db, id).await? {
+            Some(_) => Error::new(
+                ErrorKind::Conflict,
+                "the model changed while this edit was made: read it and make the edit again",
+            ),
+            None => Error::not_found("model"),
+        });
     }
     if !owned {
         set_names(&mut tx, id, spec).await?;

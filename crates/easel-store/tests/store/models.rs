@@ -516,6 +516,24 @@ async fn owned_models_scopes_presets_copy_transfer() {
             std::slice::from_ref(&a.id),
             "{n}"
         );
+        // An edit made of a read loses no edit made meanwhile: the stale one is a conflict.
+        let read = a.clone();
+        let mut first = read.spec();
+        first.tags = vec!["first".into()];
+        let a = models::update_from(db, &read, &first).await.unwrap();
+        let mut second = read.spec();
+        second.short_description = Some("second".into());
+        let e = models::update_from(db, &read, &second).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict, "{n}: {e}");
+        assert_eq!(a.tags, ["first"], "{n}");
+        let mut again = a.spec();
+        again.short_description = Some("watercolour".into());
+        let a = models::update_from(db, &a, &again).await.unwrap();
+        assert_eq!(
+            (a.tags.as_slice(), a.short_description.as_deref()),
+            (&["first".to_string()][..], Some("watercolour")),
+            "{n}"
+        );
         // Search: the title and the description are searchable.
         assert_eq!(
             models::search(db, "renamed").await.unwrap(),
