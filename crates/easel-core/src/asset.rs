@@ -168,8 +168,74 @@ pub fn check_collection_name(field: &str, name: &str) -> crate::Result<String> {
     Ok(n.to_string())
 }
 
-/// Most tags one asset carries.
+/// Most tags one asset (or model) carries.
 pub const MAX_TAGS: usize = 50;
+
+/// What a change of something's tags does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagChange {
+    /// Its tags after the change: those kept, in their order, then those added.
+    pub after: Vec<String>,
+    pub added: Vec<String>,
+    pub deleted: Vec<String>,
+}
+
+/// A change of the tags `have` of an `what` (`asset`, `model`: for messages), the one rule of
+/// every tag edit: `strict`, adding a tag it has or removing one it lacks is a conflict
+/// naming `add`/`delete`; otherwise those are skipped. A tag both added and removed ends
+/// removed; at most [`MAX_TAGS`] after.
+pub fn change_tags(
+    what: &str,
+    have: &[String],
+    add: &[String],
+    delete: &[String],
+    strict: bool,
+) -> crate::Result<TagChange> {
+    let conflict = |field: &str, message: String| {
+        crate::Error::new(crate::ErrorKind::Conflict, message).with_field(field)
+    };
+    let mut added: Vec<String> = Vec::new();
+    for t in add {
+        if have.contains(t) || added.contains(t) {
+            if strict {
+                return Err(conflict(
+                    "add",
+                    format!("the {what} already has the tag `{t}`"),
+                ));
+            }
+            continue;
+        }
+        added.push(t.clone());
+    }
+    let mut deleted: Vec<String> = Vec::new();
+    for t in delete {
+        if !have.contains(t) || deleted.contains(t) {
+            if strict {
+                return Err(conflict("delete", format!("the {what} has no tag `{t}`")));
+            }
+            continue;
+        }
+        deleted.push(t.clone());
+    }
+    added.retain(|t| !deleted.contains(t));
+    let mut after: Vec<String> = have
+        .iter()
+        .filter(|t| !deleted.contains(t))
+        .cloned()
+        .collect();
+    after.extend(added.iter().cloned());
+    if after.len() > MAX_TAGS {
+        return Err(crate::Error::invalid(
+            "add",
+            format!("the {what} would carry more than {MAX_TAGS} tags"),
+        ));
+    }
+    Ok(TagChange {
+        after,
+        added,
+        deleted,
+    })
+}
 
 /// A tag: 1 to 64 characters after trimming, no control characters, no commas (lists of
 /// tags are comma-separated in queries). Returns it trimmed.
@@ -208,4 +274,42 @@ pub fn check_tags(field: &str, tags: &[String]) -> crate::Result<Vec<String>> {
 /// Blob key of an asset in the object store.
 pub fn blob_key(owner_id: &str, asset_id: &str) -> String {
     format!("assets/{owner_id}/{asset_id}")
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn tags_change_strictly_or_leniently() {
+        let have = v(&["a", "b"]);
+        let change = |after: &[&str], added: &[&str], deleted: &[&str]| TagChange {
+            after: v(after),
+            added: v(added),
+            deleted: v(deleted),
+        };
+        assert_eq!(
+            change_tags("model", &have, &v(&["c"]), &v(&["a"]), true).unwrap(),
+            change(&["b", "c"], &["c"], &["a"])
+        );
+        let e = change_tags("model", &have, &v(&["a"]), &[], true).unwrap_err();
+        assert_eq!(
+            (e.kind, e.field.as_deref()),
+            (ErrorKind::Conflict, Some("add"))
+        );
+        let e = change_tags("model", &have, &[], &v(&["z"]), true).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("delete"));
+        assert_eq!(
+            change_tags("model", &have, &v(&["a", "c", "c"]), &v(&["z", "b"]), false).unwrap(),
+            change(&["a", "c"], &["c"], &["b"])
+        );
+        let many: Vec<String> = (0..51).map(|i| format!("t{i}")).collect();
+        let e = change_tags("model", &[], &many, &[], true).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("add"));
+    }
 }

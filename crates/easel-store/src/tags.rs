@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use easel_core::asset::TagCount;
 use easel_core::time::{self, from_millis};
-use easel_core::{Error, ErrorKind, Result};
+use easel_core::{Error, Result};
 
 use crate::db::{db_err, get_i64, get_str, Db};
 
@@ -49,45 +49,11 @@ pub async fn change(
         .map(|r| get_str(r, "tag"))
         .collect::<Result<_>>()?;
     have.sort();
-    let mut added = Vec::new();
-    for t in add {
-        if have.contains(t) || added.contains(t) {
-            if strict {
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!("the asset already has the tag `{t}`"),
-                )
-                .with_field("add"));
-            }
-            continue;
-        }
-        added.push(t.clone());
-    }
-    let mut deleted = Vec::new();
-    for t in delete {
-        if !have.contains(t) || deleted.contains(t) {
-            if strict {
-                return Err(
-                    Error::new(ErrorKind::Conflict, format!("the asset has no tag `{t}`"))
-                        .with_field("delete"),
-                );
-            }
-            continue;
-        }
-        deleted.push(t.clone());
-    }
-    // A tag both added and removed in one call ends removed.
-    added.retain(|t| !deleted.contains(t));
-    have.retain(|t| !deleted.contains(t));
-    if have.len() + added.len() > easel_core::asset::MAX_TAGS {
-        return Err(Error::invalid(
-            "add",
-            format!(
-                "an asset carries at most {} tags",
-                easel_core::asset::MAX_TAGS
-            ),
-        ));
-    }
+    let easel_core::asset::TagChange {
+        after: mut tags,
+        added,
+        deleted,
+    } = easel_core::asset::change_tags("asset", &have, add, delete, strict)?;
     let now = time::to_millis(time::now());
     for t in &added {
         sqlx::query(
@@ -122,12 +88,11 @@ pub async fn change(
         .map_err(db_err)?;
     }
     tx.commit().await?;
-    have.extend(added.iter().cloned());
-    have.sort();
+    tags.sort();
     Ok(Changed {
         added,
         deleted,
-        tags: have,
+        tags,
     })
 }
 

@@ -608,70 +608,6 @@ pub(super) async fn delete_images(
     Ok(axum::Json(json!({})))
 }
 
-/// What a change of a model's tags does.
-#[derive(Debug, PartialEq)]
-struct TagChange {
-    /// The model's tags after it.
-    after: Vec<String>,
-    added: Vec<String>,
-    deleted: Vec<String>,
-}
-
-/// A change of a model's tags. `strict`:
-/// adding a tag the model has, or removing one it lacks, is a 400 naming `add`/`delete`;
-/// otherwise those are skipped. A tag both added and removed ends removed; at most
-/// `MAX_TAGS` tags.
-fn change_tags(
-    have: &[String],
-    add: &[String],
-    delete: &[String],
-    strict: bool,
-) -> Result<TagChange, Error> {
-    let conflict =
-        |field: &str, message: String| Error::new(ErrorKind::Conflict, message).with_field(field);
-    let mut added: Vec<String> = Vec::new();
-    for t in add {
-        if have.contains(t) || added.contains(t) {
-            if strict {
-                return Err(conflict(
-                    "add",
-                    format!("the model already has the tag `{t}`"),
-                ));
-            }
-            continue;
-        }
-        added.push(t.clone());
-    }
-    let mut deleted: Vec<String> = Vec::new();
-    for t in delete {
-        if !have.contains(t) || deleted.contains(t) {
-            if strict {
-                return Err(conflict("delete", format!("the model has no tag `{t}`")));
-            }
-            continue;
-        }
-        deleted.push(t.clone());
-    }
-    added.retain(|t| !deleted.contains(t));
-    let mut after: Vec<String> = have
-        .iter()
-        .filter(|t| !deleted.contains(t))
-        .cloned()
-        .collect();
-    after.extend(added.iter().cloned());
-    if after.len() > easel_core::asset::MAX_TAGS {
-        return Err(Error::invalid(
-            "add",
-            format!("a model has at most {} tags", easel_core::asset::MAX_TAGS),
-        ));
-    }
-    Ok(TagChange {
-        after,
-        added,
-        deleted,
-    })
-}
-
 /// `PUT /models/{modelId}/tags`: `add` and `delete` (tags of 1–64 characters, no commas; at
 /// most 50), `strict` by default as the spec says (a tag already there or missing is a 400
 /// `conflict` naming `add`/`delete` and changes nothing); `{added, deleted}`. Its owner, or
@@ -688,11 +624,11 @@ pub(super) async fn put_tags(
     let check = easel_core::asset::check_tags;
     let (add, delete) = (check("add", &body.add)?, check("delete", &body.delete)?);
     let m = editable(&state, &who, &id).await?;
-    let TagChange {
+    let easel_core::asset::TagChange {
         after,
         added,
         deleted,
-    } = change_tags(&m.tags, &add, &delete, body.strict)?;
+    } = easel_core::asset::change_tags("model", &m.tags, &add, &delete, body.strict)?;
     if after != m.tags {
         let patch = ModelPatch {
             tags: Some(after),
@@ -706,38 +642,6 @@ pub(super) async fn put_tags(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn v(s: &[&str]) -> Vec<String> {
-        s.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn tags_change_strictly_or_leniently() {
-        let have = v(&["a", "b"]);
-        let change = |after: &[&str], added: &[&str], deleted: &[&str]| TagChange {
-            after: v(after),
-            added: v(added),
-            deleted: v(deleted),
-        };
-        assert_eq!(
-            change_tags(&have, &v(&["c"]), &v(&["a"]), true).unwrap(),
-            change(&["b", "c"], &["c"], &["a"])
-        );
-        let e = change_tags(&have, &v(&["a"]), &[], true).unwrap_err();
-        assert_eq!(
-            (e.kind, e.field.as_deref()),
-            (ErrorKind::Conflict, Some("add"))
-        );
-        let e = change_tags(&have, &[], &v(&["z"]), true).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("delete"));
-        assert_eq!(
-            change_tags(&have, &v(&["a", "c", "c"]), &v(&["z", "b"]), false).unwrap(),
-            change(&["a", "c"], &["c"], &["b"])
-        );
-        let many: Vec<String> = (0..51).map(|i| format!("t{i}")).collect();
-        let e = change_tags(&[], &many, &[], true).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("add"));
-    }
 
     #[test]
     fn descriptions_reference_assets_and_models() {
