@@ -22,6 +22,7 @@ pub mod server;
 pub mod service;
 pub mod signing;
 pub mod ui;
+pub mod zip;
 
 use std::sync::Arc;
 use std::time::Duration;

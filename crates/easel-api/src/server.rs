@@ -397,11 +397,21 @@ async fn listen(state: AppState, enabled: bool, mut stop: watch::Receiver<bool>)
     }
 }
 
-/// Delete blobs that crashes left without their asset row (`easel_store::intents`), now
+/// Delete blobs that crashes left without their asset row (`easel_store::intents`), the
+/// parts of uploads left incomplete past their expiry (`easel_store::uploads::expire`) and
+/// expired downloads, now
 /// and then every half grace period, until stopped.
 async fn collect_orphans(store: Store, grace: Duration, mut stop: watch::Receiver<bool>) {
     let every = (grace / 2).max(Duration::from_millis(100));
     loop {
+        match easel_store::uploads::expire(&store.db, easel_core::time::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "expired uploads left incomplete"),
+            Err(e) => tracing::warn!(error = %e, "expiring uploads failed; retrying later"),
+        }
+        if let Err(e) = easel_store::downloads::expire(&store.db, easel_core::time::now()).await {
+            tracing::warn!(error = %e, "expiring downloads failed; retrying later");
+        }
         match easel_store::intents::collect(&store, grace).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(blobs = n, "deleted blobs left without their asset row"),

@@ -733,6 +733,22 @@ pub async fn store_upload(
     metadata: serde_json::Value,
     parent_id: Option<&str>,
 ) -> Result<Asset> {
+    let mut asset = image_asset(state, &who.user_id, &bytes, metadata, parent_id).await?;
+    let key = blob_key(&asset.owner_id, &asset.id);
+    easel_store::intents::put(&state.store, &asset.id, &key, bytes).await?;
+    asset.root_id = easel_store::assets::insert(&state.store.db, &asset).await?;
+    Ok(asset)
+}
+
+/// The record of an uploaded image, validated (decoded in full, within the pixel limit;
+/// errors name `file`), with a new id; nothing is written.
+pub async fn image_asset(
+    state: &AppState,
+    owner_id: &str,
+    bytes: &Bytes,
+    metadata: serde_json::Value,
+    parent_id: Option<&str>,
+) -> Result<Asset> {
     if bytes.is_empty() {
         return Err(Error::invalid("file", "the upload is empty"));
     }
@@ -756,9 +772,9 @@ pub async fn store_upload(
     })?;
     check_size("file", info.width, info.height, &state.limits)?;
     let now = time::now();
-    let mut asset = Asset {
+    Ok(Asset {
         id: easel_core::id::new(easel_core::id::ASSET),
-        owner_id: who.user_id.clone(),
+        owner_id: owner_id.to_string(),
         job_id: None,
         output_index: None,
         kind: AssetKind::Upload,
@@ -766,7 +782,7 @@ pub async fn store_upload(
         width: Some(info.width),
         height: Some(info.height),
         bytes: bytes.len() as u64,
-        sha256: hex::encode(Sha256::digest(&bytes)),
+        sha256: hex::encode(Sha256::digest(bytes)),
         // A name the client gave (Scenario's uploads) is the record's name.
         name: metadata
             .get("name")
@@ -779,11 +795,7 @@ pub async fn store_upload(
         root_id: None,
         created_at: now,
         updated_at: now,
-    };
-    let key = blob_key(&asset.owner_id, &asset.id);
-    easel_store::intents::put(&state.store, &asset.id, &key, bytes).await?;
-    asset.root_id = easel_store::assets::insert(&state.store.db, &asset).await?;
-    Ok(asset)
+    })
 }
 
 /// Absolute, signed URL of an asset's content.
@@ -1233,6 +1245,411 @@ pub fn refield(e: Error, from: &str, to: &str) -> Error {
     } else {
         e
     }
+}
+
+/// A part's upload URL (signed: it needs no key) and when it stops working.
+pub struct PartUrl {
+    pub number: u32,
+    pub url: String,
+    pub expires: time::Timestamp,
+}
+
+/// What the part URLs sign: the upload and the part's number.
+fn part_subject(upload_id: &str, number: u32) -> String {
+    format!("{upload_id}/{number}")
+}
+
+/// Check an announced upload (`UploadSpec::validate`; the parent and the collections must be
+/// the caller's, else 422 naming `parent_id` / `collection_ids[i]`) and record it.
+pub async fn create_upload(
+    state: &AppState,
+    who: &Principal,
+    spec: easel_core::upload::UploadSpec,
+) -> Result<easel_core::upload::Upload> {
+    spec.validate(&state.limits)?;
+    check_upload_options(state, who, &spec.options).await?;
+    let upload = easel_core::upload::Upload::new(&who.user_id, spec);
+    easel_store::uploads::create(&state.store.db, &upload).await?;
+    Ok(upload)
+}
+
+async fn check_upload_options(
+    state: &AppState,
+    who: &Principal,
+    o: &easel_core::upload::UploadOptions,
+) -> Result<()> {
+    if let Some(p) = &o.parent_id {
+        owned_asset(state, who, p)
+            .await
+            .map_err(|_| Error::invalid("parent_id", format!("asset {p} not found")))?;
+    }
+    for (i, c) in o.collection_ids.iter().enumerate() {
+        owned_collection(state, who, c).await.map_err(|_| {
+            Error::invalid(
+                format!("collection_ids[{i}]"),
+                format!("collection {c} not found"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// One of the caller's uploads (an admin's: any); 404 otherwise.
+pub async fn owned_upload(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<easel_core::upload::Upload> {
+    easel_store::uploads::get(&state.store.db, id)
+        .await?
+        .filter(|u| u.owner_id == who.user_id || who.is_admin())
+        .ok_or_else(|| Error::not_found("upload"))
+}
+
+/// The signed URLs of an open upload's parts (none once it is closed), valid until it expires.
+pub fn part_urls(state: &AppState, u: &easel_core::upload::Upload) -> Vec<PartUrl> {
+    if !u.status.is_open() {
+        return Vec::new();
+    }
+    let issued = chrono::Utc::now().timestamp_millis();
+    let expires = u.expires_at.timestamp();
+    (1..=u.parts_count)
+        .map(|n| PartUrl {
+            number: n,
+            url: format!(
+                "{}/v1/uploads/{}/parts/{n}?{}",
+                state.public_url,
+                u.id,
+                state.signer.query(&part_subject(&u.id, n), issued, expires)
+            ),
+            expires: u.expires_at,
+        })
+        .collect()
+}
+
+/// The upload a part URL names, when its signature holds (not expired, issued after the
+/// owner's last key revocation); 401 otherwise.
+pub async fn signed_upload(
+    state: &AppState,
+    id: &str,
+    number: u32,
+    expires: i64,
+    issued_ms: i64,
+    sig: &str,
+) -> Result<easel_core::upload::Upload> {
+    let invalid = || {
+        Error::new(
+            ErrorKind::Unauthorized,
+            "the signed URL is invalid, expired or revoked",
+        )
+    };
+    let now = chrono::Utc::now().timestamp();
+    if !state
+        .signer
+        .verify(&part_subject(id, number), expires, issued_ms, sig, now)
+    {
+        return Err(invalid());
+    }
+    let u = easel_store::uploads::get(&state.store.db, id)
+        .await?
+        .ok_or_else(|| Error::not_found("upload"))?;
+    let revoked = easel_store::users::keys_revoked_at(&state.store.db, &u.owner_id).await?;
+    if revoked.is_some_and(|r| issued_ms <= r) {
+        return Err(invalid());
+    }
+    Ok(u)
+}
+
+/// Receive part `number` of an open upload.
+pub async fn put_upload_part(
+    state: &AppState,
+    u: &easel_core::upload::Upload,
+    number: u32,
+    data: Bytes,
+) -> Result<easel_core::upload::UploadPart> {
+    u.check_part(number, data.len() as u64)?;
+    easel_store::uploads::put_part(&state.store, u, number, data).await
+}
+
+/// Complete an upload: the parts must make the announced file (else 422 naming `parts`, and
+/// it stays open); joined, validated as an image (a bad file fails the upload: 422 naming
+/// `file`, its parts deleted) and stored as the caller's asset with the upload's options,
+/// atomically with the upload's completion. Completing a complete upload answers it again.
+pub async fn complete_upload(
+    state: &AppState,
+    u: easel_core::upload::Upload,
+) -> Result<easel_core::upload::Upload> {
+    use easel_core::upload::UploadStatus;
+    match u.status {
+        UploadStatus::Complete => return Ok(u),
+        UploadStatus::Failed => {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "the upload failed: {}; start a new one",
+                    u.error.as_deref().unwrap_or("unknown error")
+                ),
+            ))
+        }
+        UploadStatus::Pending | UploadStatus::Validating => {}
+    }
+    let db = &state.store.db;
+    let parts = easel_store::uploads::parts(db, &u.id).await?;
+    u.check_complete(&parts)?;
+    if !easel_store::uploads::begin_validating(db, &u.id).await? {
+        return closed_upload(state, &u.id).await;
+    }
+    let mut data = Vec::with_capacity(u.file_size as usize);
+    for p in easel_store::uploads::read_parts(&state.store, &u.id).await? {
+        data.extend_from_slice(&p);
+    }
+    let data = Bytes::from(data);
+    finish_upload(state, &u, data).await
+}
+
+/// Store `data` as the upload's asset (`easel_store::uploads::finish`), or fail the upload
+/// when it is not a valid image.
+async fn finish_upload(
+    state: &AppState,
+    u: &easel_core::upload::Upload,
+    data: Bytes,
+) -> Result<easel_core::upload::Upload> {
+    let metadata = serde_json::json!({ "name": u.asset_name(), "upload_id": u.id });
+    let parent = u.options.parent_id.as_deref();
+    let asset = match image_asset(state, &u.owner_id, &data, metadata, parent).await {
+        Ok(a) => a,
+        Err(e) if matches!(e.kind, ErrorKind::Invalid | ErrorKind::PayloadTooLarge) => {
+            easel_store::uploads::fail(&state.store, &u.id, &e.message).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let key = blob_key(&asset.owner_id, &asset.id);
+    easel_store::intents::put(&state.store, &asset.id, &key, data).await?;
+    // Collections deleted since the upload was announced are left out.
+    let mut collections = Vec::new();
+    for c in &u.options.collection_ids {
+        if easel_store::collections::get(&state.store.db, c)
+            .await?
+            .is_some_and(|c| c.owner_id == u.owner_id)
+        {
+            collections.push(c.clone());
+        }
+    }
+    match easel_store::uploads::finish(&state.store, &u.id, &asset, &collections).await {
+        Ok((done, _)) => Ok(done),
+        Err(e) if e.kind == ErrorKind::Conflict => {
+            easel_store::intents::remove(&state.store, &[(asset.id.clone(), key)]).await?;
+            closed_upload(state, &u.id).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// An upload another request closed meanwhile: the complete one, or the failure.
+async fn closed_upload(state: &AppState, id: &str) -> Result<easel_core::upload::Upload> {
+    let u = easel_store::uploads::get(&state.store.db, id)
+        .await?
+        .ok_or_else(|| Error::not_found("upload"))?;
+    match u.status {
+        easel_core::upload::UploadStatus::Complete => Ok(u),
+        _ => Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "the upload is {}{}",
+                u.status.as_str(),
+                u.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+/// Import an image from a URL (under the fetch policy, as a request's image URLs) as an
+/// upload that is complete at once; errors name `field`.
+pub async fn import_upload(
+    state: &AppState,
+    who: &Principal,
+    field: &str,
+    url: &str,
+    options: easel_core::upload::UploadOptions,
+) -> Result<easel_core::upload::Upload> {
+    check_upload_options(state, who, &options).await?;
+    let data = fetch_image(state, field, url).await?;
+    let file_name = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.path_segments()
+                .and_then(|mut s| s.next_back().map(str::to_string))
+        })
+        .filter(|n| !n.is_empty() && n.chars().count() <= easel_core::upload::MAX_NAME_CHARS)
+        .unwrap_or_else(|| "image".to_string());
+    let mut u = easel_core::upload::Upload::new(
+        &who.user_id,
+        easel_core::upload::UploadSpec {
+            file_name,
+            content_type: "application/octet-stream".into(),
+            file_size: data.len() as u64,
+            parts: 1,
+            kind: easel_core::upload::UploadKind::Image,
+            options,
+        },
+    );
+    u.source_url = Some(url.to_string());
+    easel_store::uploads::create(&state.store.db, &u).await?;
+    finish_upload(state, &u, data)
+        .await
+        .map_err(|e| refield(e, "file", field))
+}
+
+/// What a bulk download names, as each API sends it: errors name `fields` (the asset ids',
+/// the job ids', the models' fields of the dialect).
+pub struct DownloadRequest {
+    pub asset_ids: Vec<String>,
+    pub job_ids: Vec<String>,
+    pub models: Vec<String>,
+    pub options: easel_core::download::ArchiveOptions,
+}
+
+/// Resolve and record a bulk download: the caller's assets named, the outputs of the
+/// caller's jobs named, the caller's outputs of the models named (each must be one the
+/// caller sees); 1 to 1,000 in all, each once, in that order. An id that is not the
+/// caller's is 422 naming `asset_ids[i]` / `job_ids[i]` / `models[i]`.
+pub async fn create_download(
+    state: &AppState,
+    who: &Principal,
+    req: DownloadRequest,
+) -> Result<easel_core::download::Download> {
+    use easel_core::download::{check_count, Download, MAX_ARCHIVE_ASSETS};
+    req.options.validate()?;
+    let mut ids: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut add = |id: String, ids: &mut Vec<String>| {
+        if seen.insert(id.clone()) {
+            ids.push(id);
+        }
+    };
+    for (i, id) in req.asset_ids.iter().enumerate() {
+        let a = owned_asset(state, who, id).await.map_err(|_| {
+            Error::invalid(format!("asset_ids[{i}]"), format!("asset {id} not found"))
+        })?;
+        add(a.id, &mut ids);
+    }
+    for (i, id) in req.job_ids.iter().enumerate() {
+        let j = owned_job(state, who, id)
+            .await
+            .map_err(|_| Error::invalid(format!("job_ids[{i}]"), format!("job {id} not found")))?;
+        for o in j.outputs {
+            add(o, &mut ids);
+        }
+    }
+    for (i, name) in req.models.iter().enumerate() {
+        let m = find_model(state, Some(who), name).await?.ok_or_else(|| {
+            Error::invalid(format!("models[{i}]"), format!("model {name} not found"))
+        })?;
+        let filter = easel_store::assets::AssetFilter {
+            owner_id: who.user_id.clone(),
+            model: Some(m.job_name().to_string()),
+            limit: MAX_ARCHIVE_ASSETS as u32 + 1,
+            ..Default::default()
+        };
+        for a in easel_store::assets::list(&state.store.db, &filter).await? {
+            add(a.id, &mut ids);
+        }
+    }
+    check_count("asset_ids", ids.len())?;
+    let d = Download::new(&who.user_id, ids, req.options);
+    easel_store::downloads::create(&state.store.db, &d).await?;
+    Ok(d)
+}
+
+/// One of the caller's downloads, not expired (an admin's: any); 404 otherwise.
+pub async fn owned_download(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<easel_core::download::Download> {
+    easel_store::downloads::get(&state.store.db, id, time::now())
+        .await?
+        .filter(|d| d.owner_id == who.user_id || who.is_admin())
+        .ok_or_else(|| Error::not_found("download"))
+}
+
+/// The signed URL of a download's archive (valid until the download expires).
+pub fn download_url(state: &AppState, d: &easel_core::download::Download) -> String {
+    let issued = chrono::Utc::now().timestamp_millis();
+    format!(
+        "{}/v1/downloads/{}/archive?{}",
+        state.public_url,
+        d.id,
+        state.signer.query(&d.id, issued, d.expires_at.timestamp())
+    )
+}
+
+/// The download a signed archive URL names, when its signature holds (not expired, issued
+/// after the owner's last key revocation); 401 otherwise.
+pub async fn signed_download(
+    state: &AppState,
+    id: &str,
+    expires: i64,
+    issued_ms: i64,
+    sig: &str,
+) -> Result<easel_core::download::Download> {
+    let invalid = || {
+        Error::new(
+            ErrorKind::Unauthorized,
+            "the signed URL is invalid, expired or revoked",
+        )
+    };
+    let now = chrono::Utc::now().timestamp();
+    if !state.signer.verify(id, expires, issued_ms, sig, now) {
+        return Err(invalid());
+    }
+    let d = easel_store::downloads::get(&state.store.db, id, time::now())
+        .await?
+        .ok_or_else(|| Error::not_found("download"))?;
+    let revoked = easel_store::users::keys_revoked_at(&state.store.db, &d.owner_id).await?;
+    if revoked.is_some_and(|r| issued_ms <= r) {
+        return Err(invalid());
+    }
+    Ok(d)
+}
+
+/// A download's archive as a stream of bytes: the assets that still exist, in order, named
+/// by the download's options, one blob in memory at a time (`crate::zip`).
+pub async fn archive_stream(
+    state: &AppState,
+    d: &easel_core::download::Download,
+) -> Result<impl futures::Stream<Item = std::result::Result<Bytes, std::io::Error>>> {
+    let mut assets = Vec::with_capacity(d.asset_ids.len());
+    for chunk in d.asset_ids.chunks(200) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let mut found: std::collections::HashMap<String, Asset> =
+            easel_store::assets::get_many(&state.store.db, &refs)
+                .await?
+                .into_iter()
+                .map(|a| (a.id.clone(), a))
+                .collect();
+        assets.extend(chunk.iter().filter_map(|id| found.remove(id)));
+    }
+    let names = easel_core::download::entry_names(&assets, &d.options);
+    let store = state.store.clone();
+    Ok(async_stream::try_stream! {
+        let mut zip = crate::zip::ZipStream::new();
+        for (a, name) in assets.iter().zip(names) {
+            let data = match store.blobs.get(&blob_key(&a.owner_id, &a.id)).await {
+                Ok(d) => d,
+                // Deleted since the archive began: left out.
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                Err(e) => Err(std::io::Error::other(e.message))?,
+            };
+            yield Bytes::from(zip.entry(&name, &data, &a.created_at));
+            yield data;
+        }
+        yield Bytes::from(zip.finish());
+    })
 }
 
 #[cfg(test)]

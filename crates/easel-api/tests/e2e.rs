@@ -2740,3 +2740,418 @@ async fn users_models_belong_to_their_owners_and_public_ones_are_read_without_a_
     assert_eq!(s, 404);
     t.shutdown().await;
 }
+
+/// Uploads in parts: announced, parts sent to their signed URLs in any order (no key; a
+/// part sent again replaces the first), completed into the caller's asset in its collection;
+/// every route 404 to another user; missing parts, bad files and closed uploads answered
+/// with the field; a restart in the middle loses no part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_in_parts_make_an_asset() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let t = TestServer::start_in(dir.clone(), |c| c.limits.max_upload_bytes = 1 << 20).await;
+    let (key, _) = t.user("upa").await;
+    let (other, _) = t.user("upb").await;
+    let (_, col) = t
+        .json(
+            Method::POST,
+            "/v1/collections",
+            &key,
+            Some(json!({"name": "inbox"})),
+        )
+        .await;
+    let col = col["id"].as_str().unwrap().to_string();
+    let image = png(64, 48);
+    let half = image.len() / 2;
+    let announce = |body: Value| {
+        let (t, key) = (&t, key.clone());
+        async move { t.json(Method::POST, "/v1/uploads", &key, Some(body)).await }
+    };
+    let (s, u) = announce(json!({
+        "file_name": "photo.png", "file_size": image.len(), "content_type": "image/png",
+        "parts": 2, "collection_ids": [col], "name": "holiday"
+    }))
+    .await;
+    assert_eq!((s, u["status"].as_str()), (201, Some("pending")), "{u}");
+    let id = u["id"].as_str().unwrap().to_string();
+    let urls: Vec<String> = u["part_urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["url"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(urls.len(), 2);
+    assert!(urls[0].starts_with(&format!("{}/v1/uploads/{id}/parts/1?", t.base)));
+    let http = reqwest::Client::new();
+    let put = |url: String, body: Vec<u8>| {
+        let http = http.clone();
+        async move { get(http.put(url).body(body).send().await.unwrap()).await }
+    };
+    let (s, p) = put(urls[1].clone(), image[half..].to_vec()).await;
+    assert_eq!((s, p["number"].as_u64()), (200, Some(2)), "{p}");
+    let (s, _) = put(urls[0].clone(), b"wrong bytes".to_vec()).await;
+    assert_eq!(s, 200);
+    // A signature of part 1 does not open part 2; a tampered one nothing.
+    let (s, _) = put(urls[0].replace("/parts/1?", "/parts/2?"), vec![1]).await;
+    assert_eq!(s, 401);
+    let (s, _) = put(urls[0].replace("sig=", "sig=0"), vec![1]).await;
+    assert_eq!(s, 401);
+    // Unsigned: the owner's key, and 404 to anyone else.
+    let path = format!("/v1/uploads/{id}/parts/1");
+    let (s, _) = get(t
+        .req(Method::PUT, &path, Some(&other))
+        .body(vec![1])
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(s, 404);
+    for (method, p) in [
+        (Method::GET, format!("/v1/uploads/{id}")),
+        (Method::POST, format!("/v1/uploads/{id}/complete")),
+        (Method::DELETE, format!("/v1/uploads/{id}")),
+    ] {
+        let (s, _) = t.json(method.clone(), &p, &other, None).await;
+        assert_eq!(s, 404, "{method} {p}");
+    }
+    let (_, list) = t.json(Method::GET, "/v1/uploads", &other, None).await;
+    assert_eq!(list["data"], json!([]));
+
+    // A restart between parts: the parts received and the URLs handed out stay good.
+    t.shutdown().await;
+    let t = TestServer::start_in(dir, |c| c.limits.max_upload_bytes = 1 << 20).await;
+    let moved = |url: &str| {
+        let rest = &url[url.find("/v1/").unwrap()..];
+        format!("{}{rest}", t.base)
+    };
+    let (s, _) = get(t
+        .http
+        .put(moved(&urls[0]))
+        .body(image[..half].to_vec())
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(s, 200, "part 1 sent again replaces the first");
+    let (s, u) = t
+        .json(Method::GET, &format!("/v1/uploads/{id}"), &key, None)
+        .await;
+    assert_eq!(
+        (s, u["received"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{u}"
+    );
+    let (s, u) = t
+        .json(
+            Method::POST,
+            &format!("/v1/uploads/{id}/complete"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!((s, u["status"].as_str()), (200, Some("complete")), "{u}");
+    assert_eq!(u["part_urls"], json!([]));
+    let asset = u["asset_id"].as_str().unwrap().to_string();
+    let (s, a) = t
+        .json(Method::GET, &format!("/v1/assets/{asset}"), &key, None)
+        .await;
+    assert_eq!(
+        (s, a["name"].as_str(), a["width"].as_u64()),
+        (200, Some("holiday"), Some(64)),
+        "{a}"
+    );
+    let (s, _) = t
+        .json(Method::GET, &format!("/v1/assets/{asset}"), &other, None)
+        .await;
+    assert_eq!(s, 404, "the uploader's alone");
+    assert_eq!(a["bytes"].as_u64(), Some(image.len() as u64));
+    let body = t
+        .req(
+            Method::GET,
+            &format!("/v1/assets/{asset}/content"),
+            Some(&key),
+        )
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.as_ref(), image.as_slice());
+    let (_, c) = t
+        .json(Method::GET, &format!("/v1/collections/{col}"), &key, None)
+        .await;
+    assert_eq!(c["asset_count"].as_u64(), Some(1), "{c}");
+    // Completing again answers the same; a part now is a conflict.
+    let (s, again) = t
+        .json(
+            Method::POST,
+            &format!("/v1/uploads/{id}/complete"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!((s, again["asset_id"].as_str()), (200, Some(asset.as_str())));
+    let (s, e) = get(t
+        .http
+        .put(moved(&urls[1]))
+        .body(vec![1])
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(s, 409, "{e}");
+
+    // Missing parts: 422 naming `parts`, and the upload stays open.
+    let announce = |body: Value| {
+        let (t, key) = (&t, key.clone());
+        async move { t.json(Method::POST, "/v1/uploads", &key, Some(body)).await }
+    };
+    let (_, u) = announce(
+        json!({"file_name": "b.png", "file_size": 10, "content_type": "image/png", "parts": 2}),
+    )
+    .await;
+    let open = u["id"].as_str().unwrap().to_string();
+    let (s, e) = t
+        .json(
+            Method::POST,
+            &format!("/v1/uploads/{open}/complete"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("parts")),
+        "{e}"
+    );
+    // A file that is not an image: 422 naming `file`, and the upload failed.
+    let (_, u) = announce(
+        json!({"file_name": "c.png", "file_size": 4, "content_type": "image/png", "parts": 1}),
+    )
+    .await;
+    let bad = u["id"].as_str().unwrap().to_string();
+    let url = u["part_urls"][0]["url"].as_str().unwrap().to_string();
+    let (s, _) = put(url, b"text".to_vec()).await;
+    assert_eq!(s, 200);
+    let (s, e) = t
+        .json(
+            Method::POST,
+            &format!("/v1/uploads/{bad}/complete"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("file")),
+        "{e}"
+    );
+    let (_, u) = t
+        .json(Method::GET, &format!("/v1/uploads/{bad}"), &key, None)
+        .await;
+    assert_eq!(u["status"], "failed", "{u}");
+    assert!(
+        u["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a supported image"),
+        "{u}"
+    );
+    // Announcements beyond the limits, each naming its field.
+    for (body, status, field) in [
+        (
+            json!({"file_name": "d", "file_size": 2 << 20, "content_type": "image/png", "parts": 1}),
+            413,
+            "file_size",
+        ),
+        (
+            json!({"file_name": "d", "file_size": 5, "content_type": "image/png", "parts": 6}),
+            422,
+            "parts",
+        ),
+        (
+            json!({"file_name": "", "file_size": 5, "content_type": "image/png", "parts": 1}),
+            422,
+            "file_name",
+        ),
+        (
+            json!({"file_name": "d", "file_size": 5, "content_type": "image/png", "parts": 1, "collection_ids": ["col_nope"]}),
+            422,
+            "collection_ids[0]",
+        ),
+    ] {
+        let (s, e) = announce(body.clone()).await;
+        assert_eq!(
+            (s, e["error"]["field"].as_str()),
+            (status, Some(field)),
+            "{body} → {e}"
+        );
+    }
+    // Abandoned: deleted with its parts.
+    let (s, _) = t
+        .json(Method::DELETE, &format!("/v1/uploads/{open}"), &key, None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = t
+        .json(Method::GET, &format!("/v1/uploads/{open}"), &key, None)
+        .await;
+    assert_eq!(s, 404);
+    let (_, list) = t.json(Method::GET, "/v1/uploads", &key, None).await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(2), "{list}");
+    t.shutdown().await;
+}
+
+/// Bulk downloads: assets, a job's outputs, in one ZIP streamed from a signed URL (no key),
+/// named by the options; another user's download and archive 404; bad names 422 with the
+/// field; an asset deleted since is left out; a restart loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_stream_a_zip_of_assets() {
+    use std::io::Read;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let t = TestServer::start_in(dir.clone(), |_| {}).await;
+    let (key, _) = t.user("dla").await;
+    let (other, _) = t.user("dlb").await;
+    let a = t.upload(&key, png(8, 8)).await;
+    let b = t.upload(&key, png(6, 4)).await;
+    let theirs = t.upload(&other, png(8, 8)).await;
+    let job = t
+        .submit(
+            &key,
+            json!({"task": "upscale", "input": {"image": a, "factor": 2}}),
+        )
+        .await;
+    let job = t.wait(&key, job["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let job_id = job["id"].as_str().unwrap().to_string();
+    let out = job["outputs"][0]["asset_id"].as_str().unwrap().to_string();
+    let (s, d) = t
+        .json(
+            Method::POST,
+            "/v1/downloads",
+            &key,
+            Some(json!({"asset_ids": [a, b, a], "job_ids": [job_id]})),
+        )
+        .await;
+    assert_eq!((s, d["asset_count"].as_u64()), (201, Some(3)), "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    let url = d["url"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let fetch = |url: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            let ctype = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, ctype, r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let content = |asset: &str| {
+        let (t, key, asset) = (&t, key.clone(), asset.to_string());
+        async move {
+            t.req(
+                Method::GET,
+                &format!("/v1/assets/{asset}/content"),
+                Some(&key),
+            )
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+        }
+    };
+    let unzip = |bytes: Vec<u8>| {
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a ZIP");
+        (0..z.len())
+            .map(|i| {
+                let mut f = z.by_index(i).unwrap();
+                let mut data = Vec::new();
+                f.read_to_end(&mut data).unwrap();
+                (f.name().to_string(), data)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (s, ctype, bytes) = fetch(url.clone()).await;
+    assert_eq!((s, ctype.as_deref()), (200, Some("application/zip")));
+    let files = unzip(bytes);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            format!("uploads/{a}.png"),
+            format!("uploads/{b}.png"),
+            format!("{job_id}/{out}.png")
+        ]
+    );
+    assert_eq!(files[0].1, content(&a).await);
+    assert_eq!(files[2].1, content(&out).await);
+
+    // Others: 404 on the download, its archive with their key; a bad signature 401.
+    let (s, _) = t
+        .json(Method::GET, &format!("/v1/downloads/{id}"), &other, None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = t
+        .json(
+            Method::GET,
+            &format!("/v1/downloads/{id}/archive"),
+            &other,
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _, _) = fetch(url.replace("sig=", "sig=0")).await;
+    assert_eq!(s, 401);
+    // What a download refuses, by field.
+    for (body, field) in [
+        (json!({"asset_ids": [theirs]}), "asset_ids[0]"),
+        (json!({}), "asset_ids"),
+        (json!({"job_ids": ["job_nope"]}), "job_ids[0]"),
+        (json!({"models": ["nope"]}), "models[0]"),
+        (
+            json!({"asset_ids": [a], "name_template": "x".repeat(201)}),
+            "name_template",
+        ),
+    ] {
+        let (s, e) = t
+            .json(Method::POST, "/v1/downloads", &key, Some(body.clone()))
+            .await;
+        assert_eq!(
+            (s, e["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{body} → {e}"
+        );
+    }
+
+    // A template, flat; an asset deleted since is left out; after a restart the URL works.
+    let (_, d) = t
+        .json(
+            Method::POST,
+            "/v1/downloads",
+            &key,
+            Some(json!({"asset_ids": [a, b], "name_template": "img <num>", "flat": true})),
+        )
+        .await;
+    let flat_url = d["url"].as_str().unwrap().to_string();
+    let (s, _) = t
+        .json(Method::DELETE, &format!("/v1/assets/{b}"), &key, None)
+        .await;
+    assert_eq!(s, 204);
+    t.shutdown().await;
+    let t = TestServer::start_in(dir, |_| {}).await;
+    let moved = format!("{}{}", t.base, &flat_url[flat_url.find("/v1/").unwrap()..]);
+    let (s, _, bytes) = fetch(moved).await;
+    assert_eq!(s, 200);
+    let names: Vec<String> = unzip(bytes).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["img 0.png"]);
+    let (s, d) = t
+        .json(Method::GET, &format!("/v1/downloads/{id}"), &key, None)
+        .await;
+    assert_eq!((s, d["asset_count"].as_u64()), (200, Some(3)), "{d}");
+    t.shutdown().await;
+}

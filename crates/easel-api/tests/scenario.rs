@@ -3235,3 +3235,280 @@ async fn presets_fill_later_generations() {
     assert_eq!(defaults(&v), [(preset.clone(), false)]);
     t.shutdown().await;
 }
+
+/// Uploads in parts through Scenario's three operations: announced with asset options, parts
+/// PUT to the signed URLs, completed into an asset (`entityId`) in the collection; a file
+/// that is not an image answered `failed` with its message; errors by Scenario's field
+/// names; another user's upload 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_in_parts_complete_into_assets() {
+    let t = server(|_| {}).await;
+    let (ann, bob) = (pair(&t, "ann").await, pair(&t, "bob").await);
+    let (_, col) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/collections",
+        Some(json!({"name": "inbox"})),
+    )
+    .await;
+    let col = col["collection"]["id"].as_str().unwrap().to_string();
+    let image = png(40, 24);
+    let half = image.len() / 2;
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/uploads",
+        Some(
+            json!({"fileName": "photo.png", "fileSize": image.len(), "contentType": "image/png",
+            "parts": 2, "kind": "image", "assetOptions": {"collectionIds": [col]}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    insta::assert_json_snapshot!("scenario_upload", v, {
+        ".upload.id" => "[upload id]", ".upload.createdAt" => "[time]", ".upload.updatedAt" => "[time]",
+        ".upload.ownerId" => "[user]", ".upload.authorId" => "[user]", ".upload.fileSize" => "[bytes]",
+        ".upload.parts[].url" => "[signed url]", ".upload.parts[].expires" => "[time]",
+        ".upload.assetOptions.collectionIds[]" => "[collection id]"
+    });
+    let id = v["upload"]["id"].as_str().unwrap().to_string();
+    for (i, chunk) in [&image[..half], &image[half..]].into_iter().enumerate() {
+        let url = v["upload"]["parts"][i]["url"].as_str().unwrap();
+        let r = t.http.put(url).body(chunk.to_vec()).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let (s, _) = call(&t, &bob, Method::GET, &format!("/uploads/{id}"), None).await;
+    assert_eq!(s, 404);
+    let complete = Some(json!({"action": "complete"}));
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::POST,
+        &format!("/uploads/{id}/action"),
+        complete.clone(),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/uploads/{id}/action"),
+        complete.clone(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["upload"]["status"].as_str()),
+        (200, Some("complete")),
+        "{v}"
+    );
+    assert_eq!(v["upload"]["parts"], json!([]));
+    let asset = v["upload"]["entityId"].as_str().unwrap().to_string();
+    assert!(asset.starts_with("asset_"), "{asset}");
+    let (s, a) = call(&t, &ann, Method::GET, &format!("/assets/{asset}"), None).await;
+    assert_eq!(s, 200, "{a}");
+    assert_eq!(a["asset"]["collectionIds"], json!([col]), "{a}");
+    let (s, a) = call(&t, &bob, Method::GET, &format!("/assets/{asset}"), None).await;
+    assert_eq!(s, 404, "{a}");
+
+    // Not an image: the upload is answered failed, with the reason.
+    let (_, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/uploads",
+        Some(json!({"fileName": "a.png", "fileSize": 5, "contentType": "image/png", "parts": 1, "kind": "asset"})),
+    )
+    .await;
+    let bad = v["upload"]["id"].as_str().unwrap().to_string();
+    let url = v["upload"]["parts"][0]["url"].as_str().unwrap();
+    t.http.put(url).body("hello").send().await.unwrap();
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/uploads/{bad}/action"),
+        complete.clone(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["upload"]["status"].as_str()),
+        (200, Some("failed")),
+        "{v}"
+    );
+    assert!(v["upload"]["errorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("not a supported image"));
+
+    // What an announcement refuses, by Scenario's field names.
+    let ok = json!({"fileName": "a.png", "fileSize": 5, "contentType": "image/png", "parts": 1, "kind": "image"});
+    for (change, field) in [
+        (json!({"kind": "model"}), "kind"),
+        (json!({"kind": null}), "kind"),
+        (json!({"fileName": null}), "fileName"),
+        (json!({"fileSize": 1.5}), "fileSize"),
+        (json!({"parts": 0}), "parts"),
+        (json!({"parts": 6}), "parts"),
+        (json!({"contentType": ""}), "contentType"),
+        (
+            json!({"huggingFaceModelName": "a/b"}),
+            "huggingFaceModelName",
+        ),
+        (json!({"assetOptions": {"hide": true}}), "assetOptions.hide"),
+        (
+            json!({"assetOptions": {"collectionIds": ["collection_nope"]}}),
+            "assetOptions.collectionIds[0]",
+        ),
+        (
+            json!({"assetOptions": {"parentId": "asset_01jnope0000000000000000000"}}),
+            "assetOptions.parentId",
+        ),
+    ] {
+        let mut body = ok.clone();
+        for (k, v) in change.as_object().unwrap() {
+            if v.is_null() {
+                body.as_object_mut().unwrap().remove(k);
+            } else {
+                body[k] = v.clone();
+            }
+        }
+        let (s, e) = call(&t, &ann, Method::POST, "/uploads", Some(body.clone())).await;
+        assert_eq!(
+            (s, e["infos"]["field"].as_str()),
+            (400, Some(field)),
+            "{body} → {e}"
+        );
+    }
+    let (s, e) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/uploads/{id}/action"),
+        Some(json!({"action": "abort"})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["infos"]["field"].as_str()),
+        (400, Some("action")),
+        "{e}"
+    );
+    t.shutdown().await;
+}
+
+/// Bulk downloads through Scenario: `POST /assets/download` answers a job id at once, `GET
+/// /assets/download/{jobId}` its `success` and a URL whose ZIP holds the assets named by the
+/// template; errors by Scenario's field names; another user's download 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_zip_assets() {
+    use std::io::Read;
+    let t = server(|_| {}).await;
+    let (ann, bob) = (pair(&t, "ann").await, pair(&t, "bob").await);
+    let upload = |who: &Pair, name: &str| {
+        let (t, who, name) = (&t, who.basic.clone(), name.to_string());
+        async move {
+            let image = base64::engine::general_purpose::STANDARD.encode(png(16, 8));
+            let r = t
+                .http
+                .post(format!("{}{BASE}/assets", t.base))
+                .header("authorization", who)
+                .json(&json!({"name": name, "image": image}))
+                .send()
+                .await
+                .unwrap();
+            let v: Value = r.json().await.unwrap();
+            v["asset"]["id"].as_str().unwrap().to_string()
+        }
+    };
+    let a = upload(&ann, "first").await;
+    let b = upload(&ann, "second").await;
+    let theirs = upload(&bob, "theirs").await;
+    let body = json!({"query": {"assetIds": [a, b], "inferenceIds": [], "modelIds": []},
+        "options": {"fileNameTemplate": "pic-<id>", "flat": true, "archiveName": "my pics"}});
+    let (s, v) = call(&t, &ann, Method::POST, "/assets/download", Some(body)).await;
+    assert_eq!(s, 200, "{v}");
+    let job = v["jobId"].as_str().unwrap().to_string();
+    let (s, st) = call(
+        &t,
+        &ann,
+        Method::GET,
+        &format!("/assets/download/{job}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, st["jobStatus"].as_str()),
+        (200, Some("success")),
+        "{st}"
+    );
+    insta::assert_json_snapshot!("scenario_download", st, {
+        ".jobId" => "[download id]", ".downloadUrl" => "[signed url]"
+    });
+    let r = t
+        .http
+        .get(st["downloadUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-disposition"].to_str().unwrap(),
+        "attachment; filename=\"my pics.zip\""
+    );
+    let bytes = r.bytes().await.unwrap().to_vec();
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut names = Vec::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).unwrap();
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        assert_eq!(data, png(16, 8));
+        names.push(f.name().to_string());
+    }
+    let easel = |s: &str| s.replacen("asset_", "ast_", 1);
+    assert_eq!(
+        names,
+        [
+            format!("pic-{}.png", easel(&a)),
+            format!("pic-{}.png", easel(&b))
+        ]
+    );
+
+    let (s, _) = call(
+        &t,
+        &bob,
+        Method::GET,
+        &format!("/assets/download/{job}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    for (query, field) in [
+        (
+            json!({"assetIds": [theirs], "inferenceIds": [], "modelIds": []}),
+            "query.assetIds[0]",
+        ),
+        (
+            json!({"assetIds": [], "inferenceIds": [], "modelIds": []}),
+            "query.assetIds",
+        ),
+        (
+            json!({"assetIds": [], "inferenceIds": ["job_x"], "modelIds": []}),
+            "query.inferenceIds[0]",
+        ),
+        (
+            json!({"assetIds": [], "inferenceIds": [], "modelIds": ["model_x"]}),
+            "query.modelIds[0]",
+        ),
+    ] {
+        let body = json!({"query": query, "options": {"fileNameTemplate": ""}});
+        let (s, e) = call(&t, &ann, Method::POST, "/assets/download", Some(body)).await;
+        assert_eq!(
+            (s, e["infos"]["field"].as_str()),
+            (400, Some(field)),
+            "{query} → {e}"
+        );
+    }
+    t.shutdown().await;
+}

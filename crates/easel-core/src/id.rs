@@ -9,6 +9,10 @@ pub const MODEL: &str = "mdl";
 pub const WEBHOOK_DELIVERY: &str = "whd";
 pub const COLLECTION: &str = "col";
 pub const PRESET: &str = "prs";
+pub const UPLOAD: &str = "upl";
+pub const DOWNLOAD: &str = "dwn";
+/// A blob an upload's part is written to (the intent that guards it).
+pub const UPLOAD_PART: &str = "upp";
 
 static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
 

@@ -6,6 +6,7 @@
 
 pub mod asset;
 pub mod auth;
+pub mod download;
 pub mod error;
 pub mod generate;
 pub mod id;
@@ -17,6 +18,7 @@ pub mod scheduler;
 pub mod style;
 pub mod task;
 pub mod time;
+pub mod upload;
 pub mod usage;
 
 pub use error::{Error, ErrorKind, Result};

@@ -24,6 +24,9 @@ pub struct Limits {
     pub max_steps: u32,
     /// Most images per generation job.
     pub max_images: u32,
+    /// Largest file sent as an upload in parts, in bytes (each part is a request body, so
+    /// within `max_body_bytes`).
+    pub max_upload_bytes: u64,
 }
 
 impl Default for Limits {
@@ -38,6 +41,7 @@ impl Default for Limits {
             max_gen_pixels: 2048 * 2048,
             max_steps: 150,
             max_images: 8,
+            max_upload_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -7,7 +7,7 @@ use easel_core::time::{self, from_millis};
 use easel_core::{Error, Result};
 use sqlx::any::AnyRow;
 
-use crate::db::{db_err, get_i64, get_str, Db};
+use crate::db::{db_err, get_i64, get_str, Db, WriteTx};
 
 /// What a collection holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,17 +146,7 @@ pub async fn change(
     let now = time::to_millis(time::now());
     let mut tx = db.begin().await?;
     for item in add {
-        sqlx::query(
-            "INSERT INTO collection_items (collection_id, kind, item_id, added_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (collection_id, kind, item_id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(kind.as_str())
-        .bind(item)
-        .bind(now)
-        .execute(tx.conn())
-        .await
-        .map_err(db_err)?;
+        add_tx(&mut tx, id, kind, item, now).await?;
     }
     for item in remove {
         sqlx::query(
@@ -176,6 +166,35 @@ pub async fn change(
         .await
         .map_err(db_err)?;
     tx.commit().await
+}
+
+/// Add one item in `tx` (a no-op when it is there), at `now` (unix ms); the collection's
+/// `updated_at` moves on.
+pub(crate) async fn add_tx(
+    tx: &mut WriteTx,
+    id: &str,
+    kind: Kind,
+    item: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO collection_items (collection_id, kind, item_id, added_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (collection_id, kind, item_id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(kind.as_str())
+    .bind(item)
+    .bind(now)
+    .execute(tx.conn())
+    .await
+    .map_err(db_err)?;
+    sqlx::query("UPDATE collections SET updated_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(tx.conn())
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }
 
 /// The ids of the collections holding each of these items.

@@ -9,6 +9,7 @@ pub mod assets;
 pub mod blobs;
 pub mod collections;
 pub mod db;
+pub mod downloads;
 pub mod external_ids;
 pub mod intents;
 pub mod jobs;
@@ -19,6 +20,7 @@ pub mod tags;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text_search;
+pub mod uploads;
 pub mod usage;
 pub mod users;
 pub mod webhooks;

@@ -90,6 +90,9 @@ pub struct ServeArgs {
     /// Most images per generation job (default 8).
     #[arg(long, env = "EASEL_MAX_IMAGES")]
     pub max_images: Option<u32>,
+    /// Largest file sent as an upload in parts, e.g. `256MiB` (the default).
+    #[arg(long, env = "EASEL_MAX_UPLOAD")]
+    pub max_upload: Option<String>,
     /// Seconds a synchronous request (OpenAI's image generations and edits) waits for its
     /// job before answering that it is still running (default 300).
     #[arg(long, env = "EASEL_SYNC_TIMEOUT")]
@@ -147,6 +150,7 @@ pub struct FileConfig {
     pub max_gen_pixels: Option<u64>,
     pub max_steps: Option<u32>,
     pub max_images: Option<u32>,
+    pub max_upload: Option<String>,
     pub sync_timeout: Option<u64>,
     pub credit_prices: Option<String>,
     pub fetch_images: Option<String>,
@@ -256,6 +260,9 @@ pub fn build(args: &ServeArgs, http: bool) -> Result<Config> {
     }
     if let Some(v) = args.max_images.or(file.max_images) {
         cfg.limits.max_images = v.max(1);
+    }
+    if let Some(v) = args.max_upload.clone().or(file.max_upload) {
+        cfg.limits.max_upload_bytes = parse_bytes(&v).context("--max-upload")?.max(1);
     }
     if let Some(v) = args.sync_timeout.or(file.sync_timeout) {
         cfg.sync_timeout = Duration::from_secs(v);

@@ -2,11 +2,13 @@
 
 pub mod assets;
 pub mod collections;
+pub mod downloads;
 pub mod jobs;
 pub mod keys;
 pub mod models;
 pub mod options;
 pub mod pulls;
+pub mod uploads;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -67,6 +69,19 @@ pub fn routes() -> Router<AppState> {
             "/v1/collections/{id}/items",
             axum::routing::put(collections::items),
         )
+        .route("/v1/downloads", post(downloads::create))
+        .route("/v1/downloads/{id}", get(downloads::get))
+        .route("/v1/downloads/{id}/archive", get(downloads::archive))
+        .route("/v1/uploads", post(uploads::create).get(uploads::list))
+        .route(
+            "/v1/uploads/{id}",
+            get(uploads::get).delete(uploads::delete),
+        )
+        .route(
+            "/v1/uploads/{id}/parts/{number}",
+            axum::routing::put(uploads::put_part),
+        )
+        .route("/v1/uploads/{id}/complete", post(uploads::complete))
         .route("/v1/models", get(models::list).post(models::create))
         .route("/v1/models/{id}/copy", post(models::copy))
         .route("/v1/models/{id}/transfer", post(models::transfer))

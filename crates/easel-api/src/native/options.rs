@@ -58,8 +58,10 @@ pub struct LimitOptions {
     pub max_images: u32,
     pub max_prompt_chars: usize,
     pub max_seed: u64,
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes (also of each part of an upload in parts).
     pub max_body_bytes: usize,
+    /// Largest file sent as an upload in parts (`POST /v1/uploads`), in bytes.
+    pub max_upload_bytes: u64,
 }
 
 /// The families, schedulers, tasks and limits requests are checked against.
@@ -106,6 +108,7 @@ pub async fn get(State(state): State<AppState>, _: Auth) -> ApiResult<axum::Json
             max_prompt_chars: l.max_prompt_chars,
             max_seed: MAX_SEED,
             max_body_bytes: l.max_body_bytes,
+            max_upload_bytes: l.max_upload_bytes,
         },
     }))
 }

@@ -5,7 +5,7 @@ use super::*;
 
 /// What an unbuilt operation waits for.
 const GENERATE: &str = "this generation mode needs a model or tool Easel does not run yet";
-const LIBRARY: &str = "the asset library (editing assets, collections, tags, canvases, zip downloads, uploads in parts, search, public reads) is not built yet";
+const LIBRARY: &str = "canvas assets (locks, snapshots) are not built yet";
 const MODEL_DOWNLOAD: &str = "model downloads are not offered by Easel: weights stay on the server (a model of yours is a composition of the server's models)";
 const PROMPT_SCORES: &str = "prompt scores need a scoring model Easel does not run";
 const TRAINING: &str = "model training is not offered by Easel";
@@ -13,13 +13,6 @@ const WORKFLOWS: &str = "workflows are not offered by Easel";
 
 /// (method, path, operationId, why): the spec's operations minus those `routes` serves.
 pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
-    ("POST", "/assets/download", "PostDownloadAssets", LIBRARY),
-    (
-        "GET",
-        "/assets/download/{jobId}",
-        "GetDownloadAssets",
-        LIBRARY,
-    ),
     (
         "PUT",
         "/assets/{assetId}/lock",
@@ -239,14 +232,6 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "/models/{modelId}/training-images/{trainingImageId}",
         "DeleteModelsTrainingImagesByModelIdAndTrainingImageId",
         TRAINING,
-    ),
-    ("POST", "/uploads", "PostUploads", LIBRARY),
-    ("GET", "/uploads/{uploadId}", "GetUploads", LIBRARY),
-    (
-        "POST",
-        "/uploads/{uploadId}/action",
-        "PostUploadsAction",
-        LIBRARY,
     ),
     ("GET", "/workflows", "GetWorkflows", WORKFLOWS),
     ("POST", "/workflows", "PostWorkflows", WORKFLOWS),

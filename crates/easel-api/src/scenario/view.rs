@@ -279,7 +279,7 @@ pub(super) fn asset(
     }
 }
 
-/// Assets with the jobs that made them (read in one query).
+/// Assets with the jobs that made them, their tags and their collections (a query each).
 pub(super) async fn assets(state: &AppState, list: Vec<Asset>) -> Result<Vec<AssetView>, Error> {
     let mut ids: Vec<&str> = list.iter().filter_map(|a| a.job_id.as_deref()).collect();
     ids.sort_unstable();
@@ -291,12 +291,21 @@ pub(super) async fn assets(state: &AppState, list: Vec<Asset>) -> Result<Vec<Ass
         .collect();
     let asset_ids: Vec<&str> = list.iter().map(|a| a.id.as_str()).collect();
     let mut tags = easel_store::tags::of_assets(&state.store.db, &asset_ids).await?;
+    let mut collections = easel_store::collections::of_items(
+        &state.store.db,
+        easel_store::collections::Kind::Asset,
+        &asset_ids,
+    )
+    .await?;
     Ok(list
         .into_iter()
         .map(|a| {
             let j = a.job_id.as_ref().and_then(|id| jobs.get(id));
             let t = tags.remove(&a.id).unwrap_or_default();
-            asset(state, a, j, t)
+            let c = collections.remove(&a.id).unwrap_or_default();
+            let mut v = asset(state, a, j, t);
+            v.collection_ids = c.iter().map(|id| ids::collection(id)).collect();
+            v
         })
         .collect())
 }

@@ -174,7 +174,44 @@ check(later.status == "success" and steps == 3 and samples == 1,
       f"the default preset applies to a later generation (steps {steps}, samples {samples})")
 client.models.delete(own.id)
 
-# 9. A bad credential is the SDK's authentication error.
+# 9. A two-part upload: announced, each part PUT to its signed URL (no key), completed into an
+#    asset of the right size, in the collection asked for.
+photo = tiny_png(48, 40)
+half = len(photo) // 2
+up = client.uploads.create(file_name="photo.png", file_size=len(photo), content_type="image/png",
+                           parts=2, kind="image",
+                           asset_options={"collectionIds": [col.id]}).upload
+check(up.status == "pending" and [p.number for p in up.parts] == [1, 2],
+      f"uploads.create gives a URL per part ({up.status}, {len(up.parts)} parts)")
+for part, chunk in zip(up.parts, [photo[:half], photo[half:]]):
+    put = httpx.put(part.url, content=chunk)
+    check(put.status_code == 200, f"part {part.number} PUT to its URL ({put.status_code})")
+done = client.uploads.trigger_action(up.id, action="complete").upload
+check(done.status == "complete" and done.entity_id.startswith("asset_"),
+      f"uploads.trigger_action completes it ({done.status}, {done.entity_id})")
+check(client.uploads.retrieve(up.id).upload.status == "complete", "uploads.retrieve agrees")
+made = client.assets.retrieve(done.entity_id).asset
+data = urllib.request.urlopen(made.url).read()
+check(data == photo and png_size(data) == (48, 40),
+      f"the asset holds the file, {len(data)} bytes of {len(photo)}")
+in_col = [a.id for a in client.assets.list(collection_id=col.id)]
+check(done.entity_id in in_col, "in the collection asked for")
+
+# 10. A zip of assets: asked for, its status read, its URL downloaded and listed.
+import io
+import zipfile
+req = client.assets.download.request_batch(
+    query={"asset_ids": [upload_id, done.entity_id], "inference_ids": [], "model_ids": []},
+    options={"file_name_template": "<id>", "flat": True})
+status = client.assets.download.get_status(req.job_id)
+check(status.job_status == "success" and status.download_url,
+      f"assets.download.get_status gives the archive ({status.job_status})")
+archive = zipfile.ZipFile(io.BytesIO(urllib.request.urlopen(status.download_url).read()))
+names = sorted(archive.namelist())
+check(len(names) == 2 and archive.read(names[0]) and archive.testzip() is None,
+      f"the zip's URL downloads and lists the assets ({names})")
+
+# 11. A bad credential is the SDK's authentication error.
 bad = Scenario(api_key=os.environ["EASEL_API_KEY"], api_secret="wrong",
                base_url=os.environ["EASEL_BASE_URL"], max_retries=0)
 try:

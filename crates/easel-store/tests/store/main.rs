@@ -8,6 +8,7 @@ mod testing;
 mod jobs;
 mod library;
 mod models;
+mod uploads;
 mod users;
 mod webhooks;
 

@@ -1,0 +1,285 @@
+//! `/v1/uploads`: files larger than one request body, sent in parts (`easel_core::upload`).
+//! Announce the file (`POST /v1/uploads`), `PUT` each part's bytes to its signed URL (no key
+//! needed; a part sent again replaces the earlier one), then `POST …/complete`: the asset
+//! is created (`asset_id`) or the upload fails saying why. Only the owner sees an upload.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
+use easel_core::upload::{Upload, UploadKind, UploadOptions, UploadPart, UploadSpec, UploadStatus};
+use easel_core::{Error, ErrorKind};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{self, Auth};
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{bytes_rejection, Json, Query};
+use crate::service;
+use crate::AppState;
+
+/// An upload to announce.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUpload {
+    /// The file's name (1 to 255 characters); the asset's name unless `name` is given.
+    pub file_name: String,
+    /// Its size in bytes, at most the server's `max_upload_bytes`.
+    pub file_size: u64,
+    /// Its MIME type as the client knows it (the decoded image decides the asset's type).
+    pub content_type: String,
+    /// How many parts it is sent in: 1 to 10,000, each within the request body limit.
+    pub parts: u32,
+    /// What it becomes: `image` (the default), an image asset.
+    #[serde(default)]
+    pub kind: UploadKind,
+    /// The asset's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// One of the caller's assets this one derives from.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// Collections of the caller the asset is added to (at most 49).
+    #[serde(default)]
+    pub collection_ids: Vec<String>,
+}
+
+/// Where a part is sent: `PUT` its bytes to `url` before `expires`.
+#[derive(Serialize, ToSchema)]
+pub struct PartLink {
+    pub number: u32,
+    pub url: String,
+    pub expires: String,
+}
+
+/// An upload.
+#[derive(Serialize, ToSchema)]
+pub struct UploadView {
+    pub id: String,
+    pub kind: UploadKind,
+    pub status: UploadStatus,
+    pub file_name: String,
+    pub content_type: String,
+    pub file_size: u64,
+    pub parts_count: u32,
+    /// The URL the file was imported from, when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
+    /// Where to send each part, while the upload is open (`pending`/`validating`).
+    pub part_urls: Vec<PartLink>,
+    /// The parts received so far (none once closed: they are joined or deleted).
+    pub received: Vec<UploadPart>,
+    /// The asset made from it, once `complete`.
+    pub asset_id: Option<String>,
+    /// Why it failed, once `failed`.
+    pub error: Option<String>,
+    pub options: UploadOptions,
+    pub created_at: String,
+    pub updated_at: String,
+    /// When it expires unless complete (its parts are then deleted).
+    pub expires_at: String,
+}
+
+fn rfc3339(t: &easel_core::time::Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub(crate) async fn view(state: &AppState, u: Upload) -> ApiResult<UploadView> {
+    let received = if u.status.is_open() {
+        easel_store::uploads::parts(&state.store.db, &u.id).await?
+    } else {
+        Vec::new()
+    };
+    let part_urls = service::part_urls(state, &u)
+        .into_iter()
+        .map(|p| PartLink {
+            number: p.number,
+            url: p.url,
+            expires: rfc3339(&p.expires),
+        })
+        .collect();
+    Ok(UploadView {
+        kind: u.kind,
+        status: u.status,
+        file_size: u.file_size,
+        parts_count: u.parts_count,
+        part_urls,
+        received,
+        created_at: rfc3339(&u.created_at),
+        updated_at: rfc3339(&u.updated_at),
+        expires_at: rfc3339(&u.expires_at),
+        id: u.id,
+        file_name: u.file_name,
+        content_type: u.content_type,
+        source_url: u.source_url,
+        asset_id: u.asset_id,
+        error: u.error,
+        options: u.options,
+    })
+}
+
+/// Announce an upload: the answer holds a signed URL for each part.
+#[utoipa::path(post, path = "/v1/uploads", tag = "assets", request_body = CreateUpload,
+    responses((status = 201, body = UploadView), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Json(body): Json<CreateUpload>,
+) -> ApiResult<(StatusCode, axum::Json<UploadView>)> {
+    let spec = UploadSpec {
+        file_name: body.file_name,
+        content_type: body.content_type,
+        file_size: body.file_size,
+        parts: body.parts,
+        kind: body.kind,
+        options: UploadOptions {
+            name: body.name,
+            parent_id: body.parent_id,
+            collection_ids: body.collection_ids,
+        },
+    };
+    let u = service::create_upload(&state, &who, spec).await?;
+    Ok((StatusCode::CREATED, axum::Json(view(&state, u).await?)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub cursor: Option<String>,
+    /// 1..100, default 20.
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UploadList {
+    pub data: Vec<UploadView>,
+    pub next_cursor: Option<String>,
+}
+
+/// The caller's uploads, newest first.
+#[utoipa::path(get, path = "/v1/uploads", tag = "assets", params(ListParams),
+    responses((status = 200, body = UploadList), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<ListParams>,
+) -> ApiResult<axum::Json<UploadList>> {
+    let limit = super::page_limit(q.limit)?;
+    let rows = easel_store::uploads::list(
+        &state.store.db,
+        Some(&who.user_id),
+        q.cursor.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let (rows, next_cursor) = super::page(rows, limit, |u| &u.id);
+    let mut data = Vec::with_capacity(rows.len());
+    for u in rows {
+        data.push(view(&state, u).await?);
+    }
+    Ok(axum::Json(UploadList { data, next_cursor }))
+}
+
+/// An upload, with its part URLs while it is open.
+#[utoipa::path(get, path = "/v1/uploads/{id}", tag = "assets", params(("id" = String, Path)),
+    responses((status = 200, body = UploadView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<UploadView>> {
+    let u = service::owned_upload(&state, &who, &id).await?;
+    Ok(axum::Json(view(&state, u).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct PartParams {
+    pub expires: Option<i64>,
+    pub iat: Option<i64>,
+    pub sig: Option<String>,
+}
+
+/// Send one part's bytes (any content type). Signed URLs need no key; without a signature
+/// the owner's key is asked for.
+#[utoipa::path(put, path = "/v1/uploads/{id}/parts/{number}", tag = "assets",
+    params(("id" = String, Path), ("number" = u32, Path), PartParams),
+    request_body(content_type = "application/octet-stream", description = "The part's bytes"),
+    responses((status = 200, body = UploadPart), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ()))]
+pub async fn put_part(
+    State(state): State<AppState>,
+    Path((id, number)): Path<(String, String)>,
+    Query(q): Query<PartParams>,
+    req: Request,
+) -> ApiResult<axum::Json<UploadPart>> {
+    let number: u32 = number
+        .parse()
+        .map_err(|_| Error::invalid("number", "must be a part number (1, 2, …)"))?;
+    let u = match (q.expires, q.sig.as_deref()) {
+        (Some(expires), Some(sig)) => {
+            service::signed_upload(&state, &id, number, expires, q.iat.unwrap_or(i64::MIN), sig)
+                .await?
+        }
+        _ => {
+            let (parts, body) = req.into_parts();
+            let who = auth::authenticate(&state, auth::presented_key(&parts).as_deref()).await?;
+            let u = service::owned_upload(&state, &who, &id).await?;
+            return receive(&state, u, number, Request::from_parts(parts, body)).await;
+        }
+    };
+    receive(&state, u, number, req).await
+}
+
+async fn receive(
+    state: &AppState,
+    u: Upload,
+    number: u32,
+    req: Request,
+) -> ApiResult<axum::Json<UploadPart>> {
+    let limit = state.limits.max_body_bytes;
+    let data = Bytes::from_request(req, state)
+        .await
+        .map_err(|r| bytes_rejection(&r, limit))?;
+    let part = service::put_upload_part(state, &u, number, data).await?;
+    Ok(axum::Json(part))
+}
+
+/// Join the parts into the asset. 422 naming `parts` while some are missing (the upload
+/// stays open); 422 naming `file` when the file is not a valid image (the upload fails).
+/// Completing a complete upload answers it again.
+#[utoipa::path(post, path = "/v1/uploads/{id}/complete", tag = "assets", params(("id" = String, Path)),
+    responses((status = 200, body = UploadView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn complete(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<UploadView>> {
+    let u = service::owned_upload(&state, &who, &id).await?;
+    let u = service::complete_upload(&state, u).await?;
+    Ok(axum::Json(view(&state, u).await?))
+}
+
+/// Abandon an upload (its parts are deleted) or forget a closed one; the asset of a
+/// complete upload stays.
+#[utoipa::path(delete, path = "/v1/uploads/{id}", tag = "assets", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let u = service::owned_upload(&state, &who, &id).await?;
+    if u.status == UploadStatus::Validating {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            "the upload is being completed; delete it once it is complete or failed",
+        )
+        .into());
+    }
+    easel_store::uploads::delete(&state.store, &u.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,236 @@
+//! Uploads in parts on every backend: parts replaced without leaving their old blob, a
+//! completion that inserts the asset and releases the parts at once, failure and expiry
+//! that leave no part behind, and a restart in the middle that loses no part received.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use easel_core::asset::blob_key;
+use easel_core::auth::Role;
+use easel_core::upload::{Upload, UploadKind, UploadOptions, UploadSpec, UploadStatus};
+use easel_core::ErrorKind;
+use easel_store::{assets, collections, intents, uploads, users, Store};
+
+use crate::testing::{backends, count};
+
+fn spec(size: u64, parts: u32, collection: Option<&str>) -> UploadSpec {
+    UploadSpec {
+        file_name: "photo.png".into(),
+        content_type: "image/png".into(),
+        file_size: size,
+        parts,
+        kind: UploadKind::Image,
+        options: UploadOptions {
+            name: None,
+            parent_id: None,
+            collection_ids: collection.into_iter().map(str::to_string).collect(),
+        },
+    }
+}
+
+async fn part_blobs(store: &Store, owner: &str, id: &str) -> usize {
+    store
+        .blobs
+        .list_keys(&format!("uploads/{owner}/{id}/"))
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn parts_complete_into_one_asset() {
+    for b in backends().await {
+        let n = b.name;
+        let (db, store) = (b.db(), &b.store);
+        let owner = users::create_user(db, "up", Role::User).await.unwrap();
+        let col = collections::create(db, &owner.id, "inbox").await.unwrap();
+        let u = Upload::new(&owner.id, spec(6, 2, Some(&col.id)));
+        uploads::create(db, &u).await.unwrap();
+        assert_eq!(
+            uploads::get(db, &u.id).await.unwrap().as_ref(),
+            Some(&u),
+            "{n}"
+        );
+
+        // Part 2 first, part 1 twice: the second replaces the first and its blob goes.
+        uploads::put_part(store, &u, 2, Bytes::from_static(b"def"))
+            .await
+            .unwrap();
+        uploads::put_part(store, &u, 1, Bytes::from_static(b"xyz"))
+            .await
+            .unwrap();
+        let p1 = uploads::put_part(store, &u, 1, Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
+        assert_eq!(p1.bytes, 3, "{n}");
+        let parts = uploads::parts(db, &u.id).await.unwrap();
+        assert_eq!(
+            parts.iter().map(|p| p.number).collect::<Vec<_>>(),
+            [1, 2],
+            "{n}"
+        );
+        assert_eq!(part_blobs(store, &owner.id, &u.id).await, 2, "{n}");
+        assert_eq!(
+            count(db, "SELECT COUNT(*) AS n FROM blob_intents").await,
+            0,
+            "{n}: every part has its row"
+        );
+
+        // A restart: a new connection to the same database and blobs sees every part.
+        let again = Store {
+            db: easel_store::Db::connect(&b.db_url).await.unwrap(),
+            blobs: store.blobs.clone(),
+        };
+        let joined: Vec<u8> = uploads::read_parts(&again, &u.id).await.unwrap().concat();
+        assert_eq!(joined, b"abcdef", "{n}");
+
+        // Complete: the asset row, the collection, the upload's state and no part left.
+        assert!(uploads::begin_validating(db, &u.id).await.unwrap(), "{n}");
+        let mut asset = crate::output_asset(&owner.id, "job_x", 0, b"abcdef");
+        asset.job_id = None;
+        asset.output_index = None;
+        asset.kind = easel_core::asset::AssetKind::Upload;
+        let key = blob_key(&owner.id, &asset.id);
+        intents::put(store, &asset.id, &key, Bytes::from_static(b"abcdef"))
+            .await
+            .unwrap();
+        let (done, _) = uploads::finish(store, &u.id, &asset, std::slice::from_ref(&col.id))
+            .await
+            .unwrap();
+        assert_eq!(done.status, UploadStatus::Complete, "{n}");
+        assert_eq!(done.asset_id.as_deref(), Some(asset.id.as_str()), "{n}");
+        assert!(assets::get(db, &asset.id).await.unwrap().is_some(), "{n}");
+        let c = collections::get(db, &col.id).await.unwrap().unwrap();
+        assert_eq!(c.asset_count, 1, "{n}");
+        assert!(uploads::parts(db, &u.id).await.unwrap().is_empty(), "{n}");
+        assert_eq!(part_blobs(store, &owner.id, &u.id).await, 0, "{n}");
+        assert_eq!(
+            count(db, "SELECT COUNT(*) AS n FROM blob_intents").await,
+            0,
+            "{n}"
+        );
+
+        // Closed: no more parts, no second completion.
+        let e = uploads::put_part(store, &u, 1, Bytes::from_static(b"abc"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict, "{n}");
+        assert_eq!(
+            part_blobs(store, &owner.id, &u.id).await,
+            0,
+            "{n}: refused part removed"
+        );
+        let other = crate::output_asset(&owner.id, "job_x", 1, b"zz");
+        let e = uploads::finish(store, &u.id, &other, &[])
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict, "{n}");
+        assert!(assets::get(db, &other.id).await.unwrap().is_none(), "{n}");
+        assert!(!uploads::begin_validating(db, &u.id).await.unwrap(), "{n}");
+
+        // Listing: the owner's, newest first.
+        let u2 = Upload::new(&owner.id, spec(3, 1, None));
+        uploads::create(db, &u2).await.unwrap();
+        let listed = uploads::list(db, Some(&owner.id), None, 10).await.unwrap();
+        assert_eq!(
+            listed.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+            [u2.id.as_str(), u.id.as_str()],
+            "{n}"
+        );
+        assert!(uploads::list(db, Some("usr_other"), None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+/// A new upload of two parts with its first part received.
+async fn with_part(store: &Store, owner: &str) -> Upload {
+    let u = Upload::new(owner, spec(4, 2, None));
+    uploads::create(&store.db, &u).await.unwrap();
+    uploads::put_part(store, &u, 1, Bytes::from_static(b"ab"))
+        .await
+        .unwrap();
+    u
+}
+
+#[tokio::test]
+async fn failed_expired_and_deleted_uploads_leave_nothing() {
+    for b in backends().await {
+        let n = b.name;
+        let (db, store) = (b.db(), &b.store);
+        let owner = users::create_user(db, "up", Role::User).await.unwrap();
+
+        // Failed: its parts go, the message stays.
+        let failed = with_part(store, &owner.id).await;
+        uploads::fail(store, &failed.id, "not an image")
+            .await
+            .unwrap();
+        let got = uploads::get(db, &failed.id).await.unwrap().unwrap();
+        assert_eq!(
+            (got.status, got.error.as_deref()),
+            (UploadStatus::Failed, Some("not an image")),
+            "{n}"
+        );
+        assert_eq!(part_blobs(store, &owner.id, &failed.id).await, 0, "{n}");
+
+        // Expired: not before its time; then failed, its part rows gone at once and its
+        // blobs left to their intents, which the collector deletes.
+        let stale = with_part(store, &owner.id).await;
+        let fresh = with_part(store, &owner.id).await;
+        assert_eq!(
+            uploads::expire(db, easel_core::time::now()).await.unwrap(),
+            0,
+            "{n}"
+        );
+        let later = stale.expires_at + chrono::Duration::seconds(1);
+        // `fresh` expires a moment after `stale`: move its expiry on.
+        sqlx::query("UPDATE uploads SET expires_at = expires_at + 3600000 WHERE id = $1")
+            .bind(&fresh.id)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(uploads::expire(db, later).await.unwrap(), 1, "{n}");
+        let got = uploads::get(db, &stale.id).await.unwrap().unwrap();
+        assert_eq!(got.status, UploadStatus::Failed, "{n}");
+        assert!(got.error.unwrap().starts_with("expired"), "{n}");
+        assert!(
+            uploads::parts(db, &stale.id).await.unwrap().is_empty(),
+            "{n}"
+        );
+        assert_eq!(
+            part_blobs(store, &owner.id, &stale.id).await,
+            1,
+            "{n}: until collected"
+        );
+        intents::collect(store, Duration::ZERO).await.unwrap();
+        assert_eq!(part_blobs(store, &owner.id, &stale.id).await, 0, "{n}");
+        assert_eq!(
+            part_blobs(store, &owner.id, &fresh.id).await,
+            1,
+            "{n}: kept"
+        );
+        assert_eq!(uploads::parts(db, &fresh.id).await.unwrap().len(), 1, "{n}");
+
+        // A crash after a part's blob was written, before its row: the collector takes it.
+        let crashed = easel_core::id::new(easel_core::id::UPLOAD_PART);
+        let key = format!("uploads/{}/{}/2-{crashed}", owner.id, fresh.id);
+        intents::put(store, &crashed, &key, Bytes::from_static(b"cd"))
+            .await
+            .unwrap();
+        assert_eq!(part_blobs(store, &owner.id, &fresh.id).await, 2, "{n}");
+        intents::collect(store, Duration::ZERO).await.unwrap();
+        assert_eq!(part_blobs(store, &owner.id, &fresh.id).await, 1, "{n}");
+        assert_eq!(uploads::parts(db, &fresh.id).await.unwrap().len(), 1, "{n}");
+
+        // Deleted: row and parts.
+        assert!(uploads::delete(store, &fresh.id).await.unwrap(), "{n}");
+        assert!(uploads::get(db, &fresh.id).await.unwrap().is_none(), "{n}");
+        assert_eq!(part_blobs(store, &owner.id, &fresh.id).await, 0, "{n}");
+        assert_eq!(
+            count(db, "SELECT COUNT(*) AS n FROM upload_parts").await,
+            0,
+            "{n}"
+        );
+    }
+}
