@@ -609,6 +609,34 @@ pub async fn runs_on(
     }
 }
 
+/// How `prompt` fits the text encoder of a model `who` sees (a composition: its base's),
+/// from the model's tokenizer alone (`easel_providers::diffusion::prompt_check`). A prompt
+/// over the server's length limit is 422 naming `prompt`; a model without local weights 422
+/// naming `model`.
+pub async fn prompt_check(
+    state: &AppState,
+    who: &Principal,
+    model: &str,
+    prompt: &str,
+) -> Result<(Model, easel_core::model::PromptCheck)> {
+    let m = visible_model(state, Some(who), model).await?;
+    if prompt.chars().count() > state.limits.max_prompt_chars {
+        return Err(Error::invalid(
+            "prompt",
+            format!("at most {} characters", state.limits.max_prompt_chars),
+        ));
+    }
+    let runs = runs_on(state, &m).await?;
+    let roots = state.engine.model_roots().to_vec();
+    let prompt = prompt.to_string();
+    let check = tokio::task::spawn_blocking(move || {
+        easel_providers::diffusion::prompt_check(&runs, &roots, &prompt)
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))??;
+    Ok((m, check))
+}
+
 /// The server's models (paged through): what runs when a request names no model.
 pub async fn all_models(state: &AppState) -> Result<Vec<easel_core::model::Model>> {
     models_of(state, easel_store::models::Scope::Server).await
@@ -1254,9 +1282,48 @@ pub struct PartUrl {
     pub expires: time::Timestamp,
 }
 
-/// What the part URLs sign: the upload and the part's number.
+/// What a part URL signs: its purpose, the upload and the part's number (an asset's URL
+/// signs the bare asset id, an archive's `archive:` and the download: no URL opens another
+/// kind of thing).
 fn part_subject(upload_id: &str, number: u32) -> String {
-    format!("{upload_id}/{number}")
+    format!("part:{upload_id}/{number}")
+}
+
+fn archive_subject(download_id: &str) -> String {
+    format!("archive:{download_id}")
+}
+
+fn bad_signature() -> Error {
+    Error::new(
+        ErrorKind::Unauthorized,
+        "the signed URL is invalid, expired or revoked",
+    )
+}
+
+/// A signed URL's signature of `subject` holds and has not expired (401 otherwise).
+pub fn check_signature(
+    state: &AppState,
+    subject: &str,
+    expires: i64,
+    issued_ms: i64,
+    sig: &str,
+) -> Result<()> {
+    let now = chrono::Utc::now().timestamp();
+    if state.signer.verify(subject, expires, issued_ms, sig, now) {
+        Ok(())
+    } else {
+        Err(bad_signature())
+    }
+}
+
+/// A signed URL issued at `issued_ms` for something of `owner_id` was not revoked with the
+/// owner's keys (401 otherwise).
+pub async fn check_unrevoked(state: &AppState, owner_id: &str, issued_ms: i64) -> Result<()> {
+    let revoked = easel_store::users::keys_revoked_at(&state.store.db, owner_id).await?;
+    if revoked.is_some_and(|r| issued_ms <= r) {
+        return Err(bad_signature());
+    }
+    Ok(())
 }
 
 /// Check an announced upload (`UploadSpec::validate`; the parent and the collections must be
@@ -1266,8 +1333,17 @@ pub async fn create_upload(
     who: &Principal,
     spec: easel_core::upload::UploadSpec,
 ) -> Result<easel_core::upload::Upload> {
+    use easel_core::upload::MAX_OPEN_UPLOADS;
     spec.validate(&state.limits)?;
     check_upload_options(state, who, &spec.options).await?;
+    if easel_store::uploads::open_count(&state.store.db, &who.user_id).await? >= MAX_OPEN_UPLOADS {
+        return Err(Error::new(
+            ErrorKind::RateLimited,
+            format!(
+                "at most {MAX_OPEN_UPLOADS} uploads may be open at once: complete or delete some"
+            ),
+        ));
+    }
     let upload = easel_core::upload::Upload::new(&who.user_id, spec);
     easel_store::uploads::create(&state.store.db, &upload).await?;
     Ok(upload)
@@ -1278,18 +1354,23 @@ async fn check_upload_options(
     who: &Principal,
     o: &easel_core::upload::UploadOptions,
 ) -> Result<()> {
+    // The uploader's own, admins included: the asset will be theirs.
     if let Some(p) = &o.parent_id {
-        owned_asset(state, who, p)
-            .await
-            .map_err(|_| Error::invalid("parent_id", format!("asset {p} not found")))?;
+        easel_store::assets::get(&state.store.db, p)
+            .await?
+            .filter(|a| a.owner_id == who.user_id)
+            .ok_or_else(|| Error::invalid("parent_id", format!("asset {p} not found")))?;
     }
     for (i, c) in o.collection_ids.iter().enumerate() {
-        owned_collection(state, who, c).await.map_err(|_| {
-            Error::invalid(
-                format!("collection_ids[{i}]"),
-                format!("collection {c} not found"),
-            )
-        })?;
+        easel_store::collections::get(&state.store.db, c)
+            .await?
+            .filter(|c| c.owner_id == who.user_id)
+            .ok_or_else(|| {
+                Error::invalid(
+                    format!("collection_ids[{i}]"),
+                    format!("collection {c} not found"),
+                )
+            })?;
     }
     Ok(())
 }
@@ -1306,9 +1387,10 @@ pub async fn owned_upload(
         .ok_or_else(|| Error::not_found("upload"))
 }
 
-/// The signed URLs of an open upload's parts (none once it is closed), valid until it expires.
+/// The signed URLs of a pending upload's parts (none once completion began), valid until it
+/// expires.
 pub fn part_urls(state: &AppState, u: &easel_core::upload::Upload) -> Vec<PartUrl> {
-    if !u.status.is_open() {
+    if u.status != easel_core::upload::UploadStatus::Pending {
         return Vec::new();
     }
     let issued = chrono::Utc::now().timestamp_millis();
@@ -1337,26 +1419,11 @@ pub async fn signed_upload(
     issued_ms: i64,
     sig: &str,
 ) -> Result<easel_core::upload::Upload> {
-    let invalid = || {
-        Error::new(
-            ErrorKind::Unauthorized,
-            "the signed URL is invalid, expired or revoked",
-        )
-    };
-    let now = chrono::Utc::now().timestamp();
-    if !state
-        .signer
-        .verify(&part_subject(id, number), expires, issued_ms, sig, now)
-    {
-        return Err(invalid());
-    }
+    check_signature(state, &part_subject(id, number), expires, issued_ms, sig)?;
     let u = easel_store::uploads::get(&state.store.db, id)
         .await?
         .ok_or_else(|| Error::not_found("upload"))?;
-    let revoked = easel_store::users::keys_revoked_at(&state.store.db, &u.owner_id).await?;
-    if revoked.is_some_and(|r| issued_ms <= r) {
-        return Err(invalid());
-    }
+    check_unrevoked(state, &u.owner_id, issued_ms).await?;
     Ok(u)
 }
 
@@ -1374,36 +1441,37 @@ pub async fn put_upload_part(
 /// Complete an upload: the parts must make the announced file (else 422 naming `parts`, and
 /// it stays open); joined, validated as an image (a bad file fails the upload: 422 naming
 /// `file`, its parts deleted) and stored as the caller's asset with the upload's options,
-/// atomically with the upload's completion. Completing a complete upload answers it again.
+/// atomically with the upload's completion. Once completion begins no part changes;
+/// completing a complete upload, or one another request is completing, answers it as it
+/// stands. Two completions run at once in a process (each holds the file in memory).
 pub async fn complete_upload(
     state: &AppState,
     u: easel_core::upload::Upload,
 ) -> Result<easel_core::upload::Upload> {
     use easel_core::upload::UploadStatus;
+    static COMPLETIONS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
     match u.status {
         UploadStatus::Complete => return Ok(u),
-        UploadStatus::Failed => {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "the upload failed: {}; start a new one",
-                    u.error.as_deref().unwrap_or("unknown error")
-                ),
-            ))
-        }
+        UploadStatus::Failed => return closed_upload(state, &u.id).await,
         UploadStatus::Pending | UploadStatus::Validating => {}
     }
     let db = &state.store.db;
     let parts = easel_store::uploads::parts(db, &u.id).await?;
     u.check_complete(&parts)?;
+    let _permit = COMPLETIONS
+        .acquire()
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?;
     if !easel_store::uploads::begin_validating(db, &u.id).await? {
         return closed_upload(state, &u.id).await;
     }
-    let mut data = Vec::with_capacity(u.file_size as usize);
-    for p in easel_store::uploads::read_parts(&state.store, &u.id).await? {
-        data.extend_from_slice(&p);
+    // The parts cannot change now: check them again, as they are.
+    let parts = easel_store::uploads::parts(db, &u.id).await?;
+    if let Err(e) = u.check_complete(&parts) {
+        easel_store::uploads::fail(&state.store, &u.id, &e.message).await?;
+        return Err(e);
     }
-    let data = Bytes::from(data);
+    let data = easel_store::uploads::read_joined(&state.store, &u.id, u.file_size).await?;
     finish_upload(state, &u, data).await
 }
 
@@ -1446,13 +1514,15 @@ async fn finish_upload(
     }
 }
 
-/// An upload another request closed meanwhile: the complete one, or the failure.
+/// An upload another request completed, is completing or failed meanwhile: the first two
+/// as they stand, a failure as a conflict saying why.
 async fn closed_upload(state: &AppState, id: &str) -> Result<easel_core::upload::Upload> {
+    use easel_core::upload::UploadStatus;
     let u = easel_store::uploads::get(&state.store.db, id)
         .await?
         .ok_or_else(|| Error::not_found("upload"))?;
     match u.status {
-        easel_core::upload::UploadStatus::Complete => Ok(u),
+        UploadStatus::Complete | UploadStatus::Validating => Ok(u),
         _ => Err(Error::new(
             ErrorKind::Conflict,
             format!(
@@ -1499,9 +1569,14 @@ pub async fn import_upload(
     );
     u.source_url = Some(url.to_string());
     easel_store::uploads::create(&state.store.db, &u).await?;
-    finish_upload(state, &u, data)
-        .await
-        .map_err(|e| refield(e, "file", field))
+    match finish_upload(state, &u, data).await {
+        Ok(done) => Ok(done),
+        Err(e) => {
+            // A bad file failed it already; anything else fails it too (no pending row left).
+            easel_store::uploads::fail(&state.store, &u.id, &e.message).await?;
+            Err(refield(e, "file", field))
+        }
+    }
 }
 
 /// What a bulk download names, as each API sends it: errors name `fields` (the asset ids',
@@ -1584,7 +1659,9 @@ pub fn download_url(state: &AppState, d: &easel_core::download::Download) -> Str
         "{}/v1/downloads/{}/archive?{}",
         state.public_url,
         d.id,
-        state.signer.query(&d.id, issued, d.expires_at.timestamp())
+        state
+            .signer
+            .query(&archive_subject(&d.id), issued, d.expires_at.timestamp())
     )
 }
 
@@ -1597,23 +1674,11 @@ pub async fn signed_download(
     issued_ms: i64,
     sig: &str,
 ) -> Result<easel_core::download::Download> {
-    let invalid = || {
-        Error::new(
-            ErrorKind::Unauthorized,
-            "the signed URL is invalid, expired or revoked",
-        )
-    };
-    let now = chrono::Utc::now().timestamp();
-    if !state.signer.verify(id, expires, issued_ms, sig, now) {
-        return Err(invalid());
-    }
+    check_signature(state, &archive_subject(id), expires, issued_ms, sig)?;
     let d = easel_store::downloads::get(&state.store.db, id, time::now())
         .await?
         .ok_or_else(|| Error::not_found("download"))?;
-    let revoked = easel_store::users::keys_revoked_at(&state.store.db, &d.owner_id).await?;
-    if revoked.is_some_and(|r| issued_ms <= r) {
-        return Err(invalid());
-    }
+    check_unrevoked(state, &d.owner_id, issued_ms).await?;
     Ok(d)
 }
 

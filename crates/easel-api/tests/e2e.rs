@@ -3155,3 +3155,76 @@ async fn downloads_stream_a_zip_of_assets() {
     assert_eq!((s, d["asset_count"].as_u64()), (200, Some(3)), "{d}");
     t.shutdown().await;
 }
+
+/// The prompt check: a model's tokenizer counts a prompt's tokens and windows (SD: chunks of
+/// 75, none dropped) and reads its emphasis; another user's private model is 404; a prompt
+/// over the length limit 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_are_checked_against_the_models_tokenizer() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    easel_diffusion::tiny::make_tiny(&dir.path().join("models/tiny"), "sd15", 0).unwrap();
+    let t = TestServer::start_in(dir, |c| c.scan_models = true).await;
+    let (key, _) = t.user("pca").await;
+    let (other, _) = t.user("pcb").await;
+    let check = |who: &str, model: &str, prompt: &str| {
+        let (t, who) = (&t, who.to_string());
+        let path = format!("/v1/models/{model}/prompt-check?prompt={}", percent(prompt));
+        async move { t.json(Method::GET, &path, &who, None).await }
+    };
+    let (s, c) = check(&key, "tiny", "a (red:1.5) fox").await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(
+        (
+            c["window"].as_u64(),
+            c["chunks"].as_u64(),
+            c["truncated"].as_u64()
+        ),
+        (Some(75), Some(1), Some(0)),
+        "{c}"
+    );
+    assert!(c["tokens"].as_u64().unwrap() >= 3, "{c}");
+    assert_eq!(
+        (c["max_weight"].as_f64(), c["min_weight"].as_f64()),
+        (Some(1.5), Some(1.0)),
+        "{c}"
+    );
+    let long = "a red fox in the snow, ".repeat(20);
+    let (_, c) = check(&key, "tiny", &long).await;
+    assert!(
+        c["chunks"].as_u64().unwrap() >= 2 && c["truncated"] == 0,
+        "{c}"
+    );
+    // A composition is checked with its base's tokenizer; others' private models are 404.
+    let (s, mine) = t
+        .json(
+            Method::POST,
+            "/v1/models",
+            &key,
+            Some(json!({"name": "Mine", "base_model": "tiny"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{mine}");
+    let mine = mine["id"].as_str().unwrap().to_string();
+    let (s, c) = check(&key, &mine, "a fox").await;
+    assert_eq!((s, c["chunks"].as_u64()), (200, Some(1)), "{c}");
+    let (s, _) = check(&other, &mine, "a fox").await;
+    assert_eq!(s, 404);
+    let (s, _) = check(&key, "nope", "a fox").await;
+    assert_eq!(s, 404);
+    let (s, e) = check(&key, "tiny", &"x".repeat(4001)).await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("prompt")),
+        "{e}"
+    );
+    t.shutdown().await;
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -3454,7 +3454,7 @@ async fn downloads_zip_assets() {
         .unwrap();
     assert_eq!(
         r.headers()["content-disposition"].to_str().unwrap(),
-        "attachment; filename=\"my pics.zip\""
+        "attachment; filename=\"my pics.zip\"; filename*=UTF-8''my%20pics%2Ezip"
     );
     let bytes = r.bytes().await.unwrap().to_vec();
     let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
@@ -3510,5 +3510,45 @@ async fn downloads_zip_assets() {
             "{query} → {e}"
         );
     }
+    t.shutdown().await;
+}
+
+/// The prompt score: the model's tokenizer's count, the share kept, Scenario's syntax error
+/// for a weight outside 0–2; an unknown model 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_scores_read_the_tokenizer() {
+    let t = server(|_| {}).await;
+    let ann = pair(&t, "ann").await;
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::GET,
+        "/models/tiny/scores/prompt?prompt=a%20red%20fox",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    insta::assert_json_snapshot!("scenario_prompt_score", v, {".modelId" => "[model id]"});
+    let (_, v) = call(
+        &t,
+        &ann,
+        Method::GET,
+        "/models/tiny/scores/prompt?prompt=%28fox%3A2.5%29",
+        None,
+    )
+    .await;
+    assert_eq!(
+        v["syntaxError"], "Prompt weight should be between 0 and 2",
+        "{v}"
+    );
+    let (s, _) = call(
+        &t,
+        &ann,
+        Method::GET,
+        "/models/nope/scores/prompt?prompt=x",
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
     t.shutdown().await;
 }

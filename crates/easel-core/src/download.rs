@@ -116,7 +116,7 @@ pub fn check_count(field: &str, n: usize) -> Result<()> {
 }
 
 /// A piece of a file name: letters, digits, `-`, `_`, `.` and spaces kept (others become
-/// `_`), at most `cap` characters, no leading dots or spaces.
+/// `_`), at most `cap` characters, no leading dots or spaces (never `.` or `..`).
 fn clean(s: &str, cap: usize) -> String {
     let kept: String = s
         .chars()
@@ -128,7 +128,9 @@ fn clean(s: &str, cap: usize) -> String {
             }
         })
         .collect();
-    let kept = kept.trim().trim_start_matches('.').trim();
+    // No leading dots or spaces at all (so never `.` or `..`: nothing climbs out of the
+    // archive's folders), none trailing.
+    let kept = kept.trim_start_matches(['.', ' ']).trim_end();
     kept.chars()
         .take(cap)
         .collect::<String>()
@@ -314,6 +316,33 @@ mod tests {
         );
         assert_eq!(templated, ["tiny-red_fox-0-7.png", "tiny-red_fox-1-7.png"]);
         assert_eq!(slug("A Fox in the SNOW, at dawn: 4k!"), "fox_snow_dawn_4k");
+        // Nothing climbs out of the archive's folders, whatever the template or metadata.
+        let climb = asset(None, 9, None, serde_json::json!({"model": ". .."}));
+        for template in [
+            ". ../. ../x",
+            "<generator>/<generator>/y",
+            "../../z",
+            "/abs/w",
+        ] {
+            for flat in [true, false] {
+                let name = entry_names(
+                    std::slice::from_ref(&climb),
+                    &ArchiveOptions {
+                        name_template: Some(template.into()),
+                        flat,
+                        ..Default::default()
+                    },
+                )
+                .remove(0);
+                assert!(
+                    !name.starts_with('/')
+                        && name
+                            .split('/')
+                            .all(|p| !p.is_empty() && p != "." && p != ".."),
+                    "{template} → {name}"
+                );
+            }
+        }
         let same = entry_names(
             &assets[..2],
             &ArchiveOptions {

@@ -1162,3 +1162,32 @@ mod path_tests {
         assert_eq!(m.fallback_provider_config, Some(serde_json::json!({})));
     }
 }
+
+/// How a prompt fits a model's text encoder (a prompt check: the model's tokenizer only).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PromptCheck {
+    /// The prompt's tokens (special tokens left out).
+    pub tokens: usize,
+    /// How many tokens the encoder takes at once.
+    pub window: usize,
+    /// The windows the prompt is encoded in (SD's longer prompts are encoded in several,
+    /// as A1111's; none of their tokens is dropped).
+    pub chunks: usize,
+    /// Tokens past what the encoder takes: dropped.
+    pub truncated: usize,
+    /// The smallest and largest emphasis weights the prompt gives (`(word:1.3)`, `[word]`);
+    /// 1 without emphasis.
+    pub min_weight: f32,
+    pub max_weight: f32,
+}
+
+impl PromptCheck {
+    /// The share of the prompt's tokens the encoder sees (1 when none are dropped).
+    pub fn kept_share(&self) -> f64 {
+        if self.tokens == 0 {
+            1.0
+        } else {
+            (self.tokens - self.truncated.min(self.tokens)) as f64 / self.tokens as f64
+        }
+    }
+}

@@ -20,6 +20,13 @@ pub const MAX_PARTS: u32 = 10_000;
 /// How long an upload may stay incomplete before it expires and its parts are deleted.
 pub const UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a completion may stay `validating` before another request may take it over
+/// (the process completing it stopped).
+pub const VALIDATING_STALE: Duration = Duration::from_secs(600);
+
+/// The most uploads one owner may have open at once.
+pub const MAX_OPEN_UPLOADS: u64 = 100;
+
 /// The longest file name and content type kept.
 pub const MAX_NAME_CHARS: usize = 255;
 
@@ -234,10 +241,10 @@ impl Upload {
         }
     }
 
-    /// May part `number` of `len` bytes be received now? Each error names `number` or
-    /// `part`; a closed upload is a conflict.
+    /// May part `number` of `len` bytes be received now? Only while `pending` (a conflict
+    /// once completion began). Each error names `number` or `part`.
     pub fn check_part(&self, number: u32, len: u64) -> Result<()> {
-        if !self.status.is_open() {
+        if self.status != UploadStatus::Pending {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
@@ -393,6 +400,8 @@ mod tests {
             .is_ok());
         let mut done = u.clone();
         done.status = UploadStatus::Complete;
+        assert_eq!(done.check_part(1, 4).unwrap_err().kind, ErrorKind::Conflict);
+        done.status = UploadStatus::Validating;
         assert_eq!(done.check_part(1, 4).unwrap_err().kind, ErrorKind::Conflict);
         assert_eq!(u.asset_name(), "photo.png");
     }

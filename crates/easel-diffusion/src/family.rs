@@ -130,6 +130,25 @@ pub struct Family {
     pub load_file: Option<LoadFile>,
     /// Writes a tiny random-weight model of the family (a diffusers folder) from a seed.
     pub make_tiny: fn(&Path, u64) -> Result<()>,
+    /// How a prompt fits the family's text encoder, from the tokenizer in a folder laid out
+    /// as the family's diffusers folders (`tokenizer/`): nothing else is loaded.
+    pub prompt_fit: fn(&Path, &str) -> Result<PromptFit>,
+}
+
+/// How a prompt fits a text encoder: what a prompt check reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptFit {
+    /// The prompt's tokens (special tokens left out).
+    pub tokens: usize,
+    /// How many tokens the encoder takes at once.
+    pub window: usize,
+    /// The windows the prompt is encoded in (SD's longer prompts are encoded in several, as
+    /// A1111's; none of their tokens is dropped).
+    pub chunks: usize,
+    /// Tokens past what the encoder takes: dropped.
+    pub truncated: usize,
+    /// Whether the family reads A1111's emphasis (`(word:1.3)`); otherwise it is text.
+    pub weighted: bool,
 }
 
 impl std::fmt::Debug for Family {
@@ -276,6 +295,42 @@ mod tests {
         }
         assert_eq!(defaults("sdxl").natural_size, 1024);
         assert_eq!(defaults("some-remote-thing").natural_size, 512);
+    }
+
+    /// Every family's tiny model tells how a prompt fits: a short one in one window, nothing
+    /// dropped; a long one in several chunks (SD) or truncated (Sana).
+    #[test]
+    fn prompts_fit_each_familys_tokenizer() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "a red fox in the snow, ".repeat(60);
+        for f in FAMILIES {
+            let m = dir.path().join(f.id);
+            (f.make_tiny)(&m, 0).unwrap();
+            let short = (f.prompt_fit)(&m, "a red fox").unwrap();
+            assert!(
+                short.tokens >= 3 && short.tokens < short.window,
+                "{}: {short:?}",
+                f.id
+            );
+            assert_eq!((short.chunks, short.truncated), (1, 0), "{}", f.id);
+            let fit = (f.prompt_fit)(&m, &long).unwrap();
+            assert!(fit.tokens > fit.window, "{}: {fit:?}", f.id);
+            if f.id == SANA {
+                assert_eq!(fit.truncated, fit.tokens - fit.window, "{fit:?}");
+            } else {
+                assert_eq!(fit.truncated, 0, "{}: {fit:?}", f.id);
+                assert!(
+                    fit.chunks * fit.window >= fit.tokens && fit.chunks > 1,
+                    "{}: {fit:?}",
+                    f.id
+                );
+            }
+            assert!(
+                (f.prompt_fit)(dir.path(), "x").is_err(),
+                "{}: no tokenizer",
+                f.id
+            );
+        }
     }
 
     /// Every family's tiny model is detected as that family and loads.

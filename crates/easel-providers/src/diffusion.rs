@@ -389,6 +389,61 @@ fn base_spec(model: &easel_core::model::Model, roots: &[PathBuf]) -> Result<Load
     })
 }
 
+/// How `prompt` fits the text encoder of a local model (its family's `prompt_fit`, and the
+/// emphasis weights it gives), read
+/// from the model's tokenizer alone: the folder's, or a single file's support folder. A
+/// model without local weights, or whose tokenizer cannot be read, is 422 on `model`
+/// (without the server's paths).
+pub fn prompt_check(
+    model: &easel_core::model::Model,
+    roots: &[PathBuf],
+    prompt: &str,
+) -> Result<easel_core::model::PromptCheck, Error> {
+    let spec = base_spec(model, roots)?;
+    let family = easel_diffusion::family::by_name(&model.family).ok_or_else(|| {
+        Error::invalid(
+            "model",
+            format!(
+                "the local engine does not run the family `{}`",
+                model.family
+            ),
+        )
+    })?;
+    let dir = if spec.source.is_dir() {
+        spec.source.clone()
+    } else {
+        spec.support
+            .clone()
+            .or_else(|| find_support(&spec.source, &spec.family))
+            .ok_or_else(|| Error::invalid("model", "the model has no tokenizer folder"))?
+    };
+    let fit = (family.prompt_fit)(&dir, prompt).map_err(|e| {
+        tracing::warn!(error = %e, dir = %dir.display(), "a model's tokenizer could not be read");
+        Error::invalid(
+            "model",
+            "the model's tokenizer could not be read; an admin can find why in the server log",
+        )
+    })?;
+    let pieces = if fit.weighted {
+        easel_diffusion::prompt::parse_weights(prompt)
+    } else {
+        Vec::new()
+    };
+    let weights: Vec<f32> = pieces
+        .iter()
+        .filter(|p| !easel_diffusion::prompt::is_break(p))
+        .map(|(_, w)| *w)
+        .collect();
+    Ok(easel_core::model::PromptCheck {
+        tokens: fit.tokens,
+        window: fit.window,
+        chunks: fit.chunks,
+        truncated: fit.truncated,
+        min_weight: weights.iter().copied().fold(1.0, f32::min),
+        max_weight: weights.iter().copied().fold(1.0, f32::max),
+    })
+}
+
 /// A load error as a job's submitter sees it: the kind and field, without the message,
 /// which names files on this server (logged here, for the operator).
 fn without_paths(e: Error) -> Error {

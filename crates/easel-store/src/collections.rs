@@ -197,6 +197,34 @@ pub(crate) async fn add_tx(
     Ok(())
 }
 
+/// For each asset, the collections of its owner that hold it.
+pub async fn of_own_assets(
+    db: &Db,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for chunk in ids.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT i.item_id, i.collection_id FROM collection_items i \
+             JOIN collections c ON c.id = i.collection_id \
+             JOIN assets a ON a.id = i.item_id AND a.owner_id = c.owner_id \
+             WHERE i.kind = 'asset' AND i.item_id IN ({}) ORDER BY i.collection_id",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&db.pool).await.map_err(db_err)? {
+            out.entry(get_str(&r, "item_id")?)
+                .or_default()
+                .push(get_str(&r, "collection_id")?);
+        }
+    }
+    Ok(out)
+}
+
 /// The ids of the collections holding each of these items.
 pub async fn of_items(
     db: &Db,

@@ -154,12 +154,23 @@ pub async fn put_part(
     let mut tx = db.begin().await?;
     let written = async {
         let now = get_tx(db, &mut tx, &upload.id).await?;
-        if !now.status.is_open() {
-            return Err(Error::new(
-                ErrorKind::Conflict,
+        now.check_part(number, part.bytes)?;
+        let others = sqlx::query(
+            "SELECT COALESCE(SUM(bytes), 0) AS n FROM upload_parts WHERE upload_id = $1 AND number <> $2",
+        )
+        .bind(&upload.id)
+        .bind(number as i64)
+        .fetch_one(tx.conn())
+        .await
+        .map_err(db_err)?;
+        let others = get_i64(&others, "n")? as u64;
+        if others + part.bytes > now.file_size {
+            return Err(Error::invalid(
+                "part",
                 format!(
-                    "the upload is {}: it takes no more parts",
-                    now.status.as_str()
+                    "the parts would hold {} bytes but the file was announced as {} bytes",
+                    others + part.bytes,
+                    now.file_size
                 ),
             ));
         }
@@ -200,7 +211,7 @@ pub async fn put_part(
     match written {
         Ok(released) => {
             tx.commit().await?;
-            crate::intents::remove(store, &released).await?;
+            release(store, &released).await;
             Ok(part)
         }
         Err(e) => {
@@ -212,30 +223,66 @@ pub async fn put_part(
     }
 }
 
-/// The content of the received parts, in order (the caller checked they make the file).
-pub async fn read_parts(store: &Store, id: &str) -> Result<Vec<Bytes>> {
+/// Delete released blobs now, after their rows' commit; what fails stays with its intent for
+/// the collector (the commit stands either way).
+async fn release(store: &Store, released: &Released) {
+    if let Err(e) = crate::intents::remove(store, released).await {
+        tracing::warn!(error = %e, "deleting released upload parts failed; the collector will");
+    }
+}
+
+/// How many uploads `owner` has open (pending or being completed).
+pub async fn open_count(db: &Db, owner: &str) -> Result<u64> {
+    let r = sqlx::query(
+        "SELECT COUNT(*) AS n FROM uploads WHERE owner_id = $1 AND status IN ('pending', 'validating')",
+    )
+    .bind(owner)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(db_err)?;
+    Ok(get_i64(&r, "n")? as u64)
+}
+
+/// The received parts joined in order, one part in memory besides the file; an error unless
+/// they hold exactly `size` bytes (the caller checked they make the file; this checks what
+/// was read).
+pub async fn read_joined(store: &Store, id: &str, size: u64) -> Result<Bytes> {
     let rows =
         sqlx::query("SELECT blob_key FROM upload_parts WHERE upload_id = $1 ORDER BY number")
             .bind(id)
             .fetch_all(&store.db.pool)
             .await
             .map_err(db_err)?;
-    let mut out = Vec::with_capacity(rows.len());
+    let mut out = Vec::with_capacity(size as usize);
     for r in rows {
-        out.push(store.blobs.get(&get_str(&r, "blob_key")?).await?);
+        let part = store.blobs.get(&get_str(&r, "blob_key")?).await?;
+        if out.len() as u64 + part.len() as u64 > size {
+            break;
+        }
+        out.extend_from_slice(&part);
     }
-    Ok(out)
+    if out.len() as u64 != size {
+        return Err(Error::internal(format!(
+            "the upload's parts hold other than its {size} bytes"
+        )));
+    }
+    Ok(Bytes::from(out))
 }
 
-/// Mark an open upload `validating` (completion has begun); `Ok(false)` when it is not open.
+/// Mark a pending upload `validating` (completion has begun: no part changes from now on),
+/// or take over one left `validating` longer than `VALIDATING_STALE` (the process
+/// completing it stopped); `Ok(false)` otherwise.
 pub async fn begin_validating(db: &Db, id: &str) -> Result<bool> {
+    let now = time::to_millis(time::now());
+    let stale = now - easel_core::upload::VALIDATING_STALE.as_millis() as i64;
     let mut tx = db.begin().await?;
     let n = sqlx::query(
         "UPDATE uploads SET status = 'validating', updated_at = $2 \
-         WHERE id = $1 AND status IN ('pending', 'validating')",
+         WHERE id = $1 AND (status = 'pending' OR (status = 'validating' AND updated_at <= $3))",
     )
     .bind(id)
-    .bind(time::to_millis(time::now()))
+    .bind(now)
+    .bind(stale)
     .execute(tx.conn())
     .await
     .map_err(db_err)?
@@ -302,7 +349,7 @@ pub async fn finish(
     .await
     .map_err(db_err)?;
     tx.commit().await?;
-    crate::intents::remove(store, &released).await?;
+    release(store, &released).await;
     let u = get(db, id)
         .await?
         .ok_or_else(|| Error::internal("a completed upload is missing"))?;
@@ -326,12 +373,28 @@ pub async fn fail(store: &Store, id: &str, message: &str) -> Result<()> {
         .await
         .map_err(db_err)?;
     tx.commit().await?;
-    crate::intents::remove(store, &released).await
+    release(store, &released).await;
+    Ok(())
 }
 
-/// Delete an upload and its parts (an upload abandoned by its owner, or any closed one).
+/// Delete an upload and its parts (an upload abandoned by its owner, or any closed one);
+/// a conflict while it is being completed (`validating`, not stale).
 pub async fn delete(store: &Store, id: &str) -> Result<bool> {
-    let mut tx = store.db.begin().await?;
+    let db = &store.db;
+    let mut tx = db.begin().await?;
+    let u = match get_tx(db, &mut tx, id).await {
+        Ok(u) => u,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let stale = time::now()
+        - chrono::Duration::from_std(easel_core::upload::VALIDATING_STALE).expect("fits");
+    if u.status == UploadStatus::Validating && u.updated_at > stale {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            "the upload is being completed; delete it once it is complete or failed",
+        ));
+    }
     let released = release_parts(&mut tx, id).await?;
     let n = sqlx::query("DELETE FROM uploads WHERE id = $1")
         .bind(id)
@@ -340,7 +403,7 @@ pub async fn delete(store: &Store, id: &str) -> Result<bool> {
         .map_err(db_err)?
         .rows_affected();
     tx.commit().await?;
-    crate::intents::remove(store, &released).await?;
+    release(store, &released).await;
     Ok(n > 0)
 }
 

@@ -317,7 +317,6 @@ pub async fn content(
     let (mut parts, _) = req.into_parts();
     let asset = match (q.expires, q.sig.as_deref()) {
         (Some(expires), Some(sig)) => {
-            let now = chrono::Utc::now().timestamp();
             let issued = q.iat.unwrap_or(i64::MIN);
             let invalid = || {
                 Error::new(
@@ -325,18 +324,12 @@ pub async fn content(
                     "the signed URL is invalid, expired or revoked",
                 )
             };
-            if !state.signer.verify(&id, expires, issued, sig, now) {
-                return Err(invalid().into());
-            }
+            service::check_signature(&state, &id, expires, issued, sig)?;
             let asset = easel_store::assets::get(&state.store.db, &id)
                 .await?
                 .ok_or_else(|| Error::not_found("asset"))?;
             // Issued before the owner's last key revocation: revoked with it.
-            let revoked =
-                easel_store::users::keys_revoked_at(&state.store.db, &asset.owner_id).await?;
-            if revoked.is_some_and(|r| issued <= r) {
-                return Err(invalid().into());
-            }
+            service::check_unrevoked(&state, &asset.owner_id, issued).await?;
             // Issued while it was readable without a key, and private again since: ended.
             if asset.privacy == easel_core::asset::Privacy::Private {
                 let since = easel_store::assets::private_since(&state.store.db, &asset.id).await?;

@@ -62,6 +62,23 @@ pub struct DownloadView {
     pub expires_at: String,
 }
 
+/// `attachment` with the name in ASCII (others as `_`) and, for clients that read it, in
+/// UTF-8 (RFC 6266).
+fn content_disposition(name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if (c.is_ascii_graphic() && c != '"' && c != '\\') || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let utf8 = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{utf8}")
+}
+
 fn rfc3339(t: &easel_core::time::Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -149,10 +166,7 @@ pub async fn archive(
             (header::CONTENT_TYPE, "application/zip".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"{}\"",
-                    easel_core::download::archive_file_name(&d)
-                ),
+                content_disposition(&easel_core::download::archive_file_name(&d)),
             ),
             (header::CACHE_CONTROL, "private, no-store".to_string()),
         ],

@@ -84,6 +84,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/uploads/{id}/complete", post(uploads::complete))
         .route("/v1/models", get(models::list).post(models::create))
         .route("/v1/models/{id}/copy", post(models::copy))
+        .route("/v1/models/{id}/prompt-check", get(models::prompt_check))
         .route("/v1/models/{id}/transfer", post(models::transfer))
         .route(
             "/v1/models/{id}/presets",

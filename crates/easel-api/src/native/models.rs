@@ -85,6 +85,30 @@ pub async fn get(
     Ok(axum::Json(shown(Some(&who), m)))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PromptCheckParams {
+    /// The prompt to check (A1111 emphasis is read as generation reads it).
+    pub prompt: String,
+}
+
+/// How a prompt fits the model's text encoder: its tokens, the encoder's window, the
+/// windows it takes (SD: several, none dropped), the tokens dropped (Sana), the emphasis
+/// weights. Reads the model's tokenizer only.
+#[utoipa::path(get, path = "/v1/models/{id}/prompt-check", tag = "models",
+    params(("id" = String, Path, description = "Id, name or alias"), PromptCheckParams),
+    responses((status = 200, body = easel_core::model::PromptCheck), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn prompt_check(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Query(q): Query<PromptCheckParams>,
+) -> ApiResult<axum::Json<easel_core::model::PromptCheck>> {
+    let (_, check) = service::prompt_check(&state, &who, &id, &q.prompt).await?;
+    Ok(axum::Json(check))
+}
+
 /// A model as `who` may see it: whole for admins, without its locations for others.
 fn shown(who: Option<&Principal>, m: Model) -> Model {
     if who.is_some_and(Principal::is_admin) {

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use easel_core::upload::{Upload, UploadKind, UploadOptions, UploadPart, UploadSpec, UploadStatus};
-use easel_core::{Error, ErrorKind};
+use easel_core::Error;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -64,7 +64,8 @@ pub struct UploadView {
     /// The URL the file was imported from, when it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_url: Option<String>,
-    /// Where to send each part, while the upload is open (`pending`/`validating`).
+    /// Where to send each part, while the upload is `pending` (left out of lists: read one
+    /// upload for them).
     pub part_urls: Vec<PartLink>,
     /// The parts received so far (none once closed: they are joined or deleted).
     pub received: Vec<UploadPart>,
@@ -83,13 +84,19 @@ fn rfc3339(t: &easel_core::time::Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-pub(crate) async fn view(state: &AppState, u: Upload) -> ApiResult<UploadView> {
+/// An upload's view; `urls`: with its part URLs (not in lists: an upload may have 10,000).
+pub(crate) async fn view(state: &AppState, u: Upload, urls: bool) -> ApiResult<UploadView> {
     let received = if u.status.is_open() {
         easel_store::uploads::parts(&state.store.db, &u.id).await?
     } else {
         Vec::new()
     };
-    let part_urls = service::part_urls(state, &u)
+    let part_urls = if urls {
+        service::part_urls(state, &u)
+    } else {
+        Vec::new()
+    };
+    let part_urls = part_urls
         .into_iter()
         .map(|p| PartLink {
             number: p.number,
@@ -139,7 +146,10 @@ pub async fn create(
         },
     };
     let u = service::create_upload(&state, &who, spec).await?;
-    Ok((StatusCode::CREATED, axum::Json(view(&state, u).await?)))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(view(&state, u, true).await?),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -156,7 +166,7 @@ pub struct UploadList {
     pub next_cursor: Option<String>,
 }
 
-/// The caller's uploads, newest first.
+/// The caller's uploads, newest first (without their part URLs).
 #[utoipa::path(get, path = "/v1/uploads", tag = "assets", params(ListParams),
     responses((status = 200, body = UploadList), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
@@ -175,7 +185,7 @@ pub async fn list(
     let (rows, next_cursor) = super::page(rows, limit, |u| &u.id);
     let mut data = Vec::with_capacity(rows.len());
     for u in rows {
-        data.push(view(&state, u).await?);
+        data.push(view(&state, u, false).await?);
     }
     Ok(axum::Json(UploadList { data, next_cursor }))
 }
@@ -189,7 +199,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<UploadView>> {
     let u = service::owned_upload(&state, &who, &id).await?;
-    Ok(axum::Json(view(&state, u).await?))
+    Ok(axum::Json(view(&state, u, true).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -259,7 +269,7 @@ pub async fn complete(
 ) -> ApiResult<axum::Json<UploadView>> {
     let u = service::owned_upload(&state, &who, &id).await?;
     let u = service::complete_upload(&state, u).await?;
-    Ok(axum::Json(view(&state, u).await?))
+    Ok(axum::Json(view(&state, u, true).await?))
 }
 
 /// Abandon an upload (its parts are deleted) or forget a closed one; the asset of a
@@ -273,13 +283,6 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let u = service::owned_upload(&state, &who, &id).await?;
-    if u.status == UploadStatus::Validating {
-        return Err(Error::new(
-            ErrorKind::Conflict,
-            "the upload is being completed; delete it once it is complete or failed",
-        )
-        .into());
-    }
     easel_store::uploads::delete(&state.store, &u.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -142,7 +142,7 @@ pub(super) async fn list(
     let rows = easel_store::assets::list(&state.store.db, &filter).await?;
     let (rows, next) = query::paged(rows, size, |a| ids::asset(&a.id));
     Ok(axum::Json(AssetsPage {
-        assets: view::assets(&state, rows).await?,
+        assets: view::assets(&state, Some(&who.user_id), rows).await?,
         next_pagination_token: next,
     }))
 }
@@ -206,7 +206,9 @@ pub(super) async fn read(
 ) -> Result<axum::Json<AssetOne>, Failure> {
     let id = ids::asset_in(&id).ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
     let a = service::owned_asset(&state, &who, &id).await?;
-    let asset = view::assets(&state, vec![a]).await?.remove(0);
+    let asset = view::assets(&state, Some(&who.user_id), vec![a])
+        .await?
+        .remove(0);
     Ok(axum::Json(AssetOne { asset }))
 }
 
@@ -234,7 +236,7 @@ pub(super) async fn bulk(
         .collect();
     found.sort_by(|a, b| b.id.cmp(&a.id));
     Ok(axum::Json(AssetsPage {
-        assets: view::assets(&state, found).await?,
+        assets: view::assets(&state, Some(&who.user_id), found).await?,
         next_pagination_token: None,
     }))
 }
@@ -520,7 +522,9 @@ pub(super) async fn put(
     let a = easel_store::assets::edit(&state.store.db, &a.id, &e)
         .await?
         .ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
-    let asset = view::assets(&state, vec![a]).await?.remove(0);
+    let asset = view::assets(&state, Some(&who.user_id), vec![a])
+        .await?
+        .remove(0);
     Ok(axum::Json(AssetOne { asset }))
 }
 
@@ -558,7 +562,7 @@ pub(super) async fn list_public(
             .await?;
     let (rows, next) = query::paged(rows, size, |a| ids::asset(&a.id));
     Ok(axum::Json(AssetsPage {
-        assets: view::assets(&state, rows).await?,
+        assets: view::assets(&state, None, rows).await?,
         next_pagination_token: next,
     }))
 }
@@ -573,6 +577,6 @@ pub(super) async fn read_public(
 ) -> Result<axum::Json<AssetOne>, Failure> {
     let aid = ids::asset_in(&id).ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
     let a = service::public_asset(&state, &aid).await?;
-    let asset = view::assets(&state, vec![a]).await?.remove(0);
+    let asset = view::assets(&state, None, vec![a]).await?.remove(0);
     Ok(axum::Json(AssetOne { asset }))
 }

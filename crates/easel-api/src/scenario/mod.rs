@@ -291,6 +291,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(models::read).put(owned::update).delete(owned::delete),
         )
         .route("/models/{modelId}/copy", post(owned::copy))
+        .route("/models/{modelId}/scores/prompt", get(models::prompt_score))
         .route("/models/{modelId}/transfer", post(owned::transfer))
         .route(
             "/models/{modelId}/description",
@@ -408,7 +409,7 @@ pub use wire::*;
 /// the spec's own document, `../shared/specs/scenario.openapi.json`, has the rest.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, collections::list, collections::create, collections::read, collections::update, collections::delete, collections::add_assets, collections::remove_assets, collections::add_models, collections::remove_models, search::assets, search::models, models::list, models::read, models::bulk, models::recommendations, models::list_public, models::read_public, owned::create, owned::update, owned::delete, owned::copy, owned::transfer, owned::description, owned::put_description, owned::examples, owned::put_examples, owned::delete_images, owned::put_tags, presets::list, presets::create, presets::update, presets::delete, tools::pixelate, tools::upscale, tools::generative_fill, uploads::create, uploads::read, uploads::action, downloads::create, downloads::read, usage::usages, usage::prices),
+    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, collections::list, collections::create, collections::read, collections::update, collections::delete, collections::add_assets, collections::remove_assets, collections::add_models, collections::remove_models, search::assets, search::models, models::list, models::read, models::bulk, models::recommendations, models::list_public, models::read_public, models::prompt_score, owned::create, owned::update, owned::delete, owned::copy, owned::transfer, owned::description, owned::put_description, owned::examples, owned::put_examples, owned::delete_images, owned::put_tags, presets::list, presets::create, presets::update, presets::delete, tools::pixelate, tools::upscale, tools::generative_fill, uploads::create, uploads::read, uploads::action, downloads::create, downloads::read, usage::usages, usage::prices),
     components(schemas(Diffusion, Concept, InferenceResponse, DryRun, JobView, StatusEntry,
         JobMetadata, Billing, JobsPage, JobOne, AssetView, AssetProperties, AssetsPage, AssetOne,
         ModelView, ModelsPage, ModelOne, AssetUpload, AssetIds, ModelIds, JobAction, ErrorBody,
@@ -416,7 +417,7 @@ pub use wire::*;
     tags((name = "scenario", description = "Scenario-compatible API at /scenario/v1: generation \
         (txt2img, img2img, inpaint, generative-fill, pixelate, upscale, with ?dryRun → 269), jobs \
         (list, get, cancel), assets (list, upload, get, get-bulk, delete, copy, download), models \
-        (list, get, get-bulk, recommendations, public reads; users' own compositions: create, edit, delete, copy, transfer, description, examples, tags, presets), uploads in parts (create, get, complete) and from a URL, zip downloads of assets; every other operation of the spec answers 501. Auth: Basic base64(key id:secret) or Bearer <key>. Errors: \
+        (list, get, get-bulk, recommendations, public reads, the prompt check against a model's tokenizer; users' own compositions: create, edit, delete, copy, transfer, description, examples, tags, presets), uploads in parts (create, get, complete) and from a URL, zip downloads of assets; every other operation of the spec answers 501. Auth: Basic base64(key id:secret) or Bearer <key>. Errors: \
         {apiError, createdAt, error, id, infos, updatedAt}; 429 {reason, name, details}."))
 )]
 pub struct ApiDoc;

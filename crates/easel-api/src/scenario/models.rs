@@ -194,6 +194,70 @@ pub(super) async fn read(
     one(&state, Some(&who), m).await
 }
 
+#[derive(Deserialize)]
+pub(super) struct PromptQuery {
+    prompt: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ScenarioPromptScoreDetails)]
+pub(super) struct PromptScoreDetails {
+    token_count: usize,
+    token_limit: usize,
+    truncated_tokens: usize,
+    chunks: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ScenarioPromptScore)]
+pub(super) struct PromptScore {
+    model_id: String,
+    score: f64,
+    status: &'static str,
+    details: PromptScoreDetails,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    syntax_error: Option<&'static str>,
+}
+
+/// `GET /models/{modelId}/scores/prompt`: the prompt checked against the model's tokenizer
+/// (`service::prompt_check`). `score` is the share of its tokens the text encoder sees (1
+/// when none is dropped); `details` the counts. Scenario also scores against a model's
+/// training captions, which Easel's models do not have: `status` is `incomplete`. An
+/// emphasis weight outside 0–2 is Scenario's `syntaxError`.
+#[utoipa::path(get, path = "/scenario/v1/models/{modelId}/scores/prompt", tag = "scenario", params(("modelId" = String, Path), ("prompt" = Option<String>, Query)),
+    responses((status = 200, body = PromptScore), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn prompt_score(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    ListQuery(q): ListQuery<PromptQuery>,
+) -> Result<axum::Json<PromptScore>, Failure> {
+    let m = seen(&state, Some(&who), &id).await?;
+    let prompt = q.prompt.unwrap_or_default();
+    let (m, check) = service::prompt_check(&state, &who, &m.id, &prompt)
+        .await
+        .map_err(|e| match e.field.as_deref() {
+            Some("model") => e.with_field("modelId"),
+            _ => e,
+        })?;
+    Ok(axum::Json(PromptScore {
+        model_id: ids::model(&m.id),
+        score: check.kept_share(),
+        status: "incomplete",
+        details: PromptScoreDetails {
+            token_count: check.tokens,
+            token_limit: check.window * check.chunks.max(1),
+            truncated_tokens: check.truncated,
+            chunks: check.chunks,
+        },
+        syntax_error: (check.min_weight < 0.0 || check.max_weight > 2.0)
+            .then_some("Prompt weight should be between 0 and 2"),
+    }))
+}
+
 /// `POST /models/get-bulk`: the models among `modelIds` the caller sees (others and unknown
 /// ones left out).
 #[utoipa::path(post, path = "/scenario/v1/models/get-bulk", tag = "scenario", request_body = ModelIds, responses((status = 200, body = ModelsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)), security(("bearer" = [])))]

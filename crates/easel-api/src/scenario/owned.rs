@@ -395,7 +395,7 @@ async fn description_of(state: &AppState, who: &Principal, m: &Model) -> Result<
     Ok(json!({"description": {
         "value": text,
         "models": views(state, Some(who), models).await?,
-        "assets": view::assets(state, assets).await?,
+        "assets": view::assets(state, Some(&who.user_id), assets).await?,
     }}))
 }
 
@@ -487,7 +487,7 @@ async fn examples_of(state: &AppState, who: &Principal, m: &Model) -> Result<Val
         .iter()
         .map(|a| a.job_id.as_ref().and_then(|j| jobs.get(j)).cloned())
         .collect();
-    let asset_views = view::assets(state, assets).await?;
+    let asset_views = view::assets(state, Some(&who.user_id), assets).await?;
     let mut out = Vec::new();
     for (asset, job) in asset_views.into_iter().zip(made_by) {
         let model = job

@@ -260,7 +260,7 @@ pub(super) async fn assets(
     }
     let (rows, total) =
         easel_store::assets::search(&state.store.db, &f, order, p.offset as u32).await?;
-    let hits = view::assets(&state, rows)
+    let hits = view::assets(&state, Some(&who.user_id), rows)
         .await?
         .into_iter()
         .map(|asset| SearchHit {

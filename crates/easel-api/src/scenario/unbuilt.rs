@@ -7,7 +7,6 @@ use super::*;
 const GENERATE: &str = "this generation mode needs a model or tool Easel does not run yet";
 const LIBRARY: &str = "canvas assets (locks, snapshots) are not built yet";
 const MODEL_DOWNLOAD: &str = "model downloads are not offered by Easel: weights stay on the server (a model of yours is a composition of the server's models)";
-const PROMPT_SCORES: &str = "prompt scores need a scoring model Easel does not run";
 const TRAINING: &str = "model training is not offered by Easel";
 const WORKFLOWS: &str = "workflows are not offered by Easel";
 
@@ -184,12 +183,6 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "/models/{modelId}/download",
         "PostDownloadModel",
         MODEL_DOWNLOAD,
-    ),
-    (
-        "GET",
-        "/models/{modelId}/scores/prompt",
-        "GetModelsScoresPromptByModelId",
-        PROMPT_SCORES,
     ),
     (
         "GET",

@@ -279,8 +279,13 @@ pub(super) fn asset(
     }
 }
 
-/// Assets with the jobs that made them, their tags and their collections (a query each).
-pub(super) async fn assets(state: &AppState, list: Vec<Asset>) -> Result<Vec<AssetView>, Error> {
+/// Assets with the jobs that made them, their tags and, for the assets `viewer` owns, the
+/// owner's collections holding them (a query each).
+pub(super) async fn assets(
+    state: &AppState,
+    viewer: Option<&str>,
+    list: Vec<Asset>,
+) -> Result<Vec<AssetView>, Error> {
     let mut ids: Vec<&str> = list.iter().filter_map(|a| a.job_id.as_deref()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -291,20 +296,19 @@ pub(super) async fn assets(state: &AppState, list: Vec<Asset>) -> Result<Vec<Ass
         .collect();
     let asset_ids: Vec<&str> = list.iter().map(|a| a.id.as_str()).collect();
     let mut tags = easel_store::tags::of_assets(&state.store.db, &asset_ids).await?;
-    let mut collections = easel_store::collections::of_items(
-        &state.store.db,
-        easel_store::collections::Kind::Asset,
-        &asset_ids,
-    )
-    .await?;
+    let mut collections =
+        easel_store::collections::of_own_assets(&state.store.db, &asset_ids).await?;
     Ok(list
         .into_iter()
         .map(|a| {
             let j = a.job_id.as_ref().and_then(|id| jobs.get(id));
             let t = tags.remove(&a.id).unwrap_or_default();
             let c = collections.remove(&a.id).unwrap_or_default();
+            let mine = viewer == Some(a.owner_id.as_str());
             let mut v = asset(state, a, j, t);
-            v.collection_ids = c.iter().map(|id| ids::collection(id)).collect();
+            if mine {
+                v.collection_ids = c.iter().map(|id| ids::collection(id)).collect();
+            }
             v
         })
         .collect())

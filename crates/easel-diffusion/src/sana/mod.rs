@@ -94,7 +94,29 @@ pub static SANA_ROW: Family = Family {
     load_dir,
     load_file: None,
     make_tiny: tiny::make_tiny,
+    prompt_fit,
 };
+
+/// A prompt as Sana encodes it: after the default instruction, through the Gemma tokenizer
+/// in `tokenizer/`, keeping `max_sequence_length - 2` of its tokens.
+fn prompt_fit(dir: &Path, prompt: &str) -> candle_core::Result<crate::family::PromptFit> {
+    let tokenizer =
+        crate::tokenizer_json::TokenizerJson::from_file(&dir.join("tokenizer/tokenizer.json"))
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let (tokens, window) = text::prompt_count(
+        &tokenizer,
+        prompt,
+        &text::DEFAULT_COMPLEX_HUMAN_INSTRUCTION,
+        text::DEFAULT_MAX_SEQUENCE_LENGTH,
+    );
+    Ok(crate::family::PromptFit {
+        tokens,
+        window,
+        chunks: 1,
+        truncated: tokens.saturating_sub(window),
+        weighted: false,
+    })
+}
 
 impl Generator for SanaPipeline {
     fn generate(

@@ -87,6 +87,30 @@ pub struct PromptTokens {
     pub select_index: Vec<usize>,
 }
 
+/// A prompt's tokens after the instruction (preprocessed as `prompt_tokens` does), and how
+/// many of them the encoder keeps (`max_sequence_length - 2`; all of them without an
+/// instruction but the BOS).
+pub fn prompt_count<S: AsRef<str>>(
+    tokenizer: &TokenizerJson,
+    prompt: &str,
+    instruction: &[S],
+    max_sequence_length: usize,
+) -> (usize, usize) {
+    let prompt = preprocess(prompt);
+    if instruction.is_empty() {
+        let n = tokenizer.encode(&prompt, true).len();
+        return (n.saturating_sub(1), max_sequence_length.saturating_sub(1));
+    }
+    let chi = instruction
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<&str>>()
+        .join("\n");
+    let n = tokenizer.encode(&chi, true).len();
+    let all = tokenizer.encode(&(chi + &prompt), true).len();
+    (all.saturating_sub(n), max_sequence_length.saturating_sub(2))
+}
+
 /// Steps 1-3 (and the selection of step 4) for a prompt: `instruction` empty means none.
 pub fn prompt_tokens<S: AsRef<str>>(
     tokenizer: &TokenizerJson,

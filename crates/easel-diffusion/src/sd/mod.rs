@@ -178,7 +178,35 @@ const SD15: Family = Family {
     load_dir,
     load_file: Some(load_file),
     make_tiny: |dir, seed| tiny::make_tiny(Variant::Sd15, dir, seed),
+    prompt_fit,
 };
+
+/// A prompt as the SD families encode it: A1111's weighted chunks of 75 tokens through the
+/// CLIP tokenizer in `tokenizer/` (SDXL's second encoder shares its vocabulary and chunks).
+fn prompt_fit(dir: &std::path::Path, prompt: &str) -> candle_core::Result<family::PromptFit> {
+    use crate::prompt::{tokenize_weighted, CHUNK_LEN};
+    let tok = crate::tokenizer::ClipTokenizer::from_dir(&dir.join("tokenizer"))
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let w = tokenize_weighted(&tok, prompt);
+    let tokens = w
+        .chunks
+        .iter()
+        .map(|c| {
+            c.ids
+                .iter()
+                .skip(1)
+                .take_while(|&&id| id != tok.eos())
+                .count()
+        })
+        .sum();
+    Ok(family::PromptFit {
+        tokens,
+        window: CHUNK_LEN,
+        chunks: w.chunks.len(),
+        truncated: 0,
+        weighted: true,
+    })
+}
 
 pub static SD15_INPAINT_ROW: Family = Family {
     id: family::SD15_INPAINT,

@@ -81,11 +81,31 @@ async fn parts_complete_into_one_asset() {
             db: easel_store::Db::connect(&b.db_url).await.unwrap(),
             blobs: store.blobs.clone(),
         };
-        let joined: Vec<u8> = uploads::read_parts(&again, &u.id).await.unwrap().concat();
-        assert_eq!(joined, b"abcdef", "{n}");
+        let joined = uploads::read_joined(&again, &u.id, 6).await.unwrap();
+        assert_eq!(joined.as_ref(), b"abcdef", "{n}");
+        assert!(uploads::read_joined(&again, &u.id, 5).await.is_err(), "{n}");
 
-        // Complete: the asset row, the collection, the upload's state and no part left.
+        // More bytes than announced: refused.
+        let e = uploads::put_part(store, &u, 2, Bytes::from_static(b"defg"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("part"), "{n}");
+
+        // Complete: once validating, no part changes and no second completion begins.
         assert!(uploads::begin_validating(db, &u.id).await.unwrap(), "{n}");
+        assert!(!uploads::begin_validating(db, &u.id).await.unwrap(), "{n}");
+        let e = uploads::put_part(store, &u, 1, Bytes::from_static(b"abc"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict, "{n}");
+        let e = uploads::delete(store, &u.id).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict, "{n}");
+        assert_eq!(
+            part_blobs(store, &owner.id, &u.id).await,
+            2,
+            "{n}: refused parts removed"
+        );
+        // The asset row, the collection, the upload's state and no part left.
         let mut asset = crate::output_asset(&owner.id, "job_x", 0, b"abcdef");
         asset.job_id = None;
         asset.output_index = None;
