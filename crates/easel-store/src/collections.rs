@@ -159,17 +159,12 @@ pub async fn change(
         .await
         .map_err(db_err)?;
     }
-    sqlx::query("UPDATE collections SET updated_at = $2 WHERE id = $1")
-        .bind(id)
-        .bind(now)
-        .execute(tx.conn())
-        .await
-        .map_err(db_err)?;
+    touch_tx(&mut tx, id, now).await?;
     tx.commit().await
 }
 
-/// Add one item in `tx` (a no-op when it is there), at `now` (unix ms); the collection's
-/// `updated_at` moves on.
+/// Add one item in `tx` (a no-op when it is there), at `now` (unix ms); the caller moves the
+/// collection's `updated_at` on (`touch_tx`).
 pub(crate) async fn add_tx(
     tx: &mut WriteTx,
     id: &str,
@@ -188,6 +183,11 @@ pub(crate) async fn add_tx(
     .execute(tx.conn())
     .await
     .map_err(db_err)?;
+    Ok(())
+}
+
+/// The collection changed at `now` (unix ms), in `tx`.
+pub(crate) async fn touch_tx(tx: &mut WriteTx, id: &str, now: i64) -> Result<()> {
     sqlx::query("UPDATE collections SET updated_at = $2 WHERE id = $1")
         .bind(id)
         .bind(now)

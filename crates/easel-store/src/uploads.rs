@@ -156,7 +156,7 @@ pub async fn put_part(
         let now = get_tx(db, &mut tx, &upload.id).await?;
         now.check_part(number, part.bytes)?;
         let others = sqlx::query(
-            "SELECT COALESCE(SUM(bytes), 0) AS n FROM upload_parts WHERE upload_id = $1 AND number <> $2",
+            "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS n FROM upload_parts WHERE upload_id = $1 AND number <> $2",
         )
         .bind(&upload.id)
         .bind(number as i64)
@@ -337,6 +337,7 @@ pub async fn finish(
     for c in collections {
         crate::collections::add_tx(&mut tx, c, crate::collections::Kind::Asset, &asset.id, now)
             .await?;
+        crate::collections::touch_tx(&mut tx, c, now).await?;
     }
     let released = release_parts(&mut tx, id).await?;
     sqlx::query(

@@ -8,7 +8,7 @@ use easel_core::asset::{check_collection_name, Collection};
 use easel_core::Error;
 use easel_store::collections::{self, Kind};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::auth::Auth;
 use crate::error::{ApiResult, ErrorBody};
@@ -36,14 +36,6 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(c)))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    pub cursor: Option<String>,
-    /// 1..100, default 20.
-    pub limit: Option<u32>,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct CollectionList {
     pub data: Vec<Collection>,
@@ -51,12 +43,12 @@ pub struct CollectionList {
 }
 
 /// The caller's collections, newest first.
-#[utoipa::path(get, path = "/v1/collections", tag = "assets", params(ListParams),
+#[utoipa::path(get, path = "/v1/collections", tag = "assets", params(super::CursorParams),
     responses((status = 200, body = CollectionList), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(who): Auth,
-    Query(q): Query<ListParams>,
+    Query(q): Query<super::CursorParams>,
 ) -> ApiResult<axum::Json<CollectionList>> {
     let limit = super::page_limit(q.limit)?;
     let rows = collections::list(

@@ -13,6 +13,15 @@ pub mod uploads;
 use axum::routing::{get, post};
 use axum::Router;
 
+/// The query of a cursor-paged list (collections, uploads).
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CursorParams {
+    pub cursor: Option<String>,
+    /// 1..100, default 20.
+    pub limit: Option<u32>,
+}
+
 /// A list's `limit` (1..100, default 20), checked the same way by every cursor-paged list.
 pub fn page_limit(limit: Option<u32>) -> easel_core::Result<u32> {
     let limit = limit.unwrap_or(20);

@@ -152,14 +152,6 @@ pub async fn create(
     ))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    pub cursor: Option<String>,
-    /// 1..100, default 20.
-    pub limit: Option<u32>,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct UploadList {
     pub data: Vec<UploadView>,
@@ -167,12 +159,12 @@ pub struct UploadList {
 }
 
 /// The caller's uploads, newest first (without their part URLs).
-#[utoipa::path(get, path = "/v1/uploads", tag = "assets", params(ListParams),
+#[utoipa::path(get, path = "/v1/uploads", tag = "assets", params(super::CursorParams),
     responses((status = 200, body = UploadList), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(who): Auth,
-    Query(q): Query<ListParams>,
+    Query(q): Query<super::CursorParams>,
 ) -> ApiResult<axum::Json<UploadList>> {
     let limit = super::page_limit(q.limit)?;
     let rows = easel_store::uploads::list(

@@ -666,6 +666,16 @@ mod tests {
                 "/models/{modelId}/presets/{presetId}",
                 "DeleteModelPresetByModelIdAndPresetId",
             ),
+            (
+                "GET",
+                "/models/{modelId}/scores/prompt",
+                "GetModelsScoresPromptByModelId",
+            ),
+            ("POST", "/uploads", "PostUploads"),
+            ("GET", "/uploads/{uploadId}", "GetUploads"),
+            ("POST", "/uploads/{uploadId}/action", "PostUploadsAction"),
+            ("POST", "/assets/download", "PostDownloadAssets"),
+            ("GET", "/assets/download/{jobId}", "GetDownloadAssets"),
         ];
         let triple = |m: &str, p: &str, o: &str| (m.to_string(), p.to_string(), o.to_string());
         let mut have: Vec<(String, String, String)> = served
