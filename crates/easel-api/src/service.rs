@@ -1,8 +1,9 @@
 //! What every dialect does the same way: validate a task, resolve its model and input
 //! images (asset ids of the caller, or `data:` URLs stored as uploads), enqueue it; store an
 //! upload; sign asset URLs; read image references (ids, `data:` URLs, this server's asset
-//! URLs); wait for a job to end; a job's outputs as URLs or base64. Dialect modules call
-//! these and only translate shapes.
+//! URLs); wait for a job to end; a job's outputs as URLs or base64; uploads in parts (signed
+//! part URLs, completion into an asset); bulk downloads (the set, the signed archive URL, the
+//! archive's stream); the prompt check. Dialect modules call these and only translate shapes.
 
 use std::time::Duration;
 

@@ -104,12 +104,7 @@ pub(super) async fn create(
     };
     let d = service::create_download(&state, &who, req)
         .await
-        .map_err(
-            |e| match e.field.as_deref().and_then(|f| error::by_table(f, FIELDS)) {
-                Some(w) => e.with_field(w),
-                None => e,
-            },
-        )?;
+        .map_err(|e| error::renamed(e, FIELDS))?;
     Ok(axum::Json(DownloadJob {
         job_id: d.id,
         job_status: None,

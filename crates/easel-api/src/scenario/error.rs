@@ -133,6 +133,14 @@ pub(super) fn wire_field(core: &str) -> String {
     by_table(rest, FIELDS).unwrap_or_else(|| rest.to_string())
 }
 
+/// The same error, naming the field by the table of (wire, core) names where it has it.
+pub(super) fn renamed(e: Error, table: &[(&str, &str)]) -> Error {
+    match e.field.as_deref().and_then(|f| by_table(f, table)) {
+        Some(w) => e.with_field(w),
+        None => e,
+    }
+}
+
 /// A path inside the task input (`count`, `loras[0].scale`) by a table of (wire, core)
 /// names: its first segment renamed, the rest kept; `None` when the table lacks it.
 pub(super) fn by_table(rest: &str, table: &[(&str, &str)]) -> Option<String> {

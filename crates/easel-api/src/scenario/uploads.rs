@@ -24,10 +24,7 @@ const FIELDS: &[(&str, &str)] = &[
 ];
 
 fn wire(e: Error) -> Error {
-    match e.field.as_deref().and_then(|f| error::by_table(f, FIELDS)) {
-        Some(w) => e.with_field(w),
-        None => e,
-    }
+    error::renamed(e, FIELDS)
 }
 
 #[derive(Deserialize, ToSchema)]
