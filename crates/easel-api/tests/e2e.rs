@@ -3153,6 +3153,40 @@ async fn downloads_stream_a_zip_of_assets() {
         .json(Method::GET, &format!("/v1/downloads/{id}"), &key, None)
         .await;
     assert_eq!((s, d["asset_count"].as_u64()), (200, Some(3)), "{d}");
+
+    // Revoking the owner's key ends the archive URLs and part URLs issued before.
+    let (s, up) = t
+        .json(
+            Method::POST,
+            "/v1/uploads",
+            &key,
+            Some(json!({"file_name": "r.png", "file_size": 3, "content_type": "image/png", "parts": 1})),
+        )
+        .await;
+    assert_eq!(s, 201, "{up}");
+    let part_url = up["part_urls"][0]["url"].as_str().unwrap().to_string();
+    let archive_url = format!("{}{}", t.base, &url[url.find("/v1/").unwrap()..]);
+    let (_, me) = t.json(Method::GET, "/v1/me", &key, None).await;
+    let key_id = me["key_id"].as_str().unwrap();
+    let (s, _) = t
+        .json(
+            Method::DELETE,
+            &format!("/v1/keys/{key_id}"),
+            ADMIN_KEY,
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _, _) = fetch(archive_url).await;
+    assert_eq!(s, 401, "the archive URL is revoked with the key");
+    let s = http
+        .put(part_url)
+        .body(vec![1, 2, 3])
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s.as_u16(), 401, "the part URL is revoked with the key");
     t.shutdown().await;
 }
 
