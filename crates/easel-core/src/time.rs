@@ -9,6 +9,11 @@ pub fn now() -> Timestamp {
     from_millis(Utc::now().timestamp_millis())
 }
 
+/// A time as the APIs write it: RFC 3339, UTC, milliseconds (`2026-12-07T10:20:30.000Z`).
+pub fn rfc3339(t: Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 pub fn from_millis(ms: i64) -> Timestamp {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }

@@ -114,9 +114,7 @@ pub(super) async fn generation(state: &AppState, job: &Job, id: String) -> Resul
     };
     Ok(Generation {
         id,
-        created_at: job
-            .created_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        created_at: easel_core::time::rfc3339(job.created_at),
         status: STATUS.name(job.status),
         prompt: str_of(&req, "prompt")
             .or_else(|| str_of(input, "prompt"))

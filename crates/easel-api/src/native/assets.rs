@@ -78,12 +78,8 @@ fn view(state: &AppState, a: Asset, tags: Vec<String>) -> AssetView {
         name: a.name,
         description: a.description,
         privacy: a.privacy,
-        updated_at: a
-            .updated_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        created_at: a
-            .created_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        updated_at: easel_core::time::rfc3339(a.updated_at),
+        created_at: easel_core::time::rfc3339(a.created_at),
     }
 }
 
@@ -291,19 +287,9 @@ pub async fn list(
     }))
 }
 
-#[derive(Deserialize, IntoParams)]
-pub struct ContentParams {
-    /// Expiry of a signed URL (unix seconds).
-    pub expires: Option<i64>,
-    /// Time of issue of a signed URL (unix ms).
-    pub iat: Option<i64>,
-    /// Signature of a signed URL.
-    pub sig: Option<String>,
-}
-
 /// The asset's bytes, with `Content-Type`, `ETag` (its SHA-256) and `Range` support.
 /// Authorized by a key or by a signed URL's `expires` + `sig`.
-#[utoipa::path(get, path = "/v1/assets/{id}/content", tag = "assets", params(("id" = String, Path), ContentParams,
+#[utoipa::path(get, path = "/v1/assets/{id}/content", tag = "assets", params(("id" = String, Path), super::SignedParams,
         ("Range" = Option<String>, Header, description = "bytes=start-end")),
     responses((status = 200, description = "The content"), (status = 206, description = "Part of the content"),
         (status = 304, description = "Not modified"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 416, description = "Bad range")),
@@ -311,7 +297,7 @@ pub struct ContentParams {
 pub async fn content(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<ContentParams>,
+    Query(q): Query<super::SignedParams>,
     req: Request,
 ) -> ApiResult<Response> {
     let (mut parts, _) = req.into_parts();

@@ -9,13 +9,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use easel_core::download::{ArchiveOptions, Download};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::auth::{self, Auth};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Json, Query};
 use crate::service::{self, DownloadRequest};
 use crate::AppState;
+use easel_core::time::rfc3339;
 
 /// What to put in the archive: 1 to 1,000 assets in all, each once.
 #[derive(Deserialize, ToSchema)]
@@ -79,17 +80,13 @@ fn content_disposition(name: &str) -> String {
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{utf8}")
 }
 
-fn rfc3339(t: &easel_core::time::Timestamp) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 fn view(state: &AppState, d: Download) -> DownloadView {
     DownloadView {
         url: service::download_url(state, &d),
         status: "ready",
         asset_count: d.asset_ids.len(),
-        created_at: rfc3339(&d.created_at),
-        expires_at: rfc3339(&d.expires_at),
+        created_at: rfc3339(d.created_at),
+        expires_at: rfc3339(d.expires_at),
         file_name: easel_core::download::archive_file_name(&d),
         name_template: d.options.name_template,
         flat: d.options.flat,
@@ -131,23 +128,16 @@ pub async fn get(
     Ok(axum::Json(view(&state, d)))
 }
 
-#[derive(Deserialize, IntoParams)]
-pub struct ArchiveParams {
-    pub expires: Option<i64>,
-    pub iat: Option<i64>,
-    pub sig: Option<String>,
-}
-
 /// The archive (`application/zip`), streamed. Signed URLs need no key; without a signature
 /// the owner's key is asked for. Assets deleted since the download was made are left out.
-#[utoipa::path(get, path = "/v1/downloads/{id}/archive", tag = "assets", params(("id" = String, Path), ArchiveParams),
+#[utoipa::path(get, path = "/v1/downloads/{id}/archive", tag = "assets", params(("id" = String, Path), super::SignedParams),
     responses((status = 200, description = "The ZIP archive", content_type = "application/zip"),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ()))]
 pub async fn archive(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<ArchiveParams>,
+    Query(q): Query<super::SignedParams>,
     req: Request,
 ) -> ApiResult<Response> {
     let d = match (q.expires, q.sig.as_deref()) {

@@ -102,9 +102,7 @@ pub struct JobView {
     pub urls: JobUrls,
 }
 
-fn rfc3339(t: easel_core::time::Timestamp) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+use easel_core::time::rfc3339;
 
 pub fn view(state: &AppState, j: Job, history: Option<Vec<StatusChange>>) -> JobView {
     let base = format!("{}/v1/jobs/{}", state.public_url, j.id);

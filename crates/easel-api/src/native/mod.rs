@@ -13,6 +13,18 @@ pub mod uploads;
 use axum::routing::{get, post};
 use axum::Router;
 
+/// The query of a signed URL (asset content, an upload's part, a download's archive): what
+/// `service::check_signature` checks. Without it the route asks for a key.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub struct SignedParams {
+    /// Expiry of a signed URL (unix seconds).
+    pub expires: Option<i64>,
+    /// Time of issue of a signed URL (unix ms).
+    pub iat: Option<i64>,
+    /// Signature of a signed URL.
+    pub sig: Option<String>,
+}
+
 /// The query of a cursor-paged list (collections, uploads).
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

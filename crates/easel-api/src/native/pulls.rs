@@ -121,7 +121,7 @@ pub struct Pulls(Mutex<Vec<Arc<Mutex<PullView>>>>);
 const KEPT: usize = 50;
 
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    easel_core::time::rfc3339(easel_core::time::now())
 }
 
 fn read(p: &Mutex<PullView>) -> PullView {

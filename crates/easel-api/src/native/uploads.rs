@@ -9,13 +9,14 @@ use axum::http::StatusCode;
 use easel_core::upload::{Upload, UploadKind, UploadOptions, UploadPart, UploadSpec, UploadStatus};
 use easel_core::Error;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::auth::{self, Auth};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{bytes_rejection, Json, Query};
 use crate::service;
 use crate::AppState;
+use easel_core::time::rfc3339;
 
 /// An upload to announce.
 #[derive(Deserialize, ToSchema)]
@@ -80,10 +81,6 @@ pub struct UploadView {
     pub expires_at: String,
 }
 
-fn rfc3339(t: &easel_core::time::Timestamp) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// An upload's view; `urls`: with its part URLs (not in lists: an upload may have 10,000).
 pub(crate) async fn view(state: &AppState, u: Upload, urls: bool) -> ApiResult<UploadView> {
     let received = if u.status.is_open() {
@@ -101,7 +98,7 @@ pub(crate) async fn view(state: &AppState, u: Upload, urls: bool) -> ApiResult<U
         .map(|p| PartLink {
             number: p.number,
             url: p.url,
-            expires: rfc3339(&p.expires),
+            expires: rfc3339(p.expires),
         })
         .collect();
     Ok(UploadView {
@@ -111,9 +108,9 @@ pub(crate) async fn view(state: &AppState, u: Upload, urls: bool) -> ApiResult<U
         parts_count: u.parts_count,
         part_urls,
         received,
-        created_at: rfc3339(&u.created_at),
-        updated_at: rfc3339(&u.updated_at),
-        expires_at: rfc3339(&u.expires_at),
+        created_at: rfc3339(u.created_at),
+        updated_at: rfc3339(u.updated_at),
+        expires_at: rfc3339(u.expires_at),
         id: u.id,
         file_name: u.file_name,
         content_type: u.content_type,
@@ -194,17 +191,10 @@ pub async fn get(
     Ok(axum::Json(view(&state, u, true).await?))
 }
 
-#[derive(Deserialize, IntoParams)]
-pub struct PartParams {
-    pub expires: Option<i64>,
-    pub iat: Option<i64>,
-    pub sig: Option<String>,
-}
-
 /// Send one part's bytes (any content type). Signed URLs need no key; without a signature
 /// the owner's key is asked for.
 #[utoipa::path(put, path = "/v1/uploads/{id}/parts/{number}", tag = "assets",
-    params(("id" = String, Path), ("number" = u32, Path), PartParams),
+    params(("id" = String, Path), ("number" = u32, Path), super::SignedParams),
     request_body(content_type = "application/octet-stream", description = "The part's bytes"),
     responses((status = 200, body = UploadPart), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -212,7 +202,7 @@ pub struct PartParams {
 pub async fn put_part(
     State(state): State<AppState>,
     Path((id, number)): Path<(String, String)>,
-    Query(q): Query<PartParams>,
+    Query(q): Query<super::SignedParams>,
     req: Request,
 ) -> ApiResult<axum::Json<UploadPart>> {
     let number: u32 = number

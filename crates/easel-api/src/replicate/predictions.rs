@@ -2,9 +2,7 @@
 
 use super::*;
 
-pub(super) fn rfc3339(t: easel_core::time::Timestamp) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub(super) use easel_core::time::rfc3339;
 
 /// The id a prediction is known by: the one a `PUT` chose, else the job's ULID.
 pub fn prediction_id(job: &Job) -> String {

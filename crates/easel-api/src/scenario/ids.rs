@@ -57,7 +57,7 @@ pub(super) fn job_in(wire: &str) -> Option<String> {
 
 /// Times as the spec writes them: ISO 8601 with milliseconds, UTC (`2023-02-03T11:19:41.579Z`).
 pub(super) fn time(t: &easel_core::time::Timestamp) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    easel_core::time::rfc3339(*t)
 }
 
 #[cfg(test)]
