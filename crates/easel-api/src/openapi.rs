@@ -4,7 +4,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::native::{assets, collections, downloads, jobs, keys, models, options, pulls, uploads};
+use crate::native::{
+    assets, canvases, collections, downloads, jobs, keys, models, options, pulls, uploads,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +16,7 @@ use crate::native::{assets, collections, downloads, jobs, keys, models, options,
     paths(
         jobs::create, jobs::get, jobs::list, jobs::cancel, jobs::events, jobs::webhooks,
         assets::upload, assets::get, assets::list, assets::content, assets::delete, assets::put_tags, assets::tags, assets::edit, assets::list_public, assets::get_public, collections::create, collections::list, collections::get, collections::rename, collections::delete, collections::items,
+        canvases::create, canvases::get, canvases::save, canvases::lock, canvases::unlock, canvases::snapshots,
         downloads::create, downloads::get, downloads::archive,
         uploads::create, uploads::list, uploads::get, uploads::put_part, uploads::complete, uploads::delete,
         models::list, models::get, models::create, models::update, models::delete, models::copy, models::transfer, models::prompt_check, models::presets, models::create_preset, models::update_preset, models::delete_preset, models::list_public, models::get_public, models::scan, models::make_tiny, pulls::create, pulls::list, pulls::get, options::get,
@@ -29,7 +32,7 @@ use crate::native::{assets, collections, downloads, jobs, keys, models, options,
     modifiers(&Security),
     tags(
         (name = "jobs", description = "Submit work and follow it"),
-        (name = "assets", description = "Uploaded and generated images"),
+        (name = "assets", description = "Uploaded and generated images, canvases, uploads in parts, archives"),
         (name = "models", description = "The models registry"),
         (name = "keys", description = "Users, API keys, the caller, usage"),
     )

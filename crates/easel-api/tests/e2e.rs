@@ -3262,3 +3262,297 @@ fn percent(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canvases_save_under_their_lock_and_keep_snapshots() {
+    use std::io::Read;
+    let t = TestServer::start(|_| {}).await;
+    let (key, uid) = t.user("cva").await;
+    let (other, _) = t.user("cvb").await;
+    let b64 = |bytes: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let (s, c) = t
+        .json(
+            Method::POST,
+            "/v1/canvases",
+            &key,
+            Some(
+                json!({"document": {"layers": [1]}, "name": "board", "thumbnail": b64(png(4, 4))}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["asset"]["id"].as_str().unwrap().to_string();
+    let thumb = c["thumbnail_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (
+            c["asset"]["kind"].as_str(),
+            c["asset"]["mime_type"].as_str(),
+            c["version"].as_u64(),
+            &c["document"]
+        ),
+        (
+            Some("canvas"),
+            Some("application/json"),
+            Some(1),
+            &json!({"layers": [1]})
+        )
+    );
+    // The thumbnail is an image derived from the canvas.
+    let (_, th) = t
+        .json(Method::GET, &format!("/v1/assets/{thumb}"), &key, None)
+        .await;
+    assert_eq!(th["parent_id"].as_str(), Some(id.as_str()), "{th}");
+
+    // The content is the current document, revalidated on each read.
+    let content = || async {
+        let r = t
+            .req(Method::GET, &format!("/v1/assets/{id}/content"), Some(&key))
+            .send()
+            .await
+            .unwrap();
+        let h = |n: &str| r.headers().get(n).unwrap().to_str().unwrap().to_string();
+        let (ctype, cache, etag) = (h("content-type"), h("cache-control"), h("etag"));
+        (ctype, cache, etag, r.text().await.unwrap())
+    };
+    let (ctype, cache, etag1, body) = content().await;
+    assert_eq!(
+        (ctype.as_str(), cache.as_str(), body.as_str()),
+        ("application/json", "private, no-cache", r#"{"layers":[1]}"#)
+    );
+
+    // Others: 404 on every canvas route and on the content.
+    for (m, path, body) in [
+        (Method::GET, format!("/v1/canvases/{id}"), None),
+        (
+            Method::PUT,
+            format!("/v1/canvases/{id}"),
+            Some(json!({"document": []})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/canvases/{id}/lock"),
+            Some(json!({"expires_at": "2099-01-01T00:00:00Z"})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/canvases/{id}/unlock"),
+            Some(json!({"force": true})),
+        ),
+        (Method::GET, format!("/v1/canvases/{id}/snapshots"), None),
+        (Method::GET, format!("/v1/assets/{id}/content"), None),
+        (Method::DELETE, format!("/v1/assets/{id}"), None),
+    ] {
+        let (s, e) = t.json(m.clone(), &path, &other, body).await;
+        assert_eq!(s, 404, "{m} {path}: {e}");
+    }
+    // An image is not a canvas.
+    let img = t.upload(&key, png(4, 4)).await;
+    let (s, _) = t
+        .json(Method::GET, &format!("/v1/canvases/{img}"), &key, None)
+        .await;
+    assert_eq!(s, 404);
+
+    // The admin locks it: the owner's save, lock and delete are refused naming the admin.
+    let soon = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
+    let (s, l) = t
+        .json(
+            Method::POST,
+            &format!("/v1/canvases/{id}/lock"),
+            ADMIN_KEY,
+            Some(json!({"expires_at": soon})),
+        )
+        .await;
+    assert_eq!(s, 200, "{l}");
+    let token = l["lock"]["id"].as_str().unwrap().to_string();
+    let (_, seen) = t
+        .json(Method::GET, &format!("/v1/canvases/{id}"), &key, None)
+        .await;
+    assert_eq!(seen["lock"]["id"], Value::Null, "the token is the holder's");
+    assert_eq!(seen["lock"]["holder_name"], "admin", "{seen}");
+    for (m, path, body) in [
+        (
+            Method::PUT,
+            format!("/v1/canvases/{id}"),
+            json!({"document": {"layers": [2]}}),
+        ),
+        (
+            Method::POST,
+            format!("/v1/canvases/{id}/lock"),
+            json!({"expires_at": soon}),
+        ),
+        (Method::POST, format!("/v1/canvases/{id}/unlock"), json!({})),
+    ] {
+        let (s, e) = t.json(m.clone(), &path, &key, Some(body)).await;
+        assert_eq!(s, 409, "{m} {path}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains("admin"),
+            "{e}"
+        );
+    }
+    let (s, _) = t
+        .json(Method::DELETE, &format!("/v1/assets/{id}"), &key, None)
+        .await;
+    assert_eq!(s, 409);
+    // With the token the save passes; the snapshot records who saved it.
+    let (s, c) = t
+        .json(
+            Method::PUT,
+            &format!("/v1/canvases/{id}"),
+            ADMIN_KEY,
+            Some(json!({"document": {"layers": [2]}, "lock_id": token})),
+        )
+        .await;
+    assert_eq!((s, c["version"].as_u64()), (200, Some(2)), "{c}");
+    let (_, _, etag2, body) = content().await;
+    assert_ne!(etag1, etag2);
+    assert_eq!(body, r#"{"layers":[2]}"#);
+    // The owner ends the lock with force, then saves without a snapshot, and with a new
+    // thumbnail (the old one goes).
+    let (s, _) = t
+        .json(
+            Method::POST,
+            &format!("/v1/canvases/{id}/unlock"),
+            &key,
+            Some(json!({"force": true})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, c) = t
+        .json(
+            Method::PUT,
+            &format!("/v1/canvases/{id}"),
+            &key,
+            Some(json!({"document": {"layers": [3]}, "snapshot": false, "thumbnail": b64(png(2, 2))})),
+        )
+        .await;
+    assert_eq!(s, 200, "{c}");
+    assert_ne!(c["thumbnail_id"].as_str(), Some(thumb.as_str()));
+    let (s, _) = t
+        .json(Method::GET, &format!("/v1/assets/{thumb}"), &key, None)
+        .await;
+    assert_eq!(s, 404, "the replaced thumbnail is deleted");
+    let (_, snaps) = t
+        .json(
+            Method::GET,
+            &format!("/v1/canvases/{id}/snapshots?limit=1"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(
+        snaps["data"][0]["document"],
+        json!({"layers": [2]}),
+        "{snaps}"
+    );
+    assert_ne!(snaps["data"][0]["author_id"].as_str(), Some(uid.as_str()));
+    let cursor = snaps["next_cursor"].as_str().unwrap();
+    let (_, older) = t
+        .json(
+            Method::GET,
+            &format!("/v1/canvases/{id}/snapshots?cursor={cursor}"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(older["data"][0]["author_id"].as_str(), Some(uid.as_str()));
+    assert_eq!(older["next_cursor"], Value::Null);
+
+    // What a canvas refuses, by field.
+    for (path, m, body, status, field) in [
+        (
+            "/v1/canvases".to_string(),
+            Method::POST,
+            json!({"document": 3}),
+            422,
+            "document",
+        ),
+        (
+            "/v1/canvases".to_string(),
+            Method::POST,
+            json!({"document": {}, "parent_id": "ast_nope"}),
+            422,
+            "parent_id",
+        ),
+        (
+            format!("/v1/canvases/{id}/lock"),
+            Method::POST,
+            json!({"expires_at": "2000-01-01T00:00:00Z"}),
+            422,
+            "expires_at",
+        ),
+        (
+            format!("/v1/canvases/{id}"),
+            Method::PUT,
+            json!({"lock_expires_at": soon}),
+            422,
+            "lock_expires_at",
+        ),
+        (
+            format!("/v1/canvases/{id}"),
+            Method::PUT,
+            json!({"thumbnail": "!!"}),
+            422,
+            "thumbnail",
+        ),
+    ] {
+        let (s, e) = t.json(m, &path, &key, Some(body.clone())).await;
+        assert_eq!(
+            (s, e["error"]["field"].as_str()),
+            (status, Some(field)),
+            "{body} → {e}"
+        );
+    }
+    let big = json!({"document": ["x".repeat(2 * 1024 * 1024)]});
+    let (s, _) = t.json(Method::POST, "/v1/canvases", &key, Some(big)).await;
+    assert_eq!(s, 413);
+
+    // A canvas in an archive is its document, as JSON.
+    let (_, d) = t
+        .json(
+            Method::POST,
+            "/v1/downloads",
+            &key,
+            Some(json!({"asset_ids": [id]})),
+        )
+        .await;
+    let bytes = reqwest::get(d["url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut f = z.by_index(0).unwrap();
+    let mut text = String::new();
+    f.read_to_string(&mut text).unwrap();
+    assert_eq!(
+        (f.name().to_string(), text.as_str()),
+        ("uploads/board.json".to_string(), r#"{"layers":[3]}"#)
+    );
+    drop(f);
+
+    // Deleted, it takes its thumbnail with it; a canvas is not an image input.
+    let (s, e) = t
+        .json(
+            Method::POST,
+            "/v1/jobs",
+            &key,
+            Some(json!({"task": "upscale", "input": {"image": id, "factor": 2}})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("input.image")),
+        "{e}"
+    );
+    let thumb = c["thumbnail_id"].as_str().unwrap();
+    let (s, _) = t
+        .json(Method::DELETE, &format!("/v1/assets/{id}"), &key, None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = t
+        .json(Method::GET, &format!("/v1/assets/{thumb}"), &key, None)
+        .await;
+    assert_eq!(s, 404);
+    t.shutdown().await;
+}

@@ -1159,7 +1159,7 @@ async fn errors_come_in_scenarios_shape() {
     .await;
     assert_eq!(s, 501);
     insta::assert_json_snapshot!("scenario_error_unbuilt", scrub(v));
-    let (s, v) = call(&t, &alice, Method::GET, "/assets/asset_x/snapshots", None).await;
+    let (s, v) = call(&t, &alice, Method::GET, "/workflows/tags", None).await;
     assert_eq!((s, v["apiError"].as_str()), (501, Some("notImplemented")));
     let resp = t
         .http
@@ -1222,6 +1222,15 @@ async fn official_python_client() {
         )
         .await;
     assert_eq!(s, 201, "{v}");
+    let (s, root) = t
+        .json(
+            Method::POST,
+            "/v1/keys",
+            ADMIN_KEY,
+            Some(json!({"name": "python-admin", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{root}");
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/scenario_client.py");
     let mut child = tokio::process::Command::new(python)
@@ -1229,6 +1238,11 @@ async fn official_python_client() {
         .env("EASEL_BASE_URL", format!("{}{BASE}", t.base))
         .env("EASEL_API_KEY", v["api_key"].as_str().unwrap())
         .env("EASEL_API_SECRET", v["api_secret"].as_str().unwrap())
+        .env("EASEL_ADMIN_API_KEY", root["api_key"].as_str().unwrap())
+        .env(
+            "EASEL_ADMIN_API_SECRET",
+            root["api_secret"].as_str().unwrap(),
+        )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -3551,4 +3565,285 @@ async fn prompt_scores_read_the_tokenizer() {
     .await;
     assert_eq!(s, 404);
     t.shutdown().await;
+}
+
+/// An admin's key as Scenario's pair.
+async fn admin_pair(t: &TestServer, name: &str) -> Pair {
+    let (s, v) = t
+        .json(
+            Method::POST,
+            "/v1/keys",
+            ADMIN_KEY,
+            Some(json!({"name": name, "role": "admin"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        v["api_key"].as_str().unwrap(),
+        v["api_secret"].as_str().unwrap()
+    ));
+    Pair {
+        basic: format!("Basic {b64}"),
+        user_id: v["user_id"].as_str().unwrap().to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canvases_lock_save_and_keep_snapshots() {
+    let t = server(|c| c.workers = 0).await;
+    let (ann, bob) = (pair(&t, "ann").await, pair(&t, "bob").await);
+    let admin = admin_pair(&t, "root").await;
+    let (_, col) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/collections",
+        Some(json!({"name": "boards"})),
+    )
+    .await;
+    let col = col["collection"]["id"].as_str().unwrap().to_string();
+    let thumb = base64::engine::general_purpose::STANDARD.encode(png(4, 4));
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/assets",
+        Some(
+            json!({"name": "board", "canvas": "{\"layers\":[]}", "thumbnail": thumb,
+            "collectionIds": [col]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let redact = |v: &Value| {
+        let mut v = v.clone();
+        for p in ["id", "url", "createdAt", "updatedAt", "ownerId", "authorId"] {
+            v[p] = json!(format!("[{p}]"));
+        }
+        v["thumbnail"] = json!({"assetId": "[asset id]", "url": "[signed url]"});
+        v["collectionIds"] = json!(["[collection id]"]);
+        if v["metadata"].get("lockExpiresAt").is_some() {
+            v["metadata"]["lockExpiresAt"] = json!("[time]");
+        }
+        v
+    };
+    insta::assert_json_snapshot!("scenario_canvas", redact(&v["asset"]));
+    let id = v["asset"]["id"].as_str().unwrap().to_string();
+    let doc = t
+        .http
+        .get(v["asset"]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(doc, "{\"layers\":[]}");
+
+    // The admin holds the lock: the owner's lock, save and delete are 409 naming them.
+    let soon = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
+    let (s, l) = call(
+        &t,
+        &admin,
+        Method::PUT,
+        &format!("/assets/{id}/lock"),
+        Some(json!({"lockExpiresAt": soon})),
+    )
+    .await;
+    assert_eq!(s, 200, "{l}");
+    assert!(l["lockId"].as_str().unwrap().starts_with("lck_"), "{l}");
+    assert!(l["asset"]["metadata"]["lockExpiresAt"].is_string(), "{l}");
+    let lock_id = l["lockId"].as_str().unwrap().to_string();
+    let (s, e) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/assets/{id}/lock"),
+        Some(json!({"lockExpiresAt": soon})),
+    )
+    .await;
+    assert_eq!(s, 409, "{e}");
+    let mut scrubbed = e.clone();
+    for k in ["createdAt", "updatedAt", "id"] {
+        scrubbed[k] = json!(format!("[{k}]"));
+    }
+    scrubbed["error"] = json!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .replace(&admin.user_id, "[user]")
+            .split(" until ")
+            .next()
+            .unwrap()
+            .to_string()
+            + " until [time]"
+    );
+    insta::assert_json_snapshot!("scenario_error_locked", scrubbed);
+    let (s, e) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/assets/{id}"),
+        Some(json!({"canvas": "{\"layers\":[1]}"})),
+    )
+    .await;
+    assert_eq!(s, 409, "{e}");
+    let (s, _) = call(
+        &t,
+        &ann,
+        Method::DELETE,
+        "/assets",
+        Some(json!({"assetIds": [id]})),
+    )
+    .await;
+    assert_eq!(s, 409);
+    // With the lock's id the admin saves; a snapshot is taken unless disabled.
+    let (s, v) = call(
+        &t,
+        &admin,
+        Method::PUT,
+        &format!("/assets/{id}"),
+        Some(json!({"canvas": "{\"layers\":[1]}", "lockId": lock_id, "name": "board 2"})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["asset"]["metadata"]["name"].as_str()),
+        (200, Some("board 2")),
+        "{v}"
+    );
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/assets/{id}/unlock"),
+        Some(json!({"forceUnlock": true})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["asset"]["metadata"].get("lockExpiresAt").is_none(), "{v}");
+    let (s, _) = call(
+        &t,
+        &ann,
+        Method::PUT,
+        &format!("/assets/{id}"),
+        Some(json!({"canvas": "{\"layers\":[2]}", "disableSnapshot": true})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::GET,
+        &format!("/assets/{id}/snapshots"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let snaps = v["snapshots"].as_array().unwrap();
+    assert_eq!(snaps.len(), 2, "{v}");
+    assert_eq!(
+        (snaps[0]["rawData"].as_str(), snaps[0]["authorId"].as_str()),
+        (Some("{\"layers\":[1]}"), Some(admin.user_id.as_str()))
+    );
+    let mut v = v.clone();
+    for s in v["snapshots"].as_array_mut().unwrap() {
+        s["takenAt"] = json!("[ms]");
+        s["authorId"] = json!("[user]");
+    }
+    insta::assert_json_snapshot!("scenario_canvas_snapshots", v);
+
+    // Lists: `types=canvas` finds it, `uploaded` does not.
+    let img = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "p.png", "image": data_url(&png(4, 4))})),
+    )
+    .await
+    .1["asset"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ids_of = |v: &Value| -> Vec<String> {
+        v["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, v) = call(&t, &ann, Method::GET, "/assets?types=canvas", None).await;
+    assert_eq!(ids_of(&v), std::slice::from_ref(&id));
+    let (_, v) = call(&t, &ann, Method::GET, "/assets?types=uploaded", None).await;
+    assert!(
+        !ids_of(&v).contains(&id) && ids_of(&v).contains(&img),
+        "{v}"
+    );
+    // Canvas fields on an image, a format for a canvas, bad input: 400 naming the field.
+    for (m, path, body, field) in [
+        (
+            Method::PUT,
+            format!("/assets/{img}"),
+            json!({"canvas": "{}"}),
+            "canvas",
+        ),
+        (
+            Method::POST,
+            format!("/assets/{id}/download"),
+            json!({"targetFormat": "png"}),
+            "targetFormat",
+        ),
+        (
+            Method::PUT,
+            format!("/assets/{id}"),
+            json!({"canvas": "nope"}),
+            "canvas",
+        ),
+        (
+            Method::PUT,
+            format!("/assets/{id}/lock"),
+            json!({"lockExpiresAt": "2000-01-01T00:00:00Z"}),
+            "lockExpiresAt",
+        ),
+        (
+            Method::POST,
+            "/assets".into(),
+            json!({"name": "x"}),
+            "image",
+        ),
+    ] {
+        let (s, e) = call(&t, &ann, m, &path, Some(body.clone())).await;
+        assert_eq!(
+            (s, e["infos"]["field"].as_str()),
+            (400, Some(field)),
+            "{body} → {e}"
+        );
+    }
+    // A copy is a canvas with the current document.
+    let (s, v) = call(&t, &ann, Method::POST, &format!("/assets/{id}/copy"), None).await;
+    assert_eq!((s, v["asset"]["kind"].as_str()), (200, Some("json")), "{v}");
+    // Another user: 404 on each canvas operation.
+    for (m, path, body) in [
+        (
+            Method::PUT,
+            format!("/assets/{id}/lock"),
+            Some(json!({"lockExpiresAt": soon})),
+        ),
+        (
+            Method::PUT,
+            format!("/assets/{id}/unlock"),
+            Some(json!({"forceUnlock": true})),
+        ),
+        (Method::GET, format!("/assets/{id}/snapshots"), None),
+        (
+            Method::PUT,
+            format!("/assets/{id}"),
+            Some(json!({"canvas": "{}"})),
+        ),
+    ] {
+        let (s, e) = call(&t, &bob, m.clone(), &path, body).await;
+        assert_eq!(s, 404, "{m} {path}: {e}");
+    }
 }

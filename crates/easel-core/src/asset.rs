@@ -12,6 +12,9 @@ pub enum AssetKind {
     Upload,
     /// Produced by a job.
     Output,
+    /// A canvas document (`crate::canvas`), saved again and again; its content is the
+    /// current document, kept in the database.
+    Canvas,
 }
 
 impl AssetKind {
@@ -19,12 +22,14 @@ impl AssetKind {
         match self {
             AssetKind::Upload => "upload",
             AssetKind::Output => "output",
+            AssetKind::Canvas => "canvas",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "upload" => Some(AssetKind::Upload),
             "output" => Some(AssetKind::Output),
+            "canvas" => Some(AssetKind::Canvas),
             _ => None,
         }
     }

@@ -163,6 +163,7 @@ fn extension(mime: &str) -> &'static str {
         "image/webp" => "webp",
         "image/gif" => "gif",
         "image/bmp" => "bmp",
+        "application/json" => "json",
         _ => "bin",
     }
 }

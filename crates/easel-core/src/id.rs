@@ -13,6 +13,10 @@ pub const UPLOAD: &str = "upl";
 pub const DOWNLOAD: &str = "dwn";
 /// A blob an upload's part is written to (the intent that guards it).
 pub const UPLOAD_PART: &str = "upp";
+/// A canvas lock's token.
+pub const CANVAS_LOCK: &str = "lck";
+/// A canvas snapshot.
+pub const SNAPSHOT: &str = "snp";
 
 static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
 

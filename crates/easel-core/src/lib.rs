@@ -6,6 +6,7 @@
 
 pub mod asset;
 pub mod auth;
+pub mod canvas;
 pub mod download;
 pub mod error;
 pub mod generate;

@@ -107,8 +107,8 @@ pub struct AssetFilter {
     pub updated_before: Option<i64>,
     /// Outputs of jobs run by this model (registry name).
     pub model: Option<String>,
-    /// Outputs of jobs of these tasks; `uploaded` in the list also takes uploads (assets of
-    /// no job). Empty: any.
+    /// Outputs of jobs of these tasks; `uploaded` in the list also takes uploaded images,
+    /// `canvas` canvases. Empty: any.
     pub tasks: Vec<String>,
     /// Carrying any of these tags. Empty: any.
     pub tags: Vec<String>,
@@ -230,7 +230,9 @@ fn conditions(db: &Db, f: &AssetFilter) -> (String, Vec<String>) {
         let mut tasks = Vec::new();
         for t in &f.tasks {
             if t == "uploaded" {
-                alts.push("job_id IS NULL".to_string());
+                alts.push("(job_id IS NULL AND kind = 'upload')".to_string());
+            } else if t == "canvas" {
+                alts.push("kind = 'canvas'".to_string());
             } else {
                 binds.push(t.clone());
                 tasks.push(format!("${}", binds.len()));
@@ -326,6 +328,11 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool> {
         .fetch_optional(tx.conn())
         .await
         .map_err(db_err)?;
+    // A canvas locked by a live lock stays (the holder, or a forced unlock, ends it first).
+    if let Some(lock) = crate::canvases::live_lock_tx(&mut tx, id, time::now()).await? {
+        return Err(easel_core::canvas::locked(&lock, "lock_id"));
+    }
+    crate::canvases::forget_tx(&mut tx, id).await?;
     let job_id = match &row {
         Some(r) => {
             let owner = crate::db::get_str(r, "owner_id")?;
@@ -381,6 +388,20 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool> {
 /// the row as it is now, `None` when there is no such asset. Made private again after being
 /// readable without a key, it records since when (`private_since`).
 pub async fn edit(db: &Db, id: &str, e: &AssetEdit) -> Result<Option<Asset>> {
+    let mut tx = db.begin().await?;
+    let a = edit_tx(&mut tx, id, e, None).await?;
+    tx.commit().await?;
+    Ok(a)
+}
+
+/// `edit` in a transaction; `content` (bytes, hex SHA-256) also records a new content (a
+/// canvas saved).
+pub(crate) async fn edit_tx(
+    tx: &mut WriteTx,
+    id: &str,
+    e: &AssetEdit,
+    content: Option<(u64, &str)>,
+) -> Result<Option<Asset>> {
     let blank = |v: &Option<String>| v.as_ref().map(|s| (!s.is_empty()).then(|| s.clone()));
     let now = time::to_millis(time::now());
     let mut sets = vec!["updated_at = $2".to_string()];
@@ -404,6 +425,11 @@ pub async fn edit(db: &Db, id: &str, e: &AssetEdit) -> Result<Option<Asset>> {
         }
         set("privacy", Some(p.as_str().to_string()), &mut sets);
     }
+    if let Some((bytes, sha256)) = content {
+        set("sha256", Some(sha256.to_string()), &mut sets);
+        // A number, written into the SQL (PostgreSQL compares a text bind with no integer).
+        sets.push(format!("bytes = {bytes}"));
+    }
     let sql = format!(
         "UPDATE assets SET {} WHERE id = $1 RETURNING {COLS}",
         sets.join(", ")
@@ -412,9 +438,7 @@ pub async fn edit(db: &Db, id: &str, e: &AssetEdit) -> Result<Option<Asset>> {
     for t in texts {
         q = q.bind(t);
     }
-    let mut tx = db.begin().await?;
     let row = q.fetch_optional(tx.conn()).await.map_err(db_err)?;
-    tx.commit().await?;
     row.map(|r| from_row(&r)).transpose()
 }
 

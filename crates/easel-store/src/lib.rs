@@ -7,6 +7,7 @@
 
 pub mod assets;
 pub mod blobs;
+pub mod canvases;
 pub mod collections;
 pub mod db;
 pub mod downloads;

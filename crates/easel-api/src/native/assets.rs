@@ -335,17 +335,31 @@ pub async fn content(
 }
 
 async fn serve_bytes(state: &AppState, a: &Asset, headers: &HeaderMap) -> ApiResult<Response> {
-    let etag = format!("\"{}\"", a.sha256);
+    // A canvas's content changes under the same URL: its ETag and length are those of the
+    // document read now, and a cache revalidates it each time.
+    let canvas = match a.kind {
+        AssetKind::Canvas => Some(service::asset_content(&state.store, a).await?),
+        _ => None,
+    };
+    let (etag, len, cache) = match &canvas {
+        Some(d) => (
+            format!("\"{}\"", easel_store::canvases::hash(d)),
+            d.len() as u64,
+            "private, no-cache",
+        ),
+        None => (
+            format!("\"{}\"", a.sha256),
+            a.bytes,
+            "private, max-age=31536000, immutable",
+        ),
+    };
     let key = blob_key(&a.owner_id, &a.id);
     let base = |status: StatusCode| {
         let mut r = Response::builder()
             .status(status)
             .header(header::ETAG, &etag)
             .header(header::ACCEPT_RANGES, "bytes")
-            .header(
-                header::CACHE_CONTROL,
-                "private, max-age=31536000, immutable",
-            );
+            .header(header::CACHE_CONTROL, cache);
         if status != StatusCode::NOT_MODIFIED {
             r = r.header(header::CONTENT_TYPE, &a.mime_type);
         }
@@ -362,30 +376,33 @@ async fn serve_bytes(state: &AppState, a: &Asset, headers: &HeaderMap) -> ApiRes
         }
     }
     if let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        return match parse_range(range, a.bytes) {
+        return match parse_range(range, len) {
             Some((start, end)) => {
-                let data = state.store.blobs.get_range(&key, start..end + 1).await?;
+                let data = match &canvas {
+                    Some(d) => d.slice(start as usize..end as usize + 1),
+                    None => state.store.blobs.get_range(&key, start..end + 1).await?,
+                };
                 Ok(base(StatusCode::PARTIAL_CONTENT)
-                    .header(
-                        header::CONTENT_RANGE,
-                        format!("bytes {start}-{end}/{}", a.bytes),
-                    )
+                    .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
                     .body(Body::from(data))
                     .expect("response"))
             }
             None => Ok(Response::builder()
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{}", a.bytes))
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
                 .body(Body::empty())
                 .expect("response")),
         };
     }
-    let data = state.store.blobs.get(&key).await?;
+    let data = match canvas {
+        Some(d) => d,
+        None => state.store.blobs.get(&key).await?,
+    };
     let mut r = base(StatusCode::OK)
         .body(Body::from(data))
         .expect("response");
     r.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(a.bytes));
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     Ok(r)
 }
 

@@ -1,6 +1,7 @@
 //! The native API under `/v1`: jobs, assets, models, keys, usage, and the request options.
 
 pub mod assets;
+pub mod canvases;
 pub mod collections;
 pub mod downloads;
 pub mod jobs;
@@ -90,6 +91,11 @@ pub fn routes() -> Router<AppState> {
             "/v1/collections/{id}/items",
             axum::routing::put(collections::items),
         )
+        .route("/v1/canvases", post(canvases::create))
+        .route("/v1/canvases/{id}", get(canvases::get).put(canvases::save))
+        .route("/v1/canvases/{id}/lock", post(canvases::lock))
+        .route("/v1/canvases/{id}/unlock", post(canvases::unlock))
+        .route("/v1/canvases/{id}/snapshots", get(canvases::snapshots))
         .route("/v1/downloads", post(downloads::create))
         .route("/v1/downloads/{id}", get(downloads::get))
         .route("/v1/downloads/{id}/archive", get(downloads::archive))

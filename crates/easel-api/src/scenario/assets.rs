@@ -39,7 +39,7 @@ fn asset_id(field: &str, s: &str) -> Result<String, Error> {
 
 /// `GET /assets`: the caller's assets, newest first. Filters: `type`/`types` (the asset
 /// types Easel makes: `uploaded`, `inference-txt2img`, `inference-img2img`,
-/// `inference-inpaint`, `upscale`, `pixelization`; others match nothing), `modelId`,
+/// `inference-inpaint`, `upscale`, `pixelization`, `canvas`; others match nothing), `modelId`,
 /// `inferenceId` (a job id), `parentAssetId`, `rootAssetId`, `privacy`, `tags` (any of them),
 /// `collectionId`, `createdAfter`/`createdBefore`/`updatedAfter`/`updatedBefore` (RFC 3339 or
 /// a day), `authorId` (the caller: every asset here is its owner's work). The order stays
@@ -147,34 +147,15 @@ pub(super) async fn list(
     }))
 }
 
-/// `POST /assets`: `image` in base64 (or a `data:` URL), stored as an upload of the caller;
-/// `name` is kept in the asset's metadata. Canvases, thumbnails, hiding and collections
-/// belong to the library (the next issue): a canvas alone is a 400 saying so.
+/// `POST /assets`: `image` in base64 (or a `data:` URL), stored as an upload of the caller
+/// (`name` is the record's name); or, without `image`, `canvas` (stringified JSON) made a
+/// canvas (`canvases::create`, with its `thumbnail` and `collectionIds`).
 #[utoipa::path(post, path = "/scenario/v1/assets", tag = "scenario", request_body = AssetUpload, responses((status = 200, body = AssetOne), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn upload(
     State(state): State<AppState>,
     Auth(who): Auth,
     Json(body): Json<AssetUpload>,
 ) -> Result<axum::Json<AssetOne>, Failure> {
-    let Some(image) = body.image.as_deref() else {
-        let field = if body.canvas.is_some() {
-            "canvas"
-        } else {
-            "image"
-        };
-        return Err(Error::invalid(
-            field,
-            "send the image in base64 as `image`; canvases are not stored by Easel yet",
-        )
-        .into());
-    };
-    let b64 = match image.split_once(";base64,") {
-        Some((head, data)) if head.starts_with("data:") => data,
-        _ => image,
-    };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map_err(|_| Error::invalid("image", "is not valid base64"))?;
     let parent = match body.parent_id.as_deref() {
         None => None,
         Some(p) => Some(
@@ -183,10 +164,22 @@ pub(super) async fn upload(
                 .map_err(|_| Error::invalid("parentId", format!("asset {p} not found")))?,
         ),
     };
+    let Some(image) = body.image.as_deref() else {
+        let Some(document) = body.canvas.clone() else {
+            return Err(Error::invalid(
+                "image",
+                "send the image in base64 as `image`, or a canvas as `canvas`",
+            )
+            .into());
+        };
+        let asset = canvases::create(&state, &who, body, document, parent.map(|p| p.id)).await?;
+        return Ok(axum::Json(AssetOne { asset }));
+    };
+    let bytes = canvases::base64_image("image", image)?;
     let asset = service::store_upload(
         &state,
         &who,
-        bytes.into(),
+        bytes,
         json!({"name": body.name}),
         parent.as_ref().map(|p| p.id.as_str()),
     )
@@ -259,7 +252,10 @@ pub(super) async fn delete(
         owned.push(service::owned_asset(&state, &who, &id).await?);
     }
     for a in owned {
-        service::delete_asset(&state, &a).await?;
+        // A canvas under another's lock: 409.
+        service::delete_asset(&state, &a)
+            .await
+            .map_err(Failure::locked)?;
     }
     Ok(axum::Json(json!({})))
 }
@@ -283,8 +279,14 @@ pub(super) async fn copy(
     Path(id): Path<String>,
 ) -> Result<axum::Json<AssetOne>, Failure> {
     let a = path_asset(&state, &who, &id).await?;
-    let key = easel_core::asset::blob_key(&a.owner_id, &a.id);
-    let bytes = state.store.blobs.get(&key).await?;
+    if a.kind == AssetKind::Canvas {
+        let (copy, _) = service::copy_canvas(&state, &who, &a).await?;
+        let asset = view::assets(&state, Some(&who.user_id), vec![copy])
+            .await?
+            .remove(0);
+        return Ok(axum::Json(AssetOne { asset }));
+    }
+    let bytes = service::asset_content(&state.store, &a).await?;
     let mut metadata = json!({"copiedAt": ids::time(&easel_core::time::now())});
     if let Some(name) = &a.name {
         metadata["name"] = json!(name);
@@ -331,6 +333,13 @@ pub(super) async fn download(
             .into())
         }
     };
+    if a.kind == AssetKind::Canvas && format.is_some() {
+        return Err(Error::invalid(
+            "targetFormat",
+            "a canvas is a JSON document: download it without a targetFormat",
+        )
+        .into());
+    }
     let target = match format {
         Some(f) if a.mime_type != f.mime() => match converted(&state, &a, f.mime()).await? {
             Some(done) => done,
@@ -485,15 +494,16 @@ pub(super) struct AssetEdit {
     #[serde(default)]
     description: Option<String>,
     /// The canvas fields (`canvas`, `thumbnail`, `lockId`, `lockExpiresAt`,
-    /// `disableSnapshot`): canvases are not built yet, so any of them is a 400.
+    /// `disableSnapshot`): a canvas's only (`canvases::save`).
     #[serde(flatten)]
     #[schema(value_type = Object)]
     others: Map<String, Value>,
 }
 
-/// `PUT /assets/{assetId}`: the asset's `name` and `description` (`easel_store::assets::edit`).
+/// `PUT /assets/{assetId}`: the asset's `name` and `description` (`easel_store::assets::edit`);
+/// of a canvas, also its canvas fields, under its lock (`canvases::save`).
 #[utoipa::path(put, path = "/scenario/v1/assets/{assetId}", tag = "scenario", params(("assetId" = String, Path)), request_body = AssetEdit,
-    responses((status = 200, body = AssetOne), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = AssetOne), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn put(
     State(state): State<AppState>,
@@ -501,16 +511,6 @@ pub(super) async fn put(
     Path(id): Path<String>,
     Json(body): Json<AssetEdit>,
 ) -> Result<axum::Json<AssetOne>, Failure> {
-    const CANVAS: [&str; 5] = [
-        "canvas",
-        "thumbnail",
-        "lockId",
-        "lockExpiresAt",
-        "disableSnapshot",
-    ];
-    if let Some(k) = body.others.keys().find(|k| CANVAS.contains(&k.as_str())) {
-        return Err(Error::invalid(k, "canvas assets are not built on this server yet").into());
-    }
     let id = ids::asset_in(&id).ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
     let a = service::owned_asset(&state, &who, &id).await?;
     let e = easel_core::asset::AssetEdit {
@@ -518,6 +518,17 @@ pub(super) async fn put(
         description: body.description,
         privacy: None,
     };
+    if a.kind == AssetKind::Canvas {
+        let asset = canvases::save(&state, &who, &a, e, &body.others).await?;
+        return Ok(axum::Json(AssetOne { asset }));
+    }
+    if let Some(k) = body
+        .others
+        .keys()
+        .find(|k| canvases::SAVE_FIELDS.contains(&k.as_str()))
+    {
+        return Err(Error::invalid(k, "only a canvas has it; this asset is an image").into());
+    }
     e.validate()?;
     let a = easel_store::assets::edit(&state.store.db, &a.id, &e)
         .await?

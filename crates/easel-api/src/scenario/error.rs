@@ -4,13 +4,23 @@
 
 use super::*;
 
-/// A core error in Scenario's shape.
+/// A core error in Scenario's shape, with the status when it is not the kind's
+/// (`status_of`).
 #[derive(Debug)]
-pub struct Failure(pub Error);
+pub struct Failure(pub Error, pub Option<StatusCode>);
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        Failure(e)
+        Failure(e, None)
+    }
+}
+
+impl Failure {
+    /// A canvas's lock held by another (a conflict): 409, as Scenario answers it, where
+    /// other conflicts are 400.
+    pub(super) fn locked(e: Error) -> Failure {
+        let status = (e.kind == ErrorKind::Conflict).then_some(StatusCode::CONFLICT);
+        Failure(e, status)
     }
 }
 
@@ -71,7 +81,7 @@ pub struct TooManyBody {
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let e = self.0;
-        let status = status_of(e.kind);
+        let status = self.1.unwrap_or_else(|| status_of(e.kind));
         if e.kind == ErrorKind::Internal {
             tracing::error!(error = %e.message, "scenario request failed");
         }

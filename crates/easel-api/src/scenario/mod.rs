@@ -43,12 +43,14 @@
 //! | `GetCollections`, `PostCollection`, `GetCollectionsByCollectionId`, `PutCollectionsByCollectionId`, `DeleteCollectionsByCollectionId` | the caller's collections (`collection_<ulid>`), newest first, with `assetCount`, `modelCount`, `itemCount`; `name` 1–200 characters; a `thumbnail` other than `null` is a 400 (not kept); deleting keeps the items; others' collections 404 |
 //! | `PutAssetsByCollectionId`, `DeleteAssetsByCollectionId`, `PutModelsByCollectionId`, `DeleteModelsByCollectionId` | `assetIds`/`modelIds`, at most 49 at once; added assets must be the caller's (others 404 naming `assetIds[i]`), added models ones the registry has; adding what is there and removing what is not change nothing; `{collection}` |
 //! | `GetPublicAssets`, `GetPublicAssetsByAssetId` | without a key: every user's public assets, newest first, `tags` narrowing (`pageSize`, `paginationToken`); by id a public or unlisted asset (a private one 404). Privacy is set with the native `PATCH /v1/assets/{id}` |
-//! | `PostAsset` | `image` in base64 (or a `data:` URL) stored as an upload; `name` kept; `parentId` sets its lineage |
+//! | `PostAsset` | `image` in base64 (or a `data:` URL) stored as an upload; `name` kept; `parentId` sets its lineage. Without `image`, `canvas` (stringified JSON, an object or array, at most 2 MiB) makes a canvas: `kind: json`, `source: canvas`, `mimeType: application/json`, its content (the signed `url`) its current document; `thumbnail` (base64) stored as an image derived from it and shown as `thumbnail`; `collectionIds` (the caller's) get it; a first snapshot is taken |
+//! | `LockAssetByAssetId`, `UnlockAssetByAssetId` | a canvas's lock: `lockExpiresAt` (RFC 3339, ahead, at most 24 hours) → `{lockId, asset}` with `metadata.lockExpiresAt`; a live lock, whoever holds it, is a 409 naming the holder (user name and id) and its end; unlock with its `lockId` or `forceUnlock` (the owner and admins, who alone reach a canvas, may end any lock); an expired lock counts as none; a locked canvas is not deleted (409) |
+//! | `GetCanvasAssetSnapshots` | the canvas's saved versions, newest first: `{takenAt (unix ms), rawData, authorId, hash (SHA-256)}`, `pageSize` 10–100 (default 10), `paginationToken`; a save identical to the latest snapshot takes none; the 100 newest are kept |
 //! | `GetAssetsByAssetId`, `PostAssetGetBulk` (≤200) | assets of the caller (others' read as absent) |
 //! | `DeleteAsset` | `{assetIds}` (≤100): all of the caller's, or none deleted (404 naming the first that is not) |
-//! | `CopyAssetByAssetId` | a new upload with the same image, derived from the original (`parentId`), `name` kept, `copiedAt` set; the caller's own assets only (admins too) |
+//! | `CopyAssetByAssetId` | a new upload with the same image, derived from the original (`parentId`), `name` kept, `copiedAt` set; a canvas's copy is a canvas with its current document (unlocked, one snapshot); the caller's own assets only (admins too) |
 //! | `PostDownloadAsset` | `{url}` signed: `targetFormat` `png`, `jpeg`/`jpg`, `webp` through the `convert` tool (a job the answer waits for; the result is an asset derived from the original), or the asset itself when already in that format or none is given; a later download in the same format reuses the conversion; the caller's own assets only; other formats 400 |
-//! | `PutAssetByAssetId` | `name` and `description` of the asset's record (`""` clears; at most 200 and 5,000 characters), `updatedAt` moves; the canvas fields (`canvas`, `thumbnail`, `lockId`, `lockExpiresAt`, `disableSnapshot`) are a 400 naming the field until canvases exist; `{asset}`; the caller's own assets (others' 404). Every asset view shows the record's `privacy` (`private` unless edited over the native API), `description` and `updatedAt` |
+//! | `PutAssetByAssetId` | `name` and `description` of the asset's record (`""` clears; at most 200 and 5,000 characters), `updatedAt` moves; of a canvas also `canvas` (its new document; a snapshot is taken unless `disableSnapshot`), `thumbnail` (base64; the one it replaces is deleted) and `lockExpiresAt` (extends the lock held with `lockId`); while a canvas is locked every change needs the lock's `lockId` (409 naming the holder and the lock's end otherwise); the canvas fields on an image are a 400 naming the field; `{asset}`; the caller's own assets (others' 404). Every asset view shows the record's `privacy` (`private` unless edited over the native API), `description` and `updatedAt` |
 //! | `PutAssetsTagsByAssetId` | `add` and `delete` (tags of 1–64 characters, no commas; at most 50 on an asset), `strict` by default as the spec says: a tag already there or missing is a 400 `conflict` naming `add`/`delete` and changes nothing; `strict: false` skips those; `{added, deleted}`; the caller's own assets (others' 404). Tags show in every asset's `tags` |
 //! | `PostSearchAssets` | the caller's assets (`public: true`: also everyone's public ones) by the database's text search over name, description, prompt and tags (`query`: every word, each as a word or its start) and `filter` (clauses joined by `AND`, `attribute = value` or `attribute IN [..]` over `privacy`, `tags`, `collectionIds`, `type`, `modelId`, `parentAssetId`, `inferenceId`; other syntax is a 400 naming `filter`); `offset`/`limit` or `page`/`hitsPerPage` (1–100), `sortBy` one of `createdAt`/`updatedAt` `:asc`/`:desc`; `totalHits`; `image`, `images` and semantic ratios above 0 are a 400 (no embeddings here) |
 //! | `PostSearchModels` | the server's models and the caller's own (`public: true`: also everyone's public ones) by the same text search over names, aliases, family, tasks, tags and descriptions; `filter` over `privacy` (as each model shows it), `tags`, `type`, `capabilities`; the same paging; `sortBy` `name` (default), `createdAt` or `updatedAt` |
@@ -170,8 +172,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, post, MethodFilter};
 use axum::Router;
 use base64::Engine;
-use easel_core::asset::Asset;
+use easel_core::asset::{Asset, AssetKind};
 use easel_core::auth::Principal;
+use easel_core::canvas::Canvas;
 use easel_core::job::{StatusChange, StatusNames};
 use easel_core::model::Model;
 use easel_core::{Error, ErrorKind, Job, JobStatus};
@@ -249,6 +252,12 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/assets/get-bulk", post(assets::bulk))
         .route("/assets/{assetId}/copy", post(assets::copy))
         .route("/assets/{assetId}/download", post(assets::download))
+        .route("/assets/{assetId}/lock", axum::routing::put(canvases::lock))
+        .route(
+            "/assets/{assetId}/unlock",
+            axum::routing::put(canvases::unlock),
+        )
+        .route("/assets/{assetId}/snapshots", get(canvases::snapshots))
         .route(
             "/assets/{assetId}/tags",
             axum::routing::put(assets::put_tags),
@@ -383,6 +392,7 @@ async fn inpaint(
 }
 
 mod assets;
+mod canvases;
 mod collections;
 mod downloads;
 mod error;
@@ -409,7 +419,7 @@ pub use wire::*;
 /// the spec's own document, `../shared/specs/scenario.openapi.json`, has the rest.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, collections::list, collections::create, collections::read, collections::update, collections::delete, collections::add_assets, collections::remove_assets, collections::add_models, collections::remove_models, search::assets, search::models, models::list, models::read, models::bulk, models::recommendations, models::list_public, models::read_public, models::prompt_score, owned::create, owned::update, owned::delete, owned::copy, owned::transfer, owned::description, owned::put_description, owned::examples, owned::put_examples, owned::delete_images, owned::put_tags, presets::list, presets::create, presets::update, presets::delete, tools::pixelate, tools::upscale, tools::generative_fill, uploads::create, uploads::read, uploads::action, downloads::create, downloads::read, usage::usages, usage::prices),
+    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, canvases::lock, canvases::unlock, canvases::snapshots, collections::list, collections::create, collections::read, collections::update, collections::delete, collections::add_assets, collections::remove_assets, collections::add_models, collections::remove_models, search::assets, search::models, models::list, models::read, models::bulk, models::recommendations, models::list_public, models::read_public, models::prompt_score, owned::create, owned::update, owned::delete, owned::copy, owned::transfer, owned::description, owned::put_description, owned::examples, owned::put_examples, owned::delete_images, owned::put_tags, presets::list, presets::create, presets::update, presets::delete, tools::pixelate, tools::upscale, tools::generative_fill, uploads::create, uploads::read, uploads::action, downloads::create, downloads::read, usage::usages, usage::prices),
     components(schemas(Diffusion, Concept, InferenceResponse, DryRun, JobView, StatusEntry,
         JobMetadata, Billing, JobsPage, JobOne, AssetView, AssetProperties, AssetsPage, AssetOne,
         ModelView, ModelsPage, ModelOne, AssetUpload, AssetIds, ModelIds, JobAction, ErrorBody,
@@ -676,6 +686,13 @@ mod tests {
             ("POST", "/uploads/{uploadId}/action", "PostUploadsAction"),
             ("POST", "/assets/download", "PostDownloadAssets"),
             ("GET", "/assets/download/{jobId}", "GetDownloadAssets"),
+            ("PUT", "/assets/{assetId}/lock", "LockAssetByAssetId"),
+            ("PUT", "/assets/{assetId}/unlock", "UnlockAssetByAssetId"),
+            (
+                "GET",
+                "/assets/{assetId}/snapshots",
+                "GetCanvasAssetSnapshots",
+            ),
         ];
         let triple = |m: &str, p: &str, o: &str| (m.to_string(), p.to_string(), o.to_string());
         let mut have: Vec<(String, String, String)> = served

@@ -238,7 +238,7 @@ pub(super) async fn pixelate(
     if q.is_dry_run() {
         return generate::priced(&state, &who, req)
             .await
-            .map_err(|Failure(e)| Failure(named(e, PIXELATE, "image")));
+            .map_err(|Failure(e, s)| Failure(named(e, PIXELATE, "image"), s));
     }
     let (job, _) = service::submit(&state, &who, req)
         .await
@@ -401,7 +401,7 @@ async fn job_answer(
     if q.is_dry_run() {
         return generate::priced(state, who, req)
             .await
-            .map_err(|Failure(e)| Failure(named(e, table, whole)));
+            .map_err(|Failure(e, s)| Failure(named(e, table, whole), s));
     }
     let (job, _) = service::submit(state, who, req)
         .await

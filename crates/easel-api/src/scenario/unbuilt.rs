@@ -5,31 +5,12 @@ use super::*;
 
 /// What an unbuilt operation waits for.
 const GENERATE: &str = "this generation mode needs a model or tool Easel does not run yet";
-const LIBRARY: &str = "canvas assets (locks, snapshots) are not built yet";
 const MODEL_DOWNLOAD: &str = "model downloads are not offered by Easel: weights stay on the server (a model of yours is a composition of the server's models)";
 const TRAINING: &str = "model training is not offered by Easel";
 const WORKFLOWS: &str = "workflows are not offered by Easel";
 
 /// (method, path, operationId, why): the spec's operations minus those `routes` serves.
 pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
-    (
-        "PUT",
-        "/assets/{assetId}/lock",
-        "LockAssetByAssetId",
-        LIBRARY,
-    ),
-    (
-        "GET",
-        "/assets/{assetId}/snapshots",
-        "GetCanvasAssetSnapshots",
-        LIBRARY,
-    ),
-    (
-        "PUT",
-        "/assets/{assetId}/unlock",
-        "UnlockAssetByAssetId",
-        LIBRARY,
-    ),
     (
         "POST",
         "/generate/caption",

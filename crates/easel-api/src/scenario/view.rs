@@ -58,6 +58,7 @@ pub(super) fn tasks_of_type(t: &str) -> Option<&'static str> {
         "inference-inpaint" => "inpaint",
         "upscale" => "upscale",
         "pixelization" => "pixelate",
+        "canvas" => "canvas",
         _ => return None,
     })
 }
@@ -211,9 +212,15 @@ pub(super) fn asset(
     tags: Vec<String>,
 ) -> AssetView {
     let task = made_by.map(|j| j.task.as_str());
+    let canvas = a.kind == AssetKind::Canvas;
     let mut metadata = Map::new();
-    metadata.insert("type".into(), json!(asset_type(task)));
-    metadata.insert("kind".into(), json!("image"));
+    let (kind, asset_type, source) = if canvas {
+        ("json", "canvas", "canvas")
+    } else {
+        ("image", asset_type(task), source(task))
+    };
+    metadata.insert("type".into(), json!(asset_type));
+    metadata.insert("kind".into(), json!(kind));
     if let Some(j) = made_by {
         if let Value::Object(inf) = inference(j) {
             // Not `numInferenceSteps`, `width`, `height`: the spec types them in an asset's
@@ -257,13 +264,17 @@ pub(super) fn asset(
         url: service::asset_url(state, &a.id),
         owner_id: a.owner_id.clone(),
         author_id: a.owner_id,
-        kind: "image",
+        kind,
         mime_type: a.mime_type,
         status: "success",
         privacy: a.privacy.as_str(),
         description: a.description,
-        source: source(task),
-        edit_capabilities: EDIT_CAPABILITIES.to_vec(),
+        source,
+        edit_capabilities: if canvas {
+            Vec::new()
+        } else {
+            EDIT_CAPABILITIES.to_vec()
+        },
         tags,
         collection_ids: Vec::new(),
         updated_at: ids::time(&a.updated_at),
@@ -276,6 +287,19 @@ pub(super) fn asset(
         metadata: Value::Object(metadata),
         is_hidden: false,
         output_index: a.output_index,
+        thumbnail: None,
+    }
+}
+
+/// What a canvas adds to its asset's view: its thumbnail, and its lock's end
+/// (`metadata.lockExpiresAt`) while one is held.
+pub(super) fn canvas(state: &AppState, v: &mut AssetView, c: &Canvas) {
+    v.thumbnail = c.thumbnail_id.as_ref().map(|t| AssetLink {
+        asset_id: ids::asset(t),
+        url: service::asset_url(state, t),
+    });
+    if let (Some(l), Value::Object(m)) = (&c.lock, &mut v.metadata) {
+        m.insert("lockExpiresAt".into(), json!(ids::time(&l.expires_at)));
     }
 }
 
@@ -298,6 +322,14 @@ pub(super) async fn assets(
     let mut tags = easel_store::tags::of_assets(&state.store.db, &asset_ids).await?;
     let mut collections =
         easel_store::collections::of_own_assets(&state.store.db, &asset_ids).await?;
+    let canvas_ids: Vec<&str> = list
+        .iter()
+        .filter(|a| a.kind == AssetKind::Canvas)
+        .map(|a| a.id.as_str())
+        .collect();
+    let canvases =
+        easel_store::canvases::get_many(&state.store.db, &canvas_ids, easel_core::time::now())
+            .await?;
     Ok(list
         .into_iter()
         .map(|a| {
@@ -305,7 +337,11 @@ pub(super) async fn assets(
             let t = tags.remove(&a.id).unwrap_or_default();
             let c = collections.remove(&a.id).unwrap_or_default();
             let mine = viewer == Some(a.owner_id.as_str());
+            let cv = canvases.get(&a.id);
             let mut v = asset(state, a, j, t);
+            if let Some(cv) = cv {
+                canvas(state, &mut v, cv);
+            }
             if mine {
                 v.collection_ids = c.iter().map(|id| ids::collection(id)).collect();
             }

@@ -303,6 +303,18 @@ pub struct AssetView {
     pub is_hidden: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_index: Option<u32>,
+    /// A canvas's thumbnail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<AssetLink>,
+}
+
+/// Another asset shown with this one (a canvas's thumbnail).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ScenarioAssetLink)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetLink {
+    pub asset_id: String,
+    pub url: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

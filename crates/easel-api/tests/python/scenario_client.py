@@ -4,6 +4,8 @@ Run by `crates/easel-api/tests/scenario.rs` (`official_python_client`) with:
   EASEL_BASE_URL    the dialect's base URL (http://127.0.0.1:PORT/scenario/v1)
   EASEL_API_KEY     the key id of an Easel key (Scenario's api_key)
   EASEL_API_SECRET  its secret part (Scenario's api_secret)
+  EASEL_ADMIN_API_KEY, EASEL_ADMIN_API_SECRET  an admin's pair (another user on the same
+                    canvas)
 The server has the tiny model `tiny` (64x64, 2 steps by default). Its worker holds each job
 running until the test sees the first job canceled, so the first check cancels a running
 job. Decoded sizes are read from the PNG header, so nothing but `scenario_sdk` is needed.
@@ -211,7 +213,37 @@ names = sorted(archive.namelist())
 check(len(names) == 2 and archive.read(names[0]) and archive.testzip() is None,
       f"the zip's URL downloads and lists the assets ({names})")
 
-# 11. A bad credential is the SDK's authentication error.
+# 11. A canvas: made, locked by another user (an admin reaches every canvas), refused to its
+# owner with 409 while that lock holds, saved with the lock's id, unlocked, its snapshots listed.
+import datetime
+import json
+admin = Scenario(api_key=os.environ["EASEL_ADMIN_API_KEY"],
+                 api_secret=os.environ["EASEL_ADMIN_API_SECRET"],
+                 base_url=os.environ["EASEL_BASE_URL"], max_retries=0)
+canvas = client.assets.upload(name="board", canvas=json.dumps({"layers": []})).asset
+check(canvas.kind == "json" and canvas.source == "canvas", f"assets.upload makes a canvas ({canvas.kind})")
+until = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)).isoformat()
+held = admin.assets.lock(canvas.id, lock_expires_at=until)
+check(held.lock_id and held.asset.metadata.lock_expires_at, "assets.lock gives the lock's id")
+try:
+    client.assets.lock(canvas.id, lock_expires_at=until)
+    check(False, "a lock held by another user is refused")
+except scenario_sdk.ConflictError as e:
+    check(e.status_code == 409, "a lock held by another user is ConflictError (409)")
+try:
+    client.assets.update(canvas.id, canvas=json.dumps({"layers": [1]}))
+    check(False, "a save without the lock's id is refused")
+except scenario_sdk.ConflictError:
+    check(True, "and so is a save without the lock's id")
+admin.assets.update(canvas.id, canvas=json.dumps({"layers": [1]}), lock_id=held.lock_id)
+admin.assets.unlock(canvas.id, lock_id=held.lock_id)
+snaps = [s.raw_data for s in client.assets.list_snapshots(canvas.id)]
+check(snaps == ['{"layers": [1]}', '{"layers": []}'],
+      f"assets.list_snapshots lists the saves, newest first ({snaps})")
+check(urllib.request.urlopen(client.assets.retrieve(canvas.id).asset.url).read() == b'{"layers": [1]}',
+      "the canvas's URL gives its current document")
+
+# 12. A bad credential is the SDK's authentication error.
 bad = Scenario(api_key=os.environ["EASEL_API_KEY"], api_secret="wrong",
                base_url=os.environ["EASEL_BASE_URL"], max_retries=0)
 try:

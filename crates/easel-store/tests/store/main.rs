@@ -5,6 +5,7 @@
 #[path = "../../src/testing.rs"]
 mod testing;
 
+mod canvases;
 mod jobs;
 mod library;
 mod models;

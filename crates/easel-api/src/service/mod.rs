@@ -3,7 +3,9 @@
 //! upload; sign asset URLs; read image references (ids, `data:` URLs, this server's asset
 //! URLs); wait for a job to end; a job's outputs as URLs or base64; uploads in parts (signed
 //! part URLs, completion into an asset); bulk downloads (the set, the signed archive URL, the
-//! archive's stream); the prompt check. Dialect modules call these and only translate shapes.
+//! archive's stream); the prompt check; canvases (`canvas`: made, saved under their lock,
+//! copied; an asset's content whatever its kind). Dialect modules call these and only
+//! translate shapes.
 
 use std::time::Duration;
 
@@ -18,6 +20,9 @@ use easel_core::{time, Error, ErrorKind, Job, Result, Webhook};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
+
+mod canvas;
+pub use canvas::*;
 
 /// A task as a dialect asks for it: the core's typed input (its task is the variant), which
 /// `submit` validates.
@@ -1184,7 +1189,7 @@ pub async fn source_bytes(
                 .await?
                 .filter(|a| a.owner_id == who.user_id)
                 .ok_or_else(|| Error::invalid(field, format!("asset {id} not found")))?;
-            state.store.blobs.get(&blob_key(&a.owner_id, &a.id)).await
+            asset_content(&state.store, &a).await
         }
     }
 }
@@ -1258,11 +1263,24 @@ pub async fn mask_from_transparency(
     }
 }
 
-/// Delete an asset of the caller: the row (with an intent for its blob), then the blob.
+/// Delete an asset of the caller: the row (with an intent for its blob), then the blob; a
+/// canvas with its thumbnail. A canvas under a live lock stays (409 naming the holder).
 pub async fn delete_asset(state: &AppState, a: &Asset) -> Result<()> {
+    let thumbnail = match a.kind {
+        AssetKind::Canvas => easel_store::canvases::get(&state.store.db, &a.id, time::now())
+            .await?
+            .and_then(|c| c.thumbnail_id),
+        _ => None,
+    };
     if easel_store::assets::delete(&state.store.db, &a.id).await? {
         let blob = [(a.id.clone(), blob_key(&a.owner_id, &a.id))];
         easel_store::intents::remove(&state.store, &blob).await?;
+    }
+    // A canvas's thumbnail goes with it.
+    if let Some(t) = thumbnail {
+        if let Some(t) = easel_store::assets::get(&state.store.db, &t).await? {
+            Box::pin(delete_asset(state, &t)).await?;
+        }
     }
     Ok(())
 }
@@ -1705,7 +1723,7 @@ pub async fn archive_stream(
     Ok(async_stream::try_stream! {
         let mut zip = crate::zip::ZipStream::new();
         for (a, name) in assets.iter().zip(names) {
-            let data = match store.blobs.get(&blob_key(&a.owner_id, &a.id)).await {
+            let data = match asset_content(&store, a).await {
                 Ok(d) => d,
                 // Deleted since the archive began: left out.
                 Err(e) if e.kind == ErrorKind::NotFound => continue,
