@@ -3381,6 +3381,11 @@ async fn canvases_save_under_their_lock_and_keep_snapshots() {
             json!({"expires_at": soon}),
         ),
         (Method::POST, format!("/v1/canvases/{id}/unlock"), json!({})),
+        (
+            Method::PATCH,
+            format!("/v1/assets/{id}"),
+            json!({"name": "renamed"}),
+        ),
     ] {
         let (s, e) = t.json(m.clone(), &path, &key, Some(body)).await;
         assert_eq!(s, 409, "{m} {path}: {e}");

@@ -3689,15 +3689,27 @@ async fn canvases_lock_save_and_keep_snapshots() {
     )
     .await;
     assert_eq!(s, 409, "{e}");
+    // A bulk delete with a locked canvas deletes nothing.
+    let (_, kept) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "k.png", "image": data_url(&png(4, 4))})),
+    )
+    .await;
+    let kept = kept["asset"]["id"].as_str().unwrap().to_string();
     let (s, _) = call(
         &t,
         &ann,
         Method::DELETE,
         "/assets",
-        Some(json!({"assetIds": [id]})),
+        Some(json!({"assetIds": [kept, id]})),
     )
     .await;
     assert_eq!(s, 409);
+    let (s, _) = call(&t, &ann, Method::GET, &format!("/assets/{kept}"), None).await;
+    assert_eq!(s, 200, "all or none");
     // With the lock's id the admin saves; a snapshot is taken unless disabled.
     let (s, v) = call(
         &t,
@@ -3754,18 +3766,42 @@ async fn canvases_lock_save_and_keep_snapshots() {
     insta::assert_json_snapshot!("scenario_canvas_snapshots", v);
 
     // Lists: `types=canvas` finds it, `uploaded` does not.
-    let img = call(
+    let (s, up) = call(
         &t,
         &ann,
         Method::POST,
         "/assets",
-        Some(json!({"name": "p.png", "image": data_url(&png(4, 4))})),
+        Some(json!({"name": "p.png", "image": data_url(&png(4, 4)), "collectionIds": [col]})),
     )
-    .await
-    .1["asset"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    .await;
+    assert_eq!(
+        (s, &up["asset"]["collectionIds"]),
+        (200, &json!([col])),
+        "{up}"
+    );
+    let img = up["asset"]["id"].as_str().unwrap().to_string();
+    let (_, theirs) = call(
+        &t,
+        &bob,
+        Method::POST,
+        "/collections",
+        Some(json!({"name": "mine"})),
+    )
+    .await;
+    let (s, e) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/assets",
+        Some(json!({"name": "q.png", "image": data_url(&png(4, 4)),
+            "collectionIds": [theirs["collection"]["id"]]})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["infos"]["field"].as_str()),
+        (400, Some("collectionIds[0]")),
+        "{e}"
+    );
     let ids_of = |v: &Value| -> Vec<String> {
         v["assets"]
             .as_array()

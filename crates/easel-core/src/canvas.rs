@@ -27,6 +27,9 @@ pub const MAX_DOCUMENT_BYTES: usize = 2 * 1024 * 1024;
 /// The most snapshots a canvas keeps.
 pub const MAX_SNAPSHOTS: u32 = 100;
 
+/// The most document bytes one page of snapshots carries (a page stops early beyond it).
+pub const MAX_SNAPSHOT_PAGE_BYTES: usize = 16 * 1024 * 1024;
+
 /// The longest a lock may be taken or extended for, from now.
 pub const MAX_LOCK: Duration = Duration::from_secs(24 * 3600);
 
@@ -71,6 +74,8 @@ impl Canvas {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Snapshot {
     pub id: String,
+    /// The canvas's version it saved (snapshots sort by it).
+    pub version: u64,
     /// Who saved it.
     pub author_id: String,
     /// Hex SHA-256 of the document.

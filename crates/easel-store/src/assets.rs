@@ -329,7 +329,7 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool> {
         .await
         .map_err(db_err)?;
     // A canvas locked by a live lock stays (the holder, or a forced unlock, ends it first).
-    if let Some(lock) = crate::canvases::live_lock_tx(&mut tx, id, time::now()).await? {
+    if let Some(lock) = crate::canvases::live_lock_tx(&mut tx, db, id, time::now()).await? {
         return Err(easel_core::canvas::locked(&lock, "lock_id"));
     }
     crate::canvases::forget_tx(&mut tx, id).await?;

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use easel_core::asset::{Asset, AssetEdit};
-use easel_core::canvas::{self, Canvas, CanvasLock, Snapshot, MAX_SNAPSHOTS};
+use easel_core::canvas::{
+    self, Canvas, CanvasLock, Snapshot, MAX_SNAPSHOTS, MAX_SNAPSHOT_PAGE_BYTES,
+};
 use easel_core::time::{self, from_millis, Timestamp};
 use easel_core::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -88,14 +90,15 @@ async fn state_tx(tx: &mut WriteTx, db: &Db, id: &str, now: Timestamp) -> Result
 async fn snapshot_tx(
     tx: &mut WriteTx,
     id: &str,
+    version: u64,
     author_id: &str,
     document: &str,
-    sha256: &str,
     now: Timestamp,
 ) -> Result<()> {
+    let sha256 = hash(document);
     // Saved again unchanged: the latest snapshot already holds it.
     let latest = sqlx::query(
-        "SELECT sha256 FROM canvas_snapshots WHERE asset_id = $1 ORDER BY id DESC LIMIT 1",
+        "SELECT sha256 FROM canvas_snapshots WHERE asset_id = $1 ORDER BY version DESC LIMIT 1",
     )
     .bind(id)
     .fetch_optional(tx.conn())
@@ -106,14 +109,14 @@ async fn snapshot_tx(
             return Ok(());
         }
     }
-    sqlx::query(
-        "INSERT INTO canvas_snapshots (id, asset_id, author_id, sha256, document, taken_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
+    sqlx::query(&format!(
+        "INSERT INTO canvas_snapshots (id, asset_id, version, author_id, sha256, document, taken_at) \
+         VALUES ($1, $2, {version}, $3, $4, $5, $6)"
+    ))
     .bind(easel_core::id::new(easel_core::id::SNAPSHOT))
     .bind(id)
     .bind(author_id)
-    .bind(sha256)
+    .bind(&sha256)
     .bind(document)
     .bind(time::to_millis(now))
     .execute(tx.conn())
@@ -121,8 +124,8 @@ async fn snapshot_tx(
     .map_err(db_err)?;
     // The oldest beyond the limit go.
     sqlx::query(&format!(
-        "DELETE FROM canvas_snapshots WHERE asset_id = $1 AND id NOT IN \
-         (SELECT id FROM canvas_snapshots WHERE asset_id = $1 ORDER BY id DESC LIMIT {MAX_SNAPSHOTS})"
+        "DELETE FROM canvas_snapshots WHERE asset_id = $1 AND version NOT IN \
+         (SELECT version FROM canvas_snapshots WHERE asset_id = $1 ORDER BY version DESC LIMIT {MAX_SNAPSHOTS})"
     ))
     .bind(id)
     .execute(tx.conn())
@@ -133,22 +136,29 @@ async fn snapshot_tx(
 
 /// Insert a canvas: its asset row (kind `canvas`; `bytes` and `sha256` those of
 /// `document`), version 1 and its first snapshot, by `asset.owner_id`, in `collections` (the
-/// owner's, checked by the caller). Returns the asset's lineage root.
+/// owner's, checked by the caller), with its `thumbnail` (an image asset derived from it,
+/// whose blob the caller wrote under an intent). Returns the asset's lineage root.
 pub async fn create(
     db: &Db,
     asset: &Asset,
     document: &str,
     collections: &[String],
+    thumbnail: Option<&Asset>,
 ) -> Result<Option<String>> {
-    let sha = hash(document);
     let mut tx = db.begin().await?;
     let root = crate::assets::insert_tx(&mut tx, asset).await?;
-    sqlx::query("INSERT INTO canvases (asset_id, document, version) VALUES ($1, $2, 1)")
-        .bind(&asset.id)
-        .bind(document)
-        .execute(tx.conn())
-        .await
-        .map_err(db_err)?;
+    if let Some(t) = thumbnail {
+        crate::assets::insert_tx(&mut tx, t).await?;
+    }
+    sqlx::query(
+        "INSERT INTO canvases (asset_id, document, version, thumbnail_id) VALUES ($1, $2, 1, $3)",
+    )
+    .bind(&asset.id)
+    .bind(document)
+    .bind(thumbnail.map(|t| t.id.clone()))
+    .execute(tx.conn())
+    .await
+    .map_err(db_err)?;
     let now = time::to_millis(asset.created_at);
     for c in collections {
         crate::collections::add_tx(&mut tx, c, crate::collections::Kind::Asset, &asset.id, now)
@@ -158,9 +168,9 @@ pub async fn create(
     snapshot_tx(
         &mut tx,
         &asset.id,
+        1,
         &asset.owner_id,
         document,
-        &sha,
         asset.created_at,
     )
     .await?;
@@ -195,6 +205,23 @@ pub async fn get_many(db: &Db, ids: &[&str], now: Timestamp) -> Result<HashMap<S
         .collect()
 }
 
+/// A canvas as of `now` with its current document, read together.
+pub async fn read(db: &Db, id: &str, now: Timestamp) -> Result<Option<(Canvas, String)>> {
+    let mut conn = db.pool.acquire().await.map_err(db_err)?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLS}, document FROM canvases WHERE asset_id = $1"
+    ))
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let names = names(&mut conn, &rows).await?;
+    match rows.first() {
+        None => Ok(None),
+        Some(r) => Ok(Some((from_row(r, now, &names)?, get_str(r, "document")?))),
+    }
+}
+
 /// A canvas's current document.
 pub async fn document(db: &Db, id: &str) -> Result<Option<String>> {
     sqlx::query("SELECT document FROM canvases WHERE asset_id = $1")
@@ -212,8 +239,9 @@ pub struct Save<'a> {
     pub author_id: &'a str,
     /// The new document (checked by `canvas::check_document`).
     pub document: Option<&'a str>,
-    /// A new thumbnail (an image asset of the owner).
-    pub thumbnail_id: Option<&'a str>,
+    /// A new thumbnail: an image asset of the owner derived from the canvas, whose blob the
+    /// caller wrote under an intent; its row is inserted with the save.
+    pub thumbnail: Option<&'a Asset>,
     /// The token of the live lock, if the canvas is locked.
     pub lock_id: Option<&'a str>,
     /// Extend the live lock (held with `lock_id`) to this time (`canvas::check_lock_end`).
@@ -224,16 +252,17 @@ pub struct Save<'a> {
     pub edit: AssetEdit,
 }
 
-/// What a save leaves: the asset, the canvas, and the thumbnail it replaced (the caller
-/// deletes it).
+/// What a save leaves: the asset, the canvas, its document, and the thumbnail it replaced
+/// (the caller deletes it).
 pub struct Saved {
     pub asset: Asset,
     pub canvas: Canvas,
+    pub document: String,
     pub replaced_thumbnail: Option<String>,
 }
 
 /// Save a canvas in one transaction. While a live lock is held, only its token passes
-/// (409 naming the holder otherwise, the field `lockId`); 404 for an asset that is not a
+/// (409 naming the holder otherwise, the field `lock_id`); 404 for an asset that is not a
 /// canvas.
 pub async fn save(db: &Db, id: &str, s: &Save<'_>, now: Timestamp) -> Result<Saved> {
     let mut tx = db.begin().await?;
@@ -256,6 +285,17 @@ pub async fn save(db: &Db, id: &str, s: &Save<'_>, now: Timestamp) -> Result<Sav
     }
     let mut content = None;
     let sha;
+    let document = match s.document {
+        Some(d) => d.to_string(),
+        None => {
+            let r = sqlx::query("SELECT document FROM canvases WHERE asset_id = $1")
+                .bind(id)
+                .fetch_one(tx.conn())
+                .await
+                .map_err(db_err)?;
+            get_str(&r, "document")?
+        }
+    };
     if let Some(doc) = s.document {
         sha = hash(doc);
         c.version += 1;
@@ -267,19 +307,20 @@ pub async fn save(db: &Db, id: &str, s: &Save<'_>, now: Timestamp) -> Result<Sav
             .await
             .map_err(db_err)?;
         if s.snapshot {
-            snapshot_tx(&mut tx, id, s.author_id, doc, &sha, now).await?;
+            snapshot_tx(&mut tx, id, c.version, s.author_id, doc, now).await?;
         }
         content = Some((doc.len() as u64, sha.as_str()));
     }
     let mut replaced_thumbnail = None;
-    if let Some(t) = s.thumbnail_id {
+    if let Some(t) = s.thumbnail {
+        crate::assets::insert_tx(&mut tx, t).await?;
         sqlx::query("UPDATE canvases SET thumbnail_id = $1 WHERE asset_id = $2")
-            .bind(t)
+            .bind(&t.id)
             .bind(id)
             .execute(tx.conn())
             .await
             .map_err(db_err)?;
-        replaced_thumbnail = c.thumbnail_id.replace(t.to_string());
+        replaced_thumbnail = c.thumbnail_id.replace(t.id.clone());
     }
     let asset = crate::assets::edit_tx(&mut tx, id, &s.edit, content)
         .await?
@@ -288,6 +329,7 @@ pub async fn save(db: &Db, id: &str, s: &Save<'_>, now: Timestamp) -> Result<Sav
     Ok(Saved {
         asset,
         canvas: c,
+        document,
         replaced_thumbnail,
     })
 }
@@ -361,47 +403,84 @@ pub async fn unlock(
     Ok(c)
 }
 
-/// A canvas's snapshots, newest first, older than the snapshot `before` (the cursor).
+/// A page of a canvas's snapshots, newest first, older than version `before` (the cursor):
+/// at most `limit`, fewer when their documents would pass `MAX_SNAPSHOT_PAGE_BYTES` (one at
+/// least); and whether older ones remain.
 pub async fn snapshots(
     db: &Db,
     id: &str,
-    before: Option<&str>,
+    before: Option<u64>,
     limit: u32,
-) -> Result<Vec<Snapshot>> {
-    let mut sql = "SELECT id, author_id, sha256, document, taken_at FROM canvas_snapshots \
-                   WHERE asset_id = $1"
-        .to_string();
-    if before.is_some() {
-        sql.push_str(" AND id < $2");
+) -> Result<(Vec<Snapshot>, bool)> {
+    let below = before
+        .map(|v| format!(" AND version < {v}"))
+        .unwrap_or_default();
+    let heads = sqlx::query(&format!(
+        "SELECT id, version, CAST(LENGTH(document) AS BIGINT) AS len FROM canvas_snapshots \
+         WHERE asset_id = $1{below} ORDER BY version DESC LIMIT {}",
+        limit.clamp(1, 1000) + 1
+    ))
+    .bind(id)
+    .fetch_all(&db.pool)
+    .await
+    .map_err(db_err)?;
+    let mut ids = Vec::new();
+    let mut bytes = 0usize;
+    for r in heads.iter().take(limit.clamp(1, 1000) as usize) {
+        let len = get_i64(r, "len")?.max(0) as usize;
+        if !ids.is_empty() && bytes + len > MAX_SNAPSHOT_PAGE_BYTES {
+            break;
+        }
+        bytes += len;
+        ids.push(get_str(r, "id")?);
     }
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit.clamp(1, 1000)));
+    let more = heads.len() > ids.len();
+    if ids.is_empty() {
+        return Ok((Vec::new(), false));
+    }
+    let marks: Vec<String> = (2..=ids.len() + 1).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT id, version, author_id, sha256, document, taken_at FROM canvas_snapshots \
+         WHERE asset_id = $1 AND id IN ({}) ORDER BY version DESC",
+        marks.join(", ")
+    );
     let mut q = sqlx::query(&sql).bind(id);
-    if let Some(b) = before {
-        q = q.bind(b);
+    for i in &ids {
+        q = q.bind(i);
     }
-    q.fetch_all(&db.pool)
+    let rows = q
+        .fetch_all(&db.pool)
         .await
         .map_err(db_err)?
         .iter()
         .map(|r| {
             Ok(Snapshot {
                 id: get_str(r, "id")?,
+                version: get_i64(r, "version")? as u64,
                 author_id: get_str(r, "author_id")?,
                 sha256: get_str(r, "sha256")?,
                 document: get_str(r, "document")?,
                 taken_at: from_millis(get_i64(r, "taken_at")?),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((rows, more))
 }
 
 /// The live lock of a canvas in a transaction (`None` for another asset).
 pub(crate) async fn live_lock_tx(
     tx: &mut WriteTx,
+    db: &Db,
     id: &str,
     now: Timestamp,
 ) -> Result<Option<CanvasLock>> {
-    let rows = sqlx::query(&format!("SELECT {COLS} FROM canvases WHERE asset_id = $1"))
+    // Locked for the rest of the transaction: no lock is taken between this read and the
+    // delete that follows it.
+    let sql = format!(
+        "SELECT {COLS} FROM canvases WHERE asset_id = $1{}",
+        db.for_update()
+    );
+    let rows = sqlx::query(&sql)
         .bind(id)
         .fetch_all(tx.conn())
         .await

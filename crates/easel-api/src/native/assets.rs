@@ -527,9 +527,19 @@ pub async fn edit(
 ) -> ApiResult<axum::Json<AssetView>> {
     body.validate()?;
     let a = service::owned_asset(&state, &who, &id).await?;
-    let a = easel_store::assets::edit(&state.store.db, &a.id, &body)
-        .await?
-        .ok_or_else(|| Error::not_found("asset"))?;
+    // A canvas's record changes under its lock, like its document (no token here: a
+    // locked canvas is edited with `PUT /v1/canvases/{id}` and its `lock_id`).
+    let a = if a.kind == AssetKind::Canvas {
+        let s = service::CanvasSave {
+            edit: body,
+            ..Default::default()
+        };
+        service::save_canvas(&state, &who, &a, s).await?.asset
+    } else {
+        easel_store::assets::edit(&state.store.db, &a.id, &body)
+            .await?
+            .ok_or_else(|| Error::not_found("asset"))?
+    };
     Ok(axum::Json(views(&state, vec![a]).await?.remove(0)))
 }
 

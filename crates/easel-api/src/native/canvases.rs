@@ -8,8 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use base64::Engine;
 use bytes::Bytes;
-use easel_core::asset::{Asset, AssetEdit};
-use easel_core::canvas::{Canvas, CanvasLock, Snapshot};
+use easel_core::asset::AssetEdit;
+use easel_core::canvas::CanvasLock;
 use easel_core::time::rfc3339;
 use easel_core::Error;
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ use crate::auth::Auth;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Json, Query};
 use crate::native::assets::{views, AssetView};
-use crate::service::{self, CanvasSave, NewCanvas};
+use crate::service::{self, CanvasRead, CanvasSave, NewCanvas};
 use crate::AppState;
 
 /// A canvas to make.
@@ -125,6 +125,8 @@ fn lock_view(l: CanvasLock) -> CanvasLockView {
 #[derive(Serialize, ToSchema)]
 pub struct SnapshotView {
     pub id: String,
+    /// The canvas's version it saved.
+    pub version: u64,
     pub author_id: String,
     pub sha256: String,
     pub taken_at: String,
@@ -145,19 +147,15 @@ fn json_doc(text: &str) -> serde_json::Value {
 async fn canvas_view(
     state: &AppState,
     viewer: &str,
-    a: Asset,
-    c: Canvas,
+    r: CanvasRead,
 ) -> easel_core::Result<CanvasView> {
-    let document = easel_store::canvases::document(&state.store.db, &a.id)
-        .await?
-        .ok_or_else(|| Error::not_found(&format!("canvas {}", a.id)))?;
-    let c = c.seen_by(viewer);
+    let c = r.canvas.seen_by(viewer);
     Ok(CanvasView {
-        asset: views(state, vec![a]).await?.remove(0),
+        asset: views(state, vec![r.asset]).await?.remove(0),
         version: c.version,
         lock: c.lock.map(lock_view),
         thumbnail_id: c.thumbnail_id,
-        document: json_doc(&document),
+        document: json_doc(&r.document),
     })
 }
 
@@ -195,8 +193,8 @@ pub async fn create(
         collection_ids: body.collection_ids,
         thumbnail: base64_image("thumbnail", body.thumbnail)?,
     };
-    let (a, c) = service::create_canvas(&state, &who, n).await?;
-    let v = canvas_view(&state, &who.user_id, a, c).await?;
+    let r = service::create_canvas(&state, &who, n).await?;
+    let v = canvas_view(&state, &who.user_id, r).await?;
     Ok((StatusCode::CREATED, axum::Json(v)))
 }
 
@@ -208,8 +206,8 @@ pub async fn get(
     Auth(who): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<CanvasView>> {
-    let (a, c) = service::owned_canvas(&state, &who, &id).await?;
-    Ok(axum::Json(canvas_view(&state, &who.user_id, a, c).await?))
+    let r = service::owned_canvas(&state, &who, &id).await?;
+    Ok(axum::Json(canvas_view(&state, &who.user_id, r).await?))
 }
 
 /// Save a canvas: its document (a snapshot taken unless `snapshot: false`), thumbnail,
@@ -223,7 +221,7 @@ pub async fn save(
     Path(id): Path<String>,
     Json(body): Json<SaveCanvas>,
 ) -> ApiResult<axum::Json<CanvasView>> {
-    let (a, _) = service::owned_canvas(&state, &who, &id).await?;
+    let a = service::owned_canvas(&state, &who, &id).await?.asset;
     let s = CanvasSave {
         document: body.document.as_ref().map(document_text).transpose()?,
         thumbnail: base64_image("thumbnail", body.thumbnail)?,
@@ -240,8 +238,8 @@ pub async fn save(
             privacy: None,
         },
     };
-    let (a, c) = service::save_canvas(&state, &who, &a, s).await?;
-    Ok(axum::Json(canvas_view(&state, &who.user_id, a, c).await?))
+    let r = service::save_canvas(&state, &who, &a, s).await?;
+    Ok(axum::Json(canvas_view(&state, &who.user_id, r).await?))
 }
 
 /// Lock a canvas: the answer's `lock.id` is the token saves and the unlock present. A live
@@ -254,10 +252,10 @@ pub async fn lock(
     Path(id): Path<String>,
     Json(body): Json<LockCanvas>,
 ) -> ApiResult<axum::Json<CanvasView>> {
-    let (a, _) = service::owned_canvas(&state, &who, &id).await?;
+    let mut r = service::owned_canvas(&state, &who, &id).await?;
     let until = easel_core::time::parse_time("expires_at", &body.expires_at)?;
-    let c = service::lock_canvas(&state, &who, &a, "expires_at", until).await?;
-    Ok(axum::Json(canvas_view(&state, &who.user_id, a, c).await?))
+    r.canvas = service::lock_canvas(&state, &who, &r.asset, "expires_at", until).await?;
+    Ok(axum::Json(canvas_view(&state, &who.user_id, r).await?))
 }
 
 /// Unlock a canvas, with the lock's token or `force`.
@@ -269,19 +267,20 @@ pub async fn unlock(
     Path(id): Path<String>,
     Json(body): Json<UnlockCanvas>,
 ) -> ApiResult<axum::Json<CanvasView>> {
-    let (a, _) = service::owned_canvas(&state, &who, &id).await?;
-    let c = easel_store::canvases::unlock(
+    let mut r = service::owned_canvas(&state, &who, &id).await?;
+    r.canvas = easel_store::canvases::unlock(
         &state.store.db,
-        &a.id,
+        &r.asset.id,
         body.lock_id.as_deref(),
         body.force,
         easel_core::time::now(),
     )
     .await?;
-    Ok(axum::Json(canvas_view(&state, &who.user_id, a, c).await?))
+    Ok(axum::Json(canvas_view(&state, &who.user_id, r).await?))
 }
 
-/// A canvas's snapshots, newest first (at most 100 are kept).
+/// A canvas's snapshots, newest first (at most 100 are kept; a page stops early past 16 MiB
+/// of documents).
 #[utoipa::path(get, path = "/v1/canvases/{id}/snapshots", tag = "assets", params(("id" = String, Path), super::CursorParams),
     responses((status = 200, body = SnapshotPage), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn snapshots(
@@ -290,17 +289,25 @@ pub async fn snapshots(
     Path(id): Path<String>,
     Query(q): Query<super::CursorParams>,
 ) -> ApiResult<axum::Json<SnapshotPage>> {
-    let (a, _) = service::owned_canvas(&state, &who, &id).await?;
+    let a = service::owned_canvas(&state, &who, &id).await?.asset;
     let limit = super::page_limit(q.limit)?;
-    let rows =
-        easel_store::canvases::snapshots(&state.store.db, &a.id, q.cursor.as_deref(), limit + 1)
-            .await?;
-    let (rows, next_cursor) = super::page(rows, limit, |s: &Snapshot| &s.id);
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<u64>()
+                .map_err(|_| Error::invalid("cursor", "not a cursor of this list"))
+        })
+        .transpose()?;
+    let (rows, more) =
+        easel_store::canvases::snapshots(&state.store.db, &a.id, before, limit).await?;
+    let next_cursor = rows.last().filter(|_| more).map(|s| s.version.to_string());
     Ok(axum::Json(SnapshotPage {
         data: rows
             .into_iter()
             .map(|s| SnapshotView {
                 document: json_doc(&s.document),
+                version: s.version,
                 id: s.id,
                 author_id: s.author_id,
                 sha256: s.sha256,

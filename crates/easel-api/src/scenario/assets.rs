@@ -148,8 +148,9 @@ pub(super) async fn list(
 }
 
 /// `POST /assets`: `image` in base64 (or a `data:` URL), stored as an upload of the caller
-/// (`name` is the record's name); or, without `image`, `canvas` (stringified JSON) made a
-/// canvas (`canvases::create`, with its `thumbnail` and `collectionIds`).
+/// (`name` is the record's name), added to the caller's `collectionIds`; or, without
+/// `image`, `canvas` (stringified JSON) made a canvas (`canvases::create`, with its
+/// `thumbnail` and `collectionIds`).
 #[utoipa::path(post, path = "/scenario/v1/assets", tag = "scenario", request_body = AssetUpload, responses((status = 200, body = AssetOne), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn upload(
     State(state): State<AppState>,
@@ -176,6 +177,19 @@ pub(super) async fn upload(
         return Ok(axum::Json(AssetOne { asset }));
     };
     let bytes = canvases::base64_image("image", image)?;
+    // The collections are the caller's, checked before anything is stored.
+    let collections = canvases::collection_ids(&body)?;
+    for (i, c) in collections.iter().enumerate() {
+        easel_store::collections::get(&state.store.db, c)
+            .await?
+            .filter(|c| c.owner_id == who.user_id)
+            .ok_or_else(|| {
+                Error::invalid(
+                    format!("collectionIds[{i}]"),
+                    format!("collection {} not found", ids::collection(c)),
+                )
+            })?;
+    }
     let asset = service::store_upload(
         &state,
         &who,
@@ -185,9 +199,20 @@ pub(super) async fn upload(
     )
     .await
     .map_err(|e| service::refield(e, "file", "image"))?;
-    Ok(axum::Json(AssetOne {
-        asset: view::asset(&state, asset, None, Vec::new()),
-    }))
+    for c in &collections {
+        easel_store::collections::change(
+            &state.store.db,
+            c,
+            easel_store::collections::Kind::Asset,
+            std::slice::from_ref(&asset.id),
+            &[],
+        )
+        .await?;
+    }
+    let asset = view::assets(&state, Some(&who.user_id), vec![asset])
+        .await?
+        .remove(0);
+    Ok(axum::Json(AssetOne { asset }))
 }
 
 /// `GET /assets/{assetId}`.
@@ -251,8 +276,17 @@ pub(super) async fn delete(
         let id = ids::asset_in(s).ok_or_else(|| Error::not_found(&format!("asset {s}")))?;
         owned.push(service::owned_asset(&state, &who, &id).await?);
     }
+    // A canvas under a live lock: 409 before anything is deleted (all or none).
+    let ids: Vec<&str> = owned.iter().map(|a| a.id.as_str()).collect();
+    let canvases =
+        easel_store::canvases::get_many(&state.store.db, &ids, easel_core::time::now()).await?;
+    if let Some(l) = canvases.values().find_map(|c| c.lock.as_ref()) {
+        let mut e = easel_core::canvas::locked(l, "assetIds");
+        e.field = None;
+        return Err(Failure::locked(e));
+    }
     for a in owned {
-        // A canvas under another's lock: 409.
+        // Locked since the check: 409 too.
         service::delete_asset(&state, &a)
             .await
             .map_err(Failure::locked)?;
@@ -280,8 +314,8 @@ pub(super) async fn copy(
 ) -> Result<axum::Json<AssetOne>, Failure> {
     let a = path_asset(&state, &who, &id).await?;
     if a.kind == AssetKind::Canvas {
-        let (copy, _) = service::copy_canvas(&state, &who, &a).await?;
-        let asset = view::assets(&state, Some(&who.user_id), vec![copy])
+        let copy = service::copy_canvas(&state, &who, &a).await?;
+        let asset = view::assets(&state, Some(&who.user_id), vec![copy.asset])
             .await?
             .remove(0);
         return Ok(axum::Json(AssetOne { asset }));

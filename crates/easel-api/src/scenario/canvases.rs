@@ -44,6 +44,24 @@ pub(super) fn base64_image(field: &str, s: &str) -> Result<Bytes, Error> {
         .map_err(|_| Error::invalid(field, "is not valid base64"))
 }
 
+/// The `collectionIds` of an upload as Easel's ids (an id of no collection: 400 naming it;
+/// whose they are is checked where they are used).
+pub(super) fn collection_ids(body: &AssetUpload) -> Result<Vec<String>, Error> {
+    body.collection_ids
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| {
+            ids::collection_in(c).ok_or_else(|| {
+                Error::invalid(
+                    format!("collectionIds[{i}]"),
+                    format!("collection {c} not found"),
+                )
+            })
+        })
+        .collect()
+}
+
 /// An asset and its canvas as Scenario shows them.
 async fn view_of(state: &AppState, who: &Principal, a: Asset) -> Result<AssetView, Error> {
     Ok(view::assets(state, Some(&who.user_id), vec![a])
@@ -60,36 +78,22 @@ pub(super) async fn create(
     document: String,
     parent_id: Option<String>,
 ) -> Result<AssetView, Failure> {
-    let collection_ids = body
-        .collection_ids
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            ids::collection_in(c).ok_or_else(|| {
-                Error::invalid(
-                    format!("collectionIds[{i}]"),
-                    format!("collection {c} not found"),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let n = NewCanvas {
         document,
+        collection_ids: collection_ids(&body)?,
         name: Some(body.name),
         description: None,
         parent_id,
-        collection_ids,
         thumbnail: body
             .thumbnail
             .as_deref()
             .map(|t| base64_image("thumbnail", t))
             .transpose()?,
     };
-    let (a, _) = service::create_canvas(state, who, n)
+    let r = service::create_canvas(state, who, n)
         .await
         .map_err(renamed)?;
-    Ok(view_of(state, who, a).await?)
+    Ok(view_of(state, who, r.asset).await?)
 }
 
 /// `PUT /assets/{assetId}` of a canvas: its `canvas` (a snapshot taken unless
@@ -126,10 +130,10 @@ pub(super) async fn save(
         snapshot,
         edit,
     };
-    let (a, _) = service::save_canvas(state, who, a, s)
+    let r = service::save_canvas(state, who, a, s)
         .await
         .map_err(renamed)?;
-    Ok(view_of(state, who, a).await?)
+    Ok(view_of(state, who, r.asset).await?)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -161,7 +165,7 @@ pub(super) struct UnlockRequest {
 /// One of the caller's canvases by a path id (admins: anyone's); 404 otherwise.
 async fn path_canvas(state: &AppState, who: &Principal, id: &str) -> Result<Asset, Error> {
     let id = ids::asset_in(id).ok_or_else(|| Error::not_found(&format!("asset {id}")))?;
-    Ok(service::owned_canvas(state, who, &id).await?.0)
+    Ok(service::owned_canvas(state, who, &id).await?.asset)
 }
 
 /// `PUT /assets/{assetId}/lock`: `{lockId, asset}`; the `lockId` is what saves and the
@@ -243,7 +247,7 @@ pub(super) struct SnapshotsPage {
 }
 
 /// `GET /assets/{assetId}/snapshots`: the canvas's saved versions, newest first (`pageSize`
-/// 10–100, default 10; at most 100 are kept).
+/// 10–100, default 10; at most 100 are kept; a page stops early past 16 MiB of documents).
 #[utoipa::path(get, path = "/scenario/v1/assets/{assetId}/snapshots", tag = "scenario", params(("assetId" = String, Path), ("pageSize" = Option<String>, Query), ("paginationToken" = Option<String>, Query)),
     responses((status = 200, body = SnapshotsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -255,9 +259,16 @@ pub(super) async fn snapshots(
 ) -> Result<axum::Json<SnapshotsPage>, Failure> {
     let a = path_canvas(&state, &who, &id).await?;
     let size = query::page_size(q.page_size.as_deref(), 10, 100)?.max(10);
-    let before = q.pagination_token.as_deref().filter(|t| !t.is_empty());
-    let rows = easel_store::canvases::snapshots(&state.store.db, &a.id, before, size + 1).await?;
-    let (rows, next) = query::paged(rows, size, |s| s.id.clone());
+    let before = match q.pagination_token.as_deref().filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => Some(
+            t.parse::<u64>()
+                .map_err(|_| Error::invalid("paginationToken", "not a token of this list"))?,
+        ),
+    };
+    let (rows, more) =
+        easel_store::canvases::snapshots(&state.store.db, &a.id, before, size).await?;
+    let next = rows.last().filter(|_| more).map(|s| s.version.to_string());
     Ok(axum::Json(SnapshotsPage {
         snapshots: rows
             .into_iter()

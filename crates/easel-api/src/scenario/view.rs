@@ -291,10 +291,11 @@ pub(super) fn asset(
     }
 }
 
-/// What a canvas adds to its asset's view: its thumbnail, and its lock's end
+/// What a canvas adds to its asset's view: its thumbnail (to its owner: the thumbnail is a
+/// private image of theirs, whatever the canvas's privacy), and its lock's end
 /// (`metadata.lockExpiresAt`) while one is held.
-pub(super) fn canvas(state: &AppState, v: &mut AssetView, c: &Canvas) {
-    v.thumbnail = c.thumbnail_id.as_ref().map(|t| AssetLink {
+pub(super) fn canvas(state: &AppState, v: &mut AssetView, c: &Canvas, mine: bool) {
+    v.thumbnail = c.thumbnail_id.as_ref().filter(|_| mine).map(|t| AssetLink {
         asset_id: ids::asset(t),
         url: service::asset_url(state, t),
     });
@@ -340,7 +341,7 @@ pub(super) async fn assets(
             let cv = canvases.get(&a.id);
             let mut v = asset(state, a, j, t);
             if let Some(cv) = cv {
-                canvas(state, &mut v, cv);
+                canvas(state, &mut v, cv, mine);
             }
             if mine {
                 v.collection_ids = c.iter().map(|id| ids::collection(id)).collect();

@@ -38,13 +38,17 @@ pub struct CanvasSave {
     pub edit: AssetEdit,
 }
 
-/// Make a canvas of the caller: the asset, its document, its first snapshot and its place
-/// in collections at once; then its thumbnail, if sent.
-pub async fn create_canvas(
-    state: &AppState,
-    who: &Principal,
-    n: NewCanvas,
-) -> Result<(Asset, Canvas)> {
+/// A canvas as read or saved: its asset, its state and its document, consistent.
+pub struct CanvasRead {
+    pub asset: Asset,
+    pub canvas: Canvas,
+    pub document: String,
+}
+
+/// Make a canvas of the caller: the thumbnail's blob first (under its intent), then the
+/// asset, its document, its first snapshot, its thumbnail's row and its place in
+/// collections in one transaction.
+pub async fn create_canvas(state: &AppState, who: &Principal, n: NewCanvas) -> Result<CanvasRead> {
     canvas::check_document("document", &n.document)?;
     let edit = AssetEdit {
         name: n.name,
@@ -84,48 +88,59 @@ pub async fn create_canvas(
         created_at: now,
         updated_at: now,
     };
-    asset.root_id =
-        easel_store::canvases::create(&state.store.db, &asset, &n.document, &n.collection_ids)
-            .await?;
-    let c = easel_store::canvases::get(&state.store.db, &asset.id, now)
+    let thumbnail = match n.thumbnail {
+        None => None,
+        Some(bytes) => Some(thumbnail_blob(state, &asset, bytes).await?),
+    };
+    let made = easel_store::canvases::create(
+        &state.store.db,
+        &asset,
+        &n.document,
+        &n.collection_ids,
+        thumbnail.as_ref(),
+    )
+    .await;
+    asset.root_id = match made {
+        Ok(root) => root,
+        Err(e) => {
+            drop_blob(state, thumbnail.as_ref()).await;
+            return Err(e);
+        }
+    };
+    let canvas = easel_store::canvases::get(&state.store.db, &asset.id, now)
         .await?
         .ok_or_else(|| Error::internal("a canvas just made is missing"))?;
-    match n.thumbnail {
-        None => Ok((asset, c)),
-        Some(t) => {
-            save_canvas(
-                state,
-                who,
-                &asset,
-                CanvasSave {
-                    thumbnail: Some(t),
-                    ..Default::default()
-                },
-            )
-            .await
-        }
-    }
+    Ok(CanvasRead {
+        asset,
+        canvas,
+        document: n.document,
+    })
 }
 
-/// One of the caller's canvases (admins: anyone's) with its state; 404 for an asset that
-/// is not a canvas, or not theirs.
-pub async fn owned_canvas(state: &AppState, who: &Principal, id: &str) -> Result<(Asset, Canvas)> {
-    let a = super::owned_asset(state, who, id).await?;
-    let c = easel_store::canvases::get(&state.store.db, &a.id, time::now())
+/// One of the caller's canvases (admins: anyone's), its state and document read together;
+/// 404 for an asset that is not a canvas, or not theirs.
+pub async fn owned_canvas(state: &AppState, who: &Principal, id: &str) -> Result<CanvasRead> {
+    let asset = super::owned_asset(state, who, id).await?;
+    let (canvas, document) = easel_store::canvases::read(&state.store.db, &asset.id, time::now())
         .await?
         .ok_or_else(|| Error::not_found(&format!("canvas {id}")))?;
-    Ok((a, c))
+    Ok(CanvasRead {
+        asset,
+        canvas,
+        document,
+    })
 }
 
-/// Save a canvas (`easel_store::canvases::save`): the document checked, the thumbnail
-/// stored first as an image derived from the canvas (and the one it replaces deleted after).
-/// Errors name the native fields (`document`, `thumbnail`, `lock_id`, `lock_expires_at`).
+/// Save a canvas (`easel_store::canvases::save`): the document checked; a thumbnail's blob
+/// written first under its intent, its row inserted with the save (the one it replaces is
+/// deleted after). Errors name the native fields (`document`, `thumbnail`, `lock_id`,
+/// `lock_expires_at`).
 pub async fn save_canvas(
     state: &AppState,
     who: &Principal,
     a: &Asset,
     s: CanvasSave,
-) -> Result<(Asset, Canvas)> {
+) -> Result<CanvasRead> {
     if let Some(d) = &s.document {
         canvas::check_document("document", d)?;
     }
@@ -135,17 +150,15 @@ pub async fn save_canvas(
         .lock_until
         .map(|t| canvas::check_lock_end("lock_expires_at", now, t))
         .transpose()?;
-    // The canvas's lock is checked before anything is stored for it.
-    if let Some(c) = easel_store::canvases::get(&state.store.db, &a.id, now).await? {
-        canvas::may_change(c.lock.as_ref(), s.lock_id.as_deref(), "lock_id")?;
-    }
     let thumbnail = match s.thumbnail {
         None => None,
-        Some(bytes) => Some(
-            thumbnail_asset(state, a, bytes)
-                .await
-                .map_err(|e| super::refield(e, "file", "thumbnail"))?,
-        ),
+        Some(bytes) => {
+            // Nothing is stored for a canvas whose lock refuses the caller.
+            if let Some(c) = easel_store::canvases::get(&state.store.db, &a.id, now).await? {
+                canvas::may_change(c.lock.as_ref(), s.lock_id.as_deref(), "lock_id")?;
+            }
+            Some(thumbnail_blob(state, a, bytes).await?)
+        }
     };
     let saved = easel_store::canvases::save(
         &state.store.db,
@@ -153,7 +166,7 @@ pub async fn save_canvas(
         &easel_store::canvases::Save {
             author_id: &who.user_id,
             document: s.document.as_deref(),
-            thumbnail_id: thumbnail.as_ref().map(|t| t.id.as_str()),
+            thumbnail: thumbnail.as_ref(),
             lock_id: s.lock_id.as_deref(),
             lock_until,
             snapshot: s.snapshot,
@@ -165,30 +178,52 @@ pub async fn save_canvas(
     let saved = match saved {
         Ok(s) => s,
         Err(e) => {
-            // Locked since the check: the new thumbnail goes.
-            if let Some(t) = &thumbnail {
-                super::delete_asset(state, t).await?;
-            }
+            drop_blob(state, thumbnail.as_ref()).await;
             return Err(e);
         }
     };
+    // The save is committed: the replaced thumbnail's removal cannot undo it (a failure
+    // leaves that image an ordinary asset of the owner).
     if let Some(old) = &saved.replaced_thumbnail {
-        if let Some(t) = easel_store::assets::get(&state.store.db, old).await? {
-            super::delete_asset(state, &t).await?;
+        let gone = match easel_store::assets::get(&state.store.db, old).await {
+            Ok(Some(t)) => super::delete_asset(state, &t).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = gone {
+            tracing::warn!(thumbnail = %old, error = %e.message, "a replaced canvas thumbnail stays");
         }
     }
-    Ok((saved.asset, saved.canvas))
+    Ok(CanvasRead {
+        asset: saved.asset,
+        canvas: saved.canvas,
+        document: saved.document,
+    })
 }
 
-/// A thumbnail of canvas `a`: an image of the canvas's owner, derived from it.
-async fn thumbnail_asset(state: &AppState, a: &Asset, bytes: Bytes) -> Result<Asset> {
+/// A thumbnail of canvas `a`: an image of the canvas's owner derived from it, validated
+/// (errors name `thumbnail`) and its blob written under its intent; its row is the caller's
+/// to insert.
+async fn thumbnail_blob(state: &AppState, a: &Asset, bytes: Bytes) -> Result<Asset> {
     let name = format!("{} thumbnail", a.name.as_deref().unwrap_or("canvas"));
     let metadata = serde_json::json!({ "name": name, "thumbnail_of": a.id });
-    let mut t = super::image_asset(state, &a.owner_id, &bytes, metadata, Some(&a.id)).await?;
+    let t = super::image_asset(state, &a.owner_id, &bytes, metadata, Some(&a.id))
+        .await
+        .map_err(|e| super::refield(e, "file", "thumbnail"))?;
     let key = blob_key(&t.owner_id, &t.id);
     easel_store::intents::put(&state.store, &t.id, &key, bytes).await?;
-    t.root_id = easel_store::assets::insert(&state.store.db, &t).await?;
     Ok(t)
+}
+
+/// Remove a thumbnail's blob whose row was not inserted (its intent stays for the collector
+/// if this fails).
+async fn drop_blob(state: &AppState, t: Option<&Asset>) {
+    if let Some(t) = t {
+        let blob = [(t.id.clone(), blob_key(&t.owner_id, &t.id))];
+        if let Err(e) = easel_store::intents::remove(&state.store, &blob).await {
+            tracing::warn!(asset = %t.id, error = %e.message, "an unused thumbnail blob is left to the collector");
+        }
+    }
 }
 
 /// Lock a canvas for the caller until `until` (checked: ahead, at most a day; errors name
@@ -207,7 +242,7 @@ pub async fn lock_canvas(
 
 /// A copy of a canvas for the caller: its current document as a new canvas derived from
 /// it (no lock, one snapshot), its name kept.
-pub async fn copy_canvas(state: &AppState, who: &Principal, a: &Asset) -> Result<(Asset, Canvas)> {
+pub async fn copy_canvas(state: &AppState, who: &Principal, a: &Asset) -> Result<CanvasRead> {
     let document = easel_store::canvases::document(&state.store.db, &a.id)
         .await?
         .ok_or_else(|| Error::not_found(&format!("canvas {}", a.id)))?;

@@ -69,7 +69,7 @@ async fn canvases_save_lock_snapshot_and_delete() {
         let col = collections::create(db, &alice.id, "boards").await.unwrap();
         let v1 = r#"{"layers":[]}"#;
         let a = canvas_asset(&alice.id, v1);
-        canvases::create(db, &a, v1, std::slice::from_ref(&col.id))
+        canvases::create(db, &a, v1, std::slice::from_ref(&col.id), None)
             .await
             .unwrap();
         let now = time::now();
@@ -158,7 +158,7 @@ async fn canvases_save_lock_snapshot_and_delete() {
         let s = canvases::save(db, &a.id, &with, now).await.unwrap();
         assert_eq!(s.canvas.lock.unwrap().expires_at, later, "{n}");
         assert_eq!(s.asset.name.as_deref(), Some("board 2"), "{n}");
-        let snaps = canvases::snapshots(db, &a.id, None, 10).await.unwrap();
+        let (snaps, _) = canvases::snapshots(db, &a.id, None, 10).await.unwrap();
         assert_eq!(
             (snaps[0].document.as_str(), snaps[0].author_id.as_str()),
             ("[2]", admin.id.as_str()),
@@ -207,12 +207,16 @@ async fn canvases_save_lock_snapshot_and_delete() {
             MAX_SNAPSHOTS as i64,
             "{n}"
         );
-        let first = canvases::snapshots(db, &a.id, None, 3).await.unwrap();
+        let (first, more) = canvases::snapshots(db, &a.id, None, 3).await.unwrap();
+        assert!(more, "{n}");
         assert_eq!(first[0].document, format!("[{}, 0]", MAX_SNAPSHOTS + 4));
-        let next = canvases::snapshots(db, &a.id, Some(&first[2].id), 1)
+        assert!(first[0].version > first[1].version, "{n}: newest first");
+        let (next, _) = canvases::snapshots(db, &a.id, Some(first[2].version), 1)
             .await
             .unwrap();
         assert_eq!(next[0].document, format!("[{}, 0]", MAX_SNAPSHOTS + 1));
+        let (all, more) = canvases::snapshots(db, &a.id, None, 1000).await.unwrap();
+        assert_eq!((all.len(), more), (MAX_SNAPSHOTS as usize, false), "{n}");
 
         // A restart (a new connection) sees the canvas as it was left.
         let again = Db::connect(&b.db_url).await.unwrap();
@@ -238,26 +242,46 @@ async fn a_deleted_thumbnail_leaves_its_canvas_without_one() {
         let db = b.db();
         let u = users::create_user(db, "thumbs", Role::User).await.unwrap();
         let a = canvas_asset(&u.id, "{}");
-        canvases::create(db, &a, "{}", &[]).await.unwrap();
-        let thumb = crate::output_asset(&u.id, "job_none", 0, b"png");
-        let thumb = Asset {
+        canvases::create(db, &a, "{}", &[], None).await.unwrap();
+        let thumb = |bytes: &[u8]| Asset {
             job_id: None,
+            output_index: None,
             kind: AssetKind::Upload,
-            ..thumb
+            parent_id: Some(a.id.clone()),
+            ..crate::output_asset(&u.id, "job_none", 0, bytes)
         };
-        assets::insert(db, &thumb).await.unwrap();
-        let s = Save {
+        let (t1, t2) = (thumb(b"one"), thumb(b"two"));
+        let now = time::now();
+        let save = |t| Save {
             author_id: &u.id,
-            thumbnail_id: Some(&thumb.id),
+            thumbnail: Some(t),
             ..Default::default()
         };
-        let now = time::now();
-        let saved = canvases::save(db, &a.id, &s, now).await.unwrap();
-        assert_eq!(
-            saved.canvas.thumbnail_id.as_deref(),
-            Some(thumb.id.as_str())
-        );
+        // The thumbnail's row comes with the save; the one it replaces is named.
+        let saved = canvases::save(db, &a.id, &save(&t1), now).await.unwrap();
+        assert_eq!(saved.canvas.thumbnail_id.as_deref(), Some(t1.id.as_str()));
         assert_eq!(saved.replaced_thumbnail, None, "{n}");
+        assert!(assets::get(db, &t1.id).await.unwrap().is_some(), "{n}");
+        let saved = canvases::save(db, &a.id, &save(&t2), now).await.unwrap();
+        assert_eq!(saved.replaced_thumbnail.as_deref(), Some(t1.id.as_str()));
+        // Refused by a lock: the thumbnail's row is not inserted.
+        let other = users::create_user(db, "thumbs-2", Role::User)
+            .await
+            .unwrap();
+        canvases::lock(
+            db,
+            &a.id,
+            &other.id,
+            now + chrono::Duration::minutes(1),
+            now,
+        )
+        .await
+        .unwrap();
+        let t3 = thumb(b"three");
+        assert!(canvases::save(db, &a.id, &save(&t3), now).await.is_err());
+        assert!(assets::get(db, &t3.id).await.unwrap().is_none(), "{n}");
+        canvases::unlock(db, &a.id, None, true, now).await.unwrap();
+        let thumb = t2;
         assets::delete(db, &thumb.id).await.unwrap();
         let c = canvases::get(db, &a.id, now).await.unwrap().unwrap();
         assert_eq!(c.thumbnail_id, None, "{n}");

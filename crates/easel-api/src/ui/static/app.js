@@ -551,6 +551,7 @@
       if (cursor) q.set('cursor', cursor);
       const page = await api('GET', '/v1/assets?' + q);
       for (const a of page.data) {
+        if (a.kind === 'canvas') continue; // a canvas is a JSON document, not an image
         grid.append(h('button', { type: 'button', class: 'thumb', 'data-asset': a.id, onclick: () => viewer(a.id), 'aria-label': 'Open image' },
           h('img', { src: a.url, alt: (a.metadata && a.metadata.prompt) || a.id, loading: 'lazy' })));
       }
