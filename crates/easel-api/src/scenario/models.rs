@@ -203,10 +203,112 @@ pub(super) struct PromptQuery {
 #[serde(rename_all = "camelCase")]
 #[schema(as = ScenarioPromptScoreDetails)]
 pub(super) struct PromptScoreDetails {
+    /// Required by the spec; Easel's models have no training captions: zeros (see `status`).
+    captions_similarity: Similarity,
+    /// Required by the spec; Easel's models have no caption embedding: 0 (see `status`).
+    embedding_similarity: f64,
+    /// Against the prompts of the model's example images (when some have one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompts_similarity: Option<Similarity>,
     token_count: usize,
     token_limit: usize,
     truncated_tokens: usize,
     chunks: usize,
+}
+
+/// Dice–Sørensen similarities of the prompt to several texts.
+#[derive(Serialize, ToSchema, Default)]
+#[schema(as = ScenarioSimilarity)]
+pub(super) struct Similarity {
+    min: f64,
+    median: f64,
+    mean: f64,
+}
+
+/// The Dice–Sørensen coefficient of two texts over their lower-cased character bigrams
+/// (counted with repeats): 1 for the same text, 0 for texts sharing no bigram.
+fn dice(a: &str, b: &str) -> f64 {
+    fn bigrams(s: &str) -> Vec<(char, char)> {
+        let c: Vec<char> = s.to_lowercase().chars().collect();
+        let mut v: Vec<(char, char)> = c.windows(2).map(|w| (w[0], w[1])).collect();
+        v.sort_unstable();
+        v
+    }
+    let (x, y) = (bigrams(a), bigrams(b));
+    if x.is_empty() && y.is_empty() {
+        return if a.to_lowercase() == b.to_lowercase() {
+            1.0
+        } else {
+            0.0
+        };
+    }
+    let (mut i, mut j, mut common) = (0, 0, 0usize);
+    while i < x.len() && j < y.len() {
+        match x[i].cmp(&y[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                common += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    2.0 * common as f64 / (x.len() + y.len()) as f64
+}
+
+/// Min, median and mean of the prompt's similarity to each text; `None` without texts.
+fn similarity(prompt: &str, texts: &[String]) -> Option<Similarity> {
+    let mut v: Vec<f64> = texts.iter().map(|t| dice(prompt, t)).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Similarity {
+        min: v[0],
+        median,
+        mean: v.iter().sum::<f64>() / n as f64,
+    })
+}
+
+/// The prompts of a model's example images (the jobs that made them).
+async fn example_prompts(state: &AppState, m: &Model) -> Result<Vec<String>, Error> {
+    let ids: Vec<&str> = m.examples.iter().map(String::as_str).collect();
+    let assets = easel_store::assets::get_many(&state.store.db, &ids).await?;
+    let jobs: Vec<&str> = assets.iter().filter_map(|a| a.job_id.as_deref()).collect();
+    Ok(easel_store::jobs::get_many(&state.store.db, &jobs)
+        .await?
+        .iter()
+        .filter_map(|j| j.input.get("prompt").and_then(Value::as_str))
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+#[cfg(test)]
+mod dice_tests {
+    use super::*;
+
+    #[test]
+    fn dice_of_bigrams() {
+        assert_eq!(dice("night", "NIGHT"), 1.0);
+        // ni ig gh ht / na ac ch ht: one bigram in common of eight.
+        assert!((dice("night", "nacht") - 0.25).abs() < 1e-12);
+        assert_eq!(dice("ab", "cd"), 0.0);
+        let s = similarity(
+            "a red fox",
+            &["a red fox".into(), "zzz".into(), "a red box".into()],
+        )
+        .unwrap();
+        assert_eq!((s.min, s.median), (0.0, dice("a red fox", "a red box")));
+        assert!(similarity("x", &[]).is_none());
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -223,9 +325,11 @@ pub(super) struct PromptScore {
 
 /// `GET /models/{modelId}/scores/prompt`: the prompt checked against the model's tokenizer
 /// (`service::prompt_check`). `score` is the share of its tokens the text encoder sees (1
-/// when none is dropped); `details` the counts. Scenario also scores against a model's
-/// training captions, which Easel's models do not have: `status` is `incomplete`. An
-/// emphasis weight outside 0–2 is Scenario's `syntaxError`.
+/// when none is dropped); `details` the counts, and `promptsSimilarity` (Dice–Sørensen over
+/// character bigrams) against the prompts of the model's example images. Scenario also
+/// scores against a model's training captions and their embedding, which Easel's models do
+/// not have: `status` is `incomplete`, and the spec's required `captionsSimilarity` and
+/// `embeddingSimilarity` read 0. An emphasis weight outside 0–2 is Scenario's `syntaxError`.
 #[utoipa::path(get, path = "/scenario/v1/models/{modelId}/scores/prompt", tag = "scenario", params(("modelId" = String, Path), ("prompt" = Option<String>, Query)),
     responses((status = 200, body = PromptScore), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -243,11 +347,15 @@ pub(super) async fn prompt_score(
             Some("model") => e.with_field("modelId"),
             _ => e,
         })?;
+    let prompts = example_prompts(&state, &m).await?;
     Ok(axum::Json(PromptScore {
         model_id: ids::model(&m.id),
         score: check.kept_share(),
         status: "incomplete",
         details: PromptScoreDetails {
+            captions_similarity: Similarity::default(),
+            embedding_similarity: 0.0,
+            prompts_similarity: similarity(&prompt, &prompts),
             token_count: check.tokens,
             token_limit: check.window * check.chunks.max(1),
             truncated_tokens: check.truncated,
