@@ -6,7 +6,6 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use base64::Engine;
 use bytes::Bytes;
 use easel_core::asset::AssetEdit;
 use easel_core::canvas::CanvasLock;
@@ -160,17 +159,7 @@ async fn canvas_view(
 }
 
 fn base64_image(field: &str, s: Option<String>) -> easel_core::Result<Option<Bytes>> {
-    s.map(|s| {
-        let b64 = match s.split_once(";base64,") {
-            Some((head, data)) if head.starts_with("data:") => data,
-            _ => s.as_str(),
-        };
-        base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map(Bytes::from)
-            .map_err(|_| Error::invalid(field, "is not valid base64"))
-    })
-    .transpose()
+    s.map(|s| service::base64_bytes(field, &s)).transpose()
 }
 
 fn document_text(v: &serde_json::Value) -> easel_core::Result<String> {

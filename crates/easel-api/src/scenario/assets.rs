@@ -176,7 +176,7 @@ pub(super) async fn upload(
         let asset = canvases::create(&state, &who, body, document, parent.map(|p| p.id)).await?;
         return Ok(axum::Json(AssetOne { asset }));
     };
-    let bytes = canvases::base64_image("image", image)?;
+    let bytes = service::base64_bytes("image", image)?;
     // The collections are the caller's, checked before anything is stored.
     let collections = canvases::collection_ids(&body)?;
     for (i, c) in collections.iter().enumerate() {

@@ -3,7 +3,6 @@
 //! snapshots listed. A canvas shows as an asset of `kind: json`, `source: canvas`, with its
 //! `thumbnail` and, while locked, `metadata.lockExpiresAt`.
 
-use bytes::Bytes;
 use easel_core::asset::AssetEdit;
 
 use super::*;
@@ -30,18 +29,6 @@ pub(super) const SAVE_FIELDS: [&str; 5] = [
 /// An error of the service in Scenario's names; a lock held by another is a 409.
 fn renamed(e: Error) -> Failure {
     Failure::locked(error::renamed(e, FIELDS))
-}
-
-/// A base64 image (or a `data:` URL of one); the error names `field`.
-pub(super) fn base64_image(field: &str, s: &str) -> Result<Bytes, Error> {
-    let b64 = match s.split_once(";base64,") {
-        Some((head, data)) if head.starts_with("data:") => data,
-        _ => s,
-    };
-    base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map(Bytes::from)
-        .map_err(|_| Error::invalid(field, "is not valid base64"))
 }
 
 /// The `collectionIds` of an upload as Easel's ids (an id of no collection: 400 naming it;
@@ -87,7 +74,7 @@ pub(super) async fn create(
         thumbnail: body
             .thumbnail
             .as_deref()
-            .map(|t| base64_image("thumbnail", t))
+            .map(|t| service::base64_bytes("thumbnail", t))
             .transpose()?,
     };
     let r = service::create_canvas(state, who, n)
@@ -121,7 +108,7 @@ pub(super) async fn save(
     let s = CanvasSave {
         document: text("canvas")?,
         thumbnail: text("thumbnail")?
-            .map(|t| base64_image("thumbnail", &t))
+            .map(|t| service::base64_bytes("thumbnail", &t))
             .transpose()?,
         lock_id: text("lockId")?,
         lock_until: text("lockExpiresAt")?

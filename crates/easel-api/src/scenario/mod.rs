@@ -172,7 +172,6 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, post, MethodFilter};
 use axum::Router;
-use base64::Engine;
 use easel_core::asset::{Asset, AssetKind};
 use easel_core::auth::Principal;
 use easel_core::canvas::Canvas;

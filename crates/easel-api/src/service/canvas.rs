@@ -260,6 +260,20 @@ pub async fn copy_canvas(state: &AppState, who: &Principal, a: &Asset) -> Result
     .await
 }
 
+/// Bytes sent in base64, or as a `data:` URL of base64 (a canvas's thumbnail, Scenario's
+/// images); the error names `field`.
+pub fn base64_bytes(field: &str, s: &str) -> Result<Bytes> {
+    use base64::Engine;
+    let b64 = match s.split_once(";base64,") {
+        Some((head, data)) if head.starts_with("data:") => data,
+        _ => s,
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map(Bytes::from)
+        .map_err(|_| Error::invalid(field, "is not valid base64"))
+}
+
 /// An asset's content: a canvas's current document, or the blob of any other asset.
 pub async fn asset_content(store: &easel_store::Store, a: &Asset) -> Result<Bytes> {
     if a.kind == AssetKind::Canvas {
