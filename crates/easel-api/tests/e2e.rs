@@ -3281,6 +3281,10 @@ async fn canvases_save_under_their_lock_and_keep_snapshots() {
         )
         .await;
     assert_eq!(s, 201, "{c}");
+    insta::assert_json_snapshot!("native_canvas", c, {
+        ".asset.id" => "[asset id]", ".asset.url" => "[signed url]", ".thumbnail_id" => "[asset id]",
+        ".asset.created_at" => "[time]", ".asset.updated_at" => "[time]"
+    });
     let id = c["asset"]["id"].as_str().unwrap().to_string();
     let thumb = c["thumbnail_id"].as_str().unwrap().to_string();
     assert_eq!(

@@ -2695,6 +2695,20 @@ async fn own_models_are_compositions_of_the_servers() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
+    // The prompt score compares a prompt with the examples' prompts.
+    let (_, score) = call(
+        &t,
+        &ann,
+        Method::GET,
+        &format!("/models/{id}/scores/prompt?prompt=a%20fox%20in%20snow"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        score["details"]["promptsSimilarity"],
+        json!({"min": 1.0, "median": 1.0, "mean": 1.0}),
+        "{score}"
+    );
     let e = &v["examples"][0];
     assert_eq!(
         (&e["asset"]["id"], &e["modelId"], &e["inferenceId"]),
