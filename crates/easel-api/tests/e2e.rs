@@ -3408,10 +3408,14 @@ async fn canvases_save_under_their_lock_and_keep_snapshots() {
             Method::PUT,
             &format!("/v1/canvases/{id}"),
             ADMIN_KEY,
-            Some(json!({"document": {"layers": [2]}, "lock_id": token})),
+            Some(json!({"document": {"layers": [2]}, "lock_id": token, "privacy": "unlisted"})),
         )
         .await;
     assert_eq!((s, c["version"].as_u64()), (200, Some(2)), "{c}");
+    assert_eq!(
+        c["asset"]["privacy"], "unlisted",
+        "the holder edits the record too"
+    );
     let (_, _, etag2, body) = content().await;
     assert_ne!(etag1, etag2);
     assert_eq!(body, r#"{"layers":[2]}"#);

@@ -71,8 +71,15 @@ pub(crate) async fn insert_tx(tx: &mut WriteTx, a: &Asset) -> Result<Option<Stri
 
 /// Insert one asset row (an upload) in its own transaction; returns its lineage root.
 pub async fn insert(db: &Db, a: &Asset) -> Result<Option<String>> {
+    insert_into(db, a, &[]).await
+}
+
+/// Insert one asset row and add it to `collections` (its owner's, checked by the caller) in
+/// one transaction; returns its lineage root.
+pub async fn insert_into(db: &Db, a: &Asset, collections: &[String]) -> Result<Option<String>> {
     let mut tx = db.begin().await?;
     let root = insert_tx(&mut tx, a).await?;
+    crate::collections::add_all_tx(&mut tx, collections, &a.id, a.created_at).await?;
     tx.commit().await?;
     Ok(root)
 }

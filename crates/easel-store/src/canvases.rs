@@ -110,8 +110,9 @@ async fn snapshot_tx(
         }
     }
     sqlx::query(&format!(
-        "INSERT INTO canvas_snapshots (id, asset_id, version, author_id, sha256, document, taken_at) \
-         VALUES ($1, $2, {version}, $3, $4, $5, $6)"
+        "INSERT INTO canvas_snapshots (id, asset_id, version, author_id, sha256, bytes, document, taken_at) \
+         VALUES ($1, $2, {version}, $3, $4, {}, $5, $6)",
+        document.len()
     ))
     .bind(easel_core::id::new(easel_core::id::SNAPSHOT))
     .bind(id)
@@ -159,12 +160,7 @@ pub async fn create(
     .execute(tx.conn())
     .await
     .map_err(db_err)?;
-    let now = time::to_millis(asset.created_at);
-    for c in collections {
-        crate::collections::add_tx(&mut tx, c, crate::collections::Kind::Asset, &asset.id, now)
-            .await?;
-        crate::collections::touch_tx(&mut tx, c, now).await?;
-    }
+    crate::collections::add_all_tx(&mut tx, collections, &asset.id, asset.created_at).await?;
     snapshot_tx(
         &mut tx,
         &asset.id,
@@ -416,7 +412,7 @@ pub async fn snapshots(
         .map(|v| format!(" AND version < {v}"))
         .unwrap_or_default();
     let heads = sqlx::query(&format!(
-        "SELECT id, version, CAST(LENGTH(document) AS BIGINT) AS len FROM canvas_snapshots \
+        "SELECT id, version, bytes AS len FROM canvas_snapshots \
          WHERE asset_id = $1{below} ORDER BY version DESC LIMIT {}",
         limit.clamp(1, 1000) + 1
     ))

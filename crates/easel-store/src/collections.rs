@@ -186,6 +186,21 @@ pub(crate) async fn add_tx(
     Ok(())
 }
 
+/// Add an asset to each of `collections` in `tx`, at `at` (a new asset's collections).
+pub(crate) async fn add_all_tx(
+    tx: &mut WriteTx,
+    collections: &[String],
+    asset_id: &str,
+    at: easel_core::time::Timestamp,
+) -> Result<()> {
+    let now = time::to_millis(at);
+    for c in collections {
+        add_tx(tx, c, Kind::Asset, asset_id, now).await?;
+        touch_tx(tx, c, now).await?;
+    }
+    Ok(())
+}
+
 /// The collection changed at `now` (unix ms), in `tx`.
 pub(crate) async fn touch_tx(tx: &mut WriteTx, id: &str, now: i64) -> Result<()> {
     sqlx::query("UPDATE collections SET updated_at = $2 WHERE id = $1")

@@ -333,12 +333,9 @@ pub async fn finish(
         ));
     }
     let root = crate::assets::insert_tx(&mut tx, asset).await?;
-    let now = time::to_millis(time::now());
-    for c in collections {
-        crate::collections::add_tx(&mut tx, c, crate::collections::Kind::Asset, &asset.id, now)
-            .await?;
-        crate::collections::touch_tx(&mut tx, c, now).await?;
-    }
+    let at = time::now();
+    let now = time::to_millis(at);
+    crate::collections::add_all_tx(&mut tx, collections, &asset.id, at).await?;
     let released = release_parts(&mut tx, id).await?;
     sqlx::query(
         "UPDATE uploads SET status = 'complete', error = NULL, asset_id = $2, updated_at = $3 WHERE id = $1",

@@ -527,8 +527,9 @@ pub async fn edit(
 ) -> ApiResult<axum::Json<AssetView>> {
     body.validate()?;
     let a = service::owned_asset(&state, &who, &id).await?;
-    // A canvas's record changes under its lock, like its document (no token here: a
-    // locked canvas is edited with `PUT /v1/canvases/{id}` and its `lock_id`).
+    // A canvas's record changes under its lock, like its document: no token here, so a
+    // locked canvas is a 409 (its holder edits it with `PUT /v1/canvases/{id}`, which takes
+    // `lock_id` and the same fields).
     let a = if a.kind == AssetKind::Canvas {
         let s = service::CanvasSave {
             edit: body,

@@ -57,6 +57,8 @@ pub struct SaveCanvas {
     pub name: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    #[serde(default)]
+    pub privacy: Option<easel_core::asset::Privacy>,
     /// The lock's token, needed while the canvas is locked.
     #[serde(default)]
     pub lock_id: Option<String>,
@@ -200,7 +202,7 @@ pub async fn get(
 }
 
 /// Save a canvas: its document (a snapshot taken unless `snapshot: false`), thumbnail,
-/// name, description, the lock's end. While it is locked, only the lock's token passes
+/// name, description, privacy, the lock's end. While it is locked, only the lock's token passes
 /// (409 naming the holder).
 #[utoipa::path(put, path = "/v1/canvases/{id}", tag = "assets", params(("id" = String, Path)), request_body = SaveCanvas,
     responses((status = 200, body = CanvasView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
@@ -224,7 +226,7 @@ pub async fn save(
         edit: AssetEdit {
             name: body.name,
             description: body.description,
-            privacy: None,
+            privacy: body.privacy,
         },
     };
     let r = service::save_canvas(&state, &who, &a, s).await?;

@@ -190,25 +190,16 @@ pub(super) async fn upload(
                 )
             })?;
     }
-    let asset = service::store_upload(
+    let asset = service::store_upload_into(
         &state,
         &who,
         bytes,
         json!({"name": body.name}),
         parent.as_ref().map(|p| p.id.as_str()),
+        &collections,
     )
     .await
     .map_err(|e| service::refield(e, "file", "image"))?;
-    for c in &collections {
-        easel_store::collections::change(
-            &state.store.db,
-            c,
-            easel_store::collections::Kind::Asset,
-            std::slice::from_ref(&asset.id),
-            &[],
-        )
-        .await?;
-    }
     let asset = view::assets(&state, Some(&who.user_id), vec![asset])
         .await?
         .remove(0);

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use easel_core::asset::{blob_key, Asset, AssetEdit, AssetKind};
 use easel_core::auth::Principal;
 use easel_core::canvas::{self, Canvas};
-use easel_core::{time, Error, Result};
+use easel_core::{time, Error, ErrorKind, Result};
 
 use crate::AppState;
 
@@ -38,7 +38,8 @@ pub struct CanvasSave {
     pub edit: AssetEdit,
 }
 
-/// A canvas as read or saved: its asset, its state and its document, consistent.
+/// A canvas as read or saved: its asset, its state and its document (a save's three from
+/// its transaction; a read's state and document from one query).
 pub struct CanvasRead {
     pub asset: Asset,
     pub canvas: Canvas,
@@ -103,7 +104,7 @@ pub async fn create_canvas(state: &AppState, who: &Principal, n: NewCanvas) -> R
     asset.root_id = match made {
         Ok(root) => root,
         Err(e) => {
-            drop_blob(state, thumbnail.as_ref()).await;
+            drop_blob(state, thumbnail.as_ref(), &e).await;
             return Err(e);
         }
     };
@@ -178,7 +179,7 @@ pub async fn save_canvas(
     let saved = match saved {
         Ok(s) => s,
         Err(e) => {
-            drop_blob(state, thumbnail.as_ref()).await;
+            drop_blob(state, thumbnail.as_ref(), &e).await;
             return Err(e);
         }
     };
@@ -215,10 +216,15 @@ async fn thumbnail_blob(state: &AppState, a: &Asset, bytes: Bytes) -> Result<Ass
     Ok(t)
 }
 
-/// Remove a thumbnail's blob whose row was not inserted (its intent stays for the collector
-/// if this fails).
-async fn drop_blob(state: &AppState, t: Option<&Asset>) {
-    if let Some(t) = t {
+/// Remove a thumbnail's blob whose row was refused (`e`: a lock, a missing canvas, bad
+/// input). After a failure of the database itself the transaction may have committed, so
+/// the intent stays for the collector, which deletes only blobs without their row.
+async fn drop_blob(state: &AppState, t: Option<&Asset>, e: &Error) {
+    let refused = !matches!(
+        e.kind,
+        ErrorKind::Unavailable | ErrorKind::Internal | ErrorKind::Timeout
+    );
+    if let Some(t) = t.filter(|_| refused) {
         let blob = [(t.id.clone(), blob_key(&t.owner_id, &t.id))];
         if let Err(e) = easel_store::intents::remove(&state.store, &blob).await {
             tracing::warn!(asset = %t.id, error = %e.message, "an unused thumbnail blob is left to the collector");

@@ -767,10 +767,23 @@ pub async fn store_upload(
     metadata: serde_json::Value,
     parent_id: Option<&str>,
 ) -> Result<Asset> {
+    store_upload_into(state, who, bytes, metadata, parent_id, &[]).await
+}
+
+/// `store_upload`, the row added to `collections` (the caller's, checked by the caller) in
+/// its transaction.
+pub async fn store_upload_into(
+    state: &AppState,
+    who: &Principal,
+    bytes: Bytes,
+    metadata: serde_json::Value,
+    parent_id: Option<&str>,
+    collections: &[String],
+) -> Result<Asset> {
     let mut asset = image_asset(state, &who.user_id, &bytes, metadata, parent_id).await?;
     let key = blob_key(&asset.owner_id, &asset.id);
     easel_store::intents::put(&state.store, &asset.id, &key, bytes).await?;
-    asset.root_id = easel_store::assets::insert(&state.store.db, &asset).await?;
+    asset.root_id = easel_store::assets::insert_into(&state.store.db, &asset, collections).await?;
     Ok(asset)
 }
 
@@ -1266,20 +1279,28 @@ pub async fn mask_from_transparency(
 /// Delete an asset of the caller: the row (with an intent for its blob), then the blob; a
 /// canvas with its thumbnail. A canvas under a live lock stays (409 naming the holder).
 pub async fn delete_asset(state: &AppState, a: &Asset) -> Result<()> {
-    let thumbnail = match a.kind {
-        AssetKind::Canvas => easel_store::canvases::get(&state.store.db, &a.id, time::now())
-            .await?
-            .and_then(|c| c.thumbnail_id),
-        _ => None,
-    };
     if easel_store::assets::delete(&state.store.db, &a.id).await? {
         let blob = [(a.id.clone(), blob_key(&a.owner_id, &a.id))];
         easel_store::intents::remove(&state.store, &blob).await?;
     }
-    // A canvas's thumbnail goes with it.
-    if let Some(t) = thumbnail {
-        if let Some(t) = easel_store::assets::get(&state.store.db, &t).await? {
-            Box::pin(delete_asset(state, &t)).await?;
+    // A canvas's thumbnails go with it: every image made as one of its thumbnails (the
+    // current one, and any a racing save left behind).
+    if a.kind == AssetKind::Canvas {
+        let children = easel_store::assets::list(
+            &state.store.db,
+            &easel_store::assets::AssetFilter {
+                owner_id: a.owner_id.clone(),
+                parent_id: Some(a.id.clone()),
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .await?;
+        for t in children
+            .iter()
+            .filter(|t| t.metadata["thumbnail_of"].as_str() == Some(a.id.as_str()))
+        {
+            Box::pin(delete_asset(state, t)).await?;
         }
     }
     Ok(())

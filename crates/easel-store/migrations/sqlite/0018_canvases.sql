@@ -19,6 +19,7 @@ CREATE TABLE canvas_snapshots (
     version BIGINT NOT NULL,
     author_id TEXT NOT NULL,
     sha256 TEXT NOT NULL,
+    bytes BIGINT NOT NULL,
     document TEXT NOT NULL,
     taken_at BIGINT NOT NULL
 );

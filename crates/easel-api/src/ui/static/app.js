@@ -546,6 +546,7 @@
     let cursor = null;
     async function load(reset) {
       if (reset) { grid.replaceChildren(); cursor = null; }
+      grid.querySelectorAll('p.muted').forEach((p) => p.remove());
       const q = new URLSearchParams({ limit: 24 });
       for (const k of Object.keys(f)) if (f[k].value) q.set(k, f[k].value);
       if (cursor) q.set('cursor', cursor);
@@ -557,7 +558,7 @@
       }
       cursor = page.next_cursor;
       more.hidden = !cursor;
-      if (!grid.children.length) grid.append(h('p', { class: 'muted' }, 'Nothing here yet.'));
+      if (!grid.children.length && !cursor) grid.append(h('p', { class: 'muted' }, 'Nothing here yet.'));
     }
     more.addEventListener('click', () => load(false).catch((e) => flash(e.message, true)));
     for (const k of Object.keys(f)) f[k].addEventListener('change', () => load(true).catch((e) => flash(e.message, true)));
