@@ -217,27 +217,15 @@ pub async fn of_own_assets(
     db: &Db,
     ids: &[&str],
 ) -> Result<std::collections::HashMap<String, Vec<String>>> {
-    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
-    for chunk in ids.chunks(500) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
+    by_item(db, None, ids, |marks| {
+        format!(
             "SELECT i.item_id, i.collection_id FROM collection_items i \
              JOIN collections c ON c.id = i.collection_id \
              JOIN assets a ON a.id = i.item_id AND a.owner_id = c.owner_id \
-             WHERE i.kind = 'asset' AND i.item_id IN ({}) ORDER BY i.collection_id",
-            marks.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&db.pool).await.map_err(db_err)? {
-            out.entry(get_str(&r, "item_id")?)
-                .or_default()
-                .push(get_str(&r, "collection_id")?);
-        }
-    }
-    Ok(out)
+             WHERE i.kind = 'asset' AND i.item_id IN ({marks})"
+        )
+    })
+    .await
 }
 
 /// The ids of the collections holding each of these items.
@@ -246,14 +234,34 @@ pub async fn of_items(
     kind: Kind,
     ids: &[&str],
 ) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    by_item(db, Some(kind.as_str()), ids, |marks| {
+        format!(
+            "SELECT item_id, collection_id FROM collection_items WHERE kind = $1 AND item_id IN ({marks})"
+        )
+    })
+    .await
+}
+
+/// Item id → the ids of the collections holding it, sorted: `select` reads `item_id` and
+/// `collection_id` for the ids bound at its marks (after `first`, bound as `$1` when given),
+/// 500 ids a query.
+async fn by_item(
+    db: &Db,
+    first: Option<&str>,
+    ids: &[&str],
+    select: impl Fn(&str) -> String,
+) -> Result<std::collections::HashMap<String, Vec<String>>> {
     let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let from = 1 + usize::from(first.is_some());
     for chunk in ids.chunks(500) {
-        let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT item_id, collection_id FROM collection_items WHERE kind = $1 AND item_id IN ({})",
-            marks.join(", ")
-        );
-        let mut q = sqlx::query(&sql).bind(kind.as_str());
+        let marks: Vec<String> = (from..from + chunk.len())
+            .map(|i| format!("${i}"))
+            .collect();
+        let sql = select(&marks.join(", "));
+        let mut q = sqlx::query(&sql);
+        if let Some(f) = first {
+            q = q.bind(f);
+        }
         for id in chunk {
             q = q.bind(*id);
         }

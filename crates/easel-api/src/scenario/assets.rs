@@ -178,18 +178,13 @@ pub(super) async fn upload(
     };
     let bytes = service::base64_bytes("image", image)?;
     // The collections are the caller's, checked before anything is stored.
-    let collections = canvases::collection_ids(&body)?;
-    for (i, c) in collections.iter().enumerate() {
-        easel_store::collections::get(&state.store.db, c)
-            .await?
-            .filter(|c| c.owner_id == who.user_id)
-            .ok_or_else(|| {
-                Error::invalid(
-                    format!("collectionIds[{i}]"),
-                    format!("collection {} not found", ids::collection(c)),
-                )
-            })?;
-    }
+    let collections = ids::collections_in(
+        "collectionIds",
+        body.collection_ids.as_deref().unwrap_or_default(),
+    )?;
+    service::check_own_collections(&state, &who, &collections)
+        .await
+        .map_err(|e| error::renamed(e, canvases::FIELDS))?;
     let asset = service::store_upload_into(
         &state,
         &who,

@@ -9,7 +9,7 @@ use super::*;
 use crate::service::{CanvasSave, NewCanvas};
 
 /// Scenario's canvas fields by the service's names (errors are renamed by it).
-const FIELDS: &[(&str, &str)] = &[
+pub(super) const FIELDS: &[(&str, &str)] = &[
     ("canvas", "document"),
     ("lockId", "lock_id"),
     ("lockExpiresAt", "lock_expires_at"),
@@ -31,24 +31,6 @@ fn renamed(e: Error) -> Failure {
     Failure::locked(error::renamed(e, FIELDS))
 }
 
-/// The `collectionIds` of an upload as Easel's ids (an id of no collection: 400 naming it;
-/// whose they are is checked where they are used).
-pub(super) fn collection_ids(body: &AssetUpload) -> Result<Vec<String>, Error> {
-    body.collection_ids
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, c)| {
-            ids::collection_in(c).ok_or_else(|| {
-                Error::invalid(
-                    format!("collectionIds[{i}]"),
-                    format!("collection {c} not found"),
-                )
-            })
-        })
-        .collect()
-}
-
 /// An asset and its canvas as Scenario shows them.
 async fn view_of(state: &AppState, who: &Principal, a: Asset) -> Result<AssetView, Error> {
     Ok(view::assets(state, Some(&who.user_id), vec![a])
@@ -67,7 +49,10 @@ pub(super) async fn create(
 ) -> Result<AssetView, Failure> {
     let n = NewCanvas {
         document,
-        collection_ids: collection_ids(&body)?,
+        collection_ids: ids::collections_in(
+            "collectionIds",
+            body.collection_ids.as_deref().unwrap_or_default(),
+        )?,
         name: Some(body.name),
         description: None,
         parent_id,

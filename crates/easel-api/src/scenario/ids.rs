@@ -33,6 +33,25 @@ pub(super) fn collection_in(wire: &str) -> Option<String> {
         .or_else(|| id::is_valid(id::COLLECTION, wire).then(|| wire.into()))
 }
 
+/// The Easel ids of Scenario collection ids sent as `field` (an id of no collection is a 400
+/// naming `field[i]`; whose they are is checked where they are used).
+pub(super) fn collections_in(
+    field: &str,
+    wire: &[String],
+) -> Result<Vec<String>, easel_core::Error> {
+    wire.iter()
+        .enumerate()
+        .map(|(i, c)| {
+            collection_in(c).ok_or_else(|| {
+                easel_core::Error::invalid(
+                    format!("{field}[{i}]"),
+                    format!("collection {c} not found"),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Scenario's id of an Easel model.
 pub(super) fn model(easel: &str) -> String {
     swap(id::MODEL, MODEL, easel).unwrap_or_else(|| easel.to_string())

@@ -223,15 +223,10 @@ pub(super) async fn create(
         )
         .into());
     }
-    let mut collection_ids = Vec::new();
-    for (i, c) in opts.collection_ids.unwrap_or_default().iter().enumerate() {
-        collection_ids.push(ids::collection_in(c).ok_or_else(|| {
-            Error::invalid(
-                format!("assetOptions.collectionIds[{i}]"),
-                format!("collection {c} not found"),
-            )
-        })?);
-    }
+    let collection_ids = ids::collections_in(
+        "assetOptions.collectionIds",
+        opts.collection_ids.as_deref().unwrap_or_default(),
+    )?;
     let parent_id = match opts.parent_id {
         None => None,
         Some(p) => Some(ids::asset_in(&p).ok_or_else(|| {

@@ -1401,7 +1401,17 @@ async fn check_upload_options(
             .filter(|a| a.owner_id == who.user_id)
             .ok_or_else(|| Error::invalid("parent_id", format!("asset {p} not found")))?;
     }
-    for (i, c) in o.collection_ids.iter().enumerate() {
+    check_own_collections(state, who, &o.collection_ids).await
+}
+
+/// Collections a new asset of the caller goes into: each the caller's own (admins too: the
+/// asset will be theirs); errors name `collection_ids[i]`.
+pub async fn check_own_collections(
+    state: &AppState,
+    who: &Principal,
+    collection_ids: &[String],
+) -> Result<()> {
+    for (i, c) in collection_ids.iter().enumerate() {
         easel_store::collections::get(&state.store.db, c)
             .await?
             .filter(|c| c.owner_id == who.user_id)

@@ -97,9 +97,22 @@ pub fn prompt_count<S: AsRef<str>>(
     max_sequence_length: usize,
 ) -> (usize, usize) {
     let prompt = preprocess(prompt);
-    if instruction.is_empty() {
+    let Some((chi, n)) = instruction_text(tokenizer, instruction) else {
         let n = tokenizer.encode(&prompt, true).len();
         return (n.saturating_sub(1), max_sequence_length.saturating_sub(1));
+    };
+    let all = tokenizer.encode(&(chi + &prompt), true).len();
+    (all.saturating_sub(n), max_sequence_length.saturating_sub(2))
+}
+
+/// The instruction's lines joined as the prompt's prefix, and its token count (BOS
+/// included); `None` without an instruction.
+fn instruction_text<S: AsRef<str>>(
+    tokenizer: &TokenizerJson,
+    instruction: &[S],
+) -> Option<(String, usize)> {
+    if instruction.is_empty() {
+        return None;
     }
     let chi = instruction
         .iter()
@@ -107,8 +120,7 @@ pub fn prompt_count<S: AsRef<str>>(
         .collect::<Vec<&str>>()
         .join("\n");
     let n = tokenizer.encode(&chi, true).len();
-    let all = tokenizer.encode(&(chi + &prompt), true).len();
-    (all.saturating_sub(n), max_sequence_length.saturating_sub(2))
+    Some((chi, n))
 }
 
 /// Steps 1-3 (and the selection of step 4) for a prompt: `instruction` empty means none.
@@ -119,17 +131,12 @@ pub fn prompt_tokens<S: AsRef<str>>(
     max_sequence_length: usize,
 ) -> Result<PromptTokens> {
     let prompt = preprocess(prompt);
-    let (text, num_chi, max_length_all) = if instruction.is_empty() {
-        (prompt, 0, max_sequence_length)
-    } else {
-        let chi = instruction
-            .iter()
-            .map(AsRef::as_ref)
-            .collect::<Vec<&str>>()
-            .join("\n");
-        let n = tokenizer.encode(&chi, true).len();
-        let all = (n + max_sequence_length).saturating_sub(2);
-        (chi + &prompt, n, all)
+    let (text, num_chi, max_length_all) = match instruction_text(tokenizer, instruction) {
+        None => (prompt, 0, max_sequence_length),
+        Some((chi, n)) => {
+            let all = (n + max_sequence_length).saturating_sub(2);
+            (chi + &prompt, n, all)
+        }
     };
     if max_sequence_length == 0 || max_length_all + 1 < max_sequence_length {
         return Err(err(format!(
