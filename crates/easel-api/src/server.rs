@@ -256,6 +256,7 @@ pub async fn start(cfg: Config) -> Result<Server> {
         .to_string();
     let mut engine_cfg = cfg.engine.clone();
     engine_cfg.model_roots = model_roots(&cfg)?;
+    engine_cfg.lora_cache = cfg.data_dir.join("cache").join("loras");
     let models_dir = engine_cfg.model_roots[0].clone();
     let engine = Arc::new(easel_providers::diffusion::Engine::new(engine_cfg)?);
     let state = AppState(Arc::new(AppInner {

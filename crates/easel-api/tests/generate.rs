@@ -603,3 +603,221 @@ async fn a_users_composition_runs_its_base_with_its_loras_defaults_and_presets()
     assert_eq!(done["status"], "succeeded", "{done}");
     t.shutdown().await;
 }
+
+/// A LoRA uploaded in parts (`kind: lora`) becomes a private model of its uploader: the same
+/// image as the same file registered by the server, usable by its owner (directly and in
+/// their compositions, which others may then run), refused to anyone else; its file cannot
+/// be re-pointed; pickles and files without LoRA weights fail the upload; deleting the
+/// model deletes its blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_lora_is_its_owners_model() {
+    use easel_diffusion::sd::tiny::{make_tiny_lora, LoraLayout};
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let models = dir.path().join("models");
+    make_tiny(&models.join("tiny-sd15"), "sd15", 7).unwrap();
+    make_tiny_lora(
+        &models.join("tiny-sd15"),
+        &models.join("style-a.safetensors"),
+        LoraLayout::Kohya,
+        4,
+        1,
+    )
+    .unwrap();
+    let file = std::fs::read(models.join("style-a.safetensors")).unwrap();
+    let t = TestServer::start_in(dir, |c| c.scan_models = true).await;
+    let (key, owner_id) = t.user("ivy").await;
+    let (other, _) = t.user("jon").await;
+
+    let (s, u) = t
+        .upload_in_parts(
+            &key,
+            json!({"file_name": "my-style.safetensors", "kind": "lora"}),
+            &file,
+            2,
+        )
+        .await;
+    assert_eq!((s, u["status"].as_str()), (200, Some("complete")), "{u}");
+    assert_eq!(u["kind"], "lora");
+    assert_eq!(u["asset_id"], Value::Null, "{u}");
+    let id = u["model_id"].as_str().unwrap().to_string();
+    let (s, m) = t
+        .json(Method::GET, &format!("/v1/models/{id}"), &key, None)
+        .await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(m["name"], "my-style", "{m}");
+    assert_eq!(
+        (m["family"].as_str(), m["privacy"].as_str()),
+        (Some("lora"), Some("private"))
+    );
+    assert_eq!(m["tags"], json!(["lora"]));
+    assert_eq!(m["owner_id"], owner_id.as_str());
+    assert_eq!(
+        m["source"],
+        Value::Null,
+        "where the file is stays on the server: {m}"
+    );
+    let (s, _) = t
+        .json(Method::GET, &format!("/v1/models/{id}"), &other, None)
+        .await;
+    assert_eq!(s, 404, "a private LoRA is its owner's");
+
+    // Its owner applies it: the same image as the server's copy of the file.
+    let body = |lora: &str| {
+        json!({"task": "txt2img", "model": "tiny-sd15", "input": {"prompt": "a fox",
+            "width": 64, "height": 64, "steps": 2, "seed": 9,
+            "loras": [{"model": lora, "scale": 1.0}]}})
+    };
+    let mut images = Vec::new();
+    for lora in ["style-a", id.as_str()] {
+        let job = t.submit(&key, body(lora)).await;
+        assert_eq!(job["input"]["loras"][0]["model"], lora, "{job}");
+        let done = t.wait(&key, job["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let png = content(&t, &key, &output_ids(&done)[0]).await;
+        images.push(decode(&png).to_rgb8().into_raw());
+    }
+    assert_eq!(
+        images[0], images[1],
+        "the uploaded file is the LoRA applied"
+    );
+
+    // Anyone else: not found, in a request or in a composition of their own.
+    let (s, e) = t
+        .json(Method::POST, "/v1/jobs", &other, Some(body(&id)))
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("input.loras[0].model")),
+        "{e}"
+    );
+    let composition = |lora: &str| {
+        json!({"name": "fox look", "base_model": "tiny-sd15",
+            "loras": [{"model": lora, "scale": 1.0}],
+            "defaults": {"width": 64, "height": 64, "steps": 2}})
+    };
+    let (s, e) = t
+        .json(Method::POST, "/v1/models", &other, Some(composition(&id)))
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("loras[0].model")),
+        "{e}"
+    );
+    // The owner's public composition over it runs for others too.
+    let mut c = composition(&id);
+    c["privacy"] = json!("public");
+    let (s, comp) = t.json(Method::POST, "/v1/models", &key, Some(c)).await;
+    assert_eq!(s, 201, "{comp}");
+    let job = t
+        .submit(
+            &other,
+            json!({"task": "txt2img", "model": comp["id"], "input": {"prompt": "a fox", "seed": 9}}),
+        )
+        .await;
+    let done = t.wait(&other, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let png = content(&t, &other, &output_ids(&done)[0]).await;
+    assert_eq!(decode(&png).to_rgb8().into_raw(), images[0]);
+
+    // Its file is the upload's: neither source nor shape can change; the name can.
+    for (patch, field) in [
+        (json!({"source": "blob:models/x.safetensors"}), "source"),
+        (json!({"tags": []}), "tags"),
+        (json!({"base_model": "tiny-sd15"}), "base_model"),
+    ] {
+        let (s, e) = t
+            .json(
+                Method::PATCH,
+                &format!("/v1/models/{id}"),
+                &key,
+                Some(patch.clone()),
+            )
+            .await;
+        assert_eq!(
+            (s, e["error"]["field"].as_str()),
+            (422, Some(field)),
+            "{patch}: {e}"
+        );
+    }
+    let (s, m) = t
+        .json(
+            Method::PATCH,
+            &format!("/v1/models/{id}"),
+            &key,
+            Some(json!({"name": "Ivy's style", "tags": ["lora", "fox"]})),
+        )
+        .await;
+    assert_eq!((s, m["name"].as_str()), (200, Some("Ivy's style")), "{m}");
+    // Nobody makes a model of their own point at a blob.
+    let (s, e) = t
+        .json(
+            Method::POST,
+            "/v1/models",
+            &other,
+            Some(json!({"name": "stolen", "family": "lora", "tags": ["lora"],
+                "source": format!("blob:models/{id}.safetensors")})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("source")),
+        "{e}"
+    );
+
+    // Pickles and files without LoRA weights fail their upload, saying why.
+    let mut plain = Vec::new();
+    let header = br#"{"model.diffusion_model.out.2.weight":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}"#;
+    plain.extend((header.len() as u64).to_le_bytes());
+    plain.extend(header);
+    plain.extend([0u8; 4]);
+    for (bytes, says) in [
+        (b"PK\x03\x04 a torch zip".to_vec(), "pickle"),
+        (plain, "no LoRA weights"),
+        (file[..file.len() - 1].to_vec(), "past the end"),
+    ] {
+        let (s, e) = t
+            .upload_in_parts(
+                &key,
+                json!({"file_name": "bad.safetensors", "kind": "lora"}),
+                &bytes,
+                1,
+            )
+            .await;
+        assert_eq!(
+            (s, e["error"]["field"].as_str()),
+            (422, Some("file")),
+            "{e}"
+        );
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(says),
+            "{e}"
+        );
+    }
+
+    // Deleted, its blob goes with it (its composition then names a LoRA that is gone).
+    let blobs = &t.server().state.store.blobs;
+    let blob = format!("models/{id}.safetensors");
+    assert_eq!(blobs.get(&blob).await.unwrap().len(), file.len());
+    let (s, _) = t
+        .json(Method::DELETE, &format!("/v1/models/{id}"), &key, None)
+        .await;
+    assert_eq!(s, 204);
+    assert!(
+        blobs.get(&blob).await.is_err(),
+        "the LoRA's blob is deleted"
+    );
+    let (s, e) = t
+        .json(
+            Method::POST,
+            "/v1/jobs",
+            &key,
+            Some(json!({"task": "txt2img", "model": comp["id"], "input": {"prompt": "a fox"}})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("input.loras[0].model")),
+        "{e}"
+    );
+    t.shutdown().await;
+}

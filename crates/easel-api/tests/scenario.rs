@@ -3374,7 +3374,7 @@ async fn uploads_in_parts_complete_into_assets() {
     // What an announcement refuses, by Scenario's field names.
     let ok = json!({"fileName": "a.png", "fileSize": 5, "contentType": "image/png", "parts": 1, "kind": "image"});
     for (change, field) in [
-        (json!({"kind": "model"}), "kind"),
+        (json!({"kind": "video"}), "kind"),
         (json!({"kind": null}), "kind"),
         (json!({"fileName": null}), "fileName"),
         (json!({"fileSize": 1.5}), "fileSize"),
@@ -3896,4 +3896,92 @@ async fn canvases_lock_save_and_keep_snapshots() {
         let (s, e) = call(&t, &bob, m.clone(), &path, body).await;
         assert_eq!(s, 404, "{m} {path}: {e}");
     }
+}
+
+/// `kind: model`: a LoRA's `.safetensors` file sent in parts becomes a private model of the
+/// uploader (`entityId` its `model_…` id), listed among their models, applied as a concept
+/// by them and unknown to anyone else; by URL, or with asset options, it is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_uploads_become_the_uploaders_lora() {
+    let t = server(|_| {}).await;
+    let (ann, bob) = (pair(&t, "ann").await, pair(&t, "bob").await);
+    let file = std::fs::read(t.dir.path().join("models/style-a.safetensors")).unwrap();
+    let half = file.len() / 2;
+    let announce = json!({"fileName": "ann-style.safetensors", "fileSize": file.len(),
+        "contentType": "application/octet-stream", "parts": 2, "kind": "model"});
+    for (extra, field) in [
+        (json!({"url": "https://example.com/x.safetensors"}), "url"),
+        (
+            json!({"assetOptions": {"parentId": "asset_x"}}),
+            "assetOptions",
+        ),
+    ] {
+        let mut body = announce.clone();
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (s, e) = call(&t, &ann, Method::POST, "/uploads", Some(body)).await;
+        assert_eq!(s, 400, "{e}");
+        assert!(e.to_string().contains(field), "{e}");
+    }
+    let (s, v) = call(&t, &ann, Method::POST, "/uploads", Some(announce)).await;
+    assert_eq!(
+        (s, v["upload"]["kind"].as_str()),
+        (200, Some("model")),
+        "{v}"
+    );
+    let id = v["upload"]["id"].as_str().unwrap().to_string();
+    for (i, chunk) in [&file[..half], &file[half..]].into_iter().enumerate() {
+        let url = v["upload"]["parts"][i]["url"].as_str().unwrap();
+        let r = t.http.put(url).body(chunk.to_vec()).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/uploads/{id}/action"),
+        Some(json!({"action": "complete"})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["upload"]["status"].as_str()),
+        (200, Some("complete")),
+        "{v}"
+    );
+    let model = v["upload"]["entityId"].as_str().unwrap().to_string();
+    assert!(model.starts_with("model_"), "{v}");
+
+    let (s, m) = call(&t, &ann, Method::GET, &format!("/models/{model}"), None).await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(m["model"]["name"], "ann-style", "{m}");
+    assert_eq!(m["model"]["privacy"], "private", "{m}");
+    assert_eq!(m["model"]["tags"], json!(["lora"]), "{m}");
+    let (_, list) = call(&t, &ann, Method::GET, "/models?privacy=private", None).await;
+    assert!(list.to_string().contains(&model), "{list}");
+    let (s, _) = call(&t, &bob, Method::GET, &format!("/models/{model}"), None).await;
+    assert_eq!(s, 404);
+
+    let body = json!({"modelId": "tiny", "prompt": "a fox", "numInferenceSteps": 2,
+        "width": 64, "height": 64, "concepts": [{"modelId": model, "scale": 1.0}]});
+    let gen = |who| {
+        call(
+            &t,
+            who,
+            Method::POST,
+            "/generate/txt2img",
+            Some(body.clone()),
+        )
+    };
+    let (s, e) = gen(&bob).await;
+    assert_eq!(
+        (s, e["infos"]["field"].as_str()),
+        (400, Some("concepts[0].modelId")),
+        "{e}"
+    );
+    let (s, created) = gen(&ann).await;
+    assert_eq!(s, 200, "{created}");
+    let job = finished(&t, &ann, created["job"]["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "success", "{job}");
+    t.shutdown().await;
 }

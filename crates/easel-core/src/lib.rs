@@ -15,6 +15,7 @@ pub mod job;
 pub mod limits;
 pub mod model;
 pub mod preset;
+pub mod safetensors;
 pub mod scheduler;
 pub mod style;
 pub mod task;

@@ -356,8 +356,10 @@ impl ModelSpec {
     }
 
     /// Checks a model, owned by a user or not. A user's model is a composition
-    /// (`base_model` set) without aliases, and its `name` is a title (1–200 characters, not
-    /// blank, no control characters): it is found by its id, the name is not unique.
+    /// (`base_model` set) or a LoRA they uploaded ([`ModelSpec::user_lora`]: its `source` a
+    /// blob of the store, which only an upload sets), without aliases, and its `name` is a
+    /// title (1–200 characters, not blank, no control characters): it is found by its id,
+    /// the name is not unique. A model of the server never names a blob.
     pub fn validate_as(&self, owned: bool) -> Result<()> {
         if owned {
             check_title("name", &self.name)?;
@@ -367,7 +369,9 @@ impl ModelSpec {
                     "a user's model has no aliases: it is named by its id",
                 ));
             }
-            if self.base_model.is_none() {
+            if self.blob_key().is_some() {
+                self.check_user_lora()?;
+            } else if self.base_model.is_none() {
                 return Err(Error::invalid(
                     "base_model",
                     "a user's model runs a model of the server: name it in `base_model`",
@@ -375,6 +379,12 @@ impl ModelSpec {
             }
         } else {
             check_name("name", &self.name)?;
+            if self.blob_key().is_some() {
+                return Err(Error::invalid(
+                    "source",
+                    "a model of the server has its files in a models folder",
+                ));
+            }
         }
         self.check_composition()?;
         for (field, text, max) in [
@@ -498,6 +508,51 @@ impl ModelSpec {
             }
         }
         Ok(())
+    }
+
+    /// A user's LoRA as its upload registers it: the file the blob `key` holds (`source`
+    /// `blob:<key>`), family `lora`, tagged `lora`, private.
+    pub fn user_lora(name: impl Into<String>, key: &str) -> ModelSpec {
+        ModelSpec {
+            family: family::LORA.into(),
+            tags: vec!["lora".into()],
+            source: Some(format!("{BLOB_SOURCE}{key}")),
+            privacy: Some(Privacy::Private),
+            ..ModelSpec::new(name)
+        }
+    }
+
+    /// The blob of the store that holds the model's file (a user's LoRA), if it is one.
+    pub fn blob_key(&self) -> Option<&str> {
+        blob_key_of(self.source.as_deref())
+    }
+
+    /// A user's LoRA keeps the shape its upload gave it: its family, its `lora` tag, the
+    /// local provider with nothing of its own, no base; each error names the field.
+    fn check_user_lora(&self) -> Result<()> {
+        let wrong = [
+            ("base_model", self.base_model.is_some()),
+            ("family", self.family != family::LORA),
+            ("tags", !self.tags.iter().any(|t| t == "lora")),
+            ("loras", !self.loras.is_empty()),
+            ("tasks", !self.tasks.is_empty()),
+            ("provider", self.provider != "local"),
+            (
+                "provider_config",
+                self.provider_config
+                    .as_object()
+                    .is_none_or(|o| !o.is_empty()),
+            ),
+            ("fallback_provider", self.fallback_provider.is_some()),
+        ];
+        match wrong.iter().find(|(_, w)| *w) {
+            Some((field, _)) => Err(Error::invalid(
+                *field,
+                "a LoRA you uploaded keeps the family `lora`, its `lora` tag and its file, \
+                 and has no base, tasks or provider of its own",
+            )),
+            None => Ok(()),
+        }
     }
 
     /// A composition's own rules: nothing of a provider's (it runs its base's), at most 8
@@ -656,6 +711,11 @@ impl Model {
         }
     }
 
+    /// The blob of the store that holds the model's file (a user's LoRA), if it is one.
+    pub fn blob_key(&self) -> Option<&str> {
+        blob_key_of(self.source.as_deref())
+    }
+
     /// The model as a caller who is not an admin sees it: without `source` and without the
     /// provider configs' locations (`LOCATION_KEYS`), which would tell where this server keeps
     /// files and which internal hosts it reaches.
@@ -803,9 +863,28 @@ pub const MAX_DESCRIPTION: usize = 20_000;
 /// The most example assets of a model.
 pub const MAX_EXAMPLES: usize = 50;
 
+/// The prefix of a `source` that is a blob of this server's store rather than a path: a
+/// user's LoRA, written by its upload ([`lora_blob_key`]).
+pub const BLOB_SOURCE: &str = "blob:";
+
+/// The blob that holds the file of the user's LoRA `model_id`.
+pub fn lora_blob_key(model_id: &str) -> String {
+    format!("models/{model_id}.safetensors")
+}
+
+fn blob_key_of(source: Option<&str>) -> Option<&str> {
+    source?.strip_prefix(BLOB_SOURCE)
+}
+
+/// The longest name of a user's model.
+pub const MAX_TITLE_CHARS: usize = 200;
+
 /// A user's model's name: 1–200 characters, not blank, no control characters.
 pub fn check_title(field: &str, name: &str) -> Result<()> {
-    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_TITLE_CHARS
+        || name.chars().any(char::is_control)
+    {
         return Err(Error::invalid(
             field,
             "must be 1 to 200 characters, not blank, without control characters",

@@ -2,8 +2,10 @@
 //! name, size, type and number of parts), sent part by part (each `PUT` to a signed URL of
 //! this server), then completed: the parts are joined in order, checked against the
 //! announced size, validated as what the upload is for (an image is decoded in full) and
-//! stored as one asset, atomically with the upload's completion. An upload not completed
-//! within [`UPLOAD_TTL`] expires: its parts are deleted.
+//! stored as one asset, atomically with the upload's completion. An upload of kind `lora`
+//! becomes a model of the uploader's instead: a LoRA adapter, checked as a whole
+//! safetensors file ([`crate::safetensors::check`]; pickles refused) holding LoRA weights.
+//! An upload not completed within [`UPLOAD_TTL`] expires: its parts are deleted.
 
 use std::time::Duration;
 
@@ -37,16 +39,21 @@ pub enum UploadKind {
     /// An image asset (decoded in full to validate it, within the pixel limits).
     #[default]
     Image,
+    /// A LoRA adapter (a `.safetensors` file of LoRA weights): a private model of the
+    /// uploader's, tagged `lora`, applied through a request's `loras`.
+    Lora,
 }
 
 impl UploadKind {
+    pub const ALL: [UploadKind; 2] = [UploadKind::Image, UploadKind::Lora];
     pub fn as_str(self) -> &'static str {
         match self {
             UploadKind::Image => "image",
+            UploadKind::Lora => "lora",
         }
     }
     pub fn parse(s: &str) -> Option<UploadKind> {
-        (s == "image").then_some(UploadKind::Image)
+        UploadKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -157,6 +164,23 @@ impl UploadSpec {
         if let Some(n) = &self.options.name {
             check_text("name", n)?;
         }
+        if self.kind == UploadKind::Lora {
+            if let Some(n) = &self.options.name {
+                crate::model::check_title("name", n)?;
+            }
+            if self.options.parent_id.is_some() {
+                return Err(Error::invalid(
+                    "parent_id",
+                    "a LoRA becomes a model, which has no parent asset",
+                ));
+            }
+            if !self.options.collection_ids.is_empty() {
+                return Err(Error::invalid(
+                    "collection_ids",
+                    "a LoRA becomes a model: add it to collections once it exists",
+                ));
+            }
+        }
         if self.options.collection_ids.len() > MAX_UPLOAD_COLLECTIONS {
             return Err(Error::invalid(
                 "collection_ids",
@@ -207,8 +231,10 @@ pub struct Upload {
     pub parts_count: u32,
     pub status: UploadStatus,
     pub error: Option<String>,
-    /// The asset made from it, once complete.
+    /// The asset made from it, once complete (an image's).
     pub asset_id: Option<String>,
+    /// The model made from it, once complete (a LoRA's).
+    pub model_id: Option<String>,
     pub options: UploadOptions,
     /// The URL the file was imported from (`None`: sent in parts).
     pub source_url: Option<String>,
@@ -233,6 +259,7 @@ impl Upload {
             status: UploadStatus::Pending,
             error: None,
             asset_id: None,
+            model_id: None,
             options: spec.options,
             source_url: None,
             created_at: now,
@@ -323,6 +350,26 @@ impl Upload {
     /// The asset's name: the one asked for, else the file name.
     pub fn asset_name(&self) -> &str {
         self.options.name.as_deref().unwrap_or(&self.file_name)
+    }
+
+    /// A LoRA's model name: the one asked for, else the file name without `.safetensors`.
+    pub fn model_name(&self) -> String {
+        match &self.options.name {
+            Some(n) => n.clone(),
+            None => {
+                let stem = self
+                    .file_name
+                    .strip_suffix(".safetensors")
+                    .filter(|s| !s.trim().is_empty())
+                    .unwrap_or(&self.file_name);
+                stem.chars().take(crate::model::MAX_TITLE_CHARS).collect()
+            }
+        }
+    }
+
+    /// What it made, once complete: the asset's id or the model's.
+    pub fn entity_id(&self) -> Option<&str> {
+        self.asset_id.as_deref().or(self.model_id.as_deref())
     }
 }
 

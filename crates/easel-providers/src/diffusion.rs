@@ -42,6 +42,9 @@ pub struct EngineConfig {
     /// The only folders local weights are read from (`source`, `support_dir`, LoRA files):
     /// the models folder first (`server::start` puts it there), then `--model-roots`.
     pub model_roots: Vec<PathBuf>,
+    /// Where users' LoRAs, kept as blobs of the store, are copied to be read
+    /// (`<data-dir>/cache/loras` for a server; one file per model, written once).
+    pub lora_cache: PathBuf,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +55,7 @@ impl Default for EngineConfig {
             max_loaded_models: 1,
             memory_budget: None,
             model_roots: Vec::new(),
+            lora_cache: std::env::temp_dir().join("easel-lora-cache"),
         }
     }
 }
@@ -306,7 +310,7 @@ pub struct Prepared {
 }
 
 async fn prepare(
-    roots: &[PathBuf],
+    config: &EngineConfig,
     store: &Store,
     limits: &Limits,
     job: &Job,
@@ -323,18 +327,29 @@ async fn prepare(
     let model = easel_store::models::resolve_run(&store.db, name)
         .await?
         .ok_or_else(|| Error::invalid("model", format!("no model named `{name}`")))?;
+    let roots = &config.model_roots;
     let mut load = base_spec(&model, roots)?;
     let mut loras = Vec::new();
+    // Submission resolved each LoRA for whoever may use it (by name for the server's, by id
+    // for a user's): the worker runs what the job names.
     for (i, l) in input.loras.iter().enumerate() {
         let field = format!("input.loras[{i}].model");
         let m = easel_store::models::resolve(&store.db, &l.model)
             .await?
-            .filter(|m| m.tags.iter().any(|t| t == "lora"))
+            .filter(|m| m.base_model.is_none() && m.tags.iter().any(|t| t == "lora"))
             .ok_or_else(|| Error::invalid(&field, format!("no LoRA named `{}`", l.model)))?;
-        let src = m
-            .source
-            .ok_or_else(|| Error::invalid(&field, "the LoRA has no file (`source`)"))?;
-        loras.push((confined(&field, &src, roots)?, l.scale as f64));
+        let path = match m.blob_key() {
+            Some(key) => cached_blob(store, &config.lora_cache, &m.id, key)
+                .await
+                .map_err(|e| e.with_field(&field))?,
+            None => {
+                let src = m
+                    .source
+                    .ok_or_else(|| Error::invalid(&field, "the LoRA has no file (`source`)"))?;
+                confined(&field, &src, roots)?
+            }
+        };
+        loras.push((path, l.scale as f64));
     }
     load.loras = loras;
     let fetch = |id: Option<String>, field: &'static str| async move {
@@ -363,6 +378,30 @@ async fn prepare(
         init,
         mask,
     })
+}
+
+/// The file of a user's LoRA (the blob `key` of model `id`), copied once into `cache` and
+/// read from there: written to a temporary name and renamed, so a reader never sees half a
+/// file. Its blob is written once and never rewritten (a model's key names its id), so a
+/// copy there is the blob.
+async fn cached_blob(store: &Store, cache: &Path, id: &str, key: &str) -> Result<PathBuf, Error> {
+    let path = cache.join(format!("{id}.safetensors"));
+    if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return Ok(path);
+    }
+    let bytes = store.blobs.get(key).await?;
+    let io = |e: std::io::Error| {
+        tracing::warn!(error = %e, cache = %cache.display(), "a LoRA could not be cached");
+        Error::internal("the LoRA's file could not be cached; an admin can find why in the log")
+    };
+    tokio::fs::create_dir_all(cache).await.map_err(io)?;
+    let tmp = cache.join(format!(
+        ".{id}.{}.tmp",
+        easel_core::id::new(easel_core::id::UPLOAD)
+    ));
+    tokio::fs::write(&tmp, &bytes).await.map_err(io)?;
+    tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+    Ok(path)
 }
 
 /// The weights of a local model, without LoRAs.
@@ -512,7 +551,7 @@ pub async fn run(
     job: &Job,
     ctx: &RunContext,
 ) -> Result<RunOutput, RunError> {
-    let p = prepare(&engine.config.model_roots, store, limits, job).await?;
+    let p = prepare(&engine.config, store, limits, job).await?;
     let _device = engine.device_lock.lock().await;
     ctx.check()?;
     let engine = engine.clone();

@@ -186,12 +186,7 @@ pub fn inspect(path: &Path) -> Option<Found> {
         return None;
     }
     let header = family::read_header(path).ok()?;
-    let lora = header.keys().any(|k| {
-        k.starts_with("lora_")
-            || k.contains(".lora_down.")
-            || k.contains("lora_A")
-            || k.contains(".lora.down.")
-    });
+    let lora = easel_core::safetensors::is_lora(header.keys().map(String::as_str));
     if lora {
         return Some(Found {
             name,

@@ -1,5 +1,7 @@
 //! Blob intents: the record that keeps a crash from leaving a blob that no asset row points
-//! to (an orphan, never served and never collected).
+//! to (an orphan, never served and never collected). A user's LoRA is a blob whose row is
+//! its model's (`models/<model id>.safetensors`): its intent is keyed by the model's id, and
+//! a model row keeps its blob from the collector as an asset row does.
 //!
 //! A blob is written before its row (the invariant that no row lacks its blob), so between
 //! the write and the commit of the row only the intent knows of it:
@@ -117,8 +119,9 @@ pub async fn collect(store: &Store, grace: Duration) -> Result<usize> {
     )
     .await?;
     let rows = sqlx::query(
-        "SELECT i.asset_id, i.blob_key, a.id AS row_id FROM blob_intents i \
-         LEFT JOIN assets a ON a.id = i.asset_id WHERE i.claimed = 1 \
+        "SELECT i.asset_id, i.blob_key, COALESCE(a.id, m.id) AS row_id FROM blob_intents i \
+         LEFT JOIN assets a ON a.id = i.asset_id LEFT JOIN models m ON m.id = i.asset_id \
+         WHERE i.claimed = 1 \
          ORDER BY i.created_at LIMIT 1000",
     )
     .fetch_all(&db.pool)

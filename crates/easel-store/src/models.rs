@@ -15,6 +15,7 @@ use easel_core::{Error, ErrorKind, Result};
 use sqlx::any::AnyRow;
 
 use crate::db::{db_err, get_i64, get_json, get_opt_str, get_str, Db, WriteTx};
+use crate::Store;
 
 fn from_row(r: &AnyRow) -> Result<Model> {
     let spec: ModelSpec = serde_json::from_value(get_json(r, "spec")?)
@@ -104,21 +105,24 @@ pub async fn create_owned(db: &Db, spec: &ModelSpec, owner: &str) -> Result<Mode
 
 async fn insert(db: &Db, spec: &ModelSpec, owner: Option<&str>, discovered: bool) -> Result<Model> {
     let mut tx = db.begin().await?;
-    let id = insert_in(&mut tx, spec, owner, discovered).await?;
+    let id = easel_core::id::new(easel_core::id::MODEL);
+    insert_in(&mut tx, &id, spec, owner, discovered).await?;
     tx.commit().await?;
     get(db, &id)
         .await?
         .ok_or_else(|| Error::internal("model vanished"))
 }
 
-async fn insert_in(
+/// Insert the model `id` (a new id) in `tx`.
+pub(crate) async fn insert_in(
     tx: &mut WriteTx,
+    id: &str,
     spec: &ModelSpec,
     owner: Option<&str>,
     discovered: bool,
-) -> Result<String> {
+) -> Result<()> {
     spec.validate_as(owner.is_some())?;
-    let id = easel_core::id::new(easel_core::id::MODEL);
+    let id = id.to_string();
     let now = time::to_millis(time::now());
     let registry_name = if owner.is_some() { &id } else { &spec.name };
     sqlx::query(
@@ -138,7 +142,7 @@ async fn insert_in(
     if owner.is_none() {
         set_names(tx, &id, spec).await?;
     }
-    Ok(id)
+    Ok(())
 }
 
 /// Replace a model's spec (and its privacy, when the spec gives one).
@@ -224,7 +228,8 @@ pub async fn transfer(db: &Db, id: &str, to_user: &str) -> Result<Model> {
 pub async fn copy(db: &Db, from: &str, spec: &ModelSpec, owner: &str) -> Result<Model> {
     let presets = presets(db, from).await?;
     let mut tx = db.begin().await?;
-    let id = insert_in(&mut tx, spec, Some(owner), false).await?;
+    let id = easel_core::id::new(easel_core::id::MODEL);
+    insert_in(&mut tx, &id, spec, Some(owner), false).await?;
     let now = time::to_millis(time::now());
     for p in presets {
         insert_preset(
@@ -275,10 +280,27 @@ async fn refuse_if_based_on(db: &Db, id: &str, what: &str) -> Result<()> {
     }
 }
 
-/// Remove a model, its names and presets. Refused (409) while compositions run it.
-pub async fn delete(db: &Db, id: &str) -> Result<bool> {
+/// Remove a model, its names and presets, and its file when it is a blob of the store (a
+/// user's LoRA: an intent recorded in the delete's transaction, the blob deleted after the
+/// commit, the collector's if that fails). Refused (409) while compositions run it.
+pub async fn delete(store: &Store, id: &str) -> Result<bool> {
+    let db = &store.db;
     refuse_if_based_on(db, id, "delete or change them first").await?;
     let mut tx = db.begin().await?;
+    let blob = sqlx::query(&format!(
+        "SELECT {COLS} FROM models m WHERE m.id = $1{}",
+        db.for_update()
+    ))
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await
+    .map_err(db_err)?
+    .map(|r| from_row(&r))
+    .transpose()?
+    .and_then(|m| m.blob_key().map(str::to_string));
+    if let Some(key) = &blob {
+        crate::intents::record_tx(&mut tx, id, key).await?;
+    }
     for sql in [
         "DELETE FROM model_names WHERE model_id = $1",
         "DELETE FROM model_presets WHERE model_id = $1",
@@ -297,6 +319,11 @@ pub async fn delete(db: &Db, id: &str) -> Result<bool> {
         .map_err(db_err)?
         .rows_affected();
     tx.commit().await?;
+    if let Some(key) = blob {
+        if let Err(e) = crate::intents::remove(store, &[(id.to_string(), key)]).await {
+            tracing::warn!(error = %e, model = id, "a deleted model's file is left to the collector");
+        }
+    }
     Ok(n > 0)
 }
 

@@ -26,7 +26,7 @@ use crate::db::{db_err, get_i64, get_opt_str, get_str, Db, WriteTx};
 use crate::Store;
 
 const COLS: &str = "id, owner_id, kind, file_name, content_type, file_size, parts_count, status, \
-    error, asset_id, options, source_url, created_at, updated_at, expires_at";
+    error, asset_id, options, source_url, created_at, updated_at, expires_at, model_id";
 
 /// Blobs whose rows are gone, to delete (`intents::remove`): (intent id, blob key).
 pub type Released = Vec<(String, String)>;
@@ -49,6 +49,7 @@ fn from_row(r: &AnyRow) -> Result<Upload> {
             .ok_or_else(|| Error::internal(format!("bad upload status {status}")))?,
         error: get_opt_str(r, "error")?,
         asset_id: get_opt_str(r, "asset_id")?,
+        model_id: get_opt_str(r, "model_id")?,
         options,
         source_url: get_opt_str(r, "source_url")?,
         created_at: from_millis(get_i64(r, "created_at")?),
@@ -69,7 +70,7 @@ fn part_from_row(r: &AnyRow) -> Result<UploadPart> {
 pub async fn create(db: &Db, u: &Upload) -> Result<()> {
     let mut tx = db.begin().await?;
     sqlx::query(&format!(
-        "INSERT INTO uploads ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        "INSERT INTO uploads ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     ))
     .bind(&u.id)
     .bind(&u.owner_id)
@@ -86,6 +87,7 @@ pub async fn create(db: &Db, u: &Upload) -> Result<()> {
     .bind(time::to_millis(u.created_at))
     .bind(time::to_millis(u.updated_at))
     .bind(time::to_millis(u.expires_at))
+    .bind(u.model_id.clone())
     .execute(tx.conn())
     .await
     .map_err(db_err)?;
@@ -352,6 +354,43 @@ pub async fn finish(
         .await?
         .ok_or_else(|| Error::internal("a completed upload is missing"))?;
     Ok((u, root))
+}
+
+/// Complete an open upload of a LoRA: the model `model_id` of `spec` (its blob written under
+/// an intent, which this clears) inserted as the owner's, the upload complete naming it and
+/// its parts released, in one transaction. A conflict when the upload is no longer open.
+pub async fn finish_model(
+    store: &Store,
+    id: &str,
+    model_id: &str,
+    spec: &easel_core::model::ModelSpec,
+) -> Result<Upload> {
+    let db = &store.db;
+    let mut tx = db.begin().await?;
+    let u = get_tx(db, &mut tx, id).await?;
+    if !u.status.is_open() {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            format!("the upload is already {}", u.status.as_str()),
+        ));
+    }
+    crate::models::insert_in(&mut tx, model_id, spec, Some(&u.owner_id), false).await?;
+    crate::intents::clear_tx(&mut tx, model_id).await?;
+    let released = release_parts(&mut tx, id).await?;
+    sqlx::query(
+        "UPDATE uploads SET status = 'complete', error = NULL, model_id = $2, updated_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(model_id)
+    .bind(time::to_millis(time::now()))
+    .execute(tx.conn())
+    .await
+    .map_err(db_err)?;
+    tx.commit().await?;
+    release(store, &released).await;
+    get(db, id)
+        .await?
+        .ok_or_else(|| Error::internal("a completed upload is missing"))
 }
 
 /// Fail an open upload with `message`, releasing its parts (no-op on a closed one).

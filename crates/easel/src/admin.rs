@@ -372,7 +372,9 @@ pub async fn models(a: ModelsArgs) -> Result<()> {
                 .await
                 .map_err(err)?
                 .ok_or_else(|| anyhow!("no model {name}"))?;
-            easel_store::models::delete(db, &m.id).await.map_err(err)?;
+            easel_store::models::delete(&store, &m.id)
+                .await
+                .map_err(err)?;
             println!("removed {}", m.name);
         }
         ModelsCmd::Scan => {

@@ -131,10 +131,10 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, axum::Json<Model>)> {
     let m = if who.is_admin() {
         spec.check_paths(state.engine.model_roots())?;
-        let spec = service::settle_spec(&state, &who, None, &[], spec).await?;
+        let spec = service::settle_spec(&state, &who, None, None, spec).await?;
         easel_store::models::create(&state.store.db, &spec, false).await?
     } else {
-        let spec = service::settle_spec(&state, &who, Some(&who.user_id), &[], spec).await?;
+        let spec = service::settle_spec(&state, &who, Some(&who.user_id), None, spec).await?;
         easel_store::models::create_owned(&state.store.db, &spec, &who.user_id).await?
     };
     Ok((StatusCode::CREATED, axum::Json(shown(Some(&who), m))))
@@ -167,7 +167,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let m = service::editable_model(&state, &who, &id).await?;
-    easel_store::models::delete(&state.store.db, &m.id).await?;
+    easel_store::models::delete(&state.store, &m.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

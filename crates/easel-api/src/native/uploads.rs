@@ -1,7 +1,9 @@
 //! `/v1/uploads`: files larger than one request body, sent in parts (`easel_core::upload`).
 //! Announce the file (`POST /v1/uploads`), `PUT` each part's bytes to its signed URL (no key
 //! needed; a part sent again replaces the earlier one), then `POST …/complete`: the asset
-//! is created (`asset_id`) or the upload fails saying why. Only the owner sees an upload.
+//! is created (`asset_id`) — or, for `kind: lora`, a private model of the caller's made of
+//! the LoRA file (`model_id`) — or the upload fails saying why. Only the owner sees an
+//! upload.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -30,10 +32,13 @@ pub struct CreateUpload {
     pub content_type: String,
     /// How many parts it is sent in: 1 to 10,000, each within the request body limit.
     pub parts: u32,
-    /// What it becomes: `image` (the default), an image asset.
+    /// What it becomes: `image` (the default), an image asset; `lora`, a private model of
+    /// the caller's (a `.safetensors` file of LoRA weights; pickles are refused), applied by
+    /// naming its id in a request's `loras`.
     #[serde(default)]
     pub kind: UploadKind,
-    /// The asset's name.
+    /// The asset's name (a LoRA: the model's, at most 200 characters; default the file
+    /// name without `.safetensors`).
     #[serde(default)]
     pub name: Option<String>,
     /// One of the caller's assets this one derives from.
@@ -70,8 +75,10 @@ pub struct UploadView {
     pub part_urls: Vec<PartLink>,
     /// The parts received so far (none once closed: they are joined or deleted).
     pub received: Vec<UploadPart>,
-    /// The asset made from it, once `complete`.
+    /// The asset made from it, once `complete` (an image).
     pub asset_id: Option<String>,
+    /// The model made from it, once `complete` (a LoRA).
+    pub model_id: Option<String>,
     /// Why it failed, once `failed`.
     pub error: Option<String>,
     pub options: UploadOptions,
@@ -116,6 +123,7 @@ pub(crate) async fn view(state: &AppState, u: Upload, urls: bool) -> ApiResult<U
         content_type: u.content_type,
         source_url: u.source_url,
         asset_id: u.asset_id,
+        model_id: u.model_id,
         error: u.error,
         options: u.options,
     })

@@ -427,7 +427,7 @@ pub use wire::*;
     tags((name = "scenario", description = "Scenario-compatible API at /scenario/v1: generation \
         (txt2img, img2img, inpaint, generative-fill, pixelate, upscale, with ?dryRun → 269), jobs \
         (list, get, cancel), assets (list, upload, get, get-bulk, delete, copy, download), models \
-        (list, get, get-bulk, recommendations, public reads, the prompt check against a model's tokenizer; users' own compositions: create, edit, delete, copy, transfer, description, examples, tags, presets), uploads in parts (create, get, complete) and from a URL, zip downloads of assets; every other operation of the spec answers 501. Auth: Basic base64(key id:secret) or Bearer <key>. Errors: \
+        (list, get, get-bulk, recommendations, public reads, the prompt check against a model's tokenizer; users' own compositions: create, edit, delete, copy, transfer, description, examples, tags, presets), uploads in parts (create, get, complete; images, and LoRAs with kind model) and from a URL, zip downloads of assets; every other operation of the spec answers 501. Auth: Basic base64(key id:secret) or Bearer <key>. Errors: \
         {apiError, createdAt, error, id, infos, updatedAt}; 429 {reason, name, details}."))
 )]
 pub struct ApiDoc;

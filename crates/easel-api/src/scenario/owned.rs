@@ -146,7 +146,7 @@ pub(super) async fn create(
         privacy: Some(Privacy::Private),
         ..ModelSpec::new(body.name.unwrap_or_else(|| named.name.clone()))
     };
-    let spec = service::settle_spec(&state, &who, Some(&who.user_id), &[], spec)
+    let spec = service::settle_spec(&state, &who, Some(&who.user_id), None, spec)
         .await
         .map_err(wire)?;
     if let Some(t) = body.kind.as_deref() {
@@ -268,7 +268,7 @@ pub(super) async fn delete(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, Failure> {
     let m = editable(&state, &who, &id).await?;
-    easel_store::models::delete(&state.store.db, &m.id).await?;
+    easel_store::models::delete(&state.store, &m.id).await?;
     Ok(axum::Json(json!({})))
 }
 

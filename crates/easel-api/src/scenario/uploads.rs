@@ -5,9 +5,11 @@
 //! /uploads/{id}/action {"action": "complete"}` joins them into an asset (`entityId`). A
 //! file that is not a valid image fails the upload (`status: failed`, `errorMessage`), as
 //! Scenario reports a failed validation. `url` imports an image at once under the server's
-//! fetch policy. Easel stores images: the kinds `image`, `asset` and `avatar` are served;
-//! model, 3D, audio and video files, Civitai and Hugging Face imports answer 400 naming the
-//! field.
+//! fetch policy. The kinds `image`, `asset` and `avatar` make an image asset; `model` a
+//! LoRA (a `.safetensors` file of LoRA weights, sent in parts) that becomes a private model
+//! of the uploader's (`entityId` its `model_…` id; `concepts[{modelId}]` applies it).
+//! 3D, audio and video files, models by `url`, Civitai and Hugging Face imports answer 400
+//! naming the field.
 
 use easel_core::upload::{Upload, UploadKind, UploadOptions, UploadSpec, UploadStatus};
 
@@ -129,7 +131,10 @@ fn view(state: &AppState, u: Upload) -> UploadOne {
             file_name: u.asset_name().to_string(),
             original_file_name: u.file_name.clone(),
             parts_count: u.parts_count,
-            kind: "image",
+            kind: match u.kind {
+                UploadKind::Image => "image",
+                UploadKind::Lora => "model",
+            },
             status: u.status.as_str(),
             source: if u.source_url.is_some() {
                 "url"
@@ -141,7 +146,11 @@ fn view(state: &AppState, u: Upload) -> UploadOne {
             file_size: u.file_size,
             content_type: u.content_type,
             parts,
-            entity_id: u.asset_id.as_deref().map(ids::asset),
+            entity_id: u
+                .asset_id
+                .as_deref()
+                .map(ids::asset)
+                .or_else(|| u.model_id.as_deref().map(ids::model)),
             error_message: u.error,
             url: u.source_url,
             asset_options: AssetOptionsView {
@@ -195,21 +204,39 @@ pub(super) async fn create(
         if given {
             return Err(Error::invalid(
                 field,
-                "Easel does not import models from other sites: upload images (kind image)",
+                "Easel does not import models from other sites: upload the LoRA's \
+                 .safetensors file in parts (kind model)",
             )
             .into());
         }
     }
-    match body.kind.as_deref() {
-        None => return Err(Error::invalid("kind", "required: image").into()),
-        Some("image" | "asset" | "avatar") => {}
-        Some(k) => {
+    let kind = match body.kind.as_deref() {
+        None => return Err(Error::invalid("kind", "required: image or model").into()),
+        Some("image" | "asset" | "avatar") => UploadKind::Image,
+        Some("model") if body.url.is_some() => {
             return Err(Error::invalid(
-                "kind",
-                format!("Easel stores images: kind `{k}` is not accepted (use image)"),
+                "url",
+                "Easel imports images by URL: upload a model's file in parts",
             )
             .into())
         }
+        Some("model") => UploadKind::Lora,
+        Some(k) => {
+            return Err(Error::invalid(
+                "kind",
+                format!(
+                    "Easel stores images and LoRAs: kind `{k}` is not accepted (use image or model)"
+                ),
+            )
+            .into())
+        }
+    };
+    if kind == UploadKind::Lora && body.asset_options.is_some() {
+        return Err(Error::invalid(
+            "assetOptions",
+            "not available for kind model (a model is not an asset)",
+        )
+        .into());
     }
     let opts = body.asset_options.unwrap_or(AssetOptions {
         hide: None,
@@ -249,7 +276,7 @@ pub(super) async fn create(
             file_size: whole("fileSize", body.file_size)?,
             parts: u32::try_from(whole("parts", body.parts)?)
                 .map_err(|_| Error::invalid("parts", "give 1 to 10000 parts"))?,
-            kind: UploadKind::Image,
+            kind,
             options,
         };
         service::create_upload(&state, &who, spec)

@@ -231,14 +231,18 @@ async fn prepare(
     }
     if let Some(g) = input.generation_mut() {
         let (m, base) = model.as_ref().expect("generation tasks resolve a model");
-        for (i, l) in g.loras.iter().enumerate() {
-            let found = easel_store::models::resolve(&state.store.db, &l.model).await?;
-            if !found.as_ref().is_some_and(is_lora) {
-                return Err(Error::invalid(
+        // A composition's LoRAs (first) are those its owner may use; the request's own,
+        // those of whoever sends it. The job names each as the worker finds it.
+        let owner = as_user(m.owner_id.as_deref(), who);
+        for (i, l) in g.loras.iter_mut().enumerate() {
+            let viewer = if i < m.loras.len() { &owner } else { who };
+            let found = find_lora(state, viewer, &l.model).await?.ok_or_else(|| {
+                Error::invalid(
                     format!("input.loras[{i}].model"),
                     format!("no LoRA named `{}`", l.model),
-                ));
-            }
+                )
+            })?;
+            l.model = found.job_name().to_string();
         }
         let seed = rand::random::<u32>() as u64;
         g.fill_defaults(
@@ -319,10 +323,33 @@ pub async fn check_webhook(state: &AppState, w: &Webhook) -> Result<()> {
     Ok(())
 }
 
-/// A LoRA (a model of the server's with the `lora` tag): applied through `loras`, never run
-/// as a model. A composition is never one.
+/// A LoRA (a model with the `lora` tag: the server's, or one a user uploaded): applied
+/// through `loras`, never run as a model. A composition is never one.
 pub fn is_lora(m: &easel_core::model::Model) -> bool {
     m.base_model.is_none() && m.tags.iter().any(|t| t == "lora")
+}
+
+/// The LoRA `name` names (by name or alias for the server's, by id for a user's) when
+/// `who` may use it (`Model::visible_to`).
+pub async fn find_lora(
+    state: &AppState,
+    who: &Principal,
+    name: &str,
+) -> Result<Option<easel_core::model::Model>> {
+    Ok(find_model(state, Some(who), name).await?.filter(is_lora))
+}
+
+/// Whose view bounds what a model uses: its owner's (a user's model, whoever writes or runs
+/// it), else `who`'s.
+fn as_user(owner: Option<&str>, who: &Principal) -> Principal {
+    match owner {
+        Some(o) if o != who.user_id => Principal {
+            user_id: o.to_string(),
+            role: easel_core::auth::Role::User,
+            key_id: String::new(),
+        },
+        _ => who.clone(),
+    }
 }
 
 /// The model `who` names by id, name or alias, if they may see it (`Model::visible_to`;
@@ -342,26 +369,28 @@ pub async fn find_model(
 /// `who` may see and not a LoRA; a composition of a composition becomes one of the first's
 /// base, with the first's LoRAs before its own and its own defaults and limits over the
 /// first's. The base is stored by id and lends the spec its `family` and `tasks`. Each
-/// LoRA must be a LoRA of the server's (stored by name); each example an asset the owner
-/// owns (a server's model: the writer's, a public or unlisted one, or one in `shown_before`,
-/// the examples the model has). Defaults pass the checks a request's fields get.
+/// LoRA must be one the owner may use (a server's model: a LoRA of the server's), stored as
+/// a job names it; each example an asset the owner owns (a server's model: the writer's, a
+/// public or unlisted one, or one of the examples the model has, `before`'s). Defaults pass
+/// the checks a request's fields get. A user's model keeps the `source` it has (`before`'s;
+/// a new one: none): only an upload gives one a file.
 pub async fn settle_spec(
     state: &AppState,
     who: &Principal,
     owner: Option<&str>,
-    shown_before: &[String],
+    before: Option<&Model>,
     mut spec: easel_core::model::ModelSpec,
 ) -> Result<easel_core::model::ModelSpec> {
+    let shown_before = before.map(|m| m.examples.as_slice()).unwrap_or_default();
+    if owner.is_some() && spec.source.as_deref() != before.and_then(|m| m.source.as_deref()) {
+        return Err(Error::invalid(
+            "source",
+            "a user's model has no file of its own (a LoRA's is set by its upload)",
+        ));
+    }
     // What the owner may see bounds what their model runs, whoever writes it (an admin
     // editing a user's model included).
-    let owner_view = match owner {
-        Some(o) if o != who.user_id => Principal {
-            user_id: o.to_string(),
-            role: easel_core::auth::Role::User,
-            key_id: String::new(),
-        },
-        _ => who.clone(),
-    };
+    let owner_view = as_user(owner, who);
     let d = &spec.defaults;
     let probe = easel_core::generate::GenerateInput {
         prompt: "defaults".into(),
@@ -406,16 +435,16 @@ pub async fn settle_spec(
         spec.family = base.family.clone();
         spec.tasks = base.tasks.clone();
         for (i, l) in spec.loras.iter_mut().enumerate() {
-            let found = easel_store::models::resolve(&state.store.db, &l.model)
+            let found = find_lora(state, &owner_view, &l.model)
                 .await?
-                .filter(is_lora)
+                .filter(|m| owner.is_some() || m.owner_id.is_none())
                 .ok_or_else(|| {
                     Error::invalid(
                         format!("loras[{i}].model"),
                         format!("no LoRA named `{}`", l.model),
                     )
                 })?;
-            l.model = found.name;
+            l.model = found.job_name().to_string();
         }
     }
     // A user's model shows its owner's assets; a server's model its writer's, or public
@@ -507,7 +536,7 @@ pub async fn save_model(
     if m.owner_id.is_none() {
         spec.check_paths(state.engine.model_roots())?;
     }
-    let spec = settle_spec(state, who, m.owner_id.as_deref(), &m.examples, spec).await?;
+    let spec = settle_spec(state, who, m.owner_id.as_deref(), Some(m), spec).await?;
     easel_store::models::update_from(&state.store.db, m, &spec).await
 }
 
@@ -557,7 +586,7 @@ pub async fn copy_model(
         ..ModelSpec::new("")
     };
     easel_core::model::check_title("name", &spec.name)?;
-    spec = settle_spec(state, who, Some(&who.user_id), &[], spec).await?;
+    spec = settle_spec(state, who, Some(&who.user_id), None, spec).await?;
     easel_store::models::copy(&state.store.db, &m.id, &spec, &who.user_id).await
 }
 
@@ -1525,13 +1554,16 @@ pub async fn complete_upload(
     finish_upload(state, &u, data).await
 }
 
-/// Store `data` as the upload's asset (`easel_store::uploads::finish`), or fail the upload
-/// when it is not a valid image.
+/// Store `data` as what the upload makes — an image asset (`easel_store::uploads::finish`)
+/// or a LoRA model (`finish_lora`) — or fail the upload when the file is not one.
 async fn finish_upload(
     state: &AppState,
     u: &easel_core::upload::Upload,
     data: Bytes,
 ) -> Result<easel_core::upload::Upload> {
+    if u.kind == easel_core::upload::UploadKind::Lora {
+        return finish_lora(state, u, data).await;
+    }
     let metadata = serde_json::json!({ "name": u.asset_name(), "upload_id": u.id });
     let parent = u.options.parent_id.as_deref();
     let asset = match image_asset(state, &u.owner_id, &data, metadata, parent).await {
@@ -1560,6 +1592,46 @@ async fn finish_upload(
             easel_store::intents::remove(&state.store, &[(asset.id.clone(), key)]).await?;
             closed_upload(state, &u.id).await
         }
+        Err(e) => Err(e),
+    }
+}
+
+/// Store `data` as the uploader's LoRA: a whole safetensors file of LoRA weights (else the
+/// upload fails, 422 naming `file`), its blob written under an intent as
+/// `models/<model id>.safetensors`, then the model (private, tagged `lora`, `source`
+/// `blob:<key>`) and the upload's completion in one transaction.
+async fn finish_lora(
+    state: &AppState,
+    u: &easel_core::upload::Upload,
+    data: Bytes,
+) -> Result<easel_core::upload::Upload> {
+    let checked = easel_core::safetensors::check(&data).and_then(|tensors| {
+        if easel_core::safetensors::is_lora(tensors.iter().map(|t| t.name.as_str())) {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "file",
+                "the file holds no LoRA weights (no `lora_…`, `.lora_down.`, `lora_A` or \
+                 `.lora.down.` tensors): only LoRA adapters are uploaded as models",
+            ))
+        }
+    });
+    let model_id = easel_core::id::new(easel_core::id::MODEL);
+    let key = easel_core::model::lora_blob_key(&model_id);
+    let spec = ModelSpec::user_lora(u.model_name(), &key);
+    if let Err(e) = checked.and_then(|()| spec.validate_as(true)) {
+        easel_store::uploads::fail(&state.store, &u.id, &e.message).await?;
+        return Err(e);
+    }
+    easel_store::intents::put(&state.store, &model_id, &key, data).await?;
+    match easel_store::uploads::finish_model(&state.store, &u.id, &model_id, &spec).await {
+        Ok(done) => Ok(done),
+        Err(e) if e.kind == ErrorKind::Conflict => {
+            easel_store::intents::remove(&state.store, &[(model_id, key)]).await?;
+            closed_upload(state, &u.id).await
+        }
+        // The blob stays under its intent: the collector deletes it unless the row
+        // committed after all.
         Err(e) => Err(e),
     }
 }

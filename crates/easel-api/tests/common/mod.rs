@@ -115,6 +115,46 @@ impl TestServer {
         v["id"].as_str().unwrap().to_string()
     }
 
+    /// Send `bytes` through `/v1/uploads` in `parts` parts (the announcement's other fields
+    /// in `fields`) and complete it: the completion's status and body.
+    pub async fn upload_in_parts(
+        &self,
+        key: &str,
+        fields: Value,
+        bytes: &[u8],
+        parts: usize,
+    ) -> (u16, Value) {
+        let mut body = json!({"file_size": bytes.len(), "parts": parts,
+            "content_type": "application/octet-stream"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        let (s, u) = self
+            .json(Method::POST, "/v1/uploads", key, Some(body))
+            .await;
+        assert_eq!(s, 201, "{u}");
+        let size = bytes.len().div_ceil(parts);
+        for (i, chunk) in bytes.chunks(size).enumerate() {
+            let url = u["part_urls"][i]["url"].as_str().unwrap();
+            let r = self
+                .http
+                .put(url)
+                .body(chunk.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+        }
+        let id = u["id"].as_str().unwrap();
+        self.json(
+            Method::POST,
+            &format!("/v1/uploads/{id}/complete"),
+            key,
+            None,
+        )
+        .await
+    }
+
     pub async fn submit(&self, key: &str, body: Value) -> Value {
         let (s, v) = self.json(Method::POST, "/v1/jobs", key, Some(body)).await;
         assert_eq!(s, 201, "{v}");

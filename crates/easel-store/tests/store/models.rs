@@ -198,9 +198,9 @@ async fn create_resolve_update_list_delete() {
         assert!(page.is_empty(), "{n}");
 
         // Delete frees the names.
-        assert!(models::delete(db, &sd15.id).await.unwrap(), "{n}");
+        assert!(models::delete(&b.store, &sd15.id).await.unwrap(), "{n}");
         assert!(
-            !models::delete(db, &sd15.id).await.unwrap(),
+            !models::delete(&b.store, &sd15.id).await.unwrap(),
             "{n}: already gone"
         );
         assert_eq!(models::get(db, &sd15.id).await.unwrap(), None, "{n}");
@@ -394,7 +394,7 @@ async fn search_finds_models_by_their_words() {
             ["dreamshaper-8"],
             "{n}"
         );
-        assert!(models::delete(db, &b2.id).await.unwrap(), "{n}");
+        assert!(models::delete(&b.store, &b2.id).await.unwrap(), "{n}");
         assert!(models::search(db, "sana").await.unwrap().is_empty(), "{n}");
     }
 }
@@ -670,7 +670,7 @@ async fn owned_models_scopes_presets_copy_transfer() {
             !models::delete_preset(db, &a.id, &p2.id).await.unwrap(),
             "{n}"
         );
-        assert!(models::delete(db, &a.id).await.unwrap(), "{n}");
+        assert!(models::delete(&b.store, &a.id).await.unwrap(), "{n}");
         assert_eq!(models::presets(db, &a.id).await.unwrap().len(), 0, "{n}");
         assert_eq!(models::search(db, "renamed").await.unwrap().len(), 0, "{n}");
     }

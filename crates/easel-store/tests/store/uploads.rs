@@ -254,3 +254,81 @@ async fn failed_expired_and_deleted_uploads_leave_nothing() {
         );
     }
 }
+
+/// A LoRA's upload completes into a model whose blob its row keeps from the collector; a
+/// crash between the blob and the row leaves only an intent, which the collector turns into
+/// nothing; deleting the model deletes its blob; a closed upload makes no second model.
+#[tokio::test]
+async fn a_lora_upload_completes_into_a_model_and_its_blob() {
+    use easel_core::model::{lora_blob_key, ModelSpec};
+    use easel_store::models;
+    for b in backends().await {
+        let n = b.name;
+        let (db, store) = (b.db(), &b.store);
+        let owner = users::create_user(db, "lo", Role::User).await.unwrap();
+        let mut s = spec(3, 1, None);
+        s.kind = UploadKind::Lora;
+        s.file_name = "style.safetensors".into();
+        let u = Upload::new(&owner.id, s);
+        uploads::create(db, &u).await.unwrap();
+        uploads::put_part(store, &u, 1, Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
+        let model_id = easel_core::id::new(easel_core::id::MODEL);
+        let key = lora_blob_key(&model_id);
+        let lora = ModelSpec::user_lora(u.model_name(), &key);
+        intents::put(store, &model_id, &key, Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
+        let done = uploads::finish_model(store, &u.id, &model_id, &lora)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                done.status,
+                done.model_id.as_deref(),
+                done.asset_id.as_deref()
+            ),
+            (UploadStatus::Complete, Some(model_id.as_str()), None),
+            "{n}"
+        );
+        assert_eq!(part_blobs(store, &owner.id, &u.id).await, 0, "{n}");
+        let m = models::get(db, &model_id).await.unwrap().unwrap();
+        assert_eq!(m.name, "style", "{n}");
+        assert_eq!(m.owner_id.as_deref(), Some(owner.id.as_str()), "{n}");
+        assert_eq!(m.blob_key(), Some(key.as_str()), "{n}");
+        // Its row keeps its blob from the collector.
+        intents::collect(store, Duration::ZERO).await.unwrap();
+        intents::collect(store, Duration::ZERO).await.unwrap();
+        assert_eq!(&store.blobs.get(&key).await.unwrap()[..], b"abc", "{n}");
+        // A second completion of the closed upload: a conflict, no second model.
+        let again = easel_core::id::new(easel_core::id::MODEL);
+        let e = uploads::finish_model(store, &u.id, &again, &lora)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict, "{n}");
+        assert!(models::get(db, &again).await.unwrap().is_none(), "{n}");
+
+        // A crash after the blob, before the row: the collector deletes the blob.
+        let lost = easel_core::id::new(easel_core::id::MODEL);
+        let lost_key = lora_blob_key(&lost);
+        intents::put(store, &lost, &lost_key, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        intents::collect(store, Duration::ZERO).await.unwrap();
+        assert!(store.blobs.get(&lost_key).await.is_err(), "{n}");
+
+        // Deleting the model deletes its blob, and leaves no intent behind.
+        assert!(models::delete(store, &model_id).await.unwrap(), "{n}");
+        assert!(store.blobs.get(&key).await.is_err(), "{n}");
+        assert_eq!(
+            count(
+                db,
+                &format!("SELECT COUNT(*) AS n FROM blob_intents WHERE asset_id = '{model_id}'")
+            )
+            .await,
+            0,
+            "{n}"
+        );
+    }
+}

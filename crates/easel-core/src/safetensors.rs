@@ -1,0 +1,250 @@
+//! The safetensors format, checked from its bytes without loading a tensor: what a file
+//! uploaded as a model must be before the server keeps it. A safetensors file is an 8-byte
+//! little-endian header length, a JSON header (each tensor's `dtype`, `shape` and
+//! `data_offsets` into the data that follows, plus an optional `__metadata__` map of
+//! strings) and the data. Nothing in it runs code, unlike PyTorch's pickles (`.ckpt`,
+//! `.pt`, `.bin`), which are refused by name.
+//!
+//! [`check`] proves the header is whole and honest — every tensor's bytes match its dtype
+//! and shape, and the tensors tile the data exactly (no gap, no overlap, nothing past the
+//! end) — and [`is_lora`] says whether the names are a LoRA adapter's (the layouts
+//! `easel_diffusion::lora` reads).
+
+use crate::error::{Error, Result};
+
+/// The largest header read (as the loaders: beyond it a file is refused, not parsed).
+pub const MAX_HEADER_BYTES: u64 = 100 << 20;
+
+/// One tensor as the header describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<u64>,
+}
+
+/// Bytes per element of each dtype the format defines.
+fn dtype_bytes(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" => 1,
+        "I16" | "U16" | "F16" | "BF16" => 2,
+        "I32" | "U32" | "F32" => 4,
+        "I64" | "U64" | "F64" => 8,
+        _ => return None,
+    })
+}
+
+fn bad(message: impl Into<String>) -> Error {
+    Error::invalid("file", message)
+}
+
+/// Check that `bytes` are a whole safetensors file; the tensors it holds, by name. Errors
+/// are 422 naming `file` and say what is wrong (a pickle is named as one).
+pub fn check(bytes: &[u8]) -> Result<Vec<TensorInfo>> {
+    if bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80) {
+        return Err(bad(
+            "a PyTorch pickle (.ckpt, .pt, .bin): only .safetensors files are accepted, \
+             since loading a pickle can run code",
+        ));
+    }
+    if bytes.len() < 8 {
+        return Err(bad(
+            "not a safetensors file: shorter than its header length",
+        ));
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    if n > MAX_HEADER_BYTES || n > (bytes.len() - 8) as u64 {
+        return Err(bad(format!(
+            "not a safetensors file: a header of {n} bytes in a file of {}",
+            bytes.len()
+        )));
+    }
+    let header_end = 8 + n as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..header_end]).map_err(|e| {
+            bad(format!(
+                "not a safetensors file: its header is not a JSON object ({e})"
+            ))
+        })?;
+    let data_len = (bytes.len() - header_end) as u64;
+    let mut tensors = Vec::new();
+    let mut spans = Vec::new();
+    for (name, v) in header {
+        if name == "__metadata__" {
+            let strings = v
+                .as_object()
+                .is_some_and(|m| m.values().all(serde_json::Value::is_string));
+            if !strings {
+                return Err(bad("`__metadata__` must map names to strings"));
+            }
+            continue;
+        }
+        let what = |m: &str| bad(format!("tensor `{name}`: {m}"));
+        let dtype = v
+            .get("dtype")
+            .and_then(|d| d.as_str())
+            .ok_or_else(|| what("no `dtype`"))?;
+        let size = dtype_bytes(dtype).ok_or_else(|| what(&format!("unknown dtype `{dtype}`")))?;
+        let shape: Vec<u64> = v
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|s| s.iter().map(serde_json::Value::as_u64).collect())
+            .ok_or_else(|| what("`shape` must be a list of sizes"))?;
+        let offsets: Vec<u64> = v
+            .get("data_offsets")
+            .and_then(|s| s.as_array())
+            .and_then(|s| s.iter().map(serde_json::Value::as_u64).collect())
+            .filter(|o: &Vec<u64>| o.len() == 2)
+            .ok_or_else(|| what("`data_offsets` must be [begin, end]"))?;
+        let expected = shape
+            .iter()
+            .try_fold(size, |acc, d| acc.checked_mul(*d))
+            .ok_or_else(|| what("its shape overflows"))?;
+        let (begin, end) = (offsets[0], offsets[1]);
+        if end < begin || end - begin != expected {
+            return Err(what(&format!(
+                "its data ({} bytes) does not match its dtype and shape ({expected} bytes)",
+                end.saturating_sub(begin)
+            )));
+        }
+        if end > data_len {
+            return Err(what("its data lies past the end of the file"));
+        }
+        spans.push((begin, end));
+        tensors.push(TensorInfo {
+            name,
+            dtype: dtype.to_string(),
+            shape,
+        });
+    }
+    spans.sort_unstable();
+    let mut at = 0;
+    for (begin, end) in spans {
+        if begin != at {
+            return Err(bad(
+                "not a safetensors file: its tensors overlap or leave gaps in the data",
+            ));
+        }
+        at = end;
+    }
+    if at != data_len {
+        return Err(bad(format!(
+            "not a safetensors file: {} bytes after the last tensor",
+            data_len - at
+        )));
+    }
+    Ok(tensors)
+}
+
+/// Whether a tensor name is a LoRA adapter's, in any of the layouts the engine reads
+/// (kohya `lora_unet_…`/`lora_te…`, diffusers `.lora.down.`, PEFT `lora_A`/`lora_B`).
+pub fn is_lora_key(name: &str) -> bool {
+    name.starts_with("lora_")
+        || name.contains(".lora_down.")
+        || name.contains(".lora_up.")
+        || name.contains("lora_A")
+        || name.contains("lora_B")
+        || name.contains(".lora.down.")
+        || name.contains(".lora.up.")
+}
+
+/// Whether a file with these tensor names is a LoRA adapter (any name is one's).
+pub fn is_lora<'a>(mut names: impl Iterator<Item = &'a str>) -> bool {
+    names.any(is_lora_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file of `tensors` (name, dtype, shape), each filled with zeros, in order.
+    fn file(tensors: &[(&str, &str, &[u64])]) -> Vec<u8> {
+        let mut header = serde_json::Map::new();
+        let mut offset = 0u64;
+        for (name, dtype, shape) in tensors {
+            let n = shape.iter().product::<u64>() * dtype_bytes(dtype).unwrap();
+            header.insert(
+                name.to_string(),
+                serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + n]}),
+            );
+            offset += n;
+        }
+        let h = serde_json::to_vec(&header).unwrap();
+        let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(h);
+        bytes.extend(vec![0u8; offset as usize]);
+        bytes
+    }
+
+    fn message(bytes: &[u8]) -> String {
+        let e = check(bytes).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("file"));
+        e.message
+    }
+
+    #[test]
+    fn whole_files_pass_and_list_their_tensors() {
+        let f = file(&[
+            ("lora_unet_x.lora_down.weight", "F16", &[4, 8]),
+            ("lora_unet_x.lora_up.weight", "F32", &[8, 4]),
+            ("lora_unet_x.alpha", "F32", &[]),
+        ]);
+        let t = check(&f).unwrap();
+        assert_eq!(t.len(), 3);
+        assert!(is_lora(t.iter().map(|t| t.name.as_str())));
+        let plain = file(&[("model.diffusion_model.out.2.weight", "F16", &[4])]);
+        let t = check(&plain).unwrap();
+        assert!(!is_lora(t.iter().map(|t| t.name.as_str())));
+        // With metadata, and an empty file of no tensors.
+        let mut header = br#"{"__metadata__":{"format":"pt"}}"#.to_vec();
+        let mut f = (header.len() as u64).to_le_bytes().to_vec();
+        f.append(&mut header);
+        assert!(check(&f).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pickles_and_damaged_files_are_refused_saying_why() {
+        assert!(message(b"PK\x03\x04rest").contains("pickle"));
+        assert!(message(&[0x80, 2, 0x7d, 0x71]).contains("pickle"));
+        assert!(message(b"abc").contains("shorter"));
+        // A header longer than the file.
+        let mut f = file(&[("a", "F32", &[2])]);
+        f[..8].copy_from_slice(&(f.len() as u64).to_le_bytes());
+        assert!(message(&f).contains("header of"));
+        // Not JSON.
+        let mut f = 4u64.to_le_bytes().to_vec();
+        f.extend(b"nope");
+        assert!(message(&f).contains("JSON"));
+        // Data cut short, and bytes left over.
+        let f = file(&[("a", "F32", &[2])]);
+        assert!(message(&f[..f.len() - 1]).contains("past the end"));
+        let mut long = f.clone();
+        long.push(0);
+        assert!(message(&long).contains("after the last tensor"));
+        // A shape its bytes do not match; an unknown dtype.
+        let f = String::from_utf8_lossy(&file(&[("a", "F32", &[2])])).replace("[2]", "[3]");
+        assert!(message(f.as_bytes()).contains("does not match"));
+        let f = String::from_utf8_lossy(&file(&[("a", "F32", &[2])])).replace("F32", "F99");
+        assert!(message(f.as_bytes()).contains("unknown dtype"));
+        // Two tensors over the same bytes.
+        let f = file(&[("a", "F32", &[2]), ("b", "F32", &[2])]);
+        let f = String::from_utf8_lossy(&f).replace("[8,16]", "[0,8] ");
+        assert!(message(f.as_bytes()).contains("overlap"));
+    }
+
+    #[test]
+    fn lora_keys_in_every_layout() {
+        for k in [
+            "lora_unet_down_blocks_0.lora_down.weight",
+            "lora_te1_text_model.lora_up.weight",
+            "unet.down_blocks.0.to_q.lora_A.weight",
+            "unet.down_blocks.0.to_q.lora.down.weight",
+            "text_encoder.x.lora_B.weight",
+        ] {
+            assert!(is_lora_key(k), "{k}");
+        }
+        for k in ["model.diffusion_model.out.2.weight", "first_stage_model.x"] {
+            assert!(!is_lora_key(k), "{k}");
+        }
+    }
+}
