@@ -794,6 +794,47 @@ async fn an_uploaded_lora_is_its_owners_model() {
         );
     }
 
+    // Its owner downloads it (alone, or with the composition over it); nobody else does,
+    // and the server's models stay on the server.
+    let unzip = |bytes: &[u8]| {
+        use std::io::Read;
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a ZIP");
+        (0..z.len())
+            .map(|i| {
+                let mut f = z.by_index(i).unwrap();
+                let mut data = Vec::new();
+                f.read_to_end(&mut data).unwrap();
+                (f.name().to_string(), data)
+            })
+            .collect::<Vec<_>>()
+    };
+    for (model, files) in [
+        (id.as_str(), ["model.json", "Ivy_s style.safetensors"]),
+        (
+            comp["id"].as_str().unwrap(),
+            ["model.json", "Ivy_s style.safetensors"],
+        ),
+    ] {
+        let path = format!("/v1/models/{model}/download");
+        let (s, d) = t.json(Method::POST, &path, &key, None).await;
+        assert_eq!((s, d["model_id"].as_str()), (201, Some(model)), "{d}");
+        let r = t.http.get(d["url"].as_str().unwrap()).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let entries = unzip(&r.bytes().await.unwrap());
+        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, files, "{model}");
+        assert_eq!(entries[1].1, file, "the LoRA's file as uploaded");
+        let record: Value = serde_json::from_slice(&entries[0].1).unwrap();
+        assert_eq!(record["model"]["id"], model, "{record}");
+        assert_eq!(record["model"]["source"], Value::Null, "{record}");
+        let (s, _) = t.json(Method::POST, &path, &other, None).await;
+        assert_eq!(s, if model == id { 404 } else { 403 }, "{model}");
+    }
+    let (s, e) = t
+        .json(Method::POST, "/v1/models/tiny-sd15/download", &key, None)
+        .await;
+    assert_eq!((s, e["error"]["field"].as_str()), (422, Some("id")), "{e}");
+
     // Deleted, its blob goes with it (its composition then names a LoRA that is gone).
     let blobs = &t.server().state.store.blobs;
     let blob = format!("models/{id}.safetensors");

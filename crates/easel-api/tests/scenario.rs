@@ -3983,5 +3983,59 @@ async fn model_uploads_become_the_uploaders_lora() {
     assert_eq!(s, 200, "{created}");
     let job = finished(&t, &ann, created["job"]["jobId"].as_str().unwrap()).await;
     assert_eq!(job["status"], "success", "{job}");
+
+    // `PostDownloadModel`: a job read like any other, its URL the zipped model.
+    let path = format!("/models/{model}/download");
+    let (s, d) = call(&t, &ann, Method::POST, &path, Some(json!({}))).await;
+    assert_eq!(s, 200, "{d}");
+    let job_id = d["jobId"].as_str().unwrap();
+    let (s, job) = call(&t, &ann, Method::GET, &format!("/jobs/{job_id}"), None).await;
+    assert_eq!(s, 200, "{job}");
+    insta::assert_json_snapshot!("scenario_model_download_job", job, {
+        ".job.jobId" => "[download id]", ".job.createdAt" => "[time]", ".job.updatedAt" => "[time]",
+        ".job.statusHistory[].date" => "[time]", ".job.ownerId" => "[user]", ".job.authorId" => "[user]",
+        ".job.metadata.input.modelId" => "[model id]", ".job.metadata.output.url" => "[signed url]",
+        ".job.metadata.output.expiresAt" => "[time]"
+    });
+    let r = t
+        .http
+        .get(job["job"]["metadata"]["output"]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let zip = r.bytes().await.unwrap();
+    let z = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).unwrap();
+    let names: Vec<&str> = z.file_names().collect();
+    assert_eq!(names.len(), 2);
+    assert!(
+        names.contains(&"ann-style.safetensors") && names.contains(&"model.json"),
+        "{names:?}"
+    );
+    let (s, _) = call(&t, &bob, Method::GET, &format!("/jobs/{job_id}"), None).await;
+    assert_eq!(s, 404);
+    for (who, path, body, status, field) in [
+        (&bob, path.clone(), json!({}), 404, None),
+        (
+            &ann,
+            path.clone(),
+            json!({"modelEpoch": "e1"}),
+            400,
+            Some("modelEpoch"),
+        ),
+        (
+            &ann,
+            "/models/tiny/download".to_string(),
+            json!({}),
+            400,
+            Some("modelId"),
+        ),
+    ] {
+        let (s, e) = call(&t, who, Method::POST, &path, Some(body)).await;
+        assert_eq!(
+            (s, e["infos"]["field"].as_str()),
+            (status, field),
+            "{path}: {e}"
+        );
+    }
     t.shutdown().await;
 }

@@ -6,6 +6,11 @@
 //! Each file's name follows the download's options: a template over the asset's
 //! generation (`<seed>`, `<num>`, `<prompt>`, `<generator>`), in a folder per job unless
 //! `flat`.
+//!
+//! A model's download ([`Download::of_model`]) packs a user's model instead: its record as
+//! `model.json` (with its presets) and the files of its LoRAs that its owner uploaded
+//! ([`lora_file_names`]); the server's weights and LoRAs stay on the server, named in the
+//! record.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -82,6 +87,8 @@ pub struct Download {
     pub id: String,
     pub owner_id: String,
     pub asset_ids: Vec<String>,
+    /// A model's download: the model it packs (no assets then).
+    pub model_id: Option<String>,
     pub options: ArchiveOptions,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
@@ -94,11 +101,41 @@ impl Download {
             id: crate::id::new(crate::id::DOWNLOAD),
             owner_id: owner_id.to_string(),
             asset_ids,
+            model_id: None,
             options,
             created_at: now,
             expires_at: now + chrono::Duration::from_std(DOWNLOAD_TTL).expect("a week fits"),
         }
     }
+
+    /// A download of the model `model_id` (a user's) asked for by `owner_id`.
+    pub fn of_model(owner_id: &str, model_id: &str, options: ArchiveOptions) -> Download {
+        Download {
+            model_id: Some(model_id.to_string()),
+            ..Download::new(owner_id, Vec::new(), options)
+        }
+    }
+}
+
+/// The name in a model's archive of each LoRA file, by the LoRA's name (same order):
+/// `<name>.safetensors`, unique (`-2`, `-3`, … when taken), never `model.json`.
+pub fn lora_file_names(names: &[&str]) -> Vec<String> {
+    let mut taken: HashSet<String> = HashSet::from(["model.json".to_string()]);
+    names
+        .iter()
+        .map(|n| {
+            let stem = Some(clean(n, MAX_FILE_CHARS - 20))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "lora".into());
+            let mut name = format!("{stem}.safetensors");
+            let mut i = 2;
+            while !taken.insert(name.clone()) {
+                name = format!("{stem}-{i}.safetensors");
+                i += 1;
+            }
+            name
+        })
+        .collect()
 }
 
 /// Check a resolved set: 1 to [`MAX_ARCHIVE_ASSETS`] assets (errors name `field`).
@@ -275,6 +312,21 @@ mod tests {
             created_at: crate::time::now(),
             updated_at: crate::time::now(),
         }
+    }
+
+    #[test]
+    fn lora_files_are_named_once_each() {
+        assert_eq!(
+            lora_file_names(&["My style", "My style", "../x", "model.json", "", "model"]),
+            [
+                "My style.safetensors",
+                "My style-2.safetensors",
+                "_x.safetensors",
+                "model.json.safetensors",
+                "lora.safetensors",
+                "model.safetensors"
+            ]
+        );
     }
 
     #[test]

@@ -209,7 +209,8 @@ mod tests {
         assert!(message(b"abc").contains("shorter"));
         // A header longer than the file.
         let mut f = file(&[("a", "F32", &[2])]);
-        f[..8].copy_from_slice(&(f.len() as u64).to_le_bytes());
+        let len = f.len() as u64;
+        f[..8].copy_from_slice(&len.to_le_bytes());
         assert!(message(&f).contains("header of"));
         // Not JSON.
         let mut f = 4u64.to_le_bytes().to_vec();

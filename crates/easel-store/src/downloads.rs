@@ -7,9 +7,9 @@ use easel_core::time::{self, from_millis};
 use easel_core::{Error, Result};
 use sqlx::any::AnyRow;
 
-use crate::db::{db_err, get_i64, get_str, Db};
+use crate::db::{db_err, get_i64, get_opt_str, get_str, Db};
 
-const COLS: &str = "id, owner_id, asset_ids, options, created_at, expires_at";
+const COLS: &str = "id, owner_id, asset_ids, options, created_at, expires_at, model_id";
 
 fn from_row(r: &AnyRow) -> Result<Download> {
     let bad = |e: serde_json::Error| Error::internal(format!("bad download row: {e}"));
@@ -19,6 +19,7 @@ fn from_row(r: &AnyRow) -> Result<Download> {
         id: get_str(r, "id")?,
         owner_id: get_str(r, "owner_id")?,
         asset_ids,
+        model_id: get_opt_str(r, "model_id")?,
         options,
         created_at: from_millis(get_i64(r, "created_at")?),
         expires_at: from_millis(get_i64(r, "expires_at")?),
@@ -29,7 +30,7 @@ pub async fn create(db: &Db, d: &Download) -> Result<()> {
     let json = |v: serde_json::Result<String>| v.map_err(|e| Error::internal(e.to_string()));
     let mut tx = db.begin().await?;
     sqlx::query(&format!(
-        "INSERT INTO downloads ({COLS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        "INSERT INTO downloads ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
     ))
     .bind(&d.id)
     .bind(&d.owner_id)
@@ -37,6 +38,7 @@ pub async fn create(db: &Db, d: &Download) -> Result<()> {
     .bind(json(serde_json::to_string(&d.options))?)
     .bind(time::to_millis(d.created_at))
     .bind(time::to_millis(d.expires_at))
+    .bind(d.model_id.clone())
     .execute(tx.conn())
     .await
     .map_err(db_err)?;

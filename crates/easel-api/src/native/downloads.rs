@@ -53,6 +53,9 @@ pub struct DownloadView {
     /// `ready`: the archive is written as the URL is read.
     pub status: &'static str,
     pub asset_count: usize,
+    /// A model's download: the model packed (`model.json` and the LoRA files its owner
+    /// uploaded).
+    pub model_id: Option<String>,
     /// The archive (signed: no key needed) until `expires_at`.
     pub url: String,
     pub name_template: Option<String>,
@@ -80,11 +83,12 @@ fn content_disposition(name: &str) -> String {
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{utf8}")
 }
 
-fn view(state: &AppState, d: Download) -> DownloadView {
+pub(crate) fn view(state: &AppState, d: Download) -> DownloadView {
     DownloadView {
         url: service::download_url(state, &d),
         status: "ready",
         asset_count: d.asset_ids.len(),
+        model_id: d.model_id.clone(),
         created_at: rfc3339(d.created_at),
         expires_at: rfc3339(d.expires_at),
         file_name: easel_core::download::archive_file_name(&d),

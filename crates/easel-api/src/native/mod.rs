@@ -113,6 +113,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models/{id}/copy", post(models::copy))
         .route("/v1/models/{id}/prompt-check", get(models::prompt_check))
         .route("/v1/models/{id}/transfer", post(models::transfer))
+        .route("/v1/models/{id}/download", post(models::download))
         .route(
             "/v1/models/{id}/presets",
             get(models::presets).post(models::create_preset),

@@ -189,6 +189,26 @@ pub async fn copy(
     Ok((StatusCode::CREATED, axum::Json(shown(Some(&who), copied))))
 }
 
+/// Pack a user's model for download (its owner, or an admin): an archive (`GET` its `url`,
+/// signed) of `model.json` — the model with its presets — and the LoRA files its owner
+/// uploaded (the model's own, or its composition's). The server's models stay on the server
+/// (422).
+#[utoipa::path(post, path = "/v1/models/{id}/download", tag = "models", params(("id" = String, Path)),
+    responses((status = 201, body = super::downloads::DownloadView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn download(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, axum::Json<super::downloads::DownloadView>)> {
+    let m = service::visible_model(&state, Some(&who), &id).await?;
+    let d = service::create_model_download(&state, &who, &m).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(super::downloads::view(&state, d)),
+    ))
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferModel {

@@ -109,6 +109,13 @@ pub(super) async fn read(
     Auth(who): Auth,
     Path(id): Path<String>,
 ) -> Result<axum::Json<JobOne>, Failure> {
+    if easel_core::id::is_valid(easel_core::id::DOWNLOAD, &id) {
+        let d = service::owned_download(&state, &who, &id).await?;
+        let url = service::download_url(&state, &d);
+        return Ok(axum::Json(JobOne {
+            job: view::download_job(&d, url),
+        }));
+    }
     let job = owned(&state, &who, &id).await?;
     let history = easel_store::jobs::history(&state.store.db, &job.id).await?;
     Ok(axum::Json(JobOne {

@@ -33,7 +33,7 @@
 //! | operation | does |
 //! |---|---|
 //! | `GetJobs` | the caller's jobs (admins: everyone's), newest first; `type`/`types` (`inference`, `upscale`, `pixelate`), `status` (Scenario's names), `authorId` (another user's: admins only, else 403) |
-//! | `GetJobId` | one job |
+//! | `GetJobId` | one job; a download's `jobId` (`PostDownloadAssets`, `PostDownloadModel`) reads as an `assets-download`/`model-download` job that succeeded, its archive's signed URL in `metadata.output.url` |
 //! | `PostJobActionByJobId` | `{"action": "cancel"}` through the queue: a queued job ends `canceled` at once, a running one at its next step; a finished one is 400 |
 //! | `PostTxt2imgInferences`, `PostImg2imgInferences`, `PostInpaintInferences` | submit the task; `{creativeUnitsCost, creativeUnitsDiscount, inference, job}` |
 //! | `PostPixelateInferences` | the `pixelate` tool: `pixelGridSize` (16, 32, 64, 128, 256), `removeNoise`, `colorPalette` (`[[r,g,b]]`) or `colorPaletteSize` (2–256); waits for the job and answers `{…, job, asset}`; `removeBackground: true` is a 400 (no segmentation model) |
@@ -63,6 +63,7 @@
 //! | `PutModelsByModelId` | `name`, `shortDescription` (`""` clears), `concepts` (all the LoRAs); `type` must be the model's; `classSlug`, `thumbnail`, `promptEmbedding`, `negativePromptEmbedding`, `epoch`, `parameters` other than `null` are a 400 naming the field; `{model}` |
 //! | `DeleteModelsByModelId` | the model, its presets, its place in collections; `{}` |
 //! | `PostModelsCopyByModelId` | a `private` model of the caller's from one they see, with its presets (a server's model becomes a composition over it); `copyExamples` (default: true for the caller's own model, false for another's, whose examples the caller cannot own: `true` there is a 400); `copyAsTrained` read, nothing to copy |
+//! | `PostDownloadModel` | a user's model (the caller's; admins any) zipped: `model.json` (the model and its presets) and the LoRA files its owner uploaded; `jobId` read with `GetJobId` or `GetDownloadAssets`; `modelEpoch` a 400 (no training here); the server's models a 400 |
 //! | `PostModelsTransferByModelId` | no projects here: `destinationProjectId` names the user (id or name) who gets the model and its presets; `destinationTeamId` read, not used; the server's models are a 400 naming `destinationProjectId` (copy them) |
 //! | `GetModelsDescriptionByModelId`, `PutModelsDescriptionByModelId` | the markdown `description` (`null` or `""` removes it; at most 20,000 characters): `{description: {value, models, assets}}`, the models and assets its `{model:<id>}` and `{asset:<id>}` tags name that the caller sees on their own (their own, public or unlisted assets: a tag, free text, grants nothing) |
 //! | `GetModelsExamplesByModelId`, `PutModelsExamplesByModelId` | the examples, all at once in order (`assetIds`, at most 50, assets of the model's owner; others a 400 naming `assetIds[i]`): `{examples: [{modelId, asset, inferenceId, inferenceParameters, job}]}` (`modelId` the model that made the asset; the job only for its owner) |
@@ -302,6 +303,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/models/{modelId}/copy", post(owned::copy))
         .route("/models/{modelId}/scores/prompt", get(models::prompt_score))
         .route("/models/{modelId}/transfer", post(owned::transfer))
+        .route("/models/{modelId}/download", post(owned::download))
         .route(
             "/models/{modelId}/description",
             get(owned::description).put(owned::put_description),
@@ -419,7 +421,7 @@ pub use wire::*;
 /// the spec's own document, `../shared/specs/scenario.openapi.json`, has the rest.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, canvases::lock, canvases::unlock, canvases::snapshots, collections::list, collections::create, collections::read, collections::update, collections::delete, collections::add_assets, collections::remove_assets, collections::add_models, collections::remove_models, search::assets, search::models, models::list, models::read, models::bulk, models::recommendations, models::list_public, models::read_public, models::prompt_score, owned::create, owned::update, owned::delete, owned::copy, owned::transfer, owned::description, owned::put_description, owned::examples, owned::put_examples, owned::delete_images, owned::put_tags, presets::list, presets::create, presets::update, presets::delete, tools::pixelate, tools::upscale, tools::generative_fill, uploads::create, uploads::read, uploads::action, downloads::create, downloads::read, usage::usages, usage::prices),
+    paths(txt2img, img2img, inpaint, jobs::list, jobs::read, jobs::action, assets::list, assets::upload, assets::read, assets::bulk, assets::delete, assets::copy, assets::download, assets::put_tags, assets::tags, assets::put, assets::list_public, assets::read_public, canvases::lock, canvases::unlock, canvases::snapshots, collections::list, collections::create, collections::read, collections::update, collections::delete, collections::add_assets, collections::remove_assets, collections::add_models, collections::remove_models, search::assets, search::models, models::list, models::read, models::bulk, models::recommendations, models::list_public, models::read_public, models::prompt_score, owned::create, owned::update, owned::delete, owned::copy, owned::transfer, owned::download, owned::description, owned::put_description, owned::examples, owned::put_examples, owned::delete_images, owned::put_tags, presets::list, presets::create, presets::update, presets::delete, tools::pixelate, tools::upscale, tools::generative_fill, uploads::create, uploads::read, uploads::action, downloads::create, downloads::read, usage::usages, usage::prices),
     components(schemas(Diffusion, Concept, InferenceResponse, DryRun, JobView, StatusEntry,
         JobMetadata, Billing, JobsPage, JobOne, AssetView, AssetProperties, AssetsPage, AssetOne,
         ModelView, ModelsPage, ModelOne, AssetUpload, AssetIds, ModelIds, JobAction, ErrorBody,
@@ -427,7 +429,7 @@ pub use wire::*;
     tags((name = "scenario", description = "Scenario-compatible API at /scenario/v1: generation \
         (txt2img, img2img, inpaint, generative-fill, pixelate, upscale, with ?dryRun → 269), jobs \
         (list, get, cancel), assets (list, upload, get, get-bulk, delete, copy, download), models \
-        (list, get, get-bulk, recommendations, public reads, the prompt check against a model's tokenizer; users' own compositions: create, edit, delete, copy, transfer, description, examples, tags, presets), uploads in parts (create, get, complete; images, and LoRAs with kind model) and from a URL, zip downloads of assets; every other operation of the spec answers 501. Auth: Basic base64(key id:secret) or Bearer <key>. Errors: \
+        (list, get, get-bulk, recommendations, public reads, the prompt check against a model's tokenizer; users' own compositions and LoRAs: create, edit, delete, copy, transfer, download, description, examples, tags, presets), uploads in parts (create, get, complete; images, and LoRAs with kind model) and from a URL, zip downloads of assets; every other operation of the spec answers 501. Auth: Basic base64(key id:secret) or Bearer <key>. Errors: \
         {apiError, createdAt, error, id, infos, updatedAt}; 429 {reason, name, details}."))
 )]
 pub struct ApiDoc;
@@ -630,6 +632,7 @@ mod tests {
                 "/models/{modelId}/transfer",
                 "PostModelsTransferByModelId",
             ),
+            ("POST", "/models/{modelId}/download", "PostDownloadModel"),
             (
                 "GET",
                 "/models/{modelId}/description",

@@ -350,6 +350,49 @@ pub(super) async fn transfer(
     one(&state, Some(&who), moved).await
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = ScenarioModelDownload)]
+pub(super) struct ModelDownload {
+    #[serde(default)]
+    model_epoch: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ScenarioModelDownloadJob)]
+pub(super) struct ModelDownloadJob {
+    job_id: String,
+}
+
+/// `POST /models/{modelId}/download`: a download of a user's model (its owner, or an
+/// admin; `service::create_model_download`): `model.json` and the LoRA files its owner
+/// uploaded, zipped. The `jobId` is read with `GET /jobs/{jobId}` (`model-download`,
+/// `metadata.output.url`) or `GET /assets/download/{jobId}`. `modelEpoch` is a 400: Easel
+/// trains no models. The server's models are a 400.
+#[utoipa::path(post, path = "/scenario/v1/models/{modelId}/download", tag = "scenario", params(("modelId" = String, Path)), request_body = ModelDownload,
+    responses((status = 200, body = ModelDownloadJob), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn download(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Json(body): Json<ModelDownload>,
+) -> Result<axum::Json<ModelDownloadJob>, Failure> {
+    if body.model_epoch.is_some() {
+        return Err(Error::invalid(
+            "modelEpoch",
+            "Easel trains no models: a model has no epochs",
+        )
+        .into());
+    }
+    let m = service::visible_model(&state, Some(&who), &ids::model_ref(&id)).await?;
+    let d = service::create_model_download(&state, &who, &m)
+        .await
+        .map_err(|e| error::renamed(e, &[("modelId", "id")]))?;
+    Ok(axum::Json(ModelDownloadJob { job_id: d.id }))
+}
+
 /// The references of a description's `{asset:<id>}` and `{model:<id>}` tags, each once, in
 /// order: (assets, models).
 fn references(text: &str) -> (Vec<String>, Vec<String>) {

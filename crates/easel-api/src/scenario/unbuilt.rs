@@ -5,7 +5,6 @@ use super::*;
 
 /// What an unbuilt operation waits for.
 const GENERATE: &str = "this generation mode needs a model or tool Easel does not run yet";
-const MODEL_DOWNLOAD: &str = "model downloads are not offered by Easel: weights stay on the server (a model of yours is a composition of the server's models)";
 const TRAINING: &str = "model training is not offered by Easel";
 const WORKFLOWS: &str = "workflows are not offered by Easel";
 
@@ -158,12 +157,6 @@ pub(super) const OPERATIONS: &[(&str, &str, &str, &str)] = &[
         "/generate/vectorize",
         "PostVectorizeInferences",
         GENERATE,
-    ),
-    (
-        "POST",
-        "/models/{modelId}/download",
-        "PostDownloadModel",
-        MODEL_DOWNLOAD,
     ),
     (
         "GET",

@@ -178,6 +178,45 @@ pub(super) fn job(job: Job, history: &[StatusChange]) -> JobView {
     }
 }
 
+/// A download as the job Scenario reads it (`GET /jobs/{jobId}`): `assets-download` or
+/// `model-download`, a success from the start (the archive is written as its `url` is
+/// read), the URL in `metadata.output`.
+pub(super) fn download_job(d: &easel_core::download::Download, url: String) -> JobView {
+    let at = ids::time(&d.created_at);
+    JobView {
+        job_type: if d.model_id.is_some() {
+            "model-download"
+        } else {
+            "assets-download"
+        },
+        status: STATUS.succeeded,
+        status_history: vec![StatusEntry {
+            status: STATUS.succeeded,
+            date: at.clone(),
+        }],
+        progress: 1.0,
+        metadata: JobMetadata {
+            input: match &d.model_id {
+                Some(m) => json!({"modelId": ids::model(m)}),
+                None => {
+                    json!({"assetIds": d.asset_ids.iter().map(|a| ids::asset(a)).collect::<Vec<_>>()})
+                }
+            },
+            output: json!({"url": url, "expiresAt": ids::time(&d.expires_at)}),
+            asset_ids: Vec::new(),
+        },
+        billing: Billing {
+            cu_cost: 0.0,
+            cu_discount: 0.0,
+        },
+        owner_id: d.owner_id.clone(),
+        author_id: d.owner_id.clone(),
+        created_at: at.clone(),
+        updated_at: at,
+        job_id: d.id.clone(),
+    }
+}
+
 /// Jobs with their status histories, read in one query.
 pub(super) async fn jobs(state: &AppState, jobs: Vec<Job>) -> Result<Vec<JobView>, Error> {
     let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();

@@ -1804,12 +1804,82 @@ pub async fn signed_download(
     Ok(d)
 }
 
+/// Record a download of the model `m` that `who` may change (its owner; admins any): a
+/// user's model only — the server's weights stay on the server.
+pub async fn create_model_download(
+    state: &AppState,
+    who: &Principal,
+    m: &Model,
+) -> Result<easel_core::download::Download> {
+    if m.owner_id.is_none() {
+        return Err(Error::invalid(
+            "id",
+            "the server's models stay on the server: only a user's own model is downloaded",
+        ));
+    }
+    if !m.editable_by(who) {
+        return Err(Error::new(
+            ErrorKind::Forbidden,
+            "only its owner downloads a user's model",
+        ));
+    }
+    let d = easel_core::download::Download::of_model(&who.user_id, &m.id, Default::default());
+    easel_store::downloads::create(&state.store.db, &d).await?;
+    Ok(d)
+}
+
+/// What a model's archive holds: `model.json` (the model as its owner sees it, with its
+/// presets) and the LoRA files the model's owner uploaded — the model's own file when it is
+/// one, and its composition's LoRAs that are theirs — as (name, blob key). A model deleted
+/// since: 404.
+async fn model_archive(state: &AppState, model_id: &str) -> Result<(Bytes, Vec<(String, String)>)> {
+    let db = &state.store.db;
+    let m = easel_store::models::get(db, model_id)
+        .await?
+        .ok_or_else(|| Error::not_found("model"))?;
+    let presets = easel_store::models::presets(db, &m.id).await?;
+    let mut files: Vec<(String, String)> = Vec::new();
+    if let Some(key) = m.blob_key() {
+        files.push((m.name.clone(), key.to_string()));
+    }
+    for l in &m.loras {
+        if let Some(lora) = easel_store::models::resolve(db, &l.model).await? {
+            if let (Some(key), true) = (lora.blob_key(), lora.owner_id == m.owner_id) {
+                if !files.iter().any(|(_, k)| k == key) {
+                    files.push((lora.name.clone(), key.to_string()));
+                }
+            }
+        }
+    }
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let names = easel_core::download::lora_file_names(&names);
+    let record = serde_json::to_vec_pretty(&serde_json::json!({
+        "model": m.without_locations(),
+        "presets": presets,
+        "files": names,
+    }))
+    .map_err(|e| Error::internal(e.to_string()))?;
+    Ok((
+        Bytes::from(record),
+        names
+            .into_iter()
+            .zip(files)
+            .map(|(n, (_, k))| (n, k))
+            .collect(),
+    ))
+}
+
 /// A download's archive as a stream of bytes: the assets that still exist, in order, named
-/// by the download's options, one blob in memory at a time (`crate::zip`).
+/// by the download's options, one blob in memory at a time (`crate::zip`); a model's
+/// download, its record and its owner's LoRA files (`model_archive`).
 pub async fn archive_stream(
     state: &AppState,
     d: &easel_core::download::Download,
 ) -> Result<impl futures::Stream<Item = std::result::Result<Bytes, std::io::Error>>> {
+    let model = match &d.model_id {
+        Some(id) => Some(model_archive(state, id).await?),
+        None => None,
+    };
     let mut assets = Vec::with_capacity(d.asset_ids.len());
     for chunk in d.asset_ids.chunks(200) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
@@ -1823,8 +1893,23 @@ pub async fn archive_stream(
     }
     let names = easel_core::download::entry_names(&assets, &d.options);
     let store = state.store.clone();
+    let created = d.created_at;
     Ok(async_stream::try_stream! {
         let mut zip = crate::zip::ZipStream::new();
+        if let Some((record, files)) = model {
+            yield Bytes::from(zip.entry("model.json", &record, &created));
+            yield record;
+            for (name, key) in files {
+                let data = match store.blobs.get(&key).await {
+                    Ok(d) => d,
+                    // Deleted since the archive began: left out.
+                    Err(e) if e.kind == ErrorKind::NotFound => continue,
+                    Err(e) => Err(std::io::Error::other(e.message))?,
+                };
+                yield Bytes::from(zip.entry(&name, &data, &created));
+                yield data;
+            }
+        }
         for (a, name) in assets.iter().zip(names) {
             let data = match asset_content(&store, a).await {
                 Ok(d) => d,
