@@ -327,6 +327,7 @@ pub async fn start(cfg: Config) -> Result<Server> {
         tokio::spawn(collect_orphans(
             store.clone(),
             cfg.orphan_grace,
+            state.engine.lora_cache().to_path_buf(),
             stop_rx.clone(),
         )),
     ];
@@ -402,9 +403,19 @@ async fn listen(state: AppState, enabled: bool, mut stop: watch::Receiver<bool>)
 /// parts of uploads left incomplete past their expiry (`easel_store::uploads::expire`) and
 /// expired downloads, now
 /// and then every half grace period, until stopped.
-async fn collect_orphans(store: Store, grace: Duration, mut stop: watch::Receiver<bool>) {
+async fn collect_orphans(
+    store: Store,
+    grace: Duration,
+    lora_cache: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
     let every = (grace / 2).max(Duration::from_millis(100));
     loop {
+        match easel_providers::diffusion::prune_lora_cache(&store, &lora_cache, grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "removed copies of deleted LoRAs"),
+            Err(e) => tracing::warn!(error = %e, "pruning the LoRA cache failed; retrying later"),
+        }
         match easel_store::uploads::expire(&store.db, easel_core::time::now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(uploads = n, "expired uploads left incomplete"),

@@ -543,7 +543,19 @@ impl ModelSpec {
                     .as_object()
                     .is_none_or(|o| !o.is_empty()),
             ),
+            (
+                "provider_capabilities",
+                self.provider_capabilities.is_some(),
+            ),
             ("fallback_provider", self.fallback_provider.is_some()),
+            (
+                "fallback_provider_config",
+                self.fallback_provider_config.is_some(),
+            ),
+            (
+                "fallback_provider_capabilities",
+                self.fallback_provider_capabilities.is_some(),
+            ),
         ];
         match wrong.iter().find(|(_, w)| *w) {
             Some((field, _)) => Err(Error::invalid(

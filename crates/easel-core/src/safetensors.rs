@@ -3,17 +3,20 @@
 //! little-endian header length, a JSON header (each tensor's `dtype`, `shape` and
 //! `data_offsets` into the data that follows, plus an optional `__metadata__` map of
 //! strings) and the data. Nothing in it runs code, unlike PyTorch's pickles (`.ckpt`,
-//! `.pt`, `.bin`), which are refused by name.
+//! `.pt`, `.bin`), which are refused, and named as such when a file that is no safetensors
+//! file starts as one does.
 //!
 //! [`check`] proves the header is whole and honest — every tensor's bytes match its dtype
 //! and shape, and the tensors tile the data exactly (no gap, no overlap, nothing past the
-//! end) — and [`is_lora`] says whether the names are a LoRA adapter's (the layouts
-//! `easel_diffusion::lora` reads).
+//! end). [`lora_key`] reads a LoRA tensor's name in each layout the engine merges
+//! (`easel_diffusion::lora` uses it), [`check_lora`] proves a file is a LoRA the engine can
+//! merge, and [`is_lora`] is the quick look of the models folder's scan.
 
 use crate::error::{Error, Result};
 
-/// The largest header read (as the loaders: beyond it a file is refused, not parsed).
-pub const MAX_HEADER_BYTES: u64 = 100 << 20;
+/// The largest header read (the format's own limit: beyond it a file is refused, not
+/// parsed).
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// One tensor as the header describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +42,22 @@ fn bad(message: impl Into<String>) -> Error {
 }
 
 /// Check that `bytes` are a whole safetensors file; the tensors it holds, by name. Errors
-/// are 422 naming `file` and say what is wrong (a pickle is named as one).
+/// are 422 naming `file` and say what is wrong (a file that starts as a PyTorch pickle or
+/// zip does is named as one).
 pub fn check(bytes: &[u8]) -> Result<Vec<TensorInfo>> {
-    if bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80) {
-        return Err(bad(
-            "a PyTorch pickle (.ckpt, .pt, .bin): only .safetensors files are accepted, \
-             since loading a pickle can run code",
-        ));
-    }
+    parse(bytes).map_err(|e| {
+        if bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80) {
+            bad(
+                "a PyTorch pickle (.ckpt, .pt, .bin): only .safetensors files are accepted, \
+                 since loading a pickle can run code",
+            )
+        } else {
+            e
+        }
+    })
+}
+
+fn parse(bytes: &[u8]) -> Result<Vec<TensorInfo>> {
     if bytes.len() < 8 {
         return Err(bad(
             "not a safetensors file: shorter than its header length",
@@ -134,6 +145,124 @@ pub fn check(bytes: &[u8]) -> Result<Vec<TensorInfo>> {
         )));
     }
     Ok(tensors)
+}
+
+/// What a LoRA tensor is, by its name: the component it adapts (`unet`, `text_encoder`,
+/// `text_encoder_2`, or a diffusers prefix), the module (dotted, or underscored in kohya's
+/// layout) and its part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoraKey {
+    pub component: String,
+    pub module: String,
+    pub part: LoraPart,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoraPart {
+    Down,
+    Up,
+    Alpha,
+}
+
+/// The components whose LoRA weights the engine merges.
+pub const LORA_COMPONENTS: &[&str] = &["unet", "text_encoder", "text_encoder_2"];
+
+/// Read a LoRA tensor's name in the three layouts: diffusers (`unet.<module>.lora.down.
+/// weight`, legacy `.lora_linear_layer.`), PEFT (`.lora_A.weight`/`.lora_B.weight`) and
+/// kohya-ss (`lora_unet_<module>.lora_down.weight`, `lora_te_`/`lora_te1_`/`lora_te2_`,
+/// `.alpha`). `None`: not a LoRA tensor.
+pub fn lora_key(key: &str) -> Option<LoraKey> {
+    let (comp, rest) = if let Some(r) = key.strip_prefix("lora_unet_") {
+        ("unet", r)
+    } else if let Some(r) = key.strip_prefix("lora_te2_") {
+        ("text_encoder_2", r)
+    } else if let Some(r) = key
+        .strip_prefix("lora_te1_")
+        .or_else(|| key.strip_prefix("lora_te_"))
+    {
+        ("text_encoder", r)
+    } else {
+        key.split_once('.')?
+    };
+    for (suffix, part) in [
+        (".lora.down.weight", LoraPart::Down),
+        (".lora.up.weight", LoraPart::Up),
+        (".lora_linear_layer.down.weight", LoraPart::Down),
+        (".lora_linear_layer.up.weight", LoraPart::Up),
+        (".lora_A.weight", LoraPart::Down),
+        (".lora_B.weight", LoraPart::Up),
+        (".lora_down.weight", LoraPart::Down),
+        (".lora_up.weight", LoraPart::Up),
+        (".alpha", LoraPart::Alpha),
+    ] {
+        if let Some(module) = rest.strip_suffix(suffix) {
+            return Some(LoraKey {
+                component: comp.to_string(),
+                module: module.to_string(),
+                part,
+            });
+        }
+    }
+    None
+}
+
+/// The dtypes a LoRA's tensors may have (those the engine reads as floats).
+const LORA_DTYPES: &[&str] = &["F16", "BF16", "F32", "F64"];
+
+/// Check that the tensors of a (whole) file are a LoRA the engine can merge: at least one
+/// module of an engine component with both its down and up weights, each pair of the same
+/// rank (1 or more: down `[rank, …]`, up `[out, rank, …]`), every alpha one number, every
+/// LoRA tensor a float. Returns how many modules it adapts. Errors name `file`.
+pub fn check_lora(tensors: &[TensorInfo]) -> Result<usize> {
+    use std::collections::BTreeMap;
+    let mut modules: BTreeMap<(String, String), [Option<&TensorInfo>; 3]> = BTreeMap::new();
+    for t in tensors {
+        let Some(k) = lora_key(&t.name) else {
+            continue;
+        };
+        if !LORA_DTYPES.contains(&t.dtype.as_str()) {
+            return Err(bad(format!(
+                "tensor `{}`: a LoRA's weights are F16, BF16, F32 or F64, not {}",
+                t.name, t.dtype
+            )));
+        }
+        let slot = match k.part {
+            LoraPart::Down => 0,
+            LoraPart::Up => 1,
+            LoraPart::Alpha => 2,
+        };
+        modules.entry((k.component, k.module)).or_default()[slot] = Some(t);
+    }
+    let mut merged = 0;
+    for ((component, _), [down, up, alpha]) in &modules {
+        if let Some(a) = alpha {
+            if a.shape.iter().product::<u64>() != 1 {
+                return Err(bad(format!("tensor `{}`: an alpha is one number", a.name)));
+            }
+        }
+        let (Some(down), Some(up)) = (down, up) else {
+            continue;
+        };
+        let rank = down.shape.first().copied().unwrap_or(0);
+        if down.shape.len() < 2 || up.shape.len() < 2 || rank == 0 || up.shape[1] != rank {
+            return Err(bad(format!(
+                "tensors `{}` and `{}` do not pair: down is [rank, …] and up [out, rank, …] \
+                 with the same rank, at least 1 ({:?} and {:?})",
+                down.name, up.name, down.shape, up.shape
+            )));
+        }
+        if LORA_COMPONENTS.contains(&component.as_str()) {
+            merged += 1;
+        }
+    }
+    if merged == 0 {
+        return Err(bad(format!(
+            "the file holds no LoRA weights the engine merges: no down and up pair for {} \
+             in the diffusers, PEFT or kohya layout",
+            LORA_COMPONENTS.join(", ")
+        )));
+    }
+    Ok(merged)
 }
 
 /// Whether a tensor name is a LoRA adapter's, in any of the layouts the engine reads
@@ -234,7 +363,121 @@ mod tests {
     }
 
     #[test]
+    fn a_header_length_that_starts_like_a_pickle_is_still_a_file() {
+        // Pad the header (JSON allows spaces) until its length is 128 mod 256: the file's
+        // first byte is then 0x80, as a pickle's.
+        let f = file(&[("a", "F32", &[2])]);
+        let n = u64::from_le_bytes(f[..8].try_into().unwrap()) as usize;
+        let pad = (128 + 256 - n % 256) % 256;
+        let mut header = f[8..8 + n].to_vec();
+        header.extend(std::iter::repeat_n(b' ', pad));
+        let mut g = ((n + pad) as u64).to_le_bytes().to_vec();
+        g.extend(header);
+        g.extend(&f[8 + n..]);
+        assert_eq!(g[0], 0x80);
+        assert_eq!(check(&g).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn loras_the_engine_merges_and_files_it_would_not() {
+        let ok = |t: &[(&str, &str, &[u64])]| check_lora(&check(&file(t)).unwrap());
+        let m = "lora_unet_down_blocks_0_attentions_0_proj_in";
+        let down = format!("{m}.lora_down.weight");
+        let up = format!("{m}.lora_up.weight");
+        let alpha = format!("{m}.alpha");
+        assert_eq!(
+            ok(&[
+                (&down, "F16", &[4, 8]),
+                (&up, "F16", &[8, 4]),
+                (&alpha, "F32", &[])
+            ])
+            .unwrap(),
+            1
+        );
+        // A convolution's pair.
+        assert_eq!(
+            ok(&[(&down, "F32", &[4, 8, 3, 3]), (&up, "F32", &[8, 4, 1, 1])]).unwrap(),
+            1
+        );
+        for (t, says) in [
+            (
+                vec![(down.as_str(), "F16", &[4u64, 8][..])],
+                "no LoRA weights",
+            ),
+            (vec![(alpha.as_str(), "F32", &[][..])], "no LoRA weights"),
+            (
+                vec![
+                    ("transformer.x.lora_A.weight", "F16", &[4, 8][..]),
+                    ("transformer.x.lora_B.weight", "F16", &[8, 4][..]),
+                ],
+                "no LoRA weights",
+            ),
+            (
+                vec![
+                    (down.as_str(), "F16", &[4, 8][..]),
+                    (up.as_str(), "F16", &[8, 3][..]),
+                ],
+                "do not pair",
+            ),
+            (
+                vec![
+                    (down.as_str(), "F16", &[0, 8][..]),
+                    (up.as_str(), "F16", &[8, 0][..]),
+                ],
+                "do not pair",
+            ),
+            (
+                vec![
+                    (down.as_str(), "F16", &[4, 8][..]),
+                    (up.as_str(), "F16", &[8, 4][..]),
+                    (alpha.as_str(), "F32", &[0][..]),
+                ],
+                "one number",
+            ),
+            (
+                vec![
+                    (down.as_str(), "I8", &[4, 8][..]),
+                    (up.as_str(), "F16", &[8, 4][..]),
+                ],
+                "not I8",
+            ),
+        ] {
+            let e = ok(&t).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("file"));
+            assert!(e.message.contains(says), "{t:?}: {}", e.message);
+        }
+    }
+
+    #[test]
     fn lora_keys_in_every_layout() {
+        let m = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q";
+        let key = |c: &str, module: &str, part| {
+            Some(LoraKey {
+                component: c.into(),
+                module: module.into(),
+                part,
+            })
+        };
+        assert_eq!(
+            lora_key(&format!("unet.{m}.lora.down.weight")),
+            key("unet", m, LoraPart::Down)
+        );
+        assert_eq!(
+            lora_key(&format!("unet.{m}.lora_B.weight")),
+            key("unet", m, LoraPart::Up)
+        );
+        let k = m.replace('.', "_");
+        assert_eq!(
+            lora_key(&format!("lora_unet_{k}.alpha")),
+            key("unet", &k, LoraPart::Alpha)
+        );
+        assert_eq!(
+            lora_key("lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight")
+                .unwrap()
+                .component,
+            "text_encoder"
+        );
+        assert_eq!(lora_key("unet.conv_in.weight"), None);
         for k in [
             "lora_unet_down_blocks_0.lora_down.weight",
             "lora_te1_text_model.lora_up.weight",

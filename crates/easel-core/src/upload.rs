@@ -4,7 +4,8 @@
 //! announced size, validated as what the upload is for (an image is decoded in full) and
 //! stored as one asset, atomically with the upload's completion. An upload of kind `lora`
 //! becomes a model of the uploader's instead: a LoRA adapter, checked as a whole
-//! safetensors file ([`crate::safetensors::check`]; pickles refused) holding LoRA weights.
+//! safetensors file ([`crate::safetensors::check`]; pickles refused) holding LoRA weights
+//! the engine merges ([`crate::safetensors::check_lora`]).
 //! An upload not completed within [`UPLOAD_TTL`] expires: its parts are deleted.
 
 use std::time::Duration;
@@ -365,11 +366,6 @@ impl Upload {
                 stem.chars().take(crate::model::MAX_TITLE_CHARS).collect()
             }
         }
-    }
-
-    /// What it made, once complete: the asset's id or the model's.
-    pub fn entity_id(&self) -> Option<&str> {
-        self.asset_id.as_deref().or(self.model_id.as_deref())
     }
 }
 

@@ -410,8 +410,7 @@ pub fn merge_loras(
     device: &Device,
 ) -> Result<()> {
     for (lora, scale) in loras {
-        let names: Vec<String> = tensors.keys().cloned().collect();
-        for (key, delta) in lora.deltas(component, &names, device)? {
+        for (key, delta) in lora.deltas(component, tensors, device)? {
             let w = &tensors[&key];
             let merged = (w.to_dtype(DType::F32)? + (delta.reshape(w.shape())? * *scale)?)?
                 .to_dtype(w.dtype())?;

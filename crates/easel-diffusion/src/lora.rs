@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Result, Tensor};
+use easel_core::safetensors::{lora_key, LoraPart};
 
 struct Pair {
     down: Option<Tensor>,
@@ -30,58 +31,30 @@ fn err(msg: String) -> candle_core::Error {
     candle_core::Error::Msg(msg)
 }
 
-/// Split a key into (component, module, part) for each layout.
-fn parse_key(key: &str) -> Option<(String, String, &'static str)> {
-    let (comp, rest) = if let Some(r) = key.strip_prefix("lora_unet_") {
-        ("unet", r)
-    } else if let Some(r) = key.strip_prefix("lora_te2_") {
-        ("text_encoder_2", r)
-    } else if let Some(r) = key
-        .strip_prefix("lora_te1_")
-        .or_else(|| key.strip_prefix("lora_te_"))
-    {
-        ("text_encoder", r)
-    } else {
-        let (comp, r) = key.split_once('.')?;
-        (comp, r)
-    };
-    for (suffix, part) in [
-        (".lora.down.weight", "down"),
-        (".lora.up.weight", "up"),
-        // Legacy diffusers text encoders (patched projections).
-        (".lora_linear_layer.down.weight", "down"),
-        (".lora_linear_layer.up.weight", "up"),
-        (".lora_A.weight", "down"),
-        (".lora_B.weight", "up"),
-        (".lora_down.weight", "down"),
-        (".lora_up.weight", "up"),
-        (".alpha", "alpha"),
-    ] {
-        if let Some(module) = rest.strip_suffix(suffix) {
-            return Some((comp.to_string(), module.to_string(), part));
-        }
-    }
-    None
-}
-
 impl Lora {
     pub fn load(path: &Path) -> Result<Lora> {
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)
             .map_err(|e| err(format!("reading LoRA {}: {e}", path.display())))?;
         let mut pairs: HashMap<(String, String), Pair> = HashMap::new();
         for (key, t) in tensors {
-            let Some((comp, module, part)) = parse_key(&key) else {
+            let Some(k) = lora_key(&key) else {
                 continue;
             };
-            let p = pairs.entry((comp, module)).or_insert(Pair {
+            let p = pairs.entry((k.component, k.module)).or_insert(Pair {
                 down: None,
                 up: None,
                 alpha: None,
             });
-            match part {
-                "down" => p.down = Some(t),
-                "up" => p.up = Some(t),
-                _ => p.alpha = Some(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?[0]),
+            match k.part {
+                LoraPart::Down => p.down = Some(t),
+                LoraPart::Up => p.up = Some(t),
+                LoraPart::Alpha => {
+                    let v = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                    match v.as_slice() {
+                        [a] => p.alpha = Some(*a),
+                        _ => return Err(err(format!("`{key}`: an alpha is one number"))),
+                    }
+                }
             }
         }
         pairs.retain(|_, p| p.down.is_some() && p.up.is_some());
@@ -104,15 +77,18 @@ impl Lora {
     }
 
     /// `(weight name, alpha/rank * up @ down)` for every module of `component` present in
-    /// `weight_names`. Errors if a module of this component matches no weight.
+    /// `weights`. Errors if a module of this component matches no weight, or its pair has
+    /// the shape of no weight (checked before multiplying: a file's small pair must not make
+    /// a product larger than the weight it adapts).
     pub fn deltas(
         &self,
         component: &str,
-        weight_names: &[String],
+        weights: &HashMap<String, Tensor>,
         device: &Device,
     ) -> Result<Vec<(String, Tensor)>> {
+        let weight_names: Vec<&String> = weights.keys().collect();
         let mut by_module: HashMap<String, &String> = HashMap::new();
-        for name in weight_names {
+        for &name in &weight_names {
             if let Some(m) = name.strip_suffix(".weight") {
                 // Weight names of text encoders may carry a `text_model.` prefix that LoRA
                 // files omit (or the other way round).
@@ -140,7 +116,7 @@ impl Lora {
                 })
                 .max()
                 .map_or(0, |j| j + 1);
-            for name in weight_names {
+            for &name in &weight_names {
                 if let Some(m) = name.strip_suffix(".weight") {
                     if let Some(sgm) = sgm_name(m, layers) {
                         by_module.insert(sgm.replace('.', "_"), name);
@@ -160,6 +136,20 @@ impl Lora {
             })?;
             let (down, up) = (p.down.as_ref().unwrap(), p.up.as_ref().unwrap());
             let rank = down.dim(0)?;
+            let fits = rank > 0
+                && down.rank() >= 2
+                && up.rank() >= 2
+                && up.dim(1)? == rank
+                && up.dim(0)? * (down.elem_count() / rank) == weights[*target].elem_count();
+            if !fits {
+                return Err(err(format!(
+                    "LoRA module `{module}` ({:?} and {:?}) has the shape of no {component} \
+                     weight `{target}` ({:?})",
+                    down.dims(),
+                    up.dims(),
+                    weights[*target].dims()
+                )));
+            }
             let scale = p.alpha.unwrap_or(rank as f64) / rank as f64;
             let d2 = down.to_dtype(DType::F32)?.flatten_from(1)?;
             let u2 = up.to_dtype(DType::F32)?.flatten_from(1)?;
@@ -192,30 +182,39 @@ fn sgm_name(module: &str, layers: usize) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_key;
+    use super::*;
 
+    /// A small pair whose product would be far larger than the weight it names is refused
+    /// before it is multiplied (a 400 KB file must not ask for 40 GB).
     #[test]
-    fn keys_of_each_layout() {
-        let m = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q";
-        assert_eq!(
-            parse_key(&format!("unet.{m}.lora.down.weight")),
-            Some(("unet".into(), m.into(), "down"))
-        );
-        assert_eq!(
-            parse_key(&format!("unet.{m}.lora_B.weight")),
-            Some(("unet".into(), m.into(), "up"))
-        );
-        let k = m.replace('.', "_");
-        assert_eq!(
-            parse_key(&format!("lora_unet_{k}.alpha")),
-            Some(("unet".into(), k.clone(), "alpha"))
-        );
-        assert_eq!(
-            parse_key("lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight")
-                .unwrap()
-                .0,
-            "text_encoder"
-        );
-        assert_eq!(parse_key("unet.conv_in.weight"), None);
+    fn pairs_that_fit_no_weight_are_refused_before_multiplying() {
+        let dev = Device::Cpu;
+        let pair = |down: &[usize], up: &[usize]| Pair {
+            down: Some(Tensor::zeros(down, DType::F32, &dev).unwrap()),
+            up: Some(Tensor::zeros(up, DType::F32, &dev).unwrap()),
+            alpha: None,
+        };
+        let weights: HashMap<String, Tensor> = [(
+            "mid.proj.weight".to_string(),
+            Tensor::zeros((8, 6), DType::F32, &dev).unwrap(),
+        )]
+        .into();
+        let key = ("unet".to_string(), "mid.proj".to_string());
+        for (down, up) in [
+            (&[1, 100_000][..], &[100_000, 1][..]),
+            (&[2, 6][..], &[8, 3][..]),
+            (&[2, 5][..], &[8, 2][..]),
+        ] {
+            let lora = Lora {
+                pairs: [(key.clone(), pair(down, up))].into(),
+            };
+            let e = lora.deltas("unet", &weights, &dev).expect_err("refused");
+            assert!(e.to_string().contains("shape of no"), "{e}");
+        }
+        let lora = Lora {
+            pairs: [(key, pair(&[2, 6], &[8, 2]))].into(),
+        };
+        let d = lora.deltas("unet", &weights, &dev).unwrap();
+        assert_eq!(d[0].1.dims(), &[8, 6]);
     }
 }

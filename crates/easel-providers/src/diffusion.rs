@@ -110,6 +110,20 @@ impl Engine {
         &self.config.model_roots
     }
 
+    /// Where users' LoRAs are copied to be read (`EngineConfig::lora_cache`).
+    pub fn lora_cache(&self) -> &Path {
+        &self.config.lora_cache
+    }
+
+    /// Drop this process's copy of the user's LoRA `model_id` (its model was deleted).
+    pub async fn forget_lora(&self, model_id: &str) {
+        let path = self
+            .config
+            .lora_cache
+            .join(format!("{model_id}.safetensors"));
+        let _ = tokio::fs::remove_file(path).await;
+    }
+
     /// Names (sources) of the loaded pipelines, least recently used first.
     pub fn loaded(&self) -> Vec<LoadSpec> {
         self.cache
@@ -381,12 +395,17 @@ async fn prepare(
 }
 
 /// The file of a user's LoRA (the blob `key` of model `id`), copied once into `cache` and
-/// read from there: written to a temporary name and renamed, so a reader never sees half a
-/// file. Its blob is written once and never rewritten (a model's key names its id), so a
-/// copy there is the blob.
+/// read from there: written to a temporary name, synced and renamed, so a reader never sees
+/// half a file; a copy whose size is not the blob's (a crash) is written again. Its blob is
+/// written once and never rewritten (a model's key names its id), so a whole copy there is
+/// the blob.
 async fn cached_blob(store: &Store, cache: &Path, id: &str, key: &str) -> Result<PathBuf, Error> {
     let path = cache.join(format!("{id}.safetensors"));
-    if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+    let size = store.blobs.size(key).await?;
+    if tokio::fs::metadata(&path)
+        .await
+        .is_ok_and(|m| m.len() == size)
+    {
         return Ok(path);
     }
     let bytes = store.blobs.get(key).await?;
@@ -399,9 +418,51 @@ async fn cached_blob(store: &Store, cache: &Path, id: &str, key: &str) -> Result
         ".{id}.{}.tmp",
         easel_core::id::new(easel_core::id::UPLOAD)
     ));
-    tokio::fs::write(&tmp, &bytes).await.map_err(io)?;
-    tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+    let written = async {
+        let mut f = tokio::fs::File::create(&tmp).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut f, &bytes).await?;
+        f.sync_all().await?;
+        tokio::fs::rename(&tmp, &path).await
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(io(e));
+    }
     Ok(path)
+}
+
+/// Remove from `cache` the copies of users' LoRAs whose model is gone, and temporary files
+/// older than `grace` (a stopped copy's); the server's collector runs it on its timer, in
+/// every process (a deleted model's copy in the process that deleted it goes at once:
+/// `Engine::forget_lora`). Returns how many files went.
+pub async fn prune_lora_cache(
+    store: &Store,
+    cache: &Path,
+    grace: std::time::Duration,
+) -> Result<usize, Error> {
+    let Ok(mut dir) = tokio::fs::read_dir(cache).await else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    while let Ok(Some(entry)) = dir.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let gone = match name.strip_suffix(".safetensors") {
+            _ if name.starts_with('.') && name.ends_with(".tmp") => entry
+                .metadata()
+                .await
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > grace),
+            Some(id) => easel_store::models::get(&store.db, id).await?.is_none(),
+            None => false,
+        };
+        if gone && tokio::fs::remove_file(entry.path()).await.is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// The weights of a local model, without LoRAs.

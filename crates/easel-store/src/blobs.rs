@@ -108,6 +108,12 @@ impl Blobs {
             .map_err(store_err)
     }
 
+    /// The blob's size in bytes.
+    pub async fn size(&self, key: &str) -> Result<u64> {
+        let meta = self.store.head(&self.path(key)).await.map_err(store_err)?;
+        Ok(meta.size as u64)
+    }
+
     pub async fn exists(&self, key: &str) -> Result<bool> {
         match self.store.head(&self.path(key)).await {
             Ok(_) => Ok(true),

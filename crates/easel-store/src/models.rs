@@ -122,6 +122,15 @@ pub(crate) async fn insert_in(
     discovered: bool,
 ) -> Result<()> {
     spec.validate_as(owner.is_some())?;
+    if spec
+        .blob_key()
+        .is_some_and(|k| k != easel_core::model::lora_blob_key(id))
+    {
+        return Err(Error::invalid(
+            "source",
+            "a user's LoRA is the blob named after its own id",
+        ));
+    }
     let id = id.to_string();
     let now = time::to_millis(time::now());
     let registry_name = if owner.is_some() { &id } else { &spec.name };
@@ -164,6 +173,12 @@ async fn write(db: &Db, old: &Model, spec: &ModelSpec, if_unchanged: bool) -> Re
     let id = old.id.as_str();
     let owned = old.owner_id.is_some();
     spec.validate_as(owned)?;
+    if owned && spec.source != old.source {
+        return Err(Error::invalid(
+            "source",
+            "a user's model keeps its file (a LoRA's is set by its upload)",
+        ));
+    }
     if spec.base_model.is_some() && old.base_model.is_none() {
         refuse_if_based_on(db, id, "it cannot become a composition itself").await?;
     }

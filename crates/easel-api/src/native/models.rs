@@ -167,7 +167,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let m = service::editable_model(&state, &who, &id).await?;
-    easel_store::models::delete(&state.store, &m.id).await?;
+    service::delete_model(&state, &m).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

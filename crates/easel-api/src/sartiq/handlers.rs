@@ -169,7 +169,7 @@ pub(super) async fn delete(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<Value>, Failure> {
     let m = find(&state, id).await?;
-    if !easel_store::models::delete(&state.store, &m.id).await? {
+    if !crate::service::delete_model(&state, &m).await? {
         return Err(Error::new(ErrorKind::NotFound, NOT_FOUND).into());
     }
     Ok(axum::Json(

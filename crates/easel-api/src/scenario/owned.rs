@@ -268,7 +268,7 @@ pub(super) async fn delete(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, Failure> {
     let m = editable(&state, &who, &id).await?;
-    easel_store::models::delete(&state.store, &m.id).await?;
+    service::delete_model(&state, &m).await?;
     Ok(axum::Json(json!({})))
 }
 

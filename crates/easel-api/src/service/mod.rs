@@ -343,12 +343,13 @@ pub async fn find_lora(
 /// it), else `who`'s.
 fn as_user(owner: Option<&str>, who: &Principal) -> Principal {
     match owner {
-        Some(o) if o != who.user_id => Principal {
+        // A user's model sees as a user does, an admin's own included.
+        Some(o) => Principal {
             user_id: o.to_string(),
             role: easel_core::auth::Role::User,
             key_id: String::new(),
         },
-        _ => who.clone(),
+        None => who.clone(),
     }
 }
 
@@ -506,6 +507,16 @@ pub async fn default_preset(
         .find(|p| p.is_default))
 }
 
+/// Delete a model (`easel_store::models::delete`: its names, presets and a user's LoRA's
+/// blob) and this process's copy of its file; false when it was gone already.
+pub async fn delete_model(state: &AppState, m: &Model) -> Result<bool> {
+    let deleted = easel_store::models::delete(&state.store, &m.id).await?;
+    if m.blob_key().is_some() {
+        state.engine.forget_lora(&m.id).await;
+    }
+    Ok(deleted)
+}
+
 /// Apply a patch to a model `who` may edit (the checks of a create).
 pub async fn save_model(
     state: &AppState,
@@ -655,6 +666,13 @@ pub async fn prompt_check(
     prompt: &str,
 ) -> Result<(Model, easel_core::model::PromptCheck)> {
     let m = visible_model(state, Some(who), model).await?;
+    if is_lora(&m) {
+        return Err(Error::invalid(
+            "model",
+            "a LoRA has no text encoder of its own: check the prompt against the model it is \
+             applied to",
+        ));
+    }
     if prompt.chars().count() > state.limits.max_prompt_chars {
         return Err(Error::invalid(
             "prompt",
@@ -1596,8 +1614,9 @@ async fn finish_upload(
     }
 }
 
-/// Store `data` as the uploader's LoRA: a whole safetensors file of LoRA weights (else the
-/// upload fails, 422 naming `file`), its blob written under an intent as
+/// Store `data` as the uploader's LoRA: a whole safetensors file of LoRA weights the engine
+/// merges (`safetensors::check_lora`; else the upload fails, 422 naming `file`), its blob
+/// written under an intent as
 /// `models/<model id>.safetensors`, then the model (private, tagged `lora`, `source`
 /// `blob:<key>`) and the upload's completion in one transaction.
 async fn finish_lora(
@@ -1605,17 +1624,15 @@ async fn finish_lora(
     u: &easel_core::upload::Upload,
     data: Bytes,
 ) -> Result<easel_core::upload::Upload> {
-    let checked = easel_core::safetensors::check(&data).and_then(|tensors| {
-        if easel_core::safetensors::is_lora(tensors.iter().map(|t| t.name.as_str())) {
-            Ok(())
-        } else {
-            Err(Error::invalid(
-                "file",
-                "the file holds no LoRA weights (no `lora_…`, `.lora_down.`, `lora_A` or \
-                 `.lora.down.` tensors): only LoRA adapters are uploaded as models",
-            ))
-        }
-    });
+    // A header may be 100 MB of JSON: parsed off the runtime's threads.
+    let bytes = data.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        easel_core::safetensors::check(&bytes)
+            .and_then(|t| easel_core::safetensors::check_lora(&t))
+            .map(|_| ())
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))?;
     let model_id = easel_core::id::new(easel_core::id::MODEL);
     let key = easel_core::model::lora_blob_key(&model_id);
     let spec = ModelSpec::user_lora(u.model_name(), &key);

@@ -297,10 +297,25 @@ async fn a_lora_upload_completes_into_a_model_and_its_blob() {
         assert_eq!(m.name, "style", "{n}");
         assert_eq!(m.owner_id.as_deref(), Some(owner.id.as_str()), "{n}");
         assert_eq!(m.blob_key(), Some(key.as_str()), "{n}");
-        // Its row keeps its blob from the collector.
+        // Its row keeps its blob from the collector, even under an intent (as a delete
+        // that failed to commit would leave).
+        intents::record(store, &[(model_id.clone(), key.clone())])
+            .await
+            .unwrap();
         intents::collect(store, Duration::ZERO).await.unwrap();
         intents::collect(store, Duration::ZERO).await.unwrap();
         assert_eq!(&store.blobs.get(&key).await.unwrap()[..], b"abc", "{n}");
+        // The store keeps a LoRA's source its own: not another model's blob, never changed.
+        let mut other = ModelSpec::user_lora("x", &key);
+        other.privacy = None;
+        let e = models::create_owned(db, &other, &owner.id)
+            .await
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("source"), "{n}");
+        let mut moved = m.spec();
+        moved.source = Some(format!("blob:{}", lora_blob_key("mdl_other")));
+        let e = models::update(db, &model_id, &moved).await.unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("source"), "{n}");
         // A second completion of the closed upload: a conflict, no second model.
         let again = easel_core::id::new(easel_core::id::MODEL);
         let e = uploads::finish_model(store, &u.id, &again, &lora)
