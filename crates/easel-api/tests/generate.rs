@@ -808,6 +808,7 @@ async fn an_uploaded_lora_is_its_owners_model() {
             })
             .collect::<Vec<_>>()
     };
+    let mut urls = Vec::new();
     for (model, files) in [
         (id.as_str(), ["model.json", "Ivy_s style.safetensors"]),
         (
@@ -818,6 +819,7 @@ async fn an_uploaded_lora_is_its_owners_model() {
         let path = format!("/v1/models/{model}/download");
         let (s, d) = t.json(Method::POST, &path, &key, None).await;
         assert_eq!((s, d["model_id"].as_str()), (201, Some(model)), "{d}");
+        urls.push(d["url"].as_str().unwrap().to_string());
         let r = t.http.get(d["url"].as_str().unwrap()).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
         let entries = unzip(&r.bytes().await.unwrap());
@@ -834,6 +836,22 @@ async fn an_uploaded_lora_is_its_owners_model() {
         .json(Method::POST, "/v1/models/tiny-sd15/download", &key, None)
         .await;
     assert_eq!((s, e["error"]["field"].as_str()), (422, Some("id")), "{e}");
+    // Given away, the composition's earlier download no longer opens.
+    let (s, moved) = t
+        .json(
+            Method::POST,
+            &format!("/v1/models/{}/transfer", comp["id"].as_str().unwrap()),
+            &key,
+            Some(json!({"to": "jon"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{moved}");
+    let r = t.http.get(&urls[1]).send().await.unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "the model is no longer the downloader's"
+    );
 
     // Deleted, its blob goes with it (its composition then names a LoRA that is gone).
     let blobs = &t.server().state.store.blobs;

@@ -209,6 +209,9 @@ pub fn lora_key(key: &str) -> Option<LoraKey> {
 /// The dtypes a LoRA's tensors may have (those the engine reads as floats).
 const LORA_DTYPES: &[&str] = &["F16", "BF16", "F32", "F64"];
 
+/// The dtypes the engine's loader reads at all (any tensor of a LoRA file is loaded).
+const LOADED_DTYPES: &[&str] = &["U8", "U32", "I64", "F16", "BF16", "F32", "F64"];
+
 /// Check that the tensors of a (whole) file are a LoRA the engine can merge: at least one
 /// module of an engine component with both its down and up weights, each pair of the same
 /// rank (1 or more: down `[rank, …]`, up `[out, rank, …]`), every alpha one number, every
@@ -217,6 +220,12 @@ pub fn check_lora(tensors: &[TensorInfo]) -> Result<usize> {
     use std::collections::BTreeMap;
     let mut modules: BTreeMap<(String, String), [Option<&TensorInfo>; 3]> = BTreeMap::new();
     for t in tensors {
+        if !LOADED_DTYPES.contains(&t.dtype.as_str()) {
+            return Err(bad(format!(
+                "tensor `{}`: the engine does not read {} tensors",
+                t.name, t.dtype
+            )));
+        }
         let Some(k) = lora_key(&t.name) else {
             continue;
         };
@@ -436,10 +445,18 @@ mod tests {
             ),
             (
                 vec![
-                    (down.as_str(), "I8", &[4, 8][..]),
+                    (down.as_str(), "U8", &[4, 8][..]),
                     (up.as_str(), "F16", &[8, 4][..]),
                 ],
-                "not I8",
+                "not U8",
+            ),
+            (
+                vec![
+                    (down.as_str(), "F16", &[4, 8][..]),
+                    (up.as_str(), "F16", &[8, 4][..]),
+                    ("extra", "BOOL", &[2][..]),
+                ],
+                "does not read BOOL",
             ),
         ] {
             let e = ok(&t).unwrap_err();

@@ -136,11 +136,16 @@ impl Lora {
             })?;
             let (down, up) = (p.down.as_ref().unwrap(), p.up.as_ref().unwrap());
             let rank = down.dim(0)?;
+            let w = &weights[*target];
+            // up `[out, rank, 1…]` and down `[rank, in…]` for a weight `[out, in…]`.
             let fits = rank > 0
                 && down.rank() >= 2
                 && up.rank() >= 2
+                && w.rank() >= 1
                 && up.dim(1)? == rank
-                && up.dim(0)? * (down.elem_count() / rank) == weights[*target].elem_count();
+                && up.dim(0)? == w.dim(0)?
+                && up.elem_count() == up.dim(0)? * rank
+                && down.elem_count() / rank * w.dim(0)? == w.elem_count();
             if !fits {
                 return Err(err(format!(
                     "LoRA module `{module}` ({:?} and {:?}) has the shape of no {component} \

@@ -401,12 +401,15 @@ async fn prepare(
 /// the blob.
 async fn cached_blob(store: &Store, cache: &Path, id: &str, key: &str) -> Result<PathBuf, Error> {
     let path = cache.join(format!("{id}.safetensors"));
-    let size = store.blobs.size(key).await?;
-    if tokio::fs::metadata(&path)
-        .await
-        .is_ok_and(|m| m.len() == size)
-    {
-        return Ok(path);
+    let have = tokio::fs::metadata(&path).await.ok().map(|m| m.len());
+    match (store.blobs.size(key).await, have) {
+        (Ok(size), Some(len)) if len == size => return Ok(path),
+        // The store cannot say now: a copy there was whole when it was renamed into place.
+        (Err(e), Some(_)) => {
+            tracing::warn!(error = %e, model = id, "the LoRA's blob could not be checked; using the copy");
+            return Ok(path);
+        }
+        _ => {}
     }
     let bytes = store.blobs.get(key).await?;
     let io = |e: std::io::Error| {
@@ -454,7 +457,8 @@ pub async fn prune_lora_cache(
                 .ok()
                 .and_then(|m| m.modified().ok())
                 .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > grace),
+                // Another process may be writing it: only one this old is abandoned.
+                .is_some_and(|age| age > grace.max(std::time::Duration::from_secs(3600))),
             Some(id) => easel_store::models::get(&store.db, id).await?.is_none(),
             None => false,
         };

@@ -1847,13 +1847,26 @@ pub async fn create_model_download(
 
 /// What a model's archive holds: `model.json` (the model as its owner sees it, with its
 /// presets) and the LoRA files the model's owner uploaded — the model's own file when it is
-/// one, and its composition's LoRAs that are theirs — as (name, blob key). A model deleted
-/// since: 404.
-async fn model_archive(state: &AppState, model_id: &str) -> Result<(Bytes, Vec<(String, String)>)> {
+/// one, and its composition's LoRAs that are theirs — as (name, blob key), read when the
+/// archive is: a model deleted since, or no longer the downloader's (given to another user;
+/// admins download any), is 404.
+async fn model_archive(
+    state: &AppState,
+    d: &easel_core::download::Download,
+    model_id: &str,
+) -> Result<(Bytes, Vec<(String, String)>)> {
     let db = &state.store.db;
     let m = easel_store::models::get(db, model_id)
         .await?
         .ok_or_else(|| Error::not_found("model"))?;
+    if m.owner_id.as_deref() != Some(d.owner_id.as_str()) {
+        let admin = easel_store::users::get_user(db, &d.owner_id)
+            .await?
+            .is_some_and(|u| u.role == easel_core::auth::Role::Admin);
+        if !admin {
+            return Err(Error::not_found("model"));
+        }
+    }
     let presets = easel_store::models::presets(db, &m.id).await?;
     let mut files: Vec<(String, String)> = Vec::new();
     if let Some(key) = m.blob_key() {
@@ -1894,7 +1907,7 @@ pub async fn archive_stream(
     d: &easel_core::download::Download,
 ) -> Result<impl futures::Stream<Item = std::result::Result<Bytes, std::io::Error>>> {
     let model = match &d.model_id {
-        Some(id) => Some(model_archive(state, id).await?),
+        Some(id) => Some(model_archive(state, d, id).await?),
         None => None,
     };
     let mut assets = Vec::with_capacity(d.asset_ids.len());
