@@ -2262,6 +2262,32 @@ async fn asset_records_are_edited_and_public_ones_read_without_a_key() {
         (Some("fox"), Some("a red fox"))
     );
     assert!(v["updated_at"].as_str() >= v["created_at"].as_str(), "{v}");
+    // Hidden: out of the owner's list, in `?hidden=true`, readable by id; shown again.
+    let listed = |query: &'static str| {
+        let (t, key, a) = (&t, key.clone(), a.clone());
+        async move {
+            let (_, l) = t
+                .json(Method::GET, &format!("/v1/assets{query}"), &key, None)
+                .await;
+            l["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["id"] == a.as_str())
+        }
+    };
+    assert!(listed("").await);
+    let (s, v) = edit(&key, json!({"hidden": true})).await;
+    assert_eq!((s, v["hidden"].as_bool()), (200, Some(true)), "{v}");
+    assert!(!listed("").await, "a hidden asset is left out");
+    assert!(listed("?hidden=true").await);
+    let (s, v) = t
+        .json(Method::GET, &format!("/v1/assets/{a}"), &key, None)
+        .await;
+    assert_eq!((s, v["hidden"].as_bool()), (200, Some(true)), "{v}");
+    let (_, v) = edit(&key, json!({"hidden": false})).await;
+    assert_eq!(v["hidden"], false);
+    assert!(listed("").await);
     // Absent fields stay; "" clears.
     let (_, v) = edit(&key, json!({"description": ""})).await;
     assert_eq!(

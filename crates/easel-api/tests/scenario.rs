@@ -3385,7 +3385,6 @@ async fn uploads_in_parts_complete_into_assets() {
             json!({"huggingFaceModelName": "a/b"}),
             "huggingFaceModelName",
         ),
-        (json!({"assetOptions": {"hide": true}}), "assetOptions.hide"),
         (
             json!({"assetOptions": {"collectionIds": ["collection_nope"]}}),
             "assetOptions.collectionIds[0]",
@@ -4037,5 +4036,75 @@ async fn model_uploads_become_the_uploaders_lora() {
             "{path}: {e}"
         );
     }
+    t.shutdown().await;
+}
+
+/// `hide` on `PostAsset` and `assetOptions.hide` on an upload: the asset reads by id with
+/// `isHidden: true` and is left out of `GetAssets`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_assets_are_left_out_of_lists() {
+    let t = server(|_| {}).await;
+    let ann = pair(&t, "ann").await;
+    let image = base64::engine::general_purpose::STANDARD.encode(png(8, 8));
+    let mut ids = Vec::new();
+    for hide in [true, false] {
+        let (s, v) = call(
+            &t,
+            &ann,
+            Method::POST,
+            "/assets",
+            Some(json!({"image": image, "name": "a", "hide": hide})),
+        )
+        .await;
+        assert_eq!(
+            (s, v["asset"]["isHidden"].as_bool()),
+            (200, Some(hide)),
+            "{v}"
+        );
+        ids.push(v["asset"]["id"].as_str().unwrap().to_string());
+    }
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/uploads",
+        Some(json!({
+        "fileName": "p.png", "fileSize": png(8, 8).len(), "contentType": "image/png",
+        "parts": 1, "kind": "image", "assetOptions": {"hide": true}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let r = t
+        .http
+        .put(v["upload"]["parts"][0]["url"].as_str().unwrap())
+        .body(png(8, 8))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let id = v["upload"]["id"].as_str().unwrap();
+    let (_, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/uploads/{id}/action"),
+        Some(json!({"action": "complete"})),
+    )
+    .await;
+    let uploaded = v["upload"]["entityId"].as_str().unwrap().to_string();
+    let (s, v) = call(&t, &ann, Method::GET, &format!("/assets/{uploaded}"), None).await;
+    assert_eq!(
+        (s, v["asset"]["isHidden"].as_bool()),
+        (200, Some(true)),
+        "{v}"
+    );
+    let (_, list) = call(&t, &ann, Method::GET, "/assets", None).await;
+    let listed: Vec<&str> = list["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[1].as_str()], "only the visible one: {list}");
     t.shutdown().await;
 }

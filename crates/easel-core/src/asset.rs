@@ -75,6 +75,9 @@ pub struct AssetEdit {
     pub description: Option<String>,
     #[serde(default)]
     pub privacy: Option<Privacy>,
+    /// Hide it from its owner's lists, or show it again.
+    #[serde(default)]
+    pub hidden: Option<bool>,
 }
 
 impl AssetEdit {
@@ -125,6 +128,10 @@ pub struct Asset {
     pub name: Option<String>,
     pub description: Option<String>,
     pub privacy: Privacy,
+    /// Left out of its owner's lists unless they ask for hidden assets (readable by id, in
+    /// archives and as inputs as any other).
+    #[serde(default)]
+    pub hidden: bool,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// The last edit of the record (at first, `created_at`).

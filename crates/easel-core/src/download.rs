@@ -309,6 +309,7 @@ mod tests {
             name: name.map(str::to_string),
             description: None,
             privacy: Privacy::Private,
+            hidden: false,
             created_at: crate::time::now(),
             updated_at: crate::time::now(),
         }

@@ -106,6 +106,9 @@ pub struct UploadOptions {
     /// Collections of the uploader the asset is added to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub collection_ids: Vec<String>,
+    /// The asset is hidden from the uploader's lists (readable by id).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
 }
 
 /// An upload as announced.
@@ -179,6 +182,12 @@ impl UploadSpec {
                 return Err(Error::invalid(
                     "collection_ids",
                     "a LoRA becomes a model: add it to collections once it exists",
+                ));
+            }
+            if self.options.hidden {
+                return Err(Error::invalid(
+                    "hidden",
+                    "a LoRA becomes a model, which is private, not hidden",
                 ));
             }
         }

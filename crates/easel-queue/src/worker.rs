@@ -372,6 +372,7 @@ impl Worker {
                 name: None,
                 description: None,
                 privacy: Default::default(),
+                hidden: false,
                 created_at: now,
                 updated_at: now,
             })

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use crate::db::{db_err, get_i64, get_json, get_opt_i64, get_opt_str, get_str, Db, WriteTx};
 
 const COLS: &str =
-    "id, owner_id, job_id, output_index, kind, mime_type, width, height, bytes, sha256, metadata, parent_id, created_at, name, description, privacy, updated_at, root_id";
+    "id, owner_id, job_id, output_index, kind, mime_type, width, height, bytes, sha256, metadata, parent_id, created_at, name, description, privacy, updated_at, hidden, root_id";
 
 fn from_row(r: &AnyRow) -> Result<Asset> {
     let kind = get_str(r, "kind")?;
@@ -33,6 +33,7 @@ fn from_row(r: &AnyRow) -> Result<Asset> {
             let p = get_str(r, "privacy")?;
             Privacy::parse(&p).ok_or_else(|| Error::internal(format!("bad privacy {p}")))?
         },
+        hidden: get_i64(r, "hidden")? != 0,
         created_at: from_millis(get_i64(r, "created_at")?),
         updated_at: from_millis(get_i64(r, "updated_at")?),
     })
@@ -42,7 +43,7 @@ fn from_row(r: &AnyRow) -> Result<Asset> {
 /// parent when it has none or is gone (`a.root_id` is not read).
 pub(crate) async fn insert_tx(tx: &mut WriteTx, a: &Asset) -> Result<Option<String>> {
     let row = sqlx::query(&format!(
-        "INSERT INTO assets ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+        "INSERT INTO assets ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
          coalesce((SELECT p.root_id FROM assets p WHERE p.id = $12), $12)) RETURNING root_id"
     ))
     .bind(&a.id)
@@ -62,6 +63,7 @@ pub(crate) async fn insert_tx(tx: &mut WriteTx, a: &Asset) -> Result<Option<Stri
     .bind(a.description.clone())
     .bind(a.privacy.as_str())
     .bind(time::to_millis(a.updated_at))
+    .bind(a.hidden as i64)
     .fetch_one(tx.conn())
     .await
     .map_err(db_err)?;
@@ -121,6 +123,8 @@ pub struct AssetFilter {
     pub tags: Vec<String>,
     /// Of this privacy only.
     pub privacy: Option<Privacy>,
+    /// Hidden ones only (`true`), or visible ones only (`false`); `None`: both.
+    pub hidden: Option<bool>,
     /// In this collection.
     pub collection_id: Option<String>,
     /// Whose text (name, description, prompt, tags) has every word of this, each as a word
@@ -202,6 +206,9 @@ fn conditions(db: &Db, f: &AssetFilter) -> (String, Vec<String>) {
     if let Some(p) = f.privacy {
         binds.push(p.as_str().to_string());
         sql.push_str(&format!(" AND privacy = ${}", binds.len()));
+    }
+    if let Some(h) = f.hidden {
+        sql.push_str(&format!(" AND hidden = {}", h as i64));
     }
     if !f.tags.is_empty() {
         let mut marks = Vec::new();
@@ -432,6 +439,10 @@ pub(crate) async fn edit_tx(
         }
         set("privacy", Some(p.as_str().to_string()), &mut sets);
     }
+    if let Some(h) = e.hidden {
+        // A number, written into the SQL, as `bytes` below.
+        sets.push(format!("hidden = {}", h as i64));
+    }
     if let Some((bytes, sha256)) = content {
         set("sha256", Some(sha256.to_string()), &mut sets);
         // A number, written into the SQL (PostgreSQL compares a text bind with no integer).
@@ -471,7 +482,7 @@ pub async fn list_public(
     tags: &[String],
     limit: u32,
 ) -> Result<Vec<Asset>> {
-    let mut sql = format!("SELECT {COLS} FROM assets WHERE privacy = 'public'");
+    let mut sql = format!("SELECT {COLS} FROM assets WHERE privacy = 'public' AND hidden = 0");
     let mut binds: Vec<&str> = Vec::new();
     if let Some(b) = before {
         binds.push(b);

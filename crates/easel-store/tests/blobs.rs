@@ -38,6 +38,7 @@ async fn crashes_leave_no_orphans(name: &str, store: &Store) {
         name: None,
         description: None,
         privacy: Default::default(),
+        hidden: false,
         created_at: easel_core::time::now(),
         updated_at: easel_core::time::now(),
     };

@@ -40,6 +40,8 @@ pub struct AssetView {
     /// `private` (the owner only), `unlisted` (anyone with the id, without a key: `GET
     /// /v1/public/assets/{id}`) or `public` (also listed in `GET /v1/public/assets`).
     pub privacy: easel_core::asset::Privacy,
+    /// Left out of the owner's lists (`GET /v1/assets?hidden=true` lists these).
+    pub hidden: bool,
     pub updated_at: String,
     pub created_at: String,
     /// Signed URL of the content.
@@ -78,6 +80,7 @@ fn view(state: &AppState, a: Asset, tags: Vec<String>) -> AssetView {
         name: a.name,
         description: a.description,
         privacy: a.privacy,
+        hidden: a.hidden,
         updated_at: easel_core::time::rfc3339(a.updated_at),
         created_at: easel_core::time::rfc3339(a.created_at),
     }
@@ -195,6 +198,8 @@ pub struct AssetListParams {
     /// (each as a word or the start of one, any case; words are runs of letters and digits),
     /// at most 500 characters.
     pub q: Option<String>,
+    /// `true`: the hidden assets only; default `false`: those not hidden.
+    pub hidden: Option<bool>,
 }
 
 /// The id bound of a UTC day's start (`days` after `day`), for time filters on ids.
@@ -276,6 +281,7 @@ pub async fn list(
         },
         text: easel_core::asset::search_text("q", q.q.as_deref())?,
         with_public: false,
+        hidden: Some(q.hidden.unwrap_or(false)),
         limit: limit + 1,
         ..Default::default()
     };

@@ -227,6 +227,7 @@ pub async fn save(
             name: body.name,
             description: body.description,
             privacy: body.privacy,
+            hidden: None,
         },
     };
     let r = service::save_canvas(&state, &who, &a, s).await?;

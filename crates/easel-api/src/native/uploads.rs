@@ -47,6 +47,9 @@ pub struct CreateUpload {
     /// Collections of the caller the asset is added to (at most 49).
     #[serde(default)]
     pub collection_ids: Vec<String>,
+    /// Hide the asset from the caller's lists (`GET /v1/assets?hidden=true` lists them).
+    #[serde(default)]
+    pub hidden: bool,
 }
 
 /// Where a part is sent: `PUT` its bytes to `url` before `expires`.
@@ -148,6 +151,7 @@ pub async fn create(
             name: body.name,
             parent_id: body.parent_id,
             collection_ids: body.collection_ids,
+            hidden: body.hidden,
         },
     };
     let u = service::create_upload(&state, &who, spec).await?;

@@ -136,6 +136,8 @@ pub(super) async fn list(
                 Some(service::owned_collection(&state, &who, &id).await?.id)
             }
         },
+        // Hidden assets are left out of lists (Scenario's `hide`).
+        hidden: Some(false),
         limit: size + 1,
         ..Default::default()
     };
@@ -192,6 +194,7 @@ pub(super) async fn upload(
         json!({"name": body.name}),
         parent.as_ref().map(|p| p.id.as_str()),
         &collections,
+        body.hide == Some(true),
     )
     .await
     .map_err(|e| service::refield(e, "file", "image"))?;
@@ -537,6 +540,7 @@ pub(super) async fn put(
         name: body.name,
         description: body.description,
         privacy: None,
+        hidden: None,
     };
     if a.kind == AssetKind::Canvas {
         let asset = canvases::save(&state, &who, &a, e, &body.others).await?;

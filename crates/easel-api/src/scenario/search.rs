@@ -250,6 +250,7 @@ pub(super) async fn assets(
         owner_id: who.user_id.clone(),
         text: p.text.clone(),
         with_public: body.public.unwrap_or(false),
+        hidden: Some(false),
         limit: p.limit as u32,
         ..Default::default()
     };

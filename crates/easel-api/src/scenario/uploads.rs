@@ -243,13 +243,6 @@ pub(super) async fn create(
         collection_ids: None,
         parent_id: None,
     });
-    if opts.hide == Some(true) {
-        return Err(Error::invalid(
-            "assetOptions.hide",
-            "Easel keeps no hidden assets: leave it out or false",
-        )
-        .into());
-    }
     let collection_ids = ids::collections_in(
         "assetOptions.collectionIds",
         opts.collection_ids.as_deref().unwrap_or_default(),
@@ -264,6 +257,7 @@ pub(super) async fn create(
         name: None,
         parent_id,
         collection_ids,
+        hidden: opts.hide == Some(true),
     };
     let u = if let Some(url) = body.url.as_deref() {
         service::import_upload(&state, &who, "url", url, options)

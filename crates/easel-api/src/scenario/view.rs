@@ -324,7 +324,7 @@ pub(super) fn asset(
             height: a.height,
         },
         metadata: Value::Object(metadata),
-        is_hidden: false,
+        is_hidden: a.hidden,
         output_index: a.output_index,
         thumbnail: None,
     }

@@ -55,6 +55,7 @@ pub async fn create_canvas(state: &AppState, who: &Principal, n: NewCanvas) -> R
         name: n.name,
         description: n.description,
         privacy: None,
+        hidden: None,
     };
     edit.validate()?;
     super::check_upload_options(
@@ -64,6 +65,7 @@ pub async fn create_canvas(state: &AppState, who: &Principal, n: NewCanvas) -> R
             name: None,
             parent_id: n.parent_id.clone(),
             collection_ids: n.collection_ids.clone(),
+            hidden: false,
         },
     )
     .await?;
@@ -86,6 +88,7 @@ pub async fn create_canvas(state: &AppState, who: &Principal, n: NewCanvas) -> R
         name: blank(edit.name),
         description: blank(edit.description),
         privacy: Default::default(),
+        hidden: false,
         created_at: now,
         updated_at: now,
     };

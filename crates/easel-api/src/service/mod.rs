@@ -814,11 +814,11 @@ pub async fn store_upload(
     metadata: serde_json::Value,
     parent_id: Option<&str>,
 ) -> Result<Asset> {
-    store_upload_into(state, who, bytes, metadata, parent_id, &[]).await
+    store_upload_into(state, who, bytes, metadata, parent_id, &[], false).await
 }
 
 /// `store_upload`, the row added to `collections` (the caller's, checked by the caller) in
-/// its transaction.
+/// its transaction, and `hidden` from its owner's lists when asked.
 pub async fn store_upload_into(
     state: &AppState,
     who: &Principal,
@@ -826,8 +826,10 @@ pub async fn store_upload_into(
     metadata: serde_json::Value,
     parent_id: Option<&str>,
     collections: &[String],
+    hidden: bool,
 ) -> Result<Asset> {
     let mut asset = image_asset(state, &who.user_id, &bytes, metadata, parent_id).await?;
+    asset.hidden = hidden;
     let key = blob_key(&asset.owner_id, &asset.id);
     easel_store::intents::put(&state.store, &asset.id, &key, bytes).await?;
     asset.root_id = easel_store::assets::insert_into(&state.store.db, &asset, collections).await?;
@@ -884,6 +886,7 @@ pub async fn image_asset(
             .map(str::to_string),
         description: None,
         privacy: Default::default(),
+        hidden: false,
         metadata,
         parent_id: parent_id.map(str::to_string),
         root_id: None,
@@ -1585,7 +1588,10 @@ async fn finish_upload(
     let metadata = serde_json::json!({ "name": u.asset_name(), "upload_id": u.id });
     let parent = u.options.parent_id.as_deref();
     let asset = match image_asset(state, &u.owner_id, &data, metadata, parent).await {
-        Ok(a) => a,
+        Ok(a) => Asset {
+            hidden: u.options.hidden,
+            ..a
+        },
         Err(e) if matches!(e.kind, ErrorKind::Invalid | ErrorKind::PayloadTooLarge) => {
             easel_store::uploads::fail(&state.store, &u.id, &e.message).await?;
             return Err(e);

@@ -32,6 +32,7 @@ fn canvas_asset(owner: &str, doc: &str) -> Asset {
         name: Some("board".into()),
         description: None,
         privacy: Default::default(),
+        hidden: false,
         created_at: now,
         updated_at: now,
     }

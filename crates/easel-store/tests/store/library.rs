@@ -133,6 +133,7 @@ async fn records_are_edited_and_public_ones_listed() {
             name: Some("fox".into()),
             description: Some("red".into()),
             privacy: Some(Privacy::Public),
+            hidden: None,
         };
         let edited = assets::edit(db, &a.id, &e).await.unwrap().unwrap();
         assert_eq!(
@@ -145,6 +146,44 @@ async fn records_are_edited_and_public_ones_listed() {
             "{n}"
         );
         assert!(edited.updated_at >= edited.created_at, "{n}");
+        // Hidden: out of lists that ask for visible ones and of public reads, in those that
+        // ask for hidden ones; shown again, back.
+        let (owner_id, id) = (&a.owner_id, &a.id);
+        let listed = |hidden: Option<bool>| {
+            let f = assets::AssetFilter {
+                owner_id: owner_id.clone(),
+                hidden,
+                limit: 10,
+                ..Default::default()
+            };
+            async move {
+                assets::list(db, &f)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|x| x.id == *id)
+            }
+        };
+        let hide = |h: bool| AssetEdit {
+            hidden: Some(h),
+            ..Default::default()
+        };
+        let hidden = assets::edit(db, &a.id, &hide(true)).await.unwrap().unwrap();
+        assert!(hidden.hidden, "{n}");
+        assert_eq!(hidden.privacy, Privacy::Public, "{n}: nothing else changes");
+        assert!(!listed(Some(false)).await, "{n}");
+        assert!(listed(Some(true)).await, "{n}");
+        assert!(listed(None).await, "{n}");
+        let public = assets::list_public(db, None, &[], 100).await.unwrap();
+        assert!(public.iter().all(|x| x.id != a.id), "{n}");
+        assert!(
+            !assets::edit(db, &a.id, &hide(false))
+                .await
+                .unwrap()
+                .unwrap()
+                .hidden
+        );
+        assert!(listed(Some(false)).await, "{n}");
         // "" clears; absent stays.
         let cleared = assets::edit(
             db,

@@ -35,6 +35,7 @@ pub fn output_asset(owner_id: &str, job_id: &str, index: u32, data: &[u8]) -> As
         name: None,
         description: None,
         privacy: Default::default(),
+        hidden: false,
         created_at: easel_core::time::now(),
         updated_at: easel_core::time::now(),
     }

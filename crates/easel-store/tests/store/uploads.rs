@@ -24,6 +24,7 @@ fn spec(size: u64, parts: u32, collection: Option<&str>) -> UploadSpec {
             name: None,
             parent_id: None,
             collection_ids: collection.into_iter().map(str::to_string).collect(),
+            hidden: false,
         },
     }
 }
