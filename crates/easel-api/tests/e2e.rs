@@ -2285,7 +2285,13 @@ async fn asset_records_are_edited_and_public_ones_read_without_a_key() {
         .json(Method::GET, &format!("/v1/assets/{a}"), &key, None)
         .await;
     assert_eq!((s, v["hidden"].as_bool()), (200, Some(true)), "{v}");
-    let (_, v) = edit(&key, json!({"hidden": false})).await;
+    // Public and hidden: not readable without a key until shown again.
+    let (s, _) = edit(&key, json!({"privacy": "public"})).await;
+    assert_eq!(s, 200);
+    let public = format!("/v1/public/assets/{a}");
+    let (s, _) = get(t.req(Method::GET, &public, None).send().await.unwrap()).await;
+    assert_eq!(s, 404, "a hidden asset is no public read");
+    let (_, v) = edit(&key, json!({"hidden": false, "privacy": "private"})).await;
     assert_eq!(v["hidden"], false);
     assert!(listed("").await);
     // Absent fields stay; "" clears.

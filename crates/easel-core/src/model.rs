@@ -530,12 +530,28 @@ impl ModelSpec {
     /// A user's LoRA keeps the shape its upload gave it: its family, its `lora` tag, the
     /// local provider with nothing of its own, no base; each error names the field.
     fn check_user_lora(&self) -> Result<()> {
-        let wrong = [
+        let shape = [
             ("base_model", self.base_model.is_some()),
             ("family", self.family != family::LORA),
             ("tags", !self.tags.iter().any(|t| t == "lora")),
             ("loras", !self.loras.is_empty()),
             ("tasks", !self.tasks.is_empty()),
+        ];
+        let wrong = shape.into_iter().chain(self.own_provider());
+        match wrong.into_iter().find(|(_, w)| *w) {
+            Some((field, _)) => Err(Error::invalid(
+                field,
+                "a LoRA you uploaded keeps the family `lora`, its `lora` tag and its file, \
+                 and has no base, tasks or provider of its own",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The provider fields, each with whether the spec sets one of its own (a provider
+    /// other than `local`, a config that is not `{}`, anything else given).
+    fn own_provider(&self) -> [(&'static str, bool); 6] {
+        [
             ("provider", self.provider != "local"),
             (
                 "provider_config",
@@ -556,15 +572,7 @@ impl ModelSpec {
                 "fallback_provider_capabilities",
                 self.fallback_provider_capabilities.is_some(),
             ),
-        ];
-        match wrong.iter().find(|(_, w)| *w) {
-            Some((field, _)) => Err(Error::invalid(
-                *field,
-                "a LoRA you uploaded keeps the family `lora`, its `lora` tag and its file, \
-                 and has no base, tasks or provider of its own",
-            )),
-            None => Ok(()),
-        }
+        ]
     }
 
     /// A composition's own rules: nothing of a provider's (it runs its base's), at most 8
@@ -582,32 +590,10 @@ impl ModelSpec {
         if self.base_model.as_deref().is_some_and(str::is_empty) {
             return Err(Error::invalid("base_model", "must not be empty"));
         }
-        let own = [
-            ("source", self.source.is_some()),
-            ("provider", self.provider != "local"),
-            (
-                "provider_config",
-                self.provider_config
-                    .as_object()
-                    .is_none_or(|o| !o.is_empty()),
-            ),
-            (
-                "provider_capabilities",
-                self.provider_capabilities.is_some(),
-            ),
-            ("fallback_provider", self.fallback_provider.is_some()),
-            (
-                "fallback_provider_config",
-                self.fallback_provider_config.is_some(),
-            ),
-            (
-                "fallback_provider_capabilities",
-                self.fallback_provider_capabilities.is_some(),
-            ),
-        ];
-        if let Some((field, _)) = own.iter().find(|(_, set)| *set) {
+        let own = std::iter::once(("source", self.source.is_some())).chain(self.own_provider());
+        if let Some((field, _)) = own.into_iter().find(|(_, set)| *set) {
             return Err(Error::invalid(
-                *field,
+                field,
                 "a composition (a model with `base_model`) runs on its base's weights and \
                  provider: leave it out",
             ));

@@ -327,33 +327,13 @@ pub async fn finish(
 ) -> Result<(Upload, Option<String>)> {
     let db = &store.db;
     let mut tx = db.begin().await?;
-    let u = get_tx(db, &mut tx, id).await?;
-    if !u.status.is_open() {
-        return Err(Error::new(
-            ErrorKind::Conflict,
-            format!("the upload is already {}", u.status.as_str()),
-        ));
-    }
+    open_tx(db, &mut tx, id).await?;
     let root = crate::assets::insert_tx(&mut tx, asset).await?;
-    let at = time::now();
-    let now = time::to_millis(at);
-    crate::collections::add_all_tx(&mut tx, collections, &asset.id, at).await?;
-    let released = release_parts(&mut tx, id).await?;
-    sqlx::query(
-        "UPDATE uploads SET status = 'complete', error = NULL, asset_id = $2, updated_at = $3 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(&asset.id)
-    .bind(now)
-    .execute(tx.conn())
-    .await
-    .map_err(db_err)?;
+    crate::collections::add_all_tx(&mut tx, collections, &asset.id, time::now()).await?;
+    let released = complete_tx(&mut tx, id, "asset_id", &asset.id).await?;
     tx.commit().await?;
     release(store, &released).await;
-    let u = get(db, id)
-        .await?
-        .ok_or_else(|| Error::internal("a completed upload is missing"))?;
-    Ok((u, root))
+    Ok((completed(db, id).await?, root))
 }
 
 /// Complete an open upload of a LoRA: the model `model_id` of `spec` (its blob written under
@@ -367,27 +347,51 @@ pub async fn finish_model(
 ) -> Result<Upload> {
     let db = &store.db;
     let mut tx = db.begin().await?;
-    let u = get_tx(db, &mut tx, id).await?;
+    let u = open_tx(db, &mut tx, id).await?;
+    crate::models::insert_in(&mut tx, model_id, spec, Some(&u.owner_id), false).await?;
+    crate::intents::clear_tx(&mut tx, model_id).await?;
+    let released = complete_tx(&mut tx, id, "model_id", model_id).await?;
+    tx.commit().await?;
+    release(store, &released).await;
+    completed(db, id).await
+}
+
+/// The upload `id`, locked in `tx`, while it is open; a conflict once it is closed.
+async fn open_tx(db: &Db, tx: &mut WriteTx, id: &str) -> Result<Upload> {
+    let u = get_tx(db, tx, id).await?;
     if !u.status.is_open() {
         return Err(Error::new(
             ErrorKind::Conflict,
             format!("the upload is already {}", u.status.as_str()),
         ));
     }
-    crate::models::insert_in(&mut tx, model_id, spec, Some(&u.owner_id), false).await?;
-    crate::intents::clear_tx(&mut tx, model_id).await?;
-    let released = release_parts(&mut tx, id).await?;
-    sqlx::query(
-        "UPDATE uploads SET status = 'complete', error = NULL, model_id = $2, updated_at = $3 WHERE id = $1",
-    )
+    Ok(u)
+}
+
+/// Mark the upload complete, naming what it made (`made_in`: `asset_id` or `model_id`),
+/// and release its parts, in `tx`.
+async fn complete_tx(
+    tx: &mut WriteTx,
+    id: &str,
+    made_in: &'static str,
+    made: &str,
+) -> Result<Released> {
+    let released = release_parts(tx, id).await?;
+    sqlx::query(&format!(
+        "UPDATE uploads SET status = 'complete', error = NULL, {made_in} = $2, updated_at = $3 \
+         WHERE id = $1"
+    ))
     .bind(id)
-    .bind(model_id)
+    .bind(made)
     .bind(time::to_millis(time::now()))
     .execute(tx.conn())
     .await
     .map_err(db_err)?;
-    tx.commit().await?;
-    release(store, &released).await;
+    Ok(released)
+}
+
+/// An upload just completed, read back.
+async fn completed(db: &Db, id: &str) -> Result<Upload> {
     get(db, id)
         .await?
         .ok_or_else(|| Error::internal("a completed upload is missing"))

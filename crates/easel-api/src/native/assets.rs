@@ -216,7 +216,7 @@ pub struct AssetList {
 }
 
 /// The caller's assets, newest first, optionally filtered by model, task, job, parent, day,
-/// tag, privacy, collection and text (`q`).
+/// tag, privacy, collection and text (`q`); hidden ones only with `hidden=true`.
 #[utoipa::path(get, path = "/v1/assets", tag = "assets", params(AssetListParams),
     responses((status = 200, body = AssetList), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
@@ -521,7 +521,8 @@ pub async fn tags(
     }))
 }
 
-/// Edit an asset's record: `name`, `description`, `privacy` (what is absent stays).
+/// Edit an asset's record: `name`, `description`, `privacy`, `hidden` (what is absent
+/// stays).
 #[utoipa::path(patch, path = "/v1/assets/{id}", tag = "assets", params(("id" = String, Path)), request_body = easel_core::asset::AssetEdit,
     responses((status = 200, body = AssetView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -183,6 +183,7 @@ pub async fn create(
         parent_id: body.parent_id,
         collection_ids: body.collection_ids,
         thumbnail: base64_image("thumbnail", body.thumbnail)?,
+        hidden: false,
     };
     let r = service::create_canvas(&state, &who, n).await?;
     let v = canvas_view(&state, &who.user_id, r).await?;

@@ -61,6 +61,7 @@ pub(super) async fn create(
             .as_deref()
             .map(|t| service::base64_bytes("thumbnail", t))
             .transpose()?,
+        hidden: body.hide == Some(true),
     };
     let r = service::create_canvas(state, who, n)
         .await

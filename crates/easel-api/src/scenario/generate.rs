@@ -45,7 +45,8 @@ pub(super) const ENDPOINTS: &[(&str, &str, &[&[&str]])] = &[
 ];
 
 /// Fields accepted (type-checked) and recorded, but not applied: Easel has no model epochs,
-/// hidden assets, aspect-ratio presets (FLUX 1.1 pro ultra), negative-prompt strength
+/// hidden outputs of a generation (`hideResults`; assets are hidden by `PostAsset`'s `hide`
+/// and uploads' `assetOptions.hide`), aspect-ratio presets (FLUX 1.1 pro ultra), negative-prompt strength
 /// (FLUX dev), base-model switching for LoRAs, parents or hiding for inline images, or an
 /// inpaint merge switch (the unmasked area is always kept).
 pub(super) const NOT_APPLIED: &[&str] = &[

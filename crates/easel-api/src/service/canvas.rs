@@ -24,6 +24,8 @@ pub struct NewCanvas {
     pub collection_ids: Vec<String>,
     /// An image shown for it (`thumbnail`), stored as an asset derived from the canvas.
     pub thumbnail: Option<Bytes>,
+    /// Left out of the owner's lists.
+    pub hidden: bool,
 }
 
 /// A save of a canvas (`easel_store::canvases::Save`, with the thumbnail as an image).
@@ -88,7 +90,7 @@ pub async fn create_canvas(state: &AppState, who: &Principal, n: NewCanvas) -> R
         name: blank(edit.name),
         description: blank(edit.description),
         privacy: Default::default(),
-        hidden: false,
+        hidden: n.hidden,
         created_at: now,
         updated_at: now,
     };

@@ -988,12 +988,12 @@ pub async fn collection_items(
     })
 }
 
-/// An asset anyone may read without a key: public or unlisted (a private one is "not
-/// found", as if absent).
+/// An asset anyone may read without a key: public or unlisted, and not hidden (a private
+/// or hidden one is "not found", as if absent).
 pub async fn public_asset(state: &AppState, id: &str) -> Result<Asset> {
     easel_store::assets::get(&state.store.db, id)
         .await?
-        .filter(|a| a.privacy != easel_core::asset::Privacy::Private)
+        .filter(|a| a.privacy != easel_core::asset::Privacy::Private && !a.hidden)
         .ok_or_else(|| Error::not_found("asset"))
 }
 
