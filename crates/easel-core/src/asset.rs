@@ -157,6 +157,7 @@ pub struct Collection {
     pub id: String,
     pub owner_id: String,
     pub name: String,
+    /// Its assets that lists show (hidden ones left out).
     pub asset_count: u64,
     pub model_count: u64,
     #[schema(value_type = String, format = DateTime)]

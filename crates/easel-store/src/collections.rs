@@ -26,7 +26,8 @@ impl Kind {
 }
 
 const SELECT: &str = "SELECT c.id, c.owner_id, c.name, c.created_at, c.updated_at, \
-    (SELECT COUNT(*) FROM collection_items i WHERE i.collection_id = c.id AND i.kind = 'asset') AS assets, \
+    (SELECT COUNT(*) FROM collection_items i JOIN assets x ON x.id = i.item_id \
+     WHERE i.collection_id = c.id AND i.kind = 'asset' AND x.hidden = 0) AS assets, \
     (SELECT COUNT(*) FROM collection_items i WHERE i.collection_id = c.id AND i.kind = 'model') AS models \
     FROM collections c";
 

@@ -122,11 +122,13 @@ pub async fn of_assets(db: &Db, ids: &[&str]) -> Result<HashMap<String, Vec<Stri
     Ok(out)
 }
 
-/// An owner's tags that some asset carries, by name.
+/// An owner's tags that some asset carries, by name, counting the assets their lists show
+/// (hidden ones left out, as lists leave them).
 pub async fn list(db: &Db, owner_id: &str) -> Result<Vec<TagCount>> {
     let rows = sqlx::query(
         "SELECT t.name, t.created_at, t.updated_at, COUNT(a.asset_id) AS n FROM tags t \
          JOIN asset_tags a ON a.owner_id = t.owner_id AND a.tag = t.name \
+         JOIN assets x ON x.id = a.asset_id AND x.hidden = 0 \
          WHERE t.owner_id = $1 GROUP BY t.name, t.created_at, t.updated_at",
     )
     .bind(owner_id)

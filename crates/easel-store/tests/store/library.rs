@@ -168,12 +168,43 @@ async fn records_are_edited_and_public_ones_listed() {
             hidden: Some(h),
             ..Default::default()
         };
+        let col = easel_store::collections::create(db, owner_id, "shown")
+            .await
+            .unwrap();
+        easel_store::collections::change(
+            db,
+            &col.id,
+            easel_store::collections::Kind::Asset,
+            std::slice::from_ref(id),
+            &[],
+        )
+        .await
+        .unwrap();
+        easel_store::tags::change(db, owner_id, id, &["kept".to_string()], &[], false)
+            .await
+            .unwrap();
+        let counts = || async {
+            let c = easel_store::collections::get(db, &col.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .asset_count;
+            let t = easel_store::tags::list(db, owner_id)
+                .await
+                .unwrap()
+                .iter()
+                .find(|t| t.name == "kept")
+                .map_or(0, |t| t.count);
+            (c, t)
+        };
+        assert_eq!(counts().await, (1, 1), "{n}");
         let hidden = assets::edit(db, &a.id, &hide(true)).await.unwrap().unwrap();
         assert!(hidden.hidden, "{n}");
         assert_eq!(hidden.privacy, Privacy::Public, "{n}: nothing else changes");
         assert!(!listed(Some(false)).await, "{n}");
         assert!(listed(Some(true)).await, "{n}");
         assert!(listed(None).await, "{n}");
+        assert_eq!(counts().await, (0, 0), "{n}: counts follow the lists");
         let public = assets::list_public(db, None, &[], 100).await.unwrap();
         assert!(public.iter().all(|x| x.id != a.id), "{n}");
         assert!(
