@@ -2294,6 +2294,23 @@ async fn asset_records_are_edited_and_public_ones_read_without_a_key() {
     let (_, v) = edit(&key, json!({"hidden": false, "privacy": "private"})).await;
     assert_eq!(v["hidden"], false);
     assert!(listed("").await);
+    // A job's outputs stored hidden (`hide_outputs`), and still the job's.
+    let job = t
+        .submit(
+            &key,
+            json!({"task": "upscale", "input": {"image": a, "factor": 2}, "hide_outputs": true}),
+        )
+        .await;
+    assert_eq!(job["hide_outputs"], true, "{job}");
+    let done = t.wait(&key, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let out = done["outputs"][0]["asset_id"].as_str().unwrap().to_string();
+    let (s, v) = t
+        .json(Method::GET, &format!("/v1/assets/{out}"), &key, None)
+        .await;
+    assert_eq!((s, v["hidden"].as_bool()), (200, Some(true)), "{v}");
+    let (_, l) = t.json(Method::GET, "/v1/assets", &key, None).await;
+    assert!(!l.to_string().contains(&out), "{l}");
     // Absent fields stay; "" clears.
     let (_, v) = edit(&key, json!({"description": ""})).await;
     assert_eq!(

@@ -155,7 +155,7 @@ async fn txt2img_runs_and_its_job_and_assets_read_back() {
     let alice = pair(&t, "alice").await;
     let body = json!({"modelId": "tiny", "prompt": "a red fox", "negativePrompt": "blur",
         "numSamples": 2, "width": 64, "height": 96, "seed": "7", "numInferenceSteps": 2,
-        "guidance": 6.5, "scheduler": "EulerAncestralDiscreteScheduler", "hideResults": false,
+        "guidance": 6.5, "scheduler": "EulerAncestralDiscreteScheduler", "modelEpoch": "e1",
         "concepts": [{"modelId": "style-a", "scale": 0.5}]});
     let (s, created) = call(
         &t,
@@ -174,7 +174,7 @@ async fn txt2img_runs_and_its_job_and_assets_read_back() {
     assert_eq!(created["inference"]["seed"], "7", "the seed is a string");
     assert_eq!(
         created["inference"]["easelNotApplied"],
-        json!(["hideResults"])
+        json!(["modelEpoch"])
     );
     insta::assert_json_snapshot!("scenario_inference", created, {
         ".job.jobId" => "[job id]", ".job.createdAt" => "[time]", ".job.updatedAt" => "[time]",
@@ -4106,5 +4106,34 @@ async fn hidden_assets_are_left_out_of_lists() {
         .map(|a| a["id"].as_str().unwrap())
         .collect();
     assert_eq!(listed, [ids[1].as_str()], "only the visible one: {list}");
+
+    // `hideResults`: the outputs are stored hidden, and still the job's.
+    let (s, created) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/generate/txt2img",
+        Some(json!({
+        "modelId": "tiny", "prompt": "a fox", "numInferenceSteps": 2, "width": 64,
+        "height": 64, "hideResults": true})),
+    )
+    .await;
+    assert_eq!(s, 200, "{created}");
+    assert_eq!(
+        created["inference"]["easelNotApplied"],
+        Value::Null,
+        "applied: {created}"
+    );
+    let job = finished(&t, &ann, created["job"]["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "success", "{job}");
+    let out = job["metadata"]["assetIds"][0].as_str().unwrap().to_string();
+    let (s, v) = call(&t, &ann, Method::GET, &format!("/assets/{out}"), None).await;
+    assert_eq!(
+        (s, v["asset"]["isHidden"].as_bool()),
+        (200, Some(true)),
+        "{v}"
+    );
+    let (_, list) = call(&t, &ann, Method::GET, "/assets", None).await;
+    assert!(!list.to_string().contains(&out), "{list}");
     t.shutdown().await;
 }

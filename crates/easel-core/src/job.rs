@@ -211,6 +211,9 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub request: Option<serde_json::Value>,
+    /// Its outputs are stored hidden from the owner's lists (shown when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hide_outputs: bool,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -268,6 +271,8 @@ pub struct NewJob {
     pub external_id: Option<ExternalId>,
     /// What the job occupies while it runs (`Resource::of`): workers claim by it.
     pub resource: Resource,
+    /// Its outputs are stored hidden from the owner's lists.
+    pub hide_outputs: bool,
 }
 
 /// What a running job occupies. Each worker claims jobs of some resources only, so a job

@@ -372,7 +372,7 @@ impl Worker {
                 name: None,
                 description: None,
                 privacy: Default::default(),
-                hidden: false,
+                hidden: job.hide_outputs,
                 created_at: now,
                 updated_at: now,
             })

@@ -22,7 +22,7 @@ use crate::{assets, external_ids, usage, webhooks};
 
 const JOB_COLS: &str = "id, owner_id, task, model, status, priority, input, progress, step, total_steps, \
      error_code, error_message, outputs, usage_units, webhook, attempts, max_attempts, cancel_requested, \
-     provider, request, created_at, started_at, completed_at";
+     provider, request, created_at, started_at, completed_at, hide_outputs";
 
 /// Idempotency keys are honoured this long.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -57,6 +57,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         cancel_requested: get_i64(row, "cancel_requested")? != 0,
         provider: get_opt_str(row, "provider")?,
         request: get_opt_json(row, "request")?,
+        hide_outputs: get_i64(row, "hide_outputs")? != 0,
         created_at: from_millis(get_i64(row, "created_at")?),
         started_at: get_opt_i64(row, "started_at")?.map(from_millis),
         completed_at: get_opt_i64(row, "completed_at")?.map(from_millis),
@@ -187,8 +188,9 @@ pub async fn insert(db: &Db, new: &NewJob, max_queued_per_owner: u64) -> Result<
     let rank = get_i64(&rank_row, "queue_vtime")?;
     let id = easel_core::id::new(easel_core::id::JOB);
     let row = sqlx::query(&format!(
-        "INSERT INTO jobs (id, owner_id, task, model, status, priority, fair_rank, input, webhook, max_attempts, request, resource, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $11, $12, $10, $10) RETURNING {JOB_COLS}"
+        "INSERT INTO jobs (id, owner_id, task, model, status, priority, fair_rank, input, webhook, max_attempts, request, resource, created_at, updated_at, hide_outputs) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $11, $12, $10, $10, {}) RETURNING {JOB_COLS}",
+        new.hide_outputs as i64
     ))
     .bind(&id)
     .bind(&new.owner_id)

@@ -223,6 +223,7 @@ pub fn new_job(owner_id: &str, task: &str) -> NewJob {
         request: None,
         external_id: None,
         resource: easel_core::job::Resource::of(task, None),
+        hide_outputs: false,
     }
 }
 

@@ -41,6 +41,7 @@ pub async fn create(
                 namespace: NS_GENERATION,
                 id: generation_id.clone(),
             }),
+            hide_outputs: false,
         },
     )
     .await

@@ -44,6 +44,10 @@ pub struct CreateJob {
     pub priority: Option<i32>,
     #[serde(default)]
     pub webhook: Option<Webhook>,
+    /// Store the outputs hidden from the caller's lists (`GET /v1/assets?hidden=true`
+    /// lists them; the job names them as any other). Default false.
+    #[serde(default)]
+    pub hide_outputs: bool,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -93,6 +97,9 @@ pub struct JobView {
     pub max_attempts: u32,
     pub cancel_requested: bool,
     pub provider: Option<String>,
+    /// Its outputs are stored hidden (shown when true).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hide_outputs: bool,
     pub created_at: String,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
@@ -131,6 +138,7 @@ pub fn view(state: &AppState, j: Job, history: Option<Vec<StatusChange>>) -> Job
         step: j.step,
         total_steps: j.total_steps,
         error: j.error,
+        hide_outputs: j.hide_outputs,
         usage: Usage {
             units: easel_core::usage::round_units(j.usage_units),
         },
@@ -173,6 +181,7 @@ pub async fn create(
         idempotency_key,
         request: None,
         external_id: None,
+        hide_outputs: body.hide_outputs,
     };
     let (job, created) = service::submit(&state, &who, req).await?;
     let status = if created {

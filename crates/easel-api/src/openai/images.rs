@@ -65,6 +65,7 @@ pub(super) async fn run(
             idempotency_key,
             request: None,
             external_id: None,
+            hide_outputs: false,
         },
     )
     .await?;

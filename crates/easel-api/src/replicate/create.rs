@@ -189,6 +189,7 @@ pub(super) async fn submit(
                 namespace: PREDICTION_IDS,
                 id,
             }),
+            hide_outputs: false,
         },
     )
     .await

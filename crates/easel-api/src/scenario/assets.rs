@@ -411,6 +411,7 @@ async fn convert(
         idempotency_key: None,
         request: None,
         external_id: None,
+        hide_outputs: false,
     };
     let (job, _) = service::submit(state, who, req).await.map_err(|e| {
         let e = service::refield(e, "input.format", "targetFormat");

@@ -45,13 +45,11 @@ pub(super) const ENDPOINTS: &[(&str, &str, &[&[&str]])] = &[
 ];
 
 /// Fields accepted (type-checked) and recorded, but not applied: Easel has no model epochs,
-/// hidden outputs of a generation (`hideResults`; assets are hidden by `PostAsset`'s `hide`
-/// and uploads' `assetOptions.hide`), aspect-ratio presets (FLUX 1.1 pro ultra), negative-prompt strength
+/// aspect-ratio presets (FLUX 1.1 pro ultra), negative-prompt strength
 /// (FLUX dev), base-model switching for LoRAs, parents or hiding for inline images, or an
 /// inpaint merge switch (the unmasked area is always kept).
 pub(super) const NOT_APPLIED: &[&str] = &[
     "modelEpoch",
-    "hideResults",
     "aspectRatio",
     "negativePromptStrength",
     "baseModelId",
@@ -220,6 +218,11 @@ pub(super) async fn generate(
             "notApplied": not_applied,
         }})),
         external_id: None,
+        // `hideResults`: the outputs are stored hidden from the owner's lists.
+        hide_outputs: body
+            .get("hideResults")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     };
     if q.is_dry_run() {
         return priced(state, who, request).await;

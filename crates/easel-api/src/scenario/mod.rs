@@ -91,10 +91,11 @@
 //! `concepts[{modelId, scale}]` are LoRAs (scale −2…2). `image`/`imageId` and `mask`/`maskId`
 //! take an asset id or a `data:` URL (`image` wins over `imageId`); the mask is white where
 //! to repaint. `intermediateImages: true` sends a preview every 5 steps on the job's event
-//! stream (`/v1/jobs/{id}/events`). Accepted, type-checked and recorded but not applied
-//! (`generate::NOT_APPLIED`, shown as `inference.easelNotApplied`): `modelEpoch`,
-//! `hideResults`, `aspectRatio`, `negativePromptStrength`, `baseModelId`, `imageParentId`,
-//! `imageHide`, `disableMerging`. A field the endpoint does not take is 400 naming it.
+//! stream (`/v1/jobs/{id}/events`). `hideResults: true` stores the outputs hidden (left
+//! out of lists and search, `isHidden: true`, still the job's `assetIds`). Accepted,
+//! type-checked and recorded but not applied (`generate::NOT_APPLIED`, shown as
+//! `inference.easelNotApplied`): `modelEpoch`, `aspectRatio`, `negativePromptStrength`,
+//! `baseModelId`, `imageParentId`, `imageHide`, `disableMerging`. A field the endpoint does not take is 400 naming it.
 //!
 //! `?dryRun=<anything>` validates the request as a submit would (model, images, limits)
 //! and answers **269** `{creativeUnitsCost, creativeUnitsDiscount}` without queuing or
@@ -471,7 +472,7 @@ mod tests {
             "scheduler": "EulerDiscreteScheduler", "strength": 0.5, "seed": "42",
             "image": "ast_01jb0000000000000000000001", "mask": "ast_01jb0000000000000000000002",
             "concepts": [{"modelId": "model_01jb0000000000000000000000", "scale": 0.5}],
-            "intermediateImages": true, "hideResults": true
+            "intermediateImages": true, "hideResults": true, "aspectRatio": "16:9"
         });
         let (typed, not_applied) =
             generate::core_input("inpaint", body.as_object().unwrap()).unwrap();
@@ -492,7 +493,7 @@ mod tests {
         assert_eq!(input["seed"], 42);
         assert_eq!(input["preview_every"], 5);
         assert_eq!(input["loras"][0]["model"], "mdl_01jb0000000000000000000000");
-        assert_eq!(not_applied, ["hideResults"]);
+        assert_eq!(not_applied, ["aspectRatio"]);
         let legacy = json!({"modelId": "m", "prompt": "p",
             "imageId": "asset_01jb0000000000000000000001", "maskId": "asset_01jb0000000000000000000002"});
         let (legacy, _) = generate::core_input("inpaint", legacy.as_object().unwrap()).unwrap();

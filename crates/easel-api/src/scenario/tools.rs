@@ -198,6 +198,7 @@ fn task_request(
             "notApplied": not_applied,
         }})),
         external_id: None,
+        hide_outputs: false,
     }
 }
 

@@ -39,6 +39,8 @@ pub struct TaskRequest {
     pub request: Option<serde_json::Value>,
     /// An id the dialect gives the job (see `NewJob::external_id`).
     pub external_id: Option<easel_core::job::ExternalId>,
+    /// Store the outputs hidden from the owner's lists.
+    pub hide_outputs: bool,
 }
 
 /// The `Idempotency-Key` header (checked by `submit`), for dialects that honour it.
@@ -284,6 +286,7 @@ async fn prepare(
         request: req.request,
         external_id: req.external_id,
         resource,
+        hide_outputs: req.hide_outputs,
     };
     Ok((new, units))
 }
