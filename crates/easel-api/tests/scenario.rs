@@ -4107,6 +4107,21 @@ async fn hidden_assets_are_left_out_of_lists() {
         .collect();
     assert_eq!(listed, [ids[1].as_str()], "only the visible one: {list}");
 
+    // `hideResults`: a boolean, or a 400 naming it.
+    let (s, e) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/generate/txt2img",
+        Some(json!({
+        "modelId": "tiny", "prompt": "a fox", "hideResults": "yes"})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["infos"]["field"].as_str()),
+        (400, Some("hideResults")),
+        "{e}"
+    );
     // `hideResults`: the outputs are stored hidden, and still the job's.
     let (s, created) = call(
         &t,

@@ -103,13 +103,14 @@ pub struct Diffusion {
     /// Deprecated: the mask as an asset id.
     #[serde(default, skip_serializing)]
     pub mask_id: Option<String>,
+    /// Applied by the handler (`TaskRequest::hide_outputs`); typed here so a value that is
+    /// not a boolean is a 400 naming it.
+    #[serde(default, skip_serializing)]
+    pub hide_results: Option<bool>,
     // Accepted and recorded, not applied (`generate::NOT_APPLIED`).
     #[serde(default, skip_serializing)]
     #[schema(value_type = Option<Object>)]
     pub model_epoch: Option<Value>,
-    #[serde(default, skip_serializing)]
-    #[schema(value_type = Option<Object>)]
-    pub hide_results: Option<Value>,
     #[serde(default, skip_serializing)]
     #[schema(value_type = Option<Object>)]
     pub aspect_ratio: Option<Value>,

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use easel_core::asset::blob_key;
-use easel_core::job::{codes, JobError, Progress};
+use easel_core::job::{codes, JobError, NewJob, Progress};
 use easel_core::{ErrorKind, JobStatus};
 use easel_store::jobs::{self, Finished, JobFilter, LeaseState};
 use easel_store::{assets, usage};
@@ -1391,5 +1391,27 @@ async fn delete_removes_a_job_with_its_outputs_ids_events_keys_and_deliveries() 
             "{n}"
         );
         assert!(assets::get(db, &late.id).await.unwrap().is_none(), "{n}");
+    }
+}
+
+/// A job's `hide_outputs` is written and read back on every backend.
+#[tokio::test]
+async fn hidden_outputs_are_a_jobs_own() {
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let owner = user(db, "hal").await;
+        let plain = jobs::insert(db, &new_job(&owner.id, "upscale"), 100)
+            .await
+            .unwrap()
+            .job;
+        let hiding = NewJob {
+            hide_outputs: true,
+            ..new_job(&owner.id, "upscale")
+        };
+        let hidden = jobs::insert(db, &hiding, 100).await.unwrap().job;
+        assert!(!plain.hide_outputs && hidden.hide_outputs, "{n}");
+        let read = jobs::get(db, &hidden.id).await.unwrap().unwrap();
+        assert!(read.hide_outputs, "{n}: read back");
     }
 }

@@ -491,7 +491,7 @@
   }
   async function rerun(job) {
     try {
-      const j = await api('POST', '/v1/jobs', { task: job.task, model: job.model || undefined, input: job.input });
+      const j = await api('POST', '/v1/jobs', { task: job.task, model: job.model || undefined, input: job.input, hide_outputs: job.hide_outputs || undefined });
       location.hash = '#/job/' + j.id;
     } catch (e) { flash(e.message, true); }
   }
