@@ -714,6 +714,12 @@ impl Model {
         blob_key_of(self.source.as_deref())
     }
 
+    /// A LoRA (a model tagged `lora`: the server's, or one a user uploaded): applied through
+    /// `loras`, never run as a model. A composition is never one.
+    pub fn is_lora(&self) -> bool {
+        self.base_model.is_none() && self.tags.iter().any(|t| t == "lora")
+    }
+
     /// The model as a caller who is not an admin sees it: without `source` and without the
     /// provider configs' locations (`LOCATION_KEYS`), which would tell where this server keeps
     /// files and which internal hosts it reaches.

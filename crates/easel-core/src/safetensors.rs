@@ -274,21 +274,10 @@ pub fn check_lora(tensors: &[TensorInfo]) -> Result<usize> {
     Ok(merged)
 }
 
-/// Whether a tensor name is a LoRA adapter's, in any of the layouts the engine reads
-/// (kohya `lora_unet_…`/`lora_te…`, diffusers `.lora.down.`, PEFT `lora_A`/`lora_B`).
-pub fn is_lora_key(name: &str) -> bool {
-    name.starts_with("lora_")
-        || name.contains(".lora_down.")
-        || name.contains(".lora_up.")
-        || name.contains("lora_A")
-        || name.contains("lora_B")
-        || name.contains(".lora.down.")
-        || name.contains(".lora.up.")
-}
-
-/// Whether a file with these tensor names is a LoRA adapter (any name is one's).
+/// Whether a file with these tensor names is a LoRA adapter: any name is a LoRA tensor's
+/// ([`lora_key`]).
 pub fn is_lora<'a>(mut names: impl Iterator<Item = &'a str>) -> bool {
-    names.any(is_lora_key)
+    names.any(|n| lora_key(n).is_some())
 }
 
 #[cfg(test)]
@@ -502,10 +491,10 @@ mod tests {
             "unet.down_blocks.0.to_q.lora.down.weight",
             "text_encoder.x.lora_B.weight",
         ] {
-            assert!(is_lora_key(k), "{k}");
+            assert!(lora_key(k).is_some(), "{k}");
         }
         for k in ["model.diffusion_model.out.2.weight", "first_stage_model.x"] {
-            assert!(!is_lora_key(k), "{k}");
+            assert!(lora_key(k).is_none(), "{k}");
         }
     }
 }

@@ -350,7 +350,7 @@ async fn prepare(
         let field = format!("input.loras[{i}].model");
         let m = easel_store::models::resolve(&store.db, &l.model)
             .await?
-            .filter(|m| m.base_model.is_none() && m.tags.iter().any(|t| t == "lora"))
+            .filter(easel_core::model::Model::is_lora)
             .ok_or_else(|| Error::invalid(&field, format!("no LoRA named `{}`", l.model)))?;
         let path = match m.blob_key() {
             Some(key) => cached_blob(store, &config.lora_cache, &m.id, key)

@@ -152,7 +152,7 @@ pub(super) async fn image_asset(
 /// A LoRA an element names.
 pub(super) async fn lora(state: &AppState, field: &str, name: &str) -> Result<Model> {
     match find_model(state, name).await? {
-        Some(m) if service::is_lora(&m) => Ok(m),
+        Some(m) if m.is_lora() => Ok(m),
         Some(m) => Err(Error::invalid(
             field,
             format!("`{}` is a model, not a LoRA; name it in modelId", m.name),
@@ -302,7 +302,7 @@ pub(super) async fn plan(state: &AppState, who: &Principal, r: &GenerationReques
                     format!("no model `{id}`; GET /v1/models lists the installed ones"),
                 )
             })?;
-            if service::is_lora(&m) {
+            if m.is_lora() {
                 return Err(Error::invalid(
                     "modelId",
                     format!("`{}` is a LoRA; name it in elements", m.name),

@@ -130,7 +130,7 @@ pub async fn embeddings(
         }
         None => service::default_model(&state, "txt2img").await?,
     };
-    if service::is_lora(&model) {
+    if model.is_lora() {
         return Err(Error::invalid("model", format!("`{}` is a LoRA", model.name)).into());
     }
     let (vectors, tokens) = easel_providers::diffusion::embed(&state.engine, &model, texts).await?;

@@ -35,7 +35,7 @@ pub async fn models(State(state): State<AppState>, _: Auth) -> Result<axum::Json
     let data = service::all_models(&state)
         .await?
         .into_iter()
-        .filter(|m| !service::is_lora(m))
+        .filter(|m| !m.is_lora())
         .map(model_object)
         .collect();
     Ok(axum::Json(ModelList {
@@ -55,7 +55,7 @@ pub async fn model(
 ) -> Result<axum::Json<ModelObject>> {
     let id = id.map(|Path(id)| id).unwrap_or_default();
     match service::find_model(&state, Some(&who), &id).await? {
-        Some(m) if !service::is_lora(&m) => Ok(axum::Json(model_object(m))),
+        Some(m) if !m.is_lora() => Ok(axum::Json(model_object(m))),
         _ => Err(OpenAiError::from(
             Error::new(
                 ErrorKind::NotFound,

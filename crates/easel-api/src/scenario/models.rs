@@ -497,7 +497,7 @@ pub(super) async fn recommendations(
     let mut models: Vec<Model> = listed(&state, &who, false)
         .await?
         .into_iter()
-        .filter(|m| !service::is_lora(m))
+        .filter(|m| !m.is_lora())
         .filter(|m| !excluded.iter().any(|x| *x == m.id || *x == m.name))
         .filter(|m| capabilities.iter().all(|c| m.tasks.contains(c)))
         .filter(|m| types.is_empty() || types.iter().any(|t| t == view::model_type(m)))

@@ -397,7 +397,7 @@ pub(super) async fn assets(
 pub(super) fn model_type(m: &Model) -> &'static str {
     let kind = if m.base_model.is_some() {
         Kind::Composition
-    } else if service::is_lora(m) {
+    } else if m.is_lora() {
         Kind::Lora
     } else {
         Kind::Base

@@ -136,7 +136,7 @@ async fn prepare(
                     ),
                 )
             })?;
-            if is_lora(&m) {
+            if m.is_lora() {
                 return Err(Error::invalid(
                     "model",
                     format!("`{}` is a LoRA; name it in `input.loras`", m.name),
@@ -326,12 +326,6 @@ pub async fn check_webhook(state: &AppState, w: &Webhook) -> Result<()> {
     Ok(())
 }
 
-/// A LoRA (a model with the `lora` tag: the server's, or one a user uploaded): applied
-/// through `loras`, never run as a model. A composition is never one.
-pub fn is_lora(m: &easel_core::model::Model) -> bool {
-    m.base_model.is_none() && m.tags.iter().any(|t| t == "lora")
-}
-
 /// The LoRA `name` names (by name or alias for the server's, by id for a user's) when
 /// `who` may use it (`Model::visible_to`).
 pub async fn find_lora(
@@ -339,7 +333,9 @@ pub async fn find_lora(
     who: &Principal,
     name: &str,
 ) -> Result<Option<easel_core::model::Model>> {
-    Ok(find_model(state, Some(who), name).await?.filter(is_lora))
+    Ok(find_model(state, Some(who), name)
+        .await?
+        .filter(Model::is_lora))
 }
 
 /// Whose view bounds what a model uses: its owner's (a user's model, whoever writes or runs
@@ -413,7 +409,7 @@ pub async fn settle_spec(
         let named = find_model(state, Some(&owner_view), &name)
             .await?
             .ok_or_else(|| Error::invalid("base_model", format!("no model named `{name}`")))?;
-        if is_lora(&named) {
+        if named.is_lora() {
             return Err(Error::invalid(
                 "base_model",
                 format!("`{name}` is a LoRA: name it in `loras`"),
@@ -575,7 +571,7 @@ pub async fn copy_model(
     m: &Model,
     req: CopyModel,
 ) -> Result<Model> {
-    if is_lora(m) {
+    if m.is_lora() {
         return Err(Error::invalid(
             "id",
             "a LoRA is applied, not copied into a model",
@@ -669,7 +665,7 @@ pub async fn prompt_check(
     prompt: &str,
 ) -> Result<(Model, easel_core::model::PromptCheck)> {
     let m = visible_model(state, Some(who), model).await?;
-    if is_lora(&m) {
+    if m.is_lora() {
         return Err(Error::invalid(
             "model",
             "a LoRA has no text encoder of its own: check the prompt against the model it is \
@@ -733,7 +729,7 @@ pub async fn pick_model(
     let mut fit: Vec<Model> = all_models(state)
         .await?
         .into_iter()
-        .filter(|m| !is_lora(m) && m.tasks.iter().any(|t| t == task))
+        .filter(|m| !m.is_lora() && m.tasks.iter().any(|t| t == task))
         .filter(|m| rank(m) != usize::MAX && easel_providers::check_runnable(m).is_ok())
         .collect();
     fit.sort_by(|a, b| {
