@@ -18,7 +18,7 @@ use crate::native::{
         assets::upload, assets::get, assets::list, assets::content, assets::delete, assets::put_tags, assets::tags, assets::edit, assets::list_public, assets::get_public, collections::create, collections::list, collections::get, collections::rename, collections::delete, collections::items,
         canvases::create, canvases::get, canvases::save, canvases::lock, canvases::unlock, canvases::snapshots,
         downloads::create, downloads::get, downloads::archive,
-        uploads::create, uploads::list, uploads::get, uploads::put_part, uploads::complete, uploads::delete,
+        uploads::create, uploads::import, uploads::list, uploads::get, uploads::put_part, uploads::complete, uploads::delete,
         models::list, models::get, models::create, models::update, models::delete, models::copy, models::transfer, models::download, models::prompt_check, models::presets, models::create_preset, models::update_preset, models::delete_preset, models::list_public, models::get_public, models::scan, models::make_tiny, pulls::create, pulls::list, pulls::get, options::get,
         keys::create, keys::list, keys::revoke, keys::create_user, keys::list_users, keys::me, keys::usage,
     ),

@@ -604,6 +604,133 @@ async fn a_users_composition_runs_its_base_with_its_loras_defaults_and_presets()
     t.shutdown().await;
 }
 
+/// `POST /v1/uploads/import`: an image by URL is complete at once (201, its options applied);
+/// a LoRA by URL is fetched in the background (202 `validating`, then `complete` naming the
+/// caller's model by the name given); asset options on a LoRA, both or neither source, and a
+/// hub import on a server without hub access are refused naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_fetch_images_at_once_and_loras_in_the_background() {
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use easel_diffusion::sd::tiny::{make_tiny_lora, LoraLayout};
+    let src = tempfile::tempdir().unwrap();
+    make_tiny(&src.path().join("tiny"), "sd15", 7).unwrap();
+    let lora_path = src.path().join("ink.safetensors");
+    make_tiny_lora(
+        &src.path().join("tiny"),
+        &lora_path,
+        LoraLayout::Kohya,
+        4,
+        1,
+    )
+    .unwrap();
+    let lora = std::fs::read(&lora_path).unwrap();
+    let image = png(40, 30);
+    let (l, i) = (lora.clone(), image.clone());
+    let app = axum::Router::new()
+        .route(
+            "/ink.safetensors",
+            get(move || {
+                let b = l.clone();
+                async move { b.into_response() }
+            }),
+        )
+        .route(
+            "/cat.png",
+            get(move || {
+                let b = i.clone();
+                async move { ([("content-type", "image/png")], b).into_response() }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let t = TestServer::start(|c| c.fetch_images = easel_api::service::FetchImages::Any).await;
+    let (key, owner_id) = t.user("kim").await;
+    let import = |body: Value| {
+        let (t, key) = (&t, key.clone());
+        async move {
+            t.json(Method::POST, "/v1/uploads/import", &key, Some(body))
+                .await
+        }
+    };
+
+    let (s, u) = import(json!({"url": format!("{origin}/cat.png"), "hidden": true})).await;
+    assert_eq!((s, u["status"].as_str()), (201, Some("complete")), "{u}");
+    let asset = u["asset_id"].as_str().unwrap();
+    let (_, a) = t
+        .json(Method::GET, &format!("/v1/assets/{asset}"), &key, None)
+        .await;
+    assert_eq!(
+        (a["width"].as_u64(), a["hidden"].as_bool()),
+        (Some(40), Some(true)),
+        "{a}"
+    );
+
+    let (s, u) = import(
+        json!({"kind": "lora", "url": format!("{origin}/ink.safetensors"),
+        "name": "my ink"}),
+    )
+    .await;
+    assert_eq!((s, u["status"].as_str()), (202, Some("validating")), "{u}");
+    let id = u["id"].as_str().unwrap().to_string();
+    let mut done = u;
+    for _ in 0..200 {
+        if done["status"] != "validating" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        done = t
+            .json(Method::GET, &format!("/v1/uploads/{id}"), &key, None)
+            .await
+            .1;
+    }
+    assert_eq!(
+        (done["status"].as_str(), done["file_size"].as_u64()),
+        (Some("complete"), Some(lora.len() as u64)),
+        "{done}"
+    );
+    let model = done["model_id"].as_str().unwrap();
+    let (s, m) = t
+        .json(Method::GET, &format!("/v1/models/{model}"), &key, None)
+        .await;
+    assert_eq!(
+        (s, m["name"].as_str(), m["owner_id"].as_str()),
+        (200, Some("my ink"), Some(owner_id.as_str())),
+        "{m}"
+    );
+
+    let url = format!("{origin}/ink.safetensors");
+    for (body, status, field) in [
+        (
+            json!({"kind": "lora", "url": url, "hidden": true}),
+            422,
+            "hidden",
+        ),
+        (
+            json!({"kind": "lora", "url": url, "parent_id": asset}),
+            422,
+            "parent_id",
+        ),
+        (json!({"url": url, "hub": {"repo": "a/b"}}), 422, "hub"),
+        (json!({"kind": "lora"}), 422, "url"),
+        (
+            json!({"kind": "lora", "url": "ftp://x/y.safetensors"}),
+            422,
+            "url",
+        ),
+        (json!({"kind": "lora", "hub": {"repo": "a/b"}}), 501, "hub"),
+    ] {
+        let (s, e) = import(body.clone()).await;
+        assert_eq!(
+            (s, e["error"]["field"].as_str()),
+            (status, Some(field)),
+            "{body}: {e}"
+        );
+    }
+    t.shutdown().await;
+}
+
 /// A LoRA uploaded in parts (`kind: lora`) becomes a private model of its uploader: the same
 /// image as the same file registered by the server, usable by its owner (directly and in
 /// their compositions, which others may then run), refused to anyone else; its file cannot

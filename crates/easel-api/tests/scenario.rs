@@ -3381,9 +3381,11 @@ async fn uploads_in_parts_complete_into_assets() {
         (json!({"parts": 0}), "parts"),
         (json!({"parts": 6}), "parts"),
         (json!({"contentType": ""}), "contentType"),
+        // A hub import makes a model, never an image.
+        (json!({"huggingFaceModelName": "a/b"}), "kind"),
         (
-            json!({"huggingFaceModelName": "a/b"}),
-            "huggingFaceModelName",
+            json!({"civitaiModelUrl": "https://civitai.com/models/1"}),
+            "civitaiModelUrl",
         ),
         (
             json!({"assetOptions": {"collectionIds": ["collection_nope"]}}),
@@ -3909,10 +3911,13 @@ async fn model_uploads_become_the_uploaders_lora() {
     let announce = json!({"fileName": "ann-style.safetensors", "fileSize": file.len(),
         "contentType": "application/octet-stream", "parts": 2, "kind": "model"});
     for (extra, field) in [
-        (json!({"url": "https://example.com/x.safetensors"}), "url"),
         (
             json!({"assetOptions": {"parentId": "asset_x"}}),
             "assetOptions",
+        ),
+        (
+            json!({"url": "https://example.com/x.safetensors", "huggingFaceModelName": "a/b"}),
+            "url",
         ),
     ] {
         let mut body = announce.clone();
@@ -4036,6 +4041,117 @@ async fn model_uploads_become_the_uploaders_lora() {
             "{path}: {e}"
         );
     }
+    t.shutdown().await;
+}
+
+/// `url` with kind `model` imports a LoRA under the fetch policy, in the background: the
+/// upload answers `validating`, then `complete` naming the model (its `fileSize` learnt),
+/// or `failed` saying why (not a LoRA, not found); fetching off refuses it at once; a
+/// `huggingFaceModelName` on a server without hub access is 501 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_imports_by_url_run_in_the_background() {
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    let t = server(|c| c.fetch_images = easel_api::service::FetchImages::Any).await;
+    let ann = pair(&t, "ann").await;
+    let file = std::fs::read(t.dir.path().join("models/style-a.safetensors")).unwrap();
+    let served = file.clone();
+    let app = axum::Router::new()
+        .route(
+            "/loras/ink.safetensors",
+            get(move || {
+                let b = served.clone();
+                async move { b.into_response() }
+            }),
+        )
+        .route(
+            "/loras/not-a-lora.safetensors",
+            get(|| async { vec![7u8; 64] }),
+        );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    let import = |path: &str| {
+        call(
+            &t,
+            &ann,
+            Method::POST,
+            "/uploads",
+            Some(json!({"url": format!("{origin}{path}"), "kind": "model"})),
+        )
+    };
+    let settled = |id: String| {
+        let (t, ann) = (&t, &ann);
+        async move {
+            for _ in 0..200 {
+                let (s, v) = call(t, ann, Method::GET, &format!("/uploads/{id}"), None).await;
+                assert_eq!(s, 200, "{v}");
+                if v["upload"]["status"] != "validating" {
+                    return v;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("the import did not settle");
+        }
+    };
+    let (s, v) = import("/loras/ink.safetensors").await;
+    assert_eq!(
+        (
+            s,
+            v["upload"]["status"].as_str(),
+            v["upload"]["source"].as_str(),
+            v["upload"]["kind"].as_str()
+        ),
+        (200, Some("validating"), Some("url"), Some("model")),
+        "{v}"
+    );
+    let v = settled(v["upload"]["id"].as_str().unwrap().to_string()).await;
+    assert_eq!(v["upload"]["status"], "complete", "{v}");
+    assert_eq!(v["upload"]["fileSize"], file.len(), "{v}");
+    let model = v["upload"]["entityId"].as_str().unwrap().to_string();
+    assert!(model.starts_with("model_"), "{v}");
+    let (s, m) = call(&t, &ann, Method::GET, &format!("/models/{model}"), None).await;
+    assert_eq!((s, m["model"]["name"].as_str()), (200, Some("ink")), "{m}");
+
+    for (path, says) in [
+        ("/loras/not-a-lora.safetensors", "safetensors"),
+        ("/loras/missing.safetensors", "HTTP 404"),
+    ] {
+        let (s, v) = import(path).await;
+        assert_eq!(s, 200, "{v}");
+        let v = settled(v["upload"]["id"].as_str().unwrap().to_string()).await;
+        assert_eq!(v["upload"]["status"], "failed", "{path}: {v}");
+        let msg = v["upload"]["errorMessage"].as_str().unwrap();
+        assert!(msg.contains(says), "{path}: {msg}");
+        assert!(v["upload"].get("entityId").is_none(), "{v}");
+    }
+    let (s, e) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/uploads",
+        Some(json!({"huggingFaceModelName": "acme/ink"})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["infos"]["field"].as_str()),
+        (501, Some("huggingFaceModelName")),
+        "{e}"
+    );
+    t.shutdown().await;
+
+    let t = server(|c| c.fetch_images = easel_api::service::FetchImages::Off).await;
+    let ann = pair(&t, "ann").await;
+    let (s, e) = call(
+        &t,
+        &ann,
+        Method::POST,
+        "/uploads",
+        Some(json!({"url": format!("{origin}/loras/ink.safetensors"), "kind": "model"})),
+    )
+    .await;
+    assert_eq!((s, e["infos"]["field"].as_str()), (400, Some("url")), "{e}");
     t.shutdown().await;
 }
 

@@ -177,7 +177,7 @@ async fn sign_out(c: &Client) {
 /// a local hub by the CLI's tests; this one gives the UI a pull to follow.
 fn slow_tiny_pull() -> easel_api::native::pulls::Puller {
     use easel_api::native::pulls::{PullEvent, Puller};
-    Puller(std::sync::Arc::new(|req, models_dir, sink| {
+    let pull: easel_api::native::pulls::PullFn = std::sync::Arc::new(|req, models_dir, sink| {
         let name = req.repo.rsplit('/').next().unwrap_or("pulled").to_string();
         Ok(Box::pin(async move {
             sink(PullEvent::Line(format!("Pulling {}", req.repo)));
@@ -196,7 +196,8 @@ fn slow_tiny_pull() -> easel_api::native::pulls::Puller {
                 .map_err(|e| e.to_string())?;
             Ok(easel_api::native::pulls::Pulled::Model(name))
         }))
-    }))
+    });
+    Puller { pull, lora: None }
 }
 
 fn job_id_of(url: &str) -> String {

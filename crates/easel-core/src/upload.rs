@@ -125,6 +125,10 @@ pub struct UploadSpec {
 /// The most collections an upload's asset is added to.
 pub const MAX_UPLOAD_COLLECTIONS: usize = 49;
 
+/// How an import from the Hugging Face hub is recorded in `source_url`:
+/// `hf://<repo>[@<revision>][/<file>]`.
+pub const HUB_SOURCE: &str = "hf://";
+
 impl UploadSpec {
     /// The announcement's rules, each error naming its field (`file_name`, `content_type`,
     /// `file_size`, `parts`, `collection_ids`): a size within `max_upload_bytes`, 1 to
@@ -165,33 +169,43 @@ impl UploadSpec {
                 ),
             ));
         }
-        if let Some(n) = &self.options.name {
+        self.options.validate(self.kind)
+    }
+}
+
+impl UploadOptions {
+    /// The options' rules for what the upload makes, each error naming its field: a name of
+    /// 1 to 255 characters; a LoRA (which becomes a model) takes a name of a model and none
+    /// of an asset's options (`parent_id`, `collection_ids`, `hidden`); at most
+    /// [`MAX_UPLOAD_COLLECTIONS`] collections.
+    pub fn validate(&self, kind: UploadKind) -> Result<()> {
+        if let Some(n) = &self.name {
             check_text("name", n)?;
         }
-        if self.kind == UploadKind::Lora {
-            if let Some(n) = &self.options.name {
+        if kind == UploadKind::Lora {
+            if let Some(n) = &self.name {
                 crate::model::check_title("name", n)?;
             }
-            if self.options.parent_id.is_some() {
+            if self.parent_id.is_some() {
                 return Err(Error::invalid(
                     "parent_id",
                     "a LoRA becomes a model, which has no parent asset",
                 ));
             }
-            if !self.options.collection_ids.is_empty() {
+            if !self.collection_ids.is_empty() {
                 return Err(Error::invalid(
                     "collection_ids",
                     "a LoRA becomes a model: add it to collections once it exists",
                 ));
             }
-            if self.options.hidden {
+            if self.hidden {
                 return Err(Error::invalid(
                     "hidden",
                     "a LoRA becomes a model, which is private, not hidden",
                 ));
             }
         }
-        if self.options.collection_ids.len() > MAX_UPLOAD_COLLECTIONS {
+        if self.collection_ids.len() > MAX_UPLOAD_COLLECTIONS {
             return Err(Error::invalid(
                 "collection_ids",
                 format!("at most {MAX_UPLOAD_COLLECTIONS} collections"),
@@ -276,6 +290,13 @@ impl Upload {
             updated_at: now,
             expires_at: now + chrono::Duration::from_std(UPLOAD_TTL).expect("a day fits"),
         }
+    }
+
+    /// Imported from the hub (its `source_url` is [`HUB_SOURCE`]`…`).
+    pub fn from_hub(&self) -> bool {
+        self.source_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with(HUB_SOURCE))
     }
 
     /// May part `number` of `len` bytes be received now? Only while `pending` (a conflict

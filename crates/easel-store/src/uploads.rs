@@ -330,7 +330,7 @@ pub async fn finish(
     open_tx(db, &mut tx, id).await?;
     let root = crate::assets::insert_tx(&mut tx, asset).await?;
     crate::collections::add_all_tx(&mut tx, collections, &asset.id, time::now()).await?;
-    let released = complete_tx(&mut tx, id, "asset_id", &asset.id).await?;
+    let released = complete_tx(&mut tx, id, "asset_id", &asset.id, asset.bytes).await?;
     tx.commit().await?;
     release(store, &released).await;
     Ok((completed(db, id).await?, root))
@@ -338,19 +338,21 @@ pub async fn finish(
 
 /// Complete an open upload of a LoRA: the model `model_id` of `spec` (its blob written under
 /// an intent, which this clears) inserted as the owner's, the upload complete naming it and
-/// its parts released, in one transaction. A conflict when the upload is no longer open.
+/// its parts released, in one transaction; `size`: the file's bytes (an import learns it
+/// only now). A conflict when the upload is no longer open.
 pub async fn finish_model(
     store: &Store,
     id: &str,
     model_id: &str,
     spec: &easel_core::model::ModelSpec,
+    size: u64,
 ) -> Result<Upload> {
     let db = &store.db;
     let mut tx = db.begin().await?;
     let u = open_tx(db, &mut tx, id).await?;
     crate::models::insert_in(&mut tx, model_id, spec, Some(&u.owner_id), false).await?;
     crate::intents::clear_tx(&mut tx, model_id).await?;
-    let released = complete_tx(&mut tx, id, "model_id", model_id).await?;
+    let released = complete_tx(&mut tx, id, "model_id", model_id, size).await?;
     tx.commit().await?;
     release(store, &released).await;
     completed(db, id).await
@@ -368,22 +370,24 @@ async fn open_tx(db: &Db, tx: &mut WriteTx, id: &str) -> Result<Upload> {
     Ok(u)
 }
 
-/// Mark the upload complete, naming what it made (`made_in`: `asset_id` or `model_id`),
-/// and release its parts, in `tx`.
+/// Mark the upload complete, naming what it made (`made_in`: `asset_id` or `model_id`) and
+/// the file's size, and release its parts, in `tx`.
 async fn complete_tx(
     tx: &mut WriteTx,
     id: &str,
     made_in: &'static str,
     made: &str,
+    size: u64,
 ) -> Result<Released> {
     let released = release_parts(tx, id).await?;
     sqlx::query(&format!(
-        "UPDATE uploads SET status = 'complete', error = NULL, {made_in} = $2, updated_at = $3 \
-         WHERE id = $1"
+        "UPDATE uploads SET status = 'complete', error = NULL, {made_in} = $2, updated_at = $3, \
+         file_size = $4 WHERE id = $1"
     ))
     .bind(id)
     .bind(made)
     .bind(time::to_millis(time::now()))
+    .bind(size as i64)
     .execute(tx.conn())
     .await
     .map_err(db_err)?;

@@ -317,10 +317,12 @@ pub fn init_logging(format: &str) {
 pub async fn serve(args: ServeArgs, http: bool) -> Result<()> {
     init_logging(&args.log_format);
     let mut cfg = build(&args, http)?;
-    // Admins pull models from the hub over the API with the CLI's code.
-    cfg.pull = Some(easel_api::native::pulls::Puller(std::sync::Arc::new(
-        crate::pull::start,
-    )));
+    // Admins pull models from the hub over the API with the CLI's code,
+    // and users import LoRAs from it.
+    cfg.pull = Some(easel_api::native::pulls::Puller {
+        pull: std::sync::Arc::new(crate::pull::start),
+        lora: Some(std::sync::Arc::new(crate::pull::start_lora)),
+    });
     let grace = cfg.queue.shutdown_grace;
     let workers = cfg.workers;
     let device = cfg.engine.device.clone();

@@ -32,7 +32,7 @@ use hf_hub::{Cache, Repo, RepoType};
 use serde::Deserialize;
 use serde_json::Value;
 
-use easel_api::native::pulls::Pulled;
+use easel_api::native::pulls::{HubFile, HubLora, Pulled};
 
 /// `easel models pull REPO`.
 #[derive(Args, Debug)]
@@ -851,6 +851,13 @@ struct Sibling {
     size: Option<u64>,
 }
 
+/// A listing, read.
+struct Listing {
+    commit: String,
+    siblings: Vec<String>,
+    sizes: HashMap<String, u64>,
+}
+
 /// Where the result goes.
 fn target(models_dir: &Path, name: &str, kind: Kind) -> PathBuf {
     match kind {
@@ -889,14 +896,15 @@ pub fn start(
     models_dir: PathBuf,
     sink: easel_api::native::pulls::PullSink,
 ) -> easel_core::Result<futures::future::BoxFuture<'static, std::result::Result<Pulled, String>>> {
+    let (endpoint, token) = server_hub();
     let args = PullArgs {
         repo: req.repo,
         revision: req.revision.unwrap_or_else(|| "main".into()),
         name: req.name,
         variant: req.variant,
         file: req.file,
-        token: std::env::var("HF_TOKEN").ok(),
-        endpoint: std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()),
+        token,
+        endpoint,
         force: req.force,
     };
     let data_dir = models_dir
@@ -915,6 +923,93 @@ pub fn start(
     Ok(Box::pin(async move {
         job.run().await.map_err(|e| format!("{e:#}"))
     }))
+}
+
+/// A user's LoRA import from the hub (`POST /v1/uploads/import` with `hub`, Scenario's
+/// `huggingFaceModelName`): the repository id, revision and file checked at once (errors
+/// name `repo`, `revision`, `file`), then the file fetched by [`Pull::fetch_lora`] through
+/// a temporary folder in `scratch`. The hub address and token as for [`start`].
+pub fn start_lora(
+    req: HubLora,
+    scratch: PathBuf,
+) -> easel_core::Result<futures::future::BoxFuture<'static, easel_core::Result<HubFile>>> {
+    let field =
+        |f: &'static str| move |e: anyhow::Error| easel_core::Error::invalid(f, format!("{e:#}"));
+    check_repo_id(&req.repo).map_err(field("repo"))?;
+    let revision = req.revision.clone().unwrap_or_else(|| "main".into());
+    check_revision(&revision).map_err(field("revision"))?;
+    if let Some(f) = &req.file {
+        check_single_file_name(f).map_err(field("file"))?;
+    }
+    let (endpoint, token) = server_hub();
+    let pull = Pull {
+        name: default_name(&req.repo),
+        repo: req.repo,
+        revision,
+        endpoint,
+        token,
+        force: false,
+        select: Select {
+            variant: None,
+            file: req.file,
+        },
+        data_dir: scratch.clone(),
+        models_dir: scratch,
+        // No log: an import reports its outcome on the upload.
+        sink: Some(Arc::new(|_| {})),
+    };
+    let max = req.max_bytes;
+    Ok(Box::pin(pull.fetch_lora(max)))
+}
+
+/// The hub a server reaches: `HF_ENDPOINT` (default huggingface.co), and `HF_TOKEN` or the
+/// saved login.
+fn server_hub() -> (String, Option<String>) {
+    let endpoint = std::env::var("HF_ENDPOINT")
+        .ok()
+        .map(|e| e.trim().trim_end_matches('/').to_string())
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "https://huggingface.co".into());
+    let token = std::env::var("HF_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .or_else(saved_token);
+    (endpoint, token)
+}
+
+/// The LoRA file of a repository (its file list): `file` when given (it must be listed);
+/// else diffusers' `pytorch_lora_weights.safetensors` at the top; else the repository's one
+/// top-level `.safetensors` file. A diffusers model's repository (`model_index.json`) is not
+/// a LoRA's; pickles are never chosen.
+pub fn choose_lora(siblings: &[String], file: Option<&str>) -> Result<String> {
+    if let Some(f) = file {
+        if !siblings.iter().any(|s| s == f) {
+            bail!("the repository has no file `{f}`");
+        }
+        return Ok(f.to_string());
+    }
+    if siblings.iter().any(|s| s == "model_index.json") {
+        bail!(
+            "it is a diffusers model, not a LoRA: an admin adds base models with `easel models \
+             pull` (or POST /v1/models-folder/pulls)"
+        );
+    }
+    const DIFFUSERS_LORA: &str = "pytorch_lora_weights.safetensors";
+    if siblings.iter().any(|s| s == DIFFUSERS_LORA) {
+        return Ok(DIFFUSERS_LORA.into());
+    }
+    match top_safetensors(siblings, false).as_slice() {
+        [one] => Ok(one.to_string()),
+        [] if siblings.iter().any(|s| is_pickle(s)) => bail!(
+            "it holds only pickle weights, which Easel never downloads (loading a pickle can \
+             run code): look for a .safetensors version"
+        ),
+        [] => bail!("it has no .safetensors file at its top"),
+        several => bail!(
+            "it has several .safetensors files ({}): name one as the file",
+            several.join(", ")
+        ),
+    }
 }
 
 /// Everything that can be checked without the network, first; an error names the field.
@@ -1088,11 +1183,10 @@ impl Pull {
         serde_json::from_slice(&bytes).with_context(|| format!("{what}: not valid JSON"))
     }
 
-    /// Download; resolves to what was installed.
-    async fn run(self) -> Result<Pulled> {
-        // The listing and model_index.json need no cache; the cache path is never written.
-        let api = self.api(self.models_dir.join(".easel-pull-unused"))?;
-        let repo = self.repo(&api, &self.revision);
+    /// The repository's files at the revision, and the commit it names (downloads take
+    /// exactly that commit, even if the branch moves meanwhile).
+    async fn listing(&self, api: &hf_hub::api::tokio::Api) -> Result<Listing> {
+        let repo = self.repo(api, &self.revision);
         let listing_what = format!("listing {} at `{}`", self.repo, self.revision);
         let resp = repo
             .info_request()
@@ -1107,23 +1201,91 @@ impl Pull {
             .json()
             .await
             .with_context(|| format!("{listing_what}: unexpected answer"))?;
-        // Download exactly the listed commit, even if the branch moves meanwhile.
         let commit = listing
             .sha
             .clone()
             .filter(|s| check_revision(s).is_ok())
             .unwrap_or_else(|| self.revision.clone());
+        Ok(Listing {
+            commit,
+            siblings: listing
+                .siblings
+                .iter()
+                .map(|s| s.rfilename.clone())
+                .collect(),
+            sizes: listing
+                .siblings
+                .into_iter()
+                .filter_map(|s| Some((s.rfilename, s.size?)))
+                .collect(),
+        })
+    }
+
+    /// A user's LoRA import: the repository's LoRA file ([`choose_lora`]), at most `max`
+    /// bytes (refused from the listing before any download, and checked after), downloaded
+    /// through a temporary folder (removed when done) and read.
+    async fn fetch_lora(self, max: u64) -> easel_core::Result<HubFile> {
+        let fail = |e: anyhow::Error| easel_core::Error::invalid("repo", format!("{e:#}"));
+        let too_large = |file: &str, n: u64| {
+            easel_core::Error::new(
+                easel_core::ErrorKind::PayloadTooLarge,
+                format!(
+                    "{}/{file} is {n} bytes, over this server's upload limit ({max} bytes)",
+                    self.repo
+                ),
+            )
+            .with_field("repo")
+        };
+        let api = self
+            .api(self.models_dir.join(".easel-pull-unused"))
+            .map_err(fail)?;
+        let listing = self.listing(&api).await.map_err(fail)?;
+        let file = choose_lora(&listing.siblings, self.select.file.as_deref())
+            .with_context(|| format!("cannot import a LoRA from {}", self.repo))
+            .map_err(fail)?;
+        let listed = listing.sizes.get(&file).copied();
+        if let Some(n) = listed.filter(|&n| n > max) {
+            return Err(too_large(&file, n));
+        }
+        std::fs::create_dir_all(&self.models_dir)
+            .map_err(|e| easel_core::Error::internal(format!("creating the hub cache: {e}")))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".easel-lora-")
+            .tempdir_in(&self.models_dir)
+            .map_err(|e| easel_core::Error::internal(format!("creating the hub cache: {e}")))?;
+        let api = self.api(tmp.path().join("cache")).map_err(fail)?;
+        let repo = self.repo(&api, &listing.commit);
+        let path = self.download(&repo, &file, &file).await.map_err(fail)?;
+        let blob = std::fs::canonicalize(&path).unwrap_or(path);
+        let got = std::fs::metadata(&blob)
+            .map_err(|e| easel_core::Error::internal(e.to_string()))?
+            .len();
+        if got > max {
+            return Err(too_large(&file, got));
+        }
+        if listed.is_some_and(|want| want != got) {
+            return Err(fail(anyhow!(
+                "{file}: received {got} bytes, the hub lists {}",
+                listed.unwrap_or_default()
+            )));
+        }
+        let data = tokio::fs::read(&blob)
+            .await
+            .map_err(|e| easel_core::Error::internal(format!("reading {file}: {e}")))?;
+        Ok(HubFile { path: file, data })
+    }
+
+    /// Download; resolves to what was installed.
+    async fn run(self) -> Result<Pulled> {
+        // The listing and model_index.json need no cache; the cache path is never written.
+        let api = self.api(self.models_dir.join(".easel-pull-unused"))?;
+        let Listing {
+            commit,
+            siblings,
+            sizes,
+        } = self.listing(&api).await?;
         let repo = self.repo(&api, &commit);
-        let siblings: Vec<String> = listing
-            .siblings
-            .iter()
-            .map(|s| s.rfilename.clone())
-            .collect();
-        let sizes: HashMap<&str, u64> = listing
-            .siblings
-            .iter()
-            .filter_map(|s| Some((s.rfilename.as_str(), s.size?)))
-            .collect();
+        let sizes: HashMap<&str, u64> = sizes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
 
         let index = if needs_index(&siblings, &self.select) {
             Some(self.fetch_json(&api, &repo, "model_index.json").await?)
@@ -1492,6 +1654,47 @@ mod tests {
         Select {
             variant: Some(v.into()),
             file: None,
+        }
+    }
+
+    /// A user's LoRA import takes the named file, else diffusers' LoRA file, else the one
+    /// top-level `.safetensors`; it refuses a diffusers model, pickles only, none or several.
+    #[test]
+    fn the_lora_of_a_repository() {
+        let files = list(&["README.md", "ink.safetensors", "samples/a.png"]);
+        assert_eq!(choose_lora(&files, None).unwrap(), "ink.safetensors");
+        let files = list(&[
+            "pytorch_lora_weights.safetensors",
+            "other.safetensors",
+            "sub/x.safetensors",
+        ]);
+        assert_eq!(
+            choose_lora(&files, None).unwrap(),
+            "pytorch_lora_weights.safetensors"
+        );
+        assert_eq!(
+            choose_lora(&files, Some("sub/x.safetensors")).unwrap(),
+            "sub/x.safetensors"
+        );
+        let e = choose_lora(&files, Some("sub/missing.safetensors")).unwrap_err();
+        assert!(
+            e.to_string().contains("no file `sub/missing.safetensors`"),
+            "{e}"
+        );
+        for (files, says) in [
+            (
+                list(&["model_index.json", "unet/x.safetensors"]),
+                "diffusers model",
+            ),
+            (list(&["lora.ckpt", "lora.bin"]), "pickle"),
+            (list(&["README.md", "sub/a.safetensors"]), "no .safetensors"),
+            (
+                list(&["a.safetensors", "b.safetensors"]),
+                "a.safetensors, b.safetensors",
+            ),
+        ] {
+            let e = format!("{:#}", choose_lora(&files, None).unwrap_err());
+            assert!(e.contains(says), "{files:?}: {e}");
         }
     }
 

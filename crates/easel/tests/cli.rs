@@ -1141,6 +1141,314 @@ async fn admins_pull_from_the_hub_over_the_api() {
     );
 }
 
+/// Users import a LoRA from the hub: `POST /v1/uploads/import {hub}` and Scenario's
+/// `huggingFaceModelName` list the repository, take its one `.safetensors` file through
+/// the hub code and make it the user's private model in the background (the upload
+/// `validating`, then `complete` naming the model, its size learnt). Bad ids are refused
+/// before any network; a missing repository or a file over the upload limit fails the
+/// upload saying why (the latter before downloading it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_import_loras_from_the_hub() {
+    let src = tempfile::tempdir().unwrap();
+    let made = easel()
+        .args(["models", "make-tiny"])
+        .arg(src.path().join("tiny"))
+        .args(["--family", "sd15", "--lora", "kohya"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let lora = std::fs::read(src.path().join("tiny-lora.safetensors")).unwrap();
+    let hub = FakeHub::start(
+        "acme/ink-lora",
+        vec![
+            (".gitattributes", b"*.safetensors filter=lfs".to_vec()),
+            ("README.md", b"# ink".to_vec()),
+            ("ink.safetensors", lora.clone()),
+        ],
+        &[],
+    );
+    let serve = |dir: &std::path::Path, port: u16, max_upload: &str| {
+        Killed(
+            easel()
+                .args([
+                    "serve",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--workers",
+                    "0",
+                    "--max-upload",
+                    max_upload,
+                ])
+                .arg("--data-dir")
+                .arg(dir)
+                .env("EASEL_ADMIN_KEY", ADMIN)
+                .env("HF_ENDPOINT", hub.endpoint())
+                .env_remove("HF_TOKEN")
+                .env("HF_HOME", dir.join("no-hf-home"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    const ADMIN: &str = "esk_test_admin_key_for_the_lora_import_0123456789";
+    let http = reqwest::Client::new();
+    let call = |base: String,
+                method: reqwest::Method,
+                path: &str,
+                key: &str,
+                body: Option<serde_json::Value>| {
+        let mut r = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (
+                status,
+                resp.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let ready = |base: String| {
+        let http = http.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while http.get(format!("{base}/readyz")).send().await.is_err() {
+                assert!(Instant::now() < deadline, "server did not start");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // The upload once it is no longer `validating` (native and Scenario views alike).
+    let settled = |base: String, path: String, key: String| {
+        let call = &call;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let (s, v) = call(base.clone(), reqwest::Method::GET, &path, &key, None).await;
+                assert_eq!(s, 200, "{v}");
+                let u = if v.get("upload").is_some() {
+                    v["upload"].clone()
+                } else {
+                    v
+                };
+                if u["status"] != "validating" {
+                    return u;
+                }
+                assert!(Instant::now() < deadline, "the import did not settle: {u}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    use reqwest::Method;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = serve(dir.path(), port, "256MiB");
+    let base = format!("http://127.0.0.1:{port}");
+    ready(base.clone()).await;
+    let (s, user) = call(
+        base.clone(),
+        Method::POST,
+        "/v1/keys",
+        ADMIN,
+        Some(serde_json::json!({"name": "u"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{user}");
+    let key = user["key"].as_str().unwrap().to_string();
+    for (body, status, field) in [
+        (
+            serde_json::json!({"kind": "lora", "hub": {"repo": "not a repo"}}),
+            422,
+            "hub.repo",
+        ),
+        (
+            serde_json::json!({"kind": "lora", "hub": {"repo": "acme/ink-lora", "file": "ink.ckpt"}}),
+            422,
+            "hub.file",
+        ),
+        (
+            serde_json::json!({"hub": {"repo": "acme/ink-lora"}}),
+            422,
+            "hub",
+        ),
+    ] {
+        let (s, e) = call(
+            base.clone(),
+            Method::POST,
+            "/v1/uploads/import",
+            &key,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(
+            (s, e["error"]["field"].as_str()),
+            (status, Some(field)),
+            "{body}: {e}"
+        );
+    }
+    assert!(hub.requests().is_empty(), "{:?}", hub.requests());
+
+    let (s, started) = call(
+        base.clone(),
+        Method::POST,
+        "/v1/uploads/import",
+        &key,
+        Some(serde_json::json!({"kind": "lora", "hub": {"repo": "acme/ink-lora"}})),
+    )
+    .await;
+    assert_eq!(
+        (s, started["status"].as_str()),
+        (202, Some("validating")),
+        "{started}"
+    );
+    assert_eq!(started["source_url"], "hf://acme/ink-lora", "{started}");
+    let id = started["id"].as_str().unwrap();
+    let done = settled(base.clone(), format!("/v1/uploads/{id}"), key.clone()).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!(done["file_size"], lora.len(), "{done}");
+    let model = done["model_id"].as_str().unwrap();
+    let (s, m) = call(
+        base.clone(),
+        Method::GET,
+        &format!("/v1/models/{model}"),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, m["name"].as_str(), m["family"].as_str()),
+        (200, Some("ink-lora"), Some("lora")),
+        "{m}"
+    );
+    assert!(
+        hub.requests()
+            .iter()
+            .any(|r| r.ends_with("/ink.safetensors")),
+        "{:?}",
+        hub.requests()
+    );
+
+    // Scenario: `huggingFaceModelName` alone.
+    let (s, v) = call(
+        base.clone(),
+        Method::POST,
+        "/scenario/v1/uploads",
+        &key,
+        Some(serde_json::json!({"huggingFaceModelName": "acme/ink-lora"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            s,
+            v["upload"]["status"].as_str(),
+            v["upload"]["source"].as_str(),
+            v["upload"]["kind"].as_str()
+        ),
+        (200, Some("validating"), Some("huggingface"), Some("model")),
+        "{v}"
+    );
+    let id = v["upload"]["id"].as_str().unwrap();
+    let done = settled(
+        base.clone(),
+        format!("/scenario/v1/uploads/{id}"),
+        key.clone(),
+    )
+    .await;
+    assert_eq!(done["status"], "complete", "{done}");
+    assert!(
+        done["entityId"].as_str().unwrap().starts_with("model_"),
+        "{done}"
+    );
+    let (s, e) = call(
+        base.clone(),
+        Method::POST,
+        "/scenario/v1/uploads",
+        &key,
+        Some(serde_json::json!({"huggingFaceModelName": "../x"})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["infos"]["field"].as_str()),
+        (400, Some("huggingFaceModelName")),
+        "{e}"
+    );
+    // A repository the hub does not have: the upload fails saying so.
+    let (s, v) = call(
+        base.clone(),
+        Method::POST,
+        "/v1/uploads/import",
+        &key,
+        Some(serde_json::json!({"kind": "lora", "hub": {"repo": "acme/nothing"}})),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let failed = settled(
+        base.clone(),
+        format!("/v1/uploads/{}", v["id"].as_str().unwrap()),
+        key.clone(),
+    )
+    .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("404"),
+        "{failed}"
+    );
+    drop(_server);
+
+    // Over the upload limit: refused from the listing, the file never downloaded.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = serve(dir.path(), port, "1000");
+    let base = format!("http://127.0.0.1:{port}");
+    ready(base.clone()).await;
+    let (_, user) = call(
+        base.clone(),
+        Method::POST,
+        "/v1/keys",
+        ADMIN,
+        Some(serde_json::json!({"name": "u"})),
+    )
+    .await;
+    let key = user["key"].as_str().unwrap().to_string();
+    let downloads = || {
+        hub.requests()
+            .iter()
+            .filter(|r| r.ends_with("/ink.safetensors"))
+            .count()
+    };
+    let before = downloads();
+    let (s, v) = call(
+        base.clone(),
+        Method::POST,
+        "/v1/uploads/import",
+        &key,
+        Some(serde_json::json!({"kind": "lora", "hub": {"repo": "acme/ink-lora"}})),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let failed = settled(
+        base.clone(),
+        format!("/v1/uploads/{}", v["id"].as_str().unwrap()),
+        key.clone(),
+    )
+    .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("upload limit (1000 bytes)"),
+        "{failed}"
+    );
+    assert_eq!(downloads(), before);
+}
+
 /// Kills its process when dropped (a failed assertion leaves no server behind).
 struct Killed(std::process::Child);
 

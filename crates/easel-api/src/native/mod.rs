@@ -100,6 +100,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/downloads/{id}", get(downloads::get))
         .route("/v1/downloads/{id}/archive", get(downloads::archive))
         .route("/v1/uploads", post(uploads::create).get(uploads::list))
+        .route("/v1/uploads/import", post(uploads::import))
         .route(
             "/v1/uploads/{id}",
             get(uploads::get).delete(uploads::delete),

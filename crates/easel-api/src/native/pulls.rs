@@ -81,9 +81,46 @@ pub type PullFn = Arc<
         + Sync,
 >;
 
-/// A [`PullFn`] in the server's configuration.
+/// A LoRA a user imports from the hub (`POST /v1/uploads/import` with `hub`, Scenario's
+/// `huggingFaceModelName`): the repository, its revision (default `main`) and the file (a
+/// `.safetensors` path in it; default the repository's one LoRA file). Never more than
+/// `max_bytes` is downloaded.
+#[derive(Debug, Clone)]
+pub struct HubLora {
+    pub repo: String,
+    pub revision: Option<String>,
+    pub file: Option<String>,
+    pub max_bytes: u64,
+}
+
+/// A file fetched from the hub: its path in the repository and its bytes.
+#[derive(Debug, Clone)]
+pub struct HubFile {
+    pub path: String,
+    pub data: Vec<u8>,
+}
+
+/// Fetches a [`HubLora`], downloading through a folder of its own inside the given scratch
+/// folder (removed when done): checks what can be checked without the network at once
+/// (errors name the request's field: `repo`, `revision`, `file`), then returns the download.
+/// Its errors: invalid input naming `repo` (a repository that is not a LoRA's, missing,
+/// gated), too large (`PayloadTooLarge`), or the hub unreachable.
+pub type HubLoraFn = Arc<
+    dyn Fn(
+            HubLora,
+            std::path::PathBuf,
+        ) -> easel_core::Result<BoxFuture<'static, easel_core::Result<HubFile>>>
+        + Send
+        + Sync,
+>;
+
+/// The binary's hub code in the server's configuration: admins' pulls into the models
+/// folder, and users' LoRA imports (none: those answer 501).
 #[derive(Clone)]
-pub struct Puller(pub PullFn);
+pub struct Puller {
+    pub pull: PullFn,
+    pub lora: Option<HubLoraFn>,
+}
 
 impl std::fmt::Debug for Puller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,7 +175,7 @@ pub async fn create(
     _: Admin,
     Json(req): Json<PullRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<PullView>)> {
-    let Some(Puller(pull)) = state.puller.clone() else {
+    let Some(Puller { pull, .. }) = state.puller.clone() else {
         return Err(Error::new(
             ErrorKind::NotImplemented,
             "this server was started without hub access; run `easel models pull` instead",

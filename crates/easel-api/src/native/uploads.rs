@@ -3,7 +3,9 @@
 //! needed; a part sent again replaces the earlier one), then `POST …/complete`: the asset
 //! is created (`asset_id`) — or, for `kind: lora`, a private model of the caller's made of
 //! the LoRA file (`model_id`) — or the upload fails saying why. Only the owner sees an
-//! upload.
+//! upload. `POST /v1/uploads/import` makes an upload of a file the server fetches itself: an
+//! image from a URL (complete at once), or a LoRA from a URL or a Hugging Face hub repository
+//! (fetched in the background: `validating`, then `complete` or `failed`).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -50,6 +52,51 @@ pub struct CreateUpload {
     /// Hide the asset from the caller's lists (`GET /v1/assets?hidden=true` lists them).
     #[serde(default)]
     pub hidden: bool,
+}
+
+/// A file for the server to fetch: `url` or `hub`, one of the two.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportUpload {
+    /// What it becomes: `image` (the default; by `url` only) or `lora`.
+    #[serde(default)]
+    pub kind: UploadKind,
+    /// An http(s) URL, fetched under the server's fetch policy (`--fetch-images`): an image
+    /// within the request body limit, a LoRA within `max_upload_bytes`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A LoRA's file in a repository of the Hugging Face hub (or the mirror the server's
+    /// `HF_ENDPOINT` names; its `HF_TOKEN` reaches gated ones).
+    #[serde(default)]
+    pub hub: Option<HubSource>,
+    /// The asset's or the model's name (default: the file's name; from the hub, the
+    /// repository's).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// One of the caller's assets this one derives from (images).
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// Collections of the caller the asset is added to (images; at most 49).
+    #[serde(default)]
+    pub collection_ids: Vec<String>,
+    /// Hide the asset from the caller's lists (images).
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+/// A file of a hub repository.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HubSource {
+    /// `owner/name`.
+    pub repo: String,
+    /// Branch, tag or commit (default `main`).
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// The `.safetensors` file's path in the repository (default: the repository's LoRA
+    /// file — `pytorch_lora_weights.safetensors`, or its one `.safetensors` file).
+    #[serde(default)]
+    pub file: Option<String>,
 }
 
 /// Where a part is sent: `PUT` its bytes to `url` before `expires`.
@@ -159,6 +206,50 @@ pub async fn create(
         StatusCode::CREATED,
         axum::Json(view(&state, u, true).await?),
     ))
+}
+
+/// Import a file the server fetches: an image by URL answers 201 with the upload complete
+/// (its `asset_id`), or the error; a LoRA answers 202 with the upload `validating` — poll
+/// `GET /v1/uploads/{id}` until it is `complete` (its `model_id`) or `failed` (`error`).
+#[utoipa::path(post, path = "/v1/uploads/import", tag = "assets", request_body = ImportUpload,
+    responses((status = 201, body = UploadView, description = "An image, imported"),
+        (status = 202, body = UploadView, description = "A LoRA, being fetched"),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 501, body = ErrorBody, description = "A hub import on a server without hub access")),
+    security(("bearer" = [])))]
+pub async fn import(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    Json(body): Json<ImportUpload>,
+) -> ApiResult<(StatusCode, axum::Json<UploadView>)> {
+    let (field, from) = match (body.url, body.hub) {
+        (Some(url), None) => ("url", service::ImportFrom::Url(url)),
+        (None, Some(h)) => (
+            "hub",
+            service::ImportFrom::Hub {
+                repo: h.repo,
+                revision: h.revision,
+                file: h.file,
+            },
+        ),
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid("hub", "give `url` or `hub`, not both").into())
+        }
+        (None, None) => return Err(Error::invalid("url", "give `url` or `hub`").into()),
+    };
+    let options = UploadOptions {
+        name: body.name,
+        parent_id: body.parent_id,
+        collection_ids: body.collection_ids,
+        hidden: body.hidden,
+    };
+    let u = service::import_upload(&state, &who, field, from, body.kind, options).await?;
+    let status = if u.status == UploadStatus::Complete {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, axum::Json(view(&state, u, false).await?)))
 }
 
 #[derive(Serialize, ToSchema)]

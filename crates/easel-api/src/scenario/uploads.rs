@@ -4,12 +4,14 @@
 //! this server for each part (`PUT` the bytes there, no key needed); `POST
 //! /uploads/{id}/action {"action": "complete"}` joins them into an asset (`entityId`). A
 //! file that is not a valid image fails the upload (`status: failed`, `errorMessage`), as
-//! Scenario reports a failed validation. `url` imports an image at once under the server's
-//! fetch policy. The kinds `image`, `asset` and `avatar` make an image asset; `model` a
-//! LoRA (a `.safetensors` file of LoRA weights, sent in parts) that becomes a private model
-//! of the uploader's (`entityId` its `model_…` id; `concepts[{modelId}]` applies it).
-//! 3D, audio and video files, models by `url`, Civitai and Hugging Face imports answer 400
-//! naming the field.
+//! Scenario reports a failed validation. The kinds `image`, `asset` and `avatar` make an
+//! image asset; `model` a LoRA (a `.safetensors` file of LoRA weights) that becomes a private
+//! model of the uploader's (`entityId` its `model_…` id; `concepts[{modelId}]` applies it).
+//! `url` imports under the server's fetch policy: an image at once, a model's file in the
+//! background (`validating`, then `complete` or `failed`: poll the upload);
+//! `huggingFaceModelName` (`owner/repo`) imports the repository's LoRA file from the hub in
+//! the background (`source: huggingface`). 3D, audio and video files and Civitai pages
+//! answer 400 naming the field.
 
 use easel_core::upload::{Upload, UploadKind, UploadOptions, UploadSpec, UploadStatus};
 
@@ -126,6 +128,7 @@ fn view(state: &AppState, u: Upload) -> UploadOne {
             url: p.url,
         })
         .collect();
+    let hub = u.from_hub();
     UploadOne {
         upload: UploadView {
             file_name: u.asset_name().to_string(),
@@ -136,10 +139,10 @@ fn view(state: &AppState, u: Upload) -> UploadOne {
                 UploadKind::Lora => "model",
             },
             status: u.status.as_str(),
-            source: if u.source_url.is_some() {
-                "url"
-            } else {
-                "multipart"
+            source: match &u.source_url {
+                None => "multipart",
+                Some(_) if hub => "huggingface",
+                Some(_) => "url",
             },
             author_id: u.owner_id.clone(),
             owner_id: u.owner_id,
@@ -152,7 +155,7 @@ fn view(state: &AppState, u: Upload) -> UploadOne {
                 .map(ids::asset)
                 .or_else(|| u.model_id.as_deref().map(ids::model)),
             error_message: u.error,
-            url: u.source_url,
+            url: u.source_url.filter(|_| !hub),
             asset_options: AssetOptionsView {
                 collection_ids: u
                     .options
@@ -194,32 +197,27 @@ pub(super) async fn create(
     Auth(who): Auth,
     Json(body): Json<UploadRequest>,
 ) -> Result<axum::Json<UploadOne>, Failure> {
-    for (field, given) in [
-        ("civitaiModelUrl", body.civitai_model_url.is_some()),
-        (
-            "huggingFaceModelName",
-            body.hugging_face_model_name.is_some(),
-        ),
-    ] {
-        if given {
-            return Err(Error::invalid(
-                field,
-                "Easel does not import models from other sites: upload the LoRA's \
-                 .safetensors file in parts (kind model)",
-            )
-            .into());
-        }
+    if body.civitai_model_url.is_some() {
+        return Err(Error::invalid(
+            "civitaiModelUrl",
+            "Easel does not import from Civitai: give the file's download URL as `url` (kind \
+             model), or upload the LoRA's .safetensors file in parts",
+        )
+        .into());
     }
+    // "No need to setup other fields": a hub import is a model's.
+    let hub = body.hugging_face_model_name.is_some();
     let kind = match body.kind.as_deref() {
+        None if hub => UploadKind::Lora,
         None => return Err(Error::invalid("kind", "required: image or model").into()),
-        Some("image" | "asset" | "avatar") => UploadKind::Image,
-        Some("model") if body.url.is_some() => {
+        Some("image" | "asset" | "avatar") if hub => {
             return Err(Error::invalid(
-                "url",
-                "Easel imports images by URL: upload a model's file in parts",
+                "kind",
+                "a huggingFaceModelName import makes a model (kind model)",
             )
             .into())
         }
+        Some("image" | "asset" | "avatar") => UploadKind::Image,
         Some("model") => UploadKind::Lora,
         Some(k) => {
             return Err(Error::invalid(
@@ -231,6 +229,9 @@ pub(super) async fn create(
             .into())
         }
     };
+    if hub && body.url.is_some() {
+        return Err(Error::invalid("url", "give a url or a huggingFaceModelName, not both").into());
+    }
     if kind == UploadKind::Lora && body.asset_options.is_some() {
         return Err(Error::invalid(
             "assetOptions",
@@ -259,8 +260,24 @@ pub(super) async fn create(
         collection_ids,
         hidden: opts.hide == Some(true),
     };
-    let u = if let Some(url) = body.url.as_deref() {
-        service::import_upload(&state, &who, "url", url, options)
+    let u = if let Some(repo) = body.hugging_face_model_name {
+        let from = service::ImportFrom::Hub {
+            repo,
+            revision: None,
+            file: None,
+        };
+        // The hub's checks name the repository (`….repo`): Scenario's one field.
+        service::import_upload(&state, &who, "huggingFaceModelName", from, kind, options)
+            .await
+            .map_err(|e| match e.field.as_deref() {
+                Some(f) if f.starts_with("huggingFaceModelName") => {
+                    e.with_field("huggingFaceModelName")
+                }
+                _ => wire(e),
+            })?
+    } else if let Some(url) = body.url {
+        let from = service::ImportFrom::Url(url);
+        service::import_upload(&state, &who, "url", from, kind, options)
             .await
             .map_err(wire)?
     } else {

@@ -17,6 +17,7 @@ use easel_core::job::{NewJob, PRIORITY_RANGE};
 use easel_core::model::{Model, ModelPatch, ModelSpec, Privacy};
 use easel_core::task::{check_size, ImageRef, TaskInput};
 use easel_core::{time, Error, ErrorKind, Job, Result, Webhook};
+use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -1123,13 +1124,33 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Fetch a remote image under the server's policy and limits: http(s) only, at most
 /// `max_body_bytes`, within 30 s, redirects followed (at most 3) under the same checks.
 pub async fn fetch_image(state: &AppState, field: &str, url: &str) -> Result<Bytes> {
+    fetch_url(
+        state,
+        field,
+        url,
+        "image",
+        state.limits.max_body_bytes as u64,
+        FETCH_TIMEOUT,
+    )
+    .await
+}
+
+/// Fetch what `url` points at under the server's fetch policy (`--fetch-images`; redirects
+/// followed and each checked, at most 3): at most `max` bytes (413 naming `field` beyond),
+/// within `timeout`; other errors are 422 naming `field`.
+async fn fetch_url(
+    state: &AppState,
+    field: &str,
+    url: &str,
+    what: &str,
+    max: u64,
+    timeout: Duration,
+) -> Result<Bytes> {
     let bad = |msg: String| Error::invalid(field, msg);
     if state.fetch_images == FetchImages::Off {
-        return Err(bad(
-            "this server does not fetch image URLs (--fetch-images off); send a data: URL or \
-             an asset id"
-                .into(),
-        ));
+        return Err(bad(format!(
+            "this server does not fetch URLs (--fetch-images off); send the {what} itself"
+        )));
     }
     let policy = match state.fetch_images {
         FetchImages::Any => easel_net::Policy::any(),
@@ -1144,7 +1165,7 @@ pub async fn fetch_image(state: &AppState, field: &str, url: &str) -> Result<Byt
             .map_err(|e| bad(e.explained("--fetch-images any allows others")))?;
         let client = target
             .client()
-            .timeout(FETCH_TIMEOUT)
+            .timeout(timeout)
             .user_agent(concat!("easel/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::internal(e.to_string()))?;
@@ -1169,11 +1190,10 @@ pub async fn fetch_image(state: &AppState, field: &str, url: &str) -> Result<Byt
                 resp.status().as_u16()
             )));
         }
-        let max = state.limits.max_body_bytes;
-        if resp.content_length().is_some_and(|n| n > max as u64) {
+        if resp.content_length().is_some_and(|n| n > max) {
             return Err(Error::new(
                 ErrorKind::PayloadTooLarge,
-                format!("the image at {url} is over {max} bytes"),
+                format!("the {what} at {url} is over {max} bytes"),
             )
             .with_field(field));
         }
@@ -1183,10 +1203,10 @@ pub async fn fetch_image(state: &AppState, field: &str, url: &str) -> Result<Byt
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| bad(format!("fetching {url}: {e}")))?;
             body.extend_from_slice(&chunk);
-            if body.len() > max {
+            if body.len() as u64 > max {
                 return Err(Error::new(
                     ErrorKind::PayloadTooLarge,
-                    format!("the image at {url} is over {max} bytes"),
+                    format!("the {what} at {url} is over {max} bytes"),
                 )
                 .with_field(field));
             }
@@ -1645,8 +1665,9 @@ async fn finish_lora(
         easel_store::uploads::fail(&state.store, &u.id, &e.message).await?;
         return Err(e);
     }
+    let size = data.len() as u64;
     easel_store::intents::put(&state.store, &model_id, &key, data).await?;
-    match easel_store::uploads::finish_model(&state.store, &u.id, &model_id, &spec).await {
+    match easel_store::uploads::finish_model(&state.store, &u.id, &model_id, &spec, size).await {
         Ok(done) => Ok(done),
         Err(e) if e.kind == ErrorKind::Conflict => {
             easel_store::intents::remove(&state.store, &[(model_id, key)]).await?;
@@ -1681,29 +1702,66 @@ async fn closed_upload(state: &AppState, id: &str) -> Result<easel_core::upload:
     }
 }
 
-/// Import an image from a URL (under the fetch policy, as a request's image URLs) as an
-/// upload that is complete at once; errors name `field`.
+/// Where an import comes from.
+#[derive(Debug, Clone)]
+pub enum ImportFrom {
+    /// A URL, fetched under the server's fetch policy (`--fetch-images`).
+    Url(String),
+    /// A file of a repository of the Hugging Face hub (or the mirror `HF_ENDPOINT` names),
+    /// through the binary's hub code: LoRAs only.
+    Hub {
+        repo: String,
+        revision: Option<String>,
+        file: Option<String>,
+    },
+}
+
+/// Longest wait for a model file fetched from a URL.
+const FETCH_FILE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Import a file as an upload; errors name `field` (the source: `url`, `hub`, …).
+/// An image (by URL only, within the request body limit) is fetched at once and the upload
+/// answered complete (or the error). A LoRA (by URL or from the hub, within the upload
+/// limit) is fetched in the background: the upload is answered `validating` and becomes
+/// `complete` naming its model, or `failed` saying why — poll it. It counts among the
+/// caller's open uploads meanwhile; a server stopped mid-download leaves it `validating`
+/// until it expires (failed then) and nothing stored: the model's blob is written only once
+/// the whole file is checked.
 pub async fn import_upload(
+    state: &AppState,
+    who: &Principal,
+    field: &str,
+    from: ImportFrom,
+    kind: easel_core::upload::UploadKind,
+    options: easel_core::upload::UploadOptions,
+) -> Result<easel_core::upload::Upload> {
+    use easel_core::upload::UploadKind;
+    options.validate(kind)?;
+    check_upload_options(state, who, &options).await?;
+    match (kind, from) {
+        (UploadKind::Image, ImportFrom::Url(url)) => {
+            import_image(state, who, field, &url, options).await
+        }
+        (UploadKind::Image, ImportFrom::Hub { .. }) => Err(Error::invalid(
+            field,
+            "the hub holds models: a hub import makes a LoRA (kind lora)",
+        )),
+        (UploadKind::Lora, from) => import_lora(state, who, field, from, options).await,
+    }
+}
+
+async fn import_image(
     state: &AppState,
     who: &Principal,
     field: &str,
     url: &str,
     options: easel_core::upload::UploadOptions,
 ) -> Result<easel_core::upload::Upload> {
-    check_upload_options(state, who, &options).await?;
     let data = fetch_image(state, field, url).await?;
-    let file_name = reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| {
-            u.path_segments()
-                .and_then(|mut s| s.next_back().map(str::to_string))
-        })
-        .filter(|n| !n.is_empty() && n.chars().count() <= easel_core::upload::MAX_NAME_CHARS)
-        .unwrap_or_else(|| "image".to_string());
     let mut u = easel_core::upload::Upload::new(
         &who.user_id,
         easel_core::upload::UploadSpec {
-            file_name,
+            file_name: url_file_name(url).unwrap_or_else(|| "image".to_string()),
             content_type: "application/octet-stream".into(),
             file_size: data.len() as u64,
             parts: 1,
@@ -1721,6 +1779,132 @@ pub async fn import_upload(
             Err(refield(e, "file", field))
         }
     }
+}
+
+/// The last segment of a URL's path, when it makes a file name.
+fn url_file_name(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.path_segments()
+                .and_then(|mut s| s.next_back().map(str::to_string))
+        })
+        .filter(|n| !n.is_empty() && n.chars().count() <= easel_core::upload::MAX_NAME_CHARS)
+}
+
+async fn import_lora(
+    state: &AppState,
+    who: &Principal,
+    field: &str,
+    from: ImportFrom,
+    options: easel_core::upload::UploadOptions,
+) -> Result<easel_core::upload::Upload> {
+    use easel_core::upload::{UploadKind, UploadSpec, HUB_SOURCE, MAX_OPEN_UPLOADS};
+    let max = state.limits.max_upload_bytes;
+    // What can be refused without the network, first.
+    let (file_name, source, fetch): (String, String, BoxFuture<'static, Result<Bytes>>) =
+        match from {
+            ImportFrom::Url(url) => {
+                let parsed = reqwest::Url::parse(&url)
+                    .map_err(|e| Error::invalid(field, format!("not a URL: {e}")))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(Error::invalid(field, "an http:// or https:// URL"));
+                }
+                if state.fetch_images == FetchImages::Off {
+                    return Err(Error::invalid(
+                        field,
+                        "this server does not fetch URLs (--fetch-images off): upload the \
+                         LoRA's file in parts",
+                    ));
+                }
+                let name = url_file_name(&url).unwrap_or_else(|| "lora.safetensors".into());
+                let (st, f, u) = (state.clone(), field.to_string(), url.clone());
+                let fetch = Box::pin(async move {
+                    fetch_url(&st, &f, &u, "file", max, FETCH_FILE_TIMEOUT).await
+                });
+                (name, url, fetch)
+            }
+            ImportFrom::Hub {
+                repo,
+                revision,
+                file,
+            } => {
+                let Some(hub) = state.puller.as_ref().and_then(|p| p.lora.clone()) else {
+                    return Err(Error::new(
+                        ErrorKind::NotImplemented,
+                        "this server was started without hub access: upload the LoRA's file \
+                         in parts",
+                    )
+                    .with_field(field));
+                };
+                let scratch = state
+                    .models_dir
+                    .parent()
+                    .map(|d| d.join("cache").join("hub"))
+                    .unwrap_or_else(std::env::temp_dir);
+                let req = crate::native::pulls::HubLora {
+                    repo: repo.clone(),
+                    revision: revision.clone(),
+                    file: file.clone(),
+                    max_bytes: max,
+                };
+                // The hub code's checks name `repo`, `revision` or `file`: of `field`.
+                let download = hub(req, scratch).map_err(|e| match e.field.clone() {
+                    Some(f) => e.with_field(format!("{field}.{f}")),
+                    None => e.with_field(field),
+                })?;
+                let source = format!(
+                    "{HUB_SOURCE}{repo}{}{}",
+                    revision.map(|r| format!("@{r}")).unwrap_or_default(),
+                    file.as_deref().map(|f| format!("/{f}")).unwrap_or_default()
+                );
+                let name = match &file {
+                    Some(f) => f.rsplit('/').next().unwrap_or(f).to_string(),
+                    None => format!("{}.safetensors", repo.rsplit('/').next().unwrap_or(&repo)),
+                };
+                let fetch = Box::pin(async move { download.await.map(|f| Bytes::from(f.data)) });
+                (name, source, fetch)
+            }
+        };
+    if easel_store::uploads::open_count(&state.store.db, &who.user_id).await? >= MAX_OPEN_UPLOADS {
+        return Err(Error::new(
+            ErrorKind::RateLimited,
+            format!("at most {MAX_OPEN_UPLOADS} uploads may be open at once: wait for some"),
+        ));
+    }
+    let mut u = easel_core::upload::Upload::new(
+        &who.user_id,
+        UploadSpec {
+            file_name,
+            content_type: "application/octet-stream".into(),
+            file_size: 0,
+            parts: 1,
+            kind: UploadKind::Lora,
+            options,
+        },
+    );
+    u.source_url = Some(source);
+    easel_store::uploads::create(&state.store.db, &u).await?;
+    if !easel_store::uploads::begin_validating(&state.store.db, &u.id).await? {
+        return Err(Error::internal("a new import is not pending"));
+    }
+    let st = state.clone();
+    let id = u.id.clone();
+    tokio::spawn(async move {
+        let result = match fetch.await {
+            Ok(data) => finish_lora(&st, &u, data).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            // A file that is not a LoRA failed it already (no-op then).
+            if let Err(f) = easel_store::uploads::fail(&st.store, &u.id, &e.message).await {
+                tracing::warn!(upload = %u.id, error = %f, "recording a failed import");
+            }
+        }
+    });
+    easel_store::uploads::get(&state.store.db, &id)
+        .await?
+        .ok_or_else(|| Error::internal("a new import is missing"))
 }
 
 /// What a bulk download names, as each API sends it: errors name `fields` (the asset ids',

@@ -281,7 +281,7 @@ async fn a_lora_upload_completes_into_a_model_and_its_blob() {
         intents::put(store, &model_id, &key, Bytes::from_static(b"abc"))
             .await
             .unwrap();
-        let done = uploads::finish_model(store, &u.id, &model_id, &lora)
+        let done = uploads::finish_model(store, &u.id, &model_id, &lora, 3)
             .await
             .unwrap();
         assert_eq!(
@@ -319,7 +319,7 @@ async fn a_lora_upload_completes_into_a_model_and_its_blob() {
         assert_eq!(e.field.as_deref(), Some("source"), "{n}");
         // A second completion of the closed upload: a conflict, no second model.
         let again = easel_core::id::new(easel_core::id::MODEL);
-        let e = uploads::finish_model(store, &u.id, &again, &lora)
+        let e = uploads::finish_model(store, &u.id, &again, &lora, 3)
             .await
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Conflict, "{n}");
