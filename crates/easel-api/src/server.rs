@@ -328,6 +328,7 @@ pub async fn start(cfg: Config) -> Result<Server> {
             store.clone(),
             cfg.orphan_grace,
             state.engine.lora_cache().to_path_buf(),
+            crate::service::hub_scratch(&state.models_dir),
             stop_rx.clone(),
         )),
     ];
@@ -399,6 +400,26 @@ async fn listen(state: AppState, enabled: bool, mut stop: watch::Receiver<bool>)
     }
 }
 
+/// Remove the hub imports' temporary folders a stopped process left: those older than an
+/// hour (a live import's ends within its 15-minute fetch).
+async fn prune_hub_scratch(dir: &std::path::Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(e)) = entries.next_entry().await {
+        let old = e
+            .metadata()
+            .await
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(3600));
+        if old && e.file_name().to_string_lossy().starts_with(".easel-lora-") {
+            let _ = tokio::fs::remove_dir_all(e.path()).await;
+        }
+    }
+}
+
 /// Delete blobs that crashes left without their asset row (`easel_store::intents`), the
 /// parts of uploads left incomplete past their expiry (`easel_store::uploads::expire`) and
 /// expired downloads, now
@@ -407,10 +428,12 @@ async fn collect_orphans(
     store: Store,
     grace: Duration,
     lora_cache: PathBuf,
+    hub_scratch: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {
     let every = (grace / 2).max(Duration::from_millis(100));
     loop {
+        prune_hub_scratch(&hub_scratch).await;
         match easel_providers::diffusion::prune_lora_cache(&store, &lora_cache, grace).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(files = n, "removed copies of deleted LoRAs"),

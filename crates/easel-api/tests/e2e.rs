@@ -203,6 +203,38 @@ async fn every_image_task_runs_and_data_urls_are_accepted() {
                 .all(|p| p.0 == [0, 0, 0] || p.0 == [255, 255, 255]));
         }
     }
+
+    // `inline_images`: an image sent inline is stored hidden, derived from the parent
+    // named (one of the caller's assets; another's is 422 naming it).
+    let parent = t.upload(&key, png(8, 8)).await;
+    let (other, _) = t.user("bob-other").await;
+    let others = t.upload(&other, png(8, 8)).await;
+    let body = |parent: &str| {
+        json!({"task": "convert", "input": {"image": data_url, "format": "png"},
+            "inline_images": {"hidden": true, "parent_id": parent}})
+    };
+    let (s, e) = t
+        .json(Method::POST, "/v1/jobs", &key, Some(body(&others)))
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("inline_images.parent_id")),
+        "{e}"
+    );
+    let job = t.submit(&key, body(&parent)).await;
+    let inline = job["input"]["image"].as_str().unwrap();
+    let (_, a) = t
+        .json(Method::GET, &format!("/v1/assets/{inline}"), &key, None)
+        .await;
+    assert_eq!(
+        (a["hidden"].as_bool(), a["parent_id"].as_str()),
+        (Some(true), Some(parent.as_str())),
+        "{a}"
+    );
+    let (_, list) = t
+        .json(Method::GET, "/v1/assets?limit=100", &key, None)
+        .await;
+    assert!(!list.to_string().contains(inline), "hidden: {list}");
     t.shutdown().await;
 }
 

@@ -626,7 +626,7 @@ async fn imports_fetch_images_at_once_and_loras_in_the_background() {
     .unwrap();
     let lora = std::fs::read(&lora_path).unwrap();
     let image = png(40, 30);
-    let (l, i) = (lora.clone(), image.clone());
+    let (l, i, slow) = (lora.clone(), image.clone(), lora.clone());
     let app = axum::Router::new()
         .route(
             "/ink.safetensors",
@@ -640,6 +640,16 @@ async fn imports_fetch_images_at_once_and_loras_in_the_background() {
             get(move || {
                 let b = i.clone();
                 async move { ([("content-type", "image/png")], b).into_response() }
+            }),
+        )
+        .route(
+            "/slow/{name}",
+            get(move || {
+                let b = slow.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    b.into_response()
+                }
             }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -699,6 +709,50 @@ async fn imports_fetch_images_at_once_and_loras_in_the_background() {
         (200, Some("my ink"), Some(owner_id.as_str())),
         "{m}"
     );
+
+    // While imports are fetched: completing or deleting one is a conflict; at most 4 per
+    // user at once (429); each is named from its URL, decoded.
+    let mut slow = Vec::new();
+    for i in 0..4 {
+        let (s, u) = import(json!({"kind": "lora",
+            "url": format!("{origin}/slow/ink%20{i}.safetensors")}))
+        .await;
+        assert_eq!((s, u["status"].as_str()), (202, Some("validating")), "{u}");
+        slow.push(u["id"].as_str().unwrap().to_string());
+    }
+    let (s, e) =
+        import(json!({"kind": "lora", "url": format!("{origin}/slow/x.safetensors")})).await;
+    assert_eq!(s, 429, "{e}");
+    let path = format!("/v1/uploads/{}", slow[0]);
+    let (s, e) = t
+        .json(Method::POST, &format!("{path}/complete"), &key, None)
+        .await;
+    assert_eq!(s, 409, "{e}");
+    let (s, e) = t.json(Method::DELETE, &path, &key, None).await;
+    assert_eq!(s, 409, "{e}");
+    for (i, id) in slow.iter().enumerate() {
+        let mut u = Value::Null;
+        for _ in 0..200 {
+            u = t
+                .json(Method::GET, &format!("/v1/uploads/{id}"), &key, None)
+                .await
+                .1;
+            if u["status"] != "validating" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(u["status"], "complete", "{u}");
+        let (_, m) = t
+            .json(
+                Method::GET,
+                &format!("/v1/models/{}", u["model_id"].as_str().unwrap()),
+                &key,
+                None,
+            )
+            .await;
+        assert_eq!(m["name"], format!("ink {i}"), "{m}");
+    }
 
     let url = format!("{origin}/ink.safetensors");
     for (body, status, field) in [

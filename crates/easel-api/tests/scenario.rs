@@ -4266,5 +4266,70 @@ async fn hidden_assets_are_left_out_of_lists() {
     );
     let (_, list) = call(&t, &ann, Method::GET, "/assets", None).await;
     assert!(!list.to_string().contains(&out), "{list}");
+
+    // The owner's hidden assets, as the native API lists them (`?hidden=true`).
+    let hidden = || async {
+        let r = t
+            .http
+            .get(format!("{}/v1/assets?hidden=true&limit=100", t.base))
+            .header("authorization", &ann.basic)
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()["data"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let native = |id: &str| id.replacen("asset_", "ast_", 1);
+    // `imageHide`, `imageParentId`: an image sent as a `data:` URL is stored hidden,
+    // derived from the parent named; a parent not the caller's is a 400 naming it.
+    let img2img = |extra: Value| {
+        let mut body = json!({"modelId": "tiny", "prompt": "a fox", "numInferenceSteps": 2,
+            "numSamples": 1, "strength": 0.5,
+            "image": format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png(64, 64)))});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        call(&t, &ann, Method::POST, "/generate/img2img", Some(body))
+    };
+    let (s, e) = img2img(json!({"imageParentId": "asset_01jnope0000000000000000000"})).await;
+    assert_eq!(
+        (s, e["infos"]["field"].as_str()),
+        (400, Some("imageParentId")),
+        "{e}"
+    );
+    let (s, created) = img2img(json!({"imageHide": true, "imageParentId": ids[1]})).await;
+    assert_eq!(s, 200, "{created}");
+    assert_eq!(
+        created["inference"]["easelNotApplied"],
+        Value::Null,
+        "applied: {created}"
+    );
+    let inline: Vec<Value> = hidden()
+        .await
+        .into_iter()
+        .filter(|a| a["parent_id"] == native(&ids[1]).as_str())
+        .collect();
+    assert_eq!(inline.len(), 1, "the inline image, hidden: {inline:?}");
+    assert_eq!(inline[0]["width"], 64);
+
+    // A conversion of a hidden asset is hidden too.
+    let (s, v) = call(
+        &t,
+        &ann,
+        Method::POST,
+        &format!("/assets/{}/download", ids[0]),
+        Some(json!({"targetFormat": "jpeg"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let converted: Vec<Value> = hidden()
+        .await
+        .into_iter()
+        .filter(|a| a["parent_id"] == native(&ids[0]).as_str())
+        .collect();
+    assert_eq!(converted.len(), 1, "{converted:?}");
+    assert_eq!(converted[0]["mime_type"], "image/jpeg", "{converted:?}");
     t.shutdown().await;
 }

@@ -125,6 +125,9 @@ pub struct UploadSpec {
 /// The most collections an upload's asset is added to.
 pub const MAX_UPLOAD_COLLECTIONS: usize = 49;
 
+/// How many imports (files the server fetches in the background) a user may have in flight.
+pub const MAX_IMPORTS: u64 = 4;
+
 /// How an import from the Hugging Face hub is recorded in `source_url`:
 /// `hf://<repo>[@<revision>][/<file>]`.
 pub const HUB_SOURCE: &str = "hf://";

@@ -456,31 +456,43 @@ pub async fn delete(store: &Store, id: &str) -> Result<bool> {
 /// returns how many. The part blobs are left to their intents (the collector deletes them),
 /// so this never waits on the object store.
 pub async fn expire(db: &Db, now: easel_core::time::Timestamp) -> Result<usize> {
+    // Imports (a `source_url`) being fetched are touched every minute (`touch`): one
+    // untouched past `VALIDATING_STALE` was left by a process that stopped.
+    let stale = time::to_millis(now) - easel_core::upload::VALIDATING_STALE.as_millis() as i64;
     let rows = sqlx::query(
-        "SELECT id FROM uploads WHERE status IN ('pending', 'validating') AND expires_at <= $1 \
+        "SELECT id, expires_at FROM uploads WHERE \
+         (status IN ('pending', 'validating') AND expires_at <= $1) \
+         OR (status = 'validating' AND source_url IS NOT NULL AND updated_at <= $2) \
          ORDER BY expires_at LIMIT 100",
     )
     .bind(time::to_millis(now))
+    .bind(stale)
     .fetch_all(&db.pool)
     .await
     .map_err(db_err)?;
     let mut n = 0;
     for r in rows {
         let id = get_str(&r, "id")?;
+        let expired = get_i64(&r, "expires_at")? <= time::to_millis(now);
         let mut tx = db.begin().await?;
         let u = get_tx(db, &mut tx, &id).await?;
         if !u.status.is_open() {
             continue;
         }
         release_parts(&mut tx, &id).await?;
+        let why = if expired {
+            format!(
+                "expired: not completed within {} hours",
+                easel_core::upload::UPLOAD_TTL.as_secs() / 3600
+            )
+        } else {
+            "the import stopped (the server fetching it stopped): import it again".to_string()
+        };
         sqlx::query(
             "UPDATE uploads SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1",
         )
         .bind(&id)
-        .bind(format!(
-            "expired: not completed within {} hours",
-            easel_core::upload::UPLOAD_TTL.as_secs() / 3600
-        ))
+        .bind(why)
         .bind(time::to_millis(time::now()))
         .execute(tx.conn())
         .await
@@ -489,6 +501,35 @@ pub async fn expire(db: &Db, now: easel_core::time::Timestamp) -> Result<usize> 
         n += 1;
     }
     Ok(n)
+}
+
+/// Mark an upload being completed (`validating`) as still in hand: its `updated_at` now.
+/// `false` when it is no longer `validating`.
+pub async fn touch(db: &Db, id: &str) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let n =
+        sqlx::query("UPDATE uploads SET updated_at = $2 WHERE id = $1 AND status = 'validating'")
+            .bind(id)
+            .bind(time::to_millis(time::now()))
+            .execute(tx.conn())
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+    tx.commit().await?;
+    Ok(n > 0)
+}
+
+/// How many of an owner's imports (uploads with a `source_url`) are being fetched.
+pub async fn importing_count(db: &Db, owner: &str) -> Result<u64> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM uploads WHERE owner_id = $1 AND status = 'validating' \
+         AND source_url IS NOT NULL",
+    )
+    .bind(owner)
+    .fetch_one(&db.pool)
+    .await
+    .map_err(db_err)?;
+    Ok(get_i64(&row, "n")? as u64)
 }
 
 /// An owner's uploads (all owners' with `None`), newest first, older than `before`.

@@ -928,7 +928,8 @@ pub fn start(
 /// A user's LoRA import from the hub (`POST /v1/uploads/import` with `hub`, Scenario's
 /// `huggingFaceModelName`): the repository id, revision and file checked at once (errors
 /// name `repo`, `revision`, `file`), then the file fetched by [`Pull::fetch_lora`] through
-/// a temporary folder in `scratch`. The hub address and token as for [`start`].
+/// a temporary folder in `scratch`. The hub address as for [`start`]; no token is sent
+/// (public repositories only).
 pub fn start_lora(
     req: HubLora,
     scratch: PathBuf,
@@ -941,13 +942,23 @@ pub fn start_lora(
     if let Some(f) = &req.file {
         check_single_file_name(f).map_err(field("file"))?;
     }
-    let (endpoint, token) = server_hub();
+    // Without the server's token: a user reaches only what the hub shows anyone, never the
+    // gated or private repositories the operator's login may read.
+    let (endpoint, _) = server_hub();
+    match reqwest::Url::parse(&endpoint) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        _ => {
+            return Err(easel_core::Error::internal(format!(
+                "the server's HF_ENDPOINT `{endpoint}` is not an http:// or https:// address"
+            )))
+        }
+    }
     let pull = Pull {
         name: default_name(&req.repo),
         repo: req.repo,
         revision,
         endpoint,
-        token,
+        token: None,
         force: false,
         select: Select {
             variant: None,

@@ -380,6 +380,8 @@ const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 struct FakeHub {
     port: u16,
     requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The paths asked with an `Authorization` header.
+    authorized: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl FakeHub {
@@ -389,16 +391,23 @@ impl FakeHub {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let authorized = Arc::new(Mutex::new(Vec::new()));
         let files: Arc<Vec<(String, Vec<u8>)>> =
             Arc::new(files.into_iter().map(|(n, b)| (n.to_string(), b)).collect());
         let broken: Arc<Vec<String>> = Arc::new(broken.iter().map(|s| s.to_string()).collect());
         let repo = repo.to_string();
         let log = requests.clone();
+        let auth_log = authorized.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
-                let (files, broken, repo, log) =
-                    (files.clone(), broken.clone(), repo.clone(), log.clone());
+                let (files, broken, repo, log, auth_log) = (
+                    files.clone(),
+                    broken.clone(),
+                    repo.clone(),
+                    log.clone(),
+                    auth_log.clone(),
+                );
                 std::thread::spawn(move || {
                     let mut head = Vec::new();
                     let mut byte = [0u8; 1];
@@ -417,6 +426,12 @@ impl FakeHub {
                             .then(|| v.trim().trim_start_matches("bytes=").to_string())
                     });
                     log.lock().unwrap().push(path.clone());
+                    if head
+                        .lines()
+                        .any(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                    {
+                        auth_log.lock().unwrap().push(path.clone());
+                    }
                     let respond = |conn: &mut std::net::TcpStream,
                                    status: &str,
                                    headers: &[(&str, String)],
@@ -478,7 +493,11 @@ impl FakeHub {
                 });
             }
         });
-        FakeHub { port, requests }
+        FakeHub {
+            port,
+            requests,
+            authorized,
+        }
     }
 
     fn endpoint(&self) -> String {
@@ -487,6 +506,10 @@ impl FakeHub {
 
     fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
+    }
+
+    fn authorized(&self) -> Vec<String> {
+        self.authorized.lock().unwrap().clone()
     }
 }
 
@@ -1183,7 +1206,8 @@ async fn users_import_loras_from_the_hub() {
                 .arg(dir)
                 .env("EASEL_ADMIN_KEY", ADMIN)
                 .env("HF_ENDPOINT", hub.endpoint())
-                .env_remove("HF_TOKEN")
+                // The operator's token: never sent for a user's import.
+                .env("HF_TOKEN", "hf_operator_secret")
                 .env("HF_HOME", dir.join("no-hf-home"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -1333,6 +1357,7 @@ async fn users_import_loras_from_the_hub() {
         "{:?}",
         hub.requests()
     );
+    assert!(hub.authorized().is_empty(), "{:?}", hub.authorized());
 
     // Scenario: `huggingFaceModelName` alone.
     let (s, v) = call(

@@ -42,6 +42,7 @@ pub async fn create(
                 id: generation_id.clone(),
             }),
             hide_outputs: false,
+            inline: Default::default(),
         },
     )
     .await

@@ -48,6 +48,21 @@ pub struct CreateJob {
     /// lists them; the job names them as any other). Default false.
     #[serde(default)]
     pub hide_outputs: bool,
+    /// What becomes of the images the input sends inline (`data:` URLs), which are stored
+    /// as the caller's uploads: `{"hidden": true}` keeps them out of the caller's lists,
+    /// `{"parent_id": "ast_…"}` derives them from one of the caller's assets.
+    #[serde(default)]
+    pub inline_images: Option<InlineImagesBody>,
+}
+
+/// `inline_images` of a job request.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InlineImagesBody {
+    #[serde(default)]
+    pub hidden: bool,
+    #[serde(default)]
+    pub parent_id: Option<String>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -182,8 +197,21 @@ pub async fn create(
         request: None,
         external_id: None,
         hide_outputs: body.hide_outputs,
+        inline: body
+            .inline_images
+            .map(|i| service::InlineImages {
+                hidden: i.hidden,
+                parent_id: i.parent_id,
+            })
+            .unwrap_or_default(),
     };
-    let (job, created) = service::submit(&state, &who, req).await?;
+    let (job, created) =
+        service::submit(&state, &who, req)
+            .await
+            .map_err(|e| match e.field.as_deref() {
+                Some("inline.parent_id") => e.with_field("inline_images.parent_id"),
+                _ => e,
+            })?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -66,6 +66,7 @@ pub(super) async fn run(
             request: None,
             external_id: None,
             hide_outputs: false,
+            inline: Default::default(),
         },
     )
     .await?;

@@ -190,6 +190,7 @@ pub(super) async fn submit(
                 id,
             }),
             hide_outputs: false,
+            inline: Default::default(),
         },
     )
     .await

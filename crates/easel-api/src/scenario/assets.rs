@@ -411,7 +411,9 @@ async fn convert(
         idempotency_key: None,
         request: None,
         external_id: None,
-        hide_outputs: false,
+        // A conversion of a hidden asset is hidden too.
+        hide_outputs: a.hidden,
+        inline: Default::default(),
     };
     let (job, _) = service::submit(state, who, req).await.map_err(|e| {
         let e = service::refield(e, "input.format", "targetFormat");

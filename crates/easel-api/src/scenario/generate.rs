@@ -46,15 +46,13 @@ pub(super) const ENDPOINTS: &[(&str, &str, &[&[&str]])] = &[
 
 /// Fields accepted (type-checked) and recorded, but not applied: Easel has no model epochs,
 /// aspect-ratio presets (FLUX 1.1 pro ultra), negative-prompt strength
-/// (FLUX dev), base-model switching for LoRAs, parents or hiding for inline images, or an
-/// inpaint merge switch (the unmasked area is always kept).
+/// (FLUX dev), base-model switching for LoRAs, or an inpaint merge switch (the unmasked
+/// area is always kept).
 pub(super) const NOT_APPLIED: &[&str] = &[
     "modelEpoch",
     "aspectRatio",
     "negativePromptStrength",
     "baseModelId",
-    "imageParentId",
-    "imageHide",
     "disableMerging",
 ];
 
@@ -223,11 +221,26 @@ pub(super) async fn generate(
             .get("hideResults")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        // `imageHide`, `imageParentId`: what becomes of an image sent as a `data:` URL.
+        inline: service::InlineImages {
+            hidden: body
+                .get("imageHide")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            parent_id: match body.get("imageParentId").and_then(Value::as_str) {
+                None => None,
+                Some(p) => Some(ids::asset_in(p).ok_or_else(|| {
+                    Error::invalid("imageParentId", format!("asset {p} not found"))
+                })?),
+            },
+        },
     };
     if q.is_dry_run() {
-        return priced(state, who, request).await;
+        return priced(state, who, request).await.map_err(inline_field);
     }
-    let (job, _) = service::submit(state, who, request).await?;
+    let (job, _) = service::submit(state, who, request)
+        .await
+        .map_err(inline_field)?;
     let inference = view::inference(&job);
     let history = easel_store::jobs::history(&state.store.db, &job.id).await?;
     let job = view::job(job, &history);
@@ -238,6 +251,16 @@ pub(super) async fn generate(
         job,
     })
     .into_response())
+}
+
+/// The core's name of the inline image's parent, as Scenario's.
+fn inline_field(f: impl Into<Failure>) -> Failure {
+    let Failure(e, status) = f.into();
+    let e = match e.field.as_deref() {
+        Some("inline.parent_id") => e.with_field("imageParentId"),
+        _ => e,
+    };
+    Failure(e, status)
 }
 
 /// The `numSamples` of the default preset of the model a request names, if it sets one: it

@@ -95,7 +95,7 @@
 //! out of lists and search, `isHidden: true`, still the job's `assetIds`). Accepted,
 //! type-checked and recorded but not applied (`generate::NOT_APPLIED`, shown as
 //! `inference.easelNotApplied`): `modelEpoch`, `aspectRatio`, `negativePromptStrength`,
-//! `baseModelId`, `imageParentId`, `imageHide`, `disableMerging`. A field the endpoint does not take is 400 naming it.
+//! `baseModelId`, `disableMerging` (`imageHide` and `imageParentId` apply to an image sent as a `data:` URL, stored as the caller's upload). A field the endpoint does not take is 400 naming it.
 //!
 //! `?dryRun=<anything>` validates the request as a submit would (model, images, limits)
 //! and answers **269** `{creativeUnitsCost, creativeUnitsDiscount}` without queuing or

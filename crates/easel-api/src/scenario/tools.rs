@@ -199,6 +199,7 @@ fn task_request(
         }})),
         external_id: None,
         hide_outputs: false,
+        inline: Default::default(),
     }
 }
 

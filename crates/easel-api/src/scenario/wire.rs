@@ -107,6 +107,14 @@ pub struct Diffusion {
     /// not a boolean is a 400 naming it.
     #[serde(default, skip_serializing)]
     pub hide_results: Option<bool>,
+    /// Applied by the handler (`TaskRequest::inline`): the parent of an image sent as a
+    /// `data:` URL, which is stored as the caller's upload.
+    #[serde(default, skip_serializing)]
+    pub image_parent_id: Option<String>,
+    /// Applied by the handler (`TaskRequest::inline`): store an image sent as a `data:` URL
+    /// hidden.
+    #[serde(default, skip_serializing)]
+    pub image_hide: Option<bool>,
     // Accepted and recorded, not applied (`generate::NOT_APPLIED`).
     #[serde(default, skip_serializing)]
     #[schema(value_type = Option<Object>)]
@@ -120,12 +128,6 @@ pub struct Diffusion {
     #[serde(default, skip_serializing)]
     #[schema(value_type = Option<Object>)]
     pub base_model_id: Option<Value>,
-    #[serde(default, skip_serializing)]
-    #[schema(value_type = Option<Object>)]
-    pub image_parent_id: Option<Value>,
-    #[serde(default, skip_serializing)]
-    #[schema(value_type = Option<Object>)]
-    pub image_hide: Option<Value>,
     #[serde(default, skip_serializing)]
     #[schema(value_type = Option<Object>)]
     pub disable_merging: Option<Value>,

@@ -42,6 +42,17 @@ pub struct TaskRequest {
     pub external_id: Option<easel_core::job::ExternalId>,
     /// Store the outputs hidden from the owner's lists.
     pub hide_outputs: bool,
+    /// What becomes of the images sent inline.
+    pub inline: InlineImages,
+}
+
+/// The images a request sends inline (`data:` URLs) are stored as uploads of the caller:
+/// `hidden` from their lists, derived from `parent_id` (one of the caller's assets; an
+/// error names `inline.parent_id`).
+#[derive(Debug, Clone, Default)]
+pub struct InlineImages {
+    pub hidden: bool,
+    pub parent_id: Option<String>,
 }
 
 /// The `Idempotency-Key` header (checked by `submit`), for dialects that honour it.
@@ -193,6 +204,12 @@ async fn prepare(
     } else if req.preset.is_some() {
         return Err(Error::invalid("preset", "only generations take a preset"));
     }
+    if let Some(p) = &req.inline.parent_id {
+        easel_store::assets::get(&state.store.db, p)
+            .await?
+            .filter(|a| a.owner_id == who.user_id)
+            .ok_or_else(|| Error::invalid("inline.parent_id", format!("asset {p} not found")))?;
+    }
     let mut sizes = Vec::new();
     for (field, slot) in input.images_mut() {
         let field = format!("input.{field}");
@@ -213,15 +230,24 @@ async fn prepare(
                 continue;
             }
             ImageRef::Data { bytes, .. } => {
-                store_upload(state, who, Bytes::from(bytes), serde_json::json!({}), None)
-                    .await
-                    .map_err(|e| {
-                        if e.field.is_none() {
-                            e.with_field(&field)
-                        } else {
-                            e
-                        }
-                    })?
+                let inline = &req.inline;
+                store_upload_into(
+                    state,
+                    who,
+                    Bytes::from(bytes),
+                    serde_json::json!({}),
+                    inline.parent_id.as_deref(),
+                    &[],
+                    inline.hidden,
+                )
+                .await
+                .map_err(|e| {
+                    if e.field.is_none() {
+                        e.with_field(&field)
+                    } else {
+                        e
+                    }
+                })?
             }
         };
         if !asset.mime_type.starts_with("image/") {
@@ -1574,6 +1600,12 @@ pub async fn complete_upload(
         UploadStatus::Failed => return closed_upload(state, &u.id).await,
         UploadStatus::Pending | UploadStatus::Validating => {}
     }
+    if u.source_url.is_some() {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            "the upload is an import being fetched: it completes by itself (poll it)",
+        ));
+    }
     let db = &state.store.db;
     let parts = easel_store::uploads::parts(db, &u.id).await?;
     u.check_complete(&parts)?;
@@ -1781,15 +1813,24 @@ async fn import_image(
     }
 }
 
-/// The last segment of a URL's path, when it makes a file name.
+/// The last segment of a URL's path, decoded, when it makes a file name.
 fn url_file_name(url: &str) -> Option<String> {
     reqwest::Url::parse(url)
         .ok()
         .and_then(|u| {
-            u.path_segments()
-                .and_then(|mut s| s.next_back().map(str::to_string))
+            u.path_segments().and_then(|mut s| {
+                s.next_back().map(|n| {
+                    percent_encoding::percent_decode_str(n)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+            })
         })
-        .filter(|n| !n.is_empty() && n.chars().count() <= easel_core::upload::MAX_NAME_CHARS)
+        .filter(|n| {
+            !n.trim().is_empty()
+                && !n.chars().any(char::is_control)
+                && n.chars().count() <= easel_core::upload::MAX_NAME_CHARS
+        })
 }
 
 async fn import_lora(
@@ -1799,7 +1840,7 @@ async fn import_lora(
     from: ImportFrom,
     options: easel_core::upload::UploadOptions,
 ) -> Result<easel_core::upload::Upload> {
-    use easel_core::upload::{UploadKind, UploadSpec, HUB_SOURCE, MAX_OPEN_UPLOADS};
+    use easel_core::upload::{UploadKind, UploadSpec, HUB_SOURCE, MAX_IMPORTS, MAX_OPEN_UPLOADS};
     let max = state.limits.max_upload_bytes;
     // What can be refused without the network, first.
     let (file_name, source, fetch): (String, String, BoxFuture<'static, Result<Bytes>>) =
@@ -1837,11 +1878,7 @@ async fn import_lora(
                     )
                     .with_field(field));
                 };
-                let scratch = state
-                    .models_dir
-                    .parent()
-                    .map(|d| d.join("cache").join("hub"))
-                    .unwrap_or_else(std::env::temp_dir);
+                let scratch = hub_scratch(&state.models_dir);
                 let req = crate::native::pulls::HubLora {
                     repo: repo.clone(),
                     revision: revision.clone(),
@@ -1866,10 +1903,17 @@ async fn import_lora(
                 (name, source, fetch)
             }
         };
-    if easel_store::uploads::open_count(&state.store.db, &who.user_id).await? >= MAX_OPEN_UPLOADS {
+    let db = &state.store.db;
+    if easel_store::uploads::open_count(db, &who.user_id).await? >= MAX_OPEN_UPLOADS {
         return Err(Error::new(
             ErrorKind::RateLimited,
             format!("at most {MAX_OPEN_UPLOADS} uploads may be open at once: wait for some"),
+        ));
+    }
+    if easel_store::uploads::importing_count(db, &who.user_id).await? >= MAX_IMPORTS {
+        return Err(Error::new(
+            ErrorKind::RateLimited,
+            format!("at most {MAX_IMPORTS} imports may be fetched at once: wait for one to end"),
         ));
     }
     let mut u = easel_core::upload::Upload::new(
@@ -1884,27 +1928,79 @@ async fn import_lora(
         },
     );
     u.source_url = Some(source);
-    easel_store::uploads::create(&state.store.db, &u).await?;
-    if !easel_store::uploads::begin_validating(&state.store.db, &u.id).await? {
+    easel_store::uploads::create(db, &u).await?;
+    if !easel_store::uploads::begin_validating(db, &u.id).await? {
         return Err(Error::internal("a new import is not pending"));
     }
-    let st = state.clone();
-    let id = u.id.clone();
-    tokio::spawn(async move {
-        let result = match fetch.await {
-            Ok(data) => finish_lora(&st, &u, data).await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            // A file that is not a LoRA failed it already (no-op then).
-            if let Err(f) = easel_store::uploads::fail(&st.store, &u.id, &e.message).await {
-                tracing::warn!(upload = %u.id, error = %f, "recording a failed import");
-            }
+    u.status = easel_core::upload::UploadStatus::Validating;
+    tokio::spawn(run_import(state.clone(), u.clone(), fetch));
+    Ok(u)
+}
+
+/// Where hub imports download (`<data-dir>/cache/hub`, beside the models folder), each
+/// through a temporary folder of its own (`.easel-lora-…`; the collector removes those a
+/// stopped process left).
+pub fn hub_scratch(models_dir: &std::path::Path) -> std::path::PathBuf {
+    models_dir
+        .parent()
+        .map(|d| d.join("cache").join("hub"))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// LoRA imports fetched and checked at once by this process (each holds its file in memory).
+static IMPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// How often an import in hand is touched (`uploads::touch`), well within
+/// `VALIDATING_STALE`, after which the collector fails it as stopped.
+const IMPORT_BEAT: Duration = Duration::from_secs(60);
+
+/// An import's background work: its turn (`IMPORTS`), the fetch (within
+/// `FETCH_FILE_TIMEOUT`), then the LoRA stored as any upload's (`finish_lora`) — or the
+/// upload failed saying why. Touched every minute meanwhile; dropped (the fetch cancelled)
+/// once the upload is no longer `validating` (deleted, or failed as stopped).
+async fn run_import(
+    state: AppState,
+    u: easel_core::upload::Upload,
+    fetch: BoxFuture<'static, Result<Bytes>>,
+) {
+    let work = async {
+        let _turn = IMPORTS
+            .acquire()
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let data = tokio::time::timeout(FETCH_FILE_TIMEOUT, fetch)
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the file did not arrive within {} minutes",
+                        FETCH_FILE_TIMEOUT.as_secs() / 60
+                    ),
+                )
+            })??;
+        finish_lora(&state, &u, data).await.map(|_| ())
+    };
+    tokio::pin!(work);
+    let mut beat = tokio::time::interval(IMPORT_BEAT);
+    beat.tick().await;
+    let result = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            _ = beat.tick() => match easel_store::uploads::touch(&state.store.db, &u.id).await {
+                Ok(true) => {}
+                // Deleted or failed meanwhile: nothing to finish.
+                Ok(false) => return,
+                Err(e) => tracing::warn!(upload = %u.id, error = %e, "touching an import"),
+            },
         }
-    });
-    easel_store::uploads::get(&state.store.db, &id)
-        .await?
-        .ok_or_else(|| Error::internal("a new import is missing"))
+    };
+    if let Err(e) = result {
+        // A file that is not a LoRA failed it already (no-op then).
+        if let Err(f) = easel_store::uploads::fail(&state.store, &u.id, &e.message).await {
+            tracing::warn!(upload = %u.id, error = %f, "recording a failed import");
+        }
+    }
 }
 
 /// What a bulk download names, as each API sends it: errors name `fields` (the asset ids',

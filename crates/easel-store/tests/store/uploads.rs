@@ -256,6 +256,54 @@ async fn failed_expired_and_deleted_uploads_leave_nothing() {
     }
 }
 
+/// An import (`source_url`) being fetched is counted, touched while in hand, and failed as
+/// stopped once untouched past `VALIDATING_STALE`; an upload in parts being completed is
+/// left to its expiry; a touch after the end says so.
+#[tokio::test]
+async fn a_stopped_import_fails_once_untouched() {
+    use easel_core::upload::VALIDATING_STALE;
+    for b in backends().await {
+        let n = b.name;
+        let db = b.db();
+        let owner = users::create_user(db, "imp", Role::User).await.unwrap();
+        let mut s = spec(1, 1, None);
+        s.kind = UploadKind::Lora;
+        let mut import = Upload::new(&owner.id, s);
+        import.source_url = Some("hf://acme/ink".into());
+        uploads::create(db, &import).await.unwrap();
+        let parts = with_part(&b.store, &owner.id).await;
+        for u in [&import, &parts] {
+            assert!(uploads::begin_validating(db, &u.id).await.unwrap(), "{n}");
+        }
+        assert_eq!(
+            uploads::importing_count(db, &owner.id).await.unwrap(),
+            1,
+            "{n}"
+        );
+        let later = easel_core::time::now()
+            + chrono::Duration::from_std(VALIDATING_STALE).unwrap()
+            + chrono::Duration::seconds(1);
+        assert!(uploads::touch(db, &import.id).await.unwrap(), "{n}");
+        assert_eq!(
+            uploads::expire(db, easel_core::time::now()).await.unwrap(),
+            0,
+            "{n}"
+        );
+        assert_eq!(uploads::expire(db, later).await.unwrap(), 1, "{n}");
+        let got = uploads::get(db, &import.id).await.unwrap().unwrap();
+        assert_eq!(got.status, UploadStatus::Failed, "{n}");
+        assert!(got.error.unwrap().contains("import stopped"), "{n}");
+        let got = uploads::get(db, &parts.id).await.unwrap().unwrap();
+        assert_eq!(got.status, UploadStatus::Validating, "{n}: not an import");
+        assert!(!uploads::touch(db, &import.id).await.unwrap(), "{n}");
+        assert_eq!(
+            uploads::importing_count(db, &owner.id).await.unwrap(),
+            0,
+            "{n}"
+        );
+    }
+}
+
 /// A LoRA's upload completes into a model whose blob its row keeps from the collector; a
 /// crash between the blob and the row leaves only an intent, which the collector turns into
 /// nothing; deleting the model deletes its blob; a closed upload makes no second model.
