@@ -3382,11 +3382,16 @@ async fn canvases_save_under_their_lock_and_keep_snapshots() {
             &json!({"layers": [1]})
         )
     );
-    // The thumbnail is an image derived from the canvas.
+    // The thumbnail is an image derived from the canvas, hidden from the owner's lists.
     let (_, th) = t
         .json(Method::GET, &format!("/v1/assets/{thumb}"), &key, None)
         .await;
     assert_eq!(th["parent_id"].as_str(), Some(id.as_str()), "{th}");
+    assert_eq!(th["hidden"], true, "{th}");
+    let (_, list) = t
+        .json(Method::GET, "/v1/assets?limit=100", &key, None)
+        .await;
+    assert!(!list.to_string().contains(&thumb), "{list}");
 
     // The content is the current document, revalidated on each read.
     let content = || async {

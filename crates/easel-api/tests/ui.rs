@@ -586,6 +586,106 @@ async fn the_web_ui_in_a_real_browser() {
     c.goto(&format!("{base}/#/gallery")).await.unwrap();
     css(c, ".gallery button.thumb").await;
     shot(c, "gallery").await;
+    // Hide an image from the viewer: it leaves the gallery, and "hidden images only" shows
+    // it (and only it); unhiding brings it back.
+    let shown = c
+        .execute(
+            "return document.querySelectorAll('.gallery button.thumb').length",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    let hidden_id = c
+        .execute(
+            "return document.querySelector('.gallery button.thumb').dataset.asset",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.execute("document.querySelector('#flash').textContent = ''", vec![])
+        .await
+        .unwrap();
+    css(c, ".gallery button.thumb").await.click().await.unwrap();
+    css(c, "dialog input[name=asset_hidden]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    xpath(c, "//dialog//form[@class='record']//button[text()='Save']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "the record saved",
+        "document.querySelector('#flash').textContent === 'Saved.'",
+    )
+    .await;
+    xpath(c, "//dialog//button[text()='Close']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let (_, a) = t
+        .json(Method::GET, &format!("/v1/assets/{hidden_id}"), &key, None)
+        .await;
+    assert_eq!(a["hidden"], true, "{a}");
+    c.goto(&format!("{base}/#/queue")).await.unwrap();
+    c.goto(&format!("{base}/#/gallery")).await.unwrap();
+    until(
+        c,
+        "one image fewer",
+        &format!(
+            "document.querySelectorAll('.gallery button.thumb').length === {}",
+            shown - 1
+        ),
+    )
+    .await;
+    css(c, "input[name=hidden]").await.click().await.unwrap();
+    until(
+        c,
+        "only the hidden image",
+        &format!(
+            "document.querySelectorAll('.gallery button.thumb').length === 1 && \
+             document.querySelector('.gallery button.thumb').dataset.asset === '{hidden_id}'"
+        ),
+    )
+    .await;
+    c.execute("document.querySelector('#flash').textContent = ''", vec![])
+        .await
+        .unwrap();
+    css(c, ".gallery button.thumb").await.click().await.unwrap();
+    css(c, "dialog input[name=asset_hidden]:checked")
+        .await
+        .click()
+        .await
+        .unwrap();
+    xpath(c, "//dialog//form[@class='record']//button[text()='Save']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "the record saved",
+        "document.querySelector('#flash').textContent === 'Saved.'",
+    )
+    .await;
+    xpath(c, "//dialog//button[text()='Close']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let (_, a) = t
+        .json(Method::GET, &format!("/v1/assets/{hidden_id}"), &key, None)
+        .await;
+    assert_eq!(a["hidden"], false, "{a}");
     c.goto(&format!("{base}/#/queue")).await.unwrap();
     css(c, "tr[data-job]").await;
     shot(c, "queue").await;

@@ -218,7 +218,9 @@ async fn thumbnail_blob(state: &AppState, a: &Asset, bytes: Bytes) -> Result<Ass
         .map_err(|e| super::refield(e, "file", "thumbnail"))?;
     let key = blob_key(&t.owner_id, &t.id);
     easel_store::intents::put(&state.store, &t.id, &key, bytes).await?;
-    Ok(t)
+    // A canvas's picture, not one of the owner's images: hidden from their lists (read
+    // through the canvas, or by id).
+    Ok(Asset { hidden: true, ..t })
 }
 
 /// Remove a thumbnail's blob whose row was refused (`e`: a lock, a missing canvas, bad

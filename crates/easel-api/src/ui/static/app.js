@@ -541,6 +541,9 @@
       since: h('input', { type: 'date', name: 'since', 'aria-label': 'From' }),
       until: h('input', { type: 'date', name: 'until', 'aria-label': 'To' }),
     };
+    // Hidden images (hidden here, by Scenario's `hide`/`hideResults`, or a job's
+    // `hide_outputs`) are left out of the gallery unless asked for.
+    const hiddenOnly = h('input', { type: 'checkbox', name: 'hidden' });
     const grid = h('div', { class: 'gallery' });
     const more = h('button', { type: 'button', hidden: true }, 'Load more');
     let cursor = null;
@@ -549,6 +552,7 @@
       grid.querySelectorAll('p.muted').forEach((p) => p.remove());
       const q = new URLSearchParams({ limit: 24 });
       for (const k of Object.keys(f)) if (f[k].value) q.set(k, f[k].value);
+      if (hiddenOnly.checked) q.set('hidden', 'true');
       if (cursor) q.set('cursor', cursor);
       const page = await api('GET', '/v1/assets?' + q);
       for (const a of page.data) {
@@ -561,9 +565,10 @@
       if (!grid.children.length && !cursor) grid.append(h('p', { class: 'muted' }, 'Nothing here yet.'));
     }
     more.addEventListener('click', () => load(false).catch((e) => flash(e.message, true)));
-    for (const k of Object.keys(f)) f[k].addEventListener('change', () => load(true).catch((e) => flash(e.message, true)));
+    for (const el of [...Object.values(f), hiddenOnly]) el.addEventListener('change', () => load(true).catch((e) => flash(e.message, true)));
     main().replaceChildren(h('div', { class: 'card' }, h('h1', {}, 'Gallery'),
-      h('div', { class: 'row' }, f.q), h('div', { class: 'row' }, f.model, f.task, f.tag, f.collection, f.since, f.until), h('p'), grid, h('p', {}, more)));
+      h('div', { class: 'row' }, f.q), h('div', { class: 'row' }, f.model, f.task, f.tag, f.collection, f.since, f.until,
+        h('label', {}, hiddenOnly, ' hidden images only')), h('p'), grid, h('p', {}, more)));
     await load(true);
   }
   async function viewer(id) {
@@ -612,14 +617,16 @@
       name: h('input', { type: 'text', name: 'asset_name', maxlength: 200, value: a.name || '' }),
       description: h('textarea', { name: 'asset_description', rows: 2, value: a.description || '' }),
       privacy: h('select', { name: 'asset_privacy', value: a.privacy }, ['private', 'unlisted', 'public'].map((p) => h('option', { value: p }, p))),
+      hidden: h('input', { type: 'checkbox', name: 'asset_hidden', checked: a.hidden }),
     };
     const recForm = h('form', { class: 'record', onsubmit: async (ev) => {
       ev.preventDefault();
       try {
-        await api('PATCH', '/v1/assets/' + a.id, { name: rec.name.value, description: rec.description.value, privacy: rec.privacy.value });
+        await api('PATCH', '/v1/assets/' + a.id, { name: rec.name.value, description: rec.description.value, privacy: rec.privacy.value, hidden: rec.hidden.checked });
         flash('Saved.');
       } catch (e) { flash(e.message, true); }
     } }, h('div', { class: 'row' }, field('Name', rec.name), field('Who may see it', rec.privacy)), field('Description', rec.description),
+    h('label', {}, rec.hidden, ' hidden from the gallery (shown with "hidden images only")'),
     h('p', { class: 'muted' }, 'Unlisted: anyone with its link (', h('code', {}, `/v1/public/assets/${a.id}`), '). Public: also listed for everyone.'),
     h('button', { type: 'submit' }, 'Save'));
     dlg.append(
