@@ -4109,6 +4109,11 @@ async fn model_imports_by_url_run_in_the_background() {
     let v = settled(v["upload"]["id"].as_str().unwrap().to_string()).await;
     assert_eq!(v["upload"]["status"], "complete", "{v}");
     assert_eq!(v["upload"]["fileSize"], file.len(), "{v}");
+    insta::assert_json_snapshot!("scenario_upload_imported", v, {
+        ".upload.id" => "[upload id]", ".upload.createdAt" => "[time]", ".upload.updatedAt" => "[time]",
+        ".upload.ownerId" => "[user]", ".upload.authorId" => "[user]", ".upload.fileSize" => "[bytes]",
+        ".upload.url" => "[origin]/loras/ink.safetensors", ".upload.entityId" => "[model id]"
+    });
     let model = v["upload"]["entityId"].as_str().unwrap().to_string();
     assert!(model.starts_with("model_"), "{v}");
     let (s, m) = call(&t, &ann, Method::GET, &format!("/models/{model}"), None).await;
