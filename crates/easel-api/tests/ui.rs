@@ -200,6 +200,35 @@ fn slow_tiny_pull() -> easel_api::native::pulls::Puller {
     Puller { pull, lora: None }
 }
 
+/// Open the gallery's first image, switch its "hidden" in the record, save, close.
+async fn toggle_hidden(c: &Client) {
+    c.execute("document.querySelector('#flash').textContent = ''", vec![])
+        .await
+        .unwrap();
+    css(c, ".gallery button.thumb").await.click().await.unwrap();
+    css(c, "dialog input[name=asset_hidden]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    xpath(c, "//dialog//form[@class='record']//button[text()='Save']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    until(
+        c,
+        "the record saved",
+        "document.querySelector('#flash').textContent === 'Saved.'",
+    )
+    .await;
+    xpath(c, "//dialog//button[text()='Close']")
+        .await
+        .click()
+        .await
+        .unwrap();
+}
+
 fn job_id_of(url: &str) -> String {
     url.rsplit('/').next().unwrap().to_string()
 }
@@ -607,31 +636,7 @@ async fn the_web_ui_in_a_real_browser() {
         .as_str()
         .unwrap()
         .to_string();
-    c.execute("document.querySelector('#flash').textContent = ''", vec![])
-        .await
-        .unwrap();
-    css(c, ".gallery button.thumb").await.click().await.unwrap();
-    css(c, "dialog input[name=asset_hidden]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    xpath(c, "//dialog//form[@class='record']//button[text()='Save']")
-        .await
-        .click()
-        .await
-        .unwrap();
-    until(
-        c,
-        "the record saved",
-        "document.querySelector('#flash').textContent === 'Saved.'",
-    )
-    .await;
-    xpath(c, "//dialog//button[text()='Close']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    toggle_hidden(c).await;
     let (_, a) = t
         .json(Method::GET, &format!("/v1/assets/{hidden_id}"), &key, None)
         .await;
@@ -657,31 +662,7 @@ async fn the_web_ui_in_a_real_browser() {
         ),
     )
     .await;
-    c.execute("document.querySelector('#flash').textContent = ''", vec![])
-        .await
-        .unwrap();
-    css(c, ".gallery button.thumb").await.click().await.unwrap();
-    css(c, "dialog input[name=asset_hidden]:checked")
-        .await
-        .click()
-        .await
-        .unwrap();
-    xpath(c, "//dialog//form[@class='record']//button[text()='Save']")
-        .await
-        .click()
-        .await
-        .unwrap();
-    until(
-        c,
-        "the record saved",
-        "document.querySelector('#flash').textContent === 'Saved.'",
-    )
-    .await;
-    xpath(c, "//dialog//button[text()='Close']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    toggle_hidden(c).await;
     let (_, a) = t
         .json(Method::GET, &format!("/v1/assets/{hidden_id}"), &key, None)
         .await;

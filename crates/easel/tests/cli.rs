@@ -1269,6 +1269,24 @@ async fn users_import_loras_from_the_hub() {
         }
     };
     use reqwest::Method;
+    // A native hub import of `repo`: accepted (202 `validating`), then as it settled.
+    let import = |base: String, key: String, repo: &'static str| {
+        let (call, settled) = (&call, &settled);
+        async move {
+            let (s, v) = call(
+                base.clone(),
+                Method::POST,
+                "/v1/uploads/import",
+                &key,
+                Some(serde_json::json!({"kind": "lora", "hub": {"repo": repo}})),
+            )
+            .await;
+            assert_eq!((s, v["status"].as_str()), (202, Some("validating")), "{v}");
+            assert_eq!(v["source_url"], format!("hf://{repo}"), "{v}");
+            let id = v["id"].as_str().unwrap();
+            settled(base, format!("/v1/uploads/{id}"), key).await
+        }
+    };
 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -1318,22 +1336,7 @@ async fn users_import_loras_from_the_hub() {
     }
     assert!(hub.requests().is_empty(), "{:?}", hub.requests());
 
-    let (s, started) = call(
-        base.clone(),
-        Method::POST,
-        "/v1/uploads/import",
-        &key,
-        Some(serde_json::json!({"kind": "lora", "hub": {"repo": "acme/ink-lora"}})),
-    )
-    .await;
-    assert_eq!(
-        (s, started["status"].as_str()),
-        (202, Some("validating")),
-        "{started}"
-    );
-    assert_eq!(started["source_url"], "hf://acme/ink-lora", "{started}");
-    let id = started["id"].as_str().unwrap();
-    let done = settled(base.clone(), format!("/v1/uploads/{id}"), key.clone()).await;
+    let done = import(base.clone(), key.clone(), "acme/ink-lora").await;
     assert_eq!(done["status"], "complete", "{done}");
     assert_eq!(done["file_size"], lora.len(), "{done}");
     let model = done["model_id"].as_str().unwrap();
@@ -1404,21 +1407,7 @@ async fn users_import_loras_from_the_hub() {
         "{e}"
     );
     // A repository the hub does not have: the upload fails saying so.
-    let (s, v) = call(
-        base.clone(),
-        Method::POST,
-        "/v1/uploads/import",
-        &key,
-        Some(serde_json::json!({"kind": "lora", "hub": {"repo": "acme/nothing"}})),
-    )
-    .await;
-    assert_eq!(s, 202, "{v}");
-    let failed = settled(
-        base.clone(),
-        format!("/v1/uploads/{}", v["id"].as_str().unwrap()),
-        key.clone(),
-    )
-    .await;
+    let failed = import(base.clone(), key.clone(), "acme/nothing").await;
     assert_eq!(failed["status"], "failed", "{failed}");
     assert!(
         failed["error"].as_str().unwrap().contains("404"),
@@ -1448,21 +1437,7 @@ async fn users_import_loras_from_the_hub() {
             .count()
     };
     let before = downloads();
-    let (s, v) = call(
-        base.clone(),
-        Method::POST,
-        "/v1/uploads/import",
-        &key,
-        Some(serde_json::json!({"kind": "lora", "hub": {"repo": "acme/ink-lora"}})),
-    )
-    .await;
-    assert_eq!(s, 202, "{v}");
-    let failed = settled(
-        base.clone(),
-        format!("/v1/uploads/{}", v["id"].as_str().unwrap()),
-        key.clone(),
-    )
-    .await;
+    let failed = import(base.clone(), key.clone(), "acme/ink-lora").await;
     assert_eq!(failed["status"], "failed", "{failed}");
     assert!(
         failed["error"]
