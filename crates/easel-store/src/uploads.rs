@@ -69,6 +69,44 @@ fn part_from_row(r: &AnyRow) -> Result<UploadPart> {
 
 pub async fn create(db: &Db, u: &Upload) -> Result<()> {
     let mut tx = db.begin().await?;
+    insert_tx(&mut tx, u).await?;
+    tx.commit().await
+}
+
+/// Record an import (an upload with a `source_url`, `validating` from the start: the server
+/// fetches it) unless its owner has `max` imports being fetched already (a rate limit then).
+/// The count and the insert are one transaction, the owner's row locked (PostgreSQL; SQLite's
+/// writer lock serializes them), so concurrent requests cannot pass the bound together.
+pub async fn create_import(db: &Db, u: &Upload, max: u64) -> Result<()> {
+    debug_assert!(u.source_url.is_some() && u.status == UploadStatus::Validating);
+    let mut tx = db.begin().await?;
+    sqlx::query(&format!(
+        "SELECT id FROM users WHERE id = $1{}",
+        db.for_update()
+    ))
+    .bind(&u.owner_id)
+    .fetch_optional(tx.conn())
+    .await
+    .map_err(db_err)?;
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM uploads WHERE owner_id = $1 AND status = 'validating' \
+         AND source_url IS NOT NULL",
+    )
+    .bind(&u.owner_id)
+    .fetch_one(tx.conn())
+    .await
+    .map_err(db_err)?;
+    if get_i64(&row, "n")? as u64 >= max {
+        return Err(Error::new(
+            ErrorKind::RateLimited,
+            format!("at most {max} imports may be fetched at once: wait for one to end"),
+        ));
+    }
+    insert_tx(&mut tx, u).await?;
+    tx.commit().await
+}
+
+async fn insert_tx(tx: &mut WriteTx, u: &Upload) -> Result<()> {
     sqlx::query(&format!(
         "INSERT INTO uploads ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     ))
@@ -91,7 +129,7 @@ pub async fn create(db: &Db, u: &Upload) -> Result<()> {
     .execute(tx.conn())
     .await
     .map_err(db_err)?;
-    tx.commit().await
+    Ok(())
 }
 
 pub async fn get(db: &Db, id: &str) -> Result<Option<Upload>> {
@@ -422,8 +460,9 @@ pub async fn fail(store: &Store, id: &str, message: &str) -> Result<()> {
     Ok(())
 }
 
-/// Delete an upload and its parts (an upload abandoned by its owner, or any closed one);
-/// a conflict while it is being completed (`validating`, not stale).
+/// Delete an upload and its parts (an upload abandoned by its owner, an import being
+/// fetched, or any closed one); a conflict while one in parts is being completed
+/// (`validating`, not stale).
 pub async fn delete(store: &Store, id: &str) -> Result<bool> {
     let db = &store.db;
     let mut tx = db.begin().await?;
@@ -434,7 +473,8 @@ pub async fn delete(store: &Store, id: &str) -> Result<bool> {
     };
     let stale = time::now()
         - chrono::Duration::from_std(easel_core::upload::VALIDATING_STALE).expect("fits");
-    if u.status == UploadStatus::Validating && u.updated_at > stale {
+    // An import being fetched may be deleted: its fetch stops at its next touch.
+    if u.status == UploadStatus::Validating && u.updated_at > stale && u.source_url.is_none() {
         return Err(Error::new(
             ErrorKind::Conflict,
             "the upload is being completed; delete it once it is complete or failed",
@@ -476,7 +516,8 @@ pub async fn expire(db: &Db, now: easel_core::time::Timestamp) -> Result<usize> 
         let expired = get_i64(&r, "expires_at")? <= time::to_millis(now);
         let mut tx = db.begin().await?;
         let u = get_tx(db, &mut tx, &id).await?;
-        if !u.status.is_open() {
+        // Closed, or an import touched since it was read: not this time.
+        if !u.status.is_open() || (!expired && time::to_millis(u.updated_at) > stale) {
             continue;
         }
         release_parts(&mut tx, &id).await?;
@@ -517,19 +558,6 @@ pub async fn touch(db: &Db, id: &str) -> Result<bool> {
             .rows_affected();
     tx.commit().await?;
     Ok(n > 0)
-}
-
-/// How many of an owner's imports (uploads with a `source_url`) are being fetched.
-pub async fn importing_count(db: &Db, owner: &str) -> Result<u64> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM uploads WHERE owner_id = $1 AND status = 'validating' \
-         AND source_url IS NOT NULL",
-    )
-    .bind(owner)
-    .fetch_one(&db.pool)
-    .await
-    .map_err(db_err)?;
-    Ok(get_i64(&row, "n")? as u64)
 }
 
 /// An owner's uploads (all owners' with `None`), newest first, older than `before`.

@@ -66,7 +66,7 @@ pub struct ImportUpload {
     #[serde(default)]
     pub url: Option<String>,
     /// A LoRA's file in a repository of the Hugging Face hub (or the mirror the server's
-    /// `HF_ENDPOINT` names; its `HF_TOKEN` reaches gated ones).
+    /// `HF_ENDPOINT` names): public repositories only, the server's token is never sent.
     #[serde(default)]
     pub hub: Option<HubSource>,
     /// The asset's or the model's name (default: the file's name; from the hub, the

@@ -1756,9 +1756,10 @@ const FETCH_FILE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// answered complete (or the error). A LoRA (by URL or from the hub, within the upload
 /// limit) is fetched in the background: the upload is answered `validating` and becomes
 /// `complete` naming its model, or `failed` saying why — poll it. It counts among the
-/// caller's open uploads meanwhile; a server stopped mid-download leaves it `validating`
-/// until it expires (failed then) and nothing stored: the model's blob is written only once
-/// the whole file is checked.
+/// caller's open uploads meanwhile (at most `MAX_IMPORTS` at once), may be deleted (the
+/// fetch stops), and is touched every minute: one a stopped server left is failed by the
+/// collector once untouched for `VALIDATING_STALE`, with nothing stored (the model's blob
+/// is written only once the whole file is checked).
 pub async fn import_upload(
     state: &AppState,
     who: &Principal,
@@ -1910,12 +1911,6 @@ async fn import_lora(
             format!("at most {MAX_OPEN_UPLOADS} uploads may be open at once: wait for some"),
         ));
     }
-    if easel_store::uploads::importing_count(db, &who.user_id).await? >= MAX_IMPORTS {
-        return Err(Error::new(
-            ErrorKind::RateLimited,
-            format!("at most {MAX_IMPORTS} imports may be fetched at once: wait for one to end"),
-        ));
-    }
     let mut u = easel_core::upload::Upload::new(
         &who.user_id,
         UploadSpec {
@@ -1928,11 +1923,8 @@ async fn import_lora(
         },
     );
     u.source_url = Some(source);
-    easel_store::uploads::create(db, &u).await?;
-    if !easel_store::uploads::begin_validating(db, &u.id).await? {
-        return Err(Error::internal("a new import is not pending"));
-    }
     u.status = easel_core::upload::UploadStatus::Validating;
+    easel_store::uploads::create_import(db, &u, MAX_IMPORTS).await?;
     tokio::spawn(run_import(state.clone(), u.clone(), fetch));
     Ok(u)
 }
@@ -1957,7 +1949,7 @@ const IMPORT_BEAT: Duration = Duration::from_secs(60);
 /// An import's background work: its turn (`IMPORTS`), the fetch (within
 /// `FETCH_FILE_TIMEOUT`), then the LoRA stored as any upload's (`finish_lora`) — or the
 /// upload failed saying why. Touched every minute meanwhile; dropped (the fetch cancelled)
-/// once the upload is no longer `validating` (deleted, or failed as stopped).
+/// once the upload is no longer `validating` (deleted by its owner, or failed as stopped).
 async fn run_import(
     state: AppState,
     u: easel_core::upload::Upload,
@@ -1981,19 +1973,24 @@ async fn run_import(
             })??;
         finish_lora(&state, &u, data).await.map(|_| ())
     };
-    tokio::pin!(work);
-    let mut beat = tokio::time::interval(IMPORT_BEAT);
-    beat.tick().await;
-    let result = loop {
-        tokio::select! {
-            r = &mut work => break r,
-            _ = beat.tick() => match easel_store::uploads::touch(&state.store.db, &u.id).await {
+    // Polled beside the work, never in its way: a touch waiting on the database must not
+    // pause the work inside a transaction of its own.
+    let heartbeat = async {
+        let mut beat = tokio::time::interval(IMPORT_BEAT);
+        beat.tick().await;
+        loop {
+            beat.tick().await;
+            match easel_store::uploads::touch(&state.store.db, &u.id).await {
                 Ok(true) => {}
                 // Deleted or failed meanwhile: nothing to finish.
                 Ok(false) => return,
                 Err(e) => tracing::warn!(upload = %u.id, error = %e, "touching an import"),
-            },
+            }
         }
+    };
+    let result = tokio::select! {
+        r = work => r,
+        () = heartbeat => return,
     };
     if let Err(e) = result {
         // A file that is not a LoRA failed it already (no-op then).

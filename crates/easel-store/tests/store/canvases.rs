@@ -265,6 +265,20 @@ async fn a_deleted_thumbnail_leaves_its_canvas_without_one() {
         assert!(assets::get(db, &t1.id).await.unwrap().is_some(), "{n}");
         let saved = canvases::save(db, &a.id, &save(&t2), now).await.unwrap();
         assert_eq!(saved.replaced_thumbnail.as_deref(), Some(t1.id.as_str()));
+        // Migration 0023 hides the thumbnails stored visible before it (as t2 is here).
+        assert!(
+            !assets::get(db, &t2.id).await.unwrap().unwrap().hidden,
+            "{n}"
+        );
+        let migration = match n {
+            "postgres" => include_str!("../../migrations/postgres/0023_hidden_thumbnails.sql"),
+            _ => include_str!("../../migrations/sqlite/0023_hidden_thumbnails.sql"),
+        };
+        sqlx::raw_sql(migration).execute(&db.pool).await.unwrap();
+        assert!(
+            assets::get(db, &t2.id).await.unwrap().unwrap().hidden,
+            "{n}"
+        );
         // Refused by a lock: the thumbnail's row is not inserted.
         let other = users::create_user(db, "thumbs-2", Role::User)
             .await

@@ -256,9 +256,10 @@ async fn failed_expired_and_deleted_uploads_leave_nothing() {
     }
 }
 
-/// An import (`source_url`) being fetched is counted, touched while in hand, and failed as
-/// stopped once untouched past `VALIDATING_STALE`; an upload in parts being completed is
-/// left to its expiry; a touch after the end says so.
+/// An import (`source_url`) is recorded `validating` within its owner's bound, touched while
+/// in hand, failed as stopped once untouched past `VALIDATING_STALE`, and may be deleted
+/// while fetched; an upload in parts being completed is left to its expiry (and is not
+/// deleted meanwhile); a touch after the end says so.
 #[tokio::test]
 async fn a_stopped_import_fails_once_untouched() {
     use easel_core::upload::VALIDATING_STALE;
@@ -268,16 +269,26 @@ async fn a_stopped_import_fails_once_untouched() {
         let owner = users::create_user(db, "imp", Role::User).await.unwrap();
         let mut s = spec(1, 1, None);
         s.kind = UploadKind::Lora;
-        let mut import = Upload::new(&owner.id, s);
+        let mut import = Upload::new(&owner.id, s.clone());
         import.source_url = Some("hf://acme/ink".into());
-        uploads::create(db, &import).await.unwrap();
+        import.status = UploadStatus::Validating;
+        uploads::create_import(db, &import, 1).await.unwrap();
+        // The owner's one import in flight: a second is refused.
+        let mut second = Upload::new(&owner.id, s);
+        second.source_url = Some("hf://acme/other".into());
+        second.status = UploadStatus::Validating;
+        let e = uploads::create_import(db, &second, 1).await.unwrap_err();
+        assert_eq!(e.kind, easel_core::ErrorKind::RateLimited, "{n}");
+        assert!(uploads::get(db, &second.id).await.unwrap().is_none(), "{n}");
         let parts = with_part(&b.store, &owner.id).await;
-        for u in [&import, &parts] {
-            assert!(uploads::begin_validating(db, &u.id).await.unwrap(), "{n}");
-        }
+        assert!(
+            uploads::begin_validating(db, &parts.id).await.unwrap(),
+            "{n}"
+        );
+        // Deleting a part upload being completed is a conflict; an import, not.
         assert_eq!(
-            uploads::importing_count(db, &owner.id).await.unwrap(),
-            1,
+            uploads::delete(&b.store, &parts.id).await.unwrap_err().kind,
+            easel_core::ErrorKind::Conflict,
             "{n}"
         );
         let later = easel_core::time::now()
@@ -296,11 +307,10 @@ async fn a_stopped_import_fails_once_untouched() {
         let got = uploads::get(db, &parts.id).await.unwrap().unwrap();
         assert_eq!(got.status, UploadStatus::Validating, "{n}: not an import");
         assert!(!uploads::touch(db, &import.id).await.unwrap(), "{n}");
-        assert_eq!(
-            uploads::importing_count(db, &owner.id).await.unwrap(),
-            0,
-            "{n}"
-        );
+        // The failed import no longer counts.
+        uploads::create_import(db, &second, 1).await.unwrap();
+        assert!(uploads::delete(&b.store, &second.id).await.unwrap(), "{n}");
+        assert!(!uploads::touch(db, &second.id).await.unwrap(), "{n}");
     }
 }
 

@@ -623,6 +623,8 @@
       ev.preventDefault();
       try {
         await api('PATCH', '/v1/assets/' + a.id, { name: rec.name.value, description: rec.description.value, privacy: rec.privacy.value, hidden: rec.hidden.checked });
+        // Hidden or shown again: the gallery behind the viewer lists it no longer, or again.
+        if (rec.hidden.checked !== a.hidden) { a.hidden = rec.hidden.checked; route(); }
         flash('Saved.');
       } catch (e) { flash(e.message, true); }
     } }, h('div', { class: 'row' }, field('Name', rec.name), field('Who may see it', rec.privacy)), field('Description', rec.description),
