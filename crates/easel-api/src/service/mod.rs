@@ -1468,9 +1468,17 @@ pub async fn create_upload(
     who: &Principal,
     spec: easel_core::upload::UploadSpec,
 ) -> Result<easel_core::upload::Upload> {
-    use easel_core::upload::MAX_OPEN_UPLOADS;
     spec.validate(&state.limits)?;
     check_upload_options(state, who, &spec.options).await?;
+    check_open_uploads(state, who).await?;
+    let upload = easel_core::upload::Upload::new(&who.user_id, spec);
+    easel_store::uploads::create(&state.store.db, &upload).await?;
+    Ok(upload)
+}
+
+/// At most `MAX_OPEN_UPLOADS` of a user's uploads open (in parts or imports): 429 beyond.
+async fn check_open_uploads(state: &AppState, who: &Principal) -> Result<()> {
+    use easel_core::upload::MAX_OPEN_UPLOADS;
     if easel_store::uploads::open_count(&state.store.db, &who.user_id).await? >= MAX_OPEN_UPLOADS {
         return Err(Error::new(
             ErrorKind::RateLimited,
@@ -1479,9 +1487,7 @@ pub async fn create_upload(
             ),
         ));
     }
-    let upload = easel_core::upload::Upload::new(&who.user_id, spec);
-    easel_store::uploads::create(&state.store.db, &upload).await?;
-    Ok(upload)
+    Ok(())
 }
 
 async fn check_upload_options(
@@ -1841,7 +1847,7 @@ async fn import_lora(
     from: ImportFrom,
     options: easel_core::upload::UploadOptions,
 ) -> Result<easel_core::upload::Upload> {
-    use easel_core::upload::{UploadKind, UploadSpec, HUB_SOURCE, MAX_IMPORTS, MAX_OPEN_UPLOADS};
+    use easel_core::upload::{UploadKind, UploadSpec, HUB_SOURCE, MAX_IMPORTS};
     let max = state.limits.max_upload_bytes;
     // What can be refused without the network, first.
     let (file_name, source, fetch): (String, String, BoxFuture<'static, Result<Bytes>>) =
@@ -1904,13 +1910,7 @@ async fn import_lora(
                 (name, source, fetch)
             }
         };
-    let db = &state.store.db;
-    if easel_store::uploads::open_count(db, &who.user_id).await? >= MAX_OPEN_UPLOADS {
-        return Err(Error::new(
-            ErrorKind::RateLimited,
-            format!("at most {MAX_OPEN_UPLOADS} uploads may be open at once: wait for some"),
-        ));
-    }
+    check_open_uploads(state, who).await?;
     let mut u = easel_core::upload::Upload::new(
         &who.user_id,
         UploadSpec {
@@ -1924,7 +1924,7 @@ async fn import_lora(
     );
     u.source_url = Some(source);
     u.status = easel_core::upload::UploadStatus::Validating;
-    easel_store::uploads::create_import(db, &u, MAX_IMPORTS).await?;
+    easel_store::uploads::create_import(&state.store.db, &u, MAX_IMPORTS).await?;
     tokio::spawn(run_import(state.clone(), u.clone(), fetch));
     Ok(u)
 }
