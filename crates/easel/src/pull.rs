@@ -32,7 +32,7 @@ use hf_hub::{Cache, Repo, RepoType};
 use serde::Deserialize;
 use serde_json::Value;
 
-use easel_api::native::pulls::{HubFile, HubLora, Pulled};
+use easel_api::native::pulls::{HubLora, Pulled};
 
 /// `easel models pull REPO`.
 #[derive(Args, Debug)]
@@ -933,7 +933,7 @@ pub fn start(
 pub fn start_lora(
     req: HubLora,
     scratch: PathBuf,
-) -> easel_core::Result<futures::future::BoxFuture<'static, easel_core::Result<HubFile>>> {
+) -> easel_core::Result<futures::future::BoxFuture<'static, easel_core::Result<Vec<u8>>>> {
     let field =
         |f: &'static str| move |e: anyhow::Error| easel_core::Error::invalid(f, format!("{e:#}"));
     check_repo_id(&req.repo).map_err(field("repo"))?;
@@ -945,14 +945,8 @@ pub fn start_lora(
     // Without the server's token: a user reaches only what the hub shows anyone, never the
     // gated or private repositories the operator's login may read.
     let (endpoint, _) = server_hub();
-    match reqwest::Url::parse(&endpoint) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-        _ => {
-            return Err(easel_core::Error::internal(format!(
-                "the server's HF_ENDPOINT `{endpoint}` is not an http:// or https:// address"
-            )))
-        }
-    }
+    let endpoint = check_endpoint(&endpoint)
+        .map_err(|e| easel_core::Error::internal(format!("the server's HF_ENDPOINT: {e:#}")))?;
     let pull = Pull {
         name: default_name(&req.repo),
         repo: req.repo,
@@ -973,13 +967,12 @@ pub fn start_lora(
     Ok(Box::pin(pull.fetch_lora(max)))
 }
 
-/// The hub a server reaches: `HF_ENDPOINT` (default huggingface.co), and `HF_TOKEN` or the
-/// saved login.
+/// The hub a server reaches: `HF_ENDPOINT` (default huggingface.co; checked by `prepare` or
+/// [`check_endpoint`]), and `HF_TOKEN` or the saved login.
 fn server_hub() -> (String, Option<String>) {
     let endpoint = std::env::var("HF_ENDPOINT")
         .ok()
-        .map(|e| e.trim().trim_end_matches('/').to_string())
-        .filter(|e| !e.is_empty())
+        .filter(|e| !e.trim().is_empty())
         .unwrap_or_else(|| "https://huggingface.co".into());
     let token = std::env::var("HF_TOKEN")
         .ok()
@@ -1023,6 +1016,17 @@ pub fn choose_lora(siblings: &[String], file: Option<&str>) -> Result<String> {
     }
 }
 
+/// A hub address (`--endpoint`, `HF_ENDPOINT`): an http(s) URL, without its trailing `/`.
+fn check_endpoint(endpoint: &str) -> Result<String> {
+    let endpoint = endpoint.trim().trim_end_matches('/').to_string();
+    let url = reqwest::Url::parse(&endpoint)
+        .map_err(|e| anyhow!("invalid --endpoint `{endpoint}`: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("invalid --endpoint `{endpoint}`: expected an http:// or https:// address");
+    }
+    Ok(endpoint)
+}
+
 /// Everything that can be checked without the network, first; an error names the field.
 fn prepare(
     args: PullArgs,
@@ -1052,15 +1056,7 @@ fn prepare(
     if let Some(f) = &args.file {
         check_single_file_name(f).map_err(on("file"))?;
     }
-    let endpoint = args.endpoint.trim().trim_end_matches('/').to_string();
-    let url = reqwest::Url::parse(&endpoint)
-        .map_err(|e| ("endpoint", anyhow!("invalid --endpoint `{endpoint}`: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err((
-            "endpoint",
-            anyhow!("invalid --endpoint `{endpoint}`: expected an http:// or https:// address"),
-        ));
-    }
+    let endpoint = check_endpoint(&args.endpoint).map_err(on("endpoint"))?;
     let models_dir = data_dir.join("models");
     let early_kind = if args.file.is_some() {
         Kind::SingleFile
@@ -1235,7 +1231,7 @@ impl Pull {
     /// A user's LoRA import: the repository's LoRA file ([`choose_lora`]), at most `max`
     /// bytes (refused from the listing before any download, and checked after), downloaded
     /// through a temporary folder (removed when done) and read.
-    async fn fetch_lora(self, max: u64) -> easel_core::Result<HubFile> {
+    async fn fetch_lora(self, max: u64) -> easel_core::Result<Vec<u8>> {
         let fail = |e: anyhow::Error| easel_core::Error::invalid("repo", format!("{e:#}"));
         let too_large = |file: &str, n: u64| {
             easel_core::Error::new(
@@ -1280,10 +1276,9 @@ impl Pull {
                 listed.unwrap_or_default()
             )));
         }
-        let data = tokio::fs::read(&blob)
+        tokio::fs::read(&blob)
             .await
-            .map_err(|e| easel_core::Error::internal(format!("reading {file}: {e}")))?;
-        Ok(HubFile { path: file, data })
+            .map_err(|e| easel_core::Error::internal(format!("reading {file}: {e}")))
     }
 
     /// Download; resolves to what was installed.
@@ -1296,7 +1291,6 @@ impl Pull {
             sizes,
         } = self.listing(&api).await?;
         let repo = self.repo(&api, &commit);
-        let sizes: HashMap<&str, u64> = sizes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
 
         let index = if needs_index(&siblings, &self.select) {
             Some(self.fetch_json(&api, &repo, "model_index.json").await?)

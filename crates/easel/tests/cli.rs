@@ -1288,21 +1288,31 @@ async fn users_import_loras_from_the_hub() {
         }
     };
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = serve(dir.path(), port, "256MiB");
-    let base = format!("http://127.0.0.1:{port}");
-    ready(base.clone()).await;
-    let (s, user) = call(
-        base.clone(),
-        Method::POST,
-        "/v1/keys",
-        ADMIN,
-        Some(serde_json::json!({"name": "u"})),
-    )
-    .await;
-    assert_eq!(s, 201, "{user}");
-    let key = user["key"].as_str().unwrap().to_string();
+    // A server with this upload limit, started and with a user: its process (killed when
+    // dropped), address, the user's key and its data folder.
+    let start = |max_upload: &'static str| {
+        let (serve, ready, call) = (&serve, &ready, &call);
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            let server = serve(dir.path(), port, max_upload);
+            let base = format!("http://127.0.0.1:{port}");
+            ready(base.clone()).await;
+            let (s, user) = call(
+                base.clone(),
+                Method::POST,
+                "/v1/keys",
+                ADMIN,
+                Some(serde_json::json!({"name": "u"})),
+            )
+            .await;
+            assert_eq!(s, 201, "{user}");
+            let key = user["key"].as_str().unwrap().to_string();
+            (server, base, key, dir)
+        }
+    };
+
+    let (_server, base, key, _dir) = start("256MiB").await;
     for (body, status, field) in [
         (
             serde_json::json!({"kind": "lora", "hub": {"repo": "not a repo"}}),
@@ -1416,20 +1426,7 @@ async fn users_import_loras_from_the_hub() {
     drop(_server);
 
     // Over the upload limit: refused from the listing, the file never downloaded.
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = serve(dir.path(), port, "1000");
-    let base = format!("http://127.0.0.1:{port}");
-    ready(base.clone()).await;
-    let (_, user) = call(
-        base.clone(),
-        Method::POST,
-        "/v1/keys",
-        ADMIN,
-        Some(serde_json::json!({"name": "u"})),
-    )
-    .await;
-    let key = user["key"].as_str().unwrap().to_string();
+    let (_server, base, key, _dir) = start("1000").await;
     let downloads = || {
         hub.requests()
             .iter()

@@ -93,14 +93,7 @@ pub struct HubLora {
     pub max_bytes: u64,
 }
 
-/// A file fetched from the hub: its path in the repository and its bytes.
-#[derive(Debug, Clone)]
-pub struct HubFile {
-    pub path: String,
-    pub data: Vec<u8>,
-}
-
-/// Fetches a [`HubLora`], downloading through a folder of its own inside the given scratch
+/// Fetches a [`HubLora`] (resolving to the file's bytes), downloading through a folder of its own inside the given scratch
 /// folder (removed when done): checks what can be checked without the network at once
 /// (errors name the request's field: `repo`, `revision`, `file`), then returns the download.
 /// Its errors: invalid input naming `repo` (a repository that is not a LoRA's, missing,
@@ -109,7 +102,7 @@ pub type HubLoraFn = Arc<
     dyn Fn(
             HubLora,
             std::path::PathBuf,
-        ) -> easel_core::Result<BoxFuture<'static, easel_core::Result<HubFile>>>
+        ) -> easel_core::Result<BoxFuture<'static, easel_core::Result<Vec<u8>>>>
         + Send
         + Sync,
 >;

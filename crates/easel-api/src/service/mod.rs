@@ -205,19 +205,13 @@ async fn prepare(
         return Err(Error::invalid("preset", "only generations take a preset"));
     }
     if let Some(p) = &req.inline.parent_id {
-        easel_store::assets::get(&state.store.db, p)
-            .await?
-            .filter(|a| a.owner_id == who.user_id)
-            .ok_or_else(|| Error::invalid("inline.parent_id", format!("asset {p} not found")))?;
+        caller_asset(state, who, "inline.parent_id", p).await?;
     }
     let mut sizes = Vec::new();
     for (field, slot) in input.images_mut() {
         let field = format!("input.{field}");
         let asset = match ImageRef::parse(slot).map_err(|e| e.with_field(&field))? {
-            ImageRef::Asset(id) => easel_store::assets::get(&state.store.db, &id)
-                .await?
-                .filter(|a| a.owner_id == who.user_id)
-                .ok_or_else(|| Error::invalid(&field, format!("asset {id} not found")))?,
+            ImageRef::Asset(id) => caller_asset(state, who, &field, &id).await?,
             ImageRef::Data { bytes, .. } if stage == Stage::Quote => {
                 // The checks `store_upload` makes, without decoding or storing.
                 let info = easel_imageops::probe(&bytes)
@@ -1054,6 +1048,21 @@ pub async fn owned_asset(state: &AppState, who: &Principal, id: &str) -> Result<
         .ok_or_else(|| Error::not_found("asset"))
 }
 
+/// One of the caller's own assets, named in a request's `field` (admins included: what is
+/// made from it will be theirs); another's or a missing one is 422 naming `field`, the same
+/// answer for both.
+pub async fn caller_asset(
+    state: &AppState,
+    who: &Principal,
+    field: &str,
+    id: &str,
+) -> Result<Asset> {
+    easel_store::assets::get(&state.store.db, id)
+        .await?
+        .filter(|a| a.owner_id == who.user_id)
+        .ok_or_else(|| Error::invalid(field, format!("asset {id} not found")))
+}
+
 /// Wait up to `timeout` for a job to end (the queue's long-poll); returns it as it is then.
 pub async fn wait_job(state: &AppState, job: Job, timeout: Duration) -> Result<Job> {
     if job.status.is_terminal() || timeout.is_zero() {
@@ -1293,10 +1302,7 @@ pub async fn source_bytes(
         ImageSource::Bytes(b) => Ok(b.clone()),
         ImageSource::Url(u) => fetch_image(state, field, u).await,
         ImageSource::Asset(id) => {
-            let a = easel_store::assets::get(&state.store.db, id)
-                .await?
-                .filter(|a| a.owner_id == who.user_id)
-                .ok_or_else(|| Error::invalid(field, format!("asset {id} not found")))?;
+            let a = caller_asset(state, who, field, id).await?;
             asset_content(&state.store, &a).await
         }
     }
@@ -1497,10 +1503,7 @@ async fn check_upload_options(
 ) -> Result<()> {
     // The uploader's own, admins included: the asset will be theirs.
     if let Some(p) = &o.parent_id {
-        easel_store::assets::get(&state.store.db, p)
-            .await?
-            .filter(|a| a.owner_id == who.user_id)
-            .ok_or_else(|| Error::invalid("parent_id", format!("asset {p} not found")))?;
+        caller_asset(state, who, "parent_id", p).await?;
     }
     check_own_collections(state, who, &o.collection_ids).await
 }
@@ -1906,7 +1909,7 @@ async fn import_lora(
                     Some(f) => f.rsplit('/').next().unwrap_or(f).to_string(),
                     None => format!("{}.safetensors", repo.rsplit('/').next().unwrap_or(&repo)),
                 };
-                let fetch = Box::pin(async move { download.await.map(|f| Bytes::from(f.data)) });
+                let fetch = Box::pin(async move { download.await.map(Bytes::from) });
                 (name, source, fetch)
             }
         };
